@@ -1,0 +1,218 @@
+// patronusd: the Patronus router daemon. Reads a YAML config, opens the state database, loads
+// and starts the configured plugins on the real (Boost.Asio) Env, persists what they report in
+// batches, and stops cleanly on SIGTERM/SIGINT (plugins stopped, state flushed).
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include "patronus/core/config_schema.hpp"
+#include "patronus/core/daemon_config.hpp"
+#include "patronus/core/plugin_host.hpp"
+#include "patronus/core/router.hpp"
+#include "patronus/env/asio_env.hpp"
+#include "patronus/store/store.hpp"
+
+namespace {
+
+using namespace patronus;
+
+constexpr int kExitConfig = 2;
+constexpr int kExitRuntime = 1;
+
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int level_of(const std::string& name) {
+  if (name == "debug") return 0;
+  if (name == "info") return 1;
+  if (name == "warn") return 2;
+  return 3;
+}
+
+class Daemon final : public core::RouterObserver {
+ public:
+  Daemon(std::string site, int min_level, store::BatchWriter& writer)
+      : site_(std::move(site)), min_level_(min_level), writer_(writer) {}
+
+  void log(int level, const std::string& msg) {
+    static const char* kNames[] = {"debug", "info", "warn", "error"};
+    if (level >= min_level_) {
+      const std::string line =
+          "patronusd[" + site_ + "] " + kNames[level] + ": " + msg + "\n";
+      std::cerr << line << std::flush;
+    }
+  }
+  void record(const std::string& source, const std::string& kind, const std::string& payload) {
+    keep(writer_.add(store::EventRow{wall_ns(), site_, source, kind, "", payload}));
+  }
+
+  void on_sample(const std::string& instance, const patronus_path_sample& s) override {
+    keep(writer_.add(store::SampleRow{wall_ns(), instance, s.path_id, s.sequence, s.lost != 0,
+                                      s.rtt_ns}));
+  }
+  void on_event(const std::string& instance, const std::string& type,
+                const std::string& json) override {
+    log(1, instance + " event " + type + " " + json);
+    record(instance, type, json);
+  }
+  void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) override {
+    log(static_cast<int>(level), instance + ": " + msg);
+  }
+
+ private:
+  void keep(const Status& s) {
+    if (!s.is_ok()) log(3, "state database write failed (rows kept for retry): " + s.message());
+  }
+  std::string site_;
+  int min_level_;
+  store::BatchWriter& writer_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"patronusd: the Patronus SD-WAN router daemon"};
+  std::string config_path;
+  double run_for = 0;
+  app.add_option("--config,-c", config_path, "YAML configuration file")->required();
+  app.add_option("--run-for", run_for, "stop cleanly after this many seconds (0: until signalled)")
+      ->check(CLI::Range(0.0, 1e7));
+  app.set_version_flag("--version", std::string("patronusd ") + "0.1.0 (plugin ABI " +
+                                        std::to_string(PATRONUS_ABI_VERSION_MAJOR) + "." +
+                                        std::to_string(PATRONUS_ABI_VERSION_MINOR) + ")");
+  CLI11_PARSE(app, argc, argv);
+
+  std::ifstream in(config_path);
+  if (!in) {
+    std::cerr << "patronusd: cannot read config file " << config_path << std::endl;
+    return kExitConfig;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto base = std::filesystem::absolute(config_path).parent_path().string();
+  auto parsed = core::parse_daemon_config(text.str(), base);
+  if (!parsed.is_ok()) {
+    std::cerr << "patronusd: " << config_path << ": " << parsed.status().message() << std::endl;
+    return kExitConfig;
+  }
+  const core::DaemonConfig& cfg = parsed.value();
+
+  // Plugins: load the directory, then resolve and convert every configured plugin's config
+  // before anything starts.
+  core::PluginRegistry registry;
+  auto refused = registry.load_directory(cfg.plugin_dir);
+  if (!refused.is_ok()) {
+    std::cerr << "patronusd: plugin_dir: " << refused.status().message() << std::endl;
+    return kExitConfig;
+  }
+  struct Planned {
+    std::shared_ptr<const core::PluginLibrary> lib;
+    std::string instance;
+    std::string config;
+  };
+  std::vector<Planned> planned;
+  for (const auto& spec : cfg.plugins) {
+    auto lib = registry.find(spec.plugin);
+    if (!lib) {
+      std::string why = "no plugin named '" + spec.plugin + "' in " + cfg.plugin_dir;
+      for (const auto& r : refused.value()) why += "; refused " + r.file + ": " + r.reason;
+      std::cerr << "patronusd: " << spec.path << ".plugin: " << why << std::endl;
+      return kExitConfig;
+    }
+    std::string bytes;
+    if (lib->schema()) {
+      auto b = lib->schema()->text_to_bytes(spec.config_yaml, spec.path + ".config");
+      if (!b.is_ok()) {
+        std::cerr << "patronusd: " << b.status().message() << std::endl;
+        return kExitConfig;
+      }
+      bytes = b.value();
+    } else if (!spec.config_yaml.empty() && spec.config_yaml != "~" && spec.config_yaml != "{}") {
+      std::cerr << "patronusd: " << spec.path << ".config: plugin '" << spec.plugin
+                << "' takes no configuration" << std::endl;
+      return kExitConfig;
+    }
+    planned.push_back({lib, spec.instance, bytes});
+  }
+
+  auto opened = store::Store::open(cfg.state_db);
+  if (!opened.is_ok()) {
+    std::cerr << "patronusd: " << opened.status().message() << std::endl;
+    return kExitRuntime;
+  }
+  auto& db = *opened.value();
+  if (auto s = db.ensure_site(cfg.site, wall_ns() / 1000000000); !s.is_ok()) {
+    std::cerr << "patronusd: " << s.status().message() << std::endl;
+    return kExitRuntime;
+  }
+  store::BatchWriter writer(db);
+  Daemon daemon(cfg.site, level_of(cfg.log_level), writer);
+  for (const auto& r : refused.value()) daemon.log(2, "refused plugin " + r.file + ": " + r.reason);
+
+  boost::asio::io_context io;
+  const std::uint64_t seed = cfg.seed ? *cfg.seed : std::random_device{}();
+  env::AsioEnv env(io, seed);
+  core::RouterInstance router(env, cfg.site);
+  router.set_observer(&daemon);
+  for (const auto& p : planned) {
+    if (auto s = router.add_plugin(p.lib, p.instance, p.config); !s.is_ok()) {
+      std::cerr << "patronusd: " << s.message() << std::endl;
+      return kExitRuntime;
+    }
+  }
+  daemon.record("patronusd", "daemon.start",
+                "{\"plugins\":" + std::to_string(planned.size()) + "}");
+  if (auto s = router.start(); !s.is_ok()) {
+    std::cerr << "patronusd: " << s.message() << std::endl;
+    daemon.record("patronusd", "daemon.start_failed", "{}");
+    (void)writer.flush();
+    return kExitRuntime;
+  }
+  daemon.log(1, "started " + std::to_string(planned.size()) + " plugin instance(s), state in " +
+                    cfg.state_db);
+
+  bool stopping = false;
+  std::function<void()> schedule_flush;
+  schedule_flush = [&] {
+    env.schedule(cfg.flush_interval_ms * 1000000, [&] {
+      if (auto s = writer.flush(); !s.is_ok()) daemon.log(3, s.message());
+      if (!stopping) schedule_flush();
+    });
+  };
+  schedule_flush();
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  auto shutdown = [&](const std::string& why) {
+    if (stopping) return;
+    stopping = true;
+    daemon.log(1, "stopping (" + why + ")");
+    router.stop();
+    daemon.record("patronusd", "daemon.stop", "{\"reason\":\"" + why + "\"}");
+    const auto pending = writer.pending();
+    if (auto s = writer.flush(); !s.is_ok()) {
+      daemon.log(3, "final flush failed: " + s.message());
+    } else {
+      daemon.log(1, "state flushed (" + std::to_string(pending) + " rows in the last batch, " +
+                        std::to_string(writer.rows_written()) + " rows in all)");
+    }
+    signals.cancel();
+    io.stop();
+  };
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (!ec) shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  });
+  if (run_for > 0) {
+    env.schedule(static_cast<std::int64_t>(run_for * 1e9), [&] { shutdown("run-for elapsed"); });
+  }
+  io.run();
+  return 0;
+}

@@ -1,0 +1,107 @@
+// The plugin host: loads plugin shared objects through Boost.DLL, checks their descriptors
+// before running anything else of theirs, and keeps them loaded for the life of the registry.
+// Built-in implementations and test fakes register through the same checks.
+// See docs/adr/0001-plugin-abi.md. C++17-clean (used by the ns-3 backend).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "patronus/abi/plugin_abi.h"
+#include "patronus/util/status.hpp"
+
+namespace patronus::core {
+
+class ConfigSchema;
+
+enum class PluginKind : std::uint32_t {
+  kTransport = PATRONUS_KIND_TRANSPORT,
+  kProbe = PATRONUS_KIND_PROBE,
+  kScorer = PATRONUS_KIND_SCORER,
+  kPolicy = PATRONUS_KIND_POLICY,
+};
+const char* to_string(PluginKind kind);
+
+struct PluginInfo {
+  std::string name;
+  std::string version;
+  PluginKind kind = PluginKind::kProbe;
+  std::uint32_t abi_major = 0;
+  std::uint32_t abi_minor = 0;
+  std::string config_type;  // empty: the plugin takes no configuration
+  std::string file;         // path of the shared object, or "builtin:<origin>"
+};
+
+// One accepted plugin. Holds the shared library (if any) open for as long as it lives; every
+// instance created from it holds a shared_ptr to it.
+class PluginLibrary {
+ public:
+  ~PluginLibrary();
+  const PluginInfo& info() const { return info_; }
+  // A copy of the plugin's descriptor, zero-extended to the host's size.
+  const patronus_plugin_descriptor& descriptor() const { return desc_; }
+  // The kind table, copied and zero-extended to the host's size of that table.
+  const patronus_transport_v1& transport() const { return transport_; }
+  const patronus_probe_v1& probe() const { return probe_; }
+  const patronus_scorer_v1& scorer() const { return scorer_; }
+  const patronus_policy_v1& policy() const { return policy_; }
+  // Null when the plugin takes no configuration.
+  const ConfigSchema* schema() const { return schema_.get(); }
+
+ private:
+  friend class PluginRegistry;
+  PluginLibrary();
+  struct Lib;
+  std::unique_ptr<Lib> lib_;  // null for built-ins
+  PluginInfo info_;
+  patronus_plugin_descriptor desc_{};
+  patronus_transport_v1 transport_{};
+  patronus_probe_v1 probe_{};
+  patronus_scorer_v1 scorer_{};
+  patronus_policy_v1 policy_{};
+  std::unique_ptr<ConfigSchema> schema_;
+};
+
+struct Refusal {
+  std::string file;
+  std::string reason;
+};
+
+class PluginRegistry {
+ public:
+  PluginRegistry();
+  ~PluginRegistry();
+  PluginRegistry(const PluginRegistry&) = delete;
+  PluginRegistry& operator=(const PluginRegistry&) = delete;
+
+  // Loads one shared object. Order of checks: the file exists; it exports the alias
+  // patronus_plugin_entry (read from the file, nothing of the plugin runs); it loads with
+  // RTLD_NOW|RTLD_LOCAL; its descriptor passes validate(). Errors name the file.
+  Result<std::shared_ptr<const PluginLibrary>> load_file(const std::string& path);
+  // A plugin compiled into the host (or a test fake): the same descriptor checks.
+  Result<std::shared_ptr<const PluginLibrary>> register_builtin(
+      const patronus_plugin_descriptor* descriptor, const std::string& origin);
+  // Loads every lib*.so in dir (sorted by file name); returns the refused ones with reasons.
+  Result<std::vector<Refusal>> load_directory(const std::string& dir);
+
+  std::shared_ptr<const PluginLibrary> find(std::string_view name) const;
+  const std::vector<std::shared_ptr<const PluginLibrary>>& plugins() const { return plugins_; }
+
+ private:
+  Result<std::shared_ptr<PluginLibrary>> accept(const patronus_plugin_descriptor* d,
+                                                const std::string& file);
+  std::vector<std::shared_ptr<const PluginLibrary>> plugins_;
+};
+
+// Checks a descriptor against this host (version rule, sizes, names, required functions,
+// config schema). `file` is only used in messages.
+Status validate_descriptor(const patronus_plugin_descriptor* d, const std::string& file);
+
+// Symbols a shared object exports in Boost.DLL's "boostdll" section, read from the file
+// without loading it.
+Result<std::vector<std::string>> exported_aliases(const std::string& path);
+
+}  // namespace patronus::core

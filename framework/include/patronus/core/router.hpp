@@ -1,0 +1,112 @@
+// A router instance: one site's host kernel. Owns the plugin instances it created, gives each a
+// host-services table bridged to its Env, and forwards what plugins report (samples, events,
+// metrics, logs) to an observer. Single-threaded: everything runs on the Env's thread.
+// C++17-clean (used by the ns-3 backend).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "patronus/abi/plugin_abi.h"
+#include "patronus/core/plugin_host.hpp"
+#include "patronus/env/env.hpp"
+#include "patronus/util/status.hpp"
+
+namespace patronus::core {
+
+// What plugins report. Default implementations ignore everything.
+class RouterObserver {
+ public:
+  virtual ~RouterObserver() = default;
+  virtual void on_sample(const std::string& instance, const patronus_path_sample& sample) {
+    (void)instance, (void)sample;
+  }
+  virtual void on_event(const std::string& instance, const std::string& type,
+                        const std::string& json) {
+    (void)instance, (void)type, (void)json;
+  }
+  virtual void on_metric(const std::string& instance, const std::string& name, double value) {
+    (void)instance, (void)name, (void)value;
+  }
+  virtual void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) {
+    (void)instance, (void)level, (void)msg;
+  }
+};
+
+struct RouterLimits {
+  std::size_t max_plugins = 64;
+  std::size_t max_timers_per_instance = 4096;
+  std::size_t max_endpoints_per_instance = 64;
+  std::size_t max_log_bytes = 4096;     // longer messages are truncated
+  std::size_t max_event_bytes = 65536;  // larger events are dropped and counted
+  std::size_t max_trace_lines = 1u << 20;
+};
+
+struct RouterCounters {
+  std::uint64_t samples = 0;
+  std::uint64_t events = 0;
+  std::uint64_t events_dropped = 0;
+  std::uint64_t metrics = 0;
+  std::uint64_t logs = 0;
+  std::uint64_t timers_refused = 0;
+  std::uint64_t trace_dropped = 0;
+  std::uint64_t plugin_exceptions = 0;
+};
+
+class RouterInstance {
+ public:
+  RouterInstance(env::Env& env, std::string site, RouterLimits limits = {});
+  ~RouterInstance();  // stops and destroys every plugin instance
+  RouterInstance(const RouterInstance&) = delete;
+  RouterInstance& operator=(const RouterInstance&) = delete;
+
+  void set_observer(RouterObserver* observer) { observer_ = observer; }
+
+  // create() and configure() a plugin instance. `config` is the serialized config message (see
+  // ConfigSchema). On error nothing is kept and the message names the instance.
+  Status add_plugin(std::shared_ptr<const PluginLibrary> library, const std::string& instance,
+                    const std::string& config);
+  // start() every instance in the order added; if one fails, the started ones are stopped.
+  Status start();
+  // stop() in reverse order; then the instance's remaining timers are cancelled and its
+  // endpoints closed, so no callback reaches a stopped plugin. Idempotent.
+  void stop();
+  bool running() const { return running_; }
+
+  // Kind-specific calls, by instance name.
+  Result<patronus_score> score(const std::string& instance, const patronus_metrics_window& w);
+  Status watch_path(const std::string& instance, const patronus_path_desc& path);
+  Status unwatch_path(const std::string& instance, std::uint64_t path_id);
+
+  const std::string& site() const { return site_; }
+  env::Env& env() { return env_; }
+  std::vector<std::string> instance_names() const;
+  // Live timers / endpoints the instance holds through its host table.
+  std::size_t live_timers(const std::string& instance) const;
+  std::size_t live_endpoints(const std::string& instance) const;
+
+  // "<t_ns> <instance> <what>" for samples, events and lifecycle: the router's own trace.
+  const std::vector<std::string>& trace() const { return trace_; }
+  std::string trace_text() const;
+  const RouterCounters& counters() const { return counters_; }
+
+  struct Instance;  // internal, public for the C trampolines
+
+ private:
+  friend struct HostBridge;
+  Instance* find(const std::string& name) const;
+  void add_trace(std::string line);
+
+  env::Env& env_;
+  std::string site_;
+  RouterLimits limits_;
+  RouterObserver* observer_ = nullptr;
+  bool running_ = false;
+  std::vector<std::unique_ptr<Instance>> instances_;
+  std::vector<std::string> trace_;
+  RouterCounters counters_;
+};
+
+}  // namespace patronus::core

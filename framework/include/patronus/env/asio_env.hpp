@@ -1,0 +1,40 @@
+// Real backend: Boost.Asio io_context, steady_timer, UDP sockets on real interfaces.
+// One AsioEnv is driven by one thread calling io_context::run(); post() is thread-safe.
+#pragma once
+
+#include <memory>
+
+#include "patronus/env/env.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace patronus::env {
+
+class AsioEnv final : public Env {
+ public:
+  AsioEnv(boost::asio::io_context& io, std::uint64_t seed, EnvLimits limits = {});
+  ~AsioEnv() override;
+
+  std::int64_t now_ns() const override;
+  TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) override;
+  bool cancel(TimerId id) override;
+  void post(std::function<void()> fn) override;
+  Status open_udp(const model::SocketAddress& local, DatagramHandler handler, EndpointId* id,
+                  model::SocketAddress* bound) override;
+  Status send_udp(EndpointId id, const model::SocketAddress& to, const std::uint8_t* data,
+                  std::size_t size) override;
+  Status close_udp(EndpointId id) override;
+  std::uint64_t random_u64() override;
+  std::string name() const override { return "real"; }
+
+  std::size_t live_timers() const;
+  std::size_t live_endpoints() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace patronus::env

@@ -1,0 +1,72 @@
+// The Env seam: the only way framework and plugin code touches time, timers, the network and
+// randomness. Three backends: AsioEnv (real), VirtualWorld nodes (in-process virtual time) and
+// the ns-3 backend in sim/. See docs/adr/0002-env-seam.md.
+//
+// C++17-clean: included by the ns-3 backend, which is compiled as C++17.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "patronus/model/address.hpp"
+#include "patronus/util/status.hpp"
+
+namespace patronus::env {
+
+using TimerId = std::uint64_t;     // 0 is never valid
+using EndpointId = std::uint64_t;  // 0 is never valid
+using DatagramHandler =
+    std::function<void(const model::SocketAddress& from, const std::uint8_t* data, std::size_t)>;
+
+// Bounds every backend enforces (per Env instance).
+struct EnvLimits {
+  std::size_t max_timers = 65536;
+  std::size_t max_endpoints = 256;
+  std::size_t max_datagram = 65507;  // largest UDP payload over IPv4
+};
+
+class Env {
+ public:
+  virtual ~Env() = default;
+
+  // Monotonic nanoseconds. Real: steady clock. Simulated: simulation time.
+  virtual std::int64_t now_ns() const = 0;
+
+  // One-shot timer. Returns 0 when EnvLimits::max_timers live timers exist.
+  virtual TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) = 0;
+  // True if the timer was pending and is now cancelled.
+  virtual bool cancel(TimerId id) = 0;
+  // Runs fn on this Env's thread soon. The one call that is safe from another thread.
+  virtual void post(std::function<void()> fn) = 0;
+
+  // UDP endpoints. `local` port 0 binds any port; *bound receives the bound address.
+  virtual Status open_udp(const model::SocketAddress& local, DatagramHandler handler,
+                          EndpointId* id, model::SocketAddress* bound) = 0;
+  virtual Status send_udp(EndpointId id, const model::SocketAddress& to, const std::uint8_t* data,
+                          std::size_t size) = 0;
+  virtual Status close_udp(EndpointId id) = 0;
+
+  // Seeded, deterministic in simulation.
+  virtual std::uint64_t random_u64() = 0;
+
+  // A label for logs and traces ("real", "virtual:hq", "ns3:hq").
+  virtual std::string name() const = 0;
+};
+
+// SplitMix64-seeded xoshiro256**: identical sequence on every platform for a given seed.
+class Rng {
+ public:
+  explicit Rng(std::uint64_t seed);
+  std::uint64_t next();
+  // Uniform in [0, bound) without modulo bias; bound 0 returns 0.
+  std::uint64_t uniform(std::uint64_t bound);
+  // Uniform double in [0, 1).
+  double uniform01();
+
+ private:
+  std::uint64_t s_[4];
+};
+
+}  // namespace patronus::env

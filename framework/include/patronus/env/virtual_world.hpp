@@ -1,0 +1,91 @@
+// In-process virtual time: a deterministic discrete-event world with several nodes (each an Env)
+// joined by a simple link model (delay, jitter, loss, up/down). Events run in (time, sequence)
+// order; the same seed gives the same event trace, byte for byte.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "patronus/env/env.hpp"
+
+namespace patronus::env {
+
+struct LinkParams {
+  std::int64_t delay_ns = 0;   // one-way propagation delay
+  std::int64_t jitter_ns = 0;  // extra delay, uniform in [0, jitter_ns]
+  double loss = 0.0;           // probability a datagram is dropped, 0..1
+  bool up = true;
+};
+
+class VirtualWorld {
+ public:
+  struct Limits {
+    std::size_t max_events = 1u << 20;   // pending events across all nodes
+    std::size_t max_trace_lines = 1u << 20;
+  };
+  explicit VirtualWorld(std::uint64_t seed) : VirtualWorld(seed, Limits{}) {}
+  VirtualWorld(std::uint64_t seed, Limits limits);
+  ~VirtualWorld();
+  VirtualWorld(const VirtualWorld&) = delete;
+  VirtualWorld& operator=(const VirtualWorld&) = delete;
+
+  // A node owning `addresses`; the returned Env lives as long as the world.
+  Env& add_node(const std::string& name, const std::vector<model::IpAddress>& addresses,
+                EnvLimits limits = {});
+  // Directed link a -> b; set both directions for a symmetric link.
+  void set_link(const model::IpAddress& from, const model::IpAddress& to, LinkParams params);
+  void set_link_up(const model::IpAddress& from, const model::IpAddress& to, bool up);
+
+  std::int64_t now_ns() const { return now_; }
+  // Runs events with time <= until_ns, then sets the clock to until_ns. Returns events run.
+  std::size_t run_until(std::int64_t until_ns);
+  // Runs until no event is pending or `max_events` ran. Returns events run.
+  std::size_t run(std::size_t max_events);
+  std::size_t pending() const { return queue_.size(); }
+
+  // One line per network event: "<t_ns> <kind> <details>".
+  const std::vector<std::string>& trace() const { return trace_; }
+  std::string trace_text() const;
+  void add_trace(const std::string& line);
+  std::uint64_t dropped_trace_lines() const { return dropped_trace_; }
+
+  struct Counters {
+    std::uint64_t sent = 0, delivered = 0, lost = 0, no_route = 0, link_down = 0,
+                  port_unreachable = 0;
+  };
+  const Counters& counters() const { return counters_; }
+
+ private:
+  class Node;
+  friend class Node;
+  struct Key {
+    std::int64_t t;
+    std::uint64_t seq;
+    bool operator<(const Key& o) const { return t != o.t ? t < o.t : seq < o.seq; }
+  };
+  // Returns 0 when the queue is full.
+  std::uint64_t enqueue(std::int64_t at, std::function<void()> fn);
+  bool dequeue(std::uint64_t seq);
+  void transmit(Node& from, const model::SocketAddress& src, const model::SocketAddress& dst,
+                const std::uint8_t* data, std::size_t size);
+
+  Limits limits_;
+  Rng rng_;
+  std::int64_t now_ = 0;
+  std::uint64_t next_seq_ = 1;
+  std::map<Key, std::function<void()>> queue_;
+  std::unordered_map<std::uint64_t, std::int64_t> seq_time_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::map<model::IpAddress, Node*> owner_;
+  std::map<std::pair<model::IpAddress, model::IpAddress>, LinkParams> links_;
+  std::vector<std::string> trace_;
+  std::uint64_t dropped_trace_ = 0;
+  Counters counters_;
+};
+
+}  // namespace patronus::env

@@ -1,0 +1,362 @@
+// Patronus plugin SDK: header-only C++ helpers over the C ABI (patronus/abi/plugin_abi.h).
+//
+// A plugin author derives from one of ScorerPlugin, ProbePlugin, TransportPlugin or PolicyPlugin,
+// overrides what it needs and writes one macro:
+//
+//   class MyScorer : public patronus::sdk::ScorerPlugin {
+//    public:
+//     using ScorerPlugin::ScorerPlugin;
+//     void configure(const std::uint8_t* data, std::size_t size) override { ... }
+//     patronus_score score(const patronus_metrics_window& w) override { ... }
+//   };
+//   PATRONUS_SDK_PLUGIN(MyScorer, "my-scorer", "1.0.0", "acme.scorer.v1.Config",
+//                       patronus_embedded_schema, patronus_embedded_schema_size)
+//
+// Exceptions never cross the boundary: every entry from the host is wrapped, and an exception
+// becomes an error status whose message is the exception's what(). C++17, so plugins need not
+// use the host's language level.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "patronus/abi/plugin_abi.h"
+
+namespace patronus::sdk {
+
+// Thrown by plugin code to report a failure with a message; any std::exception works too.
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what, patronus_status code = PATRONUS_ERR_INVALID_ARGUMENT)
+      : std::runtime_error(what), code_(code) {}
+  patronus_status code() const { return code_; }
+
+ private:
+  patronus_status code_;
+};
+
+// The host services, wrapped. Owns the std::function callbacks the plugin registered; everything
+// runs on the instance's thread, so no locking.
+class Host {
+ public:
+  using DatagramFn = std::function<void(const patronus_addr& from, const std::uint8_t* data,
+                                        std::size_t size)>;
+
+  explicit Host(const patronus_host_services* services) : s_(services) {}
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
+
+  // Fields added after ABI 1.0 must be checked with has() before use.
+  template <typename Member>
+  bool has(Member patronus_host_services::*member) const {
+    const auto offset = reinterpret_cast<std::size_t>(
+        &(static_cast<const patronus_host_services*>(nullptr)->*member));
+    return offset + sizeof(Member) <= s_->struct_size && s_->*member != nullptr;
+  }
+
+  std::int64_t now_ns() const { return s_->now_ns(s_->ctx); }
+
+  // Returns 0 when the host's timer bound is reached.
+  patronus_timer_id schedule(std::int64_t delay_ns, std::function<void()> fn) {
+    auto holder = std::make_unique<std::function<void()>>(std::move(fn));
+    const patronus_timer_id id = s_->schedule(s_->ctx, delay_ns, &Host::on_timer, this);
+    if (id != 0) timers_.emplace(id, std::move(holder));
+    return id;
+  }
+  bool cancel(patronus_timer_id id) {
+    timers_.erase(id);
+    return s_->cancel(s_->ctx, id) == PATRONUS_OK;
+  }
+
+  // Opens a UDP endpoint; throws sdk::Error with the host's reason on failure.
+  patronus_endpoint_id udp_open(const patronus_addr& local, DatagramFn fn,
+                                patronus_addr* bound = nullptr) {
+    auto holder = std::make_unique<Endpoint>(Endpoint{this, 0, std::move(fn)});
+    patronus_endpoint_id id = 0;
+    patronus_addr out{};
+    const patronus_status st =
+        s_->udp_open(s_->ctx, &local, &Host::on_datagram, holder.get(), &id, &out);
+    if (st != PATRONUS_OK) throw Error("udp_open failed (status " + std::to_string(st) + ")", st);
+    holder->id = id;
+    endpoints_.emplace(id, std::move(holder));
+    if (bound) *bound = out;
+    return id;
+  }
+  patronus_status udp_send(patronus_endpoint_id id, const patronus_addr& to,
+                           const std::uint8_t* data, std::size_t size) {
+    return s_->udp_send(s_->ctx, id, &to, data, static_cast<std::uint32_t>(size));
+  }
+  void udp_close(patronus_endpoint_id id) {
+    s_->udp_close(s_->ctx, id);
+    endpoints_.erase(id);
+  }
+
+  void log(std::uint32_t level, const std::string& msg) {
+    s_->log(s_->ctx, level, msg.data(), static_cast<std::uint32_t>(msg.size()));
+  }
+  void info(const std::string& msg) { log(PATRONUS_LOG_INFO, msg); }
+  void warn(const std::string& msg) { log(PATRONUS_LOG_WARN, msg); }
+  void metric(const std::string& name, double value) {
+    s_->metric(s_->ctx, name.data(), static_cast<std::uint32_t>(name.size()), value);
+  }
+  void event(const std::string& type, const std::string& json) {
+    s_->event(s_->ctx, type.data(), static_cast<std::uint32_t>(type.size()), json.data(),
+              static_cast<std::uint32_t>(json.size()));
+  }
+  std::uint64_t random_u64() { return s_->random_u64(s_->ctx); }
+  void report_sample(const patronus_path_sample& sample) { s_->report_sample(s_->ctx, &sample); }
+
+  const patronus_host_services* raw() const { return s_; }
+
+ private:
+  struct Endpoint {
+    Host* host;
+    patronus_endpoint_id id;
+    DatagramFn fn;
+  };
+  static void on_timer(void* user, patronus_timer_id id) noexcept {
+    auto* self = static_cast<Host*>(user);
+    auto it = self->timers_.find(id);
+    if (it == self->timers_.end()) return;
+    auto fn = std::move(it->second);
+    self->timers_.erase(it);
+    try {
+      (*fn)();
+    } catch (const std::exception& e) {
+      self->log(PATRONUS_LOG_ERROR, std::string("timer callback threw: ") + e.what());
+    } catch (...) {
+      self->log(PATRONUS_LOG_ERROR, "timer callback threw a non-standard exception");
+    }
+  }
+  static void on_datagram(void* user, patronus_endpoint_id, const patronus_addr* from,
+                          const std::uint8_t* data, std::uint32_t size) noexcept {
+    auto* ep = static_cast<Endpoint*>(user);
+    try {
+      auto fn = ep->fn;  // the callback may close its own endpoint
+      fn(*from, data, size);
+    } catch (const std::exception& e) {
+      ep->host->log(PATRONUS_LOG_ERROR, std::string("datagram callback threw: ") + e.what());
+    } catch (...) {
+      ep->host->log(PATRONUS_LOG_ERROR, "datagram callback threw a non-standard exception");
+    }
+  }
+
+  const patronus_host_services* s_;
+  std::map<patronus_timer_id, std::unique_ptr<std::function<void()>>> timers_;
+  std::map<patronus_endpoint_id, std::unique_ptr<Endpoint>> endpoints_;
+};
+
+// Base of every SDK plugin. The constructor receives the host; configure/start/stop may throw.
+class PluginBase {
+ public:
+  explicit PluginBase(const patronus_host_services* services) : host_(services) {}
+  virtual ~PluginBase() = default;
+  PluginBase(const PluginBase&) = delete;
+  PluginBase& operator=(const PluginBase&) = delete;
+
+  // The serialized config message (empty when the user gave none).
+  virtual void configure(const std::uint8_t* /*data*/, std::size_t /*size*/) {}
+  virtual void start() {}
+  virtual void stop() {}
+
+ protected:
+  Host& host() { return host_; }
+
+ private:
+  Host host_;
+};
+
+class ScorerPlugin : public PluginBase {
+ public:
+  using PluginBase::PluginBase;
+  static constexpr std::uint32_t kKind = PATRONUS_KIND_SCORER;
+  virtual patronus_score score(const patronus_metrics_window& window) = 0;
+};
+
+class ProbePlugin : public PluginBase {
+ public:
+  using PluginBase::PluginBase;
+  static constexpr std::uint32_t kKind = PATRONUS_KIND_PROBE;
+  virtual void watch_path(const patronus_path_desc& /*path*/) {
+    throw Error("this probe does not watch host-managed paths", PATRONUS_ERR_UNIMPLEMENTED);
+  }
+  virtual void unwatch_path(std::uint64_t /*path_id*/) {}
+};
+
+class TransportPlugin : public PluginBase {
+ public:
+  using PluginBase::PluginBase;
+  static constexpr std::uint32_t kKind = PATRONUS_KIND_TRANSPORT;
+  virtual void path_up(const patronus_path_desc& path) = 0;
+  virtual void path_down(std::uint64_t path_id) = 0;
+};
+
+class PolicyPlugin : public PluginBase {
+ public:
+  using PluginBase::PluginBase;
+  static constexpr std::uint32_t kKind = PATRONUS_KIND_POLICY;
+  virtual void load(const char* document, std::size_t size) = 0;
+  virtual std::uint32_t evaluate(const patronus_flow_tuple& flow) = 0;
+};
+
+namespace detail {
+
+inline void write_error(char* err, std::uint32_t cap, const char* msg) {
+  if (err == nullptr || cap == 0) return;
+  const std::size_t n = std::min<std::size_t>(std::strlen(msg), cap - 1);
+  std::memcpy(err, msg, n);
+  err[n] = '\0';
+}
+
+// Runs fn, turning any exception into a status and a message.
+template <typename Fn>
+patronus_status guarded(char* err, std::uint32_t cap, Fn&& fn) noexcept {
+  try {
+    fn();
+    return PATRONUS_OK;
+  } catch (const Error& e) {
+    write_error(err, cap, e.what());
+    return e.code();
+  } catch (const std::exception& e) {
+    write_error(err, cap, e.what());
+    return PATRONUS_ERR_INTERNAL;
+  } catch (...) {
+    write_error(err, cap, "unknown exception");
+    return PATRONUS_ERR_INTERNAL;
+  }
+}
+
+template <typename T>
+struct Thunks {
+  static patronus_status create(const patronus_host_services* host, void** out, char* err,
+                                std::uint32_t cap) noexcept {
+    return guarded(err, cap, [&] { *out = new T(host); });
+  }
+  static patronus_status configure(void* inst, const std::uint8_t* data, std::uint32_t size,
+                                   char* err, std::uint32_t cap) noexcept {
+    return guarded(err, cap, [&] { static_cast<T*>(inst)->configure(data, size); });
+  }
+  static patronus_status start(void* inst, char* err, std::uint32_t cap) noexcept {
+    return guarded(err, cap, [&] { static_cast<T*>(inst)->start(); });
+  }
+  static patronus_status stop(void* inst) noexcept {
+    return guarded(nullptr, 0, [&] { static_cast<T*>(inst)->stop(); });
+  }
+  static void destroy(void* inst) noexcept {
+    try {
+      delete static_cast<T*>(inst);
+    } catch (...) {
+    }
+  }
+
+  // scorer
+  static patronus_status score(void* inst, const patronus_metrics_window* w,
+                               patronus_score* out) noexcept {
+    return guarded(nullptr, 0, [&] {
+      patronus_metrics_window win{};
+      std::memcpy(&win, w, std::min<std::size_t>(w->struct_size, sizeof win));
+      patronus_score s = static_cast<T*>(inst)->score(win);
+      s.struct_size = sizeof(patronus_score);
+      std::memcpy(out, &s, std::min<std::size_t>(out->struct_size, sizeof s));
+    });
+  }
+  // probe
+  static patronus_status watch_path(void* inst, const patronus_path_desc* p, char* err,
+                                    std::uint32_t cap) noexcept {
+    return guarded(err, cap, [&] { static_cast<T*>(inst)->watch_path(*p); });
+  }
+  static patronus_status unwatch_path(void* inst, std::uint64_t id) noexcept {
+    return guarded(nullptr, 0, [&] { static_cast<T*>(inst)->unwatch_path(id); });
+  }
+  // transport
+  static patronus_status path_up(void* inst, const patronus_path_desc* p, char* err,
+                                 std::uint32_t cap) noexcept {
+    return guarded(err, cap, [&] { static_cast<T*>(inst)->path_up(*p); });
+  }
+  static patronus_status path_down(void* inst, std::uint64_t id) noexcept {
+    return guarded(nullptr, 0, [&] { static_cast<T*>(inst)->path_down(id); });
+  }
+  // policy
+  static patronus_status load(void* inst, const char* doc, std::uint32_t size, char* err,
+                              std::uint32_t cap) noexcept {
+    return guarded(err, cap, [&] { static_cast<T*>(inst)->load(doc, size); });
+  }
+  static patronus_status evaluate(void* inst, const patronus_flow_tuple* f,
+                                  std::uint32_t* verdict) noexcept {
+    return guarded(nullptr, 0, [&] { *verdict = static_cast<T*>(inst)->evaluate(*f); });
+  }
+
+  static const void* kind_table() {
+    if constexpr (std::is_base_of_v<ScorerPlugin, T>) {
+      static const patronus_scorer_v1 t{sizeof(patronus_scorer_v1), 0, &score};
+      return &t;
+    } else if constexpr (std::is_base_of_v<ProbePlugin, T>) {
+      static const patronus_probe_v1 t{sizeof(patronus_probe_v1), 0, &watch_path, &unwatch_path};
+      return &t;
+    } else if constexpr (std::is_base_of_v<TransportPlugin, T>) {
+      static const patronus_transport_v1 t{sizeof(patronus_transport_v1), 0, &path_up,
+                                           &path_down};
+      return &t;
+    } else {
+      static_assert(std::is_base_of_v<PolicyPlugin, T>,
+                    "a plugin class derives from ScorerPlugin, ProbePlugin, TransportPlugin or "
+                    "PolicyPlugin");
+      static const patronus_policy_v1 t{sizeof(patronus_policy_v1), 0, &load, &evaluate};
+      return &t;
+    }
+  }
+
+  static const patronus_plugin_descriptor* describe(const char* name, const char* version,
+                                                    const char* config_type,
+                                                    const std::uint8_t* schema,
+                                                    std::uint32_t schema_size) {
+    static const patronus_plugin_descriptor d = [&] {
+      patronus_plugin_descriptor x{};
+      x.struct_size = sizeof(patronus_plugin_descriptor);
+      x.abi_major = PATRONUS_ABI_VERSION_MAJOR;
+      x.abi_minor = PATRONUS_ABI_VERSION_MINOR;
+      x.kind = T::kKind;
+      x.name = name;
+      x.version = version;
+      x.config_type = config_type;
+      x.config_schema = schema;
+      x.config_schema_size = schema_size;
+      x.create = &create;
+      x.configure = &configure;
+      x.start = &start;
+      x.stop = &stop;
+      x.destroy = &destroy;
+      x.kind_table = kind_table();
+      return x;
+    }();
+    return &d;
+  }
+};
+
+}  // namespace detail
+}  // namespace patronus::sdk
+
+// Declares the plugin's descriptor and exports the entry point. CONFIG_TYPE may be nullptr (then
+// SCHEMA nullptr and SCHEMA_SIZE 0). With patronus_add_plugin(... PROTO x.proto), the schema is
+// `patronus_embedded_schema` / `patronus_embedded_schema_size`.
+#define PATRONUS_SDK_PLUGIN(CLASS, NAME, VERSION, CONFIG_TYPE, SCHEMA, SCHEMA_SIZE)              \
+  static const patronus_plugin_descriptor* patronus_sdk_entry_() {                              \
+    return ::patronus::sdk::detail::Thunks<CLASS>::describe(NAME, VERSION, CONFIG_TYPE, SCHEMA, \
+                                                            SCHEMA_SIZE);                        \
+  }                                                                                             \
+  PATRONUS_PLUGIN_ENTRY(patronus_sdk_entry_);
+
+// Declarations for the schema that patronus_add_plugin(... PROTO ...) embeds.
+extern "C" {
+extern const std::uint8_t patronus_embedded_schema[];
+extern const std::uint32_t patronus_embedded_schema_size;
+}

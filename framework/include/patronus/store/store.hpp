@@ -1,0 +1,108 @@
+// Persistent state in SQLite (via SQLiteCpp): sites and endpoints, paths, policies, flows, path
+// samples and metrics, decision events. WAL, busy timeout, foreign keys on, schema versions in
+// PRAGMA user_version with forward-only migrations, batched writes in one transaction each.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "patronus/model/types.hpp"
+#include "patronus/util/status.hpp"
+
+namespace patronus::store {
+
+// The schema version this build creates and understands.
+int latest_schema_version();
+
+struct StoreOptions {
+  int busy_timeout_ms = 5000;
+  // Migrate only up to this version (tests build older schemas with it). Default: latest.
+  std::optional<int> target_version;
+};
+
+struct SampleRow {
+  std::int64_t timestamp_ns = 0;  // when it was recorded (caller's clock)
+  std::string source;             // plugin instance that measured it
+  std::uint64_t path_id = 0;      // 0: not a host-managed path (diagnostics)
+  std::uint64_t sequence = 0;
+  bool lost = false;
+  std::int64_t rtt_ns = 0;  // ignored when lost
+};
+
+struct EventRow {
+  std::int64_t timestamp_ns = 0;
+  std::string site;
+  std::string source;   // "patronusd" or a plugin instance
+  std::string kind;     // e.g. "daemon.start", "path.failover"
+  std::string subject;  // what it is about (a path, a flow class...)
+  std::string payload;  // JSON
+};
+
+struct SampleSummary {
+  std::string source;
+  std::uint64_t samples = 0;
+  std::uint64_t lost = 0;
+  double min_rtt_ms = 0, avg_rtt_ms = 0, max_rtt_ms = 0;  // over received samples
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) and migrates. A database whose version is newer than this build
+  // is refused unchanged.
+  static Result<std::unique_ptr<Store>> open(const std::string& path, StoreOptions options = {});
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  int schema_version() const;
+  const std::string& path() const;
+
+  // Sites. add_site validates first and writes the site with its endpoints in one transaction;
+  // a name that exists is an error. `now_unix` stamps created_at/last_seen.
+  Result<model::SiteId> add_site(const model::Site& site, std::int64_t now_unix);
+  // Inserts the site if it does not exist; returns its id either way.
+  Result<model::SiteId> ensure_site(const std::string& name, std::int64_t now_unix);
+  Result<std::vector<model::Site>> list_sites();
+  Status remove_site(const std::string& name);
+
+  // One transaction for all rows; either all are written or none.
+  Status write_batch(const std::vector<SampleRow>& samples, const std::vector<EventRow>& events);
+  Result<std::vector<SampleSummary>> sample_summary();
+  Result<std::vector<EventRow>> events(std::size_t limit);
+
+  Result<std::int64_t> count_rows(const std::string& table);
+  // "ok" when PRAGMA integrity_check finds nothing wrong.
+  Result<std::string> integrity_check();
+
+ private:
+  Store();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Collects rows and writes them in batches. Bounded: when `max_pending` rows are queued, add()
+// flushes first (back-pressure), so rows are never dropped silently.
+class BatchWriter {
+ public:
+  explicit BatchWriter(Store& store, std::size_t max_pending = 10000);
+  Status add(SampleRow row);
+  Status add(EventRow row);
+  Status flush();
+  std::size_t pending() const { return samples_.size() + events_.size(); }
+  std::uint64_t flushes() const { return flushes_; }
+  std::uint64_t rows_written() const { return rows_written_; }
+
+ private:
+  Status make_room();
+  Store& store_;
+  std::size_t max_pending_;
+  std::vector<SampleRow> samples_;
+  std::vector<EventRow> events_;
+  std::uint64_t flushes_ = 0;
+  std::uint64_t rows_written_ = 0;
+};
+
+}  // namespace patronus::store

@@ -1,0 +1,81 @@
+// Status and Result: errors as values, with a message that names what is wrong.
+// C++17-clean: included by the ns-3 backend, which is compiled as C++17.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace patronus {
+
+enum class Code : std::int32_t {
+  kOk = 0,
+  kInvalidArgument = -1,
+  kNotFound = -2,
+  kResourceExhausted = -3,
+  kUnavailable = -4,
+  kFailedPrecondition = -5,
+  kInternal = -6,
+  kUnimplemented = -7,
+};
+
+const char* code_name(Code code);
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}
+  static Status ok() { return {}; }
+
+  bool is_ok() const { return code_ == Code::kOk; }
+  Code code() const { return code_; }
+  const std::string& message() const { return message_; }
+  // "INVALID_ARGUMENT: message"
+  std::string to_string() const;
+
+ private:
+  Code code_ = Code::kOk;
+  std::string message_;
+};
+
+inline Status invalid_argument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
+inline Status not_found(std::string m) { return {Code::kNotFound, std::move(m)}; }
+inline Status resource_exhausted(std::string m) {
+  return {Code::kResourceExhausted, std::move(m)};
+}
+inline Status unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
+inline Status failed_precondition(std::string m) {
+  return {Code::kFailedPrecondition, std::move(m)};
+}
+inline Status internal_error(std::string m) { return {Code::kInternal, std::move(m)}; }
+
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Status status) : v_(std::move(status)) {
+    if (std::get<Status>(v_).is_ok()) throw std::logic_error("Result built from an OK status");
+  }
+  bool is_ok() const { return std::holds_alternative<T>(v_); }
+  const Status& status() const {
+    static const Status kOk;
+    return is_ok() ? kOk : std::get<Status>(v_);
+  }
+  T& value() & { return checked(); }
+  const T& value() const& { return const_cast<Result*>(this)->checked(); }
+  T&& value() && { return std::move(checked()); }
+  T* operator->() { return &checked(); }
+  T& operator*() { return checked(); }
+
+ private:
+  T& checked() {
+    if (!is_ok()) throw std::logic_error("Result::value() on error: " + status().to_string());
+    return std::get<T>(v_);
+  }
+  std::variant<T, Status> v_;
+};
+
+}  // namespace patronus

@@ -1,0 +1,149 @@
+#include "patronus/core/daemon_config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <set>
+
+#include "patronus/model/types.hpp"
+
+namespace patronus::core {
+
+namespace {
+
+std::string at(const YAML::Node& n) {
+  const auto m = n.Mark();
+  return m.line >= 0 ? "line " + std::to_string(m.line + 1) + ": " : "";
+}
+
+Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
+                  const std::string& path) {
+  for (const auto& kv : map) {
+    const std::string k = kv.first.as<std::string>("");
+    if (!allowed.count(k)) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      return invalid_argument(at(kv.first) + (path.empty() ? "" : path + ".") + k +
+                              ": unknown key (allowed: " + list + ")");
+    }
+  }
+  return Status::ok();
+}
+
+Result<std::string> scalar(const YAML::Node& map, const char* key, const std::string& path,
+                           bool required) {
+  const YAML::Node n = map[key];
+  const std::string p = (path.empty() ? "" : path + ".") + key;
+  if (!n) {
+    if (required) return invalid_argument(at(map) + p + ": required");
+    return std::string();
+  }
+  if (!n.IsScalar() || n.Scalar().empty()) {
+    return invalid_argument(at(n) + p + ": expected a non-empty string");
+  }
+  return n.Scalar();
+}
+
+std::string resolve(const std::string& base, const std::string& p) {
+  if (p.empty() || base.empty() || std::filesystem::path(p).is_absolute()) return p;
+  return (std::filesystem::path(base) / p).lexically_normal().string();
+}
+
+}  // namespace
+
+Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
+                                         const std::string& base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return invalid_argument(std::string("config is not valid YAML: ") + e.what());
+  }
+  try {
+    if (!root.IsMap()) return invalid_argument("config: expected a map at the top level");
+    if (auto s = check_keys(root,
+                            {"site", "state_db", "plugin_dir", "log_level", "flush_interval_ms",
+                             "seed", "plugins"},
+                            "");
+        !s.is_ok()) {
+      return s;
+    }
+    DaemonConfig c;
+    auto site = scalar(root, "site", "", true);
+    if (!site.is_ok()) return site.status();
+    c.site = site.value();
+    if (auto s = model::validate_name(at(root["site"]) + "site", c.site, 63); !s.is_ok()) return s;
+    auto db = scalar(root, "state_db", "", true);
+    if (!db.is_ok()) return db.status();
+    c.state_db = resolve(base_dir, db.value());
+    auto dir = scalar(root, "plugin_dir", "", true);
+    if (!dir.is_ok()) return dir.status();
+    c.plugin_dir = resolve(base_dir, dir.value());
+    if (root["log_level"]) {
+      auto l = scalar(root, "log_level", "", false);
+      if (!l.is_ok()) return l.status();
+      const std::string v = l.value();
+      if (v != "debug" && v != "info" && v != "warn" && v != "error") {
+        return invalid_argument(at(root["log_level"]) + "log_level: '" + v +
+                                "' is not one of debug, info, warn, error");
+      }
+      c.log_level = v;
+    }
+    if (const auto n = root["flush_interval_ms"]) {
+      std::int64_t v = 0;
+      if (!n.IsScalar() || !YAML::convert<std::int64_t>::decode(n, v) || v < 10 || v > 60000) {
+        return invalid_argument(at(n) + "flush_interval_ms: expected an integer from 10 to 60000");
+      }
+      c.flush_interval_ms = v;
+    }
+    if (const auto n = root["seed"]) {
+      std::uint64_t v = 0;
+      if (!n.IsScalar() || n.Scalar().empty() || n.Scalar()[0] == '-' ||
+          !YAML::convert<std::uint64_t>::decode(n, v)) {
+        return invalid_argument(at(n) + "seed: expected an unsigned integer");
+      }
+      c.seed = v;
+    }
+    const YAML::Node plugins = root["plugins"];
+    if (plugins && !plugins.IsNull()) {
+      if (!plugins.IsSequence()) return invalid_argument(at(plugins) + "plugins: expected a list");
+      if (plugins.size() > 64) return invalid_argument(at(plugins) + "plugins: at most 64");
+      std::set<std::string> names;
+      for (std::size_t i = 0; i < plugins.size(); ++i) {
+        const YAML::Node p = plugins[i];
+        const std::string path = "plugins[" + std::to_string(i) + "]";
+        if (!p.IsMap()) return invalid_argument(at(p) + path + ": expected a map");
+        if (auto s = check_keys(p, {"plugin", "name", "config"}, path); !s.is_ok()) return s;
+        PluginSpec spec;
+        spec.path = path;
+        auto plugin = scalar(p, "plugin", path, true);
+        if (!plugin.is_ok()) return plugin.status();
+        spec.plugin = plugin.value();
+        auto name = scalar(p, "name", path, false);
+        if (!name.is_ok()) return name.status();
+        spec.instance = name.value().empty() ? spec.plugin : name.value();
+        if (auto s = model::validate_name(at(p) + path + ".name", spec.instance, 64); !s.is_ok()) {
+          return s;
+        }
+        if (!names.insert(spec.instance).second) {
+          return invalid_argument(at(p) + path + ".name: instance '" + spec.instance +
+                                  "' is configured twice");
+        }
+        if (const auto cfg = p["config"]) {
+          if (!cfg.IsMap() && !cfg.IsNull()) {
+            return invalid_argument(at(cfg) + path + ".config: expected a map");
+          }
+          YAML::Emitter out;
+          out << cfg;
+          spec.config_yaml = out.c_str();
+        }
+        c.plugins.push_back(std::move(spec));
+      }
+    }
+    return c;
+  } catch (const YAML::Exception& e) {
+    return invalid_argument(std::string("config: ") + e.what());
+  }
+}
+
+}  // namespace patronus::core

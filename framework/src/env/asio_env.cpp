@@ -1,0 +1,172 @@
+#include "patronus/env/asio_env.hpp"
+
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <unordered_map>
+
+namespace patronus::env {
+
+namespace asio = boost::asio;
+using asio::ip::udp;
+using model::IpAddress;
+using model::SocketAddress;
+
+namespace {
+
+udp::endpoint to_asio(const SocketAddress& a) {
+  if (a.ip().is_v4()) {
+    return {asio::ip::address_v4(a.ip().v4_host_order()), a.port()};
+  }
+  asio::ip::address_v6::bytes_type b;
+  std::copy(a.ip().bytes().begin(), a.ip().bytes().end(), b.begin());
+  return {asio::ip::address_v6(b), a.port()};
+}
+
+SocketAddress from_asio(const udp::endpoint& e) {
+  const auto addr = e.address();
+  if (addr.is_v4()) return {IpAddress::v4(addr.to_v4().to_uint()), e.port()};
+  if (addr.to_v6().is_v4_mapped()) {
+    return {IpAddress::v4(asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).to_uint()),
+            e.port()};
+  }
+  const auto b = addr.to_v6().to_bytes();
+  std::array<std::uint8_t, 16> bytes{};
+  std::copy(b.begin(), b.end(), bytes.begin());
+  return {IpAddress::v6(bytes), e.port()};
+}
+
+}  // namespace
+
+struct AsioEnv::Impl {
+  struct Socket {
+    explicit Socket(asio::io_context& io) : sock(io) {}
+    udp::socket sock;
+    DatagramHandler handler;
+    udp::endpoint sender;
+    std::array<std::uint8_t, 65536> buf{};
+  };
+
+  Impl(asio::io_context& io_, std::uint64_t seed, EnvLimits limits_)
+      : io(io_), rng(seed), limits(limits_) {}
+
+  void receive(EndpointId id, std::shared_ptr<Socket> s) {
+    s->sock.async_receive_from(
+        asio::buffer(s->buf), s->sender,
+        [this, id, s](const boost::system::error_code& ec, std::size_t n) {
+          if (ec == asio::error::operation_aborted || !s->sock.is_open()) return;
+          if (!ec) {
+            auto handler = s->handler;  // the handler may close this endpoint
+            handler(from_asio(s->sender), s->buf.data(), n);
+          }
+          if (sockets.count(id)) receive(id, s);
+        });
+  }
+
+  asio::io_context& io;
+  Rng rng;
+  EnvLimits limits;
+  TimerId next_timer = 1;
+  EndpointId next_endpoint = 1;
+  std::unordered_map<TimerId, std::unique_ptr<asio::steady_timer>> timers;
+  std::unordered_map<EndpointId, std::shared_ptr<Socket>> sockets;
+};
+
+AsioEnv::AsioEnv(asio::io_context& io, std::uint64_t seed, EnvLimits limits)
+    : impl_(std::make_unique<Impl>(io, seed, limits)) {}
+
+AsioEnv::~AsioEnv() {
+  for (auto& [id, t] : impl_->timers) t->cancel();
+  for (auto& [id, s] : impl_->sockets) {
+    boost::system::error_code ec;
+    s->sock.close(ec);
+  }
+}
+
+std::int64_t AsioEnv::now_ns() const {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+TimerId AsioEnv::schedule(std::int64_t delay_ns, std::function<void()> fn) {
+  if (impl_->timers.size() >= impl_->limits.max_timers) return 0;
+  if (delay_ns < 0) delay_ns = 0;
+  const TimerId id = impl_->next_timer++;
+  auto timer = std::make_unique<asio::steady_timer>(impl_->io);
+  timer->expires_after(std::chrono::nanoseconds(delay_ns));
+  timer->async_wait([this, id, fn = std::move(fn)](const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted) return;
+    auto it = impl_->timers.find(id);
+    if (it == impl_->timers.end()) return;
+    impl_->timers.erase(it);
+    fn();
+  });
+  impl_->timers.emplace(id, std::move(timer));
+  return id;
+}
+
+bool AsioEnv::cancel(TimerId id) {
+  auto it = impl_->timers.find(id);
+  if (it == impl_->timers.end()) return false;
+  it->second->cancel();
+  impl_->timers.erase(it);
+  return true;
+}
+
+void AsioEnv::post(std::function<void()> fn) { asio::post(impl_->io, std::move(fn)); }
+
+Status AsioEnv::open_udp(const SocketAddress& local, DatagramHandler handler, EndpointId* id,
+                         SocketAddress* bound) {
+  if (impl_->sockets.size() >= impl_->limits.max_endpoints) {
+    return resource_exhausted(std::to_string(impl_->limits.max_endpoints) +
+                              " datagram endpoints are open already");
+  }
+  auto s = std::make_shared<Impl::Socket>(impl_->io);
+  boost::system::error_code ec;
+  const auto ep = to_asio(local);
+  s->sock.open(ep.protocol(), ec);
+  if (!ec) s->sock.bind(ep, ec);
+  if (ec) return unavailable("cannot bind UDP " + local.to_string() + ": " + ec.message());
+  s->handler = std::move(handler);
+  const EndpointId eid = impl_->next_endpoint++;
+  if (bound) *bound = from_asio(s->sock.local_endpoint(ec));
+  impl_->sockets.emplace(eid, s);
+  impl_->receive(eid, s);
+  *id = eid;
+  return Status::ok();
+}
+
+Status AsioEnv::send_udp(EndpointId id, const SocketAddress& to, const std::uint8_t* data,
+                         std::size_t size) {
+  auto it = impl_->sockets.find(id);
+  if (it == impl_->sockets.end()) return not_found("endpoint " + std::to_string(id));
+  if (size > impl_->limits.max_datagram) {
+    return invalid_argument("datagram of " + std::to_string(size) + " bytes exceeds " +
+                            std::to_string(impl_->limits.max_datagram));
+  }
+  boost::system::error_code ec;
+  // Non-blocking best effort, like a datagram socket: a full buffer drops the datagram.
+  it->second->sock.non_blocking(true, ec);
+  it->second->sock.send_to(asio::buffer(data, size), to_asio(to), 0, ec);
+  if (ec) return unavailable("send to " + to.to_string() + ": " + ec.message());
+  return Status::ok();
+}
+
+Status AsioEnv::close_udp(EndpointId id) {
+  auto it = impl_->sockets.find(id);
+  if (it == impl_->sockets.end()) return not_found("endpoint " + std::to_string(id));
+  boost::system::error_code ec;
+  it->second->sock.close(ec);
+  impl_->sockets.erase(it);
+  return Status::ok();
+}
+
+std::uint64_t AsioEnv::random_u64() { return impl_->rng.next(); }
+std::size_t AsioEnv::live_timers() const { return impl_->timers.size(); }
+std::size_t AsioEnv::live_endpoints() const { return impl_->sockets.size(); }
+
+}  // namespace patronus::env

@@ -1,0 +1,283 @@
+#include "patronus/env/virtual_world.hpp"
+
+#include <cstdio>
+#include <utility>
+
+namespace patronus::env {
+
+using model::IpAddress;
+using model::SocketAddress;
+
+class VirtualWorld::Node final : public Env {
+ public:
+  Node(VirtualWorld& world, std::string name, std::vector<IpAddress> addresses, EnvLimits limits,
+       std::uint64_t seed)
+      : world_(world),
+        name_(std::move(name)),
+        addresses_(std::move(addresses)),
+        limits_(limits),
+        rng_(seed) {}
+
+  std::int64_t now_ns() const override { return world_.now_; }
+
+  TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) override {
+    if (timers_.size() >= limits_.max_timers) return 0;
+    if (delay_ns < 0) delay_ns = 0;
+    const TimerId id = next_timer_++;
+    const std::uint64_t seq = world_.enqueue(world_.now_ + delay_ns, [this, id] {
+      auto it = timers_.find(id);
+      if (it == timers_.end()) return;
+      auto fn = std::move(it->second.fn);
+      timers_.erase(it);
+      fn();
+    });
+    if (seq == 0) return 0;
+    timers_.emplace(id, Timer{seq, std::move(fn)});
+    return id;
+  }
+
+  bool cancel(TimerId id) override {
+    auto it = timers_.find(id);
+    if (it == timers_.end()) return false;
+    world_.dequeue(it->second.seq);
+    timers_.erase(it);
+    return true;
+  }
+
+  void post(std::function<void()> fn) override { world_.enqueue(world_.now_, std::move(fn)); }
+
+  Status open_udp(const SocketAddress& local, DatagramHandler handler, EndpointId* id,
+                  SocketAddress* bound) override {
+    if (endpoints_.size() >= limits_.max_endpoints) {
+      return resource_exhausted(name_ + ": " + std::to_string(limits_.max_endpoints) +
+                                " datagram endpoints are open already");
+    }
+    IpAddress ip = local.ip();
+    if (ip.is_unspecified()) {
+      // Any address: the node's first address of that family.
+      bool found = false;
+      for (const auto& a : addresses_) {
+        if (a.family() == ip.family()) {
+          ip = a;
+          found = true;
+          break;
+        }
+      }
+      if (!found) return invalid_argument(name_ + ": no address of that family to bind");
+    } else {
+      bool owned = false;
+      for (const auto& a : addresses_) owned = owned || a == ip;
+      if (!owned) {
+        return invalid_argument(name_ + ": cannot bind " + ip.to_string() +
+                                ": not an address of this node");
+      }
+    }
+    std::uint16_t port = local.port();
+    if (port == 0) {
+      for (std::uint32_t tries = 0; tries < 16384; ++tries) {
+        const auto candidate = static_cast<std::uint16_t>(49152 + (next_port_++ % 16384));
+        if (!bound_.count(SocketAddress(ip, candidate))) {
+          port = candidate;
+          break;
+        }
+      }
+      if (port == 0) return resource_exhausted(name_ + ": no free ephemeral port");
+    }
+    const SocketAddress addr(ip, port);
+    if (bound_.count(addr)) return unavailable(name_ + ": " + addr.to_string() + " is in use");
+    const EndpointId eid = next_endpoint_++;
+    endpoints_.emplace(eid, Endpoint{addr, std::move(handler)});
+    bound_.emplace(addr, eid);
+    *id = eid;
+    if (bound) *bound = addr;
+    return Status::ok();
+  }
+
+  Status send_udp(EndpointId id, const SocketAddress& to, const std::uint8_t* data,
+                  std::size_t size) override {
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end()) return not_found(name_ + ": endpoint " + std::to_string(id));
+    if (size > limits_.max_datagram) {
+      return invalid_argument("datagram of " + std::to_string(size) + " bytes exceeds " +
+                              std::to_string(limits_.max_datagram));
+    }
+    world_.transmit(*this, it->second.addr, to, data, size);
+    return Status::ok();
+  }
+
+  Status close_udp(EndpointId id) override {
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end()) return not_found(name_ + ": endpoint " + std::to_string(id));
+    bound_.erase(it->second.addr);
+    endpoints_.erase(it);
+    return Status::ok();
+  }
+
+  std::uint64_t random_u64() override { return rng_.next(); }
+  std::string name() const override { return "virtual:" + name_; }
+
+  // Delivery from the world. Returns false when no endpoint is bound to dst.
+  bool deliver(const SocketAddress& src, const SocketAddress& dst,
+               const std::vector<std::uint8_t>& bytes) {
+    auto b = bound_.find(dst);
+    if (b == bound_.end()) return false;
+    auto e = endpoints_.find(b->second);
+    // Copy the handler: it may close its own endpoint.
+    auto handler = e->second.handler;
+    handler(src, bytes.data(), bytes.size());
+    return true;
+  }
+
+  const std::string& node_name() const { return name_; }
+
+ private:
+  struct Timer {
+    std::uint64_t seq;
+    std::function<void()> fn;
+  };
+  struct Endpoint {
+    SocketAddress addr;
+    DatagramHandler handler;
+  };
+  VirtualWorld& world_;
+  std::string name_;
+  std::vector<IpAddress> addresses_;
+  EnvLimits limits_;
+  Rng rng_;
+  TimerId next_timer_ = 1;
+  EndpointId next_endpoint_ = 1;
+  std::uint32_t next_port_ = 0;
+  std::unordered_map<TimerId, Timer> timers_;
+  std::unordered_map<EndpointId, Endpoint> endpoints_;
+  std::map<SocketAddress, EndpointId> bound_;
+};
+
+VirtualWorld::VirtualWorld(std::uint64_t seed, Limits limits) : limits_(limits), rng_(seed) {}
+VirtualWorld::~VirtualWorld() = default;
+
+Env& VirtualWorld::add_node(const std::string& name, const std::vector<IpAddress>& addresses,
+                            EnvLimits limits) {
+  const std::uint64_t node_seed = rng_.next();
+  nodes_.push_back(std::make_unique<Node>(*this, name, addresses, limits, node_seed));
+  for (const auto& a : addresses) owner_[a] = nodes_.back().get();
+  return *nodes_.back();
+}
+
+void VirtualWorld::set_link(const IpAddress& from, const IpAddress& to, LinkParams params) {
+  links_[{from, to}] = params;
+}
+
+void VirtualWorld::set_link_up(const IpAddress& from, const IpAddress& to, bool up) {
+  links_[{from, to}].up = up;
+  add_trace(std::to_string(now_) + " link " + from.to_string() + ">" + to.to_string() +
+            (up ? " up" : " down"));
+}
+
+std::uint64_t VirtualWorld::enqueue(std::int64_t at, std::function<void()> fn) {
+  if (queue_.size() >= limits_.max_events) return 0;
+  const std::uint64_t seq = next_seq_++;
+  queue_.emplace(Key{at, seq}, std::move(fn));
+  seq_time_.emplace(seq, at);
+  return seq;
+}
+
+bool VirtualWorld::dequeue(std::uint64_t seq) {
+  auto it = seq_time_.find(seq);
+  if (it == seq_time_.end()) return false;
+  queue_.erase(Key{it->second, seq});
+  seq_time_.erase(it);
+  return true;
+}
+
+void VirtualWorld::add_trace(const std::string& line) {
+  if (trace_.size() >= limits_.max_trace_lines) {
+    ++dropped_trace_;
+    return;
+  }
+  trace_.push_back(line);
+}
+
+std::string VirtualWorld::trace_text() const {
+  std::string out;
+  for (const auto& l : trace_) {
+    out += l;
+    out += '\n';
+  }
+  return out;
+}
+
+void VirtualWorld::transmit(Node& from, const SocketAddress& src, const SocketAddress& dst,
+                            const std::uint8_t* data, std::size_t size) {
+  ++counters_.sent;
+  const std::string what = src.to_string() + ">" + dst.to_string() + " " + std::to_string(size);
+  const std::string t = std::to_string(now_);
+  (void)from;
+  auto link = links_.find({src.ip(), dst.ip()});
+  auto dst_node = owner_.find(dst.ip());
+  if (link == links_.end() || dst_node == owner_.end()) {
+    ++counters_.no_route;
+    add_trace(t + " drop-noroute " + what);
+    return;
+  }
+  const LinkParams& p = link->second;
+  if (!p.up) {
+    ++counters_.link_down;
+    add_trace(t + " drop-linkdown " + what);
+    return;
+  }
+  // Randomness is drawn in a fixed order (loss, then jitter) so traces are reproducible.
+  if (p.loss > 0 && rng_.uniform01() < p.loss) {
+    ++counters_.lost;
+    add_trace(t + " drop-loss " + what);
+    return;
+  }
+  std::int64_t delay = p.delay_ns;
+  if (p.jitter_ns > 0) {
+    delay += static_cast<std::int64_t>(rng_.uniform(static_cast<std::uint64_t>(p.jitter_ns) + 1));
+  }
+  add_trace(t + " send " + what + " arrive=" + std::to_string(now_ + delay));
+  Node* to = dst_node->second;
+  std::vector<std::uint8_t> bytes(data, data + size);
+  const std::uint64_t seq =
+      enqueue(now_ + delay, [this, to, src, dst, bytes = std::move(bytes), what] {
+        if (to->deliver(src, dst, bytes)) {
+          ++counters_.delivered;
+          add_trace(std::to_string(now_) + " recv " + what);
+        } else {
+          ++counters_.port_unreachable;
+          add_trace(std::to_string(now_) + " drop-unreachable " + what);
+        }
+      });
+  if (seq == 0) add_trace(t + " drop-queuefull " + what);
+}
+
+std::size_t VirtualWorld::run_until(std::int64_t until_ns) {
+  std::size_t ran = 0;
+  while (!queue_.empty() && queue_.begin()->first.t <= until_ns) {
+    auto it = queue_.begin();
+    now_ = it->first.t;
+    auto fn = std::move(it->second);
+    seq_time_.erase(it->first.seq);
+    queue_.erase(it);
+    fn();
+    ++ran;
+  }
+  if (until_ns > now_) now_ = until_ns;
+  return ran;
+}
+
+std::size_t VirtualWorld::run(std::size_t max_events) {
+  std::size_t ran = 0;
+  while (!queue_.empty() && ran < max_events) {
+    auto it = queue_.begin();
+    now_ = it->first.t;
+    auto fn = std::move(it->second);
+    seq_time_.erase(it->first.seq);
+    queue_.erase(it);
+    fn();
+    ++ran;
+  }
+  return ran;
+}
+
+}  // namespace patronus::env

@@ -1,0 +1,148 @@
+#include "patronus/model/types.hpp"
+
+#include <array>
+#include <cmath>
+#include <set>
+#include <utility>
+
+namespace patronus {
+
+const char* code_name(Code code) {
+  switch (code) {
+    case Code::kOk: return "OK";
+    case Code::kInvalidArgument: return "INVALID_ARGUMENT";
+    case Code::kNotFound: return "NOT_FOUND";
+    case Code::kResourceExhausted: return "RESOURCE_EXHAUSTED";
+    case Code::kUnavailable: return "UNAVAILABLE";
+    case Code::kFailedPrecondition: return "FAILED_PRECONDITION";
+    case Code::kInternal: return "INTERNAL";
+    case Code::kUnimplemented: return "UNIMPLEMENTED";
+  }
+  return "UNKNOWN";
+}
+
+std::string Status::to_string() const {
+  if (is_ok()) return "OK";
+  return std::string(code_name(code_)) + ": " + message_;
+}
+
+}  // namespace patronus
+
+namespace patronus::model {
+namespace {
+
+template <typename E, std::size_t N>
+Result<E> parse_enum(std::string_view what, std::string_view text,
+                     const std::array<std::pair<const char*, E>, N>& table) {
+  std::string valid;
+  for (const auto& [name, value] : table) {
+    if (text == name) return value;
+    valid += valid.empty() ? name : std::string(", ") + name;
+  }
+  return invalid_argument("'" + std::string(text) + "' is not a " + std::string(what) +
+                          " (one of: " + valid + ")");
+}
+
+template <typename E, std::size_t N>
+const char* enum_name(E v, const std::array<std::pair<const char*, E>, N>& table) {
+  for (const auto& [name, value] : table) {
+    if (value == v) return name;
+  }
+  return "?";
+}
+
+constexpr std::array<std::pair<const char*, InterfaceType>, 5> kInterfaceTypes{{
+    {"wan", InterfaceType::kWan},
+    {"lte", InterfaceType::kLte},
+    {"mpls", InterfaceType::kMpls},
+    {"broadband", InterfaceType::kBroadband},
+    {"satellite", InterfaceType::kSatellite},
+}};
+constexpr std::array<std::pair<const char*, Priority>, 5> kPriorities{{
+    {"critical", Priority::kCritical},
+    {"high", Priority::kHigh},
+    {"normal", Priority::kNormal},
+    {"low", Priority::kLow},
+    {"best-effort", Priority::kBestEffort},
+}};
+constexpr std::array<std::pair<const char*, SiteStatus>, 3> kSiteStatuses{{
+    {"active", SiteStatus::kActive},
+    {"inactive", SiteStatus::kInactive},
+    {"degraded", SiteStatus::kDegraded},
+}};
+constexpr std::array<std::pair<const char*, PathStatus>, 3> kPathStatuses{{
+    {"up", PathStatus::kUp},
+    {"degraded", PathStatus::kDegraded},
+    {"down", PathStatus::kDown},
+}};
+
+}  // namespace
+
+const char* to_string(InterfaceType t) { return enum_name(t, kInterfaceTypes); }
+Result<InterfaceType> parse_interface_type(std::string_view text) {
+  return parse_enum("interface type", text, kInterfaceTypes);
+}
+const char* to_string(Priority p) { return enum_name(p, kPriorities); }
+Result<Priority> parse_priority(std::string_view text) {
+  return parse_enum("priority", text, kPriorities);
+}
+const char* to_string(SiteStatus s) { return enum_name(s, kSiteStatuses); }
+Result<SiteStatus> parse_site_status(std::string_view text) {
+  return parse_enum("site status", text, kSiteStatuses);
+}
+const char* to_string(PathStatus s) { return enum_name(s, kPathStatuses); }
+Result<PathStatus> parse_path_status(std::string_view text) {
+  return parse_enum("path status", text, kPathStatuses);
+}
+
+Status validate_name(std::string_view field, std::string_view name, std::size_t max_len) {
+  const std::string f(field);
+  if (name.empty()) return invalid_argument(f + ": must not be empty");
+  if (name.size() > max_len) {
+    return invalid_argument(f + ": '" + std::string(name) + "' is longer than " +
+                            std::to_string(max_len) + " characters");
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) {
+      return invalid_argument(f + ": '" + std::string(name) +
+                              "' may contain only lowercase letters, digits and '-'");
+    }
+  }
+  if (name.front() == '-' || name.back() == '-') {
+    return invalid_argument(f + ": '" + std::string(name) + "' must not start or end with '-'");
+  }
+  return Status::ok();
+}
+
+Status validate_site(const Site& site) {
+  if (auto s = validate_name("site.name", site.name, 63); !s.is_ok()) return s;
+  std::set<std::string> names;
+  std::set<SocketAddress> addresses;
+  for (std::size_t i = 0; i < site.endpoints.size(); ++i) {
+    const auto& e = site.endpoints[i];
+    const std::string f = "endpoints[" + std::to_string(i) + "]";
+    if (auto s = validate_name(f + ".name", e.name, 32); !s.is_ok()) return s;
+    if (!names.insert(e.name).second) {
+      return invalid_argument(f + ".name: duplicate endpoint name '" + e.name + "'");
+    }
+    if (e.address.port() == 0) return invalid_argument(f + ".address: port must not be 0");
+    if (e.address.ip().is_unspecified()) {
+      return invalid_argument(f + ".address: " + e.address.ip().to_string() +
+                              " is unspecified; peers need a reachable address");
+    }
+    if (!addresses.insert(e.address).second) {
+      return invalid_argument(f + ".address: " + e.address.to_string() +
+                              " is used by another endpoint of this site");
+    }
+    if (!std::isfinite(e.cost_per_gb) || e.cost_per_gb < 0) {
+      return invalid_argument(f + ".cost_per_gb: must be a finite number >= 0");
+    }
+    if (e.bandwidth_mbps && (!std::isfinite(*e.bandwidth_mbps) || *e.bandwidth_mbps <= 0)) {
+      return invalid_argument(f + ".bandwidth_mbps: must be a finite number > 0");
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace patronus::model

@@ -1,0 +1,333 @@
+#include "patronus/store/store.hpp"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <limits>
+
+#include "migrations.hpp"
+
+namespace patronus::store {
+
+using model::Site;
+using model::SiteId;
+
+int latest_schema_version() { return static_cast<int>(migrations().size()); }
+
+struct Store::Impl {
+  std::string path;
+  std::unique_ptr<SQLite::Database> db;
+  int version = 0;
+};
+
+Store::Store() : impl_(std::make_unique<Impl>()) {}
+Store::~Store() = default;
+
+namespace {
+
+template <typename Fn>
+auto guarded(const std::string& what, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const SQLite::Exception& e) {
+    return unavailable(what + ": " + e.what());
+  } catch (const std::exception& e) {
+    return internal_error(what + ": " + e.what());
+  }
+}
+
+int user_version(SQLite::Database& db) { return db.execAndGet("PRAGMA user_version").getInt(); }
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::open(const std::string& path, StoreOptions options) {
+  const int target = options.target_version.value_or(latest_schema_version());
+  if (target < 0 || target > latest_schema_version()) {
+    return invalid_argument("schema version " + std::to_string(target) + " does not exist");
+  }
+  return guarded("state database " + path, [&]() -> Result<std::unique_ptr<Store>> {
+    std::unique_ptr<Store> s(new Store());
+    s->impl_->path = path;
+    s->impl_->db = std::make_unique<SQLite::Database>(
+        path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, options.busy_timeout_ms);
+    auto& db = *s->impl_->db;
+    const int current = user_version(db);
+    if (current > latest_schema_version()) {
+      return failed_precondition("state database " + path + " has schema version " +
+                                 std::to_string(current) + ", newer than this build's " +
+                                 std::to_string(latest_schema_version()) +
+                                 "; it was left unchanged");
+    }
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec("PRAGMA synchronous=NORMAL");
+    db.exec("PRAGMA foreign_keys=ON");
+    for (int v = current; v < target; ++v) {
+      SQLite::Transaction t(db);
+      db.exec(migrations()[static_cast<std::size_t>(v)]);
+      db.exec("PRAGMA user_version=" + std::to_string(v + 1));
+      t.commit();
+    }
+    s->impl_->version = user_version(db);
+    return s;
+  });
+}
+
+int Store::schema_version() const { return impl_->version; }
+const std::string& Store::path() const { return impl_->path; }
+
+Result<SiteId> Store::add_site(const Site& site, std::int64_t now_unix) {
+  if (auto s = model::validate_site(site); !s.is_ok()) return s;
+  return guarded("add site", [&]() -> Result<SiteId> {
+    auto& db = *impl_->db;
+    SQLite::Transaction t(db);
+    SQLite::Statement exists(db, "SELECT 1 FROM sites WHERE site_name = ?");
+    exists.bind(1, site.name);
+    if (exists.executeStep()) {
+      return failed_precondition("site '" + site.name + "' exists already");
+    }
+    SQLite::Statement ins(db,
+                          "INSERT INTO sites (site_name, region, created_at, last_seen, status) "
+                          "VALUES (?, ?, ?, ?, ?)");
+    ins.bind(1, site.name);
+    ins.bind(2, site.region);
+    ins.bind(3, static_cast<std::int64_t>(now_unix));
+    ins.bind(4, static_cast<std::int64_t>(now_unix));
+    ins.bind(5, model::to_string(site.status));
+    ins.exec();
+    const auto id = db.getLastInsertRowid();
+    for (const auto& e : site.endpoints) {
+      SQLite::Statement ep(db,
+                           "INSERT INTO endpoints (site_id, name, address, interface_type, "
+                           "cost_per_gb, bandwidth_mbps) VALUES (?, ?, ?, ?, ?, ?)");
+      ep.bind(1, static_cast<std::int64_t>(id));
+      ep.bind(2, e.name);
+      ep.bind(3, e.address.to_string());
+      ep.bind(4, model::to_string(e.type));
+      ep.bind(5, e.cost_per_gb);
+      if (e.bandwidth_mbps) {
+        ep.bind(6, *e.bandwidth_mbps);
+      } else {
+        ep.bind(6);
+      }
+      ep.exec();
+    }
+    t.commit();
+    return SiteId(static_cast<std::uint64_t>(id));
+  });
+}
+
+Result<SiteId> Store::ensure_site(const std::string& name, std::int64_t now_unix) {
+  if (auto s = model::validate_name("site", name, 63); !s.is_ok()) return s;
+  return guarded("ensure site", [&]() -> Result<SiteId> {
+    auto& db = *impl_->db;
+    SQLite::Statement q(db, "SELECT site_id FROM sites WHERE site_name = ?");
+    q.bind(1, name);
+    if (q.executeStep()) {
+      SQLite::Statement u(db, "UPDATE sites SET last_seen = ? WHERE site_name = ?");
+      u.bind(1, static_cast<std::int64_t>(now_unix));
+      u.bind(2, name);
+      u.exec();
+      return SiteId(static_cast<std::uint64_t>(q.getColumn(0).getInt64()));
+    }
+    Site s;
+    s.name = name;
+    return add_site(s, now_unix);
+  });
+}
+
+Result<std::vector<Site>> Store::list_sites() {
+  return guarded("list sites", [&]() -> Result<std::vector<Site>> {
+    auto& db = *impl_->db;
+    std::vector<Site> out;
+    SQLite::Statement q(db, "SELECT site_id, site_name, region, status FROM sites ORDER BY site_name");
+    while (q.executeStep()) {
+      Site s;
+      s.id = SiteId(static_cast<std::uint64_t>(q.getColumn(0).getInt64()));
+      s.name = q.getColumn(1).getString();
+      s.region = q.getColumn(2).getString();
+      auto st = model::parse_site_status(q.getColumn(3).getString());
+      if (st.is_ok()) s.status = st.value();
+      SQLite::Statement e(db,
+                          "SELECT endpoint_id, name, address, interface_type, cost_per_gb, "
+                          "bandwidth_mbps FROM endpoints WHERE site_id = ? ORDER BY name");
+      e.bind(1, static_cast<std::int64_t>(s.id.value()));
+      while (e.executeStep()) {
+        model::Endpoint ep;
+        ep.id = model::EndpointId(static_cast<std::uint64_t>(e.getColumn(0).getInt64()));
+        ep.name = e.getColumn(1).getString();
+        auto addr = model::SocketAddress::parse(e.getColumn(2).getString());
+        if (!addr.is_ok()) {
+          return internal_error("endpoint " + s.name + "/" + ep.name +
+                                " has a corrupt address: " + addr.status().message());
+        }
+        ep.address = addr.value();
+        auto type = model::parse_interface_type(e.getColumn(3).getString());
+        if (!type.is_ok()) return internal_error("endpoint " + s.name + "/" + ep.name + ": " +
+                                                 type.status().message());
+        ep.type = type.value();
+        ep.cost_per_gb = e.getColumn(4).getDouble();
+        if (!e.getColumn(5).isNull()) ep.bandwidth_mbps = e.getColumn(5).getDouble();
+        s.endpoints.push_back(std::move(ep));
+      }
+      out.push_back(std::move(s));
+    }
+    return out;
+  });
+}
+
+Status Store::remove_site(const std::string& name) {
+  return guarded("remove site", [&]() -> Status {
+    auto& db = *impl_->db;
+    SQLite::Transaction t(db);
+    SQLite::Statement q(db, "SELECT site_id FROM sites WHERE site_name = ?");
+    q.bind(1, name);
+    if (!q.executeStep()) return not_found("no site named '" + name + "'");
+    const auto id = q.getColumn(0).getInt64();
+    SQLite::Statement used(db, "SELECT COUNT(*) FROM paths WHERE src_site_id = ? OR dst_site_id = ?");
+    used.bind(1, static_cast<std::int64_t>(id));
+    used.bind(2, static_cast<std::int64_t>(id));
+    used.executeStep();
+    if (const auto n = used.getColumn(0).getInt64(); n > 0) {
+      return failed_precondition("site '" + name + "' is used by " + std::to_string(n) +
+                                 " path(s); remove them first");
+    }
+    SQLite::Statement del(db, "DELETE FROM sites WHERE site_id = ?");
+    del.bind(1, static_cast<std::int64_t>(id));
+    del.exec();
+    t.commit();
+    return Status::ok();
+  });
+}
+
+Status Store::write_batch(const std::vector<SampleRow>& samples,
+                          const std::vector<EventRow>& events) {
+  return guarded("write batch", [&]() -> Status {
+    auto& db = *impl_->db;
+    SQLite::Transaction t(db);
+    if (!samples.empty()) {
+      SQLite::Statement ins(db,
+                            "INSERT INTO path_samples (timestamp_ns, source, path_id, sequence, "
+                            "lost, rtt_ns) VALUES (?, ?, ?, ?, ?, ?)");
+      for (const auto& s : samples) {
+        ins.bind(1, static_cast<std::int64_t>(s.timestamp_ns));
+        ins.bind(2, s.source);
+        ins.bind(3, static_cast<std::int64_t>(s.path_id));
+        ins.bind(4, static_cast<std::int64_t>(s.sequence));
+        ins.bind(5, s.lost ? 1 : 0);
+        if (s.lost) {
+          ins.bind(6);
+        } else {
+          ins.bind(6, static_cast<std::int64_t>(s.rtt_ns));
+        }
+        ins.exec();
+        ins.reset();
+      }
+    }
+    if (!events.empty()) {
+      SQLite::Statement ins(db,
+                            "INSERT INTO decision_events (timestamp_ns, site, source, kind, "
+                            "subject, payload) VALUES (?, ?, ?, ?, ?, ?)");
+      for (const auto& e : events) {
+        ins.bind(1, static_cast<std::int64_t>(e.timestamp_ns));
+        ins.bind(2, e.site);
+        ins.bind(3, e.source);
+        ins.bind(4, e.kind);
+        ins.bind(5, e.subject);
+        ins.bind(6, e.payload.empty() ? std::string("{}") : e.payload);
+        ins.exec();
+        ins.reset();
+      }
+    }
+    t.commit();
+    return Status::ok();
+  });
+}
+
+Result<std::vector<SampleSummary>> Store::sample_summary() {
+  return guarded("sample summary", [&]() -> Result<std::vector<SampleSummary>> {
+    SQLite::Statement q(*impl_->db,
+                        "SELECT source, COUNT(*), SUM(lost), MIN(rtt_ns), AVG(rtt_ns), "
+                        "MAX(rtt_ns) FROM path_samples GROUP BY source ORDER BY source");
+    std::vector<SampleSummary> out;
+    while (q.executeStep()) {
+      SampleSummary s;
+      s.source = q.getColumn(0).getString();
+      s.samples = static_cast<std::uint64_t>(q.getColumn(1).getInt64());
+      s.lost = static_cast<std::uint64_t>(q.getColumn(2).getInt64());
+      s.min_rtt_ms = q.getColumn(3).getDouble() / 1e6;
+      s.avg_rtt_ms = q.getColumn(4).getDouble() / 1e6;
+      s.max_rtt_ms = q.getColumn(5).getDouble() / 1e6;
+      out.push_back(s);
+    }
+    return out;
+  });
+}
+
+Result<std::vector<EventRow>> Store::events(std::size_t limit) {
+  return guarded("events", [&]() -> Result<std::vector<EventRow>> {
+    SQLite::Statement q(*impl_->db,
+                        "SELECT timestamp_ns, site, source, kind, subject, payload FROM "
+                        "decision_events ORDER BY event_id DESC LIMIT ?");
+    q.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, 1000000)));
+    std::vector<EventRow> out;
+    while (q.executeStep()) {
+      out.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(),
+                     q.getColumn(2).getString(), q.getColumn(3).getString(),
+                     q.getColumn(4).getString(), q.getColumn(5).getString()});
+    }
+    return out;
+  });
+}
+
+Result<std::int64_t> Store::count_rows(const std::string& table) {
+  static const char* kTables[] = {"sites", "endpoints", "paths", "policies", "flows",
+                                  "path_metrics", "path_samples", "decision_events"};
+  bool known = false;
+  for (const char* t : kTables) known = known || table == t;
+  if (!known) return invalid_argument("no table named '" + table + "'");
+  return guarded("count " + table, [&]() -> Result<std::int64_t> {
+    return static_cast<std::int64_t>(
+        impl_->db->execAndGet("SELECT COUNT(*) FROM " + table).getInt64());
+  });
+}
+
+Result<std::string> Store::integrity_check() {
+  return guarded("integrity check", [&]() -> Result<std::string> {
+    SQLite::Statement q(*impl_->db, "PRAGMA integrity_check");
+    std::string out;
+    while (q.executeStep()) out += (out.empty() ? "" : "\n") + q.getColumn(0).getString();
+    return out;
+  });
+}
+
+BatchWriter::BatchWriter(Store& store, std::size_t max_pending)
+    : store_(store), max_pending_(max_pending == 0 ? 1 : max_pending) {}
+
+Status BatchWriter::make_room() {
+  if (pending() >= max_pending_) return flush();
+  return Status::ok();
+}
+
+Status BatchWriter::add(SampleRow row) {
+  if (auto s = make_room(); !s.is_ok()) return s;
+  samples_.push_back(std::move(row));
+  return Status::ok();
+}
+
+Status BatchWriter::add(EventRow row) {
+  if (auto s = make_room(); !s.is_ok()) return s;
+  events_.push_back(std::move(row));
+  return Status::ok();
+}
+
+Status BatchWriter::flush() {
+  if (pending() == 0) return Status::ok();
+  auto s = store_.write_batch(samples_, events_);
+  if (!s.is_ok()) return s;  // rows stay queued; the caller may retry
+  rows_written_ += pending();
+  ++flushes_;
+  samples_.clear();
+  events_.clear();
+  return Status::ok();
+}
+
+}  // namespace patronus::store
