@@ -1,0 +1,159 @@
+#include "ns3_env.hpp"
+
+#include <array>
+#include <vector>
+
+#include "ns3/inet-socket-address.h"
+#include "ns3/inet6-socket-address.h"
+#include "ns3/ipv4-address.h"
+#include "ns3/ipv6-address.h"
+#include "ns3/packet.h"
+#include "ns3/simulator.h"
+#include "ns3/udp-socket-factory.h"
+
+namespace patronus::sim {
+
+using model::IpAddress;
+using model::SocketAddress;
+
+namespace {
+
+ns3::Address to_ns3(const SocketAddress& a) {
+  if (a.ip().is_v4()) {
+    return ns3::InetSocketAddress(ns3::Ipv4Address(a.ip().v4_host_order()), a.port());
+  }
+  std::array<std::uint8_t, 16> b = a.ip().bytes();
+  return ns3::Inet6SocketAddress(ns3::Ipv6Address(b.data()), a.port());
+}
+
+bool from_ns3(const ns3::Address& addr, SocketAddress* out) {
+  if (ns3::InetSocketAddress::IsMatchingType(addr)) {
+    const auto in = ns3::InetSocketAddress::ConvertFrom(addr);
+    *out = SocketAddress(IpAddress::v4(in.GetIpv4().Get()), in.GetPort());
+    return true;
+  }
+  if (ns3::Inet6SocketAddress::IsMatchingType(addr)) {
+    const auto in6 = ns3::Inet6SocketAddress::ConvertFrom(addr);
+    std::array<std::uint8_t, 16> b{};
+    in6.GetIpv6().GetBytes(b.data());
+    *out = SocketAddress(IpAddress::v6(b), in6.GetPort());
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Ns3Env::Ns3Env(ns3::Ptr<ns3::Node> node, std::uint64_t seed, std::string name,
+               env::EnvLimits limits)
+    : node_(node), rng_(seed), name_(std::move(name)), limits_(limits) {}
+
+Ns3Env::~Ns3Env() {
+  for (auto& [id, t] : timers_) ns3::Simulator::Cancel(t.event);
+  for (auto& [id, e] : endpoints_) {
+    e.socket->SetRecvCallback(ns3::MakeNullCallback<void, ns3::Ptr<ns3::Socket>>());
+    e.socket->Close();
+  }
+}
+
+std::int64_t Ns3Env::now_ns() const { return ns3::Simulator::Now().GetNanoSeconds(); }
+
+env::TimerId Ns3Env::schedule(std::int64_t delay_ns, std::function<void()> fn) {
+  if (timers_.size() >= limits_.max_timers) return 0;
+  if (delay_ns < 0) delay_ns = 0;
+  const env::TimerId id = next_timer_++;
+  Timer t;
+  t.fn = std::move(fn);
+  t.event = ns3::Simulator::Schedule(ns3::NanoSeconds(delay_ns), &Ns3Env::fire, this, id);
+  timers_.emplace(id, std::move(t));
+  return id;
+}
+
+void Ns3Env::fire(env::TimerId id) {
+  auto it = timers_.find(id);
+  if (it == timers_.end()) return;
+  auto fn = std::move(it->second.fn);
+  timers_.erase(it);
+  fn();
+}
+
+bool Ns3Env::cancel(env::TimerId id) {
+  auto it = timers_.find(id);
+  if (it == timers_.end()) return false;
+  ns3::Simulator::Cancel(it->second.event);
+  timers_.erase(it);
+  return true;
+}
+
+void Ns3Env::post(std::function<void()> fn) {
+  // A zero-delay timer: runs after the current event, in scheduling order.
+  schedule(0, std::move(fn));
+}
+
+Status Ns3Env::open_udp(const SocketAddress& local, env::DatagramHandler handler,
+                        env::EndpointId* id, SocketAddress* bound) {
+  if (endpoints_.size() >= limits_.max_endpoints) {
+    return resource_exhausted(name_ + ": " + std::to_string(limits_.max_endpoints) +
+                              " datagram endpoints are open already");
+  }
+  ns3::Ptr<ns3::Socket> s =
+      ns3::Socket::CreateSocket(node_, ns3::UdpSocketFactory::GetTypeId());
+  if (s->Bind(to_ns3(local)) != 0) {
+    s->Close();
+    return unavailable(name_ + ": cannot bind UDP " + local.to_string());
+  }
+  const env::EndpointId eid = next_endpoint_++;
+  s->SetRecvCallback(ns3::MakeCallback(&Ns3Env::on_receive, this));
+  endpoints_.emplace(eid, Endpoint{s, std::move(handler)});
+  by_socket_.emplace(ns3::PeekPointer(s), eid);
+  if (bound) {
+    ns3::Address name;
+    s->GetSockName(name);
+    if (!from_ns3(name, bound)) *bound = local;
+  }
+  *id = eid;
+  return Status::ok();
+}
+
+void Ns3Env::on_receive(ns3::Ptr<ns3::Socket> socket) {
+  ns3::Address from;
+  std::vector<std::uint8_t> buf;
+  while (ns3::Ptr<ns3::Packet> p = socket->RecvFrom(from)) {
+    auto it = by_socket_.find(ns3::PeekPointer(socket));
+    if (it == by_socket_.end()) return;
+    auto ep = endpoints_.find(it->second);
+    buf.resize(p->GetSize());
+    p->CopyData(buf.data(), buf.size());
+    SocketAddress src;
+    if (!from_ns3(from, &src)) continue;
+    auto handler = ep->second.handler;  // it may close its own endpoint
+    handler(src, buf.data(), buf.size());
+  }
+}
+
+Status Ns3Env::send_udp(env::EndpointId id, const SocketAddress& to, const std::uint8_t* data,
+                        std::size_t size) {
+  auto it = endpoints_.find(id);
+  if (it == endpoints_.end()) return not_found(name_ + ": endpoint " + std::to_string(id));
+  if (size > limits_.max_datagram) {
+    return invalid_argument("datagram of " + std::to_string(size) + " bytes exceeds " +
+                            std::to_string(limits_.max_datagram));
+  }
+  ns3::Ptr<ns3::Packet> p = ns3::Create<ns3::Packet>(data, static_cast<std::uint32_t>(size));
+  if (it->second.socket->SendTo(p, 0, to_ns3(to)) < 0) {
+    return unavailable(name_ + ": send to " + to.to_string() + " failed");
+  }
+  return Status::ok();
+}
+
+Status Ns3Env::close_udp(env::EndpointId id) {
+  auto it = endpoints_.find(id);
+  if (it == endpoints_.end()) return not_found(name_ + ": endpoint " + std::to_string(id));
+  it->second.socket->SetRecvCallback(ns3::MakeNullCallback<void, ns3::Ptr<ns3::Socket>>());
+  it->second.socket->Close();
+  by_socket_.erase(ns3::PeekPointer(it->second.socket));
+  endpoints_.erase(it);
+  return Status::ok();
+}
+
+}  // namespace patronus::sim

@@ -1,0 +1,58 @@
+// The ns-3 discrete-event backend of the Env seam: time is Simulator::Now, timers are
+// Simulator::Schedule events (EventIds kept for cancel), datagrams are ns-3 UDP sockets on the
+// node. Deterministic: same scenario and seed, same event order.
+#pragma once
+
+#include <map>
+#include <unordered_map>
+
+#include "ns3/event-id.h"
+#include "ns3/node.h"
+#include "ns3/ptr.h"
+#include "ns3/socket.h"
+#include "patronus/env/env.hpp"
+
+namespace patronus::sim {
+
+class Ns3Env final : public env::Env {
+ public:
+  Ns3Env(ns3::Ptr<ns3::Node> node, std::uint64_t seed, std::string name,
+         env::EnvLimits limits = {});
+  ~Ns3Env() override;
+
+  std::int64_t now_ns() const override;
+  env::TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) override;
+  bool cancel(env::TimerId id) override;
+  void post(std::function<void()> fn) override;
+  Status open_udp(const model::SocketAddress& local, env::DatagramHandler handler,
+                  env::EndpointId* id, model::SocketAddress* bound) override;
+  Status send_udp(env::EndpointId id, const model::SocketAddress& to, const std::uint8_t* data,
+                  std::size_t size) override;
+  Status close_udp(env::EndpointId id) override;
+  std::uint64_t random_u64() override { return rng_.next(); }
+  std::string name() const override { return "ns3:" + name_; }
+
+ private:
+  struct Timer {
+    ns3::EventId event;
+    std::function<void()> fn;
+  };
+  struct Endpoint {
+    ns3::Ptr<ns3::Socket> socket;
+    env::DatagramHandler handler;
+  };
+  void fire(env::TimerId id);
+  void on_receive(ns3::Ptr<ns3::Socket> socket);
+
+  ns3::Ptr<ns3::Node> node_;
+  env::Rng rng_;
+  std::string name_;
+  env::EnvLimits limits_;
+  env::TimerId next_timer_ = 1;
+  env::EndpointId next_endpoint_ = 1;
+  std::unordered_map<env::TimerId, Timer> timers_;
+  std::map<env::EndpointId, Endpoint> endpoints_;
+  std::map<ns3::Socket*, env::EndpointId> by_socket_;
+};
+
+}  // namespace patronus::sim
