@@ -42,7 +42,8 @@ Result<std::int64_t> parse_signed(const std::string& s, std::int64_t lo, std::in
   errno = 0;
   char* end = nullptr;
   const long long v = std::strtoll(s.c_str(), &end, 0);
-  if (*end != '\0' || errno == ERANGE || v < lo || v > hi) {
+  if (*end != '\0') return invalid_argument("expected an integer, got '" + s + "'");
+  if (errno == ERANGE || v < lo || v > hi) {
     return invalid_argument("expected an integer in [" + std::to_string(lo) + ", " +
                             std::to_string(hi) + "], got '" + s + "'");
   }
@@ -56,7 +57,8 @@ Result<std::uint64_t> parse_unsigned(const std::string& s, std::uint64_t hi) {
   errno = 0;
   char* end = nullptr;
   const unsigned long long v = std::strtoull(s.c_str(), &end, 0);
-  if (*end != '\0' || errno == ERANGE || v > hi) {
+  if (*end != '\0') return invalid_argument("expected an unsigned integer, got '" + s + "'");
+  if (errno == ERANGE || v > hi) {
     return invalid_argument("expected an unsigned integer in [0, " + std::to_string(hi) +
                             "], got '" + s + "'");
   }
@@ -77,6 +79,38 @@ Result<bool> parse_bool(const std::string& s) {
   if (s == "true") return true;
   if (s == "false") return false;
   return invalid_argument("expected true or false, got '" + s + "'");
+}
+
+// Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF): proto3 strings must be valid UTF-8.
+bool valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    const unsigned c = *p;
+    int n = 0;
+    std::uint32_t cp = 0;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 1, cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2, cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (end - p <= n) return false;
+    for (int i = 1; i <= n; ++i) {
+      if ((p[i] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    static const std::uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    p += n + 1;
+  }
+  return true;
 }
 
 class Converter {
@@ -211,6 +245,9 @@ class Converter {
         return Status::ok();
       }
       case T::CPPTYPE_STRING:
+        if (f->type() == T::TYPE_STRING && !valid_utf8(s)) {
+          return invalid_argument(path + ": not valid UTF-8");
+        }
         add ? r->AddString(msg, f, s) : r->SetString(msg, f, s);
         return Status::ok();
       default:

@@ -1,0 +1,122 @@
+// Typed plugin config (YAML -> the plugin's Protobuf message) and patronusd's config file.
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include "patronus/core/config_schema.hpp"
+#include "patronus/core/daemon_config.hpp"
+#include "patronus/core/plugin_host.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace patronus;
+
+class PingpongSchema : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto lib = reg_.load_file(patronus::test::plugin_dir() + "/libpatronus-pingpong.so");
+    ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+    schema_ = lib.value()->schema();
+    ASSERT_NE(schema_, nullptr);
+  }
+  std::string error_of(const std::string& yaml) {
+    auto r = schema_->text_to_bytes(yaml, "plugins[0].config");
+    EXPECT_FALSE(r.is_ok()) << yaml;
+    return r.is_ok() ? "" : r.status().message();
+  }
+  core::PluginRegistry reg_;
+  const core::ConfigSchema* schema_ = nullptr;
+};
+
+TEST_F(PingpongSchema, ValidYamlBecomesTheMessage) {
+  auto bytes = schema_->text_to_bytes(
+      "listen: 127.0.0.1:7000\npeer: '[::1]:7001'\ninterval_ms: 250\ncount: 3\npath_id: 9\n", "c");
+  ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
+  auto json = schema_->bytes_to_json(bytes.value());
+  ASSERT_TRUE(json.is_ok());
+  EXPECT_EQ(json.value(),
+            "{\"listen\":\"127.0.0.1:7000\",\"peer\":\"[::1]:7001\",\"interval_ms\":250,\"count\":3,"
+            "\"path_id\":\"9\"}");
+}
+
+TEST_F(PingpongSchema, FieldErrorsNameThePathAndReason) {
+  EXPECT_EQ(error_of("listen: a\nintervalms: 5"),
+            "plugins[0].config.intervalms: unknown field (patronus.pingpong.v1.Config has: listen, "
+            "peer, interval_ms, count, payload_size, timeout_ms, path_id)");
+  EXPECT_EQ(error_of("interval_ms: -5"),
+            "plugins[0].config.interval_ms: expected an unsigned integer, got '-5'");
+  EXPECT_EQ(error_of("interval_ms: 99999999999"),
+            "plugins[0].config.interval_ms: expected an unsigned integer in [0, 4294967295], got "
+            "'99999999999'");
+  EXPECT_EQ(error_of("listen: [1, 2]"),
+            "plugins[0].config.listen: expected a string value, got a list");
+  EXPECT_EQ(error_of("- just\n- a list"),
+            "plugins[0].config: expected a map with the fields of patronus.pingpong.v1.Config");
+}
+
+TEST_F(PingpongSchema, NullMeansAllDefaults) {
+  auto bytes = schema_->text_to_bytes("", "c");
+  ASSERT_TRUE(bytes.is_ok());
+  EXPECT_TRUE(bytes.value().empty());
+}
+
+TEST(ConfigSchema, RejectsGarbageDescriptorSets) {
+  const std::uint8_t junk[] = {0xff, 0xff, 0xff, 0x01};
+  auto s = core::ConfigSchema::build("x.Y", junk, sizeof junk);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.status().message().find("FileDescriptorSet"), std::string::npos);
+}
+
+const char* kGood = R"(site: hq
+state_db: state/hq.db
+plugin_dir: /opt/patronus/plugins
+log_level: warn
+seed: 42
+plugins:
+  - plugin: pingpong
+    name: probe-branch
+    config:
+      listen: 0.0.0.0:7000
+  - plugin: scoring
+)";
+
+TEST(DaemonConfig, ParsesAndResolvesRelativePaths) {
+  auto c = core::parse_daemon_config(kGood, "/etc/patronus");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c.value().site, "hq");
+  EXPECT_EQ(c.value().state_db, "/etc/patronus/state/hq.db");
+  EXPECT_EQ(c.value().plugin_dir, "/opt/patronus/plugins");
+  EXPECT_EQ(c.value().log_level, "warn");
+  EXPECT_EQ(c.value().seed, 42u);
+  ASSERT_EQ(c.value().plugins.size(), 2u);
+  EXPECT_EQ(c.value().plugins[0].instance, "probe-branch");
+  EXPECT_EQ(c.value().plugins[1].instance, "scoring");
+  EXPECT_EQ(YAML::Load(c.value().plugins[0].config_yaml)["listen"].as<std::string>(),
+            "0.0.0.0:7000");
+}
+
+std::string daemon_error(const std::string& yaml) {
+  auto c = core::parse_daemon_config(yaml, "/");
+  EXPECT_FALSE(c.is_ok()) << yaml;
+  return c.is_ok() ? "" : c.status().message();
+}
+
+TEST(DaemonConfig, ErrorsNameKeyAndLine) {
+  EXPECT_EQ(daemon_error("site: hq\nstate_db: x\nplugin_dir: y\nsurprise: 1\n"),
+            "line 4: surprise: unknown key (allowed: flush_interval_ms, log_level, plugin_dir, "
+            "plugins, seed, site, state_db)");
+  EXPECT_EQ(daemon_error("state_db: x\nplugin_dir: y\n"), "line 1: site: required");
+  EXPECT_EQ(daemon_error("site: HQ!\nstate_db: x\nplugin_dir: y\n"),
+            "line 1: site: 'HQ!' may contain only lowercase letters, digits and '-'");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nlog_level: loud\n"),
+            "line 4: log_level: 'loud' is not one of debug, info, warn, error");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nplugins:\n  - plugin: p\n  - "
+                         "plugin: p\n"),
+            "line 6: plugins[1].name: instance 'p' is configured twice");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nplugins:\n  - plugin: p\n    "
+                         "colour: red\n"),
+            "line 6: plugins[0].colour: unknown key (allowed: config, name, plugin)");
+  EXPECT_NE(daemon_error("site: [unclosed").find("not valid YAML"), std::string::npos);
+}
+
+}  // namespace

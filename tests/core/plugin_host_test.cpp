@@ -1,0 +1,182 @@
+// The plugin host: a good plugin (plain C) runs a timer through the host table; every refusal
+// case names the file and the reason; exceptions never escape a plugin into the host.
+#include <gtest/gtest.h>
+
+#include "patronus/core/config_schema.hpp"
+#include "patronus/core/plugin_host.hpp"
+#include "patronus/core/router.hpp"
+#include "patronus/env/virtual_world.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace patronus;
+using patronus::test::test_plugin_dir;
+
+std::string tp(const std::string& name) { return test_plugin_dir() + "/libpatronus-" + name + ".so"; }
+
+struct Events : core::RouterObserver {
+  std::vector<std::pair<std::int64_t, std::string>> seen;
+  env::Env* env = nullptr;
+  std::vector<std::string> logs;
+  void on_event(const std::string&, const std::string& type, const std::string& json) override {
+    seen.emplace_back(env->now_ns(), type + " " + json);
+  }
+  void on_log(const std::string& i, std::uint32_t, const std::string& m) override {
+    logs.push_back(i + ": " + m);
+  }
+};
+
+TEST(PluginHost, GoodCPluginRunsTimersThroughTheHostTable) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(tp("test-good"));
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  EXPECT_EQ(lib.value()->info().name, "test-good");
+  EXPECT_EQ(lib.value()->info().kind, core::PluginKind::kProbe);
+
+  env::VirtualWorld world(1);
+  env::Env& node = world.add_node("a", {model::IpAddress::parse("10.0.0.1").value()});
+  core::RouterInstance router(node, "a");
+  Events ev;
+  ev.env = &node;
+  router.set_observer(&ev);
+  ASSERT_TRUE(router.add_plugin(lib.value(), "t", "").is_ok());
+  ASSERT_TRUE(router.start().is_ok());
+  world.run_until(1'000'000'000);
+  // The plugin re-arms a 5 ms timer until it fired three times.
+  ASSERT_EQ(ev.seen.size(), 3u);
+  EXPECT_EQ(ev.seen[0], std::make_pair(std::int64_t{5'000'000}, std::string("timer.fired {\"fired\":1}")));
+  EXPECT_EQ(ev.seen[1].first, 10'000'000);
+  EXPECT_EQ(ev.seen[2], std::make_pair(std::int64_t{15'000'000}, std::string("timer.fired {\"fired\":3}")));
+  ASSERT_EQ(ev.logs.size(), 1u);
+  EXPECT_EQ(ev.logs[0], "t: started");
+  EXPECT_EQ(router.live_timers("t"), 0u);
+}
+
+void expect_refused(const std::string& name, const std::vector<std::string>& needles) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(tp(name));
+  ASSERT_FALSE(lib.is_ok()) << name << " was accepted";
+  const std::string msg = lib.status().message();
+  EXPECT_NE(msg.find(tp(name)), std::string::npos) << "message does not name the file: " << msg;
+  for (const auto& n : needles) {
+    EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
+  }
+  EXPECT_TRUE(reg.plugins().empty());
+}
+
+TEST(PluginHost, RefusesDifferentMajorNamingBothVersions) {
+  expect_refused("test-wrong-major", {"plugin ABI 2.0", "host ABI 1.0", "major"});
+}
+
+TEST(PluginHost, RefusesNewerMinorNamingBothVersions) {
+  expect_refused("test-newer-minor", {"plugin ABI 1.1", "newer than host ABI 1.0"});
+}
+
+TEST(PluginHost, RefusesShortDescriptor) {
+  expect_refused("test-short-struct", {"struct_size 40", "shorter than"});
+}
+
+TEST(PluginHost, RefusesMissingAliasWithoutLoading) {
+  expect_refused("test-missing-alias", {"does not export the entry point 'patronus_plugin_entry'"});
+}
+
+TEST(PluginHost, RefusesUnresolvedSymbolAtLoad) {
+  expect_refused("test-unresolved", {"cannot be loaded", "patronus_symbol_that_does_not_exist"});
+}
+
+TEST(PluginHost, RefusesNonPluginFilesAndMissingFiles) {
+  patronus::test::TempDir dir;
+  patronus::test::write_file(dir.file("libjunk.so"), "not an ELF file at all");
+  core::PluginRegistry reg;
+  auto junk = reg.load_file(dir.file("libjunk.so"));
+  ASSERT_FALSE(junk.is_ok());
+  EXPECT_NE(junk.status().message().find("not a loadable shared object"), std::string::npos);
+  auto missing = reg.load_file(dir.file("libnothing.so"));
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+}
+
+TEST(PluginHost, SdkPluginExceptionBecomesAnError) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(tp("test-throws-sdk"));
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  env::VirtualWorld world(1);
+  core::RouterInstance router(world.add_node("a", {}), "a");
+  const Status s = router.add_plugin(lib.value(), "x", "");
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("configure failed: boom in configure"), std::string::npos)
+      << s.message();
+  EXPECT_TRUE(router.instance_names().empty()) << "a failed instance must not be kept";
+}
+
+TEST(PluginHost, RawPluginExceptionIsContainedByTheHost) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(tp("test-throws-raw"));
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  env::VirtualWorld world(1);
+  core::RouterInstance router(world.add_node("a", {}), "a");
+  ASSERT_TRUE(router.add_plugin(lib.value(), "x", "").is_ok());
+  const Status s = router.start();
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("start threw an exception across the C ABI"), std::string::npos)
+      << s.message();
+  EXPECT_FALSE(router.running());
+  EXPECT_EQ(router.counters().plugin_exceptions, 1u);
+}
+
+TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
+  core::PluginRegistry reg;
+  auto refused = reg.load_directory(test_plugin_dir());
+  ASSERT_TRUE(refused.is_ok());
+  std::vector<std::string> names;
+  for (const auto& p : reg.plugins()) names.push_back(p->info().name);
+  EXPECT_EQ(names, (std::vector<std::string>{"test-good", "test-throws-raw", "test-throws-sdk"}));
+  EXPECT_EQ(refused.value().size(), 5u);
+  for (const auto& r : refused.value()) EXPECT_FALSE(r.reason.empty()) << r.file;
+}
+
+TEST(PluginHost, DuplicateNameIsRefused) {
+  core::PluginRegistry reg;
+  ASSERT_TRUE(reg.load_file(patronus::test::plugin_dir() + "/libpatronus-scoring.so").is_ok());
+  // A built-in with the same name goes through the same checks and is refused.
+  const auto* d = &reg.plugins()[0]->descriptor();
+  auto again = reg.register_builtin(d, "copy");
+  ASSERT_FALSE(again.is_ok());
+  EXPECT_NE(again.status().message().find("already loaded"), std::string::npos);
+}
+
+TEST(PluginHost, BuiltinsGoThroughTheSameVersionRule) {
+  core::PluginRegistry reg;
+  ASSERT_TRUE(reg.load_file(patronus::test::plugin_dir() + "/libpatronus-scoring.so").is_ok());
+  patronus_plugin_descriptor d = reg.plugins()[0]->descriptor();
+  d.name = "other-scorer";
+  d.abi_major = 7;
+  auto r = reg.register_builtin(&d, "test");
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("builtin:test"), std::string::npos);
+  d.abi_major = PATRONUS_ABI_VERSION_MAJOR;
+  EXPECT_TRUE(reg.register_builtin(&d, "test").is_ok());
+}
+
+TEST(PluginHost, StopCancelsTimersAndClosesEndpoints) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(patronus::test::plugin_dir() + "/libpatronus-pingpong.so");
+  ASSERT_TRUE(lib.is_ok());
+  env::VirtualWorld world(1);
+  auto ip = model::IpAddress::parse("10.0.0.1").value();
+  core::RouterInstance router(world.add_node("a", {ip}), "a");
+  auto cfg = lib.value()->schema()->text_to_bytes("listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000", "c");
+  ASSERT_TRUE(cfg.is_ok());
+  ASSERT_TRUE(router.add_plugin(lib.value(), "p", cfg.value()).is_ok());
+  ASSERT_TRUE(router.start().is_ok());
+  world.run_until(350'000'000);
+  EXPECT_EQ(router.live_endpoints("p"), 1u);
+  EXPECT_GT(router.live_timers("p"), 0u);
+  router.stop();
+  EXPECT_EQ(router.live_endpoints("p"), 0u);
+  EXPECT_EQ(router.live_timers("p"), 0u);
+  EXPECT_EQ(world.pending(), 0u) << "a stopped plugin left events in the queue";
+}
+
+}  // namespace

@@ -1,0 +1,183 @@
+// The state database: migrations from empty and from an older schema, refusal of a newer one,
+// validation before writes, the batch bound, and a SIGKILL crash test.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <random>
+#include <set>
+
+#include "patronus/store/store.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace patronus;
+
+model::Site site_with_endpoint(const std::string& name) {
+  model::Site s;
+  s.name = name;
+  model::Endpoint e;
+  e.name = "wan1";
+  e.address = model::SocketAddress::parse("203.0.113.7:51820").value();
+  e.cost_per_gb = 0.05;
+  e.bandwidth_mbps = 100;
+  s.endpoints.push_back(e);
+  return s;
+}
+
+TEST(Store, CreatesTheLatestSchemaFromEmpty) {
+  test::TempDir dir;
+  auto s = store::Store::open(dir.file("s.db"));
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  EXPECT_EQ(s.value()->schema_version(), store::latest_schema_version());
+  for (const char* t : {"sites", "endpoints", "paths", "policies", "flows", "path_metrics",
+                        "path_samples", "decision_events"}) {
+    auto n = s.value()->count_rows(t);
+    ASSERT_TRUE(n.is_ok()) << t << ": " << n.status().to_string();
+    EXPECT_EQ(n.value(), 0);
+  }
+  SQLite::Database raw(dir.file("s.db"));
+  EXPECT_EQ(raw.execAndGet("PRAGMA journal_mode").getString(), "wal");
+}
+
+TEST(Store, MigratesAnOlderSchemaKeepingData) {
+  test::TempDir dir;
+  {
+    auto v1 = store::Store::open(dir.file("s.db"), {5000, 1});
+    ASSERT_TRUE(v1.is_ok());
+    EXPECT_EQ(v1.value()->schema_version(), 1);
+    EXPECT_FALSE(v1.value()->count_rows("path_samples").is_ok());
+  }
+  {
+    // Data written by a version-1 build.
+    SQLite::Database raw(dir.file("s.db"), SQLite::OPEN_READWRITE);
+    raw.exec("INSERT INTO sites (site_name, created_at, last_seen, status) VALUES "
+             "('hq', 1, 1, 'active')");
+    raw.exec("INSERT INTO endpoints (site_id, name, address, interface_type, cost_per_gb) VALUES "
+             "(1, 'wan1', '198.51.100.1:51820', 'wan', 0.1)");
+  }
+  auto s = store::Store::open(dir.file("s.db"));
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  EXPECT_EQ(s.value()->schema_version(), 2);
+  auto sites = s.value()->list_sites();
+  ASSERT_TRUE(sites.is_ok());
+  ASSERT_EQ(sites.value().size(), 1u);
+  EXPECT_EQ(sites.value()[0].name, "hq");
+  ASSERT_EQ(sites.value()[0].endpoints.size(), 1u);
+  EXPECT_FALSE(sites.value()[0].endpoints[0].bandwidth_mbps.has_value());
+  EXPECT_TRUE(s.value()->write_batch({{1, "p", 0, 1, false, 5}}, {}).is_ok());
+}
+
+TEST(Store, RefusesANewerSchemaAndLeavesItUnchanged) {
+  test::TempDir dir;
+  {
+    SQLite::Database raw(dir.file("s.db"), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    raw.exec("PRAGMA user_version=99");
+  }
+  const auto before = test::read_file(dir.file("s.db"));
+  auto s = store::Store::open(dir.file("s.db"));
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.status().message().find("schema version 99, newer than this build's 2"),
+            std::string::npos)
+      << s.status().message();
+  EXPECT_EQ(test::read_file(dir.file("s.db")), before);
+}
+
+TEST(Store, SitesValidateBeforeWriting) {
+  test::TempDir dir;
+  auto s = std::move(store::Store::open(dir.file("s.db")).value());
+  ASSERT_TRUE(s->add_site(site_with_endpoint("hq"), 100).is_ok());
+  EXPECT_EQ(s->add_site(site_with_endpoint("hq"), 100).status().code(), Code::kFailedPrecondition);
+  auto bad = site_with_endpoint("branch");
+  bad.endpoints.push_back(bad.endpoints[0]);  // duplicate endpoint name
+  const auto r = s->add_site(bad, 100);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), "endpoints[1].name: duplicate endpoint name 'wan1'");
+  EXPECT_EQ(s->count_rows("sites").value(), 1);
+  EXPECT_EQ(s->count_rows("endpoints").value(), 1);
+  EXPECT_EQ(s->remove_site("nope").code(), Code::kNotFound);
+  EXPECT_TRUE(s->remove_site("hq").is_ok());
+  EXPECT_EQ(s->count_rows("endpoints").value(), 0) << "endpoints go with their site";
+}
+
+TEST(Store, BatchWriterFlushesAtItsBound) {
+  test::TempDir dir;
+  auto s = std::move(store::Store::open(dir.file("s.db")).value());
+  store::BatchWriter w(*s, 3);
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(w.add(store::SampleRow{i, "p", 0, 1, false, 1}).is_ok());
+  EXPECT_EQ(w.flushes(), 2u);
+  EXPECT_EQ(w.pending(), 1u);
+  EXPECT_EQ(s->count_rows("path_samples").value(), 6);
+  ASSERT_TRUE(w.flush().is_ok());
+  EXPECT_EQ(s->count_rows("path_samples").value(), 7);
+}
+
+// A child writes batches of kRows events (one transaction each) and reports each committed batch
+// number on a pipe; the parent kills it with SIGKILL at a random moment. On reopen the database
+// must pass integrity_check, hold every reported batch, and hold no batch partially.
+TEST(Store, SurvivesSigkillMidBatch) {
+  constexpr int kRows = 50;
+  constexpr int kKills = 40;
+  test::TempDir dir;
+  const std::string db = dir.file("crash.db");
+  ASSERT_TRUE(store::Store::open(db).is_ok());
+  std::mt19937_64 rng(20261121);  // fixed: the kill points are reproducible across runs
+  int next_batch = 0;
+  std::set<int> committed;
+  for (int round = 0; round < kKills; ++round) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    const int first = next_batch;
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      close(fds[0]);
+      auto st = store::Store::open(db);
+      if (!st.is_ok()) _exit(3);
+      for (int b = first;; ++b) {
+        std::vector<store::EventRow> rows;
+        for (int r = 0; r < kRows; ++r) {
+          rows.push_back({b, "site", "crash-test", "batch", "batch-" + std::to_string(b),
+                          "{\"row\":" + std::to_string(r) + "}"});
+        }
+        if (!st.value()->write_batch({}, rows).is_ok()) _exit(4);
+        if (write(fds[1], &b, sizeof b) != sizeof b) _exit(5);
+      }
+    }
+    close(fds[1]);
+    // Let it commit a random number of batches (1..40), then kill it wherever it is.
+    const int wait_for = 1 + static_cast<int>(rng() % 40);
+    int b = -1;
+    for (int i = 0; i < wait_for; ++i) {
+      if (read(fds[0], &b, sizeof b) != sizeof b) break;
+      committed.insert(b);
+    }
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the writer died on its own, status " << status;
+    while (read(fds[0], &b, sizeof b) == sizeof b) committed.insert(b);
+    close(fds[0]);
+    next_batch = (committed.empty() ? first : *committed.rbegin()) + 1000;
+
+    auto st = store::Store::open(db);
+    ASSERT_TRUE(st.is_ok()) << st.status().to_string();
+    EXPECT_EQ(st.value()->integrity_check().value(), "ok");
+    SQLite::Database raw(db, SQLite::OPEN_READONLY);
+    SQLite::Statement q(raw, "SELECT subject, COUNT(*) FROM decision_events GROUP BY subject");
+    std::set<int> present;
+    while (q.executeStep()) {
+      const std::string subject = q.getColumn(0).getString();
+      EXPECT_EQ(q.getColumn(1).getInt(), kRows) << subject << " is half-applied";
+      present.insert(std::stoi(subject.substr(6)));
+    }
+    for (int c : committed) EXPECT_TRUE(present.count(c)) << "committed batch " << c << " lost";
+  }
+  EXPECT_GE(committed.size(), static_cast<std::size_t>(kKills));
+}
+
+}  // namespace
