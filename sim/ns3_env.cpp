@@ -56,7 +56,9 @@ Ns3Env::~Ns3Env() {
   }
 }
 
-std::int64_t Ns3Env::now_ns() const { return ns3::Simulator::Now().GetNanoSeconds(); }
+std::int64_t Ns3Env::now_ns() const {
+  return ns3::Simulator::Now().GetNanoSeconds();
+}
 
 env::TimerId Ns3Env::schedule(std::int64_t delay_ns, std::function<void()> fn) {
   if (timers_.size() >= limits_.max_timers) return 0;
@@ -96,8 +98,7 @@ Status Ns3Env::open_udp(const SocketAddress& local, env::DatagramHandler handler
     return resource_exhausted(name_ + ": " + std::to_string(limits_.max_endpoints) +
                               " datagram endpoints are open already");
   }
-  ns3::Ptr<ns3::Socket> s =
-      ns3::Socket::CreateSocket(node_, ns3::UdpSocketFactory::GetTypeId());
+  ns3::Ptr<ns3::Socket> s = ns3::Socket::CreateSocket(node_, ns3::UdpSocketFactory::GetTypeId());
   if (s->Bind(to_ns3(local)) != 0) {
     s->Close();
     return unavailable(name_ + ": cannot bind UDP " + local.to_string());

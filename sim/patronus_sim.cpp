@@ -84,11 +84,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto config_for = [&](const std::string& listen, const std::string& peer) -> std::string {
-    const std::string yaml = "listen: " + listen + "\n" +
-                             (peer.empty() ? "" : "peer: " + peer + "\n") +
-                             "interval_ms: " + std::to_string(interval_ms) +
-                             "\ncount: " + std::to_string(count) +
-                             "\npayload_size: " + std::to_string(payload) + "\n";
+    const std::string yaml =
+        "listen: " + listen + "\n" + (peer.empty() ? "" : "peer: " + peer + "\n") +
+        "interval_ms: " + std::to_string(interval_ms) + "\ncount: " + std::to_string(count) +
+        "\npayload_size: " + std::to_string(payload) + "\n";
     auto bytes = lib.value()->schema()->text_to_bytes(yaml, "pingpong");
     if (!bytes.is_ok()) throw std::runtime_error(bytes.status().message());
     return bytes.value();
@@ -99,10 +98,10 @@ int main(int argc, char** argv) {
   ns3::NodeContainer nodes;
   nodes.Create(2);
   ns3::PointToPointHelper p2p;
-  p2p.SetDeviceAttribute("DataRate", ns3::DataRateValue(ns3::DataRate(
-                                         static_cast<std::uint64_t>(rate_mbps * 1e6))));
-  p2p.SetChannelAttribute("Delay", ns3::TimeValue(ns3::NanoSeconds(
-                                       static_cast<std::int64_t>(delay_ms * 1e6))));
+  p2p.SetDeviceAttribute(
+      "DataRate", ns3::DataRateValue(ns3::DataRate(static_cast<std::uint64_t>(rate_mbps * 1e6))));
+  p2p.SetChannelAttribute(
+      "Delay", ns3::TimeValue(ns3::NanoSeconds(static_cast<std::int64_t>(delay_ms * 1e6))));
   ns3::NetDeviceContainer devices = p2p.Install(nodes);
   std::int64_t stream = 0;
   if (loss > 0) {
@@ -163,19 +162,20 @@ int main(int argc, char** argv) {
       lo = k == 0 ? s.rtts[k] : std::min(lo, s.rtts[k]);
       hi = k == 0 ? s.rtts[k] : std::max(hi, s.rtts[k]);
     }
-    out["sites"][instance] = {{"received", s.received}, {"lost", s.lost}, {"min_rtt_ns", lo},
+    out["sites"][instance] = {{"received", s.received}, {"lost", s.lost},   {"min_rtt_ns", lo},
                               {"max_rtt_ns", hi},       {"rtt_ns", s.rtts}, {"events", s.events}};
   }
   if (as_json) {
     std::cout << out.dump(2) << std::endl;
   } else {
-    std::cout << "pingpong over ns-3: delay " << delay_ms << " ms, " << rate_mbps << " Mbit/s, loss "
-              << loss << ", seed " << seed << ", " << sim_seconds << " s simulated\n";
+    std::cout << "pingpong over ns-3: delay " << delay_ms << " ms, " << rate_mbps
+              << " Mbit/s, loss " << loss << ", seed " << seed << ", " << sim_seconds
+              << " s simulated\n";
     for (const auto& [instance, s] : collected.by_instance) {
       std::cout << "  " << instance << ": " << s.received << " answered, " << s.lost
-                << " lost, rtt min " << out["sites"][instance]["min_rtt_ns"].get<std::int64_t>() / 1e6
-                << " ms, max " << out["sites"][instance]["max_rtt_ns"].get<std::int64_t>() / 1e6
-                << " ms\n";
+                << " lost, rtt min "
+                << out["sites"][instance]["min_rtt_ns"].get<std::int64_t>() / 1e6 << " ms, max "
+                << out["sites"][instance]["max_rtt_ns"].get<std::int64_t>() / 1e6 << " ms\n";
     }
   }
   return 0;

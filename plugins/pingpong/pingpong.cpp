@@ -35,7 +35,8 @@ class PingPong final : public patronus::sdk::ProbePlugin {
     interval_ms_ = c.has_interval_ms() ? c.interval_ms() : 100;
     if (interval_ms_ < 1 || interval_ms_ > 60000) throw Error("interval_ms: must be 1..60000");
     payload_ = c.has_payload_size() ? c.payload_size() : 64;
-    if (payload_ < pp::kHeaderSize || payload_ > 1400) throw Error("payload_size: must be 24..1400");
+    if (payload_ < pp::kHeaderSize || payload_ > 1400)
+      throw Error("payload_size: must be 24..1400");
     timeout_ms_ = c.has_timeout_ms() ? c.timeout_ms() : 1000;
     if (timeout_ms_ < 1 || timeout_ms_ > 600000) throw Error("timeout_ms: must be 1..600000");
     count_ = c.count();
@@ -147,12 +148,12 @@ class PingPong final : public patronus::sdk::ProbePlugin {
   }
 
   void publish_summary(const std::string& type) {
-    host().event(type, "{\"sent\":" + std::to_string(sent_) +
-                           ",\"received\":" + std::to_string(received_) +
-                           ",\"lost\":" + std::to_string(lost_) +
+    host().event(type, "{\"sent\":" + std::to_string(sent_) + ",\"received\":" +
+                           std::to_string(received_) + ",\"lost\":" + std::to_string(lost_) +
                            ",\"answered\":" + std::to_string(answered_) +
                            ",\"malformed\":" + std::to_string(malformed_) +
-                           ",\"unexpected\":" + std::to_string(unexpected_) + "}");
+                           ",\"unexpected\":" + std::to_string(unexpected_) +
+                           ",\"in_flight\":" + std::to_string(in_flight_.size()) + "}");
   }
 
   struct InFlight {

@@ -17,8 +17,12 @@ namespace {
 using namespace patronus;
 using test::run;
 
-std::string cli() { return test::bin_dir() + "/patronus"; }
-std::string daemon() { return test::bin_dir() + "/patronusd"; }
+std::string cli() {
+  return test::bin_dir() + "/patronus";
+}
+std::string daemon() {
+  return test::bin_dir() + "/patronusd";
+}
 
 TEST(Cli, VersionNamesTheAbi) {
   auto r = run({cli(), "--version"});
@@ -109,7 +113,8 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   ASSERT_EQ(j["refused"].size(), 5u);
   bool saw_major = false;
   for (const auto& x : j["refused"]) {
-    saw_major = saw_major || x["reason"].get<std::string>().find("plugin ABI 2.0") != std::string::npos;
+    saw_major =
+        saw_major || x["reason"].get<std::string>().find("plugin ABI 2.0") != std::string::npos;
   }
   EXPECT_TRUE(saw_major);
   r = run({cli(), "plugins", "list", "--plugin-dir", test::plugin_dir()});
@@ -118,14 +123,15 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
 }
 
 TEST(Cli, PluginsInspect) {
-  auto r = run({cli(), "plugins", "inspect", test::plugin_dir() + "/libpatronus-scoring.so",
-                "--json"});
+  auto r =
+      run({cli(), "plugins", "inspect", test::plugin_dir() + "/libpatronus-scoring.so", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["name"], "scoring");
   EXPECT_EQ(j["exported_aliases"], nlohmann::json::array({"patronus_plugin_entry"}));
   EXPECT_EQ(j["config_fields"][0], "latency_weight: double");
-  r = run({cli(), "plugins", "inspect", test::test_plugin_dir() + "/libpatronus-test-newer-minor.so"});
+  r = run(
+      {cli(), "plugins", "inspect", test::test_plugin_dir() + "/libpatronus-test-newer-minor.so"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("newer than host ABI 1.0"), std::string::npos) << r.err;
 }
@@ -160,10 +166,12 @@ TEST(Daemon, RunsPluginsAndFlushesStateOnSigterm) {
   test::TempDir dir;
   const auto port = std::to_string(test::free_udp_port());
   // The probe pings its own listening socket: it answers itself, over real loopback UDP.
-  test::write_file(dir.file("d.yaml"),
-                   daemon_config(dir, "  - plugin: pingpong\n    name: self\n    config:\n"
-                                      "      listen: 127.0.0.1:" + port + "\n      peer: 127.0.0.1:" +
-                                      port + "\n      interval_ms: 20\n"));
+  test::write_file(
+      dir.file("d.yaml"),
+      daemon_config(dir,
+                    "  - plugin: pingpong\n    name: self\n    config:\n"
+                    "      listen: 127.0.0.1:" +
+                        port + "\n      peer: 127.0.0.1:" + port + "\n      interval_ms: 20\n"));
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {

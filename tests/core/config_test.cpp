@@ -34,9 +34,10 @@ TEST_F(PingpongSchema, ValidYamlBecomesTheMessage) {
   ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
   auto json = schema_->bytes_to_json(bytes.value());
   ASSERT_TRUE(json.is_ok());
-  EXPECT_EQ(json.value(),
-            "{\"listen\":\"127.0.0.1:7000\",\"peer\":\"[::1]:7001\",\"interval_ms\":250,\"count\":3,"
-            "\"path_id\":\"9\"}");
+  EXPECT_EQ(
+      json.value(),
+      "{\"listen\":\"127.0.0.1:7000\",\"peer\":\"[::1]:7001\",\"interval_ms\":250,\"count\":3,"
+      "\"path_id\":\"9\"}");
 }
 
 TEST_F(PingpongSchema, FieldErrorsNameThePathAndReason) {

@@ -13,7 +13,9 @@ namespace {
 using namespace patronus;
 using patronus::test::test_plugin_dir;
 
-std::string tp(const std::string& name) { return test_plugin_dir() + "/libpatronus-" + name + ".so"; }
+std::string tp(const std::string& name) {
+  return test_plugin_dir() + "/libpatronus-" + name + ".so";
+}
 
 struct Events : core::RouterObserver {
   std::vector<std::pair<std::int64_t, std::string>> seen;
@@ -45,9 +47,11 @@ TEST(PluginHost, GoodCPluginRunsTimersThroughTheHostTable) {
   world.run_until(1'000'000'000);
   // The plugin re-arms a 5 ms timer until it fired three times.
   ASSERT_EQ(ev.seen.size(), 3u);
-  EXPECT_EQ(ev.seen[0], std::make_pair(std::int64_t{5'000'000}, std::string("timer.fired {\"fired\":1}")));
+  EXPECT_EQ(ev.seen[0],
+            std::make_pair(std::int64_t{5'000'000}, std::string("timer.fired {\"fired\":1}")));
   EXPECT_EQ(ev.seen[1].first, 10'000'000);
-  EXPECT_EQ(ev.seen[2], std::make_pair(std::int64_t{15'000'000}, std::string("timer.fired {\"fired\":3}")));
+  EXPECT_EQ(ev.seen[2],
+            std::make_pair(std::int64_t{15'000'000}, std::string("timer.fired {\"fired\":3}")));
   ASSERT_EQ(ev.logs.size(), 1u);
   EXPECT_EQ(ev.logs[0], "t: started");
   EXPECT_EQ(router.live_timers("t"), 0u);
@@ -166,7 +170,8 @@ TEST(PluginHost, StopCancelsTimersAndClosesEndpoints) {
   env::VirtualWorld world(1);
   auto ip = model::IpAddress::parse("10.0.0.1").value();
   core::RouterInstance router(world.add_node("a", {ip}), "a");
-  auto cfg = lib.value()->schema()->text_to_bytes("listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000", "c");
+  auto cfg =
+      lib.value()->schema()->text_to_bytes("listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000", "c");
   ASSERT_TRUE(cfg.is_ok());
   ASSERT_TRUE(router.add_plugin(lib.value(), "p", cfg.value()).is_ok());
   ASSERT_TRUE(router.start().is_ok());

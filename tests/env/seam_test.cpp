@@ -40,11 +40,10 @@ class Seam : public ::testing::Test {
   }
   std::string config(const std::string& listen, const std::string& peer, int count,
                      int interval_ms) {
-    auto b = lib_->schema()->text_to_bytes("listen: " + listen + "\n" +
-                                               (peer.empty() ? "" : "peer: " + peer + "\n") +
-                                               "count: " + std::to_string(count) +
-                                               "\ninterval_ms: " + std::to_string(interval_ms),
-                                           "config");
+    auto b = lib_->schema()->text_to_bytes(
+        "listen: " + listen + "\n" + (peer.empty() ? "" : "peer: " + peer + "\n") +
+            "count: " + std::to_string(count) + "\ninterval_ms: " + std::to_string(interval_ms),
+        "config");
     EXPECT_TRUE(b.is_ok()) << b.status().to_string();
     return b.is_ok() ? b.value() : "";
   }
@@ -57,8 +56,8 @@ class Seam : public ::testing::Test {
     w.set_link(ia, ib, link);
     w.set_link(ib, ia, link);
     a.set_observer(out);
-    EXPECT_TRUE(a.add_plugin(lib_, "probe", config("10.0.0.1:7000", "10.0.0.2:7000", count, 100))
-                    .is_ok());
+    EXPECT_TRUE(
+        a.add_plugin(lib_, "probe", config("10.0.0.1:7000", "10.0.0.2:7000", count, 100)).is_ok());
     EXPECT_TRUE(b.add_plugin(lib_, "responder", config("10.0.0.2:7000", "", 0, 100)).is_ok());
     EXPECT_TRUE(a.start().is_ok());
     EXPECT_TRUE(b.start().is_ok());

@@ -10,7 +10,9 @@ using namespace patronus;
 using model::IpAddress;
 using model::SocketAddress;
 
-IpAddress ip(const char* s) { return IpAddress::parse(s).value(); }
+IpAddress ip(const char* s) {
+  return IpAddress::parse(s).value();
+}
 
 TEST(VirtualWorld, TimersRunInTimeThenSequenceOrder) {
   env::VirtualWorld w(1);
@@ -36,14 +38,19 @@ TEST(VirtualWorld, DatagramsTakeTheLinkDelayAndRespectDownLinks) {
   std::vector<std::int64_t> arrivals;
   env::EndpointId ea = 0, eb = 0;
   SocketAddress bound;
-  ASSERT_TRUE(a.open_udp(SocketAddress(ip("10.0.0.1"), 0), [](auto&&...) {}, &ea, &bound).is_ok());
+  ASSERT_TRUE(a.open_udp(
+                   SocketAddress(ip("10.0.0.1"), 0), [](auto&&...) {}, &ea, &bound)
+                  .is_ok());
   EXPECT_GE(bound.port(), 49152);
-  ASSERT_TRUE(b.open_udp(SocketAddress(ip("10.0.0.2"), 9), [&](const SocketAddress& from,
-                                                                const std::uint8_t*, std::size_t n) {
-                 EXPECT_EQ(from, bound);
-                 EXPECT_EQ(n, 3u);
-                 arrivals.push_back(b.now_ns());
-               }, &eb, nullptr).is_ok());
+  ASSERT_TRUE(b.open_udp(
+                   SocketAddress(ip("10.0.0.2"), 9),
+                   [&](const SocketAddress& from, const std::uint8_t*, std::size_t n) {
+                     EXPECT_EQ(from, bound);
+                     EXPECT_EQ(n, 3u);
+                     arrivals.push_back(b.now_ns());
+                   },
+                   &eb, nullptr)
+                  .is_ok());
   const std::uint8_t msg[3] = {1, 2, 3};
   ASSERT_TRUE(a.send_udp(ea, SocketAddress(ip("10.0.0.2"), 9), msg, 3).is_ok());
   w.run(100);
@@ -92,7 +99,8 @@ std::string lossy_trace(std::uint64_t seed) {
   w.set_link(ip("10.0.0.1"), ip("10.0.0.2"), {1'000'000, 500'000, 0.3, true});
   env::EndpointId ea = 0, eb = 0;
   (void)a.open_udp(SocketAddress(ip("10.0.0.1"), 1), {}, &ea, nullptr);
-  (void)b.open_udp(SocketAddress(ip("10.0.0.2"), 2), [](auto&&...) {}, &eb, nullptr);
+  (void)b.open_udp(
+      SocketAddress(ip("10.0.0.2"), 2), [](auto&&...) {}, &eb, nullptr);
   const std::uint8_t m[1] = {0};
   for (int i = 0; i < 50; ++i) {
     a.schedule(i * 100'000, [&] { (void)a.send_udp(ea, SocketAddress(ip("10.0.0.2"), 2), m, 1); });

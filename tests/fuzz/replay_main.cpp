@@ -43,8 +43,9 @@ int main(int argc, char** argv) {
           break;
         case 2: {
           const auto& other = corpus[rng() % corpus.size()];
-          if (!other.empty()) x.insert(x.begin() + (x.empty() ? 0 : rng() % x.size()),
-                                       other.begin(), other.begin() + rng() % other.size());
+          if (!other.empty())
+            x.insert(x.begin() + (x.empty() ? 0 : rng() % x.size()), other.begin(),
+                     other.begin() + rng() % other.size());
           break;
         }
         default:

@@ -35,7 +35,8 @@ static void on_timer(void* user, patronus_timer_id id) {
   while (d) json[n++] = digits[--d];
   json[n++] = '}';
   in->host->event(in->host->ctx, "timer.fired", 11, json, (uint32_t)n);
-  if (in->fired < 3) in->host->schedule(in->host->ctx, (int64_t)in->delay_ms * 1000000, on_timer, in);
+  if (in->fired < 3)
+    in->host->schedule(in->host->ctx, (int64_t)in->delay_ms * 1000000, on_timer, in);
 }
 
 static patronus_status create(const struct patronus_host_services* host, void** out, char* err,
@@ -64,7 +65,9 @@ static patronus_status stop(void* i) {
   (void)i;
   return PATRONUS_OK;
 }
-static void destroy(void* i) { free(i); }
+static void destroy(void* i) {
+  free(i);
+}
 static patronus_status watch(void* i, const struct patronus_path_desc* p, char* e, uint32_t c) {
   (void)i, (void)p, (void)e, (void)c;
   return PATRONUS_ERR_UNIMPLEMENTED;
@@ -85,28 +88,26 @@ static patronus_status start_unresolved(void* i, char* e, uint32_t c) {
 static const struct patronus_probe_v1 probe_table = {sizeof(struct patronus_probe_v1), 0, watch,
                                                      unwatch};
 
-static struct patronus_plugin_descriptor descriptor = {
-    sizeof(struct patronus_plugin_descriptor),
-    PATRONUS_ABI_VERSION_MAJOR,
-    PATRONUS_ABI_VERSION_MINOR,
-    PATRONUS_KIND_PROBE,
-    PLUGIN_NAME,
-    "0.0.1",
-    NULL,
-    NULL,
-    0,
-    0,
-    create,
-    configure,
 #ifdef VARIANT_UNRESOLVED
-    start_unresolved,
+#define START_FN start_unresolved
 #else
-    start,
+#define START_FN start
 #endif
-    stop,
-    destroy,
-    &probe_table,
-    {0}};
+
+static struct patronus_plugin_descriptor descriptor = {
+    .struct_size = sizeof(struct patronus_plugin_descriptor),
+    .abi_major = PATRONUS_ABI_VERSION_MAJOR,
+    .abi_minor = PATRONUS_ABI_VERSION_MINOR,
+    .kind = PATRONUS_KIND_PROBE,
+    .name = PLUGIN_NAME,
+    .version = "0.0.1",
+    .create = create,
+    .configure = configure,
+    .start = START_FN,
+    .stop = stop,
+    .destroy = destroy,
+    .kind_table = &probe_table,
+};
 
 static const struct patronus_plugin_descriptor* entry(void) {
 #if defined(VARIANT_WRONG_MAJOR)
@@ -121,7 +122,8 @@ static const struct patronus_plugin_descriptor* entry(void) {
 
 #ifdef VARIANT_MISSING_ALIAS
 /* Exports the function under its own name, but not the alias the host looks for. */
-__attribute__((visibility("default"))) const struct patronus_plugin_descriptor* not_the_entry(void) {
+__attribute__((visibility("default"))) const struct patronus_plugin_descriptor* not_the_entry(
+    void) {
   return entry();
 }
 #else

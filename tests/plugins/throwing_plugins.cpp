@@ -26,8 +26,12 @@ patronus_status create(const patronus_host_services*, void** out, char*, std::ui
 patronus_status configure(void*, const std::uint8_t*, std::uint32_t, char*, std::uint32_t) {
   return PATRONUS_OK;
 }
-patronus_status start(void*, char*, std::uint32_t) { throw std::runtime_error("escaped"); }
-patronus_status stop(void*) { return PATRONUS_OK; }
+patronus_status start(void*, char*, std::uint32_t) {
+  throw std::runtime_error("escaped");
+}
+patronus_status stop(void*) {
+  return PATRONUS_OK;
+}
 void destroy(void*) {}
 patronus_status score(void*, const patronus_metrics_window*, patronus_score*) {
   return PATRONUS_OK;

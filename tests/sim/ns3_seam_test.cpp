@@ -1,6 +1,7 @@
 // The seam proof on ns-3: the same libpatronus-pingpong.so inside an ns-3 discrete-event
 // simulation (patronus-sim). Round trips are exactly what the link implies:
-//   rtt = 2 * (delay + bytes_on_wire * 8 / rate),  bytes_on_wire = payload + 8 UDP + 20 IPv4 + 2 PPP
+//   rtt = 2 * (delay + bytes_on_wire * 8 / rate),  bytes_on_wire = payload + 8 UDP + 20 IPv4 + 2
+//   PPP
 // and the trace is byte-identical for a fixed seed.
 #include <gtest/gtest.h>
 
@@ -22,9 +23,9 @@ nlohmann::json sim(const std::vector<std::string>& extra) {
 }
 
 void expect_exact_rtts(double delay_ms, double rate_mbps, int payload) {
-  const auto j = sim({"--delay-ms", std::to_string(delay_ms), "--rate-mbps",
-                      std::to_string(rate_mbps), "--payload", std::to_string(payload), "--count",
-                      "25"});
+  const auto j =
+      sim({"--delay-ms", std::to_string(delay_ms), "--rate-mbps", std::to_string(rate_mbps),
+           "--payload", std::to_string(payload), "--count", "25"});
   const auto& a = j["sites"]["probe-a"];
   ASSERT_EQ(a["received"], 25);
   ASSERT_EQ(a["lost"], 0);
@@ -35,15 +36,15 @@ void expect_exact_rtts(double delay_ms, double rate_mbps, int payload) {
 }
 
 TEST(Ns3Seam, ExactRoundTripsFromTheLinkModel) {
-  expect_exact_rtts(10, 8, 64);    // 2 * (10 ms + 94 us) = 20.188 ms
-  expect_exact_rtts(25, 1, 200);   // 2 * (25 ms + 1840 us) = 53.68 ms
+  expect_exact_rtts(10, 8, 64);   // 2 * (10 ms + 94 us) = 20.188 ms
+  expect_exact_rtts(25, 1, 200);  // 2 * (25 ms + 1840 us) = 53.68 ms
 }
 
 TEST(Ns3Seam, TraceIsByteIdenticalForAFixedSeed) {
   patronus::test::TempDir dir;
   auto trace = [&](const std::string& seed, const std::string& file) {
-    const auto j = sim({"--both", "--loss", "0.2", "--count", "60", "--seed", seed, "--trace",
-                        dir.file(file)});
+    const auto j = sim(
+        {"--both", "--loss", "0.2", "--count", "60", "--seed", seed, "--trace", dir.file(file)});
     return std::make_pair(j, patronus::test::read_file(dir.file(file)));
   };
   const auto [j1, t1] = trace("5", "a");

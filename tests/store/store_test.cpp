@@ -55,10 +55,12 @@ TEST(Store, MigratesAnOlderSchemaKeepingData) {
   {
     // Data written by a version-1 build.
     SQLite::Database raw(dir.file("s.db"), SQLite::OPEN_READWRITE);
-    raw.exec("INSERT INTO sites (site_name, created_at, last_seen, status) VALUES "
-             "('hq', 1, 1, 'active')");
-    raw.exec("INSERT INTO endpoints (site_id, name, address, interface_type, cost_per_gb) VALUES "
-             "(1, 'wan1', '198.51.100.1:51820', 'wan', 0.1)");
+    raw.exec(
+        "INSERT INTO sites (site_name, created_at, last_seen, status) VALUES "
+        "('hq', 1, 1, 'active')");
+    raw.exec(
+        "INSERT INTO endpoints (site_id, name, address, interface_type, cost_per_gb) VALUES "
+        "(1, 'wan1', '198.51.100.1:51820', 'wan', 0.1)");
   }
   auto s = store::Store::open(dir.file("s.db"));
   ASSERT_TRUE(s.is_ok()) << s.status().to_string();

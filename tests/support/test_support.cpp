@@ -15,10 +15,18 @@
 
 namespace patronus::test {
 
-std::string bin_dir() { return PATRONUS_TEST_BIN_DIR; }
-std::string plugin_dir() { return PATRONUS_TEST_PLUGINS; }
-std::string test_plugin_dir() { return PATRONUS_TEST_TEST_PLUGINS; }
-std::string source_dir() { return PATRONUS_TEST_SOURCE_DIR; }
+std::string bin_dir() {
+  return PATRONUS_TEST_BIN_DIR;
+}
+std::string plugin_dir() {
+  return PATRONUS_TEST_PLUGINS;
+}
+std::string test_plugin_dir() {
+  return PATRONUS_TEST_TEST_PLUGINS;
+}
+std::string source_dir() {
+  return PATRONUS_TEST_SOURCE_DIR;
+}
 
 TempDir::TempDir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "patronus-test-XXXXXX").string();
@@ -96,6 +104,8 @@ void write_file(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-bool file_exists(const std::string& path) { return std::filesystem::exists(path); }
+bool file_exists(const std::string& path) {
+  return std::filesystem::exists(path);
+}
 
 }  // namespace patronus::test

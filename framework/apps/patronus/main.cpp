@@ -54,7 +54,8 @@ Result<model::Endpoint> parse_endpoint(const std::string& spec, std::size_t inde
   std::string item;
   while (std::getline(ss, item, ',')) {
     const auto eq = item.find('=');
-    if (eq == std::string::npos) return invalid_argument(where + "'" + item + "': expected key=value");
+    if (eq == std::string::npos)
+      return invalid_argument(where + "'" + item + "': expected key=value");
     const std::string k = item.substr(0, eq), v = item.substr(eq + 1);
     if (k == "name") {
       e.name = v;
@@ -165,11 +166,12 @@ int main(int argc, char** argv) {
       std::cout << out.dump(2) << std::endl;
     } else {
       std::cout << std::left << std::setw(16) << "NAME" << std::setw(11) << "KIND" << std::setw(10)
-                << "VERSION" << std::setw(6) << "ABI" << std::setw(32) << "CONFIG" << "FILE\n";
+                << "VERSION" << std::setw(6) << "ABI" << std::setw(32) << "CONFIG"
+                << "FILE\n";
       for (const auto& p : reg.plugins()) {
         const auto& i = p->info();
-        std::cout << std::left << std::setw(16) << i.name << std::setw(11) << core::to_string(i.kind)
-                  << std::setw(10) << i.version << std::setw(6)
+        std::cout << std::left << std::setw(16) << i.name << std::setw(11)
+                  << core::to_string(i.kind) << std::setw(10) << i.version << std::setw(6)
                   << (std::to_string(i.abi_major) + "." + std::to_string(i.abi_minor))
                   << std::setw(32) << (i.config_type.empty() ? "-" : i.config_type) << i.file
                   << "\n";
@@ -223,8 +225,8 @@ int main(int argc, char** argv) {
     if (!st.is_ok()) return fail(kExitFailure, st.status().message());
     auto id = st.value()->add_site(s, static_cast<std::int64_t>(std::time(nullptr)));
     if (!id.is_ok()) return fail(kExitFailure, id.status().message());
-    std::cout << "added site " << s.name << " (id " << id.value() << ", "
-              << s.endpoints.size() << " endpoint(s))" << std::endl;
+    std::cout << "added site " << s.name << " (id " << id.value() << ", " << s.endpoints.size()
+              << " endpoint(s))" << std::endl;
     return 0;
   }
 
@@ -287,11 +289,12 @@ int main(int argc, char** argv) {
         std::cout << json{{"sources", out}}.dump(2) << std::endl;
       } else {
         std::cout << std::left << std::setw(24) << "SOURCE" << std::setw(9) << "SAMPLES"
-                  << std::setw(7) << "LOST" << "RTT min/avg/max (ms)\n";
+                  << std::setw(7) << "LOST"
+                  << "RTT min/avg/max (ms)\n";
         for (const auto& s : sum.value()) {
           std::cout << std::left << std::setw(24) << s.source << std::setw(9) << s.samples
-                    << std::setw(7) << s.lost << std::fixed << std::setprecision(3)
-                    << s.min_rtt_ms << "/" << s.avg_rtt_ms << "/" << s.max_rtt_ms << "\n";
+                    << std::setw(7) << s.lost << std::fixed << std::setprecision(3) << s.min_rtt_ms
+                    << "/" << s.avg_rtt_ms << "/" << s.max_rtt_ms << "\n";
         }
       }
       return 0;
@@ -311,8 +314,14 @@ int main(int argc, char** argv) {
       std::cout << json{{"events", out}}.dump(2) << std::endl;
     } else {
       for (const auto& e : ev.value()) {
-        std::cout << e.timestamp_ns << " " << e.site << " " << e.source << " " << e.kind << " "
-                  << e.payload << "\n";
+        const std::time_t secs = static_cast<std::time_t>(e.timestamp_ns / 1000000000);
+        std::tm tm{};
+        gmtime_r(&secs, &tm);
+        char when[32];
+        std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+        std::cout << when << "." << std::setfill('0') << std::setw(3)
+                  << (e.timestamp_ns / 1000000) % 1000 << std::setfill(' ') << "Z " << e.site << " "
+                  << e.source << " " << e.kind << " " << e.payload << "\n";
       }
     }
     return 0;

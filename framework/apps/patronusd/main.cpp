@@ -46,8 +46,7 @@ class Daemon final : public core::RouterObserver {
   void log(int level, const std::string& msg) {
     static const char* kNames[] = {"debug", "info", "warn", "error"};
     if (level >= min_level_) {
-      const std::string line =
-          "patronusd[" + site_ + "] " + kNames[level] + ": " + msg + "\n";
+      const std::string line = "patronusd[" + site_ + "] " + kNames[level] + ": " + msg + "\n";
       std::cerr << line << std::flush;
     }
   }
@@ -56,8 +55,8 @@ class Daemon final : public core::RouterObserver {
   }
 
   void on_sample(const std::string& instance, const patronus_path_sample& s) override {
-    keep(writer_.add(store::SampleRow{wall_ns(), instance, s.path_id, s.sequence, s.lost != 0,
-                                      s.rtt_ns}));
+    keep(writer_.add(
+        store::SampleRow{wall_ns(), instance, s.path_id, s.sequence, s.lost != 0, s.rtt_ns}));
   }
   void on_event(const std::string& instance, const std::string& type,
                 const std::string& json) override {

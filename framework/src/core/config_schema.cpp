@@ -180,7 +180,10 @@ class Converter {
     }
     if (!v.IsScalar()) {
       return invalid_argument(path + ": expected a " + std::string(f->type_name()) +
-                              " value, got a " + (v.IsMap() ? "map" : v.IsSequence() ? "list" : "null"));
+                              " value, got a " +
+                              (v.IsMap()        ? "map"
+                               : v.IsSequence() ? "list"
+                                                : "null"));
     }
     const std::string s = v.Scalar();
     auto fail = [&](const Status& st) { return invalid_argument(path + ": " + st.message()); };
@@ -272,7 +275,8 @@ Result<std::unique_ptr<ConfigSchema>> ConfigSchema::build(const std::string& mes
                                                           const std::uint8_t* descriptor_set,
                                                           std::size_t size) {
   pb::FileDescriptorSet set;
-  if (descriptor_set == nullptr || size > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
+  if (descriptor_set == nullptr ||
+      size > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
       !set.ParseFromArray(descriptor_set, static_cast<int>(size))) {
     return invalid_argument("config_schema is not a serialized google.protobuf.FileDescriptorSet");
   }
@@ -292,7 +296,9 @@ Result<std::unique_ptr<ConfigSchema>> ConfigSchema::build(const std::string& mes
   return schema;
 }
 
-const std::string& ConfigSchema::message_type() const { return impl_->type; }
+const std::string& ConfigSchema::message_type() const {
+  return impl_->type;
+}
 
 Result<std::string> ConfigSchema::yaml_to_bytes(const YAML::Node& node,
                                                 const std::string& path) const {
@@ -335,11 +341,10 @@ std::vector<std::string> ConfigSchema::describe() const {
   const pb::Descriptor* d = impl_->descriptor;
   for (int i = 0; i < d->field_count(); ++i) {
     const pb::FieldDescriptor* f = d->field(i);
-    std::string type = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE
-                           ? f->message_type()->full_name()
-                       : f->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM
-                           ? f->enum_type()->full_name()
-                           : f->type_name();
+    std::string type =
+        f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE ? f->message_type()->full_name()
+        : f->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM  ? f->enum_type()->full_name()
+                                                              : f->type_name();
     out.push_back(f->name() + ": " + type + (f->is_repeated() ? " (repeated)" : ""));
   }
   return out;

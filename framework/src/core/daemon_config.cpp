@@ -61,10 +61,10 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
   }
   try {
     if (!root.IsMap()) return invalid_argument("config: expected a map at the top level");
-    if (auto s = check_keys(root,
-                            {"site", "state_db", "plugin_dir", "log_level", "flush_interval_ms",
-                             "seed", "plugins"},
-                            "");
+    if (auto s = check_keys(
+            root,
+            {"site", "state_db", "plugin_dir", "log_level", "flush_interval_ms", "seed", "plugins"},
+            "");
         !s.is_ok()) {
       return s;
     }

@@ -17,8 +17,8 @@ namespace {
 
 constexpr std::size_t kMinDescriptorSize =
     offsetof(patronus_plugin_descriptor, kind_table) + sizeof(void*);
-constexpr std::size_t kFixedHeaderSize = offsetof(patronus_plugin_descriptor, version) +
-                                         sizeof(const char*);
+constexpr std::size_t kFixedHeaderSize =
+    offsetof(patronus_plugin_descriptor, version) + sizeof(const char*);
 
 std::string abi_string(std::uint32_t major, std::uint32_t minor) {
   return std::to_string(major) + "." + std::to_string(minor);
@@ -43,8 +43,7 @@ Status copy_table(const void* src, Table* dst, std::size_t min_size, const std::
   std::memcpy(&size, src, sizeof size);
   if (size < min_size) {
     return invalid_argument(file + ": " + what + " table is " + std::to_string(size) +
-                            " bytes, shorter than the " + std::to_string(min_size) +
-                            " of ABI 1.0");
+                            " bytes, shorter than the " + std::to_string(min_size) + " of ABI 1.0");
   }
   *dst = Table{};
   std::memcpy(dst, src, std::min<std::size_t>(size, sizeof(Table)));
@@ -58,7 +57,8 @@ Status check_kind_table(const patronus_plugin_descriptor& d, const std::string& 
   (void)out_lib_tables;
   switch (d.kind) {
     case PATRONUS_KIND_TRANSPORT: {
-      auto s = copy_table(d.kind_table, transport, sizeof(patronus_transport_v1), "transport", file);
+      auto s =
+          copy_table(d.kind_table, transport, sizeof(patronus_transport_v1), "transport", file);
       if (!s.is_ok()) return s;
       if (!transport->path_up || !transport->path_down) {
         return invalid_argument(file + ": transport table lacks path_up or path_down");
@@ -97,10 +97,14 @@ Status check_kind_table(const patronus_plugin_descriptor& d, const std::string& 
 
 const char* to_string(PluginKind kind) {
   switch (kind) {
-    case PluginKind::kTransport: return "transport";
-    case PluginKind::kProbe: return "probe";
-    case PluginKind::kScorer: return "scorer";
-    case PluginKind::kPolicy: return "policy";
+    case PluginKind::kTransport:
+      return "transport";
+    case PluginKind::kProbe:
+      return "probe";
+    case PluginKind::kScorer:
+      return "scorer";
+    case PluginKind::kPolicy:
+      return "policy";
   }
   return "unknown";
 }
@@ -127,9 +131,8 @@ Status validate_descriptor(const patronus_plugin_descriptor* d, const std::strin
                                " needs major " + std::to_string(PATRONUS_ABI_VERSION_MAJOR));
   }
   if (d->abi_minor > PATRONUS_ABI_VERSION_MINOR) {
-    return failed_precondition(file + ": plugin ABI " + plugin + " is newer than host ABI " +
-                               host + "; rebuild the plugin against ABI " + host +
-                               " or upgrade the host");
+    return failed_precondition(file + ": plugin ABI " + plugin + " is newer than host ABI " + host +
+                               "; rebuild the plugin against ABI " + host + " or upgrade the host");
   }
   if (d->struct_size < kMinDescriptorSize) {
     return invalid_argument(file + ": descriptor struct_size " + std::to_string(d->struct_size) +

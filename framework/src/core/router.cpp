@@ -29,7 +29,9 @@ namespace {
 
 constexpr std::uint32_t kErrCap = 512;
 
-patronus_status to_abi(const Status& s) { return static_cast<patronus_status>(s.code()); }
+patronus_status to_abi(const Status& s) {
+  return static_cast<patronus_status>(s.code());
+}
 
 Code from_abi(patronus_status st) {
   return (st < 0 && st >= -7) ? static_cast<Code>(st) : Code::kInternal;
@@ -84,8 +86,8 @@ struct HostBridge {
   }
 
   static patronus_status udp_open(patronus_host_ctx* c, const patronus_addr* local,
-                                  patronus_datagram_fn fn, void* user,
-                                  patronus_endpoint_id* out_id, patronus_addr* out_bound) noexcept {
+                                  patronus_datagram_fn fn, void* user, patronus_endpoint_id* out_id,
+                                  patronus_addr* out_bound) noexcept {
     try {
       RouterInstance& r = router(c);
       auto* inst = c->instance;
@@ -146,8 +148,7 @@ struct HostBridge {
     return to_abi(router(c).env_.close_udp(id));
   }
 
-  static void log(patronus_host_ctx* c, uint32_t level, const char* msg,
-                  uint32_t len) noexcept {
+  static void log(patronus_host_ctx* c, uint32_t level, const char* msg, uint32_t len) noexcept {
     try {
       RouterInstance& r = router(c);
       ++r.counters_.logs;
@@ -158,8 +159,7 @@ struct HostBridge {
     }
   }
 
-  static void metric(patronus_host_ctx* c, const char* name, uint32_t len,
-                     double value) noexcept {
+  static void metric(patronus_host_ctx* c, const char* name, uint32_t len, double value) noexcept {
     try {
       RouterInstance& r = router(c);
       if (name == nullptr || len == 0 || len > 256) return;
@@ -181,16 +181,14 @@ struct HostBridge {
       ++r.counters_.events;
       const std::string t(type, type_len);
       const std::string j(json ? json : "", json_len);
-      r.add_trace(std::to_string(r.env_.now_ns()) + " " + c->instance->name + " event " + t +
-                  " " + j);
+      r.add_trace(std::to_string(r.env_.now_ns()) + " " + c->instance->name + " event " + t + " " +
+                  j);
       if (r.observer_) r.observer_->on_event(c->instance->name, t, j);
     } catch (...) {
     }
   }
 
-  static uint64_t random_u64(patronus_host_ctx* c) noexcept {
-    return router(c).env_.random_u64();
-  }
+  static uint64_t random_u64(patronus_host_ctx* c) noexcept { return router(c).env_.random_u64(); }
 
   static void report_sample(patronus_host_ctx* c, const patronus_path_sample* sample) noexcept {
     try {
@@ -301,8 +299,8 @@ Status RouterInstance::add_plugin(std::shared_ptr<const PluginLibrary> library,
     return Status(from_abi(st),
                   instance + " (" + library->info().name + "): configure failed: " + err);
   }
-  add_trace(std::to_string(env_.now_ns()) + " " + instance + " created plugin=" +
-            library->info().name);
+  add_trace(std::to_string(env_.now_ns()) + " " + instance +
+            " created plugin=" + library->info().name);
   instances_.push_back(std::move(inst));
   return Status::ok();
 }
@@ -371,7 +369,8 @@ Result<patronus_score> RouterInstance::score(const std::string& instance,
     ++counters_.plugin_exceptions;
     st = PATRONUS_ERR_INTERNAL;
   }
-  if (st != PATRONUS_OK) return internal_error(instance + ": score failed (" + std::to_string(st) + ")");
+  if (st != PATRONUS_OK)
+    return internal_error(instance + ": score failed (" + std::to_string(st) + ")");
   return out;
 }
 

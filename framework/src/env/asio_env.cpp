@@ -54,16 +54,17 @@ struct AsioEnv::Impl {
       : io(io_), rng(seed), limits(limits_) {}
 
   void receive(EndpointId id, std::shared_ptr<Socket> s) {
-    s->sock.async_receive_from(
-        asio::buffer(s->buf), s->sender,
-        [this, id, s](const boost::system::error_code& ec, std::size_t n) {
-          if (ec == asio::error::operation_aborted || !s->sock.is_open()) return;
-          if (!ec) {
-            auto handler = s->handler;  // the handler may close this endpoint
-            handler(from_asio(s->sender), s->buf.data(), n);
-          }
-          if (sockets.count(id)) receive(id, s);
-        });
+    s->sock.async_receive_from(asio::buffer(s->buf), s->sender,
+                               [this, id, s](const boost::system::error_code& ec, std::size_t n) {
+                                 if (ec == asio::error::operation_aborted || !s->sock.is_open())
+                                   return;
+                                 if (!ec) {
+                                   auto handler =
+                                       s->handler;  // the handler may close this endpoint
+                                   handler(from_asio(s->sender), s->buf.data(), n);
+                                 }
+                                 if (sockets.count(id)) receive(id, s);
+                               });
   }
 
   asio::io_context& io;
@@ -117,7 +118,9 @@ bool AsioEnv::cancel(TimerId id) {
   return true;
 }
 
-void AsioEnv::post(std::function<void()> fn) { asio::post(impl_->io, std::move(fn)); }
+void AsioEnv::post(std::function<void()> fn) {
+  asio::post(impl_->io, std::move(fn));
+}
 
 Status AsioEnv::open_udp(const SocketAddress& local, DatagramHandler handler, EndpointId* id,
                          SocketAddress* bound) {
@@ -165,8 +168,14 @@ Status AsioEnv::close_udp(EndpointId id) {
   return Status::ok();
 }
 
-std::uint64_t AsioEnv::random_u64() { return impl_->rng.next(); }
-std::size_t AsioEnv::live_timers() const { return impl_->timers.size(); }
-std::size_t AsioEnv::live_endpoints() const { return impl_->sockets.size(); }
+std::uint64_t AsioEnv::random_u64() {
+  return impl_->rng.next();
+}
+std::size_t AsioEnv::live_timers() const {
+  return impl_->timers.size();
+}
+std::size_t AsioEnv::live_endpoints() const {
+  return impl_->sockets.size();
+}
 
 }  // namespace patronus::env

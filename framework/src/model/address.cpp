@@ -78,12 +78,14 @@ Result<SocketAddress> SocketAddress::parse(std::string_view text) {
     host = s.substr(0, colon);
     port = s.substr(colon + 1);
     if (host.find(':') != std::string::npos) {
-      return invalid_argument("'" + s + "': an IPv6 address with a port needs brackets: [addr]:port");
+      return invalid_argument("'" + s +
+                              "': an IPv6 address with a port needs brackets: [addr]:port");
     }
   }
   auto ip = IpAddress::parse(host);
   if (!ip.is_ok()) return ip.status();
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) {
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
     return invalid_argument("'" + s + "': port must be a number 0-65535");
   }
   const unsigned long p = std::stoul(port);

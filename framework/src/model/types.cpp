@@ -9,14 +9,22 @@ namespace patronus {
 
 const char* code_name(Code code) {
   switch (code) {
-    case Code::kOk: return "OK";
-    case Code::kInvalidArgument: return "INVALID_ARGUMENT";
-    case Code::kNotFound: return "NOT_FOUND";
-    case Code::kResourceExhausted: return "RESOURCE_EXHAUSTED";
-    case Code::kUnavailable: return "UNAVAILABLE";
-    case Code::kFailedPrecondition: return "FAILED_PRECONDITION";
-    case Code::kInternal: return "INTERNAL";
-    case Code::kUnimplemented: return "UNIMPLEMENTED";
+    case Code::kOk:
+      return "OK";
+    case Code::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case Code::kNotFound:
+      return "NOT_FOUND";
+    case Code::kResourceExhausted:
+      return "RESOURCE_EXHAUSTED";
+    case Code::kUnavailable:
+      return "UNAVAILABLE";
+    case Code::kFailedPrecondition:
+      return "FAILED_PRECONDITION";
+    case Code::kInternal:
+      return "INTERNAL";
+    case Code::kUnimplemented:
+      return "UNIMPLEMENTED";
   }
   return "UNKNOWN";
 }
@@ -78,19 +86,27 @@ constexpr std::array<std::pair<const char*, PathStatus>, 3> kPathStatuses{{
 
 }  // namespace
 
-const char* to_string(InterfaceType t) { return enum_name(t, kInterfaceTypes); }
+const char* to_string(InterfaceType t) {
+  return enum_name(t, kInterfaceTypes);
+}
 Result<InterfaceType> parse_interface_type(std::string_view text) {
   return parse_enum("interface type", text, kInterfaceTypes);
 }
-const char* to_string(Priority p) { return enum_name(p, kPriorities); }
+const char* to_string(Priority p) {
+  return enum_name(p, kPriorities);
+}
 Result<Priority> parse_priority(std::string_view text) {
   return parse_enum("priority", text, kPriorities);
 }
-const char* to_string(SiteStatus s) { return enum_name(s, kSiteStatuses); }
+const char* to_string(SiteStatus s) {
+  return enum_name(s, kSiteStatuses);
+}
 Result<SiteStatus> parse_site_status(std::string_view text) {
   return parse_enum("site status", text, kSiteStatuses);
 }
-const char* to_string(PathStatus s) { return enum_name(s, kPathStatuses); }
+const char* to_string(PathStatus s) {
+  return enum_name(s, kPathStatuses);
+}
 Result<PathStatus> parse_path_status(std::string_view text) {
   return parse_enum("path status", text, kPathStatuses);
 }

@@ -11,7 +11,9 @@ namespace patronus::store {
 using model::Site;
 using model::SiteId;
 
-int latest_schema_version() { return static_cast<int>(migrations().size()); }
+int latest_schema_version() {
+  return static_cast<int>(migrations().size());
+}
 
 struct Store::Impl {
   std::string path;
@@ -35,7 +37,9 @@ auto guarded(const std::string& what, Fn&& fn) -> decltype(fn()) {
   }
 }
 
-int user_version(SQLite::Database& db) { return db.execAndGet("PRAGMA user_version").getInt(); }
+int user_version(SQLite::Database& db) {
+  return db.execAndGet("PRAGMA user_version").getInt();
+}
 
 }  // namespace
 
@@ -71,8 +75,12 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, StoreOptions
   });
 }
 
-int Store::schema_version() const { return impl_->version; }
-const std::string& Store::path() const { return impl_->path; }
+int Store::schema_version() const {
+  return impl_->version;
+}
+const std::string& Store::path() const {
+  return impl_->path;
+}
 
 Result<SiteId> Store::add_site(const Site& site, std::int64_t now_unix) {
   if (auto s = model::validate_site(site); !s.is_ok()) return s;
@@ -138,7 +146,8 @@ Result<std::vector<Site>> Store::list_sites() {
   return guarded("list sites", [&]() -> Result<std::vector<Site>> {
     auto& db = *impl_->db;
     std::vector<Site> out;
-    SQLite::Statement q(db, "SELECT site_id, site_name, region, status FROM sites ORDER BY site_name");
+    SQLite::Statement q(db,
+                        "SELECT site_id, site_name, region, status FROM sites ORDER BY site_name");
     while (q.executeStep()) {
       Site s;
       s.id = SiteId(static_cast<std::uint64_t>(q.getColumn(0).getInt64()));
@@ -161,8 +170,9 @@ Result<std::vector<Site>> Store::list_sites() {
         }
         ep.address = addr.value();
         auto type = model::parse_interface_type(e.getColumn(3).getString());
-        if (!type.is_ok()) return internal_error("endpoint " + s.name + "/" + ep.name + ": " +
-                                                 type.status().message());
+        if (!type.is_ok())
+          return internal_error("endpoint " + s.name + "/" + ep.name + ": " +
+                                type.status().message());
         ep.type = type.value();
         ep.cost_per_gb = e.getColumn(4).getDouble();
         if (!e.getColumn(5).isNull()) ep.bandwidth_mbps = e.getColumn(5).getDouble();
@@ -182,7 +192,8 @@ Status Store::remove_site(const std::string& name) {
     q.bind(1, name);
     if (!q.executeStep()) return not_found("no site named '" + name + "'");
     const auto id = q.getColumn(0).getInt64();
-    SQLite::Statement used(db, "SELECT COUNT(*) FROM paths WHERE src_site_id = ? OR dst_site_id = ?");
+    SQLite::Statement used(db,
+                           "SELECT COUNT(*) FROM paths WHERE src_site_id = ? OR dst_site_id = ?");
     used.bind(1, static_cast<std::int64_t>(id));
     used.bind(2, static_cast<std::int64_t>(id));
     used.executeStep();
@@ -279,8 +290,8 @@ Result<std::vector<EventRow>> Store::events(std::size_t limit) {
 }
 
 Result<std::int64_t> Store::count_rows(const std::string& table) {
-  static const char* kTables[] = {"sites", "endpoints", "paths", "policies", "flows",
-                                  "path_metrics", "path_samples", "decision_events"};
+  static const char* kTables[] = {"sites", "endpoints",    "paths",        "policies",
+                                  "flows", "path_metrics", "path_samples", "decision_events"};
   bool known = false;
   for (const char* t : kTables) known = known || table == t;
   if (!known) return invalid_argument("no table named '" + table + "'");

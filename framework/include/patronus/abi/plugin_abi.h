@@ -7,7 +7,8 @@
  *  - Every table begins with `uint32_t struct_size`. Tables only ever grow at the end; a reader
  *    uses min(struct_size, sizeof(what it knows)) bytes of a table.
  *  - A plugin whose abi_major differs from the host's, or whose abi_minor is newer than the
- *    host's, is refused. Adding to the end of a table is a minor bump; anything else is a major one.
+ *    host's, is refused. Adding to the end of a table is a minor bump; anything else is a major
+ * one.
  *  - Each plugin exports exactly one entry point, through Boost.DLL's alias mechanism, under the
  *    name `patronus_plugin_entry` (see PATRONUS_PLUGIN_ENTRY below).
  *
@@ -77,11 +78,11 @@ typedef uint64_t patronus_endpoint_id; /* 0 is never a valid id */
 /* Where a probe's measurement of one path is reported (host_services.report_sample). */
 struct patronus_path_sample {
   uint32_t struct_size;
-  uint32_t lost;       /* 1: the probe timed out (no rtt); 0: rtt_ns is a measurement */
-  uint64_t path_id;    /* the path id the host gave the probe (0 for unmanaged diagnostics) */
-  int64_t sent_ns;     /* host clock when the probe left */
-  int64_t rtt_ns;      /* measured round trip; undefined when lost */
-  uint64_t sequence;   /* probe sequence number, per path */
+  uint32_t lost;     /* 1: the probe timed out (no rtt); 0: rtt_ns is a measurement */
+  uint64_t path_id;  /* the path id the host gave the probe (0 for unmanaged diagnostics) */
+  int64_t sent_ns;   /* host clock when the probe left */
+  int64_t rtt_ns;    /* measured round trip; undefined when lost */
+  uint64_t sequence; /* probe sequence number, per path */
 };
 
 /* A path the host asks a transport to bring up or a probe to watch. */
@@ -157,15 +158,14 @@ struct patronus_host_services {
                               patronus_datagram_fn fn, void* user, patronus_endpoint_id* out_id,
                               struct patronus_addr* out_bound);
   patronus_status (*udp_send)(patronus_host_ctx* ctx, patronus_endpoint_id id,
-                              const struct patronus_addr* to, const uint8_t* data,
-                              uint32_t size);
+                              const struct patronus_addr* to, const uint8_t* data, uint32_t size);
   patronus_status (*udp_close)(patronus_host_ctx* ctx, patronus_endpoint_id id);
 
   /* Logging, metrics and events. Strings are (pointer, length) and need not be NUL-terminated. */
   void (*log)(patronus_host_ctx* ctx, uint32_t level, const char* msg, uint32_t msg_len);
   void (*metric)(patronus_host_ctx* ctx, const char* name, uint32_t name_len, double value);
-  void (*event)(patronus_host_ctx* ctx, const char* type, uint32_t type_len,
-                const char* json, uint32_t json_len);
+  void (*event)(patronus_host_ctx* ctx, const char* type, uint32_t type_len, const char* json,
+                uint32_t json_len);
 
   /* Seeded randomness (deterministic under simulation). */
   uint64_t (*random_u64)(patronus_host_ctx* ctx);
@@ -235,8 +235,8 @@ struct patronus_plugin_descriptor {
   /* Lifecycle. create() returns PATRONUS_OK and sets *out_inst; the host calls configure() once,
    * then start(), later stop() and finally destroy(). Errors are written NUL-terminated into
    * err (capacity err_cap). */
-  patronus_status (*create)(const struct patronus_host_services* host, void** out_inst,
-                            char* err, uint32_t err_cap);
+  patronus_status (*create)(const struct patronus_host_services* host, void** out_inst, char* err,
+                            uint32_t err_cap);
   patronus_status (*configure)(void* inst, const uint8_t* config, uint32_t config_size, char* err,
                                uint32_t err_cap);
   patronus_status (*start)(void* inst, char* err, uint32_t err_cap);
@@ -257,14 +257,15 @@ typedef const struct patronus_plugin_descriptor* (*patronus_plugin_entry_fn)(voi
  * patronus_plugin_entry in section "boostdll"), so plugins written in plain C need no Boost. */
 #if defined(__GNUC__) && defined(__ELF__)
 #ifdef __cplusplus
-#define PATRONUS_PLUGIN_ENTRY(fn)                                                                  \
-  extern "C" __attribute__((visibility("default"))) const void* patronus_plugin_entry;             \
-  __attribute__((section("boostdll"), weak, visibility("default"))) const void*                    \
-      patronus_plugin_entry = reinterpret_cast<const void*>(reinterpret_cast<intptr_t>(&(fn)))
+#define PATRONUS_PLUGIN_ENTRY(fn)                                                      \
+  extern "C" __attribute__((visibility("default"))) const void* patronus_plugin_entry; \
+  __attribute__((section("boostdll"), weak, visibility("default")))                    \
+  const void* patronus_plugin_entry =                                                  \
+      reinterpret_cast<const void*>(reinterpret_cast<intptr_t>(&(fn)))
 #else
-#define PATRONUS_PLUGIN_ENTRY(fn)                                                                  \
-  __attribute__((section("boostdll"), weak, visibility("default"))) const void*                    \
-      patronus_plugin_entry = (const void*)(&(fn))
+#define PATRONUS_PLUGIN_ENTRY(fn)                                   \
+  __attribute__((section("boostdll"), weak, visibility("default"))) \
+  const void* patronus_plugin_entry = (const void*)(&(fn))
 #endif
 #else
 #error "Patronus plugins are built for ELF targets with GCC or Clang"

@@ -29,7 +29,6 @@ struct DaemonConfig {
 };
 
 // `base_dir` resolves relative state_db / plugin_dir paths (the config file's directory).
-Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
-                                         const std::string& base_dir);
+Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std::string& base_dir);
 
 }  // namespace patronus::core

@@ -25,7 +25,7 @@ struct LinkParams {
 class VirtualWorld {
  public:
   struct Limits {
-    std::size_t max_events = 1u << 20;   // pending events across all nodes
+    std::size_t max_events = 1u << 20;  // pending events across all nodes
     std::size_t max_trace_lines = 1u << 20;
   };
   explicit VirtualWorld(std::uint64_t seed) : VirtualWorld(seed, Limits{}) {}

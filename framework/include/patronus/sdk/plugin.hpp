@@ -48,8 +48,8 @@ class Error : public std::runtime_error {
 // runs on the instance's thread, so no locking.
 class Host {
  public:
-  using DatagramFn = std::function<void(const patronus_addr& from, const std::uint8_t* data,
-                                        std::size_t size)>;
+  using DatagramFn =
+      std::function<void(const patronus_addr& from, const std::uint8_t* data, std::size_t size)>;
 
   explicit Host(const patronus_host_services* services) : s_(services) {}
   Host(const Host&) = delete;
@@ -303,8 +303,7 @@ struct Thunks {
       static const patronus_probe_v1 t{sizeof(patronus_probe_v1), 0, &watch_path, &unwatch_path};
       return &t;
     } else if constexpr (std::is_base_of_v<TransportPlugin, T>) {
-      static const patronus_transport_v1 t{sizeof(patronus_transport_v1), 0, &path_up,
-                                           &path_down};
+      static const patronus_transport_v1 t{sizeof(patronus_transport_v1), 0, &path_up, &path_down};
       return &t;
     } else {
       static_assert(std::is_base_of_v<PolicyPlugin, T>,
@@ -348,10 +347,10 @@ struct Thunks {
 // Declares the plugin's descriptor and exports the entry point. CONFIG_TYPE may be nullptr (then
 // SCHEMA nullptr and SCHEMA_SIZE 0). With patronus_add_plugin(... PROTO x.proto), the schema is
 // `patronus_embedded_schema` / `patronus_embedded_schema_size`.
-#define PATRONUS_SDK_PLUGIN(CLASS, NAME, VERSION, CONFIG_TYPE, SCHEMA, SCHEMA_SIZE)              \
+#define PATRONUS_SDK_PLUGIN(CLASS, NAME, VERSION, CONFIG_TYPE, SCHEMA, SCHEMA_SIZE)             \
   static const patronus_plugin_descriptor* patronus_sdk_entry_() {                              \
     return ::patronus::sdk::detail::Thunks<CLASS>::describe(NAME, VERSION, CONFIG_TYPE, SCHEMA, \
-                                                            SCHEMA_SIZE);                        \
+                                                            SCHEMA_SIZE);                       \
   }                                                                                             \
   PATRONUS_PLUGIN_ENTRY(patronus_sdk_entry_);
 

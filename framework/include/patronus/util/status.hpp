@@ -41,16 +41,24 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status invalid_argument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
-inline Status not_found(std::string m) { return {Code::kNotFound, std::move(m)}; }
+inline Status invalid_argument(std::string m) {
+  return {Code::kInvalidArgument, std::move(m)};
+}
+inline Status not_found(std::string m) {
+  return {Code::kNotFound, std::move(m)};
+}
 inline Status resource_exhausted(std::string m) {
   return {Code::kResourceExhausted, std::move(m)};
 }
-inline Status unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
+inline Status unavailable(std::string m) {
+  return {Code::kUnavailable, std::move(m)};
+}
 inline Status failed_precondition(std::string m) {
   return {Code::kFailedPrecondition, std::move(m)};
 }
-inline Status internal_error(std::string m) { return {Code::kInternal, std::move(m)}; }
+inline Status internal_error(std::string m) {
+  return {Code::kInternal, std::move(m)};
+}
 
 template <typename T>
 class [[nodiscard]] Result {
