@@ -251,32 +251,25 @@ void VirtualWorld::transmit(Node& from, const SocketAddress& src, const SocketAd
   if (seq == 0) add_trace(t + " drop-queuefull " + what);
 }
 
+void VirtualWorld::run_next() {
+  auto it = queue_.begin();
+  now_ = it->first.t;
+  auto fn = std::move(it->second);
+  seq_time_.erase(it->first.seq);
+  queue_.erase(it);
+  fn();
+}
+
 std::size_t VirtualWorld::run_until(std::int64_t until_ns) {
   std::size_t ran = 0;
-  while (!queue_.empty() && queue_.begin()->first.t <= until_ns) {
-    auto it = queue_.begin();
-    now_ = it->first.t;
-    auto fn = std::move(it->second);
-    seq_time_.erase(it->first.seq);
-    queue_.erase(it);
-    fn();
-    ++ran;
-  }
+  for (; !queue_.empty() && queue_.begin()->first.t <= until_ns; ++ran) run_next();
   if (until_ns > now_) now_ = until_ns;
   return ran;
 }
 
 std::size_t VirtualWorld::run(std::size_t max_events) {
   std::size_t ran = 0;
-  while (!queue_.empty() && ran < max_events) {
-    auto it = queue_.begin();
-    now_ = it->first.t;
-    auto fn = std::move(it->second);
-    seq_time_.erase(it->first.seq);
-    queue_.erase(it);
-    fn();
-    ++ran;
-  }
+  for (; !queue_.empty() && ran < max_events; ++ran) run_next();
   return ran;
 }
 

@@ -71,6 +71,7 @@ class VirtualWorld {
   // Returns 0 when the queue is full.
   std::uint64_t enqueue(std::int64_t at, std::function<void()> fn);
   bool dequeue(std::uint64_t seq);
+  void run_next();  // runs the earliest event; the queue must not be empty
   void transmit(Node& from, const model::SocketAddress& src, const model::SocketAddress& dst,
                 const std::uint8_t* data, std::size_t size);
 
