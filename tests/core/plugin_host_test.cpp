@@ -13,6 +13,8 @@ namespace {
 using namespace patronus;
 using patronus::test::test_plugin_dir;
 
+using namespace patronus;
+
 std::string tp(const std::string& name) {
   return test_plugin_dir() + "/libpatronus-" + name + ".so";
 }
@@ -182,6 +184,27 @@ TEST(PluginHost, StopCancelsTimersAndClosesEndpoints) {
   EXPECT_EQ(router.live_endpoints("p"), 0u);
   EXPECT_EQ(router.live_timers("p"), 0u);
   EXPECT_EQ(world.pending(), 0u) << "a stopped plugin left events in the queue";
+}
+
+}  // namespace
+
+namespace {
+
+// A plugin whose registry is gone is still mapped (never unloaded before exit), so a second
+// registry in the same process loads it again without re-running its static initialisers (which
+// would register its Protobuf descriptors twice and abort).
+TEST(PluginHost, ReloadingAfterTheRegistryIsGoneWorks) {
+  for (const char* name : {"pingpong", "scoring", "pingpong", "scoring"}) {
+    core::PluginRegistry reg;
+    auto lib = reg.load_file(patronus::test::plugin_dir() + "/libpatronus-" + name + ".so");
+    ASSERT_TRUE(lib.is_ok()) << name << ": " << lib.status().to_string();
+    auto cfg = lib.value()->schema()->text_to_bytes(
+        std::string(name) == "pingpong" ? "listen: 10.0.0.1:1" : "loss_weight: 3", "c");
+    ASSERT_TRUE(cfg.is_ok());
+    env::VirtualWorld world(1);
+    core::RouterInstance router(world.add_node("a", {}), "a");
+    ASSERT_TRUE(router.add_plugin(lib.value(), "p", cfg.value()).is_ok());
+  }
 }
 
 }  // namespace

@@ -220,11 +220,17 @@ Result<std::shared_ptr<const PluginLibrary>> PluginRegistry::load_file(const std
   // 2. Load now, locally: unresolved symbols fail here rather than at first call.
   auto impl = std::make_unique<PluginLibrary::Lib>();
   boost::dll::fs::error_code ec;
-  impl->lib.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+  // RTLD_NODELETE: a plugin is never unmapped before the process exits, even when its registry
+  // goes away. Plugin code may have registered global state (e.g. its Protobuf descriptors in
+  // libprotobuf's generated pool) that must not dangle, and a reload must find it in place.
+  const auto mode = static_cast<boost::dll::load_mode::type>(
+      static_cast<unsigned>(boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local) |
+      RTLD_NODELETE);
+  impl->lib.load(path, mode, ec);
   if (ec) {
     // Ask the dynamic loader for its own words (e.g. the undefined symbol's name).
     std::string why = ec.message();
-    if (void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+    if (void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)) {
       dlclose(h);
     } else if (const char* e = dlerror()) {
       why = e;
