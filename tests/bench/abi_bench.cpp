@@ -1,7 +1,7 @@
 // What crossing the plugin ABI costs: scoring one metrics window through the host
 // (RouterInstance::score -> C function pointer -> SDK thunk -> plugin) against the same formula
-// called directly (the baseline, same run). Also virtual-time event throughput: a timer
-// scheduled and fired through the host table against one scheduled on the Env directly.
+// called directly (the baseline, same run). Also the cost of one virtual-time timer
+// (schedule + fire on the Env), recorded for later comparison.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

@@ -51,10 +51,8 @@ Status copy_table(const void* src, Table* dst, std::size_t min_size, const std::
 }
 
 Status check_kind_table(const patronus_plugin_descriptor& d, const std::string& file,
-                        PluginLibrary* out_lib_tables, patronus_transport_v1* transport,
-                        patronus_probe_v1* probe, patronus_scorer_v1* scorer,
-                        patronus_policy_v1* policy) {
-  (void)out_lib_tables;
+                        patronus_transport_v1* transport, patronus_probe_v1* probe,
+                        patronus_scorer_v1* scorer, patronus_policy_v1* policy) {
   switch (d.kind) {
     case PATRONUS_KIND_TRANSPORT: {
       auto s =
@@ -162,8 +160,8 @@ Result<std::shared_ptr<PluginLibrary>> PluginRegistry::accept(const patronus_plu
   std::shared_ptr<PluginLibrary> lib(new PluginLibrary());
   std::memcpy(&lib->desc_, d, std::min<std::size_t>(d->struct_size, sizeof(lib->desc_)));
   auto& desc = lib->desc_;
-  if (auto s = check_kind_table(desc, file, lib.get(), &lib->transport_, &lib->probe_,
-                                &lib->scorer_, &lib->policy_);
+  if (auto s = check_kind_table(desc, file, &lib->transport_, &lib->probe_, &lib->scorer_,
+                                &lib->policy_);
       !s.is_ok()) {
     return s;
   }
