@@ -1,5 +1,6 @@
 // patronus: the command-line tool. Subcommands: plugins list/inspect, site add/list/remove,
-// samples, events. Errors go to stderr with a non-zero exit; bad input changes nothing.
+// samples, events, keys generate/public, mesh plan/analyze. Errors go to stderr with a non-zero
+// exit; bad input changes nothing.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_common.hpp"
+#include "mesh_cmd.hpp"
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/model/types.hpp"
@@ -20,13 +23,9 @@ namespace {
 using namespace patronus;
 using nlohmann::json;
 
-constexpr int kExitUsage = 2;
-constexpr int kExitFailure = 1;
-
-int fail(int code, const std::string& msg) {
-  std::cerr << "patronus: " << msg << std::endl;
-  return code;
-}
+using cli::fail;
+using cli::kExitFailure;
+using cli::kExitUsage;
 
 std::string default_plugin_dir() {
   if (const char* env = std::getenv("PATRONUS_PLUGIN_DIR")) return env;
@@ -151,7 +150,12 @@ int main(int argc, char** argv) {
   events->add_option("--limit", limit, "how many")->check(CLI::Range(1, 1000000));
   events->add_flag("--json", as_json, "JSON output");
 
+  cli::MeshCommands mesh;
+  cli::register_mesh_commands(app, mesh);
+
   CLI11_PARSE(app, argc, argv);
+
+  if (const int rc = cli::run_mesh_commands(mesh); rc >= 0) return rc;
 
   if (plist->parsed()) {
     core::PluginRegistry reg;

@@ -6,42 +6,18 @@
 #include <set>
 
 #include "patronus/model/types.hpp"
+#include "patronus/util/yaml_fields.hpp"
 
 namespace patronus::core {
 
 namespace {
 
-std::string at(const YAML::Node& n) {
-  const auto m = n.Mark();
-  return m.line >= 0 ? "line " + std::to_string(m.line + 1) + ": " : "";
-}
-
-Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
-                  const std::string& path) {
-  for (const auto& kv : map) {
-    const std::string k = kv.first.as<std::string>("");
-    if (!allowed.count(k)) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      return invalid_argument(at(kv.first) + (path.empty() ? "" : path + ".") + k +
-                              ": unknown key (allowed: " + list + ")");
-    }
-  }
-  return Status::ok();
-}
+using yamlf::at;
+using yamlf::check_keys;
 
 Result<std::string> scalar(const YAML::Node& map, const char* key, const std::string& path,
                            bool required) {
-  const YAML::Node n = map[key];
-  const std::string p = (path.empty() ? "" : path + ".") + key;
-  if (!n) {
-    if (required) return invalid_argument(at(map) + p + ": required");
-    return std::string();
-  }
-  if (!n.IsScalar() || n.Scalar().empty()) {
-    return invalid_argument(at(n) + p + ": expected a non-empty string");
-  }
-  return n.Scalar();
+  return yamlf::string_field(map, key, path, required);
 }
 
 std::string resolve(const std::string& base, const std::string& p) {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace patronus::model {
@@ -121,6 +122,80 @@ patronus_addr SocketAddress::to_abi() const {
 std::string SocketAddress::to_string() const {
   if (ip_.is_v4()) return ip_.to_string() + ":" + std::to_string(port_);
   return "[" + ip_.to_string() + "]:" + std::to_string(port_);
+}
+
+namespace {
+
+std::array<std::uint8_t, 16> mask_bytes(const std::array<std::uint8_t, 16>& in, int length,
+                                        int max_length) {
+  std::array<std::uint8_t, 16> out{};
+  const int n = max_length / 8;
+  for (int i = 0; i < n; ++i) {
+    const int keep = std::min(8, std::max(0, length - i * 8));
+    const auto mask = static_cast<std::uint8_t>(keep == 0 ? 0 : 0xFF << (8 - keep));
+    out[static_cast<std::size_t>(i)] = in[static_cast<std::size_t>(i)] & mask;
+  }
+  return out;
+}
+
+}  // namespace
+
+IpPrefix::IpPrefix(const IpAddress& address, int length) {
+  const int max = address.is_v4() ? 32 : 128;
+  length_ = std::clamp(length, 0, max);
+  const auto bytes = mask_bytes(address.bytes(), length_, max);
+  if (address.is_v4()) {
+    network_ = IpAddress::v4((std::uint32_t{bytes[0]} << 24) | (std::uint32_t{bytes[1]} << 16) |
+                             (std::uint32_t{bytes[2]} << 8) | std::uint32_t{bytes[3]});
+  } else {
+    network_ = IpAddress::v6(bytes);
+  }
+}
+
+Result<IpPrefix> IpPrefix::parse(std::string_view text, bool allow_host_bits) {
+  const std::string s(text);
+  const auto slash = s.find('/');
+  if (slash == std::string::npos) {
+    return invalid_argument("'" + s + "' is not a CIDR prefix (expected address/length)");
+  }
+  auto ip = IpAddress::parse(std::string_view(s).substr(0, slash));
+  if (!ip.is_ok()) return invalid_argument("'" + s + "': " + ip.status().message());
+  const std::string len = s.substr(slash + 1);
+  const int max = ip.value().is_v4() ? 32 : 128;
+  if (len.empty() || len.size() > 3 || len.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(len) > max) {
+    return invalid_argument("'" + s + "': prefix length must be a number 0-" + std::to_string(max));
+  }
+  IpPrefix p(ip.value(), std::stoi(len));
+  if (!allow_host_bits && p.network() != ip.value()) {
+    return invalid_argument("'" + s + "': host bits are set (the network is " + p.to_string() +
+                            ")");
+  }
+  return p;
+}
+
+bool IpPrefix::contains(const IpAddress& a) const {
+  if (a.family() != network_.family()) return false;
+  return mask_bytes(a.bytes(), length_, max_length()) == network_.bytes();
+}
+
+IpAddress IpPrefix::at(std::uint64_t index) const {
+  auto bytes = network_.bytes();
+  const int last = max_length() / 8 - 1;
+  for (int i = last; i >= 0 && index != 0; --i) {
+    const auto b = static_cast<std::size_t>(i);
+    bytes[b] = static_cast<std::uint8_t>(bytes[b] | (index & 0xFF));
+    index >>= 8;
+  }
+  if (is_v4()) {
+    return IpAddress::v4((std::uint32_t{bytes[0]} << 24) | (std::uint32_t{bytes[1]} << 16) |
+                         (std::uint32_t{bytes[2]} << 8) | std::uint32_t{bytes[3]});
+  }
+  return IpAddress::v6(bytes);
+}
+
+std::string IpPrefix::to_string() const {
+  return network_.to_string() + "/" + std::to_string(length_);
 }
 
 }  // namespace patronus::model

@@ -97,6 +97,15 @@ CREATE TABLE decision_events (
 );
 CREATE INDEX idx_decision_events_time ON decision_events (timestamp_ns);
 )sql",
+      // 2 -> 3: the mesh plan: endpoint public keys (never private ones) and overlay addresses
+      // (kept across re-plans), site locations.
+      R"sql(
+ALTER TABLE endpoints ADD COLUMN public_key TEXT;
+ALTER TABLE endpoints ADD COLUMN overlay_ipv4 TEXT;
+ALTER TABLE endpoints ADD COLUMN overlay_ipv6 TEXT;
+ALTER TABLE sites ADD COLUMN latitude REAL;
+ALTER TABLE sites ADD COLUMN longitude REAL;
+)sql",
   };
   return kMigrations;
 }

@@ -3,6 +3,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <limits>
+#include <map>
 
 #include "migrations.hpp"
 
@@ -206,6 +207,184 @@ Status Store::remove_site(const std::string& name) {
     del.exec();
     t.commit();
     return Status::ok();
+  });
+}
+
+namespace {
+
+void bind_optional(SQLite::Statement& st, int index, const std::optional<double>& v) {
+  if (v) {
+    st.bind(index, *v);
+  } else {
+    st.bind(index);
+  }
+}
+
+void bind_text_or_null(SQLite::Statement& st, int index, const std::string& v) {
+  if (v.empty()) {
+    st.bind(index);
+  } else {
+    st.bind(index, v);
+  }
+}
+
+std::string column_text(SQLite::Statement& q, int i) {
+  return q.getColumn(i).isNull() ? std::string() : q.getColumn(i).getString();
+}
+
+}  // namespace
+
+Result<std::vector<std::int64_t>> Store::save_mesh(const std::vector<MeshSite>& sites,
+                                                   const std::vector<MeshEndpointRow>& endpoints,
+                                                   const std::vector<PathRow>& paths,
+                                                   std::int64_t now_unix) {
+  for (const auto& s : sites) {
+    if (auto st = model::validate_site(s.site); !st.is_ok()) return st;
+  }
+  return guarded("save mesh", [&]() -> Result<std::vector<std::int64_t>> {
+    auto& db = *impl_->db;
+    SQLite::Transaction t(db);
+    std::map<std::string, std::int64_t> site_ids;
+    for (const auto& ms : sites) {
+      const Site& site = ms.site;
+      SQLite::Statement up(db,
+                           "INSERT INTO sites (site_name, region, created_at, last_seen, status, "
+                           "latitude, longitude) VALUES (?, ?, ?, ?, 'active', ?, ?) "
+                           "ON CONFLICT (site_name) DO UPDATE SET region = excluded.region, "
+                           "latitude = excluded.latitude, longitude = excluded.longitude");
+      up.bind(1, site.name);
+      up.bind(2, site.region);
+      up.bind(3, now_unix);
+      up.bind(4, now_unix);
+      bind_optional(up, 5, ms.latitude);
+      bind_optional(up, 6, ms.longitude);
+      up.exec();
+      SQLite::Statement id(db, "SELECT site_id FROM sites WHERE site_name = ?");
+      id.bind(1, site.name);
+      id.executeStep();
+      const std::int64_t site_id = id.getColumn(0).getInt64();
+      site_ids[site.name] = site_id;
+      // Endpoints no longer listed go away (their paths are replaced below anyway).
+      std::string keep = "''";
+      for (std::size_t i = 0; i < site.endpoints.size(); ++i) keep += ", ?";
+      SQLite::Statement del(
+          db, "DELETE FROM endpoints WHERE site_id = ? AND name NOT IN (" + keep + ")");
+      del.bind(1, site_id);
+      for (std::size_t i = 0; i < site.endpoints.size(); ++i) {
+        del.bind(static_cast<int>(i) + 2, site.endpoints[i].name);
+      }
+      del.exec();
+      for (const auto& e : site.endpoints) {
+        SQLite::Statement ep(
+            db,
+            "INSERT INTO endpoints (site_id, name, address, interface_type, cost_per_gb, "
+            "bandwidth_mbps) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site_id, name) DO UPDATE SET "
+            "address = excluded.address, interface_type = excluded.interface_type, "
+            "cost_per_gb = excluded.cost_per_gb, bandwidth_mbps = excluded.bandwidth_mbps");
+        ep.bind(1, site_id);
+        ep.bind(2, e.name);
+        ep.bind(3, e.address.to_string());
+        ep.bind(4, model::to_string(e.type));
+        ep.bind(5, e.cost_per_gb);
+        bind_optional(ep, 6, e.bandwidth_mbps);
+        ep.exec();
+      }
+    }
+    for (const auto& row : endpoints) {
+      SQLite::Statement u(db,
+                          "UPDATE endpoints SET public_key = ?, overlay_ipv4 = ?, overlay_ipv6 = ? "
+                          "WHERE name = ? AND site_id = (SELECT site_id FROM sites WHERE "
+                          "site_name = ?)");
+      bind_text_or_null(u, 1, row.public_key);
+      bind_text_or_null(u, 2, row.overlay_ipv4);
+      bind_text_or_null(u, 3, row.overlay_ipv6);
+      u.bind(4, row.endpoint);
+      u.bind(5, row.site);
+      if (u.exec() != 1) {
+        return invalid_argument("save mesh: endpoint " + row.site + "/" + row.endpoint +
+                                " is not part of the saved sites");
+      }
+    }
+    db.exec("CREATE TEMP TABLE IF NOT EXISTS plan_paths (path_id INTEGER PRIMARY KEY)");
+    db.exec("DELETE FROM plan_paths");
+    std::vector<std::int64_t> ids;
+    ids.reserve(paths.size());
+    for (const auto& p : paths) {
+      const auto a = site_ids.find(p.src_site);
+      const auto b = site_ids.find(p.dst_site);
+      if (a == site_ids.end() || b == site_ids.end()) {
+        return invalid_argument("save mesh: path " + p.src_site + " - " + p.dst_site +
+                                " names a site that is not part of the saved sites");
+      }
+      SQLite::Statement ins(db,
+                            "INSERT INTO paths (src_site_id, dst_site_id, src_endpoint, "
+                            "dst_endpoint, wg_interface, status) VALUES (?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT (src_site_id, dst_site_id, src_endpoint, dst_endpoint) "
+                            "DO UPDATE SET wg_interface = excluded.wg_interface");
+      ins.bind(1, a->second);
+      ins.bind(2, b->second);
+      ins.bind(3, p.src_endpoint);
+      ins.bind(4, p.dst_endpoint);
+      ins.bind(5, p.wg_interface);
+      ins.bind(6, model::to_string(p.status));
+      ins.exec();
+      SQLite::Statement id(db,
+                           "SELECT path_id FROM paths WHERE src_site_id = ? AND dst_site_id = ? "
+                           "AND src_endpoint = ? AND dst_endpoint = ?");
+      id.bind(1, a->second);
+      id.bind(2, b->second);
+      id.bind(3, p.src_endpoint);
+      id.bind(4, p.dst_endpoint);
+      id.executeStep();
+      ids.push_back(id.getColumn(0).getInt64());
+      SQLite::Statement mark(db, "INSERT OR IGNORE INTO plan_paths (path_id) VALUES (?)");
+      mark.bind(1, ids.back());
+      mark.exec();
+    }
+    db.exec("DELETE FROM paths WHERE path_id NOT IN (SELECT path_id FROM plan_paths)");
+    db.exec("DELETE FROM plan_paths");
+    t.commit();
+    return ids;
+  });
+}
+
+Result<std::vector<MeshEndpointRow>> Store::mesh_endpoints() {
+  return guarded("mesh endpoints", [&]() -> Result<std::vector<MeshEndpointRow>> {
+    SQLite::Statement q(*impl_->db,
+                        "SELECT s.site_name, e.name, e.public_key, e.overlay_ipv4, "
+                        "e.overlay_ipv6 FROM endpoints e JOIN sites s USING (site_id) "
+                        "ORDER BY s.site_name, e.name");
+    std::vector<MeshEndpointRow> out;
+    while (q.executeStep()) {
+      out.push_back({column_text(q, 0), column_text(q, 1), column_text(q, 2), column_text(q, 3),
+                     column_text(q, 4)});
+    }
+    return out;
+  });
+}
+
+Result<std::vector<PathRow>> Store::list_paths() {
+  return guarded("list paths", [&]() -> Result<std::vector<PathRow>> {
+    SQLite::Statement q(*impl_->db,
+                        "SELECT p.path_id, a.site_name, p.src_endpoint, b.site_name, "
+                        "p.dst_endpoint, p.wg_interface, p.status FROM paths p "
+                        "JOIN sites a ON a.site_id = p.src_site_id "
+                        "JOIN sites b ON b.site_id = p.dst_site_id ORDER BY p.path_id");
+    std::vector<PathRow> out;
+    while (q.executeStep()) {
+      PathRow r;
+      r.path_id = q.getColumn(0).getInt64();
+      r.src_site = column_text(q, 1);
+      r.src_endpoint = column_text(q, 2);
+      r.dst_site = column_text(q, 3);
+      r.dst_endpoint = column_text(q, 4);
+      r.wg_interface = column_text(q, 5);
+      auto st = model::parse_path_status(column_text(q, 6));
+      if (!st.is_ok()) return internal_error("paths.status: " + st.status().message());
+      r.status = st.value();
+      out.push_back(std::move(r));
+    }
+    return out;
   });
 }
 

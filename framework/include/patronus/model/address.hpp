@@ -68,6 +68,38 @@ class SocketAddress {
   std::uint16_t port_ = 0;
 };
 
+// A CIDR prefix ("10.0.0.0/8", "fd00::/48"). The address is stored masked to its length, so two
+// spellings of one network compare equal. parse() refuses host bits unless `allow_host_bits`.
+class IpPrefix {
+ public:
+  IpPrefix() = default;
+  IpPrefix(const IpAddress& address, int length);  // masks `address`; length clamped to family
+  static Result<IpPrefix> parse(std::string_view text, bool allow_host_bits = false);
+
+  const IpAddress& network() const { return network_; }
+  int length() const { return length_; }
+  bool is_v4() const { return network_.is_v4(); }
+  int max_length() const { return is_v4() ? 32 : 128; }
+  bool contains(const IpAddress& a) const;
+  // Number of host bits (max_length - length).
+  int host_bits() const { return max_length() - length_; }
+  // The address at offset `index` inside the prefix (index < 2^host_bits, low 64 bits only).
+  IpAddress at(std::uint64_t index) const;
+  std::string to_string() const;
+
+  friend bool operator==(const IpPrefix& a, const IpPrefix& b) {
+    return a.network_ == b.network_ && a.length_ == b.length_;
+  }
+  friend bool operator!=(const IpPrefix& a, const IpPrefix& b) { return !(a == b); }
+  friend bool operator<(const IpPrefix& a, const IpPrefix& b) {
+    return a.network_ == b.network_ ? a.length_ < b.length_ : a.network_ < b.network_;
+  }
+
+ private:
+  IpAddress network_;
+  int length_ = 0;
+};
+
 }  // namespace patronus::model
 
 template <>

@@ -48,6 +48,27 @@ struct SampleSummary {
   double min_rtt_ms = 0, avg_rtt_ms = 0, max_rtt_ms = 0;  // over received samples
 };
 
+// One endpoint of a mesh plan as stored: its public key and overlay addresses.
+struct MeshEndpointRow {
+  std::string site;
+  std::string endpoint;
+  std::string public_key;    // base64, "" if unknown
+  std::string overlay_ipv4;  // "" if none
+  std::string overlay_ipv6;  // "" if none
+};
+
+struct PathRow {
+  std::int64_t path_id = 0;  // assigned by the store
+  std::string src_site, src_endpoint, dst_site, dst_endpoint;
+  std::string wg_interface;  // the source side's interface
+  model::PathStatus status = model::PathStatus::kDown;
+};
+
+struct MeshSite {
+  model::Site site;
+  std::optional<double> latitude, longitude;
+};
+
 class Store {
  public:
   // Opens (creating if needed) and migrates. A database whose version is newer than this build
@@ -67,6 +88,19 @@ class Store {
   Result<model::SiteId> ensure_site(const std::string& name, std::int64_t now_unix);
   Result<std::vector<model::Site>> list_sites();
   Status remove_site(const std::string& name);
+
+  // A mesh plan in one transaction: sites are inserted or updated (region, location), their
+  // endpoints inserted or updated (address, type, cost, bandwidth, public key, overlay addresses);
+  // endpoints no longer in a saved site are removed. The path set is replaced: paths of the plan
+  // that exist keep their path_id, new ones are inserted (status down until probed), paths not in
+  // the plan are deleted. Sites absent from the plan are kept. Returns the path ids in `paths`
+  // order.
+  Result<std::vector<std::int64_t>> save_mesh(const std::vector<MeshSite>& sites,
+                                              const std::vector<MeshEndpointRow>& endpoints,
+                                              const std::vector<PathRow>& paths,
+                                              std::int64_t now_unix);
+  Result<std::vector<MeshEndpointRow>> mesh_endpoints();
+  Result<std::vector<PathRow>> list_paths();
 
   // One transaction for all rows; either all are written or none.
   Status write_batch(const std::vector<SampleRow>& samples, const std::vector<EventRow>& events);

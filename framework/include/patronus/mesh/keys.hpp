@@ -1,0 +1,53 @@
+// WireGuard keys: X25519 (Curve25519) key pairs from libsodium, in WireGuard's base64 form.
+// Private keys are clamped exactly like `wg genkey`; public keys equal `wg pubkey`'s output.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "patronus/util/status.hpp"
+
+namespace patronus::mesh {
+
+using Key = std::array<std::uint8_t, 32>;
+
+struct KeyPair {
+  Key private_key{};
+  Key public_key{};
+};
+
+// A fresh clamped private key from the OS CSPRNG (libsodium randombytes) and its public key.
+Result<KeyPair> generate_keypair();
+// The public key of a private key (clamping first, as WireGuard does).
+Result<Key> public_key_of(const Key& private_key);
+
+// 44-character standard base64 (with '=' padding), the form `wg` prints and reads.
+std::string key_to_base64(const Key& key);
+// Accepts exactly that form (surrounding whitespace is ignored); errors name `what`.
+Result<Key> key_from_base64(std::string_view text, std::string_view what);
+
+// Private keys of the endpoints of one or more sites on disk: DIR/<site>/<endpoint>.key, one
+// base64 line each, file mode 0600 in a 0700 directory (like /etc/wireguard). Give each site only
+// its own subdirectory.
+class KeyDirectory {
+ public:
+  // Creates DIR (0700) if missing.
+  static Result<KeyDirectory> open(const std::string& dir);
+  // The key pair of an endpoint, or nullopt when it has no key file yet. A key file that is
+  // unreadable, malformed or readable by group/others is an error (nothing is overwritten).
+  Result<std::optional<KeyPair>> load(std::string_view site, std::string_view endpoint) const;
+  // load(), generating and writing a new key (0600, written to a temporary file and renamed) when
+  // there is none.
+  Result<KeyPair> load_or_create(std::string_view site, std::string_view endpoint) const;
+  std::string key_path(std::string_view site, std::string_view endpoint) const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  explicit KeyDirectory(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
+}  // namespace patronus::mesh

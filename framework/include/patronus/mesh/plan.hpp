@@ -1,0 +1,71 @@
+// The tunnel plan: per site, one WireGuard interface per local endpoint (name, listen port,
+// overlay addresses), and on it one peer per path that uses the endpoint (public key, endpoint,
+// allowed IPs, persistent keepalive). Rendered as JSON and as wg-quick configuration files.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "patronus/mesh/graph.hpp"
+#include "patronus/mesh/keys.hpp"
+#include "patronus/model/address.hpp"
+
+namespace patronus::mesh {
+
+struct OverlayAddress {
+  model::IpAddress ipv4;
+  std::optional<model::IpAddress> ipv6;
+};
+
+// Overlay addresses keyed by "site/endpoint". Previous assignments (from the store) are kept when
+// they still fit the prefixes and do not collide; new endpoints get a slot derived from a hash of
+// their key (probing forward on collision), so addresses do not depend on file order.
+using OverlayAssignments = std::map<std::string, OverlayAddress>;
+Result<OverlayAssignments> assign_overlay(const MeshGraph& m, const OverlayAssignments& previous);
+
+// "wg-<endpoint>" when it fits Linux's 15-character limit, else "wg-<first 7>-<4 hex of a hash>".
+std::string interface_name(std::string_view endpoint);
+
+struct InterfacePlan {
+  std::uint32_t site = 0;
+  std::uint8_t endpoint = 0;
+  std::string name;
+  std::uint16_t listen_port = 0;
+  OverlayAddress address;
+  std::vector<std::uint32_t> peers;  // path ids; the remote side of each path is the peer
+};
+
+struct TunnelPlan {
+  std::vector<std::vector<InterfacePlan>> sites;  // by site vertex, one per endpoint with paths
+  OverlayAssignments overlay;
+};
+
+// Builds the plan. Every endpoint that has a path needs a public key in the graph (from the sites
+// file or filled in from a KeyDirectory before); the error names the first that does not.
+Result<TunnelPlan> make_plan(const MeshGraph& m, OverlayAssignments overlay);
+
+// Fills the graph's missing public keys from the key directory, creating keys for endpoints that
+// have none (private keys never leave the directory). Sites without a key file and with a key
+// in the sites file keep the file's key.
+Status fill_public_keys(MeshGraph& m, const KeyDirectory& keys);
+
+// The interface of `site` that serves path `id` (its local endpoint's interface).
+const InterfacePlan* interface_for(const TunnelPlan& plan, const MeshGraph& m, std::uint32_t site,
+                                   std::uint32_t path_id);
+
+// {"topology", "sites": [{name, region, endpoints, interfaces: [...]}], "paths": [...]}.
+nlohmann::json plan_to_json(const MeshGraph& m, const TunnelPlan& plan);
+
+// wg-quick configuration of one interface. With a private key it is complete for `wg setconf`
+// (after `wg-quick strip`); without, it carries a PostUp line that loads the key from
+// `private_key_file` on the site.
+std::string render_wg_quick(const MeshGraph& m, const TunnelPlan& plan, const InterfacePlan& iface,
+                            const std::optional<Key>& private_key,
+                            const std::string& private_key_file);
+
+}  // namespace patronus::mesh

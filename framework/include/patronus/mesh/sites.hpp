@@ -1,0 +1,88 @@
+// The sites file: sites with their endpoints, optional locations, LAN subnets and public keys,
+// explicit links, endpoint-type rules and overlay settings. Parsed completely and validated before
+// anything uses it; errors name the line and the field path.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "patronus/model/address.hpp"
+#include "patronus/model/types.hpp"
+#include "patronus/util/status.hpp"
+
+namespace patronus::mesh {
+
+struct GeoLocation {
+  double lat = 0;  // degrees, -90..90
+  double lon = 0;  // degrees, -180..180
+};
+
+struct SiteSpec {
+  model::Site site;  // name, region, endpoints (validated with model::validate_site)
+  std::optional<GeoLocation> location;
+  std::vector<model::IpPrefix> subnets;  // LAN prefixes reachable through this site
+  // Per endpoint (same index as site.endpoints): its WireGuard public key in base64, or "" when the
+  // sites file does not give one.
+  std::vector<std::string> public_keys;
+};
+
+// One explicit link: two sites, optionally pinned to one endpoint on either side.
+struct LinkSpec {
+  std::string a_site, a_endpoint;  // endpoint "" = every compatible endpoint
+  std::string b_site, b_endpoint;
+};
+
+// What one endpoint type may pair with. A pair is compatible only if both sides allow it.
+struct TypeRule {
+  std::uint8_t peers_mask = 0xFF;  // bit i set: may pair with InterfaceType(i)
+  bool hubs_only = false;          // only to endpoints of hub sites (when hubs are defined)
+};
+
+constexpr int kInterfaceTypeCount = 5;
+
+struct EndpointRules {
+  std::array<TypeRule, kInterfaceTypeCount> by_type;
+  // The defaults: mpls pairs only with mpls; lte never with lte (both sides behind carrier NAT) nor
+  // mpls, and only with hubs when hubs are defined; every other type pairs with anything but mpls.
+  static EndpointRules defaults();
+  bool allows(model::InterfaceType self, model::InterfaceType other) const {
+    return (by_type[static_cast<int>(self)].peers_mask >> static_cast<int>(other)) & 1U;
+  }
+};
+
+struct OverlaySettings {
+  model::IpPrefix ipv4;                     // default 10.200.0.0/16
+  std::optional<model::IpPrefix> ipv6;      // default fd70:6174:726f:6e75::/64; "none" disables
+  std::uint16_t persistent_keepalive = 25;  // seconds, 0 = off
+  OverlaySettings();
+};
+
+struct SitesFile {
+  std::vector<SiteSpec> sites;
+  std::vector<LinkSpec> links;
+  std::vector<std::string> hubs;  // from the file's `hubs:`; the CLI may override
+  EndpointRules rules = EndpointRules::defaults();
+  OverlaySettings overlay;
+
+  // Index of a site by name, or -1.
+  int find_site(std::string_view name) const;
+};
+
+// Bounds (a sites file is operator input; these keep hostile files from exhausting memory).
+constexpr std::size_t kMaxSites = 10000;
+constexpr std::size_t kMaxEndpointsPerSite = 16;
+constexpr std::size_t kMaxLinks = 1000000;
+constexpr std::size_t kMaxSubnetsPerSite = 256;
+
+// `origin` names the input in errors (a file name).
+Result<SitesFile> parse_sites_yaml(const std::string& text, const std::string& origin);
+Result<SitesFile> load_sites_file(const std::string& path);
+
+// Great-circle distance in km between two locations (haversine, mean Earth radius).
+double distance_km(const GeoLocation& a, const GeoLocation& b);
+
+}  // namespace patronus::mesh

@@ -1,0 +1,34 @@
+// Reading typed fields from yaml-cpp nodes with errors that name the line and the field path
+// ("line 7: sites[1].endpoints[0].address: ..."). Shared by every YAML ingest in the framework.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "patronus/util/status.hpp"
+
+namespace patronus::yamlf {
+
+// "line N: " (1-based) or "" when the node has no position.
+std::string at(const YAML::Node& n);
+// "a.b" from ("a", "b"); "b" when the parent path is empty.
+std::string join(const std::string& path, const std::string& key);
+
+// Every key of `map` must be in `allowed`; the error lists the allowed keys.
+Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
+                  const std::string& path);
+// A non-empty scalar at map[key]; "" when absent and not required.
+Result<std::string> string_field(const YAML::Node& map, const char* key, const std::string& path,
+                                 bool required);
+// A finite number in [min, max].
+Result<double> number(const YAML::Node& n, const std::string& path, double min, double max);
+// An integer in [min, max].
+Result<std::int64_t> integer(const YAML::Node& n, const std::string& path, std::int64_t min,
+                             std::int64_t max);
+// true/false.
+Result<bool> boolean(const YAML::Node& n, const std::string& path);
+
+}  // namespace patronus::yamlf

@@ -1,0 +1,161 @@
+#include "patronus/mesh/keys.hpp"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace patronus::mesh {
+
+namespace {
+
+Status sodium_ready() {
+  static const int rc = sodium_init();  // 0: initialised now, 1: already; -1: failure
+  if (rc < 0) return internal_error("libsodium failed to initialise (sodium_init)");
+  return Status::ok();
+}
+
+void clamp(Key& k) {
+  k[0] &= 248;
+  k[31] &= 127;
+  k[31] |= 64;
+}
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
+}  // namespace
+
+Result<KeyPair> generate_keypair() {
+  if (auto s = sodium_ready(); !s.is_ok()) return s;
+  KeyPair kp;
+  randombytes_buf(kp.private_key.data(), kp.private_key.size());
+  clamp(kp.private_key);
+  auto pub = public_key_of(kp.private_key);
+  if (!pub.is_ok()) return pub.status();
+  kp.public_key = pub.value();
+  return kp;
+}
+
+Result<Key> public_key_of(const Key& private_key) {
+  if (auto s = sodium_ready(); !s.is_ok()) return s;
+  Key priv = private_key;
+  clamp(priv);
+  Key pub{};
+  if (crypto_scalarmult_curve25519_base(pub.data(), priv.data()) != 0) {
+    sodium_memzero(priv.data(), priv.size());
+    return invalid_argument("private key gives a degenerate public key");
+  }
+  sodium_memzero(priv.data(), priv.size());
+  return pub;
+}
+
+std::string key_to_base64(const Key& key) {
+  char out[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)] = {};
+  sodium_bin2base64(out, sizeof out, key.data(), key.size(), sodium_base64_VARIANT_ORIGINAL);
+  return out;
+}
+
+Result<Key> key_from_base64(std::string_view text, std::string_view what) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' ||
+                           text.back() == '\t')) {
+    text.remove_suffix(1);
+  }
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  const std::string w(what);
+  if (text.size() != 44 || text[43] != '=') {
+    return invalid_argument(w + ": a WireGuard key is 44 characters of base64 ending in '=' (got " +
+                            std::to_string(text.size()) + " characters)");
+  }
+  if (auto s = sodium_ready(); !s.is_ok()) return s;
+  Key k{};
+  std::size_t len = 0;
+  const char* end = nullptr;
+  if (sodium_base642bin(k.data(), k.size(), text.data(), text.size(), nullptr, &len, &end,
+                        sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      len != 32 || end != text.data() + text.size()) {
+    return invalid_argument(w + ": not valid base64 for a 32-byte key");
+  }
+  return k;
+}
+
+Result<KeyDirectory> KeyDirectory::open(const std::string& dir) {
+  if (dir.empty()) return invalid_argument("key directory: empty path");
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return unavailable("key directory " + dir + ": " + errno_text());
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return invalid_argument("key directory " + dir + ": not a directory");
+  }
+  return KeyDirectory(dir);
+}
+
+std::string KeyDirectory::key_path(std::string_view site, std::string_view endpoint) const {
+  return dir_ + "/" + std::string(site) + "/" + std::string(endpoint) + ".key";
+}
+
+Result<std::optional<KeyPair>> KeyDirectory::load(std::string_view site,
+                                                  std::string_view endpoint) const {
+  const std::string path = key_path(site, endpoint);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return std::optional<KeyPair>();
+    return unavailable(path + ": " + errno_text());
+  }
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+    return failed_precondition(path + ": private key is accessible by group or others (mode " +
+                               mode + "); chmod 600 it");
+  }
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!in) return unavailable(path + ": cannot read");
+  auto priv = key_from_base64(ss.str(), path);
+  if (!priv.is_ok()) return priv.status();
+  KeyPair kp;
+  kp.private_key = priv.value();
+  auto pub = public_key_of(kp.private_key);
+  if (!pub.is_ok()) return pub.status();
+  kp.public_key = pub.value();
+  return std::optional<KeyPair>(kp);
+}
+
+Result<KeyPair> KeyDirectory::load_or_create(std::string_view site,
+                                             std::string_view endpoint) const {
+  auto existing = load(site, endpoint);
+  if (!existing.is_ok()) return existing.status();
+  if (existing.value()) return *existing.value();
+  const std::string site_dir = dir_ + "/" + std::string(site);
+  if (::mkdir(site_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return unavailable(site_dir + ": " + errno_text());
+  }
+  auto kp = generate_keypair();
+  if (!kp.is_ok()) return kp.status();
+  const std::string path = key_path(site, endpoint);
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return unavailable(tmp + ": " + errno_text());
+  const std::string line = key_to_base64(kp.value().private_key) + "\n";
+  const bool ok = ::fchmod(fd, 0600) == 0 &&
+                  ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                  ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = errno_text();
+    ::unlink(tmp.c_str());
+    return unavailable(path + ": cannot write the private key: " + why);
+  }
+  return kp.value();
+}
+
+}  // namespace patronus::mesh

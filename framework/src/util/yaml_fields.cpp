@@ -1,0 +1,72 @@
+#include "patronus/util/yaml_fields.hpp"
+
+#include <cmath>
+
+namespace patronus::yamlf {
+
+std::string at(const YAML::Node& n) {
+  const auto m = n.Mark();
+  return m.line >= 0 ? "line " + std::to_string(m.line + 1) + ": " : "";
+}
+
+std::string join(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
+                  const std::string& path) {
+  for (const auto& kv : map) {
+    const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : std::string("<non-scalar>");
+    if (!allowed.count(k)) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      return invalid_argument(at(kv.first) + join(path, k) + ": unknown key (allowed: " + list +
+                              ")");
+    }
+  }
+  return Status::ok();
+}
+
+Result<std::string> string_field(const YAML::Node& map, const char* key, const std::string& path,
+                                 bool required) {
+  const YAML::Node n = map[key];
+  const std::string p = join(path, key);
+  if (!n) {
+    if (required) return invalid_argument(at(map) + p + ": required");
+    return std::string();
+  }
+  if (!n.IsScalar() || n.Scalar().empty()) {
+    return invalid_argument(at(n) + p + ": expected a non-empty string");
+  }
+  return n.Scalar();
+}
+
+Result<double> number(const YAML::Node& n, const std::string& path, double min, double max) {
+  double v = 0;
+  if (!n.IsScalar() || !YAML::convert<double>::decode(n, v) || !std::isfinite(v) || v < min ||
+      v > max) {
+    return invalid_argument(at(n) + path + ": expected a number from " + std::to_string(min) +
+                            " to " + std::to_string(max));
+  }
+  return v;
+}
+
+Result<std::int64_t> integer(const YAML::Node& n, const std::string& path, std::int64_t min,
+                             std::int64_t max) {
+  std::int64_t v = 0;
+  if (!n.IsScalar() || !YAML::convert<std::int64_t>::decode(n, v) || v < min || v > max) {
+    return invalid_argument(at(n) + path + ": expected an integer from " + std::to_string(min) +
+                            " to " + std::to_string(max));
+  }
+  return v;
+}
+
+Result<bool> boolean(const YAML::Node& n, const std::string& path) {
+  bool v = false;
+  if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)) {
+    return invalid_argument(at(n) + path + ": expected true or false");
+  }
+  return v;
+}
+
+}  // namespace patronus::yamlf
