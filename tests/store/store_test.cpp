@@ -83,7 +83,8 @@ TEST(Store, RefusesANewerSchemaAndLeavesItUnchanged) {
   const auto before = test::read_file(dir.file("s.db"));
   auto s = store::Store::open(dir.file("s.db"));
   ASSERT_FALSE(s.is_ok());
-  EXPECT_NE(s.status().message().find("schema version 99, newer than this build's 2"),
+  EXPECT_NE(s.status().message().find("schema version 99, newer than this build's " +
+                                      std::to_string(store::latest_schema_version())),
             std::string::npos)
       << s.status().message();
   EXPECT_EQ(test::read_file(dir.file("s.db")), before);
@@ -183,3 +184,55 @@ TEST(Store, SurvivesSigkillMidBatch) {
 }
 
 }  // namespace
+
+namespace patronus {
+namespace {
+
+store::PathRow path_row(const std::string& a, const std::string& b) {
+  store::PathRow r;
+  r.src_site = a;
+  r.src_endpoint = "wan1";
+  r.dst_site = b;
+  r.dst_endpoint = "wan1";
+  r.wg_interface = "wg-wan1";
+  return r;
+}
+
+TEST(StoreMesh, SaveKeepsPathIdsAndOverlaysAcrossReplans) {
+  test::TempDir dir;
+  auto s = std::move(store::Store::open(dir.file("s.db")).value());
+  std::vector<store::MeshSite> sites;
+  for (const char* n : {"a", "b", "c"}) sites.push_back({site_with_endpoint(n), 48.0, 11.0});
+  sites[1].site.endpoints[0].address = model::SocketAddress::parse("198.51.100.2:51820").value();
+  sites[2].site.endpoints[0].address = model::SocketAddress::parse("198.51.100.3:51820").value();
+  const std::vector<store::MeshEndpointRow> eps = {{"a", "wan1", "KEYA", "10.200.0.1", "fd00::1"},
+                                                   {"b", "wan1", "KEYB", "10.200.0.2", ""},
+                                                   {"c", "wan1", "", "10.200.0.3", ""}};
+  auto first = s->save_mesh(sites, eps, {path_row("a", "b"), path_row("a", "c")}, 100);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  ASSERT_EQ(first.value().size(), 2u);
+  // Re-plan: a-c goes, b-c arrives; a-b keeps its id.
+  auto second = s->save_mesh(sites, eps, {path_row("b", "c"), path_row("a", "b")}, 200);
+  ASSERT_TRUE(second.is_ok());
+  EXPECT_EQ(second.value()[1], first.value()[0]);
+  EXPECT_NE(second.value()[0], first.value()[1]);
+  auto paths = s->list_paths().value();
+  ASSERT_EQ(paths.size(), 2u);
+  EXPECT_EQ(paths[0].src_site, "a");
+  EXPECT_EQ(paths[0].dst_site, "b");
+  EXPECT_EQ(paths[0].status, model::PathStatus::kDown);
+  auto rows = s->mesh_endpoints().value();
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].public_key, "KEYA");
+  EXPECT_EQ(rows[0].overlay_ipv6, "fd00::1");
+  EXPECT_EQ(rows[1].overlay_ipv6, "");
+  EXPECT_EQ(rows[2].public_key, "");
+  // A path naming a site outside the saved set: refused, nothing changes.
+  auto bad = s->save_mesh(sites, eps, {path_row("a", "zz")}, 300);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(s->list_paths().value().size(), 2u);
+  EXPECT_EQ(s->integrity_check().value(), "ok");
+}
+
+}  // namespace
+}  // namespace patronus

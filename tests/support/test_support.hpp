@@ -31,7 +31,7 @@ struct CommandResult {
   std::string out;  // stdout
   std::string err;  // stderr
 };
-// Runs argv (no shell) with stdin closed; waits for it.
+// Runs argv (no shell; argv[0] is looked up in PATH) with stdin closed; waits for it.
 CommandResult run(const std::vector<std::string>& argv);
 
 // A UDP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).

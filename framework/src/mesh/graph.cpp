@@ -156,8 +156,15 @@ Result<MeshGraph> MeshGraph::build(SitesFile file, const TopologyOptions& option
       }
       for (std::size_t i = 0; i < file.links.size(); ++i) {
         const LinkSpec& l = file.links[i];
-        const auto a = static_cast<std::size_t>(file.find_site(l.a_site));
-        const auto b = static_cast<std::size_t>(file.find_site(l.b_site));
+        const int ai = m.find_site(l.a_site);
+        const int bi = m.find_site(l.b_site);
+        if (ai < 0 || bi < 0 || ai == bi) {
+          return invalid_argument("links[" + std::to_string(i) + "]: '" +
+                                  (ai < 0 ? l.a_site : l.b_site) +
+                                  (ai == bi ? "' is linked to itself" : "' is not a site"));
+        }
+        const auto a = static_cast<std::size_t>(ai);
+        const auto b = static_cast<std::size_t>(bi);
         const int ea = endpoint_index((*m.g_)[a], l.a_endpoint);
         const int eb = endpoint_index((*m.g_)[b], l.b_endpoint);
         if (m.connect(a, b, ea, eb) == 0) {
