@@ -160,6 +160,10 @@ const BadCase kBad[] = {
      "[dsl]}}\n",
      "rules.lte.peers[0]"},
     {"not yaml", "sites: [\n", "not valid YAML"},
+    // Found by the fuzz target: invalid UTF-8 reached the JSON plan and threw there.
+    {"region not utf8",
+     "sites:\n  - {name: a, region: \"\xc3\x28\", endpoints: [{name: w, address: 1.1.1.1:1}]}\n",
+     "line 2: sites[0].region: not valid UTF-8 text"},
     {"empty", "", "expected a map with a 'sites' list"},
 };
 

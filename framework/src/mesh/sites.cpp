@@ -125,6 +125,9 @@ Status parse_site(const YAML::Node& n, const std::string& path, SiteSpec& out) {
   auto region = yamlf::string_field(n, "region", path, false);
   if (!region.is_ok()) return region.status();
   out.site.region = region.value();
+  if (out.site.region.size() > 64) {
+    return invalid_argument(at(n["region"]) + join(path, "region") + ": at most 64 characters");
+  }
   if (const auto loc = n["location"]) {
     const std::string p = join(path, "location");
     if (!loc.IsMap()) return invalid_argument(at(loc) + p + ": expected {lat: .., lon: ..}");

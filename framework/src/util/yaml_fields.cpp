@@ -27,6 +27,43 @@ Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
   return Status::ok();
 }
 
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = 0;
+    std::uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    for (std::size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return false;
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and values beyond Unicode are invalid.
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
 Result<std::string> string_field(const YAML::Node& map, const char* key, const std::string& path,
                                  bool required) {
   const YAML::Node n = map[key];
@@ -38,6 +75,7 @@ Result<std::string> string_field(const YAML::Node& map, const char* key, const s
   if (!n.IsScalar() || n.Scalar().empty()) {
     return invalid_argument(at(n) + p + ": expected a non-empty string");
   }
+  if (!valid_utf8(n.Scalar())) return invalid_argument(at(n) + p + ": not valid UTF-8 text");
   return n.Scalar();
 }
 

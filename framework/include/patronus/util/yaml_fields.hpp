@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "patronus/util/status.hpp"
 
@@ -20,7 +21,9 @@ std::string join(const std::string& path, const std::string& key);
 // Every key of `map` must be in `allowed`; the error lists the allowed keys.
 Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
                   const std::string& path);
-// A non-empty scalar at map[key]; "" when absent and not required.
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool valid_utf8(std::string_view s);
+// A non-empty scalar of valid UTF-8 at map[key]; "" when absent and not required.
 Result<std::string> string_field(const YAML::Node& map, const char* key, const std::string& path,
                                  bool required);
 // A finite number in [min, max].
