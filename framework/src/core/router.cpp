@@ -374,6 +374,52 @@ Result<patronus_score> RouterInstance::score(const std::string& instance,
   return out;
 }
 
+Status RouterInstance::load_policy(const std::string& instance, const std::string& document) {
+  Instance* inst = find(instance);
+  if (!inst) return not_found("no plugin instance '" + instance + "'");
+  if (inst->lib->info().kind != PluginKind::kPolicy) {
+    return failed_precondition(instance + " is not a policy plugin");
+  }
+  if (document.size() > UINT32_MAX) return invalid_argument(instance + ": document too large");
+  char err[kErrCap] = {};
+  patronus_status st;
+  try {
+    st = inst->lib->policy().load(inst->handle, document.data(),
+                                  static_cast<std::uint32_t>(document.size()), err, kErrCap);
+  } catch (...) {
+    ++counters_.plugin_exceptions;
+    st = PATRONUS_ERR_INTERNAL;
+  }
+  if (st != PATRONUS_OK) {
+    return Status(st == PATRONUS_ERR_INVALID_ARGUMENT ? Code::kInvalidArgument : Code::kInternal,
+                  instance + ": " + (err[0] ? err : "load failed"));
+  }
+  return Status::ok();
+}
+
+Result<bool> RouterInstance::evaluate_policy(const std::string& instance,
+                                             const patronus_flow_tuple& flow) {
+  Instance* inst = find(instance);
+  if (!inst) return not_found("no plugin instance '" + instance + "'");
+  if (inst->lib->info().kind != PluginKind::kPolicy) {
+    return failed_precondition(instance + " is not a policy plugin");
+  }
+  patronus_flow_tuple f = flow;
+  f.struct_size = sizeof f;
+  std::uint32_t verdict = PATRONUS_VERDICT_DENY;
+  patronus_status st;
+  try {
+    st = inst->lib->policy().evaluate(inst->handle, &f, &verdict);
+  } catch (...) {
+    ++counters_.plugin_exceptions;
+    st = PATRONUS_ERR_INTERNAL;
+  }
+  if (st != PATRONUS_OK) {
+    return internal_error(instance + ": evaluate failed (" + std::to_string(st) + ")");
+  }
+  return verdict == PATRONUS_VERDICT_ALLOW;
+}
+
 Status RouterInstance::watch_path(const std::string& instance, const patronus_path_desc& path) {
   Instance* inst = find(instance);
   if (!inst) return not_found("no plugin instance '" + instance + "'");

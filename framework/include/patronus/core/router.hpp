@@ -79,6 +79,10 @@ class RouterInstance {
   Result<patronus_score> score(const std::string& instance, const patronus_metrics_window& w);
   Status watch_path(const std::string& instance, const patronus_path_desc& path);
   Status unwatch_path(const std::string& instance, std::uint64_t path_id);
+  // Policy plugins: replace the policy set with a document (the plugin defines its format; the
+  // plugin's error message is returned), and classify one flow.
+  Status load_policy(const std::string& instance, const std::string& document);
+  Result<bool> evaluate_policy(const std::string& instance, const patronus_flow_tuple& flow);
 
   const std::string& site() const { return site_; }
   env::Env& env() { return env_; }

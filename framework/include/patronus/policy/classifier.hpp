@@ -1,0 +1,74 @@
+// The compiled NetworkPolicy classifier the daemon uses per flow.
+//
+// Compilation: pods with the same namespace and labels share an *identity*; label selectors
+// become identity bitsets (through a label -> bitset index); each rule becomes the union bitset
+// of the identities its selector peers match, its ipBlocks and an interned *port set*. Per
+// direction, identities selected by the same set of policies share a *class* whose table maps
+// every peer identity to the union port set of the rules that match it, plus a longest-prefix
+// list for ipBlocks (flattened so that the longest matching prefix alone decides). A verdict is
+// then: identity of each end, class of each end, one table lookup per direction (and a prefix
+// lookup only when the table says no and the class has ipBlocks). Named ports are kept by name
+// in port sets and resolved against the destination pod when checked.
+//
+// Incremental updates: one policy added/changed/removed re-derives that policy's bitsets,
+// re-classifies the identities of its namespace and rebuilds only the classes that contain it;
+// one pod added/changed/removed touches only its identity (a new identity gets one column in
+// every class table). A new namespace or a namespace whose labels change recompiles everything.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "patronus/policy/model.hpp"
+#include "patronus/util/status.hpp"
+
+namespace patronus::policy {
+
+class Classifier {
+ public:
+  Classifier(std::vector<NetworkPolicy> policies, Inventory inventory);
+  ~Classifier();
+  Classifier(const Classifier&) = delete;
+  Classifier& operator=(const Classifier&) = delete;
+
+  // Endpoints refer to pods by their index in inventory().pods.
+  bool allowed(const Endpoint& src, const Endpoint& dst, Protocol protocol,
+               std::int32_t port) const;
+  // By address: an IP that belongs to a pod is that pod, any other is external.
+  bool allowed_ips(const model::IpAddress& src, const model::IpAddress& dst, Protocol protocol,
+                   std::int32_t port) const;
+
+  // Adds or replaces (by namespace/name) one policy, or removes one.
+  void upsert_policy(NetworkPolicy policy);
+  Status remove_policy(const std::string& ns, const std::string& name);
+  // Adds or replaces (by namespace/name) one pod, or removes one. A removed pod keeps its index
+  // (the slot is emptied: no IPs, matched by nothing).
+  void upsert_pod(Pod pod);
+  Status remove_pod(const std::string& ns, const std::string& name);
+
+  // Everything from scratch (what the constructor does).
+  void recompile();
+
+  const Inventory& inventory() const { return inv_; }
+  const std::vector<NetworkPolicy>& policies() const { return policies_; }
+  struct Stats {
+    std::size_t identities = 0;
+    std::size_t ingress_classes = 0;
+    std::size_t egress_classes = 0;
+    std::size_t port_sets = 0;
+    std::size_t full_compiles = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::vector<NetworkPolicy> policies_;  // removed policies leave a disabled tombstone
+  Inventory inv_;
+};
+
+}  // namespace patronus::policy

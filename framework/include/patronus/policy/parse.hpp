@@ -1,0 +1,42 @@
+// Kubernetes YAML in: multi-document files of NetworkPolicy, Namespace and Pod manifests (and
+// `kind: List` of them), validated like the API server validates them. Errors name the input,
+// the object and the field path ("spec.ingress[0].ports[1].endPort: must be greater than or
+// equal to port"); nothing is returned on error.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "patronus/policy/model.hpp"
+#include "patronus/util/status.hpp"
+
+namespace patronus::policy {
+
+struct Manifests {
+  std::vector<NetworkPolicy> policies;
+  std::vector<Namespace> namespaces;
+  std::vector<Pod> pods;
+};
+
+enum class Accept { kPolicies, kInventory, kAny };
+
+// Bounds on hostile input.
+constexpr std::size_t kMaxDocuments = 200000;
+constexpr std::size_t kMaxListItems = 10000;  // rules, peers, ports, values, ... per list
+
+// `origin` names the input in errors. Duplicate objects (same kind, namespace and name) are
+// errors.
+Result<Manifests> parse_manifests(const std::string& text, const std::string& origin,
+                                  Accept accept = Accept::kAny);
+// Reads and merges several files (duplicates across files are errors too).
+Result<Manifests> load_manifests(const std::vector<std::string>& files, Accept accept);
+// An inventory (namespaces completed with the ones pods name) from manifests.
+Inventory make_inventory(Manifests m);
+
+// The stored form: the canonical spec JSON of a policy, and a policy rebuilt from it (as when
+// the store is reloaded; validated again).
+Result<NetworkPolicy> policy_from_spec_json(const std::string& name, const std::string& ns,
+                                            const std::string& spec_json, bool enabled,
+                                            std::int32_t priority);
+
+}  // namespace patronus::policy
