@@ -1,5 +1,6 @@
 // patronus: the command-line tool. Subcommands: plugins list/inspect, site add/list/remove,
-// samples, events, keys generate/public, mesh plan/analyze. Errors go to stderr with a non-zero
+// samples, events, keys generate/public, mesh plan/analyze, policy
+// validate/matrix/check/apply/list/delete. Errors go to stderr with a non-zero
 // exit; bad input changes nothing.
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/model/types.hpp"
 #include "patronus/store/store.hpp"
+#include "policy_cmd.hpp"
 
 namespace {
 
@@ -152,10 +154,13 @@ int main(int argc, char** argv) {
 
   cli::MeshCommands mesh;
   cli::register_mesh_commands(app, mesh);
+  cli::PolicyCommands policy;
+  cli::register_policy_commands(app, policy);
 
   CLI11_PARSE(app, argc, argv);
 
   if (const int rc = cli::run_mesh_commands(mesh); rc >= 0) return rc;
+  if (const int rc = cli::run_policy_commands(policy); rc >= 0) return rc;
 
   if (plist->parsed()) {
     core::PluginRegistry reg;

@@ -388,6 +388,58 @@ Result<std::vector<PathRow>> Store::list_paths() {
   });
 }
 
+Status Store::save_policies(const std::vector<model::NetworkPolicyRecord>& policies) {
+  return guarded("save policies", [&]() -> Status {
+    auto& db = *impl_->db;
+    SQLite::Transaction t(db);
+    for (const auto& p : policies) {
+      SQLite::Statement up(db,
+                           "INSERT INTO policies (name, namespace, priority, spec, enabled) "
+                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, namespace) DO UPDATE SET "
+                           "priority = excluded.priority, spec = excluded.spec, "
+                           "enabled = excluded.enabled");
+      up.bind(1, p.name);
+      up.bind(2, p.namespace_);
+      up.bind(3, p.priority);
+      up.bind(4, p.spec_json);
+      up.bind(5, p.enabled ? 1 : 0);
+      up.exec();
+    }
+    t.commit();
+    return Status::ok();
+  });
+}
+
+Result<std::vector<model::NetworkPolicyRecord>> Store::list_policies() {
+  return guarded("list policies", [&]() -> Result<std::vector<model::NetworkPolicyRecord>> {
+    SQLite::Statement q(*impl_->db,
+                        "SELECT policy_id, name, namespace, priority, spec, enabled FROM policies "
+                        "ORDER BY namespace, name");
+    std::vector<model::NetworkPolicyRecord> out;
+    while (q.executeStep()) {
+      model::NetworkPolicyRecord r;
+      r.id = model::PolicyId(static_cast<std::uint64_t>(q.getColumn(0).getInt64()));
+      r.name = column_text(q, 1);
+      r.namespace_ = column_text(q, 2);
+      r.priority = q.getColumn(3).getInt();
+      r.spec_json = column_text(q, 4);
+      r.enabled = q.getColumn(5).getInt() != 0;
+      out.push_back(std::move(r));
+    }
+    return out;
+  });
+}
+
+Status Store::delete_policy(const std::string& ns, const std::string& name) {
+  return guarded("delete policy", [&]() -> Status {
+    SQLite::Statement d(*impl_->db, "DELETE FROM policies WHERE namespace = ? AND name = ?");
+    d.bind(1, ns);
+    d.bind(2, name);
+    if (d.exec() == 0) return not_found("no stored policy " + ns + "/" + name);
+    return Status::ok();
+  });
+}
+
 Status Store::write_batch(const std::vector<SampleRow>& samples,
                           const std::vector<EventRow>& events) {
   return guarded("write batch", [&]() -> Status {

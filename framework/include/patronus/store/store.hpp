@@ -102,6 +102,12 @@ class Store {
   Result<std::vector<MeshEndpointRow>> mesh_endpoints();
   Result<std::vector<PathRow>> list_paths();
 
+  // Network policies (UNIQUE(name, namespace)): inserted or replaced (spec, enabled, priority)
+  // in one transaction; listed by namespace then name.
+  Status save_policies(const std::vector<model::NetworkPolicyRecord>& policies);
+  Result<std::vector<model::NetworkPolicyRecord>> list_policies();
+  Status delete_policy(const std::string& ns, const std::string& name);
+
   // One transaction for all rows; either all are written or none.
   Status write_batch(const std::vector<SampleRow>& samples, const std::vector<EventRow>& events);
   Result<std::vector<SampleSummary>> sample_summary();

@@ -1,0 +1,396 @@
+#include "policy_cmd.hpp"
+
+#include <algorithm>
+#include <ctime>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli_common.hpp"
+#include "patronus/policy/classifier.hpp"
+#include "patronus/policy/parse.hpp"
+#include "patronus/policy/reference.hpp"
+#include "patronus/store/store.hpp"
+
+namespace patronus::cli {
+
+using nlohmann::json;
+namespace pol = patronus::policy;
+
+void register_policy_commands(CLI::App& app, PolicyCommands& p) {
+  auto* policy = app.add_subcommand("policy", "Kubernetes NetworkPolicy: validate, matrix, check");
+  policy->require_subcommand(1);
+  p.validate = policy->add_subcommand("validate", "validate NetworkPolicy manifests");
+  p.validate->add_option("files", p.files, "YAML files (multi-document, kind: List)")->required();
+  p.validate->add_flag("--json", p.json, "JSON output");
+
+  for (auto* cmd :
+       {p.matrix = policy->add_subcommand("matrix", "reachability between every pod pair"),
+       p.check = policy->add_subcommand("check", "explain one connection's verdict")}) {
+    cmd->add_option("--policies", p.policies, "NetworkPolicy YAML files");
+    cmd->add_option("--db", p.db, "also use the policies stored in this state database");
+    cmd->add_option("--inventory", p.inventory, "Namespace and Pod YAML files")->required();
+    cmd->add_flag("--json", p.json, "JSON output");
+  }
+  p.matrix->add_option("--probe", p.probes, "protocol/port or protocol/port-name, e.g. tcp/80")
+      ->required();
+  p.check->add_option("--from", p.from, "NS/POD or an IP address")->required();
+  p.check->add_option("--to", p.to, "NS/POD or an IP address")->required();
+  p.check->add_option("--protocol", p.protocol, "TCP, UDP or SCTP")->capture_default_str();
+  p.check->add_option("--port", p.port, "destination port")
+      ->required()
+      ->check(CLI::Range(1, 65535));
+
+  p.apply = policy->add_subcommand("apply", "validate and store policies (all or nothing)");
+  p.apply->add_option("--db", p.db, "state database")->required();
+  p.apply->add_option("files", p.files, "NetworkPolicy YAML files")->required();
+  p.list = policy->add_subcommand("list", "list stored policies");
+  p.list->add_option("--db", p.db, "state database")->required();
+  p.list->add_flag("--json", p.json, "JSON output");
+  p.remove = policy->add_subcommand("delete", "delete one stored policy");
+  p.remove->add_option("--db", p.db, "state database")->required();
+  p.remove->add_option("name", p.name, "NAMESPACE/NAME")->required();
+}
+
+namespace {
+
+Result<std::vector<pol::NetworkPolicy>> stored_policies(const std::string& db_path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(db_path, ec)) return not_found("no state database at " + db_path);
+  auto db = store::Store::open(db_path);
+  if (!db.is_ok()) return db.status();
+  auto rows = db.value()->list_policies();
+  if (!rows.is_ok()) return rows.status();
+  std::vector<pol::NetworkPolicy> out;
+  for (const auto& r : rows.value()) {
+    auto p = pol::policy_from_spec_json(r.name, r.namespace_, r.spec_json, r.enabled, r.priority);
+    if (!p.is_ok()) return p.status();
+    out.push_back(std::move(p).value());
+  }
+  return out;
+}
+
+struct Loaded {
+  std::vector<pol::NetworkPolicy> policies;
+  pol::Inventory inventory;
+};
+
+Result<Loaded> load_inputs(const PolicyCommands& p) {
+  if (p.policies.empty() && p.db.empty()) {
+    return invalid_argument("give --policies FILE... and/or --db FILE");
+  }
+  Loaded l;
+  auto pm = pol::load_manifests(p.policies, pol::Accept::kPolicies);
+  if (!pm.is_ok()) return pm.status();
+  l.policies = std::move(pm.value().policies);
+  if (!p.db.empty()) {
+    auto stored = stored_policies(p.db);
+    if (!stored.is_ok()) return stored.status();
+    for (auto& s : stored.value()) {
+      for (const auto& f : l.policies) {
+        if (f.key() == s.key()) {
+          return invalid_argument("NetworkPolicy " + s.key() +
+                                  " is both in --policies and in the database");
+        }
+      }
+      l.policies.push_back(std::move(s));
+    }
+  }
+  auto inv = pol::load_manifests(p.inventory, pol::Accept::kInventory);
+  if (!inv.is_ok()) return inv.status();
+  l.inventory = pol::make_inventory(std::move(inv).value());
+  return l;
+}
+
+struct Probe {
+  std::string text;
+  pol::Protocol protocol;
+  int port = 0;
+  std::string name;
+};
+
+Result<Probe> parse_probe(const std::string& s) {
+  const auto slash = s.find('/');
+  if (slash == std::string::npos) {
+    return invalid_argument("--probe '" + s + "': expected protocol/port, e.g. tcp/80");
+  }
+  std::string proto = s.substr(0, slash);
+  std::transform(proto.begin(), proto.end(), proto.begin(), ::toupper);
+  const auto p = pol::parse_protocol(proto);
+  if (!p) return invalid_argument("--probe '" + s + "': protocol must be tcp, udp or sctp");
+  Probe out{s, *p, 0, ""};
+  const std::string port = s.substr(slash + 1);
+  if (!port.empty() && port.find_first_not_of("0123456789") == std::string::npos) {
+    if (port.size() > 5 || std::stoi(port) < 1 || std::stoi(port) > 65535) {
+      return invalid_argument("--probe '" + s + "': port must be 1-65535");
+    }
+    out.port = std::stoi(port);
+  } else if (!port.empty() && port.size() <= 15) {
+    out.name = port;
+  } else {
+    return invalid_argument("--probe '" + s + "': expected a port number or a port name");
+  }
+  return out;
+}
+
+Result<pol::Endpoint> parse_end(const pol::Inventory& inv, const std::string& s,
+                                const char* option) {
+  const auto slash = s.find('/');
+  if (slash != std::string::npos) {
+    const int pod = inv.find_pod(s.substr(0, slash), s.substr(slash + 1));
+    if (pod < 0)
+      return not_found(std::string(option) + " '" + s + "': no such pod in the inventory");
+    return pol::Endpoint::for_pod(inv, pod);
+  }
+  auto ip = model::IpAddress::parse(s);
+  if (!ip.is_ok()) {
+    return invalid_argument(std::string(option) + " '" + s + "': expected NS/POD or an IP address");
+  }
+  return pol::Endpoint::for_ip(inv, ip.value());
+}
+
+std::string end_name(const pol::Inventory& inv, const pol::Endpoint& e) {
+  if (e.pod >= 0) return inv.pods[static_cast<std::size_t>(e.pod)].key();
+  return e.ip ? e.ip->to_string() : "?";
+}
+
+int run_validate(PolicyCommands& p) {
+  auto m = pol::load_manifests(p.files, pol::Accept::kAny);
+  if (!m.is_ok()) {
+    if (p.json) {
+      std::cout << json{{"valid", false}, {"error", m.status().message()}}.dump(2) << std::endl;
+    }
+    return fail(kExitUsage, m.status().message());
+  }
+  const auto& v = m.value();
+  if (p.json) {
+    json names = json::array();
+    for (const auto& np : v.policies) names.push_back(np.key());
+    std::cout << json{{"valid", true},
+                      {"policies", names},
+                      {"namespaces", v.namespaces.size()},
+                      {"pods", v.pods.size()}}
+                     .dump(2)
+              << std::endl;
+  } else {
+    std::cout << "valid: " << v.policies.size() << " NetworkPolicy, " << v.namespaces.size()
+              << " Namespace, " << v.pods.size() << " Pod" << std::endl;
+  }
+  return 0;
+}
+
+int run_matrix(PolicyCommands& p) {
+  std::vector<Probe> probes;
+  for (const auto& s : p.probes) {
+    auto pr = parse_probe(s);
+    if (!pr.is_ok()) return fail(kExitUsage, pr.status().message());
+    probes.push_back(pr.value());
+  }
+  auto in = load_inputs(p);
+  if (!in.is_ok()) return fail(kExitUsage, in.status().message());
+  const pol::Inventory& inv = in.value().inventory;
+  // Pods in namespace/name order.
+  std::vector<int> order(inv.pods.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::sort(order.begin(), order.end(), [&](int a, int b) {
+    return inv.pods[static_cast<std::size_t>(a)].key() <
+           inv.pods[static_cast<std::size_t>(b)].key();
+  });
+  pol::Classifier cls(in.value().policies, inv);
+  json out = {{"probes", json::object()}};
+  for (const auto& pr : probes) {
+    json grid = json::object();
+    std::vector<std::vector<bool>> cells;
+    for (int s : order) {
+      json row = json::object();
+      std::vector<bool> line;
+      for (int d : order) {
+        const pol::Pod& dst = inv.pods[static_cast<std::size_t>(d)];
+        int port = pr.port;
+        if (!pr.name.empty()) {
+          // A named probe connects to the destination's port of that name (none: no connection).
+          const auto resolved = dst.named_port(pr.name, pr.protocol);
+          port = resolved.value_or(0);
+        }
+        const bool ok = port > 0 && cls.allowed(pol::Endpoint::for_pod(inv, s),
+                                                pol::Endpoint::for_pod(inv, d), pr.protocol, port);
+        row[dst.key()] = ok;
+        line.push_back(ok);
+      }
+      grid[inv.pods[static_cast<std::size_t>(s)].key()] = row;
+      cells.push_back(line);
+    }
+    out["probes"][pr.text] = grid;
+    if (!p.json) {
+      std::size_t w = 4;
+      for (int i : order) w = std::max(w, inv.pods[static_cast<std::size_t>(i)].key().size() + 1);
+      std::cout << pr.text << " (rows: from, columns: to; . allowed, X denied)\n";
+      std::cout << std::setw(static_cast<int>(w)) << "";
+      for (int d : order) {
+        std::cout << std::setw(static_cast<int>(w)) << inv.pods[static_cast<std::size_t>(d)].key();
+      }
+      std::cout << "\n";
+      for (std::size_t r = 0; r < order.size(); ++r) {
+        std::cout << std::left << std::setw(static_cast<int>(w))
+                  << inv.pods[static_cast<std::size_t>(order[r])].key() << std::right;
+        for (bool ok : cells[r]) std::cout << std::setw(static_cast<int>(w)) << (ok ? "." : "X");
+        std::cout << "\n";
+      }
+    }
+  }
+  if (p.json) std::cout << out.dump(2) << std::endl;
+  return 0;
+}
+
+json direction_json(const pol::DirectionResult& d, const std::vector<pol::NetworkPolicy>& ps,
+                    const char* dir) {
+  json pols = json::array(), by = json::array();
+  for (int i : d.policies) pols.push_back(ps[static_cast<std::size_t>(i)].key());
+  for (const auto& r : d.allowed_by) {
+    by.push_back({{"policy", ps[static_cast<std::size_t>(r.policy)].key()},
+                  {"rule", std::string(dir) + "[" + std::to_string(r.rule) + "]"}});
+  }
+  return {{"checked", d.checked},
+          {"isolated", d.isolated},
+          {"allowed", d.allowed},
+          {"policies", pols},
+          {"allowed_by", by}};
+}
+
+std::string direction_text(const pol::DirectionResult& d, const std::vector<pol::NetworkPolicy>& ps,
+                           const char* dir, const std::string& self, const std::string& other) {
+  const std::string head =
+      std::string(dir == std::string("egress") ? "egress of " : "ingress of ") + self + ": ";
+  if (!d.checked) return head + "not a pod in the inventory: no policy applies";
+  if (!d.isolated) {
+    return head + "allowed: not isolated (no enabled policy in its namespace selects it for " +
+           dir + ")";
+  }
+  std::string isolating;
+  for (int i : d.policies) {
+    isolating += (isolating.empty() ? "" : ", ") + ps[static_cast<std::size_t>(i)].key();
+  }
+  if (!d.allowed) {
+    return head + "DENIED: isolated by " + isolating + "; no " + dir +
+           " rule of those policies matches " + other + " on this protocol and port";
+  }
+  std::string by;
+  for (const auto& r : d.allowed_by) {
+    by += (by.empty() ? "" : ", ") + ps[static_cast<std::size_t>(r.policy)].key() + " " + dir +
+          "[" + std::to_string(r.rule) + "]";
+  }
+  return head + "allowed by " + by + " (isolated by " + isolating + ")";
+}
+
+int run_check(PolicyCommands& p) {
+  std::string proto = p.protocol;
+  std::transform(proto.begin(), proto.end(), proto.begin(), ::toupper);
+  const auto protocol = pol::parse_protocol(proto);
+  if (!protocol) return fail(kExitUsage, "--protocol '" + p.protocol + "': TCP, UDP or SCTP");
+  auto in = load_inputs(p);
+  if (!in.is_ok()) return fail(kExitUsage, in.status().message());
+  const auto& inv = in.value().inventory;
+  auto src = parse_end(inv, p.from, "--from");
+  if (!src.is_ok()) return fail(kExitUsage, src.status().message());
+  auto dst = parse_end(inv, p.to, "--to");
+  if (!dst.is_ok()) return fail(kExitUsage, dst.status().message());
+  const auto& ps = in.value().policies;
+  pol::ReferenceEvaluator ref(ps, inv);
+  const pol::Verdict v = ref.evaluate(src.value(), dst.value(), *protocol, p.port);
+  // The daemon's classifier must agree with the explanation; say so if it ever does not.
+  pol::Classifier cls(ps, inv);
+  const bool compiled = cls.allowed(src.value(), dst.value(), *protocol, p.port);
+  if (compiled != v.allowed) {
+    return fail(kExitFailure,
+                "internal error: the compiled classifier disagrees with the "
+                "reference evaluator for this connection; please report it");
+  }
+  const std::string from = end_name(inv, src.value()), to = end_name(inv, dst.value());
+  if (p.json) {
+    std::cout << json{{"allowed", v.allowed},
+                      {"from", from},
+                      {"to", to},
+                      {"protocol", pol::to_string(*protocol)},
+                      {"port", p.port},
+                      {"egress", direction_json(v.egress, ps, "egress")},
+                      {"ingress", direction_json(v.ingress, ps, "ingress")}}
+                     .dump(2)
+              << std::endl;
+  } else {
+    std::cout << (v.allowed ? "ALLOWED" : "DENIED") << ": " << from << " -> " << to << " "
+              << pol::to_string(*protocol) << "/" << p.port << "\n"
+              << "  " << direction_text(v.egress, ps, "egress", from, to) << "\n"
+              << "  " << direction_text(v.ingress, ps, "ingress", to, from) << std::endl;
+  }
+  return 0;
+}
+
+int run_store(PolicyCommands& p) {
+  if (p.apply->parsed()) {
+    auto m = pol::load_manifests(p.files, pol::Accept::kPolicies);
+    if (!m.is_ok()) return fail(kExitUsage, m.status().message());
+    std::vector<model::NetworkPolicyRecord> rows;
+    for (const auto& np : m.value().policies) {
+      model::NetworkPolicyRecord r;
+      r.name = np.name;
+      r.namespace_ = np.namespace_;
+      r.spec_json = np.spec_json;
+      r.enabled = np.enabled;
+      r.priority = np.priority;
+      rows.push_back(std::move(r));
+    }
+    auto db = store::Store::open(p.db);
+    if (!db.is_ok()) return fail(kExitFailure, db.status().message());
+    if (auto s = db.value()->save_policies(rows); !s.is_ok())
+      return fail(kExitFailure, s.message());
+    std::cout << "stored " << rows.size() << " polic" << (rows.size() == 1 ? "y" : "ies") << " in "
+              << p.db << std::endl;
+    return 0;
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(p.db, ec)) return fail(kExitFailure, "no state database at " + p.db);
+  auto db = store::Store::open(p.db);
+  if (!db.is_ok()) return fail(kExitFailure, db.status().message());
+  if (p.remove->parsed()) {
+    const auto slash = p.name.find('/');
+    if (slash == std::string::npos) return fail(kExitUsage, "expected NAMESPACE/NAME");
+    if (auto s = db.value()->delete_policy(p.name.substr(0, slash), p.name.substr(slash + 1));
+        !s.is_ok()) {
+      return fail(kExitFailure, s.message());
+    }
+    std::cout << "deleted " << p.name << std::endl;
+    return 0;
+  }
+  auto rows = db.value()->list_policies();
+  if (!rows.is_ok()) return fail(kExitFailure, rows.status().message());
+  if (p.json) {
+    json out = json::array();
+    for (const auto& r : rows.value()) {
+      out.push_back({{"namespace", r.namespace_},
+                     {"name", r.name},
+                     {"enabled", r.enabled},
+                     {"priority", r.priority},
+                     {"spec", json::parse(r.spec_json)}});
+    }
+    std::cout << json{{"policies", out}}.dump(2) << std::endl;
+  } else {
+    for (const auto& r : rows.value()) {
+      std::cout << r.namespace_ << "/" << r.name << (r.enabled ? "" : " (disabled)") << " priority "
+                << r.priority << "\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_policy_commands(PolicyCommands& p) {
+  if (p.validate->parsed()) return run_validate(p);
+  if (p.matrix->parsed()) return run_matrix(p);
+  if (p.check->parsed()) return run_check(p);
+  if (p.apply->parsed() || p.list->parsed() || p.remove->parsed()) return run_store(p);
+  return -1;
+}
+
+}  // namespace patronus::cli
