@@ -452,6 +452,8 @@ json rules_json(const std::vector<Rule>& rules, const char* peers_key) {
   return out;
 }
 
+}  // namespace
+
 std::string spec_to_json(const NetworkPolicy& p) {
   json j = {{"podSelector", selector_json(p.pod_selector)}};
   json types = json::array();
@@ -462,6 +464,8 @@ std::string spec_to_json(const NetworkPolicy& p) {
   if (!p.egress.empty() || p.affects_egress) j["egress"] = rules_json(p.egress, "to");
   return j.dump();
 }
+
+namespace {
 
 struct Meta {
   std::string name, namespace_;

@@ -33,6 +33,9 @@ Result<Manifests> load_manifests(const std::vector<std::string>& files, Accept a
 // An inventory (namespaces completed with the ones pods name) from manifests.
 Inventory make_inventory(Manifests m);
 
+// The canonical spec JSON of a policy (defaults made explicit: policyTypes, protocol).
+std::string spec_to_json(const NetworkPolicy& policy);
+
 // The stored form: the canonical spec JSON of a policy, and a policy rebuilt from it (as when
 // the store is reloaded; validated again).
 Result<NetworkPolicy> policy_from_spec_json(const std::string& name, const std::string& ns,
