@@ -126,8 +126,8 @@ TEST(Differential, IncrementalUpdatesEqualAFreshCompile) {
         const bool want = ref.allowed(t.src, t.dst, t.protocol, t.port);
         ASSERT_EQ(inc.allowed(t.src, t.dst, t.protocol, t.port), want)
             << "scenario " << scenario << " step " << step << ": "
-            << describe(inc.inventory(), t.src) << " -> " << describe(inc.inventory(), t.dst)
-            << " " << to_string(t.protocol) << "/" << t.port;
+            << describe(inc.inventory(), t.src) << " -> " << describe(inc.inventory(), t.dst) << " "
+            << to_string(t.protocol) << "/" << t.port;
         ASSERT_EQ(fresh.allowed(t.src, t.dst, t.protocol, t.port), want);
       }
     }

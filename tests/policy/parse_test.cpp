@@ -11,8 +11,8 @@ Result<Manifests> parse(const std::string& yaml) {
 }
 
 std::string np(const std::string& spec, const std::string& meta = "{name: p, namespace: x}") {
-  return "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: " + meta +
-         "\nspec:\n" + spec;
+  return "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: " + meta + "\nspec:\n" +
+         spec;
 }
 
 TEST(PolicyParse, DefaultsAndForms) {
@@ -148,16 +148,20 @@ const Bad kBad[] = {
      "spec.ingress[0].ports[0].port: '80': a named port"},
     {"  podSelector: {}\n  ingress:\n  - ports: [{protocol: ICMP}]\n",
      "spec.ingress[0].ports[0].protocol: Unsupported value: \"ICMP\""},
-    {"  podSelector: {}\n  ingress:\n  - from: [{}]\n", "spec.ingress[0].from[0]: must specify a peer"},
-    {"  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8}\n      podSelector: {}\n",
+    {"  podSelector: {}\n  ingress:\n  - from: [{}]\n",
+     "spec.ingress[0].from[0]: must specify a peer"},
+    {"  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8}\n      "
+     "podSelector: {}\n",
      "spec.ingress[0].from[0]: may not specify more than 1 peer"},
     {"  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.0/33}}]\n",
      "spec.ingress[0].from[0].ipBlock.cidr: must be a valid CIDR"},
     {"  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {except: [10.0.0.0/9]}}]\n",
      "spec.ingress[0].from[0].ipBlock.cidr: Required value"},
-    {"  podSelector: {}\n  egress:\n  - to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]\n",
+    {"  podSelector: {}\n  egress:\n  - to: [{ipBlock: {cidr: 10.0.0.0/8, except: "
+     "[10.0.0.0/8]}}]\n",
      "spec.egress[0].to[0].ipBlock.except[0]: must be a strict subset of `cidr`"},
-    {"  podSelector: {}\n  egress:\n  - to: [{ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}}]\n",
+    {"  podSelector: {}\n  egress:\n  - to: [{ipBlock: {cidr: 10.0.0.0/8, except: "
+     "[11.0.0.0/16]}}]\n",
      "spec.egress[0].to[0].ipBlock.except[0]: must be a strict subset of `cidr`"},
     {"  podSelector:\n    matchExpressions: [{key: a, operator: In}]\n",
      "spec.podSelector.matchExpressions[0].values: must be specified when `operator` is 'In' or "
@@ -192,8 +196,9 @@ TEST(PolicyParse, DocumentLevelErrors) {
   ASSERT_FALSE(e.is_ok());
   EXPECT_NE(e.status().message().find("metadata.name: 'Bad_Name': must be a DNS-1123 subdomain"),
             std::string::npos);
-  e = parse("apiVersion: networking.k8s.io/v1beta1\nkind: NetworkPolicy\nmetadata: {name: p}\n"
-            "spec: {podSelector: {}}\n");
+  e = parse(
+      "apiVersion: networking.k8s.io/v1beta1\nkind: NetworkPolicy\nmetadata: {name: p}\n"
+      "spec: {podSelector: {}}\n");
   ASSERT_FALSE(e.is_ok());
   EXPECT_NE(e.status().message().find("needs \"networking.k8s.io/v1\""), std::string::npos);
   e = parse_manifests(np("  podSelector: {}\n"), "f", Accept::kInventory);
@@ -203,8 +208,9 @@ TEST(PolicyParse, DocumentLevelErrors) {
   ASSERT_FALSE(e.is_ok());
   EXPECT_NE(e.status().message().find("status.podIP: must be a valid IP address"),
             std::string::npos);
-  e = parse("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - ports:\n"
-            "    - {name: web, containerPort: 80}\n    - {name: web, containerPort: 81}\n");
+  e = parse(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - ports:\n"
+      "    - {name: web, containerPort: 80}\n    - {name: web, containerPort: 81}\n");
   ASSERT_FALSE(e.is_ok());
   EXPECT_NE(e.status().message().find("spec.containers[0].ports[1].name: Duplicate value"),
             std::string::npos);

@@ -67,12 +67,9 @@ class PolicyGen {
       const char* name;
       int port;
       policy::Protocol proto;
-    } kPorts[] = {{"http", 80, policy::Protocol::kTcp},
-                  {"dns", 53, policy::Protocol::kUdp},
-                  {"https", 443, policy::Protocol::kTcp},
-                  {"pg", 5432, policy::Protocol::kTcp},
-                  {"sig", 80, policy::Protocol::kSctp},
-                  {"alt", 8080, policy::Protocol::kTcp}};
+    } kPorts[] = {{"http", 80, policy::Protocol::kTcp},   {"dns", 53, policy::Protocol::kUdp},
+                  {"https", 443, policy::Protocol::kTcp}, {"pg", 5432, policy::Protocol::kTcp},
+                  {"sig", 80, policy::Protocol::kSctp},   {"alt", 8080, policy::Protocol::kTcp}};
     for (const auto& k : kPorts) {
       if (chance(50)) {
         // The same name may map to different numbers on different pods.
@@ -108,16 +105,14 @@ class PolicyGen {
       case 0:
         return model::IpPrefix(model::IpAddress::v4(10u << 24), 8);
       case 1:
-        return model::IpPrefix(
-            model::IpAddress::v4((10u << 24) | (below(spec_.namespaces) << 16)), 16);
+        return model::IpPrefix(model::IpAddress::v4((10u << 24) | (below(spec_.namespaces) << 16)),
+                               16);
       case 2:
-        return model::IpPrefix(model::IpAddress::v4((10u << 24) |
-                                                    (below(spec_.namespaces) << 16) |
+        return model::IpPrefix(model::IpAddress::v4((10u << 24) | (below(spec_.namespaces) << 16) |
                                                     (1 + below(spec_.pods))),
                                32);
       case 3:
-        return model::IpPrefix(model::IpAddress::v4((10u << 24) |
-                                                    (below(spec_.namespaces) << 16) |
+        return model::IpPrefix(model::IpAddress::v4((10u << 24) | (below(spec_.namespaces) << 16) |
                                                     (below(spec_.pods) & ~3u)),
                                30);
       case 4: {
@@ -137,7 +132,8 @@ class PolicyGen {
     const int ex = chance(50) ? static_cast<int>(below(3)) : 0;
     for (int i = 0; i < ex; ++i) {
       // A strict subset: lengthen the cidr and pick host bits.
-      const int len = std::min(b.cidr.max_length(), b.cidr.length() + 1 + static_cast<int>(below(24)));
+      const int len =
+          std::min(b.cidr.max_length(), b.cidr.length() + 1 + static_cast<int>(below(24)));
       if (len <= b.cidr.length()) continue;
       model::IpAddress a = b.cidr.at(b.cidr.is_v4() ? below(1u << std::min(20, b.cidr.host_bits()))
                                                     : below(1u << 20));
@@ -198,7 +194,8 @@ class PolicyGen {
     policy::NetworkPolicy p;
     p.name = "np" + std::to_string(i);
     // Sometimes a namespace that has no pods.
-    p.namespace_ = ns_name(static_cast<int>(below(static_cast<std::uint32_t>(spec_.namespaces + 1))));
+    p.namespace_ =
+        ns_name(static_cast<int>(below(static_cast<std::uint32_t>(spec_.namespaces + 1))));
     p.pod_selector = selector({"app", "tier", "role"});
     const int ni = chance(15) ? 0 : static_cast<int>(below(3));
     const int ne = chance(15) ? 0 : static_cast<int>(below(3));
@@ -268,8 +265,8 @@ class PolicyGen {
     static const int kPorts[] = {80, 81, 53, 54, 443, 5432, 5433, 8080, 8081, 600, 1000};
     Tuple t{end(inv), end(inv), policy::Protocol::kTcp, kPorts[below(11)]};
     const auto p = below(10);
-    t.protocol = p < 6 ? policy::Protocol::kTcp
-                       : (p < 8 ? policy::Protocol::kUdp : policy::Protocol::kSctp);
+    t.protocol =
+        p < 6 ? policy::Protocol::kTcp : (p < 8 ? policy::Protocol::kUdp : policy::Protocol::kSctp);
     return t;
   }
 
