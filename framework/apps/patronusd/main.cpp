@@ -16,6 +16,7 @@
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/core/router.hpp"
 #include "patronus/env/asio_env.hpp"
+#include "patronus/policy/parse.hpp"
 #include "patronus/store/store.hpp"
 
 namespace {
@@ -178,6 +179,40 @@ int main(int argc, char** argv) {
   }
   daemon.log(1, "started " + std::to_string(planned.size()) + " plugin instance(s), state in " +
                     cfg.state_db);
+
+  // Policy plugins get the stored NetworkPolicies (as they were at the last apply, so a restart
+  // enforces the same set) plus the configured inventory.
+  for (const auto& p : planned) {
+    if (p.lib->info().kind != core::PluginKind::kPolicy) continue;
+    auto rows = db.list_policies();
+    if (!rows.is_ok()) {
+      std::cerr << "patronusd: " << rows.status().message() << std::endl;
+      return kExitRuntime;
+    }
+    std::string document = policy::stored_policies_document(rows.value());
+    for (const auto& f : cfg.policy_inventory) {
+      std::ifstream inv(f);
+      if (!inv) {
+        std::cerr << "patronusd: policy_inventory: cannot read " << f << std::endl;
+        return kExitConfig;
+      }
+      std::stringstream ss;
+      ss << inv.rdbuf();
+      document += "---\n" + ss.str() + "\n";
+    }
+    if (auto s = router.load_policy(p.instance, document); !s.is_ok()) {
+      std::cerr << "patronusd: " << s.message() << std::endl;
+      daemon.record("patronusd", "policy.load_failed", "{}");
+      router.stop();
+      (void)writer.flush();
+      return kExitRuntime;
+    }
+    daemon.record(p.instance, "policy.loaded",
+                  "{\"policies\":" + std::to_string(rows.value().size()) +
+                      ",\"inventory_files\":" + std::to_string(cfg.policy_inventory.size()) + "}");
+    daemon.log(1, p.instance + ": loaded " + std::to_string(rows.value().size()) +
+                      " stored network policies");
+  }
 
   bool stopping = false;
   std::function<void()> schedule_flush;

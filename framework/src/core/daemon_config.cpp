@@ -37,10 +37,10 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
   }
   try {
     if (!root.IsMap()) return invalid_argument("config: expected a map at the top level");
-    if (auto s = check_keys(
-            root,
-            {"site", "state_db", "plugin_dir", "log_level", "flush_interval_ms", "seed", "plugins"},
-            "");
+    if (auto s = check_keys(root,
+                            {"site", "state_db", "plugin_dir", "log_level", "flush_interval_ms",
+                             "seed", "plugins", "policy_inventory"},
+                            "");
         !s.is_ok()) {
       return s;
     }
@@ -79,6 +79,16 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
         return invalid_argument(at(n) + "seed: expected an unsigned integer");
       }
       c.seed = v;
+    }
+    if (const auto inv = root["policy_inventory"]; inv && !inv.IsNull()) {
+      if (!inv.IsSequence()) return invalid_argument(at(inv) + "policy_inventory: expected a list");
+      for (std::size_t i = 0; i < inv.size(); ++i) {
+        if (!inv[i].IsScalar() || inv[i].Scalar().empty()) {
+          return invalid_argument(at(inv[i]) + "policy_inventory[" + std::to_string(i) +
+                                  "]: expected a file name");
+        }
+        c.policy_inventory.push_back(resolve(base_dir, inv[i].Scalar()));
+      }
     }
     const YAML::Node plugins = root["plugins"];
     if (plugins && !plugins.IsNull()) {

@@ -783,4 +783,25 @@ Result<NetworkPolicy> policy_from_spec_json(const std::string& name, const std::
   return p;
 }
 
+std::string stored_policies_document(const std::vector<model::NetworkPolicyRecord>& rows) {
+  std::string out;
+  for (const auto& r : rows) {
+    json doc = {{"apiVersion", "networking.k8s.io/v1"},
+                {"kind", "NetworkPolicy"},
+                {"metadata",
+                 {{"name", r.name},
+                  {"namespace", r.namespace_},
+                  {"annotations",
+                   {{"patronus.io/enabled", r.enabled ? "true" : "false"},
+                    {"patronus.io/priority", std::to_string(r.priority)}}}}}};
+    try {
+      doc["spec"] = json::parse(r.spec_json);
+    } catch (const json::exception&) {
+      doc["spec"] = r.spec_json;  // not an object: the plugin's validation names it
+    }
+    out += "---\n" + doc.dump() + "\n";
+  }
+  return out;
+}
+
 }  // namespace patronus::policy

@@ -26,6 +26,8 @@ struct DaemonConfig {
   std::int64_t flush_interval_ms = 1000;  // batched writes to the state database
   std::optional<std::uint64_t> seed;      // randomness seed (default: from the OS)
   std::vector<PluginSpec> plugins;
+  // Namespace and Pod manifests handed to policy plugins with the stored NetworkPolicies.
+  std::vector<std::string> policy_inventory;
 };
 
 // `base_dir` resolves relative state_db / plugin_dir paths (the config file's directory).

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "patronus/model/types.hpp"
 #include "patronus/policy/model.hpp"
 #include "patronus/util/status.hpp"
 
@@ -41,5 +42,9 @@ std::string spec_to_json(const NetworkPolicy& policy);
 Result<NetworkPolicy> policy_from_spec_json(const std::string& name, const std::string& ns,
                                             const std::string& spec_json, bool enabled,
                                             std::int32_t priority);
+
+// Stored policies as one multi-document YAML text of NetworkPolicy manifests (enabled and
+// priority as patronus.io/ annotations): what patronusd hands a policy plugin on start.
+std::string stored_policies_document(const std::vector<model::NetworkPolicyRecord>& rows);
 
 }  // namespace patronus::policy
