@@ -214,6 +214,26 @@ TEST(PolicyParse, DocumentLevelErrors) {
   ASSERT_FALSE(e.is_ok());
   EXPECT_NE(e.status().message().find("spec.containers[0].ports[1].name: Duplicate value"),
             std::string::npos);
+  // Alias amplification is bounded: 1000 rules x 1000 peers x 1000 expressions written with
+  // 3000 aliases would be 10^9 items; refused by the element budget, quickly.
+  auto repeat = [](const std::string& first, const std::string& again) {
+    std::string out = first;
+    for (int i = 1; i < 1000; ++i) out += ", " + again;
+    return out;
+  };
+  const std::string bomb =
+      np("  podSelector: {}\n  egress: [" +
+         repeat("&r {to: [" +
+                    repeat("&p {podSelector: {matchExpressions: [" +
+                               repeat("&e {key: k, operator: In, values: [a]}", "*e") + "]}}",
+                           "*p") +
+                    "]}",
+                "*r") +
+         "]\n");
+  e = parse(bomb);
+  ASSERT_FALSE(e.is_ok());
+  EXPECT_NE(e.status().message().find("list items in all"), std::string::npos)
+      << e.status().message().substr(0, 300);
   e = parse("kind: [\n");
   ASSERT_FALSE(e.is_ok());
   EXPECT_NE(e.status().message().find("not valid YAML"), std::string::npos);

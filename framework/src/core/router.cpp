@@ -391,8 +391,7 @@ Status RouterInstance::load_policy(const std::string& instance, const std::strin
     st = PATRONUS_ERR_INTERNAL;
   }
   if (st != PATRONUS_OK) {
-    return Status(st == PATRONUS_ERR_INVALID_ARGUMENT ? Code::kInvalidArgument : Code::kInternal,
-                  instance + ": " + (err[0] ? err : "load failed"));
+    return Status(from_abi(st), instance + ": " + (err[0] ? err : "load failed"));
   }
   return Status::ok();
 }
@@ -415,7 +414,9 @@ Result<bool> RouterInstance::evaluate_policy(const std::string& instance,
     st = PATRONUS_ERR_INTERNAL;
   }
   if (st != PATRONUS_OK) {
-    return internal_error(instance + ": evaluate failed (" + std::to_string(st) + ")");
+    // The ABI's evaluate has no message buffer: the status code says what kind of refusal.
+    return Status(from_abi(st),
+                  instance + ": evaluate refused the flow (" + code_name(from_abi(st)) + ")");
   }
   return verdict == PATRONUS_VERDICT_ALLOW;
 }

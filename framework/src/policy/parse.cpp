@@ -134,8 +134,14 @@ class Parser {
     if (n.size() > kMaxListItems) {
       return fail(path, "more than " + std::to_string(kMaxListItems) + " items");
     }
+    // Aliases can make a short text name the same big list many times: bound the total.
+    if (budget && (*budget += n.size()) > kMaxElements) {
+      return fail(path,
+                  "the input has more than " + std::to_string(kMaxElements) + " list items in all");
+    }
     return true;
   }
+  std::size_t* budget = nullptr;
 
   bool string(const YAML::Node& n, const std::string& path, std::string& out) {
     if (!n.IsScalar()) return fail(path, "expected a string");
@@ -622,6 +628,9 @@ bool parse_pod(Parser& p, const YAML::Node& doc, Pod& out) {
 Result<Manifests> parse_manifests(const std::string& text, const std::string& origin,
                                   Accept accept) {
   const std::string o = origin.empty() ? "" : origin + ": ";
+  if (auto s = yamlf::check_yaml_stream(text, kMaxDocuments, kMaxEvents, kMaxAliases); !s.is_ok()) {
+    return invalid_argument(o + s.message());
+  }
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(text);
@@ -633,6 +642,7 @@ Result<Manifests> parse_manifests(const std::string& text, const std::string& or
   }
   Manifests out;
   std::set<std::string> seen;
+  std::size_t budget = 0;
   // A document, or an item of a List, at `where` ("document 2", "document 1, items[3]").
   std::function<Status(const YAML::Node&, const std::string&, bool)> one;
   one = [&](const YAML::Node& doc, const std::string& where, bool in_list) -> Status {
@@ -643,6 +653,7 @@ Result<Manifests> parse_manifests(const std::string& text, const std::string& or
     if (doc["apiVersion"] && doc["apiVersion"].IsScalar()) api = doc["apiVersion"].Scalar();
     if (kind.empty()) return invalid_argument(o + where + ": kind: Required value");
     Parser p;
+    p.budget = &budget;
     std::string what;
     const bool policies_ok = accept != Accept::kInventory;
     const bool inventory_ok = accept != Accept::kPolicies;

@@ -1,6 +1,10 @@
 #include "patronus/util/yaml_fields.hpp"
 
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
+
 #include <cmath>
+#include <sstream>
 
 namespace patronus::yamlf {
 
@@ -105,6 +109,75 @@ Result<bool> boolean(const YAML::Node& n, const std::string& path) {
     return invalid_argument(at(n) + path + ": expected true or false");
   }
   return v;
+}
+
+namespace {
+
+struct Limit : std::exception {};
+
+class Counter : public YAML::EventHandler {
+ public:
+  Counter(std::size_t max_events, std::size_t max_aliases)
+      : max_events_(max_events), max_aliases_(max_aliases) {}
+  void OnDocumentStart(const YAML::Mark&) override { tick(); }
+  void OnDocumentEnd() override { tick(); }
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override { tick(); }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {
+    tick();
+    if (++aliases > max_aliases_) {
+      exceeded = "aliases";
+      throw Limit();
+    }
+  }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    tick();
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    tick();
+  }
+  void OnSequenceEnd() override { tick(); }
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    tick();
+  }
+  void OnMapEnd() override { tick(); }
+  std::size_t events = 0, aliases = 0;
+  const char* exceeded = "";
+
+ private:
+  void tick() {
+    if (++events > max_events_) {
+      exceeded = "events";
+      throw Limit();
+    }
+  }
+  std::size_t max_events_, max_aliases_;
+};
+
+}  // namespace
+
+Status check_yaml_stream(const std::string& text, std::size_t max_documents, std::size_t max_events,
+                         std::size_t max_aliases) {
+  std::istringstream in(text);
+  Counter counter(max_events, max_aliases);
+  try {
+    YAML::Parser parser(in);
+    std::size_t docs = 0;
+    while (parser.HandleNextDocument(counter)) {
+      if (++docs > max_documents) {
+        return invalid_argument("more than " + std::to_string(max_documents) + " YAML documents");
+      }
+    }
+  } catch (const Limit&) {
+    return invalid_argument(
+        std::string("too many YAML ") + counter.exceeded + " (at most " +
+        std::to_string(std::string(counter.exceeded) == "events" ? max_events : max_aliases) + ")");
+  } catch (const YAML::Exception& e) {
+    return invalid_argument(std::string("not valid YAML: ") + e.what());
+  }
+  return Status::ok();
 }
 
 }  // namespace patronus::yamlf

@@ -23,7 +23,10 @@ enum class Accept { kPolicies, kInventory, kAny };
 
 // Bounds on hostile input.
 constexpr std::size_t kMaxDocuments = 200000;
-constexpr std::size_t kMaxListItems = 10000;  // rules, peers, ports, values, ... per list
+constexpr std::size_t kMaxListItems = 10000;   // rules, peers, ports, values, ... per list
+constexpr std::size_t kMaxEvents = 50000000;   // YAML events (scalars, maps, ...) per input
+constexpr std::size_t kMaxAliases = 10000;     // YAML aliases per input
+constexpr std::size_t kMaxElements = 2000000;  // list items in all, aliases counted each time
 
 // `origin` names the input in errors. Duplicate objects (same kind, namespace and name) are
 // errors.

@@ -34,4 +34,11 @@ Result<std::int64_t> integer(const YAML::Node& n, const std::string& path, std::
 // true/false.
 Result<bool> boolean(const YAML::Node& n, const std::string& path);
 
+// Walks a (multi-document) YAML text with the event parser, without building nodes, and refuses
+// it before YAML::LoadAll sees it when it has more than `max_documents` documents, more than
+// `max_events` events or more than `max_aliases` aliases (hostile inputs can make yaml-cpp's
+// LoadAll produce documents without end, and aliases multiply the work of walking the tree).
+Status check_yaml_stream(const std::string& text, std::size_t max_documents, std::size_t max_events,
+                         std::size_t max_aliases);
+
 }  // namespace patronus::yamlf
