@@ -159,6 +159,91 @@ std::uint64_t load_be64(const std::uint8_t* p) {
   return v;
 }
 
+// Pod IP -> pod slot, open addressing with linear probing (the per-flow hot path: two lookups a
+// verdict). Keys are the address's 16 bytes plus its family; the table is at most half full.
+class IpTable {
+ public:
+  void clear() {
+    slots_.assign(16, Slot{});
+    size_ = 0;
+  }
+  void insert(const model::IpAddress& ip, std::uint32_t value) {
+    if (slots_.empty()) clear();
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    place(key_of(ip), value);
+  }
+  void erase(const model::IpAddress& ip) {
+    if (slots_.empty()) return;
+    const Key k = key_of(ip);
+    std::size_t i = index(k);
+    while (slots_[i].used) {
+      if (slots_[i].key == k) {
+        // Backward-shift deletion keeps every probe chain intact.
+        std::size_t j = i;
+        while (true) {
+          slots_[i].used = false;
+          while (true) {
+            j = (j + 1) & (slots_.size() - 1);
+            if (!slots_[j].used) return;
+            const std::size_t home = index(slots_[j].key);
+            const bool between = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+            if (!between) break;
+          }
+          slots_[i] = slots_[j];
+          i = j;
+        }
+      }
+      i = (i + 1) & (slots_.size() - 1);
+    }
+  }
+  std::uint32_t find(const model::IpAddress& ip) const {
+    if (slots_.empty()) return UINT32_MAX;
+    const Key k = key_of(ip);
+    for (std::size_t i = index(k);; i = (i + 1) & (slots_.size() - 1)) {
+      const Slot& s = slots_[i];
+      if (!s.used) return UINT32_MAX;
+      if (s.key == k) return s.value;
+    }
+  }
+
+ private:
+  struct Key {
+    std::uint64_t hi = 0, lo = 0;
+    friend bool operator==(const Key& a, const Key& b) { return a.hi == b.hi && a.lo == b.lo; }
+  };
+  struct Slot {
+    Key key;
+    std::uint32_t value = 0;
+    bool used = false;
+  };
+  static Key key_of(const model::IpAddress& ip) {
+    const auto& b = ip.bytes();
+    if (ip.is_v4()) return Key{~std::uint64_t{0}, ip.v4_host_order()};  // hi marks IPv4
+    return Key{load_be64(b.data()), load_be64(b.data() + 8)};
+  }
+  std::size_t index(const Key& k) const {
+    std::uint64_t h = (k.hi * 0x9E3779B97F4A7C15ULL) ^ (k.lo * 0xC2B2AE3D27D4EB4FULL);
+    h ^= h >> 29;
+    return static_cast<std::size_t>(h) & (slots_.size() - 1);
+  }
+  void place(const Key& k, std::uint32_t value) {
+    std::size_t i = index(k);
+    while (slots_[i].used && !(slots_[i].key == k)) i = (i + 1) & (slots_.size() - 1);
+    if (!slots_[i].used) ++size_;
+    slots_[i] = Slot{k, value, true};
+  }
+  void grow() {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(old.size() * 2, Slot{});
+    size_ = 0;
+    for (const auto& s : old) {
+      if (s.used) place(s.key, s.value);
+    }
+  }
+  std::vector<Slot> slots_;
+  std::size_t size_ = 0;
+};
+
 struct CompiledRule {
   bool all_peers = false;
   Bits peers;  // identities matched by selector peers
@@ -208,7 +293,7 @@ struct Classifier::Impl {
   Bits all_identities;
 
   std::vector<std::uint32_t> pod_identity;  // by pod slot; UINT32_MAX for an empty slot
-  std::unordered_map<model::IpAddress, std::uint32_t> pod_by_ip;
+  IpTable pod_by_ip;
 
   std::vector<CompiledPolicy> cp;  // by policy slot
   std::unordered_map<std::string, std::uint32_t> policy_slot;
@@ -523,7 +608,7 @@ void Classifier::recompile() {
         {ns, pod.labels}, static_cast<std::uint32_t>(m.identities.size()));
     if (fresh_id) m.identities.push_back({ns, pod.labels});
     m.pod_identity[p] = it->second;
-    for (const auto& ip : pod.ips) m.pod_by_ip[ip] = static_cast<std::uint32_t>(p);
+    for (const auto& ip : pod.ips) m.pod_by_ip.insert(ip, static_cast<std::uint32_t>(p));
   }
   m.words = std::max<std::size_t>(1, (2 * m.identities.size() + 63) / 64);
   m.label_index.words = m.words;
@@ -578,8 +663,8 @@ bool Classifier::allowed_ips(const model::IpAddress& src, const model::IpAddress
   Endpoint s, d;
   s.ip = src;
   d.ip = dst;
-  if (const auto it = m.pod_by_ip.find(src); it != m.pod_by_ip.end()) s.pod = int(it->second);
-  if (const auto it = m.pod_by_ip.find(dst); it != m.pod_by_ip.end()) d.pod = int(it->second);
+  if (const auto p = m.pod_by_ip.find(src); p != UINT32_MAX) s.pod = static_cast<int>(p);
+  if (const auto p = m.pod_by_ip.find(dst); p != UINT32_MAX) d.pod = static_cast<int>(p);
   return allowed(s, d, protocol, port);
 }
 
@@ -656,14 +741,16 @@ void Classifier::upsert_pod(Pod pod) {
   }
   int slot = inv_.find_pod(pod.namespace_, pod.name);
   if (slot >= 0) {
-    for (const auto& ip : inv_.pods[static_cast<std::size_t>(slot)].ips) m.pod_by_ip.erase(ip);
+    for (const auto& ip : inv_.pods[static_cast<std::size_t>(slot)].ips) {
+      m.pod_by_ip.erase(ip);
+    }
     inv_.pods[static_cast<std::size_t>(slot)] = pod;
   } else {
     slot = static_cast<int>(inv_.pods.size());
     inv_.pods.push_back(pod);
     m.pod_identity.push_back(UINT32_MAX);
   }
-  for (const auto& ip : pod.ips) m.pod_by_ip[ip] = static_cast<std::uint32_t>(slot);
+  for (const auto& ip : pod.ips) m.pod_by_ip.insert(ip, static_cast<std::uint32_t>(slot));
   const auto found = m.identity_of.find({ns, pod.labels});
   if (found != m.identity_of.end()) {
     m.pod_identity[static_cast<std::size_t>(slot)] = found->second;
