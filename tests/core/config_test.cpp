@@ -105,8 +105,12 @@ std::string daemon_error(const std::string& yaml) {
 TEST(DaemonConfig, ErrorsNameKeyAndLine) {
   EXPECT_EQ(daemon_error("site: hq\nstate_db: x\nplugin_dir: y\nsurprise: 1\n"),
             "line 4: surprise: unknown key (allowed: flush_interval_ms, log_level, plugin_dir, "
-            "plugins, seed, site, state_db)");
+            "plugins, policy_inventory, seed, site, state_db)");
   EXPECT_EQ(daemon_error("state_db: x\nplugin_dir: y\n"), "line 1: site: required");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\npolicy_inventory: inv.yaml\n"),
+            "line 4: policy_inventory: expected a list");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\npolicy_inventory: [[a]]\n"),
+            "line 4: policy_inventory[0]: expected a file name");
   EXPECT_EQ(daemon_error("site: HQ!\nstate_db: x\nplugin_dir: y\n"),
             "line 1: site: 'HQ!' may contain only lowercase letters, digits and '-'");
   EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nlog_level: loud\n"),
