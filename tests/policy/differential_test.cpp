@@ -3,6 +3,8 @@
 // and the same agreement after random incremental updates.
 #include <gtest/gtest.h>
 
+#include <iostream>
+
 #include "patronus/policy/classifier.hpp"
 #include "patronus/policy/parse.hpp"
 #include "patronus/policy/reference.hpp"
@@ -41,6 +43,7 @@ TEST(Differential, MillionTuplesAgree) {
     }
   }
   EXPECT_EQ(total, 1000000u);
+  std::cout << "allowed " << allowed << " of " << total << " tuples" << std::endl;
   // Both outcomes are well represented (a generator that only allows proves nothing).
   EXPECT_GT(allowed, total / 10);
   EXPECT_LT(allowed, total * 9 / 10);
