@@ -351,13 +351,21 @@ void RouterInstance::stop() {
   running_ = false;
 }
 
-Result<patronus_score> RouterInstance::score(const std::string& instance,
-                                             const patronus_metrics_window& w) {
+Result<RouterInstance::Instance*> RouterInstance::find_kind(const std::string& instance,
+                                                            PluginKind kind) const {
   Instance* inst = find(instance);
   if (!inst) return not_found("no plugin instance '" + instance + "'");
-  if (inst->lib->info().kind != PluginKind::kScorer) {
-    return failed_precondition(instance + " is not a scorer");
+  if (inst->lib->info().kind != kind) {
+    return failed_precondition(instance + " is not a " + to_string(kind) + " plugin");
   }
+  return inst;
+}
+
+Result<patronus_score> RouterInstance::score(const std::string& instance,
+                                             const patronus_metrics_window& w) {
+  auto found = find_kind(instance, PluginKind::kScorer);
+  if (!found.is_ok()) return found.status();
+  Instance* inst = found.value();
   patronus_metrics_window win = w;
   win.struct_size = sizeof win;
   patronus_score out{};
@@ -375,11 +383,9 @@ Result<patronus_score> RouterInstance::score(const std::string& instance,
 }
 
 Status RouterInstance::load_policy(const std::string& instance, const std::string& document) {
-  Instance* inst = find(instance);
-  if (!inst) return not_found("no plugin instance '" + instance + "'");
-  if (inst->lib->info().kind != PluginKind::kPolicy) {
-    return failed_precondition(instance + " is not a policy plugin");
-  }
+  auto found = find_kind(instance, PluginKind::kPolicy);
+  if (!found.is_ok()) return found.status();
+  Instance* inst = found.value();
   if (document.size() > UINT32_MAX) return invalid_argument(instance + ": document too large");
   char err[kErrCap] = {};
   patronus_status st;
@@ -398,11 +404,9 @@ Status RouterInstance::load_policy(const std::string& instance, const std::strin
 
 Result<bool> RouterInstance::evaluate_policy(const std::string& instance,
                                              const patronus_flow_tuple& flow) {
-  Instance* inst = find(instance);
-  if (!inst) return not_found("no plugin instance '" + instance + "'");
-  if (inst->lib->info().kind != PluginKind::kPolicy) {
-    return failed_precondition(instance + " is not a policy plugin");
-  }
+  auto found = find_kind(instance, PluginKind::kPolicy);
+  if (!found.is_ok()) return found.status();
+  Instance* inst = found.value();
   patronus_flow_tuple f = flow;
   f.struct_size = sizeof f;
   std::uint32_t verdict = PATRONUS_VERDICT_DENY;
@@ -422,11 +426,9 @@ Result<bool> RouterInstance::evaluate_policy(const std::string& instance,
 }
 
 Status RouterInstance::watch_path(const std::string& instance, const patronus_path_desc& path) {
-  Instance* inst = find(instance);
-  if (!inst) return not_found("no plugin instance '" + instance + "'");
-  if (inst->lib->info().kind != PluginKind::kProbe) {
-    return failed_precondition(instance + " is not a probe");
-  }
+  auto found = find_kind(instance, PluginKind::kProbe);
+  if (!found.is_ok()) return found.status();
+  Instance* inst = found.value();
   char err[kErrCap] = {};
   patronus_path_desc p = path;
   p.struct_size = sizeof p;
@@ -444,11 +446,9 @@ Status RouterInstance::watch_path(const std::string& instance, const patronus_pa
 }
 
 Status RouterInstance::unwatch_path(const std::string& instance, std::uint64_t path_id) {
-  Instance* inst = find(instance);
-  if (!inst) return not_found("no plugin instance '" + instance + "'");
-  if (inst->lib->info().kind != PluginKind::kProbe) {
-    return failed_precondition(instance + " is not a probe");
-  }
+  auto found = find_kind(instance, PluginKind::kProbe);
+  if (!found.is_ok()) return found.status();
+  Instance* inst = found.value();
   const patronus_status st = inst->lib->probe().unwatch_path(inst->handle, path_id);
   if (st != PATRONUS_OK) return not_found(instance + ": unwatch_path " + std::to_string(path_id));
   return Status::ok();

@@ -101,6 +101,8 @@ class RouterInstance {
  private:
   friend struct HostBridge;
   Instance* find(const std::string& name) const;
+  // The instance, if it exists and is of `kind` (errors name which it is not).
+  Result<Instance*> find_kind(const std::string& name, PluginKind kind) const;
   void add_trace(std::string line);
 
   env::Env& env_;
