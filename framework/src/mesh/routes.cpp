@@ -76,11 +76,11 @@ bool RelayRoutes::offer(std::uint32_t a, std::uint32_t b, std::uint32_t via, std
   };
   if (cur_uses_via) {
     if (cost <= cur.cost) {
-      // Same route, not worse: still the best (everything else is unchanged).
-      set_pair(a, b, cost >= kInf ? compute_pair(a, b) : Best{cost, via});
-      return cost >= kInf;
+      // The best route got cheaper (or stayed): still the best, everything else is unchanged.
+      set_pair(a, b, Best{cost, via});
+      return false;
     }
-    set_pair(a, b, compute_pair(a, b));
+    set_pair(a, b, compute_pair(a, b));  // it got worse: another route may win now
     return true;
   }
   if (cost < kInf && better(cost, via, cur.cost, cur.relay)) set_pair(a, b, Best{cost, via});
