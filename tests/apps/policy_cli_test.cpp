@@ -135,7 +135,7 @@ spec:
   r = run({cli(), "policy", "validate", dir_.file("bad.yaml")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("bad.yaml: document 3 (NetworkPolicy x/ranges): "
-                       "spec.ingress[0].ports[1].endPort: must be greater than or equal to `port`"),
+                       "spec.ingress[0].ports[1].endPort: must be greater than or equal to port"),
             std::string::npos)
       << r.err;
 }

@@ -137,7 +137,7 @@ TEST_P(PolicyParseErrors, FieldPathAndMessage) {
 
 const Bad kBad[] = {
     {"  podSelector: {}\n  ingress:\n  - ports:\n    - port: 80\n    - {port: 90, endPort: 80}\n",
-     "spec.ingress[0].ports[1].endPort: must be greater than or equal to `port`"},
+     "spec.ingress[0].ports[1].endPort: must be greater than or equal to port"},
     {"  podSelector: {}\n  ingress:\n  - ports: [{port: http, endPort: 90}]\n",
      "spec.ingress[0].ports[0].endPort: may not be specified when `port` is non-numeric"},
     {"  podSelector: {}\n  egress:\n  - ports: [{endPort: 90}]\n",

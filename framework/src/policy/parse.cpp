@@ -322,7 +322,7 @@ class Parser {
       if (!out.port_name.empty())
         return fail(ep, "may not be specified when `port` is non-numeric");
       if (!out.port) return fail(ep, "may not be specified when `port` is not specified");
-      if (v < *out.port) return fail(ep, "must be greater than or equal to `port`");
+      if (v < *out.port) return fail(ep, "must be greater than or equal to port");
       if (v > 65535) return fail(ep, "must be between 1 and 65535, inclusive");
       out.end_port = v;
     }
