@@ -104,6 +104,15 @@ TEST(MeshCli, BadInputChangesNothing) {
   EXPECT_NE(r.err.find("hub-spoke needs hubs"), std::string::npos) << r.err;
   EXPECT_FALSE(test::file_exists(dir.file("s.db")));
   EXPECT_FALSE(test::file_exists(dir.file("keys")));
+  // An overlay prefix too small for the endpoints: refused before any key or database exists.
+  test::write_file(dir.file("small.yaml"), std::string(kSites) + "overlay: {ipv4: 10.9.9.0/30}\n");
+  r = run({cli(), "mesh", "plan", "--sites", dir.file("small.yaml"), "--db", dir.file("s.db"),
+           "--keys-dir", dir.file("keys")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("overlay.ipv4 10.9.9.0/30 has room for 2 endpoints"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(test::file_exists(dir.file("s.db")));
+  EXPECT_FALSE(test::file_exists(dir.file("keys")));
   r = run({cli(), "mesh", "plan", "--sites", dir.file("sites.yaml"), "--topology", "ring"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("'ring' is not one of"), std::string::npos);

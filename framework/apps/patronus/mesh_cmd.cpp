@@ -335,18 +335,12 @@ int run_plan(MeshCommands& m) {
   if (!m.only_site.empty() && m.wg_config_dir.empty()) {
     return fail(kExitUsage, "--site selects which configs --wg-config-dir writes; give both");
   }
-  std::optional<mesh::KeyDirectory> keys;
-  if (!m.keys_dir.empty()) {
-    auto kd = mesh::KeyDirectory::open(m.keys_dir);
-    if (!kd.is_ok()) return fail(kExitFailure, kd.status().message());
-    keys.emplace(std::move(kd).value());
-    if (auto s = mesh::fill_public_keys(g, *keys); !s.is_ok()) {
-      return fail(kExitFailure, s.message());
-    }
-  }
+  // Everything that can refuse the input runs before anything is written: overlay addresses
+  // (previous ones read from an existing database), then public keys.
   std::unique_ptr<store::Store> db;
   mesh::OverlayAssignments previous;
-  if (!m.db.empty()) {
+  std::error_code ec;
+  if (!m.db.empty() && std::filesystem::exists(m.db, ec)) {
     auto st = store::Store::open(m.db);
     if (!st.is_ok()) return fail(kExitFailure, st.status().message());
     db = std::move(st).value();
@@ -363,8 +357,22 @@ int run_plan(MeshCommands& m) {
   }
   auto overlay = mesh::assign_overlay(g, previous);
   if (!overlay.is_ok()) return fail(kExitUsage, overlay.status().message());
+  std::optional<mesh::KeyDirectory> keys;
+  if (!m.keys_dir.empty()) {
+    auto kd = mesh::KeyDirectory::open(m.keys_dir);
+    if (!kd.is_ok()) return fail(kExitFailure, kd.status().message());
+    keys.emplace(std::move(kd).value());
+    if (auto s = mesh::fill_public_keys(g, *keys); !s.is_ok()) {
+      return fail(kExitFailure, s.message());
+    }
+  }
   auto plan = mesh::make_plan(g, std::move(overlay).value());
   if (!plan.is_ok()) return fail(kExitUsage, plan.status().message());
+  if (!m.db.empty() && !db) {
+    auto st = store::Store::open(m.db);
+    if (!st.is_ok()) return fail(kExitFailure, st.status().message());
+    db = std::move(st).value();
+  }
 
   json out = mesh::plan_to_json(g, plan.value());
   if (db) {
