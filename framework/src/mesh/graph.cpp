@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "patronus/mesh/analysis.hpp"
+#include "patronus/util/enum_table.hpp"
 
 namespace patronus::mesh {
 
@@ -15,27 +16,21 @@ std::uint32_t weight_of_score(double score) {
   return 1000U + static_cast<std::uint32_t>(std::lround((100.0 - s) * 1000.0));
 }
 
+namespace {
+constexpr EnumTable<TopologyKind, 4> kTopologies{{
+    {"full-mesh", TopologyKind::kFullMesh},
+    {"hub-spoke", TopologyKind::kHubSpoke},
+    {"partial", TopologyKind::kPartial},
+    {"explicit", TopologyKind::kExplicit},
+}};
+}  // namespace
+
 const char* to_string(TopologyKind k) {
-  switch (k) {
-    case TopologyKind::kFullMesh:
-      return "full-mesh";
-    case TopologyKind::kHubSpoke:
-      return "hub-spoke";
-    case TopologyKind::kPartial:
-      return "partial";
-    case TopologyKind::kExplicit:
-      return "explicit";
-  }
-  return "?";
+  return enum_name(k, kTopologies);
 }
 
 Result<TopologyKind> parse_topology(std::string_view text) {
-  for (auto k : {TopologyKind::kFullMesh, TopologyKind::kHubSpoke, TopologyKind::kPartial,
-                 TopologyKind::kExplicit}) {
-    if (text == to_string(k)) return k;
-  }
-  return invalid_argument("topology '" + std::string(text) +
-                          "' is not one of full-mesh, hub-spoke, partial, explicit");
+  return parse_enum("topology", text, kTopologies);
 }
 
 std::uint32_t MeshGraph::path_dst(std::uint32_t id) const {

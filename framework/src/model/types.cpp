@@ -1,5 +1,7 @@
 #include "patronus/model/types.hpp"
 
+#include "patronus/util/enum_table.hpp"
+
 #include <array>
 #include <cmath>
 #include <set>
@@ -39,46 +41,26 @@ std::string Status::to_string() const {
 namespace patronus::model {
 namespace {
 
-template <typename E, std::size_t N>
-Result<E> parse_enum(std::string_view what, std::string_view text,
-                     const std::array<std::pair<const char*, E>, N>& table) {
-  std::string valid;
-  for (const auto& [name, value] : table) {
-    if (text == name) return value;
-    valid += valid.empty() ? name : std::string(", ") + name;
-  }
-  return invalid_argument("'" + std::string(text) + "' is not a " + std::string(what) +
-                          " (one of: " + valid + ")");
-}
-
-template <typename E, std::size_t N>
-const char* enum_name(E v, const std::array<std::pair<const char*, E>, N>& table) {
-  for (const auto& [name, value] : table) {
-    if (value == v) return name;
-  }
-  return "?";
-}
-
-constexpr std::array<std::pair<const char*, InterfaceType>, 5> kInterfaceTypes{{
+constexpr EnumTable<InterfaceType, 5> kInterfaceTypes{{
     {"wan", InterfaceType::kWan},
     {"lte", InterfaceType::kLte},
     {"mpls", InterfaceType::kMpls},
     {"broadband", InterfaceType::kBroadband},
     {"satellite", InterfaceType::kSatellite},
 }};
-constexpr std::array<std::pair<const char*, Priority>, 5> kPriorities{{
+constexpr EnumTable<Priority, 5> kPriorities{{
     {"critical", Priority::kCritical},
     {"high", Priority::kHigh},
     {"normal", Priority::kNormal},
     {"low", Priority::kLow},
     {"best-effort", Priority::kBestEffort},
 }};
-constexpr std::array<std::pair<const char*, SiteStatus>, 3> kSiteStatuses{{
+constexpr EnumTable<SiteStatus, 3> kSiteStatuses{{
     {"active", SiteStatus::kActive},
     {"inactive", SiteStatus::kInactive},
     {"degraded", SiteStatus::kDegraded},
 }};
-constexpr std::array<std::pair<const char*, PathStatus>, 3> kPathStatuses{{
+constexpr EnumTable<PathStatus, 3> kPathStatuses{{
     {"up", PathStatus::kUp},
     {"degraded", PathStatus::kDegraded},
     {"down", PathStatus::kDown},

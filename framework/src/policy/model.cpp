@@ -1,5 +1,7 @@
 #include "patronus/policy/model.hpp"
 
+#include "patronus/util/enum_table.hpp"
+
 #include <algorithm>
 #include <set>
 
@@ -35,23 +37,20 @@ bool LabelSelector::matches(const Labels& labels) const {
   return true;
 }
 
+namespace {
+constexpr EnumTable<Protocol, 3> kProtocols{{
+    {"TCP", Protocol::kTcp},
+    {"UDP", Protocol::kUdp},
+    {"SCTP", Protocol::kSctp},
+}};
+}  // namespace
+
 const char* to_string(Protocol p) {
-  switch (p) {
-    case Protocol::kTcp:
-      return "TCP";
-    case Protocol::kUdp:
-      return "UDP";
-    case Protocol::kSctp:
-      return "SCTP";
-  }
-  return "?";
+  return enum_name(p, kProtocols);
 }
 
 std::optional<Protocol> parse_protocol(std::string_view text) {
-  if (text == "TCP") return Protocol::kTcp;
-  if (text == "UDP") return Protocol::kUdp;
-  if (text == "SCTP") return Protocol::kSctp;
-  return std::nullopt;
+  return find_enum(text, kProtocols);
 }
 
 bool IpBlock::contains(const model::IpAddress& ip) const {

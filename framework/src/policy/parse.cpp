@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "patronus/util/enum_table.hpp"
 #include "patronus/util/yaml_fields.hpp"
 
 namespace patronus::policy {
@@ -22,6 +23,13 @@ struct FieldError {
 };
 
 using Check = std::optional<FieldError>;
+
+constexpr EnumTable<Op, 4> kOperators{{
+    {"In", Op::kIn},
+    {"NotIn", Op::kNotIn},
+    {"Exists", Op::kExists},
+    {"DoesNotExist", Op::kDoesNotExist},
+}};
 
 std::string idx(const std::string& path, std::size_t i) {
   return path + "[" + std::to_string(i) + "]";
@@ -198,17 +206,11 @@ class Parser {
       std::string op;
       if (!e["operator"]) return fail(child(p, "operator"), "Required value");
       if (!string(e["operator"], child(p, "operator"), op)) return false;
-      if (op == "In") {
-        r.op = Op::kIn;
-      } else if (op == "NotIn") {
-        r.op = Op::kNotIn;
-      } else if (op == "Exists") {
-        r.op = Op::kExists;
-      } else if (op == "DoesNotExist") {
-        r.op = Op::kDoesNotExist;
-      } else {
+      const auto parsed_op = find_enum(op, kOperators);
+      if (!parsed_op) {
         return fail(child(p, "operator"), "'" + op + "' is not a valid selector operator");
       }
+      r.op = *parsed_op;
       const YAML::Node vals = e["values"];
       if (vals && !vals.IsNull()) {
         if (!list(vals, child(p, "values"))) return false;
@@ -409,8 +411,7 @@ json selector_json(const LabelSelector& s) {
   if (!s.match_expressions.empty()) {
     json exprs = json::array();
     for (const auto& r : s.match_expressions) {
-      static const char* kOps[] = {"In", "NotIn", "Exists", "DoesNotExist"};
-      json e = {{"key", r.key}, {"operator", kOps[static_cast<int>(r.op)]}};
+      json e = {{"key", r.key}, {"operator", enum_name(r.op, kOperators)}};
       if (!r.values.empty()) e["values"] = r.values;
       exprs.push_back(e);
     }
