@@ -199,6 +199,16 @@ TEST_F(PolicyCli, DaemonReloadsStoredPoliciesOnStart) {
                                             "\nplugin_dir: " + test::plugin_dir() +
                                             "\npolicy_inventory: [inv.yaml]\nplugins:\n"
                                             "  - plugin: netpolicy\n    name: k8s\n");
+  // An unreadable inventory is a configuration error: nothing starts, nothing is recorded.
+  test::write_file(dir_.file("bad.yaml"), "site: hq\nstate_db: " + db +
+                                              "\nplugin_dir: " + test::plugin_dir() +
+                                              "\npolicy_inventory: [missing.yaml]\nplugins:\n"
+                                              "  - plugin: netpolicy\n");
+  auto bad = run({test::bin_dir() + "/patronusd", "--config", dir_.file("bad.yaml")});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("policy_inventory: " + dir_.file("missing.yaml") + ": cannot open"),
+            std::string::npos)
+      << bad.err;
   for (int start = 0; start < 2; ++start) {  // a restart reloads the same set
     auto r =
         run({test::bin_dir() + "/patronusd", "--config", dir_.file("d.yaml"), "--run-for", "0.2"});

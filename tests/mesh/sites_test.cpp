@@ -3,6 +3,8 @@
 
 #include "patronus/mesh/sites.hpp"
 #include "patronus/model/address.hpp"
+#include "patronus/util/file.hpp"
+#include "test_support.hpp"
 
 namespace patronus::mesh {
 namespace {
@@ -174,6 +176,19 @@ INSTANTIATE_TEST_SUITE_P(All, SitesFileErrors, ::testing::ValuesIn(kBad), [](con
   }
   return n;
 });
+
+TEST(SitesFile, LoadNamesTheFileAndBoundsItsSize) {
+  test::TempDir dir;
+  auto missing = load_sites_file(dir.file("nope.yaml"));
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  EXPECT_NE(missing.status().message().find("nope.yaml: cannot open"), std::string::npos);
+  test::write_file(dir.file("big.txt"), std::string(100, 'x'));
+  auto big = read_text_file(dir.file("big.txt"), 10);
+  ASSERT_FALSE(big.is_ok());
+  EXPECT_NE(big.status().message().find("larger than 10 bytes"), std::string::npos);
+  EXPECT_EQ(read_text_file(dir.file("big.txt"), 100).value().size(), 100u);
+}
 
 TEST(GeoDistance, KnownCities) {
   // Munich - Berlin is about 504 km great-circle.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -18,6 +19,7 @@
 #include "patronus/env/asio_env.hpp"
 #include "patronus/policy/parse.hpp"
 #include "patronus/store/store.hpp"
+#include "patronus/util/file.hpp"
 
 namespace {
 
@@ -91,20 +93,29 @@ int main(int argc, char** argv) {
                                         std::to_string(PATRONUS_ABI_VERSION_MINOR) + ")");
   CLI11_PARSE(app, argc, argv);
 
-  std::ifstream in(config_path);
-  if (!in) {
-    std::cerr << "patronusd: cannot read config file " << config_path << std::endl;
+  auto text = read_text_file(config_path);
+  if (!text.is_ok()) {
+    std::cerr << "patronusd: cannot read config file: " << text.status().message() << std::endl;
     return kExitConfig;
   }
-  std::stringstream text;
-  text << in.rdbuf();
   const auto base = std::filesystem::absolute(config_path).parent_path().string();
-  auto parsed = core::parse_daemon_config(text.str(), base);
+  auto parsed = core::parse_daemon_config(text.value(), base);
   if (!parsed.is_ok()) {
     std::cerr << "patronusd: " << config_path << ": " << parsed.status().message() << std::endl;
     return kExitConfig;
   }
   const core::DaemonConfig& cfg = parsed.value();
+  // The inventory handed to policy plugins is part of the configuration: read it now, before
+  // anything starts.
+  std::string inventory_text;
+  for (const auto& f : cfg.policy_inventory) {
+    auto inv = read_text_file(f);
+    if (!inv.is_ok()) {
+      std::cerr << "patronusd: policy_inventory: " << inv.status().message() << std::endl;
+      return kExitConfig;
+    }
+    inventory_text += "---\n" + inv.value() + "\n";
+  }
 
   // Plugins: load the directory, then resolve and convert every configured plugin's config
   // before anything starts.
@@ -181,26 +192,21 @@ int main(int argc, char** argv) {
                     cfg.state_db);
 
   // Policy plugins get the stored NetworkPolicies (as they were at the last apply, so a restart
-  // enforces the same set) plus the configured inventory.
+  // enforces the same set) plus the configured inventory: one document, built once.
+  std::optional<std::string> policy_document;
+  std::size_t stored_policies = 0;
   for (const auto& p : planned) {
     if (p.lib->info().kind != core::PluginKind::kPolicy) continue;
-    auto rows = db.list_policies();
-    if (!rows.is_ok()) {
-      std::cerr << "patronusd: " << rows.status().message() << std::endl;
-      return kExitRuntime;
-    }
-    std::string document = policy::stored_policies_document(rows.value());
-    for (const auto& f : cfg.policy_inventory) {
-      std::ifstream inv(f);
-      if (!inv) {
-        std::cerr << "patronusd: policy_inventory: cannot read " << f << std::endl;
-        return kExitConfig;
+    if (!policy_document) {
+      auto rows = db.list_policies();
+      if (!rows.is_ok()) {
+        std::cerr << "patronusd: " << rows.status().message() << std::endl;
+        return kExitRuntime;
       }
-      std::stringstream ss;
-      ss << inv.rdbuf();
-      document += "---\n" + ss.str() + "\n";
+      stored_policies = rows.value().size();
+      policy_document = policy::stored_policies_document(rows.value()) + inventory_text;
     }
-    if (auto s = router.load_policy(p.instance, document); !s.is_ok()) {
+    if (auto s = router.load_policy(p.instance, *policy_document); !s.is_ok()) {
       std::cerr << "patronusd: " << s.message() << std::endl;
       daemon.record("patronusd", "policy.load_failed", "{}");
       router.stop();
@@ -208,10 +214,10 @@ int main(int argc, char** argv) {
       return kExitRuntime;
     }
     daemon.record(p.instance, "policy.loaded",
-                  "{\"policies\":" + std::to_string(rows.value().size()) +
+                  "{\"policies\":" + std::to_string(stored_policies) +
                       ",\"inventory_files\":" + std::to_string(cfg.policy_inventory.size()) + "}");
-    daemon.log(1, p.instance + ": loaded " + std::to_string(rows.value().size()) +
-                      " stored network policies");
+    daemon.log(
+        1, p.instance + ": loaded " + std::to_string(stored_policies) + " stored network policies");
   }
 
   bool stopping = false;

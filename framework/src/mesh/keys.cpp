@@ -1,5 +1,7 @@
 #include "patronus/mesh/keys.hpp"
 
+#include "patronus/util/file.hpp"
+
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
@@ -8,8 +10,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace patronus::mesh {
 
@@ -116,11 +116,9 @@ Result<std::optional<KeyPair>> KeyDirectory::load(std::string_view site,
     return failed_precondition(path + ": private key is accessible by group or others (mode " +
                                mode + "); chmod 600 it");
   }
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (!in) return unavailable(path + ": cannot read");
-  auto priv = key_from_base64(ss.str(), path);
+  auto text = read_text_file(path, 4096);  // a key file is one 45-byte line
+  if (!text.is_ok()) return text.status();
+  auto priv = key_from_base64(text.value(), path);
   if (!priv.is_ok()) return priv.status();
   KeyPair kp;
   kp.private_key = priv.value();

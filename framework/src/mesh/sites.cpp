@@ -1,12 +1,11 @@
 #include "patronus/mesh/sites.hpp"
 
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "patronus/mesh/keys.hpp"
+#include "patronus/util/file.hpp"
 #include "patronus/util/yaml_fields.hpp"
 
 namespace patronus::mesh {
@@ -385,11 +384,9 @@ Result<SitesFile> parse_sites_yaml(const std::string& text, const std::string& o
 }
 
 Result<SitesFile> load_sites_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return not_found(path + ": cannot open the sites file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_sites_yaml(ss.str(), path);
+  auto text = read_text_file(path);
+  if (!text.is_ok()) return Status(text.status().code(), "sites file " + text.status().message());
+  return parse_sites_yaml(text.value(), path);
 }
 
 }  // namespace patronus::mesh

@@ -2,12 +2,11 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "patronus/util/enum_table.hpp"
+#include "patronus/util/file.hpp"
 #include "patronus/util/yaml_fields.hpp"
 
 namespace patronus::policy {
@@ -740,11 +739,9 @@ Result<Manifests> load_manifests(const std::vector<std::string>& files, Accept a
   Manifests all;
   std::set<std::string> seen;
   for (const auto& f : files) {
-    std::ifstream in(f);
-    if (!in) return not_found(f + ": cannot open");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto m = parse_manifests(ss.str(), f, accept);
+    auto text = read_text_file(f);
+    if (!text.is_ok()) return text.status();
+    auto m = parse_manifests(text.value(), f, accept);
     if (!m.is_ok()) return m.status();
     for (auto& p : m.value().policies) {
       if (!seen.insert("np/" + p.key()).second) {
