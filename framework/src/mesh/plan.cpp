@@ -200,16 +200,6 @@ Result<TunnelPlan> make_plan(const MeshGraph& m, OverlayAssignments overlay) {
   return plan;
 }
 
-const InterfacePlan* interface_for(const TunnelPlan& plan, const MeshGraph& m, std::uint32_t site,
-                                   std::uint32_t path_id) {
-  const PathEdge& p = m.path(path_id);
-  const std::uint8_t ep = p.src_site == site ? p.src_endpoint : p.dst_endpoint;
-  for (const auto& i : plan.sites[site]) {
-    if (i.endpoint == ep) return &i;
-  }
-  return nullptr;
-}
-
 namespace {
 
 struct PeerView {

@@ -266,6 +266,9 @@ struct Class {
   std::uint32_t refs = 0;
 };
 
+const model::IpPrefix kAnyV4(model::IpAddress::v4(0), 0);
+const model::IpPrefix kAnyV6(model::IpAddress::v6({}), 0);
+
 bool contains_prefix(const model::IpPrefix& outer, const model::IpPrefix& inner) {
   return outer.is_v4() == inner.is_v4() && outer.length() <= inner.length() &&
          outer.contains(inner.network());
@@ -467,8 +470,9 @@ struct Classifier::Impl {
       for (const auto& r : cp[slot].rules[d]) {
         if (r.all_peers) {
           for (std::size_t i = 0; i < n; ++i) cl.table[i] = unite(cl.table[i], r.ports);
-          entries.push_back({IpBlock{model::IpPrefix::parse("0.0.0.0/0").value(), {}}, r.ports});
-          entries.push_back({IpBlock{model::IpPrefix::parse("::/0").value(), {}}, r.ports});
+          // No peers: every address too.
+          entries.push_back({IpBlock{kAnyV4, {}}, r.ports});
+          entries.push_back({IpBlock{kAnyV6, {}}, r.ports});
           continue;
         }
         r.peers.for_each(n, [&](std::size_t i) { cl.table[i] = unite(cl.table[i], r.ports); });

@@ -54,10 +54,6 @@ Result<TunnelPlan> make_plan(const MeshGraph& m, OverlayAssignments overlay);
 // in the sites file keep the file's key.
 Status fill_public_keys(MeshGraph& m, const KeyDirectory& keys);
 
-// The interface of `site` that serves path `id` (its local endpoint's interface).
-const InterfacePlan* interface_for(const TunnelPlan& plan, const MeshGraph& m, std::uint32_t site,
-                                   std::uint32_t path_id);
-
 // {"topology", "sites": [{name, region, endpoints, interfaces: [...]}], "paths": [...]}.
 nlohmann::json plan_to_json(const MeshGraph& m, const TunnelPlan& plan);
 

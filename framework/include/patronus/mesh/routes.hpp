@@ -40,14 +40,8 @@ class RelayRoutes {
   std::size_t path_changed(const MeshGraph& m, std::uint32_t id);
 
   Best best(std::uint32_t a, std::uint32_t b) const { return best_[index(a, b)]; }
-  // The weight of the best up path directly between a and b (kInf if none).
-  std::uint32_t direct(std::uint32_t a, std::uint32_t b) const { return w_[index(a, b)]; }
   std::size_t num_sites() const { return n_; }
   bool same_as(const RelayRoutes& other) const { return best_ == other.best_ && w_ == other.w_; }
-  // Bytes held by the tables (two n x n matrices).
-  std::size_t memory_bytes() const {
-    return w_.capacity() * sizeof(std::uint32_t) + best_.capacity() * sizeof(Best);
-  }
 
  private:
   std::size_t index(std::uint32_t a, std::uint32_t b) const { return std::size_t{a} * n_ + b; }
