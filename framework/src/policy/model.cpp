@@ -68,12 +68,16 @@ std::optional<std::int32_t> Pod::named_port(std::string_view n, Protocol protoco
   return std::nullopt;
 }
 
-const Labels& Inventory::namespace_labels(const std::string& name) const {
+const Labels* Inventory::find_namespace_labels(const std::string& name) const {
   for (const auto& ns : namespaces) {
-    if (ns.name == name) return ns.labels;
+    if (ns.name == name) return &ns.labels;
   }
-  scratch_ = Labels{{kNamespaceNameLabel, name}};
-  return scratch_;
+  return nullptr;
+}
+
+Labels Inventory::namespace_labels(const std::string& name) const {
+  const Labels* l = find_namespace_labels(name);
+  return l ? *l : Labels{{kNamespaceNameLabel, name}};
 }
 
 int Inventory::find_pod(std::string_view ns, std::string_view name) const {

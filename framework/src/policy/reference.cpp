@@ -8,7 +8,10 @@ bool ReferenceEvaluator::peer_matches(const NetworkPolicy& p, const Peer& peer,
   if (other.pod < 0) return false;  // selectors select pods, never external IPs
   const Pod& pod = inv_.pods[static_cast<std::size_t>(other.pod)];
   if (peer.namespace_selector) {
-    if (!peer.namespace_selector->matches(inv_.namespace_labels(pod.namespace_))) return false;
+    const Labels* ns = inv_.find_namespace_labels(pod.namespace_);
+    const bool ok = ns ? peer.namespace_selector->matches(*ns)
+                       : peer.namespace_selector->matches(inv_.namespace_labels(pod.namespace_));
+    if (!ok) return false;
   } else if (pod.namespace_ != p.namespace_) {
     return false;
   }

@@ -105,15 +105,15 @@ struct Namespace {
 struct Inventory {
   std::vector<Namespace> namespaces;
   std::vector<Pod> pods;
-  // Namespace labels by name (a namespace only named by pods gets the automatic label only).
-  const Labels& namespace_labels(const std::string& name) const;
+  // Namespace labels by name; a namespace no manifest defines (only named by pods) has just the
+  // automatic kubernetes.io/metadata.name label.
+  Labels namespace_labels(const std::string& name) const;
+  // The labels of a defined namespace, or nullptr (no copy: the evaluators' path).
+  const Labels* find_namespace_labels(const std::string& name) const;
   int find_pod(std::string_view ns, std::string_view name) const;
   int find_pod_by_ip(const model::IpAddress& ip) const;
   // Adds namespaces that pods name but no manifest defines.
   void complete_namespaces();
-
- private:
-  mutable Labels scratch_;
 };
 
 // A connection end: a pod (index into Inventory::pods) and/or an IP. A pod end uses `ip` for
