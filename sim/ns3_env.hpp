@@ -21,6 +21,8 @@ class Ns3Env final : public env::Env {
   ~Ns3Env() override;
 
   std::int64_t now_ns() const override;
+  // A fixed epoch (2026-01-01T00:00:00Z) plus simulation time: deterministic logs.
+  std::int64_t wall_ns() const override { return 1767225600LL * 1000000000LL + now_ns(); }
   env::TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) override;
   bool cancel(env::TimerId id) override;
   void post(std::function<void()> fn) override;

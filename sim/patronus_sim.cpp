@@ -50,7 +50,8 @@ struct Collected : core::RouterObserver {
 std::string default_plugin_dir() {
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? "plugins" : (exe.parent_path().parent_path() / "plugins").string();
+  // pingpong is the seam proof, a test plugin: build/test-plugins/.
+  return ec ? "test-plugins" : (exe.parent_path().parent_path() / "test-plugins").string();
 }
 
 }  // namespace

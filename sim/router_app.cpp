@@ -24,7 +24,9 @@ void RouterApp::Setup(std::string site, std::uint64_t seed, std::vector<PluginPl
 
 void RouterApp::StartApplication() {
   env_ = std::make_unique<Ns3Env>(GetNode(), seed_, site_);
-  router_ = std::make_unique<core::RouterInstance>(*env_, site_);
+  core::RouterLimits limits;
+  limits.max_trace_lines = 1u << 20;  // the seam demo compares traces byte for byte
+  router_ = std::make_unique<core::RouterInstance>(*env_, site_, limits);
   router_->set_observer(observer_);
   for (const auto& p : plugins_) {
     if (auto s = router_->add_plugin(p.library, p.instance, p.config); !s.is_ok()) {

@@ -40,9 +40,14 @@ class DefaultScorer final : public patronus::sdk::ScorerPlugin {
     for (double v : {w.latency_ms, w.jitter_ms, w.loss_pct, w.bandwidth_mbps}) {
       if (!std::isfinite(v) || v < 0) throw Error("window values must be finite and >= 0");
     }
+    if (w.loss_pct > 100) throw Error("loss_pct must be 0..100");
+    // Unknown capacity (ABI 1.1 windows say so) costs nothing: the score ranks paths by what was
+    // measured, and an unconfigured capacity is not a measurement.
+    const bool bw_unknown = (w.flags & PATRONUS_WINDOW_BANDWIDTH_UNKNOWN) != 0;
+    const double bw_term = bw_unknown ? 0.0 : (bw_ref_ - w.bandwidth_mbps) / bw_ref_ * bw_weight_;
     const double penalty = w.latency_ms / latency_ref_ * latency_weight_ +
                            w.jitter_ms / jitter_ref_ * jitter_weight_ + w.loss_pct * loss_weight_ +
-                           (bw_ref_ - w.bandwidth_mbps) / bw_ref_ * bw_weight_;
+                           bw_term;
     patronus_score s{};
     s.struct_size = sizeof s;
     s.score = std::clamp(100.0 - penalty, 0.0, 100.0);

@@ -14,7 +14,7 @@ using namespace patronus;
 class PingpongSchema : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto lib = reg_.load_file(patronus::test::plugin_dir() + "/libpatronus-pingpong.so");
+    auto lib = reg_.load_file(patronus::test::test_plugin_dir() + "/libpatronus-pingpong.so");
     ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
     schema_ = lib.value()->schema();
     ASSERT_NE(schema_, nullptr);

@@ -167,7 +167,7 @@ TEST(PluginHost, BuiltinsGoThroughTheSameVersionRule) {
 
 TEST(PluginHost, StopCancelsTimersAndClosesEndpoints) {
   core::PluginRegistry reg;
-  auto lib = reg.load_file(patronus::test::plugin_dir() + "/libpatronus-pingpong.so");
+  auto lib = reg.load_file(patronus::test::test_plugin_dir() + "/libpatronus-pingpong.so");
   ASSERT_TRUE(lib.is_ok());
   env::VirtualWorld world(1);
   auto ip = model::IpAddress::parse("10.0.0.1").value();

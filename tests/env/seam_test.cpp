@@ -34,7 +34,7 @@ struct Samples : core::RouterObserver {
 class Seam : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto l = reg_.load_file(test::plugin_dir() + "/libpatronus-pingpong.so");
+    auto l = reg_.load_file(test::test_plugin_dir() + "/libpatronus-pingpong.so");
     ASSERT_TRUE(l.is_ok()) << l.status().to_string();
     lib_ = l.value();
   }
@@ -51,8 +51,10 @@ class Seam : public ::testing::Test {
   std::string run_virtual(std::uint64_t seed, env::LinkParams link, int count, Samples* out) {
     env::VirtualWorld w(seed);
     const auto ia = IpAddress::parse("10.0.0.1").value(), ib = IpAddress::parse("10.0.0.2").value();
-    core::RouterInstance a(w.add_node("a", {ia}), "a");
-    core::RouterInstance b(w.add_node("b", {ib}), "b");
+    core::RouterLimits traced;
+    traced.max_trace_lines = 1u << 20;
+    core::RouterInstance a(w.add_node("a", {ia}), "a", traced);
+    core::RouterInstance b(w.add_node("b", {ib}), "b", traced);
     w.set_link(ia, ib, link);
     w.set_link(ib, ia, link);
     a.set_observer(out);

@@ -36,7 +36,7 @@ void destroy(void*) {}
 patronus_status score(void*, const patronus_metrics_window*, patronus_score*) {
   return PATRONUS_OK;
 }
-const patronus_scorer_v1 table{sizeof(patronus_scorer_v1), 0, &score};
+const patronus_scorer_v1 table{sizeof(patronus_scorer_v1), 0, &score, nullptr};
 const patronus_plugin_descriptor* entry() {
   static patronus_plugin_descriptor d = [] {
     patronus_plugin_descriptor x{};

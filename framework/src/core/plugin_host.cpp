@@ -15,8 +15,12 @@ namespace patronus::core {
 
 namespace {
 
-constexpr std::size_t kMinDescriptorSize =
-    offsetof(patronus_plugin_descriptor, kind_table) + sizeof(void*);
+constexpr std::size_t kMinDescriptorSize = PATRONUS_SIZE_1_0_DESCRIPTOR;
+static_assert(sizeof(patronus_plugin_descriptor) >= PATRONUS_SIZE_1_0_DESCRIPTOR);
+static_assert(sizeof(patronus_transport_v1) >= PATRONUS_SIZE_1_0_TRANSPORT);
+static_assert(sizeof(patronus_probe_v1) >= PATRONUS_SIZE_1_0_PROBE);
+static_assert(sizeof(patronus_scorer_v1) >= PATRONUS_SIZE_1_0_SCORER);
+static_assert(sizeof(patronus_policy_v1) >= PATRONUS_SIZE_1_0_POLICY);
 constexpr std::size_t kFixedHeaderSize =
     offsetof(patronus_plugin_descriptor, version) + sizeof(const char*);
 
@@ -35,6 +39,9 @@ bool valid_plugin_name(const char* name) {
   return true;
 }
 
+// Copies a plugin's kind table into the host's (zero-extended) struct. `min_size` is the table's
+// frozen size in the ABI version that introduced it, never the host's sizeof: a plugin built
+// against an older minor has a shorter table and must keep loading.
 template <typename Table>
 Status copy_table(const void* src, Table* dst, std::size_t min_size, const std::string& what,
                   const std::string& file) {
@@ -47,6 +54,10 @@ Status copy_table(const void* src, Table* dst, std::size_t min_size, const std::
   }
   *dst = Table{};
   std::memcpy(dst, src, std::min<std::size_t>(size, sizeof(Table)));
+  if (dst->reserved0 != 0) {
+    return invalid_argument(file + ": " + what + " table field reserved0 is " +
+                            std::to_string(dst->reserved0) + "; reserved fields must be zero");
+  }
   return Status::ok();
 }
 
@@ -56,7 +67,7 @@ Status check_kind_table(const patronus_plugin_descriptor& d, const std::string& 
   switch (d.kind) {
     case PATRONUS_KIND_TRANSPORT: {
       auto s =
-          copy_table(d.kind_table, transport, sizeof(patronus_transport_v1), "transport", file);
+          copy_table(d.kind_table, transport, PATRONUS_SIZE_1_0_TRANSPORT, "transport", file);
       if (!s.is_ok()) return s;
       if (!transport->path_up || !transport->path_down) {
         return invalid_argument(file + ": transport table lacks path_up or path_down");
@@ -64,7 +75,7 @@ Status check_kind_table(const patronus_plugin_descriptor& d, const std::string& 
       return Status::ok();
     }
     case PATRONUS_KIND_PROBE: {
-      auto s = copy_table(d.kind_table, probe, sizeof(patronus_probe_v1), "probe", file);
+      auto s = copy_table(d.kind_table, probe, PATRONUS_SIZE_1_0_PROBE, "probe", file);
       if (!s.is_ok()) return s;
       if (!probe->watch_path || !probe->unwatch_path) {
         return invalid_argument(file + ": probe table lacks watch_path or unwatch_path");
@@ -72,13 +83,13 @@ Status check_kind_table(const patronus_plugin_descriptor& d, const std::string& 
       return Status::ok();
     }
     case PATRONUS_KIND_SCORER: {
-      auto s = copy_table(d.kind_table, scorer, sizeof(patronus_scorer_v1), "scorer", file);
+      auto s = copy_table(d.kind_table, scorer, PATRONUS_SIZE_1_0_SCORER, "scorer", file);
       if (!s.is_ok()) return s;
       if (!scorer->score) return invalid_argument(file + ": scorer table lacks score");
       return Status::ok();
     }
     case PATRONUS_KIND_POLICY: {
-      auto s = copy_table(d.kind_table, policy, sizeof(patronus_policy_v1), "policy", file);
+      auto s = copy_table(d.kind_table, policy, PATRONUS_SIZE_1_0_POLICY, "policy", file);
       if (!s.is_ok()) return s;
       if (!policy->load || !policy->evaluate) {
         return invalid_argument(file + ": policy table lacks load or evaluate");
@@ -146,6 +157,16 @@ Status validate_descriptor(const patronus_plugin_descriptor* d, const std::strin
   if (!d->create || !d->configure || !d->start || !d->stop || !d->destroy) {
     return invalid_argument(file + ": plugin '" + d->name +
                             "' lacks a lifecycle function (create/configure/start/stop/destroy)");
+  }
+  if (d->reserved0 != 0) {
+    return invalid_argument(file + ": plugin '" + d->name +
+                            "' descriptor field reserved0 is not zero; reserved fields must be zero");
+  }
+  for (std::size_t i = 0; i < sizeof d->reserved / sizeof d->reserved[0]; ++i) {
+    if (d->reserved[i] != nullptr) {
+      return invalid_argument(file + ": plugin '" + d->name + "' descriptor slot reserved[" +
+                              std::to_string(i) + "] is not NULL; reserved slots must be zero");
+    }
   }
   if ((d->config_type == nullptr) != (d->config_schema == nullptr || d->config_schema_size == 0)) {
     return invalid_argument(file + ": plugin '" + d->name +

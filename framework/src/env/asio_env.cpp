@@ -87,6 +87,12 @@ AsioEnv::~AsioEnv() {
   }
 }
 
+std::int64_t AsioEnv::wall_ns() const {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 std::int64_t AsioEnv::now_ns() const {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())

@@ -19,6 +19,7 @@ class VirtualWorld::Node final : public Env {
         rng_(seed) {}
 
   std::int64_t now_ns() const override { return world_.now_; }
+  std::int64_t wall_ns() const override { return world_.wall_epoch_ns_ + world_.now_; }
 
   TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) override {
     if (timers_.size() >= limits_.max_timers) return 0;

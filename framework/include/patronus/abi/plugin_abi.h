@@ -8,7 +8,9 @@
  *    uses min(struct_size, sizeof(what it knows)) bytes of a table.
  *  - A plugin whose abi_major differs from the host's, or whose abi_minor is newer than the
  *    host's, is refused. Adding to the end of a table is a minor bump; anything else is a major
- * one.
+ *    one. ABI 1.1 (docs/adr/0006-abi-1-1.md) appended fields to tables 1.0 defined; 1.0 plugins
+ *    keep loading.
+ *  - Reserved fields and slots must be zero.
  *  - Each plugin exports exactly one entry point, through Boost.DLL's alias mechanism, under the
  *    name `patronus_plugin_entry` (see PATRONUS_PLUGIN_ENTRY below).
  *
@@ -25,7 +27,26 @@ extern "C" {
 #endif
 
 #define PATRONUS_ABI_VERSION_MAJOR 1
-#define PATRONUS_ABI_VERSION_MINOR 0
+#define PATRONUS_ABI_VERSION_MINOR 1
+
+/* ---------------------------------------------------------------------------------------------
+ * Frozen sizes (LP64) of every table and struct as the ABI version that introduced it defined
+ * them. The host never accepts a table shorter than its frozen 1.0 size, and reads only
+ * min(struct_size, sizeof(what it knows)) bytes: a plugin built against 1.0 keeps loading in every
+ * 1.x host. Fields added in 1.1 are marked "ABI 1.1"; a reader checks struct_size before using
+ * them. Reserved fields must be zero (the host refuses a plugin whose reserved fields are not).
+ */
+#define PATRONUS_SIZE_1_0_PATH_SAMPLE 40u
+#define PATRONUS_SIZE_1_0_PATH_DESC 72u
+#define PATRONUS_SIZE_1_0_METRICS_WINDOW 40u
+#define PATRONUS_SIZE_1_0_SCORE 16u
+#define PATRONUS_SIZE_1_0_FLOW_TUPLE 48u
+#define PATRONUS_SIZE_1_0_HOST_SERVICES 104u
+#define PATRONUS_SIZE_1_0_TRANSPORT 24u
+#define PATRONUS_SIZE_1_0_PROBE 24u
+#define PATRONUS_SIZE_1_0_SCORER 16u
+#define PATRONUS_SIZE_1_0_POLICY 24u
+#define PATRONUS_SIZE_1_0_DESCRIPTOR 168u
 
 /* The alias every plugin exports (a Boost.DLL alias: a `const void*` in section "boostdll"). */
 #define PATRONUS_PLUGIN_ENTRY_NAME "patronus_plugin_entry"
@@ -83,7 +104,28 @@ struct patronus_path_sample {
   int64_t sent_ns;   /* host clock when the probe left */
   int64_t rtt_ns;    /* measured round trip; undefined when lost */
   uint64_t sequence; /* probe sequence number, per path */
+  /* ABI 1.1 */
+  uint32_t flags; /* PATRONUS_SAMPLE_* */
+  uint32_t reserved1;
 };
+#define PATRONUS_SAMPLE_REORDERED 1u /* the reply arrived after a reply to a later probe */
+#define PATRONUS_SAMPLE_LATE 2u      /* the reply arrived after its probe was reported lost */
+
+/* A probe's liveness verdict on one path (host_services.report_liveness, ABI 1.1), BFD-like:
+ * DOWN when nothing valid was received for the detection time, UP again on recovery. */
+struct patronus_path_liveness {
+  uint32_t struct_size;
+  uint32_t state;          /* PATRONUS_PATH_UP or PATRONUS_PATH_DOWN */
+  uint64_t path_id;
+  int64_t detect_time_ns;  /* the detection time in force (multiplier x interval) */
+  int64_t last_rx_ns;      /* host clock of the last valid packet on the path (0: never) */
+  uint32_t diagnostic;     /* PATRONUS_DIAG_* */
+  uint32_t reserved0;
+};
+#define PATRONUS_DIAG_NONE 0u
+#define PATRONUS_DIAG_DETECT_EXPIRED 1u  /* control detection time expired (as BFD diag 1) */
+#define PATRONUS_DIAG_NEIGHBOR_DOWN 3u   /* the far end said it is down (as BFD diag 3) */
+#define PATRONUS_DIAG_ADMIN_DOWN 7u      /* as BFD diag 7 */
 
 /* A path the host asks a transport to bring up or a probe to watch. */
 struct patronus_path_desc {
@@ -94,17 +136,43 @@ struct patronus_path_desc {
   struct patronus_addr remote; /* remote endpoint */
   const char* local_site;      /* NUL-terminated, valid for the duration of the call */
   const char* remote_site;
+  /* ABI 1.1 */
+  struct patronus_addr local_overlay;  /* tunnel (overlay) addresses; family 0: none */
+  struct patronus_addr remote_overlay;
+  uint32_t session_id; /* identifies the path on the wire; both ends compute the same value */
+  uint32_t rate;       /* PATRONUS_PROBE_RATE_*: how often to probe at first */
+  uint32_t key_len;    /* 32, or 0: no key (an authenticating probe refuses such a path) */
+  uint32_t reserved1;
+  /* Per-path probe key, derived by the host from the two endpoints' X25519 keys; the same on
+   * both ends, different for every path. Private keys never cross the ABI. */
+  uint8_t key[32];
 };
+#define PATRONUS_PROBE_RATE_ACTIVE 0u /* the path carries flows: fast interval */
+#define PATRONUS_PROBE_RATE_IDLE 1u   /* nothing on it: slow interval */
 
 /* Metrics window handed to a scorer. Units: milliseconds, percent (0-100), megabits/s. */
 struct patronus_metrics_window {
   uint32_t struct_size;
   uint32_t samples; /* probes in the window, lost ones included */
-  double latency_ms;
-  double jitter_ms;
+  double latency_ms; /* mean round-trip time of the received probes */
+  double jitter_ms;  /* mean absolute difference of consecutive round-trip times */
   double loss_pct;
-  double bandwidth_mbps;
+  double bandwidth_mbps; /* the path's capacity; 0 with PATRONUS_WINDOW_BANDWIDTH_UNKNOWN */
+  /* ABI 1.1 */
+  uint64_t path_id;
+  int64_t window_ns; /* time between the oldest and the newest probe in the window */
+  uint32_t lost;     /* lost probes among `samples` */
+  uint32_t flags;    /* PATRONUS_WINDOW_* */
+  uint32_t priority; /* PATRONUS_PRIORITY_* of the class asking */
+  uint32_t reserved1;
+  const char* class_name; /* NUL-terminated class name, valid for the call; NULL: none */
 };
+#define PATRONUS_WINDOW_BANDWIDTH_UNKNOWN 1u /* no capacity configured for the path */
+#define PATRONUS_PRIORITY_CRITICAL 0u
+#define PATRONUS_PRIORITY_HIGH 1u
+#define PATRONUS_PRIORITY_NORMAL 2u
+#define PATRONUS_PRIORITY_LOW 3u
+#define PATRONUS_PRIORITY_BEST_EFFORT 4u
 
 struct patronus_score {
   uint32_t struct_size;
@@ -172,6 +240,13 @@ struct patronus_host_services {
 
   /* A probe's measurement of one path. */
   void (*report_sample)(patronus_host_ctx* ctx, const struct patronus_path_sample* sample);
+
+  /* ABI 1.1 */
+  /* Wall-clock time, nanoseconds since the Unix epoch (simulated under simulation). For
+   * timestamps people read; measure intervals with now_ns. */
+  int64_t (*wall_ns)(patronus_host_ctx* ctx);
+  /* A probe's liveness verdict on a path (sent on every change of state). */
+  void (*report_liveness)(patronus_host_ctx* ctx, const struct patronus_path_liveness* liveness);
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -192,6 +267,12 @@ struct patronus_probe_v1 {
   patronus_status (*watch_path)(void* inst, const struct patronus_path_desc* path, char* err,
                                 uint32_t err_cap);
   patronus_status (*unwatch_path)(void* inst, uint64_t path_id);
+  /* ABI 1.1 (each may be NULL) */
+  /* How often to probe a watched path from now on (PATRONUS_PROBE_RATE_*). */
+  patronus_status (*set_path_rate)(void* inst, uint64_t path_id, uint32_t rate, char* err,
+                                   uint32_t err_cap);
+  /* unwatch_path with an error message; preferred over unwatch_path when present. */
+  patronus_status (*unwatch_path_ex)(void* inst, uint64_t path_id, char* err, uint32_t err_cap);
 };
 
 struct patronus_scorer_v1 {
@@ -199,6 +280,9 @@ struct patronus_scorer_v1 {
   uint32_t reserved0;
   patronus_status (*score)(void* inst, const struct patronus_metrics_window* window,
                            struct patronus_score* out);
+  /* ABI 1.1 (may be NULL): score with an error message; preferred over score when present. */
+  patronus_status (*score_ex)(void* inst, const struct patronus_metrics_window* window,
+                              struct patronus_score* out, char* err, uint32_t err_cap);
 };
 
 struct patronus_policy_v1 {
@@ -209,6 +293,9 @@ struct patronus_policy_v1 {
                           uint32_t err_cap);
   patronus_status (*evaluate)(void* inst, const struct patronus_flow_tuple* flow,
                               uint32_t* out_verdict);
+  /* ABI 1.1 (may be NULL): evaluate with an error message; preferred when present. */
+  patronus_status (*evaluate_ex)(void* inst, const struct patronus_flow_tuple* flow,
+                                 uint32_t* out_verdict, char* err, uint32_t err_cap);
 };
 
 /* ---------------------------------------------------------------------------------------------

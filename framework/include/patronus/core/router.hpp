@@ -33,6 +33,10 @@ class RouterObserver {
   virtual void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) {
     (void)instance, (void)level, (void)msg;
   }
+  // A probe's liveness verdict on a path (ABI 1.1 host service).
+  virtual void on_liveness(const std::string& instance, const patronus_path_liveness& liveness) {
+    (void)instance, (void)liveness;
+  }
 };
 
 struct RouterLimits {
@@ -41,7 +45,9 @@ struct RouterLimits {
   std::size_t max_endpoints_per_instance = 64;
   std::size_t max_log_bytes = 4096;     // longer messages are truncated
   std::size_t max_event_bytes = 65536;  // larger events are dropped and counted
-  std::size_t max_trace_lines = 1u << 20;
+  // The router's own text trace (lifecycle, samples, events) is opt-in: 0 keeps none. Tests and
+  // the seam demo turn it on to compare runs byte for byte.
+  std::size_t max_trace_lines = 0;
 };
 
 struct RouterCounters {
@@ -51,6 +57,9 @@ struct RouterCounters {
   std::uint64_t metrics = 0;
   std::uint64_t logs = 0;
   std::uint64_t timers_refused = 0;
+  std::uint64_t endpoints_refused = 0;
+  std::uint64_t liveness = 0;
+  std::uint64_t reports_malformed = 0;  // samples/liveness reports refused (short, bad fields)
   std::uint64_t trace_dropped = 0;
   std::uint64_t plugin_exceptions = 0;
 };
@@ -75,10 +84,15 @@ class RouterInstance {
   void stop();
   bool running() const { return running_; }
 
-  // Kind-specific calls, by instance name.
+  // Kind-specific calls, by instance name. Every call goes through one guard: an exception is
+  // contained and counted, and the error names the instance, the plugin, the call and the
+  // plugin's own message (ABI 1.1 `_ex` calls) or the status code (ABI 1.0 plugins).
   Result<patronus_score> score(const std::string& instance, const patronus_metrics_window& w);
   Status watch_path(const std::string& instance, const patronus_path_desc& path);
   Status unwatch_path(const std::string& instance, std::uint64_t path_id);
+  // ABI 1.1 probes: how often to probe a path. An ABI 1.0 probe has no such call: the result is
+  // kUnimplemented (the path keeps the rate the probe chose).
+  Status set_path_rate(const std::string& instance, std::uint64_t path_id, std::uint32_t rate);
   // Policy plugins: replace the policy set with a document (the plugin defines its format; the
   // plugin's error message is returned), and classify one flow.
   Status load_policy(const std::string& instance, const std::string& document);
@@ -91,7 +105,8 @@ class RouterInstance {
   std::size_t live_timers(const std::string& instance) const;
   std::size_t live_endpoints(const std::string& instance) const;
 
-  // "<t_ns> <instance> <what>" for samples, events and lifecycle: the router's own trace.
+  // "<t_ns> <instance> <what>" for samples, events and lifecycle: the router's own trace (only
+  // with RouterLimits::max_trace_lines > 0).
   const std::vector<std::string>& trace() const { return trace_; }
   std::string trace_text() const;
   const RouterCounters& counters() const { return counters_; }
@@ -103,7 +118,15 @@ class RouterInstance {
   Instance* find(const std::string& name) const;
   // The instance, if it exists and is of `kind` (errors name which it is not).
   Result<Instance*> find_kind(const std::string& name, PluginKind kind) const;
-  void add_trace(std::string line);
+  bool tracing() const { return limits_.max_trace_lines > 0; }
+  // Prefixes the time; a no-op when tracing is off.
+  void add_trace(const std::string& line);
+  // A refused host request (timer, endpoint): reported to the observer as an event when the
+  // count is a power of two, so a plugin stuck at a bound is visible without a flood.
+  void refused(Instance& inst, const char* what, std::uint64_t count);
+  // Runs a call into a plugin: contains exceptions, turns a status into an error naming the call.
+  template <typename Fn>
+  Status call_plugin(Instance& inst, const char* call, Fn&& fn);
 
   env::Env& env_;
   std::string site_;

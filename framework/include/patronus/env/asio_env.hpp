@@ -18,6 +18,7 @@ class AsioEnv final : public Env {
   ~AsioEnv() override;
 
   std::int64_t now_ns() const override;
+  std::int64_t wall_ns() const override;
   TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) override;
   bool cancel(TimerId id) override;
   void post(std::function<void()> fn) override;

@@ -33,6 +33,10 @@ class Env {
 
   // Monotonic nanoseconds. Real: steady clock. Simulated: simulation time.
   virtual std::int64_t now_ns() const = 0;
+  // Wall clock, nanoseconds since the Unix epoch, for timestamps people read (decision logs,
+  // stored rows). Real: the system clock. Simulated: a fixed epoch plus simulation time, so logs
+  // are deterministic.
+  virtual std::int64_t wall_ns() const = 0;
 
   // One-shot timer. Returns 0 when EnvLimits::max_timers live timers exist.
   virtual TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) = 0;

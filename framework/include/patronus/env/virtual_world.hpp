@@ -42,6 +42,8 @@ class VirtualWorld {
   void set_link_up(const model::IpAddress& from, const model::IpAddress& to, bool up);
 
   std::int64_t now_ns() const { return now_; }
+  // Wall clock of every node = this epoch + virtual time (default 2026-01-01T00:00:00Z).
+  void set_wall_epoch_ns(std::int64_t epoch_ns) { wall_epoch_ns_ = epoch_ns; }
   // Runs events with time <= until_ns, then sets the clock to until_ns. Returns events run.
   std::size_t run_until(std::int64_t until_ns);
   // Runs until no event is pending or `max_events` ran. Returns events run.
@@ -78,6 +80,7 @@ class VirtualWorld {
   Limits limits_;
   Rng rng_;
   std::int64_t now_ = 0;
+  std::int64_t wall_epoch_ns_ = 1767225600LL * 1000000000LL;
   std::uint64_t next_seq_ = 1;
   std::map<Key, std::function<void()>> queue_;
   std::unordered_map<std::uint64_t, std::int64_t> seq_time_;

@@ -114,6 +114,16 @@ class Host {
   }
   std::uint64_t random_u64() { return s_->random_u64(s_->ctx); }
   void report_sample(const patronus_path_sample& sample) { s_->report_sample(s_->ctx, &sample); }
+  // ABI 1.1 services, with a fallback on a 1.0 host: wall_ns() returns 0 there (no wall clock
+  // is invented) and report_liveness() returns false (the host cannot take it).
+  std::int64_t wall_ns() const {
+    return has(&patronus_host_services::wall_ns) ? s_->wall_ns(s_->ctx) : 0;
+  }
+  bool report_liveness(const patronus_path_liveness& l) {
+    if (!has(&patronus_host_services::report_liveness)) return false;
+    s_->report_liveness(s_->ctx, &l);
+    return true;
+  }
 
   const patronus_host_services* raw() const { return s_; }
 
@@ -190,6 +200,10 @@ class ProbePlugin : public PluginBase {
     throw Error("this probe does not watch host-managed paths", PATRONUS_ERR_UNIMPLEMENTED);
   }
   virtual void unwatch_path(std::uint64_t /*path_id*/) {}
+  // PATRONUS_PROBE_RATE_ACTIVE / _IDLE (ABI 1.1).
+  virtual void set_path_rate(std::uint64_t /*path_id*/, std::uint32_t /*rate*/) {
+    throw Error("this probe has no probe rates", PATRONUS_ERR_UNIMPLEMENTED);
+  }
 };
 
 class TransportPlugin : public PluginBase {
@@ -261,7 +275,11 @@ struct Thunks {
   // scorer
   static patronus_status score(void* inst, const patronus_metrics_window* w,
                                patronus_score* out) noexcept {
-    return guarded(nullptr, 0, [&] {
+    return score_ex(inst, w, out, nullptr, 0);
+  }
+  static patronus_status score_ex(void* inst, const patronus_metrics_window* w,
+                                  patronus_score* out, char* err, std::uint32_t cap) noexcept {
+    return guarded(err, cap, [&] {
       patronus_metrics_window win{};
       std::memcpy(&win, w, std::min<std::size_t>(w->struct_size, sizeof win));
       patronus_score s = static_cast<T*>(inst)->score(win);
@@ -272,10 +290,23 @@ struct Thunks {
   // probe
   static patronus_status watch_path(void* inst, const patronus_path_desc* p, char* err,
                                     std::uint32_t cap) noexcept {
-    return guarded(err, cap, [&] { static_cast<T*>(inst)->watch_path(*p); });
+    return guarded(err, cap, [&] {
+      // A 1.0 host passes a shorter description: the 1.1 fields read as zero (no key).
+      patronus_path_desc path{};
+      std::memcpy(&path, p, std::min<std::size_t>(p->struct_size, sizeof path));
+      static_cast<T*>(inst)->watch_path(path);
+    });
   }
   static patronus_status unwatch_path(void* inst, std::uint64_t id) noexcept {
-    return guarded(nullptr, 0, [&] { static_cast<T*>(inst)->unwatch_path(id); });
+    return unwatch_path_ex(inst, id, nullptr, 0);
+  }
+  static patronus_status unwatch_path_ex(void* inst, std::uint64_t id, char* err,
+                                         std::uint32_t cap) noexcept {
+    return guarded(err, cap, [&] { static_cast<T*>(inst)->unwatch_path(id); });
+  }
+  static patronus_status set_path_rate(void* inst, std::uint64_t id, std::uint32_t rate,
+                                       char* err, std::uint32_t cap) noexcept {
+    return guarded(err, cap, [&] { static_cast<T*>(inst)->set_path_rate(id, rate); });
   }
   // transport
   static patronus_status path_up(void* inst, const patronus_path_desc* p, char* err,
@@ -292,15 +323,25 @@ struct Thunks {
   }
   static patronus_status evaluate(void* inst, const patronus_flow_tuple* f,
                                   std::uint32_t* verdict) noexcept {
-    return guarded(nullptr, 0, [&] { *verdict = static_cast<T*>(inst)->evaluate(*f); });
+    return evaluate_ex(inst, f, verdict, nullptr, 0);
+  }
+  static patronus_status evaluate_ex(void* inst, const patronus_flow_tuple* f,
+                                     std::uint32_t* verdict, char* err,
+                                     std::uint32_t cap) noexcept {
+    return guarded(err, cap, [&] {
+      patronus_flow_tuple flow{};
+      std::memcpy(&flow, f, std::min<std::size_t>(f->struct_size, sizeof flow));
+      *verdict = static_cast<T*>(inst)->evaluate(flow);
+    });
   }
 
   static const void* kind_table() {
     if constexpr (std::is_base_of_v<ScorerPlugin, T>) {
-      static const patronus_scorer_v1 t{sizeof(patronus_scorer_v1), 0, &score};
+      static const patronus_scorer_v1 t{sizeof(patronus_scorer_v1), 0, &score, &score_ex};
       return &t;
     } else if constexpr (std::is_base_of_v<ProbePlugin, T>) {
-      static const patronus_probe_v1 t{sizeof(patronus_probe_v1), 0, &watch_path, &unwatch_path};
+      static const patronus_probe_v1 t{sizeof(patronus_probe_v1), 0, &watch_path, &unwatch_path,
+                                       &set_path_rate, &unwatch_path_ex};
       return &t;
     } else if constexpr (std::is_base_of_v<TransportPlugin, T>) {
       static const patronus_transport_v1 t{sizeof(patronus_transport_v1), 0, &path_up, &path_down};
@@ -309,7 +350,8 @@ struct Thunks {
       static_assert(std::is_base_of_v<PolicyPlugin, T>,
                     "a plugin class derives from ScorerPlugin, ProbePlugin, TransportPlugin or "
                     "PolicyPlugin");
-      static const patronus_policy_v1 t{sizeof(patronus_policy_v1), 0, &load, &evaluate};
+      static const patronus_policy_v1 t{sizeof(patronus_policy_v1), 0, &load, &evaluate,
+                                        &evaluate_ex};
       return &t;
     }
   }

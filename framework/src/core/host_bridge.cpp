@@ -1,0 +1,231 @@
+// The C functions of the host-services table every plugin instance receives. None of them lets an
+// exception escape into the plugin; every refusal is counted (RouterCounters) and reported to the
+// observer as an event, never silent.
+#include <algorithm>
+#include <cstring>
+
+#include "patronus/model/address.hpp"
+#include "router_internal.hpp"
+
+namespace patronus::core {
+
+struct HostBridge {
+  static RouterInstance& router(patronus_host_ctx* c) { return *c->router; }
+
+  static int64_t now_ns(patronus_host_ctx* c) noexcept { return router(c).env_.now_ns(); }
+  static int64_t wall_ns(patronus_host_ctx* c) noexcept { return router(c).env_.wall_ns(); }
+
+  static patronus_timer_id schedule(patronus_host_ctx* c, int64_t delay_ns, patronus_timer_fn fn,
+                                    void* user) noexcept {
+    try {
+      RouterInstance& r = router(c);
+      auto* inst = c->instance;
+      if (fn == nullptr || inst->timers.size() >= r.limits_.max_timers_per_instance) {
+        r.refused(*inst, "host.timer_refused", ++r.counters_.timers_refused);
+        return 0;
+      }
+      auto slot = std::make_shared<env::TimerId>(0);
+      const env::TimerId id = r.env_.schedule(delay_ns, [c, fn, user, slot] {
+        RouterInstance& rr = router(c);
+        c->instance->timers.erase(*slot);
+        try {
+          fn(user, *slot);
+        } catch (...) {
+          ++rr.counters_.plugin_exceptions;
+          rr.add_trace(c->instance->name + " exception-in-timer");
+        }
+      });
+      if (id == 0) {
+        r.refused(*inst, "host.timer_refused", ++r.counters_.timers_refused);
+        return 0;
+      }
+      *slot = id;
+      inst->timers.insert(id);
+      return id;
+    } catch (...) {
+      return 0;
+    }
+  }
+
+  static patronus_status cancel(patronus_host_ctx* c, patronus_timer_id id) noexcept {
+    auto* inst = c->instance;
+    if (inst->timers.erase(id) == 0) return PATRONUS_ERR_NOT_FOUND;
+    router(c).env_.cancel(id);
+    return PATRONUS_OK;
+  }
+
+  static patronus_status udp_open(patronus_host_ctx* c, const patronus_addr* local,
+                                  patronus_datagram_fn fn, void* user, patronus_endpoint_id* out_id,
+                                  patronus_addr* out_bound) noexcept {
+    try {
+      RouterInstance& r = router(c);
+      auto* inst = c->instance;
+      if (local == nullptr || fn == nullptr || out_id == nullptr) {
+        return PATRONUS_ERR_INVALID_ARGUMENT;
+      }
+      if (inst->endpoints.size() >= r.limits_.max_endpoints_per_instance) {
+        r.refused(*inst, "host.endpoint_refused", ++r.counters_.endpoints_refused);
+        return PATRONUS_ERR_RESOURCE_EXHAUSTED;
+      }
+      auto addr = model::SocketAddress::from_abi(*local);
+      if (!addr.is_ok()) return PATRONUS_ERR_INVALID_ARGUMENT;
+      auto slot = std::make_shared<env::EndpointId>(0);
+      env::EndpointId id = 0;
+      model::SocketAddress bound;
+      Status s = r.env_.open_udp(
+          addr.value(),
+          [c, fn, user, slot](const model::SocketAddress& from, const std::uint8_t* data,
+                              std::size_t size) {
+            const patronus_addr a = from.to_abi();
+            try {
+              fn(user, *slot, &a, data, static_cast<std::uint32_t>(size));
+            } catch (...) {
+              ++router(c).counters_.plugin_exceptions;
+            }
+          },
+          &id, &bound);
+      if (!s.is_ok()) {
+        r.add_trace(inst->name + " udp-open-failed " + s.message());
+        return to_abi(s);
+      }
+      *slot = id;
+      inst->endpoints.insert(id);
+      *out_id = id;
+      if (out_bound) *out_bound = bound.to_abi();
+      return PATRONUS_OK;
+    } catch (...) {
+      return PATRONUS_ERR_INTERNAL;
+    }
+  }
+
+  static patronus_status udp_send(patronus_host_ctx* c, patronus_endpoint_id id,
+                                  const patronus_addr* to, const uint8_t* data,
+                                  uint32_t size) noexcept {
+    try {
+      if (!c->instance->endpoints.count(id)) return PATRONUS_ERR_NOT_FOUND;
+      if (to == nullptr || (data == nullptr && size != 0)) return PATRONUS_ERR_INVALID_ARGUMENT;
+      auto addr = model::SocketAddress::from_abi(*to);
+      if (!addr.is_ok()) return PATRONUS_ERR_INVALID_ARGUMENT;
+      return to_abi(router(c).env_.send_udp(id, addr.value(), data, size));
+    } catch (...) {
+      return PATRONUS_ERR_INTERNAL;
+    }
+  }
+
+  static patronus_status udp_close(patronus_host_ctx* c, patronus_endpoint_id id) noexcept {
+    if (c->instance->endpoints.erase(id) == 0) return PATRONUS_ERR_NOT_FOUND;
+    return to_abi(router(c).env_.close_udp(id));
+  }
+
+  static void log(patronus_host_ctx* c, uint32_t level, const char* msg, uint32_t len) noexcept {
+    try {
+      RouterInstance& r = router(c);
+      ++r.counters_.logs;
+      if (msg == nullptr) len = 0;
+      const std::string m(msg ? msg : "", std::min<std::size_t>(len, r.limits_.max_log_bytes));
+      if (r.observer_) r.observer_->on_log(c->instance->name, std::min<uint32_t>(level, 3), m);
+    } catch (...) {
+    }
+  }
+
+  static void metric(patronus_host_ctx* c, const char* name, uint32_t len, double value) noexcept {
+    try {
+      RouterInstance& r = router(c);
+      if (name == nullptr || len == 0 || len > 256) return;
+      ++r.counters_.metrics;
+      if (r.observer_) r.observer_->on_metric(c->instance->name, std::string(name, len), value);
+    } catch (...) {
+    }
+  }
+
+  static void event(patronus_host_ctx* c, const char* type, uint32_t type_len, const char* json,
+                    uint32_t json_len) noexcept {
+    try {
+      RouterInstance& r = router(c);
+      if (type == nullptr || type_len == 0 || type_len > 256 || (json == nullptr && json_len) ||
+          json_len > r.limits_.max_event_bytes) {
+        ++r.counters_.events_dropped;
+        return;
+      }
+      ++r.counters_.events;
+      const std::string t(type, type_len);
+      const std::string j(json ? json : "", json_len);
+      if (r.tracing()) r.add_trace(c->instance->name + " event " + t + " " + j);
+      if (r.observer_) r.observer_->on_event(c->instance->name, t, j);
+    } catch (...) {
+    }
+  }
+
+  static uint64_t random_u64(patronus_host_ctx* c) noexcept { return router(c).env_.random_u64(); }
+
+  static void report_sample(patronus_host_ctx* c, const patronus_path_sample* sample) noexcept {
+    try {
+      RouterInstance& r = router(c);
+      if (sample == nullptr || sample->struct_size < PATRONUS_SIZE_1_0_PATH_SAMPLE) {
+        ++r.counters_.reports_malformed;
+        return;
+      }
+      patronus_path_sample s{};
+      std::memcpy(&s, sample, std::min<std::size_t>(sample->struct_size, sizeof s));
+      if (s.reserved1 != 0) {
+        ++r.counters_.reports_malformed;
+        return;
+      }
+      s.struct_size = sizeof s;
+      ++r.counters_.samples;
+      if (r.tracing()) {
+        r.add_trace(c->instance->name + " sample path=" + std::to_string(s.path_id) +
+                    " seq=" + std::to_string(s.sequence) +
+                    (s.lost ? " lost" : " rtt_ns=" + std::to_string(s.rtt_ns)));
+      }
+      if (r.observer_) r.observer_->on_sample(c->instance->name, s);
+    } catch (...) {
+    }
+  }
+
+  static void report_liveness(patronus_host_ctx* c, const patronus_path_liveness* l) noexcept {
+    try {
+      RouterInstance& r = router(c);
+      if (l == nullptr || l->struct_size < sizeof(patronus_path_liveness)) {
+        ++r.counters_.reports_malformed;
+        return;
+      }
+      patronus_path_liveness v{};
+      std::memcpy(&v, l, sizeof v);
+      if (v.reserved0 != 0 || (v.state != PATRONUS_PATH_UP && v.state != PATRONUS_PATH_DOWN)) {
+        ++r.counters_.reports_malformed;
+        return;
+      }
+      ++r.counters_.liveness;
+      if (r.tracing()) {
+        r.add_trace(c->instance->name + " liveness path=" + std::to_string(v.path_id) +
+                    (v.state == PATRONUS_PATH_UP ? " up" : " down") +
+                    " diag=" + std::to_string(v.diagnostic));
+      }
+      if (r.observer_) r.observer_->on_liveness(c->instance->name, v);
+    } catch (...) {
+    }
+  }
+};
+
+void fill_host_services(patronus_host_services& s, patronus_host_ctx* ctx) {
+  s = patronus_host_services{};
+  s.struct_size = sizeof(patronus_host_services);
+  s.abi_minor = PATRONUS_ABI_VERSION_MINOR;
+  s.ctx = ctx;
+  s.now_ns = &HostBridge::now_ns;
+  s.schedule = &HostBridge::schedule;
+  s.cancel = &HostBridge::cancel;
+  s.udp_open = &HostBridge::udp_open;
+  s.udp_send = &HostBridge::udp_send;
+  s.udp_close = &HostBridge::udp_close;
+  s.log = &HostBridge::log;
+  s.metric = &HostBridge::metric;
+  s.event = &HostBridge::event;
+  s.random_u64 = &HostBridge::random_u64;
+  s.report_sample = &HostBridge::report_sample;
+  s.wall_ns = &HostBridge::wall_ns;
+  s.report_liveness = &HostBridge::report_liveness;
+}
+
+}  // namespace patronus::core
