@@ -1,0 +1,56 @@
+// What a steering decision changes in forwarding. The site runtime drives one Dataplane:
+// a recorder in unit tests (below), Linux policy routing on a router (the WireGuard issue), packet
+// forwarding along the chosen path in ns-3 (the simulator issue).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "patronus/env/env.hpp"
+#include "patronus/model/ids.hpp"
+#include "patronus/model/types.hpp"
+#include "patronus/util/status.hpp"
+
+namespace patronus::steering {
+
+class Dataplane {
+ public:
+  virtual ~Dataplane() = default;
+  // Traffic of class `cls` to site `site` now goes over `path` (invalid PathId: no usable path;
+  // the backend decides what that means, e.g. an unreachable route).
+  virtual Status set_class_path(const std::string& site, const std::string& cls,
+                                model::PathId path) = 0;
+  // A flow of a balanced class is pinned to a path; an invalid PathId unpins it.
+  virtual Status set_flow_path(const model::FlowKey& flow, model::PathId path) = 0;
+};
+
+// Records every change with the time it was made (tests read what a decision changed).
+class RecordingDataplane final : public Dataplane {
+ public:
+  struct Change {
+    std::int64_t at_ns = 0;
+    std::string site, cls;  // class changes
+    bool is_flow = false;
+    model::FlowKey flow;    // flow changes
+    model::PathId path;
+  };
+  explicit RecordingDataplane(const env::Env* env = nullptr) : env_(env) {}
+  Status set_class_path(const std::string& site, const std::string& cls,
+                        model::PathId path) override {
+    changes_.push_back({env_ ? env_->now_ns() : 0, site, cls, false, {}, path});
+    return Status::ok();
+  }
+  Status set_flow_path(const model::FlowKey& flow, model::PathId path) override {
+    changes_.push_back({env_ ? env_->now_ns() : 0, "", "", true, flow, path});
+    return Status::ok();
+  }
+  const std::vector<Change>& changes() const { return changes_; }
+  void clear() { changes_.clear(); }
+
+ private:
+  const env::Env* env_;
+  std::vector<Change> changes_;
+};
+
+}  // namespace patronus::steering

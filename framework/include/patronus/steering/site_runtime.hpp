@@ -1,0 +1,241 @@
+// The site runtime: the router. Path registry, metric windows, scoring through scorer plugins,
+// per-class selection, failover and failback, the flow table, the decision log ("why this
+// path"), and the Dataplane it drives. It takes an Env, a RouterInstance holding the plugin
+// instances, a Dataplane and observers, nothing else, so patronusd, every ns-3 node of the
+// simulator and the tests host the same object. Single-threaded (the Env's thread).
+// See docs/adr/0008-site-runtime.md.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "patronus/core/router.hpp"
+#include "patronus/env/env.hpp"
+#include "patronus/model/address.hpp"
+#include "patronus/model/ids.hpp"
+#include "patronus/model/types.hpp"
+#include "patronus/steering/classes.hpp"
+#include "patronus/steering/dataplane.hpp"
+#include "patronus/steering/flow_table.hpp"
+#include "patronus/steering/metric_window.hpp"
+#include "patronus/steering/selection.hpp"
+
+namespace patronus::steering {
+
+// One path of this site, as the plan describes it.
+struct PathSpec {
+  model::PathId id;      // the canonical id (the store's, stable across re-plans)
+  std::string name;      // "local-site:endpoint~remote-site:endpoint"
+  std::string remote_site;
+  std::string local_endpoint, remote_endpoint;
+  model::SocketAddress local_underlay, remote_underlay;
+  std::optional<model::IpAddress> local_overlay, remote_overlay;
+  std::uint32_t session_id = 0;          // the same on both ends (mesh::probe_session_id)
+  std::array<std::uint8_t, 32> probe_key{};  // mesh::derive_probe_key; never a private key
+  bool has_key = false;
+  std::optional<double> bandwidth_mbps;  // the smaller of the two endpoints' capacities
+  double cost_per_gb = 0;                // the larger of the two endpoints' costs
+};
+
+// A remote site and the prefixes reached through it (its LAN subnets and overlay addresses).
+struct RemoteSite {
+  std::string name;
+  std::vector<model::IpPrefix> prefixes;
+};
+
+struct RuntimeConfig {
+  std::string site;
+  std::string probe;           // probe plugin instance that watches the paths
+  std::string default_scorer;  // scorer instance of classes that name none
+  ClassSet classes = default_classes("");
+  WindowLimits window;
+  std::uint32_t max_paths = 4096;
+  std::uint32_t max_remote_sites = 4096;
+  std::uint32_t max_flows = 65536;
+  std::int64_t flow_idle_ns = 60'000'000'000;        // a flow unseen this long is forgotten
+  std::int64_t tick_ns = 100'000'000;                // periodic evaluation, expiry
+  std::int64_t idle_after_ns = 30'000'000'000;       // no traffic this long: idle probe rate
+  std::size_t decision_log = 4096;                   // decisions kept in memory
+  std::int64_t metrics_interval_ns = 10'000'000'000;  // path metrics to observers
+};
+
+enum class Reason : std::uint8_t {
+  kInitial,    // the class had no path to the site
+  kPathDown,   // the path's probe declared it down
+  kThreshold,  // the path broke the class's thresholds (or its scorer said down)
+  kFailback,   // the path the class failed over from has been good for the hold-down
+  kBetter,     // while settling after an initial choice: a path better by the hysteresis
+  kNoPath,     // nothing usable is left
+  kRebalance,  // a balanced class's set of paths changed
+};
+const char* to_string(Reason r);
+
+struct Candidate {
+  model::PathId path;
+  double score = 0;
+  bool eligible = false;
+  std::string why_not;  // "" when eligible
+};
+
+// One decision with its inputs: which class, to which site, from which path to which, why.
+struct Decision {
+  std::int64_t wall_ns = 0;  // Env wall clock (deterministic in simulation)
+  std::int64_t mono_ns = 0;  // Env monotonic clock
+  std::string site, cls, dst_site;
+  model::PathId from, to;
+  Reason reason = Reason::kInitial;
+  std::string why;
+  // Failovers: time since the old path's last good evidence (its last probe reply), i.e. an
+  // upper bound on fault-to-move. -1 otherwise.
+  std::int64_t fault_age_ns = -1;
+  std::uint32_t flows_moved = 0;
+  std::vector<Candidate> candidates;
+  std::string to_json() const;
+};
+
+struct PathView {
+  model::PathId id;
+  std::string name, remote_site;
+  model::PathStatus status = model::PathStatus::kDown;
+  bool live = false;
+  bool scored = false;
+  double score = 0;  // by the default scorer
+  WindowStats stats;
+  std::uint32_t rate = PATRONUS_PROBE_RATE_IDLE;
+  std::uint32_t selections = 0;  // (class, site) selections using it
+  std::uint32_t flows = 0;
+};
+
+// Several may listen (store, trace, simulator). Every callback carries the site.
+class RuntimeObserver {
+ public:
+  virtual ~RuntimeObserver() = default;
+  virtual void on_decision(const std::string& site, const Decision& d) { (void)site, (void)d; }
+  virtual void on_path_state(const std::string& site, const PathView& p) { (void)site, (void)p; }
+  virtual void on_path_metrics(const std::string& site, const PathView& p) {
+    (void)site, (void)p;
+  }
+  virtual void on_sample(const std::string& site, const std::string& instance,
+                         const patronus_path_sample& s) {
+    (void)site, (void)instance, (void)s;
+  }
+  // Plugin events and the runtime's own ("runtime" as the instance).
+  virtual void on_event(const std::string& site, const std::string& instance,
+                        const std::string& type, const std::string& json) {
+    (void)site, (void)instance, (void)type, (void)json;
+  }
+  virtual void on_log(const std::string& site, const std::string& instance, std::uint32_t level,
+                      const std::string& msg) {
+    (void)site, (void)instance, (void)level, (void)msg;
+  }
+};
+
+struct RuntimeCounters {
+  std::uint64_t samples = 0, samples_unknown_path = 0, samples_late = 0;
+  std::uint64_t liveness_changes = 0, decisions = 0, failovers = 0, failbacks = 0;
+  std::uint64_t flows_created = 0, flows_refused = 0, flows_expired = 0, flows_unrouted = 0;
+  std::uint64_t packets = 0;
+  std::uint64_t scorer_errors = 0, dataplane_errors = 0, rate_errors = 0, timers_refused = 0;
+  std::uint64_t decisions_evicted = 0;  // older decisions leaving the in-memory ring
+};
+
+class SiteRuntime final : private core::RouterObserver {
+ public:
+  // The router's plugin instances must be added before start(); the runtime becomes the router's
+  // observer. config is checked by start().
+  SiteRuntime(env::Env& env, core::RouterInstance& router, RuntimeConfig config,
+              Dataplane& dataplane);
+  ~SiteRuntime() override;
+  SiteRuntime(const SiteRuntime&) = delete;
+  SiteRuntime& operator=(const SiteRuntime&) = delete;
+
+  void add_observer(RuntimeObserver* o);
+  // Before start(). Errors name the offending field; nothing is added on error.
+  Status add_remote_site(const RemoteSite& site);
+  Status add_path(const PathSpec& path);
+  // Checks the configuration (classes, scorer and probe instances), starts the router if it is
+  // not running, asks the probe to watch every path and starts the decision tick.
+  Status start();
+  void stop();
+  bool running() const { return running_; }
+
+  // The data path: a packet of a flow (DSCP 0..63). Returns the path it is steered onto (an
+  // invalid PathId: no usable path, or a destination outside every remote site's prefixes).
+  model::PathId on_packet(const model::FlowKey& key, std::uint8_t dscp, std::uint32_t bytes);
+  // Evaluates every (class, site) now (the tick does this too).
+  void evaluate_all();
+
+  const std::string& site() const { return config_.site; }
+  const RuntimeConfig& config() const { return config_; }
+  std::vector<PathView> paths() const;
+  std::optional<PathView> path(model::PathId id) const;
+  // The path a class's traffic to a site takes now (invalid: none).
+  model::PathId class_path(const std::string& dst_site, const std::string& cls) const;
+  const std::deque<Decision>& decisions() const { return decisions_; }
+  const FlowTable& flows() const { return flows_; }
+  const RuntimeCounters& counters() const { return counters_; }
+  // The class a flow falls into (rules in order, else the default class).
+  const std::string& classify(const model::FlowKey& key, std::uint8_t dscp) const;
+
+ private:
+  struct Path;
+  struct Selection;
+  struct ScorerSlot {
+    std::string instance;
+  };
+
+  // core::RouterObserver
+  void on_sample(const std::string& instance, const patronus_path_sample& s) override;
+  void on_liveness(const std::string& instance, const patronus_path_liveness& l) override;
+  void on_event(const std::string& instance, const std::string& type,
+                const std::string& json) override;
+  void on_metric(const std::string&, const std::string&, double) override {}
+  void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) override;
+
+  void emit_event(const std::string& type, const std::string& json);
+  void tick();
+  void schedule_tick();
+  void rescore(Path& p);
+  void refresh_eligibility(Path& p);
+  void evaluate_site(std::uint32_t site);
+  void evaluate(Selection& s);
+  void apply(Selection& s, int chosen, Reason reason, std::int64_t fault_age,
+             const std::vector<CandidateInput>& inputs);
+  void rebalance(Selection& s);
+  void update_rates();
+  void expire_flows();
+  void publish_metrics();
+  void notify_state(Path& p);
+  PathView view(const Path& p) const;
+  int class_index(const model::FlowKey& key, std::uint8_t dscp) const;
+  int site_of(const model::IpAddress& dst) const;
+  std::uint16_t pick_balanced(const Selection& s, std::uint64_t flow_hash) const;
+  std::uint32_t now_ms() const;
+
+  env::Env& env_;
+  core::RouterInstance& router_;
+  RuntimeConfig config_;
+  Dataplane& dataplane_;
+  std::vector<RuntimeObserver*> observers_;
+  std::vector<RemoteSite> sites_;
+  std::vector<std::unique_ptr<Path>> paths_;
+  std::map<std::uint64_t, std::uint32_t> path_index_;  // PathId -> index
+  std::vector<ScorerSlot> scorers_;
+  std::vector<std::uint32_t> class_scorer_;  // class -> scorer slot
+  std::vector<std::unique_ptr<Selection>> selections_;  // site * classes + class
+  std::vector<std::pair<model::IpPrefix, std::uint32_t>> prefixes_;  // longest first
+  FlowTable flows_;
+  std::deque<Decision> decisions_;
+  RuntimeCounters counters_;
+  env::TimerId tick_timer_ = 0;
+  std::int64_t next_metrics_ns_ = 0;
+  bool running_ = false;
+};
+
+}  // namespace patronus::steering

@@ -1,0 +1,193 @@
+#include "patronus/steering/flow_table.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace patronus::steering {
+
+namespace {
+constexpr std::uint32_t kIndexMask = 0x00FFFFFFu;
+
+inline std::uint64_t load64(const std::uint8_t* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+inline std::uint64_t mix(std::uint64_t h, std::uint64_t w) {
+  h ^= w;
+  h *= 0x9E3779B97F4A7C15ULL;
+  return h ^ (h >> 29);
+}
+}  // namespace
+
+FlowKeyBytes FlowKeyBytes::of(const model::FlowKey& k) {
+  FlowKeyBytes b{};
+  auto put = [](std::uint8_t* out, const model::IpAddress& a) {
+    if (a.is_v4()) {
+      std::memset(out, 0, 10);
+      out[10] = out[11] = 0xFF;
+      std::memcpy(out + 12, a.bytes().data(), 4);
+    } else {
+      std::memcpy(out, a.bytes().data(), 16);
+    }
+  };
+  put(b.src, k.src);
+  put(b.dst, k.dst);
+  b.src_port = k.src_port;
+  b.dst_port = k.dst_port;
+  b.protocol = static_cast<std::uint8_t>(k.protocol);
+  return b;
+}
+
+model::FlowKey FlowKeyBytes::to_flow_key() const {
+  auto get = [](const std::uint8_t* in) {
+    static const std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+    if (std::memcmp(in, kMapped, 12) == 0) {
+      return model::IpAddress::v4(std::uint32_t(in[12]) << 24 | std::uint32_t(in[13]) << 16 |
+                                  std::uint32_t(in[14]) << 8 | in[15]);
+    }
+    std::array<std::uint8_t, 16> a{};
+    std::memcpy(a.data(), in, 16);
+    return model::IpAddress::v6(a);
+  };
+  model::FlowKey k;
+  k.src = get(src);
+  k.dst = get(dst);
+  k.src_port = src_port;
+  k.dst_port = dst_port;
+  k.protocol = static_cast<model::IpProtocol>(protocol);
+  return k;
+}
+
+std::uint64_t hash_flow(const FlowKeyBytes& k) {
+  std::uint64_t h = 0x243F6A8885A308D3ULL;
+  h = mix(h, load64(k.src));
+  h = mix(h, load64(k.src + 8));
+  h = mix(h, load64(k.dst));
+  h = mix(h, load64(k.dst + 8));
+  h = mix(h, std::uint64_t{k.src_port} | std::uint64_t{k.dst_port} << 16 |
+                 std::uint64_t{k.protocol} << 32);
+  // fmix64 (MurmurHash3) so every output bit depends on every input bit.
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+FlowKeyBytes FlowEntry::key() const {
+  FlowKeyBytes k{};
+  std::memcpy(k.src, src, 16);
+  std::memcpy(k.dst, dst, 16);
+  k.src_port = src_port;
+  k.dst_port = dst_port;
+  k.protocol = protocol;
+  return k;
+}
+
+FlowTable::FlowTable(std::uint32_t max_flows) : max_(max_flows) {
+  if (max_flows == 0 || max_flows > kMaxCapacity) {
+    throw std::invalid_argument("FlowTable: max_flows must be 1.." + std::to_string(kMaxCapacity));
+  }
+  // Load factor at most 0.75: slots = ceil(4/3 x max) + 1 (one empty slot always ends a probe).
+  slots_.assign(static_cast<std::size_t>(max_flows) * 4 / 3 + 2, 0);
+  entries_.reserve(max_flows);
+}
+
+std::size_t FlowTable::memory_bytes() const {
+  return slots_.capacity() * sizeof(std::uint32_t) + entries_.capacity() * sizeof(FlowEntry);
+}
+
+void FlowTable::clear() {
+  std::fill(slots_.begin(), slots_.end(), 0);
+  entries_.clear();
+}
+
+std::uint32_t FlowTable::slot_of(const FlowKeyBytes& key, std::uint64_t hash) const {
+  const std::uint32_t n = static_cast<std::uint32_t>(slots_.size());
+  const std::uint32_t t = tag(hash);
+  std::uint32_t i = home(hash);
+  for (std::uint32_t probes = 0; probes < n; ++probes) {
+    const std::uint32_t s = slots_[i];
+    if (s == 0) return UINT32_MAX;
+    if ((s & ~kIndexMask) == t) {
+      const FlowEntry& e = entries_[(s & kIndexMask) - 1];
+      if (std::memcmp(e.src, key.src, 32) == 0 && e.src_port == key.src_port &&
+          e.dst_port == key.dst_port && e.protocol == key.protocol) {
+        return i;
+      }
+    }
+    if (++i == n) i = 0;
+  }
+  return UINT32_MAX;
+}
+
+FlowEntry* FlowTable::find(const FlowKeyBytes& key, std::uint64_t hash) {
+  const std::uint32_t s = slot_of(key, hash);
+  return s == UINT32_MAX ? nullptr : &entries_[(slots_[s] & kIndexMask) - 1];
+}
+
+FlowEntry* FlowTable::insert(const FlowKeyBytes& key, bool* inserted) {
+  const std::uint64_t hash = hash_flow(key);
+  if (inserted) *inserted = false;
+  if (FlowEntry* e = find(key, hash)) return e;
+  if (entries_.size() >= max_) return nullptr;
+  const std::uint32_t n = static_cast<std::uint32_t>(slots_.size());
+  std::uint32_t i = home(hash);
+  while (slots_[i] != 0) {
+    if (++i == n) i = 0;
+  }
+  FlowEntry e{};
+  std::memcpy(e.src, key.src, 16);
+  std::memcpy(e.dst, key.dst, 16);
+  e.src_port = key.src_port;
+  e.dst_port = key.dst_port;
+  e.protocol = key.protocol;
+  e.path = kNoPath;
+  entries_.push_back(e);
+  slots_[i] = tag(hash) | static_cast<std::uint32_t>(entries_.size());
+  if (inserted) *inserted = true;
+  return &entries_.back();
+}
+
+void FlowTable::erase_slot(std::uint32_t slot) {
+  // Backward-shift deletion (Knuth 6.4 Algorithm R): later members of the probe run move up.
+  const std::uint32_t n = static_cast<std::uint32_t>(slots_.size());
+  std::uint32_t i = slot;
+  std::uint32_t j = slot;
+  slots_[i] = 0;
+  for (;;) {
+    if (++j == n) j = 0;
+    const std::uint32_t s = slots_[j];
+    if (s == 0) return;
+    const std::uint32_t k = home(hash_flow(entries_[(s & kIndexMask) - 1].key()));
+    // Move s to i unless its home lies cyclically in (i, j].
+    const bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+    if (!stays) {
+      slots_[i] = s;
+      slots_[j] = 0;
+      i = j;
+    }
+  }
+}
+
+bool FlowTable::erase(const FlowKeyBytes& key) {
+  const std::uint64_t hash = hash_flow(key);
+  const std::uint32_t s = slot_of(key, hash);
+  if (s == UINT32_MAX) return false;
+  const std::uint32_t idx = (slots_[s] & kIndexMask) - 1;
+  erase_slot(s);
+  const std::uint32_t last = static_cast<std::uint32_t>(entries_.size()) - 1;
+  if (idx != last) {
+    // The last entry fills the hole; its slot points at its new index.
+    const FlowKeyBytes lk = entries_[last].key();
+    const std::uint32_t ls = slot_of(lk, hash_flow(lk));
+    entries_[idx] = entries_[last];
+    slots_[ls] = (slots_[ls] & ~kIndexMask) | (idx + 1);
+  }
+  entries_.pop_back();
+  return true;
+}
+
+}  // namespace patronus::steering

@@ -1,0 +1,974 @@
+#include "patronus/steering/site_runtime.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+namespace patronus::steering {
+
+namespace {
+
+std::string fmt(double v, int digits = 1) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+std::uint32_t priority_of(model::Priority p) { return static_cast<std::uint32_t>(p); }
+
+bool is_pow2(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+}  // namespace
+
+const char* to_string(Reason r) {
+  switch (r) {
+    case Reason::kInitial:
+      return "initial";
+    case Reason::kPathDown:
+      return "failover-path-down";
+    case Reason::kThreshold:
+      return "failover-threshold";
+    case Reason::kFailback:
+      return "failback";
+    case Reason::kBetter:
+      return "better-while-settling";
+    case Reason::kNoPath:
+      return "no-path";
+    case Reason::kRebalance:
+      return "rebalance";
+  }
+  return "unknown";
+}
+
+std::string Decision::to_json() const {
+  std::string j = "{\"site\":\"" + json_escape(site) + "\",\"class\":\"" + json_escape(cls) +
+                  "\",\"dst_site\":\"" + json_escape(dst_site) +
+                  "\",\"from\":" + std::to_string(from.value()) +
+                  ",\"to\":" + std::to_string(to.value()) + ",\"reason\":\"" + to_string(reason) +
+                  "\",\"why\":\"" + json_escape(why) + "\",\"mono_ns\":" + std::to_string(mono_ns) +
+                  ",\"fault_age_ns\":" + std::to_string(fault_age_ns) +
+                  ",\"flows_moved\":" + std::to_string(flows_moved) + ",\"candidates\":[";
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    const auto& c = candidates[i];
+    j += std::string(i ? "," : "") + "{\"path\":" + std::to_string(c.path.value()) +
+         ",\"score\":" + fmt(c.score, 2) + ",\"eligible\":" + (c.eligible ? "true" : "false");
+    if (!c.why_not.empty()) j += ",\"why_not\":\"" + json_escape(c.why_not) + "\"";
+    j += "}";
+  }
+  return j + "]}";
+}
+
+struct SiteRuntime::Path {
+  PathSpec spec;
+  std::uint32_t site = 0;
+  MetricWindow window;
+  bool live = false;
+  std::int64_t last_rx_ns = 0;
+  struct Score {
+    bool valid = false;
+    double score = 0;
+    std::uint32_t state = PATRONUS_PATH_DOWN;
+  };
+  std::vector<Score> scores;                  // per scorer slot
+  std::vector<std::int64_t> eligible_since;   // per class, -1: not eligible
+  model::PathStatus status = model::PathStatus::kDown;
+  bool status_reported = false;
+  std::uint32_t rate = PATRONUS_PROBE_RATE_IDLE;
+  std::uint32_t selections = 0;
+  std::uint32_t flows = 0;
+  explicit Path(const WindowLimits& w) : window(w) {}
+};
+
+struct SiteRuntime::Selection {
+  std::uint32_t site = 0;
+  std::uint32_t cls = 0;
+  std::vector<std::uint32_t> cand;  // path indices to the site
+  SelectionState state;             // indices into cand
+  std::int64_t last_traffic_ns = INT64_MIN / 2;
+  std::vector<std::uint16_t> balanced;  // path indices of a balanced class's set
+  std::uint16_t current_path() const {
+    return state.current < 0 ? kNoPath : static_cast<std::uint16_t>(cand[state.current]);
+  }
+};
+
+SiteRuntime::SiteRuntime(env::Env& env, core::RouterInstance& router, RuntimeConfig config,
+                         Dataplane& dataplane)
+    : env_(env),
+      router_(router),
+      config_(std::move(config)),
+      dataplane_(dataplane),
+      flows_(std::clamp<std::uint32_t>(config_.max_flows, 1, FlowTable::kMaxCapacity)) {
+  router_.set_observer(this);
+}
+
+SiteRuntime::~SiteRuntime() {
+  stop();
+  router_.set_observer(nullptr);
+}
+
+void SiteRuntime::add_observer(RuntimeObserver* o) {
+  if (o) observers_.push_back(o);
+}
+
+Status SiteRuntime::add_remote_site(const RemoteSite& site) {
+  if (running_) return failed_precondition("add_remote_site: the runtime is running");
+  if (site.name.empty()) return invalid_argument("remote site: name is empty");
+  if (site.name == config_.site) {
+    return invalid_argument("remote site '" + site.name + "' is this site");
+  }
+  for (const auto& s : sites_) {
+    if (s.name == site.name) return invalid_argument("remote site '" + site.name + "' twice");
+  }
+  if (sites_.size() >= config_.max_remote_sites) {
+    return resource_exhausted("remote sites: the bound of " +
+                              std::to_string(config_.max_remote_sites) + " is reached");
+  }
+  sites_.push_back(site);
+  return Status::ok();
+}
+
+Status SiteRuntime::add_path(const PathSpec& spec) {
+  if (running_) return failed_precondition("add_path: the runtime is running");
+  const std::string p = "path '" + spec.name + "'";
+  if (!spec.id.valid()) return invalid_argument(p + ": id is 0 (paths get ids from the store)");
+  if (path_index_.count(spec.id.value())) {
+    return invalid_argument(p + ": id " + std::to_string(spec.id.value()) + " is used already");
+  }
+  if (paths_.size() >= config_.max_paths || paths_.size() >= kNoPath) {
+    return resource_exhausted(p + ": the bound of " + std::to_string(config_.max_paths) +
+                              " paths is reached");
+  }
+  int site = -1;
+  for (std::size_t i = 0; i < sites_.size(); ++i) {
+    if (sites_[i].name == spec.remote_site) site = static_cast<int>(i);
+  }
+  if (site < 0) {
+    return invalid_argument(p + ": remote site '" + spec.remote_site +
+                            "' was not added (add_remote_site first)");
+  }
+  if (spec.bandwidth_mbps && !(*spec.bandwidth_mbps > 0)) {
+    return invalid_argument(p + ": bandwidth_mbps must be > 0");
+  }
+  auto path = std::make_unique<Path>(config_.window);
+  path->spec = spec;
+  path->site = static_cast<std::uint32_t>(site);
+  path_index_[spec.id.value()] = static_cast<std::uint32_t>(paths_.size());
+  paths_.push_back(std::move(path));
+  return Status::ok();
+}
+
+Status SiteRuntime::start() {
+  if (running_) return Status::ok();
+  if (auto s = validate(config_.classes); !s.is_ok()) return s;
+  if (config_.tick_ns < 1'000'000 || config_.tick_ns > 10'000'000'000) {
+    return invalid_argument("tick: must be 1 ms .. 10 s");
+  }
+  if (config_.decision_log == 0 || config_.decision_log > 1'000'000) {
+    return invalid_argument("decision_log: must be 1..1000000");
+  }
+  const auto names = router_.instance_names();
+  auto has = [&](const std::string& n) {
+    return std::find(names.begin(), names.end(), n) != names.end();
+  };
+  if (config_.probe.empty() || !has(config_.probe)) {
+    return invalid_argument("probe: no plugin instance '" + config_.probe + "'");
+  }
+  // Scorer slots: one per distinct scorer instance the classes use.
+  scorers_.clear();
+  class_scorer_.clear();
+  for (std::size_t c = 0; c < config_.classes.classes.size(); ++c) {
+    const auto& cls = config_.classes.classes[c];
+    const std::string inst = cls.scorer.empty() ? config_.default_scorer : cls.scorer;
+    if (inst.empty() || !has(inst)) {
+      return invalid_argument("classes[" + std::to_string(c) + "].scorer: no plugin instance '" +
+                              inst + "'");
+    }
+    std::uint32_t slot = 0;
+    while (slot < scorers_.size() && scorers_[slot].instance != inst) ++slot;
+    if (slot == scorers_.size()) scorers_.push_back({inst});
+    class_scorer_.push_back(slot);
+  }
+  // The default scorer is slot 0 if some class uses it, else it gets a slot for path status.
+  if (config_.default_scorer.empty() || !has(config_.default_scorer)) {
+    return invalid_argument("default_scorer: no plugin instance '" + config_.default_scorer + "'");
+  }
+  {
+    auto it = std::find_if(scorers_.begin(), scorers_.end(), [&](const ScorerSlot& s) {
+      return s.instance == config_.default_scorer;
+    });
+    if (it == scorers_.end()) {
+      scorers_.insert(scorers_.begin(), {config_.default_scorer});
+      for (auto& s : class_scorer_) ++s;
+    } else if (it != scorers_.begin()) {
+      const auto idx = static_cast<std::uint32_t>(it - scorers_.begin());
+      std::swap(scorers_[0], scorers_[idx]);
+      for (auto& s : class_scorer_) s = s == idx ? 0 : (s == 0 ? idx : s);
+    }
+  }
+  const std::size_t nclasses = config_.classes.classes.size();
+  for (auto& p : paths_) {
+    p->scores.assign(scorers_.size(), {});
+    p->eligible_since.assign(nclasses, -1);
+  }
+  // Prefix table, longest first (ties: site order) for longest-prefix match.
+  prefixes_.clear();
+  for (std::uint32_t s = 0; s < sites_.size(); ++s) {
+    for (const auto& pr : sites_[s].prefixes) prefixes_.emplace_back(pr, s);
+  }
+  std::stable_sort(prefixes_.begin(), prefixes_.end(), [](const auto& a, const auto& b) {
+    return a.first.length() > b.first.length();
+  });
+  selections_.clear();
+  for (std::uint32_t s = 0; s < sites_.size(); ++s) {
+    for (std::uint32_t c = 0; c < nclasses; ++c) {
+      auto sel = std::make_unique<Selection>();
+      sel->site = s;
+      sel->cls = c;
+      for (std::uint32_t i = 0; i < paths_.size(); ++i) {
+        if (paths_[i]->site == s) sel->cand.push_back(i);
+      }
+      selections_.push_back(std::move(sel));
+    }
+  }
+  if (!router_.running()) {
+    if (auto s = router_.start(); !s.is_ok()) return s;
+  }
+  for (auto& p : paths_) {
+    patronus_path_desc d{};
+    d.struct_size = sizeof d;
+    d.path_id = p->spec.id.value();
+    d.local = p->spec.local_underlay.to_abi();
+    d.remote = p->spec.remote_underlay.to_abi();
+    d.local_site = config_.site.c_str();
+    d.remote_site = p->spec.remote_site.c_str();
+    if (p->spec.local_overlay) d.local_overlay = model::SocketAddress(*p->spec.local_overlay, 0).to_abi();
+    if (p->spec.remote_overlay) {
+      d.remote_overlay = model::SocketAddress(*p->spec.remote_overlay, 0).to_abi();
+    }
+    d.session_id = p->spec.session_id;
+    d.rate = PATRONUS_PROBE_RATE_IDLE;
+    if (p->spec.has_key) {
+      d.key_len = 32;
+      std::memcpy(d.key, p->spec.probe_key.data(), 32);
+    }
+    auto s = router_.watch_path(config_.probe, d);
+    if (!s.is_ok()) {
+      for (auto& q : paths_) {
+        if (q.get() == p.get()) break;
+        (void)router_.unwatch_path(config_.probe, q->spec.id.value());
+      }
+      return Status(s.code(), "path '" + p->spec.name + "': " + s.message());
+    }
+    p->rate = PATRONUS_PROBE_RATE_IDLE;
+  }
+  running_ = true;
+  next_metrics_ns_ = env_.now_ns() + config_.metrics_interval_ns;
+  schedule_tick();
+  emit_event("runtime.started", "{\"paths\":" + std::to_string(paths_.size()) +
+                                    ",\"sites\":" + std::to_string(sites_.size()) +
+                                    ",\"classes\":" + std::to_string(nclasses) + "}");
+  return Status::ok();
+}
+
+void SiteRuntime::stop() {
+  if (!running_) return;
+  running_ = false;
+  if (tick_timer_) env_.cancel(tick_timer_);
+  tick_timer_ = 0;
+  for (auto& p : paths_) (void)router_.unwatch_path(config_.probe, p->spec.id.value());
+  publish_metrics();
+}
+
+void SiteRuntime::emit_event(const std::string& type, const std::string& json) {
+  for (auto* o : observers_) o->on_event(config_.site, "runtime", type, json);
+}
+
+void SiteRuntime::schedule_tick() {
+  tick_timer_ = env_.schedule(config_.tick_ns, [this] {
+    tick_timer_ = 0;
+    if (!running_) return;
+    tick();
+    schedule_tick();
+  });
+  if (tick_timer_ == 0) {
+    // Without a tick, hold-downs and expiry stop: say so loudly, and retry from the next sample.
+    ++counters_.timers_refused;
+    emit_event("runtime.timer_refused",
+               "{\"count\":" + std::to_string(counters_.timers_refused) + "}");
+  }
+}
+
+std::uint32_t SiteRuntime::now_ms() const {
+  return static_cast<std::uint32_t>(env_.now_ns() / 1'000'000);
+}
+
+// ---- measurements ------------------------------------------------------------------------------
+
+void SiteRuntime::on_sample(const std::string& instance, const patronus_path_sample& s) {
+  for (auto* o : observers_) o->on_sample(config_.site, instance, s);
+  if (instance != config_.probe || !running_) return;
+  auto it = path_index_.find(s.path_id);
+  if (it == path_index_.end()) {
+    ++counters_.samples_unknown_path;
+    return;
+  }
+  if (s.flags & PATRONUS_SAMPLE_LATE) {
+    ++counters_.samples_late;  // already counted lost; its RTT would bias the window
+    return;
+  }
+  ++counters_.samples;
+  Path& p = *paths_[it->second];
+  p.window.add(s.sent_ns, s.rtt_ns, s.lost != 0);
+  if (!s.lost) p.last_rx_ns = std::max(p.last_rx_ns, s.sent_ns + s.rtt_ns);
+  rescore(p);
+  evaluate_site(p.site);
+  if (tick_timer_ == 0) schedule_tick();
+}
+
+void SiteRuntime::on_liveness(const std::string& instance, const patronus_path_liveness& l) {
+  if (instance != config_.probe || !running_) return;
+  auto it = path_index_.find(l.path_id);
+  if (it == path_index_.end()) {
+    ++counters_.samples_unknown_path;
+    return;
+  }
+  Path& p = *paths_[it->second];
+  const bool up = l.state == PATRONUS_PATH_UP;
+  if (l.last_rx_ns > 0) p.last_rx_ns = l.last_rx_ns;
+  if (up == p.live) return;
+  p.live = up;
+  ++counters_.liveness_changes;
+  emit_event(up ? "path.up" : "path.down",
+             "{\"path\":" + std::to_string(p.spec.id.value()) + ",\"name\":\"" +
+                 json_escape(p.spec.name) + "\",\"diagnostic\":" + std::to_string(l.diagnostic) +
+                 ",\"detect_time_ns\":" + std::to_string(l.detect_time_ns) + "}");
+  rescore(p);
+  evaluate_site(p.site);
+}
+
+void SiteRuntime::on_event(const std::string& instance, const std::string& type,
+                           const std::string& json) {
+  for (auto* o : observers_) o->on_event(config_.site, instance, type, json);
+}
+
+void SiteRuntime::on_log(const std::string& instance, std::uint32_t level,
+                         const std::string& msg) {
+  for (auto* o : observers_) o->on_log(config_.site, instance, level, msg);
+}
+
+void SiteRuntime::rescore(Path& p) {
+  p.window.expire(env_.now_ns());
+  const WindowStats st = p.window.stats();
+  for (std::size_t slot = 0; slot < scorers_.size(); ++slot) {
+    auto& sc = p.scores[slot];
+    if (st.samples == 0 || st.lost == st.samples) {
+      // Nothing received in the window: there is no latency to score, and the path is down
+      // by measurement. No score is invented.
+      sc.valid = st.samples > 0;
+      sc.score = 0;
+      sc.state = PATRONUS_PATH_DOWN;
+      continue;
+    }
+    patronus_metrics_window w{};
+    w.struct_size = sizeof w;
+    w.samples = st.samples;
+    w.latency_ms = st.latency_ms;
+    w.jitter_ms = st.jitter_ms;
+    w.loss_pct = st.loss_pct;
+    w.path_id = p.spec.id.value();
+    w.window_ns = st.span_ns;
+    w.lost = st.lost;
+    if (p.spec.bandwidth_mbps) {
+      w.bandwidth_mbps = *p.spec.bandwidth_mbps;
+    } else {
+      w.flags |= PATRONUS_WINDOW_BANDWIDTH_UNKNOWN;
+    }
+    // The class asking: the first class that uses this scorer.
+    for (std::size_t c = 0; c < class_scorer_.size(); ++c) {
+      if (class_scorer_[c] == slot) {
+        w.priority = priority_of(config_.classes.classes[c].priority);
+        w.class_name = config_.classes.classes[c].name.c_str();
+        break;
+      }
+    }
+    auto r = router_.score(scorers_[slot].instance, w);
+    if (!r.is_ok()) {
+      sc.valid = false;
+      if (is_pow2(++counters_.scorer_errors)) {
+        emit_event("runtime.scorer_error",
+                   "{\"count\":" + std::to_string(counters_.scorer_errors) + ",\"error\":\"" +
+                       json_escape(r.status().message()) + "\"}");
+      }
+      continue;
+    }
+    sc.valid = true;
+    sc.score = r.value().score;
+    sc.state = r.value().state;
+  }
+  refresh_eligibility(p);
+  model::PathStatus status = model::PathStatus::kDown;
+  if (p.live && p.scores[0].valid) {
+    status = p.scores[0].state == PATRONUS_PATH_UP         ? model::PathStatus::kUp
+             : p.scores[0].state == PATRONUS_PATH_DEGRADED ? model::PathStatus::kDegraded
+                                                           : model::PathStatus::kDown;
+  }
+  if (status != p.status || !p.status_reported) {
+    p.status = status;
+    p.status_reported = true;
+    notify_state(p);
+  }
+}
+
+namespace {
+// Why a path cannot carry a class ("" when it can).
+std::string why_not(bool live, const PathView& v, bool valid, double score, std::uint32_t state,
+                    const ClassSpec& c) {
+  if (!live) return "down (no probe reply within the detection time)";
+  if (!valid) return "not measured yet";
+  if (state == PATRONUS_PATH_DOWN) return "scored down (" + fmt(score) + ")";
+  if (score < c.min_score) return "score " + fmt(score) + " < " + fmt(c.min_score);
+  if (c.max_loss_pct && v.stats.loss_pct > *c.max_loss_pct) {
+    return "loss " + fmt(v.stats.loss_pct, 2) + " % > " + fmt(*c.max_loss_pct, 2) + " %";
+  }
+  if (c.max_latency_ms && v.stats.latency_ms > *c.max_latency_ms) {
+    return "latency " + fmt(v.stats.latency_ms) + " ms > " + fmt(*c.max_latency_ms) + " ms";
+  }
+  if (c.max_jitter_ms && v.stats.jitter_ms > *c.max_jitter_ms) {
+    return "jitter " + fmt(v.stats.jitter_ms) + " ms > " + fmt(*c.max_jitter_ms) + " ms";
+  }
+  return "";
+}
+
+bool eligible_for(bool live, const WindowStats& st, bool valid, double score, std::uint32_t state,
+                  const ClassSpec& c) {
+  return live && valid && state != PATRONUS_PATH_DOWN && score >= c.min_score &&
+         (!c.max_loss_pct || st.loss_pct <= *c.max_loss_pct) &&
+         (!c.max_latency_ms || st.latency_ms <= *c.max_latency_ms) &&
+         (!c.max_jitter_ms || st.jitter_ms <= *c.max_jitter_ms);
+}
+}  // namespace
+
+void SiteRuntime::refresh_eligibility(Path& p) {
+  const WindowStats st = p.window.stats();
+  const std::int64_t now = env_.now_ns();
+  for (std::size_t c = 0; c < p.eligible_since.size(); ++c) {
+    const auto& sc = p.scores[class_scorer_[c]];
+    const bool ok =
+        eligible_for(p.live, st, sc.valid, sc.score, sc.state, config_.classes.classes[c]);
+    if (!ok) {
+      p.eligible_since[c] = -1;
+    } else if (p.eligible_since[c] < 0) {
+      p.eligible_since[c] = now;
+    }
+  }
+}
+
+void SiteRuntime::notify_state(Path& p) {
+  const PathView v = view(p);
+  for (auto* o : observers_) o->on_path_state(config_.site, v);
+}
+
+// ---- selection ---------------------------------------------------------------------------------
+
+void SiteRuntime::evaluate_site(std::uint32_t site) {
+  const std::size_t nclasses = config_.classes.classes.size();
+  for (std::size_t c = 0; c < nclasses; ++c) evaluate(*selections_[site * nclasses + c]);
+}
+
+void SiteRuntime::evaluate_all() {
+  for (auto& s : selections_) evaluate(*s);
+}
+
+void SiteRuntime::evaluate(Selection& s) {
+  const ClassSpec& cls = config_.classes.classes[s.cls];
+  const std::uint32_t slot = class_scorer_[s.cls];
+  std::vector<CandidateInput> in(s.cand.size());
+  for (std::size_t i = 0; i < s.cand.size(); ++i) {
+    const Path& p = *paths_[s.cand[i]];
+    const auto& sc = p.scores[slot];
+    auto& c = in[i];
+    c.path_id = p.spec.id.value();
+    c.score = sc.valid ? sc.score : 0;
+    c.live = p.live;
+    c.usable = p.live && sc.valid && sc.state != PATRONUS_PATH_DOWN;
+    c.eligible_since = p.eligible_since[s.cls];
+    c.eligible = c.eligible_since >= 0;
+    c.cost = p.spec.cost_per_gb;
+  }
+  const int before = s.state.current;
+  const SelectionResult r = select_path(cls, in, s.state, env_.now_ns());
+  if (r.move == Move::kStay) {
+    if (cls.balance) rebalance(s);
+    return;
+  }
+  Reason reason = Reason::kInitial;
+  std::int64_t fault_age = -1;
+  switch (r.move) {
+    case Move::kInitial:
+      reason = Reason::kInitial;
+      break;
+    case Move::kFailover:
+    case Move::kNone: {
+      const Path& old = *paths_[s.cand[before]];
+      reason = r.move == Move::kNone ? Reason::kNoPath
+               : old.live            ? Reason::kThreshold
+                                     : Reason::kPathDown;
+      if (old.last_rx_ns > 0) fault_age = env_.now_ns() - old.last_rx_ns;
+      break;
+    }
+    case Move::kFailback:
+      reason = Reason::kFailback;
+      break;
+    case Move::kBetter:
+      reason = Reason::kBetter;
+      break;
+    case Move::kStay:
+      break;
+  }
+  // select_path() updated home and settling; apply() moves `current` itself, accounting for the
+  // path left and the path taken.
+  s.state.current = before;
+  apply(s, r.chosen, reason, fault_age, in);
+  if (cls.balance) rebalance(s);
+}
+
+void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fault_age,
+                        const std::vector<CandidateInput>& in) {
+  const ClassSpec& cls = config_.classes.classes[s.cls];
+  const std::uint16_t from_idx = s.current_path();
+  const std::uint16_t to_idx = chosen < 0 ? kNoPath : static_cast<std::uint16_t>(s.cand[chosen]);
+  Decision d;
+  d.wall_ns = env_.wall_ns();
+  d.mono_ns = env_.now_ns();
+  d.site = config_.site;
+  d.cls = cls.name;
+  d.dst_site = sites_[s.site].name;
+  if (from_idx != kNoPath) d.from = paths_[from_idx]->spec.id;
+  if (to_idx != kNoPath) d.to = paths_[to_idx]->spec.id;
+  d.reason = reason;
+  d.fault_age_ns = fault_age;
+  std::size_t eligible = 0;
+  const std::uint32_t slot = class_scorer_[s.cls];
+  for (std::size_t i = 0; i < s.cand.size(); ++i) {
+    const Path& p = *paths_[s.cand[i]];
+    Candidate c;
+    c.path = p.spec.id;
+    c.score = in[i].score;
+    c.eligible = in[i].eligible;
+    if (!c.eligible) {
+      const auto& sc = p.scores[slot];
+      c.why_not = why_not(p.live, view(p), sc.valid, sc.score, sc.state, cls);
+    }
+    eligible += c.eligible;
+    d.candidates.push_back(std::move(c));
+  }
+  // Why, in words.
+  std::string why;
+  if (from_idx != kNoPath) {
+    const Path& f = *paths_[from_idx];
+    const int fi = static_cast<int>(
+        std::find(s.cand.begin(), s.cand.end(), from_idx) - s.cand.begin());
+    switch (reason) {
+      case Reason::kPathDown:
+        why = f.spec.name + " is down (last reply " + fmt(fault_age / 1e6, 0) + " ms ago)";
+        break;
+      case Reason::kThreshold:
+      case Reason::kNoPath:
+        why = f.spec.name + ": " +
+              (d.candidates[fi].why_not.empty() ? "not usable" : d.candidates[fi].why_not);
+        break;
+      case Reason::kFailback:
+        why = "failback from " + f.spec.name;
+        break;
+      case Reason::kBetter:
+        why = "settling: better than " + f.spec.name + " (" + fmt(in[fi].score) + ") by more than " +
+              fmt(cls.hysteresis) + " points";
+        break;
+      default:
+        break;
+    }
+  } else {
+    why = "no path to " + d.dst_site + " before";
+  }
+  if (to_idx != kNoPath) {
+    const Path& t = *paths_[to_idx];
+    const WindowStats st = t.window.stats();
+    why += "; chose " + t.spec.name + ": score " + fmt(in[chosen].score) + " (rtt " +
+           fmt(st.latency_ms) + " ms, jitter " + fmt(st.jitter_ms) + " ms, loss " +
+           fmt(st.loss_pct, 2) + " %), " + std::to_string(eligible) + " of " +
+           std::to_string(s.cand.size()) + " paths eligible";
+    if (reason == Reason::kFailback) {
+      why += ", good for the " + fmt(cls.hold_down_ns / 1e9, 1) + " s hold-down";
+    }
+  } else {
+    why += "; no usable path to " + d.dst_site;
+  }
+  d.why = std::move(why);
+
+  // Forwarding first, then the flows that follow the class.
+  if (auto st = dataplane_.set_class_path(d.dst_site, cls.name, d.to); !st.is_ok()) {
+    ++counters_.dataplane_errors;
+    emit_event("runtime.dataplane_error", "{\"error\":\"" + json_escape(st.message()) + "\"}");
+  }
+  if (from_idx != kNoPath) --paths_[from_idx]->selections;
+  if (to_idx != kNoPath) ++paths_[to_idx]->selections;
+  if (!cls.balance) {
+    for (std::uint32_t i = 0; i < flows_.size(); ++i) {
+      FlowEntry& e = flows_.at(i);
+      if (e.cls != s.cls) continue;
+      if (e.path == from_idx && from_idx != kNoPath) {
+        e.path = to_idx;
+      } else if (e.path == kNoPath && from_idx == kNoPath) {
+        const FlowKeyBytes k = e.key();
+        if (site_of(k.to_flow_key().dst) != static_cast<int>(s.site)) continue;
+        e.path = to_idx;
+      } else {
+        continue;
+      }
+      if (from_idx != kNoPath) --paths_[from_idx]->flows;
+      if (to_idx != kNoPath) ++paths_[to_idx]->flows;
+      ++d.flows_moved;
+    }
+  }
+  ++counters_.decisions;
+  if (reason == Reason::kPathDown || reason == Reason::kThreshold || reason == Reason::kNoPath) {
+    ++counters_.failovers;
+  }
+  if (reason == Reason::kFailback) ++counters_.failbacks;
+  decisions_.push_back(d);
+  while (decisions_.size() > config_.decision_log) {
+    decisions_.pop_front();
+    ++counters_.decisions_evicted;
+  }
+  for (auto* o : observers_) o->on_decision(config_.site, decisions_.back());
+  s.state.current = chosen;
+  update_rates();
+}
+
+std::uint16_t SiteRuntime::pick_balanced(const Selection& s, std::uint64_t h) const {
+  if (s.balanced.empty()) return s.current_path();
+  const std::uint32_t slot = class_scorer_[s.cls];
+  double total = 0;
+  for (auto i : s.balanced) total += std::max(1.0, paths_[i]->scores[slot].score);
+  double x = static_cast<double>(h >> 11) / static_cast<double>(1ULL << 53) * total;
+  for (auto i : s.balanced) {
+    x -= std::max(1.0, paths_[i]->scores[slot].score);
+    if (x < 0) return i;
+  }
+  return s.balanced.back();
+}
+
+void SiteRuntime::rebalance(Selection& s) {
+  const ClassSpec& cls = config_.classes.classes[s.cls];
+  const std::uint32_t slot = class_scorer_[s.cls];
+  const std::int64_t now = env_.now_ns();
+  double best = -1;
+  for (auto i : s.cand) {
+    if (paths_[i]->eligible_since[s.cls] >= 0) best = std::max(best, paths_[i]->scores[slot].score);
+  }
+  std::vector<std::uint16_t> set;
+  for (auto i : s.cand) {
+    const Path& p = *paths_[i];
+    const std::int64_t since = p.eligible_since[s.cls];
+    if (since < 0) continue;
+    const bool member = std::find(s.balanced.begin(), s.balanced.end(), i) != s.balanced.end();
+    const bool stable = now - since >= cls.hold_down_ns;
+    if (member || (stable && p.scores[slot].score >= best - cls.balance_margin)) {
+      set.push_back(static_cast<std::uint16_t>(i));
+    }
+  }
+  const std::uint16_t cur = s.current_path();
+  if (cur != kNoPath && std::find(set.begin(), set.end(), cur) == set.end()) set.push_back(cur);
+  std::sort(set.begin(), set.end());
+  if (set == s.balanced) return;
+  const auto old = s.balanced;
+  s.balanced = set;
+  Decision d;
+  d.wall_ns = env_.wall_ns();
+  d.mono_ns = now;
+  d.site = config_.site;
+  d.cls = cls.name;
+  d.dst_site = sites_[s.site].name;
+  d.reason = Reason::kRebalance;
+  if (cur != kNoPath) d.to = paths_[cur]->spec.id;
+  std::string names;
+  for (auto i : set) names += (names.empty() ? "" : ", ") + paths_[i]->spec.name;
+  d.why = "balanced set is now {" + names + "} (eligible paths within " +
+          fmt(cls.balance_margin) + " points of the best)";
+  for (std::uint32_t i = 0; i < flows_.size(); ++i) {
+    FlowEntry& e = flows_.at(i);
+    if (e.cls != s.cls) continue;
+    const bool ours = e.path != kNoPath ? paths_[e.path]->site == s.site
+                                        : site_of(e.key().to_flow_key().dst) == static_cast<int>(s.site);
+    if (!ours) continue;
+    if (e.path != kNoPath && std::find(set.begin(), set.end(), e.path) != set.end()) continue;
+    const FlowKeyBytes k = e.key();
+    const std::uint16_t np = pick_balanced(s, hash_flow(k));
+    if (np == e.path) continue;
+    if (e.path != kNoPath) --paths_[e.path]->flows;
+    if (np != kNoPath) ++paths_[np]->flows;
+    e.path = np;
+    ++d.flows_moved;
+    if (auto st = dataplane_.set_flow_path(k.to_flow_key(),
+                                           np == kNoPath ? model::PathId{} : paths_[np]->spec.id);
+        !st.is_ok()) {
+      ++counters_.dataplane_errors;
+    }
+  }
+  if (old.empty() && d.flows_moved == 0) {
+    update_rates();
+    return;  // the first set of a class with no flows yet is not a decision worth a record
+  }
+  ++counters_.decisions;
+  decisions_.push_back(d);
+  while (decisions_.size() > config_.decision_log) {
+    decisions_.pop_front();
+    ++counters_.decisions_evicted;
+  }
+  for (auto* o : observers_) o->on_decision(config_.site, decisions_.back());
+  update_rates();
+}
+
+void SiteRuntime::update_rates() {
+  if (!running_) return;
+  const std::int64_t now = env_.now_ns();
+  std::vector<bool> active(paths_.size(), false);
+  for (const auto& s : selections_) {
+    if (now - s->last_traffic_ns > config_.idle_after_ns) continue;
+    if (s->state.current >= 0) active[s->cand[s->state.current]] = true;
+    for (auto i : s->balanced) active[i] = true;
+  }
+  for (std::size_t i = 0; i < paths_.size(); ++i) {
+    Path& p = *paths_[i];
+    const std::uint32_t want = active[i] ? PATRONUS_PROBE_RATE_ACTIVE : PATRONUS_PROBE_RATE_IDLE;
+    if (want == p.rate) continue;
+    auto st = router_.set_path_rate(config_.probe, p.spec.id.value(), want);
+    p.rate = want;  // an ABI 1.0 probe keeps its own rate; do not ask again every tick
+    if (!st.is_ok() && is_pow2(++counters_.rate_errors)) {
+      emit_event("runtime.rate_error", "{\"count\":" + std::to_string(counters_.rate_errors) +
+                                           ",\"error\":\"" + json_escape(st.message()) + "\"}");
+    }
+  }
+}
+
+// ---- flows -------------------------------------------------------------------------------------
+
+int SiteRuntime::class_index(const model::FlowKey& key, std::uint8_t dscp) const {
+  const auto& cs = config_.classes;
+  for (const auto& r : cs.rules) {
+    if (r.protocol && *r.protocol != static_cast<std::uint8_t>(key.protocol)) continue;
+    if (r.dscp && *r.dscp != dscp) continue;
+    if (r.dst_ports && !r.dst_ports->contains(key.dst_port)) continue;
+    if (r.src_ports && !r.src_ports->contains(key.src_port)) continue;
+    if (!r.dst_prefixes.empty() &&
+        std::none_of(r.dst_prefixes.begin(), r.dst_prefixes.end(),
+                     [&](const model::IpPrefix& p) { return p.contains(key.dst); })) {
+      continue;
+    }
+    if (!r.src_prefixes.empty() &&
+        std::none_of(r.src_prefixes.begin(), r.src_prefixes.end(),
+                     [&](const model::IpPrefix& p) { return p.contains(key.src); })) {
+      continue;
+    }
+    for (std::size_t c = 0; c < cs.classes.size(); ++c) {
+      if (cs.classes[c].name == r.class_name) return static_cast<int>(c);
+    }
+  }
+  for (std::size_t c = 0; c < cs.classes.size(); ++c) {
+    if (cs.classes[c].name == cs.default_class) return static_cast<int>(c);
+  }
+  return 0;
+}
+
+const std::string& SiteRuntime::classify(const model::FlowKey& key, std::uint8_t dscp) const {
+  return config_.classes.classes[class_index(key, dscp)].name;
+}
+
+int SiteRuntime::site_of(const model::IpAddress& dst) const {
+  for (const auto& [prefix, site] : prefixes_) {
+    if (prefix.contains(dst)) return static_cast<int>(site);
+  }
+  return -1;
+}
+
+model::PathId SiteRuntime::on_packet(const model::FlowKey& key, std::uint8_t dscp,
+                                     std::uint32_t bytes) {
+  if (!running_) return {};
+  ++counters_.packets;
+  const std::int64_t now = env_.now_ns();
+  const FlowKeyBytes kb = FlowKeyBytes::of(key);
+  const std::uint64_t h = hash_flow(kb);
+  const std::size_t nclasses = config_.classes.classes.size();
+  if (FlowEntry* e = flows_.find(kb, h)) {
+    e->bytes += bytes;
+    if (e->packets != UINT32_MAX) ++e->packets;
+    e->last_seen = now_ms();
+    if (e->path != kNoPath) {
+      Selection& s = *selections_[paths_[e->path]->site * nclasses + e->cls];
+      if (now - s.last_traffic_ns > config_.idle_after_ns) {
+        s.last_traffic_ns = now;
+        update_rates();
+      }
+      s.last_traffic_ns = now;
+      return paths_[e->path]->spec.id;
+    }
+  }
+  const int site = site_of(key.dst);
+  if (site < 0) {
+    ++counters_.flows_unrouted;
+    return {};
+  }
+  const int cls = class_index(key, dscp > 63 ? 0 : dscp);
+  Selection& s = *selections_[static_cast<std::size_t>(site) * nclasses + cls];
+  const bool was_idle = now - s.last_traffic_ns > config_.idle_after_ns;
+  s.last_traffic_ns = now;
+  const bool balanced = config_.classes.classes[cls].balance;
+  const std::uint16_t path = balanced ? pick_balanced(s, h) : s.current_path();
+  bool inserted = false;
+  FlowEntry* e = flows_.insert(kb, &inserted);
+  if (e == nullptr) {
+    if (is_pow2(++counters_.flows_refused)) {
+      emit_event("runtime.flow_table_full",
+                 "{\"count\":" + std::to_string(counters_.flows_refused) +
+                     ",\"max_flows\":" + std::to_string(flows_.capacity()) + "}");
+    }
+  } else {
+    if (inserted) {
+      ++counters_.flows_created;
+      e->cls = static_cast<std::uint8_t>(cls);
+      e->packets = 1;
+      e->bytes = bytes;
+    }
+    e->last_seen = now_ms();
+    if (e->path != path) {
+      if (e->path != kNoPath) --paths_[e->path]->flows;
+      e->path = path;
+      if (path != kNoPath) ++paths_[path]->flows;
+      if (balanced && path != kNoPath) {
+        if (!dataplane_.set_flow_path(key, paths_[path]->spec.id).is_ok()) {
+          ++counters_.dataplane_errors;
+        }
+      }
+    }
+  }
+  if (was_idle) update_rates();
+  return path == kNoPath ? model::PathId{} : paths_[path]->spec.id;
+}
+
+void SiteRuntime::expire_flows() {
+  const std::uint32_t now = now_ms();
+  const auto idle_ms = static_cast<std::uint32_t>(
+      std::min<std::int64_t>(config_.flow_idle_ns / 1'000'000, UINT32_MAX / 2));
+  for (std::uint32_t i = flows_.size(); i-- > 0;) {
+    const FlowEntry& e = flows_.at(i);
+    if (now - e.last_seen <= idle_ms) continue;
+    const bool balanced = config_.classes.classes[e.cls].balance;
+    if (e.path != kNoPath) --paths_[e.path]->flows;
+    const FlowKeyBytes k = e.key();
+    if (balanced && !dataplane_.set_flow_path(k.to_flow_key(), {}).is_ok()) {
+      ++counters_.dataplane_errors;
+    }
+    flows_.erase(k);
+    ++counters_.flows_expired;
+  }
+}
+
+// ---- the tick ----------------------------------------------------------------------------------
+
+void SiteRuntime::tick() {
+  const std::int64_t now = env_.now_ns();
+  for (auto& p : paths_) {
+    const auto before = p->window.size();
+    p->window.expire(now);
+    if (p->window.size() != before) rescore(*p);
+  }
+  evaluate_all();
+  update_rates();
+  expire_flows();
+  if (now >= next_metrics_ns_) {
+    publish_metrics();
+    next_metrics_ns_ = now + config_.metrics_interval_ns;
+  }
+}
+
+void SiteRuntime::publish_metrics() {
+  if (observers_.empty()) return;
+  for (const auto& p : paths_) {
+    const PathView v = view(*p);
+    for (auto* o : observers_) o->on_path_metrics(config_.site, v);
+  }
+}
+
+PathView SiteRuntime::view(const Path& p) const {
+  PathView v;
+  v.id = p.spec.id;
+  v.name = p.spec.name;
+  v.remote_site = p.spec.remote_site;
+  v.status = p.status;
+  v.live = p.live;
+  if (!p.scores.empty()) {
+    v.scored = p.scores[0].valid;
+    v.score = p.scores[0].score;
+  }
+  v.stats = p.window.stats();
+  v.rate = p.rate;
+  v.selections = p.selections;
+  v.flows = p.flows;
+  return v;
+}
+
+std::vector<PathView> SiteRuntime::paths() const {
+  std::vector<PathView> out;
+  for (const auto& p : paths_) out.push_back(view(*p));
+  return out;
+}
+
+std::optional<PathView> SiteRuntime::path(model::PathId id) const {
+  auto it = path_index_.find(id.value());
+  if (it == path_index_.end()) return std::nullopt;
+  return view(*paths_[it->second]);
+}
+
+model::PathId SiteRuntime::class_path(const std::string& dst_site, const std::string& cls) const {
+  const std::size_t nclasses = config_.classes.classes.size();
+  for (std::size_t s = 0; s < sites_.size(); ++s) {
+    if (sites_[s].name != dst_site) continue;
+    for (std::size_t c = 0; c < nclasses; ++c) {
+      if (config_.classes.classes[c].name != cls) continue;
+      if (selections_.empty()) return {};
+      const auto idx = selections_[s * nclasses + c]->current_path();
+      return idx == kNoPath ? model::PathId{} : paths_[idx]->spec.id;
+    }
+  }
+  return {};
+}
+
+}  // namespace patronus::steering
