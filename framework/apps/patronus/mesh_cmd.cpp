@@ -15,6 +15,7 @@
 #include "patronus/mesh/graph.hpp"
 #include "patronus/mesh/keys.hpp"
 #include "patronus/mesh/plan.hpp"
+#include "patronus/site/plan_store.hpp"
 #include "patronus/store/store.hpp"
 
 namespace patronus::cli {
@@ -310,21 +311,6 @@ int run_analyze(MeshCommands& m) {
   return 0;
 }
 
-Status write_private_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return unavailable(tmp + ": cannot create");
-    ::chmod(tmp.c_str(), 0600);
-    out << text;
-    if (!out.flush()) return unavailable(tmp + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return unavailable(path + ": " + ec.message());
-  return Status::ok();
-}
-
 int run_plan(MeshCommands& m) {
   auto built = build_graph(m);
   if (!built.is_ok()) return fail(kExitUsage, built.status().message());
@@ -344,16 +330,9 @@ int run_plan(MeshCommands& m) {
     auto st = store::Store::open(m.db);
     if (!st.is_ok()) return fail(kExitFailure, st.status().message());
     db = std::move(st).value();
-    auto rows = db->mesh_endpoints();
-    if (!rows.is_ok()) return fail(kExitFailure, rows.status().message());
-    for (const auto& r : rows.value()) {
-      if (r.overlay_ipv4.empty()) continue;
-      auto v4 = model::IpAddress::parse(r.overlay_ipv4);
-      if (!v4.is_ok()) continue;  // not ours to keep: it gets a fresh address
-      mesh::OverlayAddress a{v4.value(), std::nullopt};
-      if (auto v6 = model::IpAddress::parse(r.overlay_ipv6); v6.is_ok()) a.ipv6 = v6.value();
-      previous.emplace(r.site + "/" + r.endpoint, a);
-    }
+    auto prev = site::stored_overlay(*db);
+    if (!prev.is_ok()) return fail(kExitFailure, prev.status().message());
+    previous = std::move(prev).value();
   }
   auto overlay = mesh::assign_overlay(g, previous);
   if (!overlay.is_ok()) return fail(kExitUsage, overlay.status().message());
@@ -376,70 +355,18 @@ int run_plan(MeshCommands& m) {
 
   json out = mesh::plan_to_json(g, plan.value());
   if (db) {
-    std::vector<store::MeshSite> sites;
-    std::vector<store::MeshEndpointRow> endpoints;
-    for (std::size_t s = 0; s < g.num_sites(); ++s) {
-      const auto& spec = g.site(s);
-      store::MeshSite ms{spec.site, std::nullopt, std::nullopt};
-      if (spec.location) {
-        ms.latitude = spec.location->lat;
-        ms.longitude = spec.location->lon;
-      }
-      sites.push_back(ms);
-      for (std::size_t e = 0; e < spec.site.endpoints.size(); ++e) {
-        const auto& a = plan.value().overlay.at(spec.site.name + "/" + spec.site.endpoints[e].name);
-        endpoints.push_back({spec.site.name, spec.site.endpoints[e].name, spec.public_keys[e],
-                             a.ipv4.to_string(), a.ipv6 ? a.ipv6->to_string() : ""});
-      }
-    }
-    std::vector<store::PathRow> paths;
-    for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
-      const auto& p = g.path(id);
-      const auto& a = g.site(p.src_site).site;
-      const auto& b = g.site(g.path_dst(id)).site;
-      store::PathRow r;
-      r.src_site = a.name;
-      r.src_endpoint = a.endpoints[p.src_endpoint].name;
-      r.dst_site = b.name;
-      r.dst_endpoint = b.endpoints[p.dst_endpoint].name;
-      r.wg_interface = mesh::interface_name(r.src_endpoint);
-      paths.push_back(std::move(r));
-    }
-    auto ids =
-        db->save_mesh(sites, endpoints, paths, static_cast<std::int64_t>(std::time(nullptr)));
+    auto ids = site::save_plan(*db, g, plan.value(), static_cast<std::int64_t>(std::time(nullptr)));
     if (!ids.is_ok()) return fail(kExitFailure, ids.status().message());
-    for (std::size_t i = 0; i < ids.value().size(); ++i)
-      out["paths"][i]["path_id"] = ids.value()[i];
+    for (std::size_t i = 0; i < ids.value().size(); ++i) {
+      out["paths"][i]["path_id"] = ids.value()[i].value();
+    }
   }
   std::size_t configs = 0;
   if (!m.wg_config_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(m.wg_config_dir, ec);
-    if (ec) return fail(kExitFailure, m.wg_config_dir + ": " + ec.message());
-    for (std::uint32_t s = 0; s < g.num_sites(); ++s) {
-      const auto& spec = g.site(s);
-      if (!m.only_site.empty() && spec.site.name != m.only_site) continue;
-      const std::string dir = m.wg_config_dir + "/" + spec.site.name;
-      std::filesystem::create_directories(dir, ec);
-      if (ec) return fail(kExitFailure, dir + ": " + ec.message());
-      ::chmod(dir.c_str(), 0700);
-      for (const auto& iface : plan.value().sites[s]) {
-        const std::string ep = spec.site.endpoints[iface.endpoint].name;
-        std::optional<mesh::Key> priv;
-        if (keys) {
-          auto kp = keys->load(spec.site.name, ep);
-          if (!kp.is_ok()) return fail(kExitFailure, kp.status().message());
-          if (kp.value()) priv = kp.value()->private_key;
-        }
-        const std::string text =
-            mesh::render_wg_quick(g, plan.value(), iface, priv,
-                                  m.key_path_on_site + "/" + spec.site.name + "/" + ep + ".key");
-        if (auto st = write_private_file(dir + "/" + iface.name + ".conf", text); !st.is_ok()) {
-          return fail(kExitFailure, st.message());
-        }
-        ++configs;
-      }
-    }
+    auto n = site::write_wg_configs(g, plan.value(), keys, m.wg_config_dir, m.only_site,
+                                    m.key_path_on_site);
+    if (!n.is_ok()) return fail(kExitFailure, n.status().message());
+    configs = n.value();
   }
   if (m.json) {
     std::cout << out.dump(2) << std::endl;

@@ -1,6 +1,9 @@
 // patronusd: the Patronus router daemon. Reads a YAML config, opens the state database, loads
-// and starts the configured plugins on the real (Boost.Asio) Env, persists what they report in
-// batches, and stops cleanly on SIGTERM/SIGINT (plugins stopped, state flushed).
+// and starts the configured plugins on the real (Boost.Asio) Env and, with a `runtime:` section,
+// runs the site runtime (path engine) over its site's part of the mesh plan: authenticated probes
+// on every path, scores, per-class selection, failover, decisions. Persists what happens in
+// batches and stops cleanly on SIGTERM/SIGINT (plugins stopped, state flushed). A thin shell: the
+// logic lives in the libraries (steering, site, mesh, store).
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -17,7 +20,12 @@
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/core/router.hpp"
 #include "patronus/env/asio_env.hpp"
+#include "patronus/mesh/graph.hpp"
+#include "patronus/mesh/plan.hpp"
 #include "patronus/policy/parse.hpp"
+#include "patronus/site/plan_store.hpp"
+#include "patronus/site/store_sink.hpp"
+#include "patronus/steering/site_runtime.hpp"
 #include "patronus/store/store.hpp"
 #include "patronus/util/file.hpp"
 
@@ -41,7 +49,7 @@ int level_of(const std::string& name) {
   return 3;
 }
 
-class Daemon final : public core::RouterObserver {
+class Daemon final : public core::RouterObserver, public steering::RuntimeObserver {
  public:
   Daemon(std::string site, int min_level, store::BatchWriter& writer)
       : site_(std::move(site)), min_level_(min_level), writer_(writer) {}
@@ -69,6 +77,25 @@ class Daemon final : public core::RouterObserver {
   void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) override {
     log(static_cast<int>(level), instance + ": " + msg);
   }
+  // With the site runtime: it is the router's observer and forwards to these; the store sink
+  // persists, this only logs.
+  void on_log(const std::string&, const std::string& instance, std::uint32_t level,
+              const std::string& msg) override {
+    log(static_cast<int>(level), instance + ": " + msg);
+  }
+  void on_event(const std::string&, const std::string& instance, const std::string& type,
+                const std::string& json) override {
+    log(type.rfind("probe.path_stats", 0) == 0 ? 0 : 1, instance + " event " + type + " " + json);
+  }
+  void on_decision(const std::string&, const steering::Decision& d) override {
+    log(1, "decision " + d.cls + " -> " + d.dst_site + ": " + steering::to_string(d.reason) +
+               ": " + d.why);
+  }
+  void on_path_state(const std::string&, const steering::PathView& p) override {
+    log(1, "path " + p.name + " (" + std::to_string(p.id.value()) + ") is " +
+               model::to_string(p.status) +
+               (p.scored ? " score " + std::to_string(p.score) : std::string()));
+  }
 
  private:
   void keep(const Status& s) {
@@ -78,6 +105,69 @@ class Daemon final : public core::RouterObserver {
   int min_level_;
   store::BatchWriter& writer_;
 };
+
+// What a decision changes in forwarding, until the kernel backend exists: the daemon says what it
+// would install. Linux policy routing over rtnetlink comes with the WireGuard transport issue; this
+// backend changes nothing in the kernel, and says so.
+class LoggingDataplane final : public steering::Dataplane {
+ public:
+  explicit LoggingDataplane(Daemon& d) : d_(d) {}
+  Status set_class_path(const std::string& site, const std::string& cls,
+                        model::PathId path) override {
+    d_.log(1, "forwarding (no kernel dataplane in this build): class " + cls + " to " + site +
+                  " -> path " + (path.valid() ? std::to_string(path.value()) : "none"));
+    return Status::ok();
+  }
+  Status set_flow_path(const model::FlowKey&, model::PathId) override { return Status::ok(); }
+
+ private:
+  Daemon& d_;
+};
+
+// The site's part of the mesh plan, from the sites file: this site's keys (created on the site
+// when missing; private keys never leave keys_dir), the other sites' public keys from the file,
+// overlay addresses and path ids kept from the state database.
+Result<site::SitePlan> plan_site(const core::DaemonConfig& cfg, store::Store& db) {
+  const auto& rt = *cfg.runtime;
+  auto topo = mesh::parse_topology(rt.topology);
+  if (!topo.is_ok()) return invalid_argument("runtime.topology: " + topo.status().message());
+  auto file = mesh::load_sites_file(rt.sites_file);
+  if (!file.is_ok()) return file.status();
+  mesh::TopologyOptions opt;
+  opt.kind = topo.value();
+  opt.hubs = rt.hubs;
+  opt.k = rt.k;
+  auto built = mesh::MeshGraph::build(std::move(file).value(), opt);
+  if (!built.is_ok()) return built.status();
+  mesh::MeshGraph& g = built.value();
+  const int self = g.find_site(cfg.site);
+  if (self < 0) return invalid_argument("site '" + cfg.site + "' is not in " + rt.sites_file);
+  auto keys = mesh::KeyDirectory::open(rt.keys_dir);
+  if (!keys.is_ok()) return keys.status();
+  const auto& endpoints = g.site(self).site.endpoints;
+  for (std::size_t e = 0; e < endpoints.size(); ++e) {
+    auto kp = keys.value().load_or_create(cfg.site, endpoints[e].name);
+    if (!kp.is_ok()) return kp.status();
+    const std::string pub = mesh::key_to_base64(kp.value().public_key);
+    std::string& in_file = g.public_key(self, e);
+    if (!in_file.empty() && in_file != pub) {
+      return failed_precondition(cfg.site + "/" + endpoints[e].name +
+                                 ": the sites file's public_key does not match the private key "
+                                 "in " +
+                                 keys.value().key_path(cfg.site, endpoints[e].name));
+    }
+    in_file = pub;
+  }
+  auto previous = site::stored_overlay(db);
+  if (!previous.is_ok()) return previous.status();
+  auto overlay = mesh::assign_overlay(g, previous.value());
+  if (!overlay.is_ok()) return overlay.status();
+  auto plan = mesh::make_plan(g, std::move(overlay).value());
+  if (!plan.is_ok()) return plan.status();
+  auto ids = site::save_plan(db, g, plan.value(), wall_ns() / 1000000000);
+  if (!ids.is_ok()) return ids.status();
+  return site::site_plan(g, plan.value(), ids.value(), cfg.site, keys.value());
+}
 
 }  // namespace
 
@@ -169,27 +259,81 @@ int main(int argc, char** argv) {
   Daemon daemon(cfg.site, level_of(cfg.log_level), writer);
   for (const auto& r : refused.value()) daemon.log(2, "refused plugin " + r.file + ": " + r.reason);
 
+  std::optional<site::SitePlan> site_plan;
+  std::optional<steering::ClassSet> classes;
+  if (cfg.runtime) {
+    auto cs = steering::parse_classes_yaml(cfg.runtime->classes_yaml, cfg.runtime->voice_scorer);
+    if (!cs.is_ok()) {
+      std::cerr << "patronusd: runtime.classes: " << cs.status().message() << std::endl;
+      return kExitConfig;
+    }
+    classes = std::move(cs).value();
+    auto sp = plan_site(cfg, db);
+    if (!sp.is_ok()) {
+      std::cerr << "patronusd: runtime: " << sp.status().message() << std::endl;
+      return kExitConfig;
+    }
+    site_plan = std::move(sp).value();
+  }
+
   boost::asio::io_context io;
   const std::uint64_t seed = cfg.seed ? *cfg.seed : std::random_device{}();
   env::AsioEnv env(io, seed);
   core::RouterInstance router(env, cfg.site);
   router.set_observer(&daemon);
+  LoggingDataplane dataplane(daemon);
+  std::unique_ptr<steering::SiteRuntime> runtime;
+  std::unique_ptr<site::StoreSink> sink;
   for (const auto& p : planned) {
     if (auto s = router.add_plugin(p.lib, p.instance, p.config); !s.is_ok()) {
       std::cerr << "patronusd: " << s.message() << std::endl;
       return kExitRuntime;
     }
   }
+  if (site_plan) {
+    steering::RuntimeConfig rc;
+    rc.site = cfg.site;
+    rc.probe = cfg.runtime->probe;
+    rc.default_scorer = cfg.runtime->scorer;
+    rc.classes = *classes;
+    rc.tick_ns = cfg.runtime->tick_ms * 1000000;
+    rc.idle_after_ns = cfg.runtime->idle_after_ms * 1000000;
+    rc.flow_idle_ns = cfg.runtime->flow_idle_ms * 1000000;
+    rc.metrics_interval_ns = cfg.runtime->metrics_interval_ms * 1000000;
+    rc.max_flows = cfg.runtime->max_flows;
+    runtime = std::make_unique<steering::SiteRuntime>(env, router, rc, dataplane);
+    site::StoreSinkOptions so;
+    so.samples = cfg.runtime->store_samples;
+    sink = std::make_unique<site::StoreSink>(db, env, so);
+    runtime->add_observer(sink.get());
+    runtime->add_observer(&daemon);
+    for (const auto& r : site_plan->remote_sites) {
+      if (auto s = runtime->add_remote_site(r); !s.is_ok()) {
+        std::cerr << "patronusd: runtime: " << s.message() << std::endl;
+        return kExitConfig;
+      }
+    }
+    for (const auto& p : site_plan->paths) {
+      if (auto s = runtime->add_path(p); !s.is_ok()) {
+        std::cerr << "patronusd: runtime: " << s.message() << std::endl;
+        return kExitConfig;
+      }
+    }
+  }
   daemon.record("patronusd", "daemon.start",
-                "{\"plugins\":" + std::to_string(planned.size()) + "}");
-  if (auto s = router.start(); !s.is_ok()) {
+                "{\"plugins\":" + std::to_string(planned.size()) + ",\"paths\":" +
+                    std::to_string(site_plan ? site_plan->paths.size() : 0) + "}");
+  if (auto s = runtime ? runtime->start() : router.start(); !s.is_ok()) {
     std::cerr << "patronusd: " << s.message() << std::endl;
     daemon.record("patronusd", "daemon.start_failed", "{}");
     (void)writer.flush();
     return kExitRuntime;
   }
-  daemon.log(1, "started " + std::to_string(planned.size()) + " plugin instance(s), state in " +
-                    cfg.state_db);
+  daemon.log(1, "started " + std::to_string(planned.size()) + " plugin instance(s)" +
+                    (runtime ? ", site runtime over " + std::to_string(site_plan->paths.size()) +
+                                   " path(s)"
+                             : std::string()) +
+                    ", state in " + cfg.state_db);
 
   // Policy plugins get the stored NetworkPolicies (as they were at the last apply, so a restart
   // enforces the same set) plus the configured inventory: one document, built once.
@@ -225,6 +369,10 @@ int main(int argc, char** argv) {
   schedule_flush = [&] {
     env.schedule(cfg.flush_interval_ms * 1000000, [&] {
       if (auto s = writer.flush(); !s.is_ok()) daemon.log(3, s.message());
+      if (sink) {
+        sink->add_flows(*runtime, 10000);
+        if (auto s = sink->flush(); !s.is_ok()) daemon.log(3, s.message());
+      }
       if (!stopping) schedule_flush();
     });
   };
@@ -235,7 +383,12 @@ int main(int argc, char** argv) {
     if (stopping) return;
     stopping = true;
     daemon.log(1, "stopping (" + why + ")");
+    if (runtime) runtime->stop();
     router.stop();
+    if (sink) {
+      sink->add_flows(*runtime, 10000);
+      if (auto s = sink->flush(); !s.is_ok()) daemon.log(3, "final flush failed: " + s.message());
+    }
     daemon.record("patronusd", "daemon.stop", "{\"reason\":\"" + why + "\"}");
     const auto pending = writer.pending();
     if (auto s = writer.flush(); !s.is_ok()) {

@@ -25,6 +25,95 @@ std::string resolve(const std::string& base, const std::string& p) {
   return (std::filesystem::path(base) / p).lexically_normal().string();
 }
 
+Result<std::int64_t> int_field(const YAML::Node& map, const char* key, std::int64_t lo,
+                               std::int64_t hi, std::int64_t def) {
+  if (!map[key]) return def;
+  return yamlf::integer(map[key], std::string("runtime.") + key, lo, hi);
+}
+
+Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& base_dir,
+                                     const DaemonConfig& c) {
+  const std::string path = "runtime";
+  if (!rt.IsMap()) return invalid_argument(at(rt) + "runtime: expected a map");
+  if (auto s = check_keys(rt,
+                          {"sites_file", "topology", "hubs", "k", "keys_dir", "probe", "scorer",
+                           "voice_scorer", "classes", "tick_ms", "idle_after_ms", "flow_idle_ms",
+                           "metrics_interval_ms", "max_flows", "store_samples"},
+                          path);
+      !s.is_ok()) {
+    return s;
+  }
+  RuntimeSection r;
+  auto sites = scalar(rt, "sites_file", path, true);
+  if (!sites.is_ok()) return sites.status();
+  r.sites_file = resolve(base_dir, sites.value());
+  auto keys = scalar(rt, "keys_dir", path, true);
+  if (!keys.is_ok()) return keys.status();
+  r.keys_dir = resolve(base_dir, keys.value());
+  auto topo = scalar(rt, "topology", path, false);
+  if (!topo.is_ok()) return topo.status();
+  if (!topo.value().empty()) r.topology = topo.value();
+  if (const auto h = rt["hubs"]) {
+    if (!h.IsSequence()) return invalid_argument(at(h) + "runtime.hubs: expected a list");
+    for (std::size_t i = 0; i < h.size(); ++i) {
+      if (!h[i].IsScalar() || h[i].Scalar().empty()) {
+        return invalid_argument(at(h[i]) + "runtime.hubs[" + std::to_string(i) +
+                                "]: expected a site name");
+      }
+      r.hubs.push_back(h[i].Scalar());
+    }
+  }
+  auto instance = [&](const char* key, bool required) -> Result<std::string> {
+    auto v = scalar(rt, key, path, required);
+    if (!v.is_ok()) return v.status();
+    if (v.value().empty()) return v.value();
+    for (const auto& p : c.plugins) {
+      if (p.instance == v.value()) return v.value();
+    }
+    return invalid_argument(at(rt[key]) + "runtime." + key + ": no plugin instance '" +
+                            v.value() + "' in plugins");
+  };
+  auto probe = instance("probe", true);
+  if (!probe.is_ok()) return probe.status();
+  r.probe = probe.value();
+  auto scorer = instance("scorer", true);
+  if (!scorer.is_ok()) return scorer.status();
+  r.scorer = scorer.value();
+  auto voice = instance("voice_scorer", false);
+  if (!voice.is_ok()) return voice.status();
+  r.voice_scorer = voice.value();
+  if (const auto cl = rt["classes"]; cl && !cl.IsNull()) {
+    if (!cl.IsMap()) return invalid_argument(at(cl) + "runtime.classes: expected a map");
+    YAML::Emitter out;
+    out << cl;
+    r.classes_yaml = out.c_str();
+  }
+  struct IntField {
+    const char* key;
+    std::int64_t lo, hi;
+    std::int64_t* out;
+  };
+  std::int64_t k = r.k, max_flows = r.max_flows;
+  for (const IntField& f : {IntField{"k", 1, 1000, &k},
+                            IntField{"tick_ms", 1, 10000, &r.tick_ms},
+                            IntField{"idle_after_ms", 0, 86400000, &r.idle_after_ms},
+                            IntField{"flow_idle_ms", 1, 86400000, &r.flow_idle_ms},
+                            IntField{"metrics_interval_ms", 100, 86400000, &r.metrics_interval_ms},
+                            IntField{"max_flows", 1, 16777214, &max_flows}}) {
+    auto v = int_field(rt, f.key, f.lo, f.hi, *f.out);
+    if (!v.is_ok()) return v.status();
+    *f.out = v.value();
+  }
+  r.k = static_cast<int>(k);
+  r.max_flows = static_cast<std::uint32_t>(max_flows);
+  if (rt["store_samples"]) {
+    auto b = yamlf::boolean(rt["store_samples"], "runtime.store_samples");
+    if (!b.is_ok()) return b.status();
+    r.store_samples = b.value();
+  }
+  return r;
+}
+
 }  // namespace
 
 Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
@@ -39,7 +128,7 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
     if (!root.IsMap()) return invalid_argument("config: expected a map at the top level");
     if (auto s = check_keys(root,
                             {"site", "state_db", "plugin_dir", "log_level", "flush_interval_ms",
-                             "seed", "plugins", "policy_inventory"},
+                             "seed", "plugins", "policy_inventory", "runtime"},
                             "");
         !s.is_ok()) {
       return s;
@@ -125,6 +214,11 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
         }
         c.plugins.push_back(std::move(spec));
       }
+    }
+    if (const auto rt = root["runtime"]; rt && !rt.IsNull()) {
+      auto r = parse_runtime(rt, base_dir, c);
+      if (!r.is_ok()) return r.status();
+      c.runtime = std::move(r).value();
     }
     return c;
   } catch (const YAML::Exception& e) {

@@ -57,6 +57,60 @@ Result<Key> public_key_of(const Key& private_key) {
   return pub;
 }
 
+std::string canonical_path_name(std::string_view site_a, std::string_view endpoint_a,
+                                std::string_view site_b, std::string_view endpoint_b) {
+  std::string a = std::string(site_a) + ":" + std::string(endpoint_a);
+  std::string b = std::string(site_b) + ":" + std::string(endpoint_b);
+  if (b < a) std::swap(a, b);
+  return a + "~" + b;
+}
+
+Result<Key> derive_probe_key(const Key& local_private, const Key& remote_public,
+                             std::string_view canonical_name) {
+  if (auto s = sodium_ready(); !s.is_ok()) return s;
+  auto local_public = public_key_of(local_private);
+  if (!local_public.is_ok()) return local_public.status();
+  Key priv = local_private;
+  clamp(priv);
+  Key shared{};
+  const int rc = crypto_scalarmult_curve25519(shared.data(), priv.data(), remote_public.data());
+  sodium_memzero(priv.data(), priv.size());
+  if (rc != 0) {
+    return invalid_argument("peer public key " + key_to_base64(remote_public) +
+                            " is a low-order point (all-zero shared secret)");
+  }
+  const Key* lo = &local_public.value();
+  const Key* hi = &remote_public;
+  if (std::memcmp(lo->data(), hi->data(), 32) > 0) std::swap(lo, hi);
+  static const char kLabel[] = "patronus probe key v1";
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, shared.data(), shared.size(), 32);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kLabel), sizeof kLabel);
+  crypto_generichash_update(&st, lo->data(), 32);
+  crypto_generichash_update(&st, hi->data(), 32);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(canonical_name.data()),
+                            canonical_name.size());
+  Key out{};
+  crypto_generichash_final(&st, out.data(), out.size());
+  sodium_memzero(shared.data(), shared.size());
+  return out;
+}
+
+std::uint32_t probe_session_id(std::string_view canonical_name) {
+  (void)sodium_ready();
+  static const char kLabel[] = "patronus probe session v1";
+  crypto_generichash_state st;
+  unsigned char h[8];
+  crypto_generichash_init(&st, nullptr, 0, sizeof h);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kLabel), sizeof kLabel);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(canonical_name.data()),
+                            canonical_name.size());
+  crypto_generichash_final(&st, h, sizeof h);
+  std::uint32_t v = std::uint32_t(h[0]) << 24 | std::uint32_t(h[1]) << 16 |
+                    std::uint32_t(h[2]) << 8 | h[3];
+  return v == 0 ? 1 : v;
+}
+
 std::string key_to_base64(const Key& key) {
   char out[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)] = {};
   sodium_bin2base64(out, sizeof out, key.data(), key.size(), sodium_base64_VARIANT_ORIGINAL);

@@ -106,6 +106,34 @@ ALTER TABLE endpoints ADD COLUMN overlay_ipv6 TEXT;
 ALTER TABLE sites ADD COLUMN latitude REAL;
 ALTER TABLE sites ADD COLUMN longitude REAL;
 )sql",
+      // 3 -> 4: what the site runtime measures and decides: the latest window of every path, a
+      // history of windows, flows with their class and counters, decisions found by kind.
+      R"sql(
+ALTER TABLE paths ADD COLUMN score REAL;
+ALTER TABLE paths ADD COLUMN latency_ms REAL;
+ALTER TABLE paths ADD COLUMN jitter_ms REAL;
+ALTER TABLE paths ADD COLUMN loss_pct REAL;
+ALTER TABLE paths ADD COLUMN samples INTEGER;
+ALTER TABLE paths ADD COLUMN updated_ns INTEGER;
+CREATE TABLE path_windows (
+  window_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+  path_id       INTEGER NOT NULL REFERENCES paths(path_id) ON DELETE CASCADE,
+  timestamp_ns  INTEGER NOT NULL,
+  status        TEXT NOT NULL CHECK (status IN ('up', 'down', 'degraded')),
+  live          INTEGER NOT NULL CHECK (live IN (0, 1)),
+  score         REAL,
+  latency_ms    REAL,
+  jitter_ms     REAL,
+  loss_pct      REAL,
+  samples       INTEGER NOT NULL,
+  lost          INTEGER NOT NULL
+);
+CREATE INDEX idx_path_windows_time ON path_windows (path_id, timestamp_ns);
+ALTER TABLE flows ADD COLUMN class TEXT;
+ALTER TABLE flows ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flows ADD COLUMN packets INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX idx_decision_events_kind ON decision_events (kind, timestamp_ns);
+)sql",
   };
   return kMigrations;
 }

@@ -234,14 +234,14 @@ std::string column_text(SQLite::Statement& q, int i) {
 
 }  // namespace
 
-Result<std::vector<std::int64_t>> Store::save_mesh(const std::vector<MeshSite>& sites,
+Result<std::vector<model::PathId>> Store::save_mesh(const std::vector<MeshSite>& sites,
                                                    const std::vector<MeshEndpointRow>& endpoints,
                                                    const std::vector<PathRow>& paths,
                                                    std::int64_t now_unix) {
   for (const auto& s : sites) {
     if (auto st = model::validate_site(s.site); !st.is_ok()) return st;
   }
-  return guarded("save mesh", [&]() -> Result<std::vector<std::int64_t>> {
+  return guarded("save mesh", [&]() -> Result<std::vector<model::PathId>> {
     auto& db = *impl_->db;
     SQLite::Transaction t(db);
     std::map<std::string, std::int64_t> site_ids;
@@ -307,7 +307,7 @@ Result<std::vector<std::int64_t>> Store::save_mesh(const std::vector<MeshSite>& 
     }
     db.exec("CREATE TEMP TABLE IF NOT EXISTS plan_paths (path_id INTEGER PRIMARY KEY)");
     db.exec("DELETE FROM plan_paths");
-    std::vector<std::int64_t> ids;
+    std::vector<model::PathId> ids;
     ids.reserve(paths.size());
     for (const auto& p : paths) {
       const auto a = site_ids.find(p.src_site);
@@ -336,9 +336,9 @@ Result<std::vector<std::int64_t>> Store::save_mesh(const std::vector<MeshSite>& 
       id.bind(3, p.src_endpoint);
       id.bind(4, p.dst_endpoint);
       id.executeStep();
-      ids.push_back(id.getColumn(0).getInt64());
+      ids.emplace_back(static_cast<std::uint64_t>(id.getColumn(0).getInt64()));
       SQLite::Statement mark(db, "INSERT OR IGNORE INTO plan_paths (path_id) VALUES (?)");
-      mark.bind(1, ids.back());
+      mark.bind(1, static_cast<std::int64_t>(ids.back().value()));
       mark.exec();
     }
     db.exec("DELETE FROM paths WHERE path_id NOT IN (SELECT path_id FROM plan_paths)");
@@ -367,13 +367,14 @@ Result<std::vector<PathRow>> Store::list_paths() {
   return guarded("list paths", [&]() -> Result<std::vector<PathRow>> {
     SQLite::Statement q(*impl_->db,
                         "SELECT p.path_id, a.site_name, p.src_endpoint, b.site_name, "
-                        "p.dst_endpoint, p.wg_interface, p.status FROM paths p "
+                        "p.dst_endpoint, p.wg_interface, p.status, p.score, p.latency_ms, "
+                        "p.jitter_ms, p.loss_pct, p.samples, p.updated_ns FROM paths p "
                         "JOIN sites a ON a.site_id = p.src_site_id "
                         "JOIN sites b ON b.site_id = p.dst_site_id ORDER BY p.path_id");
     std::vector<PathRow> out;
     while (q.executeStep()) {
       PathRow r;
-      r.path_id = q.getColumn(0).getInt64();
+      r.path_id = model::PathId(static_cast<std::uint64_t>(q.getColumn(0).getInt64()));
       r.src_site = column_text(q, 1);
       r.src_endpoint = column_text(q, 2);
       r.dst_site = column_text(q, 3);
@@ -382,6 +383,20 @@ Result<std::vector<PathRow>> Store::list_paths() {
       auto st = model::parse_path_status(column_text(q, 6));
       if (!st.is_ok()) return internal_error("paths.status: " + st.status().message());
       r.status = st.value();
+      auto opt = [&](int i) -> std::optional<double> {
+        return q.getColumn(i).isNull() ? std::nullopt
+                                       : std::optional<double>(q.getColumn(i).getDouble());
+      };
+      auto opt64 = [&](int i) -> std::optional<std::int64_t> {
+        return q.getColumn(i).isNull() ? std::nullopt
+                                       : std::optional<std::int64_t>(q.getColumn(i).getInt64());
+      };
+      r.score = opt(7);
+      r.latency_ms = opt(8);
+      r.jitter_ms = opt(9);
+      r.loss_pct = opt(10);
+      r.samples = opt64(11);
+      r.updated_ns = opt64(12);
       out.push_back(std::move(r));
     }
     return out;
@@ -441,7 +456,9 @@ Status Store::delete_policy(const std::string& ns, const std::string& name) {
 }
 
 Status Store::write_batch(const std::vector<SampleRow>& samples,
-                          const std::vector<EventRow>& events) {
+                          const std::vector<EventRow>& events,
+                          const std::vector<PathStateRow>& path_states,
+                          const std::vector<FlowRow>& flows) {
   return guarded("write batch", [&]() -> Status {
     auto& db = *impl_->db;
     SQLite::Transaction t(db);
@@ -479,8 +496,98 @@ Status Store::write_batch(const std::vector<SampleRow>& samples,
         ins.reset();
       }
     }
+    if (!path_states.empty()) {
+      SQLite::Statement up(db,
+                           "UPDATE paths SET status = ?, score = ?, latency_ms = ?, jitter_ms = ?, "
+                           "loss_pct = ?, samples = ?, updated_ns = ? WHERE path_id = ?");
+      SQLite::Statement ins(db,
+                            "INSERT INTO path_windows (path_id, timestamp_ns, status, live, score, "
+                            "latency_ms, jitter_ms, loss_pct, samples, lost) "
+                            "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                            "WHERE EXISTS (SELECT 1 FROM paths WHERE path_id = ?)");
+      for (const auto& r : path_states) {
+        const auto id = static_cast<std::int64_t>(r.path_id.value());
+        up.bind(1, model::to_string(r.status));
+        ins.bind(1, id);
+        ins.bind(2, static_cast<std::int64_t>(r.timestamp_ns));
+        ins.bind(3, model::to_string(r.status));
+        ins.bind(4, r.live ? 1 : 0);
+        if (r.scored) {
+          up.bind(2, r.score);
+          up.bind(3, r.latency_ms);
+          up.bind(4, r.jitter_ms);
+          ins.bind(5, r.score);
+          ins.bind(6, r.latency_ms);
+          ins.bind(7, r.jitter_ms);
+        } else {
+          for (int i : {2, 3, 4}) up.bind(i);
+          for (int i : {5, 6, 7}) ins.bind(i);
+        }
+        if (r.samples > 0) {
+          up.bind(5, r.loss_pct);
+          ins.bind(8, r.loss_pct);
+        } else {
+          up.bind(5);
+          ins.bind(8);
+        }
+        up.bind(6, static_cast<std::int64_t>(r.samples));
+        up.bind(7, static_cast<std::int64_t>(r.timestamp_ns));
+        up.bind(8, id);
+        ins.bind(9, static_cast<std::int64_t>(r.samples));
+        ins.bind(10, static_cast<std::int64_t>(r.lost));
+        ins.bind(11, id);
+        up.exec();
+        up.reset();
+        ins.exec();
+        ins.reset();
+      }
+    }
+    if (!flows.empty()) {
+      SQLite::Statement ins(
+          db,
+          "INSERT INTO flows (src_ip, dst_ip, src_port, dst_port, protocol, priority, path_id, "
+          "created_at, last_seen, class, bytes, packets) VALUES (?, ?, ?, ?, ?, ?, "
+          "(SELECT path_id FROM paths WHERE path_id = ?), ?, ?, ?, ?, ?) "
+          "ON CONFLICT (src_ip, dst_ip, src_port, dst_port, protocol) DO UPDATE SET "
+          "priority = excluded.priority, path_id = excluded.path_id, last_seen = "
+          "excluded.last_seen, class = excluded.class, bytes = excluded.bytes, "
+          "packets = excluded.packets");
+      for (const auto& f : flows) {
+        ins.bind(1, f.key.src.to_string());
+        ins.bind(2, f.key.dst.to_string());
+        ins.bind(3, static_cast<int>(f.key.src_port));
+        ins.bind(4, static_cast<int>(f.key.dst_port));
+        ins.bind(5, static_cast<int>(f.key.protocol));
+        ins.bind(6, model::to_string(f.priority));
+        ins.bind(7, static_cast<std::int64_t>(f.path_id.value()));
+        ins.bind(8, static_cast<std::int64_t>(f.last_seen_unix));
+        ins.bind(9, static_cast<std::int64_t>(f.last_seen_unix));
+        ins.bind(10, f.cls);
+        ins.bind(11, static_cast<std::int64_t>(f.bytes));
+        ins.bind(12, static_cast<std::int64_t>(f.packets));
+        ins.exec();
+        ins.reset();
+      }
+    }
     t.commit();
     return Status::ok();
+  });
+}
+
+Result<std::vector<EventRow>> Store::decisions(std::size_t limit) {
+  return guarded("decisions", [&]() -> Result<std::vector<EventRow>> {
+    SQLite::Statement q(*impl_->db,
+                        "SELECT timestamp_ns, site, source, kind, subject, payload FROM "
+                        "decision_events WHERE kind LIKE 'decision.%' ORDER BY event_id DESC "
+                        "LIMIT ?");
+    q.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, 1000000)));
+    std::vector<EventRow> out;
+    while (q.executeStep()) {
+      out.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(),
+                     q.getColumn(2).getString(), q.getColumn(3).getString(),
+                     q.getColumn(4).getString(), q.getColumn(5).getString()});
+    }
+    return out;
   });
 }
 
@@ -541,12 +648,17 @@ Result<std::string> Store::integrity_check() {
   });
 }
 
-BatchWriter::BatchWriter(Store& store, std::size_t max_pending)
-    : store_(store), max_pending_(max_pending == 0 ? 1 : max_pending) {}
+BatchWriter::BatchWriter(Store& store, std::size_t max_pending, WhenFull when_full)
+    : store_(store), max_pending_(max_pending == 0 ? 1 : max_pending), when_full_(when_full) {}
 
 Status BatchWriter::make_room() {
-  if (pending() >= max_pending_) return flush();
-  return Status::ok();
+  if (pending() < max_pending_) return Status::ok();
+  if (when_full_ == WhenFull::kDrop) {
+    ++dropped_;
+    return resource_exhausted("state database queue full (" + std::to_string(max_pending_) +
+                              " rows); row dropped");
+  }
+  return flush();
 }
 
 Status BatchWriter::add(SampleRow row) {
@@ -561,14 +673,28 @@ Status BatchWriter::add(EventRow row) {
   return Status::ok();
 }
 
+Status BatchWriter::add(PathStateRow row) {
+  if (auto s = make_room(); !s.is_ok()) return s;
+  states_.push_back(std::move(row));
+  return Status::ok();
+}
+
+Status BatchWriter::add(FlowRow row) {
+  if (auto s = make_room(); !s.is_ok()) return s;
+  flows_.push_back(std::move(row));
+  return Status::ok();
+}
+
 Status BatchWriter::flush() {
   if (pending() == 0) return Status::ok();
-  auto s = store_.write_batch(samples_, events_);
+  auto s = store_.write_batch(samples_, events_, states_, flows_);
   if (!s.is_ok()) return s;  // rows stay queued; the caller may retry
   rows_written_ += pending();
   ++flushes_;
   samples_.clear();
   events_.clear();
+  states_.clear();
+  flows_.clear();
   return Status::ok();
 }
 

@@ -18,6 +18,25 @@ struct PluginSpec {
   std::string path;         // "plugins[2]" for error messages
 };
 
+// The site runtime (path engine) section. Absent: the daemon only runs its plugins.
+struct RuntimeSection {
+  std::string sites_file;          // resolved against the config file's directory
+  std::string topology = "full-mesh";
+  std::vector<std::string> hubs;   // overrides the sites file's hubs
+  int k = 2;                       // partial topology
+  std::string keys_dir;            // this site's private keys (DIR/<site>/<endpoint>.key)
+  std::string probe;               // probe plugin instance
+  std::string scorer;              // default scorer instance
+  std::string voice_scorer;        // scorer of the default voice class ("" = scorer)
+  std::string classes_yaml;        // the `classes:` subtree re-emitted ("" = default classes)
+  std::int64_t tick_ms = 100;
+  std::int64_t idle_after_ms = 30000;
+  std::int64_t flow_idle_ms = 60000;
+  std::int64_t metrics_interval_ms = 10000;
+  std::uint32_t max_flows = 65536;
+  bool store_samples = false;
+};
+
 struct DaemonConfig {
   std::string site;        // site name (DNS label)
   std::string state_db;    // SQLite file
@@ -28,6 +47,7 @@ struct DaemonConfig {
   std::vector<PluginSpec> plugins;
   // Namespace and Pod manifests handed to policy plugins with the stored NetworkPolicies.
   std::vector<std::string> policy_inventory;
+  std::optional<RuntimeSection> runtime;
 };
 
 // `base_dir` resolves relative state_db / plugin_dir paths (the config file's directory).

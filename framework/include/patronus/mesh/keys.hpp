@@ -29,6 +29,21 @@ std::string key_to_base64(const Key& key);
 // Accepts exactly that form (surrounding whitespace is ignored); errors name `what`.
 Result<Key> key_from_base64(std::string_view text, std::string_view what);
 
+// The canonical name of a path between two endpoints, the same on both sites:
+// "a-site:a-endpoint~b-site:b-endpoint" with the two ends in byte order.
+std::string canonical_path_name(std::string_view site_a, std::string_view endpoint_a,
+                                std::string_view site_b, std::string_view endpoint_b);
+
+// The per-path probe key (docs/design/probe-protocol.md): BLAKE2b-256 keyed with the X25519
+// shared secret of the two endpoints, over a label, both public keys (in byte order) and the
+// canonical path name. Both ends compute the same key from their own private key; every path gets
+// a different one; no extra secret is distributed. Refuses a peer key that gives an all-zero
+// shared secret (a low-order point).
+Result<Key> derive_probe_key(const Key& local_private, const Key& remote_public,
+                             std::string_view canonical_name);
+// The path's 32-bit session id on the wire (from the canonical name; never 0).
+std::uint32_t probe_session_id(std::string_view canonical_name);
+
 // Private keys of the endpoints of one or more sites on disk: DIR/<site>/<endpoint>.key, one
 // base64 line each, file mode 0600 in a 0700 directory (like /etc/wireguard). Give each site only
 // its own subdirectory.

@@ -58,10 +58,34 @@ struct MeshEndpointRow {
 };
 
 struct PathRow {
-  std::int64_t path_id = 0;  // assigned by the store
+  model::PathId path_id;  // assigned by the store, stable across re-plans: THE path id
   std::string src_site, src_endpoint, dst_site, dst_endpoint;
   std::string wg_interface;  // the source side's interface
   model::PathStatus status = model::PathStatus::kDown;
+  // The latest measurement a site runtime wrote (schema 4); absent until one did.
+  std::optional<double> score, latency_ms, jitter_ms, loss_pct;
+  std::optional<std::int64_t> samples, updated_ns;
+};
+
+// What a site runtime measured on a path at one time (Env wall clock).
+struct PathStateRow {
+  model::PathId path_id;
+  std::int64_t timestamp_ns = 0;
+  model::PathStatus status = model::PathStatus::kDown;
+  bool live = false;
+  bool scored = false;  // false: score/latency/jitter are not written (nothing measured)
+  double score = 0, latency_ms = 0, jitter_ms = 0, loss_pct = 0;
+  std::uint32_t samples = 0, lost = 0;
+};
+
+// A flow as the runtime tracks it.
+struct FlowRow {
+  model::FlowKey key;
+  model::Priority priority = model::Priority::kNormal;
+  std::string cls;
+  model::PathId path_id;  // invalid: not steered
+  std::uint64_t bytes = 0, packets = 0;
+  std::int64_t last_seen_unix = 0;
 };
 
 struct MeshSite {
@@ -95,7 +119,7 @@ class Store {
   // that exist keep their path_id, new ones are inserted (status down until probed), paths not in
   // the plan are deleted. Sites absent from the plan are kept. Returns the path ids in `paths`
   // order.
-  Result<std::vector<std::int64_t>> save_mesh(const std::vector<MeshSite>& sites,
+  Result<std::vector<model::PathId>> save_mesh(const std::vector<MeshSite>& sites,
                                               const std::vector<MeshEndpointRow>& endpoints,
                                               const std::vector<PathRow>& paths,
                                               std::int64_t now_unix);
@@ -108,8 +132,13 @@ class Store {
   Result<std::vector<model::NetworkPolicyRecord>> list_policies();
   Status delete_policy(const std::string& ns, const std::string& name);
 
-  // One transaction for all rows; either all are written or none.
-  Status write_batch(const std::vector<SampleRow>& samples, const std::vector<EventRow>& events);
+  // One transaction for all rows; either all are written or none. Path states update the path's
+  // latest columns and append to path_windows; flows are upserted by their 5-tuple.
+  Status write_batch(const std::vector<SampleRow>& samples, const std::vector<EventRow>& events,
+                     const std::vector<PathStateRow>& path_states = {},
+                     const std::vector<FlowRow>& flows = {});
+  // Decision events (kind "decision.*"), newest first.
+  Result<std::vector<EventRow>> decisions(std::size_t limit);
   Result<std::vector<SampleSummary>> sample_summary();
   Result<std::vector<EventRow>> events(std::size_t limit);
 
@@ -127,20 +156,34 @@ class Store {
 // flushes first (back-pressure), so rows are never dropped silently.
 class BatchWriter {
  public:
-  explicit BatchWriter(Store& store, std::size_t max_pending = 10000);
+  // kFlush: a full queue is flushed by add() (back-pressure). kDrop: add() never touches the
+  // database (callers on a hot path, e.g. probe callbacks); a full queue refuses the row, counts
+  // it in dropped() and returns kResourceExhausted.
+  enum class WhenFull { kFlush, kDrop };
+  explicit BatchWriter(Store& store, std::size_t max_pending = 10000,
+                       WhenFull when_full = WhenFull::kFlush);
   Status add(SampleRow row);
   Status add(EventRow row);
+  Status add(PathStateRow row);
+  Status add(FlowRow row);
   Status flush();
-  std::size_t pending() const { return samples_.size() + events_.size(); }
+  std::size_t pending() const {
+    return samples_.size() + events_.size() + states_.size() + flows_.size();
+  }
   std::uint64_t flushes() const { return flushes_; }
   std::uint64_t rows_written() const { return rows_written_; }
+  std::uint64_t dropped() const { return dropped_; }
 
  private:
   Status make_room();
   Store& store_;
   std::size_t max_pending_;
+  WhenFull when_full_;
+  std::uint64_t dropped_ = 0;
   std::vector<SampleRow> samples_;
   std::vector<EventRow> events_;
+  std::vector<PathStateRow> states_;
+  std::vector<FlowRow> flows_;
   std::uint64_t flushes_ = 0;
   std::uint64_t rows_written_ = 0;
 };

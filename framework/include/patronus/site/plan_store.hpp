@@ -1,0 +1,49 @@
+// A mesh plan meets a site's state: saving the plan to the store (stable path ids), writing the
+// wg-quick files, and turning one site's part of the plan into the site runtime's paths (with the
+// per-path probe keys derived from the site's private keys). Used by the CLI (`mesh plan`) and by
+// patronusd; the simulator builds its paths the same way.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "patronus/mesh/graph.hpp"
+#include "patronus/mesh/keys.hpp"
+#include "patronus/mesh/plan.hpp"
+#include "patronus/model/ids.hpp"
+#include "patronus/steering/site_runtime.hpp"
+#include "patronus/store/store.hpp"
+
+namespace patronus::site {
+
+// Overlay addresses the store already assigned (so re-plans keep them).
+Result<mesh::OverlayAssignments> stored_overlay(store::Store& db);
+
+// Saves sites, endpoints (public keys, overlay addresses) and paths in one transaction; returns
+// the canonical PathId of each graph path, indexed by the graph's dense path index.
+Result<std::vector<model::PathId>> save_plan(store::Store& db, const mesh::MeshGraph& g,
+                                             const mesh::TunnelPlan& plan, std::int64_t now_unix);
+
+// Writes DIR/<site>/<interface>.conf (0600 files in 0700 directories) for every site, or only
+// `only_site`. With `keys`, configs carry the private key; else a PostUp loads it from
+// key_path_on_site/<site>/<endpoint>.key. Returns how many files were written.
+Result<std::size_t> write_wg_configs(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
+                                     const std::optional<mesh::KeyDirectory>& keys,
+                                     const std::string& dir, const std::string& only_site,
+                                     const std::string& key_path_on_site);
+
+// One site's part of the plan, ready for a SiteRuntime.
+struct SitePlan {
+  std::vector<steering::RemoteSite> remote_sites;
+  std::vector<steering::PathSpec> paths;
+};
+
+// `ids` as save_plan returned them. The site's private keys come from `keys` (its endpoints must
+// have keys there); the remote public keys from the graph. Errors name the site and endpoint.
+Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
+                           const std::vector<model::PathId>& ids, const std::string& site,
+                           const mesh::KeyDirectory& keys);
+
+}  // namespace patronus::site

@@ -1,0 +1,200 @@
+#include "patronus/site/plan_store.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace patronus::site {
+
+Result<mesh::OverlayAssignments> stored_overlay(store::Store& db) {
+  auto rows = db.mesh_endpoints();
+  if (!rows.is_ok()) return rows.status();
+  mesh::OverlayAssignments previous;
+  for (const auto& r : rows.value()) {
+    if (r.overlay_ipv4.empty()) continue;
+    auto v4 = model::IpAddress::parse(r.overlay_ipv4);
+    if (!v4.is_ok()) continue;  // not ours to keep: it gets a fresh address
+    mesh::OverlayAddress a{v4.value(), std::nullopt};
+    if (auto v6 = model::IpAddress::parse(r.overlay_ipv6); v6.is_ok()) a.ipv6 = v6.value();
+    previous.emplace(r.site + "/" + r.endpoint, a);
+  }
+  return previous;
+}
+
+Result<std::vector<model::PathId>> save_plan(store::Store& db, const mesh::MeshGraph& g,
+                                             const mesh::TunnelPlan& plan, std::int64_t now_unix) {
+  std::vector<store::MeshSite> sites;
+  std::vector<store::MeshEndpointRow> endpoints;
+  for (std::size_t s = 0; s < g.num_sites(); ++s) {
+    const auto& spec = g.site(s);
+    store::MeshSite ms{spec.site, std::nullopt, std::nullopt};
+    if (spec.location) {
+      ms.latitude = spec.location->lat;
+      ms.longitude = spec.location->lon;
+    }
+    sites.push_back(ms);
+    for (std::size_t e = 0; e < spec.site.endpoints.size(); ++e) {
+      const auto it = plan.overlay.find(spec.site.name + "/" + spec.site.endpoints[e].name);
+      if (it == plan.overlay.end()) {
+        return internal_error("save plan: no overlay address for " + spec.site.name + "/" +
+                              spec.site.endpoints[e].name);
+      }
+      const auto& a = it->second;
+      endpoints.push_back({spec.site.name, spec.site.endpoints[e].name, spec.public_keys[e],
+                           a.ipv4.to_string(), a.ipv6 ? a.ipv6->to_string() : ""});
+    }
+  }
+  std::vector<store::PathRow> paths;
+  for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
+    const auto& p = g.path(id);
+    const auto& a = g.site(p.src_site).site;
+    const auto& b = g.site(g.path_dst(id)).site;
+    store::PathRow r;
+    r.src_site = a.name;
+    r.src_endpoint = a.endpoints[p.src_endpoint].name;
+    r.dst_site = b.name;
+    r.dst_endpoint = b.endpoints[p.dst_endpoint].name;
+    r.wg_interface = mesh::interface_name(r.src_endpoint);
+    paths.push_back(std::move(r));
+  }
+  return db.save_mesh(sites, endpoints, paths, now_unix);
+}
+
+namespace {
+Status write_private_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return unavailable(tmp + ": cannot create");
+    ::chmod(tmp.c_str(), 0600);
+    out << text;
+    if (!out.flush()) return unavailable(tmp + ": write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return unavailable(path + ": " + ec.message());
+  return Status::ok();
+}
+}  // namespace
+
+Result<std::size_t> write_wg_configs(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
+                                     const std::optional<mesh::KeyDirectory>& keys,
+                                     const std::string& dir, const std::string& only_site,
+                                     const std::string& key_path_on_site) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return unavailable(dir + ": " + ec.message());
+  std::size_t written = 0;
+  for (std::uint32_t s = 0; s < g.num_sites(); ++s) {
+    const auto& spec = g.site(s);
+    if (!only_site.empty() && spec.site.name != only_site) continue;
+    const std::string sdir = dir + "/" + spec.site.name;
+    std::filesystem::create_directories(sdir, ec);
+    if (ec) return unavailable(sdir + ": " + ec.message());
+    ::chmod(sdir.c_str(), 0700);
+    for (const auto& iface : plan.sites[s]) {
+      const std::string ep = spec.site.endpoints[iface.endpoint].name;
+      std::optional<mesh::Key> priv;
+      if (keys) {
+        auto kp = keys->load(spec.site.name, ep);
+        if (!kp.is_ok()) return kp.status();
+        if (kp.value()) priv = kp.value()->private_key;
+      }
+      const std::string text = mesh::render_wg_quick(
+          g, plan, iface, priv, key_path_on_site + "/" + spec.site.name + "/" + ep + ".key");
+      if (auto st = write_private_file(sdir + "/" + iface.name + ".conf", text); !st.is_ok()) {
+        return st;
+      }
+      ++written;
+    }
+  }
+  return written;
+}
+
+Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
+                           const std::vector<model::PathId>& ids, const std::string& site,
+                           const mesh::KeyDirectory& keys) {
+  const int sv = g.find_site(site);
+  if (sv < 0) return invalid_argument("site '" + site + "' is not in the sites file");
+  if (ids.size() != g.num_paths()) {
+    return invalid_argument("site plan: " + std::to_string(ids.size()) + " path ids for " +
+                            std::to_string(g.num_paths()) + " paths");
+  }
+  auto overlay_of = [&](std::size_t s, std::size_t e) -> const mesh::OverlayAddress* {
+    const auto it =
+        plan.overlay.find(g.site(s).site.name + "/" + g.site(s).site.endpoints[e].name);
+    return it == plan.overlay.end() ? nullptr : &it->second;
+  };
+  SitePlan out;
+  std::map<std::uint32_t, std::size_t> remote_index;
+  for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
+    const auto& pe = g.path(id);
+    const std::uint32_t a = pe.src_site, b = g.path_dst(id);
+    if (a != static_cast<std::uint32_t>(sv) && b != static_cast<std::uint32_t>(sv)) continue;
+    const bool local_is_a = a == static_cast<std::uint32_t>(sv);
+    const std::uint32_t rs = local_is_a ? b : a;
+    const std::size_t le = local_is_a ? pe.src_endpoint : pe.dst_endpoint;
+    const std::size_t re = local_is_a ? pe.dst_endpoint : pe.src_endpoint;
+    const auto& lsite = g.site(sv);
+    const auto& rsite = g.site(rs);
+    const auto& lep = lsite.site.endpoints[le];
+    const auto& rep = rsite.site.endpoints[re];
+    steering::PathSpec p;
+    p.id = ids[id];
+    p.name = site + ":" + lep.name + "~" + rsite.site.name + ":" + rep.name;
+    p.remote_site = rsite.site.name;
+    p.local_endpoint = lep.name;
+    p.remote_endpoint = rep.name;
+    p.local_underlay = lep.address;
+    p.remote_underlay = rep.address;
+    if (const auto* o = overlay_of(sv, le)) p.local_overlay = o->ipv4;
+    if (const auto* o = overlay_of(rs, re)) p.remote_overlay = o->ipv4;
+    const std::string canonical =
+        mesh::canonical_path_name(site, lep.name, rsite.site.name, rep.name);
+    p.session_id = mesh::probe_session_id(canonical);
+    auto kp = keys.load(site, lep.name);
+    if (!kp.is_ok()) return kp.status();
+    if (!kp.value()) {
+      return failed_precondition("no private key for " + site + "/" + lep.name + " in " +
+                                 keys.dir() + " (mesh plan --keys-dir creates one)");
+    }
+    if (rsite.public_keys[re].empty()) {
+      return failed_precondition("no public key for " + rsite.site.name + "/" + rep.name +
+                                 " (give public_key in the sites file, or plan with its keys)");
+    }
+    auto remote_pub = mesh::key_from_base64(
+        rsite.public_keys[re], rsite.site.name + "/" + rep.name + " public key");
+    if (!remote_pub.is_ok()) return remote_pub.status();
+    auto key = mesh::derive_probe_key(kp.value()->private_key, remote_pub.value(), canonical);
+    if (!key.is_ok()) return key.status();
+    std::copy(key.value().begin(), key.value().end(), p.probe_key.begin());
+    p.has_key = true;
+    if (lep.bandwidth_mbps && rep.bandwidth_mbps) {
+      p.bandwidth_mbps = std::min(*lep.bandwidth_mbps, *rep.bandwidth_mbps);
+    }
+    p.cost_per_gb = std::max(lep.cost_per_gb, rep.cost_per_gb);
+    out.paths.push_back(std::move(p));
+    if (!remote_index.count(rs)) {
+      remote_index[rs] = out.remote_sites.size();
+      steering::RemoteSite r;
+      r.name = rsite.site.name;
+      r.prefixes = rsite.subnets;
+      for (std::size_t e = 0; e < rsite.site.endpoints.size(); ++e) {
+        if (const auto* o = overlay_of(rs, e)) {
+          r.prefixes.emplace_back(o->ipv4, 32);
+          if (o->ipv6) r.prefixes.emplace_back(*o->ipv6, 128);
+        }
+      }
+      out.remote_sites.push_back(std::move(r));
+    }
+  }
+  if (out.paths.empty()) {
+    return failed_precondition("site '" + site + "' has no paths in this topology");
+  }
+  return out;
+}
+
+}  // namespace patronus::site
