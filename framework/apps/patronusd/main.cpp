@@ -158,6 +158,18 @@ Result<site::SitePlan> plan_site(const core::DaemonConfig& cfg, store::Store& db
     }
     in_file = pub;
   }
+  // Other sites' public keys come from the sites file; a lab that keeps every site's keys in one
+  // directory may leave them out, and they are read from there (public halves only).
+  for (std::size_t v = 0; v < g.num_sites(); ++v) {
+    if (static_cast<int>(v) == self) continue;
+    const auto& eps = g.site(v).site.endpoints;
+    for (std::size_t e = 0; e < eps.size(); ++e) {
+      if (!g.public_key(v, e).empty()) continue;
+      auto kp = keys.value().load(g.site(v).site.name, eps[e].name);
+      if (!kp.is_ok()) return kp.status();
+      if (kp.value()) g.public_key(v, e) = mesh::key_to_base64(kp.value()->public_key);
+    }
+  }
   auto previous = site::stored_overlay(db);
   if (!previous.is_ok()) return previous.status();
   auto overlay = mesh::assign_overlay(g, previous.value());
