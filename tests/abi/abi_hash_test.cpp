@@ -5,14 +5,26 @@
 
 #include <cstddef>
 
+#include <cstring>
+#include <string>
+
 #include "patronus/abi/plugin_abi.h"
 #include "test_support.hpp"
 
+extern "C" {
+struct layout_entry {
+  const char* what;
+  size_t value;
+};
+extern const layout_entry patronus_frozen_1_0[];
+extern const layout_entry patronus_current_layout[];
+}
+
 namespace {
 
-constexpr std::uint64_t kPinnedHash = 0xc45f26375b8bcf22ULL;  // FNV-1a 64 of the header bytes
+constexpr std::uint64_t kPinnedHash = 0xca71c8371d113af2ULL;  // FNV-1a 64 of the header bytes
 constexpr int kPinnedMajor = 1;
-constexpr int kPinnedMinor = 0;
+constexpr int kPinnedMinor = 1;
 
 std::uint64_t fnv1a(const std::string& s) {
   std::uint64_t h = 0xcbf29ce484222325ULL;
@@ -44,6 +56,51 @@ TEST(AbiHeader, DescriptorFixedHeaderLayout) {
   EXPECT_EQ(offsetof(patronus_plugin_descriptor, version), 24u);
   EXPECT_EQ(sizeof(patronus_addr), 20u);
   EXPECT_EQ(offsetof(patronus_host_services, struct_size), 0u);
+}
+
+}  // namespace
+
+namespace {
+
+// Every field ABI 1.0 defined sits at the same offset in the current header; every struct is at
+// least as large as in 1.0 (1.x only appends).
+TEST(AbiHeader, EveryAbi10OffsetAndSizeIsUnchanged) {
+  std::size_t n = 0;
+  for (; patronus_frozen_1_0[n].what != nullptr; ++n) {
+    const auto& f = patronus_frozen_1_0[n];
+    const auto& c = patronus_current_layout[n];
+    ASSERT_NE(c.what, nullptr);
+    ASSERT_STREQ(f.what, c.what);
+    if (std::strncmp(f.what, "sizeof ", 7) == 0) {
+      EXPECT_GE(c.value, f.value) << f.what << " shrank";
+    } else {
+      EXPECT_EQ(c.value, f.value) << f.what << " moved";
+    }
+  }
+  EXPECT_GT(n, 60u);
+  EXPECT_EQ(patronus_current_layout[n].what, nullptr);
+}
+
+// The frozen-size constants the host uses as lower bounds are the real 1.0 sizes.
+TEST(AbiHeader, FrozenSizeConstantsAreTheAbi10Sizes) {
+  auto frozen = [](const std::string& what) -> std::size_t {
+    for (std::size_t i = 0; patronus_frozen_1_0[i].what; ++i) {
+      if (what == patronus_frozen_1_0[i].what) return patronus_frozen_1_0[i].value;
+    }
+    ADD_FAILURE() << what << " missing";
+    return 0;
+  };
+  EXPECT_EQ(PATRONUS_SIZE_1_0_PATH_SAMPLE, frozen("sizeof patronus_path_sample"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_PATH_DESC, frozen("sizeof patronus_path_desc"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_METRICS_WINDOW, frozen("sizeof patronus_metrics_window"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_SCORE, frozen("sizeof patronus_score"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_FLOW_TUPLE, frozen("sizeof patronus_flow_tuple"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_HOST_SERVICES, frozen("sizeof patronus_host_services"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_TRANSPORT, frozen("sizeof patronus_transport_v1"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_PROBE, frozen("sizeof patronus_probe_v1"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_SCORER, frozen("sizeof patronus_scorer_v1"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_POLICY, frozen("sizeof patronus_policy_v1"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_DESCRIPTOR, frozen("sizeof patronus_plugin_descriptor"));
 }
 
 }  // namespace

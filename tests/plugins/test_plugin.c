@@ -85,8 +85,15 @@ static patronus_status start_unresolved(void* i, char* e, uint32_t c) {
 }
 #endif
 
-static const struct patronus_probe_v1 probe_table = {sizeof(struct patronus_probe_v1), 0, watch,
-                                                     unwatch};
+static const struct patronus_probe_v1 probe_table = {
+    .struct_size = sizeof(struct patronus_probe_v1), .watch_path = watch, .unwatch_path = unwatch};
+#ifdef VARIANT_TABLE_RESERVED
+static const struct patronus_probe_v1 probe_table_reserved = {
+    .struct_size = sizeof(struct patronus_probe_v1),
+    .reserved0 = 7,
+    .watch_path = watch,
+    .unwatch_path = unwatch};
+#endif
 
 #ifdef VARIANT_UNRESOLVED
 #define START_FN start_unresolved
@@ -116,6 +123,10 @@ static const struct patronus_plugin_descriptor* entry(void) {
   descriptor.abi_minor = PATRONUS_ABI_VERSION_MINOR + 1;
 #elif defined(VARIANT_SHORT_STRUCT)
   descriptor.struct_size = 40; /* the fixed header only: no lifecycle functions */
+#elif defined(VARIANT_RESERVED_SLOT)
+  descriptor.reserved[3] = (void*)&descriptor; /* reserved slots must be zero */
+#elif defined(VARIANT_TABLE_RESERVED)
+  descriptor.kind_table = &probe_table_reserved;
 #endif
   return &descriptor;
 }

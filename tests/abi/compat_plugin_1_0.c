@@ -1,0 +1,118 @@
+/* A plugin exactly as a vendor built it against ABI 1.0: compiled with tests/abi/frozen/v1_0 on the
+ * include path (the frozen 1.0 header), never the current one. Built three times (probe, scorer,
+ * policy: the kinds ABI 1.1 extended) and loaded by the 1.1 host in tests/abi/compat_test.cpp. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "patronus/abi/plugin_abi.h"
+
+#if PATRONUS_ABI_VERSION_MINOR != 0
+#error "compat_plugin_1_0.c must be compiled against the frozen ABI 1.0 header"
+#endif
+
+struct inst {
+  const struct patronus_host_services* host;
+  uint64_t path_id;
+  uint64_t seq;
+};
+
+static patronus_status create(const struct patronus_host_services* host, void** out, char* err,
+                              uint32_t cap) {
+  (void)err, (void)cap;
+  struct inst* in = (struct inst*)calloc(1, sizeof *in);
+  if (!in) return PATRONUS_ERR_RESOURCE_EXHAUSTED;
+  in->host = host;
+  *out = in;
+  return PATRONUS_OK;
+}
+static patronus_status configure(void* i, const uint8_t* c, uint32_t n, char* e, uint32_t cap) {
+  (void)i, (void)c, (void)n, (void)e, (void)cap;
+  return PATRONUS_OK;
+}
+static patronus_status start(void* i, char* e, uint32_t cap) {
+  (void)i, (void)e, (void)cap;
+  return PATRONUS_OK;
+}
+static patronus_status stop(void* i) {
+  (void)i;
+  return PATRONUS_OK;
+}
+static void destroy(void* i) { free(i); }
+
+/* probe: on watch_path, report one sample through the 1.0 host table (its 40-byte sample). */
+static void on_timer(void* user, patronus_timer_id id) {
+  struct inst* in = (struct inst*)user;
+  struct patronus_path_sample s;
+  (void)id;
+  memset(&s, 0, sizeof s);
+  s.struct_size = sizeof s;
+  s.path_id = in->path_id;
+  s.sent_ns = in->host->now_ns(in->host->ctx);
+  s.rtt_ns = 7000000;
+  s.sequence = ++in->seq;
+  in->host->report_sample(in->host->ctx, &s);
+}
+static patronus_status watch(void* i, const struct patronus_path_desc* p, char* e, uint32_t cap) {
+  struct inst* in = (struct inst*)i;
+  (void)e, (void)cap;
+  if (p->struct_size < sizeof *p) return PATRONUS_ERR_INVALID_ARGUMENT;
+  in->path_id = p->path_id;
+  return in->host->schedule(in->host->ctx, 1000000, on_timer, in) ? PATRONUS_OK
+                                                                    : PATRONUS_ERR_RESOURCE_EXHAUSTED;
+}
+static patronus_status unwatch(void* i, uint64_t id) {
+  struct inst* in = (struct inst*)i;
+  return id == in->path_id ? PATRONUS_OK : PATRONUS_ERR_NOT_FOUND;
+}
+/* scorer: 100 - latency, and an error (without text: 1.0 has no error buffer) on NaN-ish input. */
+static patronus_status score(void* i, const struct patronus_metrics_window* w,
+                             struct patronus_score* out) {
+  (void)i;
+  if (w->latency_ms > 100) return PATRONUS_ERR_INVALID_ARGUMENT;
+  out->score = 100.0 - w->latency_ms;
+  out->state = PATRONUS_PATH_UP;
+  return PATRONUS_OK;
+}
+/* policy: allows TCP only. */
+static patronus_status load(void* i, const char* d, uint32_t n, char* e, uint32_t cap) {
+  (void)i, (void)d, (void)n, (void)e, (void)cap;
+  return PATRONUS_OK;
+}
+static patronus_status evaluate(void* i, const struct patronus_flow_tuple* f, uint32_t* v) {
+  (void)i;
+  if (f->protocol == 0) return PATRONUS_ERR_INVALID_ARGUMENT;
+  *v = f->protocol == 6 ? PATRONUS_VERDICT_ALLOW : PATRONUS_VERDICT_DENY;
+  return PATRONUS_OK;
+}
+
+static const struct patronus_probe_v1 probe_table = {sizeof probe_table, 0, watch, unwatch};
+static const struct patronus_scorer_v1 scorer_table = {sizeof scorer_table, 0, score};
+static const struct patronus_policy_v1 policy_table = {sizeof policy_table, 0, load, evaluate};
+
+static const struct patronus_plugin_descriptor descriptor = {
+    .struct_size = sizeof(struct patronus_plugin_descriptor),
+    .abi_major = PATRONUS_ABI_VERSION_MAJOR,
+    .abi_minor = PATRONUS_ABI_VERSION_MINOR,
+#if defined(COMPAT_PROBE)
+    .kind = PATRONUS_KIND_PROBE,
+    .name = "compat10-probe",
+    .kind_table = &probe_table,
+#elif defined(COMPAT_SCORER)
+    .kind = PATRONUS_KIND_SCORER,
+    .name = "compat10-scorer",
+    .kind_table = &scorer_table,
+#else
+    .kind = PATRONUS_KIND_POLICY,
+    .name = "compat10-policy",
+    .kind_table = &policy_table,
+#endif
+    .version = "1.0.0",
+    .create = create,
+    .configure = configure,
+    .start = start,
+    .stop = stop,
+    .destroy = destroy,
+};
+
+static const struct patronus_plugin_descriptor* entry(void) { return &descriptor; }
+PATRONUS_PLUGIN_ENTRY(entry);

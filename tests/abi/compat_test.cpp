@@ -1,0 +1,109 @@
+// ABI 1.0 plugins (compiled against the frozen 1.0 header) load and run in the 1.1 host, for each
+// kind ABI 1.1 extended; the host reads only their 1.0 tables and says clearly what they lack.
+#include <gtest/gtest.h>
+
+#include "patronus/core/plugin_host.hpp"
+#include "patronus/core/router.hpp"
+#include "patronus/env/virtual_world.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace patronus;
+
+std::string compat(const std::string& kind) {
+  return test::test_plugin_dir() + "/libpatronus-compat10-" + kind + ".so";
+}
+
+struct Samples : core::RouterObserver {
+  std::vector<patronus_path_sample> got;
+  void on_sample(const std::string&, const patronus_path_sample& s) override { got.push_back(s); }
+};
+
+TEST(AbiCompat, Abi10ProbeLoadsWatchesAndReportsUnderThe11Host) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(compat("probe"));
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  EXPECT_EQ(lib.value()->info().abi_minor, 0u);
+  // The 1.1 additions read as absent.
+  EXPECT_EQ(lib.value()->probe().set_path_rate, nullptr);
+  EXPECT_EQ(lib.value()->probe().unwatch_path_ex, nullptr);
+  env::VirtualWorld w(1);
+  core::RouterInstance r(w.add_node("a", {}), "a");
+  Samples s;
+  r.set_observer(&s);
+  ASSERT_TRUE(r.add_plugin(lib.value(), "p", "").is_ok());
+  ASSERT_TRUE(r.start().is_ok());
+  patronus_path_desc d{};
+  d.path_id = 42;
+  d.key_len = 32;  // 1.1 fields the 1.0 plugin never sees
+  ASSERT_TRUE(r.watch_path("p", d).is_ok());
+  w.run_until(10'000'000);
+  ASSERT_EQ(s.got.size(), 1u);
+  EXPECT_EQ(s.got[0].path_id, 42u);
+  EXPECT_EQ(s.got[0].rtt_ns, 7'000'000);
+  EXPECT_EQ(s.got[0].flags, 0u);  // zero-extended from the 40-byte 1.0 sample
+  auto rate = r.set_path_rate("p", 42, PATRONUS_PROBE_RATE_ACTIVE);
+  EXPECT_EQ(rate.code(), Code::kUnimplemented);
+  EXPECT_NE(rate.message().find("ABI 1.0"), std::string::npos) << rate.message();
+  auto bad = r.unwatch_path("p", 7);
+  EXPECT_EQ(bad.code(), Code::kNotFound);  // the plugin's own status, not a guess
+  EXPECT_NE(bad.message().find("unwatch_path failed"), std::string::npos) << bad.message();
+  EXPECT_TRUE(r.unwatch_path("p", 42).is_ok());
+}
+
+TEST(AbiCompat, Abi10ScorerScoresAndItsErrorsNameTheCall) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(compat("scorer"));
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  EXPECT_EQ(lib.value()->scorer().score_ex, nullptr);
+  env::VirtualWorld w(1);
+  core::RouterInstance r(w.add_node("a", {}), "a");
+  ASSERT_TRUE(r.add_plugin(lib.value(), "s", "").is_ok());
+  patronus_metrics_window win{};
+  win.latency_ms = 30;
+  win.path_id = 9;  // 1.1 field
+  auto ok = r.score("s", win);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_DOUBLE_EQ(ok.value().score, 70.0);
+  win.latency_ms = 150;
+  auto err = r.score("s", win);
+  ASSERT_FALSE(err.is_ok());
+  EXPECT_EQ(err.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(err.status().message().find("s (compat10-scorer): score failed"), std::string::npos)
+      << err.status().message();
+}
+
+TEST(AbiCompat, Abi10PolicyEvaluates) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(compat("policy"));
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  EXPECT_EQ(lib.value()->policy().evaluate_ex, nullptr);
+  env::VirtualWorld w(1);
+  core::RouterInstance r(w.add_node("a", {}), "a");
+  ASSERT_TRUE(r.add_plugin(lib.value(), "pol", "").is_ok());
+  ASSERT_TRUE(r.load_policy("pol", "x").is_ok());
+  patronus_flow_tuple f{};
+  f.protocol = 6;
+  EXPECT_TRUE(r.evaluate_policy("pol", f).value());
+  f.protocol = 17;
+  EXPECT_FALSE(r.evaluate_policy("pol", f).value());
+  f.protocol = 0;
+  auto err = r.evaluate_policy("pol", f);
+  ASSERT_FALSE(err.is_ok());
+  EXPECT_NE(err.status().message().find("evaluate failed"), std::string::npos);
+}
+
+TEST(AbiCompat, NonZeroReservedFieldsAreRefused) {
+  for (const auto& [name, needle] :
+       {std::pair<std::string, std::string>{"test-reserved-slot", "reserved[3] is not NULL"},
+        std::pair<std::string, std::string>{"test-table-reserved",
+                                            "table field reserved0 is 7"}}) {
+    core::PluginRegistry reg;
+    auto lib = reg.load_file(test::test_plugin_dir() + "/libpatronus-" + name + ".so");
+    ASSERT_FALSE(lib.is_ok()) << name;
+    EXPECT_NE(lib.status().message().find(needle), std::string::npos) << lib.status().message();
+  }
+}
+
+}  // namespace
