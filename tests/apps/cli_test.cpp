@@ -27,7 +27,7 @@ std::string daemon() {
 TEST(Cli, VersionNamesTheAbi) {
   auto r = run({cli(), "--version"});
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.out.find("plugin ABI 1.0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("plugin ABI 1.1"), std::string::npos) << r.out;
 }
 
 TEST(Cli, SiteAddListRemove) {
@@ -106,20 +106,24 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   auto r = run({cli(), "plugins", "list", "--plugin-dir", test::test_plugin_dir(), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["plugins"].size(), 3u);
-  EXPECT_EQ(j["plugins"][0]["name"], "test-good");
-  EXPECT_EQ(j["plugins"][0]["kind"], "probe");
+  EXPECT_EQ(j["plugins"].size(), 7u);
+  EXPECT_EQ(j["plugins"][0]["name"], "compat10-policy");
   EXPECT_EQ(j["plugins"][0]["abi"], "1.0");
-  ASSERT_EQ(j["refused"].size(), 5u);
+  EXPECT_EQ(j["plugins"][4]["name"], "test-good");
+  EXPECT_EQ(j["plugins"][4]["kind"], "probe");
+  EXPECT_EQ(j["plugins"][4]["abi"], "1.1");
+  ASSERT_EQ(j["refused"].size(), 7u);
   bool saw_major = false;
   for (const auto& x : j["refused"]) {
     saw_major =
-        saw_major || x["reason"].get<std::string>().find("plugin ABI 2.0") != std::string::npos;
+        saw_major || x["reason"].get<std::string>().find("plugin ABI 2.1") != std::string::npos;
   }
   EXPECT_TRUE(saw_major);
   r = run({cli(), "plugins", "list", "--plugin-dir", test::plugin_dir()});
   ASSERT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.out.find("patronus.pingpong.v1.Config"), std::string::npos);
+  EXPECT_NE(r.out.find("patronus.probes.v1.Config"), std::string::npos);
+  EXPECT_NE(r.out.find("patronus.emodel.v1.Config"), std::string::npos);
+  EXPECT_EQ(r.out.find("pingpong"), std::string::npos) << "a test plugin is shipped";
 }
 
 TEST(Cli, PluginsInspect) {
@@ -133,11 +137,11 @@ TEST(Cli, PluginsInspect) {
   r = run(
       {cli(), "plugins", "inspect", test::test_plugin_dir() + "/libpatronus-test-newer-minor.so"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("newer than host ABI 1.0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("newer than host ABI 1.1"), std::string::npos) << r.err;
 }
 
 std::string daemon_config(const test::TempDir& dir, const std::string& plugins) {
-  return "site: hq\nstate_db: " + dir.file("hq.db") + "\nplugin_dir: " + test::plugin_dir() +
+  return "site: hq\nstate_db: " + dir.file("hq.db") + "\nplugin_dir: " + test::test_plugin_dir() +
          "\nflush_interval_ms: 100\nplugins:\n" + plugins;
 }
 

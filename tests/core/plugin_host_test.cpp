@@ -72,11 +72,11 @@ void expect_refused(const std::string& name, const std::vector<std::string>& nee
 }
 
 TEST(PluginHost, RefusesDifferentMajorNamingBothVersions) {
-  expect_refused("test-wrong-major", {"plugin ABI 2.0", "host ABI 1.0", "major"});
+  expect_refused("test-wrong-major", {"plugin ABI 2.1", "host ABI 1.1", "major"});
 }
 
 TEST(PluginHost, RefusesNewerMinorNamingBothVersions) {
-  expect_refused("test-newer-minor", {"plugin ABI 1.1", "newer than host ABI 1.0"});
+  expect_refused("test-newer-minor", {"plugin ABI 1.2", "newer than host ABI 1.1"});
 }
 
 TEST(PluginHost, RefusesShortDescriptor) {
@@ -137,8 +137,10 @@ TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
   ASSERT_TRUE(refused.is_ok());
   std::vector<std::string> names;
   for (const auto& p : reg.plugins()) names.push_back(p->info().name);
-  EXPECT_EQ(names, (std::vector<std::string>{"test-good", "test-throws-raw", "test-throws-sdk"}));
-  EXPECT_EQ(refused.value().size(), 5u);
+  EXPECT_EQ(names, (std::vector<std::string>{"compat10-policy", "compat10-probe",
+                                             "compat10-scorer", "pingpong", "test-good",
+                                             "test-throws-raw", "test-throws-sdk"}));
+  EXPECT_EQ(refused.value().size(), 7u);
   for (const auto& r : refused.value()) EXPECT_FALSE(r.reason.empty()) << r.file;
 }
 
@@ -194,12 +196,12 @@ namespace {
 // registry in the same process loads it again without re-running its static initialisers (which
 // would register its Protobuf descriptors twice and abort).
 TEST(PluginHost, ReloadingAfterTheRegistryIsGoneWorks) {
-  for (const char* name : {"pingpong", "scoring", "pingpong", "scoring"}) {
+  for (const char* name : {"probes", "scoring", "probes", "scoring"}) {
     core::PluginRegistry reg;
     auto lib = reg.load_file(patronus::test::plugin_dir() + "/libpatronus-" + name + ".so");
     ASSERT_TRUE(lib.is_ok()) << name << ": " << lib.status().to_string();
     auto cfg = lib.value()->schema()->text_to_bytes(
-        std::string(name) == "pingpong" ? "listen: 10.0.0.1:1" : "loss_weight: 3", "c");
+        std::string(name) == "probes" ? "port: 7000" : "loss_weight: 3", "c");
     ASSERT_TRUE(cfg.is_ok());
     env::VirtualWorld world(1);
     core::RouterInstance router(world.add_node("a", {}), "a");

@@ -451,9 +451,9 @@ namespace {
 // Why a path cannot carry a class ("" when it can).
 std::string why_not(bool live, const PathView& v, bool valid, double score, std::uint32_t state,
                     const ClassSpec& c) {
+  (void)state;
   if (!live) return "down (no probe reply within the detection time)";
   if (!valid) return "not measured yet";
-  if (state == PATRONUS_PATH_DOWN) return "scored down (" + fmt(score) + ")";
   if (score < c.min_score) return "score " + fmt(score) + " < " + fmt(c.min_score);
   if (c.max_loss_pct && v.stats.loss_pct > *c.max_loss_pct) {
     return "loss " + fmt(v.stats.loss_pct, 2) + " % > " + fmt(*c.max_loss_pct, 2) + " %";
@@ -469,7 +469,8 @@ std::string why_not(bool live, const PathView& v, bool valid, double score, std:
 
 bool eligible_for(bool live, const WindowStats& st, bool valid, double score, std::uint32_t state,
                   const ClassSpec& c) {
-  return live && valid && state != PATRONUS_PATH_DOWN && score >= c.min_score &&
+  (void)state;  // the scorer's verdict is the path's status; a class judges by its own thresholds
+  return live && valid && score >= c.min_score &&
          (!c.max_loss_pct || st.loss_pct <= *c.max_loss_pct) &&
          (!c.max_latency_ms || st.latency_ms <= *c.max_latency_ms) &&
          (!c.max_jitter_ms || st.jitter_ms <= *c.max_jitter_ms);
@@ -518,7 +519,7 @@ void SiteRuntime::evaluate(Selection& s) {
     c.path_id = p.spec.id.value();
     c.score = sc.valid ? sc.score : 0;
     c.live = p.live;
-    c.usable = p.live && sc.valid && sc.state != PATRONUS_PATH_DOWN;
+    c.usable = p.live && sc.valid;
     c.eligible_since = p.eligible_since[s.cls];
     c.eligible = c.eligible_since >= 0;
     c.cost = p.spec.cost_per_gb;

@@ -3,8 +3,11 @@
 //  - a class stays on its path while the path meets the class's thresholds (SLA-sticky: noise
 //    between good paths never moves traffic);
 //  - a path that breaks them (or goes down) is left at once for the best eligible path, preferring
-//    those that have been eligible for the hold-down; with none eligible, the best live path not
-//    scored down carries the class (better than nothing); with none, the class has no path;
+//    those that have been eligible for the hold-down; with none eligible, the best live measured
+//    path carries the class (better than nothing); with none, the class has no path;
+//  - a class judges paths by its own thresholds (min_score, max loss/latency/jitter); the scorer's
+//    up/degraded/down verdict is the path's status, shown to operators, and a class that wants it
+//    sets min_score to the scorer's threshold;
 //  - the path a class failed over from is its home: when home has been eligible for the hold-down
 //    and is not worse than the current path by more than the hysteresis, the class fails back;
 //  - after an initial choice the class settles for one hold-down: during it, a path better by more
@@ -22,7 +25,7 @@ struct CandidateInput {
   std::uint64_t path_id = 0;
   double score = 0;
   bool live = false;        // the probe says up
-  bool usable = false;      // live, scored, and the scorer did not say down
+  bool usable = false;      // live and measured
   bool eligible = false;    // usable and within the class thresholds
   std::int64_t eligible_since = -1;  // monotonic ns; -1: not eligible
   double cost = 0;

@@ -1,0 +1,330 @@
+// The site runtime in virtual time, with the real probes and scorer plugins through the ABI:
+// failover bound on a cut, no false failovers under random loss, brownout and failback, flapping,
+// hostile probes. Times are read from the simulator; nothing here sleeps or reads a wall clock.
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "probe_packet.hpp"
+#include "wan_harness.hpp"
+
+namespace {
+
+using namespace patronus;
+using test::flow;
+using test::kMs;
+using test::kSec;
+
+// Sends one packet of each flow every `period` until `until` (traffic keeps paths active).
+void pump(env::Env& env, steering::SiteRuntime& rt, std::vector<std::pair<model::FlowKey, int>> f,
+          std::int64_t period, std::int64_t until) {
+  auto tick = std::make_shared<std::function<void()>>();
+  *tick = [&env, &rt, f, period, until, tick] {
+    for (const auto& [k, dscp] : f) rt.on_packet(k, static_cast<std::uint8_t>(dscp), 200);
+    if (env.now_ns() + period <= until) env.schedule(period, *tick);
+  };
+  env.schedule(0, *tick);
+}
+
+const steering::Decision* find_decision(const std::vector<steering::Decision>& ds,
+                                        const std::string& cls, steering::Reason r,
+                                        std::int64_t after = 0) {
+  for (const auto& d : ds) {
+    if (d.cls == cls && d.reason == r && d.mono_ns >= after) return &d;
+  }
+  return nullptr;
+}
+
+std::string two_path_probe(int multiplier) {
+  return "interval_ms: 50\nidle_interval_ms: 1000\ndetect_multiplier: " +
+         std::to_string(multiplier) + "\n";
+}
+
+// hq has two WAN endpoints, b one: two paths, 25 ms each way (50 ms RTT).
+void two_paths(test::Wan& w, env::LinkParams link = {25 * kMs, 0, 0.0, true}) {
+  w.add_site({"hq", {{"wan0", "10.0.0.1"}, {"wan1", "10.0.1.1"}}, "192.168.1.0/24"});
+  w.add_site({"b", {{"wan0", "10.0.0.2"}}, "192.168.2.0/24"});
+  w.add_path({"hq", "wan0", "b", "wan0", link});
+  w.add_path({"hq", "wan1", "b", "wan0", link});
+}
+
+TEST(SiteRuntime, CutIsDetectedWithinTheBoundAndFlowsMoveInTheSameTick) {
+  test::Wan w(11);
+  two_paths(w);
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);  // RTP: voice
+  pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 20 * kSec);
+  w.world().run_until(5 * kSec);
+  const model::PathId before = hq.class_path("b", "voice");
+  ASSERT_TRUE(before.valid());
+  EXPECT_EQ(hq.path(before)->rate, PATRONUS_PROBE_RATE_ACTIVE);
+  EXPECT_EQ(hq.on_packet(voice, 46, 100), before);
+  const std::int64_t cut = w.world().now_ns();
+  w.set_up(before.value(), false);
+  w.world().run_until(8 * kSec);
+
+  const auto* d = find_decision(w.node("hq").recorder.decisions, "voice",
+                                steering::Reason::kPathDown, cut);
+  ASSERT_NE(d, nullptr) << "no failover decision";
+  EXPECT_EQ(d->from, before);
+  ASSERT_TRUE(d->to.valid());
+  EXPECT_NE(d->to, before);
+  // M x interval + one-way delay + one interval of transmit jitter.
+  const std::int64_t bound = 4 * 50 * kMs + 25 * kMs + 50 * kMs;
+  const std::int64_t took = d->mono_ns - cut;
+  EXPECT_LE(took, bound) << "detected after " << took / 1e6 << " ms";
+  EXPECT_GT(took, 100 * kMs) << "detected implausibly early: " << took / 1e6 << " ms";
+  // Replies already in flight at the cut still arrive: the last good evidence is at least one
+  // detection time old when the path is declared down.
+  EXPECT_GE(d->fault_age_ns, 4 * 50 * kMs);
+  EXPECT_EQ(d->flows_moved, 1u);
+  // The forwarding change happened in the same tick as the decision.
+  bool changed = false;
+  for (const auto& c : w.node("hq").dataplane->changes()) {
+    if (!c.is_flow && c.cls == "voice" && c.path == d->to && c.at_ns == d->mono_ns) changed = true;
+  }
+  EXPECT_TRUE(changed);
+  EXPECT_EQ(hq.on_packet(voice, 46, 100), d->to);
+  EXPECT_EQ(hq.path(before)->status, model::PathStatus::kDown);
+  // The JSON record says why.
+  EXPECT_NE(d->to_json().find("\"reason\":\"failover-path-down\""), std::string::npos);
+  EXPECT_NE(d->why.find("is down"), std::string::npos) << d->why;
+  w.stop();
+}
+
+TEST(SiteRuntime, DownPathsKeepBeingProbedAndRecover) {
+  test::Wan w(12);
+  two_paths(w);
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  w.world().run_until(3 * kSec);
+  ASSERT_TRUE(hq.path(model::PathId(1))->live);
+  w.set_up(1, false);
+  w.world().run_until(10 * kSec);
+  EXPECT_FALSE(hq.path(model::PathId(1))->live);
+  w.set_up(1, true);
+  w.world().run_until(13 * kSec);
+  EXPECT_TRUE(hq.path(model::PathId(1))->live);
+  // Live again at once; its status follows the window, which still holds the outage's losses
+  // until they age out (10 s).
+  EXPECT_GT(hq.path(model::PathId(1))->stats.loss_pct, 30.0);
+  w.world().run_until(25 * kSec);
+  EXPECT_EQ(hq.path(model::PathId(1))->stats.loss_pct, 0.0);
+  EXPECT_EQ(hq.path(model::PathId(1))->status, model::PathStatus::kUp);
+  w.stop();
+}
+
+// 90 paths, 1 % random loss in each direction (about 2 % of round trips), one simulated hour,
+// default probe settings (50 ms active, detect multiplier 5): no path is declared down, no flow
+// moves. The class tolerates the loss (its thresholds are not what is tested here: liveness is).
+TEST(SiteRuntime, NinetyLossyPathsForAnHourCauseNoFalseFailover) {
+  test::Wan w(2026);
+  std::vector<test::HarnessEndpoint> hq_eps = {{"wan0", "10.0.0.1"}, {"wan1", "10.0.1.1"}};
+  w.add_site({"hq", hq_eps, "192.168.0.0/24"});
+  const env::LinkParams lossy{10 * kMs, 2 * kMs, 0.01, true};
+  std::vector<std::pair<model::FlowKey, int>> flows;
+  for (int i = 0; i < 45; ++i) {
+    const std::string name = "s" + std::to_string(i);
+    const std::string net = "10.100." + std::to_string(i) + ".0/24";
+    w.add_site({name, {{"wan0", "10.1." + std::to_string(i) + ".1"}}, net});
+    w.add_path({"hq", "wan0", name, "wan0", lossy});
+    w.add_path({"hq", "wan1", name, "wan0", lossy});
+    for (int f = 0; f < 4; ++f) {
+      flows.push_back({flow("192.168.0.5", "10.100." + std::to_string(i) + ".9",
+                            static_cast<std::uint16_t>(30000 + f), 443,
+                            model::IpProtocol::kTcp),
+                       0});
+    }
+  }
+  w.start("stats_interval_ms: 0\n", [](steering::RuntimeConfig& rc) {
+    steering::ClassSpec data;
+    data.name = "data";
+    data.priority = model::Priority::kNormal;
+    data.balance = true;
+    data.max_loss_pct = 10;
+    rc.classes.classes = {data};
+    rc.classes.rules.clear();
+    rc.classes.default_class = "data";
+  });
+  auto& hq = w.rt("hq");
+  pump(*w.node("hq").env, hq, flows, 1 * kSec, 3600 * kSec);
+  w.world().run_until(3600 * kSec);
+  const auto& c = hq.counters();
+  EXPECT_EQ(c.failovers, 0u);
+  EXPECT_EQ(c.liveness_changes, 90u) << "every path came up once and never went down";
+  for (const auto& p : hq.paths()) {
+    EXPECT_TRUE(p.live) << p.name;
+    EXPECT_EQ(p.rate, PATRONUS_PROBE_RATE_ACTIVE) << p.name;  // balanced: both carry flows
+    EXPECT_GT(p.stats.loss_pct, 0.0) << "the links are lossy";
+  }
+  std::size_t moves = 0;
+  for (const auto& d : w.node("hq").recorder.decisions) {
+    if (d.reason != steering::Reason::kInitial && d.mono_ns > 30 * kSec) {
+      moves += d.flows_moved;
+      ADD_FAILURE() << d.to_json();
+    }
+  }
+  EXPECT_EQ(moves, 0u);
+  EXPECT_GT(c.samples, 90u * 3600u * 19u) << "probes ran at the active rate all hour";
+  w.stop();
+}
+
+TEST(SiteRuntime, BrownoutMovesCriticalFlowsLeavesBestEffortAndFailsBackAfterHoldDown) {
+  test::Wan w(13);
+  two_paths(w);
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+  const auto web = flow("192.168.1.10", "192.168.2.20", 40000, 8080, model::IpProtocol::kTcp);
+  ASSERT_EQ(hq.classify(voice, 46), "voice");
+  ASSERT_EQ(hq.classify(web, 0), "default");
+  pump(*w.node("hq").env, hq, {{voice, 46}, {web, 0}}, 20 * kMs, 120 * kSec);
+  w.world().run_until(12 * kSec);
+  const model::PathId a = hq.class_path("b", "voice");
+  ASSERT_EQ(hq.class_path("b", "default"), a);
+  // Brownout: 5 % loss on the path carrying both.
+  const std::int64_t brown = w.world().now_ns();
+  w.set_link(a.value(), {25 * kMs, 0, 0.025, true});
+  w.world().run_until(40 * kSec);
+  const auto& ds = w.node("hq").recorder.decisions;
+  const auto* moved = find_decision(ds, "voice", steering::Reason::kThreshold, brown);
+  ASSERT_NE(moved, nullptr);
+  EXPECT_EQ(moved->from, a);
+  EXPECT_NE(moved->why.find("loss"), std::string::npos) << moved->why;
+  EXPECT_NE(hq.class_path("b", "voice"), a);
+  EXPECT_EQ(hq.class_path("b", "default"), a) << "best-effort has no thresholds: it stays";
+  EXPECT_EQ(find_decision(ds, "default", steering::Reason::kThreshold, brown), nullptr);
+  // Recovery: the old path must stay good for the class's hold-down before voice fails back.
+  const std::int64_t recovered = w.world().now_ns();
+  w.set_link(a.value(), {25 * kMs, 0, 0.0, true});
+  w.world().run_until(80 * kSec);
+  const auto* back = find_decision(ds, "voice", steering::Reason::kFailback, recovered);
+  ASSERT_NE(back, nullptr) << "voice never failed back";
+  EXPECT_EQ(back->to, a);
+  const auto hold = steering::default_classes("").classes[0].hold_down_ns;
+  EXPECT_GE(back->mono_ns - recovered, hold);
+  EXPECT_NE(back->why.find("hold-down"), std::string::npos) << back->why;
+  EXPECT_EQ(hq.class_path("b", "voice"), a);
+  w.stop();
+}
+
+TEST(SiteRuntime, AFlappingPathCausesABoundedNumberOfMoves) {
+  test::Wan w(14);
+  two_paths(w);
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+  pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 100 * kSec);
+  w.world().run_until(10 * kSec);
+  const model::PathId a = hq.class_path("b", "voice");
+  // Down and up every second for 30 s.
+  for (int i = 0; i < 30; ++i) {
+    w.set_up(a.value(), i % 2 == 1);
+    w.world().run_until(w.world().now_ns() + kSec);
+  }
+  w.set_up(a.value(), true);
+  w.world().run_until(100 * kSec);
+  std::size_t moves = 0;
+  for (const auto& d : w.node("hq").recorder.decisions) {
+    if (d.cls == "voice" && d.mono_ns > 10 * kSec) ++moves;
+  }
+  // One failover when the flapping starts, one failback after it stopped and the hold-down.
+  EXPECT_EQ(moves, 2u);
+  EXPECT_EQ(hq.class_path("b", "voice"), a);
+  w.stop();
+}
+
+TEST(SiteRuntime, ForgedReplayedTruncatedAndUnknownProbesAreDroppedAndCounted) {
+  test::Wan w(15);
+  two_paths(w);
+  w.add_site({"mallory", {{"m", "10.9.9.9"}}, "192.168.99.0/24"});
+  w.start(two_path_probe(4));
+  auto& hq_env = *w.node("hq").env;
+  w.world().set_link(model::IpAddress::parse("10.9.9.9").value(),
+                     model::IpAddress::parse("10.0.0.1").value(), {1 * kMs, 0, 0, true});
+  w.world().run_until(2 * kSec);
+  const auto samples_before = w.rt("hq").counters().samples;
+  // Mallory's socket.
+  env::Env& m = *w.node("mallory").env;
+  env::EndpointId ep = 0;
+  model::SocketAddress bound;
+  ASSERT_TRUE(m.open_udp(model::SocketAddress::parse("10.9.9.9:7410").value(),
+                         [](const model::SocketAddress&, const std::uint8_t*, std::size_t) {},
+                         &ep, &bound)
+                  .is_ok());
+  const auto to = model::SocketAddress::parse("10.0.0.1:7410").value();
+  const auto spec = w.spec(1, /*from_a=*/false);  // b's view of path 1: b knows the key
+  probes::PathKey key;
+  std::copy(spec.probe_key.begin(), spec.probe_key.end(), key.begin());
+  auto send = [&](const std::vector<std::uint8_t>& bytes) {
+    ASSERT_TRUE(m.send_udp(ep, to, bytes.data(), bytes.size()).is_ok());
+  };
+  std::vector<std::uint8_t> pkt(64);
+  probes::Packet p;
+  p.type = probes::Type::kRequest;
+  p.session = spec.session_id;
+  p.nonce = 0xfeed;
+  p.sequence = 100;
+  p.t1 = 1;
+  probes::encode(p, key, pkt.data());
+  send({pkt.begin(), pkt.begin() + 10});  // truncated
+  send(pkt);                              // valid: reflected
+  send(pkt);                              // the same again: replayed
+  p.sequence = 20;
+  probes::encode(p, key, pkt.data());
+  send(pkt);  // far below the window: stale
+  auto forged = pkt;
+  forged[20] ^= 1;  // tampered sequence, tag no longer matches
+  send(forged);
+  p.session ^= 0x5a5a5a5a;
+  probes::encode(p, key, pkt.data());
+  send(pkt);  // unknown session
+  probes::PathKey wrong{};
+  p.session = spec.session_id;
+  p.type = probes::Type::kReply;
+  p.sequence = 1;
+  probes::encode(p, wrong, pkt.data());
+  send(pkt);  // a reply under the wrong key: forged
+  w.world().run_until(3 * kSec);
+  (void)hq_env;
+  w.stop();  // the probe publishes its counters when stopped
+  const std::string c = w.node("hq").recorder.last_event("probe.counters");
+  ASSERT_FALSE(c.empty());
+  EXPECT_NE(c.find("\"malformed\":1,"), std::string::npos) << c;
+  EXPECT_NE(c.find("\"unknown_session\":1,"), std::string::npos) << c;
+  EXPECT_NE(c.find("\"bad_tag\":2,"), std::string::npos) << c;
+  EXPECT_NE(c.find("\"replayed\":1,"), std::string::npos) << c;
+  EXPECT_NE(c.find("\"stale\":1,"), std::string::npos) << c;
+  // Nothing of it was scored: every sample since came from real probes of hq itself.
+  const auto& cnt = w.rt("hq").counters();
+  EXPECT_EQ(cnt.samples_unknown_path, 0u);
+  EXPECT_GT(cnt.samples, samples_before);
+}
+
+TEST(SiteRuntime, DecisionTimestampsComeFromTheEnvAndRunsAreDeterministic) {
+  auto run = [](std::uint64_t seed) {
+    test::Wan w(seed);
+    two_paths(w, {25 * kMs, 3 * kMs, 0.01, true});
+    w.world().set_wall_epoch_ns(1'700'000'000LL * kSec);
+    w.start(two_path_probe(4));
+    const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+    pump(*w.node("hq").env, w.rt("hq"), {{voice, 46}}, 20 * kMs, 20 * kSec);
+    w.world().run_until(5 * kSec);
+    w.set_up(1, false);
+    w.set_up(2, false);
+    w.world().run_until(20 * kSec);
+    std::string out;
+    for (const auto& d : w.node("hq").recorder.decisions) {
+      EXPECT_EQ(d.wall_ns, 1'700'000'000LL * kSec + d.mono_ns);
+      out += std::to_string(d.wall_ns) + " " + d.to_json() + "\n";
+    }
+    w.stop();
+    return out;
+  };
+  const std::string a = run(77), b = run(77);
+  EXPECT_FALSE(a.empty());
+  EXPECT_EQ(a, b);
+}
+
+}  // namespace

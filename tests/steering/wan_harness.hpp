@@ -1,0 +1,230 @@
+// A virtual-time WAN of site runtimes for tests: each site is a real SiteRuntime hosting the real
+// probes and scorer plugins (.so, through the ABI) on a VirtualWorld node; paths are pairs of
+// endpoint addresses whose links (delay, jitter, loss, up/down) the test controls. Keys are real
+// X25519 keys; probe keys are derived exactly as patronusd derives them.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "patronus/core/config_schema.hpp"
+#include "patronus/core/plugin_host.hpp"
+#include "patronus/core/router.hpp"
+#include "patronus/env/virtual_world.hpp"
+#include "patronus/mesh/keys.hpp"
+#include "patronus/steering/site_runtime.hpp"
+#include "test_support.hpp"
+
+namespace patronus::test {
+
+struct HarnessEndpoint {
+  std::string name;
+  std::string ip;
+};
+
+struct HarnessSite {
+  std::string name;
+  std::vector<HarnessEndpoint> endpoints;
+  std::string subnet;  // LAN prefix reached through the site
+};
+
+// Collects decisions and plugin events of one site.
+struct Recorder : steering::RuntimeObserver {
+  std::vector<steering::Decision> decisions;
+  std::vector<std::pair<std::string, std::string>> events;  // type, json
+  void on_decision(const std::string&, const steering::Decision& d) override {
+    decisions.push_back(d);
+  }
+  void on_event(const std::string&, const std::string&, const std::string& type,
+                const std::string& json) override {
+    events.emplace_back(type, json);
+  }
+  std::string last_event(const std::string& type) const {
+    for (auto it = events.rbegin(); it != events.rend(); ++it) {
+      if (it->first == type) return it->second;
+    }
+    return "";
+  }
+};
+
+class Wan {
+ public:
+  struct Node {
+    env::Env* env = nullptr;
+    std::unique_ptr<core::RouterInstance> router;
+    std::unique_ptr<steering::RecordingDataplane> dataplane;
+    std::unique_ptr<steering::SiteRuntime> runtime;
+    Recorder recorder;
+    std::map<std::string, mesh::KeyPair> keys;  // endpoint -> key pair
+  };
+  struct PathDef {
+    std::string a_site, a_ep, b_site, b_ep;
+    env::LinkParams link;
+  };
+
+  explicit Wan(std::uint64_t seed) : world_(seed) {
+    for (const char* n : {"probes", "scoring", "emodel"}) {
+      auto lib = reg_.load_file(plugin_dir() + "/libpatronus-" + n + ".so");
+      EXPECT_TRUE(lib.is_ok()) << lib.status().to_string();
+      if (lib.is_ok()) libs_[n] = lib.value();
+    }
+  }
+
+  env::VirtualWorld& world() { return world_; }
+
+  void add_site(const HarnessSite& s) {
+    sites_.push_back(s);
+    auto n = std::make_unique<Node>();
+    std::vector<model::IpAddress> ips;
+    for (const auto& e : s.endpoints) {
+      ips.push_back(model::IpAddress::parse(e.ip).value());
+      n->keys[e.name] = mesh::generate_keypair().value();
+    }
+    n->env = &world_.add_node(s.name, ips);
+    nodes_[s.name] = std::move(n);
+  }
+
+  std::size_t add_path(const PathDef& p) {
+    paths_.push_back(p);
+    auto ia = ip_of(p.a_site, p.a_ep), ib = ip_of(p.b_site, p.b_ep);
+    world_.set_link(ia, ib, p.link);
+    world_.set_link(ib, ia, p.link);
+    return paths_.size();  // path id (1-based)
+  }
+
+  // Both directions of a path's link.
+  void set_link(std::size_t path_id, env::LinkParams link) {
+    const auto& p = paths_.at(path_id - 1);
+    auto ia = ip_of(p.a_site, p.a_ep), ib = ip_of(p.b_site, p.b_ep);
+    world_.set_link(ia, ib, link);
+    world_.set_link(ib, ia, link);
+  }
+  void set_up(std::size_t path_id, bool up) {
+    const auto& p = paths_.at(path_id - 1);
+    auto ia = ip_of(p.a_site, p.a_ep), ib = ip_of(p.b_site, p.b_ep);
+    world_.set_link_up(ia, ib, up);
+    world_.set_link_up(ib, ia, up);
+  }
+
+  // Builds and starts every site's runtime. `probe_yaml` configures the probes plugin;
+  // `tweak` adjusts each site's RuntimeConfig.
+  void start(const std::string& probe_yaml,
+             const std::function<void(steering::RuntimeConfig&)>& tweak = {}) {
+    for (const auto& s : sites_) {
+      Node& n = *nodes_[s.name];
+      n.router = std::make_unique<core::RouterInstance>(*n.env, s.name);
+      add_plugin(n, "probes", "probe", probe_yaml);
+      add_plugin(n, "scoring", "scoring", "");
+      add_plugin(n, "emodel", "emodel", "");
+      steering::RuntimeConfig rc;
+      rc.site = s.name;
+      rc.probe = "probe";
+      rc.default_scorer = "scoring";
+      rc.classes = steering::default_classes("emodel");
+      if (tweak) tweak(rc);
+      n.dataplane = std::make_unique<steering::RecordingDataplane>(n.env);
+      n.runtime = std::make_unique<steering::SiteRuntime>(*n.env, *n.router, rc, *n.dataplane);
+      n.runtime->add_observer(&n.recorder);
+      for (const auto& other : sites_) {
+        if (other.name == s.name || !connected(s.name, other.name)) continue;
+        steering::RemoteSite r;
+        r.name = other.name;
+        r.prefixes.push_back(model::IpPrefix::parse(other.subnet).value());
+        ASSERT_TRUE(n.runtime->add_remote_site(r).is_ok());
+      }
+      for (std::size_t i = 0; i < paths_.size(); ++i) {
+        const auto& p = paths_[i];
+        if (p.a_site != s.name && p.b_site != s.name) continue;
+        const bool a = p.a_site == s.name;
+        ASSERT_TRUE(n.runtime->add_path(spec(i + 1, a)).is_ok());
+      }
+      auto st = n.runtime->start();
+      ASSERT_TRUE(st.is_ok()) << st.to_string();
+    }
+  }
+
+  steering::PathSpec spec(std::size_t id, bool from_a) const {
+    const auto& p = paths_.at(id - 1);
+    const std::string ls = from_a ? p.a_site : p.b_site, le = from_a ? p.a_ep : p.b_ep;
+    const std::string rs = from_a ? p.b_site : p.a_site, re = from_a ? p.b_ep : p.a_ep;
+    steering::PathSpec sp;
+    sp.id = model::PathId(id);
+    sp.name = ls + ":" + le + "~" + rs + ":" + re;
+    sp.remote_site = rs;
+    sp.local_endpoint = le;
+    sp.remote_endpoint = re;
+    sp.local_underlay = model::SocketAddress(ip_of(ls, le), 51820);
+    sp.remote_underlay = model::SocketAddress(ip_of(rs, re), 51820);
+    const std::string canonical = mesh::canonical_path_name(ls, le, rs, re);
+    sp.session_id = mesh::probe_session_id(canonical);
+    auto key = mesh::derive_probe_key(nodes_.at(ls)->keys.at(le).private_key,
+                                      nodes_.at(rs)->keys.at(re).public_key, canonical);
+    EXPECT_TRUE(key.is_ok());
+    std::copy(key.value().begin(), key.value().end(), sp.probe_key.begin());
+    sp.has_key = true;
+    return sp;
+  }
+
+  Node& node(const std::string& site) { return *nodes_.at(site); }
+  steering::SiteRuntime& rt(const std::string& site) { return *nodes_.at(site)->runtime; }
+
+  void stop() {
+    for (auto& [name, n] : nodes_) {
+      if (n->runtime) n->runtime->stop();
+      if (n->router) n->router->stop();
+    }
+  }
+
+ private:
+  model::IpAddress ip_of(const std::string& site, const std::string& ep) const {
+    for (const auto& s : sites_) {
+      if (s.name != site) continue;
+      for (const auto& e : s.endpoints) {
+        if (e.name == ep) return model::IpAddress::parse(e.ip).value();
+      }
+    }
+    ADD_FAILURE() << "no endpoint " << site << "/" << ep;
+    return {};
+  }
+  bool connected(const std::string& a, const std::string& b) const {
+    for (const auto& p : paths_) {
+      if ((p.a_site == a && p.b_site == b) || (p.a_site == b && p.b_site == a)) return true;
+    }
+    return false;
+  }
+  void add_plugin(Node& n, const std::string& plugin, const std::string& instance,
+                  const std::string& yaml) {
+    const auto& lib = libs_.at(plugin);
+    auto bytes = lib->schema()->text_to_bytes(yaml, instance);
+    ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
+    auto st = n.router->add_plugin(lib, instance, bytes.value());
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  }
+
+  env::VirtualWorld world_;
+  core::PluginRegistry reg_;
+  std::map<std::string, std::shared_ptr<const core::PluginLibrary>> libs_;
+  std::vector<HarnessSite> sites_;
+  std::vector<PathDef> paths_;
+  std::map<std::string, std::unique_ptr<Node>> nodes_;
+};
+
+inline model::FlowKey flow(const std::string& src, const std::string& dst, std::uint16_t sport,
+                           std::uint16_t dport, model::IpProtocol proto = model::IpProtocol::kUdp) {
+  model::FlowKey k;
+  k.src = model::IpAddress::parse(src).value();
+  k.dst = model::IpAddress::parse(dst).value();
+  k.src_port = sport;
+  k.dst_port = dport;
+  k.protocol = proto;
+  return k;
+}
+
+constexpr std::int64_t kMs = 1'000'000;
+constexpr std::int64_t kSec = 1'000'000'000;
+
+}  // namespace patronus::test
