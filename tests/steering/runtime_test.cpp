@@ -152,12 +152,23 @@ TEST(SiteRuntime, NinetyLossyPathsForAnHourCauseNoFalseFailover) {
   w.world().run_until(3600 * kSec);
   const auto& c = hq.counters();
   EXPECT_EQ(c.failovers, 0u);
+  for (const auto& d : w.node("hq").recorder.decisions) {
+    if (d.reason == steering::Reason::kThreshold || d.reason == steering::Reason::kPathDown ||
+        d.reason == steering::Reason::kNoPath) {
+      ADD_FAILURE() << d.to_json();
+    }
+  }
   EXPECT_EQ(c.liveness_changes, 90u) << "every path came up once and never went down";
+  std::uint64_t probes = 0, lost = 0;
   for (const auto& p : hq.paths()) {
     EXPECT_TRUE(p.live) << p.name;
     EXPECT_EQ(p.rate, PATRONUS_PROBE_RATE_ACTIVE) << p.name;  // balanced: both carry flows
-    EXPECT_GT(p.stats.loss_pct, 0.0) << "the links are lossy";
+    probes += p.stats.samples;
+    lost += p.stats.lost;
   }
+  // The links really lose about 2 % of round trips.
+  EXPECT_GT(lost * 1000, probes * 10);
+  EXPECT_LT(lost * 1000, probes * 35);
   std::size_t moves = 0;
   for (const auto& d : w.node("hq").recorder.decisions) {
     if (d.reason != steering::Reason::kInitial && d.mono_ns > 30 * kSec) {

@@ -46,6 +46,19 @@ std::uint32_t priority_of(model::Priority p) { return static_cast<std::uint32_t>
 
 bool is_pow2(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
+// Lower bound of the 95 % Wilson score interval of a loss ratio, in percent. A class's loss
+// threshold is broken only when the window shows, with that confidence, more loss than allowed:
+// 2 lost of 13 probes (15 %) on a path losing 2 % is noise, not evidence (ADR 0008).
+double loss_lower_bound_pct(std::uint32_t lost, std::uint32_t n) {
+  if (n == 0) return 0;
+  constexpr double z = 1.959964;
+  const double p = static_cast<double>(lost) / n;
+  const double z2n = z * z / n;
+  const double center = p + z2n / 2;
+  const double margin = z * std::sqrt(p * (1 - p) / n + z2n / (4.0 * n));
+  return std::max(0.0, (center - margin) / (1 + z2n)) * 100.0;
+}
+
 }  // namespace
 
 const char* to_string(Reason r) {
@@ -274,7 +287,7 @@ Status SiteRuntime::start() {
       d.remote_overlay = model::SocketAddress(*p->spec.remote_overlay, 0).to_abi();
     }
     d.session_id = p->spec.session_id;
-    d.rate = PATRONUS_PROBE_RATE_IDLE;
+    d.rate = PATRONUS_PROBE_RATE_ACTIVE;  // warm-up: see update_rates()
     if (p->spec.has_key) {
       d.key_len = 32;
       std::memcpy(d.key, p->spec.probe_key.data(), 32);
@@ -287,7 +300,7 @@ Status SiteRuntime::start() {
       }
       return Status(s.code(), "path '" + p->spec.name + "': " + s.message());
     }
-    p->rate = PATRONUS_PROBE_RATE_IDLE;
+    p->rate = PATRONUS_PROBE_RATE_ACTIVE;
   }
   running_ = true;
   next_metrics_ns_ = env_.now_ns() + config_.metrics_interval_ns;
@@ -389,10 +402,14 @@ void SiteRuntime::rescore(Path& p) {
   const WindowStats st = p.window.stats();
   for (std::size_t slot = 0; slot < scorers_.size(); ++slot) {
     auto& sc = p.scores[slot];
-    if (st.samples == 0 || st.lost == st.samples) {
+    if (st.samples < config_.window.min_samples) {
+      sc.valid = false;  // not a measurement yet; nothing is invented in its place
+      continue;
+    }
+    if (st.lost == st.samples) {
       // Nothing received in the window: there is no latency to score, and the path is down
       // by measurement. No score is invented.
-      sc.valid = st.samples > 0;
+      sc.valid = true;
       sc.score = 0;
       sc.state = PATRONUS_PATH_DOWN;
       continue;
@@ -455,8 +472,10 @@ std::string why_not(bool live, const PathView& v, bool valid, double score, std:
   if (!live) return "down (no probe reply within the detection time)";
   if (!valid) return "not measured yet";
   if (score < c.min_score) return "score " + fmt(score) + " < " + fmt(c.min_score);
-  if (c.max_loss_pct && v.stats.loss_pct > *c.max_loss_pct) {
-    return "loss " + fmt(v.stats.loss_pct, 2) + " % > " + fmt(*c.max_loss_pct, 2) + " %";
+  if (c.max_loss_pct && loss_lower_bound_pct(v.stats.lost, v.stats.samples) > *c.max_loss_pct) {
+    return "loss " + fmt(v.stats.loss_pct, 2) + " % (at least " +
+           fmt(loss_lower_bound_pct(v.stats.lost, v.stats.samples), 2) + " % at 95 % confidence) > " +
+           fmt(*c.max_loss_pct, 2) + " %";
   }
   if (c.max_latency_ms && v.stats.latency_ms > *c.max_latency_ms) {
     return "latency " + fmt(v.stats.latency_ms) + " ms > " + fmt(*c.max_latency_ms) + " ms";
@@ -471,7 +490,7 @@ bool eligible_for(bool live, const WindowStats& st, bool valid, double score, st
                   const ClassSpec& c) {
   (void)state;  // the scorer's verdict is the path's status; a class judges by its own thresholds
   return live && valid && score >= c.min_score &&
-         (!c.max_loss_pct || st.loss_pct <= *c.max_loss_pct) &&
+         (!c.max_loss_pct || loss_lower_bound_pct(st.lost, st.samples) <= *c.max_loss_pct) &&
          (!c.max_latency_ms || st.latency_ms <= *c.max_latency_ms) &&
          (!c.max_jitter_ms || st.jitter_ms <= *c.max_jitter_ms);
 }
@@ -769,7 +788,11 @@ void SiteRuntime::update_rates() {
   }
   for (std::size_t i = 0; i < paths_.size(); ++i) {
     Path& p = *paths_[i];
-    const std::uint32_t want = active[i] ? PATRONUS_PROBE_RATE_ACTIVE : PATRONUS_PROBE_RATE_IDLE;
+    // Fast while it carries traffic, and while its window is too small to be a measurement
+    // (warm-up), so a new path is judged within min_samples active intervals.
+    const bool warm_up = p.window.size() < config_.window.min_samples;
+    const std::uint32_t want =
+        active[i] || warm_up ? PATRONUS_PROBE_RATE_ACTIVE : PATRONUS_PROBE_RATE_IDLE;
     if (want == p.rate) continue;
     auto st = router_.set_path_rate(config_.probe, p.spec.id.value(), want);
     p.rate = want;  // an ABI 1.0 probe keeps its own rate; do not ask again every tick
