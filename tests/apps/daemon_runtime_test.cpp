@@ -1,0 +1,206 @@
+// Two patronusd daemons on loopback run their site runtimes over real UDP: authenticated probes
+// both ways, paths come up, classes get paths; killing one daemon (its probe responder with it)
+// makes the other's paths go down, and its decisions, read back with the CLI, record the move.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "patronus/store/store.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace patronus;
+using test::run;
+
+struct Child {
+  pid_t pid = -1;
+  ~Child() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+pid_t spawn(const std::string& config, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const std::string d = test::bin_dir() + "/patronusd";
+    if (FILE* f = freopen(log.c_str(), "w", stderr)) (void)f;
+    execl(d.c_str(), d.c_str(), "--config", config.c_str(), nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+// Polls the database until `pred` holds (or ~20 s pass).
+template <typename Pred>
+bool wait_for(const std::string& db, Pred pred) {
+  for (int i = 0; i < 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!test::file_exists(db)) continue;
+    auto st = store::Store::open(db);
+    if (st.is_ok() && pred(*st.value())) return true;
+  }
+  return false;
+}
+
+bool has_decision(store::Store& s, const std::string& kind) {
+  auto d = s.decisions(1000);
+  if (!d.is_ok()) return false;
+  for (const auto& e : d.value()) {
+    if (e.kind == kind) return true;
+  }
+  return false;
+}
+
+TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
+  test::TempDir dir;
+  const std::string port = std::to_string(test::free_udp_port());
+  test::write_file(dir.file("sites.yaml"),
+                   "sites:\n"
+                   "  - name: hq\n    subnets: [192.168.10.0/24]\n    endpoints:\n"
+                   "      - {name: wan0, address: 127.0.0.1:51820, type: wan}\n"
+                   "      - {name: wan1, address: 127.0.0.3:51820, type: wan}\n"
+                   "  - name: branch\n    subnets: [192.168.20.0/24]\n    endpoints:\n"
+                   "      - {name: wan0, address: 127.0.0.2:51820, type: wan}\n");
+  // One key directory for the lab: the plan creates every endpoint's key (private keys 0600).
+  auto plan = run({test::bin_dir() + "/patronus", "mesh", "plan", "--sites", dir.file("sites.yaml"),
+                   "--keys-dir", dir.file("keys")});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  for (const std::string site : {"hq", "branch"}) {
+    test::write_file(dir.file(site + ".yaml"),
+                     "site: " + site + "\nstate_db: " + site + ".db\nplugin_dir: " +
+                         test::plugin_dir() +
+                         "\nlog_level: info\nflush_interval_ms: 100\nplugins:\n"
+                         "  - plugin: probes\n    name: probe\n    config: {port: " +
+                         port +
+                         ", interval_ms: 50, idle_interval_ms: 100, detect_multiplier: 3}\n"
+                         "  - plugin: scoring\n  - plugin: emodel\n"
+                         "runtime:\n  sites_file: sites.yaml\n  keys_dir: keys\n  probe: probe\n"
+                         "  scorer: scoring\n  voice_scorer: emodel\n  metrics_interval_ms: 200\n");
+  }
+  Child hq, branch;
+  hq.pid = spawn(dir.file("hq.yaml"), dir.file("hq.log"));
+  branch.pid = spawn(dir.file("branch.yaml"), dir.file("branch.log"));
+  // Both paths come up (authenticated probes answered both ways) and every class gets a path.
+  ASSERT_TRUE(wait_for(dir.file("hq.db"), [](store::Store& s) {
+    auto p = s.list_paths();
+    if (!p.is_ok() || p.value().size() != 2) return false;
+    for (const auto& r : p.value()) {
+      if (r.status != model::PathStatus::kUp) return false;
+    }
+    return has_decision(s, "decision.initial");
+  })) << test::read_file(dir.file("hq.log"));
+  // Kill branch outright: nothing answers hq's probes any more.
+  kill(branch.pid, SIGKILL);
+  waitpid(branch.pid, nullptr, 0);
+  branch.pid = -1;
+  ASSERT_TRUE(wait_for(dir.file("hq.db"),
+                       [](store::Store& s) { return has_decision(s, "decision.no-path"); }))
+      << test::read_file(dir.file("hq.log"));
+  kill(hq.pid, SIGTERM);
+  int status = 0;
+  waitpid(hq.pid, &status, 0);
+  hq.pid = -1;
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+
+  auto r = run({test::bin_dir() + "/patronus", "decisions", "--db", dir.file("hq.db"), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  bool saw_down = false, saw_initial = false;
+  for (const auto& d : j["decisions"]) {
+    const auto& x = d["decision"];
+    if (x["reason"] == "no-path" && x["class"] == "voice") {
+      saw_down = true;
+      EXPECT_NE(x["why"].get<std::string>().find("down"), std::string::npos) << x.dump();
+      EXPECT_GT(x["fault_age_ns"].get<std::int64_t>(), 0);
+      EXPECT_EQ(x["to"], 0);
+    }
+    if (x["reason"] == "initial" && x["class"] == "voice") saw_initial = true;
+  }
+  EXPECT_TRUE(saw_initial) << r.out;
+  EXPECT_TRUE(saw_down) << r.out;
+  r = run({test::bin_dir() + "/patronus", "paths", "list", "--db", dir.file("hq.db"), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto paths = nlohmann::json::parse(r.out)["paths"];
+  ASSERT_EQ(paths.size(), 2u);
+  for (const auto& p : paths) {
+    EXPECT_EQ(p["status"], "down") << p.dump();
+    EXPECT_GT(p["samples"].get<int>(), 0);
+  }
+  // The probes were authenticated and nothing was refused.
+  const std::string log = test::read_file(dir.file("hq.log"));
+  EXPECT_NE(log.find("\"bad_tag\":0"), std::string::npos) << log;
+}
+
+TEST(DaemonRuntime, RuntimeConfigErrorsNameTheField) {
+  test::TempDir dir;
+  const std::string base = "site: hq\nstate_db: hq.db\nplugin_dir: " + test::plugin_dir() +
+                           "\nplugins:\n  - plugin: probes\n    name: probe\n  - plugin: scoring\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"runtime:\n  sites_file: s.yaml\n  keys_dir: k\n  probe: nope\n  scorer: scoring\n",
+       "runtime.probe: no plugin instance 'nope'"},
+      {"runtime:\n  sites_file: s.yaml\n  keys_dir: k\n  probe: probe\n  scorer: scoring\n"
+       "  tick_ms: 0\n",
+       "runtime.tick_ms"},
+      {"runtime:\n  sites_file: s.yaml\n  keys_dir: k\n  probe: probe\n  scorer: scoring\n"
+       "  classes: {classes: [{name: Bad}]}\n",
+       "classes[0].name"},
+      {"runtime:\n  sites_file: missing.yaml\n  keys_dir: k\n  probe: probe\n  scorer: scoring\n",
+       "missing.yaml"},
+      {"runtime:\n  keys_dir: k\n  probe: probe\n  scorer: scoring\n", "sites_file"},
+  };
+  for (const auto& [rt, needle] : cases) {
+    test::write_file(dir.file("d.yaml"), base + rt);
+    auto r = run({test::bin_dir() + "/patronusd", "--config", dir.file("d.yaml")});
+    EXPECT_EQ(r.exit_code, 2) << rt;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  }
+}
+
+TEST(Cli, ScoreRunsTheScorerPlugins) {
+  auto r = run({test::bin_dir() + "/patronus", "score", "--latency", "50", "--jitter", "5",
+                "--loss", "0.1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_DOUBLE_EQ(j["score"].get<double>(), 85.0);
+  EXPECT_EQ(j["state"], "up");
+  r = run({test::bin_dir() + "/patronus", "score", "--latency", "50", "--jitter", "5", "--loss",
+           "0.1", "--bandwidth", "500", "--json"});
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(r.out)["score"].get<double>(), 80.0);
+  r = run({test::bin_dir() + "/patronus", "score", "--latency", "200", "--jitter", "50", "--loss",
+           "5", "--json"});
+  EXPECT_EQ(nlohmann::json::parse(r.out)["state"], "down");
+  r = run({test::bin_dir() + "/patronus", "score", "--latency", "50", "--jitter", "5", "--loss",
+           "0.1", "--scorer", "emodel", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["score"].get<double>(), 90.0);
+  EXPECT_EQ(j["state"], "up");
+  r = run({test::bin_dir() + "/patronus", "score", "--latency", "400", "--jitter", "40",
+           "--loss", "20", "--scorer", "emodel", "--json"});
+  EXPECT_EQ(nlohmann::json::parse(r.out)["state"], "down") << r.out;
+  // Bad input: named, non-zero.
+  r = run({test::bin_dir() + "/patronus", "score", "--latency", "-1", "--jitter", "5", "--loss",
+           "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--latency"), std::string::npos);
+  r = run({test::bin_dir() + "/patronus", "score", "--latency", "1", "--jitter", "5", "--loss",
+           "0", "--scorer", "probes"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("not a scorer"), std::string::npos) << r.err;
+  r = run({test::bin_dir() + "/patronus", "score", "--latency", "1", "--jitter", "5", "--loss",
+           "0", "--config", "latency_weight: -3"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("weights must be finite"), std::string::npos) << r.err;
+}
+
+}  // namespace
