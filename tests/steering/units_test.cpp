@@ -155,6 +155,12 @@ TEST(FlowTable, AgreesWithUnorderedMapUnderRandomInsertEraseAndBound) {
     ASSERT_TRUE(ref.count(k));
     EXPECT_EQ(ref[k], t.at(i).bytes);
   }
+  // Batched lookups give what single lookups give (present and absent keys mixed).
+  std::vector<FlowKeyBytes> batch;
+  for (std::size_t i = 0; i < FlowTable::kBatch; ++i) batch.push_back(FlowKeyBytes::of(random_key(rng)));
+  FlowEntry* out[FlowTable::kBatch];
+  t.find_batch(batch.data(), batch.size(), out);
+  for (std::size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(out[i], t.find(batch[i]));
 }
 
 TEST(FlowTable, KeysRoundTripForBothFamiliesAndTheMemoryBudgetHolds) {

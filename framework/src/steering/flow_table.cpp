@@ -128,6 +128,25 @@ FlowEntry* FlowTable::find(const FlowKeyBytes& key, std::uint64_t hash) {
   return s == UINT32_MAX ? nullptr : &entries_[(slots_[s] & kIndexMask) - 1];
 }
 
+void FlowTable::find_batch(const FlowKeyBytes* keys, std::size_t n, FlowEntry** out) {
+  n = std::min(n, kBatch);
+  std::uint64_t hashes[kBatch];
+  std::uint32_t slot[kBatch];
+  for (std::size_t i = 0; i < n; ++i) {
+    hashes[i] = hash_flow(keys[i]);
+    slot[i] = home(hashes[i]);
+    __builtin_prefetch(&slots_[slot[i]]);
+  }
+  // First probe slot of each key: prefetch the entry it points at when the tag matches.
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t s = slots_[slot[i]];
+    if (s != 0 && (s & ~kIndexMask) == tag(hashes[i])) {
+      __builtin_prefetch(&entries_[(s & kIndexMask) - 1]);
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) out[i] = find(keys[i], hashes[i]);
+}
+
 FlowEntry* FlowTable::insert(const FlowKeyBytes& key, bool* inserted) {
   const std::uint64_t hash = hash_flow(key);
   if (inserted) *inserted = false;
