@@ -105,7 +105,7 @@ std::string daemon_error(const std::string& yaml) {
 TEST(DaemonConfig, ErrorsNameKeyAndLine) {
   EXPECT_EQ(daemon_error("site: hq\nstate_db: x\nplugin_dir: y\nsurprise: 1\n"),
             "line 4: surprise: unknown key (allowed: flush_interval_ms, log_level, plugin_dir, "
-            "plugins, policy_inventory, seed, site, state_db)");
+            "plugins, policy_inventory, runtime, seed, site, state_db)");
   EXPECT_EQ(daemon_error("state_db: x\nplugin_dir: y\n"), "line 1: site: required");
   EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\npolicy_inventory: inv.yaml\n"),
             "line 4: policy_inventory: expected a list");
