@@ -74,9 +74,9 @@ class EModel final : public patronus::sdk::ScorerPlugin {
     const double terv = telr_ - 40.0 * std::log10((1.0 + t / 10.0) / (1.0 + t / 150.0)) +
                         6.0 * std::exp(-0.3 * t * t);
     const double re = 80.0 + 2.5 * (terv - 14.0);
-    const double idte = ((kRoe - re) / 2.0 + std::sqrt((kRoe - re) * (kRoe - re) / 4.0 + 100.0) -
-                         1.0) *
-                        (1.0 - std::exp(-t));
+    const double idte =
+        ((kRoe - re) / 2.0 + std::sqrt((kRoe - re) * (kRoe - re) / 4.0 + 100.0) - 1.0) *
+        (1.0 - std::exp(-t));
     const double tr = 2.0 * t;
     const double rle = 10.5 * (wepl_ + 7.0) * std::pow(tr + 1.0, -0.25);
     const double idle = (kRo - rle) / 2.0 + std::sqrt((kRo - rle) * (kRo - rle) / 4.0 + 169.0);

@@ -38,7 +38,15 @@ struct Packet {
 };
 
 // Why a datagram was not accepted.
-enum class Reject : std::uint8_t { kNone, kTruncated, kTooLarge, kVersion, kType, kFlags, kPadding };
+enum class Reject : std::uint8_t {
+  kNone,
+  kTruncated,
+  kTooLarge,
+  kVersion,
+  kType,
+  kFlags,
+  kPadding
+};
 
 namespace detail {
 inline void put16(std::uint8_t* p, std::uint16_t v) {
@@ -51,7 +59,9 @@ inline void put32(std::uint8_t* p, std::uint32_t v) {
 inline void put64(std::uint8_t* p, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = std::uint8_t(v >> (56 - 8 * i));
 }
-inline std::uint16_t get16(const std::uint8_t* p) { return std::uint16_t((p[0] << 8) | p[1]); }
+inline std::uint16_t get16(const std::uint8_t* p) {
+  return std::uint16_t((p[0] << 8) | p[1]);
+}
 inline std::uint32_t get32(const std::uint8_t* p) {
   std::uint32_t v = 0;
   for (int i = 0; i < 4; ++i) v = (v << 8) | p[i];

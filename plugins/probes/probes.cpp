@@ -226,9 +226,8 @@ class Probes final : public patronus::sdk::ProbePlugin {
     const auto id = host().schedule(delay, std::move(fn));
     if (id == 0) {
       ++counters_.timers_refused;
-      host().event("probe.timer_refused",
-                   "{\"path\":" + std::to_string(p.id) +
-                       ",\"count\":" + std::to_string(counters_.timers_refused) + "}");
+      host().event("probe.timer_refused", "{\"path\":" + std::to_string(p.id) + ",\"count\":" +
+                                              std::to_string(counters_.timers_refused) + "}");
     }
     return id;
   }
@@ -397,10 +396,9 @@ class Probes final : public patronus::sdk::ProbePlugin {
     }
     if (w == nullptr) {
       // A new sender epoch (the far end restarted): replace the least recently used window.
-      w = &*std::min_element(p.replay.begin(), p.replay.end(),
-                             [](const NonceWindow& a, const NonceWindow& b) {
-                               return a.last_used < b.last_used;
-                             });
+      w = &*std::min_element(
+          p.replay.begin(), p.replay.end(),
+          [](const NonceWindow& a, const NonceWindow& b) { return a.last_used < b.last_used; });
       *w = NonceWindow{req.nonce, {}, 0};
     }
     switch (w->window.check(req.sequence)) {
@@ -495,19 +493,17 @@ class Probes final : public patronus::sdk::ProbePlugin {
   }
 
   void publish_stats(const Path& p) {
-    const double loss = p.outcomes.empty()
-                            ? 0.0
-                            : 100.0 * static_cast<double>(p.window_lost) /
-                                  static_cast<double>(p.outcomes.size());
+    const double loss = p.outcomes.empty() ? 0.0
+                                           : 100.0 * static_cast<double>(p.window_lost) /
+                                                 static_cast<double>(p.outcomes.size());
     host().event(
         "probe.path_stats",
         "{\"path\":" + std::to_string(p.id) + ",\"up\":" + (p.up ? "true" : "false") +
             ",\"sent\":" + std::to_string(p.sent) + ",\"replies\":" + std::to_string(p.replies) +
             ",\"lost\":" + std::to_string(p.lost) + ",\"late\":" + std::to_string(p.late) +
             ",\"reordered\":" + std::to_string(p.reordered) +
-            ",\"duplicates\":" + std::to_string(p.duplicates) +
-            ",\"window_probes\":" + std::to_string(p.outcomes.size()) +
-            ",\"window_loss_pct\":" + std::to_string(loss) +
+            ",\"duplicates\":" + std::to_string(p.duplicates) + ",\"window_probes\":" +
+            std::to_string(p.outcomes.size()) + ",\"window_loss_pct\":" + std::to_string(loss) +
             ",\"jitter_ms\":" + std::to_string(p.jitter_ns / 1e6) +
             ",\"last_rtt_ms\":" + std::to_string(p.last_rtt_ns < 0 ? 0.0 : p.last_rtt_ns / 1e6) +
             ",\"interval_ms\":" + std::to_string(p.interval_ns / 1000000) + "}");
@@ -521,12 +517,10 @@ class Probes final : public patronus::sdk::ProbePlugin {
                      ",\"reflected\":" + std::to_string(c.reflected) +
                      ",\"send_errors\":" + std::to_string(c.send_errors) +
                      ",\"malformed\":" + std::to_string(c.malformed) +
-                     ",\"unknown_session\":" + std::to_string(c.unknown_session) +
-                     ",\"bad_tag\":" + std::to_string(c.bad_tag) +
-                     ",\"replayed\":" + std::to_string(c.replayed) +
-                     ",\"stale\":" + std::to_string(c.stale) +
-                     ",\"duplicates\":" + std::to_string(c.duplicates) +
-                     ",\"late\":" + std::to_string(c.late) +
+                     ",\"unknown_session\":" + std::to_string(c.unknown_session) + ",\"bad_tag\":" +
+                     std::to_string(c.bad_tag) + ",\"replayed\":" + std::to_string(c.replayed) +
+                     ",\"stale\":" + std::to_string(c.stale) + ",\"duplicates\":" +
+                     std::to_string(c.duplicates) + ",\"late\":" + std::to_string(c.late) +
                      ",\"reordered\":" + std::to_string(c.reordered) +
                      ",\"timers_refused\":" + std::to_string(c.timers_refused) + "}");
   }

@@ -37,7 +37,9 @@ static patronus_status stop(void* i) {
   (void)i;
   return PATRONUS_OK;
 }
-static void destroy(void* i) { free(i); }
+static void destroy(void* i) {
+  free(i);
+}
 
 /* probe: on watch_path, report one sample through the 1.0 host table (its 40-byte sample). */
 static void on_timer(void* user, patronus_timer_id id) {
@@ -58,7 +60,7 @@ static patronus_status watch(void* i, const struct patronus_path_desc* p, char* 
   if (p->struct_size < sizeof *p) return PATRONUS_ERR_INVALID_ARGUMENT;
   in->path_id = p->path_id;
   return in->host->schedule(in->host->ctx, 1000000, on_timer, in) ? PATRONUS_OK
-                                                                    : PATRONUS_ERR_RESOURCE_EXHAUSTED;
+                                                                  : PATRONUS_ERR_RESOURCE_EXHAUSTED;
 }
 static patronus_status unwatch(void* i, uint64_t id) {
   struct inst* in = (struct inst*)i;
@@ -114,5 +116,7 @@ static const struct patronus_plugin_descriptor descriptor = {
     .destroy = destroy,
 };
 
-static const struct patronus_plugin_descriptor* entry(void) { return &descriptor; }
+static const struct patronus_plugin_descriptor* entry(void) {
+  return &descriptor;
+}
 PATRONUS_PLUGIN_ENTRY(entry);

@@ -97,8 +97,7 @@ TEST(AbiCompat, Abi10PolicyEvaluates) {
 TEST(AbiCompat, NonZeroReservedFieldsAreRefused) {
   for (const auto& [name, needle] :
        {std::pair<std::string, std::string>{"test-reserved-slot", "reserved[3] is not NULL"},
-        std::pair<std::string, std::string>{"test-table-reserved",
-                                            "table field reserved0 is 7"}}) {
+        std::pair<std::string, std::string>{"test-table-reserved", "table field reserved0 is 7"}}) {
     core::PluginRegistry reg;
     auto lib = reg.load_file(test::test_plugin_dir() + "/libpatronus-" + name + ".so");
     ASSERT_FALSE(lib.is_ok()) << name;

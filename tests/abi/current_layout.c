@@ -3,8 +3,10 @@
 
 #include "patronus/abi/plugin_abi.h"
 
-#define F(T, m) {#T "." #m, offsetof(struct T, m)}
-#define S(T) {"sizeof " #T, sizeof(struct T)}
+#define F(T, m) \
+  { #T "." #m, offsetof(struct T, m) }
+#define S(T) \
+  { "sizeof " #T, sizeof(struct T) }
 
 struct layout_entry {
   const char* what;

@@ -9,8 +9,10 @@
 #error "frozen_layout_1_0.c must be compiled against the frozen ABI 1.0 header"
 #endif
 
-#define F(T, m) {#T "." #m, offsetof(struct T, m)}
-#define S(T) {"sizeof " #T, sizeof(struct T)}
+#define F(T, m) \
+  { #T "." #m, offsetof(struct T, m) }
+#define S(T) \
+  { "sizeof " #T, sizeof(struct T) }
 
 struct layout_entry {
   const char* what;

@@ -76,8 +76,8 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
   ASSERT_EQ(plan.exit_code, 0) << plan.err;
   for (const std::string site : {"hq", "branch"}) {
     test::write_file(dir.file(site + ".yaml"),
-                     "site: " + site + "\nstate_db: " + site + ".db\nplugin_dir: " +
-                         test::plugin_dir() +
+                     "site: " + site + "\nstate_db: " + site +
+                         ".db\nplugin_dir: " + test::plugin_dir() +
                          "\nlog_level: info\nflush_interval_ms: 100\nplugins:\n"
                          "  - plugin: probes\n    name: probe\n    config: {port: " +
                          port +
@@ -102,9 +102,9 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
   kill(branch.pid, SIGKILL);
   waitpid(branch.pid, nullptr, 0);
   branch.pid = -1;
-  ASSERT_TRUE(wait_for(dir.file("hq.db"),
-                       [](store::Store& s) { return has_decision(s, "decision.no-path"); }))
-      << test::read_file(dir.file("hq.log"));
+  ASSERT_TRUE(wait_for(dir.file("hq.db"), [](store::Store& s) {
+    return has_decision(s, "decision.no-path");
+  })) << test::read_file(dir.file("hq.log"));
   kill(hq.pid, SIGTERM);
   int status = 0;
   waitpid(hq.pid, &status, 0);
@@ -185,20 +185,20 @@ TEST(Cli, ScoreRunsTheScorerPlugins) {
   j = nlohmann::json::parse(r.out);
   EXPECT_GT(j["score"].get<double>(), 90.0);
   EXPECT_EQ(j["state"], "up");
-  r = run({test::bin_dir() + "/patronus", "score", "--latency", "400", "--jitter", "40",
-           "--loss", "20", "--scorer", "emodel", "--json"});
+  r = run({test::bin_dir() + "/patronus", "score", "--latency", "400", "--jitter", "40", "--loss",
+           "20", "--scorer", "emodel", "--json"});
   EXPECT_EQ(nlohmann::json::parse(r.out)["state"], "down") << r.out;
   // Bad input: named, non-zero.
-  r = run({test::bin_dir() + "/patronus", "score", "--latency", "-1", "--jitter", "5", "--loss",
-           "0"});
+  r = run(
+      {test::bin_dir() + "/patronus", "score", "--latency", "-1", "--jitter", "5", "--loss", "0"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--latency"), std::string::npos);
-  r = run({test::bin_dir() + "/patronus", "score", "--latency", "1", "--jitter", "5", "--loss",
-           "0", "--scorer", "probes"});
+  r = run({test::bin_dir() + "/patronus", "score", "--latency", "1", "--jitter", "5", "--loss", "0",
+           "--scorer", "probes"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("not a scorer"), std::string::npos) << r.err;
-  r = run({test::bin_dir() + "/patronus", "score", "--latency", "1", "--jitter", "5", "--loss",
-           "0", "--config", "latency_weight: -3"});
+  r = run({test::bin_dir() + "/patronus", "score", "--latency", "1", "--jitter", "5", "--loss", "0",
+           "--config", "latency_weight: -3"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("weights must be finite"), std::string::npos) << r.err;
 }

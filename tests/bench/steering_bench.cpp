@@ -75,10 +75,9 @@ BENCHMARK(BM_PathDecision);
 // The baseline: per decision, read the candidates' latest metrics from the store and rescore all.
 void BM_PathDecisionNaiveStore(benchmark::State& state) {
   Scorer s;
-  const std::string file =
-      (std::filesystem::temp_directory_path() / ("patronus-bench-" + std::to_string(getpid()) +
-                                                 ".db"))
-          .string();
+  const std::string file = (std::filesystem::temp_directory_path() /
+                            ("patronus-bench-" + std::to_string(getpid()) + ".db"))
+                               .string();
   {
     auto db = store::Store::open(file);
     if (!db.is_ok()) std::abort();
@@ -224,7 +223,8 @@ struct KeyHash {
 void BM_FlowLookupUnorderedMap(benchmark::State& state) {
   std::unordered_map<steering::FlowKeyBytes, std::uint16_t, KeyHash> m;
   m.reserve(kFlows);
-  for (std::uint32_t i = 0; i < kFlows; ++i) m.emplace(keys()[i], static_cast<std::uint16_t>(i % 8));
+  for (std::uint32_t i = 0; i < kFlows; ++i)
+    m.emplace(keys()[i], static_cast<std::uint16_t>(i % 8));
   const auto order = lookup_order();
   std::size_t i = 0;
   for (auto _ : state) {

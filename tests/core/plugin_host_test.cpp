@@ -137,9 +137,9 @@ TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
   ASSERT_TRUE(refused.is_ok());
   std::vector<std::string> names;
   for (const auto& p : reg.plugins()) names.push_back(p->info().name);
-  EXPECT_EQ(names, (std::vector<std::string>{"compat10-policy", "compat10-probe",
-                                             "compat10-scorer", "pingpong", "test-good",
-                                             "test-throws-raw", "test-throws-sdk"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"compat10-policy", "compat10-probe", "compat10-scorer",
+                                             "pingpong", "test-good", "test-throws-raw",
+                                             "test-throws-sdk"}));
   EXPECT_EQ(refused.value().size(), 7u);
   for (const auto& r : refused.value()) EXPECT_FALSE(r.reason.empty()) << r.file;
 }

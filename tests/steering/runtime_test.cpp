@@ -64,8 +64,8 @@ TEST(SiteRuntime, CutIsDetectedWithinTheBoundAndFlowsMoveInTheSameTick) {
   w.set_up(before.value(), false);
   w.world().run_until(8 * kSec);
 
-  const auto* d = find_decision(w.node("hq").recorder.decisions, "voice",
-                                steering::Reason::kPathDown, cut);
+  const auto* d =
+      find_decision(w.node("hq").recorder.decisions, "voice", steering::Reason::kPathDown, cut);
   ASSERT_NE(d, nullptr) << "no failover decision";
   EXPECT_EQ(d->from, before);
   ASSERT_TRUE(d->to.valid());
@@ -132,8 +132,7 @@ TEST(SiteRuntime, NinetyLossyPathsForAnHourCauseNoFalseFailover) {
     w.add_path({"hq", "wan1", name, "wan0", lossy});
     for (int f = 0; f < 4; ++f) {
       flows.push_back({flow("192.168.0.5", "10.100." + std::to_string(i) + ".9",
-                            static_cast<std::uint16_t>(30000 + f), 443,
-                            model::IpProtocol::kTcp),
+                            static_cast<std::uint16_t>(30000 + f), 443, model::IpProtocol::kTcp),
                        0});
     }
   }
@@ -260,9 +259,10 @@ TEST(SiteRuntime, ForgedReplayedTruncatedAndUnknownProbesAreDroppedAndCounted) {
   env::Env& m = *w.node("mallory").env;
   env::EndpointId ep = 0;
   model::SocketAddress bound;
-  ASSERT_TRUE(m.open_udp(model::SocketAddress::parse("10.9.9.9:7410").value(),
-                         [](const model::SocketAddress&, const std::uint8_t*, std::size_t) {},
-                         &ep, &bound)
+  ASSERT_TRUE(m.open_udp(
+                   model::SocketAddress::parse("10.9.9.9:7410").value(),
+                   [](const model::SocketAddress&, const std::uint8_t*, std::size_t) {}, &ep,
+                   &bound)
                   .is_ok());
   const auto to = model::SocketAddress::parse("10.0.0.1:7410").value();
   const auto spec = w.spec(1, /*from_a=*/false);  // b's view of path 1: b knows the key

@@ -157,7 +157,8 @@ TEST(FlowTable, AgreesWithUnorderedMapUnderRandomInsertEraseAndBound) {
   }
   // Batched lookups give what single lookups give (present and absent keys mixed).
   std::vector<FlowKeyBytes> batch;
-  for (std::size_t i = 0; i < FlowTable::kBatch; ++i) batch.push_back(FlowKeyBytes::of(random_key(rng)));
+  for (std::size_t i = 0; i < FlowTable::kBatch; ++i)
+    batch.push_back(FlowKeyBytes::of(random_key(rng)));
   FlowEntry* out[FlowTable::kBatch];
   t.find_batch(batch.data(), batch.size(), out);
   for (std::size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(out[i], t.find(batch[i]));

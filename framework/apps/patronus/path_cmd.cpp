@@ -55,9 +55,9 @@ const char* state_name(std::uint32_t s) {
 }
 
 int run_score(PathCommands& p) {
-  for (const auto& [name, v, hi] : {std::tuple{"--latency", p.latency, 1e6},
-                                    std::tuple{"--jitter", p.jitter, 1e6},
-                                    std::tuple{"--loss", p.loss, 100.0}}) {
+  for (const auto& [name, v, hi] :
+       {std::tuple{"--latency", p.latency, 1e6}, std::tuple{"--jitter", p.jitter, 1e6},
+        std::tuple{"--loss", p.loss, 100.0}}) {
     if (!(v >= 0 && v <= hi)) {
       return fail(kExitUsage, std::string(name) + ": must be 0.." + (hi == 100.0 ? "100" : "1e6"));
     }
@@ -101,11 +101,10 @@ int run_score(PathCommands& p) {
   if (!r.is_ok()) return fail(kExitUsage, r.status().message());
   const double score = std::round(r.value().score * 100) / 100;
   if (p.json) {
-    std::cout << json{{"score", score}, {"state", state_name(r.value().state)}}.dump()
-              << std::endl;
+    std::cout << json{{"score", score}, {"state", state_name(r.value().state)}}.dump() << std::endl;
   } else {
-    std::cout << std::fixed << std::setprecision(2) << score << " "
-              << state_name(r.value().state) << " (" << p.scorer << ")" << std::endl;
+    std::cout << std::fixed << std::setprecision(2) << score << " " << state_name(r.value().state)
+              << " (" << p.scorer << ")" << std::endl;
   }
   return 0;
 }
@@ -116,7 +115,9 @@ Result<std::unique_ptr<store::Store>> open_db(const std::string& db) {
   return store::Store::open(db);
 }
 
-json opt(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+json opt(const std::optional<double>& v) {
+  return v ? json(*v) : json(nullptr);
+}
 
 int run_paths(PathCommands& p) {
   auto st = open_db(p.db);
@@ -154,7 +155,8 @@ int run_paths(PathCommands& p) {
   }
   std::cout << std::left << std::setw(6) << "ID" << std::setw(36) << "PATH" << std::setw(10)
             << "STATUS" << std::setw(8) << "SCORE" << std::setw(10) << "RTT ms" << std::setw(10)
-            << "JITTER" << "LOSS %\n";
+            << "JITTER"
+            << "LOSS %\n";
   auto num = [](const std::optional<double>& x, int prec) {
     if (!x) return std::string("-");
     std::ostringstream o;
@@ -200,8 +202,8 @@ int run_decisions(PathCommands& p) {
         payload.is_object() && payload.contains("why") ? payload["why"].get<std::string>() : "";
     std::cout << when << "." << std::setfill('0') << std::setw(3)
               << (e.timestamp_ns / 1000000) % 1000 << std::setfill(' ') << "Z " << e.site << " "
-              << e.subject << " " << e.kind.substr(std::string("decision.").size()) << ": "
-              << why << "\n";
+              << e.subject << " " << e.kind.substr(std::string("decision.").size()) << ": " << why
+              << "\n";
   }
   return 0;
 }

@@ -88,8 +88,8 @@ class Daemon final : public core::RouterObserver, public steering::RuntimeObserv
     log(type.rfind("probe.path_stats", 0) == 0 ? 0 : 1, instance + " event " + type + " " + json);
   }
   void on_decision(const std::string&, const steering::Decision& d) override {
-    log(1, "decision " + d.cls + " -> " + d.dst_site + ": " + steering::to_string(d.reason) +
-               ": " + d.why);
+    log(1, "decision " + d.cls + " -> " + d.dst_site + ": " + steering::to_string(d.reason) + ": " +
+               d.why);
   }
   void on_path_state(const std::string&, const steering::PathView& p) override {
     log(1, "path " + p.name + " (" + std::to_string(p.id.value()) + ") is " +
@@ -333,8 +333,8 @@ int main(int argc, char** argv) {
     }
   }
   daemon.record("patronusd", "daemon.start",
-                "{\"plugins\":" + std::to_string(planned.size()) + ",\"paths\":" +
-                    std::to_string(site_plan ? site_plan->paths.size() : 0) + "}");
+                "{\"plugins\":" + std::to_string(planned.size()) +
+                    ",\"paths\":" + std::to_string(site_plan ? site_plan->paths.size() : 0) + "}");
   if (auto s = runtime ? runtime->start() : router.start(); !s.is_ok()) {
     std::cerr << "patronusd: " << s.message() << std::endl;
     daemon.record("patronusd", "daemon.start_failed", "{}");

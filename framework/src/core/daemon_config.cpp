@@ -70,8 +70,8 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
     for (const auto& p : c.plugins) {
       if (p.instance == v.value()) return v.value();
     }
-    return invalid_argument(at(rt[key]) + "runtime." + key + ": no plugin instance '" +
-                            v.value() + "' in plugins");
+    return invalid_argument(at(rt[key]) + "runtime." + key + ": no plugin instance '" + v.value() +
+                            "' in plugins");
   };
   auto probe = instance("probe", true);
   if (!probe.is_ok()) return probe.status();
@@ -94,8 +94,7 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
     std::int64_t* out;
   };
   std::int64_t k = r.k, max_flows = r.max_flows;
-  for (const IntField& f : {IntField{"k", 1, 1000, &k},
-                            IntField{"tick_ms", 1, 10000, &r.tick_ms},
+  for (const IntField& f : {IntField{"k", 1, 1000, &k}, IntField{"tick_ms", 1, 10000, &r.tick_ms},
                             IntField{"idle_after_ms", 0, 86400000, &r.idle_after_ms},
                             IntField{"flow_idle_ms", 1, 86400000, &r.flow_idle_ms},
                             IntField{"metrics_interval_ms", 100, 86400000, &r.metrics_interval_ms},

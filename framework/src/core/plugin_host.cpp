@@ -66,8 +66,7 @@ Status check_kind_table(const patronus_plugin_descriptor& d, const std::string& 
                         patronus_scorer_v1* scorer, patronus_policy_v1* policy) {
   switch (d.kind) {
     case PATRONUS_KIND_TRANSPORT: {
-      auto s =
-          copy_table(d.kind_table, transport, PATRONUS_SIZE_1_0_TRANSPORT, "transport", file);
+      auto s = copy_table(d.kind_table, transport, PATRONUS_SIZE_1_0_TRANSPORT, "transport", file);
       if (!s.is_ok()) return s;
       if (!transport->path_up || !transport->path_down) {
         return invalid_argument(file + ": transport table lacks path_up or path_down");
@@ -159,8 +158,9 @@ Status validate_descriptor(const patronus_plugin_descriptor* d, const std::strin
                             "' lacks a lifecycle function (create/configure/start/stop/destroy)");
   }
   if (d->reserved0 != 0) {
-    return invalid_argument(file + ": plugin '" + d->name +
-                            "' descriptor field reserved0 is not zero; reserved fields must be zero");
+    return invalid_argument(
+        file + ": plugin '" + d->name +
+        "' descriptor field reserved0 is not zero; reserved fields must be zero");
   }
   for (std::size_t i = 0; i < sizeof d->reserved / sizeof d->reserved[0]; ++i) {
     if (d->reserved[i] != nullptr) {

@@ -34,8 +34,7 @@ Result<patronus_score> RouterInstance::score(const std::string& instance,
   if (!(out.score >= 0.0 && out.score <= 100.0) || out.state > PATRONUS_PATH_DOWN) {
     return internal_error(instance + " (" + inst->lib->info().name +
                           "): score returned an out-of-range result (score " +
-                          std::to_string(out.score) + ", state " + std::to_string(out.state) +
-                          ")");
+                          std::to_string(out.score) + ", state " + std::to_string(out.state) + ")");
   }
   return out;
 }
@@ -97,11 +96,10 @@ Status RouterInstance::set_path_rate(const std::string& instance, std::uint64_t 
   Instance* inst = found.value();
   const auto& t = inst->lib->probe();
   if (!t.set_path_rate) {
-    return Status(Code::kUnimplemented, instance + " (" + inst->lib->info().name +
-                                            "): set_path_rate: the plugin (ABI " +
-                                            std::to_string(inst->lib->info().abi_major) + "." +
-                                            std::to_string(inst->lib->info().abi_minor) +
-                                            ") has no such call");
+    return Status(Code::kUnimplemented,
+                  instance + " (" + inst->lib->info().name + "): set_path_rate: the plugin (ABI " +
+                      std::to_string(inst->lib->info().abi_major) + "." +
+                      std::to_string(inst->lib->info().abi_minor) + ") has no such call");
   }
   return call_plugin(*inst, "set_path_rate", [&](char* err, std::uint32_t cap) {
     return t.set_path_rate(inst->handle, path_id, rate, err, cap);

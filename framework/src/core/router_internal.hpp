@@ -29,7 +29,9 @@ struct RouterInstance::Instance {
 
 constexpr std::uint32_t kErrCap = 512;
 
-inline patronus_status to_abi(const Status& s) { return static_cast<patronus_status>(s.code()); }
+inline patronus_status to_abi(const Status& s) {
+  return static_cast<patronus_status>(s.code());
+}
 
 // A plugin's status as ours; anything outside the ABI's codes is INTERNAL.
 inline Code from_abi(patronus_status st) {
@@ -50,9 +52,9 @@ Status RouterInstance::call_plugin(Instance& inst, const char* call, Fn&& fn) {
   if (st == PATRONUS_OK) return Status::ok();
   err[kErrCap - 1] = '\0';
   const Code code = from_abi(st);
-  std::string why = err[0] != '\0' ? std::string(err)
-                                   : std::string("the plugin gave no reason (status ") +
-                                         code_name(code) + ")";
+  std::string why = err[0] != '\0'
+                        ? std::string(err)
+                        : std::string("the plugin gave no reason (status ") + code_name(code) + ")";
   return Status(code, inst.name + " (" + inst.lib->info().name + "): " + call + " failed: " + why);
 }
 

@@ -106,8 +106,8 @@ std::uint32_t probe_session_id(std::string_view canonical_name) {
   crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(canonical_name.data()),
                             canonical_name.size());
   crypto_generichash_final(&st, h, sizeof h);
-  std::uint32_t v = std::uint32_t(h[0]) << 24 | std::uint32_t(h[1]) << 16 |
-                    std::uint32_t(h[2]) << 8 | h[3];
+  std::uint32_t v =
+      std::uint32_t(h[0]) << 24 | std::uint32_t(h[1]) << 16 | std::uint32_t(h[2]) << 8 | h[3];
   return v == 0 ? 1 : v;
 }
 

@@ -124,8 +124,7 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
                             std::to_string(g.num_paths()) + " paths");
   }
   auto overlay_of = [&](std::size_t s, std::size_t e) -> const mesh::OverlayAddress* {
-    const auto it =
-        plan.overlay.find(g.site(s).site.name + "/" + g.site(s).site.endpoints[e].name);
+    const auto it = plan.overlay.find(g.site(s).site.name + "/" + g.site(s).site.endpoints[e].name);
     return it == plan.overlay.end() ? nullptr : &it->second;
   };
   SitePlan out;
@@ -165,8 +164,8 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
       return failed_precondition("no public key for " + rsite.site.name + "/" + rep.name +
                                  " (give public_key in the sites file, or plan with its keys)");
     }
-    auto remote_pub = mesh::key_from_base64(
-        rsite.public_keys[re], rsite.site.name + "/" + rep.name + " public key");
+    auto remote_pub = mesh::key_from_base64(rsite.public_keys[re],
+                                            rsite.site.name + "/" + rep.name + " public key");
     if (!remote_pub.is_ok()) return remote_pub.status();
     auto key = mesh::derive_probe_key(kp.value()->private_key, remote_pub.value(), canonical);
     if (!key.is_ok()) return key.status();

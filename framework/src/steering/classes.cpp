@@ -10,7 +10,9 @@ namespace patronus::steering {
 
 namespace {
 
-PortRange ports(std::uint16_t a, std::uint16_t b) { return PortRange{a, b}; }
+PortRange ports(std::uint16_t a, std::uint16_t b) {
+  return PortRange{a, b};
+}
 
 ClassRule rule(const std::string& cls, std::optional<std::uint8_t> proto,
                std::optional<PortRange> dst, std::optional<std::uint8_t> dscp = std::nullopt) {
@@ -176,11 +178,11 @@ Result<std::vector<model::IpPrefix>> parse_prefixes(const YAML::Node& n, const s
 
 Result<ClassSpec> parse_class(const YAML::Node& n, const std::string& p) {
   if (!n.IsMap()) return invalid_argument(yamlf::at(n) + p + ": expected a map");
-  if (auto s = yamlf::check_keys(n,
-                                 {"name", "priority", "scorer", "min_score", "max_loss_pct",
-                                  "max_latency_ms", "max_jitter_ms", "hysteresis", "hold_down_ms",
-                                  "balance", "balance_margin"},
-                                 p);
+  if (auto s = yamlf::check_keys(
+          n,
+          {"name", "priority", "scorer", "min_score", "max_loss_pct", "max_latency_ms",
+           "max_jitter_ms", "hysteresis", "hold_down_ms", "balance", "balance_margin"},
+          p);
       !s.is_ok()) {
     return s;
   }
@@ -191,8 +193,7 @@ Result<ClassSpec> parse_class(const YAML::Node& n, const std::string& p) {
   if (n["priority"]) {
     auto pr = model::parse_priority(n["priority"].as<std::string>(""));
     if (!pr.is_ok()) {
-      return invalid_argument(yamlf::at(n["priority"]) + p + ".priority: " +
-                              pr.status().message());
+      return invalid_argument(yamlf::at(n["priority"]) + p + ".priority: " + pr.status().message());
     }
     c.priority = pr.value();
   }

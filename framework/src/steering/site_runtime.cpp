@@ -42,9 +42,13 @@ std::string json_escape(const std::string& s) {
   return out;
 }
 
-std::uint32_t priority_of(model::Priority p) { return static_cast<std::uint32_t>(p); }
+std::uint32_t priority_of(model::Priority p) {
+  return static_cast<std::uint32_t>(p);
+}
 
-bool is_pow2(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+bool is_pow2(std::uint64_t v) {
+  return v != 0 && (v & (v - 1)) == 0;
+}
 
 // Lower bound of the 95 % Wilson score interval of a loss ratio, in percent. A class's loss
 // threshold is broken only when the window shows, with that confidence, more loss than allowed:
@@ -110,8 +114,8 @@ struct SiteRuntime::Path {
     double score = 0;
     std::uint32_t state = PATRONUS_PATH_DOWN;
   };
-  std::vector<Score> scores;                  // per scorer slot
-  std::vector<std::int64_t> eligible_since;   // per class, -1: not eligible
+  std::vector<Score> scores;                 // per scorer slot
+  std::vector<std::int64_t> eligible_since;  // per class, -1: not eligible
   model::PathStatus status = model::PathStatus::kDown;
   bool status_reported = false;
   std::uint32_t rate = PATRONUS_PROBE_RATE_IDLE;
@@ -282,7 +286,8 @@ Status SiteRuntime::start() {
     d.remote = p->spec.remote_underlay.to_abi();
     d.local_site = config_.site.c_str();
     d.remote_site = p->spec.remote_site.c_str();
-    if (p->spec.local_overlay) d.local_overlay = model::SocketAddress(*p->spec.local_overlay, 0).to_abi();
+    if (p->spec.local_overlay)
+      d.local_overlay = model::SocketAddress(*p->spec.local_overlay, 0).to_abi();
     if (p->spec.remote_overlay) {
       d.remote_overlay = model::SocketAddress(*p->spec.remote_overlay, 0).to_abi();
     }
@@ -392,8 +397,7 @@ void SiteRuntime::on_event(const std::string& instance, const std::string& type,
   for (auto* o : observers_) o->on_event(config_.site, instance, type, json);
 }
 
-void SiteRuntime::on_log(const std::string& instance, std::uint32_t level,
-                         const std::string& msg) {
+void SiteRuntime::on_log(const std::string& instance, std::uint32_t level, const std::string& msg) {
   for (auto* o : observers_) o->on_log(config_.site, instance, level, msg);
 }
 
@@ -440,9 +444,9 @@ void SiteRuntime::rescore(Path& p) {
     if (!r.is_ok()) {
       sc.valid = false;
       if (is_pow2(++counters_.scorer_errors)) {
-        emit_event("runtime.scorer_error",
-                   "{\"count\":" + std::to_string(counters_.scorer_errors) + ",\"error\":\"" +
-                       json_escape(r.status().message()) + "\"}");
+        emit_event("runtime.scorer_error", "{\"count\":" + std::to_string(counters_.scorer_errors) +
+                                               ",\"error\":\"" + json_escape(r.status().message()) +
+                                               "\"}");
       }
       continue;
     }
@@ -474,8 +478,8 @@ std::string why_not(bool live, const PathView& v, bool valid, double score, std:
   if (score < c.min_score) return "score " + fmt(score) + " < " + fmt(c.min_score);
   if (c.max_loss_pct && loss_lower_bound_pct(v.stats.lost, v.stats.samples) > *c.max_loss_pct) {
     return "loss " + fmt(v.stats.loss_pct, 2) + " % (at least " +
-           fmt(loss_lower_bound_pct(v.stats.lost, v.stats.samples), 2) + " % at 95 % confidence) > " +
-           fmt(*c.max_loss_pct, 2) + " %";
+           fmt(loss_lower_bound_pct(v.stats.lost, v.stats.samples), 2) +
+           " % at 95 % confidence) > " + fmt(*c.max_loss_pct, 2) + " %";
   }
   if (c.max_latency_ms && v.stats.latency_ms > *c.max_latency_ms) {
     return "latency " + fmt(v.stats.latency_ms) + " ms > " + fmt(*c.max_latency_ms) + " ms";
@@ -614,8 +618,8 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
   std::string why;
   if (from_idx != kNoPath) {
     const Path& f = *paths_[from_idx];
-    const int fi = static_cast<int>(
-        std::find(s.cand.begin(), s.cand.end(), from_idx) - s.cand.begin());
+    const int fi =
+        static_cast<int>(std::find(s.cand.begin(), s.cand.end(), from_idx) - s.cand.begin());
     switch (reason) {
       case Reason::kPathDown:
         why = f.spec.name + " is down (last reply " + fmt(fault_age / 1e6, 0) + " ms ago)";
@@ -629,8 +633,8 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
         why = "failback from " + f.spec.name;
         break;
       case Reason::kBetter:
-        why = "settling: better than " + f.spec.name + " (" + fmt(in[fi].score) + ") by more than " +
-              fmt(cls.hysteresis) + " points";
+        why = "settling: better than " + f.spec.name + " (" + fmt(in[fi].score) +
+              ") by more than " + fmt(cls.hysteresis) + " points";
         break;
       default:
         break;
@@ -741,13 +745,14 @@ void SiteRuntime::rebalance(Selection& s) {
   if (cur != kNoPath) d.to = paths_[cur]->spec.id;
   std::string names;
   for (auto i : set) names += (names.empty() ? "" : ", ") + paths_[i]->spec.name;
-  d.why = "balanced set is now {" + names + "} (eligible paths within " +
-          fmt(cls.balance_margin) + " points of the best)";
+  d.why = "balanced set is now {" + names + "} (eligible paths within " + fmt(cls.balance_margin) +
+          " points of the best)";
   for (std::uint32_t i = 0; i < flows_.size(); ++i) {
     FlowEntry& e = flows_.at(i);
     if (e.cls != s.cls) continue;
-    const bool ours = e.path != kNoPath ? paths_[e.path]->site == s.site
-                                        : site_of(e.key().to_flow_key().dst) == static_cast<int>(s.site);
+    const bool ours = e.path != kNoPath
+                          ? paths_[e.path]->site == s.site
+                          : site_of(e.key().to_flow_key().dst) == static_cast<int>(s.site);
     if (!ours) continue;
     if (e.path != kNoPath && std::find(set.begin(), set.end(), e.path) != set.end()) continue;
     const FlowKeyBytes k = e.key();

@@ -235,9 +235,9 @@ std::string column_text(SQLite::Statement& q, int i) {
 }  // namespace
 
 Result<std::vector<model::PathId>> Store::save_mesh(const std::vector<MeshSite>& sites,
-                                                   const std::vector<MeshEndpointRow>& endpoints,
-                                                   const std::vector<PathRow>& paths,
-                                                   std::int64_t now_unix) {
+                                                    const std::vector<MeshEndpointRow>& endpoints,
+                                                    const std::vector<PathRow>& paths,
+                                                    std::int64_t now_unix) {
   for (const auto& s : sites) {
     if (auto st = model::validate_site(s.site); !st.is_ok()) return st;
   }

@@ -115,17 +115,17 @@ struct patronus_path_sample {
  * DOWN when nothing valid was received for the detection time, UP again on recovery. */
 struct patronus_path_liveness {
   uint32_t struct_size;
-  uint32_t state;          /* PATRONUS_PATH_UP or PATRONUS_PATH_DOWN */
+  uint32_t state; /* PATRONUS_PATH_UP or PATRONUS_PATH_DOWN */
   uint64_t path_id;
-  int64_t detect_time_ns;  /* the detection time in force (multiplier x interval) */
-  int64_t last_rx_ns;      /* host clock of the last valid packet on the path (0: never) */
-  uint32_t diagnostic;     /* PATRONUS_DIAG_* */
+  int64_t detect_time_ns; /* the detection time in force (multiplier x interval) */
+  int64_t last_rx_ns;     /* host clock of the last valid packet on the path (0: never) */
+  uint32_t diagnostic;    /* PATRONUS_DIAG_* */
   uint32_t reserved0;
 };
 #define PATRONUS_DIAG_NONE 0u
-#define PATRONUS_DIAG_DETECT_EXPIRED 1u  /* control detection time expired (as BFD diag 1) */
-#define PATRONUS_DIAG_NEIGHBOR_DOWN 3u   /* the far end said it is down (as BFD diag 3) */
-#define PATRONUS_DIAG_ADMIN_DOWN 7u      /* as BFD diag 7 */
+#define PATRONUS_DIAG_DETECT_EXPIRED 1u /* control detection time expired (as BFD diag 1) */
+#define PATRONUS_DIAG_NEIGHBOR_DOWN 3u  /* the far end said it is down (as BFD diag 3) */
+#define PATRONUS_DIAG_ADMIN_DOWN 7u     /* as BFD diag 7 */
 
 /* A path the host asks a transport to bring up or a probe to watch. */
 struct patronus_path_desc {
@@ -137,7 +137,7 @@ struct patronus_path_desc {
   const char* local_site;      /* NUL-terminated, valid for the duration of the call */
   const char* remote_site;
   /* ABI 1.1 */
-  struct patronus_addr local_overlay;  /* tunnel (overlay) addresses; family 0: none */
+  struct patronus_addr local_overlay; /* tunnel (overlay) addresses; family 0: none */
   struct patronus_addr remote_overlay;
   uint32_t session_id; /* identifies the path on the wire; both ends compute the same value */
   uint32_t rate;       /* PATRONUS_PROBE_RATE_*: how often to probe at first */
@@ -153,7 +153,7 @@ struct patronus_path_desc {
 /* Metrics window handed to a scorer. Units: milliseconds, percent (0-100), megabits/s. */
 struct patronus_metrics_window {
   uint32_t struct_size;
-  uint32_t samples; /* probes in the window, lost ones included */
+  uint32_t samples;  /* probes in the window, lost ones included */
   double latency_ms; /* mean round-trip time of the received probes */
   double jitter_ms;  /* mean absolute difference of consecutive round-trip times */
   double loss_pct;

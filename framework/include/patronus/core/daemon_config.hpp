@@ -20,15 +20,15 @@ struct PluginSpec {
 
 // The site runtime (path engine) section. Absent: the daemon only runs its plugins.
 struct RuntimeSection {
-  std::string sites_file;          // resolved against the config file's directory
+  std::string sites_file;  // resolved against the config file's directory
   std::string topology = "full-mesh";
-  std::vector<std::string> hubs;   // overrides the sites file's hubs
-  int k = 2;                       // partial topology
-  std::string keys_dir;            // this site's private keys (DIR/<site>/<endpoint>.key)
-  std::string probe;               // probe plugin instance
-  std::string scorer;              // default scorer instance
-  std::string voice_scorer;        // scorer of the default voice class ("" = scorer)
-  std::string classes_yaml;        // the `classes:` subtree re-emitted ("" = default classes)
+  std::vector<std::string> hubs;  // overrides the sites file's hubs
+  int k = 2;                      // partial topology
+  std::string keys_dir;           // this site's private keys (DIR/<site>/<endpoint>.key)
+  std::string probe;              // probe plugin instance
+  std::string scorer;             // default scorer instance
+  std::string voice_scorer;       // scorer of the default voice class ("" = scorer)
+  std::string classes_yaml;       // the `classes:` subtree re-emitted ("" = default classes)
   std::int64_t tick_ms = 100;
   std::int64_t idle_after_ms = 30000;
   std::int64_t flow_idle_ms = 60000;

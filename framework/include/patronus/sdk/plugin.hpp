@@ -277,8 +277,8 @@ struct Thunks {
                                patronus_score* out) noexcept {
     return score_ex(inst, w, out, nullptr, 0);
   }
-  static patronus_status score_ex(void* inst, const patronus_metrics_window* w,
-                                  patronus_score* out, char* err, std::uint32_t cap) noexcept {
+  static patronus_status score_ex(void* inst, const patronus_metrics_window* w, patronus_score* out,
+                                  char* err, std::uint32_t cap) noexcept {
     return guarded(err, cap, [&] {
       patronus_metrics_window win{};
       std::memcpy(&win, w, std::min<std::size_t>(w->struct_size, sizeof win));
@@ -304,8 +304,8 @@ struct Thunks {
                                          std::uint32_t cap) noexcept {
     return guarded(err, cap, [&] { static_cast<T*>(inst)->unwatch_path(id); });
   }
-  static patronus_status set_path_rate(void* inst, std::uint64_t id, std::uint32_t rate,
-                                       char* err, std::uint32_t cap) noexcept {
+  static patronus_status set_path_rate(void* inst, std::uint64_t id, std::uint32_t rate, char* err,
+                                       std::uint32_t cap) noexcept {
     return guarded(err, cap, [&] { static_cast<T*>(inst)->set_path_rate(id, rate); });
   }
   // transport
@@ -340,8 +340,9 @@ struct Thunks {
       static const patronus_scorer_v1 t{sizeof(patronus_scorer_v1), 0, &score, &score_ex};
       return &t;
     } else if constexpr (std::is_base_of_v<ProbePlugin, T>) {
-      static const patronus_probe_v1 t{sizeof(patronus_probe_v1), 0, &watch_path, &unwatch_path,
-                                       &set_path_rate, &unwatch_path_ex};
+      static const patronus_probe_v1 t{
+          sizeof(patronus_probe_v1), 0, &watch_path, &unwatch_path, &set_path_rate,
+          &unwatch_path_ex};
       return &t;
     } else if constexpr (std::is_base_of_v<TransportPlugin, T>) {
       static const patronus_transport_v1 t{sizeof(patronus_transport_v1), 0, &path_up, &path_down};

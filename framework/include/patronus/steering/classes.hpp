@@ -21,10 +21,10 @@ struct ClassSpec {
   // Thresholds a path must meet to carry the class.
   double min_score = 0;
   std::optional<double> max_loss_pct, max_latency_ms, max_jitter_ms;
-  double hysteresis = 10;                    // score points (see docs/adr/0008-site-runtime.md)
+  double hysteresis = 10;                      // score points (see docs/adr/0008-site-runtime.md)
   std::int64_t hold_down_ns = 10'000'000'000;  // a recovered path must stay good this long
-  bool balance = false;                      // spread flows over near-equal paths
-  double balance_margin = 10;                // "near-equal": within this many points of the best
+  bool balance = false;                        // spread flows over near-equal paths
+  double balance_margin = 10;                  // "near-equal": within this many points of the best
 };
 
 struct PortRange {
@@ -37,7 +37,7 @@ struct ClassRule {
   std::string class_name;
   std::optional<std::uint8_t> protocol;  // IANA number
   std::optional<PortRange> dst_ports, src_ports;
-  std::optional<std::uint8_t> dscp;      // 0..63
+  std::optional<std::uint8_t> dscp;  // 0..63
   std::vector<model::IpPrefix> dst_prefixes, src_prefixes;
 };
 

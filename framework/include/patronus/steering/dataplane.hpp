@@ -32,7 +32,7 @@ class RecordingDataplane final : public Dataplane {
     std::int64_t at_ns = 0;
     std::string site, cls;  // class changes
     bool is_flow = false;
-    model::FlowKey flow;    // flow changes
+    model::FlowKey flow;  // flow changes
     model::PathId path;
   };
   explicit RecordingDataplane(const env::Env* env = nullptr) : env_(env) {}

@@ -23,8 +23,8 @@ struct FlowKeyBytes {
   static FlowKeyBytes of(const model::FlowKey& k);
   model::FlowKey to_flow_key() const;
   bool operator==(const FlowKeyBytes& o) const {
-    return std::memcmp(src, o.src, 32) == 0 && src_port == o.src_port &&
-           dst_port == o.dst_port && protocol == o.protocol;
+    return std::memcmp(src, o.src, 32) == 0 && src_port == o.src_port && dst_port == o.dst_port &&
+           protocol == o.protocol;
   }
 };
 
@@ -38,10 +38,10 @@ struct FlowEntry {
   std::uint16_t src_port;
   std::uint16_t dst_port;
   std::uint8_t protocol;
-  std::uint8_t cls;        // class index in the runtime
-  std::uint16_t path;      // path index in the runtime, kNoPath: none
-  std::uint32_t last_seen; // milliseconds (runtime clock), wraps; compare by difference
-  std::uint32_t packets;   // saturates
+  std::uint8_t cls;         // class index in the runtime
+  std::uint16_t path;       // path index in the runtime, kNoPath: none
+  std::uint32_t last_seen;  // milliseconds (runtime clock), wraps; compare by difference
+  std::uint32_t packets;    // saturates
   std::uint64_t bytes;
   FlowKeyBytes key() const;
 };

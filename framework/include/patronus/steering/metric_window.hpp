@@ -9,8 +9,8 @@
 namespace patronus::steering {
 
 struct WindowLimits {
-  std::uint32_t max_samples = 200;             // count bound
-  std::int64_t max_age_ns = 10'000'000'000;    // time bound (against the newest probe)
+  std::uint32_t max_samples = 200;           // count bound
+  std::int64_t max_age_ns = 10'000'000'000;  // time bound (against the newest probe)
   // Below this many probes a window is not a measurement (two probes, one lost, is not "50 %
   // loss"): the path is not scored, and it is probed at the active rate until it has them.
   std::uint32_t min_samples = 10;

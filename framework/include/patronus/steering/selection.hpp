@@ -24,9 +24,9 @@ namespace patronus::steering {
 struct CandidateInput {
   std::uint64_t path_id = 0;
   double score = 0;
-  bool live = false;        // the probe says up
-  bool usable = false;      // live and measured
-  bool eligible = false;    // usable and within the class thresholds
+  bool live = false;                 // the probe says up
+  bool usable = false;               // live and measured
+  bool eligible = false;             // usable and within the class thresholds
   std::int64_t eligible_since = -1;  // monotonic ns; -1: not eligible
   double cost = 0;
 };

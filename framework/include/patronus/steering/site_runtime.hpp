@@ -30,13 +30,13 @@ namespace patronus::steering {
 
 // One path of this site, as the plan describes it.
 struct PathSpec {
-  model::PathId id;      // the canonical id (the store's, stable across re-plans)
-  std::string name;      // "local-site:endpoint~remote-site:endpoint"
+  model::PathId id;  // the canonical id (the store's, stable across re-plans)
+  std::string name;  // "local-site:endpoint~remote-site:endpoint"
   std::string remote_site;
   std::string local_endpoint, remote_endpoint;
   model::SocketAddress local_underlay, remote_underlay;
   std::optional<model::IpAddress> local_overlay, remote_overlay;
-  std::uint32_t session_id = 0;          // the same on both ends (mesh::probe_session_id)
+  std::uint32_t session_id = 0;              // the same on both ends (mesh::probe_session_id)
   std::array<std::uint8_t, 32> probe_key{};  // mesh::derive_probe_key; never a private key
   bool has_key = false;
   std::optional<double> bandwidth_mbps;  // the smaller of the two endpoints' capacities
@@ -58,10 +58,10 @@ struct RuntimeConfig {
   std::uint32_t max_paths = 4096;
   std::uint32_t max_remote_sites = 4096;
   std::uint32_t max_flows = 65536;
-  std::int64_t flow_idle_ns = 60'000'000'000;        // a flow unseen this long is forgotten
-  std::int64_t tick_ns = 100'000'000;                // periodic evaluation, expiry
-  std::int64_t idle_after_ns = 30'000'000'000;       // no traffic this long: idle probe rate
-  std::size_t decision_log = 4096;                   // decisions kept in memory
+  std::int64_t flow_idle_ns = 60'000'000'000;         // a flow unseen this long is forgotten
+  std::int64_t tick_ns = 100'000'000;                 // periodic evaluation, expiry
+  std::int64_t idle_after_ns = 30'000'000'000;        // no traffic this long: idle probe rate
+  std::size_t decision_log = 4096;                    // decisions kept in memory
   std::int64_t metrics_interval_ns = 10'000'000'000;  // path metrics to observers
 };
 
@@ -118,9 +118,7 @@ class RuntimeObserver {
   virtual ~RuntimeObserver() = default;
   virtual void on_decision(const std::string& site, const Decision& d) { (void)site, (void)d; }
   virtual void on_path_state(const std::string& site, const PathView& p) { (void)site, (void)p; }
-  virtual void on_path_metrics(const std::string& site, const PathView& p) {
-    (void)site, (void)p;
-  }
+  virtual void on_path_metrics(const std::string& site, const PathView& p) { (void)site, (void)p; }
   virtual void on_sample(const std::string& site, const std::string& instance,
                          const patronus_path_sample& s) {
     (void)site, (void)instance, (void)s;
@@ -227,8 +225,8 @@ class SiteRuntime final : private core::RouterObserver {
   std::vector<std::unique_ptr<Path>> paths_;
   std::map<std::uint64_t, std::uint32_t> path_index_;  // PathId -> index
   std::vector<ScorerSlot> scorers_;
-  std::vector<std::uint32_t> class_scorer_;  // class -> scorer slot
-  std::vector<std::unique_ptr<Selection>> selections_;  // site * classes + class
+  std::vector<std::uint32_t> class_scorer_;                          // class -> scorer slot
+  std::vector<std::unique_ptr<Selection>> selections_;               // site * classes + class
   std::vector<std::pair<model::IpPrefix, std::uint32_t>> prefixes_;  // longest first
   FlowTable flows_;
   std::deque<Decision> decisions_;

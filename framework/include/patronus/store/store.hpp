@@ -120,9 +120,9 @@ class Store {
   // the plan are deleted. Sites absent from the plan are kept. Returns the path ids in `paths`
   // order.
   Result<std::vector<model::PathId>> save_mesh(const std::vector<MeshSite>& sites,
-                                              const std::vector<MeshEndpointRow>& endpoints,
-                                              const std::vector<PathRow>& paths,
-                                              std::int64_t now_unix);
+                                               const std::vector<MeshEndpointRow>& endpoints,
+                                               const std::vector<PathRow>& paths,
+                                               std::int64_t now_unix);
   Result<std::vector<MeshEndpointRow>> mesh_endpoints();
   Result<std::vector<PathRow>> list_paths();
 
