@@ -22,7 +22,7 @@ extern const layout_entry patronus_current_layout[];
 
 namespace {
 
-constexpr std::uint64_t kPinnedHash = 0xca71c8371d113af2ULL;  // FNV-1a 64 of the header bytes
+constexpr std::uint64_t kPinnedHash = 0xf539fa7cd553db60ULL;  // FNV-1a 64 of the header bytes
 constexpr int kPinnedMajor = 1;
 constexpr int kPinnedMinor = 1;
 
