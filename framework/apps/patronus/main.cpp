@@ -327,14 +327,8 @@ int main(int argc, char** argv) {
       std::cout << json{{"events", out}}.dump(2) << std::endl;
     } else {
       for (const auto& e : ev.value()) {
-        const std::time_t secs = static_cast<std::time_t>(e.timestamp_ns / 1000000000);
-        std::tm tm{};
-        gmtime_r(&secs, &tm);
-        char when[32];
-        std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-        std::cout << when << "." << std::setfill('0') << std::setw(3)
-                  << (e.timestamp_ns / 1000000) % 1000 << std::setfill(' ') << "Z " << e.site << " "
-                  << e.source << " " << e.kind << " " << e.payload << "\n";
+        std::cout << cli::utc_time(e.timestamp_ns) << " " << e.site << " " << e.source << " "
+                  << e.kind << " " << e.payload << "\n";
       }
     }
     return 0;

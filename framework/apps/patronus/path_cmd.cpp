@@ -192,18 +192,13 @@ int run_decisions(PathCommands& p) {
     return 0;
   }
   for (const auto& e : rows.value()) {
-    const std::time_t secs = static_cast<std::time_t>(e.timestamp_ns / 1000000000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char when[32];
-    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     json payload = json::parse(e.payload, nullptr, false);
     const std::string why =
-        payload.is_object() && payload.contains("why") ? payload["why"].get<std::string>() : "";
-    std::cout << when << "." << std::setfill('0') << std::setw(3)
-              << (e.timestamp_ns / 1000000) % 1000 << std::setfill(' ') << "Z " << e.site << " "
-              << e.subject << " " << e.kind.substr(std::string("decision.").size()) << ": " << why
-              << "\n";
+        payload.is_object() && payload.contains("why") && payload["why"].is_string()
+            ? payload["why"].get<std::string>()
+            : "";
+    std::cout << utc_time(e.timestamp_ns) << " " << e.site << " " << e.subject << " "
+              << e.kind.substr(std::string("decision.").size()) << ": " << why << "\n";
   }
   return 0;
 }

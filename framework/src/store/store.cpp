@@ -575,20 +575,7 @@ Status Store::write_batch(const std::vector<SampleRow>& samples,
 }
 
 Result<std::vector<EventRow>> Store::decisions(std::size_t limit) {
-  return guarded("decisions", [&]() -> Result<std::vector<EventRow>> {
-    SQLite::Statement q(*impl_->db,
-                        "SELECT timestamp_ns, site, source, kind, subject, payload FROM "
-                        "decision_events WHERE kind LIKE 'decision.%' ORDER BY event_id DESC "
-                        "LIMIT ?");
-    q.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, 1000000)));
-    std::vector<EventRow> out;
-    while (q.executeStep()) {
-      out.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(),
-                     q.getColumn(2).getString(), q.getColumn(3).getString(),
-                     q.getColumn(4).getString(), q.getColumn(5).getString()});
-    }
-    return out;
-  });
+  return event_rows("decisions", "WHERE kind LIKE 'decision.%'", limit);
 }
 
 Result<std::vector<SampleSummary>> Store::sample_summary() {
@@ -612,10 +599,16 @@ Result<std::vector<SampleSummary>> Store::sample_summary() {
 }
 
 Result<std::vector<EventRow>> Store::events(std::size_t limit) {
-  return guarded("events", [&]() -> Result<std::vector<EventRow>> {
+  return event_rows("events", "", limit);
+}
+
+Result<std::vector<EventRow>> Store::event_rows(const char* what, const std::string& where,
+                                                std::size_t limit) {
+  return guarded(what, [&]() -> Result<std::vector<EventRow>> {
     SQLite::Statement q(*impl_->db,
                         "SELECT timestamp_ns, site, source, kind, subject, payload FROM "
-                        "decision_events ORDER BY event_id DESC LIMIT ?");
+                        "decision_events " +
+                            where + " ORDER BY event_id DESC LIMIT ?");
     q.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, 1000000)));
     std::vector<EventRow> out;
     while (q.executeStep()) {
@@ -661,28 +654,24 @@ Status BatchWriter::make_room() {
   return flush();
 }
 
+template <typename Row>
+Status BatchWriter::queue(std::vector<Row>& rows, Row row) {
+  if (auto s = make_room(); !s.is_ok()) return s;
+  rows.push_back(std::move(row));
+  return Status::ok();
+}
+
 Status BatchWriter::add(SampleRow row) {
-  if (auto s = make_room(); !s.is_ok()) return s;
-  samples_.push_back(std::move(row));
-  return Status::ok();
+  return queue(samples_, std::move(row));
 }
-
 Status BatchWriter::add(EventRow row) {
-  if (auto s = make_room(); !s.is_ok()) return s;
-  events_.push_back(std::move(row));
-  return Status::ok();
+  return queue(events_, std::move(row));
 }
-
 Status BatchWriter::add(PathStateRow row) {
-  if (auto s = make_room(); !s.is_ok()) return s;
-  states_.push_back(std::move(row));
-  return Status::ok();
+  return queue(states_, std::move(row));
 }
-
 Status BatchWriter::add(FlowRow row) {
-  if (auto s = make_room(); !s.is_ok()) return s;
-  flows_.push_back(std::move(row));
-  return Status::ok();
+  return queue(flows_, std::move(row));
 }
 
 Status BatchWriter::flush() {

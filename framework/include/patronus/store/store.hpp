@@ -148,6 +148,9 @@ class Store {
 
  private:
   Store();
+  // decision_events rows (optionally filtered by a WHERE clause), newest first.
+  Result<std::vector<EventRow>> event_rows(const char* what, const std::string& where,
+                                           std::size_t limit);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -176,6 +179,8 @@ class BatchWriter {
 
  private:
   Status make_room();
+  template <typename Row>
+  Status queue(std::vector<Row>& rows, Row row);
   Store& store_;
   std::size_t max_pending_;
   WhenFull when_full_;
