@@ -234,5 +234,79 @@ TEST(StoreMesh, SaveKeepsPathIdsAndOverlaysAcrossReplans) {
   EXPECT_EQ(s->integrity_check().value(), "ok");
 }
 
+TEST(StoreRuntime, PathStatesFlowsAndDecisionsRoundTrip) {
+  test::TempDir dir;
+  auto s = std::move(store::Store::open(dir.file("s.db")).value());
+  std::vector<store::MeshSite> sites;
+  for (const char* n : {"a", "b"})
+    sites.push_back({site_with_endpoint(n), std::nullopt, std::nullopt});
+  sites[1].site.endpoints[0].address = model::SocketAddress::parse("198.51.100.2:51820").value();
+  auto ids = s->save_mesh(sites, {}, {path_row("a", "b")}, 1).value();
+  ASSERT_EQ(ids.size(), 1u);
+  store::PathStateRow st;
+  st.path_id = ids[0];
+  st.timestamp_ns = 5;
+  st.status = model::PathStatus::kDegraded;
+  st.live = st.scored = true;
+  st.score = 61.5;
+  st.latency_ms = 42;
+  st.jitter_ms = 3;
+  st.loss_pct = 1.5;
+  st.samples = 200;
+  st.lost = 3;
+  store::PathStateRow unknown = st;
+  unknown.path_id = model::PathId(999);  // not a path of this database: ignored, no FK failure
+  store::FlowRow f;
+  f.key.src = model::IpAddress::parse("10.0.0.1").value();
+  f.key.dst = model::IpAddress::parse("10.0.0.2").value();
+  f.key.src_port = 1000;
+  f.key.dst_port = 443;
+  f.cls = "voice";
+  f.priority = model::Priority::kCritical;
+  f.path_id = ids[0];
+  f.bytes = 1234;
+  f.packets = 7;
+  store::EventRow dec{7, "a", "runtime", "decision.failover-path-down", "voice->b", "{}"};
+  store::EventRow other{8, "a", "probe", "probe.counters", "", "{}"};
+  ASSERT_TRUE(s->write_batch({}, {dec, other}, {st, unknown}, {f}).is_ok());
+  f.bytes = 2000;  // the same flow again: updated, not duplicated
+  ASSERT_TRUE(s->write_batch({}, {}, {}, {f}).is_ok());
+  auto p = s->list_paths().value();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].path_id, ids[0]);
+  EXPECT_EQ(p[0].status, model::PathStatus::kDegraded);
+  EXPECT_DOUBLE_EQ(*p[0].score, 61.5);
+  EXPECT_DOUBLE_EQ(*p[0].loss_pct, 1.5);
+  EXPECT_EQ(*p[0].samples, 200);
+  EXPECT_EQ(s->count_rows("path_windows").value(), 1);
+  EXPECT_EQ(s->count_rows("flows").value(), 1);
+  auto d = s->decisions(10).value();
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].kind, "decision.failover-path-down");
+  EXPECT_EQ(s->events(10).value().size(), 2u);
+  // Unmeasured: the latest columns are NULL, not zero.
+  st.scored = false;
+  st.samples = 0;
+  ASSERT_TRUE(s->write_batch({}, {}, {st}, {}).is_ok());
+  p = s->list_paths().value();
+  EXPECT_FALSE(p[0].score.has_value());
+  EXPECT_FALSE(p[0].loss_pct.has_value());
+  EXPECT_EQ(s->integrity_check().value(), "ok");
+}
+
+TEST(StoreRuntime, DroppingBatchWriterNeverTouchesTheDatabaseWhenFull) {
+  test::TempDir dir;
+  auto s = std::move(store::Store::open(dir.file("s.db")).value());
+  store::BatchWriter w(*s, 3, store::BatchWriter::WhenFull::kDrop);
+  for (int i = 0; i < 5; ++i) {
+    (void)w.add(store::EventRow{i, "a", "x", "k", "", "{}"});
+  }
+  EXPECT_EQ(w.pending(), 3u);
+  EXPECT_EQ(w.dropped(), 2u);
+  EXPECT_EQ(s->count_rows("decision_events").value(), 0);
+  ASSERT_TRUE(w.flush().is_ok());
+  EXPECT_EQ(s->count_rows("decision_events").value(), 3);
+}
+
 }  // namespace
 }  // namespace patronus

@@ -621,8 +621,9 @@ Result<std::vector<EventRow>> Store::event_rows(const char* what, const std::str
 }
 
 Result<std::int64_t> Store::count_rows(const std::string& table) {
-  static const char* kTables[] = {"sites", "endpoints",    "paths",        "policies",
-                                  "flows", "path_metrics", "path_samples", "decision_events"};
+  static const char* kTables[] = {"sites",        "endpoints",       "paths",
+                                  "policies",     "flows",           "path_metrics",
+                                  "path_samples", "decision_events", "path_windows"};
   bool known = false;
   for (const char* t : kTables) known = known || table == t;
   if (!known) return invalid_argument("no table named '" + table + "'");
