@@ -534,7 +534,9 @@ void SiteRuntime::evaluate_all() {
 void SiteRuntime::evaluate(Selection& s) {
   const ClassSpec& cls = config_.classes.classes[s.cls];
   const std::uint32_t slot = class_scorer_[s.cls];
-  std::vector<CandidateInput> in(s.cand.size());
+  // Reused between evaluations (one per sample and class): no allocation on the hot path.
+  std::vector<CandidateInput>& in = scratch_;
+  in.assign(s.cand.size(), CandidateInput{});
   for (std::size_t i = 0; i < s.cand.size(); ++i) {
     const Path& p = *paths_[s.cand[i]];
     const auto& sc = p.scores[slot];

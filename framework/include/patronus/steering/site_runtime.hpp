@@ -229,6 +229,7 @@ class SiteRuntime final : private core::RouterObserver {
   std::vector<std::unique_ptr<Selection>> selections_;               // site * classes + class
   std::vector<std::pair<model::IpPrefix, std::uint32_t>> prefixes_;  // longest first
   FlowTable flows_;
+  std::vector<CandidateInput> scratch_;  // evaluate()'s candidate inputs
   std::deque<Decision> decisions_;
   RuntimeCounters counters_;
   env::TimerId tick_timer_ = 0;
