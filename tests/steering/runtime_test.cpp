@@ -15,15 +15,26 @@ using test::flow;
 using test::kMs;
 using test::kSec;
 
-// Sends one packet of each flow every `period` until `until` (traffic keeps paths active).
-void pump(env::Env& env, steering::SiteRuntime& rt, std::vector<std::pair<model::FlowKey, int>> f,
-          std::int64_t period, std::int64_t until) {
+// Sends one packet of each flow every `period` until `until` (traffic keeps paths active). The
+// caller keeps the returned handle alive while the world runs.
+using Pump = std::shared_ptr<std::function<void()>>;
+[[nodiscard]] Pump pump(env::Env& env, steering::SiteRuntime& rt,
+                        std::vector<std::pair<model::FlowKey, int>> f, std::int64_t period,
+                        std::int64_t until) {
   auto tick = std::make_shared<std::function<void()>>();
-  *tick = [&env, &rt, f, period, until, tick] {
+  std::weak_ptr<std::function<void()>> weak = tick;
+  *tick = [&env, &rt, f, period, until, weak] {
     for (const auto& [k, dscp] : f) rt.on_packet(k, static_cast<std::uint8_t>(dscp), 200);
-    if (env.now_ns() + period <= until) env.schedule(period, *tick);
+    if (env.now_ns() + period <= until) {
+      env.schedule(period, [weak] {
+        if (auto t = weak.lock()) (*t)();
+      });
+    }
   };
-  env.schedule(0, *tick);
+  env.schedule(0, [weak] {
+    if (auto t = weak.lock()) (*t)();
+  });
+  return tick;
 }
 
 const steering::Decision* find_decision(const std::vector<steering::Decision>& ds,
@@ -54,7 +65,7 @@ TEST(SiteRuntime, CutIsDetectedWithinTheBoundAndFlowsMoveInTheSameTick) {
   w.start(two_path_probe(4));
   auto& hq = w.rt("hq");
   const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);  // RTP: voice
-  pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 20 * kSec);
+  const Pump traffic = pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 20 * kSec);
   w.world().run_until(5 * kSec);
   const model::PathId before = hq.class_path("b", "voice");
   ASSERT_TRUE(before.valid());
@@ -147,7 +158,7 @@ TEST(SiteRuntime, NinetyLossyPathsForAnHourCauseNoFalseFailover) {
     rc.classes.default_class = "data";
   });
   auto& hq = w.rt("hq");
-  pump(*w.node("hq").env, hq, flows, 1 * kSec, 3600 * kSec);
+  const Pump traffic = pump(*w.node("hq").env, hq, flows, 1 * kSec, 3600 * kSec);
   w.world().run_until(3600 * kSec);
   const auto& c = hq.counters();
   EXPECT_EQ(c.failovers, 0u);
@@ -189,7 +200,7 @@ TEST(SiteRuntime, BrownoutMovesCriticalFlowsLeavesBestEffortAndFailsBackAfterHol
   const auto web = flow("192.168.1.10", "192.168.2.20", 40000, 8080, model::IpProtocol::kTcp);
   ASSERT_EQ(hq.classify(voice, 46), "voice");
   ASSERT_EQ(hq.classify(web, 0), "default");
-  pump(*w.node("hq").env, hq, {{voice, 46}, {web, 0}}, 20 * kMs, 120 * kSec);
+  const Pump traffic = pump(*w.node("hq").env, hq, {{voice, 46}, {web, 0}}, 20 * kMs, 120 * kSec);
   w.world().run_until(12 * kSec);
   const model::PathId a = hq.class_path("b", "voice");
   ASSERT_EQ(hq.class_path("b", "default"), a);
@@ -225,7 +236,7 @@ TEST(SiteRuntime, AFlappingPathCausesABoundedNumberOfMoves) {
   w.start(two_path_probe(4));
   auto& hq = w.rt("hq");
   const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
-  pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 100 * kSec);
+  const Pump traffic = pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 100 * kSec);
   w.world().run_until(10 * kSec);
   const model::PathId a = hq.class_path("b", "voice");
   // Down and up every second for 30 s.
@@ -320,7 +331,7 @@ TEST(SiteRuntime, DecisionTimestampsComeFromTheEnvAndRunsAreDeterministic) {
     w.world().set_wall_epoch_ns(1'700'000'000LL * kSec);
     w.start(two_path_probe(4));
     const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
-    pump(*w.node("hq").env, w.rt("hq"), {{voice, 46}}, 20 * kMs, 20 * kSec);
+    const Pump traffic = pump(*w.node("hq").env, w.rt("hq"), {{voice, 46}}, 20 * kMs, 20 * kSec);
     w.world().run_until(5 * kSec);
     w.set_up(1, false);
     w.set_up(2, false);
