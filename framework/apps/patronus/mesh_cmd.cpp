@@ -1,10 +1,7 @@
 #include "mesh_cmd.hpp"
 
-#include <sys/stat.h>
-
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>

@@ -20,8 +20,6 @@
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/core/router.hpp"
 #include "patronus/env/asio_env.hpp"
-#include "patronus/mesh/graph.hpp"
-#include "patronus/mesh/plan.hpp"
 #include "patronus/policy/parse.hpp"
 #include "patronus/site/plan_store.hpp"
 #include "patronus/site/store_sink.hpp"
@@ -124,63 +122,6 @@ class LoggingDataplane final : public steering::Dataplane {
   Daemon& d_;
 };
 
-// The site's part of the mesh plan, from the sites file: this site's keys (created on the site
-// when missing; private keys never leave keys_dir), the other sites' public keys from the file,
-// overlay addresses and path ids kept from the state database.
-Result<site::SitePlan> plan_site(const core::DaemonConfig& cfg, store::Store& db) {
-  const auto& rt = *cfg.runtime;
-  auto topo = mesh::parse_topology(rt.topology);
-  if (!topo.is_ok()) return invalid_argument("runtime.topology: " + topo.status().message());
-  auto file = mesh::load_sites_file(rt.sites_file);
-  if (!file.is_ok()) return file.status();
-  mesh::TopologyOptions opt;
-  opt.kind = topo.value();
-  opt.hubs = rt.hubs;
-  opt.k = rt.k;
-  auto built = mesh::MeshGraph::build(std::move(file).value(), opt);
-  if (!built.is_ok()) return built.status();
-  mesh::MeshGraph& g = built.value();
-  const int self = g.find_site(cfg.site);
-  if (self < 0) return invalid_argument("site '" + cfg.site + "' is not in " + rt.sites_file);
-  auto keys = mesh::KeyDirectory::open(rt.keys_dir);
-  if (!keys.is_ok()) return keys.status();
-  const auto& endpoints = g.site(self).site.endpoints;
-  for (std::size_t e = 0; e < endpoints.size(); ++e) {
-    auto kp = keys.value().load_or_create(cfg.site, endpoints[e].name);
-    if (!kp.is_ok()) return kp.status();
-    const std::string pub = mesh::key_to_base64(kp.value().public_key);
-    std::string& in_file = g.public_key(self, e);
-    if (!in_file.empty() && in_file != pub) {
-      return failed_precondition(cfg.site + "/" + endpoints[e].name +
-                                 ": the sites file's public_key does not match the private key "
-                                 "in " +
-                                 keys.value().key_path(cfg.site, endpoints[e].name));
-    }
-    in_file = pub;
-  }
-  // Other sites' public keys come from the sites file; a lab that keeps every site's keys in one
-  // directory may leave them out, and they are read from there (public halves only).
-  for (std::size_t v = 0; v < g.num_sites(); ++v) {
-    if (static_cast<int>(v) == self) continue;
-    const auto& eps = g.site(v).site.endpoints;
-    for (std::size_t e = 0; e < eps.size(); ++e) {
-      if (!g.public_key(v, e).empty()) continue;
-      auto kp = keys.value().load(g.site(v).site.name, eps[e].name);
-      if (!kp.is_ok()) return kp.status();
-      if (kp.value()) g.public_key(v, e) = mesh::key_to_base64(kp.value()->public_key);
-    }
-  }
-  auto previous = site::stored_overlay(db);
-  if (!previous.is_ok()) return previous.status();
-  auto overlay = mesh::assign_overlay(g, previous.value());
-  if (!overlay.is_ok()) return overlay.status();
-  auto plan = mesh::make_plan(g, std::move(overlay).value());
-  if (!plan.is_ok()) return plan.status();
-  auto ids = site::save_plan(db, g, plan.value(), wall_ns() / 1000000000);
-  if (!ids.is_ok()) return ids.status();
-  return site::site_plan(g, plan.value(), ids.value(), cfg.site, keys.value());
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -280,7 +221,14 @@ int main(int argc, char** argv) {
       return kExitConfig;
     }
     classes = std::move(cs).value();
-    auto sp = plan_site(cfg, db);
+    site::LocalPlanOptions lp;
+    lp.site = cfg.site;
+    lp.sites_file = cfg.runtime->sites_file;
+    lp.topology = cfg.runtime->topology;
+    lp.hubs = cfg.runtime->hubs;
+    lp.k = cfg.runtime->k;
+    lp.keys_dir = cfg.runtime->keys_dir;
+    auto sp = site::plan_local_site(lp, db, wall_ns() / 1000000000);
     if (!sp.is_ok()) {
       std::cerr << "patronusd: runtime: " << sp.status().message() << std::endl;
       return kExitConfig;

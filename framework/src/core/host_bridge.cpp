@@ -186,12 +186,14 @@ struct HostBridge {
   static void report_liveness(patronus_host_ctx* c, const patronus_path_liveness* l) noexcept {
     try {
       RouterInstance& r = router(c);
-      if (l == nullptr || l->struct_size < sizeof(patronus_path_liveness)) {
+      // The lower bound is the frozen size of the version that introduced the struct (1.1), so a
+      // plugin built before a later minor appends to it keeps being heard.
+      if (l == nullptr || l->struct_size < PATRONUS_SIZE_1_1_PATH_LIVENESS) {
         ++r.counters_.reports_malformed;
         return;
       }
       patronus_path_liveness v{};
-      std::memcpy(&v, l, sizeof v);
+      std::memcpy(&v, l, std::min<std::size_t>(l->struct_size, sizeof v));
       if (v.reserved0 != 0 || (v.state != PATRONUS_PATH_UP && v.state != PATRONUS_PATH_DOWN)) {
         ++r.counters_.reports_malformed;
         return;

@@ -196,4 +196,59 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
   return out;
 }
 
+Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
+                                 std::int64_t now_unix) {
+  const std::string& self_name = rt.site;
+  auto topo = mesh::parse_topology(rt.topology);
+  if (!topo.is_ok()) return invalid_argument("topology: " + topo.status().message());
+  auto file = mesh::load_sites_file(rt.sites_file);
+  if (!file.is_ok()) return file.status();
+  mesh::TopologyOptions opt;
+  opt.kind = topo.value();
+  opt.hubs = rt.hubs;
+  opt.k = rt.k;
+  auto built = mesh::MeshGraph::build(std::move(file).value(), opt);
+  if (!built.is_ok()) return built.status();
+  mesh::MeshGraph& g = built.value();
+  const int self = g.find_site(self_name);
+  if (self < 0) return invalid_argument("site '" + self_name + "' is not in " + rt.sites_file);
+  auto keys = mesh::KeyDirectory::open(rt.keys_dir);
+  if (!keys.is_ok()) return keys.status();
+  const auto& endpoints = g.site(self).site.endpoints;
+  for (std::size_t e = 0; e < endpoints.size(); ++e) {
+    auto kp = keys.value().load_or_create(self_name, endpoints[e].name);
+    if (!kp.is_ok()) return kp.status();
+    const std::string pub = mesh::key_to_base64(kp.value().public_key);
+    std::string& in_file = g.public_key(self, e);
+    if (!in_file.empty() && in_file != pub) {
+      return failed_precondition(self_name + "/" + endpoints[e].name +
+                                 ": the sites file's public_key does not match the private key "
+                                 "in " +
+                                 keys.value().key_path(self_name, endpoints[e].name));
+    }
+    in_file = pub;
+  }
+  // Other sites' public keys come from the sites file; a lab that keeps every site's keys in one
+  // directory may leave them out, and they are read from there (public halves only).
+  for (std::size_t v = 0; v < g.num_sites(); ++v) {
+    if (static_cast<int>(v) == self) continue;
+    const auto& eps = g.site(v).site.endpoints;
+    for (std::size_t e = 0; e < eps.size(); ++e) {
+      if (!g.public_key(v, e).empty()) continue;
+      auto kp = keys.value().load(g.site(v).site.name, eps[e].name);
+      if (!kp.is_ok()) return kp.status();
+      if (kp.value()) g.public_key(v, e) = mesh::key_to_base64(kp.value()->public_key);
+    }
+  }
+  auto previous = stored_overlay(db);
+  if (!previous.is_ok()) return previous.status();
+  auto overlay = mesh::assign_overlay(g, previous.value());
+  if (!overlay.is_ok()) return overlay.status();
+  auto plan = mesh::make_plan(g, std::move(overlay).value());
+  if (!plan.is_ok()) return plan.status();
+  auto ids = save_plan(db, g, plan.value(), now_unix);
+  if (!ids.is_ok()) return ids.status();
+  return site_plan(g, plan.value(), ids.value(), self_name, keys.value());
+}
+
 }  // namespace patronus::site

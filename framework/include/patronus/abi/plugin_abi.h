@@ -47,6 +47,8 @@ extern "C" {
 #define PATRONUS_SIZE_1_0_SCORER 16u
 #define PATRONUS_SIZE_1_0_POLICY 24u
 #define PATRONUS_SIZE_1_0_DESCRIPTOR 168u
+/* Introduced in 1.1: its lower bound is its 1.1 size. */
+#define PATRONUS_SIZE_1_1_PATH_LIVENESS 40u
 
 /* The alias every plugin exports (a Boost.DLL alias: a `const void*` in section "boostdll"). */
 #define PATRONUS_PLUGIN_ENTRY_NAME "patronus_plugin_entry"

@@ -46,4 +46,22 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
                            const std::vector<model::PathId>& ids, const std::string& site,
                            const mesh::KeyDirectory& keys);
 
+// What a site needs to plan its own part of the mesh.
+struct LocalPlanOptions {
+  std::string site;        // this site
+  std::string sites_file;  // the mesh
+  std::string topology = "full-mesh";
+  std::vector<std::string> hubs;  // overrides the file's hubs when non-empty
+  int k = 2;                      // partial topology
+  std::string keys_dir;           // DIR/<site>/<endpoint>.key
+};
+
+// The site's part of the mesh plan, on the site: its own keys are loaded from keys_dir (created
+// when missing; private keys never leave it) and must match any public_key the sites file gives;
+// other sites' public keys come from the file or, for a lab that keeps every site's keys in one
+// directory, from keys_dir (public halves only). Overlay addresses and path ids are kept from the
+// store, and the plan is saved to it. Used by patronusd (and the simulator's nodes).
+Result<SitePlan> plan_local_site(const LocalPlanOptions& options, store::Store& db,
+                                 std::int64_t now_unix);
+
 }  // namespace patronus::site
