@@ -191,6 +191,7 @@ class Probes final : public patronus::sdk::ProbePlugin {
     std::int64_t interval_ns = 0;
     // sender side
     std::uint64_t nonce = 0, next_seq = 0, highest_answered = 0;
+    std::uint64_t expire_from = 1;  // oldest sequence that may still be in flight
     std::array<Slot, kRing> ring{};
     patronus_timer_id tx_timer = 0, detect_timer = 0;
     std::int64_t last_rx_ns = 0, detect_from_ns = 0;
@@ -304,11 +305,10 @@ class Probes final : public patronus::sdk::ProbePlugin {
     pkt.nonce = p.nonce;
     pkt.sequence = seq;
     pkt.t1 = now;
-    std::array<std::uint8_t, pk::kMaxPacket> buf{};
-    pk::encode(pkt, p.key, buf.data());
+    pk::encode(pkt, p.key, tx_.data());
     ++p.sent;
     ++counters_.sent;
-    if (host().udp_send(p.endpoint, p.remote, buf.data(), payload_) != PATRONUS_OK) {
+    if (host().udp_send(p.endpoint, p.remote, tx_.data(), payload_) != PATRONUS_OK) {
       ++counters_.send_errors;  // the probe stays in flight and will be counted lost
     }
     // BFD-style transmit jitter (RFC 5880 6.8.7): 90-100 % of the interval, so probes of many
@@ -317,14 +317,16 @@ class Probes final : public patronus::sdk::ProbePlugin {
     schedule_tx(p, p.interval_ns - p.interval_ns / 10 * (100 - jitter) / 100);
   }
 
-  // Probes older than the loss timeout are lost.
+  // Probes older than the loss timeout are lost. Send times grow with the sequence, so the scan
+  // starts at the oldest probe that may still be in flight and stops at the first one that is
+  // not yet due: amortised O(1) a tick, not a pass over the ring.
   void expire(Path& p, std::int64_t now) {
-    const std::uint64_t oldest = p.next_seq >= kRing ? p.next_seq - kRing + 1 : 1;
-    for (std::uint64_t s = oldest; s <= p.next_seq; ++s) {
-      Slot& slot = p.ring[s % kRing];
-      if (slot.state == Slot::kInFlight && slot.seq == s && now - slot.sent_ns >= timeout_ns_) {
-        resolve_lost(p, slot);
-      }
+    if (p.next_seq >= kRing) p.expire_from = std::max(p.expire_from, p.next_seq - kRing + 1);
+    for (; p.expire_from <= p.next_seq; ++p.expire_from) {
+      Slot& slot = p.ring[p.expire_from % kRing];
+      if (slot.seq != p.expire_from || slot.state != Slot::kInFlight) continue;
+      if (now - slot.sent_ns < timeout_ns_) break;
+      resolve_lost(p, slot);
     }
   }
 
@@ -417,9 +419,8 @@ class Probes final : public patronus::sdk::ProbePlugin {
     reply.type = pk::Type::kReply;
     reply.t2 = rx;
     reply.t3 = host().now_ns();
-    std::array<std::uint8_t, pk::kMaxPacket> buf{};
-    pk::encode(reply, p.key, buf.data());
-    if (host().udp_send(p.endpoint, from, buf.data(), payload_) == PATRONUS_OK) {
+    pk::encode(reply, p.key, tx_.data());
+    if (host().udp_send(p.endpoint, from, tx_.data(), payload_) == PATRONUS_OK) {
       ++counters_.reflected;
     } else {
       ++counters_.send_errors;
@@ -533,6 +534,8 @@ class Probes final : public patronus::sdk::ProbePlugin {
   std::unordered_map<std::uint32_t, Path*> sessions_;
   std::vector<std::pair<patronus_addr, patronus_endpoint_id>> endpoints_;
   Counters counters_;
+  // One transmit buffer: encode() writes the 64-byte header, the padding after it stays zero.
+  std::array<std::uint8_t, pk::kMaxPacket> tx_{};
 };
 
 }  // namespace
