@@ -49,7 +49,9 @@ class Seam : public ::testing::Test {
   }
   // Two sites in virtual time; a pings b `count` times; returns every trace concatenated.
   std::string run_virtual(std::uint64_t seed, env::LinkParams link, int count, Samples* out) {
-    env::VirtualWorld w(seed);
+    env::VirtualWorld::Limits world_traced;
+    world_traced.max_trace_lines = 1u << 20;
+    env::VirtualWorld w(seed, world_traced);
     const auto ia = IpAddress::parse("10.0.0.1").value(), ib = IpAddress::parse("10.0.0.2").value();
     core::RouterLimits traced;
     traced.max_trace_lines = 1u << 20;

@@ -191,6 +191,7 @@ bool VirtualWorld::dequeue(std::uint64_t seq) {
 }
 
 void VirtualWorld::add_trace(const std::string& line) {
+  if (limits_.max_trace_lines == 0) return;  // off: nothing is lost, nothing is counted
   if (trace_.size() >= limits_.max_trace_lines) {
     ++dropped_trace_;
     return;
@@ -210,8 +211,11 @@ std::string VirtualWorld::trace_text() const {
 void VirtualWorld::transmit(Node& from, const SocketAddress& src, const SocketAddress& dst,
                             const std::uint8_t* data, std::size_t size) {
   ++counters_.sent;
-  const std::string what = src.to_string() + ">" + dst.to_string() + " " + std::to_string(size);
-  const std::string t = std::to_string(now_);
+  // Lines are only formatted while the trace is on and has room.
+  const bool tracing = trace_.size() < limits_.max_trace_lines;
+  const std::string what =
+      tracing ? src.to_string() + ">" + dst.to_string() + " " + std::to_string(size) : "";
+  const std::string t = tracing ? std::to_string(now_) : "";
   (void)from;
   auto link = links_.find({src.ip(), dst.ip()});
   auto dst_node = owner_.find(dst.ip());
@@ -236,17 +240,17 @@ void VirtualWorld::transmit(Node& from, const SocketAddress& src, const SocketAd
   if (p.jitter_ns > 0) {
     delay += static_cast<std::int64_t>(rng_.uniform(static_cast<std::uint64_t>(p.jitter_ns) + 1));
   }
-  add_trace(t + " send " + what + " arrive=" + std::to_string(now_ + delay));
+  if (tracing) add_trace(t + " send " + what + " arrive=" + std::to_string(now_ + delay));
   Node* to = dst_node->second;
   std::vector<std::uint8_t> bytes(data, data + size);
   const std::uint64_t seq =
       enqueue(now_ + delay, [this, to, src, dst, bytes = std::move(bytes), what] {
         if (to->deliver(src, dst, bytes)) {
           ++counters_.delivered;
-          add_trace(std::to_string(now_) + " recv " + what);
+          if (!what.empty()) add_trace(std::to_string(now_) + " recv " + what);
         } else {
           ++counters_.port_unreachable;
-          add_trace(std::to_string(now_) + " drop-unreachable " + what);
+          if (!what.empty()) add_trace(std::to_string(now_) + " drop-unreachable " + what);
         }
       });
   if (seq == 0) add_trace(t + " drop-queuefull " + what);

@@ -26,7 +26,9 @@ class VirtualWorld {
  public:
   struct Limits {
     std::size_t max_events = 1u << 20;  // pending events across all nodes
-    std::size_t max_trace_lines = 1u << 20;
+    // The text trace of every network event is opt-in (0 = none): formatting a line per packet
+    // dominates long runs, and most users read counters and their own observers instead.
+    std::size_t max_trace_lines = 0;
   };
   explicit VirtualWorld(std::uint64_t seed) : VirtualWorld(seed, Limits{}) {}
   VirtualWorld(std::uint64_t seed, Limits limits);
@@ -50,7 +52,7 @@ class VirtualWorld {
   std::size_t run(std::size_t max_events);
   std::size_t pending() const { return queue_.size(); }
 
-  // One line per network event: "<t_ns> <kind> <details>".
+  // One line per network event: "<t_ns> <kind> <details>" (with Limits::max_trace_lines > 0).
   const std::vector<std::string>& trace() const { return trace_; }
   std::string trace_text() const;
   void add_trace(const std::string& line);
