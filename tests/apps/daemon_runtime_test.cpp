@@ -78,7 +78,7 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
     test::write_file(dir.file(site + ".yaml"),
                      "site: " + site + "\nstate_db: " + site +
                          ".db\nplugin_dir: " + test::plugin_dir() +
-                         "\nlog_level: info\nflush_interval_ms: 100\nplugins:\n"
+                         "\nlog_level: debug\nflush_interval_ms: 100\nplugins:\n"
                          "  - plugin: probes\n    name: probe\n    config: {port: " +
                          port +
                          ", interval_ms: 50, idle_interval_ms: 100, detect_multiplier: 3}\n"

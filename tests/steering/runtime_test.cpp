@@ -104,6 +104,37 @@ TEST(SiteRuntime, CutIsDetectedWithinTheBoundAndFlowsMoveInTheSameTick) {
   w.stop();
 }
 
+TEST(SiteRuntime, BatchedPacketsAreSteeredAndCountedLikeSinglePackets) {
+  test::Wan w(16);
+  two_paths(w);
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  w.world().run_until(3 * kSec);
+  std::vector<steering::SiteRuntime::Packet> batch;
+  for (int i = 0; i < 70; ++i) {
+    // Mixed classes, and every 10th packet to a destination no site announces.
+    const std::string dst = i % 10 == 9 ? "203.0.113.7" : "192.168.2.20";
+    batch.push_back(
+        {flow("192.168.1.10", dst, static_cast<std::uint16_t>(20000 + i), i % 2 ? 20002 : 443),
+         static_cast<std::uint8_t>(i % 3 ? 0 : 46), 100});
+  }
+  std::vector<model::PathId> out(batch.size());
+  hq.on_packets(batch.data(), batch.size(), out.data());  // all new
+  hq.on_packets(batch.data(), batch.size(), out.data());  // all tracked (or unrouted)
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const auto single = hq.on_packet(batch[i].key, batch[i].dscp, batch[i].bytes);
+    EXPECT_EQ(out[i], single) << i;
+    EXPECT_EQ(out[i].valid(), i % 10 != 9) << i;
+  }
+  ASSERT_EQ(hq.flows().size(), 63u);  // 70 minus the 7 unrouted
+  for (std::uint32_t i = 0; i < hq.flows().size(); ++i) {
+    EXPECT_EQ(hq.flows().at(i).packets, 3u);
+    EXPECT_EQ(hq.flows().at(i).bytes, 300u);
+  }
+  EXPECT_EQ(hq.counters().flows_unrouted, 21u);
+  w.stop();
+}
+
 TEST(SiteRuntime, DownPathsKeepBeingProbedAndRecover) {
   test::Wan w(12);
   two_paths(w);

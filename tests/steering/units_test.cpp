@@ -179,8 +179,20 @@ TEST(FlowTable, KeysRoundTripForBothFamiliesAndTheMemoryBudgetHolds) {
   EXPECT_EQ(FlowKeyBytes::of(v4).to_flow_key(), v4);
   EXPECT_EQ(FlowKeyBytes::of(v6).to_flow_key(), v6);
   EXPECT_NE(hash_flow(FlowKeyBytes::of(v4)), hash_flow(FlowKeyBytes::of(v6)));
+  // The memory budget at 1M flows, measured full (entries grow as flows arrive).
   FlowTable big(1u << 20);
+  for (std::uint32_t i = 0; i < (1u << 20); ++i) {
+    model::FlowKey k = v4;
+    k.src = model::IpAddress::v4(0x0A000000u + i);
+    bool inserted = false;
+    ASSERT_NE(big.insert(FlowKeyBytes::of(k), &inserted), nullptr);
+    ASSERT_TRUE(inserted);
+  }
+  EXPECT_EQ(big.size(), 1u << 20);
   EXPECT_LE(big.memory_bytes() / double(1u << 20), 64.0);
+  model::FlowKey one_more = v4;
+  one_more.src = model::IpAddress::v4(0x0B000000u);
+  EXPECT_EQ(big.insert(FlowKeyBytes::of(one_more), nullptr), nullptr) << "the bound holds";
 }
 
 TEST(Classes, DefaultRulesAndYamlErrorsNameTheField) {

@@ -81,9 +81,11 @@ class Daemon final : public core::RouterObserver, public steering::RuntimeObserv
               const std::string& msg) override {
     log(static_cast<int>(level), instance + ": " + msg);
   }
+  // Events are in the database (patronus events); the log shows them at debug. Anomalies reach the
+  // log as warnings through on_log (the runtime's warn()), decisions and path states at info.
   void on_event(const std::string&, const std::string& instance, const std::string& type,
                 const std::string& json) override {
-    log(type.rfind("probe.path_stats", 0) == 0 ? 0 : 1, instance + " event " + type + " " + json);
+    log(0, instance + " event " + type + " " + json);
   }
   void on_decision(const std::string&, const steering::Decision& d) override {
     log(1, "decision " + d.cls + " -> " + d.dst_site + ": " + steering::to_string(d.reason) + ": " +

@@ -7,10 +7,8 @@ StoreSink::StoreSink(store::Store& db, const env::Env& env, StoreSinkOptions opt
       writer_(db, options.max_pending, store::BatchWriter::WhenFull::kDrop),
       options_(options) {}
 
-void StoreSink::keep(const Status& s) {
-  (void)s;  // a refused row is counted by the writer (dropped()) and reported at the next flush
-}
-
+// Every add() below may be refused when the queue is full: the writer counts it (dropped()) and
+// flush() reports the count as an event, so a refusal is never silent and never blocks a callback.
 store::PathStateRow StoreSink::row_of(const steering::PathView& p) const {
   store::PathStateRow r;
   r.path_id = p.id;
@@ -28,29 +26,29 @@ store::PathStateRow StoreSink::row_of(const steering::PathView& p) const {
 }
 
 void StoreSink::on_decision(const std::string& site, const steering::Decision& d) {
-  keep(writer_.add(store::EventRow{d.wall_ns, site, "runtime",
-                                   std::string("decision.") + steering::to_string(d.reason),
-                                   d.cls + "->" + d.dst_site, d.to_json()}));
+  (void)writer_.add(store::EventRow{d.wall_ns, site, "runtime",
+                                    std::string("decision.") + steering::to_string(d.reason),
+                                    d.cls + "->" + d.dst_site, d.to_json()});
 }
 
 void StoreSink::on_path_state(const std::string&, const steering::PathView& p) {
-  keep(writer_.add(row_of(p)));
+  (void)writer_.add(row_of(p));
 }
 
 void StoreSink::on_path_metrics(const std::string&, const steering::PathView& p) {
-  keep(writer_.add(row_of(p)));
+  (void)writer_.add(row_of(p));
 }
 
 void StoreSink::on_sample(const std::string&, const std::string& instance,
                           const patronus_path_sample& s) {
   if (!options_.samples) return;
-  keep(writer_.add(
-      store::SampleRow{env_.wall_ns(), instance, s.path_id, s.sequence, s.lost != 0, s.rtt_ns}));
+  (void)writer_.add(
+      store::SampleRow{env_.wall_ns(), instance, s.path_id, s.sequence, s.lost != 0, s.rtt_ns});
 }
 
 void StoreSink::on_event(const std::string& site, const std::string& instance,
                          const std::string& type, const std::string& json) {
-  keep(writer_.add(store::EventRow{env_.wall_ns(), site, instance, type, "", json}));
+  (void)writer_.add(store::EventRow{env_.wall_ns(), site, instance, type, "", json});
 }
 
 void StoreSink::add_flows(const steering::SiteRuntime& rt, std::size_t max) {
@@ -68,7 +66,7 @@ void StoreSink::add_flows(const steering::SiteRuntime& rt, std::size_t max) {
     f.bytes = e.bytes;
     f.packets = e.packets;
     f.last_seen_unix = now_unix;
-    keep(writer_.add(f));
+    (void)writer_.add(f);
   }
 }
 

@@ -92,7 +92,8 @@ FlowTable::FlowTable(std::uint32_t max_flows) : max_(max_flows) {
   }
   // Load factor at most 0.75: slots = ceil(4/3 x max) + 1 (one empty slot always ends a probe).
   slots_.assign(static_cast<std::size_t>(max_flows) * 4 / 3 + 2, 0);
-  entries_.reserve(max_flows);
+  // Entries grow as flows arrive (never past the bound): a runtime that sees few flows does not
+  // pay for its maximum, which matters with hundreds of runtimes in one process.
 }
 
 std::size_t FlowTable::memory_bytes() const {
@@ -156,6 +157,9 @@ FlowEntry* FlowTable::insert(const FlowKeyBytes& key, bool* inserted) {
   std::uint32_t i = home(hash);
   while (slots_[i] != 0) {
     if (++i == n) i = 0;
+  }
+  if (entries_.size() == entries_.capacity()) {
+    entries_.reserve(std::min<std::size_t>(max_, std::max<std::size_t>(64, entries_.size() * 2)));
   }
   FlowEntry e{};
   std::memcpy(e.src, key.src, 16);

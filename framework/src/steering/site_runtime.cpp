@@ -3,43 +3,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <set>
 
 namespace patronus::steering {
 
 namespace {
 
+using J = nlohmann::json;
+
 std::string fmt(double v, int digits = 1) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", digits, v);
   return buf;
-}
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
 }
 
 std::uint32_t priority_of(model::Priority p) {
@@ -86,21 +62,26 @@ const char* to_string(Reason r) {
 }
 
 std::string Decision::to_json() const {
-  std::string j = "{\"site\":\"" + json_escape(site) + "\",\"class\":\"" + json_escape(cls) +
-                  "\",\"dst_site\":\"" + json_escape(dst_site) +
-                  "\",\"from\":" + std::to_string(from.value()) +
-                  ",\"to\":" + std::to_string(to.value()) + ",\"reason\":\"" + to_string(reason) +
-                  "\",\"why\":\"" + json_escape(why) + "\",\"mono_ns\":" + std::to_string(mono_ns) +
-                  ",\"fault_age_ns\":" + std::to_string(fault_age_ns) +
-                  ",\"flows_moved\":" + std::to_string(flows_moved) + ",\"candidates\":[";
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    const auto& c = candidates[i];
-    j += std::string(i ? "," : "") + "{\"path\":" + std::to_string(c.path.value()) +
-         ",\"score\":" + fmt(c.score, 2) + ",\"eligible\":" + (c.eligible ? "true" : "false");
-    if (!c.why_not.empty()) j += ",\"why_not\":\"" + json_escape(c.why_not) + "\"";
-    j += "}";
+  nlohmann::json cands = nlohmann::json::array();
+  for (const auto& c : candidates) {
+    nlohmann::json j = {{"path", c.path.value()},
+                        {"score", std::round(c.score * 100) / 100},
+                        {"eligible", c.eligible}};
+    if (!c.why_not.empty()) j["why_not"] = c.why_not;
+    cands.push_back(std::move(j));
   }
-  return j + "]}";
+  return nlohmann::json{{"site", site},
+                        {"class", cls},
+                        {"dst_site", dst_site},
+                        {"from", from.value()},
+                        {"to", to.value()},
+                        {"reason", to_string(reason)},
+                        {"why", why},
+                        {"mono_ns", mono_ns},
+                        {"fault_age_ns", fault_age_ns},
+                        {"flows_moved", flows_moved},
+                        {"candidates", std::move(cands)}}
+      .dump();
 }
 
 struct SiteRuntime::Path {
@@ -251,6 +232,11 @@ Status SiteRuntime::start() {
     }
   }
   const std::size_t nclasses = config_.classes.classes.size();
+  for (auto& slot : scorers_) slot.first_class = -1;
+  for (std::size_t c = 0; c < nclasses; ++c) {
+    auto& slot = scorers_[class_scorer_[c]];
+    if (slot.first_class < 0) slot.first_class = static_cast<int>(c);
+  }
   for (auto& p : paths_) {
     p->scores.assign(scorers_.size(), {});
     p->eligible_since.assign(nclasses, -1);
@@ -310,9 +296,8 @@ Status SiteRuntime::start() {
   running_ = true;
   next_metrics_ns_ = env_.now_ns() + config_.metrics_interval_ns;
   schedule_tick();
-  emit_event("runtime.started", "{\"paths\":" + std::to_string(paths_.size()) +
-                                    ",\"sites\":" + std::to_string(sites_.size()) +
-                                    ",\"classes\":" + std::to_string(nclasses) + "}");
+  emit_event("runtime.started",
+             J{{"paths", paths_.size()}, {"sites", sites_.size()}, {"classes", nclasses}}.dump());
   return Status::ok();
 }
 
@@ -329,6 +314,12 @@ void SiteRuntime::emit_event(const std::string& type, const std::string& json) {
   for (auto* o : observers_) o->on_event(config_.site, "runtime", type, json);
 }
 
+void SiteRuntime::warn(const std::string& type, const std::string& json) {
+  emit_event(type, json);
+  const std::string msg = type + " " + json;
+  for (auto* o : observers_) o->on_log(config_.site, "runtime", PATRONUS_LOG_WARN, msg);
+}
+
 void SiteRuntime::schedule_tick() {
   tick_timer_ = env_.schedule(config_.tick_ns, [this] {
     tick_timer_ = 0;
@@ -339,8 +330,7 @@ void SiteRuntime::schedule_tick() {
   if (tick_timer_ == 0) {
     // Without a tick, hold-downs and expiry stop: say so loudly, and retry from the next sample.
     ++counters_.timers_refused;
-    emit_event("runtime.timer_refused",
-               "{\"count\":" + std::to_string(counters_.timers_refused) + "}");
+    warn("runtime.timer_refused", J{{"count", counters_.timers_refused}}.dump());
   }
 }
 
@@ -384,10 +374,11 @@ void SiteRuntime::on_liveness(const std::string& instance, const patronus_path_l
   if (up == p.live) return;
   p.live = up;
   ++counters_.liveness_changes;
-  emit_event(up ? "path.up" : "path.down",
-             "{\"path\":" + std::to_string(p.spec.id.value()) + ",\"name\":\"" +
-                 json_escape(p.spec.name) + "\",\"diagnostic\":" + std::to_string(l.diagnostic) +
-                 ",\"detect_time_ns\":" + std::to_string(l.detect_time_ns) + "}");
+  emit_event(up ? "path.up" : "path.down", J{{"path", p.spec.id.value()},
+                                             {"name", p.spec.name},
+                                             {"diagnostic", l.diagnostic},
+                                             {"detect_time_ns", l.detect_time_ns}}
+                                               .dump());
   rescore(p);
   evaluate_site(p.site);
 }
@@ -432,21 +423,18 @@ void SiteRuntime::rescore(Path& p) {
     } else {
       w.flags |= PATRONUS_WINDOW_BANDWIDTH_UNKNOWN;
     }
-    // The class asking: the first class that uses this scorer.
-    for (std::size_t c = 0; c < class_scorer_.size(); ++c) {
-      if (class_scorer_[c] == slot) {
-        w.priority = priority_of(config_.classes.classes[c].priority);
-        w.class_name = config_.classes.classes[c].name.c_str();
-        break;
-      }
+    // The class asking: the first class that uses this scorer (found once, at start).
+    if (scorers_[slot].first_class >= 0) {
+      const auto& cls = config_.classes.classes[scorers_[slot].first_class];
+      w.priority = priority_of(cls.priority);
+      w.class_name = cls.name.c_str();
     }
     auto r = router_.score(scorers_[slot].instance, w);
     if (!r.is_ok()) {
       sc.valid = false;
       if (is_pow2(++counters_.scorer_errors)) {
-        emit_event("runtime.scorer_error", "{\"count\":" + std::to_string(counters_.scorer_errors) +
-                                               ",\"error\":\"" + json_escape(r.status().message()) +
-                                               "\"}");
+        warn("runtime.scorer_error",
+             J{{"count", counters_.scorer_errors}, {"error", r.status().message()}}.dump());
       }
       continue;
     }
@@ -454,7 +442,7 @@ void SiteRuntime::rescore(Path& p) {
     sc.score = r.value().score;
     sc.state = r.value().state;
   }
-  refresh_eligibility(p);
+  refresh_eligibility(p, st);
   model::PathStatus status = model::PathStatus::kDown;
   if (p.live && p.scores[0].valid) {
     status = p.scores[0].state == PATRONUS_PATH_UP         ? model::PathStatus::kUp
@@ -500,8 +488,7 @@ bool eligible_for(bool live, const WindowStats& st, bool valid, double score, st
 }
 }  // namespace
 
-void SiteRuntime::refresh_eligibility(Path& p) {
-  const WindowStats st = p.window.stats();
+void SiteRuntime::refresh_eligibility(Path& p, const WindowStats& st) {
   const std::int64_t now = env_.now_ns();
   for (std::size_t c = 0; c < p.eligible_since.size(); ++c) {
     const auto& sc = p.scores[class_scorer_[c]];
@@ -662,7 +649,7 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
   // Forwarding first, then the flows that follow the class.
   if (auto st = dataplane_.set_class_path(d.dst_site, cls.name, d.to); !st.is_ok()) {
     ++counters_.dataplane_errors;
-    emit_event("runtime.dataplane_error", "{\"error\":\"" + json_escape(st.message()) + "\"}");
+    warn("runtime.dataplane_error", J{{"error", st.message()}}.dump());
   }
   if (from_idx != kNoPath) --paths_[from_idx]->selections;
   if (to_idx != kNoPath) ++paths_[to_idx]->selections;
@@ -720,7 +707,8 @@ void SiteRuntime::rebalance(Selection& s) {
   for (auto i : s.cand) {
     if (paths_[i]->eligible_since[s.cls] >= 0) best = std::max(best, paths_[i]->scores[slot].score);
   }
-  std::vector<std::uint16_t> set;
+  std::vector<std::uint16_t>& set = balance_scratch_;  // reused: this runs on every sample
+  set.clear();
   for (auto i : s.cand) {
     const Path& p = *paths_[i];
     const std::int64_t since = p.eligible_since[s.cls];
@@ -804,8 +792,8 @@ void SiteRuntime::update_rates() {
     auto st = router_.set_path_rate(config_.probe, p.spec.id.value(), want);
     p.rate = want;  // an ABI 1.0 probe keeps its own rate; do not ask again every tick
     if (!st.is_ok() && is_pow2(++counters_.rate_errors)) {
-      emit_event("runtime.rate_error", "{\"count\":" + std::to_string(counters_.rate_errors) +
-                                           ",\"error\":\"" + json_escape(st.message()) + "\"}");
+      warn("runtime.rate_error",
+           J{{"count", counters_.rate_errors}, {"error", st.message()}}.dump());
     }
   }
 }
@@ -850,6 +838,48 @@ int SiteRuntime::site_of(const model::IpAddress& dst) const {
   return -1;
 }
 
+bool SiteRuntime::count_cached(FlowEntry& e, std::uint32_t bytes, std::int64_t now,
+                               model::PathId* out) {
+  if (e.path == kNoPath) return false;  // not steered yet: the caller treats it as new
+  e.bytes += bytes;
+  if (e.packets != UINT32_MAX) ++e.packets;
+  e.last_seen = static_cast<std::uint32_t>(now / 1'000'000);
+  Selection& s = *selections_[paths_[e.path]->site * config_.classes.classes.size() + e.cls];
+  const bool was_idle = now - s.last_traffic_ns > config_.idle_after_ns;
+  s.last_traffic_ns = now;
+  if (was_idle) update_rates();
+  *out = paths_[e.path]->spec.id;
+  return true;
+}
+
+void SiteRuntime::on_packets(const Packet* packets, std::size_t n, model::PathId* out) {
+  if (!running_) {
+    std::fill(out, out + n, model::PathId{});
+    return;
+  }
+  const std::int64_t now = env_.now_ns();
+  FlowKeyBytes keys[FlowTable::kBatch];
+  FlowEntry* found[FlowTable::kBatch];
+  bool done[FlowTable::kBatch];
+  for (std::size_t base = 0; base < n; base += FlowTable::kBatch) {
+    const std::size_t m = std::min(n - base, FlowTable::kBatch);
+    for (std::size_t i = 0; i < m; ++i) keys[i] = FlowKeyBytes::of(packets[base + i].key);
+    flows_.find_batch(keys, m, found);
+    // Tracked flows first: nothing is inserted, so the entries found stay where they are.
+    for (std::size_t i = 0; i < m; ++i) {
+      done[i] = found[i] != nullptr &&
+                count_cached(*found[i], packets[base + i].bytes, now, &out[base + i]);
+      if (done[i]) ++counters_.packets;
+    }
+    // New flows (and tracked ones without a path) take the single-packet path.
+    for (std::size_t i = 0; i < m; ++i) {
+      if (done[i]) continue;
+      const Packet& p = packets[base + i];
+      out[base + i] = on_packet(p.key, p.dscp, p.bytes);
+    }
+  }
+}
+
 model::PathId SiteRuntime::on_packet(const model::FlowKey& key, std::uint8_t dscp,
                                      std::uint32_t bytes) {
   if (!running_) return {};
@@ -859,18 +889,8 @@ model::PathId SiteRuntime::on_packet(const model::FlowKey& key, std::uint8_t dsc
   const std::uint64_t h = hash_flow(kb);
   const std::size_t nclasses = config_.classes.classes.size();
   if (FlowEntry* e = flows_.find(kb, h)) {
-    e->bytes += bytes;
-    if (e->packets != UINT32_MAX) ++e->packets;
-    e->last_seen = now_ms();
-    if (e->path != kNoPath) {
-      Selection& s = *selections_[paths_[e->path]->site * nclasses + e->cls];
-      if (now - s.last_traffic_ns > config_.idle_after_ns) {
-        s.last_traffic_ns = now;
-        update_rates();
-      }
-      s.last_traffic_ns = now;
-      return paths_[e->path]->spec.id;
-    }
+    model::PathId out;
+    if (count_cached(*e, bytes, now, &out)) return out;
   }
   const int site = site_of(key.dst);
   if (site < 0) {
@@ -887,9 +907,8 @@ model::PathId SiteRuntime::on_packet(const model::FlowKey& key, std::uint8_t dsc
   FlowEntry* e = flows_.insert(kb, &inserted);
   if (e == nullptr) {
     if (is_pow2(++counters_.flows_refused)) {
-      emit_event("runtime.flow_table_full",
-                 "{\"count\":" + std::to_string(counters_.flows_refused) +
-                     ",\"max_flows\":" + std::to_string(flows_.capacity()) + "}");
+      warn("runtime.flow_table_full",
+           J{{"count", counters_.flows_refused}, {"max_flows", flows_.capacity()}}.dump());
     }
   } else {
     if (inserted) {
@@ -897,6 +916,9 @@ model::PathId SiteRuntime::on_packet(const model::FlowKey& key, std::uint8_t dsc
       e->cls = static_cast<std::uint8_t>(cls);
       e->packets = 1;
       e->bytes = bytes;
+    } else {  // tracked, but it had no path until now
+      e->bytes += bytes;
+      if (e->packets != UINT32_MAX) ++e->packets;
     }
     e->last_seen = now_ms();
     if (e->path != path) {

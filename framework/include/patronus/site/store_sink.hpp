@@ -35,7 +35,6 @@ class StoreSink final : public steering::RuntimeObserver {
   std::size_t pending() const { return writer_.pending(); }
 
  private:
-  void keep(const Status& s);
   store::PathStateRow row_of(const steering::PathView& p) const;
   const env::Env& env_;
   store::BatchWriter writer_;

@@ -46,7 +46,6 @@ class RecordingDataplane final : public Dataplane {
     return Status::ok();
   }
   const std::vector<Change>& changes() const { return changes_; }
-  void clear() { changes_.clear(); }
 
  private:
   const env::Env* env_;

@@ -166,6 +166,15 @@ class SiteRuntime final : private core::RouterObserver {
   // The data path: a packet of a flow (DSCP 0..63). Returns the path it is steered onto (an
   // invalid PathId: no usable path, or a destination outside every remote site's prefixes).
   model::PathId on_packet(const model::FlowKey& key, std::uint8_t dscp, std::uint32_t bytes);
+  // The same for a batch of packets (how a data path delivers them): tracked flows are looked up
+  // together with prefetching (FlowTable::find_batch); new flows take on_packet. out[i] is the
+  // path of packets[i].
+  struct Packet {
+    model::FlowKey key;
+    std::uint8_t dscp = 0;
+    std::uint32_t bytes = 0;
+  };
+  void on_packets(const Packet* packets, std::size_t n, model::PathId* out);
   // Evaluates every (class, site) now (the tick does this too).
   void evaluate_all();
 
@@ -186,6 +195,7 @@ class SiteRuntime final : private core::RouterObserver {
   struct Selection;
   struct ScorerSlot {
     std::string instance;
+    int first_class = -1;  // the class named in the windows it scores
   };
 
   // core::RouterObserver
@@ -197,16 +207,21 @@ class SiteRuntime final : private core::RouterObserver {
   void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) override;
 
   void emit_event(const std::string& type, const std::string& json);
+  // An anomaly (refused timer, full table, plugin or dataplane error): an event and a warning log.
+  void warn(const std::string& type, const std::string& json);
   void tick();
   void schedule_tick();
   void rescore(Path& p);
-  void refresh_eligibility(Path& p);
+  void refresh_eligibility(Path& p, const WindowStats& st);
   void evaluate_site(std::uint32_t site);
   void evaluate(Selection& s);
   void apply(Selection& s, int chosen, Reason reason, std::int64_t fault_age,
              const std::vector<CandidateInput>& inputs);
   void rebalance(Selection& s);
   void update_rates();
+  // A packet of a tracked flow that has a path: counts it and notes the class's traffic. False
+  // (nothing counted) when the flow has no path yet.
+  bool count_cached(FlowEntry& e, std::uint32_t bytes, std::int64_t now, model::PathId* out);
   void expire_flows();
   void publish_metrics();
   void notify_state(Path& p);
@@ -229,7 +244,8 @@ class SiteRuntime final : private core::RouterObserver {
   std::vector<std::unique_ptr<Selection>> selections_;               // site * classes + class
   std::vector<std::pair<model::IpPrefix, std::uint32_t>> prefixes_;  // longest first
   FlowTable flows_;
-  std::vector<CandidateInput> scratch_;  // evaluate()'s candidate inputs
+  std::vector<CandidateInput> scratch_;         // evaluate()'s candidate inputs
+  std::vector<std::uint16_t> balance_scratch_;  // rebalance()'s candidate set
   std::deque<Decision> decisions_;
   RuntimeCounters counters_;
   env::TimerId tick_timer_ = 0;
