@@ -17,12 +17,14 @@ struct layout_entry {
   size_t value;
 };
 extern const layout_entry patronus_frozen_1_0[];
-extern const layout_entry patronus_current_layout[];
+extern const layout_entry patronus_frozen_1_1[];
+extern const layout_entry patronus_current_1_0[];
+extern const layout_entry patronus_current_1_1[];
 }
 
 namespace {
 
-constexpr std::uint64_t kPinnedHash = 0xf539fa7cd553db60ULL;  // FNV-1a 64 of the header bytes
+constexpr std::uint64_t kPinnedHash = 0x57c7d0e6f3b1e845ULL;  // FNV-1a 64 of the header bytes
 constexpr int kPinnedMajor = 1;
 constexpr int kPinnedMinor = 1;
 
@@ -62,23 +64,32 @@ TEST(AbiHeader, DescriptorFixedHeaderLayout) {
 
 namespace {
 
-// Every field ABI 1.0 defined sits at the same offset in the current header; every struct is at
-// least as large as in 1.0 (1.x only appends).
-TEST(AbiHeader, EveryAbi10OffsetAndSizeIsUnchanged) {
+// Every field a released minor defined sits at the same offset in the current header; every
+// struct is at least as large as then (1.x only appends). Returns how many entries were compared.
+std::size_t expect_unchanged(const layout_entry* frozen, const layout_entry* current) {
   std::size_t n = 0;
-  for (; patronus_frozen_1_0[n].what != nullptr; ++n) {
-    const auto& f = patronus_frozen_1_0[n];
-    const auto& c = patronus_current_layout[n];
-    ASSERT_NE(c.what, nullptr);
-    ASSERT_STREQ(f.what, c.what);
+  for (; frozen[n].what != nullptr; ++n) {
+    const auto& f = frozen[n];
+    const auto& c = current[n];
+    EXPECT_NE(c.what, nullptr);
+    if (c.what == nullptr) return n;
+    EXPECT_STREQ(f.what, c.what);
     if (std::strncmp(f.what, "sizeof ", 7) == 0) {
       EXPECT_GE(c.value, f.value) << f.what << " shrank";
     } else {
       EXPECT_EQ(c.value, f.value) << f.what << " moved";
     }
   }
-  EXPECT_GT(n, 60u);
-  EXPECT_EQ(patronus_current_layout[n].what, nullptr);
+  EXPECT_EQ(current[n].what, nullptr);
+  return n;
+}
+
+TEST(AbiHeader, EveryAbi10OffsetAndSizeIsUnchanged) {
+  EXPECT_GT(expect_unchanged(patronus_frozen_1_0, patronus_current_1_0), 60u);
+}
+
+TEST(AbiHeader, EveryAbi11OffsetAndSizeIsUnchanged) {
+  EXPECT_GT(expect_unchanged(patronus_frozen_1_1, patronus_current_1_1), 30u);
 }
 
 // The frozen-size constants the host uses as lower bounds are the real 1.0 sizes.
@@ -101,6 +112,11 @@ TEST(AbiHeader, FrozenSizeConstantsAreTheAbi10Sizes) {
   EXPECT_EQ(PATRONUS_SIZE_1_0_SCORER, frozen("sizeof patronus_scorer_v1"));
   EXPECT_EQ(PATRONUS_SIZE_1_0_POLICY, frozen("sizeof patronus_policy_v1"));
   EXPECT_EQ(PATRONUS_SIZE_1_0_DESCRIPTOR, frozen("sizeof patronus_plugin_descriptor"));
+  for (std::size_t i = 0; patronus_frozen_1_1[i].what; ++i) {
+    if (std::string(patronus_frozen_1_1[i].what) == "sizeof patronus_path_liveness") {
+      EXPECT_EQ(PATRONUS_SIZE_1_1_PATH_LIVENESS, patronus_frozen_1_1[i].value);
+    }
+  }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// ABI 1.0 plugins (compiled against the frozen 1.0 header) load and run in the 1.1 host, for each
-// kind ABI 1.1 extended; the host reads only their 1.0 tables and says clearly what they lack.
+// Plugins compiled against each frozen released header (1.0, 1.1) load and run in the current
+// host, for each kind a later minor extended; the host reads only the tables they have and says
+// clearly what they lack.
 #include <gtest/gtest.h>
 
 #include "patronus/core/plugin_host.hpp"
@@ -11,13 +12,18 @@ namespace {
 
 using namespace patronus;
 
-std::string compat(const std::string& kind) {
-  return test::test_plugin_dir() + "/libpatronus-compat10-" + kind + ".so";
+std::string compat(const std::string& kind, int minor = 0) {
+  return test::test_plugin_dir() + "/libpatronus-compat1" + std::to_string(minor) + "-" + kind +
+         ".so";
 }
 
 struct Samples : core::RouterObserver {
   std::vector<patronus_path_sample> got;
+  std::vector<patronus_path_liveness> liveness;
   void on_sample(const std::string&, const patronus_path_sample& s) override { got.push_back(s); }
+  void on_liveness(const std::string&, const patronus_path_liveness& l) override {
+    liveness.push_back(l);
+  }
 };
 
 TEST(AbiCompat, Abi10ProbeLoadsWatchesAndReportsUnderThe11Host) {
@@ -92,6 +98,39 @@ TEST(AbiCompat, Abi10PolicyEvaluates) {
   auto err = r.evaluate_policy("pol", f);
   ASSERT_FALSE(err.is_ok());
   EXPECT_NE(err.status().message().find("evaluate failed"), std::string::npos);
+}
+
+TEST(AbiCompat, Abi11PluginsLoadAndTheir11CallsWork) {
+  core::PluginRegistry reg;
+  auto probe = reg.load_file(compat("probe", 1));
+  ASSERT_TRUE(probe.is_ok()) << probe.status().to_string();
+  EXPECT_EQ(probe.value()->info().abi_minor, 1u);
+  env::VirtualWorld w(1);
+  core::RouterInstance r(w.add_node("a", {}), "a");
+  Samples s;
+  r.set_observer(&s);
+  ASSERT_TRUE(r.add_plugin(probe.value(), "p", "").is_ok());
+  ASSERT_TRUE(r.start().is_ok());
+  patronus_path_desc d{};
+  d.path_id = 7;
+  ASSERT_TRUE(r.watch_path("p", d).is_ok());
+  w.run_until(10'000'000);
+  ASSERT_EQ(s.got.size(), 1u);
+  ASSERT_EQ(s.liveness.size(), 1u) << "the 1.1 liveness report reaches the host";
+  EXPECT_EQ(s.liveness[0].path_id, 7u);
+  EXPECT_EQ(s.liveness[0].state, PATRONUS_PATH_UP);
+  auto scorer = reg.load_file(compat("scorer", 1));
+  ASSERT_TRUE(scorer.is_ok()) << scorer.status().to_string();
+  ASSERT_NE(scorer.value()->scorer().score_ex, nullptr);
+  core::RouterInstance r2(w.add_node("b", {}), "b");
+  ASSERT_TRUE(r2.add_plugin(scorer.value(), "s", "").is_ok());
+  patronus_metrics_window win{};
+  win.latency_ms = 150;
+  auto err = r2.score("s", win);
+  ASSERT_FALSE(err.is_ok());
+  // score_ex carries the plugin's own words, where 1.0's score could only give a status.
+  EXPECT_NE(err.status().message().find("score failed: latency above 100 ms"), std::string::npos)
+      << err.status().message();
 }
 
 TEST(AbiCompat, NonZeroReservedFieldsAreRefused) {

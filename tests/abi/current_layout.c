@@ -1,18 +1,11 @@
-/* The same offsets and sizes measured from the CURRENT header. */
-#include <stddef.h>
-
+/* The offsets and sizes of every released minor's fields, measured from the CURRENT header. */
 #include "patronus/abi/plugin_abi.h"
 
-#define F(T, m) \
-  { #T "." #m, offsetof(struct T, m) }
-#define S(T) \
-  { "sizeof " #T, sizeof(struct T) }
+#include "layout.h"
 
-struct layout_entry {
-  const char* what;
-  size_t value;
-};
-
-const struct layout_entry patronus_current_layout[] = {
-#include "layout_entries.inc"
+const struct layout_entry patronus_current_1_0[] = {
+#include "layout_entries_1_0.inc"
+    {0, 0}};
+const struct layout_entry patronus_current_1_1[] = {
+#include "layout_entries_1_1.inc"
     {0, 0}};

@@ -106,12 +106,13 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   auto r = run({cli(), "plugins", "list", "--plugin-dir", test::test_plugin_dir(), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["plugins"].size(), 7u);
+  EXPECT_EQ(j["plugins"].size(), 10u);
   EXPECT_EQ(j["plugins"][0]["name"], "compat10-policy");
   EXPECT_EQ(j["plugins"][0]["abi"], "1.0");
-  EXPECT_EQ(j["plugins"][4]["name"], "test-good");
-  EXPECT_EQ(j["plugins"][4]["kind"], "probe");
-  EXPECT_EQ(j["plugins"][4]["abi"], "1.1");
+  EXPECT_EQ(j["plugins"][3]["name"], "compat11-policy");
+  EXPECT_EQ(j["plugins"][3]["abi"], "1.1");
+  EXPECT_EQ(j["plugins"][7]["name"], "test-good");
+  EXPECT_EQ(j["plugins"][7]["kind"], "probe");
   ASSERT_EQ(j["refused"].size(), 7u);
   bool saw_major = false;
   for (const auto& x : j["refused"]) {

@@ -138,6 +138,7 @@ TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
   std::vector<std::string> names;
   for (const auto& p : reg.plugins()) names.push_back(p->info().name);
   EXPECT_EQ(names, (std::vector<std::string>{"compat10-policy", "compat10-probe", "compat10-scorer",
+                                             "compat11-policy", "compat11-probe", "compat11-scorer",
                                              "pingpong", "test-good", "test-throws-raw",
                                              "test-throws-sdk"}));
   EXPECT_EQ(refused.value().size(), 7u);

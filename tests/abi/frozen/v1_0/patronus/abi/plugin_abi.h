@@ -1,5 +1,5 @@
 /* FROZEN COPY of plugin_abi.h as released in ABI 1.0. Never edit: plugins built against it must
- * keep loading in every 1.x host (tests/abi/compat_plugins.c). */
+ * keep loading in every 1.x host (tests/abi/compat_plugin.c). */
 /*
  * Patronus plugin ABI: the one header a plugin needs.
  *

@@ -1,13 +1,19 @@
-/* A plugin exactly as a vendor built it against ABI 1.0: compiled with tests/abi/frozen/v1_0 on the
- * include path (the frozen 1.0 header), never the current one. Built three times (probe, scorer,
- * policy: the kinds ABI 1.1 extended) and loaded by the 1.1 host in tests/abi/compat_test.cpp. */
+/* A plugin exactly as a vendor built it against an older released ABI: compiled with
+ * tests/abi/frozen/v1_<COMPAT_MINOR> on the include path (a frozen header), never the current one.
+ * Built for each frozen minor as a probe, a scorer and a policy plugin (the kinds ABI 1.1
+ * extended) and loaded by the current host in tests/abi/compat_test.cpp. Against 1.1 it also uses
+ * what 1.1 added (liveness reports, error text). */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "patronus/abi/plugin_abi.h"
 
-#if PATRONUS_ABI_VERSION_MINOR != 0
-#error "compat_plugin_1_0.c must be compiled against the frozen ABI 1.0 header"
+#if !defined(COMPAT_NAME_PREFIX)
+#error "COMPAT_NAME_PREFIX (e.g. \"compat10\") must be defined"
+#endif
+#if !defined(COMPAT_MINOR) || PATRONUS_ABI_VERSION_MINOR != COMPAT_MINOR
+#error "compat_plugin.c must be compiled against the frozen header of ABI 1.COMPAT_MINOR"
 #endif
 
 struct inst {
@@ -53,6 +59,17 @@ static void on_timer(void* user, patronus_timer_id id) {
   s.rtt_ns = 7000000;
   s.sequence = ++in->seq;
   in->host->report_sample(in->host->ctx, &s);
+#if COMPAT_MINOR >= 1
+  if (in->host->struct_size >= offsetof(struct patronus_host_services, report_liveness) +
+                                   sizeof(in->host->report_liveness)) {
+    struct patronus_path_liveness l;
+    memset(&l, 0, sizeof l);
+    l.struct_size = sizeof l;
+    l.state = PATRONUS_PATH_UP;
+    l.path_id = in->path_id;
+    in->host->report_liveness(in->host->ctx, &l);
+  }
+#endif
 }
 static patronus_status watch(void* i, const struct patronus_path_desc* p, char* e, uint32_t cap) {
   struct inst* in = (struct inst*)i;
@@ -87,9 +104,29 @@ static patronus_status evaluate(void* i, const struct patronus_flow_tuple* f, ui
   return PATRONUS_OK;
 }
 
-static const struct patronus_probe_v1 probe_table = {sizeof probe_table, 0, watch, unwatch};
-static const struct patronus_scorer_v1 scorer_table = {sizeof scorer_table, 0, score};
-static const struct patronus_policy_v1 policy_table = {sizeof policy_table, 0, load, evaluate};
+#if COMPAT_MINOR >= 1
+static patronus_status score_ex(void* i, const struct patronus_metrics_window* w,
+                                struct patronus_score* out, char* err, uint32_t cap) {
+  patronus_status st = score(i, w, out);
+  if (st != PATRONUS_OK && cap > 0) {
+    strncpy(err, "latency above 100 ms", cap - 1);
+    err[cap - 1] = '\0';
+  }
+  return st;
+}
+#endif
+
+static const struct patronus_probe_v1 probe_table = {
+    .struct_size = sizeof probe_table, .watch_path = watch, .unwatch_path = unwatch};
+static const struct patronus_scorer_v1 scorer_table = {
+    .struct_size = sizeof scorer_table,
+    .score = score,
+#if COMPAT_MINOR >= 1
+    .score_ex = score_ex,
+#endif
+};
+static const struct patronus_policy_v1 policy_table = {
+    .struct_size = sizeof policy_table, .load = load, .evaluate = evaluate};
 
 static const struct patronus_plugin_descriptor descriptor = {
     .struct_size = sizeof(struct patronus_plugin_descriptor),
@@ -97,15 +134,15 @@ static const struct patronus_plugin_descriptor descriptor = {
     .abi_minor = PATRONUS_ABI_VERSION_MINOR,
 #if defined(COMPAT_PROBE)
     .kind = PATRONUS_KIND_PROBE,
-    .name = "compat10-probe",
+    .name = COMPAT_NAME_PREFIX "-probe",
     .kind_table = &probe_table,
 #elif defined(COMPAT_SCORER)
     .kind = PATRONUS_KIND_SCORER,
-    .name = "compat10-scorer",
+    .name = COMPAT_NAME_PREFIX "-scorer",
     .kind_table = &scorer_table,
 #else
     .kind = PATRONUS_KIND_POLICY,
-    .name = "compat10-policy",
+    .name = COMPAT_NAME_PREFIX "-policy",
     .kind_table = &policy_table,
 #endif
     .version = "1.0.0",
