@@ -369,7 +369,7 @@ TEST(SiteRuntime, DecisionTimestampsComeFromTheEnvAndRunsAreDeterministic) {
     test::Wan w(seed);
     two_paths(w, {25 * kMs, 3 * kMs, 0.01, true});
     w.world().set_wall_epoch_ns(1'700'000'000LL * kSec);
-    w.start(two_path_probe(4));
+    w.start(two_path_probe(4), [](steering::RuntimeConfig& rc) { rc.decision_log = 4; });
     const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
     const Pump traffic = pump(*w.node("hq").env, w.rt("hq"), {{voice, 46}}, 20 * kMs, 20 * kSec);
     w.world().run_until(5 * kSec);
@@ -381,6 +381,15 @@ TEST(SiteRuntime, DecisionTimestampsComeFromTheEnvAndRunsAreDeterministic) {
       EXPECT_EQ(d.wall_ns, 1'700'000'000LL * kSec + d.mono_ns);
       out += std::to_string(d.wall_ns) + " " + d.to_json() + "\n";
     }
+    // The in-memory log is a bounded ring holding the newest decisions; the rest were evicted
+    // (and reached the observers, e.g. the store sink, before).
+    const auto& all = w.node("hq").recorder.decisions;
+    const auto& ring = w.rt("hq").decisions();
+    EXPECT_GT(all.size(), 4u);
+    EXPECT_EQ(ring.size(), 4u);
+    EXPECT_EQ(w.rt("hq").counters().decisions_evicted, all.size() - 4);
+    EXPECT_EQ(ring.back().to_json(), all.back().to_json());
+    EXPECT_EQ(ring.front().to_json(), all[all.size() - 4].to_json());
     w.stop();
     return out;
   };

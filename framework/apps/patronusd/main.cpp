@@ -357,7 +357,12 @@ int main(int argc, char** argv) {
       daemon.log(3, "final flush failed: " + s.message());
     } else {
       daemon.log(1, "state flushed (" + std::to_string(pending) + " rows in the last batch, " +
-                        std::to_string(writer.rows_written()) + " rows in all)");
+                        std::to_string(writer.rows_written() + (sink ? sink->rows_written() : 0)) +
+                        " rows in all" +
+                        (sink && sink->dropped()
+                             ? ", " + std::to_string(sink->dropped()) + " dropped at a full queue"
+                             : std::string()) +
+                        ")");
     }
     signals.cancel();
     io.stop();

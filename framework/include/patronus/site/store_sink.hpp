@@ -32,7 +32,6 @@ class StoreSink final : public steering::RuntimeObserver {
   Status flush();
   std::uint64_t dropped() const { return writer_.dropped(); }
   std::uint64_t rows_written() const { return writer_.rows_written(); }
-  std::size_t pending() const { return writer_.pending(); }
 
  private:
   store::PathStateRow row_of(const steering::PathView& p) const;
