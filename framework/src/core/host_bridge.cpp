@@ -9,6 +9,17 @@
 
 namespace patronus::core {
 
+// A report a plugin hands the host: refused when shorter than the frozen size of the ABI version
+// that introduced the struct (never the host's sizeof, so older plugins keep being heard), else
+// copied zero-extended.
+template <typename Report>
+bool read_report(const Report* in, std::size_t frozen_size, Report* out) {
+  if (in == nullptr || in->struct_size < frozen_size) return false;
+  std::memcpy(out, in, std::min<std::size_t>(in->struct_size, sizeof(Report)));
+  out->struct_size = sizeof(Report);
+  return true;
+}
+
 struct HostBridge {
   static RouterInstance& router(patronus_host_ctx* c) { return *c->router; }
 
@@ -161,17 +172,11 @@ struct HostBridge {
   static void report_sample(patronus_host_ctx* c, const patronus_path_sample* sample) noexcept {
     try {
       RouterInstance& r = router(c);
-      if (sample == nullptr || sample->struct_size < PATRONUS_SIZE_1_0_PATH_SAMPLE) {
-        ++r.counters_.reports_malformed;
-        return;
-      }
       patronus_path_sample s{};
-      std::memcpy(&s, sample, std::min<std::size_t>(sample->struct_size, sizeof s));
-      if (s.reserved1 != 0) {
-        ++r.counters_.reports_malformed;
+      if (!read_report(sample, PATRONUS_SIZE_1_0_PATH_SAMPLE, &s) || s.reserved1 != 0) {
+        r.refused(*c->instance, "host.report_malformed", ++r.counters_.reports_malformed);
         return;
       }
-      s.struct_size = sizeof s;
       ++r.counters_.samples;
       if (r.tracing()) {
         r.add_trace(c->instance->name + " sample path=" + std::to_string(s.path_id) +
@@ -186,16 +191,10 @@ struct HostBridge {
   static void report_liveness(patronus_host_ctx* c, const patronus_path_liveness* l) noexcept {
     try {
       RouterInstance& r = router(c);
-      // The lower bound is the frozen size of the version that introduced the struct (1.1), so a
-      // plugin built before a later minor appends to it keeps being heard.
-      if (l == nullptr || l->struct_size < PATRONUS_SIZE_1_1_PATH_LIVENESS) {
-        ++r.counters_.reports_malformed;
-        return;
-      }
       patronus_path_liveness v{};
-      std::memcpy(&v, l, std::min<std::size_t>(l->struct_size, sizeof v));
-      if (v.reserved0 != 0 || (v.state != PATRONUS_PATH_UP && v.state != PATRONUS_PATH_DOWN)) {
-        ++r.counters_.reports_malformed;
+      if (!read_report(l, PATRONUS_SIZE_1_1_PATH_LIVENESS, &v) || v.reserved0 != 0 ||
+          (v.state != PATRONUS_PATH_UP && v.state != PATRONUS_PATH_DOWN)) {
+        r.refused(*c->instance, "host.report_malformed", ++r.counters_.reports_malformed);
         return;
       }
       ++r.counters_.liveness;

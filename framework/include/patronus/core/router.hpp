@@ -121,8 +121,9 @@ class RouterInstance {
   bool tracing() const { return limits_.max_trace_lines > 0; }
   // Prefixes the time; a no-op when tracing is off.
   void add_trace(const std::string& line);
-  // A refused host request (timer, endpoint): reported to the observer as an event when the
-  // count is a power of two, so a plugin stuck at a bound is visible without a flood.
+  // A refused host request (timer, endpoint, malformed report): reported to the observer as an
+  // event when the count is a power of two, so a plugin stuck at a bound is visible without a
+  // flood.
   void refused(Instance& inst, const char* what, std::uint64_t count);
   // Runs a call into a plugin: contains exceptions, turns a status into an error naming the call.
   template <typename Fn>
