@@ -15,6 +15,7 @@
 #include "cli_common.hpp"
 #include "mesh_cmd.hpp"
 #include "path_cmd.hpp"
+#include "sim_cmd.hpp"
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/model/types.hpp"
@@ -159,12 +160,15 @@ int main(int argc, char** argv) {
   cli::register_policy_commands(app, policy);
   cli::PathCommands paths;
   cli::register_path_commands(app, paths, default_plugin_dir());
+  cli::SimCommands sim;
+  cli::register_sim_commands(app, sim, default_plugin_dir());
 
   CLI11_PARSE(app, argc, argv);
 
   if (const int rc = cli::run_mesh_commands(mesh); rc >= 0) return rc;
   if (const int rc = cli::run_policy_commands(policy); rc >= 0) return rc;
   if (const int rc = cli::run_path_commands(paths); rc >= 0) return rc;
+  if (const int rc = cli::run_sim_commands(sim); rc >= 0) return rc;
 
   if (plist->parsed()) {
     core::PluginRegistry reg;

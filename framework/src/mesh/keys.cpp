@@ -44,6 +44,26 @@ Result<KeyPair> generate_keypair() {
   return kp;
 }
 
+Result<KeyPair> seeded_keypair(std::uint64_t seed, std::string_view label) {
+  if (auto s = sodium_ready(); !s.is_ok()) return s;
+  static constexpr char kLabel[] = "patronus seeded key v1";
+  unsigned char seed_bytes[8];
+  for (int i = 0; i < 8; ++i) seed_bytes[i] = static_cast<unsigned char>(seed >> (8 * i));
+  KeyPair kp;
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, kp.private_key.size());
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kLabel), sizeof kLabel);
+  crypto_generichash_update(&st, seed_bytes, sizeof seed_bytes);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(label.data()),
+                            label.size());
+  crypto_generichash_final(&st, kp.private_key.data(), kp.private_key.size());
+  clamp(kp.private_key);
+  auto pub = public_key_of(kp.private_key);
+  if (!pub.is_ok()) return pub.status();
+  kp.public_key = pub.value();
+  return kp;
+}
+
 Result<Key> public_key_of(const Key& private_key) {
   if (auto s = sodium_ready(); !s.is_ok()) return s;
   Key priv = private_key;

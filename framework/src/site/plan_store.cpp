@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 namespace patronus::site {
 
@@ -117,6 +118,23 @@ Result<std::size_t> write_wg_configs(const mesh::MeshGraph& g, const mesh::Tunne
 Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
                            const std::vector<model::PathId>& ids, const std::string& site,
                            const mesh::KeyDirectory& keys) {
+  return site_plan(
+      g, plan, ids, site,
+      [&](std::string_view s, std::string_view e) -> Result<mesh::KeyPair> {
+        auto kp = keys.load(s, e);
+        if (!kp.is_ok()) return kp.status();
+        if (!kp.value()) {
+          return failed_precondition("no private key for " + std::string(s) + "/" +
+                                     std::string(e) + " in " + keys.dir() +
+                                     " (mesh plan --keys-dir creates one)");
+        }
+        return *kp.value();
+      });
+}
+
+Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
+                           const std::vector<model::PathId>& ids, const std::string& site,
+                           const PrivateKeys& keys) {
   const int sv = g.find_site(site);
   if (sv < 0) return invalid_argument("site '" + site + "' is not in the sites file");
   if (ids.size() != g.num_paths()) {
@@ -154,12 +172,8 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
     const std::string canonical =
         mesh::canonical_path_name(site, lep.name, rsite.site.name, rep.name);
     p.session_id = mesh::probe_session_id(canonical);
-    auto kp = keys.load(site, lep.name);
+    auto kp = keys(site, lep.name);
     if (!kp.is_ok()) return kp.status();
-    if (!kp.value()) {
-      return failed_precondition("no private key for " + site + "/" + lep.name + " in " +
-                                 keys.dir() + " (mesh plan --keys-dir creates one)");
-    }
     if (rsite.public_keys[re].empty()) {
       return failed_precondition("no public key for " + rsite.site.name + "/" + rep.name +
                                  " (give public_key in the sites file, or plan with its keys)");
@@ -167,7 +181,7 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
     auto remote_pub = mesh::key_from_base64(rsite.public_keys[re],
                                             rsite.site.name + "/" + rep.name + " public key");
     if (!remote_pub.is_ok()) return remote_pub.status();
-    auto key = mesh::derive_probe_key(kp.value()->private_key, remote_pub.value(), canonical);
+    auto key = mesh::derive_probe_key(kp.value().private_key, remote_pub.value(), canonical);
     if (!key.is_ok()) return key.status();
     std::copy(key.value().begin(), key.value().end(), p.probe_key.begin());
     p.has_key = true;
@@ -192,6 +206,31 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
   }
   if (out.paths.empty()) {
     return failed_precondition("site '" + site + "' has no paths in this topology");
+  }
+  // Sites without a direct path (spokes seen from a spoke, far sites of a partial mesh) are
+  // reached through the neighbours that have paths to both (one relay, as mesh::RelayRoutes).
+  std::vector<std::set<std::uint32_t>> neighbours(g.num_sites());
+  for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
+    neighbours[g.path_src(id)].insert(g.path_dst(id));
+    neighbours[g.path_dst(id)].insert(g.path_src(id));
+  }
+  const auto self = static_cast<std::uint32_t>(sv);
+  for (std::uint32_t other = 0; other < g.num_sites(); ++other) {
+    if (other == self || remote_index.count(other)) continue;
+    steering::RemoteSite r;
+    r.name = g.site(other).site.name;
+    for (const std::uint32_t relay : neighbours[self]) {
+      if (neighbours[other].count(relay)) r.via.push_back(g.site(relay).site.name);
+    }
+    if (r.via.empty()) continue;  // more than one relay away: unreachable from here
+    r.prefixes = g.site(other).subnets;
+    for (std::size_t e = 0; e < g.site(other).site.endpoints.size(); ++e) {
+      if (const auto* o = overlay_of(other, e)) {
+        r.prefixes.emplace_back(o->ipv4, 32);
+        if (o->ipv6) r.prefixes.emplace_back(*o->ipv6, 128);
+      }
+    }
+    out.remote_sites.push_back(std::move(r));
   }
   return out;
 }

@@ -1,5 +1,7 @@
 #include "patronus/steering/classes.hpp"
 
+#include <algorithm>
+
 #include <yaml-cpp/yaml.h>
 
 #include <set>
@@ -325,6 +327,32 @@ Result<ClassSet> parse_classes_yaml(const std::string& yaml_text, const std::str
   }
   if (auto s = validate(set); !s.is_ok()) return s;
   return set;
+}
+
+int classify_index(const ClassSet& cs, const model::FlowKey& key, std::uint8_t dscp) {
+  for (const auto& r : cs.rules) {
+    if (r.protocol && *r.protocol != static_cast<std::uint8_t>(key.protocol)) continue;
+    if (r.dscp && *r.dscp != dscp) continue;
+    if (r.dst_ports && !r.dst_ports->contains(key.dst_port)) continue;
+    if (r.src_ports && !r.src_ports->contains(key.src_port)) continue;
+    if (!r.dst_prefixes.empty() &&
+        std::none_of(r.dst_prefixes.begin(), r.dst_prefixes.end(),
+                     [&](const model::IpPrefix& p) { return p.contains(key.dst); })) {
+      continue;
+    }
+    if (!r.src_prefixes.empty() &&
+        std::none_of(r.src_prefixes.begin(), r.src_prefixes.end(),
+                     [&](const model::IpPrefix& p) { return p.contains(key.src); })) {
+      continue;
+    }
+    for (std::size_t c = 0; c < cs.classes.size(); ++c) {
+      if (cs.classes[c].name == r.class_name) return static_cast<int>(c);
+    }
+  }
+  for (std::size_t c = 0; c < cs.classes.size(); ++c) {
+    if (cs.classes[c].name == cs.default_class) return static_cast<int>(c);
+  }
+  return 0;
 }
 
 }  // namespace patronus::steering

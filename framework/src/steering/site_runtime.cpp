@@ -145,9 +145,9 @@ Status SiteRuntime::add_remote_site(const RemoteSite& site) {
   for (const auto& s : sites_) {
     if (s.name == site.name) return invalid_argument("remote site '" + site.name + "' twice");
   }
-  if (sites_.size() >= config_.max_remote_sites) {
+  if (sites_.size() >= std::min<std::uint32_t>(config_.max_remote_sites, 65535)) {
     return resource_exhausted("remote sites: the bound of " +
-                              std::to_string(config_.max_remote_sites) + " is reached");
+                              std::to_string(std::min<std::uint32_t>(config_.max_remote_sites, 65535)) + " is reached");
   }
   sites_.push_back(site);
   return Status::ok();
@@ -249,15 +249,32 @@ Status SiteRuntime::start() {
   std::stable_sort(prefixes_.begin(), prefixes_.end(), [](const auto& a, const auto& b) {
     return a.first.length() > b.first.length();
   });
+  // Candidates per remote site: its direct paths, else the paths to its relay sites.
+  std::vector<std::vector<std::uint32_t>> cand(sites_.size());
+  relayed_.assign(sites_.size(), {});
+  for (std::uint32_t i = 0; i < paths_.size(); ++i) cand[paths_[i]->site].push_back(i);
+  for (std::uint32_t s = 0; s < sites_.size(); ++s) {
+    if (!cand[s].empty()) continue;
+    for (const auto& v : sites_[s].via) {
+      std::uint32_t r = 0;
+      while (r < sites_.size() && sites_[r].name != v) ++r;
+      if (r == sites_.size()) {
+        return invalid_argument("remote site '" + sites_[s].name + "': via '" + v +
+                                "' is not a remote site");
+      }
+      for (std::uint32_t i = 0; i < paths_.size(); ++i) {
+        if (paths_[i]->site == r) cand[s].push_back(i);
+      }
+      relayed_[r].push_back(s);
+    }
+  }
   selections_.clear();
   for (std::uint32_t s = 0; s < sites_.size(); ++s) {
     for (std::uint32_t c = 0; c < nclasses; ++c) {
       auto sel = std::make_unique<Selection>();
       sel->site = s;
       sel->cls = c;
-      for (std::uint32_t i = 0; i < paths_.size(); ++i) {
-        if (paths_[i]->site == s) sel->cand.push_back(i);
-      }
+      sel->cand = cand[s];
       selections_.push_back(std::move(sel));
     }
   }
@@ -512,6 +529,9 @@ void SiteRuntime::notify_state(Path& p) {
 void SiteRuntime::evaluate_site(std::uint32_t site) {
   const std::size_t nclasses = config_.classes.classes.size();
   for (std::size_t c = 0; c < nclasses; ++c) evaluate(*selections_[site * nclasses + c]);
+  for (const std::uint32_t r : relayed_[site]) {
+    for (std::size_t c = 0; c < nclasses; ++c) evaluate(*selections_[r * nclasses + c]);
+  }
 }
 
 void SiteRuntime::evaluate_all() {
@@ -656,16 +676,8 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
   if (!cls.balance) {
     for (std::uint32_t i = 0; i < flows_.size(); ++i) {
       FlowEntry& e = flows_.at(i);
-      if (e.cls != s.cls) continue;
-      if (e.path == from_idx && from_idx != kNoPath) {
-        e.path = to_idx;
-      } else if (e.path == kNoPath && from_idx == kNoPath) {
-        const FlowKeyBytes k = e.key();
-        if (site_of(k.to_flow_key().dst) != static_cast<int>(s.site)) continue;
-        e.path = to_idx;
-      } else {
-        continue;
-      }
+      if (e.cls != s.cls || e.site != s.site || e.path != from_idx) continue;
+      e.path = to_idx;
       if (from_idx != kNoPath) --paths_[from_idx]->flows;
       if (to_idx != kNoPath) ++paths_[to_idx]->flows;
       ++d.flows_moved;
@@ -740,10 +752,7 @@ void SiteRuntime::rebalance(Selection& s) {
   for (std::uint32_t i = 0; i < flows_.size(); ++i) {
     FlowEntry& e = flows_.at(i);
     if (e.cls != s.cls) continue;
-    const bool ours = e.path != kNoPath
-                          ? paths_[e.path]->site == s.site
-                          : site_of(e.key().to_flow_key().dst) == static_cast<int>(s.site);
-    if (!ours) continue;
+    if (e.site != s.site) continue;
     if (e.path != kNoPath && std::find(set.begin(), set.end(), e.path) != set.end()) continue;
     const FlowKeyBytes k = e.key();
     const std::uint16_t np = pick_balanced(s, hash_flow(k));
@@ -801,30 +810,7 @@ void SiteRuntime::update_rates() {
 // ---- flows -------------------------------------------------------------------------------------
 
 int SiteRuntime::class_index(const model::FlowKey& key, std::uint8_t dscp) const {
-  const auto& cs = config_.classes;
-  for (const auto& r : cs.rules) {
-    if (r.protocol && *r.protocol != static_cast<std::uint8_t>(key.protocol)) continue;
-    if (r.dscp && *r.dscp != dscp) continue;
-    if (r.dst_ports && !r.dst_ports->contains(key.dst_port)) continue;
-    if (r.src_ports && !r.src_ports->contains(key.src_port)) continue;
-    if (!r.dst_prefixes.empty() &&
-        std::none_of(r.dst_prefixes.begin(), r.dst_prefixes.end(),
-                     [&](const model::IpPrefix& p) { return p.contains(key.dst); })) {
-      continue;
-    }
-    if (!r.src_prefixes.empty() &&
-        std::none_of(r.src_prefixes.begin(), r.src_prefixes.end(),
-                     [&](const model::IpPrefix& p) { return p.contains(key.src); })) {
-      continue;
-    }
-    for (std::size_t c = 0; c < cs.classes.size(); ++c) {
-      if (cs.classes[c].name == r.class_name) return static_cast<int>(c);
-    }
-  }
-  for (std::size_t c = 0; c < cs.classes.size(); ++c) {
-    if (cs.classes[c].name == cs.default_class) return static_cast<int>(c);
-  }
-  return 0;
+  return classify_index(config_.classes, key, dscp);
 }
 
 const std::string& SiteRuntime::classify(const model::FlowKey& key, std::uint8_t dscp) const {
@@ -844,7 +830,7 @@ bool SiteRuntime::count_cached(FlowEntry& e, std::uint32_t bytes, std::int64_t n
   e.bytes += bytes;
   if (e.packets != UINT32_MAX) ++e.packets;
   e.last_seen = static_cast<std::uint32_t>(now / 1'000'000);
-  Selection& s = *selections_[paths_[e.path]->site * config_.classes.classes.size() + e.cls];
+  Selection& s = *selections_[e.site * config_.classes.classes.size() + e.cls];
   const bool was_idle = now - s.last_traffic_ns > config_.idle_after_ns;
   s.last_traffic_ns = now;
   if (was_idle) update_rates();
@@ -914,6 +900,7 @@ model::PathId SiteRuntime::on_packet(const model::FlowKey& key, std::uint8_t dsc
     if (inserted) {
       ++counters_.flows_created;
       e->cls = static_cast<std::uint8_t>(cls);
+      e->site = static_cast<std::uint16_t>(site);
       e->packets = 1;
       e->bytes = bytes;
     } else {  // tracked, but it had no path until now

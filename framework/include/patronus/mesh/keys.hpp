@@ -21,6 +21,10 @@ struct KeyPair {
 
 // A fresh clamped private key from the OS CSPRNG (libsodium randombytes) and its public key.
 Result<KeyPair> generate_keypair();
+// A key pair determined by a seed and a label (BLAKE2b of both, clamped): simulations and tests
+// only, where the same scenario seed must give the same keys. Never for a real site.
+Result<KeyPair> seeded_keypair(std::uint64_t seed, std::string_view label);
+
 // The public key of a private key (clamping first, as WireGuard does).
 Result<Key> public_key_of(const Key& private_key);
 

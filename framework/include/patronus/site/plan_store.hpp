@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string_view>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,9 +44,18 @@ struct SitePlan {
 
 // `ids` as save_plan returned them. The site's private keys come from `keys` (its endpoints must
 // have keys there); the remote public keys from the graph. Errors name the site and endpoint.
+// Sites the site has no path to but reaches through one relay (a spoke's view of the other
+// spokes) come as remote sites with `via` set.
 Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
                            const std::vector<model::PathId>& ids, const std::string& site,
                            const mesh::KeyDirectory& keys);
+// The same with the private keys from a function (site, endpoint) -> key pair (the simulator's
+// seeded keys).
+using PrivateKeys =
+    std::function<Result<mesh::KeyPair>(std::string_view site, std::string_view endpoint)>;
+Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
+                           const std::vector<model::PathId>& ids, const std::string& site,
+                           const PrivateKeys& keys);
 
 // What a site needs to plan its own part of the mesh.
 struct LocalPlanOptions {

@@ -56,6 +56,10 @@ ClassSet default_classes(const std::string& voice_scorer);
 // Checks names, references and ranges; the error names the field ("classes[2].min_score").
 Status validate(const ClassSet& set);
 
+// The index of the class a flow falls into: the first rule that matches (every given field),
+// else the default class (0 if the set names none).
+int classify_index(const ClassSet& set, const model::FlowKey& key, std::uint8_t dscp);
+
 // Parses the `classes:`/`rules:`/`default_class:` YAML of a daemon config or a scenario.
 // An absent section keeps the defaults.
 Result<ClassSet> parse_classes_yaml(const std::string& yaml_text, const std::string& voice_scorer);

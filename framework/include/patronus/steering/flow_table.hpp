@@ -42,7 +42,8 @@ struct FlowEntry {
   std::uint16_t path;       // path index in the runtime, kNoPath: none
   std::uint32_t last_seen;  // milliseconds (runtime clock), wraps; compare by difference
   std::uint32_t packets;    // saturates
-  std::uint64_t bytes;
+  std::uint64_t bytes : 48;  // wraps at 256 TiB
+  std::uint64_t site : 16;   // destination site index in the runtime (relayed flows share paths)
   FlowKeyBytes key() const;
 };
 static_assert(sizeof(FlowEntry) == 56, "the flow table's memory budget assumes 56-byte entries");

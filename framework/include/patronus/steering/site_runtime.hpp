@@ -44,9 +44,14 @@ struct PathSpec {
 };
 
 // A remote site and the prefixes reached through it (its LAN subnets and overlay addresses).
+// A site without direct paths (a spoke seen from another spoke) is reached through relay sites:
+// `via` names remote sites with paths of their own, and the site's traffic is steered over the
+// paths to them (the relay forwards it on with its own runtime). Direct paths, when a site has
+// any, are its only candidates.
 struct RemoteSite {
   std::string name;
   std::vector<model::IpPrefix> prefixes;
+  std::vector<std::string> via;
 };
 
 struct RuntimeConfig {
@@ -56,7 +61,7 @@ struct RuntimeConfig {
   ClassSet classes = default_classes("");
   WindowLimits window;
   std::uint32_t max_paths = 4096;
-  std::uint32_t max_remote_sites = 4096;
+  std::uint32_t max_remote_sites = 4096;  // at most 65535 (flow entries keep a 16-bit index)
   std::uint32_t max_flows = 65536;
   std::int64_t flow_idle_ns = 60'000'000'000;         // a flow unseen this long is forgotten
   std::int64_t tick_ns = 100'000'000;                 // periodic evaluation, expiry
@@ -243,6 +248,7 @@ class SiteRuntime final : private core::RouterObserver {
   std::vector<std::uint32_t> class_scorer_;                          // class -> scorer slot
   std::vector<std::unique_ptr<Selection>> selections_;               // site * classes + class
   std::vector<std::pair<model::IpPrefix, std::uint32_t>> prefixes_;  // longest first
+  std::vector<std::vector<std::uint32_t>> relayed_;  // site -> sites relayed through it
   FlowTable flows_;
   std::vector<CandidateInput> scratch_;         // evaluate()'s candidate inputs
   std::vector<std::uint16_t> balance_scratch_;  // rebalance()'s candidate set

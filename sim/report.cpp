@@ -1,0 +1,232 @@
+// The text report and the gnuplot timeline of a scenario run.
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "runner.hpp"
+
+namespace patronus::sim {
+
+using nlohmann::json;
+
+namespace {
+
+std::string fixed(double v, int digits) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
+}
+
+std::string pad(const std::string& s, std::size_t w) {
+  return s.size() >= w ? s + " " : s + std::string(w - s.size(), ' ');
+}
+
+std::string worst_failover(const json& flow) {
+  double worst = -1;
+  bool unexplained = false;
+  for (const auto& f : flow["failovers"]) {
+    if (f["failover_ms"].is_null()) {
+      unexplained = true;
+    } else {
+      worst = std::max(worst, f["failover_ms"].get<double>());
+    }
+  }
+  std::string s = worst < 0 ? "-" : fixed(worst, 1) + " ms";
+  if (!flow["unrecovered_faults"].empty()) s += " (stuck)";
+  if (unexplained) s += " (+false)";
+  return s;
+}
+
+void run_text(const json& r, std::ostringstream& out) {
+  out << r["scenario"].get<std::string>();
+  if (!r["variant"].is_null()) out << " / variant " << r["variant"].get<std::string>();
+  out << " (seed " << r["seed"].get<std::uint64_t>() << "): " << fixed(r["sim_seconds"], 1)
+      << " s simulated in " << fixed(r["wall_seconds"], 2) << " s wall, "
+      << r["sites"].get<std::size_t>() << " sites, " << r["paths"].get<std::size_t>()
+      << " paths (" << r["topology"].get<std::string>() << "), " << r["events"].get<std::uint64_t>()
+      << " events\n";
+  for (const auto& [plugin, text] : r["plugins"].items()) {
+    std::string t = text.get<std::string>();
+    for (auto& c : t) c = c == '\n' ? ' ' : c;
+    if (!t.empty()) out << "  " << plugin << ": " << t << "\n";
+  }
+  if (!r["faults"].empty()) {
+    out << "  Faults\n    " << pad("at (s)", 10) << pad("target", 28) << pad("action", 9)
+        << "detected after\n";
+    for (const auto& f : r["faults"]) {
+      out << "    " << pad(fixed(f["at_s"], 3), 10) << pad(f["target"], 28)
+          << pad(f["action"], 9);
+      if (f.contains("detected_ms")) {
+        std::string d;
+        for (const auto& [path, v] : f["detected_ms"].items()) {
+          d += (d.empty() ? "" : ", ") + path + " " +
+               (v.is_null() ? std::string("never") : fixed(v.get<double>(), 1) + " ms");
+        }
+        out << (d.empty() ? "(no path)" : d);
+      }
+      out << "\n";
+    }
+  }
+  if (!r["flows"].empty()) {
+    out << "  Flows\n    " << pad("flow", 14) << pad("class", 12) << pad("sent", 9)
+        << pad("lost", 8) << pad("loss %", 8) << pad("failovers", 10) << pad("worst", 20)
+        << "final path\n";
+    for (const auto& f : r["flows"]) {
+      out << "    " << pad(f["name"], 14) << pad(f["class"], 12)
+          << pad(std::to_string(f["sent_packets"].get<std::uint64_t>()), 9)
+          << pad(std::to_string(f["lost_packets"].get<std::uint64_t>()), 8)
+          << pad(fixed(f["loss_pct"], 2), 8)
+          << pad(std::to_string(f["failovers"].size()), 10) << pad(worst_failover(f), 20)
+          << (f["final_path"].is_null() ? "none" : f["final_path"].get<std::string>()) << "\n";
+    }
+  }
+  out << "  False failovers: " << r["false_failovers"].get<std::uint64_t>()
+      << "; decisions: " << r["decisions"].get<std::size_t>() << "\n";
+}
+
+}  // namespace
+
+std::string text_report(const json& report) {
+  std::ostringstream out;
+  run_text(report, out);
+  for (const auto& v : report["variants"]) {
+    out << "\n";
+    run_text(v, out);
+  }
+  if (!report["expectations"].empty()) {
+    out << "\nExpectations (the scenario as written)\n";
+    for (const auto& e : report["expectations"]) {
+      out << "  " << pad(e["ok"].get<bool>() ? "ok" : "FAILED", 8)
+          << pad("line " + std::to_string(e["line"].get<int>()), 9) << e["expect"].get<std::string>();
+      if (!e["detail"].get<std::string>().empty()) out << ": " << e["detail"].get<std::string>();
+      out << "\n";
+    }
+  }
+  if (!report["variants"].empty() && !report["flows"].empty()) {
+    std::vector<const json*> runs = {&report};
+    for (const auto& v : report["variants"]) runs.push_back(&v);
+    out << "\nSide by side: worst failover / lost packets per flow\n    " << pad("flow", 14);
+    for (const json* r : runs) {
+      out << pad(r->at("variant").is_null() ? r->at("scenario").get<std::string>()
+                                             : r->at("variant").get<std::string>(),
+                 28);
+    }
+    out << "\n";
+    for (std::size_t i = 0; i < report["flows"].size(); ++i) {
+      out << "    " << pad(report["flows"][i]["name"], 14);
+      for (const json* r : runs) {
+        const json& f = r->at("flows")[i];
+        out << pad(worst_failover(f) + " / " +
+                       std::to_string(f["lost_packets"].get<std::uint64_t>()),
+                   28);
+      }
+      out << "\n";
+    }
+    out << "    " << pad("false failovers", 14);
+    for (const json* r : runs) {
+      out << pad(std::to_string(r->at("false_failovers").get<std::uint64_t>()), 28);
+    }
+    out << "\n";
+  }
+  out << (report["ok"].get<bool>() ? "OK" : "EXPECTATIONS FAILED") << "\n";
+  return out.str();
+}
+
+Status write_plot(const std::vector<PlotData>& plots, const json& report,
+                  const std::string& png) {
+  if (plots.empty()) return invalid_argument("plot: nothing was sampled");
+  std::vector<const json*> runs = {&report};
+  for (const auto& v : report["variants"]) runs.push_back(&v);
+  const std::string base = png.size() > 4 && png.compare(png.size() - 4, 4, ".png") == 0
+                               ? png.substr(0, png.size() - 4)
+                               : png;
+  std::ostringstream gp;
+  gp << "set terminal pngcairo size 1400," << 500 * plots.size() << " font ',9'\n"
+     << "set output '" << png << "'\n"
+     << "set multiplot layout " << 2 * plots.size() << ",1\n"
+     << "set key outside right\nset grid\n";
+  for (std::size_t k = 0; k < plots.size(); ++k) {
+    const PlotData& p = plots[k];
+    const std::string name = runs[k]->at("variant").is_null()
+                                 ? runs[k]->at("scenario").get<std::string>()
+                                 : runs[k]->at("variant").get<std::string>();
+    const std::string scores = base + "." + std::to_string(k) + ".scores.dat";
+    const std::string steps = base + "." + std::to_string(k) + ".flows.dat";
+    {
+      std::ofstream f(scores);
+      for (const auto& s : p.samples) {
+        f << s.t;
+        for (double v : s.score) f << " " << (std::isnan(v) ? std::string("NaN") : fixed(v, 2));
+        f << "\n";
+      }
+      if (!f) return unavailable("plot: cannot write " + scores);
+    }
+    {
+      std::ofstream f(steps);
+      for (std::size_t fl = 0; fl < p.flows.size(); ++fl) {
+        f << "# flow " << p.flows[fl] << "\n";
+        int last = -1;
+        bool any = false;
+        for (const auto& st : p.steps) {
+          if (st.flow != fl) continue;
+          if (any) f << st.t << " " << last << "\n";  // a step, not a slope
+          f << st.t << " " << st.path << "\n";
+          last = st.path;
+          any = true;
+        }
+        if (any) f << runs[k]->at("sim_seconds").get<double>() << " " << last << "\n";
+        f << "\n\n";
+      }
+      if (!f) return unavailable("plot: cannot write " + steps);
+    }
+    gp << "unset arrow\n";
+    for (const auto& [t, what] : p.faults) {
+      gp << "set arrow from " << t << ", graph 0 to " << t
+         << ", graph 1 nohead lc rgb 'red' dt 2\n";
+      (void)what;
+    }
+    gp << "set title '" << name << ": path scores (red: faults)'\nset ylabel 'score'\n"
+       << "set yrange [0:105]\nplot ";
+    for (std::size_t i = 0; i < p.paths.size(); ++i) {
+      gp << (i ? ", " : "") << "'" << scores << "' using 1:" << i + 2 << " with lines title '"
+         << p.paths[i] << "'";
+    }
+    gp << "\nset title '" << name << ": path of each flow (-1: none)'\nset ylabel 'path'\n"
+       << "set yrange [-1.5:" << p.paths.size() << "]\nset ytics (";
+    gp << "'none' -1";
+    for (std::size_t i = 0; i < p.paths.size(); ++i) gp << ", '" << p.paths[i] << "' " << i;
+    gp << ")\nplot ";
+    for (std::size_t fl = 0; fl < p.flows.size(); ++fl) {
+      gp << (fl ? ", " : "") << "'" << steps << "' index " << fl
+         << " using 1:2 with lines lw 2 title '" << p.flows[fl] << "'";
+    }
+    gp << "\nset ytics autofreq\n";
+  }
+  gp << "unset multiplot\n";
+  const std::string script = base + ".gp";
+  {
+    std::ofstream f(script);
+    f << gp.str();
+    if (!f) return unavailable("plot: cannot write " + script);
+  }
+  const std::string cmd = "gnuplot '" + script + "' 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return unavailable("plot: cannot run gnuplot");
+  std::string output;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, pipe)) output += buf;
+  const int rc = ::pclose(pipe);
+  if (rc != 0) {
+    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 127) {
+      return unavailable("plot: gnuplot is not installed (apt-get install gnuplot-nox); the "
+                         "script is " + script);
+    }
+    return unavailable("plot: gnuplot failed on " + script + ": " + output);
+  }
+  return Status::ok();
+}
+
+}  // namespace patronus::sim

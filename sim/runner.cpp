@@ -1,0 +1,964 @@
+#include "runner.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "ns3/core-module.h"
+#include "ns3/internet-module.h"
+#include "ns3/network-module.h"
+#include "patronus/core/config_schema.hpp"
+#include "patronus/core/plugin_host.hpp"
+#include "patronus/mesh/keys.hpp"
+#include "patronus/mesh/plan.hpp"
+#include "patronus/site/plan_store.hpp"
+#include "site_app.hpp"
+#include "wan.hpp"
+
+namespace patronus::sim {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::int64_t kSec = 1'000'000'000;
+constexpr std::int64_t kMs = 1'000'000;
+// A failover up to this long after a fault ended is still the fault's (windows drain slowly).
+constexpr std::int64_t kAttributionGraceNs = 15 * kSec;
+// Underlay addresses: 100.64.0.0/10, one per endpoint; LANs from 10.128.0.0/9, a /24 per site.
+constexpr std::uint32_t kUnderlayBase = 0x64400000;  // 100.64.0.0
+constexpr std::uint32_t kLanBase = 0x0a800000;       // 10.128.0.0
+
+bool failover_reason(const std::string& r) {
+  return r == "failover-path-down" || r == "failover-threshold" || r == "no-path";
+}
+
+std::string seconds(std::int64_t ns) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%lld.%09lld", static_cast<long long>(ns / kSec),
+                static_cast<long long>(ns % kSec));
+  return b;
+}
+
+std::string fmt_ms(double v) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%.1f ms", v);
+  return b;
+}
+
+std::string fmt_s(double v) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%.3f s", v);
+  return b;
+}
+
+double ms(std::int64_t ns) {
+  return std::round(static_cast<double>(ns) / 1e3) / 1e3;  // microsecond precision
+}
+
+// The loaded plugin binaries, once per process.
+struct Plugins {
+  core::PluginRegistry registry;
+  std::map<std::string, std::shared_ptr<const core::PluginLibrary>> libs;
+};
+
+Result<Plugins*> plugins_from(const std::string& dir) {
+  static std::map<std::string, std::unique_ptr<Plugins>> loaded;
+  auto& slot = loaded[dir];
+  if (slot) return slot.get();
+  auto p = std::make_unique<Plugins>();
+  for (const char* n : {"probes", "scoring", "emodel"}) {
+    const std::string file = dir + "/libpatronus-" + n + ".so";
+    auto lib = p->registry.load_file(file);
+    if (!lib.is_ok()) {
+      return Status(lib.status().code(),
+                    lib.status().message() + " (give the build's plugin directory with "
+                                             "--plugin-dir)");
+    }
+    p->libs[n] = lib.value();
+  }
+  slot = std::move(p);
+  return slot.get();
+}
+
+// One fault as it acts: when, on which graph paths, until when.
+struct FaultWindow {
+  const FaultSpec* fault = nullptr;
+  std::int64_t start = 0, end = 0;
+  bool hard = false;  // down, flap, site: the paths stop carrying packets
+  std::vector<std::uint32_t> paths;
+};
+
+struct FlowRecord {
+  std::uint64_t sent = 0, no_path = 0, received = 0, relay_drops = 0, mismatches = 0;
+  std::int64_t latency_sum = 0, latency_max = 0;
+  struct Move {
+    std::int64_t at = 0;
+    model::PathId from, to;
+    std::string reason;
+  };
+  std::vector<Move> moves;
+};
+
+struct StateEvent {
+  std::int64_t at = 0;
+  std::size_t site = 0;
+  std::uint64_t path = 0;
+  bool live = false;
+  model::PathStatus status = model::PathStatus::kDown;
+};
+
+struct DecisionRecord {
+  std::int64_t at = 0;
+  std::size_t site = 0;
+  std::string reason, cls, dst;
+  model::PathId from, to;
+};
+
+class Collector final : public SiteListener, public steering::RuntimeObserver {
+ public:
+  Collector(std::size_t flows, bool trace, std::map<std::string, std::size_t> site_index,
+            std::map<std::uint64_t, std::string> path_names)
+      : flows_(flows), trace_on_(trace), site_index_(std::move(site_index)),
+        names_(std::move(path_names)) {}
+
+  // SiteListener
+  void flow_path(std::size_t flow, std::int64_t now, model::PathId from, model::PathId to,
+                 const std::string& reason) override {
+    flows_[flow].moves.push_back({now, from, to, reason});
+  }
+  void packet_sent(std::size_t flow, bool has_path) override {
+    ++flows_[flow].sent;
+    if (!has_path) ++flows_[flow].no_path;
+  }
+  void packet_delivered(std::size_t flow, std::int64_t sent_ns, std::int64_t now) override {
+    if (flow >= flows_.size()) return;
+    auto& f = flows_[flow];
+    ++f.received;
+    f.latency_sum += now - sent_ns;
+    f.latency_max = std::max(f.latency_max, now - sent_ns);
+  }
+  void packet_dropped_at_relay(std::size_t flow) override {
+    if (flow < flows_.size()) ++flows_[flow].relay_drops;
+  }
+  void steering_mismatch(std::size_t flow) override {
+    if (flow < flows_.size()) ++flows_[flow].mismatches;
+    ++mismatches_;
+  }
+
+  // steering::RuntimeObserver
+  void on_decision(const std::string& site, const steering::Decision& d) override {
+    const std::size_t si = site_index_.at(site);
+    decisions_.push_back({d.mono_ns, si, steering::to_string(d.reason), d.cls, d.dst_site, d.from,
+                          d.to});
+    if (trace_on_) {
+      trace_ += seconds(d.mono_ns) + " " + site + " decision " + d.cls + " to " + d.dst_site +
+                ": " + name(d.from) + " -> " + name(d.to) + " (" + steering::to_string(d.reason) +
+                ") " + d.why + "\n";
+    }
+  }
+  void on_path_state(const std::string& site, const steering::PathView& p) override {
+    const std::int64_t now = ns3::Simulator::Now().GetNanoSeconds();
+    states_.push_back({now, site_index_.at(site), p.id.value(), p.live, p.status});
+    if (trace_on_) {
+      trace_ += seconds(now) + " " + site + " path " + name(p.id) + " " +
+                model::to_string(p.status) + (p.live ? "" : " (no probe replies)") +
+                (p.scored ? " score " + std::to_string(static_cast<int>(std::lround(p.score)))
+                          : "") +
+                "\n";
+    }
+  }
+  void on_log(const std::string& site, const std::string& instance, std::uint32_t level,
+              const std::string& msg) override {
+    if (level >= PATRONUS_LOG_WARN && warnings_.size() < 100) {
+      warnings_.push_back(site + "/" + instance + ": " + msg);
+    }
+  }
+
+  void trace_line(const std::string& line) {
+    if (trace_on_) trace_ += line + "\n";
+  }
+  std::string name(model::PathId id) const {
+    if (!id.valid()) return "none";
+    auto it = names_.find(id.value());
+    return it == names_.end() ? std::to_string(id.value()) : it->second;
+  }
+
+  std::vector<FlowRecord> flows_;
+  std::vector<DecisionRecord> decisions_;
+  std::vector<StateEvent> states_;
+  std::vector<std::string> warnings_;
+  std::uint64_t mismatches_ = 0;
+  bool trace_on_;
+  std::string trace_;
+
+ private:
+  std::map<std::string, std::size_t> site_index_;
+  std::map<std::uint64_t, std::string> names_;
+};
+
+// Everything one run builds from the scenario, before ns-3 is touched.
+struct World {
+  std::vector<std::size_t> ep_offset;  // site -> index of its first endpoint
+  std::vector<std::uint32_t> ep_ip;    // by global endpoint index
+  std::vector<model::IpPrefix> lans;
+  std::optional<mesh::MeshGraph> graph;
+  std::vector<site::SitePlan> plans;
+  std::map<std::uint64_t, std::string> path_names;  // PathId -> "a.x-b.y"
+  std::vector<std::pair<std::size_t, std::size_t>> path_eps;  // graph path -> (ep, ep)
+};
+
+Result<World> build_world(const Scenario& s, std::uint64_t seed) {
+  World w;
+  mesh::SitesFile file;
+  std::size_t next_ep = 0;
+  for (std::size_t i = 0; i < s.sites.size(); ++i) {
+    const auto& site = s.sites[i];
+    w.ep_offset.push_back(next_ep);
+    mesh::SiteSpec spec;
+    spec.site.name = site.name;
+    spec.site.region = "sim";
+    const model::IpPrefix lan =
+        site.subnet ? *site.subnet
+                    : model::IpPrefix(model::IpAddress::v4(kLanBase + (static_cast<std::uint32_t>(i) << 8)), 24);
+    w.lans.push_back(lan);
+    spec.subnets.push_back(lan);
+    for (const auto& e : site.endpoints) {
+      const std::uint32_t ip = kUnderlayBase + static_cast<std::uint32_t>(++next_ep);
+      w.ep_ip.push_back(ip);
+      model::Endpoint ep;
+      ep.name = e.name;
+      ep.address = model::SocketAddress(model::IpAddress::v4(ip), SiteApp::kTunnelPort);
+      ep.type = e.type;
+      ep.cost_per_gb = e.cost_per_gb;
+      if (e.access.bandwidth_bps > 0) ep.bandwidth_mbps = e.access.bandwidth_bps / 1e6;
+      spec.site.endpoints.push_back(ep);
+      auto kp = mesh::seeded_keypair(seed, site.name + "/" + e.name);
+      if (!kp.is_ok()) return kp.status();
+      spec.public_keys.push_back(mesh::key_to_base64(kp.value().public_key));
+    }
+    if (auto st = model::validate_site(spec.site); !st.is_ok()) {
+      return invalid_argument("sites[" + std::to_string(i) + "]: " + st.message());
+    }
+    file.sites.push_back(std::move(spec));
+  }
+  for (std::size_t i = 0; i < s.sites.size(); ++i) {
+    for (std::size_t j = i + 1; j < s.sites.size(); ++j) {
+      if (w.lans[i].contains(w.lans[j].network()) || w.lans[j].contains(w.lans[i].network())) {
+        return invalid_argument("sites " + s.sites[i].name + " and " + s.sites[j].name +
+                                ": their subnets overlap");
+      }
+    }
+  }
+  file.hubs = s.topology.hubs;
+  for (const auto& [a, b] : s.topology.links) {
+    mesh::LinkSpec l;
+    const auto da = a.find('.'), db = b.find('.');
+    l.a_site = a.substr(0, da);
+    if (da != std::string::npos) l.a_endpoint = a.substr(da + 1);
+    l.b_site = b.substr(0, db);
+    if (db != std::string::npos) l.b_endpoint = b.substr(db + 1);
+    file.links.push_back(l);
+  }
+  mesh::TopologyOptions topo;
+  topo.kind = s.topology.kind;
+  topo.hubs = s.topology.hubs;
+  topo.k = s.topology.k;
+  auto g = mesh::MeshGraph::build(std::move(file), topo);
+  if (!g.is_ok()) return Status(g.status().code(), "topology: " + g.status().message());
+  w.graph.emplace(std::move(g.value()));
+  const mesh::MeshGraph& graph = *w.graph;
+  auto overlay = mesh::assign_overlay(graph, {});
+  if (!overlay.is_ok()) return overlay.status();
+  auto plan = mesh::make_plan(graph, overlay.value());
+  if (!plan.is_ok()) return plan.status();
+  std::vector<model::PathId> ids;
+  for (std::uint32_t i = 0; i < graph.num_paths(); ++i) {
+    ids.emplace_back(i + 1);
+    const auto& pe = graph.path(i);
+    const std::uint32_t a = pe.src_site, b = graph.path_dst(i);
+    PathRef r{a, pe.src_endpoint, b, pe.dst_endpoint, ""};
+    w.path_names[i + 1] = s.path_text(r);
+    w.path_eps.emplace_back(w.ep_offset[a] + pe.src_endpoint, w.ep_offset[b] + pe.dst_endpoint);
+  }
+  const auto keys = [seed](std::string_view site, std::string_view ep) {
+    return mesh::seeded_keypair(seed, std::string(site) + "/" + std::string(ep));
+  };
+  for (const auto& site : s.sites) {
+    auto sp = site::site_plan(graph, plan.value(), ids, site.name, keys);
+    if (!sp.is_ok()) return sp.status();
+    w.plans.push_back(std::move(sp.value()));
+  }
+  return w;
+}
+
+std::size_t global_ep(const World& w, std::size_t site, std::size_t ep) {
+  return w.ep_offset[site] + ep;
+}
+
+bool same_path(const World& w, const PathRef& r, std::uint32_t gp) {
+  const auto a = global_ep(w, r.a_site, r.a_endpoint), b = global_ep(w, r.b_site, r.b_endpoint);
+  const auto& e = w.path_eps[gp];
+  return (e.first == a && e.second == b) || (e.first == b && e.second == a);
+}
+
+std::vector<std::uint32_t> affected_paths(const World& w, const FaultSpec& f) {
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t gp = 0; gp < w.path_eps.size(); ++gp) {
+    const auto [a, b] = w.path_eps[gp];
+    bool hit = false;
+    switch (f.kind) {
+      case TargetKind::kPath:
+        hit = same_path(w, f.path, gp);
+        break;
+      case TargetKind::kEndpoint: {
+        const auto e = global_ep(w, f.site, f.endpoint);
+        hit = a == e || b == e;
+        break;
+      }
+      case TargetKind::kSite: {
+        const auto lo = w.ep_offset[f.site];
+        const auto hi = f.site + 1 < w.ep_offset.size() ? w.ep_offset[f.site + 1] : w.ep_ip.size();
+        hit = (a >= lo && a < hi) || (b >= lo && b < hi);
+        break;
+      }
+    }
+    if (hit) out.push_back(gp);
+  }
+  return out;
+}
+
+bool same_target(const FaultSpec& a, const FaultSpec& b) {
+  if (a.kind != b.kind) return false;
+  switch (a.kind) {
+    case TargetKind::kPath: {
+      const auto ka = std::make_pair(std::make_pair(a.path.a_site, a.path.a_endpoint),
+                                     std::make_pair(a.path.b_site, a.path.b_endpoint));
+      const auto kb1 = std::make_pair(std::make_pair(b.path.a_site, b.path.a_endpoint),
+                                      std::make_pair(b.path.b_site, b.path.b_endpoint));
+      const auto kb2 = std::make_pair(kb1.second, kb1.first);
+      return ka == kb1 || ka == kb2;
+    }
+    case TargetKind::kEndpoint:
+      return a.site == b.site && a.endpoint == b.endpoint;
+    case TargetKind::kSite:
+      return a.site == b.site;
+  }
+  return false;
+}
+
+std::vector<FaultWindow> windows_of(const World& w, const std::vector<FaultSpec>& faults,
+                                    std::int64_t end_ns) {
+  std::vector<FaultWindow> out;
+  for (std::size_t i = 0; i < faults.size(); ++i) {
+    const FaultSpec& f = faults[i];
+    if (f.action == FaultAction::kUp) continue;
+    FaultWindow fw;
+    fw.fault = &f;
+    fw.start = f.at_ns;
+    fw.hard = f.action != FaultAction::kDegrade;
+    fw.end = end_ns;
+    if (f.duration_ns > 0) {
+      fw.end = std::min(end_ns, f.at_ns + f.duration_ns);
+    }
+    if (f.action != FaultAction::kFlap) {
+      for (std::size_t j = i + 1; j < faults.size(); ++j) {
+        if (faults[j].action == FaultAction::kUp && same_target(f, faults[j])) {
+          fw.end = std::min(fw.end, faults[j].at_ns);
+          break;
+        }
+      }
+    }
+    fw.paths = affected_paths(w, f);
+    out.push_back(std::move(fw));
+  }
+  return out;
+}
+
+// The window of the latest fault that explains a move off graph path `gp` at `t`, or null.
+const FaultWindow* explaining(const std::vector<FaultWindow>& ws, std::uint32_t gp,
+                              std::int64_t t) {
+  const FaultWindow* best = nullptr;
+  for (const auto& fw : ws) {
+    if (fw.start > t || t > fw.end + kAttributionGraceNs) continue;
+    if (std::find(fw.paths.begin(), fw.paths.end(), gp) == fw.paths.end()) continue;
+    if (!best || fw.start >= best->start) best = &fw;
+  }
+  return best;
+}
+
+void apply_fault(WanModel& wan, const World& w, const FaultSpec& f, bool down_phase) {
+  switch (f.kind) {
+    case TargetKind::kSite:
+      wan.set_site_up(f.site, !down_phase);
+      break;
+    case TargetKind::kEndpoint: {
+      const auto e = global_ep(w, f.site, f.endpoint);
+      if (f.action == FaultAction::kDegrade && down_phase) {
+        wan.set_endpoint_link(e, f.degrade.applied_to(wan.endpoint_link(e)));
+      } else if (f.action == FaultAction::kUp || !down_phase) {
+        wan.set_endpoint_up(e, true);
+        wan.restore_endpoint_link(e);
+      } else {
+        wan.set_endpoint_up(e, false);
+      }
+      break;
+    }
+    case TargetKind::kPath: {
+      const auto a = global_ep(w, f.path.a_site, f.path.a_endpoint);
+      const auto b = global_ep(w, f.path.b_site, f.path.b_endpoint);
+      if (f.action == FaultAction::kDegrade && down_phase) {
+        wan.set_path_degraded(a, b, f.degrade);
+      } else if (f.action == FaultAction::kUp || !down_phase) {
+        wan.set_path_up(a, b, true);
+        wan.restore_path_link(a, b);
+      } else {
+        wan.set_path_up(a, b, false);
+      }
+      break;
+    }
+  }
+}
+
+void schedule_fault(WanModel& wan, const World& w, const FaultSpec& f, Collector& c,
+                    std::int64_t end_ns) {
+  auto at = [&](std::int64_t t, bool down, const std::string& what) {
+    if (t >= end_ns) return;
+    ns3::Simulator::Schedule(ns3::NanoSeconds(t), [&wan, &w, &f, &c, down, what, t] {
+      apply_fault(wan, w, f, down);
+      c.trace_line(seconds(t) + " fault " + f.target + " " + what);
+    });
+  };
+  switch (f.action) {
+    case FaultAction::kUp:
+      at(f.at_ns, false, "up");
+      break;
+    case FaultAction::kDown:
+    case FaultAction::kDegrade:
+      at(f.at_ns, true, to_string(f.action));
+      if (f.duration_ns > 0) at(f.at_ns + f.duration_ns, false, "up (end of " + std::string(to_string(f.action)) + ")");
+      break;
+    case FaultAction::kFlap: {
+      bool down = true;
+      for (std::int64_t t = f.at_ns; t < f.at_ns + f.duration_ns; t += f.period_ns) {
+        at(t, down, down ? "flap down" : "flap up");
+        down = !down;
+      }
+      at(f.at_ns + f.duration_ns, false, "up (end of flap)");
+      break;
+    }
+  }
+}
+
+std::string progress_bar(const std::string& name, double sim_s, double total_s, double wall_s) {
+  char b[160];
+  std::snprintf(b, sizeof b, "\r%s: %.0f/%.0f s simulated (%.0f%%), %.1f s wall", name.c_str(),
+                sim_s, total_s, 100.0 * sim_s / total_s, wall_s);
+  return b;
+}
+
+struct OneRun {
+  json report;
+  std::string trace;
+  PlotData plot;
+};
+
+Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t seed,
+                        const RunOptions& o, Plugins& plugins) {
+  const auto wall_start = std::chrono::steady_clock::now();
+  auto world = build_world(s, seed);
+  if (!world.is_ok()) return world.status();
+  World& w = world.value();
+  const std::vector<FaultSpec> faults = expand_faults(s, seed);
+
+  // Plugin configs, checked by each plugin's schema before anything runs.
+  const auto yaml = plugin_yaml(s, variant);
+  std::map<std::string, std::string> configs;
+  for (const auto& [name, lib] : plugins.libs) {
+    auto it = yaml.find(name);
+    auto bytes = lib->schema()->text_to_bytes(it == yaml.end() ? "" : it->second, name);
+    if (!bytes.is_ok()) {
+      return invalid_argument(std::string(variant ? "variants." + variant->name + "." : "") +
+                              "plugins." + name + ": " + bytes.status().message());
+    }
+    configs[name] = bytes.value();
+  }
+  steering::ClassSet classes = steering::default_classes("emodel");
+  if (!s.classes_yaml.empty()) {
+    auto cs = steering::parse_classes_yaml(s.classes_yaml, "emodel");
+    if (!cs.is_ok()) return Status(cs.status().code(), "classes: " + cs.status().message());
+    classes = cs.value();
+  }
+
+  // Flows: keys, and the class each falls into (checked against what the scenario expects).
+  std::vector<std::vector<LocalFlow>> local(s.sites.size());
+  std::vector<std::string> flow_class(s.flows.size());
+  for (std::size_t i = 0; i < s.flows.size(); ++i) {
+    const FlowSpec& f = s.flows[i];
+    LocalFlow lf;
+    lf.index = i;
+    lf.spec = &f;
+    lf.key.src = w.lans[f.from].at(1);
+    lf.key.dst = w.lans[f.to].at(1);
+    lf.key.src_port = f.src_port;
+    lf.key.dst_port = f.dst_port;
+    lf.key.protocol = static_cast<model::IpProtocol>(f.protocol);
+    const auto& cls = classes.classes[steering::classify_index(classes, lf.key, f.dscp)];
+    lf.cls = cls.name;
+    lf.dst_site = s.sites[f.to].name;
+    const std::string where = s.origin + ": line " + std::to_string(f.line) + ": flow " + f.name;
+    if (f.priority && cls.priority != *f.priority) {
+      return invalid_argument(where + ": priority " + model::to_string(*f.priority) +
+                              ", but its packets (protocol " + std::to_string(f.protocol) +
+                              ", dst_port " + std::to_string(f.dst_port) + ", dscp " +
+                              std::to_string(f.dscp) + ") fall into class '" + cls.name + "' (" +
+                              model::to_string(cls.priority) +
+                              "): set dscp, protocol or ports, or the classes' rules");
+    }
+    if (!f.class_name.empty() && f.class_name != cls.name) {
+      return invalid_argument(where + ": class " + f.class_name + ", but its packets fall into '" +
+                              cls.name + "'");
+    }
+    flow_class[i] = cls.name;
+    local[f.from].push_back(std::move(lf));
+  }
+
+  // ns-3.
+  ns3::Simulator::Destroy();
+  ns3::RngSeedManager::SetSeed(static_cast<std::uint32_t>(seed % 4294967294u) + 1);
+  ns3::RngSeedManager::SetRun(1);
+  std::map<std::string, std::size_t> site_index;
+  for (std::size_t i = 0; i < s.sites.size(); ++i) site_index[s.sites[i].name] = i;
+  Collector collector(s.flows.size(), o.trace, site_index, w.path_names);
+  WanModel wan(seed ^ 0x77616e);
+  wan.add_site_count(s.sites.size());
+  ns3::NodeContainer nodes;
+  nodes.Create(static_cast<std::uint32_t>(s.sites.size()));
+  ns3::InternetStackHelper stack;
+  stack.Install(nodes);
+  std::vector<ns3::Ptr<SiteApp>> apps;
+  for (std::size_t i = 0; i < s.sites.size(); ++i) {
+    ns3::Ptr<ns3::Node> node = nodes.Get(static_cast<std::uint32_t>(i));
+    auto dev = ns3::CreateObject<WanDevice>();
+    dev->Attach(&wan);
+    node->AddDevice(dev);
+    ns3::Ptr<ns3::Ipv4> ipv4 = node->GetObject<ns3::Ipv4>();
+    const std::int32_t ifc = static_cast<std::int32_t>(ipv4->AddInterface(dev));
+    SiteSetup setup;
+    for (std::size_t e = 0; e < s.sites[i].endpoints.size(); ++e) {
+      const std::uint32_t ip = w.ep_ip[global_ep(w, i, e)];
+      wan.add_endpoint(i, ip, s.sites[i].endpoints[e].access, dev);
+      ipv4->AddAddress(static_cast<std::uint32_t>(ifc),
+                       ns3::Ipv4InterfaceAddress(ns3::Ipv4Address(ip), ns3::Ipv4Mask("255.192.0.0")));
+      setup.endpoint_ips.push_back(model::IpAddress::v4(ip));
+    }
+    ipv4->SetUp(static_cast<std::uint32_t>(ifc));
+    setup.site = s.sites[i].name;
+    setup.seed = seed * 1000003 + i;
+    for (const char* n : {"probes", "scoring", "emodel"}) {
+      setup.plugins.push_back({plugins.libs.at(n), n, configs.at(n)});
+    }
+    setup.config.site = s.sites[i].name;
+    setup.config.probe = "probes";
+    setup.config.default_scorer = "scoring";
+    setup.config.classes = classes;
+    setup.config.tick_ns = s.tick_ns;
+    setup.plan = w.plans[i];
+    setup.lan = w.lans[i];
+    for (std::size_t j = 0; j < s.sites.size(); ++j) {
+      if (j != i) setup.routes.emplace_back(w.lans[j], s.sites[j].name);
+    }
+    setup.flows = local[i];
+    setup.observers.push_back(&collector);
+    setup.listener = &collector;
+    auto app = ns3::CreateObject<SiteApp>();
+    app->Setup(std::move(setup));
+    node->AddApplication(app);
+    app->SetStartTime(ns3::Seconds(0));
+    apps.push_back(app);
+  }
+  for (const auto& po : s.paths) {
+    wan.set_path_link(global_ep(w, po.path.a_site, po.path.a_endpoint),
+                      global_ep(w, po.path.b_site, po.path.b_endpoint),
+                      po.link.applied_to(LinkSpec{}));
+  }
+  for (const auto& f : faults) schedule_fault(wan, w, f, collector, s.duration_ns);
+
+  // Plot samples: every path of a site that sends a flow, by the sending site's runtime.
+  PlotData plot;
+  std::vector<std::pair<std::size_t, model::PathId>> plotted;  // (site, path)
+  if (o.plot) {
+    std::set<std::size_t> senders;
+    for (const auto& f : s.flows) senders.insert(f.from);
+    for (const std::size_t si : senders) {
+      for (const auto& p : w.plans[si].paths) {
+        if (plotted.size() >= 16) break;
+        plotted.emplace_back(si, p.id);
+        plot.paths.push_back(w.path_names.at(p.id.value()));
+      }
+    }
+    for (const auto& f : s.flows) plot.flows.push_back(f.name);
+    const std::int64_t step = std::max<std::int64_t>(100 * kMs, s.duration_ns / 2000);
+    for (std::int64_t t = step; t < s.duration_ns; t += step) {
+      ns3::Simulator::Schedule(ns3::NanoSeconds(t), [&plot, &plotted, &apps, t] {
+        PlotData::Sample smp;
+        smp.t = static_cast<double>(t) / 1e9;
+        for (const auto& [si, id] : plotted) {
+          auto* rt = apps[si]->runtime();
+          const auto v = rt ? rt->path(id) : std::nullopt;
+          smp.score.push_back(v && v->live && v->scored ? v->score
+                                                        : std::numeric_limits<double>::quiet_NaN());
+        }
+        plot.samples.push_back(std::move(smp));
+      });
+    }
+  }
+  const std::string run_name = s.name + (variant ? "/" + variant->name : "");
+  if (o.progress) {
+    const std::int64_t step = std::max<std::int64_t>(kSec, s.duration_ns / 200);
+    auto last = std::make_shared<std::chrono::steady_clock::time_point>(wall_start);
+    for (std::int64_t t = step; t < s.duration_ns; t += step) {
+      ns3::Simulator::Schedule(ns3::NanoSeconds(t), [=, &s] {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - *last < std::chrono::milliseconds(500)) return;
+        *last = now;
+        std::cerr << progress_bar(run_name, t / 1e9, s.duration_ns / 1e9,
+                                  std::chrono::duration<double>(now - wall_start).count())
+                  << std::flush;
+      });
+    }
+  }
+  ns3::Simulator::Stop(ns3::NanoSeconds(s.duration_ns));
+  ns3::Simulator::Run();
+  const std::uint64_t events = ns3::Simulator::GetEventCount();
+  std::string errors;
+  for (auto& a : apps) {
+    if (!a->error().empty()) errors += (errors.empty() ? "" : "; ") + a->error();
+  }
+  std::map<std::string, json> runtime_counters;
+  for (auto& a : apps) {
+    if (auto* rt = a->runtime()) {
+      const auto& c = rt->counters();
+      runtime_counters[a->site()] = {{"decisions", c.decisions}, {"failovers", c.failovers},
+                                     {"failbacks", c.failbacks}, {"samples", c.samples},
+                                     {"packets", c.packets}};
+    }
+  }
+  ns3::Simulator::Destroy();
+  apps.clear();
+  if (o.progress) std::cerr << "\r\033[K" << std::flush;
+  if (!errors.empty()) return failed_precondition(errors);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+
+  // ---- the report ------------------------------------------------------------------------------
+  const auto windows = windows_of(w, faults, s.duration_ns);
+  auto gp_of = [](model::PathId id) { return static_cast<std::uint32_t>(id.value() - 1); };
+  json jf = json::array();
+  std::size_t wi = 0;
+  for (const auto& f : faults) {
+    json entry = {{"at_s", f.at_ns / 1e9},
+                  {"target", f.target},
+                  {"action", to_string(f.action)}};
+    if (f.action == FaultAction::kFlap) {
+      entry["period_ms"] = ms(f.period_ns);
+      entry["duration_s"] = f.duration_ns / 1e9;
+    }
+    if (f.action == FaultAction::kUp) {
+      jf.push_back(entry);
+      continue;
+    }
+    const FaultWindow& fw = windows[wi++];
+    entry["until_s"] = fw.end / 1e9;
+    json detected = json::object();
+    for (const std::uint32_t gp : fw.paths) {
+      const std::uint64_t id = gp + 1;
+      std::int64_t first = -1;
+      for (const auto& st : collector.states_) {
+        if (st.path != id || st.at < fw.start || st.at > fw.end + kAttributionGraceNs) continue;
+        const bool seen = fw.hard ? !st.live : st.status != model::PathStatus::kUp;
+        if (seen) {
+          first = st.at;
+          break;
+        }
+      }
+      if (!fw.hard) {
+        for (const auto& d : collector.decisions_) {
+          if (d.from.value() != id || d.at < fw.start || (first >= 0 && d.at >= first)) continue;
+          if (d.at > fw.end + kAttributionGraceNs || !failover_reason(d.reason)) continue;
+          first = d.at;
+          break;
+        }
+      }
+      detected[w.path_names.at(id)] = first < 0 ? json(nullptr) : json(ms(first - fw.start));
+    }
+    entry["detected_ms"] = detected;
+    jf.push_back(entry);
+  }
+
+  // False failovers: failover decisions off a path no fault explains.
+  std::uint64_t false_failovers = 0;
+  json false_list = json::array();
+  for (const auto& d : collector.decisions_) {
+    if (!failover_reason(d.reason) || !d.from.valid()) continue;
+    if (explaining(windows, gp_of(d.from), d.at)) continue;
+    ++false_failovers;
+    if (false_list.size() < 20) {
+      false_list.push_back({{"at_s", d.at / 1e9},
+                            {"site", s.sites[d.site].name},
+                            {"class", d.cls},
+                            {"to_site", d.dst},
+                            {"from_path", collector.name(d.from)},
+                            {"reason", d.reason}});
+    }
+  }
+
+  json jflows = json::array();
+  std::map<std::string, json> flow_json;
+  for (std::size_t i = 0; i < s.flows.size(); ++i) {
+    const FlowSpec& f = s.flows[i];
+    const FlowRecord& r = collector.flows_[i];
+    json failovers = json::array(), failbacks = json::array(), unrecovered = json::array();
+    model::PathId cur;
+    for (const auto& m : r.moves) {
+      if (m.reason != "start" && m.from.valid() && (failover_reason(m.reason) || !m.to.valid())) {
+        json x = {{"at_s", m.at / 1e9},
+                  {"from_path", collector.name(m.from)},
+                  {"to_path", m.to.valid() ? json(collector.name(m.to)) : json(nullptr)},
+                  {"reason", m.reason}};
+        if (const FaultWindow* fw = explaining(windows, gp_of(m.from), m.at)) {
+          x["failover_ms"] = ms(m.at - fw->start);
+          x["fault"] = fw->fault->target + " " + to_string(fw->fault->action) + " at " +
+                       seconds(fw->start);
+        } else {
+          x["failover_ms"] = nullptr;
+          x["false"] = true;
+        }
+        failovers.push_back(x);
+      } else if (m.reason == "failback") {
+        failbacks.push_back({{"at_s", m.at / 1e9},
+                             {"from_path", collector.name(m.from)},
+                             {"to_path", collector.name(m.to)}});
+      }
+      cur = m.to;
+    }
+    // Hard faults that hit the flow's path while it ran and that it never moved away from.
+    for (const auto& fw : windows) {
+      if (!fw.hard || fw.start < f.start_ns || fw.start >= f.stop_ns) continue;
+      model::PathId on;
+      for (const auto& m : r.moves) {
+        if (m.at > fw.start) break;
+        on = m.to;
+      }
+      if (!on.valid() || std::find(fw.paths.begin(), fw.paths.end(), gp_of(on)) == fw.paths.end()) {
+        continue;
+      }
+      bool moved = false;
+      for (const auto& m : r.moves) {
+        if (m.at >= fw.start && m.at <= std::min(fw.end, f.stop_ns) && m.from == on && m.to.valid()) {
+          moved = true;
+          break;
+        }
+      }
+      if (!moved) {
+        unrecovered.push_back({{"fault", fw.fault->target + " " + to_string(fw.fault->action) +
+                                             " at " + seconds(fw.start)},
+                               {"path", collector.name(on)}});
+      }
+    }
+    const std::uint64_t lost = r.sent - std::min(r.sent, r.received);
+    json jfl = {{"name", f.name},
+                {"from", s.sites[f.from].name},
+                {"to", s.sites[f.to].name},
+                {"class", flow_class[i]},
+                {"sent_packets", r.sent},
+                {"received_packets", r.received},
+                {"lost_packets", lost},
+                {"no_path_packets", r.no_path},
+                {"relay_dropped_packets", r.relay_drops},
+                {"loss_pct", r.sent ? std::round(1e4 * lost / r.sent) / 100 : 0.0},
+                {"mean_latency_ms", r.received ? ms(r.latency_sum / static_cast<std::int64_t>(r.received)) : 0.0},
+                {"max_latency_ms", ms(r.latency_max)},
+                {"final_path", cur.valid() ? json(collector.name(cur)) : json(nullptr)},
+                {"failovers", failovers},
+                {"failbacks", failbacks},
+                {"unrecovered_faults", unrecovered}};
+    flow_json[f.name] = jfl;
+    jflows.push_back(jfl);
+  }
+
+  json report = {{"scenario", s.name},
+                 {"variant", variant ? json(variant->name) : json(nullptr)},
+                 {"seed", seed},
+                 {"sim_seconds", s.duration_ns / 1e9},
+                 {"wall_seconds", std::round(wall * 1000) / 1000},
+                 {"events", events},
+                 {"sites", s.sites.size()},
+                 {"paths", w.graph->num_paths()},
+                 {"topology", mesh::to_string(s.topology.kind)},
+                 {"plugins", json::object()},
+                 {"faults", jf},
+                 {"flows", jflows},
+                 {"false_failovers", false_failovers},
+                 {"false_failover_list", false_list},
+                 {"decisions", collector.decisions_.size()},
+                 {"steering_mismatches", collector.mismatches_},
+                 {"wan", {{"sent", wan.counters().sent},
+                          {"delivered", wan.counters().delivered},
+                          {"dropped_down", wan.counters().dropped_down},
+                          {"dropped_loss", wan.counters().dropped_loss},
+                          {"dropped_queue", wan.counters().dropped_queue},
+                          {"dropped_unroutable", wan.counters().dropped_unroutable}}},
+                 {"warnings", collector.warnings_}};
+  for (const auto& [plugin, text] : yaml) report["plugins"][plugin] = text;
+
+  // Expectations (the scenario as written; variants are for comparison).
+  json jexp = json::array();
+  for (const auto& e : s.expect) {
+    bool ok = true;
+    std::string detail;
+    auto fail = [&](const std::string& why) {
+      ok = false;
+      detail += (detail.empty() ? "" : "; ") + why;
+    };
+    const json* fl = e.flow.empty() ? nullptr : &flow_json.at(e.flow);
+    if (e.max_failover_ns) {
+      double worst = 0;
+      for (const auto& x : (*fl)["failovers"]) {
+        if (x["failover_ms"].is_null()) continue;
+        worst = std::max(worst, x["failover_ms"].get<double>());
+        if (x["to_path"].is_null()) fail("at " + fmt_s(x["at_s"].get<double>()) + " it lost every path");
+      }
+      if (worst > ms(*e.max_failover_ns)) {
+        fail("failover took " + fmt_ms(worst));
+      }
+      for (const auto& u : (*fl)["unrecovered_faults"]) {
+        fail("never moved off " + u["path"].get<std::string>() + " after " +
+             u["fault"].get<std::string>());
+      }
+      if (ok) detail = "worst " + fmt_ms(worst);
+    }
+    if (e.max_lost_packets && (*fl)["lost_packets"].get<std::uint64_t>() > *e.max_lost_packets) {
+      fail("lost " + std::to_string((*fl)["lost_packets"].get<std::uint64_t>()) + " packets");
+    }
+    if (fl) {
+      const auto n = (*fl)["failovers"].size();
+      if (e.max_failovers && n > *e.max_failovers) fail(std::to_string(n) + " failovers");
+      if (e.min_failovers && n < *e.min_failovers) fail(std::to_string(n) + " failovers");
+      if (e.final_path) {
+        const json& fp = (*fl)["final_path"];
+        const std::string got = fp.is_null() ? "none" : fp.get<std::string>();
+        const std::string& want = *e.final_path;
+        if (got != want) {
+          // Compare as endpoint pairs so "a.x-b.y" and "b.y-a.x" are equal.
+          auto norm = [&](const std::string& t) {
+            const auto d = t.find('.'), d2 = t.rfind('.');
+            if (d == std::string::npos || d == d2) return t;
+            const std::string mid = t.substr(d + 1, d2 - d - 1);
+            for (std::size_t k = mid.find('-'); k != std::string::npos; k = mid.find('-', k + 1)) {
+              const std::string a = t.substr(0, d) + "." + mid.substr(0, k);
+              const std::string b = mid.substr(k + 1) + "." + t.substr(d2 + 1);
+              if (s.find_site(mid.substr(k + 1)) >= 0) return a < b ? a + "-" + b : b + "-" + a;
+            }
+            return t;
+          };
+          if (norm(got) != norm(want)) fail("final path " + got);
+        }
+      }
+    }
+    if (e.max_false_failovers && false_failovers > *e.max_false_failovers) {
+      fail(std::to_string(false_failovers) + " false failovers");
+    }
+    if (e.max_detection_ns) {
+      for (const auto& f : jf) {
+        if (!f.contains("detected_ms")) continue;
+        for (const auto& [path, v] : f["detected_ms"].items()) {
+          if (v.is_null()) {
+            fail(f["target"].get<std::string>() + " " + f["action"].get<std::string>() +
+                 ": " + path + " never detected");
+          } else if (v.get<double>() > ms(*e.max_detection_ns)) {
+            fail(f["target"].get<std::string>() + ": " + path + " detected after " +
+                 fmt_ms(v.get<double>()));
+          }
+        }
+      }
+    }
+    jexp.push_back({{"expect", e.text}, {"line", e.line}, {"ok", ok}, {"detail", detail}});
+  }
+  report["expectations"] = jexp;
+
+  OneRun out;
+  out.report = std::move(report);
+  out.trace = std::move(collector.trace_);
+  if (o.plot) {
+    std::map<std::uint64_t, int> index;
+    for (std::size_t k = 0; k < plotted.size(); ++k) index[plotted[k].second.value()] = static_cast<int>(k);
+    for (std::size_t i = 0; i < s.flows.size(); ++i) {
+      for (const auto& m : collector.flows_[i].moves) {
+        auto it = index.find(m.to.value());
+        plot.steps.push_back({m.at / 1e9, i, m.to.valid() && it != index.end() ? it->second : -1});
+      }
+    }
+    for (const auto& f : faults) {
+      plot.faults.emplace_back(f.at_ns / 1e9, f.target + " " + to_string(f.action));
+    }
+    out.plot = std::move(plot);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string default_plugin_dir() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "plugins";
+  return (exe.parent_path().parent_path() / "plugins").string();
+}
+
+Result<RunOutput> run_scenario(const Scenario& s, const RunOptions& o) {
+  auto plugins = plugins_from(o.plugin_dir.empty() ? default_plugin_dir() : o.plugin_dir);
+  if (!plugins.is_ok()) return plugins.status();
+  const std::uint64_t seed = o.seed.value_or(s.seed);
+  std::vector<const Variant*> runs = {nullptr};
+  if (o.variant) {
+    const Variant* v = nullptr;
+    for (const auto& x : s.variants) {
+      if (x.name == *o.variant) v = &x;
+    }
+    if (!v) return invalid_argument("no variant '" + *o.variant + "' in " + s.name);
+    runs.push_back(v);
+  } else {
+    for (const auto& x : s.variants) runs.push_back(&x);
+  }
+  RunOutput out;
+  json variants = json::array();
+  for (const Variant* v : runs) {
+    auto r = run_once(s, v, seed, o, *plugins.value());
+    if (!r.is_ok()) return r.status();
+    if (o.trace) {
+      out.trace += "# " + s.name + (v ? " variant " + v->name : "") + ", seed " +
+                   std::to_string(seed) + "\n" + r.value().trace;
+    }
+    if (o.plot) out.plots.push_back(std::move(r.value().plot));
+    if (v == nullptr) {
+      out.report = std::move(r.value().report);
+    } else {
+      variants.push_back(std::move(r.value().report));
+    }
+  }
+  bool ok = true;
+  for (const auto& e : out.report["expectations"]) ok = ok && e["ok"].get<bool>();
+  out.report["variants"] = variants;
+  out.report["ok"] = ok;
+  out.ok = ok;
+  return out;
+}
+
+}  // namespace patronus::sim
