@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <limits>
@@ -30,8 +32,23 @@ namespace {
 
 constexpr std::int64_t kSec = 1'000'000'000;
 constexpr std::int64_t kMs = 1'000'000;
-// A failover up to this long after a fault ended is still the fault's (windows drain slowly).
-constexpr std::int64_t kAttributionGraceNs = 15 * kSec;
+// A failover up to this long after a fault ended is still the fault's: windows forget a fault
+// only when it has aged out of them (10 s, or min_samples probe intervals with slow probing).
+std::int64_t attribution_grace_ns(const std::map<std::string, std::string>& plugin_yaml) {
+  std::int64_t interval_ms = 1000;  // the probes plugin's idle default
+  auto it = plugin_yaml.find("probes");
+  if (it != plugin_yaml.end()) {
+    for (const char* key : {"interval_ms: ", "idle_interval_ms: "}) {
+      const auto pos = it->second.find(std::string("\n") + key);
+      const auto at = it->second.rfind(key, 0) == 0 ? 0 : pos == std::string::npos ? pos : pos + 1;
+      if (at == std::string::npos) continue;
+      interval_ms = std::max<std::int64_t>(
+          interval_ms, std::atoll(it->second.c_str() + at + std::strlen(key)));
+    }
+  }
+  const steering::WindowLimits w;
+  return std::max<std::int64_t>(15 * kSec, (w.min_samples + 1) * interval_ms * kMs);
+}
 // Underlay addresses: 100.64.0.0/10, one per endpoint; LANs from 10.128.0.0/9, a /24 per site.
 constexpr std::uint32_t kUnderlayBase = 0x64400000;  // 100.64.0.0
 constexpr std::uint32_t kLanBase = 0x0a800000;       // 10.128.0.0
@@ -172,6 +189,22 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
                 model::to_string(p.status) + (p.live ? "" : " (no probe replies)") +
                 (p.scored ? " score " + std::to_string(static_cast<int>(std::lround(p.score)))
                           : "") +
+                "\n";
+    }
+  }
+  void on_event(const std::string& site, const std::string& instance, const std::string& type,
+                const std::string& text) override {
+    // Liveness changes (the probe's verdict), also when the path's status did not change.
+    if (instance != "runtime" || (type != "path.down" && type != "path.up")) return;
+    const json j = json::parse(text, nullptr, false);
+    if (!j.is_object() || !j.contains("path")) return;
+    const std::int64_t now = ns3::Simulator::Now().GetNanoSeconds();
+    const bool up = type == "path.up";
+    states_.push_back({now, site_index_.at(site), j["path"].get<std::uint64_t>(), up,
+                       up ? model::PathStatus::kUp : model::PathStatus::kDown});
+    if (trace_on_) {
+      trace_ += seconds(now) + " " + site + " probe " +
+                name(model::PathId(j["path"].get<std::uint64_t>())) + (up ? " up" : " down") +
                 "\n";
     }
   }
@@ -384,10 +417,10 @@ std::vector<FaultWindow> windows_of(const World& w, const std::vector<FaultSpec>
 
 // The window of the latest fault that explains a move off graph path `gp` at `t`, or null.
 const FaultWindow* explaining(const std::vector<FaultWindow>& ws, std::uint32_t gp,
-                              std::int64_t t) {
+                              std::int64_t t, std::int64_t grace) {
   const FaultWindow* best = nullptr;
   for (const auto& fw : ws) {
-    if (fw.start > t || t > fw.end + kAttributionGraceNs) continue;
+    if (fw.start > t || t > fw.end + grace) continue;
     if (std::find(fw.paths.begin(), fw.paths.end(), gp) == fw.paths.end()) continue;
     if (!best || fw.start >= best->start) best = &fw;
   }
@@ -659,6 +692,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
 
   // ---- the report ------------------------------------------------------------------------------
   const auto windows = windows_of(w, faults, s.duration_ns);
+  const std::int64_t grace = attribution_grace_ns(yaml);
   auto gp_of = [](model::PathId id) { return static_cast<std::uint32_t>(id.value() - 1); };
   json jf = json::array();
   std::size_t wi = 0;
@@ -681,7 +715,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
       const std::uint64_t id = gp + 1;
       std::int64_t first = -1;
       for (const auto& st : collector.states_) {
-        if (st.path != id || st.at < fw.start || st.at > fw.end + kAttributionGraceNs) continue;
+        if (st.path != id || st.at < fw.start || st.at > fw.end + grace) continue;
         const bool seen = fw.hard ? !st.live : st.status != model::PathStatus::kUp;
         if (seen) {
           first = st.at;
@@ -691,7 +725,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
       if (!fw.hard) {
         for (const auto& d : collector.decisions_) {
           if (d.from.value() != id || d.at < fw.start || (first >= 0 && d.at >= first)) continue;
-          if (d.at > fw.end + kAttributionGraceNs || !failover_reason(d.reason)) continue;
+          if (d.at > fw.end + grace || !failover_reason(d.reason)) continue;
           first = d.at;
           break;
         }
@@ -707,7 +741,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   json false_list = json::array();
   for (const auto& d : collector.decisions_) {
     if (!failover_reason(d.reason) || !d.from.valid()) continue;
-    if (explaining(windows, gp_of(d.from), d.at)) continue;
+    if (explaining(windows, gp_of(d.from), d.at, grace)) continue;
     ++false_failovers;
     if (false_list.size() < 20) {
       false_list.push_back({{"at_s", d.at / 1e9},
@@ -732,7 +766,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
                   {"from_path", collector.name(m.from)},
                   {"to_path", m.to.valid() ? json(collector.name(m.to)) : json(nullptr)},
                   {"reason", m.reason}};
-        if (const FaultWindow* fw = explaining(windows, gp_of(m.from), m.at)) {
+        if (const FaultWindow* fw = explaining(windows, gp_of(m.from), m.at, grace)) {
           x["failover_ms"] = ms(m.at - fw->start);
           x["fault"] = fw->fault->target + " " + to_string(fw->fault->action) + " at " +
                        seconds(fw->start);

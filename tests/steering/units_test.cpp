@@ -22,7 +22,7 @@ using namespace patronus::steering;
 constexpr std::int64_t kMs = 1'000'000;
 
 TEST(MetricWindow, MeanRttJitterAndLossOverCountAndTime) {
-  MetricWindow w({4, 1000 * kMs});
+  MetricWindow w({4, 1000 * kMs, 0});
   w.add(0, 10 * kMs, false);
   w.add(100 * kMs, 20 * kMs, false);
   w.add(200 * kMs, 0, true);
@@ -51,9 +51,21 @@ TEST(MetricWindow, MeanRttJitterAndLossOverCountAndTime) {
   EXPECT_DOUBLE_EQ(w.stats().latency_ms, 0.0);
 }
 
+TEST(MetricWindow, TheTimeBoundKeepsMinSamples) {
+  // Probed once a second with a 10 s bound and 10 samples needed: the tick's expiry between two
+  // probes must not leave 9 (the path would flicker to "not measured" and lose its classes).
+  MetricWindow w({200, 10'000 * kMs, 10});
+  for (int i = 0; i < 30; ++i) w.add(i * 1000 * kMs, 20 * kMs, false);
+  w.expire(29'900 * kMs);
+  EXPECT_EQ(w.stats().samples, 10u);
+  w.expire(3'600'000 * kMs);  // a path silent for an hour keeps its last measurement
+  EXPECT_EQ(w.stats().samples, 10u);
+  EXPECT_EQ(w.stats().span_ns, 9000 * kMs);
+}
+
 TEST(MetricWindow, MatchesARecomputationOnRandomSamples) {
   std::mt19937_64 rng(5);
-  MetricWindow w({50, 2000 * kMs});
+  MetricWindow w({50, 2000 * kMs, 0});
   std::vector<std::pair<std::int64_t, std::int64_t>> all;  // sent, rtt (-1 lost)
   std::int64_t t = 0;
   for (int i = 0; i < 5000; ++i) {

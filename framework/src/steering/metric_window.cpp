@@ -64,7 +64,7 @@ void MetricWindow::add(std::int64_t sent_ns, std::int64_t rtt_ns, bool lost) {
 }
 
 void MetricWindow::expire(std::int64_t now_ns) {
-  while (count_ > 0 && now_ns - at(0).sent_ns > limits_.max_age_ns) pop_front();
+  while (count_ > limits_.min_samples && now_ns - at(0).sent_ns > limits_.max_age_ns) pop_front();
 }
 
 WindowStats MetricWindow::stats() const {

@@ -556,6 +556,21 @@ void SiteRuntime::evaluate(Selection& s) {
     c.eligible = c.eligible_since >= 0;
     c.cost = p.spec.cost_per_gb;
   }
+  // Fate sharing: when the current path is down, a candidate that shares one of its endpoints and
+  // has not answered since the current path's last reply may be down for the same reason (a failed
+  // access link); it is taken only when no other path will do.
+  if (s.state.current >= 0 && s.state.current < static_cast<int>(s.cand.size())) {
+    const Path& cur = *paths_[s.cand[s.state.current]];
+    if (!cur.live) {
+      for (std::size_t i = 0; i < s.cand.size(); ++i) {
+        const Path& p = *paths_[s.cand[i]];
+        const bool shares = p.spec.local_endpoint == cur.spec.local_endpoint ||
+                            (p.spec.remote_site == cur.spec.remote_site &&
+                             p.spec.remote_endpoint == cur.spec.remote_endpoint);
+        in[i].suspect = &p != &cur && shares && p.last_rx_ns <= cur.last_rx_ns;
+      }
+    }
+  }
   const int before = s.state.current;
   const SelectionResult r = select_path(cls, in, s.state, env_.now_ns());
   if (r.move == Move::kStay) {

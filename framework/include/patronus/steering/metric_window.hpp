@@ -12,7 +12,10 @@ struct WindowLimits {
   std::uint32_t max_samples = 200;           // count bound
   std::int64_t max_age_ns = 10'000'000'000;  // time bound (against the newest probe)
   // Below this many probes a window is not a measurement (two probes, one lost, is not "50 %
-  // loss"): the path is not scored, and it is probed at the active rate until it has them.
+  // loss"): the path is not scored, and it is probed at the active rate until it has them. The
+  // time bound never takes a window below it: a path probed at the idle rate (about min_samples
+  // probes per max_age) stays measured instead of flickering in and out of "not measured"; a path
+  // that stops answering is judged by its liveness, not by an emptied window.
   std::uint32_t min_samples = 10;
 };
 
@@ -31,7 +34,7 @@ class MetricWindow {
   // A probe sent at sent_ns: rtt_ns >= 0 when answered, lost otherwise. Samples are expected in
   // send order; an out-of-order one is placed as if it were the newest (its RTT still counts).
   void add(std::int64_t sent_ns, std::int64_t rtt_ns, bool lost);
-  // Drops probes older than now_ns - max_age (a path that reports nothing ages out).
+  // Drops probes older than now_ns - max_age, keeping at least min_samples.
   void expire(std::int64_t now_ns);
   WindowStats stats() const;
   std::uint32_t size() const { return count_; }

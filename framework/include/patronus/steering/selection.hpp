@@ -3,8 +3,10 @@
 //  - a class stays on its path while the path meets the class's thresholds (SLA-sticky: noise
 //    between good paths never moves traffic);
 //  - a path that breaks them (or goes down) is left at once for the best eligible path, preferring
-//    those that have been eligible for the hold-down; with none eligible, the best live measured
-//    path carries the class (better than nothing); with none, the class has no path;
+//    those that have been eligible for the hold-down, and, when it went down, those that do not
+//    share its fate (an endpoint, with no reply since the failure); with none eligible, the best
+//    live measured path carries the class (better than nothing); with none, the class has no
+//    path;
 //  - a class judges paths by its own thresholds (min_score, max loss/latency/jitter); the scorer's
 //    up/degraded/down verdict is the path's status, shown to operators, and a class that wants it
 //    sets min_score to the scorer's threshold;
@@ -29,6 +31,9 @@ struct CandidateInput {
   bool eligible = false;             // usable and within the class thresholds
   std::int64_t eligible_since = -1;  // monotonic ns; -1: not eligible
   double cost = 0;
+  // Shares an endpoint with the path being left because it went down, and has not answered
+  // since that path last did: chosen only when no other path will do.
+  bool suspect = false;
 };
 
 struct SelectionState {
