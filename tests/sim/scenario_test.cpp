@@ -1,0 +1,175 @@
+// The simulator end to end: every shipped scenario runs in ns-3 with the real plugins and meets
+// its own expectations (failover times, lost packets and false failovers counted from simulated
+// packets and the runtimes' decisions); the same file and seed give the same report and trace;
+// bad scenario files are refused with the line and field, before anything runs.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "runner.hpp"
+#include "scenario.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace patronus;
+
+std::string scenario_path(const std::string& name) {
+  return test::source_dir() + "/sim/scenarios/" + name + ".yaml";
+}
+
+sim::RunOutput run(const std::string& name, bool trace = false) {
+  auto s = sim::load_scenario(scenario_path(name));
+  EXPECT_TRUE(s.is_ok()) << s.status().to_string();
+  sim::RunOptions o;
+  o.plugin_dir = test::plugin_dir();
+  o.trace = trace;
+  auto out = sim::run_scenario(s.value(), o);
+  EXPECT_TRUE(out.is_ok()) << out.status().to_string();
+  return out.is_ok() ? out.value() : sim::RunOutput{};
+}
+
+class ShippedScenario : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ShippedScenario, MeetsItsExpectations) {
+  const auto out = run(GetParam());
+  ASSERT_FALSE(out.report.is_null());
+  for (const auto& e : out.report["expectations"]) {
+    EXPECT_TRUE(e["ok"].get<bool>()) << e["expect"] << ": " << e["detail"];
+  }
+  EXPECT_TRUE(out.ok);
+  EXPECT_GT(out.report["events"].get<std::uint64_t>(), 0u);
+  // The runtime's steering and the Dataplane's tables never disagreed on a packet.
+  EXPECT_EQ(out.report["steering_mismatches"].get<std::uint64_t>(), 0u);
+  // Packets really crossed the simulated WAN.
+  for (const auto& f : out.report["flows"]) {
+    EXPECT_GT(f["received_packets"].get<std::uint64_t>(), 0u) << f["name"];
+  }
+  std::cout << "[measured] " << sim::text_report(out.report);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sim, ShippedScenario,
+                         ::testing::Values("flagship", "link-cut", "endpoint-failure", "brownout",
+                                           "flapping", "hub-failure"));
+
+TEST(Simulator, SameFileAndSeedGiveTheSameReportAndTrace) {
+  auto a = run("link-cut", true);
+  auto b = run("link-cut", true);
+  a.report.erase("wall_seconds");
+  b.report.erase("wall_seconds");
+  EXPECT_EQ(a.report.dump(), b.report.dump());
+  EXPECT_EQ(a.trace, b.trace);
+  EXPECT_NE(a.trace.find("decision voice"), std::string::npos);
+}
+
+TEST(Simulator, TheFlagshipComparesItsVariantsInTheSameRun) {
+  const auto out = run("flagship");
+  ASSERT_EQ(out.report["variants"].size(), 2u);
+  auto worst = [](const nlohmann::json& run) {
+    double w = 0;
+    for (const auto& f : run["flows"][0]["failovers"]) {
+      if (!f["failover_ms"].is_null()) w = std::max(w, f["failover_ms"].get<double>());
+    }
+    return w;
+  };
+  const double ours = worst(out.report);
+  const double bfd = worst(out.report["variants"][0]);
+  const double published = worst(out.report["variants"][1]);
+  EXPECT_GT(ours, 0);
+  EXPECT_LT(ours, bfd);        // 50 ms x 4 detects before 300 ms x 3
+  EXPECT_LT(bfd, published);   // which detects before 10 s x 3
+  EXPECT_GT(published, 10'000);
+}
+
+TEST(Simulator, AnotherSeedIsAnotherRun) {
+  auto s = sim::load_scenario(scenario_path("link-cut"));
+  ASSERT_TRUE(s.is_ok());
+  sim::RunOptions o;
+  o.plugin_dir = test::plugin_dir();
+  o.seed = 99;
+  auto out = sim::run_scenario(s.value(), o);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  EXPECT_EQ(out.value().report["seed"].get<std::uint64_t>(), 99u);
+}
+
+struct BadCase {
+  const char* what;
+  const char* yaml;
+  const char* error;
+};
+
+TEST(Scenario, BadFilesAreRefusedWithTheLineAndField) {
+  const std::string sites = R"(sites:
+  - name: a
+    endpoints: [{name: e1, type: internet}]
+  - name: b
+    endpoints: [{name: e1, type: internet}]
+)";
+  const BadCase cases[] = {
+      {"unknown key", "name: x\nduration: 10s\nbogus: 1\n", "line 3: bogus: unknown key"},
+      {"no unit", "name: x\nduration: 10\n", "duration: '10' is not a duration"},
+      {"bad loss",
+       "name: x\nduration: 10s\nsites:\n  - name: a\n    endpoints: [{name: e, type: internet, "
+       "access: {loss: 5}}]\n  - name: b\n    endpoints: [{name: e, type: internet}]\n",
+       "line 5: sites[0].endpoints[0].access.loss: '5' is not a percentage"},
+      {"transport", "name: x\nduration: 10s\ntransport: wireguard\n", "do not run in the simulator"},
+      {"unknown site in flow", "", "'c' is not a site of this scenario"},
+      {"unknown path", "", "names no path between two endpoints"},
+      {"fault after the end", "", "is not before the end"},
+      {"expectation on no flow", "", "'ghost' is not a flow of this scenario"},
+      {"unknown plugin", "", "unknown plugin"},
+  };
+  const std::string tails[] = {
+      "", "", "", "",
+      "flows:\n  - {name: f, from: a, to: c, rate: 10pps}\n",
+      "faults:\n  - {at: 1s, path: a.e1-b.e9, action: down}\n",
+      "faults:\n  - {at: 20s, site: a, action: down}\n",
+      "expect:\n  - {flow: ghost, max_lost_packets: 1}\n",
+      "plugins:\n  wireguard2: {x: 1}\n",
+  };
+  for (std::size_t i = 0; i < std::size(cases); ++i) {
+    const std::string text = i < 4 ? std::string(cases[i].yaml)
+                                   : "name: x\nduration: 10s\n" + sites + tails[i];
+    auto s = sim::parse_scenario(text, "t.yaml");
+    ASSERT_FALSE(s.is_ok()) << cases[i].what;
+    EXPECT_NE(s.status().message().find(cases[i].error), std::string::npos)
+        << cases[i].what << ": " << s.status().message();
+    EXPECT_EQ(s.status().message().rfind("t.yaml: ", 0), 0u) << s.status().message();
+  }
+}
+
+TEST(Scenario, UnitsParse) {
+  EXPECT_EQ(sim::parse_duration("50ms").value(), 50'000'000);
+  EXPECT_EQ(sim::parse_duration("1.5s").value(), 1'500'000'000);
+  EXPECT_DOUBLE_EQ(sim::parse_percent("0.5%").value(), 0.005);
+  EXPECT_DOUBLE_EQ(sim::parse_bandwidth("100Mbps").value(), 1e8);
+  EXPECT_DOUBLE_EQ(sim::parse_rate_pps("50pps").value(), 50);
+  EXPECT_EQ(sim::parse_bytes("200B").value(), 200u);
+  EXPECT_FALSE(sim::parse_duration("-1s").is_ok());
+  EXPECT_FALSE(sim::parse_percent("101%").is_ok());
+  EXPECT_FALSE(sim::parse_bandwidth("10 Mbps").is_ok());
+  EXPECT_FALSE(sim::parse_bytes("1.5B").is_ok());
+}
+
+TEST(Scenario, AFlowWhosePacketsFallIntoAnotherClassIsRefused) {
+  auto s = sim::parse_scenario(R"(name: x
+duration: 10s
+sites:
+  - name: a
+    endpoints: [{name: e1, type: internet}]
+  - name: b
+    endpoints: [{name: e1, type: internet}]
+flows:
+  - {name: f, from: a, to: b, priority: critical, dst_port: 9999, rate: 10pps}
+)",
+                               "t.yaml");
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  sim::RunOptions o;
+  o.plugin_dir = test::plugin_dir();
+  auto out = sim::run_scenario(s.value(), o);
+  ASSERT_FALSE(out.is_ok());
+  EXPECT_NE(out.status().message().find("priority critical, but its packets"), std::string::npos)
+      << out.status().message();
+}
+
+}  // namespace
