@@ -45,8 +45,8 @@ void run_text(const json& r, std::ostringstream& out) {
   if (!r["variant"].is_null()) out << " / variant " << r["variant"].get<std::string>();
   out << " (seed " << r["seed"].get<std::uint64_t>() << "): " << fixed(r["sim_seconds"], 1)
       << " s simulated in " << fixed(r["wall_seconds"], 2) << " s wall, "
-      << r["sites"].get<std::size_t>() << " sites, " << r["paths"].get<std::size_t>()
-      << " paths (" << r["topology"].get<std::string>() << "), " << r["events"].get<std::uint64_t>()
+      << r["sites"].get<std::size_t>() << " sites, " << r["paths"].get<std::size_t>() << " paths ("
+      << r["topology"].get<std::string>() << "), " << r["events"].get<std::uint64_t>()
       << " events\n";
   for (const auto& [plugin, text] : r["plugins"].items()) {
     std::string t = text.get<std::string>();
@@ -57,8 +57,7 @@ void run_text(const json& r, std::ostringstream& out) {
     out << "  Faults\n    " << pad("at (s)", 10) << pad("target", 28) << pad("action", 9)
         << "detected after\n";
     for (const auto& f : r["faults"]) {
-      out << "    " << pad(fixed(f["at_s"], 3), 10) << pad(f["target"], 28)
-          << pad(f["action"], 9);
+      out << "    " << pad(fixed(f["at_s"], 3), 10) << pad(f["target"], 28) << pad(f["action"], 9);
       if (f.contains("detected_ms")) {
         std::string d;
         for (const auto& [path, v] : f["detected_ms"].items()) {
@@ -78,8 +77,8 @@ void run_text(const json& r, std::ostringstream& out) {
       out << "    " << pad(f["name"], 14) << pad(f["class"], 12)
           << pad(std::to_string(f["sent_packets"].get<std::uint64_t>()), 9)
           << pad(std::to_string(f["lost_packets"].get<std::uint64_t>()), 8)
-          << pad(fixed(f["loss_pct"], 2), 8)
-          << pad(std::to_string(f["failovers"].size()), 10) << pad(worst_failover(f), 20)
+          << pad(fixed(f["loss_pct"], 2), 8) << pad(std::to_string(f["failovers"].size()), 10)
+          << pad(worst_failover(f), 20)
           << (f["final_path"].is_null() ? "none" : f["final_path"].get<std::string>()) << "\n";
     }
   }
@@ -100,7 +99,8 @@ std::string text_report(const json& report) {
     out << "\nExpectations (the scenario as written)\n";
     for (const auto& e : report["expectations"]) {
       out << "  " << pad(e["ok"].get<bool>() ? "ok" : "FAILED", 8)
-          << pad("line " + std::to_string(e["line"].get<int>()), 9) << e["expect"].get<std::string>();
+          << pad("line " + std::to_string(e["line"].get<int>()), 9)
+          << e["expect"].get<std::string>();
       if (!e["detail"].get<std::string>().empty()) out << ": " << e["detail"].get<std::string>();
       out << "\n";
     }
@@ -111,7 +111,7 @@ std::string text_report(const json& report) {
     out << "\nSide by side: worst failover / lost packets per flow\n    " << pad("flow", 14);
     for (const json* r : runs) {
       out << pad(r->at("variant").is_null() ? r->at("scenario").get<std::string>()
-                                             : r->at("variant").get<std::string>(),
+                                            : r->at("variant").get<std::string>(),
                  28);
     }
     out << "\n";
@@ -119,9 +119,8 @@ std::string text_report(const json& report) {
       out << "    " << pad(report["flows"][i]["name"], 14);
       for (const json* r : runs) {
         const json& f = r->at("flows")[i];
-        out << pad(worst_failover(f) + " / " +
-                       std::to_string(f["lost_packets"].get<std::uint64_t>()),
-                   28);
+        out << pad(
+            worst_failover(f) + " / " + std::to_string(f["lost_packets"].get<std::uint64_t>()), 28);
       }
       out << "\n";
     }
@@ -135,8 +134,7 @@ std::string text_report(const json& report) {
   return out.str();
 }
 
-Status write_plot(const std::vector<PlotData>& plots, const json& report,
-                  const std::string& png) {
+Status write_plot(const std::vector<PlotData>& plots, const json& report, const std::string& png) {
   if (plots.empty()) return invalid_argument("plot: nothing was sampled");
   std::vector<const json*> runs = {&report};
   for (const auto& v : report["variants"]) runs.push_back(&v);
@@ -221,8 +219,10 @@ Status write_plot(const std::vector<PlotData>& plots, const json& report,
   const int rc = ::pclose(pipe);
   if (rc != 0) {
     if (WIFEXITED(rc) && WEXITSTATUS(rc) == 127) {
-      return unavailable("plot: gnuplot is not installed (apt-get install gnuplot-nox); the "
-                         "script is " + script);
+      return unavailable(
+          "plot: gnuplot is not installed (apt-get install gnuplot-nox); the "
+          "script is " +
+          script);
     }
     return unavailable("plot: gnuplot failed on " + script + ": " + output);
   }

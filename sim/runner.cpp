@@ -42,8 +42,8 @@ std::int64_t attribution_grace_ns(const std::map<std::string, std::string>& plug
       const auto pos = it->second.find(std::string("\n") + key);
       const auto at = it->second.rfind(key, 0) == 0 ? 0 : pos == std::string::npos ? pos : pos + 1;
       if (at == std::string::npos) continue;
-      interval_ms = std::max<std::int64_t>(
-          interval_ms, std::atoll(it->second.c_str() + at + std::strlen(key)));
+      interval_ms = std::max<std::int64_t>(interval_ms,
+                                           std::atoll(it->second.c_str() + at + std::strlen(key)));
     }
   }
   const steering::WindowLimits w;
@@ -95,8 +95,8 @@ Result<Plugins*> plugins_from(const std::string& dir) {
     const std::string file = dir + "/libpatronus-" + n + ".so";
     auto lib = p->registry.load_file(file);
     if (!lib.is_ok()) {
-      return Status(lib.status().code(),
-                    lib.status().message() + " (give the build's plugin directory with "
+      return Status(lib.status().code(), lib.status().message() +
+                                             " (give the build's plugin directory with "
                                              "--plugin-dir)");
     }
     p->libs[n] = lib.value();
@@ -143,7 +143,9 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
  public:
   Collector(std::size_t flows, bool trace, std::map<std::string, std::size_t> site_index,
             std::map<std::uint64_t, std::string> path_names)
-      : flows_(flows), trace_on_(trace), site_index_(std::move(site_index)),
+      : flows_(flows),
+        trace_on_(trace),
+        site_index_(std::move(site_index)),
         names_(std::move(path_names)) {}
 
   // SiteListener
@@ -173,8 +175,8 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
   // steering::RuntimeObserver
   void on_decision(const std::string& site, const steering::Decision& d) override {
     const std::size_t si = site_index_.at(site);
-    decisions_.push_back({d.mono_ns, si, steering::to_string(d.reason), d.cls, d.dst_site, d.from,
-                          d.to});
+    decisions_.push_back(
+        {d.mono_ns, si, steering::to_string(d.reason), d.cls, d.dst_site, d.from, d.to});
     if (trace_on_) {
       trace_ += seconds(d.mono_ns) + " " + site + " decision " + d.cls + " to " + d.dst_site +
                 ": " + name(d.from) + " -> " + name(d.to) + " (" + steering::to_string(d.reason) +
@@ -185,11 +187,11 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
     const std::int64_t now = ns3::Simulator::Now().GetNanoSeconds();
     states_.push_back({now, site_index_.at(site), p.id.value(), p.live, p.status});
     if (trace_on_) {
-      trace_ += seconds(now) + " " + site + " path " + name(p.id) + " " +
-                model::to_string(p.status) + (p.live ? "" : " (no probe replies)") +
-                (p.scored ? " score " + std::to_string(static_cast<int>(std::lround(p.score)))
-                          : "") +
-                "\n";
+      trace_ +=
+          seconds(now) + " " + site + " path " + name(p.id) + " " + model::to_string(p.status) +
+          (p.live ? "" : " (no probe replies)") +
+          (p.scored ? " score " + std::to_string(static_cast<int>(std::lround(p.score))) : "") +
+          "\n";
     }
   }
   void on_event(const std::string& site, const std::string& instance, const std::string& type,
@@ -204,8 +206,7 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
                        up ? model::PathStatus::kUp : model::PathStatus::kDown});
     if (trace_on_) {
       trace_ += seconds(now) + " " + site + " probe " +
-                name(model::PathId(j["path"].get<std::uint64_t>())) + (up ? " up" : " down") +
-                "\n";
+                name(model::PathId(j["path"].get<std::uint64_t>())) + (up ? " up" : " down") + "\n";
     }
   }
   void on_log(const std::string& site, const std::string& instance, std::uint32_t level,
@@ -244,7 +245,7 @@ struct World {
   std::vector<model::IpPrefix> lans;
   std::optional<mesh::MeshGraph> graph;
   std::vector<site::SitePlan> plans;
-  std::map<std::uint64_t, std::string> path_names;  // PathId -> "a.x-b.y"
+  std::map<std::uint64_t, std::string> path_names;            // PathId -> "a.x-b.y"
   std::vector<std::pair<std::size_t, std::size_t>> path_eps;  // graph path -> (ep, ep)
 };
 
@@ -259,8 +260,10 @@ Result<World> build_world(const Scenario& s, std::uint64_t seed) {
     spec.site.name = site.name;
     spec.site.region = "sim";
     const model::IpPrefix lan =
-        site.subnet ? *site.subnet
-                    : model::IpPrefix(model::IpAddress::v4(kLanBase + (static_cast<std::uint32_t>(i) << 8)), 24);
+        site.subnet
+            ? *site.subnet
+            : model::IpPrefix(model::IpAddress::v4(kLanBase + (static_cast<std::uint32_t>(i) << 8)),
+                              24);
     w.lans.push_back(lan);
     spec.subnets.push_back(lan);
     for (const auto& e : site.endpoints) {
@@ -416,8 +419,8 @@ std::vector<FaultWindow> windows_of(const World& w, const std::vector<FaultSpec>
 }
 
 // The window of the latest fault that explains a move off graph path `gp` at `t`, or null.
-const FaultWindow* explaining(const std::vector<FaultWindow>& ws, std::uint32_t gp,
-                              std::int64_t t, std::int64_t grace) {
+const FaultWindow* explaining(const std::vector<FaultWindow>& ws, std::uint32_t gp, std::int64_t t,
+                              std::int64_t grace) {
   const FaultWindow* best = nullptr;
   for (const auto& fw : ws) {
     if (fw.start > t || t > fw.end + grace) continue;
@@ -476,7 +479,8 @@ void schedule_fault(WanModel& wan, const World& w, const FaultSpec& f, Collector
     case FaultAction::kDown:
     case FaultAction::kDegrade:
       at(f.at_ns, true, to_string(f.action));
-      if (f.duration_ns > 0) at(f.at_ns + f.duration_ns, false, "up (end of " + std::string(to_string(f.action)) + ")");
+      if (f.duration_ns > 0)
+        at(f.at_ns + f.duration_ns, false, "up (end of " + std::string(to_string(f.action)) + ")");
       break;
     case FaultAction::kFlap: {
       bool down = true;
@@ -548,12 +552,11 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
     lf.dst_site = s.sites[f.to].name;
     const std::string where = s.origin + ": line " + std::to_string(f.line) + ": flow " + f.name;
     if (f.priority && cls.priority != *f.priority) {
-      return invalid_argument(where + ": priority " + model::to_string(*f.priority) +
-                              ", but its packets (protocol " + std::to_string(f.protocol) +
-                              ", dst_port " + std::to_string(f.dst_port) + ", dscp " +
-                              std::to_string(f.dscp) + ") fall into class '" + cls.name + "' (" +
-                              model::to_string(cls.priority) +
-                              "): set dscp, protocol or ports, or the classes' rules");
+      return invalid_argument(
+          where + ": priority " + model::to_string(*f.priority) + ", but its packets (protocol " +
+          std::to_string(f.protocol) + ", dst_port " + std::to_string(f.dst_port) + ", dscp " +
+          std::to_string(f.dscp) + ") fall into class '" + cls.name + "' (" +
+          model::to_string(cls.priority) + "): set dscp, protocol or ports, or the classes' rules");
     }
     if (!f.class_name.empty() && f.class_name != cls.name) {
       return invalid_argument(where + ": class " + f.class_name + ", but its packets fall into '" +
@@ -588,8 +591,9 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
     for (std::size_t e = 0; e < s.sites[i].endpoints.size(); ++e) {
       const std::uint32_t ip = w.ep_ip[global_ep(w, i, e)];
       wan.add_endpoint(i, ip, s.sites[i].endpoints[e].access, dev);
-      ipv4->AddAddress(static_cast<std::uint32_t>(ifc),
-                       ns3::Ipv4InterfaceAddress(ns3::Ipv4Address(ip), ns3::Ipv4Mask("255.192.0.0")));
+      ipv4->AddAddress(
+          static_cast<std::uint32_t>(ifc),
+          ns3::Ipv4InterfaceAddress(ns3::Ipv4Address(ip), ns3::Ipv4Mask("255.192.0.0")));
       setup.endpoint_ips.push_back(model::IpAddress::v4(ip));
     }
     ipv4->SetUp(static_cast<std::uint32_t>(ifc));
@@ -679,8 +683,10 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   for (auto& a : apps) {
     if (auto* rt = a->runtime()) {
       const auto& c = rt->counters();
-      runtime_counters[a->site()] = {{"decisions", c.decisions}, {"failovers", c.failovers},
-                                     {"failbacks", c.failbacks}, {"samples", c.samples},
+      runtime_counters[a->site()] = {{"decisions", c.decisions},
+                                     {"failovers", c.failovers},
+                                     {"failbacks", c.failbacks},
+                                     {"samples", c.samples},
                                      {"packets", c.packets}};
     }
   }
@@ -688,7 +694,8 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   apps.clear();
   if (o.progress) std::cerr << "\r\033[K" << std::flush;
   if (!errors.empty()) return failed_precondition(errors);
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
 
   // ---- the report ------------------------------------------------------------------------------
   const auto windows = windows_of(w, faults, s.duration_ns);
@@ -697,9 +704,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   json jf = json::array();
   std::size_t wi = 0;
   for (const auto& f : faults) {
-    json entry = {{"at_s", f.at_ns / 1e9},
-                  {"target", f.target},
-                  {"action", to_string(f.action)}};
+    json entry = {{"at_s", f.at_ns / 1e9}, {"target", f.target}, {"action", to_string(f.action)}};
     if (f.action == FaultAction::kFlap) {
       entry["period_ms"] = ms(f.period_ns);
       entry["duration_s"] = f.duration_ns / 1e9;
@@ -768,8 +773,8 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
                   {"reason", m.reason}};
         if (const FaultWindow* fw = explaining(windows, gp_of(m.from), m.at, grace)) {
           x["failover_ms"] = ms(m.at - fw->start);
-          x["fault"] = fw->fault->target + " " + to_string(fw->fault->action) + " at " +
-                       seconds(fw->start);
+          x["fault"] =
+              fw->fault->target + " " + to_string(fw->fault->action) + " at " + seconds(fw->start);
         } else {
           x["failover_ms"] = nullptr;
           x["false"] = true;
@@ -795,7 +800,8 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
       }
       bool moved = false;
       for (const auto& m : r.moves) {
-        if (m.at >= fw.start && m.at <= std::min(fw.end, f.stop_ns) && m.from == on && m.to.valid()) {
+        if (m.at >= fw.start && m.at <= std::min(fw.end, f.stop_ns) && m.from == on &&
+            m.to.valid()) {
           moved = true;
           break;
         }
@@ -817,7 +823,8 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
                 {"no_path_packets", r.no_path},
                 {"relay_dropped_packets", r.relay_drops},
                 {"loss_pct", r.sent ? std::round(1e4 * lost / r.sent) / 100 : 0.0},
-                {"mean_latency_ms", r.received ? ms(r.latency_sum / static_cast<std::int64_t>(r.received)) : 0.0},
+                {"mean_latency_ms",
+                 r.received ? ms(r.latency_sum / static_cast<std::int64_t>(r.received)) : 0.0},
                 {"max_latency_ms", ms(r.latency_max)},
                 {"final_path", cur.valid() ? json(collector.name(cur)) : json(nullptr)},
                 {"failovers", failovers},
@@ -843,12 +850,13 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
                  {"false_failover_list", false_list},
                  {"decisions", collector.decisions_.size()},
                  {"steering_mismatches", collector.mismatches_},
-                 {"wan", {{"sent", wan.counters().sent},
-                          {"delivered", wan.counters().delivered},
-                          {"dropped_down", wan.counters().dropped_down},
-                          {"dropped_loss", wan.counters().dropped_loss},
-                          {"dropped_queue", wan.counters().dropped_queue},
-                          {"dropped_unroutable", wan.counters().dropped_unroutable}}},
+                 {"wan",
+                  {{"sent", wan.counters().sent},
+                   {"delivered", wan.counters().delivered},
+                   {"dropped_down", wan.counters().dropped_down},
+                   {"dropped_loss", wan.counters().dropped_loss},
+                   {"dropped_queue", wan.counters().dropped_queue},
+                   {"dropped_unroutable", wan.counters().dropped_unroutable}}},
                  {"warnings", collector.warnings_}};
   for (const auto& [plugin, text] : yaml) report["plugins"][plugin] = text;
 
@@ -867,7 +875,8 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
       for (const auto& x : (*fl)["failovers"]) {
         if (x["failover_ms"].is_null()) continue;
         worst = std::max(worst, x["failover_ms"].get<double>());
-        if (x["to_path"].is_null()) fail("at " + fmt_s(x["at_s"].get<double>()) + " it lost every path");
+        if (x["to_path"].is_null())
+          fail("at " + fmt_s(x["at_s"].get<double>()) + " it lost every path");
       }
       if (worst > ms(*e.max_failover_ns)) {
         fail("failover took " + fmt_ms(worst));
@@ -914,8 +923,8 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
         if (!f.contains("detected_ms")) continue;
         for (const auto& [path, v] : f["detected_ms"].items()) {
           if (v.is_null()) {
-            fail(f["target"].get<std::string>() + " " + f["action"].get<std::string>() +
-                 ": " + path + " never detected");
+            fail(f["target"].get<std::string>() + " " + f["action"].get<std::string>() + ": " +
+                 path + " never detected");
           } else if (v.get<double>() > ms(*e.max_detection_ns)) {
             fail(f["target"].get<std::string>() + ": " + path + " detected after " +
                  fmt_ms(v.get<double>()));
@@ -932,7 +941,8 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   out.trace = std::move(collector.trace_);
   if (o.plot) {
     std::map<std::uint64_t, int> index;
-    for (std::size_t k = 0; k < plotted.size(); ++k) index[plotted[k].second.value()] = static_cast<int>(k);
+    for (std::size_t k = 0; k < plotted.size(); ++k)
+      index[plotted[k].second.value()] = static_cast<int>(k);
     for (std::size_t i = 0; i < s.flows.size(); ++i) {
       for (const auto& m : collector.flows_[i].moves) {
         auto it = index.find(m.to.value());

@@ -20,12 +20,12 @@
 namespace patronus::sim {
 
 struct RunOptions {
-  std::string plugin_dir;               // where libpatronus-{probes,scoring,emodel}.so are
-  std::optional<std::uint64_t> seed;    // overrides the scenario's
-  std::optional<std::string> variant;   // run the scenario and only this variant
-  bool trace = false;                   // keep the trace text
-  bool plot = false;                    // sample path scores and flow paths for a plot
-  bool progress = false;                // progress lines on stderr
+  std::string plugin_dir;              // where libpatronus-{probes,scoring,emodel}.so are
+  std::optional<std::uint64_t> seed;   // overrides the scenario's
+  std::optional<std::string> variant;  // run the scenario and only this variant
+  bool trace = false;                  // keep the trace text
+  bool plot = false;                   // sample path scores and flow paths for a plot
+  bool progress = false;               // progress lines on stderr
 };
 
 // Time series for a plot of one run.
@@ -47,10 +47,10 @@ struct PlotData {
 };
 
 struct RunOutput {
-  nlohmann::json report;     // the run as written, with "variants": [...]
-  std::string trace;         // with RunOptions::trace
+  nlohmann::json report;        // the run as written, with "variants": [...]
+  std::string trace;            // with RunOptions::trace
   std::vector<PlotData> plots;  // with RunOptions::plot: the base run, then each variant
-  bool ok = true;            // every expectation held
+  bool ok = true;               // every expectation held
 };
 
 Result<RunOutput> run_scenario(const Scenario& scenario, const RunOptions& options);

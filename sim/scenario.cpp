@@ -290,8 +290,8 @@ class Parser {
         if (!f.second.IsScalar()) refuse(f.second, fp, "expected a scalar value");
         std::string value = f.second.Scalar();
         // A duration with a unit: the plugin's `<key>_ms` field in whole milliseconds.
-        const bool has_unit = !value.empty() && std::isalpha(static_cast<unsigned char>(
-                                                    value.back())) &&
+        const bool has_unit = !value.empty() &&
+                              std::isalpha(static_cast<unsigned char>(value.back())) &&
                               std::isdigit(static_cast<unsigned char>(value.front()));
         if (has_unit) {
           auto d = parse_duration(value);
@@ -369,7 +369,8 @@ class Parser {
       o.line = n[i].Mark().line + 1;
       o.path = path_ref(n[i]["path"], p + ".path");
       o.link = link_change(n[i], p);
-      if (o.link.empty()) refuse(n[i], p, "changes nothing (give delay, jitter, loss or bandwidth)");
+      if (o.link.empty())
+        refuse(n[i], p, "changes nothing (give delay, jitter, loss or bandwidth)");
       s_.paths.push_back(std::move(o));
     }
   }
@@ -430,8 +431,8 @@ class Parser {
           refuse(pr, p + ".protocol", "expected udp or tcp");
         }
       }
-      for (const auto& [key, field] : {std::pair{"src_port", &f.src_port},
-                                       std::pair{"dst_port", &f.dst_port}}) {
+      for (const auto& [key, field] :
+           {std::pair{"src_port", &f.src_port}, std::pair{"dst_port", &f.dst_port}}) {
         if (const auto v = fn[key]) {
           auto x = yamlf::integer(v, join(p, key), 1, 65535);
           check(x.status());
@@ -448,8 +449,8 @@ class Parser {
       if (rate.size() > 3 && rate.compare(rate.size() - 3, 3, "pps") == 0) {
         f.rate_pps = unit_value<double>(fn["rate"], p + ".rate", parse_rate_pps);
       } else {
-        f.rate_pps = unit_value<double>(fn["rate"], p + ".rate", parse_bandwidth) /
-                     (8.0 * f.size_bytes);
+        f.rate_pps =
+            unit_value<double>(fn["rate"], p + ".rate", parse_bandwidth) / (8.0 * f.size_bytes);
       }
       if (!(f.rate_pps >= 0.1) || f.rate_pps > 200000) {
         refuse(fn["rate"], p + ".rate", "must give 0.1 .. 200000 packets per second");
@@ -662,7 +663,8 @@ class Parser {
         check(v.status());
         return static_cast<std::uint64_t>(v.value());
       };
-      if (en["max_failover"]) e.max_failover_ns = duration_at(en["max_failover"], p + ".max_failover");
+      if (en["max_failover"])
+        e.max_failover_ns = duration_at(en["max_failover"], p + ".max_failover");
       if (en["max_detection"]) {
         e.max_detection_ns = duration_at(en["max_detection"], p + ".max_detection");
       }
@@ -739,9 +741,9 @@ std::string Scenario::path_text(const PathRef& p) const {
 }
 
 Result<std::int64_t> parse_duration(const std::string& text) {
-  auto v = with_unit(text, {{"ns", 1}, {"us", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9},
-                            {"h", 3600e9}},
-                     "a duration");
+  auto v =
+      with_unit(text, {{"ns", 1}, {"us", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}},
+                "a duration");
   if (!v.is_ok()) return v.status();
   if (v.value() > 3.0e17) return invalid_argument("'" + text + "' is too long a duration");
   return static_cast<std::int64_t>(std::llround(v.value()));
@@ -755,8 +757,8 @@ Result<double> parse_percent(const std::string& text) {
 }
 
 Result<double> parse_bandwidth(const std::string& text) {
-  auto v = with_unit(text, {{"Gbps", 1e9}, {"Mbps", 1e6}, {"Kbps", 1e3}, {"bps", 1}},
-                     "a bandwidth");
+  auto v =
+      with_unit(text, {{"Gbps", 1e9}, {"Mbps", 1e6}, {"Kbps", 1e3}, {"bps", 1}}, "a bandwidth");
   if (!v.is_ok()) return v.status();
   if (v.value() > 1e12) return invalid_argument("'" + text + "' is more than 1000Gbps");
   return v.value();
@@ -824,8 +826,8 @@ std::vector<FaultSpec> expand_faults(const Scenario& s, std::uint64_t seed) {
       FaultSpec f;
       f.line = r.line;
       f.kind = r.kind;
-      f.at_ns = r.from_ns + static_cast<std::int64_t>(splitmix(x) % static_cast<std::uint64_t>(
-                                                                       r.to_ns - r.from_ns));
+      f.at_ns = r.from_ns + static_cast<std::int64_t>(
+                                splitmix(x) % static_cast<std::uint64_t>(r.to_ns - r.from_ns));
       f.at_ns -= f.at_ns % 1'000'000;  // whole milliseconds: readable reports
       f.action = r.actions[splitmix(x) % r.actions.size()];
       if (r.kind == TargetKind::kPath) {

@@ -194,9 +194,9 @@ void SiteApp::StartApplication() {
   for (std::size_t i = 0; i < setup_.flows.size(); ++i) {
     const auto* f = setup_.flows[i].spec;
     const std::int64_t now = ns3::Simulator::Now().GetNanoSeconds();
-    flow_state_[i].next = ns3::Simulator::Schedule(
-        ns3::NanoSeconds(std::max<std::int64_t>(0, f->start_ns - now)), &SiteApp::start_flow, this,
-        i);
+    flow_state_[i].next =
+        ns3::Simulator::Schedule(ns3::NanoSeconds(std::max<std::int64_t>(0, f->start_ns - now)),
+                                 &SiteApp::start_flow, this, i);
   }
 }
 
@@ -205,8 +205,7 @@ void SiteApp::start_flow(std::size_t i) {
   st.active = true;
   const LocalFlow& f = setup_.flows[i];
   st.path = dataplane_.lookup(f.key, f.cls);
-  setup_.listener->flow_path(f.index, ns3::Simulator::Now().GetNanoSeconds(), {}, st.path,
-                             "start");
+  setup_.listener->flow_path(f.index, ns3::Simulator::Now().GetNanoSeconds(), {}, st.path, "start");
   send(i);
 }
 

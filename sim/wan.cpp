@@ -45,8 +45,8 @@ void WanDevice::Deliver(ns3::Ptr<ns3::Packet> p, std::uint16_t protocol) {
 
 void WanDevice::DoDispose() {
   node_ = nullptr;
-  rx_ = ns3::MakeNullCallback<bool, ns3::Ptr<ns3::NetDevice>, ns3::Ptr<const ns3::Packet>,
-                              uint16_t, const ns3::Address&>();
+  rx_ = ns3::MakeNullCallback<bool, ns3::Ptr<ns3::NetDevice>, ns3::Ptr<const ns3::Packet>, uint16_t,
+                              const ns3::Address&>();
   model_ = nullptr;
   ns3::NetDevice::DoDispose();
 }
@@ -177,8 +177,8 @@ void WanModel::arrive(std::size_t src, std::size_t dst, ns3::Ptr<ns3::Packet> p,
     return;
   }
   const std::int64_t now = ns3::Simulator::Now().GetNanoSeconds();
-  const std::int64_t done = serialise(now, &b.down_busy_ns, b.link.bandwidth_bps,
-                                      std::uint64_t{p->GetSize()} * 8);
+  const std::int64_t done =
+      serialise(now, &b.down_busy_ns, b.link.bandwidth_bps, std::uint64_t{p->GetSize()} * 8);
   if (done < 0) {
     ++counters_.dropped_queue;
     return;

@@ -52,8 +52,8 @@ class WanDevice final : public ns3::NetDevice {
   bool IsPointToPoint() const override { return true; }
   bool Send(ns3::Ptr<ns3::Packet> packet, const ns3::Address& dest,
             uint16_t protocolNumber) override;
-  bool SendFrom(ns3::Ptr<ns3::Packet> packet, const ns3::Address& source,
-                const ns3::Address& dest, uint16_t protocolNumber) override;
+  bool SendFrom(ns3::Ptr<ns3::Packet> packet, const ns3::Address& source, const ns3::Address& dest,
+                uint16_t protocolNumber) override;
   ns3::Ptr<ns3::Node> GetNode() const override { return node_; }
   void SetNode(ns3::Ptr<ns3::Node> node) override { node_ = node; }
   bool NeedsArp() const override { return false; }

@@ -76,8 +76,8 @@ TEST(Simulator, TheFlagshipComparesItsVariantsInTheSameRun) {
   const double bfd = worst(out.report["variants"][0]);
   const double published = worst(out.report["variants"][1]);
   EXPECT_GT(ours, 0);
-  EXPECT_LT(ours, bfd);        // 50 ms x 4 detects before 300 ms x 3
-  EXPECT_LT(bfd, published);   // which detects before 10 s x 3
+  EXPECT_LT(ours, bfd);       // 50 ms x 4 detects before 300 ms x 3
+  EXPECT_LT(bfd, published);  // which detects before 10 s x 3
   EXPECT_GT(published, 10'000);
 }
 
@@ -112,7 +112,8 @@ TEST(Scenario, BadFilesAreRefusedWithTheLineAndField) {
        "name: x\nduration: 10s\nsites:\n  - name: a\n    endpoints: [{name: e, type: internet, "
        "access: {loss: 5}}]\n  - name: b\n    endpoints: [{name: e, type: internet}]\n",
        "line 5: sites[0].endpoints[0].access.loss: '5' is not a percentage"},
-      {"transport", "name: x\nduration: 10s\ntransport: wireguard\n", "do not run in the simulator"},
+      {"transport", "name: x\nduration: 10s\ntransport: wireguard\n",
+       "do not run in the simulator"},
       {"unknown site in flow", "", "'c' is not a site of this scenario"},
       {"unknown path", "", "names no path between two endpoints"},
       {"fault after the end", "", "is not before the end"},
@@ -120,7 +121,10 @@ TEST(Scenario, BadFilesAreRefusedWithTheLineAndField) {
       {"unknown plugin", "", "unknown plugin"},
   };
   const std::string tails[] = {
-      "", "", "", "",
+      "",
+      "",
+      "",
+      "",
       "flows:\n  - {name: f, from: a, to: c, rate: 10pps}\n",
       "faults:\n  - {at: 1s, path: a.e1-b.e9, action: down}\n",
       "faults:\n  - {at: 20s, site: a, action: down}\n",
@@ -128,8 +132,8 @@ TEST(Scenario, BadFilesAreRefusedWithTheLineAndField) {
       "plugins:\n  wireguard2: {x: 1}\n",
   };
   for (std::size_t i = 0; i < std::size(cases); ++i) {
-    const std::string text = i < 4 ? std::string(cases[i].yaml)
-                                   : "name: x\nduration: 10s\n" + sites + tails[i];
+    const std::string text =
+        i < 4 ? std::string(cases[i].yaml) : "name: x\nduration: 10s\n" + sites + tails[i];
     auto s = sim::parse_scenario(text, "t.yaml");
     ASSERT_FALSE(s.is_ok()) << cases[i].what;
     EXPECT_NE(s.status().message().find(cases[i].error), std::string::npos)

@@ -15,12 +15,12 @@
 #include "cli_common.hpp"
 #include "mesh_cmd.hpp"
 #include "path_cmd.hpp"
-#include "sim_cmd.hpp"
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/model/types.hpp"
 #include "patronus/store/store.hpp"
 #include "policy_cmd.hpp"
+#include "sim_cmd.hpp"
 
 namespace {
 

@@ -119,14 +119,12 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
                            const std::vector<model::PathId>& ids, const std::string& site,
                            const mesh::KeyDirectory& keys) {
   return site_plan(
-      g, plan, ids, site,
-      [&](std::string_view s, std::string_view e) -> Result<mesh::KeyPair> {
+      g, plan, ids, site, [&](std::string_view s, std::string_view e) -> Result<mesh::KeyPair> {
         auto kp = keys.load(s, e);
         if (!kp.is_ok()) return kp.status();
         if (!kp.value()) {
-          return failed_precondition("no private key for " + std::string(s) + "/" +
-                                     std::string(e) + " in " + keys.dir() +
-                                     " (mesh plan --keys-dir creates one)");
+          return failed_precondition("no private key for " + std::string(s) + "/" + std::string(e) +
+                                     " in " + keys.dir() + " (mesh plan --keys-dir creates one)");
         }
         return *kp.value();
       });

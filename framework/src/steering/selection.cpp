@@ -42,7 +42,8 @@ SelectionResult select_path(const ClassSpec& cls, const std::vector<CandidateInp
 
   // No path, or the current one is no longer eligible: choose now.
   int b = best_candidate(c, [&](const CandidateInput& x) { return stable(x) && !x.suspect; });
-  if (b < 0) b = best_candidate(c, [](const CandidateInput& x) { return x.eligible && !x.suspect; });
+  if (b < 0)
+    b = best_candidate(c, [](const CandidateInput& x) { return x.eligible && !x.suspect; });
   if (b < 0) b = best_candidate(c, stable);
   if (b < 0) b = best_candidate(c, eligible);
   if (b < 0) {

@@ -146,8 +146,9 @@ Status SiteRuntime::add_remote_site(const RemoteSite& site) {
     if (s.name == site.name) return invalid_argument("remote site '" + site.name + "' twice");
   }
   if (sites_.size() >= std::min<std::uint32_t>(config_.max_remote_sites, 65535)) {
-    return resource_exhausted("remote sites: the bound of " +
-                              std::to_string(std::min<std::uint32_t>(config_.max_remote_sites, 65535)) + " is reached");
+    return resource_exhausted(
+        "remote sites: the bound of " +
+        std::to_string(std::min<std::uint32_t>(config_.max_remote_sites, 65535)) + " is reached");
   }
   sites_.push_back(site);
   return Status::ok();

@@ -6,9 +6,9 @@
 
 #include <cstdint>
 #include <functional>
-#include <string_view>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "patronus/mesh/graph.hpp"

@@ -38,10 +38,10 @@ struct FlowEntry {
   std::uint16_t src_port;
   std::uint16_t dst_port;
   std::uint8_t protocol;
-  std::uint8_t cls;         // class index in the runtime
-  std::uint16_t path;       // path index in the runtime, kNoPath: none
-  std::uint32_t last_seen;  // milliseconds (runtime clock), wraps; compare by difference
-  std::uint32_t packets;    // saturates
+  std::uint8_t cls;          // class index in the runtime
+  std::uint16_t path;        // path index in the runtime, kNoPath: none
+  std::uint32_t last_seen;   // milliseconds (runtime clock), wraps; compare by difference
+  std::uint32_t packets;     // saturates
   std::uint64_t bytes : 48;  // wraps at 256 TiB
   std::uint64_t site : 16;   // destination site index in the runtime (relayed flows share paths)
   FlowKeyBytes key() const;
