@@ -180,13 +180,15 @@ Status write_plot(const std::vector<PlotData>& plots, const json& report, const 
       }
       if (!f) return unavailable("plot: cannot write " + steps);
     }
-    gp << "unset arrow\n";
+    gp << "unset arrow\nunset label\nset xrange [0:" << runs[k]->at("sim_seconds").get<double>()
+       << "]\nset xlabel 'simulated seconds'\n";
     for (const auto& [t, what] : p.faults) {
-      gp << "set arrow from " << t << ", graph 0 to " << t
-         << ", graph 1 nohead lc rgb 'red' dt 2\n";
-      (void)what;
+      gp << "set arrow from " << t << ", graph 0 to " << t << ", graph 1 nohead lc rgb 'red' dt 2\n"
+         << "set label \"" << what << "\" at " << t
+         << ", graph 0.98 rotate by 90 right font ',7' tc rgb 'red'\n";
     }
-    gp << "set title '" << name << ": path scores (red: faults)'\nset ylabel 'score'\n"
+    gp << "set title '" << name
+       << ": path scores by the sending site (red: faults)'\nset ylabel 'score'\n"
        << "set yrange [0:105]\nplot ";
     for (std::size_t i = 0; i < p.paths.size(); ++i) {
       gp << (i ? ", " : "") << "'" << scores << "' using 1:" << i + 2 << " with lines title '"

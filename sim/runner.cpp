@@ -6,8 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -34,16 +32,13 @@ constexpr std::int64_t kSec = 1'000'000'000;
 constexpr std::int64_t kMs = 1'000'000;
 // A failover up to this long after a fault ended is still the fault's: windows forget a fault
 // only when it has aged out of them (10 s, or min_samples probe intervals with slow probing).
-std::int64_t attribution_grace_ns(const std::map<std::string, std::string>& plugin_yaml) {
+std::int64_t attribution_grace_ns(const PluginSettings& settings) {
   std::int64_t interval_ms = 1000;  // the probes plugin's idle default
-  auto it = plugin_yaml.find("probes");
-  if (it != plugin_yaml.end()) {
-    for (const char* key : {"interval_ms: ", "idle_interval_ms: "}) {
-      const auto pos = it->second.find(std::string("\n") + key);
-      const auto at = it->second.rfind(key, 0) == 0 ? 0 : pos == std::string::npos ? pos : pos + 1;
-      if (at == std::string::npos) continue;
-      interval_ms = std::max<std::int64_t>(interval_ms,
-                                           std::atoll(it->second.c_str() + at + std::strlen(key)));
+  if (auto it = settings.find("probes"); it != settings.end()) {
+    for (const char* key : {"interval_ms", "idle_interval_ms"}) {
+      if (auto v = it->second.find(key); v != it->second.end()) {
+        interval_ms = std::max<std::int64_t>(interval_ms, std::atoll(v->second.c_str()));
+      }
     }
   }
   const steering::WindowLimits w;
@@ -114,7 +109,7 @@ struct FaultWindow {
 };
 
 struct FlowRecord {
-  std::uint64_t sent = 0, no_path = 0, received = 0, relay_drops = 0, mismatches = 0;
+  std::uint64_t sent = 0, no_path = 0, received = 0, relay_drops = 0;
   std::int64_t latency_sum = 0, latency_max = 0;
   struct Move {
     std::int64_t at = 0;
@@ -167,10 +162,7 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
   void packet_dropped_at_relay(std::size_t flow) override {
     if (flow < flows_.size()) ++flows_[flow].relay_drops;
   }
-  void steering_mismatch(std::size_t flow) override {
-    if (flow < flows_.size()) ++flows_[flow].mismatches;
-    ++mismatches_;
-  }
+  void steering_mismatch(std::size_t) override { ++mismatches_; }
 
   // steering::RuntimeObserver
   void on_decision(const std::string& site, const steering::Decision& d) override {
@@ -247,6 +239,7 @@ struct World {
   std::vector<site::SitePlan> plans;
   std::map<std::uint64_t, std::string> path_names;            // PathId -> "a.x-b.y"
   std::vector<std::pair<std::size_t, std::size_t>> path_eps;  // graph path -> (ep, ep)
+  std::vector<PathRef> path_refs;                             // graph path -> its ends
 };
 
 Result<World> build_world(const Scenario& s, std::uint64_t seed) {
@@ -321,7 +314,9 @@ Result<World> build_world(const Scenario& s, std::uint64_t seed) {
     const auto& pe = graph.path(i);
     const std::uint32_t a = pe.src_site, b = graph.path_dst(i);
     PathRef r{a, pe.src_endpoint, b, pe.dst_endpoint, ""};
-    w.path_names[i + 1] = s.path_text(r);
+    r.text = s.path_text(r);
+    w.path_names[i + 1] = r.text;
+    w.path_refs.push_back(r);
     w.path_eps.emplace_back(w.ep_offset[a] + pe.src_endpoint, w.ep_offset[b] + pe.dst_endpoint);
   }
   const auto keys = [seed](std::string_view site, std::string_view ep) {
@@ -339,12 +334,6 @@ std::size_t global_ep(const World& w, std::size_t site, std::size_t ep) {
   return w.ep_offset[site] + ep;
 }
 
-bool same_path(const World& w, const PathRef& r, std::uint32_t gp) {
-  const auto a = global_ep(w, r.a_site, r.a_endpoint), b = global_ep(w, r.b_site, r.b_endpoint);
-  const auto& e = w.path_eps[gp];
-  return (e.first == a && e.second == b) || (e.first == b && e.second == a);
-}
-
 std::vector<std::uint32_t> affected_paths(const World& w, const FaultSpec& f) {
   std::vector<std::uint32_t> out;
   for (std::uint32_t gp = 0; gp < w.path_eps.size(); ++gp) {
@@ -352,7 +341,7 @@ std::vector<std::uint32_t> affected_paths(const World& w, const FaultSpec& f) {
     bool hit = false;
     switch (f.kind) {
       case TargetKind::kPath:
-        hit = same_path(w, f.path, gp);
+        hit = same_path(f.path, w.path_refs[gp]);
         break;
       case TargetKind::kEndpoint: {
         const auto e = global_ep(w, f.site, f.endpoint);
@@ -374,14 +363,8 @@ std::vector<std::uint32_t> affected_paths(const World& w, const FaultSpec& f) {
 bool same_target(const FaultSpec& a, const FaultSpec& b) {
   if (a.kind != b.kind) return false;
   switch (a.kind) {
-    case TargetKind::kPath: {
-      const auto ka = std::make_pair(std::make_pair(a.path.a_site, a.path.a_endpoint),
-                                     std::make_pair(a.path.b_site, a.path.b_endpoint));
-      const auto kb1 = std::make_pair(std::make_pair(b.path.a_site, b.path.a_endpoint),
-                                      std::make_pair(b.path.b_site, b.path.b_endpoint));
-      const auto kb2 = std::make_pair(kb1.second, kb1.first);
-      return ka == kb1 || ka == kb2;
-    }
+    case TargetKind::kPath:
+      return same_path(a.path, b.path);
     case TargetKind::kEndpoint:
       return a.site == b.site && a.endpoint == b.endpoint;
     case TargetKind::kSite:
@@ -513,10 +496,11 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   auto world = build_world(s, seed);
   if (!world.is_ok()) return world.status();
   World& w = world.value();
-  const std::vector<FaultSpec> faults = expand_faults(s, seed);
+  const std::vector<FaultSpec> faults = expand_faults(s, seed, w.path_refs);
 
   // Plugin configs, checked by each plugin's schema before anything runs.
-  const auto yaml = plugin_yaml(s, variant);
+  const PluginSettings settings = plugin_settings(s, variant);
+  const auto yaml = plugin_yaml(settings);
   std::map<std::string, std::string> configs;
   for (const auto& [name, lib] : plugins.libs) {
     auto it = yaml.find(name);
@@ -549,7 +533,6 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
     lf.key.protocol = static_cast<model::IpProtocol>(f.protocol);
     const auto& cls = classes.classes[steering::classify_index(classes, lf.key, f.dscp)];
     lf.cls = cls.name;
-    lf.dst_site = s.sites[f.to].name;
     const std::string where = s.origin + ": line " + std::to_string(f.line) + ": flow " + f.name;
     if (f.priority && cls.priority != *f.priority) {
       return invalid_argument(
@@ -638,7 +621,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
       for (const auto& p : w.plans[si].paths) {
         if (plotted.size() >= 16) break;
         plotted.emplace_back(si, p.id);
-        plot.paths.push_back(w.path_names.at(p.id.value()));
+        plot.paths.push_back(s.sites[si].name + ": " + w.path_names.at(p.id.value()));
       }
     }
     for (const auto& f : s.flows) plot.flows.push_back(f.name);
@@ -679,17 +662,6 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   for (auto& a : apps) {
     if (!a->error().empty()) errors += (errors.empty() ? "" : "; ") + a->error();
   }
-  std::map<std::string, json> runtime_counters;
-  for (auto& a : apps) {
-    if (auto* rt = a->runtime()) {
-      const auto& c = rt->counters();
-      runtime_counters[a->site()] = {{"decisions", c.decisions},
-                                     {"failovers", c.failovers},
-                                     {"failbacks", c.failbacks},
-                                     {"samples", c.samples},
-                                     {"packets", c.packets}};
-    }
-  }
   ns3::Simulator::Destroy();
   apps.clear();
   if (o.progress) std::cerr << "\r\033[K" << std::flush;
@@ -699,7 +671,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
 
   // ---- the report ------------------------------------------------------------------------------
   const auto windows = windows_of(w, faults, s.duration_ns);
-  const std::int64_t grace = attribution_grace_ns(yaml);
+  const std::int64_t grace = attribution_grace_ns(settings);
   auto gp_of = [](model::PathId id) { return static_cast<std::uint32_t>(id.value() - 1); };
   json jf = json::array();
   std::size_t wi = 0;
@@ -760,6 +732,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
 
   json jflows = json::array();
   std::map<std::string, json> flow_json;
+  std::map<std::string, model::PathId> final_path;
   for (std::size_t i = 0; i < s.flows.size(); ++i) {
     const FlowSpec& f = s.flows[i];
     const FlowRecord& r = collector.flows_[i];
@@ -831,6 +804,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
                 {"failbacks", failbacks},
                 {"unrecovered_faults", unrecovered}};
     flow_json[f.name] = jfl;
+    final_path[f.name] = cur;
     jflows.push_back(jfl);
   }
 
@@ -894,25 +868,12 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
       const auto n = (*fl)["failovers"].size();
       if (e.max_failovers && n > *e.max_failovers) fail(std::to_string(n) + " failovers");
       if (e.min_failovers && n < *e.min_failovers) fail(std::to_string(n) + " failovers");
-      if (e.final_path) {
-        const json& fp = (*fl)["final_path"];
-        const std::string got = fp.is_null() ? "none" : fp.get<std::string>();
-        const std::string& want = *e.final_path;
-        if (got != want) {
-          // Compare as endpoint pairs so "a.x-b.y" and "b.y-a.x" are equal.
-          auto norm = [&](const std::string& t) {
-            const auto d = t.find('.'), d2 = t.rfind('.');
-            if (d == std::string::npos || d == d2) return t;
-            const std::string mid = t.substr(d + 1, d2 - d - 1);
-            for (std::size_t k = mid.find('-'); k != std::string::npos; k = mid.find('-', k + 1)) {
-              const std::string a = t.substr(0, d) + "." + mid.substr(0, k);
-              const std::string b = mid.substr(k + 1) + "." + t.substr(d2 + 1);
-              if (s.find_site(mid.substr(k + 1)) >= 0) return a < b ? a + "-" + b : b + "-" + a;
-            }
-            return t;
-          };
-          if (norm(got) != norm(want)) fail("final path " + got);
-        }
+      if (e.final_path || e.final_path_none) {
+        const model::PathId got = final_path.at(e.flow);
+        const bool ok_path = e.final_path
+                                 ? got.valid() && same_path(*e.final_path, w.path_refs[gp_of(got)])
+                                 : !got.valid();
+        if (!ok_path) fail("final path " + collector.name(got));
       }
     }
     if (e.max_false_failovers && false_failovers > *e.max_false_failovers) {
@@ -940,12 +901,13 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   out.report = std::move(report);
   out.trace = std::move(collector.trace_);
   if (o.plot) {
-    std::map<std::uint64_t, int> index;
-    for (std::size_t k = 0; k < plotted.size(); ++k)
-      index[plotted[k].second.value()] = static_cast<int>(k);
+    std::map<std::pair<std::size_t, std::uint64_t>, int> index;  // (site, path) -> row
+    for (std::size_t k = 0; k < plotted.size(); ++k) {
+      index[{plotted[k].first, plotted[k].second.value()}] = static_cast<int>(k);
+    }
     for (std::size_t i = 0; i < s.flows.size(); ++i) {
       for (const auto& m : collector.flows_[i].moves) {
-        auto it = index.find(m.to.value());
+        auto it = index.find({s.flows[i].from, m.to.value()});
         plot.steps.push_back({m.at / 1e9, i, m.to.valid() && it != index.end() ? it->second : -1});
       }
     }
@@ -959,15 +921,9 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
 
 }  // namespace
 
-std::string default_plugin_dir() {
-  std::error_code ec;
-  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return "plugins";
-  return (exe.parent_path().parent_path() / "plugins").string();
-}
-
 Result<RunOutput> run_scenario(const Scenario& s, const RunOptions& o) {
-  auto plugins = plugins_from(o.plugin_dir.empty() ? default_plugin_dir() : o.plugin_dir);
+  if (o.plugin_dir.empty()) return invalid_argument("run_scenario: no plugin directory given");
+  auto plugins = plugins_from(o.plugin_dir);
   if (!plugins.is_ok()) return plugins.status();
   const std::uint64_t seed = o.seed.value_or(s.seed);
   std::vector<const Variant*> runs = {nullptr};

@@ -63,7 +63,4 @@ std::string text_report(const nlohmann::json& report);
 Status write_plot(const std::vector<PlotData>& plots, const nlohmann::json& report,
                   const std::string& png);
 
-// The default plugin directory: <exe>/../plugins when it exists, else "plugins".
-std::string default_plugin_dir();
-
 }  // namespace patronus::sim

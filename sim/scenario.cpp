@@ -89,13 +89,12 @@ std::string join(const std::string& p, const std::string& k) {
   return yamlf::join(p, k);
 }
 
-std::string name_at(const YAML::Node& map, const std::string& path) {
+// A name as the model requires it ([a-z0-9-], not starting or ending with '-').
+std::string name_at(const YAML::Node& map, const std::string& path, std::size_t max_len = 63) {
   const std::string v = scalar(map["name"], join(path, "name"));
-  const bool ok = v.size() <= 63 && v.front() != '-' && v.back() != '-' &&
-                  std::all_of(v.begin(), v.end(), [](char c) {
-                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-                  });
-  if (!ok) refuse(map["name"], join(path, "name"), "'" + v + "' is not a name ([a-z0-9-], 1..63)");
+  if (auto st = model::validate_name(join(path, "name"), v, max_len); !st.is_ok()) {
+    throw Refused{at(map["name"]) + st.message()};
+  }
   return v;
 }
 
@@ -198,8 +197,7 @@ class Parser {
         keys(en, ep, {"name", "type", "access", "cost_per_gb"});
         EndpointSpec e;
         e.line = en.Mark().line + 1;
-        e.name = name_at(en, ep);
-        if (e.name.size() > 32) refuse(en["name"], ep + ".name", "at most 32 characters");
+        e.name = name_at(en, ep, 32);
         for (const auto& other : site.endpoints) {
           if (other.name == e.name) refuse(en["name"], ep + ".name", "duplicate endpoint name");
         }
@@ -673,11 +671,14 @@ class Parser {
       e.min_failovers = count("min_failovers");
       e.max_false_failovers = count("max_false_failovers");
       if (en["final_path"]) {
-        e.final_path = scalar(en["final_path"], p + ".final_path");
-        if (*e.final_path != "none") path_ref(en["final_path"], p + ".final_path");
+        if (scalar(en["final_path"], p + ".final_path") == "none") {
+          e.final_path_none = true;
+        } else {
+          e.final_path = path_ref(en["final_path"], p + ".final_path");
+        }
       }
       const bool flow_scoped = e.max_failover_ns || e.max_lost_packets || e.max_failovers ||
-                               e.min_failovers || e.final_path;
+                               e.min_failovers || e.final_path || e.final_path_none;
       if (flow_scoped && e.flow.empty()) refuse(en, p, "these expectations need a flow");
       if (!flow_scoped && !e.max_false_failovers && !e.max_detection_ns) {
         refuse(en, p, "expects nothing");
@@ -806,21 +807,10 @@ Result<Scenario> load_scenario(const std::string& path) {
   return parse_scenario(text.value(), path);
 }
 
-std::vector<FaultSpec> expand_faults(const Scenario& s, std::uint64_t seed) {
+std::vector<FaultSpec> expand_faults(const Scenario& s, std::uint64_t seed,
+                                     const std::vector<PathRef>& mesh_paths) {
   std::vector<FaultSpec> out = s.faults;
   std::uint64_t x = seed ^ 0x5eed5eed5eed5eedULL;
-  std::vector<PathRef> all_paths;  // candidate paths for random path faults: every endpoint pair
-  for (std::size_t a = 0; a < s.sites.size(); ++a) {
-    for (std::size_t b = a + 1; b < s.sites.size(); ++b) {
-      for (std::size_t ea = 0; ea < s.sites[a].endpoints.size(); ++ea) {
-        for (std::size_t eb = 0; eb < s.sites[b].endpoints.size(); ++eb) {
-          PathRef r{a, ea, b, eb, ""};
-          r.text = s.path_text(r);
-          all_paths.push_back(r);
-        }
-      }
-    }
-  }
   for (const auto& r : s.random_faults) {
     for (std::uint32_t i = 0; i < r.count; ++i) {
       FaultSpec f;
@@ -831,7 +821,8 @@ std::vector<FaultSpec> expand_faults(const Scenario& s, std::uint64_t seed) {
       f.at_ns -= f.at_ns % 1'000'000;  // whole milliseconds: readable reports
       f.action = r.actions[splitmix(x) % r.actions.size()];
       if (r.kind == TargetKind::kPath) {
-        f.path = all_paths[splitmix(x) % all_paths.size()];
+        if (mesh_paths.empty()) break;
+        f.path = mesh_paths[splitmix(x) % mesh_paths.size()];
         f.target = f.path.text;
       } else {
         f.site = splitmix(x) % s.sites.size();
@@ -852,20 +843,32 @@ std::vector<FaultSpec> expand_faults(const Scenario& s, std::uint64_t seed) {
   return out;
 }
 
-std::map<std::string, std::string> plugin_yaml(const Scenario& s, const Variant* v) {
+PluginSettings plugin_settings(const Scenario& s, const Variant* v) {
   PluginSettings merged = s.plugins;
   if (v) {
     for (const auto& [plugin, kv] : v->plugins) {
       for (const auto& [k, val] : kv) merged[plugin][k] = val;
     }
   }
+  return merged;
+}
+
+std::map<std::string, std::string> plugin_yaml(const PluginSettings& settings) {
   std::map<std::string, std::string> out;
-  for (const auto& [plugin, kv] : merged) {
+  for (const auto& [plugin, kv] : settings) {
     std::string y;
     for (const auto& [k, val] : kv) y += k + ": " + val + "\n";
     out[plugin] = y;
   }
   return out;
+}
+
+bool same_path(const PathRef& a, const PathRef& b) {
+  const auto a1 = std::make_pair(a.a_site, a.a_endpoint),
+             a2 = std::make_pair(a.b_site, a.b_endpoint);
+  const auto b1 = std::make_pair(b.a_site, b.a_endpoint),
+             b2 = std::make_pair(b.b_site, b.b_endpoint);
+  return (a1 == b1 && a2 == b2) || (a1 == b2 && a2 == b1);
 }
 
 }  // namespace patronus::sim

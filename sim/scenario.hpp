@@ -113,7 +113,8 @@ struct Expectation {
   std::string flow;  // "" = about the whole run
   std::optional<std::int64_t> max_failover_ns, max_detection_ns;
   std::optional<std::uint64_t> max_lost_packets, max_failovers, min_failovers, max_false_failovers;
-  std::optional<std::string> final_path;
+  std::optional<PathRef> final_path;  // with final_path_none: the flow ends with no path
+  bool final_path_none = false;
   std::string text;  // as written, for the report
   int line = 0;
 };
@@ -170,10 +171,17 @@ Result<Scenario> parse_scenario(const std::string& text, const std::string& orig
 Result<Scenario> load_scenario(const std::string& path);
 
 // The scenario's faults with the random ones expanded for `seed`, ordered by time (stable).
-std::vector<FaultSpec> expand_faults(const Scenario& s, std::uint64_t seed);
+// Random path faults pick among `mesh_paths` (the paths the topology has).
+std::vector<FaultSpec> expand_faults(const Scenario& s, std::uint64_t seed,
+                                     const std::vector<PathRef>& mesh_paths);
 
-// The plugin settings of a variant (nullptr: the base scenario) as YAML per plugin.
-std::map<std::string, std::string> plugin_yaml(const Scenario& s, const Variant* v);
+// The plugin settings of a variant (nullptr: the base scenario), merged over the scenario's.
+PluginSettings plugin_settings(const Scenario& s, const Variant* v);
+// The same as YAML per plugin (what the plugins' config schemas read).
+std::map<std::string, std::string> plugin_yaml(const PluginSettings& settings);
+
+// Whether two references name the same path (either order of the ends).
+bool same_path(const PathRef& a, const PathRef& b);
 
 // Unit parsers (exposed for the tests): "50ms", "1.5s"; "0.5%"; "100Mbps"; "50pps"; "200B".
 Result<std::int64_t> parse_duration(const std::string& text);

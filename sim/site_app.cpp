@@ -298,15 +298,14 @@ void SiteApp::refresh_flows(const std::string& reason) {
 }
 
 void SiteApp::StopApplication() {
+  shut_down();
+}
+
+void SiteApp::shut_down() {
   for (auto& st : flow_state_) {
     ns3::Simulator::Cancel(st.next);
     st.active = false;
   }
-  if (runtime_) runtime_->stop();
-}
-
-void SiteApp::shut_down() {
-  for (auto& st : flow_state_) ns3::Simulator::Cancel(st.next);
   if (runtime_) runtime_->stop();
   runtime_.reset();
   if (router_) router_->stop();

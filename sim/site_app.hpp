@@ -18,10 +18,10 @@
 #include "ns3/application.h"
 #include "ns3/event-id.h"
 #include "ns3_env.hpp"
-#include "patronus/core/plugin_host.hpp"
 #include "patronus/core/router.hpp"
 #include "patronus/site/plan_store.hpp"
 #include "patronus/steering/site_runtime.hpp"
+#include "router_app.hpp"
 #include "scenario.hpp"
 
 namespace patronus::sim {
@@ -64,18 +64,12 @@ struct LocalFlow {
   const FlowSpec* spec = nullptr;
   model::FlowKey key;
   std::string cls;  // what the site's rules make of it
-  std::string dst_site;
 };
 
 struct SiteSetup {
   std::string site;
   std::uint64_t seed = 0;
-  struct Plugin {
-    std::shared_ptr<const core::PluginLibrary> library;
-    std::string instance;
-    std::string config;  // serialized config message
-  };
-  std::vector<Plugin> plugins;
+  std::vector<PluginPlan> plugins;
   steering::RuntimeConfig config;
   site::SitePlan plan;
   std::vector<model::IpAddress> endpoint_ips;

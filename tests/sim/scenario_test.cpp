@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "runner.hpp"
 #include "scenario.hpp"
@@ -86,10 +87,69 @@ TEST(Simulator, AnotherSeedIsAnotherRun) {
   ASSERT_TRUE(s.is_ok());
   sim::RunOptions o;
   o.plugin_dir = test::plugin_dir();
+  o.trace = true;
+  auto a = sim::run_scenario(s.value(), o);
   o.seed = 99;
+  auto b = sim::run_scenario(s.value(), o);
+  ASSERT_TRUE(a.is_ok() && b.is_ok());
+  EXPECT_EQ(b.value().report["seed"].get<std::uint64_t>(), 99u);
+  // Other keys and probe phases: other timings, down to the detection of the same cut.
+  EXPECT_NE(a.value().trace, b.value().trace);
+  EXPECT_NE(a.value().report["faults"][0]["detected_ms"].dump(),
+            b.value().report["faults"][0]["detected_ms"].dump());
+}
+
+TEST(Simulator, RandomPathFaultsHitOnlyPathsOfTheTopology) {
+  // Hub and spoke: spoke-to-spoke endpoint pairs are not paths and must never be chosen.
+  auto s = sim::parse_scenario(R"(name: x
+duration: 30s
+topology: {type: hub-spoke, hubs: [hub]}
+sites:
+  - {name: hub, endpoints: [{name: e1, type: internet}]}
+  - {name: s1, endpoints: [{name: e1, type: internet}]}
+  - {name: s2, endpoints: [{name: e1, type: internet}]}
+  - {name: s3, endpoints: [{name: e1, type: internet}]}
+faults:
+  - {random: {count: 40, targets: paths, actions: [down], between: [5s, 25s], duration: 2s}}
+)",
+                               "t.yaml");
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  sim::RunOptions o;
+  o.plugin_dir = test::plugin_dir();
   auto out = sim::run_scenario(s.value(), o);
   ASSERT_TRUE(out.is_ok()) << out.status().to_string();
-  EXPECT_EQ(out.value().report["seed"].get<std::uint64_t>(), 99u);
+  std::size_t downs = 0;
+  for (const auto& f : out.value().report["faults"]) {
+    if (f["action"] != "down") continue;
+    ++downs;
+    EXPECT_NE(f["target"].get<std::string>().find("hub."), std::string::npos) << f["target"];
+    EXPECT_EQ(f["detected_ms"].size(), 1u) << f["target"];
+  }
+  EXPECT_EQ(downs, 40u);
+}
+
+TEST(Simulator, PlotsATimelineWithGnuplot) {
+  auto s = sim::load_scenario(scenario_path("link-cut"));
+  ASSERT_TRUE(s.is_ok());
+  sim::RunOptions o;
+  o.plugin_dir = test::plugin_dir();
+  o.plot = true;
+  auto out = sim::run_scenario(s.value(), o);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  ASSERT_EQ(out.value().plots.size(), 1u);
+  const auto& p = out.value().plots[0];
+  EXPECT_FALSE(p.samples.empty());
+  EXPECT_EQ(p.flows.size(), 1u);
+  // The voice flow's steps: on a path, moved at the cut, back after the hold-down.
+  EXPECT_GE(p.steps.size(), 3u);
+  test::TempDir dir;
+  const std::string png = dir.file("timeline.png");
+  auto st = sim::write_plot(out.value().plots, out.value().report, png);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  std::ifstream f(png, std::ios::binary);
+  char magic[8] = {};
+  f.read(magic, 8);
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
 }
 
 struct BadCase {

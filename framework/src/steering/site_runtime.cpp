@@ -145,10 +145,11 @@ Status SiteRuntime::add_remote_site(const RemoteSite& site) {
   for (const auto& s : sites_) {
     if (s.name == site.name) return invalid_argument("remote site '" + site.name + "' twice");
   }
-  if (sites_.size() >= std::min<std::uint32_t>(config_.max_remote_sites, 65535)) {
-    return resource_exhausted(
-        "remote sites: the bound of " +
-        std::to_string(std::min<std::uint32_t>(config_.max_remote_sites, 65535)) + " is reached");
+  // Flow entries keep the destination site in 16 bits.
+  const std::uint32_t bound = std::min<std::uint32_t>(config_.max_remote_sites, 65535);
+  if (sites_.size() >= bound) {
+    return resource_exhausted("remote sites: the bound of " + std::to_string(bound) +
+                              " is reached");
   }
   sites_.push_back(site);
   return Status::ok();
