@@ -251,6 +251,28 @@ CandidateInput cand(std::uint64_t id, double score, std::int64_t since, bool liv
   return c;
 }
 
+TEST(Selection, AFailoverAvoidsPathsThatShareTheDeadPathsFate) {
+  ClassSpec cls;
+  cls.hold_down_ns = 10'000 * kMs;
+  SelectionState st;
+  auto r = select_path(cls, {cand(1, 95, 0), cand(2, 90, 0), cand(3, 70, 0)}, st, 20'000 * kMs);
+  ASSERT_EQ(r.chosen, 0);
+  // Path 1 goes down; path 2 shares its endpoint and has not answered since: the lower-scored
+  // path 3 is taken.
+  auto dead = cand(1, 95, -1, false);
+  auto shared = cand(2, 90, 0);
+  shared.suspect = true;
+  r = select_path(cls, {dead, shared, cand(3, 70, 0)}, st, 21'000 * kMs);
+  EXPECT_EQ(r.move, Move::kFailover);
+  EXPECT_EQ(r.chosen, 2);
+  // With nothing else left, a suspect path is still better than none.
+  SelectionState st2;
+  select_path(cls, {cand(1, 95, 0), cand(2, 90, 0)}, st2, 20'000 * kMs);
+  r = select_path(cls, {dead, shared}, st2, 21'000 * kMs);
+  EXPECT_EQ(r.move, Move::kFailover);
+  EXPECT_EQ(r.chosen, 1);
+}
+
 TEST(Selection, StickyFailoverHomeAndHoldDown) {
   ClassSpec cls;
   cls.hysteresis = 10;

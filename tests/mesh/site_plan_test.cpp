@@ -1,0 +1,80 @@
+// One site's part of a mesh plan (site::site_plan): its paths with probe keys both ends agree on,
+// and the sites it reaches only through relays (spokes seen from a spoke).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "patronus/mesh/keys.hpp"
+#include "patronus/mesh/plan.hpp"
+#include "patronus/site/plan_store.hpp"
+
+namespace {
+
+using namespace patronus;
+
+TEST(SitePlan, SpokesReachSpokesThroughTheHubsAndBothEndsShareEachPathsKey) {
+  auto file = mesh::parse_sites_yaml(R"(sites:
+  - {name: hub1, subnets: [10.1.0.0/24], endpoints: [{name: e1, address: "192.0.2.1:51820", type: wan}]}
+  - {name: hub2, subnets: [10.2.0.0/24], endpoints: [{name: e1, address: "192.0.2.2:51820", type: wan}]}
+  - {name: s1, subnets: [10.3.0.0/24], endpoints: [{name: e1, address: "192.0.2.3:51820", type: wan}]}
+  - {name: s2, subnets: [10.4.0.0/24], endpoints: [{name: e1, address: "192.0.2.4:51820", type: wan}]}
+hubs: [hub1, hub2]
+)",
+                                     "t.yaml");
+  ASSERT_TRUE(file.is_ok()) << file.status().to_string();
+  auto keys = [](std::string_view site, std::string_view ep) {
+    return mesh::seeded_keypair(7, std::string(site) + "/" + std::string(ep));
+  };
+  for (auto& s : file.value().sites) {
+    s.public_keys.assign(1, mesh::key_to_base64(keys(s.site.name, "e1").value().public_key));
+  }
+  mesh::TopologyOptions topo;
+  topo.kind = mesh::TopologyKind::kHubSpoke;
+  auto g = mesh::MeshGraph::build(std::move(file.value()), topo);
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  auto overlay = mesh::assign_overlay(g.value(), {});
+  ASSERT_TRUE(overlay.is_ok());
+  auto plan = mesh::make_plan(g.value(), overlay.value());
+  ASSERT_TRUE(plan.is_ok());
+  std::vector<model::PathId> ids;
+  for (std::uint32_t i = 0; i < g.value().num_paths(); ++i) ids.emplace_back(i + 1);
+
+  auto s1 = site::site_plan(g.value(), plan.value(), ids, "s1", keys);
+  ASSERT_TRUE(s1.is_ok()) << s1.status().to_string();
+  ASSERT_EQ(s1.value().paths.size(), 2u);  // to each hub
+  const auto& remotes = s1.value().remote_sites;
+  auto find = [&](const std::string& n) {
+    return std::find_if(remotes.begin(), remotes.end(),
+                        [&](const steering::RemoteSite& r) { return r.name == n; });
+  };
+  ASSERT_NE(find("hub1"), remotes.end());
+  EXPECT_TRUE(find("hub1")->via.empty());
+  ASSERT_NE(find("s2"), remotes.end());
+  EXPECT_EQ(find("s2")->via, (std::vector<std::string>{"hub1", "hub2"}));
+  EXPECT_TRUE(find("s2")->prefixes.front().contains(model::IpAddress::parse("10.4.0.9").value()));
+
+  // The hub's view of the same path: same id, session and key.
+  auto hub1 = site::site_plan(g.value(), plan.value(), ids, "hub1", keys);
+  ASSERT_TRUE(hub1.is_ok());
+  for (const auto& p : s1.value().paths) {
+    if (p.remote_site != "hub1") continue;
+    const auto q = std::find_if(hub1.value().paths.begin(), hub1.value().paths.end(),
+                                [&](const steering::PathSpec& x) { return x.id == p.id; });
+    ASSERT_NE(q, hub1.value().paths.end());
+    EXPECT_EQ(q->session_id, p.session_id);
+    EXPECT_EQ(q->probe_key, p.probe_key);
+    EXPECT_EQ(q->remote_site, "s1");
+  }
+  // A hub reaches every spoke directly: nothing is relayed.
+  for (const auto& r : hub1.value().remote_sites) EXPECT_TRUE(r.via.empty()) << r.name;
+}
+
+TEST(SeededKeys, TheSameSeedAndLabelGiveTheSameKeyAndOthersDoNot) {
+  const auto a = mesh::seeded_keypair(1, "a/e1").value();
+  EXPECT_EQ(a.private_key, mesh::seeded_keypair(1, "a/e1").value().private_key);
+  EXPECT_EQ(a.public_key, mesh::public_key_of(a.private_key).value());
+  EXPECT_NE(a.private_key, mesh::seeded_keypair(2, "a/e1").value().private_key);
+  EXPECT_NE(a.private_key, mesh::seeded_keypair(1, "a/e2").value().private_key);
+}
+
+}  // namespace
