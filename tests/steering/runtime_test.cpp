@@ -270,6 +270,55 @@ TEST(SiteRuntime, BrownoutMovesCriticalFlowsLeavesBestEffortAndFailsBackAfterHol
   w.stop();
 }
 
+// An idle path is probed once a second: two lost probes in its 10-probe window read as 20 % loss.
+// That is not enough to take it from a class; the path is probed at the active rate until the
+// verdict rests on confirm_samples probes. A real brownout is confirmed and moves the class.
+TEST(SiteRuntime, FewLostProbesOnAnIdlePathAreConfirmedBeforeTheyMoveAClass) {
+  test::Wan w(16);
+  two_paths(w);
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  w.world().run_until(30 * kSec);
+  const model::PathId a = hq.class_path("b", "voice");
+  ASSERT_TRUE(a.valid());
+  auto rate_of = [&](model::PathId id) {
+    for (const auto& p : hq.paths()) {
+      if (p.id == id) return p.rate;
+    }
+    return std::uint32_t{0};
+  };
+  ASSERT_EQ(rate_of(a), PATRONUS_PROBE_RATE_IDLE) << "no traffic: idle probing";
+  // 1.5 s without delivery: one or two probes lost, far from the 4 s idle detection time.
+  const std::int64_t blip = w.world().now_ns();
+  w.set_up(a.value(), false);
+  w.world().run_until(blip + 1500 * kMs);
+  w.set_up(a.value(), true);
+  bool confirmed_fast = false;
+  for (int i = 0; i < 40; ++i) {
+    w.world().run_until(w.world().now_ns() + 250 * kMs);
+    confirmed_fast = confirmed_fast || rate_of(a) == PATRONUS_PROBE_RATE_ACTIVE;
+  }
+  EXPECT_TRUE(confirmed_fast) << "the verdict was not confirmed at the active rate";
+  const auto& ds = w.node("hq").recorder.decisions;
+  for (const auto& d : ds) {
+    if (d.mono_ns >= blip) ADD_FAILURE() << "moved on two lost probes: " << d.to_json();
+  }
+  EXPECT_EQ(hq.class_path("b", "voice"), a);
+  EXPECT_EQ(hq.counters().liveness_changes, 2u) << "the blip was not a liveness event";
+  w.world().run_until(w.world().now_ns() + 15 * kSec);
+  EXPECT_EQ(rate_of(a), PATRONUS_PROBE_RATE_IDLE) << "back to idle once confirmed";
+  // A real brownout on the idle path: confirmed, and the class moves.
+  const std::int64_t brown = w.world().now_ns();
+  w.set_link(a.value(), {25 * kMs, 0, 0.15, true});
+  w.world().run_until(brown + 20 * kSec);
+  const auto* moved = find_decision(ds, "voice", steering::Reason::kThreshold, brown);
+  ASSERT_NE(moved, nullptr) << "a 28 % round-trip loss brownout did not move voice";
+  EXPECT_EQ(moved->from, a);
+  std::cout << "[measured] idle-path brownout to move (confirmed at the active rate): "
+            << (moved->mono_ns - brown) / 1e6 << " ms\n";
+  w.stop();
+}
+
 TEST(SiteRuntime, AFlappingPathCausesABoundedNumberOfMoves) {
   test::Wan w(14);
   two_paths(w);

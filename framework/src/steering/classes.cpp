@@ -46,16 +46,17 @@ ClassSet default_classes(const std::string& voice_scorer) {
   voice.max_loss_pct = 2;
   voice.max_latency_ms = 300;
   voice.max_jitter_ms = 40;
+  // No min_score on the default scorer's formula for the others: it charges 30 points per percent
+  // of loss, so a score bound is a loss bound of about 1 % judged without confidence; the loss
+  // bound below is judged with it (docs/adr/0008-site-runtime.md).
   ClassSpec video;
   video.name = "video";
   video.priority = model::Priority::kHigh;
-  video.min_score = 50;
   video.max_loss_pct = 3;
   video.max_latency_ms = 400;
   ClassSpec interactive;
   interactive.name = "interactive";
   interactive.priority = model::Priority::kNormal;
-  interactive.min_score = 40;
   interactive.max_loss_pct = 5;
   ClassSpec bulk;
   bulk.name = "bulk";

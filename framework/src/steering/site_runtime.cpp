@@ -100,6 +100,7 @@ struct SiteRuntime::Path {
   model::PathStatus status = model::PathStatus::kDown;
   bool status_reported = false;
   std::uint32_t rate = PATRONUS_PROBE_RATE_IDLE;
+  bool confirming = false;  // a class verdict waits for confirm_samples probes (active rate)
   std::uint32_t selections = 0;
   std::uint32_t flows = 0;
   explicit Path(const WindowLimits& w) : window(w) {}
@@ -509,16 +510,22 @@ bool eligible_for(bool live, const WindowStats& st, bool valid, double score, st
 
 void SiteRuntime::refresh_eligibility(Path& p, const WindowStats& st) {
   const std::int64_t now = env_.now_ns();
+  const bool was_confirming = p.confirming;
+  p.confirming = false;
   for (std::size_t c = 0; c < p.eligible_since.size(); ++c) {
     const auto& sc = p.scores[class_scorer_[c]];
     const bool ok =
         eligible_for(p.live, st, sc.valid, sc.score, sc.state, config_.classes.classes[c]);
-    if (!ok) {
+    if (!ok && p.eligible_since[c] >= 0 && p.live && sc.valid &&
+        st.samples < config_.window.confirm_samples) {
+      p.confirming = true;  // too few probes to take the class away: measure faster first
+    } else if (!ok) {
       p.eligible_since[c] = -1;
     } else if (p.eligible_since[c] < 0) {
       p.eligible_since[c] = now;
     }
   }
+  if (p.confirming != was_confirming) update_rates();
 }
 
 void SiteRuntime::notify_state(Path& p) {
@@ -809,11 +816,12 @@ void SiteRuntime::update_rates() {
   }
   for (std::size_t i = 0; i < paths_.size(); ++i) {
     Path& p = *paths_[i];
-    // Fast while it carries traffic, and while its window is too small to be a measurement
-    // (warm-up), so a new path is judged within min_samples active intervals.
+    // Fast while it carries traffic, while its window is too small to be a measurement
+    // (warm-up), so a new path is judged within min_samples active intervals, and while a class
+    // verdict against it waits for confirm_samples probes.
     const bool warm_up = p.window.size() < config_.window.min_samples;
-    const std::uint32_t want =
-        active[i] || warm_up ? PATRONUS_PROBE_RATE_ACTIVE : PATRONUS_PROBE_RATE_IDLE;
+    const std::uint32_t want = active[i] || warm_up || p.confirming ? PATRONUS_PROBE_RATE_ACTIVE
+                                                                    : PATRONUS_PROBE_RATE_IDLE;
     if (want == p.rate) continue;
     auto st = router_.set_path_rate(config_.probe, p.spec.id.value(), want);
     p.rate = want;  // an ABI 1.0 probe keeps its own rate; do not ask again every tick

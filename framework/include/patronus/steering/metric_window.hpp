@@ -17,6 +17,11 @@ struct WindowLimits {
   // probes per max_age) stays measured instead of flickering in and out of "not measured"; a path
   // that stops answering is judged by its liveness, not by an emptied window.
   std::uint32_t min_samples = 10;
+  // A verdict on measurements (score, loss, latency, jitter) that would take a path from a class
+  // is confirmed on at least this many probes: a path probed at the idle rate (10 probes in its
+  // window, where one lost probe reads as 10 % loss) is probed at the active rate until it has
+  // them, and keeps the class meanwhile. Liveness is never delayed by this.
+  std::uint32_t confirm_samples = 100;
 };
 
 struct WindowStats {
