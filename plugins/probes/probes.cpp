@@ -233,7 +233,10 @@ class Probes final : public patronus::sdk::ProbePlugin {
     return id;
   }
 
+  // One transmit timer a path: a rate change made while the timer's own tick reports a loss
+  // (the host answers the report with set_path_rate) has already scheduled one.
   void schedule_tx(Path& p, std::int64_t delay) {
+    if (p.tx_timer) host().cancel(p.tx_timer);
     const std::uint64_t id = p.id;
     p.tx_timer = must_schedule(
         delay,

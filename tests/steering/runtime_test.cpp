@@ -307,6 +307,12 @@ TEST(SiteRuntime, FewLostProbesOnAnIdlePathAreConfirmedBeforeTheyMoveAClass) {
   EXPECT_EQ(hq.counters().liveness_changes, 2u) << "the blip was not a liveness event";
   w.world().run_until(w.world().now_ns() + 15 * kSec);
   EXPECT_EQ(rate_of(a), PATRONUS_PROBE_RATE_IDLE) << "back to idle once confirmed";
+  // And really idle: one probe a path every 0.9 to 1 s (the rate changed inside the probe's own
+  // transmit timer, which once left a second transmit chain running).
+  const auto samples = hq.counters().samples;
+  w.world().run_until(w.world().now_ns() + 30 * kSec);
+  EXPECT_GE(hq.counters().samples - samples, 2u * 29u);
+  EXPECT_LE(hq.counters().samples - samples, 2u * 34u);
   // A real brownout on the idle path: confirmed, and the class moves.
   const std::int64_t brown = w.world().now_ns();
   w.set_link(a.value(), {25 * kMs, 0, 0.15, true});

@@ -511,13 +511,15 @@ bool eligible_for(bool live, const WindowStats& st, bool valid, double score, st
 void SiteRuntime::refresh_eligibility(Path& p, const WindowStats& st) {
   const std::int64_t now = env_.now_ns();
   const bool was_confirming = p.confirming;
-  p.confirming = false;
+  // Once started, a confirmation runs until the window holds confirm_samples probes (a verdict
+  // that flips with every probe must not toggle the rate), and ends when the path goes down.
+  const bool few = st.samples < config_.window.confirm_samples;
+  p.confirming = p.confirming && few && p.live;
   for (std::size_t c = 0; c < p.eligible_since.size(); ++c) {
     const auto& sc = p.scores[class_scorer_[c]];
     const bool ok =
         eligible_for(p.live, st, sc.valid, sc.score, sc.state, config_.classes.classes[c]);
-    if (!ok && p.eligible_since[c] >= 0 && p.live && sc.valid &&
-        st.samples < config_.window.confirm_samples) {
+    if (!ok && p.eligible_since[c] >= 0 && p.live && sc.valid && few) {
       p.confirming = true;  // too few probes to take the class away: measure faster first
     } else if (!ok) {
       p.eligible_since[c] = -1;
