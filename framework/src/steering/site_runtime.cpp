@@ -26,12 +26,14 @@ bool is_pow2(std::uint64_t v) {
   return v != 0 && (v & (v - 1)) == 0;
 }
 
-// Lower bound of the 95 % Wilson score interval of a loss ratio, in percent. A class's loss
+// Lower bound of the 99 % Wilson score interval of a loss ratio, in percent. A class's loss
 // threshold is broken only when the window shows, with that confidence, more loss than allowed:
-// 2 lost of 13 probes (15 %) on a path losing 2 % is noise, not evidence (ADR 0008).
+// 2 lost of 13 probes (15 %) on a path losing 2 % is noise, not evidence (ADR 0008). The bound is
+// tested at every probe, on overlapping windows: at 95 % a path losing 1 % of round trips crossed
+// a 2 % bound (8 of 200) about once in 15 minutes; at 99 % it takes 10 of 200.
 double loss_lower_bound_pct(std::uint32_t lost, std::uint32_t n) {
   if (n == 0) return 0;
-  constexpr double z = 1.959964;
+  constexpr double z = 2.575829;
   const double p = static_cast<double>(lost) / n;
   const double z2n = z * z / n;
   const double center = p + z2n / 2;
@@ -101,6 +103,7 @@ struct SiteRuntime::Path {
   bool status_reported = false;
   std::uint32_t rate = PATRONUS_PROBE_RATE_IDLE;
   bool confirming = false;  // a class verdict waits for confirm_samples probes (active rate)
+  std::int64_t confirm_since_ns = 0;
   std::uint32_t selections = 0;
   std::uint32_t flows = 0;
   explicit Path(const WindowLimits& w) : window(w) {}
@@ -487,7 +490,11 @@ std::string why_not(bool live, const PathView& v, bool valid, double score, std:
   if (c.max_loss_pct && loss_lower_bound_pct(v.stats.lost, v.stats.samples) > *c.max_loss_pct) {
     return "loss " + fmt(v.stats.loss_pct, 2) + " % (at least " +
            fmt(loss_lower_bound_pct(v.stats.lost, v.stats.samples), 2) +
-           " % at 95 % confidence) > " + fmt(*c.max_loss_pct, 2) + " %";
+           " % at 99 % confidence) > " + fmt(*c.max_loss_pct, 2) + " %";
+  }
+  if (c.max_loss_pct && v.stats.loss_pct > *c.max_loss_pct) {
+    return "loss " + fmt(v.stats.loss_pct, 2) + " % > " + fmt(*c.max_loss_pct, 2) +
+           " % (a path that broke the bound returns at or below it)";
   }
   if (c.max_latency_ms && v.stats.latency_ms > *c.max_latency_ms) {
     return "latency " + fmt(v.stats.latency_ms) + " ms > " + fmt(*c.max_latency_ms) + " ms";
@@ -498,11 +505,14 @@ std::string why_not(bool live, const PathView& v, bool valid, double score, std:
   return "";
 }
 
+// Loss has a band: an eligible path breaks the bound when the 99 % lower bound of its loss
+// exceeds it; a path that broke it returns when its measured loss is at or below it (so a
+// brownout near the bound does not make the path eligible again in the middle of it).
 bool eligible_for(bool live, const WindowStats& st, bool valid, double score, std::uint32_t state,
-                  const ClassSpec& c) {
+                  const ClassSpec& c, bool was_eligible) {
   (void)state;  // the scorer's verdict is the path's status; a class judges by its own thresholds
-  return live && valid && score >= c.min_score &&
-         (!c.max_loss_pct || loss_lower_bound_pct(st.lost, st.samples) <= *c.max_loss_pct) &&
+  const double loss = was_eligible ? loss_lower_bound_pct(st.lost, st.samples) : st.loss_pct;
+  return live && valid && score >= c.min_score && (!c.max_loss_pct || loss <= *c.max_loss_pct) &&
          (!c.max_latency_ms || st.latency_ms <= *c.max_latency_ms) &&
          (!c.max_jitter_ms || st.jitter_ms <= *c.max_jitter_ms);
 }
@@ -513,13 +523,15 @@ void SiteRuntime::refresh_eligibility(Path& p, const WindowStats& st) {
   const bool was_confirming = p.confirming;
   // Once started, a confirmation runs until the window holds confirm_samples probes (a verdict
   // that flips with every probe must not toggle the rate), and ends when the path goes down.
-  const bool few = st.samples < config_.window.confirm_samples;
+  const bool few = st.samples < config_.window.confirm_samples &&
+                   (!p.confirming || now - p.confirm_since_ns < config_.window.max_age_ns);
   p.confirming = p.confirming && few && p.live;
   for (std::size_t c = 0; c < p.eligible_since.size(); ++c) {
     const auto& sc = p.scores[class_scorer_[c]];
-    const bool ok =
-        eligible_for(p.live, st, sc.valid, sc.score, sc.state, config_.classes.classes[c]);
+    const bool ok = eligible_for(p.live, st, sc.valid, sc.score, sc.state,
+                                 config_.classes.classes[c], p.eligible_since[c] >= 0);
     if (!ok && p.eligible_since[c] >= 0 && p.live && sc.valid && few) {
+      if (!p.confirming) p.confirm_since_ns = now;
       p.confirming = true;  // too few probes to take the class away: measure faster first
     } else if (!ok) {
       p.eligible_since[c] = -1;

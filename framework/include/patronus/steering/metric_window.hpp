@@ -20,8 +20,10 @@ struct WindowLimits {
   // A verdict on measurements (score, loss, latency, jitter) that would take a path from a class
   // is confirmed on at least this many probes: a path probed at the idle rate (10 probes in its
   // window, where one lost probe reads as 10 % loss) is probed at the active rate until it has
-  // them, and keeps the class meanwhile. Liveness is never delayed by this.
-  std::uint32_t confirm_samples = 100;
+  // them, or for max_age if the window cannot hold them, and keeps the class meanwhile. A full
+  // window, so that the probes that raised the doubt weigh little in the verdict. Liveness is
+  // never delayed by this.
+  std::uint32_t confirm_samples = 200;
 };
 
 struct WindowStats {
