@@ -45,12 +45,16 @@ bool from_ns3(const ns3::Address& addr, SocketAddress* out) {
 }  // namespace
 
 Ns3Env::Ns3Env(ns3::Ptr<ns3::Node> node, std::uint64_t seed, std::string name,
-               env::EnvLimits limits)
-    : node_(node), rng_(seed), name_(std::move(name)), limits_(limits) {}
+               env::EnvLimits limits, DatagramNet* net)
+    : node_(node), net_(net), rng_(seed), name_(std::move(name)), limits_(limits) {}
 
 Ns3Env::~Ns3Env() {
   for (auto& [id, t] : timers_) ns3::Simulator::Cancel(t.event);
   for (auto& [id, e] : endpoints_) {
+    if (!e.socket) {
+      net_->unbind(e.local);
+      continue;
+    }
     e.socket->SetRecvCallback(ns3::MakeNullCallback<void, ns3::Ptr<ns3::Socket>>());
     e.socket->Close();
   }
@@ -98,6 +102,18 @@ Status Ns3Env::open_udp(const SocketAddress& local, env::DatagramHandler handler
     return resource_exhausted(name_ + ": " + std::to_string(limits_.max_endpoints) +
                               " datagram endpoints are open already");
   }
+  if (net_) {
+    const env::EndpointId eid = next_endpoint_;
+    Status st = net_->bind(local, [this, eid](const SocketAddress& from, const std::uint8_t* d,
+                                              std::size_t n) { on_net_datagram(eid, from, d, n); });
+    if (!st.is_ok())
+      return unavailable(name_ + ": cannot bind UDP " + local.to_string() + ": " + st.message());
+    ++next_endpoint_;
+    endpoints_.emplace(eid, Endpoint{nullptr, std::move(handler), local});
+    if (bound) *bound = local;
+    *id = eid;
+    return Status::ok();
+  }
   ns3::Ptr<ns3::Socket> s = ns3::Socket::CreateSocket(node_, ns3::UdpSocketFactory::GetTypeId());
   if (s->Bind(to_ns3(local)) != 0) {
     s->Close();
@@ -105,7 +121,7 @@ Status Ns3Env::open_udp(const SocketAddress& local, env::DatagramHandler handler
   }
   const env::EndpointId eid = next_endpoint_++;
   s->SetRecvCallback(ns3::MakeCallback(&Ns3Env::on_receive, this));
-  endpoints_.emplace(eid, Endpoint{s, std::move(handler)});
+  endpoints_.emplace(eid, Endpoint{s, std::move(handler), local});
   by_socket_.emplace(ns3::PeekPointer(s), eid);
   if (bound) {
     ns3::Address name;
@@ -114,6 +130,14 @@ Status Ns3Env::open_udp(const SocketAddress& local, env::DatagramHandler handler
   }
   *id = eid;
   return Status::ok();
+}
+
+void Ns3Env::on_net_datagram(env::EndpointId id, const SocketAddress& from,
+                             const std::uint8_t* data, std::size_t size) {
+  auto ep = endpoints_.find(id);
+  if (ep == endpoints_.end()) return;
+  auto handler = ep->second.handler;  // it may close its own endpoint
+  handler(from, data, size);
 }
 
 void Ns3Env::on_receive(ns3::Ptr<ns3::Socket> socket) {
@@ -140,6 +164,10 @@ Status Ns3Env::send_udp(env::EndpointId id, const SocketAddress& to, const std::
     return invalid_argument("datagram of " + std::to_string(size) + " bytes exceeds " +
                             std::to_string(limits_.max_datagram));
   }
+  if (!it->second.socket) {
+    net_->send(it->second.local, to, data, size);
+    return Status::ok();
+  }
   ns3::Ptr<ns3::Packet> p = ns3::Create<ns3::Packet>(data, static_cast<std::uint32_t>(size));
   if (it->second.socket->SendTo(p, 0, to_ns3(to)) < 0) {
     return unavailable(name_ + ": send to " + to.to_string() + " failed");
@@ -150,6 +178,11 @@ Status Ns3Env::send_udp(env::EndpointId id, const SocketAddress& to, const std::
 Status Ns3Env::close_udp(env::EndpointId id) {
   auto it = endpoints_.find(id);
   if (it == endpoints_.end()) return not_found(name_ + ": endpoint " + std::to_string(id));
+  if (!it->second.socket) {
+    net_->unbind(it->second.local);
+    endpoints_.erase(it);
+    return Status::ok();
+  }
   it->second.socket->SetRecvCallback(ns3::MakeNullCallback<void, ns3::Ptr<ns3::Socket>>());
   it->second.socket->Close();
   by_socket_.erase(ns3::PeekPointer(it->second.socket));

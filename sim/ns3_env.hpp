@@ -1,8 +1,11 @@
 // The ns-3 discrete-event backend of the Env seam: time is Simulator::Now, timers are
 // Simulator::Schedule events (EventIds kept for cancel), datagrams are ns-3 UDP sockets on the
-// node. Deterministic: same scenario and seed, same event order.
+// node, or, given a DatagramNet (the scenario runner's WAN model), datagrams of that network,
+// which carries them as ns-3 events without ns-3's IPv4/UDP stack. Deterministic: same scenario
+// and seed, same event order.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <unordered_map>
 
@@ -14,10 +17,25 @@
 
 namespace patronus::sim {
 
+// A network of UDP-like datagrams between socket addresses, driven by ns-3 events.
+class DatagramNet {
+ public:
+  using Receiver =
+      std::function<void(const model::SocketAddress& from, const std::uint8_t*, std::size_t)>;
+  virtual ~DatagramNet() = default;
+  // Fails when the address is not on the network or the port is taken.
+  virtual Status bind(const model::SocketAddress& local, Receiver receiver) = 0;
+  virtual void unbind(const model::SocketAddress& local) = 0;
+  virtual void send(const model::SocketAddress& from, const model::SocketAddress& to,
+                    const std::uint8_t* data, std::size_t size) = 0;
+};
+
 class Ns3Env final : public env::Env {
  public:
-  Ns3Env(ns3::Ptr<ns3::Node> node, std::uint64_t seed, std::string name,
-         env::EnvLimits limits = {});
+  // Datagrams are ns-3 UDP sockets on `node` (which needs an Internet stack), or, with `net`,
+  // datagrams of that network.
+  Ns3Env(ns3::Ptr<ns3::Node> node, std::uint64_t seed, std::string name, env::EnvLimits limits = {},
+         DatagramNet* net = nullptr);
   ~Ns3Env() override;
 
   std::int64_t now_ns() const override;
@@ -40,13 +58,17 @@ class Ns3Env final : public env::Env {
     std::function<void()> fn;
   };
   struct Endpoint {
-    ns3::Ptr<ns3::Socket> socket;
+    ns3::Ptr<ns3::Socket> socket;  // null on a DatagramNet
     env::DatagramHandler handler;
+    model::SocketAddress local;
   };
+  void on_net_datagram(env::EndpointId id, const model::SocketAddress& from,
+                       const std::uint8_t* data, std::size_t size);
   void fire(env::TimerId id);
   void on_receive(ns3::Ptr<ns3::Socket> socket);
 
   ns3::Ptr<ns3::Node> node_;
+  DatagramNet* net_ = nullptr;
   env::Rng rng_;
   std::string name_;
   env::EnvLimits limits_;

@@ -12,7 +12,6 @@
 #include <set>
 
 #include "ns3/core-module.h"
-#include "ns3/internet-module.h"
 #include "ns3/network-module.h"
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/plugin_host.hpp"
@@ -551,6 +550,11 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
 
   // ns-3.
   ns3::Simulator::Destroy();
+  // std::priority_queue: measured fastest of the ns-3 schedulers here (10 sites, 600 s: 0.94 s
+  // wall against 1.2-1.3 s for the default map and the heap scheduler).
+  ns3::ObjectFactory scheduler;
+  scheduler.SetTypeId("ns3::PriorityQueueScheduler");
+  ns3::Simulator::SetScheduler(scheduler);
   ns3::RngSeedManager::SetSeed(static_cast<std::uint32_t>(seed % 4294967294u) + 1);
   ns3::RngSeedManager::SetRun(1);
   std::map<std::string, std::size_t> site_index;
@@ -560,26 +564,16 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   wan.add_site_count(s.sites.size());
   ns3::NodeContainer nodes;
   nodes.Create(static_cast<std::uint32_t>(s.sites.size()));
-  ns3::InternetStackHelper stack;
-  stack.Install(nodes);
   std::vector<ns3::Ptr<SiteApp>> apps;
   for (std::size_t i = 0; i < s.sites.size(); ++i) {
     ns3::Ptr<ns3::Node> node = nodes.Get(static_cast<std::uint32_t>(i));
-    auto dev = ns3::CreateObject<WanDevice>();
-    dev->Attach(&wan);
-    node->AddDevice(dev);
-    ns3::Ptr<ns3::Ipv4> ipv4 = node->GetObject<ns3::Ipv4>();
-    const std::int32_t ifc = static_cast<std::int32_t>(ipv4->AddInterface(dev));
     SiteSetup setup;
+    setup.net = &wan;
     for (std::size_t e = 0; e < s.sites[i].endpoints.size(); ++e) {
       const std::uint32_t ip = w.ep_ip[global_ep(w, i, e)];
-      wan.add_endpoint(i, ip, s.sites[i].endpoints[e].access, dev);
-      ipv4->AddAddress(
-          static_cast<std::uint32_t>(ifc),
-          ns3::Ipv4InterfaceAddress(ns3::Ipv4Address(ip), ns3::Ipv4Mask("255.192.0.0")));
+      wan.add_endpoint(i, ip, s.sites[i].endpoints[e].access);
       setup.endpoint_ips.push_back(model::IpAddress::v4(ip));
     }
-    ipv4->SetUp(static_cast<std::uint32_t>(ifc));
     setup.site = s.sites[i].name;
     setup.seed = seed * 1000003 + i;
     for (const char* n : {"probes", "scoring", "emodel"}) {
@@ -830,7 +824,8 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
                    {"dropped_down", wan.counters().dropped_down},
                    {"dropped_loss", wan.counters().dropped_loss},
                    {"dropped_queue", wan.counters().dropped_queue},
-                   {"dropped_unroutable", wan.counters().dropped_unroutable}}},
+                   {"dropped_unroutable", wan.counters().dropped_unroutable},
+                   {"no_listener", wan.counters().no_listener}}},
                  {"warnings", collector.warnings_}};
   for (const auto& [plugin, text] : yaml) report["plugins"][plugin] = text;
 

@@ -148,7 +148,7 @@ void SiteApp::Setup(SiteSetup setup) {
 void SiteApp::StartApplication() {
   env::EnvLimits limits;
   limits.max_endpoints = 64;
-  env_ = std::make_unique<Ns3Env>(GetNode(), setup_.seed, setup_.site, limits);
+  env_ = std::make_unique<Ns3Env>(GetNode(), setup_.seed, setup_.site, limits, setup_.net);
   router_ = std::make_unique<core::RouterInstance>(*env_, setup_.site);
   for (const auto& p : setup_.plugins) {
     if (auto s = router_->add_plugin(p.library, p.instance, p.config); !s.is_ok()) {

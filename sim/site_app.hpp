@@ -73,6 +73,7 @@ struct SiteSetup {
   steering::RuntimeConfig config;
   site::SitePlan plan;
   std::vector<model::IpAddress> endpoint_ips;
+  DatagramNet* net = nullptr;  // the WAN the endpoints are on (outlives the app)
   model::IpPrefix lan;
   std::vector<std::pair<model::IpPrefix, std::string>> routes;  // remote LANs -> site
   std::vector<LocalFlow> flows;

@@ -2,64 +2,18 @@
 
 #include <algorithm>
 
-#include "ns3/ipv4-header.h"
 #include "ns3/simulator.h"
 
 namespace patronus::sim {
 
-// ---- WanDevice ---------------------------------------------------------------------------------
-
-ns3::TypeId WanDevice::GetTypeId() {
-  static ns3::TypeId tid = ns3::TypeId("patronus::sim::WanDevice")
-                               .SetParent<ns3::NetDevice>()
-                               .SetGroupName("Patronus")
-                               .AddConstructor<WanDevice>();
-  return tid;
-}
-
-WanDevice::WanDevice() : mac_(ns3::Mac48Address::Allocate()) {}
-
-void WanDevice::SetAddress(ns3::Address address) {
-  mac_ = ns3::Mac48Address::ConvertFrom(address);
-}
-
-bool WanDevice::SetMtu(const uint16_t mtu) {
-  mtu_ = mtu;
-  return true;
-}
-
-bool WanDevice::Send(ns3::Ptr<ns3::Packet> packet, const ns3::Address&, uint16_t protocol) {
-  if (model_ == nullptr) return false;
-  model_->transmit(packet, protocol);
-  return true;
-}
-
-bool WanDevice::SendFrom(ns3::Ptr<ns3::Packet> packet, const ns3::Address&,
-                         const ns3::Address& dest, uint16_t protocol) {
-  return Send(packet, dest, protocol);
-}
-
-void WanDevice::Deliver(ns3::Ptr<ns3::Packet> p, std::uint16_t protocol) {
-  if (!rx_.IsNull()) rx_(this, p, protocol, mac_);
-}
-
-void WanDevice::DoDispose() {
-  node_ = nullptr;
-  rx_ = ns3::MakeNullCallback<bool, ns3::Ptr<ns3::NetDevice>, ns3::Ptr<const ns3::Packet>, uint16_t,
-                              const ns3::Address&>();
-  model_ = nullptr;
-  ns3::NetDevice::DoDispose();
-}
-
 // ---- WanModel ----------------------------------------------------------------------------------
 
-std::size_t WanModel::add_endpoint(std::size_t site, std::uint32_t ipv4, const LinkSpec& access,
-                                   ns3::Ptr<WanDevice> device) {
+std::size_t WanModel::add_endpoint(std::size_t site, std::uint32_t ipv4, const LinkSpec& access) {
   Endpoint e;
   e.site = site;
   e.base = e.link = access;
-  e.device = device;
   endpoints_.push_back(e);
+  ip_of_.push_back(ipv4);
   by_ip_[ipv4] = endpoints_.size() - 1;
   return endpoints_.size() - 1;
 }
@@ -122,15 +76,30 @@ std::int64_t serialise(std::int64_t now, std::int64_t* busy, double bps, std::ui
 
 }  // namespace
 
-void WanModel::transmit(ns3::Ptr<ns3::Packet> p, std::uint16_t protocol) {
+Status WanModel::bind(const model::SocketAddress& local, Receiver receiver) {
+  if (!local.ip().is_v4() || by_ip_.count(local.ip().v4_host_order()) == 0) {
+    return invalid_argument(local.ip().to_string() + " is not an endpoint address of the WAN");
+  }
+  const auto key = socket_key(local.ip().v4_host_order(), local.port());
+  if (!sockets_.emplace(key, std::move(receiver)).second) {
+    return unavailable(local.to_string() + " is bound already");
+  }
+  return Status::ok();
+}
+
+void WanModel::unbind(const model::SocketAddress& local) {
+  if (local.ip().is_v4()) sockets_.erase(socket_key(local.ip().v4_host_order(), local.port()));
+}
+
+void WanModel::send(const model::SocketAddress& from, const model::SocketAddress& to,
+                    const std::uint8_t* data, std::size_t size) {
   ++counters_.sent;
-  ns3::Ipv4Header h;
-  if (protocol != 0x0800 || p->PeekHeader(h) == 0) {
+  if (!from.ip().is_v4() || !to.ip().is_v4()) {
     ++counters_.dropped_unroutable;
     return;
   }
-  const auto si = by_ip_.find(h.GetSource().Get());
-  const auto di = by_ip_.find(h.GetDestination().Get());
+  const auto si = by_ip_.find(from.ip().v4_host_order());
+  const auto di = by_ip_.find(to.ip().v4_host_order());
   if (si == by_ip_.end() || di == by_ip_.end()) {
     ++counters_.dropped_unroutable;
     return;
@@ -144,7 +113,7 @@ void WanModel::transmit(ns3::Ptr<ns3::Packet> p, std::uint16_t protocol) {
     return;
   }
   const std::int64_t now = ns3::Simulator::Now().GetNanoSeconds();
-  const std::uint64_t bits = std::uint64_t{p->GetSize()} * 8;
+  const std::uint64_t bits = (std::uint64_t{size} + kHeaderBytes) * 8;
   std::int64_t left = serialise(now, &a.up_busy_ns, a.link.bandwidth_bps, bits);
   if (left >= 0 && pr && pr->has_link) {
     left = serialise(left, &pr->busy_ns, pr->link.bandwidth_bps, bits);
@@ -163,33 +132,67 @@ void WanModel::transmit(ns3::Ptr<ns3::Packet> p, std::uint16_t protocol) {
     ++counters_.dropped_loss;
     return;
   }
-  ns3::Simulator::Schedule(ns3::NanoSeconds(left - now + delay), &WanModel::arrive, this, src, dst,
-                           p, protocol);
+  std::uint32_t slot;
+  if (!free_.empty()) {
+    slot = free_.back();
+    free_.pop_back();
+  } else {
+    slot = static_cast<std::uint32_t>(flight_.size());
+    flight_.emplace_back();
+  }
+  InFlight& f = flight_[slot];
+  f.src = src;
+  f.dst = dst;
+  f.src_port = from.port();
+  f.dst_port = to.port();
+  f.data.assign(data, data + size);
+  ns3::Simulator::Schedule(ns3::NanoSeconds(left - now + delay), &WanModel::arrive, this, slot);
 }
 
-void WanModel::arrive(std::size_t src, std::size_t dst, ns3::Ptr<ns3::Packet> p,
-                      std::uint16_t protocol) {
-  Endpoint& a = endpoints_[src];
-  Endpoint& b = endpoints_[dst];
-  const Pair* pr = find_pair(src, dst);
+void WanModel::release(std::uint32_t slot) {
+  free_.push_back(slot);
+}
+
+void WanModel::arrive(std::uint32_t slot) {
+  InFlight& f = flight_[slot];
+  Endpoint& a = endpoints_[f.src];
+  Endpoint& b = endpoints_[f.dst];
+  const Pair* pr = find_pair(f.src, f.dst);
   if (!usable(a) || !usable(b) || (pr && !pr->up)) {  // went down while the packet was on it
     ++counters_.dropped_down;
+    release(slot);
     return;
   }
   const std::int64_t now = ns3::Simulator::Now().GetNanoSeconds();
-  const std::int64_t done =
-      serialise(now, &b.down_busy_ns, b.link.bandwidth_bps, std::uint64_t{p->GetSize()} * 8);
+  const std::int64_t done = serialise(now, &b.down_busy_ns, b.link.bandwidth_bps,
+                                      (std::uint64_t{f.data.size()} + kHeaderBytes) * 8);
   if (done < 0) {
     ++counters_.dropped_queue;
+    release(slot);
     return;
   }
-  ++counters_.delivered;
-  ns3::Ptr<WanDevice> dev = b.device;
   if (done == now) {
-    dev->Deliver(p, protocol);
+    downlink_done(slot);
   } else {
-    ns3::Simulator::Schedule(ns3::NanoSeconds(done - now), &WanDevice::Deliver, dev, p, protocol);
+    ns3::Simulator::Schedule(ns3::NanoSeconds(done - now), &WanModel::downlink_done, this, slot);
   }
+}
+
+void WanModel::downlink_done(std::uint32_t slot) {
+  ++counters_.delivered;
+  InFlight& f = flight_[slot];
+  const auto it = sockets_.find(socket_key(ip_of_[f.dst], f.dst_port));
+  if (it == sockets_.end()) {
+    ++counters_.no_listener;
+    release(slot);
+    return;
+  }
+  // The receiver may send (and so reuse slots, or grow flight_): hand it a stable copy.
+  rx_.swap(f.data);
+  const model::SocketAddress from(model::IpAddress::v4(ip_of_[f.src]), f.src_port);
+  release(slot);
+  const Receiver receiver = it->second;  // it may unbind itself
+  receiver(from, rx_.data(), rx_.size());
 }
 
 }  // namespace patronus::sim

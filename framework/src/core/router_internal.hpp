@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <set>
 #include <string>
+#include <unordered_set>
 
 #include "patronus/core/router.hpp"
 
@@ -23,7 +24,7 @@ struct RouterInstance::Instance {
   patronus_host_services services{};
   void* handle = nullptr;
   bool started = false;
-  std::set<env::TimerId> timers;
+  std::unordered_set<env::TimerId> timers;  // O(1): a probe plugin arms one a probe
   std::set<env::EndpointId> endpoints;
 };
 
