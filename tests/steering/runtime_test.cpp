@@ -283,12 +283,7 @@ TEST(SiteRuntime, FewLostProbesOnAnIdlePathAreConfirmedBeforeTheyMoveAClass) {
   w.world().run_until(30 * kSec);
   const model::PathId a = hq.class_path("b", "voice");
   ASSERT_TRUE(a.valid());
-  auto rate_of = [&](model::PathId id) {
-    for (const auto& p : hq.paths()) {
-      if (p.id == id) return p.rate;
-    }
-    return std::uint32_t{0};
-  };
+  auto rate_of = [&](model::PathId id) { return hq.path(id)->rate; };
   ASSERT_EQ(rate_of(a), PATRONUS_PROBE_RATE_IDLE) << "no traffic: idle probing";
   // 1.5 s without delivery: one or two probes lost, far from the 4 s idle detection time.
   const std::int64_t blip = w.world().now_ns();
