@@ -3,16 +3,13 @@
 // veth pair, and a ping crosses the tunnel (IPv4 and IPv6 overlay) after a real handshake.
 // Needs root (CI runs as root), iproute2, wireguard-go and wireguard-tools. Every name carries
 // the test's pid so parallel runs do not collide; everything is removed even when a check fails.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <nlohmann/json.hpp>
-#include <thread>
+#include <sstream>
 
+#include "netns.hpp"
 #include "test_support.hpp"
 
 namespace patronus {
@@ -20,65 +17,9 @@ namespace {
 
 using test::run;
 
-class Netns {
- public:
-  explicit Netns(std::string name) : name_(std::move(name)) {
-    ok_ = run({"ip", "netns", "add", name_}).exit_code == 0;
-  }
-  ~Netns() {
-    if (ok_) run({"ip", "netns", "del", name_});
-  }
-  bool ok() const { return ok_; }
-  const std::string& name() const { return name_; }
-
- private:
-  std::string name_;
-  bool ok_ = false;
-};
-
-// wireguard-go in the foreground inside a namespace; stopped (and its socket removed) on exit.
-class WireguardGo {
- public:
-  WireguardGo(const std::string& ns, const std::string& ifname) : ifname_(ifname) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int devnull = open("/dev/null", O_RDWR);
-      dup2(devnull, 0);
-      dup2(devnull, 1);
-      dup2(devnull, 2);
-      execlp("ip", "ip", "netns", "exec", ns.c_str(), "wireguard-go", "-f", ifname.c_str(),
-             static_cast<char*>(nullptr));
-      _exit(127);
-    }
-  }
-  ~WireguardGo() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-    }
-    unlink(("/var/run/wireguard/" + ifname_ + ".sock").c_str());
-  }
-
- private:
-  std::string ifname_;
-  pid_t pid_ = -1;
-};
-
-bool wait_for_link(const std::string& ns, const std::string& ifname) {
-  for (int i = 0; i < 100; ++i) {
-    if (run({"ip", "-n", ns, "link", "show", ifname}).exit_code == 0) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-
-void sh(const std::vector<std::string>& argv) {
-  auto r = run(argv);
-  std::string cmd;
-  for (const auto& a : argv) cmd += a + " ";
-  ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.out << r.err;
-}
+using test::Netns;
+using test::sh;
+using test::WireguardGo;
 
 TEST(WireGuardInterop, GeneratedConfigsHandshakeAndCarryPingBetweenNamespaces) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";
@@ -123,7 +64,7 @@ TEST(WireGuardInterop, GeneratedConfigsHandshakeAndCarryPingBetweenNamespaces) {
   }
   WireguardGo wga(a.name(), sides[0].ifname), wgb(b.name(), sides[1].ifname);
   for (auto& s : sides) {
-    ASSERT_TRUE(wait_for_link(s.ns->name(), s.ifname))
+    ASSERT_TRUE(test::wait_for_wireguard(s.ns->name(), s.ifname))
         << "wireguard-go did not create " << s.ifname;
     const std::string conf = dir.file("wg/" + s.site + "/wg-wan0.conf");
     auto stripped = run({"wg-quick", "strip", conf});

@@ -1,0 +1,94 @@
+// The WireGuard cross-platform userspace API (UAPI): the line protocol wireguard-go (and every
+// userspace implementation) speaks on /var/run/wireguard/<ifname>.sock, the one `wg` uses.
+//
+//   get:  "get=1\n\n"  ->  "key=value\n"... "errno=N\n\n"
+//   set:  "set=1\n" "key=value\n"... "\n"  ->  "errno=N\n\n"
+//
+// Device keys come first (private_key, listen_port, fwmark, replace_peers), then per peer a
+// public_key line followed by that peer's keys (preshared_key, endpoint, allowed_ip, ...). Keys
+// are 64 hex digits. An unknown operation is answered by closing the connection.
+//
+// This is the codec only: parsing is defensive (every line bounded, every count bounded, every
+// value checked, the line number of an error named) and never touches a socket; the transport
+// plugin drives the socket without blocking.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "patronus/model/address.hpp"
+#include "patronus/util/status.hpp"
+
+namespace patronus::wg {
+
+using Key = std::array<std::uint8_t, 32>;
+
+std::string key_to_hex(const Key& k);
+Result<Key> key_from_hex(std::string_view hex);
+// A Curve25519 private key as a device stores and reports it (RFC 7748 clamping: wireguard-go
+// answers a set private_key with the clamped key); compare device state with this.
+Key clamped(Key private_key);
+
+struct PeerState {
+  Key public_key{};
+  std::optional<Key> preshared_key;  // none when all zero
+  std::uint32_t protocol_version = 0;
+  std::optional<model::SocketAddress> endpoint;
+  std::int64_t last_handshake_ns = 0;  // unix time; 0: never
+  std::uint64_t rx_bytes = 0, tx_bytes = 0;
+  std::uint16_t keepalive_s = 0;  // 0: off
+  std::vector<model::IpPrefix> allowed_ips;
+};
+
+struct DeviceState {
+  std::optional<Key> private_key;
+  std::uint16_t listen_port = 0;
+  std::uint32_t fwmark = 0;
+  std::vector<PeerState> peers;
+};
+
+struct UapiLimits {
+  std::size_t max_bytes = 8 << 20;  // one response
+  std::size_t max_line = 256;
+  std::size_t max_peers = 65536;
+  std::size_t max_allowed_ips = 1 << 20;  // over all peers
+};
+
+// A complete response ends with an empty line: the length of the first one in `buffer`
+// (including "\n\n"), or nullopt while more bytes are needed.
+std::optional<std::size_t> frame_length(std::string_view buffer);
+
+// The answer to "get=1": the device, or the error the device reported (errno != 0), or what is
+// wrong with the text and on which line.
+Result<DeviceState> parse_get_response(std::string_view text, const UapiLimits& limits = {});
+// The answer to a set: OK for errno=0, else an error carrying the errno.
+Status parse_set_response(std::string_view text);
+
+struct PeerChange {
+  Key public_key{};
+  bool remove = false;
+  bool update_only = false;  // fail instead of creating the peer
+  std::optional<Key> preshared_key;
+  std::optional<model::SocketAddress> endpoint;
+  std::optional<std::uint16_t> keepalive_s;
+  bool replace_allowed_ips = false;
+  std::vector<model::IpPrefix> allowed_ips;
+};
+
+struct DeviceChange {
+  std::optional<Key> private_key;
+  std::optional<std::uint16_t> listen_port;
+  std::optional<std::uint32_t> fwmark;
+  bool replace_peers = false;
+  std::vector<PeerChange> peers;
+};
+
+inline constexpr std::string_view kGetRequest = "get=1\n\n";
+std::string encode_set(const DeviceChange& change);
+
+}  // namespace patronus::wg
