@@ -1,0 +1,119 @@
+// rtnetlink, spoken directly (never by running `ip`): the routes and policy rules the Linux
+// Dataplane installs. Messages are built and parsed here; parsing is defensive (every length is
+// checked against what is left, every count is bounded) because a dump can be large and this is
+// the kernel's answer, not ours.
+//
+// Everything Patronus installs carries its protocol number (kRtprotPatronus, for routes and
+// rules), so a restart can find and reconcile its own state and a clean stop removes exactly it.
+//
+// The socket is synchronous: the kernel handles a NETLINK_ROUTE request inside sendmsg(), so the
+// acknowledgement is queued when send returns; a receive timeout only guards against a kernel
+// that does not answer.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "patronus/model/address.hpp"
+#include "patronus/util/status.hpp"
+
+namespace patronus::linuxnet {
+
+// Values >= RTPROT_STATIC (4) are not interpreted by the kernel; 0x50 ('P') is not taken by any
+// routing daemon in rtnetlink.h or /etc/iproute2/rt_protos.
+inline constexpr std::uint8_t kRtprotPatronus = 0x50;
+
+// One message of a netlink stream: its header fields and payload (after the 16-byte header).
+struct NlMessage {
+  std::uint16_t type = 0, flags = 0;
+  std::uint32_t seq = 0, pid = 0;
+  std::vector<std::uint8_t> payload;
+};
+
+// Splits a buffer into messages; refuses truncated or inconsistent lengths. At most max_messages.
+Result<std::vector<NlMessage>> split_messages(const std::uint8_t* data, std::size_t size,
+                                              std::size_t max_messages = 1 << 16);
+
+struct NlAttr {
+  std::uint16_t type = 0;  // NLA_TYPE_MASK applied
+  const std::uint8_t* data = nullptr;
+  std::size_t size = 0;
+};
+// The attributes after a fixed header of `skip` bytes.
+Result<std::vector<NlAttr>> parse_attrs(const std::vector<std::uint8_t>& payload, std::size_t skip,
+                                        std::size_t max_attrs = 4096);
+
+struct Route {
+  std::uint32_t table = 0;
+  model::IpPrefix dst;
+  std::uint32_t oif = 0;  // output interface index
+  std::optional<model::IpAddress> gateway;
+  std::uint32_t metric = 0;
+  std::uint8_t protocol = kRtprotPatronus;
+  std::uint8_t type = 1;  // RTN_UNICAST
+};
+
+struct Rule {
+  bool ipv6 = false;
+  std::uint32_t priority = 0;
+  std::uint32_t table = 0;
+  std::optional<std::uint32_t> fwmark, fwmask;
+  std::optional<std::uint8_t> ip_proto;                          // 6 tcp, 17 udp
+  std::optional<std::pair<std::uint16_t, std::uint16_t>> dport;  // inclusive range
+  // DSCP (0..63) as FRA_DSCP (attribute 25, kernels 6.13 and later; Debian 12's headers predate
+  // it). An IPv4 rule's legacy TOS field takes only the four TOS bits ("Invalid tos" for EF), so
+  // on older kernels classes by DSCP are marked at LAN ingress and matched by fwmark instead.
+  std::optional<std::uint8_t> dscp;
+  std::uint8_t protocol = kRtprotPatronus;
+};
+
+enum class Op { kAdd, kReplace, kDelete };
+
+// Requests (with NLM_F_ACK), sequence number `seq`.
+std::vector<std::uint8_t> encode_route(Op op, const Route& r, std::uint32_t seq);
+std::vector<std::uint8_t> encode_rule(Op op, const Rule& r, std::uint32_t seq);
+std::vector<std::uint8_t> encode_dump(std::uint16_t type, bool ipv6, std::uint32_t seq);
+
+Result<Route> decode_route(const NlMessage& m);
+Result<Rule> decode_rule(const NlMessage& m);
+// NLMSG_ERROR: OK for an acknowledgement, else the kernel's error (errno named, with the
+// kernel's own message when it sent one).
+Status decode_ack(const NlMessage& m);
+
+class Rtnl {
+ public:
+  static Result<Rtnl> open();
+  // A socket in the network namespace at `path` (e.g. /var/run/netns/NAME); the calling thread
+  // stays where it is.
+  static Result<Rtnl> open_in_netns(const std::string& path);
+  Rtnl(Rtnl&& o) noexcept;
+  Rtnl& operator=(Rtnl&& o) noexcept;
+  Rtnl(const Rtnl&) = delete;
+  Rtnl& operator=(const Rtnl&) = delete;
+  ~Rtnl();
+
+  Status route(Op op, const Route& r);
+  Status rule(Op op, const Rule& r);
+  // Routes of `table` (every table for 0) of one family; rules of one family.
+  Result<std::vector<Route>> routes(bool ipv6, std::uint32_t table);
+  Result<std::vector<Rule>> rules(bool ipv6);
+  // Several requests in one send; the first failure is returned (the kernel stops at none: each
+  // request is acknowledged on its own).
+  Status batch(const std::vector<std::vector<std::uint8_t>>& requests);
+  std::uint32_t next_seq() { return ++seq_; }
+
+ private:
+  explicit Rtnl(int fd) : fd_(fd) {}
+  Status send(const std::vector<std::uint8_t>& bytes);
+  // Reads until every sequence in [first, last] is acknowledged, or a dump ends.
+  Status await_acks(std::uint32_t first, std::uint32_t last);
+  Result<std::vector<NlMessage>> dump(const std::vector<std::uint8_t>& request, std::uint32_t seq);
+
+  int fd_ = -1;
+  std::uint32_t seq_ = 0;
+};
+
+}  // namespace patronus::linuxnet
