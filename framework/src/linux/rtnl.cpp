@@ -475,30 +475,35 @@ Result<std::vector<NlMessage>> Rtnl::dump(const std::vector<std::uint8_t>& reque
   }
 }
 
+namespace {
+
+// Every message of a dump decoded; the first undecodable one fails the whole dump.
+template <typename T, typename Decode, typename Keep>
+Result<std::vector<T>> decode_all(const std::vector<NlMessage>& msgs, Decode decode, Keep keep) {
+  std::vector<T> out;
+  for (const auto& m : msgs) {
+    auto r = decode(m);
+    if (!r.is_ok()) return r.status();
+    if (keep(r.value())) out.push_back(std::move(r).value());
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<std::vector<Route>> Rtnl::routes(bool ipv6, std::uint32_t table) {
   const std::uint32_t seq = next_seq();
   auto msgs = dump(encode_dump(RTM_GETROUTE, ipv6, seq), seq);
   if (!msgs.is_ok()) return msgs.status();
-  std::vector<Route> out;
-  for (const auto& m : msgs.value()) {
-    auto r = decode_route(m);
-    if (!r.is_ok()) return r.status();
-    if (table == 0 || r.value().table == table) out.push_back(r.value());
-  }
-  return out;
+  return decode_all<Route>(msgs.value(), decode_route,
+                           [&](const Route& r) { return table == 0 || r.table == table; });
 }
 
 Result<std::vector<Rule>> Rtnl::rules(bool ipv6) {
   const std::uint32_t seq = next_seq();
   auto msgs = dump(encode_dump(RTM_GETRULE, ipv6, seq), seq);
   if (!msgs.is_ok()) return msgs.status();
-  std::vector<Rule> out;
-  for (const auto& m : msgs.value()) {
-    auto r = decode_rule(m);
-    if (!r.is_ok()) return r.status();
-    out.push_back(r.value());
-  }
-  return out;
+  return decode_all<Rule>(msgs.value(), decode_rule, [](const Rule&) { return true; });
 }
 
 }  // namespace patronus::linuxnet
