@@ -177,7 +177,7 @@ std::vector<std::uint8_t> encode_route(Op op, const Route& r, std::uint32_t seq)
   rt.rtm_dst_len = static_cast<unsigned char>(r.dst.length());
   rt.rtm_table = static_cast<unsigned char>(r.table < 256 ? r.table : 0u);  // RT_TABLE_UNSPEC
   rt.rtm_protocol = r.protocol;
-  rt.rtm_scope = r.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+  rt.rtm_scope = r.gateway || r.type != RTN_UNICAST ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
   rt.rtm_type = r.type;
   b.fixed(rt);
   b.attr_value<std::uint32_t>(RTA_TABLE, r.table);
@@ -194,7 +194,11 @@ std::vector<std::uint8_t> encode_rule(Op op, const Rule& r, std::uint32_t seq) {
   h.family = r.ipv6 ? AF_INET6 : AF_INET;
   h.table = static_cast<std::uint8_t>(r.table < 256 ? r.table : 0u);  // RT_TABLE_UNSPEC
   h.action = FR_ACT_TO_TBL;
+  if (r.dst) h.dst_len = static_cast<std::uint8_t>(r.dst->length());
+  if (r.src) h.src_len = static_cast<std::uint8_t>(r.src->length());
   b.fixed(h);
+  if (r.dst && r.dst->length() > 0) b.attr_ip(FRA_DST, r.dst->network());
+  if (r.src && r.src->length() > 0) b.attr_ip(FRA_SRC, r.src->network());
   b.attr_value<std::uint32_t>(FRA_PRIORITY, r.priority);
   b.attr_value<std::uint32_t>(FRA_TABLE, r.table);
   b.attr_value<std::uint8_t>(FRA_PROTOCOL, r.protocol);
@@ -204,6 +208,10 @@ std::vector<std::uint8_t> encode_rule(Op op, const Rule& r, std::uint32_t seq) {
   if (r.dport) {
     const fib_rule_port_range range{r.dport->first, r.dport->second};
     b.attr(FRA_DPORT_RANGE, &range, sizeof range);
+  }
+  if (r.sport) {
+    const fib_rule_port_range range{r.sport->first, r.sport->second};
+    b.attr(FRA_SPORT_RANGE, &range, sizeof range);
   }
   if (r.dscp) b.attr_value<std::uint8_t>(kFraDscp, *r.dscp);
   return b.finish();
@@ -266,6 +274,7 @@ Result<Route> decode_route(const NlMessage& m) {
     }
   }
   r.dst = model::IpPrefix(dst, rt.rtm_dst_len);
+  if (r.type != RTN_UNICAST) r.oif = 0;  // IPv6 reject routes come back on the loopback device
   return r;
 }
 
@@ -278,6 +287,10 @@ Result<Rule> decode_rule(const NlMessage& m) {
   if (!attrs.is_ok()) return attrs.status();
   Rule r;
   r.ipv6 = h.family == AF_INET6;
+  if (!r.ipv6 && h.family != AF_INET) return invalid_argument("netlink: rule family");
+  if (h.dst_len > (r.ipv6 ? 128 : 32) || h.src_len > (r.ipv6 ? 128 : 32)) {
+    return invalid_argument("netlink: rule prefix length");
+  }
   r.table = h.table;
   r.protocol = 0;
   for (const auto& a : attrs.value()) {
@@ -309,10 +322,22 @@ Result<Rule> decode_rule(const NlMessage& m) {
         if (!read_value(a, &u8) || u8 > 63) return invalid_argument("netlink: FRA_DSCP");
         r.dscp = u8;
         break;
-      case FRA_DPORT_RANGE: {
+      case FRA_DPORT_RANGE:
+      case FRA_SPORT_RANGE: {
         fib_rule_port_range range{};
-        if (!read_value(a, &range)) return invalid_argument("netlink: FRA_DPORT_RANGE size");
-        r.dport = std::make_pair(range.start, range.end);
+        if (!read_value(a, &range)) return invalid_argument("netlink: port range size");
+        (a.type == FRA_DPORT_RANGE ? r.dport : r.sport) = std::make_pair(range.start, range.end);
+        break;
+      }
+      case FRA_DST:
+      case FRA_SRC: {
+        auto ip = read_ip(a, r.ipv6);
+        if (!ip.is_ok()) return ip.status();
+        if (a.type == FRA_DST) {
+          r.dst = model::IpPrefix(ip.value(), h.dst_len);
+        } else {
+          r.src = model::IpPrefix(ip.value(), h.src_len);
+        }
         break;
       }
       default:

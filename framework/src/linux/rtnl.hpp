@@ -53,7 +53,11 @@ struct Route {
   std::optional<model::IpAddress> gateway;
   std::uint32_t metric = 0;
   std::uint8_t protocol = kRtprotPatronus;
-  std::uint8_t type = 1;  // RTN_UNICAST
+  std::uint8_t type = 1;  // RTN_UNICAST; 7 RTN_UNREACHABLE (no oif, no gateway)
+  friend bool operator==(const Route& a, const Route& b) {
+    return a.table == b.table && a.dst == b.dst && a.oif == b.oif && a.gateway == b.gateway &&
+           a.metric == b.metric && a.protocol == b.protocol && a.type == b.type;
+  }
 };
 
 struct Rule {
@@ -61,13 +65,20 @@ struct Rule {
   std::uint32_t priority = 0;
   std::uint32_t table = 0;
   std::optional<std::uint32_t> fwmark, fwmask;
-  std::optional<std::uint8_t> ip_proto;                          // 6 tcp, 17 udp
-  std::optional<std::pair<std::uint16_t, std::uint16_t>> dport;  // inclusive range
+  std::optional<model::IpPrefix> dst, src;                              // of the rule's family
+  std::optional<std::uint8_t> ip_proto;                                 // 6 tcp, 17 udp
+  std::optional<std::pair<std::uint16_t, std::uint16_t>> dport, sport;  // inclusive ranges
   // DSCP (0..63) as FRA_DSCP (attribute 25, kernels 6.13 and later; Debian 12's headers predate
   // it). An IPv4 rule's legacy TOS field takes only the four TOS bits ("Invalid tos" for EF), so
   // on older kernels classes by DSCP are marked at LAN ingress and matched by fwmark instead.
   std::optional<std::uint8_t> dscp;
   std::uint8_t protocol = kRtprotPatronus;
+  friend bool operator==(const Rule& a, const Rule& b) {
+    return a.ipv6 == b.ipv6 && a.priority == b.priority && a.table == b.table &&
+           a.fwmark == b.fwmark && a.fwmask == b.fwmask && a.dst == b.dst && a.src == b.src &&
+           a.ip_proto == b.ip_proto && a.dport == b.dport && a.sport == b.sport &&
+           a.dscp == b.dscp && a.protocol == b.protocol;
+  }
 };
 
 enum class Op { kAdd, kReplace, kDelete };

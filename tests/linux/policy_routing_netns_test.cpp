@@ -1,0 +1,125 @@
+// Class-based policy routing in the kernel of a network namespace of the test's own: the class
+// rules and tables are installed, the kernel's own route lookup (`ip route get` with protocol,
+// port and DSCP) sends each class where its table says, a failover is one batch in one table,
+// a second apply changes nothing, no path is unreachable (nothing leaks to the main table), and
+// a clean stop leaves no trace. Needs root (CI runs as root) and Linux >= 6.13 for DSCP rules.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "netns.hpp"
+#include "policy_routing.hpp"
+#include "test_support.hpp"
+
+namespace patronus::linuxnet {
+namespace {
+
+using test::run;
+using test::sh;
+
+std::uint32_t ifindex(const std::string& ns, const std::string& dev) {
+  auto r = run({"ip", "-n", ns, "-j", "link", "show", dev});
+  if (r.exit_code != 0) return 0;
+  return nlohmann::json::parse(r.out).at(0).at("ifindex").get<std::uint32_t>();
+}
+
+// The kernel's route for a packet: "dev X" or the error.
+std::string lookup(const std::string& ns, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"ip", "-n", ns, "route", "get"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run(argv);
+  if (r.exit_code != 0) return "error: " + r.err;
+  const auto dev = r.out.find(" dev ");
+  if (dev == std::string::npos) return r.out;
+  const auto end = r.out.find(' ', dev + 5);
+  return r.out.substr(dev + 1, end - dev - 1);
+}
+
+TEST(PolicyRoutingKernel, ClassesAreRoutedByTheirTablesAndFailOverInOneBatch) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";
+  const std::string id = std::to_string(getpid());
+  test::Netns ns("ppr" + id);
+  ASSERT_TRUE(ns.ok());
+  // Two "tunnels" (veth pairs stand in: routing does not care what the device is) and an uplink
+  // with a default route, which private traffic must never take.
+  for (const char* pair : {"t0", "t1", "wan"}) {
+    const std::string a = pair, b = std::string(pair) + "p";
+    sh({"ip", "-n", ns.name(), "link", "add", a, "type", "veth", "peer", "name", b});
+    sh({"ip", "-n", ns.name(), "link", "set", a, "up"});
+    sh({"ip", "-n", ns.name(), "link", "set", b, "up"});
+  }
+  sh({"ip", "-n", ns.name(), "addr", "add", "100.64.0.1/30", "dev", "t0"});
+  sh({"ip", "-n", ns.name(), "addr", "add", "100.64.1.1/30", "dev", "t1"});
+  sh({"ip", "-n", ns.name(), "addr", "add", "198.51.100.2/24", "dev", "wan"});
+  sh({"ip", "-n", ns.name(), "route", "add", "default", "via", "198.51.100.1"});
+  const std::uint32_t t0 = ifindex(ns.name(), "t0"), t1 = ifindex(ns.name(), "t1");
+  ASSERT_TRUE(t0 && t1);
+
+  auto nl = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
+  ASSERT_TRUE(nl.is_ok()) << nl.status().message();
+  PolicyRouting pr(std::move(nl).value());
+  const steering::ClassSet classes = steering::default_classes("");
+  const PolicyLayout layout;
+  auto rules = class_rules(classes, layout, /*dscp_in_rules=*/true);
+  ASSERT_TRUE(rules.is_ok()) << rules.status().message();
+  const Status applied = pr.apply_rules(rules.value());
+  ASSERT_TRUE(applied.is_ok()) << applied.message();
+
+  // Site B's LAN. Voice (class 0) goes over t0, every other class over t1.
+  const auto site_b = model::IpPrefix::parse("10.20.0.0/16").value();
+  auto table = [&](std::size_t cls) { return layout.table_base + static_cast<std::uint32_t>(cls); };
+  for (std::size_t c = 0; c < classes.classes.size(); ++c) {
+    const Status st =
+        pr.apply_table(table(c), {class_route(table(c), site_b, {c == 0 ? t0 : t1, {}})});
+    ASSERT_TRUE(st.is_ok()) << classes.classes[c].name << ": " << st.message();
+  }
+  const std::string b_host = "10.20.3.4";
+  EXPECT_EQ(lookup(ns.name(), {b_host, "ipproto", "udp", "dport", "5060"}), "dev t0") << "SIP";
+  EXPECT_EQ(lookup(ns.name(), {b_host, "tos", "0xb8"}), "dev t0") << "DSCP EF";
+  EXPECT_EQ(lookup(ns.name(), {b_host, "ipproto", "tcp", "dport", "22"}), "dev t1") << "SSH";
+  EXPECT_EQ(lookup(ns.name(), {b_host, "ipproto", "tcp", "dport", "443"}), "dev t1") << "default";
+  EXPECT_EQ(lookup(ns.name(), {"203.0.113.9", "ipproto", "udp", "dport", "5060"}), "dev wan")
+      << "not a site prefix: the class tables have no route, the main table decides";
+
+  // Applying the same state again sends nothing.
+  auto now = pr.rtnl().rules(false);
+  ASSERT_TRUE(now.is_ok());
+  std::vector<Rule> ours4;
+  for (const auto& r : now.value()) {
+    if (r.protocol == kRtprotPatronus) ours4.push_back(r);
+  }
+  std::vector<Rule> want4;
+  for (const auto& r : rules.value()) {
+    if (!r.ipv6) want4.push_back(r);
+  }
+  EXPECT_TRUE(rule_changes(ours4, want4).empty()) << "the kernel kept the rules as we wrote them";
+  auto voice_now = pr.rtnl().routes(false, table(0));
+  ASSERT_TRUE(voice_now.is_ok());
+  EXPECT_TRUE(route_changes(voice_now.value(), {class_route(table(0), site_b, {t0, {}})}).empty());
+
+  // Failover of voice: one batch in voice's table; the others untouched.
+  ASSERT_TRUE(pr.apply_table(table(0), {class_route(table(0), site_b, {t1, {}})}).is_ok());
+  EXPECT_EQ(lookup(ns.name(), {b_host, "ipproto", "udp", "dport", "5060"}), "dev t1");
+  EXPECT_EQ(lookup(ns.name(), {b_host, "ipproto", "tcp", "dport", "22"}), "dev t1");
+  // No path for voice: unreachable, not the default route through the uplink.
+  ASSERT_TRUE(pr.apply_table(table(0), {class_route(table(0), site_b, {})}).is_ok());
+  const std::string none = lookup(ns.name(), {b_host, "ipproto", "udp", "dport", "5060"});
+  EXPECT_NE(none.find("error"), std::string::npos) << none;
+  EXPECT_EQ(lookup(ns.name(), {b_host, "ipproto", "tcp", "dport", "22"}), "dev t1");
+
+  // Clean stop: nothing of ours remains; the main table and the uplink are untouched.
+  ASSERT_TRUE(pr.remove_all().is_ok());
+  for (const bool v6 : {false, true}) {
+    auto rs = pr.rtnl().rules(v6);
+    ASSERT_TRUE(rs.is_ok());
+    for (const auto& r : rs.value()) EXPECT_NE(r.protocol, kRtprotPatronus);
+    auto routes = pr.rtnl().routes(v6, 0);
+    ASSERT_TRUE(routes.is_ok());
+    for (const auto& r : routes.value()) EXPECT_NE(r.protocol, kRtprotPatronus);
+  }
+  EXPECT_EQ(lookup(ns.name(), {b_host}), "dev wan");
+}
+
+}  // namespace
+}  // namespace patronus::linuxnet
