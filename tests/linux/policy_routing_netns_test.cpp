@@ -6,8 +6,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include "netns.hpp"
 #include "policy_routing.hpp"
 #include "test_support.hpp"
@@ -15,14 +13,9 @@
 namespace patronus::linuxnet {
 namespace {
 
+using test::ifindex;
 using test::run;
 using test::sh;
-
-std::uint32_t ifindex(const std::string& ns, const std::string& dev) {
-  auto r = run({"ip", "-n", ns, "-j", "link", "show", dev});
-  if (r.exit_code != 0) return 0;
-  return nlohmann::json::parse(r.out).at(0).at("ifindex").get<std::uint32_t>();
-}
 
 // The kernel's route for a packet: "dev X" or the error.
 std::string lookup(const std::string& ns, const std::vector<std::string>& args) {

@@ -5,8 +5,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include "netns.hpp"
 #include "rtnl.hpp"
 #include "test_support.hpp"
@@ -14,14 +12,9 @@
 namespace patronus::linuxnet {
 namespace {
 
+using test::ifindex;
 using test::run;
 using test::sh;
-
-std::uint32_t ifindex(const std::string& ns, const std::string& dev) {
-  auto r = run({"ip", "-n", ns, "-j", "link", "show", dev});
-  if (r.exit_code != 0) return 0;
-  return nlohmann::json::parse(r.out).at(0).at("ifindex").get<std::uint32_t>();
-}
 
 TEST(RtnlKernel, RoutesAndRulesInstalledDumpedAndRemoved) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
@@ -79,6 +80,13 @@ inline bool wait_for_wireguard(const std::string& ns, const std::string& ifname)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return false;
+}
+
+// The index of a device in a namespace (0 when there is none).
+inline std::uint32_t ifindex(const std::string& ns, const std::string& dev) {
+  auto r = run({"ip", "netns", "exec", ns, "cat", "/sys/class/net/" + dev + "/ifindex"});
+  if (r.exit_code != 0) return 0;
+  return static_cast<std::uint32_t>(std::stoul(r.out));
 }
 
 // Runs a command and fails the test (with its output) when it does not exit 0.
