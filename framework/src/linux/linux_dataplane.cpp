@@ -1,0 +1,93 @@
+#include "linux_dataplane.hpp"
+
+namespace patronus::linuxnet {
+
+bool kernel_matches_dscp(Rtnl& rtnl) {
+  // The last priority but one below "main" (32766), a table nothing uses: harmless for the
+  // instant it exists.
+  Rule probe;
+  probe.priority = 32765;
+  probe.table = 0x7fff'fffe;
+  probe.dscp = 46;
+  if (!rtnl.rule(Op::kAdd, probe).is_ok()) return false;
+  (void)rtnl.rule(Op::kDelete, probe);
+  return true;
+}
+
+Result<std::unique_ptr<LinuxDataplane>> LinuxDataplane::start(Rtnl rtnl,
+                                                              LinuxDataplaneConfig config) {
+  if (!config.resolve) return invalid_argument("linux dataplane: no path resolver");
+  if (config.classes.classes.empty()) return invalid_argument("linux dataplane: no classes");
+  const bool dscp = kernel_matches_dscp(rtnl);
+  auto rules = class_rules(config.classes, config.layout, dscp);
+  if (!rules.is_ok()) return rules.status();
+  PolicyRouting pr(std::move(rtnl));
+  std::unique_ptr<LinuxDataplane> dp(new LinuxDataplane(std::move(pr), std::move(config)));
+  dp->via_.resize(dp->config_.classes.classes.size());
+  // Tables first (all unreachable), then the rules that lead to them: no packet meets a rule
+  // whose table is not ready.
+  for (std::size_t c = 0; c < dp->via_.size(); ++c) {
+    if (auto st = dp->apply(c); !st.is_ok()) return st;
+  }
+  if (auto st = dp->routing_.apply_rules(rules.value()); !st.is_ok()) return st;
+  return dp;
+}
+
+std::uint32_t LinuxDataplane::table_of(const std::string& cls) const {
+  for (std::size_t i = 0; i < config_.classes.classes.size(); ++i) {
+    if (config_.classes.classes[i].name == cls) {
+      return config_.layout.table_base + static_cast<std::uint32_t>(i);
+    }
+  }
+  return 0;
+}
+
+Status LinuxDataplane::apply(std::size_t cls) {
+  const std::uint32_t table = config_.layout.table_base + static_cast<std::uint32_t>(cls);
+  std::vector<Route> desired;
+  for (const auto& [site, prefixes] : config_.site_prefixes) {
+    const auto it = via_[cls].find(site);
+    const Nexthop via = it == via_[cls].end() ? Nexthop{} : it->second;
+    for (const auto& p : prefixes) desired.push_back(class_route(table, p, via));
+  }
+  return routing_.apply_table(table, desired);
+}
+
+Status LinuxDataplane::set_class_path(const std::string& site, const std::string& cls,
+                                      model::PathId path) {
+  const std::uint32_t table = table_of(cls);
+  if (table == 0) return invalid_argument("linux dataplane: unknown class '" + cls + "'");
+  if (config_.site_prefixes.count(site) == 0) {
+    return invalid_argument("linux dataplane: no prefixes for site '" + site + "'");
+  }
+  const std::size_t c = table - config_.layout.table_base;
+  Nexthop via;  // an invalid path: unreachable
+  if (path.valid()) {
+    auto r = config_.resolve(path);
+    if (!r.is_ok()) {
+      // The path cannot be carried: do not leave the class on a stale route either.
+      via_[c].erase(site);
+      const Status st = apply(c);
+      return st.is_ok() ? r.status() : st;
+    }
+    via = r.value();
+  }
+  if (via.oif == 0) {
+    via_[c].erase(site);
+  } else {
+    via_[c][site] = via;
+  }
+  return apply(c);
+}
+
+Status LinuxDataplane::set_flow_path(const model::FlowKey&, model::PathId) {
+  return failed_precondition(
+      "linux dataplane: per-flow paths need packet marks set at LAN ingress (not built); the "
+      "flow follows its class's path");
+}
+
+Status LinuxDataplane::stop() {
+  return routing_.remove_all();
+}
+
+}  // namespace patronus::linuxnet

@@ -1,0 +1,59 @@
+// The Linux Dataplane: the site runtime's decisions as kernel policy routing (policy_routing.hpp).
+// At start the class rules go in and every class table sends every remote site's prefixes to
+// "unreachable" (nothing leaks to the underlay before a path is chosen); each decision then
+// replaces the routes of one site in one class table, in one batch. Stop removes everything.
+//
+// Which device (and next hop) carries a path is the transport's knowledge; it is given as a
+// resolver. Per-flow pinning of balanced classes needs packet marks (a tc program at LAN
+// ingress) and is refused here, counted by the runtime as a dataplane error.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "patronus/steering/dataplane.hpp"
+#include "policy_routing.hpp"
+
+namespace patronus::linuxnet {
+
+struct LinuxDataplaneConfig {
+  steering::ClassSet classes;
+  PolicyLayout layout;
+  std::map<std::string, std::vector<model::IpPrefix>> site_prefixes;  // remote site -> prefixes
+  // The device and next hop of a path; an error when the path is unknown or its tunnel is down.
+  std::function<Result<Nexthop>(model::PathId)> resolve;
+};
+
+class LinuxDataplane final : public steering::Dataplane {
+ public:
+  // Probes whether the kernel matches DSCP in rules, installs the rules and the unreachable
+  // tables. Refuses class rules the kernel cannot express, naming the rule.
+  static Result<std::unique_ptr<LinuxDataplane>> start(Rtnl rtnl, LinuxDataplaneConfig config);
+  ~LinuxDataplane() override = default;
+
+  Status set_class_path(const std::string& site, const std::string& cls,
+                        model::PathId path) override;
+  Status set_flow_path(const model::FlowKey& flow, model::PathId path) override;
+  // Removes every rule and route of ours.
+  Status stop();
+
+  std::uint32_t table_of(const std::string& cls) const;  // 0: unknown class
+
+ private:
+  LinuxDataplane(PolicyRouting pr, LinuxDataplaneConfig config)
+      : routing_(std::move(pr)), config_(std::move(config)) {}
+  Status apply(std::size_t cls);
+
+  PolicyRouting routing_;
+  LinuxDataplaneConfig config_;
+  // Per class: the next hop of each remote site (absent: unreachable).
+  std::vector<std::map<std::string, Nexthop>> via_;
+};
+
+// Whether rules can match DSCP here (FRA_DSCP, Linux 6.13): adds and removes a probe rule.
+bool kernel_matches_dscp(Rtnl& rtnl);
+
+}  // namespace patronus::linuxnet

@@ -1,0 +1,117 @@
+// The Linux Dataplane in a network namespace of the test's own: before any decision a remote
+// site is unreachable for every class (nothing leaks to the uplink), each decision moves one
+// class in the kernel's own lookup, a path the transport cannot carry is refused and leaves
+// the class unreachable, a restart reconciles without duplicates, and stop leaves no trace.
+// Needs root (CI runs as root).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "linux_dataplane.hpp"
+#include "netns.hpp"
+#include "test_support.hpp"
+
+namespace patronus::linuxnet {
+namespace {
+
+using test::ifindex;
+using test::run;
+using test::sh;
+
+std::string lookup(const std::string& ns, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"ip", "-n", ns, "route", "get"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run(argv);
+  if (r.exit_code != 0) return "unreachable";
+  const auto dev = r.out.find(" dev ");
+  if (dev == std::string::npos) return r.out;
+  return r.out.substr(dev + 5, r.out.find(' ', dev + 5) - dev - 5);
+}
+
+std::size_t count_ours(Rtnl& k) {
+  std::size_t n = 0;
+  for (const bool v6 : {false, true}) {
+    auto rules = k.rules(v6);
+    auto routes = k.routes(v6, 0);
+    if (!rules.is_ok() || !routes.is_ok()) return 0;
+    for (const auto& r : rules.value()) n += r.protocol == kRtprotPatronus;
+    for (const auto& r : routes.value()) n += r.protocol == kRtprotPatronus;
+  }
+  return n;
+}
+
+TEST(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";
+  const std::string id = std::to_string(getpid());
+  test::Netns ns("pdp" + id);
+  ASSERT_TRUE(ns.ok());
+  for (const char* dev : {"t0", "t1", "wan"}) {
+    sh({"ip", "-n", ns.name(), "link", "add", dev, "type", "veth", "peer", "name",
+        std::string(dev) + "p"});
+    sh({"ip", "-n", ns.name(), "link", "set", dev, "up"});
+    sh({"ip", "-n", ns.name(), "link", "set", std::string(dev) + "p", "up"});
+  }
+  sh({"ip", "-n", ns.name(), "addr", "add", "198.51.100.2/24", "dev", "wan"});
+  sh({"ip", "-n", ns.name(), "route", "add", "default", "via", "198.51.100.1"});
+  const std::uint32_t t0 = ifindex(ns.name(), "t0"), t1 = ifindex(ns.name(), "t1");
+  ASSERT_TRUE(t0 && t1);
+
+  auto make = [&]() {
+    LinuxDataplaneConfig c;
+    c.classes = steering::default_classes("");
+    c.site_prefixes["b"] = {model::IpPrefix::parse("10.20.0.0/16").value(),
+                            model::IpPrefix::parse("fd00:20::/64").value()};
+    c.resolve = [t0, t1](model::PathId p) -> Result<Nexthop> {
+      if (p.value() == 1) return Nexthop{t0, {}};
+      if (p.value() == 2) return Nexthop{t1, {}};
+      return unavailable("path " + std::to_string(p.value()) + ": its tunnel is down");
+    };
+    auto nl = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
+    EXPECT_TRUE(nl.is_ok()) << nl.status().message();
+    return LinuxDataplane::start(std::move(nl).value(), c);
+  };
+  auto started = make();
+  ASSERT_TRUE(started.is_ok()) << started.status().message();
+  LinuxDataplane& dp = *started.value();
+  const std::vector<std::string> sip = {"10.20.3.4", "ipproto", "udp", "dport", "5060"};
+  const std::vector<std::string> web = {"10.20.3.4", "ipproto", "tcp", "dport", "443"};
+  EXPECT_EQ(lookup(ns.name(), sip), "unreachable") << "no decision yet: nothing leaks";
+  EXPECT_EQ(lookup(ns.name(), web), "unreachable");
+  EXPECT_EQ(lookup(ns.name(), {"203.0.113.9"}), "wan") << "not a site: the main table";
+
+  ASSERT_TRUE(dp.set_class_path("b", "voice", model::PathId(1)).is_ok());
+  ASSERT_TRUE(dp.set_class_path("b", "default", model::PathId(2)).is_ok());
+  EXPECT_EQ(lookup(ns.name(), sip), "t0");
+  EXPECT_EQ(lookup(ns.name(), {"10.20.3.4", "tos", "0xb8"}), "t0") << "DSCP EF is voice";
+  EXPECT_EQ(lookup(ns.name(), web), "t1");
+  EXPECT_EQ(lookup(ns.name(), {"fd00:20::9", "ipproto", "udp", "dport", "5060"}), "t0");
+  // Failover of voice.
+  ASSERT_TRUE(dp.set_class_path("b", "voice", model::PathId(2)).is_ok());
+  EXPECT_EQ(lookup(ns.name(), sip), "t1");
+  // A path the transport cannot carry: refused, and voice is unreachable, not stale.
+  const Status down = dp.set_class_path("b", "voice", model::PathId(3));
+  ASSERT_FALSE(down.is_ok());
+  EXPECT_NE(down.message().find("tunnel is down"), std::string::npos) << down.message();
+  EXPECT_EQ(lookup(ns.name(), sip), "unreachable");
+  EXPECT_EQ(lookup(ns.name(), web), "t1");
+  // Bad calls change nothing.
+  EXPECT_FALSE(dp.set_class_path("nowhere", "voice", model::PathId(1)).is_ok());
+  EXPECT_FALSE(dp.set_class_path("b", "nope", model::PathId(1)).is_ok());
+  EXPECT_FALSE(dp.set_flow_path(model::FlowKey{}, model::PathId(1)).is_ok());
+  EXPECT_EQ(lookup(ns.name(), web), "t1");
+
+  // A restart (a second instance over the same kernel state) reconciles: no duplicates.
+  auto probe = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
+  ASSERT_TRUE(probe.is_ok());
+  const std::size_t before = count_ours(probe.value());
+  auto again = make();
+  ASSERT_TRUE(again.is_ok()) << again.status().message();
+  EXPECT_EQ(count_ours(probe.value()), before);
+  EXPECT_EQ(lookup(ns.name(), web), "unreachable") << "a new runtime has not decided yet";
+
+  ASSERT_TRUE(again.value()->stop().is_ok());
+  EXPECT_EQ(count_ours(probe.value()), 0u);
+  EXPECT_EQ(lookup(ns.name(), web), "wan");
+}
+
+}  // namespace
+}  // namespace patronus::linuxnet
