@@ -76,6 +76,9 @@ class Wan {
 
   env::VirtualWorld& world() { return world_; }
 
+  // Before start(): a site's runtime drives `dp` instead of its recorder (e.g. the Linux one).
+  void use_dataplane(const std::string& site, steering::Dataplane* dp) { external_dp_[site] = dp; }
+
   void add_site(const HarnessSite& s) {
     sites_.push_back(s);
     auto n = std::make_unique<Node>();
@@ -127,7 +130,11 @@ class Wan {
       rc.classes = steering::default_classes("emodel");
       if (tweak) tweak(rc);
       n.dataplane = std::make_unique<steering::RecordingDataplane>(n.env);
-      n.runtime = std::make_unique<steering::SiteRuntime>(*n.env, *n.router, rc, *n.dataplane);
+      const auto ext = external_dp_.find(s.name);
+      steering::Dataplane& dp = ext != external_dp_.end()
+                                    ? *ext->second
+                                    : static_cast<steering::Dataplane&>(*n.dataplane);
+      n.runtime = std::make_unique<steering::SiteRuntime>(*n.env, *n.router, rc, dp);
       n.runtime->add_observer(&n.recorder);
       for (const auto& other : sites_) {
         if (other.name == s.name || !connected(s.name, other.name)) continue;
@@ -190,6 +197,7 @@ class Wan {
     ADD_FAILURE() << "no endpoint " << site << "/" << ep;
     return {};
   }
+  std::map<std::string, steering::Dataplane*> external_dp_;
   bool connected(const std::string& a, const std::string& b) const {
     for (const auto& p : paths_) {
       if ((p.a_site == a && p.b_site == b) || (p.a_site == b && p.b_site == a)) return true;
