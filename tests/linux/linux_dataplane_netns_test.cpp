@@ -17,16 +17,6 @@ using test::ifindex;
 using test::run;
 using test::sh;
 
-std::string lookup(const std::string& ns, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"ip", "-n", ns, "route", "get"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = run(argv);
-  if (r.exit_code != 0) return "unreachable";
-  const auto dev = r.out.find(" dev ");
-  if (dev == std::string::npos) return r.out;
-  return r.out.substr(dev + 5, r.out.find(' ', dev + 5) - dev - 5);
-}
-
 std::size_t count_ours(Rtnl& k) {
   std::size_t n = 0;
   for (const bool v6 : {false, true}) {
@@ -74,30 +64,31 @@ TEST(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
   LinuxDataplane& dp = *started.value();
   const std::vector<std::string> sip = {"10.20.3.4", "ipproto", "udp", "dport", "5060"};
   const std::vector<std::string> web = {"10.20.3.4", "ipproto", "tcp", "dport", "443"};
-  EXPECT_EQ(lookup(ns.name(), sip), "unreachable") << "no decision yet: nothing leaks";
-  EXPECT_EQ(lookup(ns.name(), web), "unreachable");
-  EXPECT_EQ(lookup(ns.name(), {"203.0.113.9"}), "wan") << "not a site: the main table";
+  EXPECT_EQ(test::route_device(ns.name(), sip), "unreachable") << "no decision yet: nothing leaks";
+  EXPECT_EQ(test::route_device(ns.name(), web), "unreachable");
+  EXPECT_EQ(test::route_device(ns.name(), {"203.0.113.9"}), "wan") << "not a site: the main table";
 
   ASSERT_TRUE(dp.set_class_path("b", "voice", model::PathId(1)).is_ok());
   ASSERT_TRUE(dp.set_class_path("b", "default", model::PathId(2)).is_ok());
-  EXPECT_EQ(lookup(ns.name(), sip), "t0");
-  EXPECT_EQ(lookup(ns.name(), {"10.20.3.4", "tos", "0xb8"}), "t0") << "DSCP EF is voice";
-  EXPECT_EQ(lookup(ns.name(), web), "t1");
-  EXPECT_EQ(lookup(ns.name(), {"fd00:20::9", "ipproto", "udp", "dport", "5060"}), "t0");
+  EXPECT_EQ(test::route_device(ns.name(), sip), "t0");
+  EXPECT_EQ(test::route_device(ns.name(), {"10.20.3.4", "tos", "0xb8"}), "t0")
+      << "DSCP EF is voice";
+  EXPECT_EQ(test::route_device(ns.name(), web), "t1");
+  EXPECT_EQ(test::route_device(ns.name(), {"fd00:20::9", "ipproto", "udp", "dport", "5060"}), "t0");
   // Failover of voice.
   ASSERT_TRUE(dp.set_class_path("b", "voice", model::PathId(2)).is_ok());
-  EXPECT_EQ(lookup(ns.name(), sip), "t1");
+  EXPECT_EQ(test::route_device(ns.name(), sip), "t1");
   // A path the transport cannot carry: refused, and voice is unreachable, not stale.
   const Status down = dp.set_class_path("b", "voice", model::PathId(3));
   ASSERT_FALSE(down.is_ok());
   EXPECT_NE(down.message().find("tunnel is down"), std::string::npos) << down.message();
-  EXPECT_EQ(lookup(ns.name(), sip), "unreachable");
-  EXPECT_EQ(lookup(ns.name(), web), "t1");
+  EXPECT_EQ(test::route_device(ns.name(), sip), "unreachable");
+  EXPECT_EQ(test::route_device(ns.name(), web), "t1");
   // Bad calls change nothing.
   EXPECT_FALSE(dp.set_class_path("nowhere", "voice", model::PathId(1)).is_ok());
   EXPECT_FALSE(dp.set_class_path("b", "nope", model::PathId(1)).is_ok());
   EXPECT_FALSE(dp.set_flow_path(model::FlowKey{}, model::PathId(1)).is_ok());
-  EXPECT_EQ(lookup(ns.name(), web), "t1");
+  EXPECT_EQ(test::route_device(ns.name(), web), "t1");
 
   // A restart (a second instance over the same kernel state) reconciles: no duplicates.
   auto probe = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
@@ -106,11 +97,12 @@ TEST(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
   auto again = make();
   ASSERT_TRUE(again.is_ok()) << again.status().message();
   EXPECT_EQ(count_ours(probe.value()), before);
-  EXPECT_EQ(lookup(ns.name(), web), "unreachable") << "a new runtime has not decided yet";
+  EXPECT_EQ(test::route_device(ns.name(), web), "unreachable")
+      << "a new runtime has not decided yet";
 
   ASSERT_TRUE(again.value()->stop().is_ok());
   EXPECT_EQ(count_ours(probe.value()), 0u);
-  EXPECT_EQ(lookup(ns.name(), web), "wan");
+  EXPECT_EQ(test::route_device(ns.name(), web), "wan");
 }
 
 }  // namespace

@@ -17,16 +17,6 @@ using test::kSec;
 using test::run;
 using test::sh;
 
-std::string device_for(const std::string& ns, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"ip", "-n", ns, "route", "get"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = run(argv);
-  if (r.exit_code != 0) return "unreachable";
-  const auto dev = r.out.find(" dev ");
-  if (dev == std::string::npos) return r.out;
-  return r.out.substr(dev + 5, r.out.find(' ', dev + 5) - dev - 5);
-}
-
 TEST(RuntimeOnTheKernel, DecisionsBecomeRoutesAndACutMovesVoice) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";
   const std::string id = std::to_string(getpid());
@@ -66,12 +56,12 @@ TEST(RuntimeOnTheKernel, DecisionsBecomeRoutesAndACutMovesVoice) {
 
   const std::vector<std::string> voice = {"192.168.2.20", "ipproto", "udp", "dport", "5060"};
   const std::vector<std::string> web = {"192.168.2.20", "ipproto", "tcp", "dport", "443"};
-  EXPECT_EQ(device_for(ns.name(), voice), "unreachable") << "before any decision";
+  EXPECT_EQ(test::route_device(ns.name(), voice), "unreachable") << "before any decision";
   w.world().run_until(12 * kSec);
   const model::PathId before = hq.class_path("b", "voice");
   ASSERT_TRUE(before.valid());
-  EXPECT_EQ(device_for(ns.name(), voice), dev_of.at(before.value()));
-  EXPECT_EQ(device_for(ns.name(), web), dev_of.at(hq.class_path("b", "default").value()));
+  EXPECT_EQ(test::route_device(ns.name(), voice), dev_of.at(before.value()));
+  EXPECT_EQ(test::route_device(ns.name(), web), dev_of.at(hq.class_path("b", "default").value()));
   EXPECT_EQ(hq.counters().dataplane_errors, 0u);
 
   w.set_up(before.value(), false);
@@ -79,12 +69,13 @@ TEST(RuntimeOnTheKernel, DecisionsBecomeRoutesAndACutMovesVoice) {
   const model::PathId after = hq.class_path("b", "voice");
   ASSERT_TRUE(after.valid());
   ASSERT_NE(after, before) << "the runtime did not fail voice over";
-  EXPECT_EQ(device_for(ns.name(), voice), dev_of.at(after.value()))
+  EXPECT_EQ(test::route_device(ns.name(), voice), dev_of.at(after.value()))
       << "the kernel still routes voice over the cut path";
-  EXPECT_EQ(device_for(ns.name(), web), dev_of.at(hq.class_path("b", "default").value()));
+  EXPECT_EQ(test::route_device(ns.name(), web), dev_of.at(hq.class_path("b", "default").value()));
   w.stop();
   EXPECT_TRUE(dp.value()->stop().is_ok());
-  EXPECT_EQ(device_for(ns.name(), voice), "unreachable") << "no route of ours, no default route";
+  EXPECT_EQ(test::route_device(ns.name(), voice), "unreachable")
+      << "no route of ours, no default route";
 }
 
 }  // namespace

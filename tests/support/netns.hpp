@@ -89,6 +89,18 @@ inline std::uint32_t ifindex(const std::string& ns, const std::string& dev) {
   return static_cast<std::uint32_t>(std::stoul(r.out));
 }
 
+// The device the kernel of a namespace routes a packet to (`ip route get ARGS`), or
+// "unreachable" when it has no route.
+inline std::string route_device(const std::string& ns, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"ip", "-n", ns, "route", "get"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run(argv);
+  if (r.exit_code != 0) return "unreachable";
+  const auto dev = r.out.find(" dev ");
+  if (dev == std::string::npos) return r.out;
+  return r.out.substr(dev + 5, r.out.find(' ', dev + 5) - dev - 5);
+}
+
 // Runs a command and fails the test (with its output) when it does not exit 0.
 inline void sh(const std::vector<std::string>& argv) {
   auto r = run(argv);
