@@ -245,4 +245,33 @@ std::string encode_set(const DeviceChange& c) {
   return s;
 }
 
+Result<bool> UapiExchange::received(const char* data, std::size_t size) {
+  if (done_) {
+    if (size == 0) return true;
+    return invalid_argument("UAPI: " + std::to_string(size) + " bytes after the answer");
+  }
+  if (in_.size() + size > max_) {
+    return resource_exhausted("UAPI: an answer of more than " + std::to_string(max_) + " bytes");
+  }
+  in_.append(data, size);
+  const auto n = frame_length(in_);
+  if (!n) return false;
+  if (*n != in_.size()) {
+    return invalid_argument("UAPI: " + std::to_string(in_.size() - *n) + " bytes after the answer");
+  }
+  done_ = true;
+  return true;
+}
+
+Status UapiExchange::closed() const {
+  if (done_) return Status::ok();
+  if (written_ < out_.size()) {
+    return unavailable("UAPI: the device closed the connection before the request was sent");
+  }
+  return unavailable(in_.empty() ? "UAPI: the device closed the connection without an answer (an "
+                                   "operation it does not know?)"
+                                 : "UAPI: the device closed the connection mid-answer after " +
+                                       std::to_string(in_.size()) + " bytes");
+}
+
 }  // namespace patronus::wg

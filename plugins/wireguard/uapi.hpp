@@ -13,6 +13,7 @@
 // plugin drives the socket without blocking.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -90,5 +91,29 @@ struct DeviceChange {
 
 inline constexpr std::string_view kGetRequest = "get=1\n\n";
 std::string encode_set(const DeviceChange& change);
+
+// One request and its answer over a non-blocking stream socket, as bytes: the caller writes
+// pending_output() when the socket is writable and reports what it wrote, and feeds what it
+// reads. The session never touches the socket, so it runs under any event loop (and in tests).
+class UapiExchange {
+ public:
+  explicit UapiExchange(std::string request, std::size_t max_response = 8 << 20)
+      : out_(std::move(request)), max_(max_response) {}
+  std::string_view pending_output() const { return std::string_view(out_).substr(written_); }
+  void wrote(std::size_t n) { written_ = std::min(out_.size(), written_ + n); }
+  // True once a whole answer is in; an error when it grows past the bound or something follows
+  // it (one exchange, one answer).
+  Result<bool> received(const char* data, std::size_t size);
+  // The peer closed the connection: an error unless the answer was complete (wireguard-go
+  // closes without a word on an operation it does not know).
+  Status closed() const;
+  bool done() const { return done_; }
+  std::string_view response() const { return in_; }
+
+ private:
+  std::string out_, in_;
+  std::size_t written_ = 0, max_;
+  bool done_ = false;
+};
 
 }  // namespace patronus::wg

@@ -15,32 +15,37 @@
 namespace patronus::wg {
 namespace {
 
-// One request and its answer on the device's UAPI socket (blocking: a test helper, not the
-// plugin's way).
+// One request and its answer on the device's UAPI socket, through the plugin's UapiExchange
+// (blocking reads and writes: a test helper, not the plugin's way).
 Result<std::string> exchange(const std::string& path, const std::string& request) {
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return unavailable("socket: " + std::string(std::strerror(errno)));
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
-  std::string buf;
+  UapiExchange x(request);
   Status st = Status::ok();
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
-      write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     st = unavailable(path + ": " + std::strerror(errno));
   }
-  while (st.is_ok() && !frame_length(buf)) {
+  while (st.is_ok() && !x.pending_output().empty()) {
+    const ssize_t n = write(fd, x.pending_output().data(), x.pending_output().size());
+    if (n <= 0) st = unavailable(path + ": write: " + std::strerror(errno));
+    if (n > 0) x.wrote(static_cast<std::size_t>(n));
+  }
+  while (st.is_ok() && !x.done()) {
     char chunk[4096];
     const ssize_t n = read(fd, chunk, sizeof chunk);
     if (n <= 0) {
-      st = unavailable(path + ": closed after " + std::to_string(buf.size()) + " bytes");
+      st = x.closed();
       break;
     }
-    buf.append(chunk, static_cast<std::size_t>(n));
+    auto r = x.received(chunk, static_cast<std::size_t>(n));
+    if (!r.is_ok()) st = r.status();
   }
   close(fd);
   if (!st.is_ok()) return st;
-  return buf;
+  return std::string(x.response());
 }
 
 Key key_of(std::uint8_t fill) {
@@ -139,6 +144,11 @@ TEST(UapiInterop, ConfiguresAndReadsBackARealWireguardGo) {
   const Status refused = parse_set_response(set.value());
   ASSERT_FALSE(refused.is_ok());
   EXPECT_NE(refused.message().find("errno=-22"), std::string::npos) << refused.message();
+  // An operation it does not know: the device hangs up without a word, and that is said.
+  auto unknown = exchange(wg.socket_path(), "bogus=1\n\n");
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_NE(unknown.status().message().find("without an answer"), std::string::npos)
+      << unknown.status().message();
 }
 
 }  // namespace

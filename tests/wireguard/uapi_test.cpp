@@ -168,6 +168,36 @@ TEST(Uapi, PrivateKeysAreComparedClamped) {
   EXPECT_EQ(clamped(c), c);
 }
 
+TEST(Uapi, AnExchangeIsBytesInAndOut) {
+  UapiExchange x{std::string(kGetRequest)};
+  EXPECT_EQ(x.pending_output(), "get=1\n\n");
+  x.wrote(3);
+  EXPECT_EQ(x.pending_output(), "=1\n\n") << "a partial write resumes";
+  x.wrote(100);
+  EXPECT_TRUE(x.pending_output().empty());
+  // The answer arrives in pieces.
+  for (std::size_t i = 0; i < kRecorded.size(); i += 7) {
+    auto r = x.received(kRecorded.data() + i, std::min<std::size_t>(7, kRecorded.size() - i));
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    EXPECT_EQ(r.value(), i + 7 >= kRecorded.size());
+  }
+  ASSERT_TRUE(x.done());
+  EXPECT_TRUE(parse_get_response(x.response()).is_ok());
+  EXPECT_TRUE(x.closed().is_ok());
+  EXPECT_FALSE(x.received("x", 1).is_ok()) << "nothing may follow the answer";
+
+  UapiExchange unknown("bogus=1\n\n");
+  unknown.wrote(9);
+  const Status st = unknown.closed();
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("without an answer"), std::string::npos) << st.message();
+
+  UapiExchange small(std::string(kGetRequest), 16);
+  EXPECT_FALSE(small.received(kRecorded.data(), kRecorded.size()).is_ok()) << "bounded";
+  UapiExchange trailing{std::string(kGetRequest)};
+  EXPECT_FALSE(trailing.received("errno=0\n\nerrno=0\n\n", 18).is_ok());
+}
+
 TEST(Uapi, KeysInHex) {
   auto k = key_from_hex("78C09CB10DB4E7CBB485016469F595391F7E434F2D8D297BD043B1F634DA9E41");
   ASSERT_TRUE(k.is_ok());
