@@ -3,6 +3,7 @@
 #include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
@@ -67,6 +68,29 @@ struct AsioEnv::Impl {
                                });
   }
 
+  // A watched descriptor: asio's descriptor wrapper is released, never closed (the caller owns
+  // the fd). Waits are re-armed after each callback while the watch lives.
+  struct Watch {
+    explicit Watch(asio::io_context& io, int fd) : desc(io, fd) {}
+    asio::posix::stream_descriptor desc;
+    std::uint32_t events = 0;
+    FdHandler handler;
+    bool live = true;
+  };
+
+  void wait(WatchId id, std::shared_ptr<Watch> w, std::uint32_t which) {
+    const auto type = which == kFdReadable ? asio::posix::stream_descriptor::wait_read
+                                           : asio::posix::stream_descriptor::wait_write;
+    w->desc.async_wait(type, [this, id, w, which](const boost::system::error_code& ec) {
+      if (ec == asio::error::operation_aborted || !w->live) return;
+      if (!ec) {
+        auto handler = w->handler;  // the handler may unwatch
+        handler(which);
+      }
+      if (w->live && watches.count(id)) wait(id, w, which);
+    });
+  }
+
   asio::io_context& io;
   Rng rng;
   EnvLimits limits;
@@ -74,12 +98,20 @@ struct AsioEnv::Impl {
   EndpointId next_endpoint = 1;
   std::unordered_map<TimerId, std::unique_ptr<asio::steady_timer>> timers;
   std::unordered_map<EndpointId, std::shared_ptr<Socket>> sockets;
+  WatchId next_watch = 1;
+  std::unordered_map<WatchId, std::shared_ptr<Watch>> watches;
 };
 
 AsioEnv::AsioEnv(asio::io_context& io, std::uint64_t seed, EnvLimits limits)
     : impl_(std::make_unique<Impl>(io, seed, limits)) {}
 
 AsioEnv::~AsioEnv() {
+  for (auto& [id, w] : impl_->watches) {
+    w->live = false;
+    boost::system::error_code ec;
+    w->desc.cancel(ec);
+    (void)w->desc.release();  // never the caller's descriptor
+  }
   for (auto& [id, t] : impl_->timers) t->cancel();
   for (auto& [id, s] : impl_->sockets) {
     boost::system::error_code ec;
@@ -172,6 +204,49 @@ Status AsioEnv::close_udp(EndpointId id) {
   it->second->sock.close(ec);
   impl_->sockets.erase(it);
   return Status::ok();
+}
+
+Status AsioEnv::watch_fd(int fd, std::uint32_t events, FdHandler fn, WatchId* id) {
+  if (fd < 0) return invalid_argument("watch_fd: descriptor " + std::to_string(fd));
+  if ((events & (kFdReadable | kFdWritable)) == 0 || (events & ~(kFdReadable | kFdWritable))) {
+    return invalid_argument("watch_fd: events must be readable and/or writable");
+  }
+  if (!fn) return invalid_argument("watch_fd: no handler");
+  if (impl_->watches.size() >= impl_->limits.max_watches) {
+    return resource_exhausted(std::to_string(impl_->limits.max_watches) +
+                              " descriptors are watched already");
+  }
+  for (const auto& [wid, w] : impl_->watches) {
+    if (w->desc.native_handle() == fd) {
+      return invalid_argument("watch_fd: descriptor " + std::to_string(fd) +
+                              " is watched already (watch " + std::to_string(wid) + ")");
+    }
+  }
+  auto w = std::make_shared<Impl::Watch>(impl_->io, fd);
+  w->events = events;
+  w->handler = std::move(fn);
+  const WatchId wid = impl_->next_watch++;
+  impl_->watches.emplace(wid, w);
+  if (events & kFdReadable) impl_->wait(wid, w, kFdReadable);
+  if (events & kFdWritable) impl_->wait(wid, w, kFdWritable);
+  *id = wid;
+  return Status::ok();
+}
+
+Status AsioEnv::unwatch_fd(WatchId id) {
+  auto it = impl_->watches.find(id);
+  if (it == impl_->watches.end()) return not_found("watch " + std::to_string(id));
+  auto w = it->second;
+  impl_->watches.erase(it);
+  w->live = false;
+  boost::system::error_code ec;
+  w->desc.cancel(ec);
+  (void)w->desc.release();  // the caller's descriptor stays open
+  return Status::ok();
+}
+
+std::size_t AsioEnv::live_watches() const {
+  return impl_->watches.size();
 }
 
 std::uint64_t AsioEnv::random_u64() {

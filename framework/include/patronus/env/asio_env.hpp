@@ -27,11 +27,14 @@ class AsioEnv final : public Env {
   Status send_udp(EndpointId id, const model::SocketAddress& to, const std::uint8_t* data,
                   std::size_t size) override;
   Status close_udp(EndpointId id) override;
+  Status watch_fd(int fd, std::uint32_t events, FdHandler fn, WatchId* id) override;
+  Status unwatch_fd(WatchId id) override;
   std::uint64_t random_u64() override;
   std::string name() const override { return "real"; }
 
   std::size_t live_timers() const;
   std::size_t live_endpoints() const;
+  std::size_t live_watches() const;
 
  private:
   struct Impl;

@@ -19,12 +19,17 @@ using TimerId = std::uint64_t;     // 0 is never valid
 using EndpointId = std::uint64_t;  // 0 is never valid
 using DatagramHandler =
     std::function<void(const model::SocketAddress& from, const std::uint8_t* data, std::size_t)>;
+using WatchId = std::uint64_t;  // 0 is never valid
+// Readiness of a watched descriptor: kFdReadable | kFdWritable.
+inline constexpr std::uint32_t kFdReadable = 1, kFdWritable = 2;
+using FdHandler = std::function<void(std::uint32_t ready)>;
 
 // Bounds every backend enforces (per Env instance).
 struct EnvLimits {
   std::size_t max_timers = 65536;
   std::size_t max_endpoints = 256;
   std::size_t max_datagram = 65507;  // largest UDP payload over IPv4
+  std::size_t max_watches = 64;      // watched file descriptors
 };
 
 class Env {
@@ -51,6 +56,20 @@ class Env {
   virtual Status send_udp(EndpointId id, const model::SocketAddress& to, const std::uint8_t* data,
                           std::size_t size) = 0;
   virtual Status close_udp(EndpointId id) = 0;
+
+  // Readiness of a file descriptor the caller owns and keeps open while watched (a unix or
+  // netlink socket): `fn` runs on this Env's thread whenever it is ready for `events`
+  // (level-triggered: again and again while it stays ready, until unwatched; unwatching from
+  // inside `fn` is allowed). Simulated Envs have no real descriptors and refuse with
+  // UNIMPLEMENTED, naming themselves: what needs this needs the real network.
+  virtual Status watch_fd(int fd, std::uint32_t events, FdHandler fn, WatchId* id) {
+    (void)fd, (void)events, (void)fn, (void)id;
+    return Status(Code::kUnimplemented,
+                  name() + ": no real file descriptors to watch (this needs the real network)");
+  }
+  virtual Status unwatch_fd(WatchId id) {
+    return not_found(name() + ": watch " + std::to_string(id));
+  }
 
   // Seeded, deterministic in simulation.
   virtual std::uint64_t random_u64() = 0;
