@@ -104,7 +104,7 @@ TEST(Cli, BadInputIsAnErrorAndChangesNothing) {
 
 TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   auto r = run({cli(), "plugins", "list", "--plugin-dir", test::test_plugin_dir(), "--json"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(r.exit_code, 1) << "files were refused: " << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["plugins"].size(), 10u);
   EXPECT_EQ(j["plugins"][0]["name"], "compat10-policy");
@@ -114,6 +114,7 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   EXPECT_EQ(j["plugins"][7]["name"], "test-good");
   EXPECT_EQ(j["plugins"][7]["kind"], "probe");
   ASSERT_EQ(j["refused"].size(), 7u);
+  EXPECT_TRUE(j["skipped"].is_array());
   bool saw_major = false;
   for (const auto& x : j["refused"]) {
     saw_major =

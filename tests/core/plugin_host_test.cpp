@@ -1,6 +1,10 @@
 // The plugin host: a good plugin (plain C) runs a timer through the host table; every refusal
 // case names the file and the reason; exceptions never escape a plugin into the host.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <map>
 
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/plugin_host.hpp"
@@ -133,16 +137,46 @@ TEST(PluginHost, RawPluginExceptionIsContainedByTheHost) {
 
 TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
   core::PluginRegistry reg;
-  auto refused = reg.load_directory(test_plugin_dir());
-  ASSERT_TRUE(refused.is_ok());
+  auto scan = reg.load_directory(test_plugin_dir());
+  ASSERT_TRUE(scan.is_ok());
+  const auto& refused = scan.value().refused;
   std::vector<std::string> names;
   for (const auto& p : reg.plugins()) names.push_back(p->info().name);
   EXPECT_EQ(names, (std::vector<std::string>{"compat10-policy", "compat10-probe", "compat10-scorer",
                                              "compat11-policy", "compat11-probe", "compat11-scorer",
                                              "pingpong", "test-good", "test-throws-raw",
                                              "test-throws-sdk"}));
-  EXPECT_EQ(refused.value().size(), 7u);
-  for (const auto& r : refused.value()) EXPECT_FALSE(r.reason.empty()) << r.file;
+  EXPECT_EQ(refused.size(), 7u);
+  for (const auto& r : refused) EXPECT_FALSE(r.reason.empty()) << r.file;
+}
+
+// Only lib<name>.so files (or symlinks to them) are candidates; everything else is reported as
+// skipped with the reason, and never opened.
+TEST(PluginHost, DirectoryScanReportsWhatItSkipsAndWhy) {
+  patronus::test::TempDir dir;
+  const std::string good = test_plugin_dir() + "/libpatronus-test-good.so";
+  ASSERT_EQ(symlink(good.c_str(), dir.file("libacme.so").c_str()), 0);
+  ASSERT_EQ(symlink(good.c_str(), dir.file("libacme.so.1").c_str()), 0);
+  patronus::test::write_file(dir.file("README.txt"), "not a plugin");
+  patronus::test::write_file(dir.file("libbroken.so"), "not an ELF file");
+  ASSERT_EQ(mkdir(dir.file("libsub.so").c_str(), 0700), 0);
+  ASSERT_EQ(symlink("/nonexistent", dir.file("libdangling.so").c_str()), 0);
+  core::PluginRegistry reg;
+  auto scan = reg.load_directory(dir.path());
+  ASSERT_TRUE(scan.is_ok()) << scan.status().message();
+  ASSERT_EQ(reg.plugins().size(), 1u);
+  EXPECT_EQ(reg.plugins()[0]->info().name, "test-good");
+  ASSERT_EQ(scan.value().refused.size(), 1u);
+  EXPECT_NE(scan.value().refused[0].file.find("libbroken.so"), std::string::npos);
+  std::map<std::string, std::string> skipped;
+  for (const auto& r : scan.value().skipped) {
+    skipped[r.file.substr(r.file.rfind('/') + 1)] = r.reason;
+  }
+  EXPECT_EQ(skipped.size(), 4u);
+  EXPECT_NE(skipped["libacme.so.1"].find("versioned name"), std::string::npos);
+  EXPECT_NE(skipped["README.txt"].find("not named lib<name>.so"), std::string::npos);
+  EXPECT_EQ(skipped["libsub.so"], "a directory");
+  EXPECT_EQ(skipped["libdangling.so"], "not a regular file");
 }
 
 TEST(PluginHost, DuplicateNameIsRefused) {

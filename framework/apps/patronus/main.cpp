@@ -174,11 +174,16 @@ int main(int argc, char** argv) {
     core::PluginRegistry reg;
     auto refused = reg.load_directory(plugin_dir);
     if (!refused.is_ok()) return fail(kExitUsage, refused.status().message());
+    const core::DirectoryScan& scan = refused.value();
     if (as_json) {
-      json out = {{"plugins", json::array()}, {"refused", json::array()}};
+      json out = {
+          {"plugins", json::array()}, {"refused", json::array()}, {"skipped", json::array()}};
       for (const auto& p : reg.plugins()) out["plugins"].push_back(info_json(p->info()));
-      for (const auto& r : refused.value()) {
+      for (const auto& r : scan.refused) {
         out["refused"].push_back({{"file", r.file}, {"reason", r.reason}});
+      }
+      for (const auto& r : scan.skipped) {
+        out["skipped"].push_back({{"file", r.file}, {"reason", r.reason}});
       }
       std::cout << out.dump(2) << std::endl;
     } else {
@@ -193,11 +198,16 @@ int main(int argc, char** argv) {
                   << std::setw(32) << (i.config_type.empty() ? "-" : i.config_type) << i.file
                   << "\n";
       }
-      for (const auto& r : refused.value()) {
+      for (const auto& r : scan.refused) {
         std::cout << "refused " << r.file << ": " << r.reason << "\n";
       }
+      for (const auto& r : scan.skipped) {
+        std::cout << "skipped " << r.file << ": " << r.reason << "\n";
+      }
     }
-    return 0;
+    // A refused file is a failure to report (a plugin the operator meant to use does not load);
+    // a skipped one is not a candidate.
+    return scan.refused.empty() ? 0 : kExitFailure;
   }
 
   if (pinspect->parsed()) {

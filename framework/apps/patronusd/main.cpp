@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
     auto lib = registry.find(spec.plugin);
     if (!lib) {
       std::string why = "no plugin named '" + spec.plugin + "' in " + cfg.plugin_dir;
-      for (const auto& r : refused.value()) why += "; refused " + r.file + ": " + r.reason;
+      for (const auto& r : refused.value().refused) why += "; refused " + r.file + ": " + r.reason;
       std::cerr << "patronusd: " << spec.path << ".plugin: " << why << std::endl;
       return kExitConfig;
     }
@@ -212,7 +212,12 @@ int main(int argc, char** argv) {
   }
   store::BatchWriter writer(db);
   Daemon daemon(cfg.site, level_of(cfg.log_level), writer);
-  for (const auto& r : refused.value()) daemon.log(2, "refused plugin " + r.file + ": " + r.reason);
+  for (const auto& r : refused.value().refused) {
+    daemon.log(2, "refused plugin " + r.file + ": " + r.reason);
+  }
+  for (const auto& r : refused.value().skipped) {
+    daemon.log(3, "skipped " + r.file + " in plugin_dir: " + r.reason);
+  }
 
   std::optional<site::SitePlan> site_plan;
   std::optional<steering::ClassSet> classes;

@@ -281,27 +281,45 @@ Result<std::shared_ptr<const PluginLibrary>> PluginRegistry::register_builtin(
   return std::shared_ptr<const PluginLibrary>(accepted.value());
 }
 
-Result<std::vector<Refusal>> PluginRegistry::load_directory(const std::string& dir) {
+Result<DirectoryScan> PluginRegistry::load_directory(const std::string& dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
     return not_found(dir + ": plugin directory does not exist");
   }
+  DirectoryScan scan;
   std::vector<std::string> files;
+  auto ends_with = [](const std::string& s, const std::string& t) {
+    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+  };
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const auto name = entry.path().filename().string();
-    if (entry.is_regular_file() && name.rfind("lib", 0) == 0 && name.size() > 3 &&
-        name.substr(name.size() - 3) == ".so") {
-      files.push_back(entry.path().string());
+    const std::string path = entry.path().string();
+    std::error_code type_ec;
+    const bool regular = entry.is_regular_file(type_ec);  // follows symlinks
+    const bool named = name.rfind("lib", 0) == 0 && name.size() > 6 && ends_with(name, ".so");
+    if (!regular) {
+      scan.skipped.push_back(
+          {path, entry.is_directory(type_ec) ? "a directory" : "not a regular file"});
+    } else if (named) {
+      files.push_back(path);
+    } else if (name.rfind("lib", 0) == 0 && name.find(".so.") != std::string::npos) {
+      scan.skipped.push_back(
+          {path,
+           "a versioned name: plugins are loaded as lib<name>.so (a symlink to this "
+           "file will do)"});
+    } else {
+      scan.skipped.push_back({path, "not named lib<name>.so"});
     }
   }
   if (ec) return unavailable(dir + ": " + ec.message());
   std::sort(files.begin(), files.end());
-  std::vector<Refusal> refused;
+  auto by_file = [](const Refusal& a, const Refusal& b) { return a.file < b.file; };
+  std::sort(scan.skipped.begin(), scan.skipped.end(), by_file);
   for (const auto& f : files) {
     auto r = load_file(f);
-    if (!r.is_ok()) refused.push_back({f, r.status().message()});
+    if (!r.is_ok()) scan.refused.push_back({f, r.status().message()});
   }
-  return refused;
+  return scan;
 }
 
 std::shared_ptr<const PluginLibrary> PluginRegistry::find(std::string_view name) const {

@@ -70,6 +70,13 @@ struct Refusal {
   std::string reason;
 };
 
+// What a directory scan did with each entry: loaded (in the registry), refused (a candidate that
+// failed a check) or skipped (not a candidate; never opened).
+struct DirectoryScan {
+  std::vector<Refusal> refused;
+  std::vector<Refusal> skipped;
+};
+
 class PluginRegistry {
  public:
   PluginRegistry();
@@ -84,8 +91,10 @@ class PluginRegistry {
   // A plugin compiled into the host (or a test fake): the same descriptor checks.
   Result<std::shared_ptr<const PluginLibrary>> register_builtin(
       const patronus_plugin_descriptor* descriptor, const std::string& origin);
-  // Loads every lib*.so in dir (sorted by file name); returns the refused ones with reasons.
-  Result<std::vector<Refusal>> load_directory(const std::string& dir);
+  // Loads every regular file (or symlink to one) named lib*.so in dir, sorted by name. Every other
+  // entry is skipped with the reason: versioned names (libfoo.so.1: load it through a
+  // libfoo.so symlink), other names, directories and special files. Nothing skipped is opened.
+  Result<DirectoryScan> load_directory(const std::string& dir);
 
   std::shared_ptr<const PluginLibrary> find(std::string_view name) const;
   const std::vector<std::shared_ptr<const PluginLibrary>>& plugins() const { return plugins_; }
