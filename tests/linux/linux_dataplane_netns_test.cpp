@@ -6,15 +6,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "linux_dataplane.hpp"
-#include "netns.hpp"
+#include "kernel_test.hpp"
 #include "test_support.hpp"
 
 namespace patronus::linuxnet {
 namespace {
 
 using test::ifindex;
-using test::run;
 using test::sh;
 
 std::size_t count_ours(Rtnl& k) {
@@ -29,28 +27,13 @@ std::size_t count_ours(Rtnl& k) {
   return n;
 }
 
-TEST(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";
-  const std::string id = std::to_string(getpid());
-  test::Netns ns("pdp" + id);
-  ASSERT_TRUE(ns.ok());
-  {
-    auto probe = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
-    ASSERT_TRUE(probe.is_ok()) << probe.status().message();
-    if (!kernel_matches_dscp(probe.value())) {
-      GTEST_SKIP() << "this kernel's policy rules cannot match DSCP (FRA_DSCP: Linux 6.13); the "
-                      "default classes need it (docs/adr/0010-linux-dataplane.md)";
-    }
-  }
-  for (const char* dev : {"t0", "t1", "wan"}) {
-    sh({"ip", "-n", ns.name(), "link", "add", dev, "type", "veth", "peer", "name",
-        std::string(dev) + "p"});
-    sh({"ip", "-n", ns.name(), "link", "set", dev, "up"});
-    sh({"ip", "-n", ns.name(), "link", "set", std::string(dev) + "p", "up"});
-  }
-  sh({"ip", "-n", ns.name(), "addr", "add", "198.51.100.2/24", "dev", "wan"});
-  sh({"ip", "-n", ns.name(), "route", "add", "default", "via", "198.51.100.1"});
-  const std::uint32_t t0 = ifindex(ns.name(), "t0"), t1 = ifindex(ns.name(), "t1");
+class LinuxDataplaneKernel : public DscpKernelTest {};
+
+TEST_F(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
+  add_veths({"t0", "t1", "wan"});
+  sh({"ip", "-n", ns(), "addr", "add", "198.51.100.2/24", "dev", "wan"});
+  sh({"ip", "-n", ns(), "route", "add", "default", "via", "198.51.100.1"});
+  const std::uint32_t t0 = ifindex(ns(), "t0"), t1 = ifindex(ns(), "t1");
   ASSERT_TRUE(t0 && t1);
 
   auto make = [&]() {
@@ -63,7 +46,7 @@ TEST(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
       if (p.value() == 2) return Nexthop{t1, {}};
       return unavailable("path " + std::to_string(p.value()) + ": its tunnel is down");
     };
-    auto nl = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
+    auto nl = Rtnl::open_in_netns(ns_path());
     EXPECT_TRUE(nl.is_ok()) << nl.status().message();
     return LinuxDataplane::start(std::move(nl).value(), c);
   };
@@ -72,45 +55,43 @@ TEST(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
   LinuxDataplane& dp = *started.value();
   const std::vector<std::string> sip = {"10.20.3.4", "ipproto", "udp", "dport", "5060"};
   const std::vector<std::string> web = {"10.20.3.4", "ipproto", "tcp", "dport", "443"};
-  EXPECT_EQ(test::route_device(ns.name(), sip), "unreachable") << "no decision yet: nothing leaks";
-  EXPECT_EQ(test::route_device(ns.name(), web), "unreachable");
-  EXPECT_EQ(test::route_device(ns.name(), {"203.0.113.9"}), "wan") << "not a site: the main table";
+  EXPECT_EQ(test::route_device(ns(), sip), "unreachable") << "no decision yet: nothing leaks";
+  EXPECT_EQ(test::route_device(ns(), web), "unreachable");
+  EXPECT_EQ(test::route_device(ns(), {"203.0.113.9"}), "wan") << "not a site: the main table";
 
   ASSERT_TRUE(dp.set_class_path("b", "voice", model::PathId(1)).is_ok());
   ASSERT_TRUE(dp.set_class_path("b", "default", model::PathId(2)).is_ok());
-  EXPECT_EQ(test::route_device(ns.name(), sip), "t0");
-  EXPECT_EQ(test::route_device(ns.name(), {"10.20.3.4", "tos", "0xb8"}), "t0")
-      << "DSCP EF is voice";
-  EXPECT_EQ(test::route_device(ns.name(), web), "t1");
-  EXPECT_EQ(test::route_device(ns.name(), {"fd00:20::9", "ipproto", "udp", "dport", "5060"}), "t0");
+  EXPECT_EQ(test::route_device(ns(), sip), "t0");
+  EXPECT_EQ(test::route_device(ns(), {"10.20.3.4", "tos", "0xb8"}), "t0") << "DSCP EF is voice";
+  EXPECT_EQ(test::route_device(ns(), web), "t1");
+  EXPECT_EQ(test::route_device(ns(), {"fd00:20::9", "ipproto", "udp", "dport", "5060"}), "t0");
   // Failover of voice.
   ASSERT_TRUE(dp.set_class_path("b", "voice", model::PathId(2)).is_ok());
-  EXPECT_EQ(test::route_device(ns.name(), sip), "t1");
+  EXPECT_EQ(test::route_device(ns(), sip), "t1");
   // A path the transport cannot carry: refused, and voice is unreachable, not stale.
   const Status down = dp.set_class_path("b", "voice", model::PathId(3));
   ASSERT_FALSE(down.is_ok());
   EXPECT_NE(down.message().find("tunnel is down"), std::string::npos) << down.message();
-  EXPECT_EQ(test::route_device(ns.name(), sip), "unreachable");
-  EXPECT_EQ(test::route_device(ns.name(), web), "t1");
+  EXPECT_EQ(test::route_device(ns(), sip), "unreachable");
+  EXPECT_EQ(test::route_device(ns(), web), "t1");
   // Bad calls change nothing.
   EXPECT_FALSE(dp.set_class_path("nowhere", "voice", model::PathId(1)).is_ok());
   EXPECT_FALSE(dp.set_class_path("b", "nope", model::PathId(1)).is_ok());
   EXPECT_FALSE(dp.set_flow_path(model::FlowKey{}, model::PathId(1)).is_ok());
-  EXPECT_EQ(test::route_device(ns.name(), web), "t1");
+  EXPECT_EQ(test::route_device(ns(), web), "t1");
 
   // A restart (a second instance over the same kernel state) reconciles: no duplicates.
-  auto probe = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
+  auto probe = Rtnl::open_in_netns(ns_path());
   ASSERT_TRUE(probe.is_ok());
   const std::size_t before = count_ours(probe.value());
   auto again = make();
   ASSERT_TRUE(again.is_ok()) << again.status().message();
   EXPECT_EQ(count_ours(probe.value()), before);
-  EXPECT_EQ(test::route_device(ns.name(), web), "unreachable")
-      << "a new runtime has not decided yet";
+  EXPECT_EQ(test::route_device(ns(), web), "unreachable") << "a new runtime has not decided yet";
 
   ASSERT_TRUE(again.value()->stop().is_ok());
   EXPECT_EQ(count_ours(probe.value()), 0u);
-  EXPECT_EQ(test::route_device(ns.name(), web), "wan");
+  EXPECT_EQ(test::route_device(ns(), web), "wan");
 }
 
 }  // namespace

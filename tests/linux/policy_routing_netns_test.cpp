@@ -6,8 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "linux_dataplane.hpp"
-#include "netns.hpp"
+#include "kernel_test.hpp"
 #include "policy_routing.hpp"
 #include "test_support.hpp"
 
@@ -15,38 +14,22 @@ namespace patronus::linuxnet {
 namespace {
 
 using test::ifindex;
-using test::run;
 using test::sh;
 
-TEST(PolicyRoutingKernel, ClassesAreRoutedByTheirTablesAndFailOverInOneBatch) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";
-  const std::string id = std::to_string(getpid());
-  test::Netns ns("ppr" + id);
-  ASSERT_TRUE(ns.ok());
-  {
-    auto probe = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
-    ASSERT_TRUE(probe.is_ok()) << probe.status().message();
-    if (!kernel_matches_dscp(probe.value())) {
-      GTEST_SKIP() << "this kernel's policy rules cannot match DSCP (FRA_DSCP: Linux 6.13); the "
-                      "default classes need it (docs/adr/0010-linux-dataplane.md)";
-    }
-  }
+class PolicyRoutingKernel : public DscpKernelTest {};
+
+TEST_F(PolicyRoutingKernel, ClassesAreRoutedByTheirTablesAndFailOverInOneBatch) {
   // Two "tunnels" (veth pairs stand in: routing does not care what the device is) and an uplink
   // with a default route, which private traffic must never take.
-  for (const char* pair : {"t0", "t1", "wan"}) {
-    const std::string a = pair, b = std::string(pair) + "p";
-    sh({"ip", "-n", ns.name(), "link", "add", a, "type", "veth", "peer", "name", b});
-    sh({"ip", "-n", ns.name(), "link", "set", a, "up"});
-    sh({"ip", "-n", ns.name(), "link", "set", b, "up"});
-  }
-  sh({"ip", "-n", ns.name(), "addr", "add", "100.64.0.1/30", "dev", "t0"});
-  sh({"ip", "-n", ns.name(), "addr", "add", "100.64.1.1/30", "dev", "t1"});
-  sh({"ip", "-n", ns.name(), "addr", "add", "198.51.100.2/24", "dev", "wan"});
-  sh({"ip", "-n", ns.name(), "route", "add", "default", "via", "198.51.100.1"});
-  const std::uint32_t t0 = ifindex(ns.name(), "t0"), t1 = ifindex(ns.name(), "t1");
+  add_veths({"t0", "t1", "wan"});
+  sh({"ip", "-n", ns(), "addr", "add", "100.64.0.1/30", "dev", "t0"});
+  sh({"ip", "-n", ns(), "addr", "add", "100.64.1.1/30", "dev", "t1"});
+  sh({"ip", "-n", ns(), "addr", "add", "198.51.100.2/24", "dev", "wan"});
+  sh({"ip", "-n", ns(), "route", "add", "default", "via", "198.51.100.1"});
+  const std::uint32_t t0 = ifindex(ns(), "t0"), t1 = ifindex(ns(), "t1");
   ASSERT_TRUE(t0 && t1);
 
-  auto nl = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
+  auto nl = Rtnl::open_in_netns(ns_path());
   ASSERT_TRUE(nl.is_ok()) << nl.status().message();
   PolicyRouting pr(std::move(nl).value());
   const steering::ClassSet classes = steering::default_classes("");
@@ -65,15 +48,12 @@ TEST(PolicyRoutingKernel, ClassesAreRoutedByTheirTablesAndFailOverInOneBatch) {
     ASSERT_TRUE(st.is_ok()) << classes.classes[c].name << ": " << st.message();
   }
   const std::string b_host = "10.20.3.4";
-  EXPECT_EQ(test::route_device(ns.name(), {b_host, "ipproto", "udp", "dport", "5060"}), "t0")
-      << "SIP";
-  EXPECT_EQ(test::route_device(ns.name(), {b_host, "tos", "0xb8"}), "t0") << "DSCP EF";
-  EXPECT_EQ(test::route_device(ns.name(), {b_host, "ipproto", "tcp", "dport", "22"}), "t1")
-      << "SSH";
-  EXPECT_EQ(test::route_device(ns.name(), {b_host, "ipproto", "tcp", "dport", "443"}), "t1")
+  EXPECT_EQ(test::route_device(ns(), {b_host, "ipproto", "udp", "dport", "5060"}), "t0") << "SIP";
+  EXPECT_EQ(test::route_device(ns(), {b_host, "tos", "0xb8"}), "t0") << "DSCP EF";
+  EXPECT_EQ(test::route_device(ns(), {b_host, "ipproto", "tcp", "dport", "22"}), "t1") << "SSH";
+  EXPECT_EQ(test::route_device(ns(), {b_host, "ipproto", "tcp", "dport", "443"}), "t1")
       << "default";
-  EXPECT_EQ(test::route_device(ns.name(), {"203.0.113.9", "ipproto", "udp", "dport", "5060"}),
-            "wan")
+  EXPECT_EQ(test::route_device(ns(), {"203.0.113.9", "ipproto", "udp", "dport", "5060"}), "wan")
       << "not a site prefix: the class tables have no route, the main table decides";
 
   // Applying the same state again sends nothing.
@@ -94,14 +74,13 @@ TEST(PolicyRoutingKernel, ClassesAreRoutedByTheirTablesAndFailOverInOneBatch) {
 
   // Failover of voice: one batch in voice's table; the others untouched.
   ASSERT_TRUE(pr.apply_table(table(0), {class_route(table(0), site_b, {t1, {}})}).is_ok());
-  EXPECT_EQ(test::route_device(ns.name(), {b_host, "ipproto", "udp", "dport", "5060"}), "t1");
-  EXPECT_EQ(test::route_device(ns.name(), {b_host, "ipproto", "tcp", "dport", "22"}), "t1");
+  EXPECT_EQ(test::route_device(ns(), {b_host, "ipproto", "udp", "dport", "5060"}), "t1");
+  EXPECT_EQ(test::route_device(ns(), {b_host, "ipproto", "tcp", "dport", "22"}), "t1");
   // No path for voice: unreachable, not the default route through the uplink.
   ASSERT_TRUE(pr.apply_table(table(0), {class_route(table(0), site_b, {})}).is_ok());
-  const std::string none =
-      test::route_device(ns.name(), {b_host, "ipproto", "udp", "dport", "5060"});
+  const std::string none = test::route_device(ns(), {b_host, "ipproto", "udp", "dport", "5060"});
   EXPECT_EQ(none, "unreachable");
-  EXPECT_EQ(test::route_device(ns.name(), {b_host, "ipproto", "tcp", "dport", "22"}), "t1");
+  EXPECT_EQ(test::route_device(ns(), {b_host, "ipproto", "tcp", "dport", "22"}), "t1");
 
   // Clean stop: nothing of ours remains; the main table and the uplink are untouched.
   ASSERT_TRUE(pr.remove_all().is_ok());
@@ -113,7 +92,7 @@ TEST(PolicyRoutingKernel, ClassesAreRoutedByTheirTablesAndFailOverInOneBatch) {
     ASSERT_TRUE(routes.is_ok());
     for (const auto& r : routes.value()) EXPECT_NE(r.protocol, kRtprotPatronus);
   }
-  EXPECT_EQ(test::route_device(ns.name(), {b_host}), "wan");
+  EXPECT_EQ(test::route_device(ns(), {b_host}), "wan");
 }
 
 }  // namespace

@@ -16,18 +16,14 @@ using test::ifindex;
 using test::run;
 using test::sh;
 
-TEST(RtnlKernel, RoutesAndRulesInstalledDumpedAndRemoved) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";
-  const std::string id = std::to_string(getpid());
-  test::Netns ns("prt" + id);
-  ASSERT_TRUE(ns.ok());
-  sh({"ip", "-n", ns.name(), "link", "add", "v0", "type", "veth", "peer", "name", "v1"});
-  sh({"ip", "-n", ns.name(), "addr", "add", "10.99.0.1/24", "dev", "v0"});
-  sh({"ip", "-n", ns.name(), "link", "set", "v0", "up"});
-  sh({"ip", "-n", ns.name(), "link", "set", "v1", "up"});
-  const std::uint32_t v0 = ifindex(ns.name(), "v0");
+class RtnlKernel : public test::NetnsTest {};
+
+TEST_F(RtnlKernel, RoutesAndRulesInstalledDumpedAndRemoved) {
+  add_veths({"v0"});
+  sh({"ip", "-n", ns(), "addr", "add", "10.99.0.1/24", "dev", "v0"});
+  const std::uint32_t v0 = ifindex(ns(), "v0");
   ASSERT_GT(v0, 0u);
-  auto nl = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
+  auto nl = Rtnl::open_in_netns(ns_path());
   ASSERT_TRUE(nl.is_ok()) << nl.status().message();
   Rtnl& k = nl.value();
 
@@ -36,7 +32,7 @@ TEST(RtnlKernel, RoutesAndRulesInstalledDumpedAndRemoved) {
   r.dst = model::IpPrefix::parse("192.168.50.0/24").value();
   r.oif = v0;
   ASSERT_TRUE(k.route(Op::kAdd, r).is_ok());
-  auto shown = run({"ip", "-n", ns.name(), "route", "show", "table", "100"});
+  auto shown = run({"ip", "-n", ns(), "route", "show", "table", "100"});
   EXPECT_NE(shown.out.find("192.168.50.0/24 dev v0 proto 80"), std::string::npos) << shown.out;
   // Adding it again is the kernel's EEXIST, named.
   const Status again = k.route(Op::kAdd, r);
@@ -45,7 +41,7 @@ TEST(RtnlKernel, RoutesAndRulesInstalledDumpedAndRemoved) {
   // Replace moves it behind a gateway in one request.
   r.gateway = model::IpAddress::parse("10.99.0.2").value();
   ASSERT_TRUE(k.route(Op::kReplace, r).is_ok());
-  shown = run({"ip", "-n", ns.name(), "route", "show", "table", "100"});
+  shown = run({"ip", "-n", ns(), "route", "show", "table", "100"});
   EXPECT_NE(shown.out.find("192.168.50.0/24 via 10.99.0.2 dev v0 proto 80"), std::string::npos)
       << shown.out;
   Route v6;
@@ -83,7 +79,7 @@ TEST(RtnlKernel, RoutesAndRulesInstalledDumpedAndRemoved) {
   ef.dscp = 46;
   const Status ef_added = k.rule(Op::kAdd, ef);
   ASSERT_TRUE(ef_added.is_ok()) << ef_added.message();
-  auto rules = run({"ip", "-n", ns.name(), "rule", "show"});
+  auto rules = run({"ip", "-n", ns(), "rule", "show"});
   EXPECT_NE(rules.out.find("1000:"), std::string::npos) << rules.out;
   EXPECT_NE(rules.out.find("ipproto udp"), std::string::npos) << rules.out;
   EXPECT_NE(rules.out.find("dport 5060-5061"), std::string::npos) << rules.out;
@@ -120,7 +116,7 @@ TEST(RtnlKernel, RoutesAndRulesInstalledDumpedAndRemoved) {
   ours = k.rules(false);
   ASSERT_TRUE(ours.is_ok());
   for (const auto& x : ours.value()) EXPECT_NE(x.protocol, kRtprotPatronus);
-  auto main_table = run({"ip", "-n", ns.name(), "route", "show"});
+  auto main_table = run({"ip", "-n", ns(), "route", "show"});
   EXPECT_NE(main_table.out.find("10.99.0.0/24 dev v0"), std::string::npos) << main_table.out;
   // A batch reports the first failure (deleting what is gone).
   const Status gone = k.batch(removal);

@@ -5,8 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "linux_dataplane.hpp"
-#include "netns.hpp"
+#include "kernel_test.hpp"
 #include "wan_harness.hpp"
 
 namespace patronus::linuxnet {
@@ -14,28 +13,12 @@ namespace {
 
 using test::ifindex;
 using test::kSec;
-using test::run;
-using test::sh;
 
-TEST(RuntimeOnTheKernel, DecisionsBecomeRoutesAndACutMovesVoice) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";
-  const std::string id = std::to_string(getpid());
-  test::Netns ns("prk" + id);
-  ASSERT_TRUE(ns.ok());
-  {
-    auto probe = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
-    ASSERT_TRUE(probe.is_ok()) << probe.status().message();
-    if (!kernel_matches_dscp(probe.value())) {
-      GTEST_SKIP() << "this kernel's policy rules cannot match DSCP (FRA_DSCP: Linux 6.13); the "
-                      "default classes need it (docs/adr/0010-linux-dataplane.md)";
-    }
-  }
-  for (const char* dev : {"t0", "t1"}) {
-    sh({"ip", "-n", ns.name(), "link", "add", dev, "type", "veth", "peer", "name",
-        std::string(dev) + "p"});
-    sh({"ip", "-n", ns.name(), "link", "set", dev, "up"});
-  }
-  const std::uint32_t t0 = ifindex(ns.name(), "t0"), t1 = ifindex(ns.name(), "t1");
+class RuntimeOnTheKernel : public DscpKernelTest {};
+
+TEST_F(RuntimeOnTheKernel, DecisionsBecomeRoutesAndACutMovesVoice) {
+  add_veths({"t0", "t1"});
+  const std::uint32_t t0 = ifindex(ns(), "t0"), t1 = ifindex(ns(), "t1");
   ASSERT_TRUE(t0 && t1);
 
   test::Wan w(21);
@@ -54,7 +37,7 @@ TEST(RuntimeOnTheKernel, DecisionsBecomeRoutesAndACutMovesVoice) {
     if (p.value() == p2) return Nexthop{t1, {}};
     return not_found("path " + std::to_string(p.value()));
   };
-  auto nl = Rtnl::open_in_netns("/var/run/netns/" + ns.name());
+  auto nl = Rtnl::open_in_netns(ns_path());
   ASSERT_TRUE(nl.is_ok()) << nl.status().message();
   auto dp = LinuxDataplane::start(std::move(nl).value(), c);
   ASSERT_TRUE(dp.is_ok()) << dp.status().message();
@@ -64,12 +47,12 @@ TEST(RuntimeOnTheKernel, DecisionsBecomeRoutesAndACutMovesVoice) {
 
   const std::vector<std::string> voice = {"192.168.2.20", "ipproto", "udp", "dport", "5060"};
   const std::vector<std::string> web = {"192.168.2.20", "ipproto", "tcp", "dport", "443"};
-  EXPECT_EQ(test::route_device(ns.name(), voice), "unreachable") << "before any decision";
+  EXPECT_EQ(test::route_device(ns(), voice), "unreachable") << "before any decision";
   w.world().run_until(12 * kSec);
   const model::PathId before = hq.class_path("b", "voice");
   ASSERT_TRUE(before.valid());
-  EXPECT_EQ(test::route_device(ns.name(), voice), dev_of.at(before.value()));
-  EXPECT_EQ(test::route_device(ns.name(), web), dev_of.at(hq.class_path("b", "default").value()));
+  EXPECT_EQ(test::route_device(ns(), voice), dev_of.at(before.value()));
+  EXPECT_EQ(test::route_device(ns(), web), dev_of.at(hq.class_path("b", "default").value()));
   EXPECT_EQ(hq.counters().dataplane_errors, 0u);
 
   w.set_up(before.value(), false);
@@ -77,13 +60,12 @@ TEST(RuntimeOnTheKernel, DecisionsBecomeRoutesAndACutMovesVoice) {
   const model::PathId after = hq.class_path("b", "voice");
   ASSERT_TRUE(after.valid());
   ASSERT_NE(after, before) << "the runtime did not fail voice over";
-  EXPECT_EQ(test::route_device(ns.name(), voice), dev_of.at(after.value()))
+  EXPECT_EQ(test::route_device(ns(), voice), dev_of.at(after.value()))
       << "the kernel still routes voice over the cut path";
-  EXPECT_EQ(test::route_device(ns.name(), web), dev_of.at(hq.class_path("b", "default").value()));
+  EXPECT_EQ(test::route_device(ns(), web), dev_of.at(hq.class_path("b", "default").value()));
   w.stop();
   EXPECT_TRUE(dp.value()->stop().is_ok());
-  EXPECT_EQ(test::route_device(ns.name(), voice), "unreachable")
-      << "no route of ours, no default route";
+  EXPECT_EQ(test::route_device(ns(), voice), "unreachable") << "no route of ours, no default route";
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -101,12 +102,39 @@ inline std::string route_device(const std::string& ns, const std::vector<std::st
   return r.out.substr(dev + 5, r.out.find(' ', dev + 5) - dev - 5);
 }
 
+// A test that runs as root in a network namespace of its own, created before and removed after
+// each test (skipped, saying why, when not root).
+class NetnsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";
+    static int n = 0;
+    ns_ = std::make_unique<Netns>("pt" + std::to_string(getpid()) + "x" + std::to_string(++n));
+    ASSERT_TRUE(ns_->ok()) << "ip netns add " << ns_->name() << " failed";
+  }
+  const std::string& ns() const { return ns_->name(); }
+  std::string ns_path() const { return "/var/run/netns/" + ns(); }
+  // Veth pairs DEV / DEVp inside the namespace, both ends up.
+  void add_veths(const std::vector<std::string>& devs);
+
+ private:
+  std::unique_ptr<Netns> ns_;
+};
+
 // Runs a command and fails the test (with its output) when it does not exit 0.
 inline void sh(const std::vector<std::string>& argv) {
   auto r = run(argv);
   std::string cmd;
   for (const auto& a : argv) cmd += a + " ";
   ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.out << r.err;
+}
+
+inline void NetnsTest::add_veths(const std::vector<std::string>& devs) {
+  for (const auto& dev : devs) {
+    sh({"ip", "-n", ns(), "link", "add", dev, "type", "veth", "peer", "name", dev + "p"});
+    sh({"ip", "-n", ns(), "link", "set", dev, "up"});
+    sh({"ip", "-n", ns(), "link", "set", dev + "p", "up"});
+  }
 }
 
 }  // namespace patronus::test

@@ -62,14 +62,12 @@ const PeerState* find(const DeviceState& d, const Key& k) {
   return nullptr;
 }
 
-TEST(UapiInterop, ConfiguresAndReadsBackARealWireguardGo) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces (CI runs as root)";
-  const std::string id = std::to_string(getpid());
-  test::Netns ns("puA" + id);
-  ASSERT_TRUE(ns.ok());
-  const std::string ifname = "wgU" + id;
-  test::WireguardGo wg(ns.name(), ifname);
-  ASSERT_TRUE(test::wait_for_wireguard(ns.name(), ifname)) << "wireguard-go did not start";
+class UapiInterop : public test::NetnsTest {};
+
+TEST_F(UapiInterop, ConfiguresAndReadsBackARealWireguardGo) {
+  const std::string ifname = "wgU" + std::to_string(getpid());
+  test::WireguardGo wg(ns(), ifname);
+  ASSERT_TRUE(test::wait_for_wireguard(ns(), ifname)) << "wireguard-go did not start";
 
   DeviceChange c;
   c.private_key = key_of(0x11);
