@@ -62,6 +62,7 @@ TEST(PolicyRouting, ClassRulesRefuseWhatTheKernelCannotMatch) {
   auto bad = two_classes();
   bad.rules[0].class_name = "nope";
   EXPECT_FALSE(class_rules(bad, PolicyLayout{}, true).is_ok());
+  EXPECT_FALSE(class_rules(steering::ClassSet{}, PolicyLayout{}, true).is_ok()) << "no classes";
 }
 
 TEST(PolicyRouting, ChangesAreTheDifferenceOnly) {

@@ -73,7 +73,6 @@ struct AsioEnv::Impl {
   struct Watch {
     explicit Watch(asio::io_context& io, int fd) : desc(io, fd) {}
     asio::posix::stream_descriptor desc;
-    std::uint32_t events = 0;
     FdHandler handler;
     bool live = true;
   };
@@ -223,7 +222,6 @@ Status AsioEnv::watch_fd(int fd, std::uint32_t events, FdHandler fn, WatchId* id
     }
   }
   auto w = std::make_shared<Impl::Watch>(impl_->io, fd);
-  w->events = events;
   w->handler = std::move(fn);
   const WatchId wid = impl_->next_watch++;
   impl_->watches.emplace(wid, w);

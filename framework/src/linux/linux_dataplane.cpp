@@ -17,7 +17,6 @@ bool kernel_matches_dscp(Rtnl& rtnl) {
 Result<std::unique_ptr<LinuxDataplane>> LinuxDataplane::start(Rtnl rtnl,
                                                               LinuxDataplaneConfig config) {
   if (!config.resolve) return invalid_argument("linux dataplane: no path resolver");
-  if (config.classes.classes.empty()) return invalid_argument("linux dataplane: no classes");
   const bool dscp = kernel_matches_dscp(rtnl);
   auto rules = class_rules(config.classes, config.layout, dscp);
   if (!rules.is_ok()) return rules.status();

@@ -22,6 +22,7 @@ bool same_key(const Route& a, const Route& b) {
 
 Result<std::vector<Rule>> class_rules(const steering::ClassSet& set, const PolicyLayout& layout,
                                       bool dscp_in_rules) {
+  if (set.classes.empty()) return invalid_argument("classes: none given");
   std::vector<Rule> out;
   auto table_of = [&](const std::string& cls) -> std::optional<std::uint32_t> {
     for (std::size_t i = 0; i < set.classes.size(); ++i) {
