@@ -104,13 +104,15 @@ Status Ns3Env::open_udp(const SocketAddress& local, env::DatagramHandler handler
   }
   if (net_) {
     const env::EndpointId eid = next_endpoint_;
-    Status st = net_->bind(local, [this, eid](const SocketAddress& from, const std::uint8_t* d,
-                                              std::size_t n) { on_net_datagram(eid, from, d, n); });
-    if (!st.is_ok())
-      return unavailable(name_ + ": cannot bind UDP " + local.to_string() + ": " + st.message());
+    auto at = net_->bind(local, [this, eid](const SocketAddress& from, const std::uint8_t* d,
+                                            std::size_t n) { on_net_datagram(eid, from, d, n); });
+    if (!at.is_ok()) {
+      return unavailable(name_ + ": cannot bind UDP " + local.to_string() + ": " +
+                         at.status().message());
+    }
     ++next_endpoint_;
-    endpoints_.emplace(eid, Endpoint{nullptr, std::move(handler), local});
-    if (bound) *bound = local;
+    endpoints_.emplace(eid, Endpoint{nullptr, std::move(handler), at.value()});
+    if (bound) *bound = at.value();
     *id = eid;
     return Status::ok();
   }

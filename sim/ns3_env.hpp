@@ -23,8 +23,10 @@ class DatagramNet {
   using Receiver =
       std::function<void(const model::SocketAddress& from, const std::uint8_t*, std::size_t)>;
   virtual ~DatagramNet() = default;
-  // Fails when the address is not on the network or the port is taken.
-  virtual Status bind(const model::SocketAddress& local, Receiver receiver) = 0;
+  // The bound address (port 0: a free ephemeral port, as a socket would); fails when the address
+  // is not on the network or the port is taken.
+  virtual Result<model::SocketAddress> bind(const model::SocketAddress& local,
+                                            Receiver receiver) = 0;
   virtual void unbind(const model::SocketAddress& local) = 0;
   virtual void send(const model::SocketAddress& from, const model::SocketAddress& to,
                     const std::uint8_t* data, std::size_t size) = 0;

@@ -76,15 +76,24 @@ std::int64_t serialise(std::int64_t now, std::int64_t* busy, double bps, std::ui
 
 }  // namespace
 
-Status WanModel::bind(const model::SocketAddress& local, Receiver receiver) {
+Result<model::SocketAddress> WanModel::bind(const model::SocketAddress& local, Receiver receiver) {
   if (!local.ip().is_v4() || by_ip_.count(local.ip().v4_host_order()) == 0) {
     return invalid_argument(local.ip().to_string() + " is not an endpoint address of the WAN");
   }
-  const auto key = socket_key(local.ip().v4_host_order(), local.port());
-  if (!sockets_.emplace(key, std::move(receiver)).second) {
-    return unavailable(local.to_string() + " is bound already");
+  const std::uint32_t ip = local.ip().v4_host_order();
+  std::uint16_t port = local.port();
+  if (port == 0) {  // the Linux ephemeral range, first free from the low end (deterministic)
+    for (std::uint32_t p = 32768; p <= 60999 && port == 0; ++p) {
+      if (sockets_.count(socket_key(ip, static_cast<std::uint16_t>(p))) == 0) {
+        port = static_cast<std::uint16_t>(p);
+      }
+    }
+    if (port == 0) return resource_exhausted(local.ip().to_string() + ": no free port");
   }
-  return Status::ok();
+  if (!sockets_.emplace(socket_key(ip, port), std::move(receiver)).second) {
+    return unavailable(model::SocketAddress(local.ip(), port).to_string() + " is bound already");
+  }
+  return model::SocketAddress(local.ip(), port);
 }
 
 void WanModel::unbind(const model::SocketAddress& local) {

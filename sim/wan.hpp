@@ -60,7 +60,7 @@ class WanModel final : public DatagramNet {
   const WanCounters& counters() const { return counters_; }
 
   // DatagramNet.
-  Status bind(const model::SocketAddress& local, Receiver receiver) override;
+  Result<model::SocketAddress> bind(const model::SocketAddress& local, Receiver receiver) override;
   void unbind(const model::SocketAddress& local) override;
   void send(const model::SocketAddress& from, const model::SocketAddress& to,
             const std::uint8_t* data, std::size_t size) override;

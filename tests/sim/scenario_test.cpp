@@ -10,6 +10,7 @@
 #include "runner.hpp"
 #include "scenario.hpp"
 #include "test_support.hpp"
+#include "wan.hpp"
 
 namespace {
 
@@ -94,6 +95,28 @@ TEST(Simulator, TheFlagshipComparesItsVariantsInTheSameRun) {
   EXPECT_LT(ours, bfd);       // 50 ms x 4 detects before 300 ms x 3
   EXPECT_LT(bfd, published);  // which detects before 10 s x 3
   EXPECT_GT(published, 10'000);
+}
+
+// The WAN binds like a socket layer: port 0 is a free ephemeral port, a taken port and an address
+// that is not an endpoint are refused, and an unbound port is free again.
+TEST(SimulatedWan, BindsLikeSockets) {
+  sim::WanModel wan(1);
+  const auto ip = model::IpAddress::parse("100.64.0.1").value();
+  wan.add_site_count(1);
+  wan.add_endpoint(0, ip.v4_host_order(), sim::LinkSpec{});
+  auto none = [](const model::SocketAddress&, const std::uint8_t*, std::size_t) {};
+  auto a = wan.bind(model::SocketAddress(ip, 0), none);
+  auto b = wan.bind(model::SocketAddress(ip, 0), none);
+  ASSERT_TRUE(a.is_ok() && b.is_ok());
+  EXPECT_NE(a.value().port(), 0);
+  EXPECT_NE(a.value().port(), b.value().port());
+  EXPECT_TRUE(wan.bind(model::SocketAddress(ip, 51820), none).is_ok());
+  EXPECT_FALSE(wan.bind(model::SocketAddress(ip, 51820), none).is_ok()) << "taken";
+  EXPECT_FALSE(wan.bind(model::SocketAddress::parse("100.64.0.2:1").value(), none).is_ok());
+  wan.unbind(a.value());
+  auto c = wan.bind(model::SocketAddress(ip, 0), none);
+  ASSERT_TRUE(c.is_ok());
+  EXPECT_EQ(c.value().port(), a.value().port()) << "freed ports are reused";
 }
 
 TEST(Simulator, AnotherSeedIsAnotherRun) {
