@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "patronus/core/plugin_host.hpp"
 #include "probe_packet.hpp"
 #include "wan_harness.hpp"
 
@@ -304,8 +305,8 @@ TEST(SiteRuntime, FewLostProbesOnAnIdlePathAreConfirmedBeforeTheyMoveAClass) {
   EXPECT_EQ(hq.counters().liveness_changes, 2u) << "the blip was not a liveness event";
   w.world().run_until(w.world().now_ns() + 15 * kSec);
   EXPECT_EQ(rate_of(a), PATRONUS_PROBE_RATE_IDLE) << "back to idle once confirmed";
-  // And really idle: one probe a path every 0.9 to 1 s (the rate changed inside the probe's own
-  // transmit timer, which once left a second transmit chain running).
+  // And really idle: one probe a path every 0.9 to 1 s (the confirmation switched the rate twice;
+  // ProbePlugin.ARateChangeMadeInsideItsOwnReportLeavesOneTransmitChain guards the plugin side).
   const auto samples = hq.counters().samples;
   w.world().run_until(w.world().now_ns() + 30 * kSec);
   EXPECT_GE(hq.counters().samples - samples, 2u * 29u);
@@ -321,6 +322,81 @@ TEST(SiteRuntime, FewLostProbesOnAnIdlePathAreConfirmedBeforeTheyMoveAClass) {
   std::cout << "[measured] idle-path brownout to move (confirmed at the active rate): "
             << (moved->mono_ns - brown) / 1e6 << " ms\n";
   w.stop();
+}
+
+// The probe plugin on its own, with a host that calls back into it from inside its reports (the
+// runtime defers its rate changes; another host may not): each lost probe's report switches the
+// path's rate. The plugin must keep one transmit chain: once left idle, it sends one probe a
+// second (it once kept a second chain running for every such switch).
+TEST(ProbePlugin, ARateChangeMadeInsideItsOwnReportLeavesOneTransmitChain) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(test::plugin_dir() + "/libpatronus-probes.so");
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  env::VirtualWorld world(31);
+  const auto ia = model::IpAddress::parse("10.0.0.1").value();
+  const auto ib = model::IpAddress::parse("10.0.0.2").value();
+  auto& ea = world.add_node("a", {ia});
+  auto& eb = world.add_node("b", {ib});
+  const env::LinkParams link{10 * kMs, 0, 0.0, true};
+  world.set_link(ia, ib, link);
+  world.set_link(ib, ia, link);
+  core::RouterInstance a(ea, "a"), b(eb, "b");
+  auto config = lib.value()->schema()->text_to_bytes(
+      "interval_ms: 50\nidle_interval_ms: 1000\ndetect_multiplier: 4\n", "probe");
+  ASSERT_TRUE(config.is_ok()) << config.status().message();
+  ASSERT_TRUE(a.add_plugin(lib.value(), "probe", config.value()).is_ok());
+  ASSERT_TRUE(b.add_plugin(lib.value(), "probe", config.value()).is_ok());
+  struct Reentrant : core::RouterObserver {
+    core::RouterInstance* router = nullptr;
+    std::uint64_t samples = 0, switches = 0;
+    bool active = false, toggle = true;
+    void on_sample(const std::string&, const patronus_path_sample& s) override {
+      ++samples;
+      if (!s.lost || !toggle) return;
+      active = !active;  // inside the plugin's own report
+      if (router
+              ->set_path_rate("probe", s.path_id,
+                              active ? PATRONUS_PROBE_RATE_ACTIVE : PATRONUS_PROBE_RATE_IDLE)
+              .is_ok()) {
+        ++switches;
+      }
+    }
+  } obs;
+  obs.router = &a;
+  a.set_observer(&obs);
+  ASSERT_TRUE(a.start().is_ok());
+  ASSERT_TRUE(b.start().is_ok());
+  auto desc = [](const model::IpAddress& l, const model::IpAddress& r) {
+    patronus_path_desc d{};
+    d.struct_size = sizeof d;
+    d.path_id = 1;
+    d.local = model::SocketAddress(l, 7410).to_abi();
+    d.remote = model::SocketAddress(r, 7410).to_abi();
+    d.session_id = 77;
+    d.rate = PATRONUS_PROBE_RATE_IDLE;
+    d.key_len = 32;
+    std::memset(d.key, 0x5a, 32);
+    return d;
+  };
+  ASSERT_TRUE(a.watch_path("probe", desc(ia, ib)).is_ok());
+  ASSERT_TRUE(b.watch_path("probe", desc(ib, ia)).is_ok());
+  // Lost probes, each switching the rate inside its report.
+  for (int i = 0; i < 8; ++i) {
+    world.run_until(world.now_ns() + 3 * kSec);
+    world.set_link_up(ia, ib, i % 2 == 1);
+  }
+  world.set_link_up(ia, ib, true);
+  ASSERT_GE(obs.switches, 4u) << "the test did not exercise the re-entrant path";
+  // Settle idle (the last switch may have left it active), then count.
+  obs.toggle = false;
+  ASSERT_TRUE(a.set_path_rate("probe", 1, PATRONUS_PROBE_RATE_IDLE).is_ok());
+  world.run_until(world.now_ns() + 5 * kSec);
+  const auto before = obs.samples;
+  world.run_until(world.now_ns() + 30 * kSec);
+  EXPECT_GE(obs.samples - before, 29u);
+  EXPECT_LE(obs.samples - before, 34u) << "more than one transmit chain";
+  a.stop();
+  b.stop();
 }
 
 TEST(SiteRuntime, AFlappingPathCausesABoundedNumberOfMoves) {

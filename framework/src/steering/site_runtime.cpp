@@ -331,6 +331,8 @@ void SiteRuntime::stop() {
   running_ = false;
   if (tick_timer_) env_.cancel(tick_timer_);
   tick_timer_ = 0;
+  if (rates_timer_) env_.cancel(rates_timer_);
+  rates_timer_ = 0;
   for (auto& p : paths_) (void)router_.unwatch_path(config_.probe, p->spec.id.value());
   publish_metrics();
 }
@@ -542,7 +544,7 @@ void SiteRuntime::refresh_eligibility(Path& p, const WindowStats& st) {
       p.eligible_since[c] = now;
     }
   }
-  if (p.confirming != was_confirming) update_rates();
+  if (p.confirming != was_confirming) request_rate_update();
 }
 
 void SiteRuntime::notify_state(Path& p) {
@@ -736,7 +738,7 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
   }
   for (auto* o : observers_) o->on_decision(config_.site, decisions_.back());
   s.state.current = chosen;
-  update_rates();
+  request_rate_update();
 }
 
 std::uint16_t SiteRuntime::pick_balanced(const Selection& s, std::uint64_t h) const {
@@ -809,7 +811,7 @@ void SiteRuntime::rebalance(Selection& s) {
     }
   }
   if (old.empty() && d.flows_moved == 0) {
-    update_rates();
+    request_rate_update();
     return;  // the first set of a class with no flows yet is not a decision worth a record
   }
   ++counters_.decisions;
@@ -819,7 +821,19 @@ void SiteRuntime::rebalance(Selection& s) {
     ++counters_.decisions_evicted;
   }
   for (auto* o : observers_) o->on_decision(config_.site, decisions_.back());
-  update_rates();
+  request_rate_update();
+}
+
+// Decisions and verdicts are made inside the probe plugin's own reports (a sample, a liveness
+// change): the rate changes they call for are applied after the report returns, so the host never
+// calls into a plugin from inside that plugin's callback. Zero delay: same simulated instant.
+void SiteRuntime::request_rate_update() {
+  if (!running_ || rates_timer_ != 0) return;
+  rates_timer_ = env_.schedule(0, [this] {
+    rates_timer_ = 0;
+    update_rates();
+  });
+  // Refused (the timer bound): the next tick applies them.
 }
 
 void SiteRuntime::update_rates() {

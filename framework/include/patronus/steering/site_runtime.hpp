@@ -224,6 +224,7 @@ class SiteRuntime final : private core::RouterObserver {
              const std::vector<CandidateInput>& inputs);
   void rebalance(Selection& s);
   void update_rates();
+  void request_rate_update();
   // A packet of a tracked flow that has a path: counts it and notes the class's traffic. False
   // (nothing counted) when the flow has no path yet.
   bool count_cached(FlowEntry& e, std::uint32_t bytes, std::int64_t now, model::PathId* out);
@@ -255,6 +256,7 @@ class SiteRuntime final : private core::RouterObserver {
   std::deque<Decision> decisions_;
   RuntimeCounters counters_;
   env::TimerId tick_timer_ = 0;
+  env::TimerId rates_timer_ = 0;  // a pending request_rate_update()
   std::int64_t next_metrics_ns_ = 0;
   bool running_ = false;
 };
