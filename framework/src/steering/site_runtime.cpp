@@ -30,9 +30,8 @@ bool is_pow2(std::uint64_t v) {
 // threshold is broken only when the window shows, with that confidence, more loss than allowed:
 // 2 lost of 13 probes (15 %) on a path losing 2 % is noise, not evidence (ADR 0008). The bound is
 // tested at every probe, on overlapping windows, so the confidence must be high: in the 10-site
-// soak (paths losing 1 % of round trips, voice bounded at 2 %) a 95 % bound (8 of 200) made 7
-// false moves in 10 minutes, a 99 % bound (10 of 200) 3 in 20 call-hours, this one (11 of 200)
-// 1 in 90 call-hours.
+// soak (paths losing 1 % of round trips, voice bounded at 2 %) a 95 % bound (8 of 200) made 30
+// false moves in 20 call-hours, a 99 % bound (10 of 200) 8 in 100, this one (11 of 200) 2 in 100.
 double loss_lower_bound_pct(std::uint32_t lost, std::uint32_t n) {
   if (n == 0) return 0;
   constexpr double z = 3.090232;
