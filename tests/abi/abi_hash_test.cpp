@@ -20,13 +20,15 @@ extern const layout_entry patronus_frozen_1_0[];
 extern const layout_entry patronus_frozen_1_1[];
 extern const layout_entry patronus_current_1_0[];
 extern const layout_entry patronus_current_1_1[];
+extern const layout_entry patronus_frozen_1_2[];
+extern const layout_entry patronus_current_1_2[];
 }
 
 namespace {
 
 constexpr std::uint64_t kPinnedHash = 0x57c7d0e6f3b1e845ULL;  // FNV-1a 64 of the header bytes
 constexpr int kPinnedMajor = 1;
-constexpr int kPinnedMinor = 1;
+constexpr int kPinnedMinor = 2;
 
 std::uint64_t fnv1a(const std::string& s) {
   std::uint64_t h = 0xcbf29ce484222325ULL;
@@ -92,6 +94,10 @@ TEST(AbiHeader, EveryAbi11OffsetAndSizeIsUnchanged) {
   EXPECT_GT(expect_unchanged(patronus_frozen_1_1, patronus_current_1_1), 30u);
 }
 
+TEST(AbiHeader, EveryAbi12OffsetAndSizeIsUnchanged) {
+  EXPECT_GT(expect_unchanged(patronus_frozen_1_2, patronus_current_1_2), 25u);
+}
+
 // The frozen-size constants the host uses as lower bounds are the real 1.0 sizes.
 TEST(AbiHeader, FrozenSizeConstantsAreTheAbi10Sizes) {
   auto frozen = [](const std::string& what) -> std::size_t {
@@ -117,6 +123,18 @@ TEST(AbiHeader, FrozenSizeConstantsAreTheAbi10Sizes) {
       EXPECT_EQ(PATRONUS_SIZE_1_1_PATH_LIVENESS, patronus_frozen_1_1[i].value);
     }
   }
+  int seen = 0;
+  for (std::size_t i = 0; patronus_frozen_1_2[i].what; ++i) {
+    const std::string what = patronus_frozen_1_2[i].what;
+    if (what == "sizeof patronus_tunnel_status") {
+      EXPECT_EQ(PATRONUS_SIZE_1_2_TUNNEL_STATUS, patronus_frozen_1_2[i].value);
+      ++seen;
+    } else if (what == "sizeof patronus_prefix") {
+      EXPECT_EQ(PATRONUS_SIZE_1_2_PREFIX, patronus_frozen_1_2[i].value);
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 2);
 }
 
 }  // namespace

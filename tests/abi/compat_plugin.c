@@ -2,10 +2,12 @@
  * tests/abi/frozen/v1_<COMPAT_MINOR> on the include path (a frozen header), never the current one.
  * Built for each frozen minor as a probe, a scorer and a policy plugin (the kinds ABI 1.1
  * extended) and loaded by the current host in tests/abi/compat_test.cpp. Against 1.1 it also uses
- * what 1.1 added (liveness reports, error text). */
+ * what 1.1 added (liveness reports, error text); against 1.2 it is also a transport that watches
+ * a pipe (watch_fd), reports its tunnel (report_tunnel) and declares it needs the real network. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "patronus/abi/plugin_abi.h"
 
@@ -20,6 +22,7 @@ struct inst {
   const struct patronus_host_services* host;
   uint64_t path_id;
   uint64_t seq;
+  int pipe_fd[2];
 };
 
 static patronus_status create(const struct patronus_host_services* host, void** out, char* err,
@@ -28,6 +31,7 @@ static patronus_status create(const struct patronus_host_services* host, void** 
   struct inst* in = (struct inst*)calloc(1, sizeof *in);
   if (!in) return PATRONUS_ERR_RESOURCE_EXHAUSTED;
   in->host = host;
+  in->pipe_fd[0] = in->pipe_fd[1] = -1;
   *out = in;
   return PATRONUS_OK;
 }
@@ -44,6 +48,9 @@ static patronus_status stop(void* i) {
   return PATRONUS_OK;
 }
 static void destroy(void* i) {
+  struct inst* in = (struct inst*)i;
+  if (in->pipe_fd[0] >= 0) close(in->pipe_fd[0]);
+  if (in->pipe_fd[1] >= 0) close(in->pipe_fd[1]);
   free(i);
 }
 
@@ -116,6 +123,51 @@ static patronus_status score_ex(void* i, const struct patronus_metrics_window* w
 }
 #endif
 
+#if COMPAT_MINOR >= 2
+/* transport: path_up writes one byte into a pipe and watches it; when the byte is readable the
+ * tunnel is reported UP (with the byte count as rx_bytes) and the watch ends. */
+static void on_ready(void* user, patronus_watch_id id, int32_t fd, uint32_t ready) {
+  struct inst* in = (struct inst*)user;
+  char b[8];
+  ssize_t n = (ready & PATRONUS_FD_READABLE) ? read(fd, b, sizeof b) : 0;
+  struct patronus_tunnel_status t;
+  memset(&t, 0, sizeof t);
+  t.struct_size = sizeof t;
+  t.state = n > 0 ? PATRONUS_TUNNEL_UP : PATRONUS_TUNNEL_DOWN;
+  t.path_id = in->path_id;
+  t.rx_bytes = n > 0 ? (uint64_t)n : 0;
+  t.last_handshake_wall_ns = in->host->wall_ns(in->host->ctx);
+  in->host->unwatch_fd(in->host->ctx, id);
+  in->host->report_tunnel(in->host->ctx, &t);
+}
+static patronus_status path_up(void* i, const struct patronus_path_desc* p, char* e, uint32_t cap) {
+  struct inst* in = (struct inst*)i;
+  patronus_watch_id id = 0;
+  patronus_status st;
+  if (p->struct_size < sizeof *p) {
+    strncpy(e, "path description shorter than ABI 1.2's", cap - 1);
+    return PATRONUS_ERR_INVALID_ARGUMENT;
+  }
+  if (in->pipe_fd[0] < 0 && pipe(in->pipe_fd) != 0) return PATRONUS_ERR_INTERNAL;
+  in->path_id = p->path_id;
+  st = in->host->watch_fd(in->host->ctx, in->pipe_fd[0], PATRONUS_FD_READABLE, on_ready, in, &id);
+  if (st != PATRONUS_OK) {
+    strncpy(e, "watch_fd refused", cap - 1);
+    return st;
+  }
+  if (write(in->pipe_fd[1], p->interface_name, strlen(p->interface_name)) < 0) {
+    return PATRONUS_ERR_INTERNAL;
+  }
+  return PATRONUS_OK;
+}
+static patronus_status path_down(void* i, uint64_t id) {
+  struct inst* in = (struct inst*)i;
+  return id == in->path_id ? PATRONUS_OK : PATRONUS_ERR_NOT_FOUND;
+}
+static const struct patronus_transport_v1 transport_table = {
+    .struct_size = sizeof transport_table, .path_up = path_up, .path_down = path_down};
+#endif
+
 static const struct patronus_probe_v1 probe_table = {
     .struct_size = sizeof probe_table, .watch_path = watch, .unwatch_path = unwatch};
 static const struct patronus_scorer_v1 scorer_table = {
@@ -136,6 +188,11 @@ static const struct patronus_plugin_descriptor descriptor = {
     .kind = PATRONUS_KIND_PROBE,
     .name = COMPAT_NAME_PREFIX "-probe",
     .kind_table = &probe_table,
+#elif defined(COMPAT_TRANSPORT)
+    .kind = PATRONUS_KIND_TRANSPORT,
+    .name = COMPAT_NAME_PREFIX "-transport",
+    .kind_table = &transport_table,
+    .flags = PATRONUS_PLUGIN_NEEDS_REAL_NETWORK,
 #elif defined(COMPAT_SCORER)
     .kind = PATRONUS_KIND_SCORER,
     .name = COMPAT_NAME_PREFIX "-scorer",

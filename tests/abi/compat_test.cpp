@@ -3,8 +3,11 @@
 // clearly what they lack.
 #include <gtest/gtest.h>
 
+#include <boost/asio/io_context.hpp>
+
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/core/router.hpp"
+#include "patronus/env/asio_env.hpp"
 #include "patronus/env/virtual_world.hpp"
 #include "test_support.hpp"
 
@@ -23,6 +26,10 @@ struct Samples : core::RouterObserver {
   void on_sample(const std::string&, const patronus_path_sample& s) override { got.push_back(s); }
   void on_liveness(const std::string&, const patronus_path_liveness& l) override {
     liveness.push_back(l);
+  }
+  std::vector<patronus_tunnel_status> tunnels;
+  void on_tunnel(const std::string&, const patronus_tunnel_status& t) override {
+    tunnels.push_back(t);
   }
 };
 
@@ -131,6 +138,59 @@ TEST(AbiCompat, Abi11PluginsLoadAndTheir11CallsWork) {
   // score_ex carries the plugin's own words, where 1.0's score could only give a status.
   EXPECT_NE(err.status().message().find("score failed: latency above 100 ms"), std::string::npos)
       << err.status().message();
+}
+
+// Every frozen minor's plugins keep loading in this host (1.2 included), and none claims the real
+// network but the 1.2 transport.
+TEST(AbiCompat, EveryFrozenMinorLoads) {
+  for (int minor : {0, 1, 2}) {
+    for (const char* kind : {"probe", "scorer", "policy"}) {
+      core::PluginRegistry reg;
+      auto lib = reg.load_file(compat(kind, minor));
+      ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+      EXPECT_EQ(lib.value()->info().abi_minor, static_cast<std::uint32_t>(minor));
+      EXPECT_FALSE(lib.value()->info().needs_real_network);
+    }
+  }
+}
+
+// A 1.2 transport: declares the real network, watches a descriptor through the host (real Asio
+// loop), reports its tunnel; the same plugin's watch is refused by a simulated host.
+TEST(AbiCompat, Abi12TransportWatchesADescriptorAndReportsItsTunnel) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(compat("transport", 2));
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  EXPECT_TRUE(lib.value()->info().needs_real_network);
+  EXPECT_EQ(lib.value()->info().kind, core::PluginKind::kTransport);
+
+  boost::asio::io_context io;
+  env::AsioEnv env(io, 1);
+  core::RouterInstance r(env, "a");
+  Samples s;
+  r.set_observer(&s);
+  ASSERT_TRUE(r.add_plugin(lib.value(), "t", "").is_ok());
+  ASSERT_TRUE(r.start().is_ok());
+  patronus_path_desc d{};
+  d.path_id = 9;
+  d.interface_name = "wg-x";
+  ASSERT_TRUE(r.path_up("t", d).is_ok());
+  EXPECT_EQ(r.live_watches("t"), 1u);
+  for (int i = 0; i < 100 && s.tunnels.empty(); ++i) io.run_one_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(s.tunnels.size(), 1u);
+  EXPECT_EQ(s.tunnels[0].path_id, 9u);
+  EXPECT_EQ(s.tunnels[0].state, PATRONUS_TUNNEL_UP);
+  EXPECT_EQ(s.tunnels[0].rx_bytes, 4u) << "the bytes written into the pipe were read";
+  EXPECT_EQ(r.live_watches("t"), 0u) << "unwatched from inside its own callback";
+  EXPECT_TRUE(r.path_down("t", 9).is_ok());
+  r.stop();
+
+  env::VirtualWorld w(1);
+  core::RouterInstance v(w.add_node("b", {}), "b");
+  ASSERT_TRUE(v.add_plugin(lib.value(), "t", "").is_ok());
+  ASSERT_TRUE(v.start().is_ok());
+  auto st = v.path_up("t", d);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_EQ(st.code(), Code::kUnimplemented) << st.to_string();
 }
 
 TEST(AbiCompat, NonZeroReservedFieldsAreRefused) {

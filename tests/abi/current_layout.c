@@ -9,3 +9,6 @@ const struct layout_entry patronus_current_1_0[] = {
 const struct layout_entry patronus_current_1_1[] = {
 #include "layout_entries_1_1.inc"
     {0, 0}};
+const struct layout_entry patronus_current_1_2[] = {
+#include "layout_entries_1_2.inc"
+    {0, 0}};

@@ -207,6 +207,78 @@ struct HostBridge {
     } catch (...) {
     }
   }
+
+  // ABI 1.2
+  static patronus_status watch_fd(patronus_host_ctx* c, int32_t fd, uint32_t events,
+                                  patronus_fd_fn fn, void* user,
+                                  patronus_watch_id* out_id) noexcept {
+    try {
+      RouterInstance& r = router(c);
+      auto* inst = c->instance;
+      if (fd < 0 || fn == nullptr || out_id == nullptr || events == 0 ||
+          (events & ~(PATRONUS_FD_READABLE | PATRONUS_FD_WRITABLE)) != 0) {
+        return PATRONUS_ERR_INVALID_ARGUMENT;
+      }
+      if (inst->watches.size() >= r.limits_.max_watches_per_instance) {
+        r.refused(*inst, "host.watch_refused", ++r.counters_.watches_refused);
+        return PATRONUS_ERR_RESOURCE_EXHAUSTED;
+      }
+      static_assert(PATRONUS_FD_READABLE == env::kFdReadable &&
+                    PATRONUS_FD_WRITABLE == env::kFdWritable);
+      auto slot = std::make_shared<env::WatchId>(0);
+      env::WatchId id = 0;
+      Status s = r.env_.watch_fd(
+          fd, events,
+          [c, fn, user, fd, slot](std::uint32_t ready) {
+            try {
+              fn(user, *slot, fd, ready);
+            } catch (...) {
+              ++router(c).counters_.plugin_exceptions;
+            }
+          },
+          &id);
+      if (!s.is_ok()) {
+        r.add_trace(inst->name + " watch-failed " + s.message());
+        return to_abi(s);
+      }
+      *slot = id;
+      inst->watches.insert(id);
+      *out_id = id;
+      return PATRONUS_OK;
+    } catch (...) {
+      return PATRONUS_ERR_INTERNAL;
+    }
+  }
+
+  static patronus_status unwatch_fd(patronus_host_ctx* c, patronus_watch_id id) noexcept {
+    try {
+      if (c->instance->watches.erase(id) == 0) return PATRONUS_ERR_NOT_FOUND;
+      return to_abi(router(c).env_.unwatch_fd(id));
+    } catch (...) {
+      return PATRONUS_ERR_INTERNAL;
+    }
+  }
+
+  static void report_tunnel(patronus_host_ctx* c, const patronus_tunnel_status* t) noexcept {
+    try {
+      RouterInstance& r = router(c);
+      patronus_tunnel_status v{};
+      if (!read_report(t, PATRONUS_SIZE_1_2_TUNNEL_STATUS, &v) ||
+          (v.state != PATRONUS_TUNNEL_UP && v.state != PATRONUS_TUNNEL_DOWN) ||
+          v.diagnostic > PATRONUS_TUNNEL_DIAG_DEVICE_GONE) {
+        r.refused(*c->instance, "host.report_malformed", ++r.counters_.reports_malformed);
+        return;
+      }
+      ++r.counters_.tunnel_reports;
+      if (r.tracing()) {
+        r.add_trace(c->instance->name + " tunnel path=" + std::to_string(v.path_id) +
+                    (v.state == PATRONUS_TUNNEL_UP ? " up" : " down") +
+                    " diag=" + std::to_string(v.diagnostic));
+      }
+      if (r.observer_) r.observer_->on_tunnel(c->instance->name, v);
+    } catch (...) {
+    }
+  }
 };
 
 void fill_host_services(patronus_host_services& s, patronus_host_ctx* ctx) {
@@ -227,6 +299,9 @@ void fill_host_services(patronus_host_services& s, patronus_host_ctx* ctx) {
   s.report_sample = &HostBridge::report_sample;
   s.wall_ns = &HostBridge::wall_ns;
   s.report_liveness = &HostBridge::report_liveness;
+  s.watch_fd = &HostBridge::watch_fd;
+  s.unwatch_fd = &HostBridge::unwatch_fd;
+  s.report_tunnel = &HostBridge::report_tunnel;
 }
 
 }  // namespace patronus::core

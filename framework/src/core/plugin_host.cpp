@@ -6,6 +6,7 @@
 #include <boost/dll/library_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -124,6 +125,12 @@ struct PluginLibrary::Lib {
 PluginLibrary::PluginLibrary() = default;
 PluginLibrary::~PluginLibrary() = default;
 
+static std::string hex32(std::uint32_t v) {
+  char b[9];
+  std::snprintf(b, sizeof b, "%x", v);
+  return b;
+}
+
 Status validate_descriptor(const patronus_plugin_descriptor* d, const std::string& file) {
   if (d == nullptr) return invalid_argument(file + ": the entry point returned NULL");
   if (d->struct_size < kFixedHeaderSize) {
@@ -168,6 +175,21 @@ Status validate_descriptor(const patronus_plugin_descriptor* d, const std::strin
                               std::to_string(i) + "] is not NULL; reserved slots must be zero");
     }
   }
+  // ABI 1.2 flags: read only from a 1.2+ plugin whose descriptor reaches them.
+  if (d->abi_minor >= 2 && d->struct_size >= offsetof(patronus_plugin_descriptor, reserved1) +
+                                                 sizeof d->reserved1) {
+    constexpr std::uint32_t kKnownFlags = PATRONUS_PLUGIN_NEEDS_REAL_NETWORK;
+    if ((d->flags & ~kKnownFlags) != 0) {
+      return invalid_argument(file + ": plugin '" + d->name + "' descriptor flags 0x" +
+                              hex32(d->flags) + " include bits this host does not know (0x" +
+                              hex32(d->flags & ~kKnownFlags) + ")");
+    }
+    if (d->reserved1 != 0) {
+      return invalid_argument(
+          file + ": plugin '" + d->name +
+          "' descriptor field reserved1 is not zero; reserved fields must be zero");
+    }
+  }
   if ((d->config_type == nullptr) != (d->config_schema == nullptr || d->config_schema_size == 0)) {
     return invalid_argument(file + ": plugin '" + d->name +
                             "' must give both config_type and config_schema, or neither");
@@ -196,6 +218,10 @@ Result<std::shared_ptr<PluginLibrary>> PluginRegistry::accept(const patronus_plu
   lib->info_.abi_major = desc.abi_major;
   lib->info_.abi_minor = desc.abi_minor;
   lib->info_.file = file;
+  // A pre-1.2 descriptor has no flags (the copy above may hold bytes past its 1.1 end only if
+  // the plugin claimed a longer struct; they are not ours to read).
+  if (desc.abi_minor < 2) desc.flags = desc.reserved1 = 0;
+  lib->info_.needs_real_network = (desc.flags & PATRONUS_PLUGIN_NEEDS_REAL_NETWORK) != 0;
   if (desc.config_type != nullptr) {
     lib->info_.config_type = desc.config_type;
     auto schema =

@@ -124,6 +124,8 @@ void RouterInstance::stop() {
     inst.timers.clear();
     for (auto id : inst.endpoints) (void)env_.close_udp(id);
     inst.endpoints.clear();
+    for (auto id : inst.watches) (void)env_.unwatch_fd(id);
+    inst.watches.clear();
   }
   running_ = false;
 }
@@ -142,6 +144,11 @@ std::size_t RouterInstance::live_timers(const std::string& instance) const {
 std::size_t RouterInstance::live_endpoints(const std::string& instance) const {
   const Instance* i = find(instance);
   return i ? i->endpoints.size() : 0;
+}
+
+std::size_t RouterInstance::live_watches(const std::string& instance) const {
+  const Instance* i = find(instance);
+  return i ? i->watches.size() : 0;
 }
 
 }  // namespace patronus::core

@@ -78,6 +78,26 @@ Status RouterInstance::watch_path(const std::string& instance, const patronus_pa
   });
 }
 
+Status RouterInstance::path_up(const std::string& instance, const patronus_path_desc& path) {
+  auto found = find_kind(instance, PluginKind::kTransport);
+  if (!found.is_ok()) return found.status();
+  Instance* inst = found.value();
+  patronus_path_desc p = path;
+  p.struct_size = sizeof p;
+  return call_plugin(*inst, "path_up", [&](char* err, std::uint32_t cap) {
+    return inst->lib->transport().path_up(inst->handle, &p, err, cap);
+  });
+}
+
+Status RouterInstance::path_down(const std::string& instance, std::uint64_t path_id) {
+  auto found = find_kind(instance, PluginKind::kTransport);
+  if (!found.is_ok()) return found.status();
+  Instance* inst = found.value();
+  return call_plugin(*inst, "path_down", [&](char*, std::uint32_t) {
+    return inst->lib->transport().path_down(inst->handle, path_id);
+  });
+}
+
 Status RouterInstance::unwatch_path(const std::string& instance, std::uint64_t path_id) {
   auto found = find_kind(instance, PluginKind::kProbe);
   if (!found.is_ok()) return found.status();

@@ -26,6 +26,7 @@ struct RouterInstance::Instance {
   bool started = false;
   std::unordered_set<env::TimerId> timers;  // O(1): a probe plugin arms one a probe
   std::set<env::EndpointId> endpoints;
+  std::set<env::WatchId> watches;  // ABI 1.2 watch_fd
 };
 
 constexpr std::uint32_t kErrCap = 512;

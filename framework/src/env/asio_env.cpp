@@ -1,5 +1,8 @@
 #include "patronus/env/asio_env.hpp"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -169,6 +172,16 @@ Status AsioEnv::open_udp(const SocketAddress& local, DatagramHandler handler, En
   boost::system::error_code ec;
   const auto ep = to_asio(local);
   s->sock.open(ep.protocol(), ec);
+  // Free bind: an address not (yet) configured binds, e.g. a tunnel's overlay address before the
+  // transport has brought its interface up; datagrams flow once the address exists.
+  if (!ec) {
+    const int one = 1;
+    const bool v4 = ep.protocol() == boost::asio::ip::udp::v4();
+    if (::setsockopt(s->sock.native_handle(), v4 ? IPPROTO_IP : IPPROTO_IPV6,
+                     v4 ? IP_FREEBIND : IPV6_FREEBIND, &one, sizeof one) != 0) {
+      ec = boost::system::error_code(errno, boost::system::system_category());
+    }
+  }
   if (!ec) s->sock.bind(ep, ec);
   if (ec) return unavailable("cannot bind UDP " + local.to_string() + ": " + ec.message());
   s->handler = std::move(handler);

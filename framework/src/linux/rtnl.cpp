@@ -5,6 +5,7 @@
 #include <linux/fib_rules.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -228,6 +229,43 @@ std::vector<std::uint8_t> encode_dump(std::uint16_t type, bool ipv6, std::uint32
     rt.rtm_family = ipv6 ? AF_INET6 : AF_INET;
     b.fixed(rt);
   }
+  return b.finish();
+}
+
+std::vector<std::uint8_t> encode_address(Op op, int ifindex, const model::IpAddress& address, int length,
+                                         std::uint32_t seq) {
+  const std::uint16_t type = op == Op::kDelete ? RTM_DELADDR : RTM_NEWADDR;
+  Builder b(type, flags_of(op), seq);
+  ifaddrmsg m{};
+  m.ifa_family = address.is_v4() ? AF_INET : AF_INET6;
+  m.ifa_prefixlen = static_cast<std::uint8_t>(length);
+  m.ifa_index = static_cast<std::uint32_t>(ifindex);
+  m.ifa_scope = RT_SCOPE_UNIVERSE;
+  b.fixed(m);
+  b.attr_ip(IFA_LOCAL, address);
+  b.attr_ip(IFA_ADDRESS, address);
+  return b.finish();
+}
+
+std::vector<std::uint8_t> encode_link_state(int ifindex, bool up, std::uint32_t mtu,
+                                            std::uint32_t seq) {
+  Builder b(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+  ifinfomsg m{};
+  m.ifi_family = AF_UNSPEC;
+  m.ifi_index = ifindex;
+  m.ifi_flags = up ? IFF_UP : 0;
+  m.ifi_change = IFF_UP;
+  b.fixed(m);
+  if (mtu != 0) b.attr_value<std::uint32_t>(IFLA_MTU, mtu);
+  return b.finish();
+}
+
+std::vector<std::uint8_t> encode_link_delete(int ifindex, std::uint32_t seq) {
+  Builder b(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+  ifinfomsg m{};
+  m.ifi_family = AF_UNSPEC;
+  m.ifi_index = ifindex;
+  b.fixed(m);
   return b.finish();
 }
 
@@ -474,6 +512,18 @@ Status Rtnl::route(Op op, const Route& r) {
 
 Status Rtnl::rule(Op op, const Rule& r) {
   return batch({encode_rule(op, r, 0)});
+}
+
+Status Rtnl::address(Op op, int ifindex, const model::IpAddress& address, int length) {
+  return batch({encode_address(op, ifindex, address, length, 0)});
+}
+
+Status Rtnl::link_state(int ifindex, bool up, std::uint32_t mtu) {
+  return batch({encode_link_state(ifindex, up, mtu, 0)});
+}
+
+Status Rtnl::delete_link(int ifindex) {
+  return batch({encode_link_delete(ifindex, 0)});
 }
 
 Result<std::vector<NlMessage>> Rtnl::dump(const std::vector<std::uint8_t>& request,

@@ -88,6 +88,14 @@ std::vector<std::uint8_t> encode_route(Op op, const Route& r, std::uint32_t seq)
 std::vector<std::uint8_t> encode_rule(Op op, const Rule& r, std::uint32_t seq);
 std::vector<std::uint8_t> encode_dump(std::uint16_t type, bool ipv6, std::uint32_t seq);
 
+// Interfaces: an address (host bits kept) with its prefix length on a link (replace: idempotent), a link's
+// up/down state and MTU (mtu 0: unchanged), and deleting a link.
+std::vector<std::uint8_t> encode_address(Op op, int ifindex, const model::IpAddress& address, int length,
+                                         std::uint32_t seq);
+std::vector<std::uint8_t> encode_link_state(int ifindex, bool up, std::uint32_t mtu,
+                                            std::uint32_t seq);
+std::vector<std::uint8_t> encode_link_delete(int ifindex, std::uint32_t seq);
+
 Result<Route> decode_route(const NlMessage& m);
 Result<Rule> decode_rule(const NlMessage& m);
 // NLMSG_ERROR: OK for an acknowledgement, else the kernel's error (errno named, with the
@@ -108,6 +116,9 @@ class Rtnl {
 
   Status route(Op op, const Route& r);
   Status rule(Op op, const Rule& r);
+  Status address(Op op, int ifindex, const model::IpAddress& address, int length);
+  Status link_state(int ifindex, bool up, std::uint32_t mtu);
+  Status delete_link(int ifindex);
   // Routes of `table` (every table for 0) of one family; rules of one family.
   Result<std::vector<Route>> routes(bool ipv6, std::uint32_t table);
   Result<std::vector<Rule>> rules(bool ipv6);

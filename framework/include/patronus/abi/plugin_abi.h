@@ -8,8 +8,8 @@
  *    uses min(struct_size, sizeof(what it knows)) bytes of a table.
  *  - A plugin whose abi_major differs from the host's, or whose abi_minor is newer than the
  *    host's, is refused. Adding to the end of a table is a minor bump; anything else is a major
- *    one. ABI 1.1 (docs/adr/0006-abi-1-1.md) appended fields to tables 1.0 defined; 1.0 plugins
- *    keep loading.
+ *    one. ABI 1.1 (docs/adr/0006-abi-1-1.md) appended fields to tables 1.0 defined; ABI 1.2
+ *    (docs/adr/0011-abi-1-2.md) appended what a transport needs. 1.0 and 1.1 plugins keep loading.
  *  - Reserved fields and slots must be zero.
  *  - Each plugin exports exactly one entry point, through Boost.DLL's alias mechanism, under the
  *    name `patronus_plugin_entry` (see PATRONUS_PLUGIN_ENTRY below).
@@ -27,14 +27,14 @@ extern "C" {
 #endif
 
 #define PATRONUS_ABI_VERSION_MAJOR 1
-#define PATRONUS_ABI_VERSION_MINOR 1
+#define PATRONUS_ABI_VERSION_MINOR 2
 
 /* ---------------------------------------------------------------------------------------------
  * Frozen sizes (LP64) of every table and struct as the ABI version that introduced it defined
  * them. The host never accepts a table shorter than its frozen 1.0 size, and reads only
  * min(struct_size, sizeof(what it knows)) bytes: a plugin built against 1.0 keeps loading in every
- * 1.x host. Fields added in 1.1 are marked "ABI 1.1"; a reader checks struct_size before using
- * them. Reserved fields must be zero (the host refuses a plugin whose reserved fields are not).
+ * 1.x host. Fields added in 1.1 and 1.2 are marked "ABI 1.1" / "ABI 1.2"; a reader checks
+ * struct_size (tables) or abi_minor (host services) before using them. Reserved fields must be zero (the host refuses a plugin whose reserved fields are not).
  */
 #define PATRONUS_SIZE_1_0_PATH_SAMPLE 40u
 #define PATRONUS_SIZE_1_0_PATH_DESC 72u
@@ -49,6 +49,9 @@ extern "C" {
 #define PATRONUS_SIZE_1_0_DESCRIPTOR 168u
 /* Introduced in 1.1: its lower bound is its 1.1 size. */
 #define PATRONUS_SIZE_1_1_PATH_LIVENESS 40u
+/* Introduced in 1.2. */
+#define PATRONUS_SIZE_1_2_TUNNEL_STATUS 64u
+#define PATRONUS_SIZE_1_2_PREFIX 24u
 
 /* The alias every plugin exports (a Boost.DLL alias: a `const void*` in section "boostdll"). */
 #define PATRONUS_PLUGIN_ENTRY_NAME "patronus_plugin_entry"
@@ -95,8 +98,16 @@ struct patronus_addr {
   uint8_t bytes[16];
 };
 
+/* A prefix (ABI 1.2): an address (port 0) and its length in bits. */
+struct patronus_prefix {
+  struct patronus_addr addr;
+  uint8_t length; /* 0..32 (IPv4), 0..128 (IPv6) */
+  uint8_t reserved0[3];
+};
+
 typedef uint64_t patronus_timer_id;    /* 0 is never a valid id */
 typedef uint64_t patronus_endpoint_id; /* 0 is never a valid id */
+typedef uint64_t patronus_watch_id;    /* 0 is never a valid id (ABI 1.2) */
 
 /* Where a probe's measurement of one path is reported (host_services.report_sample). */
 struct patronus_path_sample {
@@ -148,9 +159,44 @@ struct patronus_path_desc {
   /* Per-path probe key, derived by the host from the two endpoints' X25519 keys; the same on
    * both ends, different for every path. Private keys never cross the ABI. */
   uint8_t key[32];
+  /* ABI 1.2: what a transport needs to build the tunnel (probes ignore these). The transport finds
+   * its private key itself (e.g. in its key directory, by local_public_key): private keys never
+   * cross the ABI. Arrays and strings are valid for the duration of the call. */
+  const char* local_endpoint;  /* endpoint names within their sites, NUL-terminated */
+  const char* remote_endpoint;
+  const char* interface_name; /* the interface carrying the local endpoint's tunnels ("": none) */
+  const struct patronus_prefix* interface_addresses; /* the local overlay addresses to assign */
+  const struct patronus_prefix* allowed_prefixes;    /* what the remote end carries */
+  uint32_t interface_address_count;
+  uint32_t allowed_prefix_count;
+  uint8_t local_public_key[32]; /* X25519 public keys (PATRONUS_PATH_PUBLIC_KEYS) */
+  uint8_t remote_public_key[32];
+  uint32_t keepalive_s; /* persistent keepalive in seconds, 0: off */
+  uint32_t flags;       /* PATRONUS_PATH_* */
 };
+#define PATRONUS_PATH_PUBLIC_KEYS 1u /* local_public_key and remote_public_key are set */
 #define PATRONUS_PROBE_RATE_ACTIVE 0u /* the path carries flows: fast interval */
 #define PATRONUS_PROBE_RATE_IDLE 1u   /* nothing on it: slow interval */
+
+/* A transport's report on the tunnel of one path (host_services.report_tunnel, ABI 1.2), sent on
+ * every change of state and periodically with fresh counters. A path whose tunnel is DOWN is not
+ * used for traffic. */
+struct patronus_tunnel_status {
+  uint32_t struct_size;
+  uint32_t state; /* PATRONUS_TUNNEL_UP or PATRONUS_TUNNEL_DOWN */
+  uint64_t path_id;
+  int64_t last_handshake_wall_ns; /* wall clock of the last completed handshake; 0: never */
+  uint64_t rx_bytes;
+  uint64_t tx_bytes;
+  struct patronus_addr endpoint; /* the remote endpoint in use now (family 0: none) */
+  uint32_t diagnostic;           /* PATRONUS_TUNNEL_DIAG_* */
+};
+#define PATRONUS_TUNNEL_UP 0u
+#define PATRONUS_TUNNEL_DOWN 1u
+#define PATRONUS_TUNNEL_DIAG_NONE 0u
+#define PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE 1u /* none within the protocol's reject window */
+#define PATRONUS_TUNNEL_DIAG_DEVICE_ERROR 2u /* the device refused its configuration */
+#define PATRONUS_TUNNEL_DIAG_DEVICE_GONE 3u  /* the device (or its control socket) went away */
 
 /* Metrics window handed to a scorer. Units: milliseconds, percent (0-100), megabits/s. */
 struct patronus_metrics_window {
@@ -207,6 +253,10 @@ typedef void (*patronus_timer_fn)(void* user, patronus_timer_id id);
 typedef void (*patronus_datagram_fn)(void* user, patronus_endpoint_id endpoint,
                                      const struct patronus_addr* from, const uint8_t* data,
                                      uint32_t size);
+/* ABI 1.2: a watched descriptor is ready (`ready`: PATRONUS_FD_READABLE | PATRONUS_FD_WRITABLE). */
+typedef void (*patronus_fd_fn)(void* user, patronus_watch_id id, int32_t fd, uint32_t ready);
+#define PATRONUS_FD_READABLE 1u
+#define PATRONUS_FD_WRITABLE 2u
 
 struct patronus_host_services {
   uint32_t struct_size; /* sizeof(struct patronus_host_services) as the host knows it */
@@ -249,12 +299,26 @@ struct patronus_host_services {
   int64_t (*wall_ns)(patronus_host_ctx* ctx);
   /* A probe's liveness verdict on a path (sent on every change of state). */
   void (*report_liveness)(patronus_host_ctx* ctx, const struct patronus_path_liveness* liveness);
+
+  /* ABI 1.2 */
+  /* Readiness of a descriptor the plugin owns (a unix or netlink socket; set it non-blocking):
+   * fn runs on the instance's thread whenever fd is ready for `events`, level-triggered, until
+   * unwatch_fd (allowed from inside fn). The plugin keeps fd open while it is watched. A host
+   * without real descriptors (the simulator) answers PATRONUS_ERR_UNIMPLEMENTED; a bound on
+   * watches per instance answers PATRONUS_ERR_RESOURCE_EXHAUSTED. */
+  patronus_status (*watch_fd)(patronus_host_ctx* ctx, int32_t fd, uint32_t events,
+                              patronus_fd_fn fn, void* user, patronus_watch_id* out_id);
+  patronus_status (*unwatch_fd)(patronus_host_ctx* ctx, patronus_watch_id id);
+  /* A transport's report on a path's tunnel. */
+  void (*report_tunnel)(patronus_host_ctx* ctx, const struct patronus_tunnel_status* status);
 };
 
 /* ---------------------------------------------------------------------------------------------
  * Kind-specific tables. Each begins with struct_size; functions a plugin does not provide are
  * NULL. `inst` is the pointer create() returned.
  */
+/* A transport builds the tunnel a path describes. path_up on a path id it already has updates that
+ * path (a changed key, endpoint or prefix) without disturbing the transport's other paths. */
 struct patronus_transport_v1 {
   uint32_t struct_size;
   uint32_t reserved0;
@@ -337,7 +401,14 @@ struct patronus_plugin_descriptor {
   const void* kind_table;
 
   void* reserved[8];
+
+  /* ABI 1.2 */
+  uint32_t flags; /* PATRONUS_PLUGIN_* */
+  uint32_t reserved1;
 };
+/* The plugin configures real interfaces or sockets (a transport): a host without the real network
+ * (the simulator) refuses it by name instead of loading it. */
+#define PATRONUS_PLUGIN_NEEDS_REAL_NETWORK 1u
 
 typedef const struct patronus_plugin_descriptor* (*patronus_plugin_entry_fn)(void);
 

@@ -33,6 +33,9 @@ struct PluginInfo {
   std::uint32_t abi_minor = 0;
   std::string config_type;  // empty: the plugin takes no configuration
   std::string file;         // path of the shared object, or "builtin:<origin>"
+  // ABI 1.2 descriptor flag PATRONUS_PLUGIN_NEEDS_REAL_NETWORK: the plugin configures real
+  // interfaces or sockets; hosts without the real network (the simulator) refuse it.
+  bool needs_real_network = false;
 };
 
 // One accepted plugin. Holds the shared library (if any) open for as long as it lives; every

@@ -34,6 +34,10 @@ class RouterObserver {
     (void)instance, (void)level, (void)msg;
   }
   // A probe's liveness verdict on a path (ABI 1.1 host service).
+  // ABI 1.2: a transport's report on a path's tunnel.
+  virtual void on_tunnel(const std::string& instance, const patronus_tunnel_status& status) {
+    (void)instance, (void)status;
+  }
   virtual void on_liveness(const std::string& instance, const patronus_path_liveness& liveness) {
     (void)instance, (void)liveness;
   }
@@ -43,6 +47,7 @@ struct RouterLimits {
   std::size_t max_plugins = 64;
   std::size_t max_timers_per_instance = 4096;
   std::size_t max_endpoints_per_instance = 64;
+  std::size_t max_watches_per_instance = 16;  // watched file descriptors (ABI 1.2)
   std::size_t max_log_bytes = 4096;     // longer messages are truncated
   std::size_t max_event_bytes = 65536;  // larger events are dropped and counted
   // The router's own text trace (lifecycle, samples, events) is opt-in: 0 keeps none. Tests and
@@ -59,6 +64,8 @@ struct RouterCounters {
   std::uint64_t timers_refused = 0;
   std::uint64_t endpoints_refused = 0;
   std::uint64_t liveness = 0;
+  std::uint64_t tunnel_reports = 0;
+  std::uint64_t watches_refused = 0;
   std::uint64_t reports_malformed = 0;  // samples/liveness reports refused (short, bad fields)
   std::uint64_t trace_dropped = 0;
   std::uint64_t plugin_exceptions = 0;
@@ -89,6 +96,9 @@ class RouterInstance {
   // plugin's own message (ABI 1.1 `_ex` calls) or the status code (ABI 1.0 plugins).
   Result<patronus_score> score(const std::string& instance, const patronus_metrics_window& w);
   Status watch_path(const std::string& instance, const patronus_path_desc& path);
+  // Transports: build (or update, for a known id) and remove the tunnel of a path.
+  Status path_up(const std::string& instance, const patronus_path_desc& path);
+  Status path_down(const std::string& instance, std::uint64_t path_id);
   Status unwatch_path(const std::string& instance, std::uint64_t path_id);
   // ABI 1.1 probes: how often to probe a path. An ABI 1.0 probe has no such call: the result is
   // kUnimplemented (the path keeps the rate the probe chose).
@@ -104,6 +114,7 @@ class RouterInstance {
   // Live timers / endpoints the instance holds through its host table.
   std::size_t live_timers(const std::string& instance) const;
   std::size_t live_endpoints(const std::string& instance) const;
+  std::size_t live_watches(const std::string& instance) const;
 
   // "<t_ns> <instance> <what>" for samples, events and lifecycle: the router's own trace (only
   // with RouterLimits::max_trace_lines > 0).

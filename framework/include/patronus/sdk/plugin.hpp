@@ -125,6 +125,39 @@ class Host {
     return true;
   }
 
+  // ABI 1.2 services. On an older host watch_fd throws sdk::Error (UNIMPLEMENTED) and
+  // report_tunnel() returns false.
+  using FdFn = std::function<void(std::uint32_t ready)>;
+  // Level-triggered readiness of `fd` (PATRONUS_FD_READABLE | PATRONUS_FD_WRITABLE); throws
+  // sdk::Error with the host's status (the simulator answers UNIMPLEMENTED). The callback may
+  // unwatch its own descriptor.
+  patronus_watch_id watch_fd(int fd, std::uint32_t events, FdFn fn) {
+    if (!has(&patronus_host_services::watch_fd)) {
+      throw Error("this host (ABI 1." + std::to_string(s_->abi_minor) +
+                      ") cannot watch file descriptors",
+                  PATRONUS_ERR_UNIMPLEMENTED);
+    }
+    auto holder = std::make_shared<Watch>(Watch{this, std::move(fn)});
+    patronus_watch_id id = 0;
+    const patronus_status st =
+        s_->watch_fd(s_->ctx, fd, events, &Host::on_fd, holder.get(), &id);
+    if (st != PATRONUS_OK) {
+      throw Error("watch_fd(" + std::to_string(fd) + ") refused (status " + std::to_string(st) +
+                      ")",
+                  st);
+    }
+    watches_.emplace(id, std::move(holder));
+    return id;
+  }
+  void unwatch_fd(patronus_watch_id id) {
+    if (watches_.erase(id) && has(&patronus_host_services::unwatch_fd)) s_->unwatch_fd(s_->ctx, id);
+  }
+  bool report_tunnel(const patronus_tunnel_status& t) {
+    if (!has(&patronus_host_services::report_tunnel)) return false;
+    s_->report_tunnel(s_->ctx, &t);
+    return true;
+  }
+
   const patronus_host_services* raw() const { return s_; }
 
  private:
@@ -160,7 +193,27 @@ class Host {
     }
   }
 
+  struct Watch {
+    Host* host;
+    FdFn fn;
+  };
+  static void on_fd(void* user, patronus_watch_id id, std::int32_t, std::uint32_t ready) noexcept {
+    auto* w = static_cast<Watch*>(user);
+    Host* host = w->host;
+    auto it = host->watches_.find(id);
+    if (it == host->watches_.end()) return;
+    auto keep = it->second;  // the callback may unwatch (and so release) its own watch
+    try {
+      keep->fn(ready);
+    } catch (const std::exception& e) {
+      host->log(PATRONUS_LOG_ERROR, std::string("descriptor callback threw: ") + e.what());
+    } catch (...) {
+      host->log(PATRONUS_LOG_ERROR, "descriptor callback threw a non-standard exception");
+    }
+  }
+
   const patronus_host_services* s_;
+  std::map<patronus_watch_id, std::shared_ptr<Watch>> watches_;
   std::map<patronus_timer_id, std::unique_ptr<std::function<void()>>> timers_;
   std::map<patronus_endpoint_id, std::unique_ptr<Endpoint>> endpoints_;
 };
@@ -172,6 +225,9 @@ class PluginBase {
   virtual ~PluginBase() = default;
   PluginBase(const PluginBase&) = delete;
   PluginBase& operator=(const PluginBase&) = delete;
+
+  // Descriptor flags (PATRONUS_PLUGIN_*); transports declare the real network.
+  static constexpr std::uint32_t kFlags = 0;
 
   // The serialized config message (empty when the user gave none).
   virtual void configure(const std::uint8_t* /*data*/, std::size_t /*size*/) {}
@@ -210,6 +266,8 @@ class TransportPlugin : public PluginBase {
  public:
   using PluginBase::PluginBase;
   static constexpr std::uint32_t kKind = PATRONUS_KIND_TRANSPORT;
+  static constexpr std::uint32_t kFlags = PATRONUS_PLUGIN_NEEDS_REAL_NETWORK;
+  // Builds the path's tunnel, or updates it when the id is known.
   virtual void path_up(const patronus_path_desc& path) = 0;
   virtual void path_down(std::uint64_t path_id) = 0;
 };
@@ -311,7 +369,12 @@ struct Thunks {
   // transport
   static patronus_status path_up(void* inst, const patronus_path_desc* p, char* err,
                                  std::uint32_t cap) noexcept {
-    return guarded(err, cap, [&] { static_cast<T*>(inst)->path_up(*p); });
+    return guarded(err, cap, [&] {
+      // An older host passes a shorter description: the newer fields read as zero.
+      patronus_path_desc path{};
+      std::memcpy(&path, p, std::min<std::size_t>(p->struct_size, sizeof path));
+      static_cast<T*>(inst)->path_up(path);
+    });
   }
   static patronus_status path_down(void* inst, std::uint64_t id) noexcept {
     return guarded(nullptr, 0, [&] { static_cast<T*>(inst)->path_down(id); });
@@ -378,6 +441,7 @@ struct Thunks {
       x.stop = &stop;
       x.destroy = &destroy;
       x.kind_table = kind_table();
+      x.flags = T::kFlags;
       return x;
     }();
     return &d;
