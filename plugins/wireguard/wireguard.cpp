@@ -91,6 +91,7 @@ struct PeerSpec {
   model::SocketAddress endpoint;
   std::vector<model::IpPrefix> allowed;
   std::uint16_t keepalive_s = 0;
+  std::optional<model::IpAddress> overlay;  // the remote end's overlay address: routed to us
 };
 
 struct Exchange {
@@ -217,6 +218,9 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     std::memcpy(peer.public_key.data(), p.remote_public_key, 32);
     peer.endpoint = remote.value();
     peer.keepalive_s = static_cast<std::uint16_t>(std::min<std::uint32_t>(p.keepalive_s, 65535));
+    if (auto o = model::SocketAddress::from_abi(p.remote_overlay); o.is_ok()) {
+      peer.overlay = o.value().ip();
+    }
     if (p.allowed_prefix_count > 4096 ||
         (p.allowed_prefix_count > 0 && p.allowed_prefixes == nullptr)) {
       throw Error(pid + "allowed prefixes: bad count", PATRONUS_ERR_INVALID_ARGUMENT);
@@ -300,6 +304,10 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     Device* d = find(it->second);
     path_device_.erase(it);
     if (d == nullptr) return;
+    if (auto pe = d->peers.find(path_id); pe != d->peers.end() && pe->second.overlay) {
+      const unsigned idx = ::if_nametoindex(d->name.c_str());
+      if (idx != 0) (void)rtnl_->route(ln::Op::kDelete, overlay_route(*pe->second.overlay, idx));
+    }
     d->peers.erase(path_id);
     d->last_state.erase(path_id);
     if (d->peers.empty()) {
@@ -683,7 +691,24 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     if (auto s = rtnl_->link_state(static_cast<int>(idx), true, mtu_); !s.is_ok()) {
       return Status(s.code(), "setting " + d.name + " up: " + s.message());
     }
+    // Each peer's overlay address goes out of this interface (a host route in the main table):
+    // probes of a path leave by its own tunnel whatever the interfaces' connected prefixes are.
+    for (const auto& [id, peer] : d.peers) {
+      if (!peer.overlay) continue;
+      if (auto s = rtnl_->route(ln::Op::kReplace, overlay_route(*peer.overlay, idx)); !s.is_ok()) {
+        return Status(s.code(), "route to " + peer.overlay->to_string() + " via " + d.name + ": " +
+                                    s.message());
+      }
+    }
     return Status::ok();
+  }
+
+  static ln::Route overlay_route(const model::IpAddress& ip, unsigned ifindex) {
+    ln::Route r;
+    r.table = 254;  // main
+    r.dst = model::IpPrefix(ip, ip.is_v4() ? 32 : 128);
+    r.oif = ifindex;
+    return r;
   }
 
   // --- status ----------------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 // batches and stops cleanly on SIGTERM/SIGINT (plugins stopped, state flushed). A thin shell: the
 // logic lives in the libraries (steering, site, mesh, store).
 #include <CLI/CLI.hpp>
+#include <net/if.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
@@ -20,6 +22,7 @@
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/core/router.hpp"
 #include "patronus/env/asio_env.hpp"
+#include "linux_dataplane.hpp"
 #include "patronus/policy/parse.hpp"
 #include "patronus/site/plan_store.hpp"
 #include "patronus/site/store_sink.hpp"
@@ -106,15 +109,14 @@ class Daemon final : public core::RouterObserver, public steering::RuntimeObserv
   store::BatchWriter& writer_;
 };
 
-// What a decision changes in forwarding, until the kernel backend exists: the daemon says what it
-// would install. Linux policy routing over rtnetlink comes with the WireGuard transport issue; this
-// backend changes nothing in the kernel, and says so.
+// `dataplane: none`: a decision changes no forwarding (the paths' forwarding is someone else's, or
+// this is a measurement-only site); the daemon logs what it would install, and says so.
 class LoggingDataplane final : public steering::Dataplane {
  public:
   explicit LoggingDataplane(Daemon& d) : d_(d) {}
   Status set_class_path(const std::string& site, const std::string& cls,
                         model::PathId path) override {
-    d_.log(1, "forwarding (no kernel dataplane in this build): class " + cls + " to " + site +
+    d_.log(1, "forwarding unchanged (dataplane: none): class " + cls + " to " + site +
                   " -> path " + (path.valid() ? std::to_string(path.value()) : "none"));
     return Status::ok();
   }
@@ -248,7 +250,8 @@ int main(int argc, char** argv) {
   env::AsioEnv env(io, seed);
   core::RouterInstance router(env, cfg.site);
   router.set_observer(&daemon);
-  LoggingDataplane dataplane(daemon);
+  LoggingDataplane logging_dataplane(daemon);
+  std::unique_ptr<linuxnet::LinuxDataplane> linux_dataplane;
   std::unique_ptr<steering::SiteRuntime> runtime;
   std::unique_ptr<site::StoreSink> sink;
   for (const auto& p : planned) {
@@ -268,7 +271,43 @@ int main(int argc, char** argv) {
     rc.flow_idle_ns = cfg.runtime->flow_idle_ms * 1000000;
     rc.metrics_interval_ns = cfg.runtime->metrics_interval_ms * 1000000;
     rc.max_flows = cfg.runtime->max_flows;
-    runtime = std::make_unique<steering::SiteRuntime>(env, router, rc, dataplane);
+    rc.transport = cfg.runtime->transport;
+    steering::Dataplane* dataplane = &logging_dataplane;
+    if (cfg.runtime->dataplane == "linux") {
+      // Each path leaves by its local endpoint's tunnel interface.
+      std::map<std::uint64_t, std::string> device_of;
+      for (const auto& p : site_plan->paths) {
+        if (p.tunnel) device_of[p.id.value()] = p.tunnel->interface_name;
+      }
+      linuxnet::LinuxDataplaneConfig dc;
+      dc.classes = rc.classes;
+      dc.layout.table_base = cfg.runtime->table_base;
+      dc.layout.rule_priority = cfg.runtime->table_base;
+      dc.site_prefixes = site_plan->subnets;
+      dc.resolve = [device_of](model::PathId id) -> Result<linuxnet::Nexthop> {
+        auto it = device_of.find(id.value());
+        if (it == device_of.end()) return not_found("path " + std::to_string(id.value()));
+        const unsigned idx = ::if_nametoindex(it->second.c_str());
+        if (idx == 0) return unavailable("interface " + it->second + " does not exist");
+        return linuxnet::Nexthop{idx, std::nullopt};
+      };
+      auto rt = linuxnet::Rtnl::open();
+      if (!rt.is_ok()) {
+        std::cerr << "patronusd: runtime.dataplane: " << rt.status().message() << std::endl;
+        return kExitRuntime;
+      }
+      auto ld = linuxnet::LinuxDataplane::start(std::move(rt).value(), std::move(dc));
+      if (!ld.is_ok()) {
+        std::cerr << "patronusd: runtime.dataplane: " << ld.status().message() << std::endl;
+        return kExitRuntime;
+      }
+      linux_dataplane = std::move(ld).value();
+      dataplane = linux_dataplane.get();
+      daemon.log(1, "linux dataplane: class tables from " +
+                        std::to_string(cfg.runtime->table_base) + ", every remote site unreachable "
+                                                                   "until a path is chosen");
+    }
+    runtime = std::make_unique<steering::SiteRuntime>(env, router, rc, *dataplane);
     site::StoreSinkOptions so;
     so.samples = cfg.runtime->store_samples;
     sink = std::make_unique<site::StoreSink>(db, env, so);
@@ -293,6 +332,7 @@ int main(int argc, char** argv) {
   if (auto s = runtime ? runtime->start() : router.start(); !s.is_ok()) {
     std::cerr << "patronusd: " << s.message() << std::endl;
     daemon.record("patronusd", "daemon.start_failed", "{}");
+    if (linux_dataplane) (void)linux_dataplane->stop();
     (void)writer.flush();
     return kExitRuntime;
   }
@@ -352,6 +392,11 @@ int main(int argc, char** argv) {
     daemon.log(1, "stopping (" + why + ")");
     if (runtime) runtime->stop();
     router.stop();
+    if (linux_dataplane) {
+      if (auto s = linux_dataplane->stop(); !s.is_ok()) {
+        daemon.log(3, "removing the policy routing failed: " + s.message());
+      }
+    }
     if (sink) {
       sink->add_flows(*runtime, 10000);
       if (auto s = sink->flush(); !s.is_ok()) daemon.log(3, "final flush failed: " + s.message());

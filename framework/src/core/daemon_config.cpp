@@ -38,7 +38,8 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
   if (auto s = check_keys(rt,
                           {"sites_file", "topology", "hubs", "k", "keys_dir", "probe", "scorer",
                            "voice_scorer", "classes", "tick_ms", "idle_after_ms", "flow_idle_ms",
-                           "metrics_interval_ms", "max_flows", "store_samples"},
+                           "metrics_interval_ms", "max_flows", "store_samples", "transport", "dataplane",
+                           "table_base"},
                           path);
       !s.is_ok()) {
     return s;
@@ -82,6 +83,21 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
   auto voice = instance("voice_scorer", false);
   if (!voice.is_ok()) return voice.status();
   r.voice_scorer = voice.value();
+  auto transport = instance("transport", false);
+  if (!transport.is_ok()) return transport.status();
+  r.transport = transport.value();
+  auto dp = scalar(rt, "dataplane", path, false);
+  if (!dp.is_ok()) return dp.status();
+  r.dataplane = dp.value().empty() ? (r.transport.empty() ? "none" : "linux") : dp.value();
+  if (r.dataplane != "linux" && r.dataplane != "none") {
+    return invalid_argument(at(rt["dataplane"]) + "runtime.dataplane: '" + r.dataplane +
+                            "' is not linux or none");
+  }
+  if (r.dataplane == "linux" && r.transport.empty()) {
+    return invalid_argument(at(rt["dataplane"]) +
+                            "runtime.dataplane: linux steers onto tunnels, so it needs "
+                            "runtime.transport");
+  }
   if (const auto cl = rt["classes"]; cl && !cl.IsNull()) {
     if (!cl.IsMap()) return invalid_argument(at(cl) + "runtime.classes: expected a map");
     YAML::Emitter out;
@@ -93,18 +109,20 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
     std::int64_t lo, hi;
     std::int64_t* out;
   };
-  std::int64_t k = r.k, max_flows = r.max_flows;
+  std::int64_t k = r.k, max_flows = r.max_flows, table_base = r.table_base;
   for (const IntField& f : {IntField{"k", 1, 1000, &k}, IntField{"tick_ms", 1, 10000, &r.tick_ms},
                             IntField{"idle_after_ms", 0, 86400000, &r.idle_after_ms},
                             IntField{"flow_idle_ms", 1, 86400000, &r.flow_idle_ms},
                             IntField{"metrics_interval_ms", 100, 86400000, &r.metrics_interval_ms},
-                            IntField{"max_flows", 1, 16777214, &max_flows}}) {
+                            IntField{"max_flows", 1, 16777214, &max_flows},
+                            IntField{"table_base", 256, 2000000000, &table_base}}) {
     auto v = int_field(rt, f.key, f.lo, f.hi, *f.out);
     if (!v.is_ok()) return v.status();
     *f.out = v.value();
   }
   r.k = static_cast<int>(k);
   r.max_flows = static_cast<std::uint32_t>(max_flows);
+  r.table_base = static_cast<std::uint32_t>(table_base);
   if (rt["store_samples"]) {
     auto b = yamlf::boolean(rt["store_samples"], "runtime.store_samples");
     if (!b.is_ok()) return b.status();

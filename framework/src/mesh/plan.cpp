@@ -215,21 +215,12 @@ PeerView remote_of(const MeshGraph& m, const InterfacePlan& iface, std::uint32_t
   return {p.src_site, p.src_endpoint};
 }
 
-// Allowed IPs of each peer of an interface: the remote endpoint's overlay addresses, plus the
-// remote site's subnets on the first peer (lowest path id) towards that site (WireGuard allows a
-// prefix on one peer per interface).
 std::vector<std::vector<std::string>> allowed_ips(const MeshGraph& m, const TunnelPlan& plan,
                                                   const InterfacePlan& iface) {
   std::vector<std::vector<std::string>> out;
-  std::set<std::uint32_t> sites_done;
-  for (auto id : iface.peers) {
-    const PeerView r = remote_of(m, iface, id);
-    const OverlayAddress& a = plan.overlay.at(endpoint_key(m, r.site, r.endpoint));
-    std::vector<std::string> ips{with_length(a.ipv4, 32)};
-    if (a.ipv6) ips.push_back(with_length(*a.ipv6, 128));
-    if (sites_done.insert(r.site).second) {
-      for (const auto& sn : m.site(r.site).subnets) ips.push_back(sn.to_string());
-    }
+  for (const auto& prefixes : peer_allowed_prefixes(m, plan, iface)) {
+    std::vector<std::string> ips;
+    for (const auto& p : prefixes) ips.push_back(p.to_string());
     out.push_back(std::move(ips));
   }
   return out;
@@ -242,6 +233,24 @@ std::vector<std::string> interface_addresses(const MeshGraph& m, const Interface
 }
 
 }  // namespace
+
+std::vector<std::vector<model::IpPrefix>> peer_allowed_prefixes(const MeshGraph& m,
+                                                                const TunnelPlan& plan,
+                                                                const InterfacePlan& iface) {
+  std::vector<std::vector<model::IpPrefix>> out;
+  std::set<std::uint32_t> sites_done;
+  for (auto id : iface.peers) {
+    const PeerView r = remote_of(m, iface, id);
+    const OverlayAddress& a = plan.overlay.at(endpoint_key(m, r.site, r.endpoint));
+    std::vector<model::IpPrefix> ips{model::IpPrefix(a.ipv4, 32)};
+    if (a.ipv6) ips.emplace_back(*a.ipv6, 128);
+    if (sites_done.insert(r.site).second) {
+      for (const auto& sn : m.site(r.site).subnets) ips.push_back(sn);
+    }
+    out.push_back(std::move(ips));
+  }
+  return out;
+}
 
 nlohmann::json plan_to_json(const MeshGraph& m, const TunnelPlan& plan) {
   using nlohmann::json;

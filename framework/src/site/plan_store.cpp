@@ -187,12 +187,32 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
       p.bandwidth_mbps = std::min(*lep.bandwidth_mbps, *rep.bandwidth_mbps);
     }
     p.cost_per_gb = std::max(lep.cost_per_gb, rep.cost_per_gb);
+    // The tunnel: the local endpoint's interface and this path's peer on it.
+    for (const auto& iface : plan.sites[sv]) {
+      if (iface.endpoint != le) continue;
+      const auto peer = std::find(iface.peers.begin(), iface.peers.end(), id);
+      if (peer == iface.peers.end()) break;
+      steering::PathSpec::Tunnel t;
+      t.interface_name = iface.name;
+      t.interface_addresses.emplace_back(iface.address.ipv4, g.overlay().ipv4.length());
+      if (iface.address.ipv6 && g.overlay().ipv6) {
+        t.interface_addresses.emplace_back(*iface.address.ipv6, g.overlay().ipv6->length());
+      }
+      t.allowed_prefixes = mesh::peer_allowed_prefixes(
+          g, plan, iface)[static_cast<std::size_t>(peer - iface.peers.begin())];
+      t.local_public_key = kp.value().public_key;
+      t.remote_public_key = remote_pub.value();
+      t.keepalive_s = g.overlay().persistent_keepalive;
+      p.tunnel = std::move(t);
+      break;
+    }
     out.paths.push_back(std::move(p));
     if (!remote_index.count(rs)) {
       remote_index[rs] = out.remote_sites.size();
       steering::RemoteSite r;
       r.name = rsite.site.name;
       r.prefixes = rsite.subnets;
+      out.subnets[r.name] = rsite.subnets;
       for (std::size_t e = 0; e < rsite.site.endpoints.size(); ++e) {
         if (const auto* o = overlay_of(rs, e)) {
           r.prefixes.emplace_back(o->ipv4, 32);
@@ -217,6 +237,7 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
     if (other == self || remote_index.count(other)) continue;
     steering::RemoteSite r;
     r.name = g.site(other).site.name;
+    out.subnets[r.name] = g.site(other).subnets;
     for (const std::uint32_t relay : neighbours[self]) {
       if (neighbours[other].count(relay)) r.via.push_back(g.site(relay).site.name);
     }

@@ -107,6 +107,10 @@ struct SiteRuntime::Path {
   std::int64_t confirm_since_ns = 0;
   std::uint32_t selections = 0;
   std::uint32_t flows = 0;
+  std::optional<PathView::TunnelView> tunnel;  // the transport's last report
+  // Usable for traffic as far as liveness goes: probes answered and the tunnel (if a transport
+  // reports on it) not down.
+  bool up() const { return live && !(tunnel && !tunnel->up); }
   explicit Path(const WindowLimits& w) : window(w) {}
 };
 
@@ -206,6 +210,17 @@ Status SiteRuntime::start() {
   if (config_.probe.empty() || !has(config_.probe)) {
     return invalid_argument("probe: no plugin instance '" + config_.probe + "'");
   }
+  if (!config_.transport.empty()) {
+    if (!has(config_.transport)) {
+      return invalid_argument("transport: no plugin instance '" + config_.transport + "'");
+    }
+    for (const auto& p : paths_) {
+      if (!p->spec.tunnel || !p->spec.local_overlay || !p->spec.remote_overlay) {
+        return invalid_argument("transport: path '" + p->spec.name +
+                                "' has no tunnel (interface, keys, overlay addresses)");
+      }
+    }
+  }
   // Scorer slots: one per distinct scorer instance the classes use.
   scorers_.clear();
   class_scorer_.clear();
@@ -288,6 +303,20 @@ Status SiteRuntime::start() {
   if (!router_.running()) {
     if (auto s = router_.start(); !s.is_ok()) return s;
   }
+  // Tunnels first (a transport), then the probes: over the overlay addresses when there are
+  // tunnels, so a probe reply proves the tunnel carries packets.
+  if (!config_.transport.empty()) {
+    for (auto& p : paths_) {
+      auto s = bring_up_tunnel(*p);
+      if (!s.is_ok()) {
+        for (auto& q : paths_) {
+          if (q.get() == p.get()) break;
+          (void)router_.path_down(config_.transport, q->spec.id.value());
+        }
+        return Status(s.code(), "path '" + p->spec.name + "': " + s.message());
+      }
+    }
+  }
   for (auto& p : paths_) {
     patronus_path_desc d{};
     d.struct_size = sizeof d;
@@ -301,6 +330,12 @@ Status SiteRuntime::start() {
     if (p->spec.remote_overlay) {
       d.remote_overlay = model::SocketAddress(*p->spec.remote_overlay, 0).to_abi();
     }
+    if (!config_.transport.empty()) {
+      d.local = d.local_overlay;
+      d.remote = d.remote_overlay;
+    }
+    d.local_endpoint = p->spec.local_endpoint.c_str();
+    d.remote_endpoint = p->spec.remote_endpoint.c_str();
     d.session_id = p->spec.session_id;
     d.rate = PATRONUS_PROBE_RATE_ACTIVE;  // warm-up: see update_rates()
     if (p->spec.has_key) {
@@ -323,6 +358,45 @@ Status SiteRuntime::start() {
   emit_event("runtime.started",
              J{{"paths", paths_.size()}, {"sites", sites_.size()}, {"classes", nclasses}}.dump());
   return Status::ok();
+}
+
+Status SiteRuntime::bring_up_tunnel(const Path& p) {
+  const PathSpec::Tunnel& t = *p.spec.tunnel;
+  std::vector<patronus_prefix> addrs, allowed;
+  for (const auto& [ip, len] : t.interface_addresses) {
+    patronus_prefix x{};
+    x.addr = model::SocketAddress(ip, 0).to_abi();
+    x.length = static_cast<std::uint8_t>(len);
+    addrs.push_back(x);
+  }
+  for (const auto& pf : t.allowed_prefixes) {
+    patronus_prefix x{};
+    x.addr = model::SocketAddress(pf.network(), 0).to_abi();
+    x.length = static_cast<std::uint8_t>(pf.length());
+    allowed.push_back(x);
+  }
+  patronus_path_desc d{};
+  d.struct_size = sizeof d;
+  d.path_id = p.spec.id.value();
+  d.local = p.spec.local_underlay.to_abi();
+  d.remote = p.spec.remote_underlay.to_abi();
+  d.local_site = config_.site.c_str();
+  d.remote_site = p.spec.remote_site.c_str();
+  d.local_overlay = model::SocketAddress(*p.spec.local_overlay, 0).to_abi();
+  d.remote_overlay = model::SocketAddress(*p.spec.remote_overlay, 0).to_abi();
+  d.session_id = p.spec.session_id;
+  d.local_endpoint = p.spec.local_endpoint.c_str();
+  d.remote_endpoint = p.spec.remote_endpoint.c_str();
+  d.interface_name = t.interface_name.c_str();
+  d.interface_addresses = addrs.data();
+  d.interface_address_count = static_cast<std::uint32_t>(addrs.size());
+  d.allowed_prefixes = allowed.data();
+  d.allowed_prefix_count = static_cast<std::uint32_t>(allowed.size());
+  std::memcpy(d.local_public_key, t.local_public_key.data(), 32);
+  std::memcpy(d.remote_public_key, t.remote_public_key.data(), 32);
+  d.keepalive_s = t.keepalive_s;
+  d.flags = PATRONUS_PATH_PUBLIC_KEYS;
+  return router_.path_up(config_.transport, d);
 }
 
 void SiteRuntime::stop() {
@@ -409,6 +483,35 @@ void SiteRuntime::on_liveness(const std::string& instance, const patronus_path_l
   evaluate_site(p.site);
 }
 
+void SiteRuntime::on_tunnel(const std::string& instance, const patronus_tunnel_status& t) {
+  if (instance != config_.transport || !running_) return;
+  auto it = path_index_.find(t.path_id);
+  if (it == path_index_.end()) {
+    ++counters_.samples_unknown_path;
+    return;
+  }
+  Path& p = *paths_[it->second];
+  PathView::TunnelView v;
+  v.up = t.state == PATRONUS_TUNNEL_UP;
+  v.diagnostic = t.diagnostic;
+  v.last_handshake_wall_ns = t.last_handshake_wall_ns;
+  v.rx_bytes = t.rx_bytes;
+  v.tx_bytes = t.tx_bytes;
+  if (auto e = model::SocketAddress::from_abi(t.endpoint); e.is_ok()) v.endpoint = e.value();
+  const bool changed = !p.tunnel || p.tunnel->up != v.up;
+  const bool was_up = p.up();
+  p.tunnel = v;
+  if (!changed) return;
+  ++counters_.tunnel_changes;
+  emit_event(v.up ? "tunnel.up" : "tunnel.down",
+             J{{"path", p.spec.id.value()}, {"name", p.spec.name}, {"diagnostic", t.diagnostic}}
+                 .dump());
+  if (was_up != p.up()) {
+    rescore(p);
+    evaluate_site(p.site);
+  }
+}
+
 void SiteRuntime::on_event(const std::string& instance, const std::string& type,
                            const std::string& json) {
   for (auto* o : observers_) o->on_event(config_.site, instance, type, json);
@@ -470,7 +573,7 @@ void SiteRuntime::rescore(Path& p) {
   }
   refresh_eligibility(p, st);
   model::PathStatus status = model::PathStatus::kDown;
-  if (p.live && p.scores[0].valid) {
+  if (p.up() && p.scores[0].valid) {
     status = p.scores[0].state == PATRONUS_PATH_UP         ? model::PathStatus::kUp
              : p.scores[0].state == PATRONUS_PATH_DEGRADED ? model::PathStatus::kDegraded
                                                            : model::PathStatus::kDown;
@@ -528,13 +631,13 @@ void SiteRuntime::refresh_eligibility(Path& p, const WindowStats& st) {
   // that flips with every probe must not toggle the rate), and ends when the path goes down.
   const bool few = st.samples < config_.window.confirm_samples &&
                    (!p.confirming || now - p.confirm_since_ns < config_.window.max_age_ns);
-  p.confirming = p.confirming && few && p.live;
+  p.confirming = p.confirming && few && p.up();
   const double loss_bound = loss_lower_bound_pct(st.lost, st.samples);
   for (std::size_t c = 0; c < p.eligible_since.size(); ++c) {
     const auto& sc = p.scores[class_scorer_[c]];
-    const bool ok = eligible_for(p.live, st, loss_bound, sc.valid, sc.score, sc.state,
+    const bool ok = eligible_for(p.up(), st, loss_bound, sc.valid, sc.score, sc.state,
                                  config_.classes.classes[c], p.eligible_since[c] >= 0);
-    if (!ok && p.eligible_since[c] >= 0 && p.live && sc.valid && few) {
+    if (!ok && p.eligible_since[c] >= 0 && p.up() && sc.valid && few) {
       if (!p.confirming) p.confirm_since_ns = now;
       p.confirming = true;  // too few probes to take the class away: measure faster first
     } else if (!ok) {
@@ -577,8 +680,8 @@ void SiteRuntime::evaluate(Selection& s) {
     auto& c = in[i];
     c.path_id = p.spec.id.value();
     c.score = sc.valid ? sc.score : 0;
-    c.live = p.live;
-    c.usable = p.live && sc.valid;
+    c.live = p.up();
+    c.usable = p.up() && sc.valid;
     c.eligible_since = p.eligible_since[s.cls];
     c.eligible = c.eligible_since >= 0;
     c.cost = p.spec.cost_per_gb;
@@ -614,7 +717,7 @@ void SiteRuntime::evaluate(Selection& s) {
     case Move::kNone: {
       const Path& old = *paths_[s.cand[before]];
       reason = r.move == Move::kNone ? Reason::kNoPath
-               : old.live            ? Reason::kThreshold
+               : old.up()            ? Reason::kThreshold
                                      : Reason::kPathDown;
       if (old.last_rx_ns > 0) fault_age = env_.now_ns() - old.last_rx_ns;
       break;
@@ -660,7 +763,13 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
     c.eligible = in[i].eligible;
     if (!c.eligible) {
       const auto& sc = p.scores[slot];
-      c.why_not = why_not(p.live, view(p), sc.valid, sc.score, sc.state, cls);
+      c.why_not = p.live && !p.up()
+                      ? "tunnel down (" +
+                            std::string(p.tunnel->diagnostic == PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE
+                                            ? "no handshake within the reject window"
+                                            : "the device failed") +
+                            ")"
+                      : why_not(p.live, view(p), sc.valid, sc.score, sc.state, cls);
     }
     eligible += c.eligible;
     d.candidates.push_back(std::move(c));
@@ -1037,6 +1146,7 @@ PathView SiteRuntime::view(const Path& p) const {
   v.rate = p.rate;
   v.selections = p.selections;
   v.flows = p.flows;
+  v.tunnel = p.tunnel;
   return v;
 }
 

@@ -29,6 +29,9 @@ struct RuntimeSection {
   std::string scorer;             // default scorer instance
   std::string voice_scorer;       // scorer of the default voice class ("" = scorer)
   std::string classes_yaml;       // the `classes:` subtree re-emitted ("" = default classes)
+  std::string transport;          // transport plugin instance ("" = none: paths exist already)
+  std::string dataplane = "none";  // "linux": policy routing onto the tunnels; "none": log only
+  std::uint32_t table_base = 20000;  // first class routing table (and rule priority)
   std::int64_t tick_ms = 100;
   std::int64_t idle_after_ms = 30000;
   std::int64_t flow_idle_ms = 60000;

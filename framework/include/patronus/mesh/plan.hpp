@@ -54,6 +54,13 @@ Result<TunnelPlan> make_plan(const MeshGraph& m, OverlayAssignments overlay);
 // in the sites file keep the file's key.
 Status fill_public_keys(MeshGraph& m, const KeyDirectory& keys);
 
+// What each peer of an interface carries, in the order of iface.peers: the remote endpoint's
+// overlay addresses, plus the remote site's subnets on the first peer (lowest path id) towards
+// that site (WireGuard allows a prefix on one peer per interface).
+std::vector<std::vector<model::IpPrefix>> peer_allowed_prefixes(const MeshGraph& m,
+                                                                const TunnelPlan& plan,
+                                                                const InterfacePlan& iface);
+
 // {"topology", "sites": [{name, region, endpoints, interfaces: [...]}], "paths": [...]}.
 nlohmann::json plan_to_json(const MeshGraph& m, const TunnelPlan& plan);
 

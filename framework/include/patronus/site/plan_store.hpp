@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +41,9 @@ Result<std::size_t> write_wg_configs(const mesh::MeshGraph& g, const mesh::Tunne
 struct SitePlan {
   std::vector<steering::RemoteSite> remote_sites;
   std::vector<steering::PathSpec> paths;
+  // Each remote site's LAN subnets (its prefixes without the overlay addresses): what forwarding
+  // steers onto the tunnels; overlay addresses are routed by the transport, per tunnel.
+  std::map<std::string, std::vector<model::IpPrefix>> subnets;
 };
 
 // `ids` as save_plan returned them. The site's private keys come from `keys` (its endpoints must

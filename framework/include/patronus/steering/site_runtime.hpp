@@ -41,6 +41,17 @@ struct PathSpec {
   bool has_key = false;
   std::optional<double> bandwidth_mbps;  // the smaller of the two endpoints' capacities
   double cost_per_gb = 0;                // the larger of the two endpoints' costs
+  // The tunnel, for a transport plugin (RuntimeConfig::transport): the interface carrying the
+  // local endpoint, its overlay addresses (address, prefix length), what the remote end carries,
+  // both ends' public keys and the keepalive.
+  struct Tunnel {
+    std::string interface_name;
+    std::vector<std::pair<model::IpAddress, int>> interface_addresses;
+    std::vector<model::IpPrefix> allowed_prefixes;
+    std::array<std::uint8_t, 32> local_public_key{}, remote_public_key{};
+    std::uint16_t keepalive_s = 0;
+  };
+  std::optional<Tunnel> tunnel;
 };
 
 // A remote site and the prefixes reached through it (its LAN subnets and overlay addresses).
@@ -58,6 +69,11 @@ struct RuntimeConfig {
   std::string site;
   std::string probe;           // probe plugin instance that watches the paths
   std::string default_scorer;  // scorer instance of classes that name none
+  // Transport plugin instance that builds every path's tunnel ("": none; the paths exist already,
+  // as in the simulator). With one, start() brings each path's tunnel up first, probes run over
+  // the overlay addresses (through the tunnels), and a path whose tunnel the transport reports
+  // down is not used.
+  std::string transport;
   ClassSet classes = default_classes("");
   WindowLimits window;
   std::uint32_t max_paths = 4096;
@@ -115,6 +131,15 @@ struct PathView {
   std::uint32_t rate = PATRONUS_PROBE_RATE_IDLE;
   std::uint32_t selections = 0;  // (class, site) selections using it
   std::uint32_t flows = 0;
+  // The transport's last report on the path's tunnel (none without a transport).
+  struct TunnelView {
+    bool up = false;
+    std::uint32_t diagnostic = PATRONUS_TUNNEL_DIAG_NONE;
+    std::int64_t last_handshake_wall_ns = 0;  // 0: never
+    std::uint64_t rx_bytes = 0, tx_bytes = 0;
+    std::optional<model::SocketAddress> endpoint;
+  };
+  std::optional<TunnelView> tunnel;
 };
 
 // Several may listen (store, trace, simulator). Every callback carries the site.
@@ -142,6 +167,7 @@ class RuntimeObserver {
 struct RuntimeCounters {
   std::uint64_t samples = 0, samples_unknown_path = 0, samples_late = 0;
   std::uint64_t liveness_changes = 0, decisions = 0, failovers = 0, failbacks = 0;
+  std::uint64_t tunnel_changes = 0;
   std::uint64_t flows_created = 0, flows_refused = 0, flows_expired = 0, flows_unrouted = 0;
   std::uint64_t packets = 0;
   std::uint64_t scorer_errors = 0, dataplane_errors = 0, rate_errors = 0, timers_refused = 0;
@@ -206,11 +232,13 @@ class SiteRuntime final : private core::RouterObserver {
   // core::RouterObserver
   void on_sample(const std::string& instance, const patronus_path_sample& s) override;
   void on_liveness(const std::string& instance, const patronus_path_liveness& l) override;
+  void on_tunnel(const std::string& instance, const patronus_tunnel_status& t) override;
   void on_event(const std::string& instance, const std::string& type,
                 const std::string& json) override;
   void on_metric(const std::string&, const std::string&, double) override {}
   void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) override;
 
+  Status bring_up_tunnel(const Path& p);
   void emit_event(const std::string& type, const std::string& json);
   // An anomaly (refused timer, full table, plugin or dataplane error): an event and a warning log.
   void warn(const std::string& type, const std::string& json);

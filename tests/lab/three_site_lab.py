@@ -1,0 +1,443 @@
+#!/usr/bin/python3
+"""Three Patronus sites in Mininet, real tunnels (wireguard-go), real probes, real steering.
+
+Each site host has two WAN endpoints, one on each underlay switch ("internet" and "lte"), and a
+LAN host behind it. patronusd runs on every site host with the wireguard, probes and scoring
+plugins. The run checks, in order:
+  1. the mesh comes up: every pair of overlay addresses answers ping;
+  2. every daemon has its paths up, scored from real probes (its state database);
+  3. a sequence-numbered UDP flow (100 packets/s) from A's LAN host to B's LAN host leaves A by the
+     tunnel the daemon chose; cutting that tunnel's underlay link moves it to the other tunnel,
+     and the packets lost and the longest gap fit the configured detection bound;
+  4. the link comes back and the flow fails back only after the class's hold-down;
+  5. killing and restarting A's daemon keeps its keys and the other sites' tunnels.
+Everything (hosts, links, daemons, wireguard-go, sockets, routes, rules) is removed at the end,
+also when a check fails. Prints a JSON report; exit status 0 only when every check passed, 77 when
+the machine cannot run the lab (not root, no Mininet, no wireguard-go).
+
+Run from the repository: sudo /usr/bin/python3 tests/lab/three_site_lab.py --build build
+(the system python: Mininet lives there). See docs/guides/quickstart-lab.md.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Probe and class settings the bound is computed from (and the simulator is given the same).
+PROBE_INTERVAL_MS = 50
+DETECT_MULTIPLIER = 5
+TICK_MS = 50
+HOLD_DOWN_MS = 5000
+FLOW_PPS = 100
+FLOW_PORT = 5004
+
+
+def fail(msg):
+    raise AssertionError(msg)
+
+
+class Lab:
+    def __init__(self, build, work, tok):
+        self.build = os.path.abspath(build)
+        self.work = work
+        self.tok = tok
+        self.sites = ["a", "b", "c"]
+        self.net = None
+        self.daemons = {}
+        self.logs = {}
+        self.flow_procs = []
+
+    # names unique to this run: hosts, switches, interfaces and wireguard-go sockets are shared
+    # with anything else running on the machine
+    def host(self, s):
+        return "%s%s" % (s, self.tok)
+
+    def endpoint(self, s, kind):
+        return "%s%s-%s" % (s, self.tok, kind)
+
+    def wg_if(self, s, kind):
+        return "wg-" + self.endpoint(s, kind)
+
+    def underlay(self, n, kind):
+        return ("172.16.0.%d" if kind == "inet" else "172.17.0.%d") % n
+
+    def write_files(self):
+        lines = [
+            "overlay: {ipv4: 10.200.0.0/24, ipv6: none, persistent_keepalive: 5}",
+            "rules:",
+            "  wan: {peers: [wan]}",
+            "  broadband: {peers: [broadband]}",
+            "sites:",
+        ]
+        for n, s in enumerate(self.sites, 1):
+            lines += [
+                "  - name: %s" % s,
+                "    subnets: [192.168.%d.0/24]" % n,
+                "    endpoints:",
+                "      - {name: %s, address: '%s:51820', type: wan}"
+                % (self.endpoint(s, "inet"), self.underlay(n, "inet")),
+                "      - {name: %s, address: '%s:51821', type: broadband}"
+                % (self.endpoint(s, "lte"), self.underlay(n, "lte")),
+            ]
+        self.sites_file = os.path.join(self.work, "sites.yaml")
+        with open(self.sites_file, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.keys = os.path.join(self.work, "keys")
+        subprocess.run([os.path.join(self.build, "bin", "patronus"), "mesh", "plan", "--sites",
+                        self.sites_file, "--topology", "full-mesh", "--keys-dir", self.keys],
+                       check=True, stdout=subprocess.DEVNULL)
+        for s in self.sites:
+            cfg = os.path.join(self.work, "%s.yaml" % s)
+            with open(cfg, "w") as f:
+                f.write(DAEMON_CONFIG.format(
+                    site=s, db=os.path.join(self.work, "%s.db" % s),
+                    plugins=os.path.join(self.build, "plugins"), keys=self.keys,
+                    sites=self.sites_file, interval=PROBE_INTERVAL_MS,
+                    mult=DETECT_MULTIPLIER, tick=TICK_MS, hold=HOLD_DOWN_MS, port=FLOW_PORT))
+
+    def start_net(self):
+        from mininet.net import Mininet
+        from mininet.nodelib import LinuxBridge
+        from mininet.log import setLogLevel
+        setLogLevel("error")
+        net = Mininet(switch=LinuxBridge, controller=None, build=False, autoSetMacs=True)
+        self.net = net
+        inet = net.addSwitch("s%s1" % self.tok)
+        lte = net.addSwitch("s%s2" % self.tok)
+        for n, s in enumerate(self.sites, 1):
+            r = net.addHost(self.host(s), ip=None)
+            h = net.addHost(self.host(s) + "h", ip=None)
+            net.addLink(r, inet, intfName1=self.host(s) + "-i")
+            net.addLink(r, lte, intfName1=self.host(s) + "-l")
+            net.addLink(r, h, intfName1=self.host(s) + "-n", intfName2=self.host(s) + "h-n")
+        net.build()
+        net.start()
+        for n, s in enumerate(self.sites, 1):
+            r = net.get(self.host(s))
+            h = net.get(self.host(s) + "h")
+            cmds = [
+                "ip addr flush dev %s-i" % self.host(s),
+                "ip addr add %s/24 dev %s-i" % (self.underlay(n, "inet"), self.host(s)),
+                "ip addr flush dev %s-l" % self.host(s),
+                "ip addr add %s/24 dev %s-l" % (self.underlay(n, "lte"), self.host(s)),
+                "ip addr flush dev %s-n" % self.host(s),
+                "ip addr add 192.168.%d.1/24 dev %s-n" % (n, self.host(s)),
+                "sysctl -qw net.ipv4.ip_forward=1",
+                "sysctl -qw net.ipv4.conf.all.rp_filter=0",
+            ]
+            for c in cmds:
+                r.cmd(c)
+            h.cmd("ip addr flush dev %sh-n" % self.host(s))
+            h.cmd("ip addr add 192.168.%d.10/24 dev %sh-n" % (n, self.host(s)))
+            h.cmd("ip route add default via 192.168.%d.1" % n)
+
+    def start_daemon(self, s):
+        r = self.net.get(self.host(s))
+        log = open(os.path.join(self.work, "%s.log" % s), "ab")
+        self.logs[s] = log
+        self.daemons[s] = r.popen([os.path.join(self.build, "bin", "patronusd"), "-c",
+                                   os.path.join(self.work, "%s.yaml" % s)],
+                                  stdout=log, stderr=subprocess.STDOUT)
+
+    def stop_daemon(self, s, sig=signal.SIGTERM):
+        p = self.daemons.pop(s, None)
+        if p is None:
+            return
+        p.send_signal(sig)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def overlay_addresses(self):
+        """site -> {kind: overlay address} from a's state database (the plan is the same
+        everywhere)."""
+        out = {}
+        path = os.path.join(self.work, "a.db")
+        if not os.path.exists(path):
+            return None
+        try:
+            with sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5) as db:
+                rows = db.execute("SELECT s.site_name, e.name, e.overlay_ipv4 FROM endpoints e "
+                                  "JOIN sites s ON s.site_id = e.site_id").fetchall()
+        except sqlite3.Error:
+            return None
+        if len(rows) < 6 or any(ov is None for _, _, ov in rows):
+            return None
+        for site, ep, ov in rows:
+            kind = ep.rsplit("-", 1)[1]
+            out.setdefault(site, {})[kind] = ov
+        return out
+
+    def teardown(self):
+        for s in list(self.daemons):
+            self.stop_daemon(s)
+        for p in self.flow_procs:
+            if p.poll() is None:
+                p.kill()
+        # wireguard-go processes and sockets of this run, whatever happened to the daemons
+        names = [self.wg_if(s, k) for s in self.sites for k in ("inet", "lte")]
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"wireguard-go") and any(
+                    n.encode() in argv for n in names):
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+        for n in names:
+            try:
+                os.unlink("/var/run/wireguard/%s.sock" % n)
+            except OSError:
+                pass
+        if self.net is not None:
+            self.net.stop()
+        for log in self.logs.values():
+            log.close()
+
+
+DAEMON_CONFIG = """site: {site}
+state_db: {db}
+plugin_dir: {plugins}
+log_level: info
+flush_interval_ms: 200
+plugins:
+  - plugin: wireguard
+    name: wg
+    config: {{keys_dir: {keys}, remove_on_stop: true, status_interval_ms: 500}}
+  - plugin: probes
+    config: {{interval_ms: {interval}, idle_interval_ms: {interval}, detect_multiplier: {mult}}}
+  - plugin: scoring
+runtime:
+  sites_file: {sites}
+  topology: full-mesh
+  keys_dir: {keys}
+  transport: wg
+  probe: probes
+  scorer: scoring
+  tick_ms: {tick}
+  classes:
+    classes:
+      - {{name: realtime, priority: critical, hold_down_ms: {hold}}}
+      - {{name: default, priority: best-effort, hold_down_ms: {hold}}}
+    rules:
+      - {{class: realtime, protocol: udp, dst_ports: {port}}}
+    default_class: default
+"""
+
+
+def tx_packets(host, ifname):
+    """Packets the host sent into an interface (/proc/net/dev is per network namespace; /sys of
+    Mininet hosts is the root namespace's)."""
+    for line in host.cmd("cat /proc/net/dev").splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip() == ifname:
+            return int(rest.split()[9])
+    fail("no interface %s on %s" % (ifname, host.name))
+
+
+def carrying(lab, s, seconds=1.0):
+    """Which of site s's tunnels sent the most packets in `seconds` (the flow's path)."""
+    r = lab.net.get(lab.host(s))
+    before = {k: tx_packets(r, lab.wg_if(s, k)) for k in ("inet", "lte")}
+    time.sleep(seconds)
+    after = {k: tx_packets(r, lab.wg_if(s, k)) for k in ("inet", "lte")}
+    delta = {k: after[k] - before[k] for k in before}
+    return max(delta, key=delta.get), delta
+
+
+def wait_for(what, fn, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.2)
+    fail("timed out after %.0f s waiting for %s" % (timeout, what))
+
+
+def run(lab, report):
+    lab.write_files()
+    lab.start_net()
+    for s in lab.sites:
+        lab.start_daemon(s)
+
+    # 1. the mesh comes up: every pair of overlay addresses answers
+    overlay = wait_for("overlay addresses in the state database", lab.overlay_addresses, 30)
+    hosts = {s: lab.net.get(lab.host(s)) for s in lab.sites}
+    t0 = time.monotonic()
+
+    def all_ping():
+        for s in lab.sites:
+            for d in lab.sites:
+                if d == s:
+                    continue
+                for k in ("inet", "lte"):
+                    out = hosts[s].cmd("ping -c1 -W1 -I %s %s" % (overlay[s][k], overlay[d][k]))
+                    if " 0% packet loss" not in out:
+                        return False
+        return True
+
+    wait_for("ping between every pair of overlay addresses", all_ping, 60)
+    report["mesh_up_s"] = round(time.monotonic() - t0, 2)
+
+    # 2. every daemon's paths are up with scores from real probes
+    def scored():
+        for s in lab.sites:
+            out = subprocess.run([os.path.join(lab.build, "bin", "patronus"), "paths", "list",
+                                  "--db", os.path.join(lab.work, "%s.db" % s), "--json"],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                return False
+            paths = [p for p in json.loads(out.stdout)["paths"]
+                     if p["src"].startswith(s + ":") or p["dst"].startswith(s + ":")]
+            if len(paths) != 4 or any(p["status"] != "up" or p["score"] is None for p in paths):
+                return False
+        return True
+
+    wait_for("every path up and scored", scored, 60)
+
+    # 3. the flow, the cut, the failover
+    a, b = lab.host("a"), lab.host("b")
+    ah, bh = lab.net.get(a + "h"), lab.net.get(b + "h")
+    duration = 40
+    recv_file = os.path.join(lab.work, "recv.txt")
+    lab.flow_procs.append(bh.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "recv",
+                                    str(FLOW_PORT), str(duration + 5), recv_file]))
+    time.sleep(0.5)
+    sender = ah.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "send",
+                       "192.168.2.10", str(FLOW_PORT), str(FLOW_PPS), str(duration)],
+                      stdout=subprocess.PIPE, text=True)
+    lab.flow_procs.append(sender)
+    time.sleep(2)
+    first, delta = carrying(lab, "a")
+    report["flow_path_before"] = first
+    if delta[first] < FLOW_PPS * 0.5:
+        fail("the flow is not on a tunnel of site a (tx packets %s)" % delta)
+    other = "lte" if first == "inet" else "inet"
+    cut_if = "%s-%s" % (a, "i" if first == "inet" else "l")
+    cut_at = time.monotonic()
+    hosts["a"].cmd("ip link set %s down" % cut_if)
+    time.sleep(3)
+    moved, delta = carrying(lab, "a")
+    report["flow_path_after_cut"] = moved
+    if moved != other:
+        fail("after cutting %s the flow did not move to %s (tx packets %s)" % (cut_if, other, delta))
+    # 4. the link comes back: failback only after the hold-down
+    time.sleep(2)
+    hosts["a"].cmd("ip link set %s up" % cut_if)
+    restored_at = time.monotonic()
+    back = None
+    while time.monotonic() - restored_at < HOLD_DOWN_MS / 1000.0 + 15:
+        k, seen = carrying(lab, "a", 0.5)
+        if k == first:
+            back = time.monotonic() - restored_at
+            break
+    if back is None:
+        fail("the flow never failed back to %s" % first)
+    report["failback_tx"] = seen
+    report["failback_after_s"] = round(back, 2)
+    if back < HOLD_DOWN_MS / 1000.0:
+        fail("failback after %.2f s, before the %d ms hold-down" % (back, HOLD_DOWN_MS))
+    sent = int(sender.communicate(timeout=duration + 10)[0].strip())
+    time.sleep(1)
+    arrivals = []
+    with open(recv_file) as f:
+        for line in f:
+            seq, at = line.split()
+            arrivals.append((int(seq), float(at)))
+    got = {s for s, _ in arrivals}
+    report["sent"] = sent
+    report["received"] = len(got)
+    report["lost"] = sent - len(got)
+    gap = 0.0
+    gap_at = None
+    for (s0, t0_), (s1, t1) in zip(arrivals, arrivals[1:]):
+        if t1 - t0_ > gap:
+            gap, gap_at = t1 - t0_, t0_
+    report["longest_gap_ms"] = round(gap * 1000, 1)
+    # the detection bound: multiplier x interval, then one decision tick and the route change;
+    # the gap also holds the one packet interval that would have arrived anyway
+    bound_ms = DETECT_MULTIPLIER * PROBE_INTERVAL_MS + 2 * TICK_MS + 1000.0 / FLOW_PPS + 100
+    report["bound_ms"] = bound_ms
+    if gap * 1000 > bound_ms:
+        fail("longest gap %.1f ms exceeds the bound %.0f ms" % (gap * 1000, bound_ms))
+    if report["lost"] > bound_ms / 1000.0 * FLOW_PPS:
+        fail("%d packets lost, more than the bound allows (%.0f)" % (
+            report["lost"], bound_ms / 1000.0 * FLOW_PPS))
+
+    # 5. kill -9 and restart a's daemon: same keys, peers' tunnels stay up
+    key_file = os.path.join(lab.keys, "a", lab.endpoint("a", "inet") + ".key")
+    with open(key_file) as f:
+        key_before = f.read()
+    lab.stop_daemon("a", signal.SIGKILL)
+    lab.start_daemon("a")
+    time.sleep(3)
+    with open(key_file) as f:
+        if f.read() != key_before:
+            fail("restarting a changed its key")
+    if not all_ping():
+        fail("after a's restart some overlay pair does not answer")
+    wait_for("every path up after a's restart", scored, 30)
+    report["restart_kept_tunnels"] = True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("three_site_lab: needs root (network namespaces)")
+        return SKIP
+    try:
+        import mininet  # noqa: F401
+    except ImportError:
+        print("three_site_lab: no Mininet in this python (%s); run /usr/bin/python3" %
+              sys.executable)
+        return SKIP
+    if shutil.which("wireguard-go") is None:
+        print("three_site_lab: no wireguard-go")
+        return SKIP
+    work = tempfile.mkdtemp(prefix="patronus-lab-")
+    lab = Lab(args.build, work, "%03d" % random.randrange(1000))
+    report = {"work": work}
+    ok = False
+    try:
+        run(lab, report)
+        ok = True
+    except AssertionError as e:
+        report["failed"] = str(e)
+    finally:
+        lab.teardown()
+        if not ok:
+            for s in lab.sites:
+                p = os.path.join(work, "%s.log" % s)
+                if os.path.exists(p):
+                    with open(p, errors="replace") as f:
+                        report.setdefault("logs", {})[s] = f.read()[-4000:]
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(report, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
