@@ -108,8 +108,8 @@ struct Device {
   std::map<std::uint64_t, PeerSpec> peers;  // by path id
   // Endpoints we set, by peer: a peer that roamed is not pulled back unless our plan changed.
   std::map<wg::Key, model::SocketAddress> applied_endpoint;
-  pid_t pid = -1;       // wireguard-go we started (-1: adopted, or none yet)
-  bool ready = false;   // the control socket answers
+  pid_t pid = -1;      // wireguard-go we started (-1: adopted, or none yet)
+  bool ready = false;  // the control socket answers
   bool syncing = false, resync = false, polling = false;
   std::int64_t started_ns = 0;
   patronus_timer_id start_timer = 0;
@@ -227,8 +227,9 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     }
     for (std::uint32_t i = 0; i < p.allowed_prefix_count; ++i) {
       auto pf = prefix_of(p.allowed_prefixes[i], true);
-      if (!pf) throw Error(pid + "allowed prefix " + std::to_string(i) + " is malformed",
-                           PATRONUS_ERR_INVALID_ARGUMENT);
+      if (!pf)
+        throw Error(pid + "allowed prefix " + std::to_string(i) + " is malformed",
+                    PATRONUS_ERR_INVALID_ARGUMENT);
       peer.allowed.push_back(model::IpPrefix(pf->first, pf->second));
     }
     std::vector<std::pair<model::IpAddress, int>> addresses;
@@ -238,8 +239,9 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     }
     for (std::uint32_t i = 0; i < p.interface_address_count; ++i) {
       auto a = prefix_of(p.interface_addresses[i], false);
-      if (!a) throw Error(pid + "interface address " + std::to_string(i) + " is malformed",
-                          PATRONUS_ERR_INVALID_ARGUMENT);
+      if (!a)
+        throw Error(pid + "interface address " + std::to_string(i) + " is malformed",
+                    PATRONUS_ERR_INVALID_ARGUMENT);
       addresses.push_back(*a);
     }
     wg::Key local_public{};
@@ -254,9 +256,9 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
       }
       for (const auto& [id, other] : d->peers) {
         if (id != p.path_id && other.public_key == peer.public_key) {
-          throw Error(pid + "interface " + d->name + " has this peer key on path " +
-                          std::to_string(id),
-                      PATRONUS_ERR_INVALID_ARGUMENT);
+          throw Error(
+              pid + "interface " + d->name + " has this peer key on path " + std::to_string(id),
+              PATRONUS_ERR_INVALID_ARGUMENT);
         }
       }
     } else {
@@ -265,7 +267,8 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
                     PATRONUS_ERR_RESOURCE_EXHAUSTED);
       }
       auto keys = patronus::mesh::KeyDirectory::open(keys_dir_);
-      if (!keys.is_ok()) throw Error(pid + keys.status().message(), PATRONUS_ERR_FAILED_PRECONDITION);
+      if (!keys.is_ok())
+        throw Error(pid + keys.status().message(), PATRONUS_ERR_FAILED_PRECONDITION);
       auto kp = keys.value().load(p.local_site, p.local_endpoint);
       if (!kp.is_ok()) throw Error(pid + kp.status().message(), PATRONUS_ERR_FAILED_PRECONDITION);
       if (!kp.value()) {
@@ -342,8 +345,8 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
   std::string socket_path(const Device& d) const { return socket_dir_ + "/" + d.name + ".sock"; }
 
   void event(const std::string& type, const Device& d, const std::string& detail) {
-    host().event(type, "{\"interface\":" + json_str(d.name) + ",\"detail\":" + json_str(detail) +
-                           "}");
+    host().event(type,
+                 "{\"interface\":" + json_str(d.name) + ",\"detail\":" + json_str(detail) + "}");
   }
 
   // A device error: reported as an event and as DOWN on every path of the interface.
@@ -360,7 +363,7 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
   void bring_up(Device& d) {
     d.ready = false;
     const std::string path = socket_path(d);
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) == 0) {
       const int fd = connect_socket(path);
       if (fd >= 0) {
@@ -405,7 +408,7 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     if (d == nullptr) return;
     d->start_timer = 0;
     const std::string path = socket_path(*d);
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) == 0) {
       const int fd = connect_socket(path);
       if (fd >= 0) {
@@ -621,9 +624,9 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
       } else {
         const wg::PeerState& ps = *it->second;
         auto applied = d.applied_endpoint.find(spec.public_key);
-        const bool ours_changed =
-            applied == d.applied_endpoint.end() ? !(ps.endpoint && *ps.endpoint == spec.endpoint)
-                                                : !(applied->second == spec.endpoint);
+        const bool ours_changed = applied == d.applied_endpoint.end()
+                                      ? !(ps.endpoint && *ps.endpoint == spec.endpoint)
+                                      : !(applied->second == spec.endpoint);
         if (ours_changed) {
           pc.endpoint = spec.endpoint;
           needed = true;
@@ -773,8 +776,7 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
           continue;
         }
         const wg::PeerState& ps = *it->second;
-        const bool fresh =
-            ps.last_handshake_ns > 0 && now - ps.last_handshake_ns < kRejectAfterNs;
+        const bool fresh = ps.last_handshake_ns > 0 && now - ps.last_handshake_ns < kRejectAfterNs;
         report(*dev, id, fresh ? PATRONUS_TUNNEL_UP : PATRONUS_TUNNEL_DOWN,
                fresh ? PATRONUS_TUNNEL_DIAG_NONE : PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE, &ps);
       }

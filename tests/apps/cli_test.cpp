@@ -27,7 +27,7 @@ std::string daemon() {
 TEST(Cli, VersionNamesTheAbi) {
   auto r = run({cli(), "--version"});
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.out.find("plugin ABI 1.1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("plugin ABI 1.2"), std::string::npos) << r.out;
 }
 
 TEST(Cli, SiteAddListRemove) {
@@ -106,19 +106,21 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   auto r = run({cli(), "plugins", "list", "--plugin-dir", test::test_plugin_dir(), "--json"});
   ASSERT_EQ(r.exit_code, 1) << "files were refused: " << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["plugins"].size(), 10u);
+  EXPECT_EQ(j["plugins"].size(), 14u);
   EXPECT_EQ(j["plugins"][0]["name"], "compat10-policy");
   EXPECT_EQ(j["plugins"][0]["abi"], "1.0");
   EXPECT_EQ(j["plugins"][3]["name"], "compat11-policy");
   EXPECT_EQ(j["plugins"][3]["abi"], "1.1");
-  EXPECT_EQ(j["plugins"][7]["name"], "test-good");
-  EXPECT_EQ(j["plugins"][7]["kind"], "probe");
+  EXPECT_EQ(j["plugins"][9]["name"], "compat12-transport");
+  EXPECT_EQ(j["plugins"][9]["abi"], "1.2");
+  EXPECT_EQ(j["plugins"][11]["name"], "test-good");
+  EXPECT_EQ(j["plugins"][11]["kind"], "probe");
   ASSERT_EQ(j["refused"].size(), 7u);
   EXPECT_TRUE(j["skipped"].is_array());
   bool saw_major = false;
   for (const auto& x : j["refused"]) {
     saw_major =
-        saw_major || x["reason"].get<std::string>().find("plugin ABI 2.1") != std::string::npos;
+        saw_major || x["reason"].get<std::string>().find("plugin ABI 2.") != std::string::npos;
   }
   EXPECT_TRUE(saw_major);
   r = run({cli(), "plugins", "list", "--plugin-dir", test::plugin_dir()});
@@ -139,7 +141,7 @@ TEST(Cli, PluginsInspect) {
   r = run(
       {cli(), "plugins", "inspect", test::test_plugin_dir() + "/libpatronus-test-newer-minor.so"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("newer than host ABI 1.1"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("newer than host ABI 1.2"), std::string::npos) << r.err;
 }
 
 std::string daemon_config(const test::TempDir& dir, const std::string& plugins) {

@@ -76,11 +76,11 @@ void expect_refused(const std::string& name, const std::vector<std::string>& nee
 }
 
 TEST(PluginHost, RefusesDifferentMajorNamingBothVersions) {
-  expect_refused("test-wrong-major", {"plugin ABI 2.1", "host ABI 1.1", "major"});
+  expect_refused("test-wrong-major", {"plugin ABI 2.2", "host ABI 1.2", "major"});
 }
 
 TEST(PluginHost, RefusesNewerMinorNamingBothVersions) {
-  expect_refused("test-newer-minor", {"plugin ABI 1.2", "newer than host ABI 1.1"});
+  expect_refused("test-newer-minor", {"plugin ABI 1.3", "newer than host ABI 1.2"});
 }
 
 TEST(PluginHost, RefusesShortDescriptor) {
@@ -144,6 +144,8 @@ TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
   for (const auto& p : reg.plugins()) names.push_back(p->info().name);
   EXPECT_EQ(names, (std::vector<std::string>{"compat10-policy", "compat10-probe", "compat10-scorer",
                                              "compat11-policy", "compat11-probe", "compat11-scorer",
+                                             "compat12-policy", "compat12-probe", "compat12-scorer",
+                                             "compat12-transport",
                                              "pingpong", "test-good", "test-throws-raw",
                                              "test-throws-sdk"}));
   EXPECT_EQ(refused.size(), 7u);

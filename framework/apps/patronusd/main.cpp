@@ -4,8 +4,8 @@
 // on every path, scores, per-class selection, failover, decisions. Persists what happens in
 // batches and stops cleanly on SIGTERM/SIGINT (plugins stopped, state flushed). A thin shell: the
 // logic lives in the libraries (steering, site, mesh, store).
-#include <CLI/CLI.hpp>
 #include <net/if.h>
+#include <CLI/CLI.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -17,12 +17,12 @@
 #include <random>
 #include <sstream>
 
+#include "linux_dataplane.hpp"
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/daemon_config.hpp"
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/core/router.hpp"
 #include "patronus/env/asio_env.hpp"
-#include "linux_dataplane.hpp"
 #include "patronus/policy/parse.hpp"
 #include "patronus/site/plan_store.hpp"
 #include "patronus/site/store_sink.hpp"
@@ -116,8 +116,8 @@ class LoggingDataplane final : public steering::Dataplane {
   explicit LoggingDataplane(Daemon& d) : d_(d) {}
   Status set_class_path(const std::string& site, const std::string& cls,
                         model::PathId path) override {
-    d_.log(1, "forwarding unchanged (dataplane: none): class " + cls + " to " + site +
-                  " -> path " + (path.valid() ? std::to_string(path.value()) : "none"));
+    d_.log(1, "forwarding unchanged (dataplane: none): class " + cls + " to " + site + " -> path " +
+                  (path.valid() ? std::to_string(path.value()) : "none"));
     return Status::ok();
   }
   Status set_flow_path(const model::FlowKey&, model::PathId) override { return Status::ok(); }
@@ -304,8 +304,9 @@ int main(int argc, char** argv) {
       linux_dataplane = std::move(ld).value();
       dataplane = linux_dataplane.get();
       daemon.log(1, "linux dataplane: class tables from " +
-                        std::to_string(cfg.runtime->table_base) + ", every remote site unreachable "
-                                                                   "until a path is chosen");
+                        std::to_string(cfg.runtime->table_base) +
+                        ", every remote site unreachable "
+                        "until a path is chosen");
     }
     runtime = std::make_unique<steering::SiteRuntime>(env, router, rc, *dataplane);
     site::StoreSinkOptions so;

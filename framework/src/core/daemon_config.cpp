@@ -35,12 +35,12 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
                                      const DaemonConfig& c) {
   const std::string path = "runtime";
   if (!rt.IsMap()) return invalid_argument(at(rt) + "runtime: expected a map");
-  if (auto s = check_keys(rt,
-                          {"sites_file", "topology", "hubs", "k", "keys_dir", "probe", "scorer",
-                           "voice_scorer", "classes", "tick_ms", "idle_after_ms", "flow_idle_ms",
-                           "metrics_interval_ms", "max_flows", "store_samples", "transport", "dataplane",
-                           "table_base"},
-                          path);
+  if (auto s = check_keys(
+          rt,
+          {"sites_file", "topology", "hubs", "k", "keys_dir", "probe", "scorer", "voice_scorer",
+           "classes", "tick_ms", "idle_after_ms", "flow_idle_ms", "metrics_interval_ms",
+           "max_flows", "store_samples", "transport", "dataplane", "table_base"},
+          path);
       !s.is_ok()) {
     return s;
   }

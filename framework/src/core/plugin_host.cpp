@@ -176,8 +176,8 @@ Status validate_descriptor(const patronus_plugin_descriptor* d, const std::strin
     }
   }
   // ABI 1.2 flags: read only from a 1.2+ plugin whose descriptor reaches them.
-  if (d->abi_minor >= 2 && d->struct_size >= offsetof(patronus_plugin_descriptor, reserved1) +
-                                                 sizeof d->reserved1) {
+  if (d->abi_minor >= 2 &&
+      d->struct_size >= offsetof(patronus_plugin_descriptor, reserved1) + sizeof d->reserved1) {
     constexpr std::uint32_t kKnownFlags = PATRONUS_PLUGIN_NEEDS_REAL_NETWORK;
     if ((d->flags & ~kKnownFlags) != 0) {
       return invalid_argument(file + ": plugin '" + d->name + "' descriptor flags 0x" +

@@ -232,8 +232,8 @@ std::vector<std::uint8_t> encode_dump(std::uint16_t type, bool ipv6, std::uint32
   return b.finish();
 }
 
-std::vector<std::uint8_t> encode_address(Op op, int ifindex, const model::IpAddress& address, int length,
-                                         std::uint32_t seq) {
+std::vector<std::uint8_t> encode_address(Op op, int ifindex, const model::IpAddress& address,
+                                         int length, std::uint32_t seq) {
   const std::uint16_t type = op == Op::kDelete ? RTM_DELADDR : RTM_NEWADDR;
   Builder b(type, flags_of(op), seq);
   ifaddrmsg m{};

@@ -88,10 +88,10 @@ std::vector<std::uint8_t> encode_route(Op op, const Route& r, std::uint32_t seq)
 std::vector<std::uint8_t> encode_rule(Op op, const Rule& r, std::uint32_t seq);
 std::vector<std::uint8_t> encode_dump(std::uint16_t type, bool ipv6, std::uint32_t seq);
 
-// Interfaces: an address (host bits kept) with its prefix length on a link (replace: idempotent), a link's
-// up/down state and MTU (mtu 0: unchanged), and deleting a link.
-std::vector<std::uint8_t> encode_address(Op op, int ifindex, const model::IpAddress& address, int length,
-                                         std::uint32_t seq);
+// Interfaces: an address (host bits kept) with its prefix length on a link (replace: idempotent), a
+// link's up/down state and MTU (mtu 0: unchanged), and deleting a link.
+std::vector<std::uint8_t> encode_address(Op op, int ifindex, const model::IpAddress& address,
+                                         int length, std::uint32_t seq);
 std::vector<std::uint8_t> encode_link_state(int ifindex, bool up, std::uint32_t mtu,
                                             std::uint32_t seq);
 std::vector<std::uint8_t> encode_link_delete(int ifindex, std::uint32_t seq);

@@ -503,9 +503,9 @@ void SiteRuntime::on_tunnel(const std::string& instance, const patronus_tunnel_s
   p.tunnel = v;
   if (!changed) return;
   ++counters_.tunnel_changes;
-  emit_event(v.up ? "tunnel.up" : "tunnel.down",
-             J{{"path", p.spec.id.value()}, {"name", p.spec.name}, {"diagnostic", t.diagnostic}}
-                 .dump());
+  emit_event(
+      v.up ? "tunnel.up" : "tunnel.down",
+      J{{"path", p.spec.id.value()}, {"name", p.spec.name}, {"diagnostic", t.diagnostic}}.dump());
   if (was_up != p.up()) {
     rescore(p);
     evaluate_site(p.site);

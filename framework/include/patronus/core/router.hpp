@@ -48,8 +48,8 @@ struct RouterLimits {
   std::size_t max_timers_per_instance = 4096;
   std::size_t max_endpoints_per_instance = 64;
   std::size_t max_watches_per_instance = 16;  // watched file descriptors (ABI 1.2)
-  std::size_t max_log_bytes = 4096;     // longer messages are truncated
-  std::size_t max_event_bytes = 65536;  // larger events are dropped and counted
+  std::size_t max_log_bytes = 4096;           // longer messages are truncated
+  std::size_t max_event_bytes = 65536;        // larger events are dropped and counted
   // The router's own text trace (lifecycle, samples, events) is opt-in: 0 keeps none. Tests and
   // the seam demo turn it on to compare runs byte for byte.
   std::size_t max_trace_lines = 0;

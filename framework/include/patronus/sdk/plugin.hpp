@@ -133,18 +133,16 @@ class Host {
   // unwatch its own descriptor.
   patronus_watch_id watch_fd(int fd, std::uint32_t events, FdFn fn) {
     if (!has(&patronus_host_services::watch_fd)) {
-      throw Error("this host (ABI 1." + std::to_string(s_->abi_minor) +
-                      ") cannot watch file descriptors",
-                  PATRONUS_ERR_UNIMPLEMENTED);
+      throw Error(
+          "this host (ABI 1." + std::to_string(s_->abi_minor) + ") cannot watch file descriptors",
+          PATRONUS_ERR_UNIMPLEMENTED);
     }
     auto holder = std::make_shared<Watch>(Watch{this, std::move(fn)});
     patronus_watch_id id = 0;
-    const patronus_status st =
-        s_->watch_fd(s_->ctx, fd, events, &Host::on_fd, holder.get(), &id);
+    const patronus_status st = s_->watch_fd(s_->ctx, fd, events, &Host::on_fd, holder.get(), &id);
     if (st != PATRONUS_OK) {
-      throw Error("watch_fd(" + std::to_string(fd) + ") refused (status " + std::to_string(st) +
-                      ")",
-                  st);
+      throw Error(
+          "watch_fd(" + std::to_string(fd) + ") refused (status " + std::to_string(st) + ")", st);
     }
     watches_.emplace(id, std::move(holder));
     return id;

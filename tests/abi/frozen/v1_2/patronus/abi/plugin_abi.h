@@ -34,7 +34,8 @@ extern "C" {
  * them. The host never accepts a table shorter than its frozen 1.0 size, and reads only
  * min(struct_size, sizeof(what it knows)) bytes: a plugin built against 1.0 keeps loading in every
  * 1.x host. Fields added in 1.1 and 1.2 are marked "ABI 1.1" / "ABI 1.2"; a reader checks
- * struct_size (tables) or abi_minor (host services) before using them. Reserved fields must be zero (the host refuses a plugin whose reserved fields are not).
+ * struct_size (tables) or abi_minor (host services) before using them. Reserved fields must be zero
+ * (the host refuses a plugin whose reserved fields are not).
  */
 #define PATRONUS_SIZE_1_0_PATH_SAMPLE 40u
 #define PATRONUS_SIZE_1_0_PATH_DESC 72u
@@ -162,7 +163,7 @@ struct patronus_path_desc {
   /* ABI 1.2: what a transport needs to build the tunnel (probes ignore these). The transport finds
    * its private key itself (e.g. in its key directory, by local_public_key): private keys never
    * cross the ABI. Arrays and strings are valid for the duration of the call. */
-  const char* local_endpoint;  /* endpoint names within their sites, NUL-terminated */
+  const char* local_endpoint; /* endpoint names within their sites, NUL-terminated */
   const char* remote_endpoint;
   const char* interface_name; /* the interface carrying the local endpoint's tunnels ("": none) */
   const struct patronus_prefix* interface_addresses; /* the local overlay addresses to assign */
@@ -174,7 +175,7 @@ struct patronus_path_desc {
   uint32_t keepalive_s; /* persistent keepalive in seconds, 0: off */
   uint32_t flags;       /* PATRONUS_PATH_* */
 };
-#define PATRONUS_PATH_PUBLIC_KEYS 1u /* local_public_key and remote_public_key are set */
+#define PATRONUS_PATH_PUBLIC_KEYS 1u  /* local_public_key and remote_public_key are set */
 #define PATRONUS_PROBE_RATE_ACTIVE 0u /* the path carries flows: fast interval */
 #define PATRONUS_PROBE_RATE_IDLE 1u   /* nothing on it: slow interval */
 
