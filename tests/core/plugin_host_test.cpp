@@ -145,9 +145,8 @@ TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
   EXPECT_EQ(names, (std::vector<std::string>{"compat10-policy", "compat10-probe", "compat10-scorer",
                                              "compat11-policy", "compat11-probe", "compat11-scorer",
                                              "compat12-policy", "compat12-probe", "compat12-scorer",
-                                             "compat12-transport",
-                                             "pingpong", "test-good", "test-throws-raw",
-                                             "test-throws-sdk"}));
+                                             "compat12-transport", "pingpong", "test-good",
+                                             "test-throws-raw", "test-throws-sdk"}));
   EXPECT_EQ(refused.size(), 7u);
   for (const auto& r : refused) EXPECT_FALSE(r.reason.empty()) << r.file;
 }
