@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -914,10 +915,36 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   return out;
 }
 
+// A plugin the simulator does not host, refused with the reason its descriptor gives.
+Status refuse_foreign(const ForeignPlugin& f, const std::string& origin, const std::string& dir) {
+  const std::string where =
+      origin + ": line " + std::to_string(f.line) + ": " + f.path + ": ";
+  const std::string file = dir + "/libpatronus-" + f.name + ".so";
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) {
+    return invalid_argument(where + "unknown plugin (the simulator runs probes, scoring and emodel)");
+  }
+  core::PluginRegistry registry;
+  auto lib = registry.load_file(file);
+  if (!lib.is_ok()) return invalid_argument(where + lib.status().message());
+  const auto& info = lib.value()->info();
+  if (info.needs_real_network) {
+    return failed_precondition(where + "plugin '" + info.name + "' (" + core::to_string(info.kind) +
+                               ", " + file +
+                               ") declares that it needs the real network: it configures real "
+                               "interfaces, and in the simulator the simulated WAN is the tunnel");
+  }
+  return invalid_argument(where + "the simulator runs probes, scoring and emodel; '" + info.name +
+                          "' is a " + core::to_string(info.kind) + " plugin it does not host");
+}
+
 }  // namespace
 
 Result<RunOutput> run_scenario(const Scenario& s, const RunOptions& o) {
   if (o.plugin_dir.empty()) return invalid_argument("run_scenario: no plugin directory given");
+  for (const auto& f : s.foreign_plugins) {
+    if (auto st = refuse_foreign(f, s.origin, o.plugin_dir); !st.is_ok()) return st;
+  }
   auto plugins = plugins_from(o.plugin_dir);
   if (!plugins.is_ok()) return plugins.status();
   const std::uint64_t seed = o.seed.value_or(s.seed);

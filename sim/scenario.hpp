@@ -136,7 +136,17 @@ struct TopologySpec {
   std::vector<std::pair<std::string, std::string>> links;  // explicit: "site[.endpoint]" pairs
 };
 
+// A plugin the scenario names that the simulator does not host (it runs probes, scoring and
+// emodel): run_scenario refuses it, by its descriptor's needs-real-network flag when it is a
+// transport (WireGuard, IPsec), else as unknown.
+struct ForeignPlugin {
+  std::string name;
+  std::string path;  // "plugins.wireguard" or "variants[1].plugins.x"
+  int line = 0;
+};
+
 struct Scenario {
+  std::vector<ForeignPlugin> foreign_plugins;
   std::string name;
   std::string origin;  // file name, for errors
   std::uint64_t seed = 1;

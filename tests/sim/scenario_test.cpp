@@ -215,7 +215,6 @@ TEST(Scenario, BadFilesAreRefusedWithTheLineAndField) {
       {"unknown path", "", "names no path between two endpoints"},
       {"fault after the end", "", "is not before the end"},
       {"expectation on no flow", "", "'ghost' is not a flow of this scenario"},
-      {"unknown plugin", "", "unknown plugin"},
   };
   const std::string tails[] = {
       "",
@@ -226,7 +225,6 @@ TEST(Scenario, BadFilesAreRefusedWithTheLineAndField) {
       "faults:\n  - {at: 1s, path: a.e1-b.e9, action: down}\n",
       "faults:\n  - {at: 20s, site: a, action: down}\n",
       "expect:\n  - {flow: ghost, max_lost_packets: 1}\n",
-      "plugins:\n  wireguard2: {x: 1}\n",
   };
   for (std::size_t i = 0; i < std::size(cases); ++i) {
     const std::string text =
@@ -274,3 +272,37 @@ flows:
 }
 
 }  // namespace
+
+// A transport plugin is refused by its descriptor's needs-real-network flag (the real WireGuard
+// plugin from the build), anything else the simulator does not host as such, before anything runs.
+TEST(Scenario, PluginsTheSimulatorDoesNotHostAreRefusedByTheirDescriptor) {
+  const std::string base = R"(name: x
+duration: 10s
+sites:
+  - name: a
+    endpoints: [{name: e1, type: internet}]
+  - name: b
+    endpoints: [{name: e1, type: internet}]
+plugins:
+)";
+  const std::pair<std::string, std::string> cases[] = {
+      {"  wireguard: {keys_dir: /nonexistent}\n",
+       "line 9: plugins.wireguard: plugin 'wireguard' (transport"},
+      {"  netpolicy: {}\n", "'netpolicy' is a policy plugin it does not host"},
+      {"  wireguard2: {x: 1}\n", "line 9: plugins.wireguard2: unknown plugin"},
+  };
+  for (const auto& [tail, needle] : cases) {
+    auto s = sim::parse_scenario(base + tail, "t.yaml");
+    ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+    sim::RunOptions o;
+    o.plugin_dir = test::plugin_dir();
+    auto out = sim::run_scenario(s.value(), o);
+    ASSERT_FALSE(out.is_ok()) << tail;
+    EXPECT_NE(out.status().message().find(needle), std::string::npos) << out.status().message();
+  }
+  auto s = sim::parse_scenario(base + "  wireguard: {}\n", "t.yaml");
+  sim::RunOptions o;
+  o.plugin_dir = test::plugin_dir();
+  EXPECT_NE(sim::run_scenario(s.value(), o).status().message().find("needs the real network"),
+            std::string::npos);
+}
