@@ -917,12 +917,12 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
 
 // A plugin the simulator does not host, refused with the reason its descriptor gives.
 Status refuse_foreign(const ForeignPlugin& f, const std::string& origin, const std::string& dir) {
-  const std::string where =
-      origin + ": line " + std::to_string(f.line) + ": " + f.path + ": ";
+  const std::string where = origin + ": line " + std::to_string(f.line) + ": " + f.path + ": ";
   const std::string file = dir + "/libpatronus-" + f.name + ".so";
   std::error_code ec;
   if (!std::filesystem::exists(file, ec)) {
-    return invalid_argument(where + "unknown plugin (the simulator runs probes, scoring and emodel)");
+    return invalid_argument(where +
+                            "unknown plugin (the simulator runs probes, scoring and emodel)");
   }
   core::PluginRegistry registry;
   auto lib = registry.load_file(file);

@@ -66,7 +66,8 @@ TEST_P(ShippedScenario, MeetsItsExpectations) {
 
 INSTANTIATE_TEST_SUITE_P(Sim, ShippedScenario,
                          ::testing::Values("flagship", "link-cut", "endpoint-failure", "brownout",
-                                           "flapping", "hub-failure", "loss-soak", "mesh50"));
+                                           "flapping", "hub-failure", "loss-soak", "mesh50",
+                                           "lab3"));
 
 TEST(Simulator, SameFileAndSeedGiveTheSameReportAndTrace) {
   auto a = run("link-cut", true);
