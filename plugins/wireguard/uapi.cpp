@@ -1,5 +1,6 @@
 #include "uapi.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 
@@ -272,6 +273,66 @@ Status UapiExchange::closed() const {
                                    "operation it does not know?)"
                                  : "UAPI: the device closed the connection mid-answer after " +
                                        std::to_string(in_.size()) + " bytes");
+}
+
+DeviceChange reconcile(const DesiredDevice& want, const DeviceState& have,
+                       const std::map<Key, model::SocketAddress>& applied) {
+  DeviceChange c;
+  if (!have.private_key || *have.private_key != clamped(want.private_key)) {
+    c.private_key = want.private_key;
+  }
+  if (have.listen_port != want.listen_port) c.listen_port = want.listen_port;
+  if (have.fwmark != want.fwmark) c.fwmark = want.fwmark;
+  std::map<Key, const PeerState*> present;
+  for (const auto& p : have.peers) present[p.public_key] = &p;
+  std::map<Key, bool> wanted;
+  for (const auto& spec : want.peers) {
+    wanted[spec.public_key] = true;
+    PeerChange pc;
+    pc.public_key = spec.public_key;
+    auto it = present.find(spec.public_key);
+    if (it == present.end()) {
+      pc.endpoint = spec.endpoint;
+      pc.keepalive_s = spec.keepalive_s;
+      pc.replace_allowed_ips = true;
+      pc.allowed_ips = spec.allowed_ips;
+      c.peers.push_back(std::move(pc));
+      continue;
+    }
+    const PeerState& ps = *it->second;
+    bool needed = false;
+    const auto last = applied.find(spec.public_key);
+    const bool plan_moved = last == applied.end() ? !(ps.endpoint && *ps.endpoint == spec.endpoint)
+                                                  : !(last->second == spec.endpoint);
+    if (plan_moved) {
+      pc.endpoint = spec.endpoint;
+      needed = true;
+    }
+    if (ps.keepalive_s != spec.keepalive_s) {
+      pc.keepalive_s = spec.keepalive_s;
+      needed = true;
+    }
+    auto a = ps.allowed_ips, b = spec.allowed_ips;
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    if (a != b) {
+      pc.replace_allowed_ips = true;
+      pc.allowed_ips = spec.allowed_ips;
+      needed = true;
+    }
+    if (needed) {
+      pc.update_only = true;
+      c.peers.push_back(std::move(pc));
+    }
+  }
+  for (const auto& p : have.peers) {
+    if (wanted.count(p.public_key)) continue;
+    PeerChange pc;
+    pc.public_key = p.public_key;
+    pc.remove = true;
+    c.peers.push_back(std::move(pc));
+  }
+  return c;
 }
 
 }  // namespace patronus::wg

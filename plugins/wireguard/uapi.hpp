@@ -17,6 +17,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -91,6 +92,33 @@ struct DeviceChange {
 
 inline constexpr std::string_view kGetRequest = "get=1\n\n";
 std::string encode_set(const DeviceChange& change);
+inline bool empty(const DeviceChange& c) {
+  return !c.private_key && !c.listen_port && !c.fwmark && !c.replace_peers && c.peers.empty();
+}
+
+// What a device should hold: its key, port and mark, and its peers (one per path).
+struct DesiredPeer {
+  Key public_key{};
+  model::SocketAddress endpoint;
+  std::vector<model::IpPrefix> allowed_ips;
+  std::uint16_t keepalive_s = 0;
+};
+struct DesiredDevice {
+  Key private_key{};
+  std::uint16_t listen_port = 0;
+  std::uint32_t fwmark = 0;
+  std::vector<DesiredPeer> peers;
+};
+
+// The change that turns `have` (read back with get=1) into `want`, touching nothing that is
+// already right: new peers are added, a peer whose keepalive or allowed IPs differ is updated
+// (update_only), peers not wanted are removed, other peers are not named. `applied` holds the
+// endpoint last set for each peer: a peer whose endpoint differs from it has roamed (WireGuard
+// follows authenticated packets) and is left alone; its endpoint is set again only when `want`
+// changed it. Without an entry (a device adopted after a restart) the device's endpoint is
+// compared with `want`. The private key is compared clamped, as the device reports it.
+DeviceChange reconcile(const DesiredDevice& want, const DeviceState& have,
+                       const std::map<Key, model::SocketAddress>& applied);
 
 // One request and its answer over a non-blocking stream socket, as bytes: the caller writes
 // pending_output() when the socket is writable and reports what it wrote, and feeds what it

@@ -17,7 +17,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +32,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "patronus/mesh/keys.hpp"
 #include "patronus/model/address.hpp"
@@ -56,21 +57,6 @@ constexpr std::int64_t kMs = 1'000'000;
 constexpr std::int64_t kRejectAfterNs = 180'000'000'000;  // WireGuard REJECT_AFTER_TIME
 constexpr std::size_t kMaxQueued = 8;                     // UAPI requests waiting per interface
 constexpr std::size_t kMaxInterfaces = 64;
-
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      o += ' ';
-    } else {
-      o += c;
-    }
-  }
-  return o + "\"";
-}
 
 bool valid_ifname(const char* s) {
   if (s == nullptr) return false;
@@ -188,6 +174,7 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
       if (remove_on_stop_) remove_device(*d);
     }
     devices_.clear();
+    path_device_.clear();
   }
 
   void path_up(const patronus_path_desc& p) override {
@@ -226,7 +213,7 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
       throw Error(pid + "allowed prefixes: bad count", PATRONUS_ERR_INVALID_ARGUMENT);
     }
     for (std::uint32_t i = 0; i < p.allowed_prefix_count; ++i) {
-      auto pf = prefix_of(p.allowed_prefixes[i], true);
+      auto pf = prefix_of(p.allowed_prefixes[i]);
       if (!pf)
         throw Error(pid + "allowed prefix " + std::to_string(i) + " is malformed",
                     PATRONUS_ERR_INVALID_ARGUMENT);
@@ -238,7 +225,7 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
       throw Error(pid + "interface addresses: bad count", PATRONUS_ERR_INVALID_ARGUMENT);
     }
     for (std::uint32_t i = 0; i < p.interface_address_count; ++i) {
-      auto a = prefix_of(p.interface_addresses[i], false);
+      auto a = prefix_of(p.interface_addresses[i]);
       if (!a)
         throw Error(pid + "interface address " + std::to_string(i) + " is malformed",
                     PATRONUS_ERR_INVALID_ARGUMENT);
@@ -247,6 +234,11 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     wg::Key local_public{};
     std::memcpy(local_public.data(), p.local_public_key, 32);
 
+    // An update that moves the path to another interface leaves the old one first.
+    if (auto moved = path_device_.find(p.path_id);
+        moved != path_device_.end() && moved->second != p.interface_name) {
+      path_down(p.path_id);
+    }
     Device* d = find(p.interface_name);
     if (d != nullptr) {
       if (d->public_key != local_public || d->listen_port != p.local.port) {
@@ -325,15 +317,13 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
   }
 
  private:
-  static std::optional<std::pair<model::IpAddress, int>> prefix_of(const patronus_prefix& p,
-                                                                   bool network) {
+  static std::optional<std::pair<model::IpAddress, int>> prefix_of(const patronus_prefix& p) {
     patronus_addr a = p.addr;
     a.port = 0;
     auto s = model::SocketAddress::from_abi(a);
     if (!s.is_ok()) return std::nullopt;
     const int max = s.value().ip().is_v4() ? 32 : 128;
     if (p.length > max) return std::nullopt;
-    (void)network;
     return std::make_pair(s.value().ip(), static_cast<int>(p.length));
   }
 
@@ -345,8 +335,7 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
   std::string socket_path(const Device& d) const { return socket_dir_ + "/" + d.name + ".sock"; }
 
   void event(const std::string& type, const Device& d, const std::string& detail) {
-    host().event(type,
-                 "{\"interface\":" + json_str(d.name) + ",\"detail\":" + json_str(detail) + "}");
+    host().event(type, nlohmann::json{{"interface", d.name}, {"detail", detail}}.dump());
   }
 
   // A device error: reported as an event and as DOWN on every path of the interface.
@@ -363,18 +352,13 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
   void bring_up(Device& d) {
     d.ready = false;
     const std::string path = socket_path(d);
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) {
-      const int fd = connect_socket(path);
-      if (fd >= 0) {
-        ::close(fd);
-        host().info(d.name + ": adopting the running device (" + path + ")");
-        event("wireguard.adopted", d, path);
-        became_ready(d);
-        return;
-      }
-      ::unlink(path.c_str());  // stale: nobody listens
+    if (answers(path)) {
+      host().info(d.name + ": adopting the running device (" + path + ")");
+      event("wireguard.adopted", d, path);
+      became_ready(d);
+      return;
     }
+    ::unlink(path.c_str());  // a stale socket nobody listens on (or none)
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -408,14 +392,9 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     if (d == nullptr) return;
     d->start_timer = 0;
     const std::string path = socket_path(*d);
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) {
-      const int fd = connect_socket(path);
-      if (fd >= 0) {
-        ::close(fd);
-        became_ready(*d);
-        return;
-      }
+    if (answers(path)) {
+      became_ready(*d);
+      return;
     }
     int status = 0;
     if (d->pid > 0 && ::waitpid(d->pid, &status, WNOHANG) == d->pid) {
@@ -426,6 +405,10 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
       return;
     }
     if (host().now_ns() - d->started_ns > start_timeout_ns_) {
+      // Not left running half-started: the next path_up starts it again.
+      ::kill(d->pid, SIGKILL);
+      ::waitpid(d->pid, nullptr, 0);
+      d->pid = -1;
       device_error(*d, PATRONUS_TUNNEL_DIAG_DEVICE_ERROR,
                    wireguard_go_ + " did not open " + path + " in time");
       return;
@@ -436,6 +419,14 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
   void became_ready(Device& d) {
     d.ready = true;
     request_sync(d);
+  }
+
+  // Whether something listens on the control socket (a running device).
+  static bool answers(const std::string& path) {
+    const int fd = connect_socket(path);
+    if (fd < 0) return false;
+    ::close(fd);
+    return true;
   }
 
   static int connect_socket(const std::string& path) {
@@ -573,8 +564,9 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
       if (!state.is_ok()) {
         return sync_failed(*dev, "the device's answer: " + state.status().message());
       }
-      const wg::DeviceChange change = diff(*dev, state.value());
-      if (change.private_key || change.listen_port || change.fwmark || !change.peers.empty()) {
+      const wg::DeviceChange change =
+          wg::reconcile(desired(*dev), state.value(), dev->applied_endpoint);
+      if (!wg::empty(change)) {
         submit(*dev, wg::encode_set(change), [this, name, change](Result<std::string> w) {
           Device* dv = find(name);
           if (dv == nullptr) return;
@@ -599,63 +591,15 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     });
   }
 
-  wg::DeviceChange diff(Device& d, const wg::DeviceState& s) {
-    wg::DeviceChange c;
-    if (!s.private_key || *s.private_key != wg::clamped(d.private_key)) {
-      c.private_key = d.private_key;
-    }
-    if (s.listen_port != d.listen_port) c.listen_port = d.listen_port;
-    if (s.fwmark != fwmark_) c.fwmark = fwmark_;
-    std::map<wg::Key, const wg::PeerState*> have;
-    for (const auto& p : s.peers) have[p.public_key] = &p;
-    std::set<wg::Key> want;
+  wg::DesiredDevice desired(const Device& d) const {
+    wg::DesiredDevice w;
+    w.private_key = d.private_key;
+    w.listen_port = d.listen_port;
+    w.fwmark = fwmark_;
     for (const auto& [id, spec] : d.peers) {
-      want.insert(spec.public_key);
-      wg::PeerChange pc;
-      pc.public_key = spec.public_key;
-      auto it = have.find(spec.public_key);
-      bool needed = false;
-      if (it == have.end()) {
-        pc.endpoint = spec.endpoint;
-        pc.keepalive_s = spec.keepalive_s;
-        pc.replace_allowed_ips = true;
-        pc.allowed_ips = spec.allowed;
-        needed = true;
-      } else {
-        const wg::PeerState& ps = *it->second;
-        auto applied = d.applied_endpoint.find(spec.public_key);
-        const bool ours_changed = applied == d.applied_endpoint.end()
-                                      ? !(ps.endpoint && *ps.endpoint == spec.endpoint)
-                                      : !(applied->second == spec.endpoint);
-        if (ours_changed) {
-          pc.endpoint = spec.endpoint;
-          needed = true;
-        }
-        if (ps.keepalive_s != spec.keepalive_s) {
-          pc.keepalive_s = spec.keepalive_s;
-          needed = true;
-        }
-        auto a = ps.allowed_ips, b = spec.allowed;
-        std::sort(a.begin(), a.end());
-        std::sort(b.begin(), b.end());
-        if (a != b) {
-          pc.replace_allowed_ips = true;
-          pc.allowed_ips = spec.allowed;
-          needed = true;
-        }
-        if (needed) pc.update_only = true;
-      }
-      if (needed) c.peers.push_back(std::move(pc));
+      w.peers.push_back({spec.public_key, spec.endpoint, spec.allowed, spec.keepalive_s});
     }
-    for (const auto& p : s.peers) {
-      if (!want.count(p.public_key)) {
-        wg::PeerChange pc;
-        pc.public_key = p.public_key;
-        pc.remove = true;
-        c.peers.push_back(std::move(pc));
-      }
-    }
-    return c;
+    return w;
   }
 
   void sync_failed(Device& d, const std::string& why) {

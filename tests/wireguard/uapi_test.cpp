@@ -209,3 +209,105 @@ TEST(Uapi, KeysInHex) {
 
 }  // namespace
 }  // namespace patronus::wg
+
+namespace patronus::wg {
+namespace {
+
+DesiredPeer desired_peer(std::uint8_t k, const char* endpoint, const char* allowed) {
+  DesiredPeer p;
+  p.public_key = key_of(k);
+  p.endpoint = model::SocketAddress::parse(endpoint).value();
+  p.allowed_ips = {model::IpPrefix::parse(allowed).value()};
+  p.keepalive_s = 25;
+  return p;
+}
+
+PeerState state_of(const DesiredPeer& d) {
+  PeerState s;
+  s.public_key = d.public_key;
+  s.endpoint = d.endpoint;
+  s.allowed_ips = d.allowed_ips;
+  s.keepalive_s = d.keepalive_s;
+  return s;
+}
+
+// The device as the plan wants it: nothing to send.
+struct Reconcile : ::testing::Test {
+  DesiredDevice want;
+  DeviceState have;
+  std::map<Key, model::SocketAddress> applied;
+  void SetUp() override {
+    want.private_key = key_of(0x11);
+    want.listen_port = 51820;
+    want.peers = {desired_peer(1, "192.0.2.1:51820", "10.0.0.1/32"),
+                  desired_peer(2, "192.0.2.2:51820", "10.0.0.2/32"),
+                  desired_peer(3, "192.0.2.3:51820", "10.0.0.3/32")};
+    have.private_key = clamped(want.private_key);
+    have.listen_port = 51820;
+    for (const auto& p : want.peers) {
+      have.peers.push_back(state_of(p));
+      applied[p.public_key] = p.endpoint;
+    }
+  }
+};
+
+TEST_F(Reconcile, ADeviceThatIsRightGetsNothing) {
+  EXPECT_TRUE(empty(reconcile(want, have, applied)));
+  // The device reports the clamped key: the unclamped one in the plan is the same key.
+  EXPECT_NE(clamped(want.private_key), want.private_key);
+}
+
+TEST_F(Reconcile, OnePeerChangedNamesOnlyThatPeer) {
+  want.peers[1].allowed_ips.push_back(model::IpPrefix::parse("192.168.2.0/24").value());
+  const DeviceChange c = reconcile(want, have, applied);
+  ASSERT_EQ(c.peers.size(), 1u);
+  EXPECT_EQ(c.peers[0].public_key, key_of(2));
+  EXPECT_TRUE(c.peers[0].update_only);
+  EXPECT_TRUE(c.peers[0].replace_allowed_ips);
+  EXPECT_EQ(c.peers[0].allowed_ips.size(), 2u);
+  EXPECT_FALSE(c.peers[0].endpoint) << "its endpoint is right: not set again";
+  EXPECT_FALSE(c.private_key || c.listen_port || c.replace_peers);
+  // And the text sent names no other peer.
+  const std::string text = encode_set(c);
+  EXPECT_EQ(text.find(key_to_hex(key_of(1))), std::string::npos);
+  EXPECT_EQ(text.find(key_to_hex(key_of(3))), std::string::npos);
+  EXPECT_EQ(text.find("replace_peers"), std::string::npos);
+}
+
+TEST_F(Reconcile, NewPeersAreAddedAndUnwantedOnesRemoved) {
+  want.peers.erase(want.peers.begin());                                     // peer 1 goes
+  want.peers.push_back(desired_peer(4, "192.0.2.4:51820", "10.0.0.4/32"));  // peer 4 comes
+  const DeviceChange c = reconcile(want, have, applied);
+  ASSERT_EQ(c.peers.size(), 2u);
+  EXPECT_EQ(c.peers[0].public_key, key_of(4));
+  EXPECT_FALSE(c.peers[0].update_only);
+  EXPECT_TRUE(c.peers[0].endpoint && c.peers[0].keepalive_s && c.peers[0].replace_allowed_ips);
+  EXPECT_EQ(c.peers[1].public_key, key_of(1));
+  EXPECT_TRUE(c.peers[1].remove);
+}
+
+TEST_F(Reconcile, ARoamedPeerIsLeftWhereItIsUnlessThePlanMovedIt) {
+  have.peers[0].endpoint = model::SocketAddress::parse("198.51.100.9:40000").value();
+  EXPECT_TRUE(empty(reconcile(want, have, applied))) << "roamed: WireGuard follows it";
+  want.peers[0].endpoint = model::SocketAddress::parse("192.0.2.101:51820").value();
+  const DeviceChange c = reconcile(want, have, applied);
+  ASSERT_EQ(c.peers.size(), 1u);
+  EXPECT_EQ(c.peers[0].endpoint->to_string(), "192.0.2.101:51820");
+  // Adopted after a restart (nothing applied yet): the device is brought to the plan.
+  want.peers[0].endpoint = model::SocketAddress::parse("192.0.2.1:51820").value();
+  EXPECT_EQ(reconcile(want, have, {}).peers.size(), 1u);
+}
+
+TEST_F(Reconcile, DeviceSettingsAreSetWhenWrongOrMissing) {
+  have.private_key.reset();
+  have.listen_port = 0;
+  want.fwmark = 0x42;
+  const DeviceChange c = reconcile(want, have, applied);
+  EXPECT_EQ(c.private_key, want.private_key);
+  EXPECT_EQ(c.listen_port, 51820);
+  EXPECT_EQ(c.fwmark, 0x42u);
+  EXPECT_TRUE(c.peers.empty());
+}
+
+}  // namespace
+}  // namespace patronus::wg
