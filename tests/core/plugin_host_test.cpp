@@ -142,11 +142,11 @@ TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
   const auto& refused = scan.value().refused;
   std::vector<std::string> names;
   for (const auto& p : reg.plugins()) names.push_back(p->info().name);
-  EXPECT_EQ(names, (std::vector<std::string>{"compat10-policy", "compat10-probe", "compat10-scorer",
-                                             "compat11-policy", "compat11-probe", "compat11-scorer",
-                                             "compat12-policy", "compat12-probe", "compat12-scorer",
-                                             "compat12-transport", "pingpong", "test-good",
-                                             "test-throws-raw", "test-throws-sdk"}));
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "compat10-policy", "compat10-probe", "compat10-scorer", "compat11-policy",
+                       "compat11-probe", "compat11-scorer", "compat12-policy", "compat12-probe",
+                       "compat12-scorer", "compat12-transport", "pingpong", "test-good",
+                       "test-throws-raw", "test-throws-sdk", "test-transport"}));
   EXPECT_EQ(refused.size(), 7u);
   for (const auto& r : refused) EXPECT_FALSE(r.reason.empty()) << r.file;
 }

@@ -64,7 +64,28 @@ hubs: [hub1, hub2]
     EXPECT_EQ(q->session_id, p.session_id);
     EXPECT_EQ(q->probe_key, p.probe_key);
     EXPECT_EQ(q->remote_site, "s1");
+    // The tunnel of each end: its own interface and key, the far end's key and what it carries
+    // (the far end's overlay address and LAN subnet), the overlay's keepalive.
+    ASSERT_TRUE(p.tunnel && q->tunnel);
+    EXPECT_EQ(p.tunnel->interface_name, "wg-e1");
+    EXPECT_EQ(p.tunnel->local_public_key, q->tunnel->remote_public_key);
+    EXPECT_EQ(p.tunnel->remote_public_key, keys("hub1", "e1").value().public_key);
+    EXPECT_EQ(p.tunnel->keepalive_s, 25);
+    ASSERT_EQ(p.tunnel->interface_addresses.size(), 2u);  // the overlay's IPv4 and IPv6
+    EXPECT_EQ(p.tunnel->interface_addresses[0].first, *p.local_overlay);
+    EXPECT_EQ(p.tunnel->interface_addresses[0].second, 16);
+    const auto& carried = p.tunnel->allowed_prefixes;
+    EXPECT_EQ(carried[0], model::IpPrefix(*p.remote_overlay, 32));
+    EXPECT_NE(
+        std::find(carried.begin(), carried.end(), model::IpPrefix::parse("10.1.0.0/24").value()),
+        carried.end());
   }
+  // Forwarding steers LAN subnets only (overlay addresses are routed per tunnel), relayed sites'
+  // included.
+  EXPECT_EQ(s1.value().subnets.at("hub1"),
+            std::vector<model::IpPrefix>{model::IpPrefix::parse("10.1.0.0/24").value()});
+  EXPECT_EQ(s1.value().subnets.at("s2"),
+            std::vector<model::IpPrefix>{model::IpPrefix::parse("10.4.0.0/24").value()});
   // A hub reaches every spoke directly: nothing is relayed.
   for (const auto& r : hub1.value().remote_sites) EXPECT_TRUE(r.via.empty()) << r.name;
 }

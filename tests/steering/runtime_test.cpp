@@ -111,6 +111,60 @@ TEST(SiteRuntime, CutIsDetectedWithinTheBoundAndFlowsMoveInTheSameTick) {
   w.stop();
 }
 
+// With a transport, a path whose tunnel the transport reports down is not used although its probes
+// still answer (the virtual link stays up): the class moves off it at once, the decision says
+// why, and the path is usable again once its tunnel is up.
+TEST(SiteRuntime, APathWhoseTunnelIsReportedDownIsNotUsed) {
+  core::PluginRegistry reg;  // outlives the routers holding its library
+  auto transport = reg.load_file(test::test_plugin_dir() + "/libpatronus-test-transport.so");
+  ASSERT_TRUE(transport.is_ok()) << transport.status().to_string();
+  test::Wan w(12);
+  w.use_transport(transport.value());
+  two_paths(w);
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+  const Pump traffic = pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 30 * kSec);
+  w.world().run_until(5 * kSec);
+  const model::PathId before = hq.class_path("b", "voice");
+  ASSERT_TRUE(before.valid());
+  ASSERT_TRUE(hq.path(before)->tunnel.has_value()) << "the transport's reports reach the runtime";
+  EXPECT_TRUE(hq.path(before)->tunnel->up);
+
+  patronus_path_desc down{};
+  down.path_id = before.value();
+  down.interface_name = "wg-wan0";
+  down.keepalive_s = 0;  // the double's "no handshake"
+  ASSERT_TRUE(w.node("hq").router->path_up("tunnel", down).is_ok());
+  const std::int64_t t0 = w.world().now_ns();
+  w.world().run_until(t0 + kSec);
+
+  const auto d =
+      find_decision(w.node("hq").recorder.decisions, "voice", steering::Reason::kPathDown, t0);
+  ASSERT_TRUE(d.has_value()) << "the class stayed on a path whose tunnel is down";
+  EXPECT_EQ(d->from, before);
+  EXPECT_NE(d->to, before);
+  EXPECT_LE(d->mono_ns - t0, 1 * kMs) << "moved when the report arrived, not at a later probe";
+  bool said_why = false;
+  for (const auto& c : d->candidates) {
+    if (c.path == before) {
+      said_why = c.why_not == "tunnel down (no handshake within the reject window)";
+    }
+  }
+  EXPECT_TRUE(said_why) << d->to_json();
+  EXPECT_TRUE(hq.path(before)->live) << "its probes still answer";
+  EXPECT_EQ(hq.path(before)->status, model::PathStatus::kDown);
+  EXPECT_EQ(hq.on_packet(voice, 46, 100), d->to);
+
+  down.keepalive_s = 25;  // the tunnel is back
+  ASSERT_TRUE(w.node("hq").router->path_up("tunnel", down).is_ok());
+  w.world().run_until(t0 + 2 * kSec);
+  EXPECT_TRUE(hq.path(before)->tunnel->up);
+  EXPECT_NE(hq.path(before)->status, model::PathStatus::kDown);
+  EXPECT_EQ(hq.counters().tunnel_changes, 4u) << "both paths up, then this one down and up";
+  w.stop();
+}
+
 TEST(SiteRuntime, BatchedPacketsAreSteeredAndCountedLikeSinglePackets) {
   test::Wan w(16);
   two_paths(w);

@@ -78,6 +78,12 @@ class Wan {
 
   // Before start(): a site's runtime drives `dp` instead of its recorder (e.g. the Linux one).
   void use_dataplane(const std::string& site, steering::Dataplane* dp) { external_dp_[site] = dp; }
+  // Before start(): every site runs this transport plugin as instance "tunnel" and its paths get
+  // tunnels. In virtual time the link is the tunnel: a path's overlay addresses are its endpoint
+  // addresses, so probes through the "tunnel" cross the same link.
+  void use_transport(std::shared_ptr<const core::PluginLibrary> lib) {
+    transport_ = std::move(lib);
+  }
 
   void add_site(const HarnessSite& s) {
     sites_.push_back(s);
@@ -123,7 +129,11 @@ class Wan {
       add_plugin(n, "probes", "probe", probe_yaml);
       add_plugin(n, "scoring", "scoring", "");
       add_plugin(n, "emodel", "emodel", "");
+      if (transport_) {
+        ASSERT_TRUE(n.router->add_plugin(transport_, "tunnel", "").is_ok());
+      }
       steering::RuntimeConfig rc;
+      if (transport_) rc.transport = "tunnel";
       rc.site = s.name;
       rc.probe = "probe";
       rc.default_scorer = "scoring";
@@ -173,6 +183,18 @@ class Wan {
     EXPECT_TRUE(key.is_ok());
     std::copy(key.value().begin(), key.value().end(), sp.probe_key.begin());
     sp.has_key = true;
+    if (transport_) {
+      sp.local_overlay = ip_of(ls, le);
+      sp.remote_overlay = ip_of(rs, re);
+      steering::PathSpec::Tunnel t;
+      t.interface_name = "wg-" + le;
+      t.interface_addresses = {{*sp.local_overlay, 32}};
+      t.allowed_prefixes = {model::IpPrefix(*sp.remote_overlay, 32)};
+      t.local_public_key = nodes_.at(ls)->keys.at(le).public_key;
+      t.remote_public_key = nodes_.at(rs)->keys.at(re).public_key;
+      t.keepalive_s = 25;
+      sp.tunnel = std::move(t);
+    }
     return sp;
   }
 
@@ -198,6 +220,7 @@ class Wan {
     return {};
   }
   std::map<std::string, steering::Dataplane*> external_dp_;
+  std::shared_ptr<const core::PluginLibrary> transport_;
   bool connected(const std::string& a, const std::string& b) const {
     for (const auto& p : paths_) {
       if ((p.a_site == a && p.b_site == b) || (p.a_site == b && p.b_site == a)) return true;

@@ -145,6 +145,11 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
   };
   SitePlan out;
   std::map<std::uint32_t, std::size_t> remote_index;
+  // What each peer of this site's interfaces carries, computed once an interface.
+  std::map<const mesh::InterfacePlan*, std::vector<std::vector<model::IpPrefix>>> carried;
+  for (const auto& iface : plan.sites[static_cast<std::size_t>(sv)]) {
+    carried[&iface] = mesh::peer_allowed_prefixes(g, plan, iface);
+  }
   for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
     const auto& pe = g.path(id);
     const std::uint32_t a = pe.src_site, b = g.path_dst(id);
@@ -198,8 +203,7 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
       if (iface.address.ipv6 && g.overlay().ipv6) {
         t.interface_addresses.emplace_back(*iface.address.ipv6, g.overlay().ipv6->length());
       }
-      t.allowed_prefixes = mesh::peer_allowed_prefixes(
-          g, plan, iface)[static_cast<std::size_t>(peer - iface.peers.begin())];
+      t.allowed_prefixes = carried.at(&iface)[static_cast<std::size_t>(peer - iface.peers.begin())];
       t.local_public_key = kp.value().public_key;
       t.remote_public_key = remote_pub.value();
       t.keepalive_s = g.overlay().persistent_keepalive;

@@ -318,25 +318,11 @@ Status SiteRuntime::start() {
     }
   }
   for (auto& p : paths_) {
-    patronus_path_desc d{};
-    d.struct_size = sizeof d;
-    d.path_id = p->spec.id.value();
-    d.local = p->spec.local_underlay.to_abi();
-    d.remote = p->spec.remote_underlay.to_abi();
-    d.local_site = config_.site.c_str();
-    d.remote_site = p->spec.remote_site.c_str();
-    if (p->spec.local_overlay)
-      d.local_overlay = model::SocketAddress(*p->spec.local_overlay, 0).to_abi();
-    if (p->spec.remote_overlay) {
-      d.remote_overlay = model::SocketAddress(*p->spec.remote_overlay, 0).to_abi();
-    }
-    if (!config_.transport.empty()) {
+    patronus_path_desc d = describe(*p);
+    if (!config_.transport.empty()) {  // through the tunnel
       d.local = d.local_overlay;
       d.remote = d.remote_overlay;
     }
-    d.local_endpoint = p->spec.local_endpoint.c_str();
-    d.remote_endpoint = p->spec.remote_endpoint.c_str();
-    d.session_id = p->spec.session_id;
     d.rate = PATRONUS_PROBE_RATE_ACTIVE;  // warm-up: see update_rates()
     if (p->spec.has_key) {
       d.key_len = 32;
@@ -360,6 +346,26 @@ Status SiteRuntime::start() {
   return Status::ok();
 }
 
+// What probes and transports are told of a path (strings point into the spec and the config).
+patronus_path_desc SiteRuntime::describe(const Path& p) const {
+  patronus_path_desc d{};
+  d.struct_size = sizeof d;
+  d.path_id = p.spec.id.value();
+  d.local = p.spec.local_underlay.to_abi();
+  d.remote = p.spec.remote_underlay.to_abi();
+  d.local_site = config_.site.c_str();
+  d.remote_site = p.spec.remote_site.c_str();
+  d.local_endpoint = p.spec.local_endpoint.c_str();
+  d.remote_endpoint = p.spec.remote_endpoint.c_str();
+  if (p.spec.local_overlay)
+    d.local_overlay = model::SocketAddress(*p.spec.local_overlay, 0).to_abi();
+  if (p.spec.remote_overlay) {
+    d.remote_overlay = model::SocketAddress(*p.spec.remote_overlay, 0).to_abi();
+  }
+  d.session_id = p.spec.session_id;
+  return d;
+}
+
 Status SiteRuntime::bring_up_tunnel(const Path& p) {
   const PathSpec::Tunnel& t = *p.spec.tunnel;
   std::vector<patronus_prefix> addrs, allowed;
@@ -375,18 +381,7 @@ Status SiteRuntime::bring_up_tunnel(const Path& p) {
     x.length = static_cast<std::uint8_t>(pf.length());
     allowed.push_back(x);
   }
-  patronus_path_desc d{};
-  d.struct_size = sizeof d;
-  d.path_id = p.spec.id.value();
-  d.local = p.spec.local_underlay.to_abi();
-  d.remote = p.spec.remote_underlay.to_abi();
-  d.local_site = config_.site.c_str();
-  d.remote_site = p.spec.remote_site.c_str();
-  d.local_overlay = model::SocketAddress(*p.spec.local_overlay, 0).to_abi();
-  d.remote_overlay = model::SocketAddress(*p.spec.remote_overlay, 0).to_abi();
-  d.session_id = p.spec.session_id;
-  d.local_endpoint = p.spec.local_endpoint.c_str();
-  d.remote_endpoint = p.spec.remote_endpoint.c_str();
+  patronus_path_desc d = describe(p);
   d.interface_name = t.interface_name.c_str();
   d.interface_addresses = addrs.data();
   d.interface_address_count = static_cast<std::uint32_t>(addrs.size());
@@ -487,7 +482,7 @@ void SiteRuntime::on_tunnel(const std::string& instance, const patronus_tunnel_s
   if (instance != config_.transport || !running_) return;
   auto it = path_index_.find(t.path_id);
   if (it == path_index_.end()) {
-    ++counters_.samples_unknown_path;
+    ++counters_.tunnel_reports_unknown_path;
     return;
   }
   Path& p = *paths_[it->second];
@@ -587,10 +582,13 @@ void SiteRuntime::rescore(Path& p) {
 
 namespace {
 // Why a path cannot carry a class ("" when it can).
-std::string why_not(bool live, const PathView& v, bool valid, double score, std::uint32_t state,
-                    const ClassSpec& c) {
-  (void)state;
-  if (!live) return "down (no probe reply within the detection time)";
+std::string why_not(const PathView& v, bool valid, double score, const ClassSpec& c) {
+  if (!v.live) return "down (no probe reply within the detection time)";
+  if (v.tunnel && !v.tunnel->up) {
+    return v.tunnel->diagnostic == PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE
+               ? "tunnel down (no handshake within the reject window)"
+               : "tunnel down (the device failed)";
+  }
   if (!valid) return "not measured yet";
   if (score < c.min_score) return "score " + fmt(score) + " < " + fmt(c.min_score);
   if (c.max_loss_pct && loss_lower_bound_pct(v.stats.lost, v.stats.samples) > *c.max_loss_pct) {
@@ -763,13 +761,7 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
     c.eligible = in[i].eligible;
     if (!c.eligible) {
       const auto& sc = p.scores[slot];
-      c.why_not = p.live && !p.up()
-                      ? "tunnel down (" +
-                            std::string(p.tunnel->diagnostic == PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE
-                                            ? "no handshake within the reject window"
-                                            : "the device failed") +
-                            ")"
-                      : why_not(p.live, view(p), sc.valid, sc.score, sc.state, cls);
+      c.why_not = why_not(view(p), sc.valid, sc.score, cls);
     }
     eligible += c.eligible;
     d.candidates.push_back(std::move(c));

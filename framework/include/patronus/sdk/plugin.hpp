@@ -137,9 +137,9 @@ class Host {
           "this host (ABI 1." + std::to_string(s_->abi_minor) + ") cannot watch file descriptors",
           PATRONUS_ERR_UNIMPLEMENTED);
     }
-    auto holder = std::make_shared<Watch>(Watch{this, std::move(fn)});
+    auto holder = std::make_shared<FdFn>(std::move(fn));
     patronus_watch_id id = 0;
-    const patronus_status st = s_->watch_fd(s_->ctx, fd, events, &Host::on_fd, holder.get(), &id);
+    const patronus_status st = s_->watch_fd(s_->ctx, fd, events, &Host::on_fd, this, &id);
     if (st != PATRONUS_OK) {
       throw Error(
           "watch_fd(" + std::to_string(fd) + ") refused (status " + std::to_string(st) + ")", st);
@@ -191,27 +191,24 @@ class Host {
     }
   }
 
-  struct Watch {
-    Host* host;
-    FdFn fn;
-  };
+  // Like on_timer: the host hands back this Host and the id; the callback is looked up, so a
+  // watch released by an earlier callback is never reached.
   static void on_fd(void* user, patronus_watch_id id, std::int32_t, std::uint32_t ready) noexcept {
-    auto* w = static_cast<Watch*>(user);
-    Host* host = w->host;
-    auto it = host->watches_.find(id);
-    if (it == host->watches_.end()) return;
+    auto* self = static_cast<Host*>(user);
+    auto it = self->watches_.find(id);
+    if (it == self->watches_.end()) return;
     auto keep = it->second;  // the callback may unwatch (and so release) its own watch
     try {
-      keep->fn(ready);
+      (*keep)(ready);
     } catch (const std::exception& e) {
-      host->log(PATRONUS_LOG_ERROR, std::string("descriptor callback threw: ") + e.what());
+      self->log(PATRONUS_LOG_ERROR, std::string("descriptor callback threw: ") + e.what());
     } catch (...) {
-      host->log(PATRONUS_LOG_ERROR, "descriptor callback threw a non-standard exception");
+      self->log(PATRONUS_LOG_ERROR, "descriptor callback threw a non-standard exception");
     }
   }
 
   const patronus_host_services* s_;
-  std::map<patronus_watch_id, std::shared_ptr<Watch>> watches_;
+  std::map<patronus_watch_id, std::shared_ptr<FdFn>> watches_;
   std::map<patronus_timer_id, std::unique_ptr<std::function<void()>>> timers_;
   std::map<patronus_endpoint_id, std::unique_ptr<Endpoint>> endpoints_;
 };

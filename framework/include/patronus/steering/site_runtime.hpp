@@ -72,7 +72,8 @@ struct RuntimeConfig {
   // Transport plugin instance that builds every path's tunnel ("": none; the paths exist already,
   // as in the simulator). With one, start() brings each path's tunnel up first, probes run over
   // the overlay addresses (through the tunnels), and a path whose tunnel the transport reports
-  // down is not used.
+  // down is not used. stop() leaves the tunnels to the transport (whose own stop decides whether
+  // they outlive the daemon), so a restart does not drop them.
   std::string transport;
   ClassSet classes = default_classes("");
   WindowLimits window;
@@ -167,7 +168,7 @@ class RuntimeObserver {
 struct RuntimeCounters {
   std::uint64_t samples = 0, samples_unknown_path = 0, samples_late = 0;
   std::uint64_t liveness_changes = 0, decisions = 0, failovers = 0, failbacks = 0;
-  std::uint64_t tunnel_changes = 0;
+  std::uint64_t tunnel_changes = 0, tunnel_reports_unknown_path = 0;
   std::uint64_t flows_created = 0, flows_refused = 0, flows_expired = 0, flows_unrouted = 0;
   std::uint64_t packets = 0;
   std::uint64_t scorer_errors = 0, dataplane_errors = 0, rate_errors = 0, timers_refused = 0;
@@ -238,6 +239,7 @@ class SiteRuntime final : private core::RouterObserver {
   void on_metric(const std::string&, const std::string&, double) override {}
   void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) override;
 
+  patronus_path_desc describe(const Path& p) const;
   Status bring_up_tunnel(const Path& p);
   void emit_event(const std::string& type, const std::string& json);
   // An anomaly (refused timer, full table, plugin or dataplane error): an event and a warning log.
