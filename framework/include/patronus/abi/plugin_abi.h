@@ -34,8 +34,9 @@ extern "C" {
  * them. The host never accepts a table shorter than its frozen 1.0 size, and reads only
  * min(struct_size, sizeof(what it knows)) bytes: a plugin built against 1.0 keeps loading in every
  * 1.x host. Fields added in 1.1 and 1.2 are marked "ABI 1.1" / "ABI 1.2"; a reader checks
- * struct_size (tables) or abi_minor (host services) before using them. Reserved fields must be zero
- * (the host refuses a plugin whose reserved fields are not).
+ * struct_size before using them (the host reads the descriptor's 1.2 flags only from a plugin
+ * built against 1.2 or later). Reserved fields must be zero (the host refuses a plugin whose
+ * reserved fields are not).
  */
 #define PATRONUS_SIZE_1_0_PATH_SAMPLE 40u
 #define PATRONUS_SIZE_1_0_PATH_DESC 72u
@@ -99,7 +100,8 @@ struct patronus_addr {
   uint8_t bytes[16];
 };
 
-/* A prefix (ABI 1.2): an address (port 0) and its length in bits. */
+/* A prefix (ABI 1.2): an address (port 0) and its length in bits. Passed in arrays, so its size is
+ * fixed for every 1.x (it has no struct_size and never grows). */
 struct patronus_prefix {
   struct patronus_addr addr;
   uint8_t length; /* 0..32 (IPv4), 0..128 (IPv6) */
