@@ -1,10 +1,13 @@
 // Readiness of file descriptors through the Env seam: the real backend calls back when a socket
 // is readable or writable, keeps calling while it stays ready, stops when unwatched (also from
 // inside the callback), never closes the caller's descriptor and is bounded; the simulated
-// backend refuses, saying that this needs the real network.
+// backend refuses, saying that this needs the real network. And UDP binds an address not
+// configured yet.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <boost/asio/io_context.hpp>
 
@@ -117,6 +120,35 @@ TEST(FdWatch, SimulatedBackendsRefuseNamingThemselves) {
   EXPECT_EQ(st.code(), Code::kUnimplemented);
   EXPECT_NE(st.message().find("virtual"), std::string::npos) << st.message();
   EXPECT_NE(st.message().find("real network"), std::string::npos) << st.message();
+}
+
+}  // namespace
+
+namespace {
+
+// A UDP endpoint binds an address the machine does not have (yet): a probe opens its socket on a
+// tunnel's overlay address before the transport has configured it (IP_FREEBIND). 192.0.2.0/24 is
+// TEST-NET-1, on no interface here; without free bind the kernel answers EADDRNOTAVAIL (unless
+// net.ipv4.ip_nonlocal_bind is set, which the test checks).
+TEST(AsioUdp, BindsAnAddressNotConfiguredYet) {
+  std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_nonlocal_bind", "r");
+  int nonlocal = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%d", &nonlocal) != 1) nonlocal = 0;
+    std::fclose(f);
+  }
+  if (nonlocal != 0) GTEST_SKIP() << "net.ipv4.ip_nonlocal_bind=1: every bind would succeed";
+  boost::asio::io_context io;
+  env::AsioEnv env(io, 1);
+  env::EndpointId id = 0;
+  model::SocketAddress bound;
+  auto st = env.open_udp(
+      model::SocketAddress::parse("192.0.2.77:0").value(),
+      [](const model::SocketAddress&, const std::uint8_t*, std::size_t) {}, &id, &bound);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(bound.ip().to_string(), "192.0.2.77");
+  EXPECT_NE(bound.port(), 0);
+  EXPECT_TRUE(env.close_udp(id).is_ok());
 }
 
 }  // namespace
