@@ -56,7 +56,9 @@ namespace ln = patronus::linuxnet;
 constexpr std::int64_t kMs = 1'000'000;
 constexpr std::int64_t kRejectAfterNs = 180'000'000'000;  // WireGuard REJECT_AFTER_TIME
 constexpr std::size_t kMaxQueued = 8;                     // UAPI requests waiting per interface
-constexpr std::size_t kMaxInterfaces = 64;
+// One control exchange at a time per interface, each holding one host watch: the host's bound on
+// watches per instance (16) bounds the interfaces, as a site has at most 16 endpoints.
+constexpr std::size_t kMaxInterfaces = 16;
 
 bool valid_ifname(const char* s) {
   if (s == nullptr) return false;

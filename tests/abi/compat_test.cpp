@@ -196,7 +196,11 @@ TEST(AbiCompat, Abi12TransportWatchesADescriptorAndReportsItsTunnel) {
 TEST(AbiCompat, NonZeroReservedFieldsAreRefused) {
   for (const auto& [name, needle] :
        {std::pair<std::string, std::string>{"test-reserved-slot", "reserved[3] is not NULL"},
-        std::pair<std::string, std::string>{"test-table-reserved", "table field reserved0 is 7"}}) {
+        std::pair<std::string, std::string>{"test-table-reserved", "table field reserved0 is 7"},
+        std::pair<std::string, std::string>{"test-unknown-flag",
+                                            "flags 0x80 include bits this host does not know"},
+        std::pair<std::string, std::string>{"test-flags-reserved",
+                                            "descriptor field reserved1 is not zero"}}) {
     core::PluginRegistry reg;
     auto lib = reg.load_file(test::test_plugin_dir() + "/libpatronus-" + name + ".so");
     ASSERT_FALSE(lib.is_ok()) << name;

@@ -115,7 +115,7 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   EXPECT_EQ(j["plugins"][9]["abi"], "1.2");
   EXPECT_EQ(j["plugins"][11]["name"], "test-good");
   EXPECT_EQ(j["plugins"][11]["kind"], "probe");
-  ASSERT_EQ(j["refused"].size(), 7u);
+  ASSERT_EQ(j["refused"].size(), 9u);
   EXPECT_TRUE(j["skipped"].is_array());
   bool saw_major = false;
   for (const auto& x : j["refused"]) {

@@ -147,7 +147,7 @@ TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
                        "compat11-probe", "compat11-scorer", "compat12-policy", "compat12-probe",
                        "compat12-scorer", "compat12-transport", "pingpong", "test-good",
                        "test-throws-raw", "test-throws-sdk", "test-transport"}));
-  EXPECT_EQ(refused.size(), 7u);
+  EXPECT_EQ(refused.size(), 9u);
   for (const auto& r : refused) EXPECT_FALSE(r.reason.empty()) << r.file;
 }
 

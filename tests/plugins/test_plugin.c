@@ -127,6 +127,10 @@ static const struct patronus_plugin_descriptor* entry(void) {
   descriptor.reserved[3] = (void*)&descriptor; /* reserved slots must be zero */
 #elif defined(VARIANT_TABLE_RESERVED)
   descriptor.kind_table = &probe_table_reserved;
+#elif defined(VARIANT_UNKNOWN_FLAG)
+  descriptor.flags = 0x80u; /* a flag no 1.2 host knows */
+#elif defined(VARIANT_FLAGS_RESERVED)
+  descriptor.reserved1 = 1u; /* the 1.2 reserved field must be zero */
 #endif
   return &descriptor;
 }
