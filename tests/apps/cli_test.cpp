@@ -145,8 +145,9 @@ TEST(Cli, PluginsInspect) {
 }
 
 std::string daemon_config(const test::TempDir& dir, const std::string& plugins) {
-  return "site: hq\nstate_db: " + dir.file("hq.db") + "\nplugin_dir: " + test::test_plugin_dir() +
-         "\nflush_interval_ms: 100\nplugins:\n" + plugins;
+  return "site: hq\nstate_db: " + dir.file("hq.db") + "\ncontrol_socket: " + dir.file("hq.sock") +
+         "\nplugin_dir: " + test::test_plugin_dir() + "\nflush_interval_ms: 100\nplugins:\n" +
+         plugins;
 }
 
 TEST(Daemon, ConfigErrorsExitNonZeroBeforeTouchingState) {

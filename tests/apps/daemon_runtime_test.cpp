@@ -3,6 +3,7 @@
 // makes the other's paths go down, and its decisions, read back with the CLI, record the move.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,8 +77,8 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
   ASSERT_EQ(plan.exit_code, 0) << plan.err;
   for (const std::string site : {"hq", "branch"}) {
     test::write_file(dir.file(site + ".yaml"),
-                     "site: " + site + "\nstate_db: " + site +
-                         ".db\nplugin_dir: " + test::plugin_dir() +
+                     "site: " + site + "\nstate_db: " + site + ".db\ncontrol_socket: " + site +
+                         ".sock\nplugin_dir: " + test::plugin_dir() +
                          "\nlog_level: debug\nflush_interval_ms: 100\nplugins:\n"
                          "  - plugin: probes\n    name: probe\n    config: {port: " +
                          port +
@@ -98,6 +99,54 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
     }
     return has_decision(s, "decision.initial");
   })) << test::read_file(dir.file("hq.log"));
+  // The running daemon answers on its control socket, owner-only, with what it measures now.
+  const std::string sock = dir.file("hq.sock");
+  struct stat st {};
+  ASSERT_EQ(::stat(sock.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto live = run({test::bin_dir() + "/patronus", "paths", "list", "--socket", sock, "--json"});
+  ASSERT_EQ(live.exit_code, 0) << live.err;
+  auto lj = nlohmann::json::parse(live.out);
+  EXPECT_EQ(lj["source"], "daemon");
+  ASSERT_EQ(lj["paths"].size(), 2u) << live.out;
+  for (const auto& p : lj["paths"]) {
+    EXPECT_EQ(p["state"], "up") << p.dump();
+    EXPECT_EQ(p["peer_site"], "branch");
+    EXPECT_TRUE(p["score"].is_number()) << p.dump();
+    EXPECT_TRUE(p["latency_ms"].is_number()) << p.dump();
+    EXPECT_GT(p["samples"].get<int>(), 0);
+    EXPECT_TRUE(p["tunnel"].is_null());  // no transport in this daemon
+    EXPECT_TRUE(p["id"].is_number_unsigned());
+  }
+  live = run({test::bin_dir() + "/patronus", "status", "--socket", sock, "--json"});
+  ASSERT_EQ(live.exit_code, 0) << live.err;
+  lj = nlohmann::json::parse(live.out);
+  EXPECT_EQ(lj["site"], "hq");
+  EXPECT_EQ(lj["paths_up"], 2);
+  EXPECT_EQ(lj["remote_sites"], 1);
+  EXPECT_GT(lj["pid"].get<std::int64_t>(), 0);
+  ASSERT_FALSE(lj["selections"].empty());
+  for (const auto& s : lj["selections"]) EXPECT_NE(s["path_id"], 0) << s.dump();
+  EXPECT_GT(lj["counters"]["runtime.samples"].get<std::uint64_t>(), 0u);
+  live = run({test::bin_dir() + "/patronus", "status", "--socket", sock, "--verbose"});
+  ASSERT_EQ(live.exit_code, 0) << live.err;
+  EXPECT_NE(live.out.find("2 up"), std::string::npos) << live.out;
+  EXPECT_NE(live.out.find("scoring"), std::string::npos) << live.out;
+  live = run({test::bin_dir() + "/patronus", "decisions", "--socket", sock, "--json"});
+  ASSERT_EQ(live.exit_code, 0) << live.err;
+  lj = nlohmann::json::parse(live.out);
+  ASSERT_FALSE(lj["decisions"].empty());
+  EXPECT_EQ(lj["decisions"].back()["reason"], "initial");
+  live = run({test::bin_dir() + "/patronus", "flows", "list", "--socket", sock, "--json"});
+  ASSERT_EQ(live.exit_code, 0) << live.err;
+  EXPECT_EQ(nlohmann::json::parse(live.out)["total"], 0);  // nothing sent traffic through it
+  // A second daemon with the same socket is refused, naming it; the first keeps it.
+  live = run({test::bin_dir() + "/patronusd", "--config", dir.file("hq.yaml"), "--run-for", "1"});
+  EXPECT_EQ(live.exit_code, 1);
+  EXPECT_NE(live.err.find("another process is listening"), std::string::npos) << live.err;
+  EXPECT_EQ(run({test::bin_dir() + "/patronus", "status", "--socket", sock}).exit_code, 0);
+
   // Kill branch outright: nothing answers hq's probes any more.
   kill(branch.pid, SIGKILL);
   waitpid(branch.pid, nullptr, 0);
@@ -111,20 +160,26 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
   hq.pid = -1;
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+  // A clean stop removes the socket; asking then says nobody is there and how to read offline.
+  EXPECT_NE(::stat(sock.c_str(), &st), 0);
+  live = run({test::bin_dir() + "/patronus", "status", "--socket", sock});
+  EXPECT_EQ(live.exit_code, 1);
+  EXPECT_NE(live.err.find("no control socket at " + sock), std::string::npos) << live.err;
+  EXPECT_NE(live.err.find("--db"), std::string::npos) << live.err;
 
   auto r = run({test::bin_dir() + "/patronus", "decisions", "--db", dir.file("hq.db"), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["source"], "database");
   bool saw_down = false, saw_initial = false;
-  for (const auto& d : j["decisions"]) {
-    const auto& x = d["decision"];
-    if (x["reason"] == "no-path" && x["class"] == "voice") {
+  for (const auto& x : j["decisions"]) {
+    if (x["reason"] == "no-path" && x["class_name"] == "voice") {
       saw_down = true;
       EXPECT_NE(x["why"].get<std::string>().find("down"), std::string::npos) << x.dump();
-      EXPECT_GT(x["fault_age_ns"].get<std::int64_t>(), 0);
-      EXPECT_EQ(x["to"], 0);
+      EXPECT_GT(x["fault_age_ms"].get<double>(), 0);
+      EXPECT_EQ(x["to_path_id"], 0);
     }
-    if (x["reason"] == "initial" && x["class"] == "voice") saw_initial = true;
+    if (x["reason"] == "initial" && x["class_name"] == "voice") saw_initial = true;
   }
   EXPECT_TRUE(saw_initial) << r.out;
   EXPECT_TRUE(saw_down) << r.out;
@@ -133,7 +188,7 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
   const auto paths = nlohmann::json::parse(r.out)["paths"];
   ASSERT_EQ(paths.size(), 2u);
   for (const auto& p : paths) {
-    EXPECT_EQ(p["status"], "down") << p.dump();
+    EXPECT_EQ(p["state"], "down") << p.dump();
     EXPECT_GT(p["samples"].get<int>(), 0);
   }
   // The probes were authenticated and nothing was refused.

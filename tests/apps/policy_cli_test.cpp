@@ -195,15 +195,17 @@ TEST_F(PolicyCli, ApplyStoresAndReloads) {
 TEST_F(PolicyCli, DaemonReloadsStoredPoliciesOnStart) {
   const std::string db = dir_.file("hq.db");
   ASSERT_EQ(run({cli(), "policy", "apply", "--db", db, dir_.file("pol.yaml")}).exit_code, 0);
-  test::write_file(dir_.file("d.yaml"), "site: hq\nstate_db: " + db +
-                                            "\nplugin_dir: " + test::plugin_dir() +
-                                            "\npolicy_inventory: [inv.yaml]\nplugins:\n"
-                                            "  - plugin: netpolicy\n    name: k8s\n");
+  test::write_file(dir_.file("d.yaml"),
+                   "site: hq\nstate_db: " + db +
+                       "\ncontrol_socket: none\nplugin_dir: " + test::plugin_dir() +
+                       "\npolicy_inventory: [inv.yaml]\nplugins:\n"
+                       "  - plugin: netpolicy\n    name: k8s\n");
   // An unreadable inventory is a configuration error: nothing starts, nothing is recorded.
-  test::write_file(dir_.file("bad.yaml"), "site: hq\nstate_db: " + db +
-                                              "\nplugin_dir: " + test::plugin_dir() +
-                                              "\npolicy_inventory: [missing.yaml]\nplugins:\n"
-                                              "  - plugin: netpolicy\n");
+  test::write_file(dir_.file("bad.yaml"),
+                   "site: hq\nstate_db: " + db +
+                       "\ncontrol_socket: none\nplugin_dir: " + test::plugin_dir() +
+                       "\npolicy_inventory: [missing.yaml]\nplugins:\n"
+                       "  - plugin: netpolicy\n");
   auto bad = run({test::bin_dir() + "/patronusd", "--config", dir_.file("bad.yaml")});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("policy_inventory: " + dir_.file("missing.yaml") + ": cannot open"),

@@ -89,6 +89,14 @@ TEST(DaemonConfig, ParsesAndResolvesRelativePaths) {
   EXPECT_EQ(c.value().plugin_dir, "/opt/patronus/plugins");
   EXPECT_EQ(c.value().log_level, "warn");
   EXPECT_EQ(c.value().seed, 42u);
+  EXPECT_EQ(c.value().control_socket, "/run/patronus/patronusd.sock");  // the default
+  auto off = core::parse_daemon_config(std::string(kGood) + "control_socket: none\n", "/etc");
+  ASSERT_TRUE(off.is_ok()) << off.status().to_string();
+  EXPECT_EQ(off.value().control_socket, "");
+  auto rel =
+      core::parse_daemon_config(std::string(kGood) + "control_socket: run/hq.sock\n", "/etc");
+  ASSERT_TRUE(rel.is_ok()) << rel.status().to_string();
+  EXPECT_EQ(rel.value().control_socket, "/etc/run/hq.sock");
   ASSERT_EQ(c.value().plugins.size(), 2u);
   EXPECT_EQ(c.value().plugins[0].instance, "probe-branch");
   EXPECT_EQ(c.value().plugins[1].instance, "scoring");
@@ -104,8 +112,12 @@ std::string daemon_error(const std::string& yaml) {
 
 TEST(DaemonConfig, ErrorsNameKeyAndLine) {
   EXPECT_EQ(daemon_error("site: hq\nstate_db: x\nplugin_dir: y\nsurprise: 1\n"),
-            "line 4: surprise: unknown key (allowed: flush_interval_ms, log_level, plugin_dir, "
-            "plugins, policy_inventory, runtime, seed, site, state_db)");
+            "line 4: surprise: unknown key (allowed: control_socket, flush_interval_ms, log_level, "
+            "plugin_dir, plugins, policy_inventory, runtime, seed, site, state_db)");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\ncontrol_socket: " +
+                         std::string(120, 'x') + "\n"),
+            "line 4: control_socket: '/" + std::string(120, 'x') +
+                "' is longer than 107 bytes (a unix socket's limit)");
   EXPECT_EQ(daemon_error("state_db: x\nplugin_dir: y\n"), "line 1: site: required");
   EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\npolicy_inventory: inv.yaml\n"),
             "line 4: policy_inventory: expected a list");

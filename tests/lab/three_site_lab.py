@@ -101,6 +101,7 @@ class Lab:
             with open(cfg, "w") as f:
                 f.write(DAEMON_CONFIG.format(
                     site=s, db=os.path.join(self.work, "%s.db" % s),
+                    sock=os.path.join(self.work, "%s.sock" % s),
                     plugins=os.path.join(self.build, "plugins"), keys=self.keys,
                     sites=self.sites_file, interval=PROBE_INTERVAL_MS,
                     mult=DETECT_MULTIPLIER, tick=TICK_MS, hold=HOLD_DOWN_MS, port=FLOW_PORT))
@@ -215,6 +216,7 @@ class Lab:
 
 DAEMON_CONFIG = """site: {site}
 state_db: {db}
+control_socket: {sock}
 plugin_dir: {plugins}
 log_level: info
 flush_interval_ms: 200
@@ -298,18 +300,29 @@ def run(lab, report):
     wait_for("ping between every pair of overlay addresses", all_ping, 60)
     report["mesh_up_s"] = round(time.monotonic() - t0, 2)
 
-    # 2. every daemon's paths are up with scores from real probes
+    # 2. every daemon's paths are up with scores from real probes and a fresh handshake, asked
+    # of the running daemon over its control socket
     def scored():
         for s in lab.sites:
             out = subprocess.run([os.path.join(lab.build, "bin", "patronus"), "paths", "list",
-                                  "--db", os.path.join(lab.work, "%s.db" % s), "--json"],
+                                  "--socket", os.path.join(lab.work, "%s.sock" % s), "--json"],
                                  capture_output=True, text=True)
             if out.returncode != 0:
                 return False
-            paths = [p for p in json.loads(out.stdout)["paths"]
-                     if p["src"].startswith(s + ":") or p["dst"].startswith(s + ":")]
-            if len(paths) != 4 or any(p["status"] != "up" or p["score"] is None for p in paths):
+            reply = json.loads(out.stdout)
+            paths = reply["paths"]
+            if reply["source"] != "daemon" or len(paths) != 4:
                 return False
+            for p in paths:
+                t = p["tunnel"]
+                if p["state"] != "up" or p["score"] is None or p["latency_ms"] is None:
+                    return False
+                if t is None or not t["up"] or t["handshake_age_s"] is None \
+                        or t["handshake_age_s"] > 180:
+                    return False
+            report.setdefault("paths_list", {})[s] = [
+                {k: p[k] for k in ("id", "name", "state", "score", "latency_ms", "loss_pct")}
+                | {"handshake_age_s": p["tunnel"]["handshake_age_s"]} for p in paths]
         return True
 
     wait_for("every path up and scored", scored, 60)

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -14,6 +15,7 @@
 #include "patronus/core/router.hpp"
 #include "patronus/env/virtual_world.hpp"
 #include "patronus/store/store.hpp"
+#include "socket.hpp"
 
 namespace patronus::cli {
 
@@ -33,19 +35,36 @@ void register_path_commands(CLI::App& app, PathCommands& p, const std::string& d
   p.score->add_option("--config", p.config_yaml, "the scorer's configuration (YAML)");
   p.score->add_flag("--json", p.json, "JSON: {\"score\": N, \"state\": \"up|degraded|down\"}");
 
-  auto* paths = app.add_subcommand("paths", "a site's paths as its runtime last measured them");
+  // Each reads from the daemon's socket, or with --db from its state database.
+  auto source = [&p](CLI::App* c) {
+    c->add_option("--socket", p.socket, "the daemon's control socket")->capture_default_str();
+    c->add_option("--db", p.db, "read this state database instead of asking the daemon");
+    c->add_option("--timeout-ms", p.timeout_ms, "how long to wait for the daemon")
+        ->check(CLI::Range(1, 600000));
+    c->add_flag("--json", p.json, "JSON output (the control API's JSON)");
+  };
+  p.status = app.add_subcommand("status", "a site daemon's state: paths, selections, counters");
+  source(p.status);
+  p.status->add_flag("--verbose,-v", p.verbose, "plugins, every selection and every counter");
+
+  auto* paths = app.add_subcommand("paths", "a site's paths as its runtime measures them");
   paths->require_subcommand(1);
-  p.paths_list = paths->add_subcommand("list", "list paths with state, score and metrics");
-  p.paths_list->add_option("--db", p.db, "state database file")->capture_default_str();
+  p.paths_list = paths->add_subcommand("list", "list paths with state, score, metrics, tunnel");
+  source(p.paths_list);
   p.paths_list->add_option("--sort-by", p.sort_by, "score, latency or loss")
       ->check(CLI::IsMember({"score", "latency", "loss"}))
       ->capture_default_str();
-  p.paths_list->add_flag("--json", p.json, "JSON output");
+
+  auto* flows = app.add_subcommand("flows", "the flows a site's runtime tracks");
+  flows->require_subcommand(1);
+  p.flows_list = flows->add_subcommand("list", "list flows with class, path and counters");
+  source(p.flows_list);
+  p.flows_list->add_option("--limit", p.limit, "how many (default 1000)")
+      ->check(CLI::Range(1, 100000));
 
   p.decisions = app.add_subcommand("decisions", "the newest path decisions (why this path)");
-  p.decisions->add_option("--db", p.db, "state database file")->capture_default_str();
+  source(p.decisions);
   p.decisions->add_option("--limit", p.limit, "how many")->check(CLI::Range(1, 1000000));
-  p.decisions->add_flag("--json", p.json, "JSON output");
 }
 
 namespace {
@@ -115,90 +134,187 @@ Result<std::unique_ptr<store::Store>> open_db(const std::string& db) {
   return store::Store::open(db);
 }
 
-json opt(const std::optional<double>& v) {
-  return v ? json(*v) : json(nullptr);
+// The reply to one request, from the daemon or (--db) built from the database the same way.
+template <typename Offline>
+Result<control::api::Response> fetch(const PathCommands& p, control::api::Request q,
+                                     Offline&& offline) {
+  if (p.db.empty()) {
+    auto r = control::call(p.socket, q, p.timeout_ms);
+    if (!r.is_ok()) return r.status();
+    if (r.value().has_error()) {
+      return Status(Code::kFailedPrecondition, "the daemon answered: " + r.value().error().code() +
+                                                   ": " + r.value().error().message());
+    }
+    return r;
+  }
+  auto st = open_db(p.db);
+  if (!st.is_ok()) return st.status();
+  return offline(*st.value());
+}
+
+std::string num(bool has, double v, int prec) {
+  if (!has) return "-";
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(prec) << v;
+  return o.str();
+}
+
+std::string path_label(std::uint64_t id) {
+  return id ? std::to_string(id) : "none";
+}
+
+int run_status(PathCommands& p) {
+  control::api::Request q;
+  q.mutable_status();
+  auto r = fetch(p, q, [](store::Store& db) -> Result<control::api::Response> {
+    auto s = control::status_from_store(db);
+    if (!s.is_ok()) return s.status();
+    control::api::Response out;
+    *out.mutable_status() = std::move(s).value();
+    return out;
+  });
+  if (!r.is_ok()) return fail(kExitFailure, r.status().message());
+  const auto& s = r.value().status();
+  if (p.json) {
+    std::cout << control::to_json(s, 2) << std::endl;
+    return 0;
+  }
+  std::cout << "site " << (s.site().empty() ? "?" : s.site()) << " ("
+            << (s.source() == "daemon"
+                    ? "patronusd " + s.version() + ", pid " + std::to_string(s.pid()) + ", up " +
+                          num(s.has_uptime_s(), s.uptime_s(), 0) + " s"
+                    : "offline, from " + s.state_db())
+            << ")\n";
+  std::cout << "paths: " << s.paths_up() << " up, " << s.paths_degraded() << " degraded, "
+            << s.paths_down() << " down; " << s.remote_sites() << " remote sites; " << s.flows()
+            << " flows\n";
+  if (s.source() == "daemon") {
+    std::cout << "transport: " << (s.transport().empty() ? "none" : s.transport())
+              << "; dataplane: " << s.dataplane() << "; state: " << s.state_db() << "\n";
+  }
+  if (s.has_last_decision_unix_ns()) {
+    std::cout << "last decision: " << utc_time(s.last_decision_unix_ns()) << "\n";
+  }
+  std::size_t unrouted = 0;
+  for (const auto& sel : s.selections()) unrouted += sel.path_id() == 0;
+  if (!s.selections().empty()) {
+    std::cout << "selections: " << s.selections_size() - unrouted << " of " << s.selections_size()
+              << " (class, site) pairs have a path\n";
+  }
+  if (!p.verbose) return 0;
+  std::cout << "\nplugins:\n";
+  for (const auto& pl : s.plugins()) {
+    std::cout << "  " << std::left << std::setw(14) << pl.instance() << std::setw(10) << pl.kind()
+              << pl.plugin() << " " << pl.version() << " (ABI " << pl.abi() << ") " << pl.file()
+              << "\n";
+  }
+  std::cout << "\nselections:\n";
+  for (const auto& sel : s.selections()) {
+    std::cout << "  " << std::left << std::setw(12) << sel.site() << std::setw(14)
+              << sel.class_name()
+              << (sel.path_id() ? std::to_string(sel.path_id()) + " " + sel.path() : "no path")
+              << "\n";
+  }
+  std::cout << "\ncounters:\n";
+  std::map<std::string, std::uint64_t> sorted(s.counters().begin(), s.counters().end());
+  for (const auto& [k, v] : sorted)
+    std::cout << "  " << std::left << std::setw(36) << k << v << "\n";
+  return 0;
 }
 
 int run_paths(PathCommands& p) {
-  auto st = open_db(p.db);
-  if (!st.is_ok()) return fail(kExitFailure, st.status().message());
-  auto rows = st.value()->list_paths();
-  if (!rows.is_ok()) return fail(kExitFailure, rows.status().message());
-  auto v = rows.value();
-  // Unmeasured paths last, whatever the order.
-  auto key = [&](const store::PathRow& r) -> std::optional<double> {
-    if (p.sort_by == "latency") return r.latency_ms;
-    if (p.sort_by == "loss") return r.loss_pct;
-    return r.score ? std::optional<double>(-*r.score) : std::nullopt;
-  };
-  std::stable_sort(v.begin(), v.end(), [&](const store::PathRow& a, const store::PathRow& b) {
-    const auto ka = key(a), kb = key(b);
-    if (ka.has_value() != kb.has_value()) return ka.has_value();
-    return ka && *ka < *kb;
+  control::api::Request q;
+  q.mutable_paths();
+  auto r = fetch(p, q, [](store::Store& db) -> Result<control::api::Response> {
+    auto s = control::paths_from_store(db);
+    if (!s.is_ok()) return s.status();
+    control::api::Response out;
+    *out.mutable_paths() = std::move(s).value();
+    return out;
   });
+  if (!r.is_ok()) return fail(kExitFailure, r.status().message());
+  auto v = r.value().paths();
+  if (auto s = control::sort_paths(v, p.sort_by); !s.is_ok()) return fail(kExitUsage, s.message());
   if (p.json) {
-    json out = json::array();
-    for (const auto& r : v) {
-      out.push_back({{"path_id", r.path_id.value()},
-                     {"src", r.src_site + ":" + r.src_endpoint},
-                     {"dst", r.dst_site + ":" + r.dst_endpoint},
-                     {"status", model::to_string(r.status)},
-                     {"score", opt(r.score)},
-                     {"latency_ms", opt(r.latency_ms)},
-                     {"jitter_ms", opt(r.jitter_ms)},
-                     {"loss_pct", opt(r.loss_pct)},
-                     {"samples", r.samples ? json(*r.samples) : json(nullptr)},
-                     {"updated_ns", r.updated_ns ? json(*r.updated_ns) : json(nullptr)}});
-    }
-    std::cout << json{{"paths", out}}.dump(2) << std::endl;
+    std::cout << control::to_json(v, 2) << std::endl;
     return 0;
   }
-  std::cout << std::left << std::setw(6) << "ID" << std::setw(36) << "PATH" << std::setw(10)
-            << "STATUS" << std::setw(8) << "SCORE" << std::setw(10) << "RTT ms" << std::setw(10)
-            << "JITTER"
-            << "LOSS %\n";
-  auto num = [](const std::optional<double>& x, int prec) {
-    if (!x) return std::string("-");
-    std::ostringstream o;
-    o << std::fixed << std::setprecision(prec) << *x;
-    return o.str();
-  };
-  for (const auto& r : v) {
-    std::cout << std::left << std::setw(6) << r.path_id.value() << std::setw(36)
-              << (r.src_site + ":" + r.src_endpoint + "~" + r.dst_site + ":" + r.dst_endpoint)
-              << std::setw(10) << model::to_string(r.status) << std::setw(8) << num(r.score, 1)
-              << std::setw(10) << num(r.latency_ms, 2) << std::setw(10) << num(r.jitter_ms, 2)
-              << num(r.loss_pct, 2) << "\n";
+  std::cout << std::left << std::setw(5) << "ID" << std::setw(34) << "PATH" << std::setw(9)
+            << "STATE" << std::setw(7) << "SCORE" << std::setw(9) << "RTT ms" << std::setw(8)
+            << "JITTER" << std::setw(8) << "LOSS %"
+            << "TUNNEL\n";
+  for (const auto& x : v.paths()) {
+    std::string tunnel = "-";
+    if (x.has_tunnel()) {
+      tunnel = x.tunnel().up() ? "up" : "down";
+      tunnel += x.tunnel().has_handshake_age_s()
+                    ? ", handshake " + num(true, x.tunnel().handshake_age_s(), 0) + " s ago"
+                    : ", no handshake";
+    }
+    std::cout << std::left << std::setw(5) << x.id() << std::setw(34) << x.name() << std::setw(9)
+              << x.state() << std::setw(7) << num(x.has_score(), x.score(), 1) << std::setw(9)
+              << num(x.has_latency_ms(), x.latency_ms(), 2) << std::setw(8)
+              << num(x.has_jitter_ms(), x.jitter_ms(), 2) << std::setw(8)
+              << num(x.has_loss_pct(), x.loss_pct(), 2) << tunnel << "\n";
   }
   return 0;
 }
 
-int run_decisions(PathCommands& p) {
-  auto st = open_db(p.db);
-  if (!st.is_ok()) return fail(kExitFailure, st.status().message());
-  auto rows = st.value()->decisions(p.limit);
-  if (!rows.is_ok()) return fail(kExitFailure, rows.status().message());
+int run_flows(PathCommands& p) {
+  const auto limit = static_cast<std::uint32_t>(p.flows_list->count("--limit") ? p.limit : 1000);
+  control::api::Request q;
+  q.mutable_flows()->set_limit(limit);
+  auto r = fetch(p, q, [limit](store::Store& db) -> Result<control::api::Response> {
+    auto s = control::flows_from_store(db, limit);
+    if (!s.is_ok()) return s.status();
+    control::api::Response out;
+    *out.mutable_flows() = std::move(s).value();
+    return out;
+  });
+  if (!r.is_ok()) return fail(kExitFailure, r.status().message());
+  const auto& v = r.value().flows();
   if (p.json) {
-    json out = json::array();
-    for (const auto& e : rows.value()) {
-      json payload = json::parse(e.payload, nullptr, /*allow_exceptions=*/false);
-      out.push_back({{"timestamp_ns", e.timestamp_ns},
-                     {"site", e.site},
-                     {"kind", e.kind},
-                     {"subject", e.subject},
-                     {"decision", payload.is_discarded() ? json(e.payload) : payload}});
-    }
-    std::cout << json{{"decisions", out}}.dump(2) << std::endl;
+    std::cout << control::to_json(v, 2) << std::endl;
     return 0;
   }
-  for (const auto& e : rows.value()) {
-    json payload = json::parse(e.payload, nullptr, false);
-    const std::string why =
-        payload.is_object() && payload.contains("why") && payload["why"].is_string()
-            ? payload["why"].get<std::string>()
-            : "";
-    std::cout << utc_time(e.timestamp_ns) << " " << e.site << " " << e.subject << " "
-              << e.kind.substr(std::string("decision.").size()) << ": " << why << "\n";
+  std::cout << std::left << std::setw(48) << "FLOW" << std::setw(12) << "CLASS" << std::setw(7)
+            << "PATH" << std::setw(10) << "PACKETS"
+            << "BYTES\n";
+  for (const auto& f : v.flows()) {
+    const std::string proto = f.protocol() == 6    ? "tcp"
+                              : f.protocol() == 17 ? "udp"
+                                                   : std::to_string(f.protocol());
+    std::cout << std::left << std::setw(48)
+              << (proto + " " + f.src() + ":" + std::to_string(f.src_port()) + " > " + f.dst() +
+                  ":" + std::to_string(f.dst_port()))
+              << std::setw(12) << f.class_name() << std::setw(7) << path_label(f.path_id())
+              << std::setw(10) << f.packets() << f.bytes() << "\n";
+  }
+  std::cout << v.flows_size() << " of " << v.total() << " flows\n";
+  return 0;
+}
+
+int run_decisions(PathCommands& p) {
+  const auto limit = static_cast<std::uint32_t>(std::min<std::size_t>(p.limit, 1000000));
+  control::api::Request q;
+  q.mutable_decisions()->set_limit(limit);
+  auto r = fetch(p, q, [limit](store::Store& db) -> Result<control::api::Response> {
+    auto s = control::decisions_from_store(db, limit);
+    if (!s.is_ok()) return s.status();
+    control::api::Response out;
+    *out.mutable_decisions() = std::move(s).value();
+    return out;
+  });
+  if (!r.is_ok()) return fail(kExitFailure, r.status().message());
+  const auto& v = r.value().decisions();
+  if (p.json) {
+    std::cout << control::to_json(v, 2) << std::endl;
+    return 0;
+  }
+  for (const auto& d : v.decisions()) {
+    std::cout << utc_time(d.unix_ns()) << " " << d.site() << " " << d.class_name() << "->"
+              << d.dst_site() << " " << d.reason() << " " << path_label(d.from_path_id()) << " -> "
+              << path_label(d.to_path_id()) << ": " << d.why() << "\n";
   }
   return 0;
 }
@@ -209,6 +325,8 @@ int run_path_commands(PathCommands& p) {
   if (p.score->parsed()) return run_score(p);
   if (p.paths_list->parsed()) return run_paths(p);
   if (p.decisions->parsed()) return run_decisions(p);
+  if (p.status->parsed()) return run_status(p);
+  if (p.flows_list->parsed()) return run_flows(p);
   return -1;
 }
 

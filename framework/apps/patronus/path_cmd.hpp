@@ -1,5 +1,6 @@
-// `patronus score`, `patronus paths list` and `patronus decisions`: run a scorer plugin on a
-// window, and read a site's path states and decisions back from its state database.
+// `patronus score`: run a scorer plugin on a window. `patronus status`, `paths list`, `flows
+// list` and `decisions`: a site's state, from its running daemon (the control socket) or, with
+// --db, from the state database it wrote.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -11,12 +12,17 @@ struct PathCommands {
   CLI::App* score = nullptr;
   CLI::App* paths_list = nullptr;
   CLI::App* decisions = nullptr;
+  CLI::App* status = nullptr;
+  CLI::App* flows_list = nullptr;
+  bool verbose = false;
+  std::string socket = "/run/patronus/patronusd.sock";
+  int timeout_ms = 5000;
   bool json = false;
   double latency = -1, jitter = -1, loss = -1, bandwidth = -1;
   std::string scorer = "scoring";
   std::string plugin_dir;
   std::string config_yaml;  // --config: the scorer's configuration as YAML
-  std::string db = "patronus.db";
+  std::string db;           // --db: offline
   std::string sort_by = "score";
   std::size_t limit = 20;
 };

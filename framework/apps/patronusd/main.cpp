@@ -17,6 +17,8 @@
 #include <random>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "linux_dataplane.hpp"
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/daemon_config.hpp"
@@ -29,6 +31,7 @@
 #include "patronus/steering/site_runtime.hpp"
 #include "patronus/store/store.hpp"
 #include "patronus/util/file.hpp"
+#include "socket.hpp"
 
 namespace {
 
@@ -248,6 +251,36 @@ int main(int argc, char** argv) {
   boost::asio::io_context io;
   const std::uint64_t seed = cfg.seed ? *cfg.seed : std::random_device{}();
   env::AsioEnv env(io, seed);
+  // The control API (`patronus status|paths list|flows list|decisions --socket PATH`), opened
+  // before anything starts: a second daemon with the same socket stops here, before it could
+  // disturb the first one's tunnels or routes. It answers "starting" until the runtime runs.
+  std::unique_ptr<control::ControlServer> control_server;
+  std::optional<control::Service> service;
+  std::optional<control::DaemonInfo> service_info;
+  if (!cfg.control_socket.empty()) {
+    control::DaemonInfo info;
+    info.site = cfg.site;
+    info.version = "0.1.0";
+    info.state_db = cfg.state_db;
+    info.pid = ::getpid();
+    info.started_unix_ns = wall_ns();
+    if (cfg.runtime) {
+      info.transport = cfg.runtime->transport;
+      info.dataplane = cfg.runtime->dataplane;
+    }
+    service_info = info;
+    auto srv = control::ControlServer::open(
+        env, cfg.control_socket, [&service](const control::api::Request& q) {
+          if (!service) return control::error_response(unavailable("the daemon is starting"));
+          return service->handle(q);
+        });
+    if (!srv.is_ok()) {
+      std::cerr << "patronusd: control_socket: " << srv.status().message() << std::endl;
+      return kExitRuntime;
+    }
+    control_server = std::move(srv).value();
+    daemon.log(1, "control API on " + cfg.control_socket);
+  }
   core::RouterInstance router(env, cfg.site);
   router.set_observer(&daemon);
   LoggingDataplane logging_dataplane(daemon);
@@ -372,6 +405,10 @@ int main(int argc, char** argv) {
         1, p.instance + ": loaded " + std::to_string(stored_policies) + " stored network policies");
   }
 
+  if (service_info) {
+    service.emplace(*service_info, router, runtime.get(), env);
+  }
+
   bool stopping = false;
   std::function<void()> schedule_flush;
   schedule_flush = [&] {
@@ -391,6 +428,7 @@ int main(int argc, char** argv) {
     if (stopping) return;
     stopping = true;
     daemon.log(1, "stopping (" + why + ")");
+    control_server.reset();
     if (runtime) runtime->stop();
     router.stop();
     if (linux_dataplane) {

@@ -145,7 +145,7 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
     if (!root.IsMap()) return invalid_argument("config: expected a map at the top level");
     if (auto s = check_keys(root,
                             {"site", "state_db", "plugin_dir", "log_level", "flush_interval_ms",
-                             "seed", "plugins", "policy_inventory", "runtime"},
+                             "seed", "plugins", "policy_inventory", "runtime", "control_socket"},
                             "");
         !s.is_ok()) {
       return s;
@@ -161,6 +161,20 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
     auto dir = scalar(root, "plugin_dir", "", true);
     if (!dir.is_ok()) return dir.status();
     c.plugin_dir = resolve(base_dir, dir.value());
+    if (const auto n = root["control_socket"]) {
+      auto v = scalar(root, "control_socket", "", false);
+      if (!v.is_ok()) return v.status();
+      // "none" (or an empty value) runs without the control API.
+      if (v.value().empty() || v.value() == "none") {
+        c.control_socket.clear();
+      } else {
+        c.control_socket = resolve(base_dir, v.value());
+        if (c.control_socket.size() > 107) {
+          return invalid_argument(at(n) + "control_socket: '" + c.control_socket +
+                                  "' is longer than 107 bytes (a unix socket's limit)");
+        }
+      }
+    }
     if (root["log_level"]) {
       auto l = scalar(root, "log_level", "", false);
       if (!l.is_ok()) return l.status();

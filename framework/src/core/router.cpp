@@ -136,6 +136,12 @@ std::vector<std::string> RouterInstance::instance_names() const {
   return out;
 }
 
+std::optional<PluginInfo> RouterInstance::instance_info(const std::string& instance) const {
+  const Instance* i = find(instance);
+  if (!i) return std::nullopt;
+  return i->lib->info();
+}
+
 std::size_t RouterInstance::live_timers(const std::string& instance) const {
   const Instance* i = find(instance);
   return i ? i->timers.size() : 0;

@@ -1154,6 +1154,18 @@ std::optional<PathView> SiteRuntime::path(model::PathId id) const {
   return view(*paths_[it->second]);
 }
 
+const PathSpec* SiteRuntime::spec(model::PathId id) const {
+  auto it = path_index_.find(id.value());
+  return it == path_index_.end() ? nullptr : &paths_[it->second]->spec;
+}
+
+std::vector<std::string> SiteRuntime::remote_site_names() const {
+  std::vector<std::string> out;
+  out.reserve(sites_.size());
+  for (const auto& s : sites_) out.push_back(s.name);
+  return out;
+}
+
 model::PathId SiteRuntime::class_path(const std::string& dst_site, const std::string& cls) const {
   const std::size_t nclasses = config_.classes.classes.size();
   for (std::size_t s = 0; s < sites_.size(); ++s) {

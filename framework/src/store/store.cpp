@@ -2,6 +2,8 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <map>
 
@@ -571,6 +573,41 @@ Status Store::write_batch(const std::vector<SampleRow>& samples,
     }
     t.commit();
     return Status::ok();
+  });
+}
+
+Result<std::vector<FlowRow>> Store::list_flows(std::size_t limit) {
+  return guarded("list flows", [&]() -> Result<std::vector<FlowRow>> {
+    SQLite::Statement q(*impl_->db,
+                        "SELECT src_ip, dst_ip, src_port, dst_port, protocol, priority, "
+                        "COALESCE(class, ''), COALESCE(path_id, 0), bytes, packets, last_seen "
+                        "FROM flows ORDER BY last_seen DESC, flow_id DESC LIMIT ?");
+    q.bind(1, static_cast<std::int64_t>(
+                  std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max())));
+    std::vector<FlowRow> out;
+    while (q.executeStep()) {
+      FlowRow f;
+      auto src = model::IpAddress::parse(column_text(q, 0));
+      auto dst = model::IpAddress::parse(column_text(q, 1));
+      auto prio = model::parse_priority(column_text(q, 5));
+      if (!src.is_ok() || !dst.is_ok() || !prio.is_ok()) {
+        return internal_error("flows: a row that this build did not write (" + column_text(q, 0) +
+                              " -> " + column_text(q, 1) + ")");
+      }
+      f.key.src = src.value();
+      f.key.dst = dst.value();
+      f.key.src_port = static_cast<std::uint16_t>(q.getColumn(2).getInt());
+      f.key.dst_port = static_cast<std::uint16_t>(q.getColumn(3).getInt());
+      f.key.protocol = static_cast<model::IpProtocol>(q.getColumn(4).getInt());
+      f.priority = prio.value();
+      f.cls = column_text(q, 6);
+      f.path_id = model::PathId(static_cast<std::uint64_t>(q.getColumn(7).getInt64()));
+      f.bytes = static_cast<std::uint64_t>(q.getColumn(8).getInt64());
+      f.packets = static_cast<std::uint64_t>(q.getColumn(9).getInt64());
+      f.last_seen_unix = q.getColumn(10).getInt64();
+      out.push_back(std::move(f));
+    }
+    return out;
   });
 }
 

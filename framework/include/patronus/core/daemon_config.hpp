@@ -45,6 +45,8 @@ struct DaemonConfig {
   std::string state_db;    // SQLite file
   std::string plugin_dir;  // directory scanned for lib*.so
   std::string log_level = "info";
+  // The control API's unix socket (owner-only); "" runs without one (config: `none`).
+  std::string control_socket = "/run/patronus/patronusd.sock";
   std::int64_t flush_interval_ms = 1000;  // batched writes to the state database
   std::optional<std::uint64_t> seed;      // randomness seed (default: from the OS)
   std::vector<PluginSpec> plugins;

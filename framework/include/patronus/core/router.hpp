@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -111,6 +112,8 @@ class RouterInstance {
   const std::string& site() const { return site_; }
   env::Env& env() { return env_; }
   std::vector<std::string> instance_names() const;
+  // The plugin an instance was created from (nullopt: no such instance).
+  std::optional<PluginInfo> instance_info(const std::string& instance) const;
   // Live timers / endpoints the instance holds through its host table.
   std::size_t live_timers(const std::string& instance) const;
   std::size_t live_endpoints(const std::string& instance) const;

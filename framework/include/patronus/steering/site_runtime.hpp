@@ -214,6 +214,10 @@ class SiteRuntime final : private core::RouterObserver {
   const RuntimeConfig& config() const { return config_; }
   std::vector<PathView> paths() const;
   std::optional<PathView> path(model::PathId id) const;
+  // The plan's description of a path (nullptr: no such path).
+  const PathSpec* spec(model::PathId id) const;
+  // The remote sites, in the order they were added.
+  std::vector<std::string> remote_site_names() const;
   // The path a class's traffic to a site takes now (invalid: none).
   model::PathId class_path(const std::string& dst_site, const std::string& cls) const;
   const std::deque<Decision>& decisions() const { return decisions_; }

@@ -139,6 +139,8 @@ class Store {
                      const std::vector<FlowRow>& flows = {});
   // Decision events (kind "decision.*"), newest first.
   Result<std::vector<EventRow>> decisions(std::size_t limit);
+  // Flows as last written, most recently seen first.
+  Result<std::vector<FlowRow>> list_flows(std::size_t limit);
   Result<std::vector<SampleSummary>> sample_summary();
   Result<std::vector<EventRow>> events(std::size_t limit);
 

@@ -1,0 +1,537 @@
+#include "control.hpp"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+namespace patronus::control {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+using nlohmann::json;
+
+namespace {
+
+std::string abi_of(std::uint32_t major, std::uint32_t minor) {
+  return std::to_string(major) + "." + std::to_string(minor);
+}
+
+const char* tunnel_diag(std::uint32_t d) {
+  switch (d) {
+    case PATRONUS_TUNNEL_DIAG_NONE:
+      return "";
+    case PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE:
+      return "no handshake within the reject window";
+    case PATRONUS_TUNNEL_DIAG_DEVICE_ERROR:
+      return "the device refused its configuration";
+    case PATRONUS_TUNNEL_DIAG_DEVICE_GONE:
+      return "the device went away";
+    default:
+      return "unknown diagnostic";
+  }
+}
+
+double round2(double v) {
+  return std::round(v * 100) / 100;
+}
+
+}  // namespace
+
+// ---- live
+// ----------------------------------------------------------------------------------------
+
+api::StatusReply status_of(const DaemonInfo& info, const core::RouterInstance& router,
+                           const steering::SiteRuntime* runtime, std::int64_t now_wall_ns) {
+  api::StatusReply r;
+  r.set_source("daemon");
+  r.set_site(info.site);
+  r.set_version(info.version);
+  r.set_abi(abi_of(PATRONUS_ABI_VERSION_MAJOR, PATRONUS_ABI_VERSION_MINOR));
+  r.set_pid(info.pid);
+  r.set_started_unix_ns(info.started_unix_ns);
+  r.set_uptime_s(round2((now_wall_ns - info.started_unix_ns) / 1e9));
+  r.set_state_db(info.state_db);
+  r.set_transport(info.transport);
+  r.set_dataplane(info.dataplane);
+  for (const auto& name : router.instance_names()) {
+    auto pi = router.instance_info(name);
+    if (!pi) continue;
+    auto* p = r.add_plugins();
+    p->set_instance(name);
+    p->set_plugin(pi->name);
+    p->set_kind(core::to_string(pi->kind));
+    p->set_version(pi->version);
+    p->set_abi(abi_of(pi->abi_major, pi->abi_minor));
+    p->set_file(pi->file);
+  }
+  auto& c = *r.mutable_counters();
+  const auto& rc = router.counters();
+  c["router.samples"] = rc.samples;
+  c["router.events"] = rc.events;
+  c["router.events_dropped"] = rc.events_dropped;
+  c["router.tunnel_reports"] = rc.tunnel_reports;
+  c["router.timers_refused"] = rc.timers_refused;
+  c["router.endpoints_refused"] = rc.endpoints_refused;
+  c["router.watches_refused"] = rc.watches_refused;
+  c["router.reports_malformed"] = rc.reports_malformed;
+  c["router.plugin_exceptions"] = rc.plugin_exceptions;
+  if (!runtime) return r;
+  for (const auto& p : runtime->paths()) {
+    switch (p.status) {
+      case model::PathStatus::kUp:
+        r.set_paths_up(r.paths_up() + 1);
+        break;
+      case model::PathStatus::kDegraded:
+        r.set_paths_degraded(r.paths_degraded() + 1);
+        break;
+      default:
+        r.set_paths_down(r.paths_down() + 1);
+    }
+  }
+  const auto sites = runtime->remote_site_names();
+  r.set_remote_sites(static_cast<std::uint32_t>(sites.size()));
+  r.set_flows(runtime->flows().size());
+  for (const auto& s : sites) {
+    for (const auto& cls : runtime->config().classes.classes) {
+      auto* sel = r.add_selections();
+      sel->set_site(s);
+      sel->set_class_name(cls.name);
+      const auto id = runtime->class_path(s, cls.name);
+      sel->set_path_id(id.value());
+      if (const auto* spec = id.valid() ? runtime->spec(id) : nullptr) sel->set_path(spec->name);
+    }
+  }
+  if (!runtime->decisions().empty()) {
+    r.set_last_decision_unix_ns(runtime->decisions().back().wall_ns);
+  }
+  const auto& k = runtime->counters();
+  c["runtime.samples"] = k.samples;
+  c["runtime.samples_unknown_path"] = k.samples_unknown_path;
+  c["runtime.samples_late"] = k.samples_late;
+  c["runtime.liveness_changes"] = k.liveness_changes;
+  c["runtime.decisions"] = k.decisions;
+  c["runtime.failovers"] = k.failovers;
+  c["runtime.failbacks"] = k.failbacks;
+  c["runtime.tunnel_changes"] = k.tunnel_changes;
+  c["runtime.tunnel_reports_unknown_path"] = k.tunnel_reports_unknown_path;
+  c["runtime.flows_created"] = k.flows_created;
+  c["runtime.flows_refused"] = k.flows_refused;
+  c["runtime.flows_expired"] = k.flows_expired;
+  c["runtime.flows_unrouted"] = k.flows_unrouted;
+  c["runtime.packets"] = k.packets;
+  c["runtime.scorer_errors"] = k.scorer_errors;
+  c["runtime.dataplane_errors"] = k.dataplane_errors;
+  c["runtime.rate_errors"] = k.rate_errors;
+  c["runtime.timers_refused"] = k.timers_refused;
+  c["runtime.decisions_evicted"] = k.decisions_evicted;
+  return r;
+}
+
+api::PathsReply paths_of(const steering::SiteRuntime& runtime, std::int64_t now_wall_ns) {
+  api::PathsReply r;
+  r.set_source("daemon");
+  for (const auto& v : runtime.paths()) {
+    auto* p = r.add_paths();
+    p->set_id(v.id.value());
+    p->set_name(v.name);
+    p->set_peer_site(v.remote_site);
+    if (const auto* s = runtime.spec(v.id)) {
+      p->set_local_endpoint(s->local_endpoint);
+      p->set_remote_endpoint(s->remote_endpoint);
+      p->set_local_underlay(s->local_underlay.to_string());
+      p->set_remote_underlay(s->remote_underlay.to_string());
+      if (s->tunnel) p->set_interface(s->tunnel->interface_name);
+    }
+    p->set_state(model::to_string(v.status));
+    p->set_live(v.live);
+    if (v.scored) p->set_score(round2(v.score));
+    p->set_samples(v.stats.samples);
+    if (v.stats.samples > v.stats.lost) {
+      p->set_latency_ms(v.stats.latency_ms);
+      p->set_jitter_ms(v.stats.jitter_ms);
+    }
+    if (v.stats.samples > 0) p->set_loss_pct(v.stats.loss_pct);
+    if (v.tunnel) {
+      auto* t = p->mutable_tunnel();
+      t->set_up(v.tunnel->up);
+      t->set_diagnostic(v.tunnel->up ? "" : tunnel_diag(v.tunnel->diagnostic));
+      if (v.tunnel->last_handshake_wall_ns > 0) {
+        t->set_handshake_age_s(round2(
+            std::max<std::int64_t>(0, now_wall_ns - v.tunnel->last_handshake_wall_ns) / 1e9));
+      }
+      t->set_rx_bytes(v.tunnel->rx_bytes);
+      t->set_tx_bytes(v.tunnel->tx_bytes);
+      if (v.tunnel->endpoint) t->set_endpoint(v.tunnel->endpoint->to_string());
+    }
+    p->set_selections(v.selections);
+    p->set_flows(v.flows);
+  }
+  return r;
+}
+
+api::FlowsReply flows_of(const steering::SiteRuntime& runtime, std::uint32_t limit,
+                         std::int64_t now_mono_ns) {
+  api::FlowsReply r;
+  r.set_source("daemon");
+  const auto& t = runtime.flows();
+  r.set_total(t.size());
+  const auto paths = runtime.paths();
+  const auto now_ms = static_cast<std::uint32_t>(now_mono_ns / 1'000'000);
+  const auto& classes = runtime.config().classes.classes;
+  for (std::uint32_t i = 0; i < t.size() && i < limit; ++i) {
+    const auto& e = t.at(i);
+    const auto key = e.key().to_flow_key();
+    auto* f = r.add_flows();
+    f->set_src(key.src.to_string());
+    f->set_dst(key.dst.to_string());
+    f->set_src_port(key.src_port);
+    f->set_dst_port(key.dst_port);
+    f->set_protocol(static_cast<std::uint32_t>(key.protocol));
+    if (e.cls < classes.size()) f->set_class_name(classes[e.cls].name);
+    if (e.path != steering::kNoPath && e.path < paths.size()) {
+      f->set_path_id(paths[e.path].id.value());
+      f->set_path(paths[e.path].name);
+    }
+    f->set_packets(e.packets);
+    f->set_bytes(e.bytes);
+    f->set_idle_s(round2(static_cast<std::uint32_t>(now_ms - e.last_seen) / 1e3));
+  }
+  return r;
+}
+
+namespace {
+
+void fill_decision(api::Decision* d, const steering::Decision& x) {
+  d->set_unix_ns(x.wall_ns);
+  d->set_site(x.site);
+  d->set_class_name(x.cls);
+  d->set_dst_site(x.dst_site);
+  d->set_from_path_id(x.from.value());
+  d->set_to_path_id(x.to.value());
+  d->set_reason(steering::to_string(x.reason));
+  d->set_why(x.why);
+  if (x.fault_age_ns >= 0) d->set_fault_age_ms(round2(x.fault_age_ns / 1e6));
+  d->set_flows_moved(x.flows_moved);
+  for (const auto& c : x.candidates) {
+    auto* k = d->add_candidates();
+    k->set_path_id(c.path.value());
+    k->set_score(round2(c.score));
+    k->set_eligible(c.eligible);
+    k->set_why_not(c.why_not);
+  }
+}
+
+}  // namespace
+
+api::DecisionsReply decisions_of(const steering::SiteRuntime& runtime, std::uint32_t limit) {
+  api::DecisionsReply r;
+  r.set_source("daemon");
+  const auto& log = runtime.decisions();
+  for (auto it = log.rbegin(); it != log.rend() && r.decisions_size() < static_cast<int>(limit);
+       ++it) {
+    fill_decision(r.add_decisions(), *it);
+  }
+  return r;
+}
+
+// ---- offline
+// -------------------------------------------------------------------------------------
+
+Result<api::StatusReply> status_from_store(store::Store& db) {
+  api::StatusReply r;
+  r.set_source("database");
+  r.set_state_db(db.path());
+  r.set_abi(abi_of(PATRONUS_ABI_VERSION_MAJOR, PATRONUS_ABI_VERSION_MINOR));
+  auto paths = db.list_paths();
+  if (!paths.is_ok()) return paths.status();
+  for (const auto& p : paths.value()) {
+    switch (p.status) {
+      case model::PathStatus::kUp:
+        r.set_paths_up(r.paths_up() + 1);
+        break;
+      case model::PathStatus::kDegraded:
+        r.set_paths_degraded(r.paths_degraded() + 1);
+        break;
+      default:
+        r.set_paths_down(r.paths_down() + 1);
+    }
+  }
+  // The daemon's start record names its site; the newest one is the running (or last) daemon.
+  auto events = db.events(1000);
+  if (!events.is_ok()) return events.status();
+  for (const auto& e : events.value()) {
+    if (e.kind == "daemon.start") {
+      r.set_site(e.site);
+      r.set_started_unix_ns(e.timestamp_ns);
+      break;
+    }
+  }
+  auto last = db.decisions(1);
+  if (!last.is_ok()) return last.status();
+  if (!last.value().empty()) r.set_last_decision_unix_ns(last.value().front().timestamp_ns);
+  auto flows = db.count_rows("flows");
+  if (!flows.is_ok()) return flows.status();
+  r.set_flows(static_cast<std::uint64_t>(flows.value()));
+  return r;
+}
+
+Result<api::PathsReply> paths_from_store(store::Store& db) {
+  auto rows = db.list_paths();
+  if (!rows.is_ok()) return rows.status();
+  api::PathsReply r;
+  r.set_source("database");
+  for (const auto& x : rows.value()) {
+    auto* p = r.add_paths();
+    p->set_id(x.path_id.value());
+    p->set_name(x.src_site + ":" + x.src_endpoint + "~" + x.dst_site + ":" + x.dst_endpoint);
+    p->set_peer_site(x.dst_site);
+    p->set_local_endpoint(x.src_endpoint);
+    p->set_remote_endpoint(x.dst_endpoint);
+    p->set_interface(x.wg_interface);
+    p->set_state(model::to_string(x.status));
+    p->set_live(x.status != model::PathStatus::kDown);
+    if (x.score) p->set_score(*x.score);
+    if (x.latency_ms) p->set_latency_ms(*x.latency_ms);
+    if (x.jitter_ms) p->set_jitter_ms(*x.jitter_ms);
+    if (x.loss_pct) p->set_loss_pct(*x.loss_pct);
+    if (x.samples) p->set_samples(static_cast<std::uint32_t>(*x.samples));
+    if (x.updated_ns) p->set_updated_unix_ns(*x.updated_ns);
+  }
+  return r;
+}
+
+Result<api::FlowsReply> flows_from_store(store::Store& db, std::uint32_t limit) {
+  auto rows = db.list_flows(limit);
+  if (!rows.is_ok()) return rows.status();
+  auto total = db.count_rows("flows");
+  if (!total.is_ok()) return total.status();
+  api::FlowsReply r;
+  r.set_source("database");
+  r.set_total(static_cast<std::uint64_t>(total.value()));
+  for (const auto& x : rows.value()) {
+    auto* f = r.add_flows();
+    f->set_src(x.key.src.to_string());
+    f->set_dst(x.key.dst.to_string());
+    f->set_src_port(x.key.src_port);
+    f->set_dst_port(x.key.dst_port);
+    f->set_protocol(static_cast<std::uint32_t>(x.key.protocol));
+    f->set_class_name(x.cls);
+    f->set_path_id(x.path_id.value());
+    f->set_packets(x.packets);
+    f->set_bytes(x.bytes);
+    f->set_last_seen_unix(x.last_seen_unix);
+  }
+  return r;
+}
+
+Result<api::DecisionsReply> decisions_from_store(store::Store& db, std::uint32_t limit) {
+  auto rows = db.decisions(limit);
+  if (!rows.is_ok()) return rows.status();
+  api::DecisionsReply r;
+  r.set_source("database");
+  for (const auto& e : rows.value()) {
+    auto* d = r.add_decisions();
+    d->set_unix_ns(e.timestamp_ns);
+    d->set_site(e.site);
+    // The payload is Decision::to_json(); a row some other writer left is shown as far as it goes.
+    const json j = json::parse(e.payload, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) {
+      d->set_why(e.payload);
+      continue;
+    }
+    auto str = [&](const char* k) {
+      return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
+    };
+    auto u64 = [&](const json& o, const char* k) -> std::uint64_t {
+      return o.contains(k) && o[k].is_number_unsigned() ? o[k].get<std::uint64_t>() : 0;
+    };
+    d->set_class_name(str("class"));
+    d->set_dst_site(str("dst_site"));
+    d->set_from_path_id(u64(j, "from"));
+    d->set_to_path_id(u64(j, "to"));
+    d->set_reason(str("reason"));
+    d->set_why(str("why"));
+    if (j.contains("fault_age_ns") && j["fault_age_ns"].is_number_integer() &&
+        j["fault_age_ns"].get<std::int64_t>() >= 0) {
+      d->set_fault_age_ms(round2(j["fault_age_ns"].get<std::int64_t>() / 1e6));
+    }
+    d->set_flows_moved(static_cast<std::uint32_t>(u64(j, "flows_moved")));
+    if (j.contains("candidates") && j["candidates"].is_array()) {
+      for (const auto& c : j["candidates"]) {
+        if (!c.is_object()) continue;
+        auto* k = d->add_candidates();
+        k->set_path_id(u64(c, "path"));
+        if (c.contains("score") && c["score"].is_number()) k->set_score(c["score"].get<double>());
+        k->set_eligible(c.contains("eligible") && c["eligible"].is_boolean() &&
+                        c["eligible"].get<bool>());
+        if (c.contains("why_not") && c["why_not"].is_string()) {
+          k->set_why_not(c["why_not"].get<std::string>());
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// ---- the service
+// -----------------------------------------------------------------------------------
+
+api::Response error_response(const Status& s) {
+  api::Response r;
+  r.mutable_error()->set_code(code_name(s.code()));
+  r.mutable_error()->set_message(s.message());
+  return r;
+}
+
+api::Response Service::handle(const api::Request& q) const {
+  api::Response r;
+  auto need_runtime = [&]() -> bool { return runtime_ != nullptr; };
+  const Status no_runtime(Code::kFailedPrecondition,
+                          "this daemon runs no site runtime (its config has no runtime section)");
+  switch (q.what_case()) {
+    case api::Request::kStatus:
+      *r.mutable_status() = status_of(info_, router_, runtime_, env_.wall_ns());
+      return r;
+    case api::Request::kPaths:
+      if (!need_runtime()) return error_response(no_runtime);
+      *r.mutable_paths() = paths_of(*runtime_, env_.wall_ns());
+      return r;
+    case api::Request::kFlows: {
+      if (!need_runtime()) return error_response(no_runtime);
+      const auto limit = q.flows().limit() ? q.flows().limit() : kDefaultFlows;
+      if (limit > kMaxFlows) {
+        return error_response(invalid_argument("flows.limit: at most " + std::to_string(kMaxFlows) +
+                                               ", got " + std::to_string(limit)));
+      }
+      *r.mutable_flows() = flows_of(*runtime_, limit, env_.now_ns());
+      return r;
+    }
+    case api::Request::kDecisions: {
+      if (!need_runtime()) return error_response(no_runtime);
+      const auto limit = q.decisions().limit() ? q.decisions().limit() : kDefaultDecisions;
+      *r.mutable_decisions() = decisions_of(*runtime_, limit);
+      return r;
+    }
+    case api::Request::WHAT_NOT_SET:
+      break;
+  }
+  return error_response(invalid_argument(
+      "the request names no call (one of status, paths, flows, decisions), or one this daemon "
+      "does not know"));
+}
+
+// ---- sorting
+// -------------------------------------------------------------------------------------
+
+Status sort_paths(api::PathsReply& reply, const std::string& by) {
+  using Key = std::optional<double>;
+  std::function<Key(const api::Path&)> key;
+  if (by == "score") {
+    key = [](const api::Path& p) { return p.has_score() ? Key(-p.score()) : Key(); };
+  } else if (by == "latency") {
+    key = [](const api::Path& p) { return p.has_latency_ms() ? Key(p.latency_ms()) : Key(); };
+  } else if (by == "loss") {
+    key = [](const api::Path& p) { return p.has_loss_pct() ? Key(p.loss_pct()) : Key(); };
+  } else {
+    return invalid_argument("sort by '" + by + "': one of score, latency, loss");
+  }
+  auto* v = reply.mutable_paths();
+  std::stable_sort(v->begin(), v->end(), [&](const api::Path& a, const api::Path& b) {
+    const Key ka = key(a), kb = key(b);
+    if (ka.has_value() != kb.has_value()) return ka.has_value();
+    if (ka && *ka != *kb) return *ka < *kb;
+    return a.id() < b.id();
+  });
+  return Status::ok();
+}
+
+// ---- JSON
+// ----------------------------------------------------------------------------------------
+
+namespace {
+
+json message_json(const Message& m);
+
+json scalar_json(const Message& m, const Reflection* r, const FieldDescriptor* f, int i) {
+  const bool rep = i >= 0;
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32:
+      return rep ? r->GetRepeatedInt32(m, f, i) : r->GetInt32(m, f);
+    case FieldDescriptor::CPPTYPE_INT64:
+      return rep ? r->GetRepeatedInt64(m, f, i) : r->GetInt64(m, f);
+    case FieldDescriptor::CPPTYPE_UINT32:
+      return rep ? r->GetRepeatedUInt32(m, f, i) : r->GetUInt32(m, f);
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return rep ? r->GetRepeatedUInt64(m, f, i) : r->GetUInt64(m, f);
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      return rep ? r->GetRepeatedDouble(m, f, i) : r->GetDouble(m, f);
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      return rep ? r->GetRepeatedFloat(m, f, i) : r->GetFloat(m, f);
+    case FieldDescriptor::CPPTYPE_BOOL:
+      return rep ? r->GetRepeatedBool(m, f, i) : r->GetBool(m, f);
+    case FieldDescriptor::CPPTYPE_ENUM:
+      return (rep ? r->GetRepeatedEnum(m, f, i) : r->GetEnum(m, f))->name();
+    case FieldDescriptor::CPPTYPE_STRING:
+      return rep ? r->GetRepeatedString(m, f, i) : r->GetString(m, f);
+    case FieldDescriptor::CPPTYPE_MESSAGE:
+      return message_json(rep ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f));
+  }
+  return nullptr;
+}
+
+json message_json(const Message& m) {
+  json o = json::object();
+  const auto* d = m.GetDescriptor();
+  const auto* r = m.GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    if (f->is_map()) {
+      json mo = json::object();
+      for (int k = 0; k < r->FieldSize(m, f); ++k) {
+        const Message& entry = r->GetRepeatedMessage(m, f, k);
+        const auto* er = entry.GetReflection();
+        const auto* kf = entry.GetDescriptor()->map_key();
+        const auto* vf = entry.GetDescriptor()->map_value();
+        const json key = scalar_json(entry, er, kf, -1);
+        mo[key.is_string() ? key.get<std::string>() : key.dump()] = scalar_json(entry, er, vf, -1);
+      }
+      o[f->name()] = std::move(mo);
+    } else if (f->is_repeated()) {
+      json a = json::array();
+      for (int k = 0; k < r->FieldSize(m, f); ++k) a.push_back(scalar_json(m, r, f, k));
+      o[f->name()] = std::move(a);
+    } else if (f->real_containing_oneof()) {
+      if (r->HasField(m, f)) o[f->name()] = scalar_json(m, r, f, -1);  // only the member set
+    } else if (f->has_presence() && !r->HasField(m, f)) {
+      o[f->name()] = nullptr;
+    } else {
+      o[f->name()] = scalar_json(m, r, f, -1);
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
+std::string to_json(const Message& m, int indent) {
+  return message_json(m).dump(indent > 0 ? indent : -1, ' ', false, json::error_handler_t::replace);
+}
+
+Status from_json(const std::string& text, Message* m) {
+  google::protobuf::util::JsonParseOptions opt;
+  opt.ignore_unknown_fields = true;
+  m->Clear();
+  const auto s = google::protobuf::util::JsonStringToMessage(text, m, opt);
+  if (!s.ok()) {
+    m->Clear();
+    return invalid_argument(m->GetDescriptor()->name() + ": " + std::string(s.message()));
+  }
+  return Status::ok();
+}
+
+}  // namespace patronus::control
