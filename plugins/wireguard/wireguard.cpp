@@ -10,8 +10,11 @@
 // back periodically and reported per path as tunnel status: a path whose peer has had no
 // handshake within WireGuard's reject window (180 s) is DOWN.
 //
-// The kernel backend (generic netlink) is not built yet: `backend: kernel` is refused, and `auto`
-// picks userspace unless the kernel module is loaded, which it refuses the same way.
+// Kernel backend (`backend: kernel`, or `auto` when the wireguard module is loaded): the link is
+// created over rtnetlink (IFLA_INFO_KIND "wireguard") and the device read and configured over
+// generic netlink (genl.hpp), on a synchronous socket: the kernel handles each request inside
+// sendmsg(), as for rtnetlink, so nothing waits on anything outside the kernel. The same
+// reconciliation and status reporting serve both backends.
 #include <fcntl.h>
 #include <net/if.h>
 #include <signal.h>
@@ -35,6 +38,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "genl.hpp"
 #include "patronus/mesh/keys.hpp"
 #include "patronus/model/address.hpp"
 #include "patronus/sdk/plugin.hpp"
@@ -128,12 +132,7 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
                   PATRONUS_ERR_INVALID_ARGUMENT);
     }
     const bool kernel_module = ::access("/sys/module/wireguard", F_OK) == 0;
-    if (backend == "kernel" || (backend == "auto" && kernel_module)) {
-      throw Error(
-          "backend: kernel WireGuard (generic netlink) is not built in this version of the "
-          "plugin; use backend: userspace (wireguard-go)",
-          PATRONUS_ERR_UNIMPLEMENTED);
-    }
+    kernel_ = backend == "kernel" || (backend == "auto" && kernel_module);
     if (!c.has_keys_dir() || c.keys_dir().empty()) {
       throw Error("keys_dir: required (the directory of this site's private keys)",
                   PATRONUS_ERR_INVALID_ARGUMENT);
@@ -161,6 +160,12 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     auto r = ln::Rtnl::open();
     if (!r.is_ok()) throw Error("rtnetlink: " + r.status().message(), PATRONUS_ERR_UNAVAILABLE);
     rtnl_.emplace(std::move(r).value());
+    if (kernel_) {
+      auto k = wg::genl::KernelDevices::open();
+      if (!k.is_ok())
+        throw Error("backend: kernel: " + k.status().message(), PATRONUS_ERR_UNAVAILABLE);
+      kernel_devices_.emplace(std::move(k).value());
+    }
     running_ = true;
     schedule_poll();
   }
@@ -353,6 +358,20 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
   // socket.
   void bring_up(Device& d) {
     d.ready = false;
+    if (kernel_) {
+      if (::if_nametoindex(d.name.c_str()) != 0) {
+        host().info(d.name + ": adopting the kernel device");
+        event("wireguard.adopted", d, "kernel");
+      } else if (auto s = rtnl_->create_link(d.name, "wireguard"); !s.is_ok()) {
+        device_error(d, PATRONUS_TUNNEL_DIAG_DEVICE_ERROR,
+                     "creating the kernel WireGuard link: " + s.message());
+        return;
+      } else {
+        event("wireguard.created", d, "kernel");
+      }
+      became_ready(d);
+      return;
+    }
     const std::string path = socket_path(d);
     if (answers(path)) {
       host().info(d.name + ": adopting the running device (" + path + ")");
@@ -558,21 +577,17 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     d.syncing = true;
     d.resync = false;
     const std::string name = d.name;
-    submit(d, std::string(wg::kGetRequest), [this, name](Result<std::string> r) {
+    read_device(d, [this, name](Result<wg::DeviceState> state) {
       Device* dev = find(name);
       if (dev == nullptr) return;
-      if (!r.is_ok()) return sync_failed(*dev, "reading the device: " + r.status().message());
-      auto state = wg::parse_get_response(r.value());
-      if (!state.is_ok()) {
-        return sync_failed(*dev, "the device's answer: " + state.status().message());
-      }
+      if (!state.is_ok())
+        return sync_failed(*dev, "reading the device: " + state.status().message());
       const wg::DeviceChange change =
           wg::reconcile(desired(*dev), state.value(), dev->applied_endpoint);
       if (!wg::empty(change)) {
-        submit(*dev, wg::encode_set(change), [this, name, change](Result<std::string> w) {
+        write_device(*dev, change, [this, name, change](Status s) {
           Device* dv = find(name);
           if (dv == nullptr) return;
-          Status s = w.is_ok() ? wg::parse_set_response(w.value()) : w.status();
           if (!s.is_ok()) return sync_failed(*dv, "configuring the device: " + s.message());
           for (const auto& pc : change.peers) {
             if (pc.remove) {
@@ -590,6 +605,29 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
       } else {
         synced(*dev);
       }
+    });
+  }
+
+  // The device's state and a change to it, over the backend's channel: the UAPI socket (one
+  // exchange at a time, answered later) or generic netlink (answered at once).
+  void read_device(Device& d, std::function<void(Result<wg::DeviceState>)> done) {
+    if (kernel_) {
+      done(kernel_devices_->get(d.name));
+      return;
+    }
+    submit(d, std::string(wg::kGetRequest), [done](Result<std::string> r) {
+      if (!r.is_ok()) return done(r.status());
+      done(wg::parse_get_response(r.value()));
+    });
+  }
+
+  void write_device(Device& d, const wg::DeviceChange& change, std::function<void(Status)> done) {
+    if (kernel_) {
+      done(kernel_devices_->set(d.name, change));
+      return;
+    }
+    submit(d, wg::encode_set(change), [done](Result<std::string> w) {
+      done(w.is_ok() ? wg::parse_set_response(w.value()) : w.status());
     });
   }
 
@@ -693,21 +731,17 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     if (d.polling) return;
     d.polling = true;
     const std::string name = d.name;
-    submit(d, std::string(wg::kGetRequest), [this, name](Result<std::string> r) {
+    read_device(d, [this, name](Result<wg::DeviceState> state) {
       Device* dev = find(name);
       if (dev == nullptr) return;
       dev->polling = false;
-      if (!r.is_ok()) {
-        // The socket went away under us (wireguard-go killed, interface deleted).
-        dev->ready = false;
-        device_error(*dev, PATRONUS_TUNNEL_DIAG_DEVICE_GONE, r.status().message());
-        if (dev->pid < 0) bring_up(*dev);
-        return;
-      }
-      auto state = wg::parse_get_response(r.value());
       if (!state.is_ok()) {
-        device_error(*dev, PATRONUS_TUNNEL_DIAG_DEVICE_ERROR,
-                     "the device's answer: " + state.status().message());
+        // The device went away under us (wireguard-go killed, interface deleted), or answered
+        // something we cannot read: either way it is brought back and configured again.
+        dev->ready = false;
+        device_error(*dev, PATRONUS_TUNNEL_DIAG_DEVICE_GONE, state.status().message());
+        dev->applied_endpoint.clear();
+        if (dev->pid < 0) bring_up(*dev);
         return;
       }
       const std::int64_t now = host().wall_ns();
@@ -765,7 +799,7 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
       }
       d.pid = -1;
     }
-    ::unlink(socket_path(d).c_str());
+    if (!kernel_) ::unlink(socket_path(d).c_str());
     event("wireguard.removed", d, "");
   }
 
@@ -779,8 +813,9 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
   std::string keys_dir_, wireguard_go_ = "wireguard-go", socket_dir_ = "/var/run/wireguard";
   std::uint32_t fwmark_ = 0, mtu_ = 1420;
   std::int64_t status_ns_ = 1000 * kMs, start_timeout_ns_ = 5000 * kMs;
-  bool remove_on_stop_ = false, running_ = false;
+  bool remove_on_stop_ = false, running_ = false, kernel_ = false;
   std::optional<ln::Rtnl> rtnl_;
+  std::optional<wg::genl::KernelDevices> kernel_devices_;
   std::map<std::string, std::unique_ptr<Device>> devices_;
   std::map<std::uint64_t, std::string> path_device_;
   patronus_timer_id poll_timer_ = 0;

@@ -259,3 +259,18 @@ TEST(Cli, ScoreRunsTheScorerPlugins) {
 }
 
 }  // namespace
+
+TEST(DaemonRuntime, KernelWireGuardWhereTheKernelHasNoneIsAClearStartError) {
+  if (::access("/sys/module/wireguard", F_OK) == 0) GTEST_SKIP() << "this kernel has WireGuard";
+  test::TempDir dir;
+  test::write_file(
+      dir.file("d.yaml"),
+      "site: hq\nstate_db: hq.db\ncontrol_socket: none\nplugin_dir: " + test::plugin_dir() +
+          "\nplugins:\n  - plugin: wireguard\n    name: wg\n"
+          "    config: {backend: kernel, keys_dir: keys}\n");
+  auto r = run({test::bin_dir() + "/patronusd", "--config", dir.file("d.yaml"), "--run-for", "1"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("backend: kernel: this kernel has no WireGuard"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("use backend: userspace"), std::string::npos) << r.err;
+}

@@ -269,6 +269,25 @@ std::vector<std::uint8_t> encode_link_delete(int ifindex, std::uint32_t seq) {
   return b.finish();
 }
 
+std::vector<std::uint8_t> encode_link_create(const std::string& name, const std::string& kind,
+                                             std::uint32_t seq) {
+  Builder b(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq);
+  ifinfomsg m{};
+  m.ifi_family = AF_UNSPEC;
+  b.fixed(m);
+  b.attr(IFLA_IFNAME, name.c_str(), name.size() + 1);
+  // IFLA_LINKINFO { IFLA_INFO_KIND "kind" }: a nested attribute written out by hand.
+  const std::size_t kind_len = RTA_LENGTH(kind.size() + 1);
+  std::vector<std::uint8_t> nested(align(kind_len), 0);
+  rtattr k{};
+  k.rta_type = IFLA_INFO_KIND;
+  k.rta_len = static_cast<unsigned short>(kind_len);
+  std::memcpy(nested.data(), &k, sizeof k);
+  std::memcpy(nested.data() + sizeof k, kind.c_str(), kind.size() + 1);
+  b.attr(IFLA_LINKINFO, nested.data(), nested.size());
+  return b.finish();
+}
+
 Result<Route> decode_route(const NlMessage& m) {
   if (m.type != RTM_NEWROUTE) return invalid_argument("netlink: not a route message");
   if (m.payload.size() < sizeof(rtmsg)) return invalid_argument("netlink: short route message");
@@ -409,7 +428,15 @@ Status decode_ack(const NlMessage& m) {
 // ---- the socket ----------------------------------------------------------------------------
 
 Result<Rtnl> Rtnl::open() {
-  const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  return open_protocol(NETLINK_ROUTE);
+}
+
+Result<Rtnl> Rtnl::open_generic() {
+  return open_protocol(NETLINK_GENERIC);
+}
+
+Result<Rtnl> Rtnl::open_protocol(int protocol) {
+  const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
   if (fd < 0) return errno_status("netlink socket", errno);
   Rtnl r(fd);
   sockaddr_nl sa{};
@@ -526,6 +553,10 @@ Status Rtnl::delete_link(int ifindex) {
   return batch({encode_link_delete(ifindex, 0)});
 }
 
+Status Rtnl::create_link(const std::string& name, const std::string& kind) {
+  return batch({encode_link_create(name, kind, 0)});
+}
+
 Result<std::vector<NlMessage>> Rtnl::dump(const std::vector<std::uint8_t>& request,
                                           std::uint32_t seq) {
   if (auto st = send(request); !st.is_ok()) return st;
@@ -538,13 +569,45 @@ Result<std::vector<NlMessage>> Rtnl::dump(const std::vector<std::uint8_t>& reque
     if (!msgs.is_ok()) return msgs.status();
     for (auto& m : msgs.value()) {
       if (m.seq != seq) continue;
-      if (m.type == NLMSG_DONE) return out;
+      if (m.type == NLMSG_DONE) {
+        // Generic netlink dumps (wireguard's among them) end with DONE carrying an errno.
+        std::int32_t err = 0;
+        if (m.payload.size() >= sizeof err) std::memcpy(&err, m.payload.data(), sizeof err);
+        if (err < 0) {
+          return unavailable("the kernel ended the dump with an error: " +
+                             std::string(std::strerror(-err)));
+        }
+        return out;
+      }
       if (m.type == NLMSG_ERROR) {
         const Status st = decode_ack(m);
         if (!st.is_ok()) return st;
         continue;
       }
       if (out.size() >= (1u << 20)) return resource_exhausted("netlink: a dump of over 1M entries");
+      out.push_back(std::move(m));
+    }
+  }
+}
+
+Result<std::vector<NlMessage>> Rtnl::request(const std::vector<std::uint8_t>& request,
+                                             std::uint32_t seq) {
+  if (auto st = send(request); !st.is_ok()) return st;
+  std::vector<NlMessage> out;
+  std::vector<std::uint8_t> buf(1 << 16);
+  for (;;) {
+    const ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
+    if (n < 0) return errno_status("netlink receive", errno);
+    auto msgs = split_messages(buf.data(), static_cast<std::size_t>(n));
+    if (!msgs.is_ok()) return msgs.status();
+    for (auto& m : msgs.value()) {
+      if (m.seq != seq) continue;
+      if (m.type == NLMSG_ERROR) {
+        const Status st = decode_ack(m);
+        if (!st.is_ok()) return st;
+        return out;
+      }
+      if (out.size() >= 1024) return resource_exhausted("netlink: over 1024 answers to a request");
       out.push_back(std::move(m));
     }
   }

@@ -95,6 +95,9 @@ std::vector<std::uint8_t> encode_address(Op op, int ifindex, const model::IpAddr
 std::vector<std::uint8_t> encode_link_state(int ifindex, bool up, std::uint32_t mtu,
                                             std::uint32_t seq);
 std::vector<std::uint8_t> encode_link_delete(int ifindex, std::uint32_t seq);
+// A new link of a kind (IFLA_INFO_KIND, e.g. "wireguard"); it must not exist yet.
+std::vector<std::uint8_t> encode_link_create(const std::string& name, const std::string& kind,
+                                             std::uint32_t seq);
 
 Result<Route> decode_route(const NlMessage& m);
 Result<Rule> decode_rule(const NlMessage& m);
@@ -105,6 +108,9 @@ Status decode_ack(const NlMessage& m);
 class Rtnl {
  public:
   static Result<Rtnl> open();
+  // The same synchronous socket on generic netlink (NETLINK_GENERIC): families such as
+  // "wireguard" answer inside sendmsg() too, and a dump's later parts are produced as it is read.
+  static Result<Rtnl> open_generic();
   // A socket in the network namespace at `path` (e.g. /var/run/netns/NAME); the calling thread
   // stays where it is.
   static Result<Rtnl> open_in_netns(const std::string& path);
@@ -119,6 +125,7 @@ class Rtnl {
   Status address(Op op, int ifindex, const model::IpAddress& address, int length);
   Status link_state(int ifindex, bool up, std::uint32_t mtu);
   Status delete_link(int ifindex);
+  Status create_link(const std::string& name, const std::string& kind);
   // Routes of `table` (every table for 0) of one family; rules of one family.
   Result<std::vector<Route>> routes(bool ipv6, std::uint32_t table);
   Result<std::vector<Rule>> rules(bool ipv6);
@@ -126,13 +133,20 @@ class Rtnl {
   // request is acknowledged on its own).
   Status batch(const std::vector<std::vector<std::uint8_t>>& requests);
   std::uint32_t next_seq() { return ++seq_; }
+  // Sends a dump request (its sequence `seq`) and returns every message of the answer up to
+  // NLMSG_DONE; an error acknowledgement, or a DONE carrying an error, is that error.
+  Result<std::vector<NlMessage>> dump(const std::vector<std::uint8_t>& request, std::uint32_t seq);
+  // Sends one request with NLM_F_ACK (sequence `seq`) and returns the messages answering it
+  // before its acknowledgement; an error acknowledgement is that error.
+  Result<std::vector<NlMessage>> request(const std::vector<std::uint8_t>& request,
+                                         std::uint32_t seq);
 
  private:
+  static Result<Rtnl> open_protocol(int protocol);
   explicit Rtnl(int fd) : fd_(fd) {}
   Status send(const std::vector<std::uint8_t>& bytes);
   // Reads until every sequence in [first, last] is acknowledged, or a dump ends.
   Status await_acks(std::uint32_t first, std::uint32_t last);
-  Result<std::vector<NlMessage>> dump(const std::vector<std::uint8_t>& request, std::uint32_t seq);
 
   int fd_ = -1;
   std::uint32_t seq_ = 0;
