@@ -10,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -30,6 +31,7 @@ constexpr std::size_t kNonceHistory = 4;  // replay windows kept per session (se
 struct Counters {
   std::uint64_t sent = 0, send_errors = 0, replies = 0, lost = 0, reflected = 0;
   std::uint64_t malformed = 0, unknown_session = 0, bad_tag = 0, replayed = 0, stale = 0;
+  std::uint64_t rekeys = 0, previous_key = 0;
   std::uint64_t duplicates = 0, late = 0, reordered = 0, timers_refused = 0;
 };
 
@@ -72,6 +74,9 @@ class Probes final : public patronus::sdk::ProbePlugin {
     idle_ns_ = std::int64_t{idle} * 1000000;
     timeout_ns_ = std::int64_t{timeout} * 1000000;
     window_ns_ = std::int64_t{window_ms} * 1000000;
+    const std::uint32_t grace = c.has_key_grace_ms() ? c.key_grace_ms() : 30000;
+    if (grace > 3600000) throw Error("key_grace_ms: must be 0..3600000");
+    grace_ns_ = std::int64_t{grace} * 1000000;
     if (sodium_init() < 0) throw Error("libsodium failed to initialise", PATRONUS_ERR_INTERNAL);
   }
 
@@ -88,8 +93,9 @@ class Probes final : public patronus::sdk::ProbePlugin {
   }
 
   void watch_path(const patronus_path_desc& d) override {
-    if (paths_.count(d.path_id)) {
-      throw Error("path " + std::to_string(d.path_id) + " is watched already");
+    if (auto known = paths_.find(d.path_id); known != paths_.end()) {
+      rekey(*known->second, d);
+      return;
     }
     if (paths_.size() >= max_paths_) {
       throw Error("max_paths (" + std::to_string(max_paths_) + ") reached",
@@ -204,7 +210,38 @@ class Probes final : public patronus::sdk::ProbePlugin {
     // reflector side: replay windows per sender nonce (a restarted sender has a new nonce)
     std::array<NonceWindow, kNonceHistory> replay{};
     std::uint64_t replay_clock = 0;
+    // key rotation: the previous key, sent until and accepted until (monotonic ns)
+    std::optional<pk::PathKey> prev_key;
+    std::int64_t prev_send_until = 0, prev_accept_until = 0;
   };
+
+  // A watched path given again with a new key (a key rotation): the key is replaced; the previous
+  // one still tags what this end sends for the grace period (the far end may not have switched
+  // yet) and is accepted for twice as long. Anything else about the path must be unchanged.
+  void rekey(Path& p, const patronus_path_desc& d) {
+    patronus_addr remote = d.remote;
+    remote.port = static_cast<std::uint16_t>(port_);
+    if (d.session_id != p.session || !patronus::sdk::same_addr(remote, p.remote) ||
+        d.key_len != 32) {
+      throw Error("path " + std::to_string(d.path_id) +
+                  " is watched already (only its key may change)");
+    }
+    pk::PathKey key{};
+    std::memcpy(key.data(), d.key, 32);
+    if (key == p.key) return;
+    p.prev_key = p.key;
+    p.key = key;
+    const std::int64_t now = host().now_ns();
+    p.prev_send_until = now + grace_ns_;
+    p.prev_accept_until = now + 2 * grace_ns_;
+    ++counters_.rekeys;
+    host().event("probe.rekeyed", "{\"path\":" + std::to_string(p.id) +
+                                      ",\"grace_ms\":" + std::to_string(grace_ns_ / 1000000) + "}");
+  }
+
+  const pk::PathKey& send_key(const Path& p) {
+    return p.prev_key && host().now_ns() < p.prev_send_until ? *p.prev_key : p.key;
+  }
 
   patronus_endpoint_id endpoint_for(const patronus_addr& local) {
     for (const auto& [addr, id] : endpoints_) {
@@ -308,7 +345,7 @@ class Probes final : public patronus::sdk::ProbePlugin {
     pkt.nonce = p.nonce;
     pkt.sequence = seq;
     pkt.t1 = now;
-    pk::encode(pkt, p.key, tx_.data());
+    pk::encode(pkt, send_key(p), tx_.data());
     ++p.sent;
     ++counters_.sent;
     if (host().udp_send(p.endpoint, p.remote, tx_.data(), payload_) != PATRONUS_OK) {
@@ -376,18 +413,25 @@ class Probes final : public patronus::sdk::ProbePlugin {
       return;
     }
     Path& p = *it->second;
+    const pk::PathKey* key = &p.key;
     if (!pk::verify(data, p.key)) {
-      ++counters_.bad_tag;
-      return;
+      // During a rotation the far end may still use the previous key.
+      if (!p.prev_key || host().now_ns() >= p.prev_accept_until || !pk::verify(data, *p.prev_key)) {
+        ++counters_.bad_tag;
+        return;
+      }
+      key = &*p.prev_key;
+      ++counters_.previous_key;
     }
     if (pkt.type == pk::Type::kRequest) {
-      reflect(p, from, pkt);
+      reflect(p, from, pkt, *key);
     } else {
       on_reply(p, pkt);
     }
   }
 
-  void reflect(Path& p, const patronus_addr& from, const pk::Packet& req) {
+  // The reply is tagged with the key the request was verified with.
+  void reflect(Path& p, const patronus_addr& from, const pk::Packet& req, const pk::PathKey& key) {
     const std::int64_t rx = host().now_ns();
     // Our own requests never come back as requests: a request with our nonce is a reflection
     // attack or a loop.
@@ -422,7 +466,7 @@ class Probes final : public patronus::sdk::ProbePlugin {
     reply.type = pk::Type::kReply;
     reply.t2 = rx;
     reply.t3 = host().now_ns();
-    pk::encode(reply, p.key, tx_.data());
+    pk::encode(reply, key, tx_.data());
     if (host().udp_send(p.endpoint, from, tx_.data(), payload_) == PATRONUS_OK) {
       ++counters_.reflected;
     } else {
@@ -525,13 +569,14 @@ class Probes final : public patronus::sdk::ProbePlugin {
                      std::to_string(c.bad_tag) + ",\"replayed\":" + std::to_string(c.replayed) +
                      ",\"stale\":" + std::to_string(c.stale) + ",\"duplicates\":" +
                      std::to_string(c.duplicates) + ",\"late\":" + std::to_string(c.late) +
-                     ",\"reordered\":" + std::to_string(c.reordered) +
-                     ",\"timers_refused\":" + std::to_string(c.timers_refused) + "}");
+                     ",\"reordered\":" + std::to_string(c.reordered) + ",\"timers_refused\":" +
+                     std::to_string(c.timers_refused) + ",\"rekeys\":" + std::to_string(c.rekeys) +
+                     ",\"previous_key\":" + std::to_string(c.previous_key) + "}");
   }
 
   std::uint32_t port_ = 7410, multiplier_ = 5, stats_ms_ = 10000, payload_ = 64;
   std::uint32_t max_paths_ = 4096, window_ = 100;
-  std::int64_t active_ns_ = 0, idle_ns_ = 0, timeout_ns_ = 0, window_ns_ = 0;
+  std::int64_t active_ns_ = 0, idle_ns_ = 0, timeout_ns_ = 0, window_ns_ = 0, grace_ns_ = 0;
   bool started_ = false;
   std::map<std::uint64_t, std::unique_ptr<Path>> paths_;
   std::unordered_map<std::uint32_t, Path*> sessions_;

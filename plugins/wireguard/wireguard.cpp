@@ -60,6 +60,7 @@ namespace ln = patronus::linuxnet;
 constexpr std::int64_t kMs = 1'000'000;
 constexpr std::int64_t kRejectAfterNs = 180'000'000'000;  // WireGuard REJECT_AFTER_TIME
 constexpr std::size_t kMaxQueued = 8;                     // UAPI requests waiting per interface
+constexpr std::int64_t kStandbyPollNs = 20 * kMs;         // while a next key is on standby
 // One control exchange at a time per interface, each holding one host watch: the host's bound on
 // watches per instance (16) bounds the interfaces, as a site has at most 16 endpoints.
 constexpr std::size_t kMaxInterfaces = 16;
@@ -84,6 +85,13 @@ struct PeerSpec {
   std::vector<model::IpPrefix> allowed;
   std::uint16_t keepalive_s = 0;
   std::optional<model::IpAddress> overlay;  // the remote end's overlay address: routed to us
+  // Key rotation (ADR 0013): the far end's next key, a standby peer until it completes a
+  // handshake under it; then `promoted`: the next key carries the path's allowed IPs and the old
+  // peer goes.
+  std::optional<wg::Key> next_key;
+  bool promoted = false;
+  // The key the path's traffic uses now.
+  const wg::Key& active_key() const { return promoted && next_key ? *next_key : public_key; }
 };
 
 struct Exchange {
@@ -212,6 +220,14 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     std::memcpy(peer.public_key.data(), p.remote_public_key, 32);
     peer.endpoint = remote.value();
     peer.keepalive_s = static_cast<std::uint16_t>(std::min<std::uint32_t>(p.keepalive_s, 65535));
+    if (p.flags & PATRONUS_PATH_REMOTE_NEXT_KEY) {
+      wg::Key next{};
+      std::memcpy(next.data(), p.remote_next_public_key, 32);
+      if (next == peer.public_key) {
+        throw Error(pid + "the remote next key is its current key", PATRONUS_ERR_INVALID_ARGUMENT);
+      }
+      peer.next_key = next;
+    }
     if (auto o = model::SocketAddress::from_abi(p.remote_overlay); o.is_ok()) {
       peer.overlay = o.value().ip();
     }
@@ -248,10 +264,20 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     }
     Device* d = find(p.interface_name);
     if (d != nullptr) {
-      if (d->public_key != local_public || d->listen_port != p.local.port) {
+      if (d->listen_port != p.local.port) {
         throw Error(pid + "interface " + d->name +
-                        " already carries another local endpoint (key or listen port differ)",
+                        " already carries another local endpoint (listen port differs)",
                     PATRONUS_ERR_INVALID_ARGUMENT);
+      }
+      if (d->public_key != local_public) {
+        // This endpoint's key was rotated (committed): the device switches to the new private
+        // key, which must be in the key directory. Its peers accepted it beforehand.
+        const auto kp = load_private_key(pid, p.local_site, p.local_endpoint, local_public);
+        d->private_key = kp.private_key;
+        d->public_key = local_public;
+        host().info(d->name + ": switching to the rotated key of " + p.local_site + "/" +
+                    p.local_endpoint);
+        event("wireguard.key_rotated", *d, "local");
       }
       for (const auto& [id, other] : d->peers) {
         if (id != p.path_id && other.public_key == peer.public_key) {
@@ -265,30 +291,23 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
         throw Error("at most " + std::to_string(kMaxInterfaces) + " interfaces",
                     PATRONUS_ERR_RESOURCE_EXHAUSTED);
       }
-      auto keys = patronus::mesh::KeyDirectory::open(keys_dir_);
-      if (!keys.is_ok())
-        throw Error(pid + keys.status().message(), PATRONUS_ERR_FAILED_PRECONDITION);
-      auto kp = keys.value().load(p.local_site, p.local_endpoint);
-      if (!kp.is_ok()) throw Error(pid + kp.status().message(), PATRONUS_ERR_FAILED_PRECONDITION);
-      if (!kp.value()) {
-        throw Error(pid + "no private key for " + p.local_site + "/" + p.local_endpoint + " in " +
-                        keys_dir_,
-                    PATRONUS_ERR_FAILED_PRECONDITION);
-      }
-      if (kp.value()->public_key != local_public) {
-        throw Error(pid + "the private key of " + p.local_site + "/" + p.local_endpoint + " in " +
-                        keys_dir_ + " does not match the plan's public key",
-                    PATRONUS_ERR_FAILED_PRECONDITION);
-      }
+      const auto kp = load_private_key(pid, p.local_site, p.local_endpoint, local_public);
       auto nd = std::make_unique<Device>();
       nd->name = p.interface_name;
-      nd->private_key = kp.value()->private_key;
+      nd->private_key = kp.private_key;
       nd->public_key = local_public;
       nd->listen_port = p.local.port;
       d = nd.get();
       devices_.emplace(d->name, std::move(nd));
     }
     if (!addresses.empty()) d->addresses = addresses;
+    // A standby key already promoted stays promoted while the plan still names it as next; once
+    // the plan makes it the key, the path is an ordinary one again.
+    if (auto old = d->peers.find(p.path_id); old != d->peers.end() && old->second.promoted &&
+                                             old->second.next_key == peer.next_key &&
+                                             old->second.public_key == peer.public_key) {
+      peer.promoted = true;
+    }
     d->peers[p.path_id] = std::move(peer);
     path_device_[p.path_id] = d->name;
     if (d->ready) {
@@ -332,6 +351,25 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     const int max = s.value().ip().is_v4() ? 32 : 128;
     if (p.length > max) return std::nullopt;
     return std::make_pair(s.value().ip(), static_cast<int>(p.length));
+  }
+
+  // This endpoint's private key from the key directory, checked against the plan's public key.
+  patronus::mesh::KeyPair load_private_key(const std::string& pid, const char* site,
+                                           const char* endpoint, const wg::Key& public_key) {
+    auto keys = patronus::mesh::KeyDirectory::open(keys_dir_);
+    if (!keys.is_ok()) throw Error(pid + keys.status().message(), PATRONUS_ERR_FAILED_PRECONDITION);
+    auto kp = keys.value().load(site, endpoint);
+    if (!kp.is_ok()) throw Error(pid + kp.status().message(), PATRONUS_ERR_FAILED_PRECONDITION);
+    if (!kp.value()) {
+      throw Error(pid + "no private key for " + site + "/" + endpoint + " in " + keys_dir_,
+                  PATRONUS_ERR_FAILED_PRECONDITION);
+    }
+    if (kp.value()->public_key != public_key) {
+      throw Error(pid + "the private key of " + site + "/" + endpoint + " in " + keys_dir_ +
+                      " does not match the plan's public key",
+                  PATRONUS_ERR_FAILED_PRECONDITION);
+    }
+    return *kp.value();
   }
 
   Device* find(const std::string& name) {
@@ -637,7 +675,12 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     w.listen_port = d.listen_port;
     w.fwmark = fwmark_;
     for (const auto& [id, spec] : d.peers) {
-      w.peers.push_back({spec.public_key, spec.endpoint, spec.allowed, spec.keepalive_s});
+      w.peers.push_back({spec.active_key(), spec.endpoint, spec.allowed, spec.keepalive_s});
+      // A standby peer for the far end's next key: its handshakes succeed the moment it switches;
+      // it carries no traffic until promoted.
+      if (spec.next_key && !spec.promoted) {
+        w.peers.push_back({*spec.next_key, spec.endpoint, {}, spec.keepalive_s});
+      }
     }
     return w;
   }
@@ -702,7 +745,15 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
 
   void schedule_poll() {
     if (!running_) return;
-    poll_timer_ = host().schedule(status_ns_, [this] {
+    // While a peer's next key waits for its first handshake, look often: the switch costs one
+    // handshake plus this interval.
+    bool standby = false;
+    for (const auto& [name, d] : devices_) {
+      for (const auto& [id, spec] : d->peers)
+        standby = standby || (spec.next_key && !spec.promoted);
+    }
+    const std::int64_t interval = standby ? std::min(status_ns_, kStandbyPollNs) : status_ns_;
+    poll_timer_ = host().schedule(interval, [this] {
       poll_timer_ = 0;
       for (auto& [name, d] : devices_) check(*d);
       schedule_poll();
@@ -748,8 +799,22 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
       std::map<wg::Key, const wg::PeerState*> have;
       for (const auto& p : state.value().peers) have[p.public_key] = &p;
       bool missing = false;
+      bool promoted = false;
+      for (auto& [id, spec] : dev->peers) {
+        if (spec.next_key && !spec.promoted) {
+          auto standby = have.find(*spec.next_key);
+          if (standby != have.end() && standby->second->last_handshake_ns > 0) {
+            // The far end switched: move the path's traffic to its new key now.
+            spec.promoted = true;
+            promoted = true;
+            host().info(dev->name + ": path " + std::to_string(id) +
+                        ": the peer completed a handshake under its next key; promoting it");
+            event("wireguard.key_rotated", *dev, "peer of path " + std::to_string(id));
+          }
+        }
+      }
       for (const auto& [id, spec] : dev->peers) {
-        auto it = have.find(spec.public_key);
+        auto it = have.find(spec.active_key());
         if (it == have.end()) {
           missing = true;
           report(*dev, id, PATRONUS_TUNNEL_DOWN, PATRONUS_TUNNEL_DIAG_DEVICE_ERROR, nullptr);
@@ -760,8 +825,9 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
         report(*dev, id, fresh ? PATRONUS_TUNNEL_UP : PATRONUS_TUNNEL_DOWN,
                fresh ? PATRONUS_TUNNEL_DIAG_NONE : PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE, &ps);
       }
-      // Someone changed the device behind our back (or it restarted empty): put it right.
-      if (missing || !state.value().private_key) request_sync(*dev);
+      // Someone changed the device behind our back (or it restarted empty), or a standby key was
+      // promoted: put it right.
+      if (missing || promoted || !state.value().private_key) request_sync(*dev);
     });
   }
 

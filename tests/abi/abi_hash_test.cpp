@@ -26,7 +26,7 @@ extern const layout_entry patronus_current_1_2[];
 
 namespace {
 
-constexpr std::uint64_t kPinnedHash = 0x773a4f490229d551ULL;  // FNV-1a 64 of the header bytes
+constexpr std::uint64_t kPinnedHash = 0x29b868156ccd86c1ULL;  // FNV-1a 64 of the header bytes
 constexpr int kPinnedMajor = 1;
 constexpr int kPinnedMinor = 2;
 

@@ -2,7 +2,11 @@
 // and the sites it reaches only through relays (spokes seen from a spoke).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 
 #include "patronus/mesh/keys.hpp"
 #include "patronus/mesh/plan.hpp"
@@ -96,6 +100,85 @@ TEST(SeededKeys, TheSameSeedAndLabelGiveTheSameKeyAndOthersDoNot) {
   EXPECT_EQ(a.public_key, mesh::public_key_of(a.private_key).value());
   EXPECT_NE(a.private_key, mesh::seeded_keypair(2, "a/e1").value().private_key);
   EXPECT_NE(a.private_key, mesh::seeded_keypair(1, "a/e2").value().private_key);
+}
+
+}  // namespace
+
+namespace {
+
+// A key rotation through the plan (ADR 0013), with one key directory for two sites as a lab keeps
+// it: the staged key of b's endpoint reaches a's paths as the remote's next key while b's plan
+// keeps its current key; after the commit both plans use the new key and nothing is staged. The
+// sites file can give the next key instead; one that no staged key backs is an error.
+TEST(SitePlan, AStagedKeyReachesThePeersAsTheNextKeyAndTheCommitMakesItTheKey) {
+  const std::string dir = ::testing::TempDir() + "plan-rotation-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string sites = dir + "/sites.yaml";
+  auto write_sites = [&](const std::string& extra_b) {
+    std::ofstream(sites) << "sites:\n"
+                            "  - {name: a, subnets: [10.1.0.0/24], endpoints: [{name: e1, "
+                            "address: \"192.0.2.1:51820\"}]}\n"
+                            "  - {name: b, subnets: [10.2.0.0/24], endpoints: [{name: e1, "
+                            "address: \"192.0.2.2:51820\"" +
+                                extra_b + "}]}\n";
+  };
+  write_sites("");
+  auto plan = [&](const std::string& site) {
+    auto db = store::Store::open(dir + "/" + site + ".db");
+    EXPECT_TRUE(db.is_ok());
+    site::LocalPlanOptions o;
+    o.site = site;
+    o.sites_file = sites;
+    o.keys_dir = dir + "/keys";
+    return site::plan_local_site(o, *db.value(), 1);
+  };
+  auto kd = mesh::KeyDirectory::open(dir + "/keys");
+  ASSERT_TRUE(kd.is_ok());
+  // Every endpoint's key first, as `mesh plan --keys-dir` makes them for a lab.
+  ASSERT_TRUE(kd.value().load_or_create("a", "e1").is_ok());
+  ASSERT_TRUE(kd.value().load_or_create("b", "e1").is_ok());
+  auto a0 = plan("a");
+  ASSERT_TRUE(a0.is_ok()) << a0.status().to_string();
+  ASSERT_EQ(a0.value().paths.size(), 1u);
+  const auto old_key = a0.value().paths[0].tunnel->remote_public_key;
+  EXPECT_FALSE(a0.value().paths[0].tunnel->remote_next_public_key.has_value());
+
+  auto staged = kd.value().stage_next("b", "e1");
+  ASSERT_TRUE(staged.is_ok()) << staged.status().to_string();
+  EXPECT_EQ(kd.value().stage_next("b", "e1").value().public_key, staged.value().public_key)
+      << "staging twice keeps the staged key";
+  auto a1 = plan("a");
+  ASSERT_TRUE(a1.is_ok()) << a1.status().to_string();
+  const auto& t1 = *a1.value().paths[0].tunnel;
+  EXPECT_EQ(t1.remote_public_key, old_key) << "the current key stays until the commit";
+  ASSERT_TRUE(t1.remote_next_public_key.has_value());
+  EXPECT_EQ(*t1.remote_next_public_key, staged.value().public_key);
+  EXPECT_EQ(a1.value().paths[0].probe_key, a0.value().paths[0].probe_key);
+  auto b1 = plan("b");
+  ASSERT_TRUE(b1.is_ok());
+  EXPECT_EQ(b1.value().paths[0].tunnel->local_public_key, old_key);
+
+  ASSERT_TRUE(kd.value().commit_next("b", "e1").is_ok());
+  EXPECT_EQ(kd.value().commit_next("b", "e1").status().code(), Code::kFailedPrecondition)
+      << "nothing left to commit";
+  auto a2 = plan("a");
+  auto b2 = plan("b");
+  ASSERT_TRUE(a2.is_ok() && b2.is_ok());
+  EXPECT_EQ(a2.value().paths[0].tunnel->remote_public_key, staged.value().public_key);
+  EXPECT_FALSE(a2.value().paths[0].tunnel->remote_next_public_key.has_value());
+  EXPECT_EQ(b2.value().paths[0].tunnel->local_public_key, staged.value().public_key);
+  // Both ends derive the same new probe key, and it is a new one.
+  EXPECT_EQ(a2.value().paths[0].probe_key, b2.value().paths[0].probe_key);
+  EXPECT_NE(a2.value().paths[0].probe_key, a0.value().paths[0].probe_key);
+
+  // A next_public_key in the sites file that b has not staged: b's plan refuses it by name.
+  write_sites(", next_public_key: \"" + mesh::key_to_base64(old_key) + "\"");
+  auto bad = plan("b");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("no next key is staged"), std::string::npos)
+      << bad.status().message();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

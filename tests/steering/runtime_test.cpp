@@ -582,3 +582,68 @@ TEST(SiteRuntime, DecisionTimestampsComeFromTheEnvAndRunsAreDeterministic) {
 }
 
 }  // namespace
+
+namespace {
+
+// Key rotation (ADR 0013): an endpoint's key changes and each end re-plans at its own time. The
+// probes keep working on the previous key through the grace period, so a path whose ends both
+// switch within it never goes down; a path whose far end never switches does, once the grace is
+// over (the old key is not accepted for ever). Only keys may change on a running path.
+TEST(SiteRuntime, KeyRotationKeepsAPathUpWhenBothEndsSwitchWithinTheGrace) {
+  test::Wan w(23);
+  two_paths(w);
+  w.start(two_path_probe(4) + "key_grace_ms: 2000\n");
+  auto& hq = w.rt("hq");
+  auto& b = w.rt("b");
+  w.world().run_until(5 * kSec);
+  ASSERT_TRUE(hq.path(model::PathId(1))->live);
+  ASSERT_TRUE(hq.path(model::PathId(2))->live);
+  const std::int64_t t0 = w.world().now_ns();
+  // hq rotates both its endpoints; b re-plans one second later and learns only wan0's new key.
+  w.node("hq").keys["wan0"] = mesh::generate_keypair().value();
+  const auto old_wan1 = w.node("hq").keys["wan1"];
+  w.node("hq").keys["wan1"] = mesh::generate_keypair().value();
+  ASSERT_TRUE(hq.update_path(w.spec(1, true)).is_ok());
+  ASSERT_TRUE(hq.update_path(w.spec(2, true)).is_ok());
+  w.world().run_until(t0 + 1 * kSec);
+  ASSERT_TRUE(b.update_path(w.spec(1, false)).is_ok());
+  EXPECT_TRUE(hq.path(model::PathId(1))->live);
+  EXPECT_TRUE(hq.path(model::PathId(2))->live) << "within the grace the old key still works";
+  w.world().run_until(t0 + 15 * kSec);
+  // Path 1: both ends switched within the grace: never down, no decision moved anything.
+  EXPECT_TRUE(hq.path(model::PathId(1))->live);
+  EXPECT_TRUE(b.path(model::PathId(1))->live);
+  for (const auto& d : w.node("hq").recorder.decisions) {
+    if (d.mono_ns >= t0 && (d.from == model::PathId(1) || d.to == model::PathId(1))) {
+      ADD_FAILURE() << "path 1 was involved in a decision: " << d.to_json();
+    }
+  }
+  // Path 2: b still derives its key from hq's old wan1 key: down once the grace is over.
+  EXPECT_FALSE(hq.path(model::PathId(2))->live);
+  const auto down =
+      find_decision(w.node("hq").recorder.decisions, "voice", steering::Reason::kPathDown, t0);
+  if (down) {
+    EXPECT_GE(down->mono_ns - t0, 2 * kSec) << "the previous key was dropped before the grace";
+  }
+  // Once b learns the key, path 2 comes back.
+  (void)old_wan1;
+  ASSERT_TRUE(b.update_path(w.spec(2, false)).is_ok());
+  w.world().run_until(t0 + 25 * kSec);
+  EXPECT_TRUE(hq.path(model::PathId(2))->live);
+  EXPECT_TRUE(b.path(model::PathId(2))->live);
+
+  // Only keys may change on a running path; an unknown path is not one of ours.
+  auto moved = w.spec(1, true);
+  moved.remote_underlay = model::SocketAddress::parse("10.9.9.9:51820").value();
+  auto s = hq.update_path(moved);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("only its keys may change"), std::string::npos) << s.message();
+  auto unknown = w.spec(1, true);
+  unknown.id = model::PathId(99);
+  EXPECT_EQ(hq.update_path(unknown).code(), Code::kNotFound);
+  // The same keys again change nothing.
+  EXPECT_TRUE(hq.update_path(w.spec(1, true)).is_ok());
+  w.stop();
+}
+
+}  // namespace

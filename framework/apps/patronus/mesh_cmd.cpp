@@ -24,6 +24,16 @@ void register_mesh_commands(CLI::App& app, MeshCommands& m) {
   keys->require_subcommand(1);
   m.keys_generate = keys->add_subcommand("generate", "print a new private key and its public key");
   m.keys_generate->add_flag("--json", m.json, "JSON: {\"private_key\": ..., \"public_key\": ...}");
+  m.keys_rotate = keys->add_subcommand(
+      "rotate",
+      "stage an endpoint's next key (its peers learn and accept it), or --commit: switch to it");
+  m.keys_rotate->add_option("site", m.rotate_site, "site")->required();
+  m.keys_rotate->add_option("endpoint", m.rotate_endpoint, "endpoint")->required();
+  m.keys_rotate->add_option("--keys-dir", m.keys_dir, "private keys, DIR/<site>/<endpoint>.key")
+      ->required();
+  m.keys_rotate->add_flag("--commit", m.rotate_commit,
+                          "make the staged key the endpoint's key (after every peer re-planned)");
+  m.keys_rotate->add_flag("--json", m.json, "JSON: {\"public_key\": ..., \"state\": ...}");
   m.keys_public =
       keys->add_subcommand("public", "read a private key on stdin, print its public key");
 
@@ -415,6 +425,32 @@ int run_mesh_commands(MeshCommands& m) {
     auto pub = mesh::public_key_of(priv.value());
     if (!pub.is_ok()) return fail(kExitUsage, pub.status().message());
     std::cout << mesh::key_to_base64(pub.value()) << std::endl;
+    return 0;
+  }
+  if (m.keys_rotate->parsed()) {
+    auto kd = mesh::KeyDirectory::open(m.keys_dir);
+    if (!kd.is_ok()) return fail(kExitUsage, kd.status().message());
+    auto kp = m.rotate_commit ? kd.value().commit_next(m.rotate_site, m.rotate_endpoint)
+                              : kd.value().stage_next(m.rotate_site, m.rotate_endpoint);
+    if (!kp.is_ok()) return fail(kExitFailure, kp.status().message());
+    const std::string pub = mesh::key_to_base64(kp.value().public_key);
+    const char* state = m.rotate_commit ? "committed" : "staged";
+    if (m.json) {
+      std::cout << json{{"site", m.rotate_site},
+                        {"endpoint", m.rotate_endpoint},
+                        {"public_key", pub},
+                        {"state", state}}
+                       .dump()
+                << std::endl;
+    } else {
+      std::cout << pub << " (" << state << ")\n"
+                << (m.rotate_commit
+                        ? "re-plan every site now (SIGHUP their patronusd): this endpoint "
+                          "switches, its peers promote the key they had on standby"
+                        : "give it to the peers (next_public_key in the sites file, or the shared "
+                          "keys directory) and re-plan them (SIGHUP), then --commit")
+                << std::endl;
+    }
     return 0;
   }
   if (m.plan->parsed()) return run_plan(m);

@@ -10,6 +10,9 @@ namespace patronus::cli {
 struct MeshCommands {
   CLI::App* keys_generate = nullptr;
   CLI::App* keys_public = nullptr;
+  CLI::App* keys_rotate = nullptr;
+  std::string rotate_site, rotate_endpoint;
+  bool rotate_commit = false;
   CLI::App* plan = nullptr;
   CLI::App* analyze = nullptr;
   bool json = false;

@@ -226,6 +226,7 @@ int main(int argc, char** argv) {
 
   std::optional<site::SitePlan> site_plan;
   std::optional<steering::ClassSet> classes;
+  site::LocalPlanOptions lp;
   if (cfg.runtime) {
     auto cs = steering::parse_classes_yaml(cfg.runtime->classes_yaml, cfg.runtime->voice_scorer);
     if (!cs.is_ok()) {
@@ -233,7 +234,6 @@ int main(int argc, char** argv) {
       return kExitConfig;
     }
     classes = std::move(cs).value();
-    site::LocalPlanOptions lp;
     lp.site = cfg.site;
     lp.sites_file = cfg.runtime->sites_file;
     lp.topology = cfg.runtime->topology;
@@ -424,6 +424,7 @@ int main(int argc, char** argv) {
   schedule_flush();
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::signal_set hup(io, SIGHUP);
   auto shutdown = [&](const std::string& why) {
     if (stopping) return;
     stopping = true;
@@ -454,11 +455,53 @@ int main(int argc, char** argv) {
                         ")");
     }
     signals.cancel();
+    hup.cancel();
     io.stop();
   };
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (!ec) shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
   });
+  // SIGHUP: plan again from the sites file and the key directory. Today only keys may change
+  // while running (a key rotation, ADR 0013): each path whose keys differ is handed to the
+  // transport and the probe again; a changed topology is reported and needs a restart.
+  std::function<void()> wait_hup;
+  wait_hup = [&] {
+    hup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec || stopping) return;
+      if (runtime) {
+        auto sp = site::plan_local_site(lp, db, wall_ns() / 1000000000);
+        if (!sp.is_ok()) {
+          daemon.log(3, "re-plan (SIGHUP) failed, nothing changed: " + sp.status().message());
+        } else {
+          std::size_t changed = 0, refused = 0;
+          for (const auto& p : sp.value().paths) {
+            const auto* before = runtime->spec(p.id);
+            const bool differs =
+                before == nullptr || before->probe_key != p.probe_key ||
+                (before->tunnel && p.tunnel &&
+                 (before->tunnel->local_public_key != p.tunnel->local_public_key ||
+                  before->tunnel->remote_public_key != p.tunnel->remote_public_key ||
+                  before->tunnel->remote_next_public_key != p.tunnel->remote_next_public_key));
+            if (!differs) continue;
+            if (auto s = runtime->update_path(p); !s.is_ok()) {
+              ++refused;
+              daemon.log(3, "re-plan (SIGHUP): " + s.message());
+            } else {
+              ++changed;
+            }
+          }
+          daemon.log(1,
+                     "re-planned (SIGHUP): " + std::to_string(changed) + " path(s) with new keys" +
+                         (refused ? ", " + std::to_string(refused) + " refused" : std::string()));
+          daemon.record("patronusd", "daemon.replanned",
+                        "{\"changed\":" + std::to_string(changed) +
+                            ",\"refused\":" + std::to_string(refused) + "}");
+        }
+      }
+      wait_hup();
+    });
+  };
+  wait_hup();
   if (run_for > 0) {
     env.schedule(static_cast<std::int64_t>(run_for * 1e9), [&] { shutdown("run-for elapsed"); });
   }

@@ -176,9 +176,9 @@ std::string KeyDirectory::key_path(std::string_view site, std::string_view endpo
   return dir_ + "/" + std::string(site) + "/" + std::string(endpoint) + ".key";
 }
 
-Result<std::optional<KeyPair>> KeyDirectory::load(std::string_view site,
-                                                  std::string_view endpoint) const {
-  const std::string path = key_path(site, endpoint);
+namespace {
+
+Result<std::optional<KeyPair>> load_key_file(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return std::optional<KeyPair>();
@@ -202,18 +202,13 @@ Result<std::optional<KeyPair>> KeyDirectory::load(std::string_view site,
   return std::optional<KeyPair>(kp);
 }
 
-Result<KeyPair> KeyDirectory::load_or_create(std::string_view site,
-                                             std::string_view endpoint) const {
-  auto existing = load(site, endpoint);
-  if (!existing.is_ok()) return existing.status();
-  if (existing.value()) return *existing.value();
-  const std::string site_dir = dir_ + "/" + std::string(site);
+// A new key written to `path` (0600, through a temporary file and a rename).
+Result<KeyPair> create_key_file(const std::string& site_dir, const std::string& path) {
   if (::mkdir(site_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return unavailable(site_dir + ": " + errno_text());
   }
   auto kp = generate_keypair();
   if (!kp.is_ok()) return kp.status();
-  const std::string path = key_path(site, endpoint);
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return unavailable(tmp + ": " + errno_text());
@@ -228,6 +223,55 @@ Result<KeyPair> KeyDirectory::load_or_create(std::string_view site,
     return unavailable(path + ": cannot write the private key: " + why);
   }
   return kp.value();
+}
+
+}  // namespace
+
+Result<std::optional<KeyPair>> KeyDirectory::load(std::string_view site,
+                                                  std::string_view endpoint) const {
+  return load_key_file(key_path(site, endpoint));
+}
+
+Result<KeyPair> KeyDirectory::load_or_create(std::string_view site,
+                                             std::string_view endpoint) const {
+  auto existing = load(site, endpoint);
+  if (!existing.is_ok()) return existing.status();
+  if (existing.value()) return *existing.value();
+  return create_key_file(dir_ + "/" + std::string(site), key_path(site, endpoint));
+}
+
+std::string KeyDirectory::next_key_path(std::string_view site, std::string_view endpoint) const {
+  return dir_ + "/" + std::string(site) + "/" + std::string(endpoint) + ".next.key";
+}
+
+Result<std::optional<KeyPair>> KeyDirectory::load_next(std::string_view site,
+                                                       std::string_view endpoint) const {
+  return load_key_file(next_key_path(site, endpoint));
+}
+
+Result<KeyPair> KeyDirectory::stage_next(std::string_view site, std::string_view endpoint) const {
+  auto current = load(site, endpoint);
+  if (!current.is_ok()) return current.status();
+  if (!current.value()) {
+    return failed_precondition(key_path(site, endpoint) + ": no key to rotate");
+  }
+  auto staged = load_next(site, endpoint);
+  if (!staged.is_ok()) return staged.status();
+  if (staged.value()) return *staged.value();
+  return create_key_file(dir_ + "/" + std::string(site), next_key_path(site, endpoint));
+}
+
+Result<KeyPair> KeyDirectory::commit_next(std::string_view site, std::string_view endpoint) const {
+  auto staged = load_next(site, endpoint);
+  if (!staged.is_ok()) return staged.status();
+  if (!staged.value()) {
+    return failed_precondition(next_key_path(site, endpoint) +
+                               ": no next key staged (stage one first and let the peers learn it)");
+  }
+  if (::rename(next_key_path(site, endpoint).c_str(), key_path(site, endpoint).c_str()) != 0) {
+    return unavailable(key_path(site, endpoint) + ": " + errno_text());
+  }
+  return *staged.value();
 }
 
 }  // namespace patronus::mesh

@@ -60,11 +60,22 @@ Result<model::InterfaceType> type_at(const YAML::Node& n, const std::string& pat
   return t.value();
 }
 
+Result<std::string> key_field(const YAML::Node& e, const char* name, const std::string& path) {
+  if (!e[name]) return std::string();
+  auto k = yamlf::string_field(e, name, path, false);
+  if (!k.is_ok()) return k.status();
+  auto key = key_from_base64(k.value(), at(e[name]) + join(path, name));
+  if (!key.is_ok()) return key.status();
+  return key_to_base64(key.value());
+}
+
 Status parse_endpoint(const YAML::Node& e, const std::string& path, model::Endpoint& out,
-                      std::string& public_key) {
+                      std::string& public_key, std::string& next_public_key) {
   if (!e.IsMap()) return invalid_argument(at(e) + path + ": expected a map");
-  if (auto s = yamlf::check_keys(
-          e, {"name", "address", "type", "cost_per_gb", "bandwidth_mbps", "public_key"}, path);
+  if (auto s = yamlf::check_keys(e,
+                                 {"name", "address", "type", "cost_per_gb", "bandwidth_mbps",
+                                  "public_key", "next_public_key"},
+                                 path);
       !s.is_ok()) {
     return s;
   }
@@ -97,13 +108,15 @@ Status parse_endpoint(const YAML::Node& e, const std::string& path, model::Endpo
     if (!b.is_ok()) return b.status();
     out.bandwidth_mbps = b.value();
   }
-  public_key.clear();
-  if (e["public_key"]) {
-    auto k = yamlf::string_field(e, "public_key", path, false);
-    if (!k.is_ok()) return k.status();
-    auto key = key_from_base64(k.value(), at(e["public_key"]) + join(path, "public_key"));
-    if (!key.is_ok()) return key.status();
-    public_key = key_to_base64(key.value());
+  auto pk = key_field(e, "public_key", path);
+  if (!pk.is_ok()) return pk.status();
+  public_key = pk.value();
+  auto nk = key_field(e, "next_public_key", path);
+  if (!nk.is_ok()) return nk.status();
+  next_public_key = nk.value();
+  if (!next_public_key.empty() && next_public_key == public_key) {
+    return invalid_argument(at(e["next_public_key"]) + join(path, "next_public_key") +
+                            ": the same as public_key (a rotation needs a new key)");
   }
   return Status::ok();
 }
@@ -170,12 +183,14 @@ Status parse_site(const YAML::Node& n, const std::string& path, SiteSpec& out) {
   }
   for (std::size_t i = 0; i < eps.size(); ++i) {
     model::Endpoint e;
-    std::string key;
-    if (auto s = parse_endpoint(eps[i], ep + "[" + std::to_string(i) + "]", e, key); !s.is_ok()) {
+    std::string key, next;
+    if (auto s = parse_endpoint(eps[i], ep + "[" + std::to_string(i) + "]", e, key, next);
+        !s.is_ok()) {
       return s;
     }
     out.site.endpoints.push_back(std::move(e));
     out.public_keys.push_back(std::move(key));
+    out.next_public_keys.push_back(std::move(next));
   }
   // Cross-field checks (duplicate endpoint names and addresses) with model's own validation.
   if (auto s = model::validate_site(out.site); !s.is_ok()) {

@@ -206,6 +206,12 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
       t.allowed_prefixes = carried.at(&iface)[static_cast<std::size_t>(peer - iface.peers.begin())];
       t.local_public_key = kp.value().public_key;
       t.remote_public_key = remote_pub.value();
+      if (re < rsite.next_public_keys.size() && !rsite.next_public_keys[re].empty()) {
+        auto next = mesh::key_from_base64(rsite.next_public_keys[re],
+                                          rsite.site.name + "/" + rep.name + " next public key");
+        if (!next.is_ok()) return next.status();
+        t.remote_next_public_key = next.value();
+      }
       t.keepalive_s = g.overlay().persistent_keepalive;
       p.tunnel = std::move(t);
       break;
@@ -289,6 +295,26 @@ Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
                                  keys.value().key_path(self_name, endpoints[e].name));
     }
     in_file = pub;
+    // A staged rotation: the next key's public half goes to the peers with the plan.
+    auto next = keys.value().load_next(self_name, endpoints[e].name);
+    if (!next.is_ok()) return next.status();
+    std::string& next_in_file = g.next_public_key(self, e);
+    if (next.value()) {
+      const std::string npub = mesh::key_to_base64(next.value()->public_key);
+      if (!next_in_file.empty() && next_in_file != npub) {
+        return failed_precondition(self_name + "/" + endpoints[e].name +
+                                   ": the sites file's next_public_key does not match " +
+                                   keys.value().next_key_path(self_name, endpoints[e].name));
+      }
+      next_in_file = npub;
+    } else if (!next_in_file.empty() && next_in_file != pub) {
+      return failed_precondition(self_name + "/" + endpoints[e].name +
+                                 ": the sites file gives a next_public_key but no next key is "
+                                 "staged in " +
+                                 keys.value().next_key_path(self_name, endpoints[e].name));
+    } else {
+      next_in_file.clear();  // committed: the sites file's next key is now the key
+    }
   }
   // Other sites' public keys come from the sites file; a lab that keeps every site's keys in one
   // directory may leave them out, and they are read from there (public halves only).
@@ -296,10 +322,18 @@ Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
     if (static_cast<int>(v) == self) continue;
     const auto& eps = g.site(v).site.endpoints;
     for (std::size_t e = 0; e < eps.size(); ++e) {
-      if (!g.public_key(v, e).empty()) continue;
-      auto kp = keys.value().load(g.site(v).site.name, eps[e].name);
-      if (!kp.is_ok()) return kp.status();
-      if (kp.value()) g.public_key(v, e) = mesh::key_to_base64(kp.value()->public_key);
+      if (g.public_key(v, e).empty()) {
+        auto kp = keys.value().load(g.site(v).site.name, eps[e].name);
+        if (!kp.is_ok()) return kp.status();
+        if (kp.value()) g.public_key(v, e) = mesh::key_to_base64(kp.value()->public_key);
+      }
+      if (g.next_public_key(v, e).empty()) {
+        auto nk = keys.value().load_next(g.site(v).site.name, eps[e].name);
+        if (!nk.is_ok()) return nk.status();
+        if (nk.value()) g.next_public_key(v, e) = mesh::key_to_base64(nk.value()->public_key);
+      }
+      // A next key the file still names after the site committed it is the key itself now.
+      if (g.next_public_key(v, e) == g.public_key(v, e)) g.next_public_key(v, e).clear();
     }
   }
   auto previous = stored_overlay(db);

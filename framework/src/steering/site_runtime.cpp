@@ -318,16 +318,8 @@ Status SiteRuntime::start() {
     }
   }
   for (auto& p : paths_) {
-    patronus_path_desc d = describe(*p);
-    if (!config_.transport.empty()) {  // through the tunnel
-      d.local = d.local_overlay;
-      d.remote = d.remote_overlay;
-    }
+    patronus_path_desc d = probe_desc(*p);
     d.rate = PATRONUS_PROBE_RATE_ACTIVE;  // warm-up: see update_rates()
-    if (p->spec.has_key) {
-      d.key_len = 32;
-      std::memcpy(d.key, p->spec.probe_key.data(), 32);
-    }
     auto s = router_.watch_path(config_.probe, d);
     if (!s.is_ok()) {
       for (auto& q : paths_) {
@@ -366,6 +358,71 @@ patronus_path_desc SiteRuntime::describe(const Path& p) const {
   return d;
 }
 
+patronus_path_desc SiteRuntime::probe_desc(const Path& p) const {
+  patronus_path_desc d = describe(p);
+  if (!config_.transport.empty()) {  // through the tunnel
+    d.local = d.local_overlay;
+    d.remote = d.remote_overlay;
+  }
+  d.rate = p.rate;
+  if (p.spec.has_key) {
+    d.key_len = 32;
+    std::memcpy(d.key, p.spec.probe_key.data(), 32);
+  }
+  return d;
+}
+
+Status SiteRuntime::update_path(const PathSpec& spec) {
+  auto it = path_index_.find(spec.id.value());
+  if (it == path_index_.end()) {
+    return not_found("path " + std::to_string(spec.id.value()) + " ('" + spec.name +
+                     "') is not a path of this runtime (a new path needs a restart)");
+  }
+  Path& p = *paths_[it->second];
+  const PathSpec& old = p.spec;
+  const bool tunnel_shape_same =
+      old.tunnel.has_value() == spec.tunnel.has_value() &&
+      (!old.tunnel || (old.tunnel->interface_name == spec.tunnel->interface_name &&
+                       old.tunnel->interface_addresses == spec.tunnel->interface_addresses &&
+                       old.tunnel->allowed_prefixes == spec.tunnel->allowed_prefixes));
+  if (old.name != spec.name || old.remote_site != spec.remote_site ||
+      old.local_underlay != spec.local_underlay || old.remote_underlay != spec.remote_underlay ||
+      old.local_overlay != spec.local_overlay || old.remote_overlay != spec.remote_overlay ||
+      old.session_id != spec.session_id || !tunnel_shape_same) {
+    return failed_precondition("path '" + spec.name +
+                               "': only its keys may change while running (its endpoints, "
+                               "addresses or interface changed: restart to re-plan)");
+  }
+  const bool probe_key_changed = old.has_key != spec.has_key || old.probe_key != spec.probe_key;
+  const bool tunnel_changed =
+      spec.tunnel && (old.tunnel->local_public_key != spec.tunnel->local_public_key ||
+                      old.tunnel->remote_public_key != spec.tunnel->remote_public_key ||
+                      old.tunnel->remote_next_public_key != spec.tunnel->remote_next_public_key ||
+                      old.tunnel->keepalive_s != spec.tunnel->keepalive_s);
+  if (!probe_key_changed && !tunnel_changed) return Status::ok();
+  const PathSpec before = p.spec;
+  p.spec = spec;
+  if (!running_) return Status::ok();
+  if (tunnel_changed && !config_.transport.empty()) {
+    if (auto s = bring_up_tunnel(p); !s.is_ok()) {
+      p.spec = before;
+      return Status(s.code(), "path '" + spec.name + "': " + s.message());
+    }
+  }
+  if (probe_key_changed) {
+    // The probe replaces the key of a path it watches and keeps accepting the previous one for a
+    // while: the far end switches at its own time.
+    if (auto s = router_.watch_path(config_.probe, probe_desc(p)); !s.is_ok()) {
+      return Status(s.code(), "path '" + spec.name + "': new probe key: " + s.message());
+    }
+  }
+  emit_event(
+      "runtime.path_keys_changed",
+      J{{"path", spec.id.value()}, {"tunnel", tunnel_changed}, {"probe_key", probe_key_changed}}
+          .dump());
+  return Status::ok();
+}
+
 Status SiteRuntime::bring_up_tunnel(const Path& p) {
   const PathSpec::Tunnel& t = *p.spec.tunnel;
   std::vector<patronus_prefix> addrs, allowed;
@@ -391,6 +448,10 @@ Status SiteRuntime::bring_up_tunnel(const Path& p) {
   std::memcpy(d.remote_public_key, t.remote_public_key.data(), 32);
   d.keepalive_s = t.keepalive_s;
   d.flags = PATRONUS_PATH_PUBLIC_KEYS;
+  if (t.remote_next_public_key) {
+    std::memcpy(d.remote_next_public_key, t.remote_next_public_key->data(), 32);
+    d.flags |= PATRONUS_PATH_REMOTE_NEXT_KEY;
+  }
   return router_.path_up(config_.transport, d);
 }
 

@@ -176,10 +176,15 @@ struct patronus_path_desc {
   uint8_t remote_public_key[32];
   uint32_t keepalive_s; /* persistent keepalive in seconds, 0: off */
   uint32_t flags;       /* PATRONUS_PATH_* */
+  /* Key rotation: the remote endpoint's next public key (PATRONUS_PATH_REMOTE_NEXT_KEY), staged
+   * before the far end switches to it. A transport accepts the far end under this key too, so the
+   * switch costs one handshake. */
+  uint8_t remote_next_public_key[32];
 };
-#define PATRONUS_PATH_PUBLIC_KEYS 1u  /* local_public_key and remote_public_key are set */
-#define PATRONUS_PROBE_RATE_ACTIVE 0u /* the path carries flows: fast interval */
-#define PATRONUS_PROBE_RATE_IDLE 1u   /* nothing on it: slow interval */
+#define PATRONUS_PATH_PUBLIC_KEYS 1u     /* local_public_key and remote_public_key are set */
+#define PATRONUS_PATH_REMOTE_NEXT_KEY 2u /* remote_next_public_key is set */
+#define PATRONUS_PROBE_RATE_ACTIVE 0u    /* the path carries flows: fast interval */
+#define PATRONUS_PROBE_RATE_IDLE 1u      /* nothing on it: slow interval */
 
 /* A transport's report on the tunnel of one path (host_services.report_tunnel, ABI 1.2), sent on
  * every change of state and periodically with fresh counters. A path whose tunnel is DOWN is not

@@ -82,6 +82,11 @@ class MeshGraph {
   std::string& public_key(std::size_t site, std::size_t endpoint) {
     return (*g_)[site].public_keys[endpoint];
   }
+  std::string& next_public_key(std::size_t site, std::size_t endpoint) {
+    auto& v = (*g_)[site].next_public_keys;
+    if (v.size() <= endpoint) v.resize((*g_)[site].public_keys.size());
+    return v[endpoint];
+  }
 
   // Whether two endpoints may form a path (address family, type rules, hubs_only).
   bool compatible(std::size_t site_a, std::size_t ep_a, std::size_t site_b, std::size_t ep_b) const;

@@ -62,6 +62,14 @@ class KeyDirectory {
   // there is none.
   Result<KeyPair> load_or_create(std::string_view site, std::string_view endpoint) const;
   std::string key_path(std::string_view site, std::string_view endpoint) const;
+
+  // Key rotation (docs/adr/0013-key-rotation.md). The next key waits in DIR/<site>/<endpoint>
+  // .next.key: stage_next() creates it (or returns the one staged), peers learn its public half
+  // and accept it, then commit_next() makes it the key (an atomic rename).
+  Result<std::optional<KeyPair>> load_next(std::string_view site, std::string_view endpoint) const;
+  Result<KeyPair> stage_next(std::string_view site, std::string_view endpoint) const;
+  Result<KeyPair> commit_next(std::string_view site, std::string_view endpoint) const;
+  std::string next_key_path(std::string_view site, std::string_view endpoint) const;
   const std::string& dir() const { return dir_; }
 
  private:

@@ -28,6 +28,8 @@ struct SiteSpec {
   // Per endpoint (same index as site.endpoints): its WireGuard public key in base64, or "" when the
   // sites file does not give one.
   std::vector<std::string> public_keys;
+  // Per endpoint: the next public key while a rotation is staged (ADR 0013), else "".
+  std::vector<std::string> next_public_keys;
 };
 
 // One explicit link: two sites, optionally pinned to one endpoint on either side.

@@ -49,6 +49,8 @@ struct PathSpec {
     std::vector<std::pair<model::IpAddress, int>> interface_addresses;
     std::vector<model::IpPrefix> allowed_prefixes;
     std::array<std::uint8_t, 32> local_public_key{}, remote_public_key{};
+    // While the remote endpoint rotates its key: the key it will switch to (ADR 0013).
+    std::optional<std::array<std::uint8_t, 32>> remote_next_public_key;
     std::uint16_t keepalive_s = 0;
   };
   std::optional<Tunnel> tunnel;
@@ -189,6 +191,11 @@ class SiteRuntime final : private core::RouterObserver {
   // Before start(). Errors name the offending field; nothing is added on error.
   Status add_remote_site(const RemoteSite& site);
   Status add_path(const PathSpec& path);
+  // A key rotation (ADR 0013): the same path (id, name, endpoints, addresses, interface) with new
+  // keys. Running, the transport gets the path again and the probe the new key (it keeps
+  // accepting the previous one for a grace period). Anything but keys differing is refused: a
+  // changed plan needs a restart. Nothing changes on error.
+  Status update_path(const PathSpec& path);
   // Checks the configuration (classes, scorer and probe instances), starts the router if it is
   // not running, asks the probe to watch every path and starts the decision tick.
   Status start();
@@ -244,6 +251,7 @@ class SiteRuntime final : private core::RouterObserver {
   void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) override;
 
   patronus_path_desc describe(const Path& p) const;
+  patronus_path_desc probe_desc(const Path& p) const;
   Status bring_up_tunnel(const Path& p);
   void emit_event(const std::string& type, const std::string& json);
   // An anomaly (refused timer, full table, plugin or dataplane error): an event and a warning log.
