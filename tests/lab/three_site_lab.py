@@ -335,8 +335,9 @@ def run(lab, report):
     ah, bh = lab.net.get(a + "h"), lab.net.get(b + "h")
     duration = 40
     recv_file = os.path.join(lab.work, "recv.txt")
-    lab.flow_procs.append(bh.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "recv",
-                                    str(FLOW_PORT), str(duration + 5), recv_file]))
+    first_recv = bh.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "recv",
+                           str(FLOW_PORT), str(duration + 5), recv_file])
+    lab.flow_procs.append(first_recv)
     time.sleep(0.5)
     sender = ah.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "send",
                        "192.168.2.10", str(FLOW_PORT), str(FLOW_PPS), str(duration)],
@@ -419,6 +420,7 @@ def run(lab, report):
     # move and must not stop for longer than a handshake plus the standby poll.
     rot_dur = 12
     rot_file = os.path.join(lab.work, "recv-rotation.txt")
+    first_recv.wait(timeout=60)  # it holds the flow's port until its time is up
     lab.flow_procs.append(bh.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "recv",
                                     str(FLOW_PORT), str(rot_dur + 5), rot_file]))
     time.sleep(0.5)
@@ -435,7 +437,7 @@ def run(lab, report):
         key_before = f.read()
 
     def rotate(*extra):
-        out = subprocess.run([patronus, "keys", "rotate", "a" + lab.tok, ep, "--keys-dir",
+        out = subprocess.run([patronus, "keys", "rotate", "a", ep, "--keys-dir",
                               lab.keys, "--json", *extra], capture_output=True, text=True)
         if out.returncode != 0:
             fail("patronus keys rotate %s: %s" % (" ".join(extra), out.stderr))
@@ -457,6 +459,8 @@ def run(lab, report):
     after_path, _ = carrying(lab, "a")
     sent = int(sender.communicate(timeout=rot_dur + 10)[0].strip())
     time.sleep(1)
+    if not os.path.exists(rot_file):
+        fail("the rotation flow's receiver did not start")
     received, gap = flow_outcome(rot_file)
     report["rotation"] = {"endpoint": ep, "path": rot_path, "path_after": after_path,
                           "sent": sent, "received": received, "lost": sent - received,

@@ -473,23 +473,9 @@ int main(int argc, char** argv) {
         if (!sp.is_ok()) {
           daemon.log(3, "re-plan (SIGHUP) failed, nothing changed: " + sp.status().message());
         } else {
-          std::size_t changed = 0, refused = 0;
-          for (const auto& p : sp.value().paths) {
-            const auto* before = runtime->spec(p.id);
-            const bool differs =
-                before == nullptr || before->probe_key != p.probe_key ||
-                (before->tunnel && p.tunnel &&
-                 (before->tunnel->local_public_key != p.tunnel->local_public_key ||
-                  before->tunnel->remote_public_key != p.tunnel->remote_public_key ||
-                  before->tunnel->remote_next_public_key != p.tunnel->remote_next_public_key));
-            if (!differs) continue;
-            if (auto s = runtime->update_path(p); !s.is_ok()) {
-              ++refused;
-              daemon.log(3, "re-plan (SIGHUP): " + s.message());
-            } else {
-              ++changed;
-            }
-          }
+          const auto r = site::apply_replan(*runtime, sp.value());
+          for (const auto& e : r.errors) daemon.log(3, "re-plan (SIGHUP): " + e);
+          const std::size_t changed = r.changed, refused = r.errors.size();
           daemon.log(1,
                      "re-planned (SIGHUP): " + std::to_string(changed) + " path(s) with new keys" +
                          (refused ? ", " + std::to_string(refused) + " refused" : std::string()));

@@ -79,4 +79,14 @@ struct LocalPlanOptions {
 Result<SitePlan> plan_local_site(const LocalPlanOptions& options, store::Store& db,
                                  std::int64_t now_unix);
 
+// A new plan for a running runtime (patronusd's SIGHUP): every path whose keys changed (a key
+// rotation, docs/adr/0013-key-rotation.md) is handed to SiteRuntime::update_path; a path whose
+// endpoints, addresses or interface changed, or that the runtime does not have, is refused (a
+// changed topology needs a restart) and named in `errors`.
+struct ReplanOutcome {
+  std::size_t changed = 0;
+  std::vector<std::string> errors;
+};
+ReplanOutcome apply_replan(steering::SiteRuntime& runtime, const SitePlan& plan);
+
 }  // namespace patronus::site
