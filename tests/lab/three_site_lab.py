@@ -335,14 +335,7 @@ def run(lab, report):
     ah, bh = lab.net.get(a + "h"), lab.net.get(b + "h")
     duration = 40
     recv_file = os.path.join(lab.work, "recv.txt")
-    first_recv = bh.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "recv",
-                           str(FLOW_PORT), str(duration + 5), recv_file])
-    lab.flow_procs.append(first_recv)
-    time.sleep(0.5)
-    sender = ah.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "send",
-                       "192.168.2.10", str(FLOW_PORT), str(FLOW_PPS), str(duration)],
-                      stdout=subprocess.PIPE, text=True)
-    lab.flow_procs.append(sender)
+    first_recv, sender = start_flow(lab, ah, bh, duration, recv_file)
     time.sleep(2)
     first, delta = carrying(lab, "a")
     report["flow_path_before"] = first
@@ -421,13 +414,7 @@ def run(lab, report):
     rot_dur = 12
     rot_file = os.path.join(lab.work, "recv-rotation.txt")
     first_recv.wait(timeout=60)  # it holds the flow's port until its time is up
-    lab.flow_procs.append(bh.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "recv",
-                                    str(FLOW_PORT), str(rot_dur + 5), rot_file]))
-    time.sleep(0.5)
-    sender = ah.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "send",
-                       "192.168.2.10", str(FLOW_PORT), str(FLOW_PPS), str(rot_dur)],
-                      stdout=subprocess.PIPE, text=True)
-    lab.flow_procs.append(sender)
+    _, sender = start_flow(lab, ah, bh, rot_dur, rot_file)
     time.sleep(2)
     rot_path, _ = carrying(lab, "a")
     ep = lab.endpoint("a", rot_path)
@@ -480,6 +467,19 @@ def run(lab, report):
         fail("after the rotation some overlay pair does not answer")
     wait_for("every path up with a fresh handshake after the rotation", scored, 30)
     report["rotation"]["settled_s"] = round(time.monotonic() - rotated_at, 2)
+
+
+def start_flow(lab, src, dst, seconds, recv_file):
+    """A counted 100 packets/s UDP flow from host src to b's LAN host dst: (receiver, sender)."""
+    receiver = dst.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "recv",
+                          str(FLOW_PORT), str(seconds + 5), recv_file])
+    lab.flow_procs.append(receiver)
+    time.sleep(0.5)
+    sender = src.popen(["/usr/bin/python3", os.path.join(HERE, "udpflow.py"), "send",
+                        "192.168.2.10", str(FLOW_PORT), str(FLOW_PPS), str(seconds)],
+                       stdout=subprocess.PIPE, text=True)
+    lab.flow_procs.append(sender)
+    return receiver, sender
 
 
 def decisions(lab, s):

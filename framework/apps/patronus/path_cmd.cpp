@@ -135,9 +135,7 @@ Result<std::unique_ptr<store::Store>> open_db(const std::string& db) {
 }
 
 // The reply to one request, from the daemon or (--db) built from the database the same way.
-template <typename Offline>
-Result<control::api::Response> fetch(const PathCommands& p, control::api::Request q,
-                                     Offline&& offline) {
+Result<control::api::Response> fetch(const PathCommands& p, const control::api::Request& q) {
   if (p.db.empty()) {
     auto r = control::call(p.socket, q, p.timeout_ms);
     if (!r.is_ok()) return r.status();
@@ -149,7 +147,7 @@ Result<control::api::Response> fetch(const PathCommands& p, control::api::Reques
   }
   auto st = open_db(p.db);
   if (!st.is_ok()) return st.status();
-  return offline(*st.value());
+  return control::answer_from_store(*st.value(), q);
 }
 
 std::string num(bool has, double v, int prec) {
@@ -166,13 +164,7 @@ std::string path_label(std::uint64_t id) {
 int run_status(PathCommands& p) {
   control::api::Request q;
   q.mutable_status();
-  auto r = fetch(p, q, [](store::Store& db) -> Result<control::api::Response> {
-    auto s = control::status_from_store(db);
-    if (!s.is_ok()) return s.status();
-    control::api::Response out;
-    *out.mutable_status() = std::move(s).value();
-    return out;
-  });
+  auto r = fetch(p, q);
   if (!r.is_ok()) return fail(kExitFailure, r.status().message());
   const auto& s = r.value().status();
   if (p.json) {
@@ -225,13 +217,7 @@ int run_status(PathCommands& p) {
 int run_paths(PathCommands& p) {
   control::api::Request q;
   q.mutable_paths();
-  auto r = fetch(p, q, [](store::Store& db) -> Result<control::api::Response> {
-    auto s = control::paths_from_store(db);
-    if (!s.is_ok()) return s.status();
-    control::api::Response out;
-    *out.mutable_paths() = std::move(s).value();
-    return out;
-  });
+  auto r = fetch(p, q);
   if (!r.is_ok()) return fail(kExitFailure, r.status().message());
   auto v = r.value().paths();
   if (auto s = control::sort_paths(v, p.sort_by); !s.is_ok()) return fail(kExitUsage, s.message());
@@ -264,13 +250,7 @@ int run_flows(PathCommands& p) {
   const auto limit = static_cast<std::uint32_t>(p.flows_list->count("--limit") ? p.limit : 1000);
   control::api::Request q;
   q.mutable_flows()->set_limit(limit);
-  auto r = fetch(p, q, [limit](store::Store& db) -> Result<control::api::Response> {
-    auto s = control::flows_from_store(db, limit);
-    if (!s.is_ok()) return s.status();
-    control::api::Response out;
-    *out.mutable_flows() = std::move(s).value();
-    return out;
-  });
+  auto r = fetch(p, q);
   if (!r.is_ok()) return fail(kExitFailure, r.status().message());
   const auto& v = r.value().flows();
   if (p.json) {
@@ -298,13 +278,7 @@ int run_decisions(PathCommands& p) {
   const auto limit = static_cast<std::uint32_t>(std::min<std::size_t>(p.limit, 1000000));
   control::api::Request q;
   q.mutable_decisions()->set_limit(limit);
-  auto r = fetch(p, q, [limit](store::Store& db) -> Result<control::api::Response> {
-    auto s = control::decisions_from_store(db, limit);
-    if (!s.is_ok()) return s.status();
-    control::api::Response out;
-    *out.mutable_decisions() = std::move(s).value();
-    return out;
-  });
+  auto r = fetch(p, q);
   if (!r.is_ok()) return fail(kExitFailure, r.status().message());
   const auto& v = r.value().decisions();
   if (p.json) {

@@ -40,10 +40,22 @@ double round2(double v) {
   return std::round(v * 100) / 100;
 }
 
+void count_state(api::StatusReply& r, model::PathStatus s) {
+  switch (s) {
+    case model::PathStatus::kUp:
+      r.set_paths_up(r.paths_up() + 1);
+      break;
+    case model::PathStatus::kDegraded:
+      r.set_paths_degraded(r.paths_degraded() + 1);
+      break;
+    default:
+      r.set_paths_down(r.paths_down() + 1);
+  }
+}
+
 }  // namespace
 
-// ---- live
-// ----------------------------------------------------------------------------------------
+// ---- live --------------------------------------------------------------------------------------
 
 api::StatusReply status_of(const DaemonInfo& info, const core::RouterInstance& router,
                            const steering::SiteRuntime* runtime, std::int64_t now_wall_ns) {
@@ -81,18 +93,7 @@ api::StatusReply status_of(const DaemonInfo& info, const core::RouterInstance& r
   c["router.reports_malformed"] = rc.reports_malformed;
   c["router.plugin_exceptions"] = rc.plugin_exceptions;
   if (!runtime) return r;
-  for (const auto& p : runtime->paths()) {
-    switch (p.status) {
-      case model::PathStatus::kUp:
-        r.set_paths_up(r.paths_up() + 1);
-        break;
-      case model::PathStatus::kDegraded:
-        r.set_paths_degraded(r.paths_degraded() + 1);
-        break;
-      default:
-        r.set_paths_down(r.paths_down() + 1);
-    }
-  }
+  for (const auto& p : runtime->paths()) count_state(r, p.status);
   const auto sites = runtime->remote_site_names();
   r.set_remote_sites(static_cast<std::uint32_t>(sites.size()));
   r.set_flows(runtime->flows().size());
@@ -239,8 +240,7 @@ api::DecisionsReply decisions_of(const steering::SiteRuntime& runtime, std::uint
   return r;
 }
 
-// ---- offline
-// -------------------------------------------------------------------------------------
+// ---- offline -----------------------------------------------------------------------------------
 
 Result<api::StatusReply> status_from_store(store::Store& db) {
   api::StatusReply r;
@@ -249,18 +249,7 @@ Result<api::StatusReply> status_from_store(store::Store& db) {
   r.set_abi(abi_of(PATRONUS_ABI_VERSION_MAJOR, PATRONUS_ABI_VERSION_MINOR));
   auto paths = db.list_paths();
   if (!paths.is_ok()) return paths.status();
-  for (const auto& p : paths.value()) {
-    switch (p.status) {
-      case model::PathStatus::kUp:
-        r.set_paths_up(r.paths_up() + 1);
-        break;
-      case model::PathStatus::kDegraded:
-        r.set_paths_degraded(r.paths_degraded() + 1);
-        break;
-      default:
-        r.set_paths_down(r.paths_down() + 1);
-    }
-  }
+  for (const auto& p : paths.value()) count_state(r, p.status);
   // The daemon's start record names its site; the newest one is the running (or last) daemon.
   auto events = db.events(1000);
   if (!events.is_ok()) return events.status();
@@ -378,8 +367,43 @@ Result<api::DecisionsReply> decisions_from_store(store::Store& db, std::uint32_t
   return r;
 }
 
-// ---- the service
-// -----------------------------------------------------------------------------------
+namespace {
+
+template <typename Reply, typename Set>
+Result<api::Response> wrap(Result<Reply> r, Set set) {
+  if (!r.is_ok()) return r.status();
+  api::Response out;
+  *set(out) = std::move(r).value();
+  return out;
+}
+
+}  // namespace
+
+Result<api::Response> answer_from_store(store::Store& db, const api::Request& q) {
+  switch (q.what_case()) {
+    case api::Request::kStatus:
+      return wrap(status_from_store(db), [](api::Response& o) { return o.mutable_status(); });
+    case api::Request::kPaths:
+      return wrap(paths_from_store(db), [](api::Response& o) { return o.mutable_paths(); });
+    case api::Request::kFlows: {
+      const auto limit = q.flows().limit() ? q.flows().limit() : kDefaultFlows;
+      if (limit > kMaxFlows) {
+        return invalid_argument("flows.limit: at most " + std::to_string(kMaxFlows));
+      }
+      return wrap(flows_from_store(db, limit), [](api::Response& o) { return o.mutable_flows(); });
+    }
+    case api::Request::kDecisions: {
+      const auto limit = q.decisions().limit() ? q.decisions().limit() : kDefaultDecisions;
+      return wrap(decisions_from_store(db, limit),
+                  [](api::Response& o) { return o.mutable_decisions(); });
+    }
+    case api::Request::WHAT_NOT_SET:
+      break;
+  }
+  return invalid_argument("the request names no call");
+}
+
+// ---- the service -------------------------------------------------------------------------------
 
 api::Response error_response(const Status& s) {
   api::Response r;
@@ -425,8 +449,7 @@ api::Response Service::handle(const api::Request& q) const {
       "does not know"));
 }
 
-// ---- sorting
-// -------------------------------------------------------------------------------------
+// ---- sorting -----------------------------------------------------------------------------------
 
 Status sort_paths(api::PathsReply& reply, const std::string& by) {
   using Key = std::optional<double>;
@@ -450,8 +473,7 @@ Status sort_paths(api::PathsReply& reply, const std::string& by) {
   return Status::ok();
 }
 
-// ---- JSON
-// ----------------------------------------------------------------------------------------
+// ---- JSON --------------------------------------------------------------------------------------
 
 namespace {
 

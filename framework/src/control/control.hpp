@@ -41,6 +41,9 @@ Result<api::StatusReply> status_from_store(store::Store& db);
 Result<api::PathsReply> paths_from_store(store::Store& db);
 Result<api::FlowsReply> flows_from_store(store::Store& db, std::uint32_t limit);
 Result<api::DecisionsReply> decisions_from_store(store::Store& db, std::uint32_t limit);
+// One request answered from a database, as the daemon would answer it live (limits defaulted
+// and bounded the same way).
+Result<api::Response> answer_from_store(store::Store& db, const api::Request& request);
 
 // Answers one request from a daemon's objects; errors become Response.error.
 class Service {

@@ -289,8 +289,7 @@ void ControlServer::sweep() {
       env_.schedule(std::min<std::int64_t>(limits_.idle_ns, 1'000'000'000), [this] { sweep(); });
 }
 
-// ---- client
-// ----------------------------------------------------------------------------------------
+// ---- client ------------------------------------------------------------------------------------
 
 Result<api::Response> call(const std::string& path, const api::Request& request, int timeout_ms) {
   auto addr = unix_address(path);

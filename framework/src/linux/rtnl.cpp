@@ -560,6 +560,17 @@ Status Rtnl::create_link(const std::string& name, const std::string& kind) {
 Result<std::vector<NlMessage>> Rtnl::dump(const std::vector<std::uint8_t>& request,
                                           std::uint32_t seq) {
   if (auto st = send(request); !st.is_ok()) return st;
+  return collect(seq, true);
+}
+
+Result<std::vector<NlMessage>> Rtnl::request(const std::vector<std::uint8_t>& request,
+                                             std::uint32_t seq) {
+  if (auto st = send(request); !st.is_ok()) return st;
+  return collect(seq, false);
+}
+
+Result<std::vector<NlMessage>> Rtnl::collect(std::uint32_t seq, bool dump) {
+  const std::size_t max = dump ? (1u << 20) : 1024;
   std::vector<NlMessage> out;
   std::vector<std::uint8_t> buf(1 << 16);
   for (;;) {
@@ -569,7 +580,7 @@ Result<std::vector<NlMessage>> Rtnl::dump(const std::vector<std::uint8_t>& reque
     if (!msgs.is_ok()) return msgs.status();
     for (auto& m : msgs.value()) {
       if (m.seq != seq) continue;
-      if (m.type == NLMSG_DONE) {
+      if (dump && m.type == NLMSG_DONE) {
         // Generic netlink dumps (wireguard's among them) end with DONE carrying an errno.
         std::int32_t err = 0;
         if (m.payload.size() >= sizeof err) std::memcpy(&err, m.payload.data(), sizeof err);
@@ -580,34 +591,15 @@ Result<std::vector<NlMessage>> Rtnl::dump(const std::vector<std::uint8_t>& reque
         return out;
       }
       if (m.type == NLMSG_ERROR) {
+        // An error ends either; an acknowledgement ends a request (a dump's is not the end).
         const Status st = decode_ack(m);
         if (!st.is_ok()) return st;
+        if (!dump) return out;
         continue;
       }
-      if (out.size() >= (1u << 20)) return resource_exhausted("netlink: a dump of over 1M entries");
-      out.push_back(std::move(m));
-    }
-  }
-}
-
-Result<std::vector<NlMessage>> Rtnl::request(const std::vector<std::uint8_t>& request,
-                                             std::uint32_t seq) {
-  if (auto st = send(request); !st.is_ok()) return st;
-  std::vector<NlMessage> out;
-  std::vector<std::uint8_t> buf(1 << 16);
-  for (;;) {
-    const ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
-    if (n < 0) return errno_status("netlink receive", errno);
-    auto msgs = split_messages(buf.data(), static_cast<std::size_t>(n));
-    if (!msgs.is_ok()) return msgs.status();
-    for (auto& m : msgs.value()) {
-      if (m.seq != seq) continue;
-      if (m.type == NLMSG_ERROR) {
-        const Status st = decode_ack(m);
-        if (!st.is_ok()) return st;
-        return out;
+      if (out.size() >= max) {
+        return resource_exhausted("netlink: over " + std::to_string(max) + " answers");
       }
-      if (out.size() >= 1024) return resource_exhausted("netlink: over 1024 answers to a request");
       out.push_back(std::move(m));
     }
   }

@@ -143,6 +143,8 @@ class Rtnl {
 
  private:
   static Result<Rtnl> open_protocol(int protocol);
+  // The answers to `seq`: a dump's until DONE, a request's until its acknowledgement.
+  Result<std::vector<NlMessage>> collect(std::uint32_t seq, bool dump);
   explicit Rtnl(int fd) : fd_(fd) {}
   Status send(const std::vector<std::uint8_t>& bytes);
   // Reads until every sequence in [first, last] is acknowledged, or a dump ends.
