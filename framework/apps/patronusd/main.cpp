@@ -205,6 +205,40 @@ int main(int argc, char** argv) {
     planned.push_back({lib, spec.instance, bytes});
   }
 
+  boost::asio::io_context io;
+  const std::uint64_t seed = cfg.seed ? *cfg.seed : std::random_device{}();
+  env::AsioEnv env(io, seed);
+  // The control API (`patronus status|paths list|flows list|decisions --socket PATH`), opened
+  // before anything else: a second daemon with the same socket stops here, before it writes to
+  // the state database or could disturb the first one's tunnels or routes. It answers
+  // "starting" until the runtime runs.
+  std::unique_ptr<control::ControlServer> control_server;
+  std::optional<control::Service> service;
+  std::optional<control::DaemonInfo> service_info;
+  if (!cfg.control_socket.empty()) {
+    control::DaemonInfo info;
+    info.site = cfg.site;
+    info.version = "0.1.0";
+    info.state_db = cfg.state_db;
+    info.pid = ::getpid();
+    info.started_unix_ns = wall_ns();
+    if (cfg.runtime) {
+      info.transport = cfg.runtime->transport;
+      info.dataplane = cfg.runtime->dataplane;
+    }
+    service_info = info;
+    auto srv = control::ControlServer::open(
+        env, cfg.control_socket, [&service](const control::api::Request& q) {
+          if (!service) return control::error_response(unavailable("the daemon is starting"));
+          return service->handle(q);
+        });
+    if (!srv.is_ok()) {
+      std::cerr << "patronusd: control_socket: " << srv.status().message() << std::endl;
+      return kExitRuntime;
+    }
+    control_server = std::move(srv).value();
+  }
+
   auto opened = store::Store::open(cfg.state_db);
   if (!opened.is_ok()) {
     std::cerr << "patronusd: " << opened.status().message() << std::endl;
@@ -217,6 +251,7 @@ int main(int argc, char** argv) {
   }
   store::BatchWriter writer(db);
   Daemon daemon(cfg.site, level_of(cfg.log_level), writer);
+  if (control_server) daemon.log(1, "control API on " + cfg.control_socket);
   for (const auto& r : refused.value().refused) {
     daemon.log(2, "refused plugin " + r.file + ": " + r.reason);
   }
@@ -248,39 +283,6 @@ int main(int argc, char** argv) {
     site_plan = std::move(sp).value();
   }
 
-  boost::asio::io_context io;
-  const std::uint64_t seed = cfg.seed ? *cfg.seed : std::random_device{}();
-  env::AsioEnv env(io, seed);
-  // The control API (`patronus status|paths list|flows list|decisions --socket PATH`), opened
-  // before anything starts: a second daemon with the same socket stops here, before it could
-  // disturb the first one's tunnels or routes. It answers "starting" until the runtime runs.
-  std::unique_ptr<control::ControlServer> control_server;
-  std::optional<control::Service> service;
-  std::optional<control::DaemonInfo> service_info;
-  if (!cfg.control_socket.empty()) {
-    control::DaemonInfo info;
-    info.site = cfg.site;
-    info.version = "0.1.0";
-    info.state_db = cfg.state_db;
-    info.pid = ::getpid();
-    info.started_unix_ns = wall_ns();
-    if (cfg.runtime) {
-      info.transport = cfg.runtime->transport;
-      info.dataplane = cfg.runtime->dataplane;
-    }
-    service_info = info;
-    auto srv = control::ControlServer::open(
-        env, cfg.control_socket, [&service](const control::api::Request& q) {
-          if (!service) return control::error_response(unavailable("the daemon is starting"));
-          return service->handle(q);
-        });
-    if (!srv.is_ok()) {
-      std::cerr << "patronusd: control_socket: " << srv.status().message() << std::endl;
-      return kExitRuntime;
-    }
-    control_server = std::move(srv).value();
-    daemon.log(1, "control API on " + cfg.control_socket);
-  }
   core::RouterInstance router(env, cfg.site);
   router.set_observer(&daemon);
   LoggingDataplane logging_dataplane(daemon);
