@@ -1,0 +1,94 @@
+// The control API's replies built from a running site runtime (virtual time, the real probes and
+// scorers): paths with their measurements, flows with class and path, decisions newest first,
+// status with every (class, site) selection; and the same requests through Service.
+#include <gtest/gtest.h>
+
+#include "control.hpp"
+#include "wan_harness.hpp"
+
+namespace {
+
+using namespace patronus;
+using test::flow;
+using test::kMs;
+using test::kSec;
+
+TEST(ControlReplies, ComeFromTheRunningRuntime) {
+  test::Wan w(5);
+  w.add_site({"hq", {{"wan0", "10.0.0.1"}, {"wan1", "10.0.1.1"}}, "192.168.1.0/24"});
+  w.add_site({"b", {{"wan0", "10.0.0.2"}}, "192.168.2.0/24"});
+  w.add_path({"hq", "wan0", "b", "wan0", {10 * kMs, 0, 0.0, true}});
+  w.add_path({"hq", "wan1", "b", "wan0", {30 * kMs, 0, 0.0, true}});
+  w.start("interval_ms: 50\nidle_interval_ms: 1000\ndetect_multiplier: 4\n");
+  auto& hq = w.rt("hq");
+  w.world().run_until(3 * kSec);
+  const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+  const auto web = flow("192.168.1.11", "192.168.2.21", 40000, 443);
+  for (int i = 0; i < 3; ++i) hq.on_packet(voice, 46, 200);
+  hq.on_packet(web, 0, 1500);
+  w.world().run_until(4 * kSec);
+
+  const auto paths = control::paths_of(hq, w.node("hq").env->wall_ns());
+  EXPECT_EQ(paths.source(), "daemon");
+  ASSERT_EQ(paths.paths_size(), 2);
+  for (const auto& p : paths.paths()) {
+    EXPECT_EQ(p.peer_site(), "b");
+    EXPECT_EQ(p.state(), "up");
+    ASSERT_TRUE(p.has_latency_ms());
+    // 10 ms or 30 ms each way: the measured round trip is read from the simulator.
+    EXPECT_NEAR(p.latency_ms(), p.local_endpoint() == "wan0" ? 20.0 : 60.0, 0.5) << p.name();
+    EXPECT_TRUE(p.has_score());
+    EXPECT_EQ(p.remote_underlay(), "10.0.0.2:51820");
+    EXPECT_FALSE(p.has_tunnel());  // no transport here
+  }
+
+  const auto flows = control::flows_of(hq, 10, w.node("hq").env->now_ns());
+  EXPECT_EQ(flows.total(), 2u);
+  ASSERT_EQ(flows.flows_size(), 2);
+  bool saw_voice = false;
+  for (const auto& f : flows.flows()) {
+    EXPECT_NE(f.path_id(), 0u) << "steered onto a path";
+    EXPECT_FALSE(f.path().empty());
+    ASSERT_TRUE(f.has_idle_s());
+    EXPECT_NEAR(f.idle_s(), 1.0, 0.01);  // the last packet was a second ago, simulated
+    if (f.dst_port() == 20002) {
+      saw_voice = true;
+      EXPECT_EQ(f.class_name(), "voice");
+      EXPECT_EQ(f.packets(), 3u);
+      EXPECT_EQ(f.bytes(), 600u);
+      EXPECT_EQ(f.protocol(), 17u);
+    }
+  }
+  EXPECT_TRUE(saw_voice);
+  EXPECT_EQ(control::flows_of(hq, 1, w.node("hq").env->now_ns()).flows_size(), 1);
+
+  const auto ds = control::decisions_of(hq, 100);
+  ASSERT_GT(ds.decisions_size(), 0);
+  for (int i = 1; i < ds.decisions_size(); ++i) {
+    EXPECT_GE(ds.decisions(i - 1).unix_ns(), ds.decisions(i).unix_ns()) << "newest first";
+  }
+  EXPECT_EQ(ds.decisions(ds.decisions_size() - 1).reason(), "initial");
+
+  control::DaemonInfo info{"hq", "9.9.9", "hq.db", "", "none", 7, w.node("hq").env->wall_ns()};
+  control::Service svc(info, *w.node("hq").router, &hq, *w.node("hq").env);
+  control::api::Request q;
+  q.mutable_status();
+  const auto st = svc.handle(q);
+  ASSERT_TRUE(st.has_status());
+  EXPECT_EQ(st.status().paths_up(), 2u);
+  EXPECT_EQ(st.status().flows(), 2u);
+  EXPECT_EQ(st.status().remote_sites(), 1u);
+  EXPECT_EQ(st.status().selections_size(), static_cast<int>(hq.config().classes.classes.size()));
+  for (const auto& s : st.status().selections()) EXPECT_NE(s.path_id(), 0u) << s.class_name();
+  EXPECT_EQ(st.status().plugins_size(), 3);  // probe, scoring, emodel
+  EXPECT_GT(st.status().counters().at("runtime.samples"), 0u);
+  q.mutable_flows()->set_limit(control::kMaxFlows + 1);
+  const auto big = svc.handle(q);
+  ASSERT_TRUE(big.has_error());
+  EXPECT_NE(big.error().message().find("flows.limit"), std::string::npos);
+  q.mutable_decisions()->set_limit(1);
+  EXPECT_EQ(svc.handle(q).decisions().decisions_size(), 1);
+  w.stop();
+}
+
+}  // namespace
