@@ -140,6 +140,32 @@ spec:
       << r.err;
 }
 
+// spec.podSelector omitted: the API server defaults it to {}, so the policy selects (and here, with
+// no ingress rule, isolates) every pod of its namespace. validate accepts it; check shows it.
+TEST_F(PolicyCli, AnOmittedPodSelectorSelectsEveryPodOfTheNamespace) {
+  test::write_file(dir_.file("nosel.yaml"), R"(apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: x}
+spec:
+  policyTypes: [Ingress]
+)");
+  auto r = run({cli(), "policy", "validate", dir_.file("nosel.yaml")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* to : {"x/a", "x/b"}) {
+    r = run({cli(), "policy", "check", "--policies", dir_.file("nosel.yaml"), "--inventory",
+             dir_.file("inv.yaml"), "--from", "y/a", "--to", to, "--port", "80", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto j = json::parse(r.out);
+    EXPECT_EQ(j["allowed"], false) << to;
+    EXPECT_EQ(j["ingress"]["isolated"], true) << to;
+  }
+  // A pod of another namespace is not selected.
+  r = run({cli(), "policy", "check", "--policies", dir_.file("nosel.yaml"), "--inventory",
+           dir_.file("inv.yaml"), "--from", "x/a", "--to", "y/a", "--port", "80", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["allowed"], true);
+}
+
 TEST_F(PolicyCli, ApplyStoresAndReloads) {
   const std::string db = dir_.file("s.db");
   // A bad file stores nothing (not even the good policies before the bad one).

@@ -38,6 +38,14 @@ TEST(PolicyParse, DefaultsAndForms) {
   EXPECT_TRUE(r.affects_egress);
   EXPECT_EQ(r.spec_json,
             R"({"egress":[],"ingress":[{}],"podSelector":{},"policyTypes":["Egress"]})");
+  // spec.podSelector omitted: the API server's default, the empty selector (every pod of the
+  // namespace), stored as such.
+  auto d = parse(np("  ingress: []\n"));
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_TRUE(d.value().policies[0].pod_selector.match_labels.empty());
+  EXPECT_TRUE(d.value().policies[0].pod_selector.match_expressions.empty());
+  EXPECT_EQ(d.value().policies[0].spec_json,
+            R"({"ingress":[],"podSelector":{},"policyTypes":["Ingress"]})");
 }
 
 TEST(PolicyParse, PortsPeersAndAnnotations) {
@@ -177,7 +185,7 @@ const Bad kBad[] = {
      "spec.policyTypes[1]: Unsupported value: \"Outgress\""},
     {"  podSelector: {}\n  ingres: []\n", "spec.ingres: unknown field"},
     {"  podSelector: {}\n  ingress:\n  - fromm: []\n", "spec.ingress[0].fromm: unknown field"},
-    {"  ingress: []\n", "spec.podSelector: Required value"},
+    {"  podSelector: []\n", "spec.podSelector"},
 };
 
 INSTANTIATE_TEST_SUITE_P(All, PolicyParseErrors, ::testing::ValuesIn(kBad));

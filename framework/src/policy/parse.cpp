@@ -369,8 +369,10 @@ class Parser {
   bool spec(const YAML::Node& n, NetworkPolicy& out) {
     if (!n) return fail("spec", "Required value");
     if (!keys(n, "spec", {"podSelector", "ingress", "egress", "policyTypes"})) return false;
-    if (!n["podSelector"]) return fail("spec.podSelector", "Required value");
-    if (!selector(n["podSelector"], "spec.podSelector", out.pod_selector)) return false;
+    // Omitted, the API server defaults it to the empty selector: every pod of the namespace.
+    if (n["podSelector"] && !selector(n["podSelector"], "spec.podSelector", out.pod_selector)) {
+      return false;
+    }
     if (!rules(n["ingress"], "spec.ingress", "from", out.ingress)) return false;
     if (!rules(n["egress"], "spec.egress", "to", out.egress)) return false;
     const YAML::Node types = n["policyTypes"];
