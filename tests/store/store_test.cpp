@@ -9,6 +9,7 @@
 
 #include <random>
 #include <set>
+#include <thread>
 
 #include "patronus/store/store.hpp"
 #include "test_support.hpp"
@@ -88,6 +89,49 @@ TEST(Store, RefusesANewerSchemaAndLeavesItUnchanged) {
             std::string::npos)
       << s.status().message();
   EXPECT_EQ(test::read_file(dir.file("s.db")), before);
+}
+
+// A daemon and a CLI (or a test) open the same new file at once: every connection migrates,
+// ensures its site and writes batches without a "database is locked" (write transactions take the
+// lock when they begin, under the busy timeout, and migrations apply once). CI once saw the daemon
+// fail its first write here.
+TEST(Store, ConnectionsOpeningAndWritingANewFileAtOnceAllSucceed) {
+  test::TempDir dir;
+  const std::string path = dir.file("shared.db");
+  constexpr int kConnections = 6;
+  std::vector<std::string> errors(kConnections);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kConnections; ++i) {
+    threads.emplace_back([&, i] {
+      auto st = store::Store::open(path);
+      if (!st.is_ok()) {
+        errors[i] = st.status().to_string();
+        return;
+      }
+      auto& s = *st.value();
+      for (int round = 0; round < 20; ++round) {
+        // Everyone ensures the same site and one of its own.
+        for (const std::string& site : {std::string("common"), "site-" + std::to_string(i)}) {
+          auto id = s.ensure_site(site, round);
+          if (!id.is_ok()) {
+            errors[i] = id.status().to_string();
+            return;
+          }
+        }
+        std::vector<store::EventRow> ev(5, store::EventRow{round, "common", "t", "k", "", "{}"});
+        if (auto w = s.write_batch({}, ev); !w.is_ok()) {
+          errors[i] = w.to_string();
+          return;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kConnections; ++i) EXPECT_EQ(errors[i], "") << "connection " << i;
+  auto st = store::Store::open(path);
+  ASSERT_TRUE(st.is_ok());
+  EXPECT_EQ(st.value()->list_sites().value().size(), kConnections + 1u);
+  EXPECT_EQ(st.value()->count_rows("decision_events").value(), kConnections * 20 * 5);
 }
 
 TEST(Store, SitesValidateBeforeWriting) {

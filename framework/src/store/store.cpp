@@ -67,8 +67,12 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, StoreOptions
     db.exec("PRAGMA journal_mode=WAL");
     db.exec("PRAGMA synchronous=NORMAL");
     db.exec("PRAGMA foreign_keys=ON");
+    // Another process may open the same new file at the same time (a daemon and a CLI): each
+    // step takes the write lock first and reads the version again under it, so a step is applied
+    // once.
     for (int v = current; v < target; ++v) {
-      SQLite::Transaction t(db);
+      SQLite::Transaction t(db, SQLite::TransactionBehavior::IMMEDIATE);
+      if (user_version(db) > v) continue;
       db.exec(migrations()[static_cast<std::size_t>(v)]);
       db.exec("PRAGMA user_version=" + std::to_string(v + 1));
       t.commit();
@@ -89,7 +93,7 @@ Result<SiteId> Store::add_site(const Site& site, std::int64_t now_unix) {
   if (auto s = model::validate_site(site); !s.is_ok()) return s;
   return guarded("add site", [&]() -> Result<SiteId> {
     auto& db = *impl_->db;
-    SQLite::Transaction t(db);
+    SQLite::Transaction t(db, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement exists(db, "SELECT 1 FROM sites WHERE site_name = ?");
     exists.bind(1, site.name);
     if (exists.executeStep()) {
@@ -130,18 +134,34 @@ Result<SiteId> Store::ensure_site(const std::string& name, std::int64_t now_unix
   if (auto s = model::validate_name("site", name, 63); !s.is_ok()) return s;
   return guarded("ensure site", [&]() -> Result<SiteId> {
     auto& db = *impl_->db;
-    SQLite::Statement q(db, "SELECT site_id FROM sites WHERE site_name = ?");
-    q.bind(1, name);
-    if (q.executeStep()) {
-      SQLite::Statement u(db, "UPDATE sites SET last_seen = ? WHERE site_name = ?");
-      u.bind(1, static_cast<std::int64_t>(now_unix));
-      u.bind(2, name);
-      u.exec();
-      return SiteId(static_cast<std::uint64_t>(q.getColumn(0).getInt64()));
+    {
+      // One write transaction from the start: reading first and then writing would have to
+      // upgrade a read snapshot, which fails at once (no busy wait) when another connection
+      // wrote in between.
+      SQLite::Transaction t(db, SQLite::TransactionBehavior::IMMEDIATE);
+      SQLite::Statement q(db, "SELECT site_id FROM sites WHERE site_name = ?");
+      q.bind(1, name);
+      if (q.executeStep()) {
+        const SiteId id(static_cast<std::uint64_t>(q.getColumn(0).getInt64()));
+        q.reset();
+        SQLite::Statement u(db, "UPDATE sites SET last_seen = ? WHERE site_name = ?");
+        u.bind(1, static_cast<std::int64_t>(now_unix));
+        u.bind(2, name);
+        u.exec();
+        t.commit();
+        return id;
+      }
     }
     Site s;
     s.name = name;
-    return add_site(s, now_unix);
+    auto added = add_site(s, now_unix);
+    if (added.is_ok() || added.status().code() != Code::kFailedPrecondition) return added;
+    // Another connection added it between our look and our insert.
+    SQLite::Statement again(db, "SELECT site_id FROM sites WHERE site_name = ?");
+    again.bind(1, name);
+    if (again.executeStep())
+      return SiteId(static_cast<std::uint64_t>(again.getColumn(0).getInt64()));
+    return added;
   });
 }
 
@@ -190,7 +210,7 @@ Result<std::vector<Site>> Store::list_sites() {
 Status Store::remove_site(const std::string& name) {
   return guarded("remove site", [&]() -> Status {
     auto& db = *impl_->db;
-    SQLite::Transaction t(db);
+    SQLite::Transaction t(db, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement q(db, "SELECT site_id FROM sites WHERE site_name = ?");
     q.bind(1, name);
     if (!q.executeStep()) return not_found("no site named '" + name + "'");
@@ -245,7 +265,7 @@ Result<std::vector<model::PathId>> Store::save_mesh(const std::vector<MeshSite>&
   }
   return guarded("save mesh", [&]() -> Result<std::vector<model::PathId>> {
     auto& db = *impl_->db;
-    SQLite::Transaction t(db);
+    SQLite::Transaction t(db, SQLite::TransactionBehavior::IMMEDIATE);
     std::map<std::string, std::int64_t> site_ids;
     for (const auto& ms : sites) {
       const Site& site = ms.site;
@@ -408,7 +428,7 @@ Result<std::vector<PathRow>> Store::list_paths() {
 Status Store::save_policies(const std::vector<model::NetworkPolicyRecord>& policies) {
   return guarded("save policies", [&]() -> Status {
     auto& db = *impl_->db;
-    SQLite::Transaction t(db);
+    SQLite::Transaction t(db, SQLite::TransactionBehavior::IMMEDIATE);
     for (const auto& p : policies) {
       SQLite::Statement up(db,
                            "INSERT INTO policies (name, namespace, priority, spec, enabled) "
@@ -463,7 +483,7 @@ Status Store::write_batch(const std::vector<SampleRow>& samples,
                           const std::vector<FlowRow>& flows) {
   return guarded("write batch", [&]() -> Status {
     auto& db = *impl_->db;
-    SQLite::Transaction t(db);
+    SQLite::Transaction t(db, SQLite::TransactionBehavior::IMMEDIATE);
     if (!samples.empty()) {
       SQLite::Statement ins(db,
                             "INSERT INTO path_samples (timestamp_ns, source, path_id, sequence, "
