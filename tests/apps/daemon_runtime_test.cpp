@@ -112,6 +112,7 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
   ASSERT_EQ(lj["paths"].size(), 2u) << live.out;
   for (const auto& p : lj["paths"]) {
     EXPECT_EQ(p["state"], "up") << p.dump();
+    EXPECT_EQ(p["live"], true) << p.dump();
     EXPECT_EQ(p["peer_site"], "branch");
     EXPECT_TRUE(p["score"].is_number()) << p.dump();
     EXPECT_TRUE(p["latency_ms"].is_number()) << p.dump();
@@ -189,6 +190,7 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
   ASSERT_EQ(paths.size(), 2u);
   for (const auto& p : paths) {
     EXPECT_EQ(p["state"], "down") << p.dump();
+    EXPECT_TRUE(p["live"].is_null()) << "the database does not keep liveness: " << p.dump();
     EXPECT_GT(p["samples"].get<int>(), 0);
   }
   // The probes were authenticated and nothing was refused.

@@ -218,8 +218,7 @@ TEST_F(ControlServerTest, HostileRequestsGetAnErrorAndChangeNothing) {
   EXPECT_NE(got.find("\"status\""), std::string::npos);
   EXPECT_EQ(server_->counters().oversized, 2u);
   EXPECT_GE(server_->counters().bad_requests, 1u);
-  // A flows limit beyond the bound is refused by name (no runtime here: that error comes first),
-  // so ask status again: the server is still whole.
+  // The server is still whole.
   api::Request q;
   q.mutable_status();
   ASSERT_TRUE(control::call(sock_, q).is_ok());

@@ -246,7 +246,6 @@ Result<api::StatusReply> status_from_store(store::Store& db) {
   api::StatusReply r;
   r.set_source("database");
   r.set_state_db(db.path());
-  r.set_abi(abi_of(PATRONUS_ABI_VERSION_MAJOR, PATRONUS_ABI_VERSION_MINOR));
   auto paths = db.list_paths();
   if (!paths.is_ok()) return paths.status();
   for (const auto& p : paths.value()) count_state(r, p.status);
@@ -283,7 +282,6 @@ Result<api::PathsReply> paths_from_store(store::Store& db) {
     p->set_remote_endpoint(x.dst_endpoint);
     p->set_interface(x.wg_interface);
     p->set_state(model::to_string(x.status));
-    p->set_live(x.status != model::PathStatus::kDown);
     if (x.score) p->set_score(*x.score);
     if (x.latency_ms) p->set_latency_ms(*x.latency_ms);
     if (x.jitter_ms) p->set_jitter_ms(*x.jitter_ms);
