@@ -602,8 +602,10 @@ TEST(SiteRuntime, KeyRotationKeepsAPathUpWhenBothEndsSwitchWithinTheGrace) {
   // hq rotates both its endpoints; b re-plans one second later and learns only wan0's new key.
   w.node("hq").keys["wan0"] = mesh::generate_keypair().value();
   w.node("hq").keys["wan1"] = mesh::generate_keypair().value();
-  ASSERT_TRUE(hq.update_path(w.spec(1, true)).is_ok());
-  ASSERT_TRUE(hq.update_path(w.spec(2, true)).is_ok());
+  for (std::size_t id : {1, 2}) {
+    auto changed = hq.update_path(w.spec(id, true));
+    ASSERT_TRUE(changed.is_ok() && changed.value()) << id;
+  }
   w.world().run_until(t0 + 1 * kSec);
   ASSERT_TRUE(b.update_path(w.spec(1, false)).is_ok());
   EXPECT_TRUE(hq.path(model::PathId(1))->live);
@@ -633,14 +635,16 @@ TEST(SiteRuntime, KeyRotationKeepsAPathUpWhenBothEndsSwitchWithinTheGrace) {
   // Only keys may change on a running path; an unknown path is not one of ours.
   auto moved = w.spec(1, true);
   moved.remote_underlay = model::SocketAddress::parse("10.9.9.9:51820").value();
-  auto s = hq.update_path(moved);
+  auto s = hq.update_path(moved).status();
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);
   EXPECT_NE(s.message().find("only its keys may change"), std::string::npos) << s.message();
   auto unknown = w.spec(1, true);
   unknown.id = model::PathId(99);
-  EXPECT_EQ(hq.update_path(unknown).code(), Code::kNotFound);
-  // The same keys again change nothing.
-  EXPECT_TRUE(hq.update_path(w.spec(1, true)).is_ok());
+  EXPECT_EQ(hq.update_path(unknown).status().code(), Code::kNotFound);
+  // The same keys again change nothing; new ones did.
+  auto same = hq.update_path(w.spec(1, true));
+  ASSERT_TRUE(same.is_ok());
+  EXPECT_FALSE(same.value());
   w.stop();
 }
 

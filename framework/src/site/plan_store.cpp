@@ -350,18 +350,10 @@ Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
 ReplanOutcome apply_replan(steering::SiteRuntime& runtime, const SitePlan& plan) {
   ReplanOutcome out;
   for (const auto& p : plan.paths) {
-    const auto* before = runtime.spec(p.id);
-    const bool keys_differ =
-        before == nullptr || before->probe_key != p.probe_key ||
-        before->tunnel.has_value() != p.tunnel.has_value() ||
-        (before->tunnel &&
-         (before->tunnel->local_public_key != p.tunnel->local_public_key ||
-          before->tunnel->remote_public_key != p.tunnel->remote_public_key ||
-          before->tunnel->remote_next_public_key != p.tunnel->remote_next_public_key));
-    if (!keys_differ) continue;
-    if (auto s = runtime.update_path(p); !s.is_ok()) {
-      out.errors.push_back(s.message());
-    } else {
+    auto changed = runtime.update_path(p);
+    if (!changed.is_ok()) {
+      out.errors.push_back(changed.status().message());
+    } else if (changed.value()) {
       ++out.changed;
     }
   }

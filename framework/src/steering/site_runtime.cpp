@@ -372,7 +372,7 @@ patronus_path_desc SiteRuntime::probe_desc(const Path& p) const {
   return d;
 }
 
-Status SiteRuntime::update_path(const PathSpec& spec) {
+Result<bool> SiteRuntime::update_path(const PathSpec& spec) {
   auto it = path_index_.find(spec.id.value());
   if (it == path_index_.end()) {
     return not_found("path " + std::to_string(spec.id.value()) + " ('" + spec.name +
@@ -399,10 +399,10 @@ Status SiteRuntime::update_path(const PathSpec& spec) {
                       old.tunnel->remote_public_key != spec.tunnel->remote_public_key ||
                       old.tunnel->remote_next_public_key != spec.tunnel->remote_next_public_key ||
                       old.tunnel->keepalive_s != spec.tunnel->keepalive_s);
-  if (!probe_key_changed && !tunnel_changed) return Status::ok();
+  if (!probe_key_changed && !tunnel_changed) return false;
   const PathSpec before = p.spec;
   p.spec = spec;
-  if (!running_) return Status::ok();
+  if (!running_) return true;
   if (tunnel_changed && !config_.transport.empty()) {
     if (auto s = bring_up_tunnel(p); !s.is_ok()) {
       p.spec = before;
@@ -420,7 +420,7 @@ Status SiteRuntime::update_path(const PathSpec& spec) {
       "runtime.path_keys_changed",
       J{{"path", spec.id.value()}, {"tunnel", tunnel_changed}, {"probe_key", probe_key_changed}}
           .dump());
-  return Status::ok();
+  return true;
 }
 
 Status SiteRuntime::bring_up_tunnel(const Path& p) {

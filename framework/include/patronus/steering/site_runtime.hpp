@@ -194,8 +194,8 @@ class SiteRuntime final : private core::RouterObserver {
   // A key rotation (ADR 0013): the same path (id, name, endpoints, addresses, interface) with new
   // keys. Running, the transport gets the path again and the probe the new key (it keeps
   // accepting the previous one for a grace period). Anything but keys differing is refused: a
-  // changed plan needs a restart. Nothing changes on error.
-  Status update_path(const PathSpec& path);
+  // changed plan needs a restart. Nothing changes on error. True when some key changed.
+  Result<bool> update_path(const PathSpec& path);
   // Checks the configuration (classes, scorer and probe instances), starts the router if it is
   // not running, asks the probe to watch every path and starts the decision tick.
   Status start();
