@@ -14,95 +14,27 @@ using linuxnet::NlMessage;
 
 namespace {
 
-constexpr std::size_t kAlign = 4;
-constexpr std::size_t align(std::size_t n) {
-  return (n + kAlign - 1) & ~(kAlign - 1);
-}
-constexpr std::size_t kAttrHeader = 4;
+using Attr = linuxnet::NlAttr;
+using Msg = linuxnet::NlBuilder;
 
-// One generic netlink request with nested attributes.
-class Msg {
- public:
-  Msg(std::uint16_t type, std::uint16_t flags, std::uint32_t seq, std::uint8_t cmd,
-      std::uint8_t version) {
-    nlmsghdr h{};
-    h.nlmsg_type = type;
-    h.nlmsg_flags = flags;
-    h.nlmsg_seq = seq;
-    append(&h, sizeof h);
-    genlmsghdr g{};
-    g.cmd = cmd;
-    g.version = version;
-    append(&g, sizeof g);
-  }
-  void attr(std::uint16_t type, const void* data, std::size_t size) {
-    const std::uint16_t len = static_cast<std::uint16_t>(kAttrHeader + size);
-    append(&len, 2, false);
-    append(&type, 2, false);
-    append(data, size);
-  }
-  template <typename T>
-  void value(std::uint16_t type, T v) {
-    attr(type, &v, sizeof v);
-  }
-  void nest_begin(std::uint16_t type) {
-    nests_.push_back(buf_.size());
-    const std::uint16_t len = 0, t = static_cast<std::uint16_t>(type | NLA_F_NESTED);
-    append(&len, 2, false);
-    append(&t, 2, false);
-  }
-  void nest_end() {
-    const std::size_t start = nests_.back();
-    nests_.pop_back();
-    const auto len = static_cast<std::uint16_t>(buf_.size() - start);
-    std::memcpy(buf_.data() + start, &len, 2);
-  }
-  std::size_t size() const { return buf_.size(); }
-  std::vector<std::uint8_t> finish() {
-    const auto len = static_cast<std::uint32_t>(buf_.size());
-    std::memcpy(buf_.data(), &len, 4);
-    return std::move(buf_);
-  }
-
- private:
-  void append(const void* p, std::size_t n, bool pad = true) {
-    const auto* b = static_cast<const std::uint8_t*>(p);
-    buf_.insert(buf_.end(), b, b + n);
-    if (pad) buf_.resize(align(buf_.size()), 0);
-  }
-  std::vector<std::uint8_t> buf_;
-  std::vector<std::size_t> nests_;
-};
-
-struct Attr {
-  std::uint16_t type = 0;
-  const std::uint8_t* data = nullptr;
-  std::size_t size = 0;
-};
-
-// The attributes in [p, p + n); every length checked against what is left.
+// The attributes in [p, p + n), errors naming where in the device's answer they are.
 Result<std::vector<Attr>> attrs(const std::uint8_t* p, std::size_t n, const char* where,
                                 std::size_t max = 1 << 20) {
-  std::vector<Attr> out;
-  std::size_t off = 0;
-  while (off + kAttrHeader <= n) {
-    std::uint16_t len = 0, type = 0;
-    std::memcpy(&len, p + off, 2);
-    std::memcpy(&type, p + off + 2, 2);
-    if (len < kAttrHeader || len > n - off) {
-      return invalid_argument(std::string("wireguard netlink: ") + where + ": attribute at " +
-                              std::to_string(off) + " claims " + std::to_string(len) + " bytes, " +
-                              std::to_string(n - off) + " left");
-    }
-    if (out.size() >= max) {
-      return invalid_argument(std::string("wireguard netlink: ") + where + ": over " +
-                              std::to_string(max) + " attributes");
-    }
-    out.push_back({static_cast<std::uint16_t>(type & NLA_TYPE_MASK), p + off + kAttrHeader,
-                   len - kAttrHeader});
-    off += align(len);
-  }
-  return out;
+  auto a = linuxnet::parse_attrs(p, n, max);
+  if (!a.is_ok())
+    return invalid_argument(std::string("wireguard ") + where + ": " + a.status().message());
+  return a;
+}
+
+// A generic netlink request: the netlink header and the genl header.
+Msg request(std::uint16_t type, std::uint16_t flags, std::uint32_t seq, std::uint8_t cmd,
+            std::uint8_t version) {
+  Msg m(type, flags, seq);
+  genlmsghdr g{};
+  g.cmd = cmd;
+  g.version = version;
+  m.fixed(g);
+  return m;
 }
 
 template <typename T>
@@ -281,7 +213,7 @@ Result<PeerState> read_peer(const Attr& nested, std::size_t* allowed_total,
 }  // namespace
 
 std::vector<std::uint8_t> encode_get_family(const std::string& name, std::uint32_t seq) {
-  Msg m(GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK, seq, CTRL_CMD_GETFAMILY, 1);
+  Msg m = request(GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK, seq, CTRL_CMD_GETFAMILY, 1);
   m.attr(CTRL_ATTR_FAMILY_NAME, name.c_str(), name.size() + 1);
   return m.finish();
 }
@@ -300,7 +232,7 @@ Result<std::uint16_t> decode_family_id(const NlMessage& m) {
 
 std::vector<std::uint8_t> encode_get_device(std::uint16_t family, const std::string& ifname,
                                             std::uint32_t seq) {
-  Msg m(family, NLM_F_REQUEST | NLM_F_DUMP, seq, WG_CMD_GET_DEVICE, WG_GENL_VERSION);
+  Msg m = request(family, NLM_F_REQUEST | NLM_F_DUMP, seq, WG_CMD_GET_DEVICE, WG_GENL_VERSION);
   m.attr(WGDEVICE_A_IFNAME, ifname.c_str(), ifname.size() + 1);
   return m.finish();
 }
@@ -374,14 +306,14 @@ namespace {
 
 void put_allowed_ip(Msg& m, const model::IpPrefix& p) {
   m.nest_begin(0);
-  m.value<std::uint16_t>(WGALLOWEDIP_A_FAMILY, p.is_v4() ? AF_INET : AF_INET6);
+  m.attr_value<std::uint16_t>(WGALLOWEDIP_A_FAMILY, p.is_v4() ? AF_INET : AF_INET6);
   if (p.is_v4()) {
     const std::uint32_t be = htonl(p.network().v4_host_order());
     m.attr(WGALLOWEDIP_A_IPADDR, &be, 4);
   } else {
     m.attr(WGALLOWEDIP_A_IPADDR, p.network().bytes().data(), 16);
   }
-  m.value<std::uint8_t>(WGALLOWEDIP_A_CIDR_MASK, static_cast<std::uint8_t>(p.length()));
+  m.attr_value<std::uint8_t>(WGALLOWEDIP_A_CIDR_MASK, static_cast<std::uint8_t>(p.length()));
   m.nest_end();
 }
 
@@ -415,13 +347,13 @@ std::vector<std::vector<std::uint8_t>> encode_set_device(std::uint16_t family,
   max_message = std::max<std::size_t>(max_message, 512);
   std::vector<std::vector<std::uint8_t>> out;
   auto start = [&](bool first) {
-    Msg m(family, NLM_F_REQUEST | NLM_F_ACK, seq++, WG_CMD_SET_DEVICE, WG_GENL_VERSION);
+    Msg m = request(family, NLM_F_REQUEST | NLM_F_ACK, seq++, WG_CMD_SET_DEVICE, WG_GENL_VERSION);
     m.attr(WGDEVICE_A_IFNAME, ifname.c_str(), ifname.size() + 1);
     if (first) {
-      m.value<std::uint32_t>(WGDEVICE_A_FLAGS, c.replace_peers ? WGDEVICE_F_REPLACE_PEERS : 0);
+      m.attr_value<std::uint32_t>(WGDEVICE_A_FLAGS, c.replace_peers ? WGDEVICE_F_REPLACE_PEERS : 0);
       if (c.private_key) m.attr(WGDEVICE_A_PRIVATE_KEY, c.private_key->data(), WG_KEY_LEN);
-      if (c.listen_port) m.value<std::uint16_t>(WGDEVICE_A_LISTEN_PORT, *c.listen_port);
-      if (c.fwmark) m.value<std::uint32_t>(WGDEVICE_A_FWMARK, *c.fwmark);
+      if (c.listen_port) m.attr_value<std::uint16_t>(WGDEVICE_A_LISTEN_PORT, *c.listen_port);
+      if (c.fwmark) m.attr_value<std::uint32_t>(WGDEVICE_A_FWMARK, *c.fwmark);
     }
     return m;
   };
@@ -449,12 +381,12 @@ std::vector<std::vector<std::uint8_t>> encode_set_device(std::uint16_t family,
       // Later fragments only add allowed IPs to the peer the first one created or updated.
       if (!first_fragment || p.update_only) flags |= WGPEER_F_UPDATE_ONLY;
       if (first_fragment && p.replace_allowed_ips) flags |= WGPEER_F_REPLACE_ALLOWEDIPS;
-      m.value<std::uint32_t>(WGPEER_A_FLAGS, flags);
+      m.attr_value<std::uint32_t>(WGPEER_A_FLAGS, flags);
       if (!first_fragment) return;
       if (p.preshared_key) m.attr(WGPEER_A_PRESHARED_KEY, p.preshared_key->data(), WG_KEY_LEN);
       if (p.endpoint) put_endpoint(m, *p.endpoint);
       if (p.keepalive_s) {
-        m.value<std::uint16_t>(WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL, *p.keepalive_s);
+        m.attr_value<std::uint16_t>(WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL, *p.keepalive_s);
       }
     };
     peer_header(true);

@@ -123,5 +123,24 @@ TEST_F(RtnlKernel, RoutesAndRulesInstalledDumpedAndRemoved) {
   EXPECT_FALSE(gone.is_ok());
 }
 
+// A link created by kind (IFLA_LINKINFO nested, as the WireGuard plugin creates "wireguard"
+// links): the kernel creates it, `ip` sees it; an existing name is EEXIST, a kind this kernel
+// lacks is the kernel's refusal, named ("wireguard" on these machines).
+TEST_F(RtnlKernel, LinksAreCreatedByKindAndRefusalsAreTheKernels) {
+  auto nl = Rtnl::open_in_netns(ns_path());
+  ASSERT_TRUE(nl.is_ok()) << nl.status().message();
+  Rtnl& k = nl.value();
+  ASSERT_TRUE(k.create_link("pk0", "veth").is_ok());  // veth: the peer gets a kernel name
+  auto shown = run({"ip", "-n", ns(), "-d", "link", "show", "pk0"});
+  EXPECT_NE(shown.out.find("veth"), std::string::npos) << shown.out;
+  const Status again = k.create_link("pk0", "veth");
+  ASSERT_FALSE(again.is_ok());
+  EXPECT_NE(again.message().find("File exists"), std::string::npos) << again.message();
+  const Status unknown = k.create_link("pk1", "no-such-kind");
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_NE(unknown.message().find("the kernel refused"), std::string::npos) << unknown.message();
+  EXPECT_EQ(run({"ip", "-n", ns(), "link", "show", "pk1"}).exit_code == 0, false);
+}
+
 }  // namespace
 }  // namespace patronus::linuxnet

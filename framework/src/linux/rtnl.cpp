@@ -11,6 +11,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -26,55 +27,6 @@ constexpr std::size_t kAlign = 4;
 constexpr std::size_t align(std::size_t n) {
   return (n + kAlign - 1) & ~(kAlign - 1);
 }
-
-// Builds one request: header, fixed family header, attributes.
-class Builder {
- public:
-  Builder(std::uint16_t type, std::uint16_t flags, std::uint32_t seq) {
-    nlmsghdr h{};
-    h.nlmsg_type = type;
-    h.nlmsg_flags = flags;
-    h.nlmsg_seq = seq;
-    append(&h, sizeof h);
-  }
-  template <typename T>
-  void fixed(const T& t) {
-    append(&t, sizeof t);
-  }
-  void attr(std::uint16_t type, const void* data, std::size_t size) {
-    rtattr a{};
-    a.rta_type = type;
-    a.rta_len = static_cast<unsigned short>(RTA_LENGTH(size));
-    append(&a, sizeof a);
-    append(data, size);
-  }
-  template <typename T>
-  void attr_value(std::uint16_t type, T v) {
-    attr(type, &v, sizeof v);
-  }
-  void attr_ip(std::uint16_t type, const model::IpAddress& ip) {
-    if (ip.is_v4()) {
-      const std::uint32_t be = htonl(ip.v4_host_order());
-      attr(type, &be, 4);
-    } else {
-      const auto b = ip.bytes();
-      attr(type, b.data(), b.size());
-    }
-  }
-  std::vector<std::uint8_t> finish() {
-    auto* h = reinterpret_cast<nlmsghdr*>(buf_.data());
-    h->nlmsg_len = static_cast<std::uint32_t>(buf_.size());
-    return std::move(buf_);
-  }
-
- private:
-  void append(const void* p, std::size_t n) {
-    const auto* b = static_cast<const std::uint8_t*>(p);
-    buf_.insert(buf_.end(), b, b + n);
-    buf_.resize(align(buf_.size()), 0);
-  }
-  std::vector<std::uint8_t> buf_;
-};
 
 std::uint16_t flags_of(Op op) {
   switch (op) {
@@ -152,27 +104,86 @@ Result<std::vector<NlAttr>> parse_attrs(const std::vector<std::uint8_t>& payload
     return invalid_argument("netlink: a payload of " + std::to_string(payload.size()) +
                             " bytes is shorter than its " + std::to_string(skip) + "-byte header");
   }
+  const std::size_t start = std::min(align(skip), payload.size());
+  return parse_attrs(payload.data() + start, payload.size() - start, max_attrs);
+}
+
+Result<std::vector<NlAttr>> parse_attrs(const std::uint8_t* data, std::size_t size,
+                                        std::size_t max_attrs) {
   std::vector<NlAttr> out;
-  std::size_t off = align(skip);
-  while (off + sizeof(rtattr) <= payload.size()) {
+  std::size_t off = 0;
+  while (off + sizeof(rtattr) <= size) {
     rtattr a{};
-    std::memcpy(&a, payload.data() + off, sizeof a);
-    if (a.rta_len < sizeof a || a.rta_len > payload.size() - off) {
+    std::memcpy(&a, data + off, sizeof a);
+    if (a.rta_len < sizeof a || a.rta_len > size - off) {
       return invalid_argument("netlink: attribute at offset " + std::to_string(off) + " claims " +
-                              std::to_string(a.rta_len) + " bytes");
+                              std::to_string(a.rta_len) + " bytes, " + std::to_string(size - off) +
+                              " left");
     }
     if (out.size() >= max_attrs) {
       return invalid_argument("netlink: more than " + std::to_string(max_attrs) + " attributes");
     }
-    out.push_back({static_cast<std::uint16_t>(a.rta_type & NLA_TYPE_MASK),
-                   payload.data() + off + sizeof a, a.rta_len - sizeof a});
+    out.push_back({static_cast<std::uint16_t>(a.rta_type & NLA_TYPE_MASK), data + off + sizeof a,
+                   a.rta_len - sizeof a});
     off += align(a.rta_len);
   }
   return out;
 }
 
+NlBuilder::NlBuilder(std::uint16_t type, std::uint16_t flags, std::uint32_t seq) {
+  nlmsghdr h{};
+  h.nlmsg_type = type;
+  h.nlmsg_flags = flags;
+  h.nlmsg_seq = seq;
+  append(&h, sizeof h);
+}
+
+void NlBuilder::attr(std::uint16_t type, const void* data, std::size_t size) {
+  rtattr a{};
+  a.rta_type = type;
+  a.rta_len = static_cast<unsigned short>(RTA_LENGTH(size));
+  append(&a, sizeof a);
+  append(data, size);
+}
+
+void NlBuilder::attr_ip(std::uint16_t type, const model::IpAddress& ip) {
+  if (ip.is_v4()) {
+    const std::uint32_t be = htonl(ip.v4_host_order());
+    attr(type, &be, 4);
+  } else {
+    const auto b = ip.bytes();
+    attr(type, b.data(), b.size());
+  }
+}
+
+void NlBuilder::nest_begin(std::uint16_t type) {
+  nests_.push_back(buf_.size());
+  rtattr a{};
+  a.rta_type = static_cast<unsigned short>(type | NLA_F_NESTED);
+  append(&a, sizeof a);
+}
+
+void NlBuilder::nest_end() {
+  const std::size_t start = nests_.back();
+  nests_.pop_back();
+  const auto len = static_cast<unsigned short>(buf_.size() - start);
+  std::memcpy(buf_.data() + start, &len, sizeof len);  // rta_len comes first
+}
+
+std::vector<std::uint8_t> NlBuilder::finish() {
+  auto* h = reinterpret_cast<nlmsghdr*>(buf_.data());
+  h->nlmsg_len = static_cast<std::uint32_t>(buf_.size());
+  return std::move(buf_);
+}
+
+void NlBuilder::append(const void* p, std::size_t n) {
+  const auto* b = static_cast<const std::uint8_t*>(p);
+  buf_.insert(buf_.end(), b, b + n);
+  buf_.resize(align(buf_.size()), 0);
+}
+
 std::vector<std::uint8_t> encode_route(Op op, const Route& r, std::uint32_t seq) {
-  Builder b(op == Op::kDelete ? RTM_DELROUTE : RTM_NEWROUTE, flags_of(op), seq);
+  NlBuilder b(op == Op::kDelete ? RTM_DELROUTE : RTM_NEWROUTE, flags_of(op), seq);
   rtmsg rt{};
   rt.rtm_family = r.dst.is_v4() ? AF_INET : AF_INET6;
   rt.rtm_dst_len = static_cast<unsigned char>(r.dst.length());
@@ -190,7 +201,7 @@ std::vector<std::uint8_t> encode_route(Op op, const Route& r, std::uint32_t seq)
 }
 
 std::vector<std::uint8_t> encode_rule(Op op, const Rule& r, std::uint32_t seq) {
-  Builder b(op == Op::kDelete ? RTM_DELRULE : RTM_NEWRULE, flags_of(op), seq);
+  NlBuilder b(op == Op::kDelete ? RTM_DELRULE : RTM_NEWRULE, flags_of(op), seq);
   fib_rule_hdr h{};
   h.family = r.ipv6 ? AF_INET6 : AF_INET;
   h.table = static_cast<std::uint8_t>(r.table < 256 ? r.table : 0u);  // RT_TABLE_UNSPEC
@@ -219,7 +230,7 @@ std::vector<std::uint8_t> encode_rule(Op op, const Rule& r, std::uint32_t seq) {
 }
 
 std::vector<std::uint8_t> encode_dump(std::uint16_t type, bool ipv6, std::uint32_t seq) {
-  Builder b(type, NLM_F_REQUEST | NLM_F_DUMP, seq);
+  NlBuilder b(type, NLM_F_REQUEST | NLM_F_DUMP, seq);
   if (type == RTM_GETRULE) {
     fib_rule_hdr h{};
     h.family = ipv6 ? AF_INET6 : AF_INET;
@@ -235,7 +246,7 @@ std::vector<std::uint8_t> encode_dump(std::uint16_t type, bool ipv6, std::uint32
 std::vector<std::uint8_t> encode_address(Op op, int ifindex, const model::IpAddress& address,
                                          int length, std::uint32_t seq) {
   const std::uint16_t type = op == Op::kDelete ? RTM_DELADDR : RTM_NEWADDR;
-  Builder b(type, flags_of(op), seq);
+  NlBuilder b(type, flags_of(op), seq);
   ifaddrmsg m{};
   m.ifa_family = address.is_v4() ? AF_INET : AF_INET6;
   m.ifa_prefixlen = static_cast<std::uint8_t>(length);
@@ -249,7 +260,7 @@ std::vector<std::uint8_t> encode_address(Op op, int ifindex, const model::IpAddr
 
 std::vector<std::uint8_t> encode_link_state(int ifindex, bool up, std::uint32_t mtu,
                                             std::uint32_t seq) {
-  Builder b(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+  NlBuilder b(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
   ifinfomsg m{};
   m.ifi_family = AF_UNSPEC;
   m.ifi_index = ifindex;
@@ -261,7 +272,7 @@ std::vector<std::uint8_t> encode_link_state(int ifindex, bool up, std::uint32_t 
 }
 
 std::vector<std::uint8_t> encode_link_delete(int ifindex, std::uint32_t seq) {
-  Builder b(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+  NlBuilder b(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
   ifinfomsg m{};
   m.ifi_family = AF_UNSPEC;
   m.ifi_index = ifindex;
@@ -271,20 +282,14 @@ std::vector<std::uint8_t> encode_link_delete(int ifindex, std::uint32_t seq) {
 
 std::vector<std::uint8_t> encode_link_create(const std::string& name, const std::string& kind,
                                              std::uint32_t seq) {
-  Builder b(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq);
+  NlBuilder b(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq);
   ifinfomsg m{};
   m.ifi_family = AF_UNSPEC;
   b.fixed(m);
   b.attr(IFLA_IFNAME, name.c_str(), name.size() + 1);
-  // IFLA_LINKINFO { IFLA_INFO_KIND "kind" }: a nested attribute written out by hand.
-  const std::size_t kind_len = RTA_LENGTH(kind.size() + 1);
-  std::vector<std::uint8_t> nested(align(kind_len), 0);
-  rtattr k{};
-  k.rta_type = IFLA_INFO_KIND;
-  k.rta_len = static_cast<unsigned short>(kind_len);
-  std::memcpy(nested.data(), &k, sizeof k);
-  std::memcpy(nested.data() + sizeof k, kind.c_str(), kind.size() + 1);
-  b.attr(IFLA_LINKINFO, nested.data(), nested.size());
+  b.nest_begin(IFLA_LINKINFO);
+  b.attr(IFLA_INFO_KIND, kind.c_str(), kind.size() + 1);
+  b.nest_end();
   return b.finish();
 }
 

@@ -45,6 +45,36 @@ struct NlAttr {
 // The attributes after a fixed header of `skip` bytes.
 Result<std::vector<NlAttr>> parse_attrs(const std::vector<std::uint8_t>& payload, std::size_t skip,
                                         std::size_t max_attrs = 4096);
+// The attributes in [data, data + size) (a nested attribute's payload); every length checked
+// against what is left.
+Result<std::vector<NlAttr>> parse_attrs(const std::uint8_t* data, std::size_t size,
+                                        std::size_t max_attrs = 4096);
+
+// Builds one request: header, fixed family header, attributes (nested ones too).
+class NlBuilder {
+ public:
+  NlBuilder(std::uint16_t type, std::uint16_t flags, std::uint32_t seq);
+  template <typename T>
+  void fixed(const T& t) {
+    append(&t, sizeof t);
+  }
+  void attr(std::uint16_t type, const void* data, std::size_t size);
+  template <typename T>
+  void attr_value(std::uint16_t type, T v) {
+    attr(type, &v, sizeof v);
+  }
+  void attr_ip(std::uint16_t type, const model::IpAddress& ip);
+  // A nested attribute (NLA_F_NESTED set): what is added until nest_end() is inside it.
+  void nest_begin(std::uint16_t type);
+  void nest_end();
+  std::size_t size() const { return buf_.size(); }
+  std::vector<std::uint8_t> finish();
+
+ private:
+  void append(const void* p, std::size_t n);
+  std::vector<std::uint8_t> buf_;
+  std::vector<std::size_t> nests_;
+};
 
 struct Route {
   std::uint32_t table = 0;
