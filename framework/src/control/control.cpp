@@ -175,14 +175,12 @@ api::PathsReply paths_of(const steering::SiteRuntime& runtime, std::int64_t now_
   return r;
 }
 
-api::FlowsReply flows_of(const steering::SiteRuntime& runtime, std::uint32_t limit,
-                         std::int64_t now_mono_ns) {
+api::FlowsReply flows_of(const steering::SiteRuntime& runtime, std::uint32_t limit) {
   api::FlowsReply r;
   r.set_source("daemon");
   const auto& t = runtime.flows();
   r.set_total(t.size());
   const auto paths = runtime.paths();
-  const auto now_ms = static_cast<std::uint32_t>(now_mono_ns / 1'000'000);
   const auto& classes = runtime.config().classes.classes;
   for (std::uint32_t i = 0; i < t.size() && i < limit; ++i) {
     const auto& e = t.at(i);
@@ -200,7 +198,7 @@ api::FlowsReply flows_of(const steering::SiteRuntime& runtime, std::uint32_t lim
     }
     f->set_packets(e.packets);
     f->set_bytes(e.bytes);
-    f->set_idle_s(round2(static_cast<std::uint32_t>(now_ms - e.last_seen) / 1e3));
+    f->set_idle_s(round2(runtime.flow_idle_ms(e) / 1e3));
   }
   return r;
 }
@@ -430,7 +428,7 @@ api::Response Service::handle(const api::Request& q) const {
         return error_response(invalid_argument("flows.limit: at most " + std::to_string(kMaxFlows) +
                                                ", got " + std::to_string(limit)));
       }
-      *r.mutable_flows() = flows_of(*runtime_, limit, env_.now_ns());
+      *r.mutable_flows() = flows_of(*runtime_, limit);
       return r;
     }
     case api::Request::kDecisions: {

@@ -31,9 +31,8 @@ struct DaemonInfo {
 api::StatusReply status_of(const DaemonInfo& info, const core::RouterInstance& router,
                            const steering::SiteRuntime* runtime, std::int64_t now_wall_ns);
 api::PathsReply paths_of(const steering::SiteRuntime& runtime, std::int64_t now_wall_ns);
-// At most `limit` flows; idle times against `now_mono_ns` (the runtime's Env clock).
-api::FlowsReply flows_of(const steering::SiteRuntime& runtime, std::uint32_t limit,
-                         std::int64_t now_mono_ns);
+// At most `limit` flows.
+api::FlowsReply flows_of(const steering::SiteRuntime& runtime, std::uint32_t limit);
 api::DecisionsReply decisions_of(const steering::SiteRuntime& runtime, std::uint32_t limit);
 
 // Offline: the last state a daemon wrote to its database.

@@ -55,7 +55,6 @@ void StoreSink::add_flows(const steering::SiteRuntime& rt, std::size_t max) {
   const auto& t = rt.flows();
   const auto paths = rt.paths();
   const std::int64_t now_wall = env_.wall_ns();
-  const auto now_ms = static_cast<std::uint32_t>(env_.now_ns() / 1'000'000);
   for (std::uint32_t i = 0; i < t.size() && i < max; ++i) {
     const auto& e = t.at(i);
     store::FlowRow f;
@@ -66,10 +65,8 @@ void StoreSink::add_flows(const steering::SiteRuntime& rt, std::size_t max) {
     if (e.path != steering::kNoPath) f.path_id = paths[e.path].id;
     f.bytes = e.bytes;
     f.packets = e.packets;
-    // The entry's clock is the runtime's (Env monotonic milliseconds, wrapping): its age is a
-    // difference, and the wall-clock time of its last packet is now minus that age.
-    const std::int64_t age_ms = static_cast<std::uint32_t>(now_ms - e.last_seen);
-    f.last_seen_unix = (now_wall - age_ms * 1'000'000) / 1'000'000'000;
+    // The wall-clock time of its last packet: now minus its idle time.
+    f.last_seen_unix = (now_wall - rt.flow_idle_ms(e) * 1'000'000) / 1'000'000'000;
     (void)writer_.add(f);
   }
 }

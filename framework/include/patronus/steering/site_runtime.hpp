@@ -229,6 +229,10 @@ class SiteRuntime final : private core::RouterObserver {
   model::PathId class_path(const std::string& dst_site, const std::string& cls) const;
   const std::deque<Decision>& decisions() const { return decisions_; }
   const FlowTable& flows() const { return flows_; }
+  // Milliseconds since a tracked flow's last packet (its entry keeps a wrapping runtime clock).
+  std::int64_t flow_idle_ms(const FlowEntry& e) const {
+    return static_cast<std::uint32_t>(now_ms() - e.last_seen);
+  }
   const RuntimeCounters& counters() const { return counters_; }
   // The class a flow falls into (rules in order, else the default class).
   const std::string& classify(const model::FlowKey& key, std::uint8_t dscp) const;
