@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "control.hpp"
+#include "patronus/site/store_sink.hpp"
+#include "test_support.hpp"
 #include "wan_harness.hpp"
 
 namespace {
@@ -61,6 +63,26 @@ TEST(ControlReplies, ComeFromTheRunningRuntime) {
   }
   EXPECT_TRUE(saw_voice);
   EXPECT_EQ(control::flows_of(hq, 1).flows_size(), 1);
+
+  // Offline: the store sink writes each flow with the time of its last packet (a second ago, in
+  // simulated wall time), and the database's reply reads it back.
+  {
+    test::TempDir dir;
+    auto db = store::Store::open(dir.file("hq.db"));
+    ASSERT_TRUE(db.is_ok());
+    ASSERT_TRUE(db.value()->ensure_site("hq", 0).is_ok());
+    site::StoreSink sink(*db.value(), *w.node("hq").env);
+    sink.add_flows(hq, 10);
+    ASSERT_TRUE(sink.flush().is_ok());
+    auto stored = control::flows_from_store(*db.value(), 10);
+    ASSERT_TRUE(stored.is_ok()) << stored.status().to_string();
+    EXPECT_EQ(stored.value().total(), 2u);
+    const std::int64_t last_packet_unix = (w.node("hq").env->wall_ns() - kSec) / kSec;
+    for (const auto& f : stored.value().flows()) {
+      ASSERT_TRUE(f.has_last_seen_unix());
+      EXPECT_EQ(f.last_seen_unix(), last_packet_unix) << f.dst_port();
+    }
+  }
 
   const auto ds = control::decisions_of(hq, 100);
   ASSERT_GT(ds.decisions_size(), 0);
