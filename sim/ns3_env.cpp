@@ -6,6 +6,8 @@
 #include "ns3/inet-socket-address.h"
 #include "ns3/inet6-socket-address.h"
 #include "ns3/ipv4-address.h"
+#include "ns3/ipv4-packet-info-tag.h"
+#include "ns3/ipv4.h"
 #include "ns3/ipv6-address.h"
 #include "ns3/packet.h"
 #include "ns3/simulator.h"
@@ -96,22 +98,26 @@ void Ns3Env::post(std::function<void()> fn) {
   schedule(0, std::move(fn));
 }
 
-Status Ns3Env::open_udp(const SocketAddress& local, env::DatagramHandler handler,
-                        env::EndpointId* id, SocketAddress* bound) {
+Status Ns3Env::open_udp(const SocketAddress& local, const env::UdpOptions& options,
+                        env::DatagramInfoHandler handler, env::EndpointId* id,
+                        SocketAddress* bound) {
+  if (auto st = env::check_udp_options(options); !st.is_ok()) return st;
+  const int ttl = options.send_ttl ? options.send_ttl : env::kDefaultTtl;
   if (endpoints_.size() >= limits_.max_endpoints) {
     return resource_exhausted(name_ + ": " + std::to_string(limits_.max_endpoints) +
                               " datagram endpoints are open already");
   }
   if (net_) {
     const env::EndpointId eid = next_endpoint_;
-    auto at = net_->bind(local, [this, eid](const SocketAddress& from, const std::uint8_t* d,
-                                            std::size_t n) { on_net_datagram(eid, from, d, n); });
+    auto at =
+        net_->bind(local, [this, eid](const SocketAddress& from, int rx_ttl, const std::uint8_t* d,
+                                      std::size_t n) { on_net_datagram(eid, from, rx_ttl, d, n); });
     if (!at.is_ok()) {
       return unavailable(name_ + ": cannot bind UDP " + local.to_string() + ": " +
                          at.status().message());
     }
     ++next_endpoint_;
-    endpoints_.emplace(eid, Endpoint{nullptr, std::move(handler), at.value()});
+    endpoints_.emplace(eid, Endpoint{nullptr, std::move(handler), at.value(), ttl});
     if (bound) *bound = at.value();
     *id = eid;
     return Status::ok();
@@ -122,8 +128,16 @@ Status Ns3Env::open_udp(const SocketAddress& local, env::DatagramHandler handler
     return unavailable(name_ + ": cannot bind UDP " + local.to_string());
   }
   const env::EndpointId eid = next_endpoint_++;
+  // TTL on send; TTL, destination and interface of what arrives (an Ipv4PacketInfoTag).
+  if (local.ip().is_v4()) {
+    s->SetIpTtl(static_cast<std::uint8_t>(ttl));
+  } else {
+    s->SetIpv6HopLimit(static_cast<std::uint8_t>(ttl));
+  }
+  s->SetRecvPktInfo(true);
+  s->SetIpRecvTtl(true);
   s->SetRecvCallback(ns3::MakeCallback(&Ns3Env::on_receive, this));
-  endpoints_.emplace(eid, Endpoint{s, std::move(handler), local});
+  endpoints_.emplace(eid, Endpoint{s, std::move(handler), local, ttl});
   by_socket_.emplace(ns3::PeekPointer(s), eid);
   if (bound) {
     ns3::Address name;
@@ -134,12 +148,15 @@ Status Ns3Env::open_udp(const SocketAddress& local, env::DatagramHandler handler
   return Status::ok();
 }
 
-void Ns3Env::on_net_datagram(env::EndpointId id, const SocketAddress& from,
+void Ns3Env::on_net_datagram(env::EndpointId id, const SocketAddress& from, int ttl,
                              const std::uint8_t* data, std::size_t size) {
   auto ep = endpoints_.find(id);
   if (ep == endpoints_.end()) return;
+  env::DatagramInfo info;
+  info.ttl = ttl;
+  info.local = ep->second.local;
   auto handler = ep->second.handler;  // it may close its own endpoint
-  handler(from, data, size);
+  handler(from, info, data, size);
 }
 
 void Ns3Env::on_receive(ns3::Ptr<ns3::Socket> socket) {
@@ -153,8 +170,23 @@ void Ns3Env::on_receive(ns3::Ptr<ns3::Socket> socket) {
     p->CopyData(buf.data(), buf.size());
     SocketAddress src;
     if (!from_ns3(from, &src)) continue;
+    env::DatagramInfo info;
+    ns3::SocketIpTtlTag ttl;
+    if (p->PeekPacketTag(ttl)) info.ttl = ttl.GetTtl();
+    ns3::Ipv4PacketInfoTag pi;
+    if (p->PeekPacketTag(pi)) {
+      info.local = SocketAddress(IpAddress::v4(pi.GetAddress().Get()), ep->second.local.port());
+      // The node's IPv4 interface index (0 is its loopback, as on Linux indices start at 1),
+      // not the device index (which starts at 0, the value meaning "unknown" here).
+      ns3::Ptr<ns3::Ipv4> ipv4 = node_->GetObject<ns3::Ipv4>();
+      const std::uint32_t dev = pi.GetRecvIf();
+      if (ipv4 && dev < node_->GetNDevices()) {
+        const std::int32_t i = ipv4->GetInterfaceForDevice(node_->GetDevice(dev));
+        if (i > 0) info.ifindex = static_cast<std::uint32_t>(i);
+      }
+    }
     auto handler = ep->second.handler;  // it may close its own endpoint
-    handler(src, buf.data(), buf.size());
+    handler(src, info, buf.data(), buf.size());
   }
 }
 
@@ -167,7 +199,7 @@ Status Ns3Env::send_udp(env::EndpointId id, const SocketAddress& to, const std::
                             std::to_string(limits_.max_datagram));
   }
   if (!it->second.socket) {
-    net_->send(it->second.local, to, data, size);
+    net_->send(it->second.local, to, it->second.ttl, data, size);
     return Status::ok();
   }
   ns3::Ptr<ns3::Packet> p = ns3::Create<ns3::Packet>(data, static_cast<std::uint32_t>(size));

@@ -20,15 +20,16 @@ namespace patronus::sim {
 // A network of UDP-like datagrams between socket addresses, driven by ns-3 events.
 class DatagramNet {
  public:
-  using Receiver =
-      std::function<void(const model::SocketAddress& from, const std::uint8_t*, std::size_t)>;
+  // `ttl`: what the datagram arrived with.
+  using Receiver = std::function<void(const model::SocketAddress& from, int ttl,
+                                      const std::uint8_t*, std::size_t)>;
   virtual ~DatagramNet() = default;
   // The bound address (port 0: a free ephemeral port, as a socket would); fails when the address
   // is not on the network or the port is taken.
   virtual Result<model::SocketAddress> bind(const model::SocketAddress& local,
                                             Receiver receiver) = 0;
   virtual void unbind(const model::SocketAddress& local) = 0;
-  virtual void send(const model::SocketAddress& from, const model::SocketAddress& to,
+  virtual void send(const model::SocketAddress& from, const model::SocketAddress& to, int ttl,
                     const std::uint8_t* data, std::size_t size) = 0;
 };
 
@@ -46,8 +47,10 @@ class Ns3Env final : public env::Env {
   env::TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) override;
   bool cancel(env::TimerId id) override;
   void post(std::function<void()> fn) override;
-  Status open_udp(const model::SocketAddress& local, env::DatagramHandler handler,
-                  env::EndpointId* id, model::SocketAddress* bound) override;
+  using env::Env::open_udp;
+  Status open_udp(const model::SocketAddress& local, const env::UdpOptions& options,
+                  env::DatagramInfoHandler handler, env::EndpointId* id,
+                  model::SocketAddress* bound) override;
   Status send_udp(env::EndpointId id, const model::SocketAddress& to, const std::uint8_t* data,
                   std::size_t size) override;
   Status close_udp(env::EndpointId id) override;
@@ -61,10 +64,11 @@ class Ns3Env final : public env::Env {
   };
   struct Endpoint {
     ns3::Ptr<ns3::Socket> socket;  // null on a DatagramNet
-    env::DatagramHandler handler;
+    env::DatagramInfoHandler handler;
     model::SocketAddress local;
+    int ttl = env::kDefaultTtl;  // of what it sends
   };
-  void on_net_datagram(env::EndpointId id, const model::SocketAddress& from,
+  void on_net_datagram(env::EndpointId id, const model::SocketAddress& from, int ttl,
                        const std::uint8_t* data, std::size_t size);
   void fire(env::TimerId id);
   void on_receive(ns3::Ptr<ns3::Socket> socket);

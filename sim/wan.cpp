@@ -100,7 +100,7 @@ void WanModel::unbind(const model::SocketAddress& local) {
   if (local.ip().is_v4()) sockets_.erase(socket_key(local.ip().v4_host_order(), local.port()));
 }
 
-void WanModel::send(const model::SocketAddress& from, const model::SocketAddress& to,
+void WanModel::send(const model::SocketAddress& from, const model::SocketAddress& to, int ttl,
                     const std::uint8_t* data, std::size_t size) {
   ++counters_.sent;
   if (!from.ip().is_v4() || !to.ip().is_v4()) {
@@ -154,6 +154,7 @@ void WanModel::send(const model::SocketAddress& from, const model::SocketAddress
   f.dst = dst;
   f.src_port = from.port();
   f.dst_port = to.port();
+  f.ttl = ttl;
   f.data.assign(data, data + size);
   ns3::Simulator::Schedule(ns3::NanoSeconds(left - now + delay), &WanModel::arrive, this, slot);
 }
@@ -199,9 +200,10 @@ void WanModel::downlink_done(std::uint32_t slot) {
   // The receiver may send (and so reuse slots, or grow flight_): hand it a stable copy.
   rx_.swap(f.data);
   const model::SocketAddress from(model::IpAddress::v4(ip_of_[f.src]), f.src_port);
+  const int ttl = f.ttl;
   release(slot);
   const Receiver receiver = it->second;  // it may unbind itself
-  receiver(from, rx_.data(), rx_.size());
+  receiver(from, ttl, rx_.data(), rx_.size());
 }
 
 }  // namespace patronus::sim

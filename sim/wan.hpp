@@ -62,7 +62,8 @@ class WanModel final : public DatagramNet {
   // DatagramNet.
   Result<model::SocketAddress> bind(const model::SocketAddress& local, Receiver receiver) override;
   void unbind(const model::SocketAddress& local) override;
-  void send(const model::SocketAddress& from, const model::SocketAddress& to,
+  // The TTL arrives unchanged: the model has no routers (a path is one layer-3 hop).
+  void send(const model::SocketAddress& from, const model::SocketAddress& to, int ttl,
             const std::uint8_t* data, std::size_t size) override;
 
  private:
@@ -76,6 +77,7 @@ class WanModel final : public DatagramNet {
   struct InFlight {
     std::size_t src = 0, dst = 0;
     std::uint16_t src_port = 0, dst_port = 0;
+    int ttl = 0;
     std::vector<std::uint8_t> data;
   };
   struct Pair {

@@ -22,13 +22,15 @@ extern const layout_entry patronus_current_1_0[];
 extern const layout_entry patronus_current_1_1[];
 extern const layout_entry patronus_frozen_1_2[];
 extern const layout_entry patronus_current_1_2[];
+extern const layout_entry patronus_frozen_1_3[];
+extern const layout_entry patronus_current_1_3[];
 }
 
 namespace {
 
-constexpr std::uint64_t kPinnedHash = 0x29b868156ccd86c1ULL;  // FNV-1a 64 of the header bytes
+constexpr std::uint64_t kPinnedHash = 0x6f9cf0ad15fb3fb4ULL;  // FNV-1a 64 of the header bytes
 constexpr int kPinnedMajor = 1;
-constexpr int kPinnedMinor = 2;
+constexpr int kPinnedMinor = 3;
 
 std::uint64_t fnv1a(const std::string& s) {
   std::uint64_t h = 0xcbf29ce484222325ULL;
@@ -98,6 +100,10 @@ TEST(AbiHeader, EveryAbi12OffsetAndSizeIsUnchanged) {
   EXPECT_GT(expect_unchanged(patronus_frozen_1_2, patronus_current_1_2), 25u);
 }
 
+TEST(AbiHeader, EveryAbi13OffsetAndSizeIsUnchanged) {
+  EXPECT_GT(expect_unchanged(patronus_frozen_1_3, patronus_current_1_3), 10u);
+}
+
 // The frozen-size constants the host uses as lower bounds are the real 1.0 sizes.
 TEST(AbiHeader, FrozenSizeConstantsAreTheAbi10Sizes) {
   auto frozen = [](const std::string& what) -> std::size_t {
@@ -131,6 +137,18 @@ TEST(AbiHeader, FrozenSizeConstantsAreTheAbi10Sizes) {
       ++seen;
     } else if (what == "sizeof patronus_prefix") {
       EXPECT_EQ(PATRONUS_SIZE_1_2_PREFIX, patronus_frozen_1_2[i].value);
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 2);
+  seen = 0;
+  for (std::size_t i = 0; patronus_frozen_1_3[i].what; ++i) {
+    const std::string what = patronus_frozen_1_3[i].what;
+    if (what == "sizeof patronus_udp_options") {
+      EXPECT_EQ(PATRONUS_SIZE_1_3_UDP_OPTIONS, patronus_frozen_1_3[i].value);
+      ++seen;
+    } else if (what == "sizeof patronus_datagram_info") {
+      EXPECT_EQ(PATRONUS_SIZE_1_3_DATAGRAM_INFO, patronus_frozen_1_3[i].value);
       ++seen;
     }
   }

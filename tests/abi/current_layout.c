@@ -12,3 +12,6 @@ const struct layout_entry patronus_current_1_1[] = {
 const struct layout_entry patronus_current_1_2[] = {
 #include "layout_entries_1_2.inc"
     {0, 0}};
+const struct layout_entry patronus_current_1_3[] = {
+#include "layout_entries_1_3.inc"
+    {0, 0}};

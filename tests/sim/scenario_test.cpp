@@ -105,7 +105,7 @@ TEST(SimulatedWan, BindsLikeSockets) {
   const auto ip = model::IpAddress::parse("100.64.0.1").value();
   wan.add_site_count(1);
   wan.add_endpoint(0, ip.v4_host_order(), sim::LinkSpec{});
-  auto none = [](const model::SocketAddress&, const std::uint8_t*, std::size_t) {};
+  auto none = [](const model::SocketAddress&, int, const std::uint8_t*, std::size_t) {};
   auto a = wan.bind(model::SocketAddress(ip, 0), none);
   auto b = wan.bind(model::SocketAddress(ip, 0), none);
   ASSERT_TRUE(a.is_ok() && b.is_ok());

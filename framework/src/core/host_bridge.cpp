@@ -65,45 +65,96 @@ struct HostBridge {
     return PATRONUS_OK;
   }
 
+  // udp_open and udp_open_ex: the plugin's callback gets the sender, and with udp_open_ex what the
+  // backend knows of the datagram.
+  static patronus_status open_endpoint(patronus_host_ctx* c, const patronus_addr* local,
+                                       const env::UdpOptions& options, patronus_datagram_fn fn,
+                                       patronus_datagram_info_fn info_fn, void* user,
+                                       patronus_endpoint_id* out_id, patronus_addr* out_bound) {
+    RouterInstance& r = router(c);
+    auto* inst = c->instance;
+    if (local == nullptr || (fn == nullptr && info_fn == nullptr) || out_id == nullptr) {
+      return PATRONUS_ERR_INVALID_ARGUMENT;
+    }
+    if (inst->endpoints.size() >= r.limits_.max_endpoints_per_instance) {
+      r.refused(*inst, "host.endpoint_refused", ++r.counters_.endpoints_refused);
+      return PATRONUS_ERR_RESOURCE_EXHAUSTED;
+    }
+    auto addr = model::SocketAddress::from_abi(*local);
+    if (!addr.is_ok()) return PATRONUS_ERR_INVALID_ARGUMENT;
+    auto slot = std::make_shared<env::EndpointId>(0);
+    env::EndpointId id = 0;
+    model::SocketAddress bound;
+    Status s = r.env_.open_udp(
+        addr.value(), options,
+        [c, fn, info_fn, user, slot](const model::SocketAddress& from, const env::DatagramInfo& in,
+                                     const std::uint8_t* data, std::size_t size) {
+          const patronus_addr a = from.to_abi();
+          try {
+            if (info_fn == nullptr) {
+              fn(user, *slot, &a, data, static_cast<std::uint32_t>(size));
+              return;
+            }
+            patronus_datagram_info info{};
+            info.struct_size = sizeof info;
+            if (in.ttl >= 0) {
+              info.flags |= PATRONUS_DGRAM_TTL;
+              info.ttl = static_cast<std::uint32_t>(in.ttl);
+            }
+            if (in.ifindex != 0) {
+              info.flags |= PATRONUS_DGRAM_IFINDEX;
+              info.ifindex = in.ifindex;
+            }
+            if (in.local) {
+              info.flags |= PATRONUS_DGRAM_LOCAL;
+              info.local = in.local->to_abi();
+            }
+            info_fn(user, *slot, &a, &info, data, static_cast<std::uint32_t>(size));
+          } catch (...) {
+            ++router(c).counters_.plugin_exceptions;
+          }
+        },
+        &id, &bound);
+    if (!s.is_ok()) {
+      r.add_trace(inst->name + " udp-open-failed " + s.message());
+      return to_abi(s);
+    }
+    *slot = id;
+    inst->endpoints.insert(id);
+    *out_id = id;
+    if (out_bound) *out_bound = bound.to_abi();
+    return PATRONUS_OK;
+  }
+
   static patronus_status udp_open(patronus_host_ctx* c, const patronus_addr* local,
                                   patronus_datagram_fn fn, void* user, patronus_endpoint_id* out_id,
                                   patronus_addr* out_bound) noexcept {
     try {
-      RouterInstance& r = router(c);
-      auto* inst = c->instance;
-      if (local == nullptr || fn == nullptr || out_id == nullptr) {
-        return PATRONUS_ERR_INVALID_ARGUMENT;
+      if (fn == nullptr) return PATRONUS_ERR_INVALID_ARGUMENT;
+      return open_endpoint(c, local, env::UdpOptions{}, fn, nullptr, user, out_id, out_bound);
+    } catch (...) {
+      return PATRONUS_ERR_INTERNAL;
+    }
+  }
+
+  // ABI 1.3
+  static patronus_status udp_open_ex(patronus_host_ctx* c, const patronus_addr* local,
+                                     const patronus_udp_options* options,
+                                     patronus_datagram_info_fn fn, void* user,
+                                     patronus_endpoint_id* out_id,
+                                     patronus_addr* out_bound) noexcept {
+    try {
+      env::UdpOptions o;
+      if (options != nullptr) {
+        patronus_udp_options v{};
+        if (!read_report(options, PATRONUS_SIZE_1_3_UDP_OPTIONS, &v) || v.flags != 0 ||
+            v.reserved0 != 0 || v.send_ttl > 255) {
+          return PATRONUS_ERR_INVALID_ARGUMENT;
+        }
+        o.send_ttl = static_cast<int>(v.send_ttl);
       }
-      if (inst->endpoints.size() >= r.limits_.max_endpoints_per_instance) {
-        r.refused(*inst, "host.endpoint_refused", ++r.counters_.endpoints_refused);
-        return PATRONUS_ERR_RESOURCE_EXHAUSTED;
-      }
-      auto addr = model::SocketAddress::from_abi(*local);
-      if (!addr.is_ok()) return PATRONUS_ERR_INVALID_ARGUMENT;
-      auto slot = std::make_shared<env::EndpointId>(0);
-      env::EndpointId id = 0;
-      model::SocketAddress bound;
-      Status s = r.env_.open_udp(
-          addr.value(),
-          [c, fn, user, slot](const model::SocketAddress& from, const std::uint8_t* data,
-                              std::size_t size) {
-            const patronus_addr a = from.to_abi();
-            try {
-              fn(user, *slot, &a, data, static_cast<std::uint32_t>(size));
-            } catch (...) {
-              ++router(c).counters_.plugin_exceptions;
-            }
-          },
-          &id, &bound);
-      if (!s.is_ok()) {
-        r.add_trace(inst->name + " udp-open-failed " + s.message());
-        return to_abi(s);
-      }
-      *slot = id;
-      inst->endpoints.insert(id);
-      *out_id = id;
-      if (out_bound) *out_bound = bound.to_abi();
-      return PATRONUS_OK;
+      if (fn == nullptr) return PATRONUS_ERR_INVALID_ARGUMENT;
+      return open_endpoint(c, local, o, nullptr, fn, user, out_id, out_bound);
     } catch (...) {
       return PATRONUS_ERR_INTERNAL;
     }
@@ -302,6 +353,7 @@ void fill_host_services(patronus_host_services& s, patronus_host_ctx* ctx) {
   s.watch_fd = &HostBridge::watch_fd;
   s.unwatch_fd = &HostBridge::unwatch_fd;
   s.report_tunnel = &HostBridge::report_tunnel;
+  s.udp_open_ex = &HostBridge::udp_open_ex;
 }
 
 }  // namespace patronus::core

@@ -2,6 +2,10 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <array>
 #include <boost/asio/io_context.hpp>
@@ -43,32 +47,89 @@ SocketAddress from_asio(const udp::endpoint& e) {
   return {IpAddress::v6(bytes), e.port()};
 }
 
+// One datagram from a non-blocking socket with its TTL, destination and interface (the socket has
+// IP_RECVTTL and IP_PKTINFO, or their IPv6 counterparts). Returns the payload size, or -1 with
+// errno (EAGAIN: nothing left).
+ssize_t receive_with_info(int fd, std::uint8_t* buf, std::size_t cap, SocketAddress* from,
+                          DatagramInfo* info, std::uint16_t local_port) {
+  sockaddr_storage src{};
+  iovec iov{buf, cap};
+  alignas(cmsghdr) std::array<char, 256> control{};
+  msghdr msg{};
+  msg.msg_name = &src;
+  msg.msg_namelen = sizeof src;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  const ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
+  if (n < 0) return n;
+  *info = DatagramInfo{};
+  if (src.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&src);
+    *from = SocketAddress(IpAddress::v4(ntohl(in->sin_addr.s_addr)), ntohs(in->sin_port));
+  } else {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&src);
+    std::array<std::uint8_t, 16> b{};
+    std::memcpy(b.data(), in6->sin6_addr.s6_addr, 16);
+    *from = from_asio(udp::endpoint(asio::ip::address_v6(b), ntohs(in6->sin6_port)));
+  }
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) {
+      int ttl = 0;
+      std::memcpy(&ttl, CMSG_DATA(c), sizeof ttl);
+      info->ttl = ttl;
+    } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      in_pktinfo pi{};
+      std::memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      info->ifindex = static_cast<std::uint32_t>(pi.ipi_ifindex);
+      info->local = SocketAddress(IpAddress::v4(ntohl(pi.ipi_addr.s_addr)), local_port);
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT) {
+      int hops = 0;
+      std::memcpy(&hops, CMSG_DATA(c), sizeof hops);
+      info->ttl = hops;
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+      in6_pktinfo pi{};
+      std::memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      info->ifindex = pi.ipi6_ifindex;
+      std::array<std::uint8_t, 16> b{};
+      std::memcpy(b.data(), pi.ipi6_addr.s6_addr, 16);
+      info->local = from_asio(udp::endpoint(asio::ip::address_v6(b), local_port));
+    }
+  }
+  return n;
+}
+
 }  // namespace
 
 struct AsioEnv::Impl {
   struct Socket {
     explicit Socket(asio::io_context& io) : sock(io) {}
     udp::socket sock;
-    DatagramHandler handler;
-    udp::endpoint sender;
+    DatagramInfoHandler handler;
+    std::uint16_t port = 0;  // bound
     std::array<std::uint8_t, 65536> buf{};
   };
 
   Impl(asio::io_context& io_, std::uint64_t seed, EnvLimits limits_)
       : io(io_), rng(seed), limits(limits_) {}
 
+  // Waits for readability, then drains the socket with recvmsg (asio's receive has no control
+  // messages) and waits again.
   void receive(EndpointId id, std::shared_ptr<Socket> s) {
-    s->sock.async_receive_from(asio::buffer(s->buf), s->sender,
-                               [this, id, s](const boost::system::error_code& ec, std::size_t n) {
-                                 if (ec == asio::error::operation_aborted || !s->sock.is_open())
-                                   return;
-                                 if (!ec) {
-                                   auto handler =
-                                       s->handler;  // the handler may close this endpoint
-                                   handler(from_asio(s->sender), s->buf.data(), n);
-                                 }
-                                 if (sockets.count(id)) receive(id, s);
-                               });
+    s->sock.async_wait(udp::socket::wait_read, [this, id, s](const boost::system::error_code& ec) {
+      if (ec == asio::error::operation_aborted || !s->sock.is_open()) return;
+      for (int i = 0; !ec && i < 64 && sockets.count(id); ++i) {
+        SocketAddress from;
+        DatagramInfo info;
+        const ssize_t n = receive_with_info(s->sock.native_handle(), s->buf.data(), s->buf.size(),
+                                            &from, &info, s->port);
+        if (n < 0) break;  // EAGAIN, or an error queued on the socket (e.g. ICMP unreachable)
+        auto handler = s->handler;  // the handler may close this endpoint
+        handler(from, info, s->buf.data(), static_cast<std::size_t>(n));
+      }
+      if (sockets.count(id)) receive(id, s);
+    });
   }
 
   // A watched descriptor: asio's descriptor wrapper is released, never closed (the caller owns
@@ -162,8 +223,9 @@ void AsioEnv::post(std::function<void()> fn) {
   asio::post(impl_->io, std::move(fn));
 }
 
-Status AsioEnv::open_udp(const SocketAddress& local, DatagramHandler handler, EndpointId* id,
-                         SocketAddress* bound) {
+Status AsioEnv::open_udp(const SocketAddress& local, const UdpOptions& options,
+                         DatagramInfoHandler handler, EndpointId* id, SocketAddress* bound) {
+  if (auto st = check_udp_options(options); !st.is_ok()) return st;
   if (impl_->sockets.size() >= impl_->limits.max_endpoints) {
     return resource_exhausted(std::to_string(impl_->limits.max_endpoints) +
                               " datagram endpoints are open already");
@@ -177,8 +239,15 @@ Status AsioEnv::open_udp(const SocketAddress& local, DatagramHandler handler, En
   if (!ec) {
     const int one = 1;
     const bool v4 = ep.protocol() == boost::asio::ip::udp::v4();
-    if (::setsockopt(s->sock.native_handle(), v4 ? IPPROTO_IP : IPPROTO_IPV6,
-                     v4 ? IP_FREEBIND : IPV6_FREEBIND, &one, sizeof one) != 0) {
+    const int fd = s->sock.native_handle();
+    const int level = v4 ? IPPROTO_IP : IPPROTO_IPV6;
+    // The TTL and destination of every datagram (DatagramInfo), and the TTL of what it sends.
+    const int ttl = options.send_ttl;
+    if (::setsockopt(fd, level, v4 ? IP_FREEBIND : IPV6_FREEBIND, &one, sizeof one) != 0 ||
+        ::setsockopt(fd, level, v4 ? IP_RECVTTL : IPV6_RECVHOPLIMIT, &one, sizeof one) != 0 ||
+        ::setsockopt(fd, level, v4 ? IP_PKTINFO : IPV6_RECVPKTINFO, &one, sizeof one) != 0 ||
+        (ttl > 0 &&
+         ::setsockopt(fd, level, v4 ? IP_TTL : IPV6_UNICAST_HOPS, &ttl, sizeof ttl) != 0)) {
       ec = boost::system::error_code(errno, boost::system::system_category());
     }
   }
@@ -186,7 +255,9 @@ Status AsioEnv::open_udp(const SocketAddress& local, DatagramHandler handler, En
   if (ec) return unavailable("cannot bind UDP " + local.to_string() + ": " + ec.message());
   s->handler = std::move(handler);
   const EndpointId eid = impl_->next_endpoint++;
-  if (bound) *bound = from_asio(s->sock.local_endpoint(ec));
+  const SocketAddress at = from_asio(s->sock.local_endpoint(ec));
+  s->port = at.port();
+  if (bound) *bound = at;
   impl_->sockets.emplace(eid, s);
   impl_->receive(eid, s);
   *id = eid;

@@ -47,8 +47,10 @@ class VirtualWorld::Node final : public Env {
 
   void post(std::function<void()> fn) override { world_.enqueue(world_.now_, std::move(fn)); }
 
-  Status open_udp(const SocketAddress& local, DatagramHandler handler, EndpointId* id,
-                  SocketAddress* bound) override {
+  using Env::open_udp;
+  Status open_udp(const SocketAddress& local, const UdpOptions& options,
+                  DatagramInfoHandler handler, EndpointId* id, SocketAddress* bound) override {
+    if (auto s = check_udp_options(options); !s.is_ok()) return s;
     if (endpoints_.size() >= limits_.max_endpoints) {
       return resource_exhausted(name_ + ": " + std::to_string(limits_.max_endpoints) +
                                 " datagram endpoints are open already");
@@ -87,7 +89,8 @@ class VirtualWorld::Node final : public Env {
     const SocketAddress addr(ip, port);
     if (bound_.count(addr)) return unavailable(name_ + ": " + addr.to_string() + " is in use");
     const EndpointId eid = next_endpoint_++;
-    endpoints_.emplace(eid, Endpoint{addr, std::move(handler)});
+    endpoints_.emplace(
+        eid, Endpoint{addr, std::move(handler), options.send_ttl ? options.send_ttl : kDefaultTtl});
     bound_.emplace(addr, eid);
     *id = eid;
     if (bound) *bound = addr;
@@ -102,7 +105,7 @@ class VirtualWorld::Node final : public Env {
       return invalid_argument("datagram of " + std::to_string(size) + " bytes exceeds " +
                               std::to_string(limits_.max_datagram));
     }
-    world_.transmit(*this, it->second.addr, to, data, size);
+    world_.transmit(*this, it->second.addr, to, it->second.ttl, data, size);
     return Status::ok();
   }
 
@@ -118,14 +121,17 @@ class VirtualWorld::Node final : public Env {
   std::string name() const override { return "virtual:" + name_; }
 
   // Delivery from the world. Returns false when no endpoint is bound to dst.
-  bool deliver(const SocketAddress& src, const SocketAddress& dst,
+  bool deliver(const SocketAddress& src, const SocketAddress& dst, int ttl,
                const std::vector<std::uint8_t>& bytes) {
     auto b = bound_.find(dst);
     if (b == bound_.end()) return false;
     auto e = endpoints_.find(b->second);
+    DatagramInfo info;
+    info.ttl = ttl;
+    info.local = dst;
     // Copy the handler: it may close its own endpoint.
     auto handler = e->second.handler;
-    handler(src, bytes.data(), bytes.size());
+    handler(src, info, bytes.data(), bytes.size());
     return true;
   }
 
@@ -138,7 +144,8 @@ class VirtualWorld::Node final : public Env {
   };
   struct Endpoint {
     SocketAddress addr;
-    DatagramHandler handler;
+    DatagramInfoHandler handler;
+    int ttl = kDefaultTtl;  // of what it sends
   };
   VirtualWorld& world_;
   std::string name_;
@@ -208,7 +215,7 @@ std::string VirtualWorld::trace_text() const {
   return out;
 }
 
-void VirtualWorld::transmit(Node& from, const SocketAddress& src, const SocketAddress& dst,
+void VirtualWorld::transmit(Node& from, const SocketAddress& src, const SocketAddress& dst, int ttl,
                             const std::uint8_t* data, std::size_t size) {
   ++counters_.sent;
   // Lines are only formatted while the trace is on and has room.
@@ -236,6 +243,13 @@ void VirtualWorld::transmit(Node& from, const SocketAddress& src, const SocketAd
     add_trace(t + " drop-loss " + what);
     return;
   }
+  // Each router on the link decrements the TTL; one that reaches zero is dropped there.
+  if (p.hops >= ttl) {
+    ++counters_.ttl_expired;
+    add_trace(t + " drop-ttl " + what);
+    return;
+  }
+  ttl -= p.hops;
   std::int64_t delay = p.delay_ns;
   if (p.jitter_ns > 0) {
     delay += static_cast<std::int64_t>(rng_.uniform(static_cast<std::uint64_t>(p.jitter_ns) + 1));
@@ -244,8 +258,8 @@ void VirtualWorld::transmit(Node& from, const SocketAddress& src, const SocketAd
   Node* to = dst_node->second;
   std::vector<std::uint8_t> bytes(data, data + size);
   const std::uint64_t seq =
-      enqueue(now_ + delay, [this, to, src, dst, bytes = std::move(bytes), what] {
-        if (to->deliver(src, dst, bytes)) {
+      enqueue(now_ + delay, [this, to, src, dst, ttl, bytes = std::move(bytes), what] {
+        if (to->deliver(src, dst, ttl, bytes)) {
           ++counters_.delivered;
           if (!what.empty()) add_trace(std::to_string(now_) + " recv " + what);
         } else {

@@ -9,7 +9,8 @@
  *  - A plugin whose abi_major differs from the host's, or whose abi_minor is newer than the
  *    host's, is refused. Adding to the end of a table is a minor bump; anything else is a major
  *    one. ABI 1.1 (docs/adr/0006-abi-1-1.md) appended fields to tables 1.0 defined; ABI 1.2
- *    (docs/adr/0011-abi-1-2.md) appended what a transport needs. 1.0 and 1.1 plugins keep loading.
+ *    (docs/adr/0011-abi-1-2.md) appended what a transport needs; ABI 1.3 (docs/adr/0014-abi-1-3.md)
+ *    what a protocol with TTL rules needs (BFD). 1.0, 1.1 and 1.2 plugins keep loading.
  *  - Reserved fields and slots must be zero.
  *  - Each plugin exports exactly one entry point, through Boost.DLL's alias mechanism, under the
  *    name `patronus_plugin_entry` (see PATRONUS_PLUGIN_ENTRY below).
@@ -27,13 +28,13 @@ extern "C" {
 #endif
 
 #define PATRONUS_ABI_VERSION_MAJOR 1
-#define PATRONUS_ABI_VERSION_MINOR 2
+#define PATRONUS_ABI_VERSION_MINOR 3
 
 /* ---------------------------------------------------------------------------------------------
  * Frozen sizes (LP64) of every table and struct as the ABI version that introduced it defined
  * them. The host never accepts a table shorter than its frozen 1.0 size, and reads only
  * min(struct_size, sizeof(what it knows)) bytes: a plugin built against 1.0 keeps loading in every
- * 1.x host. Fields added in 1.1 and 1.2 are marked "ABI 1.1" / "ABI 1.2"; a reader checks
+ * 1.x host. Fields added in 1.1, 1.2 and 1.3 are marked "ABI 1.1" ... "ABI 1.3"; a reader checks
  * struct_size before using them (the host reads the descriptor's 1.2 flags only from a plugin
  * built against 1.2 or later). Reserved fields must be zero (the host refuses a plugin whose
  * reserved fields are not).
@@ -54,6 +55,9 @@ extern "C" {
 /* Introduced in 1.2. */
 #define PATRONUS_SIZE_1_2_TUNNEL_STATUS 64u
 #define PATRONUS_SIZE_1_2_PREFIX 24u
+/* Introduced in 1.3. */
+#define PATRONUS_SIZE_1_3_UDP_OPTIONS 16u
+#define PATRONUS_SIZE_1_3_DATAGRAM_INFO 36u
 
 /* The alias every plugin exports (a Boost.DLL alias: a `const void*` in section "boostdll"). */
 #define PATRONUS_PLUGIN_ENTRY_NAME "patronus_plugin_entry"
@@ -266,6 +270,32 @@ typedef void (*patronus_fd_fn)(void* user, patronus_watch_id id, int32_t fd, uin
 #define PATRONUS_FD_READABLE 1u
 #define PATRONUS_FD_WRITABLE 2u
 
+/* ABI 1.3: how a datagram endpoint sends (host_services.udp_open_ex). */
+struct patronus_udp_options {
+  uint32_t struct_size;
+  uint32_t send_ttl; /* 1..255: TTL (IPv4) or hop limit (IPv6) of every datagram; 0: the default */
+  uint32_t flags;    /* zero (none defined yet) */
+  uint32_t reserved0;
+};
+
+/* ABI 1.3: what the host knows of a received datagram. `flags` says which fields are set: a field
+ * the host cannot know (a network model without interfaces has no ifindex) is absent, never
+ * invented. */
+struct patronus_datagram_info {
+  uint32_t struct_size;
+  uint32_t flags;   /* PATRONUS_DGRAM_* */
+  uint32_t ttl;     /* the TTL (IPv4) or hop limit (IPv6) it arrived with (PATRONUS_DGRAM_TTL) */
+  uint32_t ifindex; /* the interface it arrived on (PATRONUS_DGRAM_IFINDEX) */
+  struct patronus_addr local; /* the address and port it was sent to (PATRONUS_DGRAM_LOCAL) */
+};
+#define PATRONUS_DGRAM_TTL 1u
+#define PATRONUS_DGRAM_IFINDEX 2u
+#define PATRONUS_DGRAM_LOCAL 4u
+typedef void (*patronus_datagram_info_fn)(void* user, patronus_endpoint_id endpoint,
+                                          const struct patronus_addr* from,
+                                          const struct patronus_datagram_info* info,
+                                          const uint8_t* data, uint32_t size);
+
 struct patronus_host_services {
   uint32_t struct_size; /* sizeof(struct patronus_host_services) as the host knows it */
   uint32_t abi_minor;   /* the host's PATRONUS_ABI_VERSION_MINOR */
@@ -319,6 +349,17 @@ struct patronus_host_services {
   patronus_status (*unwatch_fd)(patronus_host_ctx* ctx, patronus_watch_id id);
   /* A transport's report on a path's tunnel. */
   void (*report_tunnel)(patronus_host_ctx* ctx, const struct patronus_tunnel_status* status);
+
+  /* ABI 1.3 */
+  /* udp_open with options (the TTL of what it sends; NULL: defaults) whose receive callback also
+   * gets what the host knows of each datagram (the TTL it arrived with, its destination address,
+   * the interface). Every backend reports TTL and destination; the real network also the
+   * interface. A send_ttl outside 0..255 or a non-zero reserved field is
+   * PATRONUS_ERR_INVALID_ARGUMENT. */
+  patronus_status (*udp_open_ex)(patronus_host_ctx* ctx, const struct patronus_addr* local,
+                                 const struct patronus_udp_options* options,
+                                 patronus_datagram_info_fn fn, void* user,
+                                 patronus_endpoint_id* out_id, struct patronus_addr* out_bound);
 };
 
 /* ---------------------------------------------------------------------------------------------

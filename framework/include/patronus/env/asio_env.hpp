@@ -22,7 +22,9 @@ class AsioEnv final : public Env {
   TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) override;
   bool cancel(TimerId id) override;
   void post(std::function<void()> fn) override;
-  Status open_udp(const model::SocketAddress& local, DatagramHandler handler, EndpointId* id,
+  using Env::open_udp;
+  Status open_udp(const model::SocketAddress& local, const UdpOptions& options,
+                  DatagramInfoHandler handler, EndpointId* id,
                   model::SocketAddress* bound) override;
   Status send_udp(EndpointId id, const model::SocketAddress& to, const std::uint8_t* data,
                   std::size_t size) override;

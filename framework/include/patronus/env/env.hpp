@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "patronus/model/address.hpp"
@@ -19,6 +20,22 @@ using TimerId = std::uint64_t;     // 0 is never valid
 using EndpointId = std::uint64_t;  // 0 is never valid
 using DatagramHandler =
     std::function<void(const model::SocketAddress& from, const std::uint8_t* data, std::size_t)>;
+// How an endpoint sends: the TTL (IPv4) or hop limit (IPv6) of every datagram, 1..255 (0: the
+// backend's default, 64).
+struct UdpOptions {
+  int send_ttl = 0;
+};
+// What the backend knows of a received datagram; what it cannot know is absent, never invented.
+struct DatagramInfo {
+  int ttl = -1;  // the TTL / hop limit it arrived with (-1: unknown)
+  // The interface it arrived on (0: unknown): the kernel's ifindex on the real network, the node's
+  // IPv4 interface index on ns-3's stack; the virtual world and the scenario WAN have none.
+  std::uint32_t ifindex = 0;
+  std::optional<model::SocketAddress> local;  // the address and port it was sent to
+};
+using DatagramInfoHandler =
+    std::function<void(const model::SocketAddress& from, const DatagramInfo& info,
+                       const std::uint8_t* data, std::size_t)>;
 using WatchId = std::uint64_t;  // 0 is never valid
 // Readiness of a watched descriptor: kFdReadable | kFdWritable.
 inline constexpr std::uint32_t kFdReadable = 1, kFdWritable = 2;
@@ -50,9 +67,23 @@ class Env {
   // Runs fn on this Env's thread soon. The one call that is safe from another thread.
   virtual void post(std::function<void()> fn) = 0;
 
-  // UDP endpoints. `local` port 0 binds any port; *bound receives the bound address.
-  virtual Status open_udp(const model::SocketAddress& local, DatagramHandler handler,
-                          EndpointId* id, model::SocketAddress* bound) = 0;
+  // UDP endpoints. `local` port 0 binds any port; *bound receives the bound address. Every
+  // backend sends with options.send_ttl and reports each datagram's TTL and destination (the
+  // real one also its interface). A send_ttl outside 0..255 is INVALID_ARGUMENT.
+  virtual Status open_udp(const model::SocketAddress& local, const UdpOptions& options,
+                          DatagramInfoHandler handler, EndpointId* id,
+                          model::SocketAddress* bound) = 0;
+  // The same with default options, for handlers that need only the sender.
+  Status open_udp(const model::SocketAddress& local, DatagramHandler handler, EndpointId* id,
+                  model::SocketAddress* bound) {
+    return open_udp(
+        local, UdpOptions{},
+        [h = std::move(handler)](const model::SocketAddress& from, const DatagramInfo&,
+                                 const std::uint8_t* data, std::size_t size) {
+          if (h) h(from, data, size);
+        },
+        id, bound);
+  }
   virtual Status send_udp(EndpointId id, const model::SocketAddress& to, const std::uint8_t* data,
                           std::size_t size) = 0;
   virtual Status close_udp(EndpointId id) = 0;
@@ -79,6 +110,16 @@ class Env {
 };
 
 // SplitMix64-seeded xoshiro256**: identical sequence on every platform for a given seed.
+// Checks UdpOptions (every backend's open_udp does).
+inline Status check_udp_options(const UdpOptions& o) {
+  if (o.send_ttl < 0 || o.send_ttl > 255) {
+    return Status(Code::kInvalidArgument,
+                  "send_ttl " + std::to_string(o.send_ttl) + ": must be 0 (default) or 1..255");
+  }
+  return Status::ok();
+}
+inline constexpr int kDefaultTtl = 64;
+
 class Rng {
  public:
   explicit Rng(std::uint64_t seed);

@@ -19,6 +19,7 @@ struct LinkParams {
   std::int64_t delay_ns = 0;   // one-way propagation delay
   std::int64_t jitter_ns = 0;  // extra delay, uniform in [0, jitter_ns]
   double loss = 0.0;           // probability a datagram is dropped, 0..1
+  int hops = 0;                // routers on the link: each decrements the TTL (0: adjacent)
   bool up = true;
 };
 
@@ -60,7 +61,7 @@ class VirtualWorld {
 
   struct Counters {
     std::uint64_t sent = 0, delivered = 0, lost = 0, no_route = 0, link_down = 0,
-                  port_unreachable = 0;
+                  port_unreachable = 0, ttl_expired = 0;
   };
   const Counters& counters() const { return counters_; }
 
@@ -77,7 +78,7 @@ class VirtualWorld {
   bool dequeue(std::uint64_t seq);
   void run_next();  // runs the earliest event; the queue must not be empty
   void transmit(Node& from, const model::SocketAddress& src, const model::SocketAddress& dst,
-                const std::uint8_t* data, std::size_t size);
+                int ttl, const std::uint8_t* data, std::size_t size);
 
   Limits limits_;
   Rng rng_;

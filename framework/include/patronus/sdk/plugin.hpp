@@ -80,7 +80,7 @@ class Host {
   // Opens a UDP endpoint; throws sdk::Error with the host's reason on failure.
   patronus_endpoint_id udp_open(const patronus_addr& local, DatagramFn fn,
                                 patronus_addr* bound = nullptr) {
-    auto holder = std::make_unique<Endpoint>(Endpoint{this, 0, std::move(fn)});
+    auto holder = std::make_unique<Endpoint>(Endpoint{this, 0, std::move(fn), nullptr});
     patronus_endpoint_id id = 0;
     patronus_addr out{};
     const patronus_status st =
@@ -156,6 +156,37 @@ class Host {
     return true;
   }
 
+  // ABI 1.3: an endpoint sending with `send_ttl` (1..255; 0: the default) whose callback also gets
+  // what the host knows of each datagram (patronus_datagram_info: its TTL, destination and
+  // interface, each flagged when known). Throws sdk::Error (UNIMPLEMENTED) on an older host: a
+  // protocol that must check TTLs cannot run there.
+  using DatagramInfoFn =
+      std::function<void(const patronus_addr& from, const patronus_datagram_info& info,
+                         const std::uint8_t* data, std::size_t size)>;
+  patronus_endpoint_id udp_open_ex(const patronus_addr& local, std::uint32_t send_ttl,
+                                   DatagramInfoFn fn, patronus_addr* bound = nullptr) {
+    if (!has(&patronus_host_services::udp_open_ex)) {
+      throw Error("this host (ABI 1." + std::to_string(s_->abi_minor) +
+                      ") cannot set or report datagram TTLs (needs ABI 1.3)",
+                  PATRONUS_ERR_UNIMPLEMENTED);
+    }
+    auto holder = std::make_unique<Endpoint>(Endpoint{this, 0, nullptr, std::move(fn)});
+    patronus_udp_options o{};
+    o.struct_size = sizeof o;
+    o.send_ttl = send_ttl;
+    patronus_endpoint_id id = 0;
+    patronus_addr out{};
+    const patronus_status st =
+        s_->udp_open_ex(s_->ctx, &local, &o, &Host::on_datagram_info, holder.get(), &id, &out);
+    if (st != PATRONUS_OK) {
+      throw Error("udp_open_ex failed (status " + std::to_string(st) + ")", st);
+    }
+    holder->id = id;
+    endpoints_.emplace(id, std::move(holder));
+    if (bound) *bound = out;
+    return id;
+  }
+
   const patronus_host_services* raw() const { return s_; }
 
  private:
@@ -163,7 +194,21 @@ class Host {
     Host* host;
     patronus_endpoint_id id;
     DatagramFn fn;
+    DatagramInfoFn info_fn;
   };
+  static void on_datagram_info(void* user, patronus_endpoint_id, const patronus_addr* from,
+                               const patronus_datagram_info* info, const std::uint8_t* data,
+                               std::uint32_t size) noexcept {
+    auto* ep = static_cast<Endpoint*>(user);
+    try {
+      auto fn = ep->info_fn;  // the callback may close its own endpoint
+      fn(*from, *info, data, size);
+    } catch (const std::exception& e) {
+      ep->host->log(PATRONUS_LOG_ERROR, std::string("datagram callback threw: ") + e.what());
+    } catch (...) {
+      ep->host->log(PATRONUS_LOG_ERROR, "datagram callback threw a non-standard exception");
+    }
+  }
   static void on_timer(void* user, patronus_timer_id id) noexcept {
     auto* self = static_cast<Host*>(user);
     auto it = self->timers_.find(id);
