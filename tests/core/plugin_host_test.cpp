@@ -76,11 +76,14 @@ void expect_refused(const std::string& name, const std::vector<std::string>& nee
 }
 
 TEST(PluginHost, RefusesDifferentMajorNamingBothVersions) {
-  expect_refused("test-wrong-major", {"plugin ABI 2.2", "host ABI 1.2", "major"});
+  const std::string minor = std::to_string(PATRONUS_ABI_VERSION_MINOR);
+  expect_refused("test-wrong-major", {"plugin ABI 2." + minor, "host ABI 1." + minor, "major"});
 }
 
 TEST(PluginHost, RefusesNewerMinorNamingBothVersions) {
-  expect_refused("test-newer-minor", {"plugin ABI 1.3", "newer than host ABI 1.2"});
+  const int minor = PATRONUS_ABI_VERSION_MINOR;
+  expect_refused("test-newer-minor", {"plugin ABI 1." + std::to_string(minor + 1),
+                                      "newer than host ABI 1." + std::to_string(minor)});
 }
 
 TEST(PluginHost, RefusesShortDescriptor) {
