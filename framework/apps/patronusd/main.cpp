@@ -299,6 +299,7 @@ int main(int argc, char** argv) {
     steering::RuntimeConfig rc;
     rc.site = cfg.site;
     rc.probe = cfg.runtime->probe;
+    rc.liveness = cfg.runtime->liveness;
     rc.default_scorer = cfg.runtime->scorer;
     rc.classes = *classes;
     rc.tick_ns = cfg.runtime->tick_ms * 1000000;

@@ -39,7 +39,7 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
           rt,
           {"sites_file", "topology", "hubs", "k", "keys_dir", "probe", "scorer", "voice_scorer",
            "classes", "tick_ms", "idle_after_ms", "flow_idle_ms", "metrics_interval_ms",
-           "max_flows", "store_samples", "transport", "dataplane", "table_base"},
+           "max_flows", "store_samples", "transport", "dataplane", "table_base", "liveness"},
           path);
       !s.is_ok()) {
     return s;
@@ -77,6 +77,30 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
   auto probe = instance("probe", true);
   if (!probe.is_ok()) return probe.status();
   r.probe = probe.value();
+  if (const auto lv = rt["liveness"]) {
+    if (!lv.IsSequence()) {
+      return invalid_argument(at(lv) + "runtime.liveness: expected a list of plugin instances");
+    }
+    for (std::size_t i = 0; i < lv.size(); ++i) {
+      const std::string where = "runtime.liveness[" + std::to_string(i) + "]";
+      if (!lv[i].IsScalar() || lv[i].Scalar().empty()) {
+        return invalid_argument(at(lv[i]) + where + ": expected a plugin instance name");
+      }
+      const std::string name = lv[i].Scalar();
+      const bool known = std::any_of(c.plugins.begin(), c.plugins.end(),
+                                     [&](const auto& p) { return p.instance == name; });
+      if (!known) {
+        return invalid_argument(at(lv[i]) + where + ": no plugin instance '" + name +
+                                "' in plugins");
+      }
+      if (name == r.probe ||
+          std::find(r.liveness.begin(), r.liveness.end(), name) != r.liveness.end()) {
+        return invalid_argument(at(lv[i]) + where + ": '" + name +
+                                "' is named twice (runtime.probe's liveness counts already)");
+      }
+      r.liveness.push_back(name);
+    }
+  }
   auto scorer = instance("scorer", true);
   if (!scorer.is_ok()) return scorer.status();
   r.scorer = scorer.value();

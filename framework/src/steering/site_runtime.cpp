@@ -108,9 +108,24 @@ struct SiteRuntime::Path {
   std::uint32_t selections = 0;
   std::uint32_t flows = 0;
   std::optional<PathView::TunnelView> tunnel;  // the transport's last report
-  // Usable for traffic as far as liveness goes: probes answered and the tunnel (if a transport
-  // reports on it) not down.
-  bool up() const { return live && !(tunnel && !tunnel->up); }
+  // Per RuntimeConfig::liveness instance: whether it covers the path, and its last verdict.
+  struct Gate {
+    bool covered = false, up = false;
+    std::uint32_t diagnostic = PATRONUS_DIAG_NONE;
+    std::int64_t detect_time_ns = 0;
+  };
+  std::vector<Gate> gates;
+  // Alive as far as the probes go: ours answered and no covering liveness instance says down.
+  bool alive() const {
+    if (!live) return false;
+    for (const auto& g : gates) {
+      if (g.covered && !g.up) return false;
+    }
+    return true;
+  }
+  // Usable for traffic as far as liveness goes: alive and the tunnel (if a transport reports on
+  // it) not down.
+  bool up() const { return alive() && !(tunnel && !tunnel->up); }
   explicit Path(const WindowLimits& w) : window(w) {}
 };
 
@@ -209,6 +224,18 @@ Status SiteRuntime::start() {
   };
   if (config_.probe.empty() || !has(config_.probe)) {
     return invalid_argument("probe: no plugin instance '" + config_.probe + "'");
+  }
+  for (std::size_t i = 0; i < config_.liveness.size(); ++i) {
+    const auto& inst = config_.liveness[i];
+    if (!has(inst)) {
+      return invalid_argument("liveness[" + std::to_string(i) + "]: no plugin instance '" + inst +
+                              "'");
+    }
+    if (inst == config_.probe ||
+        std::count(config_.liveness.begin(), config_.liveness.end(), inst) > 1) {
+      return invalid_argument("liveness[" + std::to_string(i) + "]: '" + inst +
+                              "' is named twice (the probe's own liveness counts already)");
+    }
   }
   if (!config_.transport.empty()) {
     if (!has(config_.transport)) {
@@ -330,6 +357,10 @@ Status SiteRuntime::start() {
     }
     p->rate = PATRONUS_PROBE_RATE_ACTIVE;
   }
+  if (auto s = watch_liveness(); !s.is_ok()) {
+    for (auto& p : paths_) (void)router_.unwatch_path(config_.probe, p->spec.id.value());
+    return s;
+  }
   running_ = true;
   next_metrics_ns_ = env_.now_ns() + config_.metrics_interval_ns;
   schedule_tick();
@@ -370,6 +401,31 @@ patronus_path_desc SiteRuntime::probe_desc(const Path& p) const {
     std::memcpy(d.key, p.spec.probe_key.data(), 32);
   }
   return d;
+}
+
+// Every liveness instance watches every path over its underlay addresses; NOT_FOUND: not covered.
+Status SiteRuntime::watch_liveness() {
+  for (auto& p : paths_) p->gates.assign(config_.liveness.size(), {});
+  for (std::size_t i = 0; i < config_.liveness.size(); ++i) {
+    for (auto& p : paths_) {
+      patronus_path_desc d = describe(*p);
+      d.rate = PATRONUS_PROBE_RATE_ACTIVE;
+      auto s = router_.watch_path(config_.liveness[i], d);
+      if (s.code() == Code::kNotFound) continue;
+      if (!s.is_ok()) {
+        for (std::size_t j = 0; j <= i; ++j) {
+          for (auto& q : paths_) {
+            if (q->gates[j].covered) (void)router_.unwatch_path(config_.liveness[j], q->spec.id.value());
+            q->gates[j] = {};
+          }
+        }
+        return Status(s.code(), "liveness '" + config_.liveness[i] + "', path '" + p->spec.name +
+                                    "': " + s.message());
+      }
+      p->gates[i].covered = true;
+    }
+  }
+  return Status::ok();
 }
 
 Result<bool> SiteRuntime::update_path(const PathSpec& spec) {
@@ -463,6 +519,13 @@ void SiteRuntime::stop() {
   if (rates_timer_) env_.cancel(rates_timer_);
   rates_timer_ = 0;
   for (auto& p : paths_) (void)router_.unwatch_path(config_.probe, p->spec.id.value());
+  for (std::size_t i = 0; i < config_.liveness.size(); ++i) {
+    for (auto& p : paths_) {
+      if (i < p->gates.size() && p->gates[i].covered) {
+        (void)router_.unwatch_path(config_.liveness[i], p->spec.id.value());
+      }
+    }
+  }
   publish_metrics();
 }
 
@@ -518,7 +581,11 @@ void SiteRuntime::on_sample(const std::string& instance, const patronus_path_sam
 }
 
 void SiteRuntime::on_liveness(const std::string& instance, const patronus_path_liveness& l) {
-  if (instance != config_.probe || !running_) return;
+  if (!running_) return;
+  if (instance != config_.probe) {
+    on_gate(instance, l);
+    return;
+  }
   auto it = path_index_.find(l.path_id);
   if (it == path_index_.end()) {
     ++counters_.samples_unknown_path;
@@ -535,6 +602,38 @@ void SiteRuntime::on_liveness(const std::string& instance, const patronus_path_l
                                              {"diagnostic", l.diagnostic},
                                              {"detect_time_ns", l.detect_time_ns}}
                                                .dump());
+  rescore(p);
+  evaluate_site(p.site);
+}
+
+// A verdict of a liveness instance (RuntimeConfig::liveness) on a path it covers.
+void SiteRuntime::on_gate(const std::string& instance, const patronus_path_liveness& l) {
+  const auto src = std::find(config_.liveness.begin(), config_.liveness.end(), instance);
+  if (src == config_.liveness.end()) return;
+  const auto i = static_cast<std::size_t>(src - config_.liveness.begin());
+  auto it = path_index_.find(l.path_id);
+  if (it == path_index_.end()) {
+    ++counters_.samples_unknown_path;
+    return;
+  }
+  Path& p = *paths_[it->second];
+  if (i >= p.gates.size() || !p.gates[i].covered) return;
+  auto& g = p.gates[i];
+  const bool up = l.state == PATRONUS_PATH_UP;
+  g.diagnostic = l.diagnostic;
+  g.detect_time_ns = l.detect_time_ns;
+  if (up == g.up) return;
+  const bool was_alive = p.alive();
+  g.up = up;
+  ++counters_.liveness_changes;
+  emit_event(up ? "path.liveness_up" : "path.liveness_down",
+             J{{"path", p.spec.id.value()},
+               {"name", p.spec.name},
+               {"instance", instance},
+               {"diagnostic", l.diagnostic},
+               {"detect_time_ns", l.detect_time_ns}}
+                 .dump());
+  if (was_alive == p.alive()) return;
   rescore(p);
   evaluate_site(p.site);
 }
@@ -645,6 +744,11 @@ namespace {
 // Why a path cannot carry a class ("" when it can).
 std::string why_not(const PathView& v, bool valid, double score, const ClassSpec& c) {
   if (!v.live) return "down (no probe reply within the detection time)";
+  for (const auto& g : v.liveness) {
+    if (!g.up) {
+      return "down (" + g.instance + " says so, diagnostic " + std::to_string(g.diagnostic) + ")";
+    }
+  }
   if (v.tunnel && !v.tunnel->up) {
     return v.tunnel->diagnostic == PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE
                ? "tunnel down (no handshake within the reject window)"
@@ -750,7 +854,7 @@ void SiteRuntime::evaluate(Selection& s) {
   // access link); it is taken only when no other path will do.
   if (s.state.current >= 0 && s.state.current < static_cast<int>(s.cand.size())) {
     const Path& cur = *paths_[s.cand[s.state.current]];
-    if (!cur.live) {
+    if (!cur.alive()) {
       for (std::size_t i = 0; i < s.cand.size(); ++i) {
         const Path& p = *paths_[s.cand[i]];
         const bool shares = p.spec.local_endpoint == cur.spec.local_endpoint ||
@@ -1191,6 +1295,11 @@ PathView SiteRuntime::view(const Path& p) const {
   v.remote_site = p.spec.remote_site;
   v.status = p.status;
   v.live = p.live;
+  for (std::size_t i = 0; i < p.gates.size() && i < config_.liveness.size(); ++i) {
+    if (!p.gates[i].covered) continue;
+    v.liveness.push_back({config_.liveness[i], p.gates[i].up, p.gates[i].diagnostic,
+                          p.gates[i].detect_time_ns});
+  }
   if (!p.scores.empty()) {
     v.scored = p.scores[0].valid;
     v.score = p.scores[0].score;

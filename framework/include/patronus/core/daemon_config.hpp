@@ -26,6 +26,7 @@ struct RuntimeSection {
   int k = 2;                         // partial topology
   std::string keys_dir;              // this site's private keys (DIR/<site>/<endpoint>.key)
   std::string probe;                 // probe plugin instance
+  std::vector<std::string> liveness;  // further probe instances gating paths (e.g. BFD)
   std::string scorer;                // default scorer instance
   std::string voice_scorer;          // scorer of the default voice class ("" = scorer)
   std::string classes_yaml;          // the `classes:` subtree re-emitted ("" = default classes)

@@ -77,6 +77,12 @@ struct RuntimeConfig {
   // down is not used. stop() leaves the tunnels to the transport (whose own stop decides whether
   // they outlive the daemon), so a restart does not drop them.
   std::string transport;
+  // Further probe instances whose liveness verdicts gate the paths (e.g. BFD towards a router the
+  // site does not control): each is asked to watch every path, described by its underlay
+  // addresses; one that answers NOT_FOUND does not cover that path. A covered path is usable only
+  // while the instance says it is up (down until its first verdict). Their samples are ignored:
+  // scores come from `probe`.
+  std::vector<std::string> liveness;
   ClassSet classes = default_classes("");
   WindowLimits window;
   std::uint32_t max_paths = 4096;
@@ -143,6 +149,14 @@ struct PathView {
     std::optional<model::SocketAddress> endpoint;
   };
   std::optional<TunnelView> tunnel;
+  // The verdicts of the liveness instances covering the path (RuntimeConfig::liveness).
+  struct LivenessView {
+    std::string instance;
+    bool up = false;
+    std::uint32_t diagnostic = PATRONUS_DIAG_NONE;
+    std::int64_t detect_time_ns = 0;
+  };
+  std::vector<LivenessView> liveness;
 };
 
 // Several may listen (store, trace, simulator). Every callback carries the site.
@@ -249,6 +263,8 @@ class SiteRuntime final : private core::RouterObserver {
   void on_sample(const std::string& instance, const patronus_path_sample& s) override;
   void on_liveness(const std::string& instance, const patronus_path_liveness& l) override;
   void on_tunnel(const std::string& instance, const patronus_tunnel_status& t) override;
+  void on_gate(const std::string& instance, const patronus_path_liveness& l);
+  Status watch_liveness();
   void on_event(const std::string& instance, const std::string& type,
                 const std::string& json) override;
   void on_metric(const std::string&, const std::string&, double) override {}
