@@ -96,8 +96,8 @@ class BfdPlugin : public ::testing::Test {
   env::VirtualWorld w_{5};
   IpAddress ia_ = IpAddress::parse("10.0.0.1").value(), ib_ = IpAddress::parse("10.0.0.2").value();
   env::Env *a_env_ = nullptr, *b_env_ = nullptr;
+  Seen sa_, sb_;  // outlive the routers that report to them
   std::unique_ptr<core::RouterInstance> a_, b_;
-  Seen sa_, sb_;
 };
 
 TEST_F(BfdPlugin, ComesUpNegotiatesAndDetectsACutWithinTheDetectionTime) {
