@@ -33,7 +33,7 @@ constexpr std::uint32_t kSlowTxUs = 1'000'000;  // RFC 5880 6.8.3: not Up -> at 
 // Discards counted by reason, in the order of the checks (6.8.6), plus what happens around them.
 struct Counters {
   std::uint64_t rx = 0, tx = 0, tx_errors = 0;
-  std::uint64_t ttl = 0;  // not 255 (or no TTL known): dropped before anything else
+  std::uint64_t ttl = 0;         // not 255 (or no TTL known): dropped before anything else
   std::uint64_t decode[9] = {};  // by bfd::Discard
   std::uint64_t unknown_discriminator = 0, your_disc_zero_not_down = 0, no_session = 0,
                 wrong_source = 0, auth_missing = 0, auth_unexpected = 0, auth_type = 0,
@@ -113,7 +113,8 @@ class Bfd final : public patronus::sdk::ProbePlugin {
     if (c.has_detect_multiplier() && (c.detect_multiplier() < 1 || c.detect_multiplier() > 255)) {
       throw Error("detect_multiplier: must be 1..255");
     }
-    defaults_.mult = static_cast<std::uint8_t>(c.has_detect_multiplier() ? c.detect_multiplier() : 3);
+    defaults_.mult =
+        static_cast<std::uint8_t>(c.has_detect_multiplier() ? c.detect_multiplier() : 3);
     default_auth_ = parse_auth(c.auth(), "");
     max_sessions_ = c.has_max_sessions() ? c.max_sessions() : 1024;
     if (max_sessions_ < 1 || max_sessions_ > 65536) throw Error("max_sessions: must be 1..65536");
@@ -140,12 +141,11 @@ class Bfd final : public patronus::sdk::ProbePlugin {
       pc.timers.required_rx_us =
           interval_us(p.has_required_min_rx_ms(), p.required_min_rx_ms(), defaults_.required_rx_us,
                       where + "required_min_rx_ms");
-      if (p.has_detect_multiplier() &&
-          (p.detect_multiplier() < 1 || p.detect_multiplier() > 255)) {
+      if (p.has_detect_multiplier() && (p.detect_multiplier() < 1 || p.detect_multiplier() > 255)) {
         throw Error(where + "detect_multiplier: must be 1..255");
       }
       pc.timers.mult = static_cast<std::uint8_t>(p.has_detect_multiplier() ? p.detect_multiplier()
-                                                                            : defaults_.mult);
+                                                                           : defaults_.mult);
       pc.auth = p.has_auth() ? parse_auth(p.auth(), where) : default_auth_;
       for (const auto& q : peers_) {
         if (same_ip(q.local, pc.local)) {
@@ -189,7 +189,8 @@ class Bfd final : public patronus::sdk::ProbePlugin {
     Session* s = nullptr;
     if (!peers_.empty()) {
       for (const auto& pc : peers_) {
-        if (same_ip(pc.local, d.local)) s = &session_for(pc.local, pc.remote, pc.timers, pc.auth, true);
+        if (same_ip(pc.local, d.local))
+          s = &session_for(pc.local, pc.remote, pc.timers, pc.auth, true);
       }
       if (s == nullptr) {
         throw Error("path " + std::to_string(d.path_id) + ": no BFD peer has local address " +
@@ -439,7 +440,8 @@ class Bfd final : public patronus::sdk::ProbePlugin {
         ++counters_.your_disc_zero_not_down;
         return;
       }
-      const patronus_addr local = (info.flags & PATRONUS_DGRAM_LOCAL) ? info.local : patronus_addr{};
+      const patronus_addr local =
+          (info.flags & PATRONUS_DGRAM_LOCAL) ? info.local : patronus_addr{};
       for (auto& [d, x] : sessions_) {
         if (same_ip(x->remote, from) &&
             (!(info.flags & PATRONUS_DGRAM_LOCAL) || same_ip(x->local, local))) {
@@ -674,7 +676,7 @@ class Bfd final : public patronus::sdk::ProbePlugin {
   std::uint32_t stats_ms_ = 10000;
   bool started_ = false;
   std::map<std::uint32_t, std::unique_ptr<Session>> sessions_;  // by our discriminator
-  std::map<std::uint64_t, std::uint32_t> path_session_;        // path id -> discriminator
+  std::map<std::uint64_t, std::uint32_t> path_session_;         // path id -> discriminator
   std::vector<Receiver> receivers_;
   Counters counters_;
   std::uint64_t timers_refused_ = 0;

@@ -11,11 +11,11 @@
 
 namespace patronus::bfd {
 
-constexpr std::uint16_t kControlPort = 3784;        // RFC 5881 section 4
-constexpr std::uint16_t kSourcePortMin = 49152;     // RFC 5881 section 4
-constexpr std::uint8_t kTtl = 255;                  // RFC 5881 section 5 (GTSM)
-constexpr std::size_t kHeaderSize = 24;             // without authentication
-constexpr std::size_t kSha1AuthSize = 28;           // type, length, key id, reserved, seq, digest
+constexpr std::uint16_t kControlPort = 3784;     // RFC 5881 section 4
+constexpr std::uint16_t kSourcePortMin = 49152;  // RFC 5881 section 4
+constexpr std::uint8_t kTtl = 255;               // RFC 5881 section 5 (GTSM)
+constexpr std::size_t kHeaderSize = 24;          // without authentication
+constexpr std::size_t kSha1AuthSize = 28;        // type, length, key id, reserved, seq, digest
 constexpr std::size_t kMaxPacket = kHeaderSize + kSha1AuthSize;
 
 enum class State : std::uint8_t { kAdminDown = 0, kDown = 1, kInit = 2, kUp = 3 };
@@ -85,19 +85,19 @@ struct Packet {
 // Why a packet was discarded before it reached a session (RFC 5880 6.8.6, in order).
 enum class Discard : std::uint8_t {
   kNone = 0,
-  kShort,          // fewer bytes than a header, or than the Length field says
-  kVersion,        // not version 1
-  kLength,         // Length below 24 (26 with A), or above the datagram
-  kDetectMult,     // Detect Mult zero
-  kMultipoint,     // M bit set
-  kMyDiscZero,     // My Discriminator zero
-  kAuthSection,    // an authentication section that is not well formed
+  kShort,            // fewer bytes than a header, or than the Length field says
+  kVersion,          // not version 1
+  kLength,           // Length below 24 (26 with A), or above the datagram
+  kDetectMult,       // Detect Mult zero
+  kMultipoint,       // M bit set
+  kMyDiscZero,       // My Discriminator zero
+  kAuthSection,      // an authentication section that is not well formed
   kAuthUnsupported,  // an authentication type this implementation does not speak
 };
 inline const char* to_string(Discard d) {
-  static const char* const names[] = {"none",          "short",       "version",
-                                      "length",        "detect_mult", "multipoint",
-                                      "my_disc_zero",  "auth_section", "auth_unsupported"};
+  static const char* const names[] = {"none",         "short",        "version",
+                                      "length",       "detect_mult",  "multipoint",
+                                      "my_disc_zero", "auth_section", "auth_unsupported"};
   return names[static_cast<std::size_t>(d)];
 }
 

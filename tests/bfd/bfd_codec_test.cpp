@@ -34,27 +34,27 @@ TEST(BfdCodec, Sha1MatchesTheFipsVectors) {
   EXPECT_EQ(sha1_hex(std::string(1000, 'a')), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
 }
 
-// A control packet FRR 8.4's bfdd sent (tcpdump -X, UDP payload): version 1, diag 0, state Up,
-// Poll, multiplier 3, length 24, discriminators, 50 ms / 50 ms, echo 50 ms.
+// A control packet FRR 8.4's bfdd sent to 10.99.0.2:3784 from 10.99.0.1:49152 before it heard
+// anything (captured with a UDP socket in the namespace): version 1, diag 0, state Down,
+// multiplier 3, length 24, its discriminator, Your Discriminator 0, 1 s / 1 s while not Up,
+// echo 50 ms.
 TEST(BfdCodec, DecodesAPacketBfddSent) {
-  const std::uint8_t captured[] = {0x20, 0xe0, 0x03, 0x18, 0x2f, 0x6d, 0x3c, 0x91,
-                                   0x5a, 0x1e, 0x77, 0x02, 0x00, 0x00, 0xc3, 0x50,
-                                   0x00, 0x00, 0xc3, 0x50, 0x00, 0x00, 0xc3, 0x50};
+  const std::uint8_t captured[] = {0x20, 0x40, 0x03, 0x18, 0x90, 0x22, 0x7d, 0xee,
+                                   0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x42, 0x40,
+                                   0x00, 0x0f, 0x42, 0x40, 0x00, 0x00, 0xc3, 0x50};
   Packet p;
   std::size_t len = 0;
   ASSERT_EQ(decode(captured, sizeof captured, &p, &len), Discard::kNone);
   EXPECT_EQ(len, 24u);
   EXPECT_EQ(p.version, 1);
   EXPECT_EQ(p.diag, Diag::kNone);
-  EXPECT_EQ(p.state, State::kUp);
-  EXPECT_TRUE(p.poll);
-  EXPECT_FALSE(p.final);
-  EXPECT_FALSE(p.auth_present);
+  EXPECT_EQ(p.state, State::kDown);
+  EXPECT_FALSE(p.poll || p.final || p.cpi || p.auth_present || p.demand || p.multipoint);
   EXPECT_EQ(p.detect_mult, 3);
-  EXPECT_EQ(p.my_disc, 0x2f6d3c91u);
-  EXPECT_EQ(p.your_disc, 0x5a1e7702u);
-  EXPECT_EQ(p.desired_min_tx_us, 50000u);
-  EXPECT_EQ(p.required_min_rx_us, 50000u);
+  EXPECT_EQ(p.my_disc, 0x90227deeu);
+  EXPECT_EQ(p.your_disc, 0u);
+  EXPECT_EQ(p.desired_min_tx_us, 1000000u);
+  EXPECT_EQ(p.required_min_rx_us, 1000000u);
   EXPECT_EQ(p.required_min_echo_rx_us, 50000u);
   // And the same bytes come back out.
   std::uint8_t out[kMaxPacket];
@@ -104,7 +104,7 @@ TEST(BfdCodec, ReceptionChecksRefuseEachMalformedPacketForItsReason) {
   check([](std::uint8_t*) {}, 23, Discard::kShort);
   check([](std::uint8_t* b) { b[0] = 0x40; }, 24, Discard::kVersion);
   check([](std::uint8_t* b) { b[3] = 23; }, 24, Discard::kLength);
-  check([](std::uint8_t* b) { b[3] = 30; }, 24, Discard::kLength);  // beyond the datagram
+  check([](std::uint8_t* b) { b[3] = 30; }, 24, Discard::kLength);     // beyond the datagram
   check([](std::uint8_t* b) { b[1] |= 0x04; }, 24, Discard::kLength);  // A needs 26
   check([](std::uint8_t* b) { b[2] = 0; }, 24, Discard::kDetectMult);
   check([](std::uint8_t* b) { b[1] |= 0x01; }, 24, Discard::kMultipoint);

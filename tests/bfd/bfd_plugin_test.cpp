@@ -225,10 +225,9 @@ TEST_F(BfdPlugin, AReplayedSequenceIsRefused) {
   const auto n = bfd::encode(p, buf);
   bfd::sign(buf, n, key);
   env::EndpointId attacker = 0;
-  ASSERT_TRUE(a_env_
-                  ->open_udp(SocketAddress(ia_, 40000), env::UdpOptions{255}, {}, &attacker,
-                             nullptr)
-                  .is_ok());
+  ASSERT_TRUE(
+      a_env_->open_udp(SocketAddress(ia_, 40000), env::UdpOptions{255}, {}, &attacker, nullptr)
+          .is_ok());
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(a_env_->send_udp(attacker, SocketAddress(ib_, 3784), buf, n).is_ok());
   }

@@ -415,7 +415,8 @@ Status SiteRuntime::watch_liveness() {
       if (!s.is_ok()) {
         for (std::size_t j = 0; j <= i; ++j) {
           for (auto& q : paths_) {
-            if (q->gates[j].covered) (void)router_.unwatch_path(config_.liveness[j], q->spec.id.value());
+            if (q->gates[j].covered)
+              (void)router_.unwatch_path(config_.liveness[j], q->spec.id.value());
             q->gates[j] = {};
           }
         }
@@ -626,13 +627,12 @@ void SiteRuntime::on_gate(const std::string& instance, const patronus_path_liven
   const bool was_alive = p.alive();
   g.up = up;
   ++counters_.liveness_changes;
-  emit_event(up ? "path.liveness_up" : "path.liveness_down",
-             J{{"path", p.spec.id.value()},
-               {"name", p.spec.name},
-               {"instance", instance},
-               {"diagnostic", l.diagnostic},
-               {"detect_time_ns", l.detect_time_ns}}
-                 .dump());
+  emit_event(up ? "path.liveness_up" : "path.liveness_down", J{{"path", p.spec.id.value()},
+                                                               {"name", p.spec.name},
+                                                               {"instance", instance},
+                                                               {"diagnostic", l.diagnostic},
+                                                               {"detect_time_ns", l.detect_time_ns}}
+                                                                 .dump());
   if (was_alive == p.alive()) return;
   rescore(p);
   evaluate_site(p.site);
@@ -1297,8 +1297,8 @@ PathView SiteRuntime::view(const Path& p) const {
   v.live = p.live;
   for (std::size_t i = 0; i < p.gates.size() && i < config_.liveness.size(); ++i) {
     if (!p.gates[i].covered) continue;
-    v.liveness.push_back({config_.liveness[i], p.gates[i].up, p.gates[i].diagnostic,
-                          p.gates[i].detect_time_ns});
+    v.liveness.push_back(
+        {config_.liveness[i], p.gates[i].up, p.gates[i].diagnostic, p.gates[i].detect_time_ns});
   }
   if (!p.scores.empty()) {
     v.scored = p.scores[0].valid;

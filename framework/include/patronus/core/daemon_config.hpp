@@ -22,17 +22,17 @@ struct PluginSpec {
 struct RuntimeSection {
   std::string sites_file;  // resolved against the config file's directory
   std::string topology = "full-mesh";
-  std::vector<std::string> hubs;     // overrides the sites file's hubs
-  int k = 2;                         // partial topology
-  std::string keys_dir;              // this site's private keys (DIR/<site>/<endpoint>.key)
-  std::string probe;                 // probe plugin instance
+  std::vector<std::string> hubs;      // overrides the sites file's hubs
+  int k = 2;                          // partial topology
+  std::string keys_dir;               // this site's private keys (DIR/<site>/<endpoint>.key)
+  std::string probe;                  // probe plugin instance
   std::vector<std::string> liveness;  // further probe instances gating paths (e.g. BFD)
-  std::string scorer;                // default scorer instance
-  std::string voice_scorer;          // scorer of the default voice class ("" = scorer)
-  std::string classes_yaml;          // the `classes:` subtree re-emitted ("" = default classes)
-  std::string transport;             // transport plugin instance ("" = none: paths exist already)
-  std::string dataplane = "none";    // "linux": policy routing onto the tunnels; "none": log only
-  std::uint32_t table_base = 20000;  // first class routing table (and rule priority)
+  std::string scorer;                 // default scorer instance
+  std::string voice_scorer;           // scorer of the default voice class ("" = scorer)
+  std::string classes_yaml;           // the `classes:` subtree re-emitted ("" = default classes)
+  std::string transport;              // transport plugin instance ("" = none: paths exist already)
+  std::string dataplane = "none";     // "linux": policy routing onto the tunnels; "none": log only
+  std::uint32_t table_base = 20000;   // first class routing table (and rule priority)
   std::int64_t tick_ms = 100;
   std::int64_t idle_after_ms = 30000;
   std::int64_t flow_idle_ms = 60000;
