@@ -86,7 +86,7 @@ Result<Plugins*> plugins_from(const std::string& dir) {
   auto& slot = loaded[dir];
   if (slot) return slot.get();
   auto p = std::make_unique<Plugins>();
-  for (const char* n : {"probes", "scoring", "emodel"}) {
+  for (const char* n : {"probes", "scoring", "emodel", "bfd"}) {
     const std::string file = dir + "/libpatronus-" + n + ".so";
     auto lib = p->registry.load_file(file);
     if (!lib.is_ok()) {
@@ -580,6 +580,11 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
     for (const char* n : {"probes", "scoring", "emodel"}) {
       setup.plugins.push_back({plugins.libs.at(n), n, configs.at(n)});
     }
+    // BFD, when the scenario (or the variant) configures it: a session on every path, gating it.
+    if (settings.count("bfd")) {
+      setup.plugins.push_back({plugins.libs.at("bfd"), "bfd", configs.at("bfd")});
+      setup.config.liveness = {"bfd"};
+    }
     setup.config.site = s.sites[i].name;
     setup.config.probe = "probes";
     setup.config.default_scorer = "scoring";
@@ -922,7 +927,7 @@ Status refuse_foreign(const ForeignPlugin& f, const std::string& origin, const s
   std::error_code ec;
   if (!std::filesystem::exists(file, ec)) {
     return invalid_argument(where +
-                            "unknown plugin (the simulator runs probes, scoring and emodel)");
+                            "unknown plugin (the simulator runs probes, scoring, emodel and bfd)");
   }
   core::PluginRegistry registry;
   auto lib = registry.load_file(file);
@@ -934,8 +939,9 @@ Status refuse_foreign(const ForeignPlugin& f, const std::string& origin, const s
                                ") declares that it needs the real network: it configures real "
                                "interfaces, and in the simulator the simulated WAN is the tunnel");
   }
-  return invalid_argument(where + "the simulator runs probes, scoring and emodel; '" + info.name +
-                          "' is a " + core::to_string(info.kind) + " plugin it does not host");
+  return invalid_argument(where + "the simulator runs probes, scoring, emodel and bfd; '" +
+                          info.name + "' is a " + core::to_string(info.kind) +
+                          " plugin it does not host");
 }
 
 }  // namespace

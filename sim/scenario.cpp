@@ -272,7 +272,7 @@ class Parser {
     for (const auto& kv : n) {
       const std::string plugin = scalar(kv.first, path);
       const std::string p = join(path, plugin);
-      if (plugin != "probes" && plugin != "scoring" && plugin != "emodel") {
+      if (plugin != "probes" && plugin != "scoring" && plugin != "emodel" && plugin != "bfd") {
         // Refused by run_scenario, which can look at the plugin's descriptor.
         s_.foreign_plugins.push_back({plugin, p, kv.first.Mark().line + 1});
         continue;

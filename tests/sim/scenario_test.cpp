@@ -66,8 +66,31 @@ TEST_P(ShippedScenario, MeetsItsExpectations) {
 
 INSTANTIATE_TEST_SUITE_P(Sim, ShippedScenario,
                          ::testing::Values("flagship", "link-cut", "endpoint-failure", "brownout",
-                                           "flapping", "hub-failure", "loss-soak", "mesh50",
-                                           "lab3"));
+                                           "flapping", "hub-failure", "loss-soak", "mesh50", "lab3",
+                                           "bfd-vs-probes"));
+
+// The BFD plugin in the simulator: the same cut, detected by BFD's session (50 ms x 3, a liveness
+// instance gating the path) well before our probe's 50 ms x 5, and the flow moves sooner.
+TEST(Simulator, BfdDetectsTheSameCutBeforeTheProbes) {
+  const auto out = run("bfd-vs-probes");
+  ASSERT_EQ(out.report["variants"].size(), 1u);
+  const auto& probes = out.report;
+  const auto& bfd = out.report["variants"][0];
+  const double probe_detect =
+      probes["faults"][0]["detected_ms"]["east.isp1-west.isp1"].get<double>();
+  const double bfd_detect = bfd["faults"][0]["detected_ms"]["east.isp1-west.isp1"].get<double>();
+  // Down after the detection time of the last packet received before the cut: probes 250 ms
+  // (5 x 50), BFD 150 ms (3 x 50), each minus up to one interval.
+  EXPECT_GT(probe_detect, 200);
+  EXPECT_LE(probe_detect, 250);
+  EXPECT_GT(bfd_detect, 100 - 50 * 0.25);
+  EXPECT_LE(bfd_detect, 150);
+  const double probe_failover = probes["flows"][0]["failovers"][0]["failover_ms"].get<double>();
+  const double bfd_failover = bfd["flows"][0]["failovers"][0]["failover_ms"].get<double>();
+  EXPECT_LT(bfd_failover, probe_failover);
+  EXPECT_LT(bfd["flows"][0]["lost_packets"].get<int>(),
+            probes["flows"][0]["lost_packets"].get<int>());
+}
 
 TEST(Simulator, SameFileAndSeedGiveTheSameReportAndTrace) {
   auto a = run("link-cut", true);

@@ -596,15 +596,25 @@ void SiteRuntime::on_liveness(const std::string& instance, const patronus_path_l
   const bool up = l.state == PATRONUS_PATH_UP;
   if (l.last_rx_ns > 0) p.last_rx_ns = l.last_rx_ns;
   if (up == p.live) return;
+  const bool was_alive = p.alive();
   p.live = up;
   ++counters_.liveness_changes;
-  emit_event(up ? "path.up" : "path.down", J{{"path", p.spec.id.value()},
-                                             {"name", p.spec.name},
-                                             {"diagnostic", l.diagnostic},
-                                             {"detect_time_ns", l.detect_time_ns}}
-                                               .dump());
+  alive_changed(p, was_alive, instance, l);
   rescore(p);
   evaluate_site(p.site);
+}
+
+// path.up / path.down: the path's liveness as all its sources see it changed (`by`: the instance
+// whose verdict changed it).
+void SiteRuntime::alive_changed(const Path& p, bool was_alive, const std::string& by,
+                                const patronus_path_liveness& l) {
+  if (was_alive == p.alive()) return;
+  emit_event(p.alive() ? "path.up" : "path.down", J{{"path", p.spec.id.value()},
+                                                    {"name", p.spec.name},
+                                                    {"by", by},
+                                                    {"diagnostic", l.diagnostic},
+                                                    {"detect_time_ns", l.detect_time_ns}}
+                                                      .dump());
 }
 
 // A verdict of a liveness instance (RuntimeConfig::liveness) on a path it covers.
@@ -634,6 +644,7 @@ void SiteRuntime::on_gate(const std::string& instance, const patronus_path_liven
                                                                {"detect_time_ns", l.detect_time_ns}}
                                                                  .dump());
   if (was_alive == p.alive()) return;
+  alive_changed(p, was_alive, instance, l);
   rescore(p);
   evaluate_site(p.site);
 }

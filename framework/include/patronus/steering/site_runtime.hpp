@@ -264,6 +264,8 @@ class SiteRuntime final : private core::RouterObserver {
   void on_liveness(const std::string& instance, const patronus_path_liveness& l) override;
   void on_tunnel(const std::string& instance, const patronus_tunnel_status& t) override;
   void on_gate(const std::string& instance, const patronus_path_liveness& l);
+  void alive_changed(const Path& p, bool was_alive, const std::string& by,
+                     const patronus_path_liveness& l);
   Status watch_liveness();
   void on_event(const std::string& instance, const std::string& type,
                 const std::string& json) override;
