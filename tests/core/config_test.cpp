@@ -137,3 +137,30 @@ TEST(DaemonConfig, ErrorsNameKeyAndLine) {
 }
 
 }  // namespace
+
+namespace {
+
+// runtime.liveness: further probe instances gating the paths (e.g. BFD), each a plugin instance
+// named once, not the probe itself.
+TEST(DaemonConfig, RuntimeLivenessNamesProbeInstances) {
+  const std::string base = std::string(kGood) +
+                           "  - plugin: probes\n  - plugin: bfd\n"
+                           "runtime:\n  sites_file: s.yaml\n  keys_dir: k\n  probe: probes\n"
+                           "  scorer: scoring\n";
+  auto c = core::parse_daemon_config(base + "  liveness: [bfd]\n", "/");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c.value().runtime->liveness, std::vector<std::string>{"bfd"});
+  EXPECT_NE(daemon_error(base + "  liveness: [nope]\n")
+                .find("runtime.liveness[0]: no plugin "
+                      "instance 'nope' in plugins"),
+            std::string::npos);
+  EXPECT_NE(daemon_error(base + "  liveness: [bfd, bfd]\n")
+                .find("runtime.liveness[1]: 'bfd' is "
+                      "named twice"),
+            std::string::npos);
+  EXPECT_NE(daemon_error(base + "  liveness: [probes]\n").find("named twice"), std::string::npos);
+  EXPECT_NE(daemon_error(base + "  liveness: bfd\n").find("runtime.liveness: expected a list"),
+            std::string::npos);
+}
+
+}  // namespace
