@@ -33,8 +33,8 @@ constexpr std::uint32_t kSlowTxUs = 1'000'000;  // RFC 5880 6.8.3: not Up -> at 
 // Discards counted by reason, in the order of the checks (6.8.6), plus what happens around them.
 struct Counters {
   std::uint64_t rx = 0, tx = 0, tx_errors = 0;
-  std::uint64_t ttl = 0;         // not 255 (or no TTL known): dropped before anything else
-  std::uint64_t decode[9] = {};  // by bfd::Discard
+  std::uint64_t ttl = 0;  // not 255 (or no TTL known): dropped before anything else
+  std::uint64_t decode[bfd::kDiscardReasons] = {};  // by bfd::Discard
   std::uint64_t unknown_discriminator = 0, your_disc_zero_not_down = 0, no_session = 0,
                 wrong_source = 0, auth_missing = 0, auth_unexpected = 0, auth_type = 0,
                 auth_key_id = 0, auth_digest = 0, auth_sequence = 0, admin_down_local = 0;
@@ -52,25 +52,13 @@ struct Timers {
   std::uint8_t mult = 3;
 };
 
-std::string ip_text(const patronus_addr& a) {
-  std::string s = patronus::sdk::format_addr(a);
-  if (a.family == PATRONUS_AF_INET4) return s.substr(0, s.rfind(':'));
-  return s.substr(1, s.rfind(']') - 1);
-}
+using patronus::sdk::format_ip;
+using patronus::sdk::parse_ip;
+using patronus::sdk::same_ip;
 
 patronus_addr with_port(patronus_addr a, std::uint16_t port) {
   a.port = port;
   return a;
-}
-
-bool same_ip(const patronus_addr& a, const patronus_addr& b) {
-  return a.family == b.family &&
-         std::memcmp(a.bytes, b.bytes, a.family == PATRONUS_AF_INET4 ? 4 : 16) == 0;
-}
-
-std::optional<patronus_addr> parse_ip(const std::string& text) {
-  if (text.find(':') != std::string::npos) return patronus::sdk::parse_addr("[" + text + "]:0");
-  return patronus::sdk::parse_addr(text + ":0");
 }
 
 AuthConfig parse_auth(const patronus::bfd::v1::Auth& a, const std::string& where) {
@@ -159,10 +147,7 @@ class Bfd final : public patronus::sdk::ProbePlugin {
 
   void start() override {
     started_ = true;
-    for (const auto& pc : peers_) {
-      Session& s = session_for(pc.local, pc.remote, pc.timers, pc.auth, true);
-      (void)s;
-    }
+    for (const auto& pc : peers_) (void)session_for(pc.local, pc.remote, pc.timers, pc.auth, true);
     for (auto& [d, s] : sessions_) arm_tx(*s, 0);
     if (stats_ms_ > 0) schedule_stats();
   }
@@ -175,6 +160,8 @@ class Bfd final : public patronus::sdk::ProbePlugin {
       send(*s, false);
       cancel_timers(*s);
     }
+    if (stats_timer_) host().cancel(stats_timer_);
+    stats_timer_ = 0;
     publish_counters();
     started_ = false;
   }
@@ -194,7 +181,7 @@ class Bfd final : public patronus::sdk::ProbePlugin {
       }
       if (s == nullptr) {
         throw Error("path " + std::to_string(d.path_id) + ": no BFD peer has local address " +
-                        ip_text(d.local) + " (not covered by this instance)",
+                        format_ip(d.local) + " (not covered by this instance)",
                     PATRONUS_ERR_NOT_FOUND);
       }
     } else {
@@ -233,7 +220,7 @@ class Bfd final : public patronus::sdk::ProbePlugin {
     std::uint32_t my_disc = 0, remote_disc = 0;
     patronus_addr local{}, remote{};
     bool configured_peer = false;
-    State state = State::kDown, remote_state = State::kDown;
+    State state = State::kDown;
     Diag diag = Diag::kNone;
     Timers configured;
     // What the packets advertise, and what is in force (they differ during a poll sequence).
@@ -297,7 +284,7 @@ class Bfd final : public patronus::sdk::ProbePlugin {
     }
     if (s->tx_ep == 0) {
       close_receiver(local);
-      throw Error("no free source port in 49152-65535 on " + ip_text(local),
+      throw Error("no free source port in 49152-65535 on " + format_ip(local),
                   PATRONUS_ERR_RESOURCE_EXHAUSTED);
     }
     Session* raw = s.get();
@@ -505,7 +492,6 @@ class Bfd final : public patronus::sdk::ProbePlugin {
 
   void receive(Session& s, const bfd::Packet& p) {
     s.remote_disc = p.my_disc;
-    s.remote_state = p.state;
     s.remote_min_rx_us = p.required_min_rx_us;
     s.remote_desired_tx_us = p.desired_min_tx_us;
     s.remote_mult = p.detect_mult;
@@ -544,8 +530,8 @@ class Bfd final : public patronus::sdk::ProbePlugin {
       ++counters_.polls_received;
       send(s, true);  // the Final, at once and outside the periodic schedule
     }
-    // A changed RemoteMinRx or detection time takes effect now (an interval change polled by the
-    // far end, or ours settling); the periodic timer restarts from the new interval.
+    // A detection time changed while Up (the far end polled new intervals, or ours settled) is
+    // an event of its own; a changed RemoteMinRx shapes the next periodic interval.
     if (s.state == before && old_detect != s.detect_ns && s.state == State::kUp) {
       event_session(s);
     }
@@ -564,7 +550,6 @@ class Bfd final : public patronus::sdk::ProbePlugin {
       x.detect_timer = 0;
       // 6.8.1: the remote discriminator is forgotten; Init or Up go Down (diag 1).
       x.remote_disc = 0;
-      x.remote_state = State::kDown;
       if (x.state == State::kInit || x.state == State::kUp) {
         set_state(x, State::kDown, Diag::kDetectExpired);
       }
@@ -602,7 +587,7 @@ class Bfd final : public patronus::sdk::ProbePlugin {
       for (auto path : s.paths) report(s, path);
     }
     // Tell the far end now rather than at the next interval.
-    if (started_) arm_tx(s, 0);
+    arm_tx(s, 0);
   }
 
   void report(const Session& s, std::uint64_t path_id) {
@@ -624,7 +609,7 @@ class Bfd final : public patronus::sdk::ProbePlugin {
                   "\"detect_time_ms\":%.3f,\"remote_desired_min_tx_ms\":%.3f,"
                   "\"remote_required_min_rx_ms\":%.3f,\"remote_detect_multiplier\":%u,"
                   "\"paths\":%zu}",
-                  ip_text(s.local).c_str(), ip_text(s.remote).c_str(), bfd::to_string(s.state),
+                  format_ip(s.local).c_str(), format_ip(s.remote).c_str(), bfd::to_string(s.state),
                   bfd::to_string(s.diag), s.my_disc, s.remote_disc, s.detect_ns / 1e6,
                   s.remote_desired_tx_us / 1e3, s.remote_min_rx_us / 1e3,
                   static_cast<unsigned>(s.remote_mult), s.paths.size());
@@ -632,8 +617,8 @@ class Bfd final : public patronus::sdk::ProbePlugin {
   }
 
   void schedule_stats() {
-    host().schedule(std::int64_t{stats_ms_} * 1000000, [this] {
-      if (!started_) return;
+    stats_timer_ = host().schedule(std::int64_t{stats_ms_} * 1000000, [this] {
+      stats_timer_ = 0;
       publish_counters();
       schedule_stats();
     });
@@ -646,7 +631,7 @@ class Bfd final : public patronus::sdk::ProbePlugin {
                     ",\"sessions\":" + std::to_string(sessions_.size()) +
                     ",\"timers_refused\":" + std::to_string(timers_refused_) + ",\"discarded\":{" +
                     "\"ttl\":" + std::to_string(counters_.ttl);
-    for (int i = 1; i < 9; ++i) {
+    for (std::size_t i = 1; i < bfd::kDiscardReasons; ++i) {
       j += ",\"" + std::string(bfd::to_string(static_cast<bfd::Discard>(i))) +
            "\":" + std::to_string(counters_.decode[i]);
     }
@@ -680,6 +665,7 @@ class Bfd final : public patronus::sdk::ProbePlugin {
   std::vector<Receiver> receivers_;
   Counters counters_;
   std::uint64_t timers_refused_ = 0;
+  patronus_timer_id stats_timer_ = 0;
 };
 
 }  // namespace

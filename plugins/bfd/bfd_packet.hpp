@@ -85,7 +85,7 @@ struct Packet {
 // Why a packet was discarded before it reached a session (RFC 5880 6.8.6, in order).
 enum class Discard : std::uint8_t {
   kNone = 0,
-  kShort,            // fewer bytes than a header, or than the Length field says
+  kShort,            // fewer bytes than a header
   kVersion,          // not version 1
   kLength,           // Length below 24 (26 with A), or above the datagram
   kDetectMult,       // Detect Mult zero
@@ -94,10 +94,12 @@ enum class Discard : std::uint8_t {
   kAuthSection,      // an authentication section that is not well formed
   kAuthUnsupported,  // an authentication type this implementation does not speak
 };
+constexpr std::size_t kDiscardReasons = 9;  // kNone included
 inline const char* to_string(Discard d) {
   static const char* const names[] = {"none",         "short",        "version",
                                       "length",       "detect_mult",  "multipoint",
                                       "my_disc_zero", "auth_section", "auth_unsupported"};
+  static_assert(sizeof names / sizeof names[0] == kDiscardReasons);
   return names[static_cast<std::size_t>(d)];
 }
 

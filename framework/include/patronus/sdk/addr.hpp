@@ -11,6 +11,19 @@
 
 namespace patronus::sdk {
 
+// "10.0.0.1" or "fd00::1" (no port) -> patronus_addr with port 0; nullopt when malformed.
+inline std::optional<patronus_addr> parse_ip(const std::string& text) {
+  patronus_addr a{};
+  if (inet_pton(AF_INET, text.c_str(), a.bytes) == 1) {
+    a.family = PATRONUS_AF_INET4;
+  } else if (inet_pton(AF_INET6, text.c_str(), a.bytes) == 1) {
+    a.family = PATRONUS_AF_INET6;
+  } else {
+    return std::nullopt;
+  }
+  return a;
+}
+
 // "10.0.0.1:7000" or "[fd00::1]:7000" -> patronus_addr; nullopt when malformed.
 inline std::optional<patronus_addr> parse_addr(const std::string& text) {
   std::string host, port;
@@ -33,29 +46,31 @@ inline std::optional<patronus_addr> parse_addr(const std::string& text) {
   }
   const unsigned long p = std::stoul(port);
   if (p > 65535) return std::nullopt;
-  patronus_addr a{};
-  a.port = static_cast<std::uint16_t>(p);
-  if (inet_pton(AF_INET, host.c_str(), a.bytes) == 1) {
-    a.family = PATRONUS_AF_INET4;
-  } else if (inet_pton(AF_INET6, host.c_str(), a.bytes) == 1) {
-    a.family = PATRONUS_AF_INET6;
-  } else {
-    return std::nullopt;
-  }
+  auto a = parse_ip(host);
+  if (a) a->port = static_cast<std::uint16_t>(p);
   return a;
 }
 
-inline std::string format_addr(const patronus_addr& a) {
+// The address alone: "10.0.0.1", "fd00::1".
+inline std::string format_ip(const patronus_addr& a) {
   char buf[INET6_ADDRSTRLEN] = {};
-  const bool v4 = a.family == PATRONUS_AF_INET4;
-  inet_ntop(v4 ? AF_INET : AF_INET6, a.bytes, buf, sizeof buf);
-  return v4 ? std::string(buf) + ":" + std::to_string(a.port)
-            : "[" + std::string(buf) + "]:" + std::to_string(a.port);
+  inet_ntop(a.family == PATRONUS_AF_INET4 ? AF_INET : AF_INET6, a.bytes, buf, sizeof buf);
+  return buf;
+}
+
+inline std::string format_addr(const patronus_addr& a) {
+  return a.family == PATRONUS_AF_INET4 ? format_ip(a) + ":" + std::to_string(a.port)
+                                       : "[" + format_ip(a) + "]:" + std::to_string(a.port);
+}
+
+// The same address, ports aside.
+inline bool same_ip(const patronus_addr& a, const patronus_addr& b) {
+  return a.family == b.family &&
+         std::memcmp(a.bytes, b.bytes, a.family == PATRONUS_AF_INET4 ? 4 : 16) == 0;
 }
 
 inline bool same_addr(const patronus_addr& a, const patronus_addr& b) {
-  return a.family == b.family && a.port == b.port &&
-         std::memcmp(a.bytes, b.bytes, a.family == PATRONUS_AF_INET4 ? 4 : 16) == 0;
+  return same_ip(a, b) && a.port == b.port;
 }
 
 }  // namespace patronus::sdk
