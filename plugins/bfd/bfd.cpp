@@ -491,6 +491,7 @@ class Bfd final : public patronus::sdk::ProbePlugin {
   }
 
   void receive(Session& s, const bfd::Packet& p) {
+    const std::uint32_t old_tx_base = std::max(s.cur_desired_tx_us, s.remote_min_rx_us);
     s.remote_disc = p.my_disc;
     s.remote_min_rx_us = p.required_min_rx_us;
     s.remote_desired_tx_us = p.desired_min_tx_us;
@@ -535,7 +536,13 @@ class Bfd final : public patronus::sdk::ProbePlugin {
     if (s.state == before && old_detect != s.detect_ns && s.state == State::kUp) {
       event_session(s);
     }
-    if (s.tx_timer == 0 && s.remote_min_rx_us != 0) arm_tx(s, tx_interval_ns(s));
+    // The transmit interval shrank (the far end lowered its RequiredMinRx, as FRR does when it
+    // comes Up, or our poll ended): the next packet must not wait out the old, longer interval,
+    // or the far end's new detection time expires first.
+    const bool faster = std::max(s.cur_desired_tx_us, s.remote_min_rx_us) < old_tx_base;
+    if (s.remote_min_rx_us != 0 && (s.tx_timer == 0 || (faster && s.state == before))) {
+      arm_tx(s, tx_interval_ns(s));
+    }
   }
 
   void arm_detect(Session& s) {
