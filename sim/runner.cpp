@@ -188,7 +188,8 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
   }
   void on_event(const std::string& site, const std::string& instance, const std::string& type,
                 const std::string& text) override {
-    // Liveness changes (the probe's verdict), also when the path's status did not change.
+    // Liveness changes (over all the path's sources: the probe, BFD), also when the path's
+    // status did not change.
     if (instance != "runtime" || (type != "path.down" && type != "path.up")) return;
     const json j = json::parse(text, nullptr, false);
     if (!j.is_object() || !j.contains("path")) return;
@@ -197,7 +198,7 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
     states_.push_back({now, site_index_.at(site), j["path"].get<std::uint64_t>(), up,
                        up ? model::PathStatus::kUp : model::PathStatus::kDown});
     if (trace_on_) {
-      trace_ += seconds(now) + " " + site + " probe " +
+      trace_ += seconds(now) + " " + site + " " + j.value("by", std::string("probe")) + " " +
                 name(model::PathId(j["path"].get<std::uint64_t>())) + (up ? " up" : " down") + "\n";
     }
   }

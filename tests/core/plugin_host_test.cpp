@@ -63,6 +63,69 @@ TEST(PluginHost, GoodCPluginRunsTimersThroughTheHostTable) {
   EXPECT_EQ(router.live_timers("t"), 0u);
 }
 
+// udp_open_ex (ABI 1.3) across the C boundary: a plain-C plugin opens an endpoint with options;
+// the host refuses a TTL above 255, unknown flags and a non-zero reserved field, sends with the
+// TTL asked for and hands the plugin each datagram's TTL with its flags.
+TEST(PluginHost, UdpOpenExChecksOptionsSendsTheTtlAndReportsWhatArrived) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(tp("test-good"));
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  env::VirtualWorld world(1);
+  const auto ia = model::IpAddress::parse("10.0.0.1").value();
+  const auto ib = model::IpAddress::parse("10.0.0.2").value();
+  env::Env& a = world.add_node("a", {ia});
+  env::Env& b = world.add_node("b", {ib});
+  world.set_link(ia, ib, {});
+  world.set_link(ib, ia, {});
+  core::RouterInstance router(a, "a");
+  Events ev;
+  ev.env = &a;
+  router.set_observer(&ev);
+  ASSERT_TRUE(router.add_plugin(lib.value(), "t", "").is_ok());
+  ASSERT_TRUE(router.start().is_ok());
+  std::vector<int> ttls;
+  env::EndpointId rx = 0;
+  ASSERT_TRUE(b.open_udp(
+                   model::SocketAddress(ib, 9000), env::UdpOptions{},
+                   [&](const model::SocketAddress&, const env::DatagramInfo& info,
+                       const std::uint8_t*, std::size_t) { ttls.push_back(info.ttl); },
+                   &rx, nullptr)
+                  .is_ok());
+  auto path = [&](std::uint16_t port, std::uint32_t ttl, std::uint32_t flags,
+                  std::uint32_t reserved) {
+    patronus_path_desc d{};
+    d.struct_size = sizeof d;
+    d.path_id = port;
+    d.local = model::SocketAddress(ia, port).to_abi();
+    d.remote = model::SocketAddress(ib, 9000).to_abi();
+    d.session_id = ttl;
+    d.rate = flags;
+    d.key_len = reserved;
+    return d;
+  };
+  EXPECT_EQ(router.watch_path("t", path(7001, 256, 0, 0)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(router.watch_path("t", path(7002, 255, 1, 0)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(router.watch_path("t", path(7003, 255, 0, 1)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(router.live_endpoints("t"), 0u) << "nothing opened on a refusal";
+  ASSERT_TRUE(router.watch_path("t", path(7004, 200, 0, 0)).is_ok());
+  ASSERT_TRUE(router.watch_path("t", path(7005, 0, 0, 0)).is_ok());
+  const std::uint8_t x = 1;
+  env::EndpointId tx = 0;
+  ASSERT_TRUE(
+      b.open_udp(model::SocketAddress(ib, 0), env::UdpOptions{33}, {}, &tx, nullptr).is_ok());
+  ASSERT_TRUE(b.send_udp(tx, model::SocketAddress(ia, 7004), &x, 1).is_ok());
+  world.run_until(10'000'000);
+  EXPECT_EQ(ttls, (std::vector<int>{200, env::kDefaultTtl}));
+  bool seen = false;
+  for (const auto& [t, e] : ev.seen) {
+    if (e.rfind("udp.info ", 0) == 0) {
+      EXPECT_EQ(e, "udp.info {\"ttl\":33,\"flags\":5}");  // TTL and LOCAL known, no ifindex
+      seen = true;
+    }
+  }
+  EXPECT_TRUE(seen);
+}
+
 void expect_refused(const std::string& name, const std::vector<std::string>& needles) {
   core::PluginRegistry reg;
   auto lib = reg.load_file(tp(name));

@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <optional>
 
+#include "datagram_log.hpp"
 #include "patronus/env/asio_env.hpp"
 #include "patronus/env/virtual_world.hpp"
 
@@ -20,17 +21,7 @@ IpAddress ip(const char* s) {
   return IpAddress::parse(s).value();
 }
 
-struct Arrival {
-  SocketAddress from;
-  env::DatagramInfo info;
-};
-
-env::DatagramInfoHandler keep(std::vector<Arrival>* out) {
-  return [out](const SocketAddress& from, const env::DatagramInfo& info, const std::uint8_t*,
-               std::size_t) {
-    out->push_back({from, info});
-  };
-}
+using test::Arrival;
 
 TEST(DatagramInfo, VirtualLinksDecrementTheTtlOncePerRouter) {
   env::VirtualWorld w(1);
@@ -46,9 +37,9 @@ TEST(DatagramInfo, VirtualLinksDecrementTheTtlOncePerRouter) {
   ASSERT_TRUE(
       a.open_udp(SocketAddress(ip("10.0.0.1"), 0), env::UdpOptions{}, {}, &ea_default, nullptr)
           .is_ok());
-  ASSERT_TRUE(
-      b.open_udp(SocketAddress(ip("10.0.0.2"), 3784), env::UdpOptions{}, keep(&got), &eb, nullptr)
-          .is_ok());
+  ASSERT_TRUE(b.open_udp(SocketAddress(ip("10.0.0.2"), 3784), env::UdpOptions{},
+                         test::record_arrivals(&got), &eb, nullptr)
+                  .is_ok());
   const std::uint8_t x = 1;
   const SocketAddress to(ip("10.0.0.2"), 3784);
   ASSERT_TRUE(a.send_udp(ea, to, &x, 1).is_ok());
@@ -103,9 +94,9 @@ TEST(DatagramInfo, RealSocketsSendAndReportTheTtlDestinationAndInterface) {
   std::vector<Arrival> got;
   env::EndpointId rx = 0, tx255 = 0, tx7 = 0;
   SocketAddress rx_at, tx_at;
-  ASSERT_TRUE(
-      env.open_udp(SocketAddress(ip("127.0.0.1"), 0), env::UdpOptions{}, keep(&got), &rx, &rx_at)
-          .is_ok());
+  ASSERT_TRUE(env.open_udp(SocketAddress(ip("127.0.0.1"), 0), env::UdpOptions{},
+                           test::record_arrivals(&got), &rx, &rx_at)
+                  .is_ok());
   ASSERT_TRUE(
       env.open_udp(SocketAddress(ip("127.0.0.1"), 0), env::UdpOptions{255}, {}, &tx255, &tx_at)
           .is_ok());

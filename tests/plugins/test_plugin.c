@@ -1,6 +1,7 @@
 /* Test plugins written in plain C against the ABI header (no SDK, no Boost): one source, built in
  * variants selected by -DVARIANT_*. The good variant runs a timer through the host table; the
  * others are each refused by the host for one reason. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,27 +17,47 @@ struct inst {
   uint32_t delay_ms;
 };
 
-static void on_timer(void* user, patronus_timer_id id) {
-  struct inst* in = (struct inst*)user;
-  (void)id;
-  in->fired++;
-  char json[64];
-  int n = 0;
-  /* {"fired":N} without printf, to keep the plugin free of libc formatting */
-  memcpy(json, "{\"fired\":", 9);
-  n = 9;
-  uint32_t v = in->fired;
+/* Appends the decimal digits of v to buf at *n (no printf: the plugin stays free of libc
+ * formatting). */
+static void append_u32(char* buf, int* n, uint32_t v) {
   char digits[10];
   int d = 0;
   do {
     digits[d++] = (char)('0' + v % 10);
     v /= 10;
   } while (v);
-  while (d) json[n++] = digits[--d];
+  while (d) buf[(*n)++] = digits[--d];
+}
+
+static void on_timer(void* user, patronus_timer_id id) {
+  struct inst* in = (struct inst*)user;
+  (void)id;
+  in->fired++;
+  char json[64];
+  int n = 9;
+  memcpy(json, "{\"fired\":", 9); /* {"fired":N} */
+  append_u32(json, &n, in->fired);
   json[n++] = '}';
   in->host->event(in->host->ctx, "timer.fired", 11, json, (uint32_t)n);
   if (in->fired < 3)
     in->host->schedule(in->host->ctx, (int64_t)in->delay_ms * 1000000, on_timer, in);
+}
+
+/* A datagram on the endpoint watch() opened: {"ttl":T,"flags":F} as event "udp.info". */
+static void on_datagram(void* user, patronus_endpoint_id ep, const struct patronus_addr* from,
+                        const struct patronus_datagram_info* info, const uint8_t* data,
+                        uint32_t size) {
+  struct inst* in = (struct inst*)user;
+  (void)ep, (void)from, (void)data, (void)size;
+  char json[64];
+  int n = 7;
+  memcpy(json, "{\"ttl\":", 7);
+  append_u32(json, &n, info->ttl);
+  memcpy(json + n, ",\"flags\":", 9);
+  n += 9;
+  append_u32(json, &n, info->flags);
+  json[n++] = '}';
+  in->host->event(in->host->ctx, "udp.info", 8, json, (uint32_t)n);
 }
 
 static patronus_status create(const struct patronus_host_services* host, void** out, char* err,
@@ -68,9 +89,27 @@ static patronus_status stop(void* i) {
 static void destroy(void* i) {
   free(i);
 }
+/* Exercises the host's udp_open_ex (ABI 1.3) from plain C: the path's fields are the options
+ * (session_id the TTL to send with, rate the options' flags, key_len its reserved field); the
+ * endpoint binds `local` and sends one datagram to `remote`. The host's verdict is returned. */
 static patronus_status watch(void* i, const struct patronus_path_desc* p, char* e, uint32_t c) {
-  (void)i, (void)p, (void)e, (void)c;
-  return PATRONUS_ERR_UNIMPLEMENTED;
+  struct inst* in = (struct inst*)i;
+  (void)e, (void)c;
+  const struct patronus_host_services* h = in->host;
+  if (h->struct_size < offsetof(struct patronus_host_services, udp_open_ex) + sizeof(void*) ||
+      h->udp_open_ex == NULL) {
+    return PATRONUS_ERR_UNIMPLEMENTED;
+  }
+  struct patronus_udp_options o;
+  o.struct_size = sizeof o;
+  o.send_ttl = p->session_id;
+  o.flags = p->rate;
+  o.reserved0 = p->key_len;
+  patronus_endpoint_id id = 0;
+  const patronus_status st = h->udp_open_ex(h->ctx, &p->local, &o, on_datagram, in, &id, NULL);
+  if (st != PATRONUS_OK) return st;
+  const uint8_t x = 1;
+  return h->udp_send(h->ctx, id, &p->remote, &x, 1);
 }
 static patronus_status unwatch(void* i, uint64_t id) {
   (void)i, (void)id;

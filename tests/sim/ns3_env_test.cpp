@@ -4,6 +4,7 @@
 // scenario WAN (a DatagramNet without routers) the TTL arrives unchanged.
 #include <gtest/gtest.h>
 
+#include "datagram_log.hpp"
 #include "ns3/internet-stack-helper.h"
 #include "ns3/ipv4-address-helper.h"
 #include "ns3/ipv4-global-routing-helper.h"
@@ -19,17 +20,7 @@ using namespace patronus;
 using model::IpAddress;
 using model::SocketAddress;
 
-struct Arrival {
-  SocketAddress from;
-  env::DatagramInfo info;
-};
-
-env::DatagramInfoHandler keep(std::vector<Arrival>* out) {
-  return [out](const SocketAddress& from, const env::DatagramInfo& info, const std::uint8_t*,
-               std::size_t) {
-    out->push_back({from, info});
-  };
-}
+using test::Arrival;
 
 TEST(Ns3Env, SocketsSendTheTtlAndRoutersDecrementIt) {
   ns3::NodeContainer nodes;
@@ -53,11 +44,11 @@ TEST(Ns3Env, SocketsSendTheTtlAndRoutersDecrementIt) {
     ASSERT_TRUE(
         a.open_udp(SocketAddress(ip("10.1.0.1"), 49152), env::UdpOptions{255}, {}, &ta, nullptr)
             .is_ok());
-    ASSERT_TRUE(r.open_udp(SocketAddress(ip("10.1.0.2"), 3784), env::UdpOptions{}, keep(&at_r), &rr,
-                           nullptr)
+    ASSERT_TRUE(r.open_udp(SocketAddress(ip("10.1.0.2"), 3784), env::UdpOptions{},
+                           test::record_arrivals(&at_r), &rr, nullptr)
                     .is_ok());
-    ASSERT_TRUE(b.open_udp(SocketAddress(ip("10.2.0.2"), 3784), env::UdpOptions{}, keep(&at_b),
-                           &rb_id, nullptr)
+    ASSERT_TRUE(b.open_udp(SocketAddress(ip("10.2.0.2"), 3784), env::UdpOptions{},
+                           test::record_arrivals(&at_b), &rb_id, nullptr)
                     .is_ok());
     EXPECT_EQ(a.open_udp(SocketAddress(ip("10.1.0.1"), 0), env::UdpOptions{300}, {}, &bad, nullptr)
                   .code(),
@@ -98,8 +89,9 @@ TEST(Ns3Env, TheScenarioWanCarriesTheTtlUnchanged) {
     env::EndpointId ta = 0, tb = 0;
     ASSERT_TRUE(
         a.open_udp(SocketAddress(a_ip, 50000), env::UdpOptions{255}, {}, &ta, nullptr).is_ok());
-    ASSERT_TRUE(
-        b.open_udp(SocketAddress(b_ip, 3784), env::UdpOptions{}, keep(&got), &tb, nullptr).is_ok());
+    ASSERT_TRUE(b.open_udp(SocketAddress(b_ip, 3784), env::UdpOptions{},
+                           test::record_arrivals(&got), &tb, nullptr)
+                    .is_ok());
     const std::uint8_t x = 1;
     ASSERT_TRUE(a.send_udp(ta, SocketAddress(b_ip, 3784), &x, 1).is_ok());
     ns3::Simulator::Stop(ns3::Seconds(1));
