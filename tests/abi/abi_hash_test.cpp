@@ -104,55 +104,38 @@ TEST(AbiHeader, EveryAbi13OffsetAndSizeIsUnchanged) {
   EXPECT_GT(expect_unchanged(patronus_frozen_1_3, patronus_current_1_3), 10u);
 }
 
-// The frozen-size constants the host uses as lower bounds are the real 1.0 sizes.
-TEST(AbiHeader, FrozenSizeConstantsAreTheAbi10Sizes) {
-  auto frozen = [](const std::string& what) -> std::size_t {
-    for (std::size_t i = 0; patronus_frozen_1_0[i].what; ++i) {
-      if (what == patronus_frozen_1_0[i].what) return patronus_frozen_1_0[i].value;
-    }
-    ADD_FAILURE() << what << " missing";
-    return 0;
-  };
-  EXPECT_EQ(PATRONUS_SIZE_1_0_PATH_SAMPLE, frozen("sizeof patronus_path_sample"));
-  EXPECT_EQ(PATRONUS_SIZE_1_0_PATH_DESC, frozen("sizeof patronus_path_desc"));
-  EXPECT_EQ(PATRONUS_SIZE_1_0_METRICS_WINDOW, frozen("sizeof patronus_metrics_window"));
-  EXPECT_EQ(PATRONUS_SIZE_1_0_SCORE, frozen("sizeof patronus_score"));
-  EXPECT_EQ(PATRONUS_SIZE_1_0_FLOW_TUPLE, frozen("sizeof patronus_flow_tuple"));
-  EXPECT_EQ(PATRONUS_SIZE_1_0_HOST_SERVICES, frozen("sizeof patronus_host_services"));
-  EXPECT_EQ(PATRONUS_SIZE_1_0_TRANSPORT, frozen("sizeof patronus_transport_v1"));
-  EXPECT_EQ(PATRONUS_SIZE_1_0_PROBE, frozen("sizeof patronus_probe_v1"));
-  EXPECT_EQ(PATRONUS_SIZE_1_0_SCORER, frozen("sizeof patronus_scorer_v1"));
-  EXPECT_EQ(PATRONUS_SIZE_1_0_POLICY, frozen("sizeof patronus_policy_v1"));
-  EXPECT_EQ(PATRONUS_SIZE_1_0_DESCRIPTOR, frozen("sizeof patronus_plugin_descriptor"));
-  for (std::size_t i = 0; patronus_frozen_1_1[i].what; ++i) {
-    if (std::string(patronus_frozen_1_1[i].what) == "sizeof patronus_path_liveness") {
-      EXPECT_EQ(PATRONUS_SIZE_1_1_PATH_LIVENESS, patronus_frozen_1_1[i].value);
-    }
+// The frozen-size constants the host uses as lower bounds are the sizes of the version that
+// introduced each struct, measured from that version's frozen header.
+std::size_t frozen(const layout_entry* table, const std::string& what) {
+  for (std::size_t i = 0; table[i].what; ++i) {
+    if (what == table[i].what) return table[i].value;
   }
-  int seen = 0;
-  for (std::size_t i = 0; patronus_frozen_1_2[i].what; ++i) {
-    const std::string what = patronus_frozen_1_2[i].what;
-    if (what == "sizeof patronus_tunnel_status") {
-      EXPECT_EQ(PATRONUS_SIZE_1_2_TUNNEL_STATUS, patronus_frozen_1_2[i].value);
-      ++seen;
-    } else if (what == "sizeof patronus_prefix") {
-      EXPECT_EQ(PATRONUS_SIZE_1_2_PREFIX, patronus_frozen_1_2[i].value);
-      ++seen;
-    }
-  }
-  EXPECT_EQ(seen, 2);
-  seen = 0;
-  for (std::size_t i = 0; patronus_frozen_1_3[i].what; ++i) {
-    const std::string what = patronus_frozen_1_3[i].what;
-    if (what == "sizeof patronus_udp_options") {
-      EXPECT_EQ(PATRONUS_SIZE_1_3_UDP_OPTIONS, patronus_frozen_1_3[i].value);
-      ++seen;
-    } else if (what == "sizeof patronus_datagram_info") {
-      EXPECT_EQ(PATRONUS_SIZE_1_3_DATAGRAM_INFO, patronus_frozen_1_3[i].value);
-      ++seen;
-    }
-  }
-  EXPECT_EQ(seen, 2);
+  ADD_FAILURE() << what << " missing";
+  return 0;
+}
+
+TEST(AbiHeader, FrozenSizeConstantsAreTheSizesOfTheIntroducingVersion) {
+  const layout_entry* v10 = patronus_frozen_1_0;
+  EXPECT_EQ(PATRONUS_SIZE_1_0_PATH_SAMPLE, frozen(v10, "sizeof patronus_path_sample"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_PATH_DESC, frozen(v10, "sizeof patronus_path_desc"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_METRICS_WINDOW, frozen(v10, "sizeof patronus_metrics_window"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_SCORE, frozen(v10, "sizeof patronus_score"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_FLOW_TUPLE, frozen(v10, "sizeof patronus_flow_tuple"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_HOST_SERVICES, frozen(v10, "sizeof patronus_host_services"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_TRANSPORT, frozen(v10, "sizeof patronus_transport_v1"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_PROBE, frozen(v10, "sizeof patronus_probe_v1"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_SCORER, frozen(v10, "sizeof patronus_scorer_v1"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_POLICY, frozen(v10, "sizeof patronus_policy_v1"));
+  EXPECT_EQ(PATRONUS_SIZE_1_0_DESCRIPTOR, frozen(v10, "sizeof patronus_plugin_descriptor"));
+  EXPECT_EQ(PATRONUS_SIZE_1_1_PATH_LIVENESS,
+            frozen(patronus_frozen_1_1, "sizeof patronus_path_liveness"));
+  EXPECT_EQ(PATRONUS_SIZE_1_2_TUNNEL_STATUS,
+            frozen(patronus_frozen_1_2, "sizeof patronus_tunnel_status"));
+  EXPECT_EQ(PATRONUS_SIZE_1_2_PREFIX, frozen(patronus_frozen_1_2, "sizeof patronus_prefix"));
+  EXPECT_EQ(PATRONUS_SIZE_1_3_UDP_OPTIONS,
+            frozen(patronus_frozen_1_3, "sizeof patronus_udp_options"));
+  EXPECT_EQ(PATRONUS_SIZE_1_3_DATAGRAM_INFO,
+            frozen(patronus_frozen_1_3, "sizeof patronus_datagram_info"));
 }
 
 }  // namespace
