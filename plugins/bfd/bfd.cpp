@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "bfd.pb.h"
 #include "bfd_packet.hpp"
+#include "patronus/bfd/v1/bfd.pb.h"
 #include "patronus/sdk/addr.hpp"
 #include "patronus/sdk/plugin.hpp"
 

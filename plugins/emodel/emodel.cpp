@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "emodel.pb.h"
+#include "patronus/emodel/v1/emodel.pb.h"
 #include "patronus/sdk/plugin.hpp"
 
 namespace {

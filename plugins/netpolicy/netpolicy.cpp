@@ -3,8 +3,8 @@
 // the previous set stays in force); evaluate() classifies one flow with the compiled classifier.
 #include <memory>
 
-#include "netpolicy.pb.h"
 #include "patronus/model/address.hpp"
+#include "patronus/netpolicy/v1/netpolicy.pb.h"
 #include "patronus/policy/classifier.hpp"
 #include "patronus/policy/parse.hpp"
 #include "patronus/sdk/plugin.hpp"

@@ -15,10 +15,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "patronus/probes/v1/probes.pb.h"
 #include "patronus/sdk/addr.hpp"
 #include "patronus/sdk/plugin.hpp"
 #include "probe_packet.hpp"
-#include "probes.pb.h"
 
 namespace {
 

@@ -2,8 +2,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "patronus/scoring/v1/scoring.pb.h"
 #include "patronus/sdk/plugin.hpp"
-#include "scoring.pb.h"
 
 namespace {
 

@@ -42,9 +42,9 @@
 #include "patronus/mesh/keys.hpp"
 #include "patronus/model/address.hpp"
 #include "patronus/sdk/plugin.hpp"
+#include "patronus/wireguard/v1/wireguard.pb.h"
 #include "rtnl.hpp"
 #include "uapi.hpp"
-#include "wireguard.pb.h"
 
 extern char** environ;
 

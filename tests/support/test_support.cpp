@@ -24,6 +24,9 @@ std::string plugin_dir() {
 std::string test_plugin_dir() {
   return PATRONUS_TEST_TEST_PLUGINS;
 }
+std::string clash_plugin_dir() {
+  return PATRONUS_TEST_CLASH_PLUGINS;
+}
 std::string source_dir() {
   return PATRONUS_TEST_SOURCE_DIR;
 }

@@ -7,10 +7,11 @@
 
 namespace patronus::test {
 
-std::string bin_dir();          // build/bin
-std::string plugin_dir();       // build/plugins
-std::string test_plugin_dir();  // build/test-plugins
-std::string source_dir();       // the repository
+std::string bin_dir();           // build/bin
+std::string plugin_dir();        // build/plugins
+std::string test_plugin_dir();   // build/test-plugins
+std::string clash_plugin_dir();  // build/clash-plugins: Protobuf names taken by `scoring`
+std::string source_dir();        // the repository
 
 // A fresh directory unique to this process and call, removed by the destructor.
 class TempDir {

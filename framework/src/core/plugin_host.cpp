@@ -10,7 +10,9 @@
 #include <cstring>
 #include <filesystem>
 
+#include "elf_section.hpp"
 #include "patronus/core/config_schema.hpp"
+#include "schema_guard.hpp"
 
 namespace patronus::core {
 
@@ -262,7 +264,14 @@ Result<std::shared_ptr<const PluginLibrary>> PluginRegistry::load_file(const std
                             std::string(PATRONUS_PLUGIN_ENTRY_NAME) +
                             "' (build it with PATRONUS_PLUGIN_ENTRY or PATRONUS_SDK_PLUGIN)");
   }
-  // 2. Load now, locally: unresolved symbols fail here rather than at first call.
+  // 2. Its Protobuf files must be free in libprotobuf's process-wide pool: a taken name aborts
+  //    the process inside the plugin's static initialisers. Read from the file, nothing runs.
+  auto schema = elf_section_from_file(path, kSchemaSection);
+  if (!schema.is_ok()) return schema.status();
+  if (schema.value()) {
+    if (auto s = check_schema_collisions(*schema.value(), path); !s.is_ok()) return s;
+  }
+  // 3. Load now, locally: unresolved symbols fail here rather than at first call.
   auto impl = std::make_unique<PluginLibrary::Lib>();
   boost::dll::fs::error_code ec;
   // RTLD_NODELETE: a plugin is never unmapped before the process exits, even when its registry
@@ -282,7 +291,9 @@ Result<std::shared_ptr<const PluginLibrary>> PluginRegistry::load_file(const std
     }
     return failed_precondition(path + ": cannot be loaded: " + why);
   }
-  // 3. Only now run the plugin's entry point and check what it describes.
+  // Its initialisers have run: whatever it registered is in the pool now, whatever follows.
+  if (schema.value()) record_schema_owner(*schema.value(), path);
+  // 4. Only now run the plugin's entry point and check what it describes.
   const patronus_plugin_descriptor* d = nullptr;
   try {
     auto& entry =

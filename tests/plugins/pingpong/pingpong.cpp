@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "patronus/pingpong/v1/pingpong.pb.h"
 #include "patronus/sdk/addr.hpp"
 #include "patronus/sdk/plugin.hpp"
-#include "pingpong.pb.h"
 #include "pingpong_packet.hpp"
 
 namespace {

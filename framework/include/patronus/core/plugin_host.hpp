@@ -88,8 +88,10 @@ class PluginRegistry {
   PluginRegistry& operator=(const PluginRegistry&) = delete;
 
   // Loads one shared object. Order of checks: the file exists; it exports the alias
-  // patronus_plugin_entry (read from the file, nothing of the plugin runs); it loads with
-  // RTLD_NOW|RTLD_LOCAL; its descriptor passes validate(). Errors name the file.
+  // patronus_plugin_entry, and its embedded Protobuf schema (section .patronus.schema) names no
+  // file or symbol already in libprotobuf's process-wide pool (both read from the file, nothing
+  // of the plugin runs); it loads with RTLD_NOW|RTLD_LOCAL; its descriptor passes validate().
+  // Errors name the file (and, for a collision, the other file).
   Result<std::shared_ptr<const PluginLibrary>> load_file(const std::string& path);
   // A plugin compiled into the host (or a test fake): the same descriptor checks.
   Result<std::shared_ptr<const PluginLibrary>> register_builtin(

@@ -1,0 +1,28 @@
+// Plugin Protobuf files share libprotobuf's one generated pool per process. A library whose
+// generated code registers a file name or a symbol already there aborts the whole process inside
+// its static initialisers ("File already exists in database"), before the host could say a word.
+// The host therefore reads the plugin's embedded schema from the file (.patronus.schema) and
+// checks it against the pool before loading it, naming both files when something is taken.
+#pragma once
+
+#include <string>
+
+#include "patronus/util/status.hpp"
+
+namespace patronus::core {
+
+// The ELF section that patronus_add_plugin() puts a plugin's FileDescriptorSet in.
+inline constexpr const char* kSchemaSection = ".patronus.schema";
+
+// `set` is the serialized FileDescriptorSet read from `file`, which is about to be loaded. Its
+// last file is the plugin's own (protoc --include_imports lists dependencies first); that file's
+// name and every symbol the set's unregistered files define must be free in the generated pool.
+// Loading the very same object again (same device and inode) is not a collision: the dynamic
+// loader hands back the mapping it has and no initialiser runs twice.
+Status check_schema_collisions(const std::string& set, const std::string& file);
+
+// Records that `file` (now loaded) registered the files of `set`, so that a later collision
+// names it.
+void record_schema_owner(const std::string& set, const std::string& file);
+
+}  // namespace patronus::core
