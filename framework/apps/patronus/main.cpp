@@ -21,6 +21,7 @@
 #include "patronus/store/store.hpp"
 #include "policy_cmd.hpp"
 #include "sim_cmd.hpp"
+#include "try_cmd.hpp"
 
 namespace {
 
@@ -117,7 +118,7 @@ int main(int argc, char** argv) {
   std::string db_path = "patronus.db";
   bool as_json = false;
 
-  auto* plugins = app.add_subcommand("plugins", "list and inspect plugins");
+  auto* plugins = app.add_subcommand("plugins", "list, inspect and try plugins");
   plugins->require_subcommand(1);
   std::string plugin_dir = default_plugin_dir();
   auto* plist = plugins->add_subcommand("list", "list the plugins in a directory");
@@ -127,6 +128,8 @@ int main(int argc, char** argv) {
   auto* pinspect = plugins->add_subcommand("inspect", "show one plugin file in detail");
   pinspect->add_option("file", inspect_file, "plugin shared object")->required();
   pinspect->add_flag("--json", as_json, "JSON output");
+  cli::TryCommand ptry;
+  cli::register_try_command(*plugins, ptry);
 
   auto* site = app.add_subcommand("site", "manage sites in a state database");
   site->require_subcommand(1);
@@ -165,6 +168,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
+  if (const int rc = cli::run_try_command(ptry); rc >= 0) return rc;
   if (const int rc = cli::run_mesh_commands(mesh); rc >= 0) return rc;
   if (const int rc = cli::run_policy_commands(policy); rc >= 0) return rc;
   if (const int rc = cli::run_path_commands(paths); rc >= 0) return rc;

@@ -115,8 +115,13 @@ bool valid_utf8(const std::string& s) {
 
 class Converter {
  public:
+  // Where the node being converted sits in the text (line -1: not from a text), so that an error
+  // can name its line.
+  YAML::Mark mark = YAML::Mark::null_mark();
+
   Status fill(const YAML::Node& node, pb::Message* msg, const std::string& path, int depth) {
     if (depth > kMaxDepth) return invalid_argument(path + ": nested deeper than 32 levels");
+    mark = node.Mark();
     const pb::Descriptor* d = msg->GetDescriptor();
     if (node.IsNull()) return Status::ok();
     if (!node.IsMap()) {
@@ -125,6 +130,7 @@ class Converter {
     std::set<const pb::OneofDescriptor*> oneofs_set;
     for (const auto& kv : node) {
       if (!kv.first.IsScalar()) return invalid_argument(path + ": field names must be scalars");
+      mark = kv.first.Mark();
       const std::string key = kv.first.Scalar();
       const std::string fpath = path.empty() ? key : path + "." + key;
       const pb::FieldDescriptor* f = d->FindFieldByName(key);
@@ -174,6 +180,7 @@ class Converter {
                  const std::string& path, int depth, bool add) {
     const pb::Reflection* r = msg->GetReflection();
     using T = pb::FieldDescriptor;
+    if (v.Mark().line >= 0) mark = v.Mark();
     if (f->cpp_type() == T::CPPTYPE_MESSAGE) {
       pb::Message* sub = add ? r->AddMessage(msg, f) : r->MutableMessage(msg, f);
       return fill(v, sub, path, depth + 1);
@@ -305,7 +312,10 @@ Result<std::string> ConfigSchema::yaml_to_bytes(const YAML::Node& node,
   std::unique_ptr<pb::Message> msg(impl_->factory->GetPrototype(impl_->descriptor)->New());
   Converter c;
   try {
-    if (auto s = c.fill(node, msg.get(), path, 0); !s.is_ok()) return s;
+    if (auto s = c.fill(node, msg.get(), path, 0); !s.is_ok()) {
+      if (c.mark.line < 0) return s;
+      return Status(s.code(), s.message() + " (line " + std::to_string(c.mark.line + 1) + ")");
+    }
   } catch (const YAML::Exception& e) {
     return invalid_argument(path + ": " + e.what());
   }

@@ -7,37 +7,6 @@
 #include <set>
 #include <utility>
 
-namespace patronus {
-
-const char* code_name(Code code) {
-  switch (code) {
-    case Code::kOk:
-      return "OK";
-    case Code::kInvalidArgument:
-      return "INVALID_ARGUMENT";
-    case Code::kNotFound:
-      return "NOT_FOUND";
-    case Code::kResourceExhausted:
-      return "RESOURCE_EXHAUSTED";
-    case Code::kUnavailable:
-      return "UNAVAILABLE";
-    case Code::kFailedPrecondition:
-      return "FAILED_PRECONDITION";
-    case Code::kInternal:
-      return "INTERNAL";
-    case Code::kUnimplemented:
-      return "UNIMPLEMENTED";
-  }
-  return "UNKNOWN";
-}
-
-std::string Status::to_string() const {
-  if (is_ok()) return "OK";
-  return std::string(code_name(code_)) + ": " + message_;
-}
-
-}  // namespace patronus
-
 namespace patronus::model {
 namespace {
 

@@ -22,7 +22,28 @@ enum class Code : std::int32_t {
   kUnimplemented = -7,
 };
 
-const char* code_name(Code code);
+// Inline so that the header stands alone (it is installed with libpatronus-trial).
+inline const char* code_name(Code code) {
+  switch (code) {
+    case Code::kOk:
+      return "OK";
+    case Code::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case Code::kNotFound:
+      return "NOT_FOUND";
+    case Code::kResourceExhausted:
+      return "RESOURCE_EXHAUSTED";
+    case Code::kUnavailable:
+      return "UNAVAILABLE";
+    case Code::kFailedPrecondition:
+      return "FAILED_PRECONDITION";
+    case Code::kInternal:
+      return "INTERNAL";
+    case Code::kUnimplemented:
+      return "UNIMPLEMENTED";
+  }
+  return "UNKNOWN";
+}
 
 class [[nodiscard]] Status {
  public:
@@ -34,7 +55,9 @@ class [[nodiscard]] Status {
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
   // "INVALID_ARGUMENT: message"
-  std::string to_string() const;
+  std::string to_string() const {
+    return is_ok() ? std::string("OK") : std::string(code_name(code_)) + ": " + message_;
+  }
 
  private:
   Code code_ = Code::kOk;
