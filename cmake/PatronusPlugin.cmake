@@ -1,4 +1,5 @@
-# patronus_add_plugin(<name> SOURCES ... [PROTO dir/file.proto] [PROTO_ROOT dir] [LIBS ...])
+# patronus_add_plugin(<name> SOURCES ... [PROTO dir/file.proto] [PROTO_ROOT dir] [LIBS ...]
+#                     [MIN_ABI_MINOR n])
 #
 # Builds the plugin lib<OUTPUT>patronus-<name>.so as a MODULE: hidden visibility, -Wl,-z,defs
 # (every symbol resolved at link time), linked against the ABI header and the SDK only (plus
@@ -12,11 +13,14 @@
 # serialized FileDescriptorSet is embedded in the section .patronus.schema, where the host reads
 # it before loading the file and refuses a plugin whose files or message names are taken.
 #
+# MIN_ABI_MINOR: the oldest host ABI minor (1.n) the plugin runs on; default: the minor of the
+# installed header. See PATRONUS_SDK_MIN_ABI_MINOR in patronus/sdk/plugin.hpp.
+#
 # In the project, TEST puts the library into build/test-plugins/ instead of build/plugins/.
 set(PATRONUS_PLUGIN_CMAKE_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 function(patronus_add_plugin name)
-  cmake_parse_arguments(P "TEST" "PROTO;PROTO_ROOT" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(P "TEST" "PROTO;PROTO_ROOT;MIN_ABI_MINOR" "SOURCES;LIBS" ${ARGN})
   if(P_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "patronus_add_plugin(${name}): unknown arguments ${P_UNPARSED_ARGUMENTS}")
   endif()
@@ -37,6 +41,12 @@ function(patronus_add_plugin name)
     set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${PATRONUS_PLUGIN_OUTPUT_DIR})
   endif()
   target_link_options(${target} PRIVATE -Wl,-z,defs)
+  if(DEFINED P_MIN_ABI_MINOR)
+    if(NOT P_MIN_ABI_MINOR MATCHES "^[0-9]+$")
+      message(FATAL_ERROR "patronus_add_plugin(${name}): MIN_ABI_MINOR is a number (the n of 1.n)")
+    endif()
+    target_compile_definitions(${target} PRIVATE PATRONUS_SDK_MIN_ABI_MINOR=${P_MIN_ABI_MINOR})
+  endif()
   target_link_libraries(${target} PRIVATE Patronus::sdk ${P_LIBS})
   if(P_PROTO)
     if(NOT P_PROTO_ROOT)

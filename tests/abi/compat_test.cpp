@@ -209,3 +209,34 @@ TEST(AbiCompat, NonZeroReservedFieldsAreRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+// The versioning rule as a vendor meets it. A plugin built against the current headers that uses
+// nothing newer than 1.0 runs on a 1.0 host only if it says so (MIN_ABI_MINOR 0): by default it
+// declares the header's minor, and a 1.0 host refuses it naming both versions. The 1.0 host here
+// is built against the frozen 1.0 header and hands over 1.0-sized structs.
+TEST(AbiVersioning, APluginDeclaringMinor0RunsOnA10HostAndTheDefaultIsRefused) {
+  const std::string host = patronus::test::bin_dir() + "/../tests/old_host_1_0";
+  const std::string dir = patronus::test::test_plugin_dir();
+  auto ok = patronus::test::run({host, dir + "/libpatronus-test-sdk-min-abi0.so", "30", "2"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("score 68.000 state 0"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("log 1 scored"), std::string::npos) << ok.out;
+  auto refused =
+      patronus::test::run({host, dir + "/libpatronus-test-sdk-default-abi.so", "30", "2"});
+  EXPECT_EQ(refused.exit_code, 3) << refused.out << refused.err;
+  EXPECT_NE(refused.err.find("plugin ABI 1." + std::to_string(PATRONUS_ABI_VERSION_MINOR) +
+                             " is newer than host ABI 1.0"),
+            std::string::npos)
+      << refused.err;
+  // The current host loads both; the declared minor is what it reports.
+  patronus::core::PluginRegistry reg;
+  auto a = reg.load_file(dir + "/libpatronus-test-sdk-min-abi0.so");
+  auto b = reg.load_file(dir + "/libpatronus-test-sdk-default-abi.so");
+  ASSERT_TRUE(a.is_ok() && b.is_ok());
+  EXPECT_EQ(a.value()->info().abi_minor, 0u);
+  EXPECT_EQ(b.value()->info().abi_minor, static_cast<std::uint32_t>(PATRONUS_ABI_VERSION_MINOR));
+}
+
+}  // namespace

@@ -109,7 +109,7 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   auto r = run({cli(), "plugins", "list", "--plugin-dir", test::test_plugin_dir(), "--json"});
   ASSERT_EQ(r.exit_code, 1) << "files were refused: " << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["plugins"].size(), 15u);
+  EXPECT_EQ(j["plugins"].size(), 17u);
   EXPECT_EQ(j["plugins"][0]["name"], "compat10-policy");
   EXPECT_EQ(j["plugins"][0]["abi"], "1.0");
   EXPECT_EQ(j["plugins"][3]["name"], "compat11-policy");

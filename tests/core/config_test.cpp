@@ -40,19 +40,22 @@ TEST_F(PingpongSchema, ValidYamlBecomesTheMessage) {
       "\"path_id\":\"9\"}");
 }
 
-TEST_F(PingpongSchema, FieldErrorsNameThePathAndReason) {
+TEST_F(PingpongSchema, FieldErrorsNameThePathReasonAndLine) {
+  EXPECT_EQ(error_of("listen: a\npeer: b\ncount: 3\n\ntimeout_ms: [x]"),
+            "plugins[0].config.timeout_ms: expected a uint32 value, got a list (line 5)");
   EXPECT_EQ(error_of("listen: a\nintervalms: 5"),
             "plugins[0].config.intervalms: unknown field (patronus.pingpong.v1.Config has: listen, "
-            "peer, interval_ms, count, payload_size, timeout_ms, path_id)");
+            "peer, interval_ms, count, payload_size, timeout_ms, path_id) (line 2)");
   EXPECT_EQ(error_of("interval_ms: -5"),
-            "plugins[0].config.interval_ms: expected an unsigned integer, got '-5'");
+            "plugins[0].config.interval_ms: expected an unsigned integer, got '-5' (line 1)");
   EXPECT_EQ(error_of("interval_ms: 99999999999"),
             "plugins[0].config.interval_ms: expected an unsigned integer in [0, 4294967295], got "
-            "'99999999999'");
+            "'99999999999' (line 1)");
   EXPECT_EQ(error_of("listen: [1, 2]"),
-            "plugins[0].config.listen: expected a string value, got a list");
-  EXPECT_EQ(error_of("- just\n- a list"),
-            "plugins[0].config: expected a map with the fields of patronus.pingpong.v1.Config");
+            "plugins[0].config.listen: expected a string value, got a list (line 1)");
+  EXPECT_EQ(
+      error_of("- just\n- a list"),
+      "plugins[0].config: expected a map with the fields of patronus.pingpong.v1.Config (line 1)");
 }
 
 TEST_F(PingpongSchema, NullMeansAllDefaults) {

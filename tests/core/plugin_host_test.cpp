@@ -212,7 +212,8 @@ TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
                        "compat10-policy", "compat10-probe", "compat10-scorer", "compat11-policy",
                        "compat11-probe", "compat11-scorer", "compat12-policy", "compat12-probe",
                        "compat12-scorer", "compat12-transport", "pingpong", "test-good",
-                       "test-throws-raw", "test-throws-sdk", "test-transport"}));
+                       "test-sdk-default-abi", "test-sdk-min-abi0", "test-throws-raw",
+                       "test-throws-sdk", "test-transport"}));
   EXPECT_EQ(refused.size(), 9u);
   for (const auto& r : refused) EXPECT_FALSE(r.reason.empty()) << r.file;
 }

@@ -36,8 +36,11 @@ std::string default_plugin_dir() {
   if (const char* env = std::getenv("PATRONUS_PLUGIN_DIR")) return env;
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) return (exe.parent_path().parent_path() / "plugins").string();
-  return "plugins";
+  if (ec) return "plugins";
+  // The build tree keeps them in build/plugins; an installed tree in <prefix>/lib/patronus/plugins.
+  const auto prefix = exe.parent_path().parent_path();
+  if (std::filesystem::is_directory(prefix / "plugins", ec)) return (prefix / "plugins").string();
+  return (prefix / "lib" / "patronus" / "plugins").string();
 }
 
 json info_json(const core::PluginInfo& i) {

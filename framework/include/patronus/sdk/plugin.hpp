@@ -31,6 +31,21 @@
 
 #include "patronus/abi/plugin_abi.h"
 
+// The oldest host ABI minor this plugin runs on, written into its descriptor's abi_minor (the host
+// refuses a plugin whose abi_minor is newer than its own). By default the minor of the header the
+// plugin is built against: nothing can check that a plugin uses nothing newer, so claiming an
+// older host is the author's decision. Define it lower (or patronus_add_plugin(... MIN_ABI_MINOR
+// n)) when the plugin uses nothing newer than 1.n. The SDK keeps that safe on an older host: the
+// structs the host hands over are zero-extended to this header's size (fields the host does not
+// know read as zero), wrappers of newer host services fall back or throw sdk::Error
+// (UNIMPLEMENTED), and descriptor flags, which a host before 1.2 cannot see, need 1.2.
+#ifndef PATRONUS_SDK_MIN_ABI_MINOR
+#define PATRONUS_SDK_MIN_ABI_MINOR PATRONUS_ABI_VERSION_MINOR
+#endif
+static_assert(PATRONUS_SDK_MIN_ABI_MINOR >= 0 &&
+                  PATRONUS_SDK_MIN_ABI_MINOR <= PATRONUS_ABI_VERSION_MINOR,
+              "PATRONUS_SDK_MIN_ABI_MINOR must be between 0 and this header's minor");
+
 namespace patronus::sdk {
 
 // Thrown by plugin code to report a failure with a message; any std::exception works too.
@@ -464,11 +479,14 @@ struct Thunks {
                                                     const char* config_type,
                                                     const std::uint8_t* schema,
                                                     std::uint32_t schema_size) {
+    static_assert(T::kFlags == 0 || PATRONUS_SDK_MIN_ABI_MINOR >= 2,
+                  "descriptor flags (e.g. a transport's NEEDS_REAL_NETWORK) need ABI 1.2: a "
+                  "plugin with flags cannot declare PATRONUS_SDK_MIN_ABI_MINOR below 2");
     static const patronus_plugin_descriptor d = [&] {
       patronus_plugin_descriptor x{};
       x.struct_size = sizeof(patronus_plugin_descriptor);
       x.abi_major = PATRONUS_ABI_VERSION_MAJOR;
-      x.abi_minor = PATRONUS_ABI_VERSION_MINOR;
+      x.abi_minor = PATRONUS_SDK_MIN_ABI_MINOR;
       x.kind = T::kKind;
       x.name = name;
       x.version = version;
