@@ -9,7 +9,7 @@
 #include "patronus/env/env.hpp"
 #include "patronus/steering/classes.hpp"
 #include "patronus/util/file.hpp"
-#include "patronus/util/yaml_fields.hpp"
+#include "yaml_fields.hpp"
 
 namespace patronus::sim {
 

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "patronus/abi/plugin_abi.h"
 #include "patronus/model/address.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -2,6 +2,8 @@
 // interface names, peers, JSON shape and wg-quick files that `wg-quick strip` accepts.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <set>
 
 #include "mesh_fixtures.hpp"
@@ -112,7 +114,7 @@ TEST(Plan, PeersPerInterfaceAndJson) {
   EXPECT_EQ(plan.value().sites[0][1].name, "wg-mpls0");
   EXPECT_EQ(plan.value().sites[0][1].peers.size(), 4u);
   EXPECT_EQ(plan.value().sites[2][0].peers.size(), 1u);
-  const auto j = plan_to_json(m, plan.value());
+  const auto j = nlohmann::json::parse(plan_to_json(m, plan.value()));
   EXPECT_EQ(j["topology"], "hub-spoke");
   ASSERT_EQ(j["paths"].size(), 8u);
   for (const auto& p : j["paths"]) {

@@ -360,7 +360,7 @@ int run_plan(MeshCommands& m) {
     db = std::move(st).value();
   }
 
-  json out = mesh::plan_to_json(g, plan.value());
+  json out = json::parse(mesh::plan_to_json(g, plan.value()));
   if (db) {
     auto ids = site::save_plan(*db, g, plan.value(), static_cast<std::int64_t>(std::time(nullptr)));
     if (!ids.is_ok()) return fail(kExitFailure, ids.status().message());

@@ -6,7 +6,7 @@
 #include <set>
 
 #include "patronus/model/types.hpp"
-#include "patronus/util/yaml_fields.hpp"
+#include "yaml_fields.hpp"
 
 namespace patronus::core {
 

@@ -1,5 +1,7 @@
 #include "patronus/mesh/plan.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstdio>
 #include <set>
@@ -252,7 +254,8 @@ std::vector<std::vector<model::IpPrefix>> peer_allowed_prefixes(const MeshGraph&
   return out;
 }
 
-nlohmann::json plan_to_json(const MeshGraph& m, const TunnelPlan& plan) {
+namespace {
+nlohmann::json plan_json(const MeshGraph& m, const TunnelPlan& plan) {
   using nlohmann::json;
   json out;
   out["topology"] = to_string(m.topology());
@@ -322,6 +325,11 @@ nlohmann::json plan_to_json(const MeshGraph& m, const TunnelPlan& plan) {
   }
   out["paths"] = std::move(paths);
   return out;
+}
+}  // namespace
+
+std::string plan_to_json(const MeshGraph& m, const TunnelPlan& plan) {
+  return plan_json(m, plan).dump();
 }
 
 std::string render_wg_quick(const MeshGraph& m, const TunnelPlan& plan, const InterfacePlan& iface,

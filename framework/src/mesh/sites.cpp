@@ -6,7 +6,7 @@
 
 #include "patronus/mesh/keys.hpp"
 #include "patronus/util/file.hpp"
-#include "patronus/util/yaml_fields.hpp"
+#include "yaml_fields.hpp"
 
 namespace patronus::mesh {
 

@@ -1,5 +1,7 @@
 #include "patronus/model/address.hpp"
 
+#include "patronus/abi/plugin_abi.h"
+
 #include <arpa/inet.h>
 
 #include <algorithm>

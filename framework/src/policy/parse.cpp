@@ -7,7 +7,7 @@
 
 #include "patronus/util/enum_table.hpp"
 #include "patronus/util/file.hpp"
-#include "patronus/util/yaml_fields.hpp"
+#include "yaml_fields.hpp"
 
 namespace patronus::policy {
 

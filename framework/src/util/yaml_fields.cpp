@@ -1,4 +1,4 @@
-#include "patronus/util/yaml_fields.hpp"
+#include "yaml_fields.hpp"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/parser.h>

@@ -9,8 +9,6 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "patronus/mesh/graph.hpp"
 #include "patronus/mesh/keys.hpp"
 #include "patronus/model/address.hpp"
@@ -61,8 +59,9 @@ std::vector<std::vector<model::IpPrefix>> peer_allowed_prefixes(const MeshGraph&
                                                                 const TunnelPlan& plan,
                                                                 const InterfacePlan& iface);
 
-// {"topology", "sites": [{name, region, endpoints, interfaces: [...]}], "paths": [...]}.
-nlohmann::json plan_to_json(const MeshGraph& m, const TunnelPlan& plan);
+// The plan as JSON text: {"topology", "sites": [{name, region, endpoints, interfaces: [...]}],
+// "paths": [...]} (the `mesh plan --json` format).
+std::string plan_to_json(const MeshGraph& m, const TunnelPlan& plan);
 
 // wg-quick configuration of one interface. With a private key it is complete for `wg setconf`
 // (after `wg-quick strip`); without, it carries a PostUp line that loads the key from

@@ -8,8 +8,11 @@
 #include <string>
 #include <string_view>
 
-#include "patronus/abi/plugin_abi.h"
 #include "patronus/util/status.hpp"
+
+// The C ABI's address (patronus/abi/plugin_abi.h), declared only: code that converts to and from it
+// includes the ABI header itself; everyone else does not get it through this header.
+struct patronus_addr;
 
 namespace patronus::model {
 
