@@ -10,11 +10,8 @@
 #include <sstream>
 
 #include "cli_common.hpp"
-#include "patronus/core/config_schema.hpp"
-#include "patronus/core/plugin_host.hpp"
-#include "patronus/core/router.hpp"
-#include "patronus/env/virtual_world.hpp"
 #include "patronus/store/store.hpp"
+#include "patronus/trial/plugin_trial.hpp"
 #include "socket.hpp"
 
 namespace patronus::cli {
@@ -69,10 +66,6 @@ void register_path_commands(CLI::App& app, PathCommands& p, const std::string& d
 
 namespace {
 
-const char* state_name(std::uint32_t s) {
-  return s == PATRONUS_PATH_UP ? "up" : s == PATRONUS_PATH_DEGRADED ? "degraded" : "down";
-}
-
 int run_score(PathCommands& p) {
   for (const auto& [name, v, hi] :
        {std::tuple{"--latency", p.latency, 1e6}, std::tuple{"--jitter", p.jitter, 1e6},
@@ -84,29 +77,18 @@ int run_score(PathCommands& p) {
   if (p.score->count("--bandwidth") && !(p.bandwidth > 0 && p.bandwidth <= 1e7)) {
     return fail(kExitUsage, "--bandwidth: must be > 0 and <= 1e7 Mbit/s");
   }
-  core::PluginRegistry reg;
+  // The same loader, config conversion and call as `plugins try` (patronus::trial).
   const std::string file = p.plugin_dir + "/libpatronus-" + p.scorer + ".so";
-  auto lib = reg.load_file(file);
-  if (!lib.is_ok()) return fail(kExitUsage, "--scorer: " + lib.status().message());
-  if (lib.value()->info().kind != core::PluginKind::kScorer) {
-    return fail(kExitUsage, "--scorer: " + p.scorer + " is a " +
-                                to_string(lib.value()->info().kind) + " plugin, not a scorer");
+  auto trial = trial::PluginTrial::load(file);
+  if (!trial.is_ok()) return fail(kExitUsage, "--scorer: " + trial.status().message());
+  const std::string& kind = trial.value()->summary().kind;
+  if (kind != "scorer") {
+    return fail(kExitUsage, "--scorer: " + p.scorer + " is a " + kind + " plugin, not a scorer");
   }
-  std::string config;
-  if (lib.value()->schema()) {
-    auto b = lib.value()->schema()->text_to_bytes(p.config_yaml, "--config");
-    if (!b.is_ok()) return fail(kExitUsage, b.status().message());
-    config = b.value();
-  } else if (!p.config_yaml.empty()) {
-    return fail(kExitUsage, "--config: " + p.scorer + " takes no configuration");
+  if (auto s = trial.value()->set_config(p.config_yaml); !s.is_ok()) {
+    return fail(kExitUsage, "--config: " + s.message());
   }
-  env::VirtualWorld world(0);  // a scorer needs no time; the world only hosts the instance
-  core::RouterInstance router(world.add_node("cli", {}), "cli");
-  if (auto s = router.add_plugin(lib.value(), p.scorer, config); !s.is_ok()) {
-    return fail(kExitUsage, s.message());
-  }
-  patronus_metrics_window w{};
-  w.struct_size = sizeof w;
+  trial::Window w;
   w.samples = 1;
   w.latency_ms = p.latency;
   w.jitter_ms = p.jitter;
@@ -114,16 +96,16 @@ int run_score(PathCommands& p) {
   if (p.score->count("--bandwidth")) {
     w.bandwidth_mbps = p.bandwidth;
   } else {
-    w.flags = PATRONUS_WINDOW_BANDWIDTH_UNKNOWN;
+    w.bandwidth_unknown = true;
   }
-  auto r = router.score(p.scorer, w);
+  auto r = trial.value()->score(w);
   if (!r.is_ok()) return fail(kExitUsage, r.status().message());
   const double score = std::round(r.value().score * 100) / 100;
   if (p.json) {
-    std::cout << json{{"score", score}, {"state", state_name(r.value().state)}}.dump() << std::endl;
+    std::cout << json{{"score", score}, {"state", r.value().state}}.dump() << std::endl;
   } else {
-    std::cout << std::fixed << std::setprecision(2) << score << " " << state_name(r.value().state)
-              << " (" << p.scorer << ")" << std::endl;
+    std::cout << std::fixed << std::setprecision(2) << score << " " << r.value().state << " ("
+              << p.scorer << ")" << std::endl;
   }
   return 0;
 }
