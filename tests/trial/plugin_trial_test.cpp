@@ -138,7 +138,6 @@ TEST(PluginTrial, AProbeInRealTimeRunsOnLoopback) {
   ASSERT_TRUE(t.is_ok()) << t.status().to_string();
   trial::ProbeRun run;
   run.real_time = true;
-  run.one_way_delay_ms = 0;
   run.seconds = 0.5;
   auto r = t.value()->run_probe(run);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
@@ -190,6 +189,20 @@ TEST(PluginsTry, CliPrintsJsonAndUsesTheDocumentedExitCodes) {
                        test::test_plugin_dir() + "/libpatronus-test-wrong-major.so"})
                 .exit_code,
             1);
+  // A plugin's own refusal is 1 (its configure() rejects the weight); a bad option is 2.
+  auto refused_config = test::run({cli, "plugins", "try", shipped("scoring"), "--config-text",
+                                   "latency_weight: -1", "--window", "latency=1"});
+  EXPECT_EQ(refused_config.exit_code, 1) << refused_config.err;
+  EXPECT_NE(refused_config.err.find("weights must be finite and >= 0"), std::string::npos);
+  EXPECT_EQ(test::run({cli, "plugins", "try", shipped("probes"), "--loss", "200"}).exit_code, 2);
+  EXPECT_EQ(test::run({cli, "plugins", "try", shipped("probes"), "--real-time", "--delay-ms", "5"})
+                .exit_code,
+            2);
+  EXPECT_EQ(test::run({cli, "plugins", "try", shipped("netpolicy"), "--policy",
+                       test::source_dir() + "/examples/netpol/policies.yaml", "--flow",
+                       "icmpish,10.0.0.1,10.0.0.2:1"})
+                .exit_code,
+            2);
   auto transport = test::run({cli, "plugins", "try", shipped("wireguard")});
   EXPECT_EQ(transport.exit_code, 2);
   EXPECT_NE(transport.err.find("transports build real tunnels"), std::string::npos);

@@ -147,6 +147,9 @@ int try_policy(TryCommand& t, PluginTrial& trial, json& out) {
   for (const auto& spec : t.flows) {
     auto f = parse_flow(spec);
     if (!f.is_ok()) return fail(kExitUsage, f.status().message());
+    if (auto s = PluginTrial::check(f.value()); !s.is_ok()) {
+      return fail(kExitUsage, "--flow " + spec + ": " + s.message());
+    }
     flows.push_back(f.value());
   }
   auto doc = read_text_file(t.policy_file);
@@ -157,13 +160,7 @@ int try_policy(TryCommand& t, PluginTrial& trial, json& out) {
   out["flows"] = json::array();
   for (std::size_t i = 0; i < flows.size(); ++i) {
     auto v = trial.allows(flows[i]);
-    if (!v.is_ok()) {
-      // The flow spec is ours to check; what the plugin refuses is its answer.
-      const bool ours = v.status().code() == Code::kInvalidArgument &&
-                        v.status().message().find("plugin") == std::string::npos;
-      return fail(ours ? kExitUsage : kExitFailure,
-                  "--flow " + t.flows[i] + ": " + v.status().message());
-    }
+    if (!v.is_ok()) return fail(kExitFailure, "--flow " + t.flows[i] + ": " + v.status().message());
     out["flows"].push_back({{"flow", t.flows[i]}, {"verdict", v.value() ? "allow" : "deny"}});
     if (!t.json) std::cout << (v.value() ? "allow  " : "deny   ") << t.flows[i] << "\n";
   }
@@ -174,16 +171,14 @@ int try_probe(TryCommand& t, PluginTrial& trial, json& out) {
   trial::ProbeRun run;
   run.seconds = t.seconds;
   run.real_time = t.real_time;
-  run.one_way_delay_ms = t.real_time && !t.cmd->count("--delay-ms") ? 0 : t.delay_ms;
+  if (t.cmd->count("--delay-ms")) run.one_way_delay_ms = t.delay_ms;
   run.loss_pct = t.loss_pct;
   run.seed = t.seed;
   run.cut_at_s = t.cut_at_s;
   run.cut_for_s = t.cut_for_s;
+  if (auto s = PluginTrial::check(run); !s.is_ok()) return fail(kExitUsage, s.message());
   auto r = trial.run_probe(run);
-  if (!r.is_ok()) {
-    const bool ours = r.status().code() == Code::kInvalidArgument;
-    return fail(ours ? kExitUsage : kExitFailure, r.status().message());
-  }
+  if (!r.is_ok()) return fail(kExitFailure, r.status().message());
   const auto& rep = r.value();
   json samples = json::array(), liveness = json::array(), events = json::array();
   for (const auto& s : rep.samples) {
@@ -207,7 +202,7 @@ int try_probe(TryCommand& t, PluginTrial& trial, json& out) {
   }
   out["run"] = {{"seconds", run.seconds},
                 {"time", run.real_time ? "real" : "virtual"},
-                {"one_way_delay_ms", run.one_way_delay_ms},
+                {"one_way_delay_ms", run.real_time ? 0.0 : run.one_way_delay_ms.value_or(10)},
                 {"loss_pct", run.loss_pct},
                 {"seed", run.seed}};
   out["summary"] = {{"samples", rep.samples.size()},
@@ -270,8 +265,7 @@ void register_try_command(CLI::App& plugins, TryCommand& t) {
   t.cmd->add_option("--seconds", t.seconds, "probe: how long to run")->capture_default_str();
   t.cmd->add_flag("--real-time", t.real_time,
                   "probe: real sockets on the loopback interface (default: virtual time)");
-  t.cmd->add_option("--delay-ms", t.delay_ms, "probe, virtual time: one-way delay")
-      ->capture_default_str();
+  t.cmd->add_option("--delay-ms", t.delay_ms, "probe, virtual time: one-way delay (default 10)");
   t.cmd->add_option("--loss", t.loss_pct, "probe, virtual time: loss in percent, each way");
   t.cmd->add_option("--cut-at", t.cut_at_s, "probe, virtual time: cut the link at this second");
   t.cmd->add_option("--cut-for", t.cut_for_s, "probe, virtual time: for this many seconds");

@@ -13,7 +13,7 @@ struct TryCommand {
   CLI::App* cmd = nullptr;
   std::string file, config_file, config_text, policy_file;
   std::vector<std::string> windows, flows;
-  double seconds = 5, delay_ms = 10, loss_pct = 0, cut_at_s = 0, cut_for_s = 0;
+  double seconds = 5, delay_ms = 0, loss_pct = 0, cut_at_s = 0, cut_for_s = 0;
   bool real_time = false, json = false;
   std::uint64_t seed = 1;
 };

@@ -37,6 +37,20 @@ constexpr EnumTable<PathStatus, 3> kPathStatuses{{
 
 }  // namespace
 
+std::optional<std::uint8_t> parse_ip_protocol(std::string_view text) {
+  if (text == "tcp") return std::uint8_t{6};
+  if (text == "udp") return std::uint8_t{17};
+  if (text == "sctp") return std::uint8_t{132};
+  if (text.empty() || text.size() > 3) return std::nullopt;
+  unsigned v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (v > 255) return std::nullopt;
+  return static_cast<std::uint8_t>(v);
+}
+
 const char* to_string(InterfaceType t) {
   return enum_name(t, kInterfaceTypes);
 }

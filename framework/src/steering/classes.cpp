@@ -246,21 +246,12 @@ Result<ClassRule> parse_rule(const YAML::Node& n, const std::string& p) {
   if (!cls.is_ok()) return cls.status();
   r.class_name = cls.value();
   if (n["protocol"]) {
-    const std::string t = n["protocol"].as<std::string>("");
-    if (t == "tcp") {
-      r.protocol = 6;
-    } else if (t == "udp") {
-      r.protocol = 17;
-    } else if (t == "sctp") {
-      r.protocol = 132;
-    } else {
-      auto v = yamlf::integer(n["protocol"], yamlf::join(p, "protocol"), 0, 255);
-      if (!v.is_ok()) {
-        return invalid_argument(yamlf::at(n["protocol"]) + p +
-                                ".protocol: expected tcp, udp, sctp or 0..255");
-      }
-      r.protocol = static_cast<std::uint8_t>(v.value());
+    const auto proto = model::parse_ip_protocol(n["protocol"].as<std::string>(""));
+    if (!proto) {
+      return invalid_argument(yamlf::at(n["protocol"]) + p +
+                              ".protocol: expected tcp, udp, sctp or 0..255");
     }
+    r.protocol = *proto;
   }
   for (const char* key : {"dst_ports", "src_ports"}) {
     if (!n[key]) continue;

@@ -10,8 +10,10 @@
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/core/router.hpp"
 #include "patronus/env/asio_env.hpp"
+#include "patronus/env/env.hpp"
 #include "patronus/env/virtual_world.hpp"
 #include "patronus/model/address.hpp"
+#include "patronus/model/types.hpp"
 
 namespace patronus::trial {
 
@@ -32,17 +34,6 @@ const char* state_name(std::uint32_t s) {
       return "down";
   }
   return "unknown";
-}
-
-Result<std::uint8_t> parse_protocol(const std::string& p) {
-  if (p == "tcp" || p == "TCP") return std::uint8_t{6};
-  if (p == "udp" || p == "UDP") return std::uint8_t{17};
-  if (p == "sctp" || p == "SCTP") return std::uint8_t{132};
-  if (!p.empty() && p.size() <= 3 && std::all_of(p.begin(), p.end(), ::isdigit)) {
-    const int v = std::stoi(p);
-    if (v <= 255) return static_cast<std::uint8_t>(v);
-  }
-  return invalid_argument("protocol '" + p + "': expected tcp, udp, sctp or a number 0-255");
 }
 
 // "10.0.0.1", "10.0.0.1:80", "fd00::1", "[fd00::1]:80".
@@ -108,13 +99,9 @@ patronus_path_desc trial_path(const model::IpAddress& local, const model::IpAddr
   d.session_id = static_cast<std::uint32_t>(0x7a1a0000u ^ (seed & 0xffffu));
   d.rate = PATRONUS_PROBE_RATE_ACTIVE;
   d.key_len = 32;
-  std::uint64_t x = seed ^ 0x9e3779b97f4a7c15ull;  // splitmix64: a key both ends share
+  env::Rng rng(seed);  // a key both ends share
   for (int i = 0; i < 4; ++i) {
-    x += 0x9e3779b97f4a7c15ull;
-    std::uint64_t z = x;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
+    const std::uint64_t z = rng.next();
     std::memcpy(d.key + 8 * i, &z, 8);
   }
   return d;
@@ -238,40 +225,50 @@ Status PluginTrial::load_policy(const std::string& document) {
   return impl_->router->load_policy("trial", document);
 }
 
+Status PluginTrial::check(const Flow& flow) {
+  if (!model::parse_ip_protocol(flow.protocol)) {
+    return invalid_argument("protocol '" + flow.protocol +
+                            "': expected tcp, udp, sctp or a number 0-255");
+  }
+  if (auto s = parse_host("source", flow.src); !s.is_ok()) return s.status();
+  if (auto d = parse_host("destination", flow.dst); !d.is_ok()) return d.status();
+  return Status::ok();
+}
+
 Result<bool> PluginTrial::allows(const Flow& flow) {
   if (auto s = impl_->require(core::PluginKind::kPolicy); !s.is_ok()) return s;
+  if (auto s = check(flow); !s.is_ok()) return s;
   if (auto s = impl_->ensure_started(); !s.is_ok()) return s;
-  auto proto = parse_protocol(flow.protocol);
-  if (!proto.is_ok()) return proto.status();
-  auto src = parse_host("source", flow.src);
-  if (!src.is_ok()) return src.status();
-  auto dst = parse_host("destination", flow.dst);
-  if (!dst.is_ok()) return dst.status();
   patronus_flow_tuple t{};
   t.struct_size = sizeof t;
-  t.protocol = proto.value();
-  t.src = src.value().to_abi();
-  t.dst = dst.value().to_abi();
+  t.protocol = *model::parse_ip_protocol(flow.protocol);
+  t.src = parse_host("source", flow.src).value().to_abi();
+  t.dst = parse_host("destination", flow.dst).value().to_abi();
   return impl_->router->evaluate_policy("trial", t);
 }
 
-Result<ProbeReport> PluginTrial::run_probe(const ProbeRun& run) {
-  if (auto s = impl_->require(core::PluginKind::kProbe); !s.is_ok()) return s;
+Status PluginTrial::check(const ProbeRun& run) {
   const double limit = run.real_time ? kMaxRealSeconds : kMaxSeconds;
   if (!(run.seconds > 0 && run.seconds <= limit)) {
     return invalid_argument("seconds must be in (0, " + std::to_string(static_cast<int>(limit)) +
                             "] for a " + (run.real_time ? "real-time" : "virtual-time") + " run");
   }
-  if (run.real_time && (run.one_way_delay_ms != 0 || run.loss_pct != 0 || run.cut_for_s != 0)) {
+  if (run.real_time && (run.one_way_delay_ms || run.loss_pct != 0 || run.cut_for_s != 0)) {
     return invalid_argument(
         "delay, loss and cuts exist only in virtual time; a real-time run uses the loopback "
         "interface as it is");
   }
-  if (!(run.one_way_delay_ms >= 0 && run.one_way_delay_ms <= 10000) ||
-      !(run.loss_pct >= 0 && run.loss_pct <= 100) || !(run.cut_at_s >= 0) ||
-      !(run.cut_for_s >= 0)) {
+  const double delay = run.one_way_delay_ms.value_or(0);
+  if (!(delay >= 0 && delay <= 10000) || !(run.loss_pct >= 0 && run.loss_pct <= 100) ||
+      !(run.cut_at_s >= 0) || !(run.cut_for_s >= 0)) {
     return invalid_argument("delay must be 0-10000 ms, loss 0-100 %, cut_at and cut_for >= 0 s");
   }
+  return Status::ok();
+}
+
+Result<ProbeReport> PluginTrial::run_probe(const ProbeRun& run) {
+  if (auto s = impl_->require(core::PluginKind::kProbe); !s.is_ok()) return s;
+  if (auto s = check(run); !s.is_ok()) return s;
   if (impl_->lib->info().needs_real_network && !run.real_time) {
     return failed_precondition("plugin '" + impl_->summary.name +
                                "' needs the real network; try it in real time");
@@ -312,7 +309,7 @@ Result<ProbeReport> PluginTrial::run_probe(const ProbeRun& run) {
     auto& near_env = world.add_node("near", {near_ip});
     auto& far_env = world.add_node("far", {far_ip});
     env::LinkParams link;
-    link.delay_ns = static_cast<std::int64_t>(run.one_way_delay_ms * 1e6);
+    link.delay_ns = static_cast<std::int64_t>(run.one_way_delay_ms.value_or(10) * 1e6);
     link.loss = run.loss_pct / 100.0;
     world.set_link(near_ip, far_ip, link);
     world.set_link(far_ip, near_ip, link);

@@ -30,6 +30,9 @@ enum class PathStatus : std::uint8_t { kUp, kDegraded, kDown };
 const char* to_string(PathStatus s);
 Result<PathStatus> parse_path_status(std::string_view text);
 
+// An IP protocol as users write it: "tcp", "udp", "sctp" or its IANA number 0..255 in decimal.
+std::optional<std::uint8_t> parse_ip_protocol(std::string_view text);
+
 struct Endpoint {
   EndpointId id;
   std::string name;       // unique within its site, [a-z0-9-], 1..32

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,12 +68,13 @@ struct Flow {
 // watching the path to the other, so the far one answers the near one's probes as it would on a
 // remote site. Virtual time (the default) runs on an in-process simulated link with the given
 // delay and loss, as fast as the CPU allows and the same for the same seed; real time runs on the
-// loopback interface with real sockets (no delay or loss can be added there).
+// loopback interface with real sockets (no delay, loss or cut can be added there: asking for one
+// is an error).
 struct ProbeRun {
   double seconds = 5;
   bool real_time = false;
-  double one_way_delay_ms = 10;  // virtual time only
-  double loss_pct = 0;           // virtual time only, each direction
+  std::optional<double> one_way_delay_ms;  // virtual time only; unset: 10 ms
+  double loss_pct = 0;                     // virtual time only, each direction
   std::uint64_t seed = 1;
   // Cut the link (both directions) from cut_at_s for cut_for_s seconds (virtual time only;
   // cut_for_s 0: no cut). Shows the plugin's liveness verdicts going down and up.
@@ -137,6 +139,11 @@ class PATRONUS_TRIAL_API PluginTrial {
   Result<bool> allows(const Flow& flow);
   // Probe plugins: see ProbeRun.
   Result<ProbeReport> run_probe(const ProbeRun& run);
+
+  // What the calls above check of their input before the plugin is involved (INVALID_ARGUMENT
+  // naming the field): a caller can tell its own mistakes from the plugin's refusals.
+  static Status check(const Flow& flow);
+  static Status check(const ProbeRun& run);
 
  private:
   PluginTrial();
