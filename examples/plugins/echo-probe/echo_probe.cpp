@@ -113,7 +113,7 @@ class EchoProbe final : public patronus::sdk::ProbePlugin {
     p.outstanding.emplace(p.next_seq++, now);
     host().udp_send(p.endpoint, p.remote, pkt, sizeof pkt);  // a failed send times out as lost
     // Silence for multiplier intervals: down.
-    if (p.up && now - p.last_reply_ns > multiplier_ * interval_ns_) report(p, false, now);
+    if (p.up && now - p.last_reply_ns > multiplier_ * interval_ns_) report(p, false);
     const std::uint64_t id = p.id;
     p.timer = host().schedule(interval_ns_, [this, id] {
       auto it = paths_.find(id);
@@ -138,7 +138,7 @@ class EchoProbe final : public patronus::sdk::ProbePlugin {
     host().report_sample(s);
   }
 
-  void report(Path& p, bool up, std::int64_t now) {
+  void report(Path& p, bool up) {
     p.up = up;
     patronus_path_liveness l{};
     l.struct_size = sizeof l;
@@ -147,7 +147,6 @@ class EchoProbe final : public patronus::sdk::ProbePlugin {
     l.detect_time_ns = multiplier_ * interval_ns_;
     l.last_rx_ns = p.last_reply_ns;
     l.diagnostic = up ? PATRONUS_DIAG_NONE : PATRONUS_DIAG_DETECT_EXPIRED;
-    (void)now;
     host().report_liveness(l);  // false on a 1.0 host: it has no liveness service
   }
 
@@ -177,7 +176,7 @@ class EchoProbe final : public patronus::sdk::ProbePlugin {
       p->outstanding.erase(it);
       p->last_reply_ns = now;
       host().report_sample(s);
-      if (!p->up) report(*p, true, now);
+      if (!p->up) report(*p, true);
       return;
     }
   }

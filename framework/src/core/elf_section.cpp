@@ -13,7 +13,6 @@ namespace {
 // Reads [offset, offset + size) of the object into `out`; false when it lies outside.
 using ReadAt = std::function<bool(std::uint64_t offset, std::uint64_t size, std::string* out)>;
 
-constexpr std::uint64_t kMaxSections = 65535;
 constexpr std::uint64_t kMaxNameTable = 1ull << 20;
 
 Result<std::optional<std::string>> find_section(const ReadAt& read, std::uint64_t file_size,
@@ -31,7 +30,7 @@ Result<std::optional<std::string>> find_section(const ReadAt& read, std::uint64_
     return invalid_argument(what + ": not a 64-bit little-endian ELF object (this host's kind)");
   }
   if (eh.e_shoff == 0 || eh.e_shnum == 0) return std::optional<std::string>{};  // no sections
-  if (eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shnum > kMaxSections) {
+  if (eh.e_shentsize != sizeof(Elf64_Shdr)) {
     return invalid_argument(what + ": malformed ELF section header table");
   }
   const std::uint64_t table_size = std::uint64_t{eh.e_shnum} * sizeof(Elf64_Shdr);
