@@ -290,8 +290,10 @@ Result<ProbeReport> PluginTrial::run_probe(const ProbeRun& run) {
     }
     const auto a = trial_path(near_ip, far_ip, "near", "far", run.seed);
     const auto b = trial_path(far_ip, near_ip, "far", "near", run.seed);
-    if (auto s = near.watch_path("near", a); !s.is_ok()) return s;
-    return far.watch_path("far", b);
+    // The far end first: its socket must be open when the near end's first probe arrives (on
+    // loopback that is at once), or that probe is lost to the trial's own set-up.
+    if (auto s = far.watch_path("far", b); !s.is_ok()) return s;
+    return near.watch_path("near", a);
   };
   const auto run_ns = static_cast<std::int64_t>(run.seconds * 1e9);
   if (run.real_time) {
