@@ -24,6 +24,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -184,6 +185,37 @@ class Lab:
         for site, ep, ov in rows:
             kind = ep.rsplit("-", 1)[1]
             out.setdefault(site, {})[kind] = ov
+        return out
+
+    def diagnostics(self):
+        """What the tunnels and underlays looked like when a check failed (taken before teardown):
+        every wireguard-go device's UAPI state without its keys, and each site's links and
+        neighbours. A failure on a CI machine is then readable from its report alone."""
+        out = {}
+        if self.net is None:
+            return out
+        for s in self.sites:
+            r = self.net.get(self.host(s))
+            site = {"links": r.cmd("ip -s -br link"), "neigh": r.cmd("ip neigh"),
+                    "rules": r.cmd("ip rule")}
+            for k in ("inet", "lte"):
+                name = self.wg_if(s, k)
+                try:
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                        sock.settimeout(2)
+                        sock.connect("/var/run/wireguard/%s.sock" % name)
+                        sock.sendall(b"get=1\n\n")
+                        data = b""
+                        while not data.endswith(b"\n\n"):
+                            chunk = sock.recv(65536)
+                            if not chunk:
+                                break
+                            data += chunk
+                    site[name] = [line for line in data.decode(errors="replace").splitlines()
+                                  if line and not line.startswith(("private_key", "preshared_key"))]
+                except OSError as e:
+                    site[name] = "UAPI: %s" % e
+            out[s] = site
         return out
 
     def teardown(self):
@@ -533,6 +565,7 @@ def main():
         ok = True
     except AssertionError as e:
         report["failed"] = str(e)
+        report["diagnostics"] = lab.diagnostics()
     finally:
         lab.teardown()
         if not ok:
