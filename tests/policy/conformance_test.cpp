@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -85,7 +86,8 @@ std::string policies_yaml(const YAML::Node& c) {
   return out.c_str();
 }
 
-void run_case(const YAML::Node& c) {
+void run_case(const YAML::Node& c, bool bpf) {
+  if (bpf && ::geteuid() != 0) GTEST_SKIP() << "the eBPF datapath needs root";
   patronus::test::TempDir dir;
   patronus::test::write_file(dir.file("inventory.yaml"), inventory_yaml(c));
   patronus::test::write_file(dir.file("policies.yaml"), policies_yaml(c));
@@ -103,6 +105,10 @@ void run_case(const YAML::Node& c) {
   for (const auto& probe : c["probes"]) {
     argv.push_back("--probe");
     argv.push_back(probe.first.as<std::string>());
+  }
+  if (bpf) {
+    argv.push_back("--datapath");
+    argv.push_back("bpf");
   }
   auto m = run(argv);
   ASSERT_EQ(m.exit_code, 0) << m.err;
@@ -133,11 +139,12 @@ void run_case(const YAML::Node& c) {
 
 class CaseTest : public ::testing::Test {
  public:
-  explicit CaseTest(YAML::Node c) : c_(std::move(c)) {}
-  void TestBody() override { run_case(c_); }
+  CaseTest(YAML::Node c, bool bpf) : c_(std::move(c)), bpf_(bpf) {}
+  void TestBody() override { run_case(c_, bpf_); }
 
  private:
   YAML::Node c_;
+  bool bpf_;
 };
 
 int register_cases() {
@@ -149,9 +156,13 @@ int register_cases() {
       for (auto& ch : name) {
         if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
       }
-      ::testing::RegisterTest("NetpolConformance", name.c_str(), nullptr,
-                              c["upstream"].as<std::string>().c_str(), __FILE__, __LINE__,
-                              [c]() -> ::testing::Test* { return new CaseTest(c); });
+      // Each case through the compiled classifier, and as packets through the eBPF programs.
+      for (const bool bpf : {false, true}) {
+        ::testing::RegisterTest(bpf ? "NetpolConformanceBpf" : "NetpolConformance", name.c_str(),
+                                nullptr, c["upstream"].as<std::string>().c_str(), __FILE__,
+                                __LINE__,
+                                [c, bpf]() -> ::testing::Test* { return new CaseTest(c, bpf); });
+      }
     }
   }
   return 0;

@@ -1,6 +1,7 @@
 #include "policy_cmd.hpp"
 
 #include <algorithm>
+#include <csignal>
 #include <ctime>
 #include <filesystem>
 #include <iomanip>
@@ -8,8 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.hpp"
+#include "patronus/policy/bpf_datapath.hpp"
 #include "patronus/policy/classifier.hpp"
 #include "patronus/policy/parse.hpp"
+#include "patronus/policy/reconcile.hpp"
 #include "patronus/policy/reference.hpp"
 #include "patronus/store/store.hpp"
 
@@ -27,7 +30,11 @@ void register_policy_commands(CLI::App& app, PolicyCommands& p) {
 
   for (auto* cmd :
        {p.matrix = policy->add_subcommand("matrix", "reachability between every pod pair"),
-       p.check = policy->add_subcommand("check", "explain one connection's verdict")}) {
+       p.check = policy->add_subcommand("check", "explain one connection's verdict"),
+       p.enforce = policy->add_subcommand(
+           "enforce",
+           "enforce policies on interfaces with the eBPF datapath (root), following "
+           "changes to the inputs until interrupted")}) {
     cmd->add_option("--policies", p.policies, "NetworkPolicy YAML files");
     cmd->add_option("--db", p.db, "also use the policies stored in this state database");
     cmd->add_option("--inventory", p.inventory, "Namespace and Pod YAML files")->required();
@@ -35,6 +42,25 @@ void register_policy_commands(CLI::App& app, PolicyCommands& p) {
   }
   p.matrix->add_option("--probe", p.probes, "protocol/port or protocol/port-name, e.g. tcp/80")
       ->required();
+  p.matrix
+      ->add_option("--datapath", p.datapath,
+                   "userspace (the compiled classifier) or bpf (each probe packet through the "
+                   "loaded eBPF programs, BPF_PROG_TEST_RUN; root)")
+      ->check(CLI::IsMember({"userspace", "bpf"}))
+      ->capture_default_str();
+  p.enforce->add_option("--interface", p.interfaces, "interface to enforce on (tc ingress)")
+      ->required();
+  p.enforce->add_option("--name", p.enforcer, "this enforcer's name (for policy counters)")
+      ->capture_default_str();
+  p.enforce->add_option("--poll-ms", p.poll_ms, "how often the inputs are checked for changes")
+      ->check(CLI::Range(50, 60000))
+      ->capture_default_str();
+  p.enforce->add_flag("--stateless", p.stateless,
+                      "judge every packet alone (replies of allowed connections are not "
+                      "recorded; for tests)");
+  p.counters = policy->add_subcommand("counters", "what a running enforcer has counted");
+  p.counters->add_option("--name", p.enforcer, "the enforcer's name")->capture_default_str();
+  p.counters->add_flag("--json", p.json, "JSON output");
   p.check->add_option("--from", p.from, "NS/POD or an IP address")->required();
   p.check->add_option("--to", p.to, "NS/POD or an IP address")->required();
   p.check->add_option("--protocol", p.protocol, "TCP, UDP or SCTP")->capture_default_str();
@@ -180,6 +206,26 @@ int run_validate(PolicyCommands& p) {
   return 0;
 }
 
+// One probe packet from `src` to `dst` (the destination's first address, a source address of the
+// same family) through the loaded programs.
+Result<bool> bpf_verdict(pol::bpf::Datapath& dp, const pol::Pod& src, const pol::Pod& dst,
+                         pol::Protocol protocol, int port) {
+  const model::IpAddress& to = dst.ips.front();
+  const auto from = std::find_if(src.ips.begin(), src.ips.end(), [&](const model::IpAddress& a) {
+    return a.is_v4() == to.is_v4();
+  });
+  if (from == src.ips.end()) {
+    return invalid_argument("pod " + src.key() + " has no address of " + dst.key() +
+                            "'s family: no packet can go between them");
+  }
+  pol::bpf::Packet pkt;
+  pkt.src = *from;
+  pkt.dst = to;
+  pkt.protocol = static_cast<std::uint8_t>(protocol);
+  pkt.dport = static_cast<std::uint16_t>(port);
+  return dp.test_run(pkt.frame());
+}
+
 int run_matrix(PolicyCommands& p) {
   std::vector<Probe> probes;
   for (const auto& s : p.probes) {
@@ -198,6 +244,23 @@ int run_matrix(PolicyCommands& p) {
            inv.pods[static_cast<std::size_t>(b)].key();
   });
   pol::Classifier cls(in.value().policies, inv);
+  // --datapath bpf: every cell is a packet through the loaded programs (stateless).
+  std::unique_ptr<pol::bpf::Datapath> dp;
+  if (p.datapath == "bpf") {
+    for (const auto& pod : inv.pods) {
+      if (pod.ips.empty()) {
+        return fail(kExitUsage, "pod " + pod.key() +
+                                    " has no IP address (status.podIP): the bpf datapath judges "
+                                    "packets, which need addresses");
+      }
+    }
+    pol::bpf::Options o;
+    o.conntrack = false;
+    auto opened = pol::bpf::Datapath::open(o);
+    if (!opened.is_ok()) return fail(kExitFailure, opened.status().message());
+    dp = std::move(opened).value();
+    if (auto s = dp->reload(cls); !s.is_ok()) return fail(kExitFailure, s.message());
+  }
   json out = {{"probes", json::object()}};
   for (const auto& pr : probes) {
     json grid = json::object();
@@ -213,8 +276,16 @@ int run_matrix(PolicyCommands& p) {
           const auto resolved = dst.named_port(pr.name, pr.protocol);
           port = resolved.value_or(0);
         }
-        const bool ok = port > 0 && cls.allowed(pol::Endpoint::for_pod(inv, s),
-                                                pol::Endpoint::for_pod(inv, d), pr.protocol, port);
+        bool ok = false;
+        if (port > 0 && dp) {
+          auto verdict =
+              bpf_verdict(*dp, inv.pods[static_cast<std::size_t>(s)], dst, pr.protocol, port);
+          if (!verdict.is_ok()) return fail(kExitFailure, verdict.status().message());
+          ok = verdict.value();
+        } else if (port > 0) {
+          ok = cls.allowed(pol::Endpoint::for_pod(inv, s), pol::Endpoint::for_pod(inv, d),
+                           pr.protocol, port);
+        }
         row[dst.key()] = ok;
         line.push_back(ok);
       }
@@ -383,10 +454,140 @@ int run_store(PolicyCommands& p) {
   return 0;
 }
 
+// The inputs' modification times (a change re-reads them).
+std::vector<std::int64_t> input_stamps(const PolicyCommands& p) {
+  std::vector<std::int64_t> out;
+  std::vector<std::string> files = p.policies;
+  files.insert(files.end(), p.inventory.begin(), p.inventory.end());
+  if (!p.db.empty()) {
+    files.push_back(p.db);
+    files.push_back(p.db + "-wal");
+  }
+  for (const auto& f : files) {
+    std::error_code ec;
+    const auto t = std::filesystem::last_write_time(f, ec);
+    out.push_back(ec ? -1 : static_cast<std::int64_t>(t.time_since_epoch().count()));
+  }
+  return out;
+}
+
+std::string sync_text(const pol::bpf::SyncReport& r) {
+  if (r.full) {
+    return "full reload (" + r.why + "): " + std::to_string(r.written) + " map entries written";
+  }
+  return "incremental: " + std::to_string(r.written) + " map entries written, " +
+         std::to_string(r.removed) + " removed";
+}
+
+int run_enforce(PolicyCommands& p) {
+  if (p.enforcer.empty() || p.enforcer.find('/') != std::string::npos || p.enforcer[0] == '.') {
+    return fail(kExitUsage, "--name '" + p.enforcer + "': expected a plain name");
+  }
+  auto in = load_inputs(p);
+  if (!in.is_ok()) return fail(kExitUsage, in.status().message());
+  // Signals are taken synchronously: the loop ends, the datapath detaches and unpins.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  pol::bpf::Options o;
+  o.conntrack = !p.stateless;
+  o.pin_name = p.enforcer;
+  auto opened = pol::bpf::Datapath::open(o);
+  if (!opened.is_ok()) return fail(kExitFailure, opened.status().message());
+  auto dp = std::move(opened).value();
+  auto cls = std::make_unique<pol::Classifier>(std::move(in.value().policies),
+                                               std::move(in.value().inventory));
+  if (auto s = dp->sync(*cls); !s.is_ok()) return fail(kExitFailure, s.message());
+  for (const auto& itf : p.interfaces) {
+    if (auto s = dp->attach(itf); !s.is_ok()) return fail(kExitFailure, s.message());
+  }
+  std::size_t live = 0;
+  for (const auto& np : cls->policies()) live += np.enabled;
+  std::cout << "enforcing " << live << " NetworkPolicy over " << cls->inventory().pods.size()
+            << " pods on";
+  for (const auto& itf : p.interfaces) std::cout << " " << itf;
+  std::cout << " (" << sync_text(dp->last_sync()) << "); counters: patronus policy counters --name "
+            << p.enforcer << std::endl;
+  auto stamps = input_stamps(p);
+  while (true) {
+    timespec wait{p.poll_ms / 1000, static_cast<long>(p.poll_ms % 1000) * 1000000L};
+    const int sig = sigtimedwait(&stop, nullptr, &wait);
+    if (sig == SIGINT || sig == SIGTERM) {
+      std::cout << "stopping (" << (sig == SIGINT ? "SIGINT" : "SIGTERM")
+                << "): detaching from every interface" << std::endl;
+      return 0;
+    }
+    auto now = input_stamps(p);
+    if (now == stamps) continue;
+    stamps = std::move(now);
+    auto next = load_inputs(p);
+    if (!next.is_ok()) {
+      std::cout << "input error, still enforcing the previous policies: " << next.status().message()
+                << std::endl;
+      continue;
+    }
+    const auto r =
+        pol::reconcile(cls, std::move(next.value().policies), std::move(next.value().inventory));
+    if (!r.changed()) continue;
+    if (auto s = dp->sync(*cls); !s.is_ok()) {
+      std::cout << "update failed, the previous tables stay: " << s.message() << std::endl;
+      continue;
+    }
+    std::cout << "update: " << r.policies_upserted << " policies added or changed, "
+              << r.policies_removed << " removed, " << r.pods_upserted << " pods added or changed, "
+              << r.pods_removed << " removed" << (r.rebuilt ? " (namespace labels changed)" : "")
+              << "; " << sync_text(dp->last_sync()) << std::endl;
+  }
+}
+
+int run_counters(PolicyCommands& p) {
+  auto c = pol::bpf::read_pinned(p.enforcer);
+  if (!c.is_ok()) {
+    return fail(c.status().code() == Code::kInvalidArgument ? kExitUsage : kExitFailure,
+                c.status().message());
+  }
+  const auto& v = c.value().verdicts;
+  const std::pair<const char*, std::uint64_t> rows[] = {{"allowed", v.allowed},
+                                                        {"denied", v.denied},
+                                                        {"reply", v.reply},
+                                                        {"not_ip", v.not_ip},
+                                                        {"malformed", v.malformed},
+                                                        {"fragment_passed", v.fragment_passed},
+                                                        {"fragment_dropped", v.fragment_dropped},
+                                                        {"no_tables", v.no_tables}};
+  if (p.json) {
+    json verdicts = json::object();
+    for (const auto& [k, n] : rows) verdicts[k] = n;
+    json pols = json::array();
+    for (const auto& pc : c.value().policies) {
+      pols.push_back({{"policy", pc.policy},
+                      {"direction", pc.direction},
+                      {"allowed", pc.allowed},
+                      {"denied", pc.denied}});
+    }
+    std::cout << json{{"enforcer", p.enforcer}, {"verdicts", verdicts}, {"policies", pols}}.dump(2)
+              << std::endl;
+    return 0;
+  }
+  std::cout << "verdicts (packets):\n";
+  for (const auto& [k, n] : rows) std::cout << "  " << std::left << std::setw(18) << k << n << "\n";
+  std::cout << "per policy (packets checked where it isolates a pod):\n";
+  for (const auto& pc : c.value().policies) {
+    std::cout << "  " << std::left << std::setw(40) << pc.policy << std::setw(8) << pc.direction
+              << " allowed " << pc.allowed << ", denied " << pc.denied << "\n";
+  }
+  std::cout << std::flush;
+  return 0;
+}
+
 }  // namespace
 
 int run_policy_commands(PolicyCommands& p) {
   if (p.validate->parsed()) return run_validate(p);
+  if (p.enforce->parsed()) return run_enforce(p);
+  if (p.counters->parsed()) return run_counters(p);
   if (p.matrix->parsed()) return run_matrix(p);
   if (p.check->parsed()) return run_check(p);
   if (p.apply->parsed() || p.list->parsed() || p.remove->parsed()) return run_store(p);

@@ -15,6 +15,8 @@ struct PolicyCommands {
   CLI::App* apply = nullptr;
   CLI::App* list = nullptr;
   CLI::App* remove = nullptr;
+  CLI::App* enforce = nullptr;
+  CLI::App* counters = nullptr;
   std::vector<std::string> files;  // validate / apply
   std::vector<std::string> policies;
   std::vector<std::string> inventory;
@@ -23,6 +25,11 @@ struct PolicyCommands {
   std::string from, to, protocol = "TCP", name;
   int port = 0;
   bool json = false;
+  std::string datapath = "userspace";   // matrix: userspace | bpf
+  std::vector<std::string> interfaces;  // enforce
+  std::string enforcer = "default";     // enforce / counters: the pin name
+  int poll_ms = 500;
+  bool stateless = false;
 };
 
 void register_policy_commands(CLI::App& app, PolicyCommands& p);

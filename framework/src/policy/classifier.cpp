@@ -1,6 +1,7 @@
 #include "patronus/policy/classifier.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <set>
 
@@ -263,7 +264,9 @@ struct Class {
   std::vector<PortSetId> table;    // by peer identity
   std::vector<V4Node> v4;          // longest prefix first
   std::vector<V6Node> v6;
+  std::vector<std::pair<model::IpPrefix, PortSetId>> prefixes;  // longest first (the datapath's)
   std::uint32_t refs = 0;
+  std::uint64_t version = 0;
 };
 
 const model::IpPrefix kAnyV4(model::IpAddress::v4(0), 0);
@@ -312,6 +315,8 @@ struct Classifier::Impl {
   std::vector<std::uint32_t> identity_class[2];
   std::vector<std::uint32_t> free_classes[2];
   std::size_t full_compiles = 0;
+  std::uint64_t compile_id = 0;  // unique in the process (a datapath tells compilations apart)
+  std::uint64_t next_version = 0;
 
   PortSetId intern(PortSet s) {
     s.normalize();
@@ -457,9 +462,11 @@ struct Classifier::Impl {
   }
 
   void build_class(Class& cl, int d) {
+    cl.version = ++next_version;
     cl.table.assign(64 * words, 0);
     cl.v4.clear();
     cl.v6.clear();
+    cl.prefixes.clear();
     struct Entry {
       IpBlock block;
       PortSetId ps;
@@ -501,6 +508,7 @@ struct Classifier::Impl {
     std::stable_sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) {
       return a.first.length() > b.first.length();
     });
+    cl.prefixes = nodes;
     for (const auto& [pfx, ps] : nodes) {
       const auto& b = pfx.network().bytes();
       if (pfx.is_v4()) {
@@ -589,6 +597,8 @@ void Classifier::recompile() {
   auto fresh = std::make_unique<Impl>();
   Impl& m = *fresh;
   m.full_compiles = impl_->full_compiles + 1;
+  static std::atomic<std::uint64_t> compile_ids{0};
+  m.compile_id = ++compile_ids;
   // Namespaces.
   for (std::uint32_t i = 0; i < inv_.namespaces.size(); ++i) {
     m.ns_names.push_back(inv_.namespaces[i].name);
@@ -816,6 +826,53 @@ Status Classifier::remove_pod(const std::string& ns, const std::string& name) {
   pod = Pod{};  // the emptied slot (its identity stays until the next full compile)
   m.pod_identity[static_cast<std::size_t>(slot)] = UINT32_MAX;
   return Status::ok();
+}
+
+Classifier::Tables Classifier::tables() const {
+  return Tables(impl_.get());
+}
+
+std::uint64_t Classifier::Tables::compilation() const {
+  return m_->compile_id;
+}
+std::size_t Classifier::Tables::identities() const {
+  return m_->identities.size();
+}
+std::uint32_t Classifier::Tables::pod_identity(std::size_t pod) const {
+  return pod < m_->pod_identity.size() ? m_->pod_identity[pod] : UINT32_MAX;
+}
+std::uint32_t Classifier::Tables::identity_class(int d, std::uint32_t id) const {
+  return m_->identity_class[d][id];
+}
+std::size_t Classifier::Tables::classes(int d) const {
+  return m_->classes[d].size();
+}
+bool Classifier::Tables::live(int d, std::uint32_t c) const {
+  return c != 0 && m_->classes[d][c].refs > 0;
+}
+std::uint64_t Classifier::Tables::version(int d, std::uint32_t c) const {
+  return m_->classes[d][c].version;
+}
+const std::vector<std::uint32_t>& Classifier::Tables::policies(int d, std::uint32_t c) const {
+  return m_->classes[d][c].key;
+}
+std::uint32_t Classifier::Tables::peer_ports(int d, std::uint32_t c, std::uint32_t id) const {
+  return m_->classes[d][c].table[id];
+}
+std::vector<std::pair<model::IpPrefix, std::uint32_t>> Classifier::Tables::prefixes(
+    int d, std::uint32_t c) const {
+  return m_->classes[d][c].prefixes;
+}
+std::size_t Classifier::Tables::port_sets() const {
+  return m_->port_sets.size();
+}
+Classifier::PortSetView Classifier::Tables::port_set(std::uint32_t id) const {
+  const PortSet& s = m_->port_sets[id];
+  PortSetView v;
+  v.all = s.all;
+  for (const auto& r : s.ranges) v.ranges.push_back({r.proto, r.lo, r.hi});
+  for (const auto& n : s.names) v.names.emplace_back(n.proto, n.name);
+  return v;
 }
 
 Classifier::Stats Classifier::stats() const {

@@ -29,6 +29,8 @@
 namespace patronus::policy {
 
 class Classifier {
+  struct Impl;
+
  public:
   Classifier(std::vector<NetworkPolicy> policies, Inventory inventory);
   ~Classifier();
@@ -64,8 +66,51 @@ class Classifier {
   };
   Stats stats() const;
 
+  // The compiled tables, for a datapath that mirrors them (the eBPF maps). A view: valid until
+  // the classifier changes. Directions: 0 ingress, 1 egress. Ids are only stable within one
+  // compilation: `compilation()` (unique in the process, across classifiers) changes when
+  // everything was recompiled.
+  struct PortRange {
+    std::uint8_t protocol;
+    std::uint16_t first, last;
+  };
+  struct PortSetView {
+    bool all = false;                                         // every protocol and port
+    std::vector<PortRange> ranges;                            // merged per protocol
+    std::vector<std::pair<std::uint8_t, std::string>> names;  // named ports (protocol, name)
+  };
+  class Tables {
+   public:
+    std::uint64_t compilation() const;
+    std::size_t identities() const;
+    // The identity of a pod slot; UINT32_MAX for an emptied slot.
+    std::uint32_t pod_identity(std::size_t pod) const;
+    // The class of an identity in a direction; 0 when no policy isolates it.
+    std::uint32_t identity_class(int direction, std::uint32_t identity) const;
+    // Class ids are 1 .. classes(d) - 1; a class may be unused (live() false).
+    std::size_t classes(int direction) const;
+    bool live(int direction, std::uint32_t cls) const;
+    // Changes whenever the class's entries are rebuilt (a new identity's column excepted: it is
+    // added in place, read it with peer_ports).
+    std::uint64_t version(int direction, std::uint32_t cls) const;
+    const std::vector<std::uint32_t>& policies(int direction, std::uint32_t cls) const;  // slots
+    // The port set a class allows for a peer identity (0: none).
+    std::uint32_t peer_ports(int direction, std::uint32_t cls, std::uint32_t identity) const;
+    // The class's ipBlock prefixes, flattened: for an address the longest containing prefix's
+    // port set decides (0: none).
+    std::vector<std::pair<model::IpPrefix, std::uint32_t>> prefixes(int direction,
+                                                                    std::uint32_t cls) const;
+    std::size_t port_sets() const;  // ids 1 .. port_sets() - 1 (0 is the empty set)
+    PortSetView port_set(std::uint32_t id) const;
+
+   private:
+    friend class Classifier;
+    explicit Tables(const Impl* m) : m_(m) {}
+    const Impl* m_;
+  };
+  Tables tables() const;
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
   std::vector<NetworkPolicy> policies_;  // removed policies leave a disabled tombstone
   Inventory inv_;
