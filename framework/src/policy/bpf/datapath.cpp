@@ -5,6 +5,9 @@
 #include <bpf/libbpf.h>
 #include <linux/pkt_cls.h>
 #include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <tuple>
 
 #include "policy.skel.h"
@@ -822,11 +826,19 @@ Result<bool> Datapath::test_run(const std::vector<std::uint8_t>& frame) {
 Status Datapath::attach(const std::string& interface) {
   const int idx = static_cast<int>(::if_nametoindex(interface.c_str()));
   if (idx == 0) return sys_error("interface '" + interface + "'", errno);
-  // Ethernet (type 1) or an L3 device (TUN: the packet starts at the IP header).
-  int type = 1;
-  std::ifstream f("/sys/class/net/" + interface + "/type");
-  f >> type;
-  bpf_program* prog = type == 1 ? impl_->skel->progs.policy_eth : impl_->skel->progs.policy_raw;
+  // Ethernet or an L3 device (ARPHRD_NONE: wireguard-go's TUN; the packet starts at the IP
+  // header). Asked of this network namespace's kernel, not of /sys (which may be another's).
+  ifreq req{};
+  std::strncpy(req.ifr_name, interface.c_str(), IFNAMSIZ - 1);
+  const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return sys_error("socket", errno);
+  const int rc = ::ioctl(sock, SIOCGIFHWADDR, &req);
+  const int err = errno;
+  ::close(sock);
+  if (rc != 0) return sys_error("link type of '" + interface + "'", err);
+  const bool ethernet =
+      req.ifr_hwaddr.sa_family == ARPHRD_ETHER || req.ifr_hwaddr.sa_family == ARPHRD_LOOPBACK;
+  bpf_program* prog = ethernet ? impl_->skel->progs.policy_eth : impl_->skel->progs.policy_raw;
   bpf_tc_hook hook{};
   hook.sz = sizeof(hook);
   hook.ifindex = idx;
@@ -912,22 +924,34 @@ Result<PinnedCounts> read_pinned(const std::string& pin_name) {
   PinnedCounts out;
   out.verdicts = sum_verdicts(vfd);
   std::map<std::pair<std::string, std::string>, std::pair<std::uint64_t, std::uint64_t>> totals;
-  std::ifstream f(std::string(kStateRoot) + "/" + pin_name + ".json");
-  json state = json::parse(f, nullptr, false);
-  if (state.is_object()) {
-    for (const auto& r : state.value("retired", json::array())) {
-      auto& t = totals[{r.value("policy", ""), r.value("direction", "")}];
-      t.first += r.value("allowed", std::uint64_t{0});
-      t.second += r.value("denied", std::uint64_t{0});
+  // The enforcer's class -> policies attribution (written by it, read defensively: a file that is
+  // not what it writes is an error, never a crash).
+  const std::string state_path = std::string(kStateRoot) + "/" + pin_name + ".json";
+  std::ifstream f(state_path);
+  const json state = json::parse(f, nullptr, false);
+  try {
+    if (!state.is_object()) throw std::invalid_argument("not a JSON object");
+    const json retired = state.value("retired", json::array());
+    for (const auto& r : retired) {
+      auto& t = totals[{r.at("policy").get<std::string>(), r.at("direction").get<std::string>()}];
+      t.first += r.at("allowed").get<std::uint64_t>();
+      t.second += r.at("denied").get<std::uint64_t>();
     }
-    for (const auto& [id, cl] : state.value("classes", json::object()).items()) {
+    const json classes = state.value("classes", json::object());
+    for (const auto& [id, cl] : classes.items()) {
       const auto s = class_sum(cfd, static_cast<std::uint32_t>(std::stoul(id)));
-      for (const auto& p : cl.value("policies", json::array())) {
-        auto& t = totals[{p.get<std::string>(), cl.value("direction", "")}];
+      const std::string direction = cl.at("direction").get<std::string>();
+      for (const auto& p : cl.at("policies")) {
+        auto& t = totals[{p.get<std::string>(), direction}];
         t.first += s.first;
         t.second += s.second;
       }
     }
+  } catch (const std::exception& e) {
+    ::close(vfd);
+    ::close(cfd);
+    return Status(Code::kFailedPrecondition,
+                  state_path + " is not an enforcer's attribution: " + e.what());
   }
   ::close(vfd);
   ::close(cfd);
