@@ -51,12 +51,15 @@ const volatile __u32 cfg_conntrack = 1;
     __array(values, struct name##_inner);                    \
   } name SEC(".maps")
 
-GEN_TABLE(pods, BPF_MAP_TYPE_HASH, struct pt_addr_key, struct pt_pod, 0);
-GEN_TABLE(idclass, BPF_MAP_TYPE_HASH, __u32, struct pt_idclass, 0);
-GEN_TABLE(peers, BPF_MAP_TYPE_HASH, struct pt_peer_key, __u32, 0);
+// Hash tables are not preallocated: their memory follows their entries, not their capacity.
+GEN_TABLE(pods, BPF_MAP_TYPE_HASH, struct pt_addr_key, struct pt_pod, BPF_F_NO_PREALLOC);
+GEN_TABLE(idclass, BPF_MAP_TYPE_HASH, __u32, struct pt_idclass, BPF_F_NO_PREALLOC);
+GEN_TABLE(peers, BPF_MAP_TYPE_HASH, struct pt_peer_key, __u32, BPF_F_NO_PREALLOC);
 GEN_TABLE(cidrs, BPF_MAP_TYPE_LPM_TRIE, struct pt_cidr_key, __u32, BPF_F_NO_PREALLOC);
 GEN_TABLE(ports, BPF_MAP_TYPE_LPM_TRIE, struct pt_port_key, __u8, BPF_F_NO_PREALLOC);
-GEN_TABLE(named, BPF_MAP_TYPE_HASH, struct pt_named_key, __u8, 0);
+GEN_TABLE(podports, BPF_MAP_TYPE_HASH, struct pt_podport_key, struct pt_podport,
+          BPF_F_NO_PREALLOC);
+GEN_TABLE(named, BPF_MAP_TYPE_HASH, struct pt_named_key, __u8, BPF_F_NO_PREALLOC);
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -98,7 +101,7 @@ struct {
 #define PT_DROP 2
 
 struct tables {
-  void *pods, *idclass, *peers, *cidrs, *ports, *named;
+  void *pods, *idclass, *peers, *cidrs, *ports, *podports, *named;
 };
 
 struct pkt {
@@ -130,8 +133,9 @@ static __always_inline int tables_of(struct tables* t, __u32 g) {
   t->peers = bpf_map_lookup_elem(&peers, &g);
   t->cidrs = bpf_map_lookup_elem(&cidrs, &g);
   t->ports = bpf_map_lookup_elem(&ports, &g);
+  t->podports = bpf_map_lookup_elem(&podports, &g);
   t->named = bpf_map_lookup_elem(&named, &g);
-  return t->pods && t->idclass && t->peers && t->cidrs && t->ports && t->named;
+  return t->pods && t->idclass && t->peers && t->cidrs && t->ports && t->podports && t->named;
 }
 
 // The live generation's tables, all from one generation. A reload empties the old slots right
@@ -155,12 +159,23 @@ static __always_inline int ports_allow(struct tables* t, __u32 ps, __u8 proto, _
   k.port = bpf_htons(port);
   if (bpf_map_lookup_elem(t->ports, &k)) return 1;
   if (!dst) return 0;
-  struct pt_named_key n = {};
-  n.set = ps;
-  n.pod = dst->pod;
-  n.port = port;
-  n.proto = proto;
-  return bpf_map_lookup_elem(t->named, &n) != 0;
+  // A named port: the names the destination pod gives this port, each checked against the set.
+  struct pt_podport_key pk = {};
+  pk.pod = dst->pod;
+  pk.port = port;
+  pk.proto = proto;
+  const struct pt_podport* names = bpf_map_lookup_elem(t->podports, &pk);
+  if (!names) return 0;
+#pragma unroll
+  for (int i = 0; i < PT_MAX_NAMES_PER_PORT; ++i) {
+    if (names->names[i] == 0) break;
+    struct pt_named_key n = {};
+    n.set = ps;
+    n.name = names->names[i];
+    n.proto = proto;
+    if (bpf_map_lookup_elem(t->named, &n)) return 1;
+  }
+  return 0;
 }
 
 // Whether class `cls` allows the other end (its identity when it is a pod, and its address).

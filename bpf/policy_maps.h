@@ -78,12 +78,23 @@ struct pt_port_key {
   pt_u8 pad;
 } __attribute__((packed));
 
-struct pt_named_key {
-  pt_u32 set;
+/* Named ports: a pod's (port, protocol) -> the names it gives that port (ids; 0 ends the list),
+ * and (port set, protocol, name) -> 1 when the set names it. */
+#define PT_MAX_NAMES_PER_PORT 4
+struct pt_podport_key {
   pt_u32 pod;
   pt_u16 port;
   pt_u8 proto;
   pt_u8 pad;
+};
+struct pt_podport {
+  pt_u32 names[PT_MAX_NAMES_PER_PORT];
+};
+struct pt_named_key {
+  pt_u32 set;
+  pt_u32 name;
+  pt_u8 proto;
+  pt_u8 pad[3];
 };
 
 struct pt_conn_key {

@@ -14,38 +14,17 @@
 #include <algorithm>
 #include <chrono>
 
-#include "../policy/random_policies.hpp"
 #include "patronus/policy/classifier.hpp"
 #include "patronus/policy/reference.hpp"
+#include "policy_world.hpp"
 
 namespace {
 
 using namespace patronus;
 using namespace patronus::policy;
 using Clock = std::chrono::steady_clock;
-
-struct World {
-  Inventory inv;
-  std::vector<NetworkPolicy> policies;
-  std::vector<test::PolicyGen::Tuple> tuples;
-};
-
-const World& world() {
-  static const World w = [] {
-    test::RandomSpec spec;
-    spec.namespaces = 100;
-    spec.pods = 1000;
-    spec.policies = 10000;
-    spec.label_values = 4;
-    test::PolicyGen gen(2026, spec);
-    World out;
-    out.inv = gen.inventory();
-    out.policies = gen.policies();
-    for (int i = 0; i < 20000; ++i) out.tuples.push_back(gen.tuple(out.inv));
-    return out;
-  }();
-  return w;
-}
+using test::world;
+using test::World;
 
 void BM_Compile(benchmark::State& state) {
   const World& w = world();

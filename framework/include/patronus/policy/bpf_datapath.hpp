@@ -82,6 +82,12 @@ class Datapath {
 
   // The verdict of the loaded programs for one frame (BPF_PROG_TEST_RUN): true = passed.
   Result<bool> test_run(const std::vector<std::uint8_t>& frame);
+  // The same frame `repeat` times in the kernel; the kernel's mean time per run.
+  struct TimedRun {
+    bool passed = false;
+    std::uint32_t ns_per_run = 0;
+  };
+  Result<TimedRun> time_run(const std::vector<std::uint8_t>& frame, int repeat);
 
   // clsact ingress on an interface (Ethernet or L3 devices such as wireguard-go's TUN).
   Status attach(const std::string& interface);

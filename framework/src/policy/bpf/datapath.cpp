@@ -41,20 +41,22 @@ Status sys_error(const std::string& what, int err) {
 constexpr const char* kPinRoot = "/sys/fs/bpf/patronus";
 constexpr const char* kStateRoot = "/run/patronus/policy";
 
-// The six generation tables, by index.
-enum Table { kPods, kIdclass, kPeers, kCidrs, kPorts, kNamed, kTables };
-const char* const kTableNames[kTables] = {"pods", "idclass", "peers", "cidrs", "ports", "named"};
+// The generation tables, by index.
+enum Table { kPods, kIdclass, kPeers, kCidrs, kPorts, kPodports, kNamed, kTables };
+const char* const kTableNames[kTables] = {"pods",  "idclass",  "peers", "cidrs",
+                                          "ports", "podports", "named"};
 struct TableShape {
   bpf_map_type type;
   std::uint32_t key_size, value_size, flags;
 };
 const TableShape kShapes[kTables] = {
-    {BPF_MAP_TYPE_HASH, sizeof(pt_addr_key), sizeof(pt_pod), 0},
-    {BPF_MAP_TYPE_HASH, sizeof(std::uint32_t), sizeof(pt_idclass), 0},
-    {BPF_MAP_TYPE_HASH, sizeof(pt_peer_key), sizeof(std::uint32_t), 0},
+    {BPF_MAP_TYPE_HASH, sizeof(pt_addr_key), sizeof(pt_pod), BPF_F_NO_PREALLOC},
+    {BPF_MAP_TYPE_HASH, sizeof(std::uint32_t), sizeof(pt_idclass), BPF_F_NO_PREALLOC},
+    {BPF_MAP_TYPE_HASH, sizeof(pt_peer_key), sizeof(std::uint32_t), BPF_F_NO_PREALLOC},
     {BPF_MAP_TYPE_LPM_TRIE, sizeof(pt_cidr_key), sizeof(std::uint32_t), BPF_F_NO_PREALLOC},
     {BPF_MAP_TYPE_LPM_TRIE, sizeof(pt_port_key), sizeof(std::uint8_t), BPF_F_NO_PREALLOC},
-    {BPF_MAP_TYPE_HASH, sizeof(pt_named_key), sizeof(std::uint8_t), 0},
+    {BPF_MAP_TYPE_HASH, sizeof(pt_podport_key), sizeof(pt_podport), BPF_F_NO_PREALLOC},
+    {BPF_MAP_TYPE_HASH, sizeof(pt_named_key), sizeof(std::uint8_t), BPF_F_NO_PREALLOC},
 };
 constexpr std::size_t kMinEntries = 64;
 
@@ -171,7 +173,7 @@ struct Datapath::Impl {
   Options options;
   policy_bpf* skel = nullptr;
   int outer[kTables] = {};
-  int inner[kTables] = {-1, -1, -1, -1, -1, -1};  // the live generation's maps (our fds)
+  int inner[kTables] = {-1, -1, -1, -1, -1, -1, -1};  // the live generation's maps (our fds)
   std::size_t capacity[kTables] = {};
   std::size_t count[kTables] = {};
   std::uint32_t generation = 0;
@@ -201,8 +203,9 @@ struct Datapath::Impl {
   struct PodRec {
     std::uint32_t identity = UINT32_MAX;
     std::vector<pt_addr_key> addrs;
-    std::set<std::string> named;  // pt_named_key bytes
+    std::map<std::string, pt_podport> ports;  // pt_podport_key bytes -> its names
   };
+  std::map<std::string, std::uint32_t> name_ids;  // port names, 1-based
   std::vector<PodRec> pods;
   // Counters of retired classes, by (policy, direction).
   std::map<std::pair<std::string, std::string>, std::pair<std::uint64_t, std::uint64_t>> retired;
@@ -245,9 +248,23 @@ struct Datapath::Impl {
 
   struct Full {};  // thrown when a table is full: the caller reloads with room
 
+  // While a reload fills fresh maps nothing reads them yet: entries are gathered and written in
+  // batches (BPF_MAP_UPDATE_BATCH), one syscall per few thousand entries.
+  bool batching = false;
+  std::vector<char> batch_keys[kTables], batch_values[kTables];
+
   template <typename K, typename V>
   void put(Table t, const K& k, const V& v, bool fresh) {
     if (fresh && count[t] >= capacity[t]) throw Full{};
+    if (batching) {
+      const char* kp = reinterpret_cast<const char*>(&k);
+      const char* vp = reinterpret_cast<const char*>(&v);
+      batch_keys[t].insert(batch_keys[t].end(), kp, kp + sizeof(K));
+      batch_values[t].insert(batch_values[t].end(), vp, vp + sizeof(V));
+      if (fresh) ++count[t];
+      ++report.written;
+      return;
+    }
     if (bpf_map_update_elem(inner[t], &k, &v, BPF_ANY) != 0) {
       if (errno == E2BIG || errno == ENOMEM || errno == ENOSPC) throw Full{};
       throw Status(sys_error(std::string("writing map ") + kTableNames[t], errno));
@@ -260,6 +277,38 @@ struct Datapath::Impl {
     if (bpf_map_delete_elem(inner[t], &k) == 0) {
       --count[t];
       ++report.removed;
+    }
+  }
+
+  void flush_batches() {
+    for (int t = 0; t < kTables; ++t) {
+      const std::size_t ks = kShapes[t].key_size, vs = kShapes[t].value_size;
+      const std::size_t n = batch_keys[t].size() / ks;
+      std::size_t done = 0;
+      while (done < n) {
+        std::uint32_t chunk = static_cast<std::uint32_t>(std::min<std::size_t>(n - done, 4096));
+        LIBBPF_OPTS(bpf_map_batch_opts, o, .elem_flags = BPF_ANY);
+        const char* keys = batch_keys[t].data() + done * ks;
+        const char* values = batch_values[t].data() + done * vs;
+        if (bpf_map_update_batch(inner[t], keys, values, &chunk, &o) == 0) {
+          done += chunk;
+          continue;
+        }
+        if (errno != EINVAL && errno != ENOTSUP && errno != EOPNOTSUPP) {
+          throw Status(sys_error(std::string("writing map ") + kTableNames[t], errno));
+        }
+        // No batch operations for this map type on this kernel: one entry at a time.
+        for (; done < n; ++done) {
+          if (bpf_map_update_elem(inner[t], batch_keys[t].data() + done * ks,
+                                  batch_values[t].data() + done * vs, BPF_ANY) != 0) {
+            throw Status(sys_error(std::string("writing map ") + kTableNames[t], errno));
+          }
+        }
+      }
+      batch_keys[t].clear();
+      batch_values[t].clear();
+      batch_keys[t].shrink_to_fit();
+      batch_values[t].shrink_to_fit();
     }
   }
 
@@ -298,33 +347,46 @@ struct Datapath::Impl {
     }
   }
 
-  // Named-port entries of one pod: (set, pod, port, protocol) for every set naming its ports.
-  std::set<std::string> named_of(const Classifier& c, const Classifier::Tables& t, std::size_t slot,
-                                 const std::vector<std::uint32_t>& named_sets) const {
-    std::set<std::string> out;
-    const Pod& pod = c.inventory().pods[slot];
+  std::uint32_t name_id(const std::string& name) {
+    const auto [it, fresh] =
+        name_ids.try_emplace(name, static_cast<std::uint32_t>(name_ids.size() + 1));
+    (void)fresh;
+    return it->second;
+  }
+
+  // A pod's named ports: (pod, port, protocol) -> the names it gives them.
+  std::map<std::string, pt_podport> podports_of(const Pod& pod, std::size_t slot) {
+    std::map<std::string, pt_podport> out;
     if (pod.name.empty()) return out;
-    for (auto id : named_sets) {
-      for (const auto& [proto, name] : t.port_set(id).names) {
-        const auto port = pod.named_port(name, static_cast<Protocol>(proto));
-        if (!port) continue;
-        pt_named_key k{};
-        k.set = id;
-        k.pod = static_cast<std::uint32_t>(slot);
-        k.port = static_cast<std::uint16_t>(*port);
-        k.proto = proto;
-        out.insert(key_bytes(k));
+    for (const auto& cp : pod.ports) {
+      if (cp.name.empty()) continue;
+      pt_podport_key k{};
+      k.pod = static_cast<std::uint32_t>(slot);
+      k.port = static_cast<std::uint16_t>(cp.port);
+      k.proto = static_cast<std::uint8_t>(cp.protocol);
+      pt_podport& v = out[key_bytes(k)];
+      int n = 0;
+      while (n < PT_MAX_NAMES_PER_PORT && v.names[n] != 0) ++n;
+      if (n == PT_MAX_NAMES_PER_PORT) {
+        throw Status(Code::kInvalidArgument, "pod " + pod.key() + " gives port " +
+                                                 std::to_string(cp.port) + " more than " +
+                                                 std::to_string(PT_MAX_NAMES_PER_PORT) + " names");
       }
+      v.names[n] = name_id(cp.name);
     }
     return out;
   }
 
-  std::vector<std::uint32_t> named_sets(const Classifier::Tables& t) const {
-    std::vector<std::uint32_t> out;
-    for (std::uint32_t id = 1; id < t.port_sets(); ++id) {
-      if (!t.port_set(id).names.empty()) out.push_back(id);
+  // A new port set's named entries: (set, protocol, name).
+  void write_named(const Classifier::Tables& t, std::uint32_t id) {
+    const std::uint8_t one = 1;
+    for (const auto& [proto, name] : t.port_set(id).names) {
+      pt_named_key k{};
+      k.set = id;
+      k.name = name_id(name);
+      k.proto = proto;
+      put(kNamed, k, one, true);
     }
-    return out;
   }
 
   std::uint32_t build_class(const Classifier& c, const Classifier::Tables& t, int d,
@@ -397,23 +459,28 @@ struct Datapath::Impl {
     return v;
   }
 
-  PodRec wanted_pod(const Classifier& c, const Classifier::Tables& t, std::size_t slot,
-                    const std::vector<std::uint32_t>& nsets) const {
+  PodRec wanted_pod(const Classifier& c, const Classifier::Tables& t, std::size_t slot) {
     PodRec r;
     r.identity = t.pod_identity(slot);
     if (r.identity == UINT32_MAX) return r;
-    for (const auto& ip : c.inventory().pods[slot].ips) r.addrs.push_back(addr_key(ip));
-    r.named = named_of(c, t, slot, nsets);
+    const Pod& pod = c.inventory().pods[slot];
+    for (const auto& ip : pod.ips) r.addrs.push_back(addr_key(ip));
+    r.ports = podports_of(pod, slot);
     return r;
   }
 
+  static bool same_podport(const pt_podport& a, const pt_podport& b) {
+    return std::memcmp(&a, &b, sizeof(a)) == 0;
+  }
+
   void write_pod(std::size_t slot, const PodRec& r, const PodRec* old) {
-    const std::uint8_t one = 1;
-    for (const auto& nk : r.named) {
-      if (old && old->named.count(nk)) continue;
-      pt_named_key k;
-      std::memcpy(&k, nk.data(), sizeof(k));
-      put(kNamed, k, one, true);
+    for (const auto& [kb, v] : r.ports) {
+      const auto had = old ? old->ports.find(kb) : r.ports.end();
+      const bool existed = old && had != old->ports.end();
+      if (existed && same_podport(had->second, v)) continue;
+      pt_podport_key k;
+      std::memcpy(&k, kb.data(), sizeof(k));
+      put(kPodports, k, v, !existed);
     }
     for (const auto& a : r.addrs) {
       const bool had = old && std::any_of(old->addrs.begin(), old->addrs.end(), [&](const auto& o) {
@@ -431,11 +498,11 @@ struct Datapath::Impl {
       });
       if (!kept) erase(kPods, a);
     }
-    for (const auto& nk : old.named) {
-      if (now.named.count(nk)) continue;
-      pt_named_key k;
-      std::memcpy(&k, nk.data(), sizeof(k));
-      erase(kNamed, k);
+    for (const auto& [kb, v] : old.ports) {
+      if (now.ports.count(kb)) continue;
+      pt_podport_key k;
+      std::memcpy(&k, kb.data(), sizeof(k));
+      erase(kPodports, k);
     }
   }
 
@@ -446,6 +513,7 @@ struct Datapath::Impl {
     // 1. New port sets (additive: nothing refers to them yet).
     for (auto id = static_cast<std::uint32_t>(port_sets); id < t.port_sets(); ++id) {
       write_port_set(t, id);
+      write_named(t, id);
     }
     port_sets = t.port_sets();
     // 2. Classes that are new or rebuilt: written under a fresh id (identities still point at
@@ -492,14 +560,17 @@ struct Datapath::Impl {
     }
     identities = t.identities();
     // 4. Pods: addresses and named ports (new entries now, stale ones after).
-    const auto nsets = named_sets(t);
     const std::size_t npods = c.inventory().pods.size();
     std::vector<std::pair<PodRec, PodRec>> leftovers;
     if (pods.size() < npods) pods.resize(npods);
     for (std::size_t s = 0; s < npods; ++s) {
-      PodRec want = wanted_pod(c, t, s, nsets);
+      PodRec want = wanted_pod(c, t, s);
       PodRec& have = pods[s];
-      const bool same = want.identity == have.identity && want.named == have.named &&
+      const bool same = want.identity == have.identity && want.ports.size() == have.ports.size() &&
+                        std::equal(want.ports.begin(), want.ports.end(), have.ports.begin(),
+                                   [](const auto& a, const auto& b) {
+                                     return a.first == b.first && same_podport(a.second, b.second);
+                                   }) &&
                         want.addrs.size() == have.addrs.size() &&
                         std::equal(want.addrs.begin(), want.addrs.end(), have.addrs.begin(),
                                    [](const auto& a, const auto& b) {
@@ -521,8 +592,10 @@ struct Datapath::Impl {
     const auto t = c.tables();
     // Sizes: what the tables hold now, twice (room for incremental growth).
     std::size_t need[kTables] = {};
-    const auto nsets = named_sets(t);
-    for (const auto& p : c.inventory().pods) need[kPods] += p.ips.size();
+    for (const auto& p : c.inventory().pods) {
+      need[kPods] += p.ips.size();
+      need[kPodports] += p.ports.size();
+    }
     need[kIdclass] = t.identities();
     std::size_t live_classes = 0;
     for (int d = 0; d < 2; ++d) {
@@ -542,9 +615,7 @@ struct Datapath::Impl {
     for (std::uint32_t id = 1; id < t.port_sets(); ++id) {
       const auto ps = t.port_set(id);
       need[kPorts] += ps.all ? 1 : ps.ranges.size() * 30;
-    }
-    for (std::size_t s = 0; s < c.inventory().pods.size(); ++s) {
-      need[kNamed] += named_of(c, t, s, nsets).size();
+      need[kNamed] += ps.names.size();
     }
     // New maps for the other generation.
     const std::uint32_t next = generation + 1;
@@ -585,11 +656,16 @@ struct Datapath::Impl {
     next_id = 1;
     pods.clear();
     idclass.clear();
+    name_ids.clear();
     report = SyncReport{};
     report.full = true;
     report.why = why;
+    batching = true;
     try {
-      for (std::uint32_t id = 1; id < t.port_sets(); ++id) write_port_set(t, id);
+      for (std::uint32_t id = 1; id < t.port_sets(); ++id) {
+        write_port_set(t, id);
+        write_named(t, id);
+      }
       for (int d = 0; d < 2; ++d) {
         for (std::uint32_t cls = 1; cls < t.classes(d); ++cls) {
           if (t.live(d, cls)) build_class(c, t, d, cls);
@@ -602,24 +678,16 @@ struct Datapath::Impl {
       }
       pods.resize(c.inventory().pods.size());
       for (std::size_t s = 0; s < pods.size(); ++s) {
-        pods[s] = wanted_pod(c, t, s, nsets);
+        pods[s] = wanted_pod(c, t, s);
         write_pod(s, pods[s], nullptr);
       }
+      flush_batches();
+      batching = false;
     } catch (const Full&) {
-      for (int m = 0; m < kTables; ++m) {
-        ::close(inner[m]);
-        inner[m] = old_inner[m];
-        capacity[m] = old_cap[m];
-        count[m] = old_count[m];
-      }
+      abandon_reload(old_inner, old_cap, old_count);
       return Status(Code::kInternal, "a freshly sized table filled up during a reload");
     } catch (const Status& s) {
-      for (int m = 0; m < kTables; ++m) {
-        ::close(inner[m]);
-        inner[m] = old_inner[m];
-        capacity[m] = old_cap[m];
-        count[m] = old_count[m];
-      }
+      abandon_reload(old_inner, old_cap, old_count);
       return s;
     }
     // The other generation's slots get the new maps, then one write makes them live.
@@ -649,6 +717,22 @@ struct Datapath::Impl {
     identities = t.identities();
     port_sets = t.port_sets();
     return Status::ok();
+  }
+
+  // A reload that failed half way: the fresh maps go, the live ones stay; the mirror no longer
+  // matches them, so the next sync reloads.
+  void abandon_reload(const int* old_inner, const std::size_t* old_cap,
+                      const std::size_t* old_count) {
+    batching = false;
+    for (int m = 0; m < kTables; ++m) {
+      batch_keys[m].clear();
+      batch_values[m].clear();
+      ::close(inner[m]);
+      inner[m] = old_inner[m];
+      capacity[m] = old_cap[m];
+      count[m] = old_count[m];
+    }
+    compilation = UINT64_MAX;
   }
 
   Status sync(const Classifier& c) {
@@ -778,7 +862,8 @@ Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options) {
   }
   bpf_map* outers[kTables] = {impl->skel->maps.pods,  impl->skel->maps.idclass,
                               impl->skel->maps.peers, impl->skel->maps.cidrs,
-                              impl->skel->maps.ports, impl->skel->maps.named};
+                              impl->skel->maps.ports, impl->skel->maps.podports,
+                              impl->skel->maps.named};
   for (int m = 0; m < kTables; ++m) impl->outer[m] = bpf_map__fd(outers[m]);
   if (!options.pin_name.empty()) {
     const std::string dir = std::string(kPinRoot) + "/" + options.pin_name;
@@ -815,12 +900,19 @@ const SyncReport& Datapath::last_sync() const {
 }
 
 Result<bool> Datapath::test_run(const std::vector<std::uint8_t>& frame) {
+  auto r = time_run(frame, 1);
+  if (!r.is_ok()) return r.status();
+  return r.value().passed;
+}
+
+Result<Datapath::TimedRun> Datapath::time_run(const std::vector<std::uint8_t>& frame, int repeat) {
   LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame.data(),
-              .data_size_in = static_cast<std::uint32_t>(frame.size()), .repeat = 1);
+              .data_size_in = static_cast<std::uint32_t>(frame.size()),
+              .repeat = repeat < 1 ? 1 : repeat);
   if (bpf_prog_test_run_opts(bpf_program__fd(impl_->skel->progs.policy_eth), &o) != 0) {
     return sys_error("BPF_PROG_TEST_RUN", errno);
   }
-  return o.retval == TC_ACT_OK;
+  return TimedRun{o.retval == TC_ACT_OK, o.duration};
 }
 
 Status Datapath::attach(const std::string& interface) {
