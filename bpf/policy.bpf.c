@@ -54,7 +54,8 @@ const volatile __u32 cfg_conntrack = 1;
 // Hash tables are not preallocated: their memory follows their entries, not their capacity.
 GEN_TABLE(pods, BPF_MAP_TYPE_HASH, struct pt_addr_key, struct pt_pod, BPF_F_NO_PREALLOC);
 GEN_TABLE(idclass, BPF_MAP_TYPE_HASH, __u32, struct pt_idclass, BPF_F_NO_PREALLOC);
-GEN_TABLE(peers, BPF_MAP_TYPE_HASH, struct pt_peer_key, __u32, BPF_F_NO_PREALLOC);
+// BPF_F_INNER_MAP: inner arrays of any size (the peers rows grow with the policies).
+GEN_TABLE(peers, BPF_MAP_TYPE_ARRAY, __u32, __u32, BPF_F_INNER_MAP);
 GEN_TABLE(cidrs, BPF_MAP_TYPE_LPM_TRIE, struct pt_cidr_key, __u32, BPF_F_NO_PREALLOC);
 GEN_TABLE(ports, BPF_MAP_TYPE_LPM_TRIE, struct pt_port_key, __u8, BPF_F_NO_PREALLOC);
 GEN_TABLE(podports, BPF_MAP_TYPE_HASH, struct pt_podport_key, struct pt_podport,
@@ -102,6 +103,7 @@ struct {
 
 struct tables {
   void *pods, *idclass, *peers, *cidrs, *ports, *podports, *named;
+  __u32 stride;
 };
 
 struct pkt {
@@ -146,7 +148,15 @@ static __always_inline int load_tables(struct tables* t) {
   struct pt_state* st = bpf_map_lookup_elem(&state, &zero);
   if (!st || !st->loaded) return 0;
   const __u32 g = st->generation & 1;
-  return tables_of(t, g) || tables_of(t, g ^ 1);
+  if (tables_of(t, g)) {
+    t->stride = st->stride[g];
+    return 1;
+  }
+  if (tables_of(t, g ^ 1)) {
+    t->stride = st->stride[g ^ 1];
+    return 1;
+  }
+  return 0;
 }
 
 static __always_inline int ports_allow(struct tables* t, __u32 ps, __u8 proto, __u16 port,
@@ -182,9 +192,9 @@ static __always_inline int ports_allow(struct tables* t, __u32 ps, __u8 proto, _
 static __always_inline int class_allows(struct tables* t, __u32 cls, const struct pt_pod* other,
                                         const struct pt_addr_key* other_addr, struct pkt* p,
                                         const struct pt_pod* dst) {
-  if (other) {
-    struct pt_peer_key pk = {.cls = cls, .identity = other->identity};
-    __u32* ps = bpf_map_lookup_elem(t->peers, &pk);
+  if (other && other->identity < t->stride) {
+    __u32 idx = cls * t->stride + other->identity;
+    __u32* ps = bpf_map_lookup_elem(t->peers, &idx);
     if (ps && ports_allow(t, *ps, p->proto, p->dport, dst)) return 1;
   }
   struct pt_cidr_key ck = {};

@@ -50,10 +50,9 @@ struct pt_idclass {
   pt_u32 egress;
 };
 
-struct pt_peer_key {
-  pt_u32 cls;
-  pt_u32 identity;
-};
+/* `peers` is an array: the port set a class allows a peer identity is at
+ * cls * stride + identity (0: none). The stride (identities a class row holds) is the
+ * generation's, in `state`. */
 
 /* LPM: class (big-endian), family, address. A v4 prefix /n has prefixlen 40 + n. */
 #define PT_CIDR_PREFIX_BASE 40
@@ -119,6 +118,7 @@ struct pt_frag_key {
 struct pt_state {
   pt_u32 generation; /* the live slot of every table: generation & 1 */
   pt_u32 loaded;     /* 0 until the first tables are in */
+  pt_u32 stride[2];  /* per slot: the peers array's row length */
 };
 
 struct pt_class_count {

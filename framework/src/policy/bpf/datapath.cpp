@@ -52,7 +52,7 @@ struct TableShape {
 const TableShape kShapes[kTables] = {
     {BPF_MAP_TYPE_HASH, sizeof(pt_addr_key), sizeof(pt_pod), BPF_F_NO_PREALLOC},
     {BPF_MAP_TYPE_HASH, sizeof(std::uint32_t), sizeof(pt_idclass), BPF_F_NO_PREALLOC},
-    {BPF_MAP_TYPE_HASH, sizeof(pt_peer_key), sizeof(std::uint32_t), BPF_F_NO_PREALLOC},
+    {BPF_MAP_TYPE_ARRAY, sizeof(std::uint32_t), sizeof(std::uint32_t), BPF_F_INNER_MAP},
     {BPF_MAP_TYPE_LPM_TRIE, sizeof(pt_cidr_key), sizeof(std::uint32_t), BPF_F_NO_PREALLOC},
     {BPF_MAP_TYPE_LPM_TRIE, sizeof(pt_port_key), sizeof(std::uint8_t), BPF_F_NO_PREALLOC},
     {BPF_MAP_TYPE_HASH, sizeof(pt_podport_key), sizeof(pt_podport), BPF_F_NO_PREALLOC},
@@ -178,6 +178,9 @@ struct Datapath::Impl {
   std::size_t count[kTables] = {};
   std::uint32_t generation = 0;
   bool loaded = false;
+  // The peers array: row `cls` holds `stride` identities; class ids below `class_cap`.
+  std::uint32_t stride[2] = {0, 0};
+  std::uint32_t class_cap = 0;
   SyncReport report;
   std::vector<std::pair<std::string, int>> attached;  // interface, ifindex
   std::set<int> created_hooks;                        // ifindexes whose clsact we created
@@ -272,8 +275,21 @@ struct Datapath::Impl {
     if (fresh) ++count[t];
     ++report.written;
   }
+  std::uint32_t peer_index(std::uint32_t cls, std::uint32_t identity) const {
+    if (cls >= class_cap || identity >= stride[generation & 1]) throw Full{};
+    return cls * stride[generation & 1] + identity;
+  }
+
   template <typename K>
   void erase(Table t, const K& k) {
+    if (kShapes[t].type == BPF_MAP_TYPE_ARRAY) {  // an array entry is cleared, not deleted
+      const std::uint32_t zero = 0;
+      if (bpf_map_update_elem(inner[t], &k, &zero, BPF_ANY) == 0) {
+        --count[t];
+        ++report.removed;
+      }
+      return;
+    }
     if (bpf_map_delete_elem(inner[t], &k) == 0) {
       --count[t];
       ++report.removed;
@@ -400,7 +416,7 @@ struct Datapath::Impl {
     for (std::uint32_t i = 0; i < t.identities(); ++i) {
       const std::uint32_t ps = t.peer_ports(d, cls, i);
       if (ps == 0) continue;
-      put(kPeers, pt_peer_key{id, i}, ps, true);
+      put(kPeers, peer_index(id, i), ps, true);
       b.peers.push_back(i);
     }
     for (const auto& [prefix, ps] : t.prefixes(d, cls)) {
@@ -444,7 +460,7 @@ struct Datapath::Impl {
       r.second += counts.second;
     }
     if (delete_entries) {
-      for (auto i : it->second.peers) erase(kPeers, pt_peer_key{id, i});
+      for (auto i : it->second.peers) erase(kPeers, peer_index(id, i));
       for (const auto& k : it->second.cidrs) erase(kCidrs, k);
     }
     bclasses.erase(it);
@@ -528,7 +544,7 @@ struct Datapath::Impl {
           for (auto i = static_cast<std::uint32_t>(identities); i < t.identities(); ++i) {
             const std::uint32_t ps = t.peer_ports(d, cls, i);
             if (ps == 0) continue;
-            put(kPeers, pt_peer_key{it->second, i}, ps, true);
+            put(kPeers, peer_index(it->second, i), ps, true);
             b.peers.push_back(i);
           }
           continue;
@@ -617,8 +633,20 @@ struct Datapath::Impl {
       need[kPorts] += ps.all ? 1 : ps.ranges.size() * 30;
       need[kNamed] += ps.names.size();
     }
-    // New maps for the other generation.
+    // New maps for the other generation. The peers array (preallocated, 4 bytes an entry): rows
+    // for a quarter more classes than live, each a quarter longer than the identities; growing
+    // past either reloads.
     const std::uint32_t next = generation + 1;
+    const auto new_stride = static_cast<std::uint32_t>(t.identities() + t.identities() / 4 + 16);
+    const std::uint32_t new_class_cap = static_cast<std::uint32_t>(
+        std::min<std::size_t>(PT_MAX_CLASSES, live_classes + live_classes / 4 + 16));
+    if (std::uint64_t{new_class_cap} * new_stride > 0xffffffffULL / 4) {
+      return Status(Code::kResourceExhausted,
+                    std::to_string(live_classes) + " classes over " +
+                        std::to_string(t.identities()) +
+                        " identities: the peers table would exceed 4 GiB");
+    }
+    need[kPeers] = std::size_t{new_class_cap} * new_stride / 2;
     int fresh[kTables];
     std::size_t cap[kTables];
     for (int m = 0; m < kTables; ++m) {
@@ -636,6 +664,11 @@ struct Datapath::Impl {
       }
     }
     // Fill them, with the mirror rebuilt from scratch.
+    const std::uint32_t old_stride = stride[next & 1], old_class_cap = class_cap;
+    const std::uint32_t old_generation = generation;
+    stride[next & 1] = new_stride;
+    class_cap = new_class_cap;
+    generation = next;  // peer_index() uses the new generation's stride while filling
     int old_inner[kTables];
     std::size_t old_cap[kTables], old_count[kTables];
     for (int m = 0; m < kTables; ++m) {
@@ -684,9 +717,15 @@ struct Datapath::Impl {
       flush_batches();
       batching = false;
     } catch (const Full&) {
+      stride[next & 1] = old_stride;
+      class_cap = old_class_cap;
+      generation = old_generation;
       abandon_reload(old_inner, old_cap, old_count);
       return Status(Code::kInternal, "a freshly sized table filled up during a reload");
     } catch (const Status& s) {
+      stride[next & 1] = old_stride;
+      class_cap = old_class_cap;
+      generation = old_generation;
       abandon_reload(old_inner, old_cap, old_count);
       return s;
     }
@@ -694,24 +733,34 @@ struct Datapath::Impl {
     const std::uint32_t slot = next & 1;
     for (int m = 0; m < kTables; ++m) {
       if (bpf_map_update_elem(outer[m], &slot, &inner[m], BPF_ANY) != 0) {
-        return sys_error(std::string("installing map ") + kTableNames[m], errno);
+        const Status err = sys_error(std::string("installing map ") + kTableNames[m], errno);
+        stride[next & 1] = old_stride;
+        class_cap = old_class_cap;
+        generation = old_generation;
+        abandon_reload(old_inner, old_cap, old_count);
+        return err;
       }
     }
+    // The new slot's stride first (the live generation does not read it), then the switch.
     const std::uint32_t zero = 0;
-    pt_state st{next, 1};
+    pt_state st{old_generation, loaded ? 1u : 0u, {stride[0], stride[1]}};
+    if (bpf_map_update_elem(bpf_map__fd(skel->maps.state), &zero, &st, BPF_ANY) != 0) {
+      return sys_error("writing the new generation's stride", errno);
+    }
+    st.generation = next;
+    st.loaded = 1;
     if (bpf_map_update_elem(bpf_map__fd(skel->maps.state), &zero, &st, BPF_ANY) != 0) {
       return sys_error("switching the generation", errno);
     }
     // The old generation's maps leave their slots; a packet that read the old generation number
     // and finds a slot empty takes the new one whole (see load_tables in policy.bpf.c).
     if (loaded) {
-      const std::uint32_t old_slot = generation & 1;
+      const std::uint32_t old_slot = old_generation & 1;
       for (int m = 0; m < kTables; ++m) bpf_map_delete_elem(outer[m], &old_slot);
     }
     for (int m = 0; m < kTables; ++m) {
       if (old_inner[m] >= 0) ::close(old_inner[m]);
     }
-    generation = next;
     loaded = true;
     compilation = t.compilation();
     identities = t.identities();
