@@ -102,6 +102,17 @@ const char* proto_name(Protocol p) {
   return p == Protocol::kTcp ? "tcp" : p == Protocol::kUdp ? "udp" : "sctp";
 }
 
+void add_set(std::ostringstream& out, const std::string& name, const std::string& type,
+             const std::set<std::string>& elems) {
+  out << "  set " << name << " { type " << type << "; elements = { ";
+  bool first = true;
+  for (const auto& e : elems) {
+    out << (first ? "" : ", ") << e;
+    first = false;
+  }
+  out << " } }\n";
+}
+
 // The policies as an nftables netdev ingress rule set on `dev` (IPv4).
 std::string nft_ruleset(const std::string& dev) {
   const auto& inv = world().inv;
@@ -164,13 +175,7 @@ std::string nft_ruleset(const std::string& dev) {
           }
           if (elems.empty()) continue;
           const std::string s = "s" + std::to_string(set_id++);
-          sets << "  set " << s << " { type ipv4_addr; flags interval; auto-merge; elements = { ";
-          bool first = true;
-          for (const auto& e : elems) {
-            sets << (first ? "" : ", ") << e;
-            first = false;
-          }
-          sets << " } }\n";
+          add_set(sets, s, "ipv4_addr; flags interval; auto-merge", elems);
           addr_match = std::string(peer_field) + " @" + s + " ";
         }
         if (r.ports.empty()) {
@@ -191,13 +196,7 @@ std::string nft_ruleset(const std::string& dev) {
             }
             if (elems.empty()) continue;
             const std::string s = "n" + std::to_string(set_id++);
-            sets << "  set " << s << " { type ipv4_addr . inet_service; elements = { ";
-            bool first = true;
-            for (const auto& e : elems) {
-              sets << (first ? "" : ", ") << e;
-              first = false;
-            }
-            sets << " } }\n";
+            add_set(sets, s, "ipv4_addr . inet_service", elems);
             chains << "    " << addr_match << l4 << "ip daddr . th dport @" << s << " " << action
                    << "\n";
           } else if (pp.port) {

@@ -103,44 +103,7 @@ TEST(BpfDatapath, IncrementalSyncsAgreeWithAFullReloadAtEveryStep) {
     ASSERT_TRUE(inc_dp->sync(inc).is_ok());
     int next_policy = 100, next_pod = 100;
     for (int step = 0; step < 25; ++step) {
-      const auto& pols = inc.policies();
-      const auto& pods = inc.inventory().pods;
-      switch (gen.below(6)) {
-        case 0: {
-          NetworkPolicy p = gen.policy(0);
-          const auto& victim = pols[gen.below(static_cast<std::uint32_t>(pols.size()))];
-          p.name = victim.name;
-          p.namespace_ = victim.namespace_;
-          inc.upsert_policy(p);
-          break;
-        }
-        case 1:
-          inc.upsert_policy(gen.policy(next_policy++));
-          break;
-        case 2: {
-          const auto& victim = pols[gen.below(static_cast<std::uint32_t>(pols.size()))];
-          ASSERT_TRUE(inc.remove_policy(victim.namespace_, victim.name).is_ok());
-          break;
-        }
-        case 3: {
-          const auto& victim = pods[gen.below(static_cast<std::uint32_t>(pods.size()))];
-          if (victim.name.empty()) break;
-          Pod p = victim;
-          p.labels = gen.labels({"app", "tier", "role"});
-          if (gen.chance(30)) p.ports.clear();  // named ports go away
-          inc.upsert_pod(p);
-          break;
-        }
-        case 4:
-          inc.upsert_pod(gen.pod(next_pod++));
-          break;
-        default: {
-          const auto& victim = pods[gen.below(static_cast<std::uint32_t>(pods.size()))];
-          if (victim.name.empty()) break;
-          const std::string ns = victim.namespace_, name = victim.name;
-          ASSERT_TRUE(inc.remove_pod(ns, name).is_ok());
-        }
-      }
+      gen.change(inc, next_policy, next_pod, 30);
       ASSERT_TRUE(inc_dp->sync(inc).is_ok());
       incremental += !inc_dp->last_sync().full;
       ++steps;

@@ -83,45 +83,7 @@ TEST(Differential, IncrementalUpdatesEqualAFreshCompile) {
     Classifier inc(gen.policies(), gen.inventory());
     int next_policy = 100, next_pod = 100;
     for (int step = 0; step < 40; ++step) {
-      const auto& pols = inc.policies();
-      const auto& pods = inc.inventory().pods;
-      switch (gen.below(6)) {
-        case 0: {  // change an existing policy
-          NetworkPolicy p = gen.policy(0);
-          const auto& victim = pols[gen.below(static_cast<std::uint32_t>(pols.size()))];
-          p.name = victim.name;
-          p.namespace_ = victim.namespace_;
-          inc.upsert_policy(p);
-          break;
-        }
-        case 1:
-          inc.upsert_policy(gen.policy(next_policy++));
-          break;
-        case 2: {
-          const auto& victim = pols[gen.below(static_cast<std::uint32_t>(pols.size()))];
-          ASSERT_TRUE(inc.remove_policy(victim.namespace_, victim.name).is_ok());
-          break;
-        }
-        case 3: {  // relabel an existing pod
-          const auto& victim = pods[gen.below(static_cast<std::uint32_t>(pods.size()))];
-          if (victim.name.empty()) break;
-          Pod p = victim;
-          p.labels = gen.labels({"app", "tier", "role"});
-          inc.upsert_pod(p);
-          break;
-        }
-        case 4: {  // a new pod in an existing namespace
-          Pod p = gen.pod(next_pod++);
-          inc.upsert_pod(p);
-          break;
-        }
-        default: {
-          const auto& victim = pods[gen.below(static_cast<std::uint32_t>(pods.size()))];
-          if (victim.name.empty()) break;
-          const std::string ns = victim.namespace_, name = victim.name;
-          ASSERT_TRUE(inc.remove_pod(ns, name).is_ok());
-        }
-      }
+      gen.change(inc, next_policy, next_pod);
       const Classifier fresh(inc.policies(), inc.inventory());
       const ReferenceEvaluator ref(inc.policies(), inc.inventory());
       for (int i = 0; i < 300; ++i) {

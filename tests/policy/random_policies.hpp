@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "patronus/policy/classifier.hpp"
 #include "patronus/policy/model.hpp"
 
 namespace patronus::test {
@@ -259,6 +260,51 @@ class PolicyGen {
       e.ip = model::IpAddress::v4((192u << 24) | (168u << 16) | below(65536));
     }
     return e;
+  }
+
+  // One random change to a classifier, through its incremental operations: a policy changed,
+  // added or removed, a pod relabelled (losing its named ports `drop_ports_percent` of the time),
+  // added or removed.
+  void change(policy::Classifier& c, int& next_policy, int& next_pod, int drop_ports_percent = 0) {
+    const auto& pols = c.policies();
+    const auto& pods = c.inventory().pods;
+    switch (below(6)) {
+      case 0: {
+        policy::NetworkPolicy p = policy(0);
+        const auto& victim = pols[below(static_cast<std::uint32_t>(pols.size()))];
+        p.name = victim.name;
+        p.namespace_ = victim.namespace_;
+        c.upsert_policy(p);
+        break;
+      }
+      case 1:
+        c.upsert_policy(policy(next_policy++));
+        break;
+      case 2: {
+        const auto& victim = pols[below(static_cast<std::uint32_t>(pols.size()))];
+        const std::string ns = victim.namespace_, name = victim.name;
+        (void)c.remove_policy(ns, name);
+        break;
+      }
+      case 3: {
+        const auto& victim = pods[below(static_cast<std::uint32_t>(pods.size()))];
+        if (victim.name.empty()) break;
+        policy::Pod p = victim;
+        p.labels = labels({"app", "tier", "role"});
+        if (drop_ports_percent > 0 && chance(drop_ports_percent)) p.ports.clear();
+        c.upsert_pod(p);
+        break;
+      }
+      case 4:
+        c.upsert_pod(pod(next_pod++));
+        break;
+      default: {
+        const auto& victim = pods[below(static_cast<std::uint32_t>(pods.size()))];
+        if (victim.name.empty()) break;
+        const std::string ns = victim.namespace_, name = victim.name;
+        (void)c.remove_pod(ns, name);
+      }
+    }
   }
 
   Tuple tuple(const policy::Inventory& inv) {
