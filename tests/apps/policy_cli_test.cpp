@@ -1,6 +1,9 @@
 // `patronus policy ...` and the daemon's stored-policy reload, as a user runs them.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "patronus/store/store.hpp"
@@ -267,6 +270,87 @@ TEST_F(PolicyCli, DaemonReloadsStoredPoliciesOnStart) {
   EXPECT_NE(r.err.find("spec.ingress[0].ports[0].port: must be between 1 and 65535"),
             std::string::npos)
       << r.err;
+}
+
+// --- the eBPF datapath from the CLI
+// ---------------------------------------------------------------
+
+TEST_F(PolicyCli, MatrixThroughTheBpfDatapathEqualsTheUserspaceOne) {
+  if (::geteuid() != 0) GTEST_SKIP() << "the eBPF datapath needs root";
+  std::vector<std::string> argv = {cli(),
+                                   "policy",
+                                   "matrix",
+                                   "--policies",
+                                   dir_.file("pol.yaml"),
+                                   "--inventory",
+                                   dir_.file("inv.yaml"),
+                                   "--probe",
+                                   "tcp/80",
+                                   "--probe",
+                                   "tcp/serve-80",
+                                   "--probe",
+                                   "udp/80",
+                                   "--json"};
+  const auto user = run(argv);
+  ASSERT_EQ(user.exit_code, 0) << user.err;
+  argv.insert(argv.end(), {"--datapath", "bpf"});
+  const auto bpf = run(argv);
+  ASSERT_EQ(bpf.exit_code, 0) << bpf.err;
+  EXPECT_EQ(json::parse(bpf.out), json::parse(user.out));
+  // Not every cell is the same answer (the comparison means something).
+  EXPECT_TRUE(json::parse(user.out)["probes"]["tcp/80"]["x/b"]["x/a"].get<bool>());
+  EXPECT_FALSE(json::parse(user.out)["probes"]["tcp/80"]["y/a"]["x/a"].get<bool>());
+}
+
+TEST_F(PolicyCli, BpfDatapathWithoutCapabilitiesSaysWhatIsMissing) {
+  // As root, the commands run without any capability (setpriv empties the bounding set); as
+  // another user, as that user.
+  std::vector<std::string> prefix;
+  if (::geteuid() == 0) prefix = {"/usr/bin/setpriv", "--bounding-set=-all", "--"};
+  auto as_user = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = prefix;
+    argv.push_back(cli());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  };
+  const std::vector<std::string> matrix = {"policy",      "matrix",
+                                           "--policies",  dir_.file("pol.yaml"),
+                                           "--inventory", dir_.file("inv.yaml"),
+                                           "--probe",     "tcp/80"};
+  auto with_bpf = matrix;
+  with_bpf.insert(with_bpf.end(), {"--datapath", "bpf"});
+  const auto refused = as_user(with_bpf);
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("needs root (CAP_BPF and CAP_NET_ADMIN); this process lacks CAP_BPF "
+                             "and CAP_NET_ADMIN"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_EQ(refused.out, "");
+  // Userspace evaluation keeps working for the same user.
+  const auto userspace = as_user(matrix);
+  EXPECT_EQ(userspace.exit_code, 0) << userspace.err;
+  const auto enforce = as_user({"policy", "enforce", "--interface", "lo", "--policies",
+                                dir_.file("pol.yaml"), "--inventory", dir_.file("inv.yaml")});
+  EXPECT_EQ(enforce.exit_code, 1);
+  EXPECT_NE(enforce.err.find("needs root"), std::string::npos) << enforce.err;
+}
+
+TEST_F(PolicyCli, EnforceRefusesAMissingInterfaceAndLeavesNothing) {
+  if (::geteuid() != 0) GTEST_SKIP() << "the eBPF datapath needs root";
+  const std::string name = "cli-test-" + std::to_string(::getpid());
+  const auto r = run({cli(), "policy", "enforce", "--interface",
+                      "nope-" + std::to_string(::getpid() % 100000), "--policies",
+                      dir_.file("pol.yaml"), "--inventory", dir_.file("inv.yaml"), "--name", name});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("interface 'nope-"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists("/sys/fs/bpf/patronus/" + name));
+  EXPECT_FALSE(std::filesystem::exists("/run/patronus/policy/" + name + ".json"));
+  const auto counters = run({cli(), "policy", "counters", "--name", name});
+  EXPECT_EQ(counters.exit_code, 1);
+  EXPECT_NE(counters.err.find("no running enforcer '" + name + "'"), std::string::npos)
+      << counters.err;
+  const auto bad_name = run({cli(), "policy", "counters", "--name", "../etc"});
+  EXPECT_EQ(bad_name.exit_code, 2);
 }
 
 }  // namespace

@@ -3,12 +3,14 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/capability.h>
 #include <linux/pkt_cls.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -879,9 +881,18 @@ int silent_print(libbpf_print_level, const char*, va_list) {
 }  // namespace
 
 std::string unavailable_reason() {
-  if (::geteuid() != 0) {
-    return "the eBPF datapath needs root (CAP_BPF and CAP_NET_ADMIN); userspace evaluation "
-           "(without --datapath bpf) works as any user";
+  // Effective capabilities, not the user id: root in a container or under setpriv may lack them.
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (::syscall(SYS_capget, &hdr, data) != 0) return "cannot read this process's capabilities";
+  auto has = [&](int cap) { return (data[cap / 32].effective >> (cap % 32)) & 1U; };
+  const bool bpf = has(CAP_BPF) || has(CAP_SYS_ADMIN);
+  const bool net = has(CAP_NET_ADMIN);
+  if (!bpf || !net) {
+    std::string missing = !bpf ? "CAP_BPF" : "";
+    if (!net) missing += std::string(missing.empty() ? "" : " and ") + "CAP_NET_ADMIN";
+    return "the eBPF datapath needs root (CAP_BPF and CAP_NET_ADMIN); this process lacks " +
+           missing + "; userspace evaluation (without --datapath bpf) works as any user";
   }
   struct stat st {};
   if (::stat("/sys/fs/bpf", &st) != 0) {
