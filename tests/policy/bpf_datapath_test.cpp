@@ -4,6 +4,15 @@
 // it as root); skipped with the reason otherwise.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <iostream>
 
 #include "patronus/policy/bpf_datapath.hpp"
@@ -274,6 +283,44 @@ TEST(BpfDatapath, HostileFramesAreDroppedOrPassedNeverMisjudged) {
   const auto v = dp->verdicts().value();
   EXPECT_EQ(v.not_ip, 1u);
   EXPECT_GE(v.malformed, 2u);
+}
+
+// An L3 device (wireguard-go's kind: a TUN, packets start at the IP header) gets the raw
+// program: packets written into a TUN are received by the kernel on it, through tc ingress.
+TEST(BpfDatapath, EnforcesOnAnL3TunDevice) {
+  REQUIRE_BPF();
+  ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << "a private network namespace for this test";
+  const int tun = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (tun < 0) GTEST_SKIP() << "no /dev/net/tun";
+  ifreq req{};
+  req.ifr_flags = IFF_TUN | IFF_NO_PI;
+  std::strncpy(req.ifr_name, "pttun0", IFNAMSIZ - 1);
+  ASSERT_EQ(::ioctl(tun, TUNSETIFF, &req), 0);
+  const int sock = ::socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_EQ(::ioctl(sock, SIOCGIFFLAGS, &req), 0);
+  req.ifr_flags |= IFF_UP;
+  ASSERT_EQ(::ioctl(sock, SIOCSIFFLAGS, &req), 0);
+  ::close(sock);
+  auto dp = open_dp(true);
+  ASSERT_NE(dp, nullptr);
+  auto cls = two_pods();
+  ASSERT_TRUE(dp->sync(*cls).is_ok());
+  ASSERT_TRUE(dp->attach("pttun0").is_ok());
+  auto send = [&](const Packet& p) {
+    const auto f = p.frame();
+    ASSERT_EQ(::write(tun, f.data() + 14, f.size() - 14), static_cast<ssize_t>(f.size() - 14));
+  };
+  send(Packet{ip("10.9.0.1"), ip("10.9.0.2"), 6, 40001, 80});   // allowed
+  send(Packet{ip("10.9.0.2"), ip("10.9.0.1"), 6, 80, 40001});   // its reply
+  send(Packet{ip("10.9.0.1"), ip("10.9.0.2"), 6, 40001, 443});  // denied
+  send(Packet{ip("10.9.0.2"), ip("10.9.0.1"), 17, 53, 53});     // denied
+  const auto v = dp->verdicts().value();
+  EXPECT_EQ(v.allowed, 1u);
+  EXPECT_EQ(v.reply, 1u);
+  EXPECT_EQ(v.denied, 2u);
+  EXPECT_EQ(v.malformed, 0u) << "the raw program read the packets at the IP header";
+  EXPECT_TRUE(dp->detach("pttun0").is_ok());
+  ::close(tun);
 }
 
 TEST(BpfDatapath, NothingPassesBeforeTheFirstLoad) {
