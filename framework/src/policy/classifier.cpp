@@ -848,7 +848,7 @@ std::size_t Classifier::Tables::classes(int d) const {
   return m_->classes[d].size();
 }
 bool Classifier::Tables::live(int d, std::uint32_t c) const {
-  return c != 0 && m_->classes[d][c].refs > 0;
+  return c != 0 && c < m_->classes[d].size() && m_->classes[d][c].refs > 0;
 }
 std::uint64_t Classifier::Tables::version(int d, std::uint32_t c) const {
   return m_->classes[d][c].version;

@@ -4,12 +4,14 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/capability.h>
+#include <linux/magic.h>
 #include <linux/pkt_cls.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -926,6 +928,12 @@ Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options) {
                               impl->skel->maps.named};
   for (int m = 0; m < kTables; ++m) impl->outer[m] = bpf_map__fd(outers[m]);
   if (!options.pin_name.empty()) {
+    struct statfs fs {};
+    if (::statfs("/sys/fs/bpf", &fs) != 0 || fs.f_type != BPF_FS_MAGIC) {
+      return Status(Code::kFailedPrecondition,
+                    "no BPF filesystem mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf): the "
+                    "enforcer keeps its counters there for 'patronus policy counters'");
+    }
     const std::string dir = std::string(kPinRoot) + "/" + options.pin_name;
     if (const int err = mkdirs(dir); err != 0) return sys_error("creating " + dir, err);
     if (const int err = mkdirs(kStateRoot); err != 0) {
