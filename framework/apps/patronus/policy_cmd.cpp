@@ -38,7 +38,7 @@ void register_policy_commands(CLI::App& app, PolicyCommands& p) {
     cmd->add_option("--policies", p.policies, "NetworkPolicy YAML files");
     cmd->add_option("--db", p.db, "also use the policies stored in this state database");
     cmd->add_option("--inventory", p.inventory, "Namespace and Pod YAML files")->required();
-    cmd->add_flag("--json", p.json, "JSON output");
+    if (cmd != p.enforce) cmd->add_flag("--json", p.json, "JSON output");
   }
   p.matrix->add_option("--probe", p.probes, "protocol/port or protocol/port-name, e.g. tcp/80")
       ->required();
@@ -55,9 +55,6 @@ void register_policy_commands(CLI::App& app, PolicyCommands& p) {
   p.enforce->add_option("--poll-ms", p.poll_ms, "how often the inputs are checked for changes")
       ->check(CLI::Range(50, 60000))
       ->capture_default_str();
-  p.enforce->add_flag("--stateless", p.stateless,
-                      "judge every packet alone (replies of allowed connections are not "
-                      "recorded; for tests)");
   p.counters = policy->add_subcommand("counters", "what a running enforcer has counted");
   p.counters->add_option("--name", p.enforcer, "the enforcer's name")->capture_default_str();
   p.counters->add_flag("--json", p.json, "JSON output");
@@ -492,7 +489,6 @@ int run_enforce(PolicyCommands& p) {
   sigaddset(&stop, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   pol::bpf::Options o;
-  o.conntrack = !p.stateless;
   o.pin_name = p.enforcer;
   auto opened = pol::bpf::Datapath::open(o);
   if (!opened.is_ok()) return fail(kExitFailure, opened.status().message());

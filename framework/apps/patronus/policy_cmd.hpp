@@ -29,7 +29,6 @@ struct PolicyCommands {
   std::vector<std::string> interfaces;  // enforce
   std::string enforcer = "default";     // enforce / counters: the pin name
   int poll_ms = 500;
-  bool stateless = false;
 };
 
 void register_policy_commands(CLI::App& app, PolicyCommands& p);

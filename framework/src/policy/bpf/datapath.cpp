@@ -23,7 +23,6 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
-#include <tuple>
 
 #include "policy.skel.h"
 #include "policy_maps.h"
@@ -622,8 +621,6 @@ struct Datapath::Impl {
       for (std::uint32_t cls = 1; cls < t.classes(d); ++cls) {
         if (!t.live(d, cls)) continue;
         ++live_classes;
-        for (std::uint32_t i = 0; i < t.identities(); ++i)
-          need[kPeers] += t.peer_ports(d, cls, i) != 0;
         need[kCidrs] += t.prefixes(d, cls).size();
       }
     }
