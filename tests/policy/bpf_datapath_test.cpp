@@ -70,11 +70,7 @@ TEST(BpfDatapath, MillionTuplesAgreeWithTheClassifier) {
   ASSERT_NE(dp, nullptr);
   std::size_t allowed = 0, total = 0;
   for (std::uint64_t scenario = 0; scenario < 100; ++scenario) {
-    test::RandomSpec spec;
-    spec.namespaces = 3 + static_cast<int>(scenario % 4);
-    spec.pods = 8 + static_cast<int>(scenario % 23);
-    spec.policies = 1 + static_cast<int>(scenario % 17);
-    test::PolicyGen gen(1000 + scenario, spec);
+    test::PolicyGen gen(1000 + scenario, test::scenario_spec(scenario));
     const Inventory inv = gen.inventory();
     const Classifier cls(gen.policies(), inv);
     ASSERT_TRUE(dp->reload(cls).is_ok());

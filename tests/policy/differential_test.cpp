@@ -22,11 +22,7 @@ std::string describe(const Inventory& inv, const Endpoint& e) {
 TEST(Differential, MillionTuplesAgree) {
   std::size_t allowed = 0, total = 0;
   for (std::uint64_t scenario = 0; scenario < 100; ++scenario) {
-    test::RandomSpec spec;
-    spec.namespaces = 3 + static_cast<int>(scenario % 4);
-    spec.pods = 8 + static_cast<int>(scenario % 23);
-    spec.policies = 1 + static_cast<int>(scenario % 17);
-    test::PolicyGen gen(1000 + scenario, spec);
+    test::PolicyGen gen(1000 + scenario, test::scenario_spec(scenario));
     const Inventory inv = gen.inventory();
     const std::vector<NetworkPolicy> policies = gen.policies();
     const ReferenceEvaluator ref(policies, inv);

@@ -21,6 +21,15 @@ struct RandomSpec {
   int label_values = 3;  // values per label key
 };
 
+// The million-tuple workloads' scenario `s` of 100: 3-6 namespaces, 8-30 pods, 1-17 policies.
+inline RandomSpec scenario_spec(std::uint64_t s) {
+  RandomSpec spec;
+  spec.namespaces = 3 + static_cast<int>(s % 4);
+  spec.pods = 8 + static_cast<int>(s % 23);
+  spec.policies = 1 + static_cast<int>(s % 17);
+  return spec;
+}
+
 class PolicyGen {
  public:
   PolicyGen(std::uint64_t seed, RandomSpec spec) : rng_(seed), spec_(spec) {}
