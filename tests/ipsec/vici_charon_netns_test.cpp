@@ -14,6 +14,7 @@
 #include <fstream>
 #include <thread>
 
+#include "proposals.hpp"
 #include "test_support.hpp"
 #include "vici_client.hpp"
 
@@ -119,14 +120,15 @@ class TwoCharons : public ::testing::Test {
     return std::move(cl).value();
   }
 
-  // One side's connection "site" to the other, PSK, IKEv2, AES-GCM and X25519.
+  // One side's connection "site" to the other: PSK, IKEv2, our default proposals (AES-GCM first,
+  // X25519).
   static Message conn(int i, const std::string& name) {
     Message m;
     Message& c = m.section(name);
     c.set("version", "2");
     c.set_list("local_addrs", {wan(i)});
     c.set_list("remote_addrs", {wan(1 - i)});
-    c.set_list("proposals", {"aes256gcm16-prfsha384-x25519"});
+    c.set_list("proposals", ipsec::default_proposals(ipsec::ProposalKind::kIke));
     Message& local = c.section("local");
     local.set("auth", "psk").set("id", i == 0 ? "site-a" : "site-b");
     Message& remote = c.section("remote");
@@ -134,7 +136,7 @@ class TwoCharons : public ::testing::Test {
     Message& child = c.section("children").section("lan");
     child.set_list("local_ts", {lan_net(i)});
     child.set_list("remote_ts", {lan_net(1 - i)});
-    child.set_list("esp_proposals", {"aes256gcm16-x25519"});
+    child.set_list("esp_proposals", ipsec::default_proposals(ipsec::ProposalKind::kEsp));
     return m;
   }
 
