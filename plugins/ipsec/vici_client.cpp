@@ -36,8 +36,24 @@ Result<BlockingClient> BlockingClient::connect(const std::string& socket_path,
   return BlockingClient(fd, timeout);
 }
 
+namespace {
+constexpr std::size_t kMaxQueuedEvents = 1024;
+}
+
+BlockingClient::BlockingClient(int fd, std::chrono::milliseconds timeout)
+    : fd_(fd), timeout_(timeout), st_(std::make_unique<State>()) {
+  State* st = st_.get();
+  st->session = Session([st](const Packet& p) {
+    if (st->on_event) {
+      st->on_event(p);
+    } else if (st->events.size() < kMaxQueuedEvents) {
+      st->events.push_back(p);
+    }
+  });
+}
+
 BlockingClient::BlockingClient(BlockingClient&& o) noexcept
-    : fd_(o.fd_), timeout_(o.timeout_), framer_(std::move(o.framer_)) {
+    : fd_(o.fd_), timeout_(o.timeout_), st_(std::move(o.st_)) {
   o.fd_ = -1;
 }
 
@@ -46,7 +62,7 @@ BlockingClient& BlockingClient::operator=(BlockingClient&& o) noexcept {
     if (fd_ >= 0) ::close(fd_);
     fd_ = o.fd_;
     timeout_ = o.timeout_;
-    framer_ = std::move(o.framer_);
+    st_ = std::move(o.st_);
     o.fd_ = -1;
   }
   return *this;
@@ -56,96 +72,91 @@ BlockingClient::~BlockingClient() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Status BlockingClient::send(const Packet& p) {
-  auto bytes = encode(p);
-  if (!bytes.is_ok()) return bytes.status();
-  std::size_t done = 0;
-  while (done < bytes.value().size()) {
-    const ssize_t n =
-        ::send(fd_, bytes.value().data() + done, bytes.value().size() - done, MSG_NOSIGNAL);
+Status BlockingClient::pump(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  // Any failure ends the connection: the waiting requests get the error (their callbacks point
+  // into frames that are about to return) and a late answer can no longer be misread.
+  auto broken = [&](Status s) {
+    st_->session.fail_all(s);
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    return s;
+  };
+  if (fd_ < 0) return broken(Status(Code::kUnavailable, "vici: the connection is closed"));
+  const std::string out = st_->session.take_output();
+  std::size_t sent = 0;
+  while (sent < out.size()) {
+    const ssize_t n = ::send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return io_error("send", errno);
+      return broken(io_error("send", errno));
     }
-    done += static_cast<std::size_t>(n);
+    sent += static_cast<std::size_t>(n);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return broken(Status(Code::kUnavailable, "vici: no answer within the timeout"));
+    }
+    pollfd pfd{fd_, POLLIN, 0};
+    const int r = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno != EINTR) return broken(io_error("poll", errno));
+    if (r <= 0) continue;
+    char buf[65536];
+    const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    if (n == 0) return broken(Status(Code::kUnavailable, "vici: charon closed the socket"));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return broken(io_error("recv", errno));
+    }
+    if (auto s = st_->session.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+        !s.is_ok()) {
+      return broken(s);
+    }
   }
   return Status::ok();
 }
 
-Result<Packet> BlockingClient::receive(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    auto seg = framer_.next();
-    if (!seg.is_ok()) return seg.status();
-    if (seg.value()) return decode(*seg.value());
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return Status(Code::kUnavailable, "vici: no answer within the timeout");
-    pollfd pfd{fd_, POLLIN, 0};
-    const int r = ::poll(&pfd, 1, static_cast<int>(left.count()));
-    if (r < 0 && errno != EINTR) return io_error("poll", errno);
-    if (r <= 0) continue;
-    char buf[65536];
-    const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-    if (n == 0) return Status(Code::kUnavailable, "vici: charon closed the socket");
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io_error("recv", errno);
-    }
-    framer_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
-  }
-}
-
 Result<Message> BlockingClient::call(const std::string& command, const Message& args,
                                      const std::function<void(const Packet&)>& on_event) {
-  Packet req;
-  req.type = PacketType::kCmdRequest;
-  req.name = command;
-  req.message = args;
-  if (auto s = send(req); !s.is_ok()) return s;
-  while (true) {
-    auto p = receive(timeout_);
-    if (!p.is_ok()) return Status(p.status().code(), command + ": " + p.status().message());
-    switch (p.value().type) {
-      case PacketType::kCmdResponse:
-        return std::move(p.value().message);
-      case PacketType::kCmdUnknown:
-        return Status(Code::kUnimplemented, "vici: charon does not know the command " + command);
-      case PacketType::kEvent:
-        if (on_event) on_event(p.value());
-        break;
-      default:
-        return invalid_argument(std::string("vici: unexpected ") + to_string(p.value().type) +
-                                " while waiting for the answer to " + command);
-    }
+  bool answered = false;
+  Result<Message> result = Status(Code::kInternal, "vici: no answer");
+  if (auto s = st_->session.command(command, args,
+                                    [&](Result<Message> r) {
+                                      answered = true;
+                                      result = std::move(r);
+                                    });
+      !s.is_ok()) {
+    return s;
   }
+  st_->on_event = on_event;
+  const Status pumped = pump([&] { return answered; }, timeout_);
+  st_->on_event = nullptr;
+  if (!pumped.is_ok()) return Status(pumped.code(), command + ": " + pumped.message());
+  return result;
 }
 
 Status BlockingClient::subscribe(const std::string& event) {
-  Packet req;
-  req.type = PacketType::kEventRegister;
-  req.name = event;
-  if (auto s = send(req); !s.is_ok()) return s;
-  while (true) {
-    auto p = receive(timeout_);
-    if (!p.is_ok()) return p.status();
-    if (p.value().type == PacketType::kEventConfirm) return Status::ok();
-    if (p.value().type == PacketType::kEventUnknown) {
-      return Status(Code::kUnimplemented, "vici: charon has no event " + event);
-    }
-    if (p.value().type != PacketType::kEvent) {
-      return invalid_argument(std::string("vici: unexpected ") + to_string(p.value().type) +
-                              " while registering " + event);
-    }
+  bool answered = false;
+  Status result = Status::ok();
+  if (auto s = st_->session.subscribe(event,
+                                      [&](Status r) {
+                                        answered = true;
+                                        result = std::move(r);
+                                      });
+      !s.is_ok()) {
+    return s;
   }
+  if (auto s = pump([&] { return answered; }, timeout_); !s.is_ok()) return s;
+  return result;
 }
 
 Result<Packet> BlockingClient::next_event(std::chrono::milliseconds timeout) {
-  while (true) {
-    auto p = receive(timeout);
-    if (!p.is_ok()) return p.status();
-    if (p.value().type == PacketType::kEvent) return p;
-  }
+  if (auto s = pump([&] { return !st_->events.empty(); }, timeout); !s.is_ok()) return s;
+  Packet p = std::move(st_->events.front());
+  st_->events.pop_front();
+  return p;
 }
 
 Status check_success(const std::string& command, const Message& response) {

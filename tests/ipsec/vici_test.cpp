@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "vici.hpp"
+#include "vici_session.hpp"
 
 namespace patronus::vici {
 namespace {
@@ -111,6 +112,88 @@ TEST(Vici, RefusesToEncodeWhatTheLengthFieldsCannotCarry) {
   q.name = "load-shared";
   q.message.set("data", std::string(70000, 'x'));
   EXPECT_NE(encode(q).status().message().find("value of 'data'"), std::string::npos);
+}
+
+std::string answer(PacketType t, const Message& m = {}) {
+  Packet p;
+  p.type = t;
+  p.message = m;
+  return encode(p).value();
+}
+
+std::string event(const std::string& name, const Message& m) {
+  Packet p;
+  p.type = PacketType::kEvent;
+  p.name = name;
+  p.message = m;
+  return encode(p).value();
+}
+
+TEST(ViciSession, AnswersGoToTheirRequestsInOrderAndEventsInBetween) {
+  std::vector<std::string> seen;
+  Session s([&](const Packet& p) { seen.push_back("event " + p.name); });
+  ASSERT_TRUE(s.subscribe("ike-updown", [&](Status st) {
+                 seen.push_back(st.is_ok() ? "registered" : st.message());
+               }).is_ok());
+  ASSERT_TRUE(s.command("version", {}, [&](Result<Message> r) {
+                 seen.push_back("version " + r.value().get("daemon").value_or("?"));
+               }).is_ok());
+  ASSERT_TRUE(s.command("nope", {}, [&](Result<Message> r) {
+                 seen.push_back(r.is_ok() ? "?" : r.status().message());
+               }).is_ok());
+  EXPECT_EQ(s.pending(), 3u);
+  // What the session writes: the three requests, in order.
+  const std::string out = s.take_output();
+  Framer f;
+  f.feed(out);
+  EXPECT_EQ(decode(*f.next().value()).value().type, PacketType::kEventRegister);
+  EXPECT_EQ(decode(*f.next().value()).value().name, "version");
+  EXPECT_EQ(decode(*f.next().value()).value().name, "nope");
+  EXPECT_FALSE(s.has_output());
+  Message v;
+  v.set("daemon", "charon");
+  Message up;
+  up.set("up", "yes");
+  const std::string in = answer(PacketType::kEventConfirm) + event("ike-updown", up) +
+                         answer(PacketType::kCmdResponse, v) + answer(PacketType::kCmdUnknown);
+  // Split anywhere: the result is the same.
+  ASSERT_TRUE(s.feed(std::string_view(in).substr(0, 7)).is_ok());
+  ASSERT_TRUE(s.feed(std::string_view(in).substr(7)).is_ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"registered", "event ike-updown", "version charon",
+                                            "vici: charon does not know the command nope"}));
+  EXPECT_EQ(s.pending(), 0u);
+}
+
+TEST(ViciSession, AnAnswerNobodyAskedForOrOfTheWrongKindIsAProtocolError) {
+  Session s;
+  EXPECT_NE(s.feed(answer(PacketType::kCmdResponse)).message().find("nothing was asked"),
+            std::string::npos);
+  Session t;
+  ASSERT_TRUE(t.command("version", {}, [](Result<Message>) {}).is_ok());
+  EXPECT_NE(t.feed(answer(PacketType::kEventConfirm))
+                .message()
+                .find("while waiting for the answer to version"),
+            std::string::npos);
+  Session u;
+  Packet req;
+  req.type = PacketType::kCmdRequest;
+  req.name = "version";
+  EXPECT_NE(u.feed(encode(req).value()).message().find("which only a client sends"),
+            std::string::npos);
+}
+
+TEST(ViciSession, TheQueueIsBoundedAndALostConnectionAnswersEveryone) {
+  Session s;
+  int failed = 0;
+  for (std::size_t i = 0; i < kMaxPending; ++i) {
+    ASSERT_TRUE(
+        s.command("list-sas", {}, [&](Result<Message> r) { failed += !r.is_ok(); }).is_ok());
+  }
+  const Status full = s.command("list-sas", {}, [](Result<Message>) {});
+  EXPECT_EQ(full.code(), Code::kResourceExhausted);
+  s.fail_all(Status(Code::kUnavailable, "charon closed the socket"));
+  EXPECT_EQ(failed, static_cast<int>(kMaxPending));
+  EXPECT_EQ(s.pending(), 0u);
 }
 
 }  // namespace
