@@ -10,7 +10,6 @@
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -18,10 +17,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
 #include "policy.skel.h"
@@ -106,6 +105,34 @@ std::vector<std::pair<std::uint16_t, int>> range_prefixes(std::uint32_t lo, std:
 template <typename K>
 std::string key_bytes(const K& k) {
   return std::string(reinterpret_cast<const char*>(&k), sizeof(K));
+}
+
+// Per-CPU counters summed over the CPUs.
+VerdictCounts sum_verdicts(int fd) {
+  VerdictCounts v;
+  const int ncpu = libbpf_num_possible_cpus();
+  std::vector<std::uint64_t> per(static_cast<std::size_t>(ncpu > 0 ? ncpu : 1));
+  std::uint64_t* fields[PT_VERDICTS] = {&v.allowed,          &v.denied,    &v.reply,
+                                        &v.not_ip,           &v.malformed, &v.fragment_passed,
+                                        &v.fragment_dropped, &v.no_tables};
+  for (std::uint32_t i = 0; i < PT_VERDICTS; ++i) {
+    if (bpf_map_lookup_elem(fd, &i, per.data()) != 0) continue;
+    for (auto x : per) *fields[i] += x;
+  }
+  return v;
+}
+
+std::pair<std::uint64_t, std::uint64_t> class_sum(int fd, std::uint32_t id) {
+  const int ncpu = libbpf_num_possible_cpus();
+  std::vector<pt_class_count> v(static_cast<std::size_t>(ncpu > 0 ? ncpu : 1));
+  std::pair<std::uint64_t, std::uint64_t> s{0, 0};
+  if (bpf_map_lookup_elem(fd, &id, v.data()) == 0) {
+    for (const auto& c : v) {
+      s.first += c.allowed;
+      s.second += c.denied;
+    }
+  }
+  return s;
 }
 
 }  // namespace
@@ -195,7 +222,6 @@ struct Datapath::Impl {
   std::size_t port_sets = 1;
   struct BClass {
     int direction = 0;
-    std::uint32_t cls = 0;
     std::uint64_t version = 0;
     std::vector<std::string> policies;
     std::vector<std::uint32_t> peers;  // identities with an entry
@@ -413,7 +439,6 @@ struct Datapath::Impl {
     const std::uint32_t id = new_id();
     BClass b;
     b.direction = d;
-    b.cls = cls;
     b.version = t.version(d, cls);
     for (auto slot : t.policies(d, cls)) b.policies.push_back(c.policies()[slot].key());
     for (std::uint32_t i = 0; i < t.identities(); ++i) {
@@ -440,16 +465,7 @@ struct Datapath::Impl {
   }
 
   std::pair<std::uint64_t, std::uint64_t> read_counts(std::uint32_t id) const {
-    const int ncpu = libbpf_num_possible_cpus();
-    std::vector<pt_class_count> v(static_cast<std::size_t>(ncpu > 0 ? ncpu : 1));
-    std::pair<std::uint64_t, std::uint64_t> sum{0, 0};
-    if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.class_counts), &id, v.data()) == 0) {
-      for (const auto& c : v) {
-        sum.first += c.allowed;
-        sum.second += c.denied;
-      }
-    }
-    return sum;
+    return class_sum(bpf_map__fd(skel->maps.class_counts), id);
   }
 
   // A class no identity points at any more: its counters go to its policies' totals.
@@ -827,45 +843,6 @@ struct Datapath::Impl {
 
 namespace {
 
-int mkdirs(const std::string& path) {
-  std::string cur;
-  std::stringstream ss(path);
-  std::string part;
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    cur += "/" + part;
-    if (::mkdir(cur.c_str(), 0700) != 0 && errno != EEXIST) return -errno;
-  }
-  return 0;
-}
-
-VerdictCounts sum_verdicts(int fd) {
-  VerdictCounts v;
-  const int ncpu = libbpf_num_possible_cpus();
-  std::vector<std::uint64_t> per(static_cast<std::size_t>(ncpu > 0 ? ncpu : 1));
-  std::uint64_t* fields[PT_VERDICTS] = {&v.allowed,          &v.denied,    &v.reply,
-                                        &v.not_ip,           &v.malformed, &v.fragment_passed,
-                                        &v.fragment_dropped, &v.no_tables};
-  for (std::uint32_t i = 0; i < PT_VERDICTS; ++i) {
-    if (bpf_map_lookup_elem(fd, &i, per.data()) != 0) continue;
-    for (auto x : per) *fields[i] += x;
-  }
-  return v;
-}
-
-std::pair<std::uint64_t, std::uint64_t> class_sum(int fd, std::uint32_t id) {
-  const int ncpu = libbpf_num_possible_cpus();
-  std::vector<pt_class_count> v(static_cast<std::size_t>(ncpu > 0 ? ncpu : 1));
-  std::pair<std::uint64_t, std::uint64_t> s{0, 0};
-  if (bpf_map_lookup_elem(fd, &id, v.data()) == 0) {
-    for (const auto& c : v) {
-      s.first += c.allowed;
-      s.second += c.denied;
-    }
-  }
-  return s;
-}
-
 std::vector<PolicyCount> to_list(const std::map<std::pair<std::string, std::string>,
                                                 std::pair<std::uint64_t, std::uint64_t>>& m) {
   std::vector<PolicyCount> out;
@@ -892,10 +869,6 @@ std::string unavailable_reason() {
     if (!net) missing += std::string(missing.empty() ? "" : " and ") + "CAP_NET_ADMIN";
     return "the eBPF datapath needs root (CAP_BPF and CAP_NET_ADMIN); this process lacks " +
            missing + "; userspace evaluation (without --datapath bpf) works as any user";
-  }
-  struct stat st {};
-  if (::stat("/sys/fs/bpf", &st) != 0) {
-    return "no BPF filesystem at /sys/fs/bpf (kernel without CONFIG_BPF_SYSCALL?)";
   }
   return "";
 }
@@ -932,9 +905,10 @@ Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options) {
                     "enforcer keeps its counters there for 'patronus policy counters'");
     }
     const std::string dir = std::string(kPinRoot) + "/" + options.pin_name;
-    if (const int err = mkdirs(dir); err != 0) return sys_error("creating " + dir, err);
-    if (const int err = mkdirs(kStateRoot); err != 0) {
-      return sys_error(std::string("creating ") + kStateRoot, err);
+    for (const std::string& d : {dir, std::string(kStateRoot)}) {
+      std::error_code ec;
+      std::filesystem::create_directories(d, ec);
+      if (ec) return Status(Code::kUnavailable, "creating " + d + ": " + ec.message());
     }
     for (auto* m : {impl->skel->maps.verdicts, impl->skel->maps.class_counts}) {
       const std::string path = dir + "/" + bpf_map__name(m);
