@@ -416,15 +416,14 @@ static __always_inline int classify(struct __sk_buff* skb, __u32 l3, __u16 ether
   return pass ? TC_ACT_OK : TC_ACT_SHOT;
 }
 
-// Devices with an Ethernet header (veth, bridges' ports, physical NICs).
+// Both programs take the network protocol the kernel already read (skb->protocol, from the
+// Ethernet header or the TUN's packet information). An 802.1Q-tagged frame is not IP here: it is
+// counted as not_ip and passes (enforce on the VLAN's own interface).
+
+// Devices with an Ethernet header (veth, bridges' ports, physical NICs, loopback).
 SEC("tc")
 int policy_eth(struct __sk_buff* skb) {
-  __be16 proto;
-  if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0) {
-    count(PT_V_MALFORMED);
-    return TC_ACT_SHOT;
-  }
-  return classify(skb, ETH_HLEN, bpf_ntohs(proto));
+  return classify(skb, ETH_HLEN, bpf_ntohs((__be16)skb->protocol));
 }
 
 // L3 devices (wireguard-go's TUN, ipsec0): the packet starts at the IP header.

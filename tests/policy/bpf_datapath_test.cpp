@@ -205,6 +205,49 @@ TEST(BpfDatapath, RepliesOfAllowedConnectionsPassAndNewOnesDoNot) {
   EXPECT_EQ(by["x/client-closed ingress"], std::make_pair(std::uint64_t{0}, std::uint64_t{3}));
 }
 
+// ICMP has no ports: only a rule without `ports` allows it; an echo reply answers its request.
+TEST(BpfDatapath, EchoRepliesAnswerTheirRequestAndOtherIcmpNeedsARuleWithoutPorts) {
+  REQUIRE_BPF();
+  auto inv = parse_manifests(kTwoPods, "pods.yaml", Accept::kInventory);
+  auto pols = parse_manifests(R"(
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: server-open-to-client, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-closed, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  policyTypes: [Ingress]
+)",
+                              "policies.yaml", Accept::kPolicies);
+  ASSERT_TRUE(inv.is_ok() && pols.is_ok());
+  const Classifier cls(pols.value().policies, make_inventory(inv.value()));
+  auto dp = open_dp(true);
+  ASSERT_NE(dp, nullptr);
+  ASSERT_TRUE(dp->sync(cls).is_ok());
+  // type 8 request / 0 reply, identifier at bytes 4-5 of the ICMP header (after 14 + 20 bytes).
+  auto icmp = [](const char* src, const char* dst, std::uint8_t type, std::uint16_t id) {
+    auto f = Packet{ip(src), ip(dst), 1, 0, 0}.frame();
+    f[34] = type;
+    f[38] = static_cast<std::uint8_t>(id >> 8);
+    f[39] = static_cast<std::uint8_t>(id);
+    return f;
+  };
+  EXPECT_FALSE(dp->test_run(icmp("10.9.0.2", "10.9.0.1", 8, 7)).value()) << "client closed";
+  EXPECT_TRUE(dp->test_run(icmp("10.9.0.1", "10.9.0.2", 8, 7)).value()) << "rule without ports";
+  EXPECT_TRUE(dp->test_run(icmp("10.9.0.2", "10.9.0.1", 0, 7)).value()) << "its reply";
+  EXPECT_FALSE(dp->test_run(icmp("10.9.0.2", "10.9.0.1", 0, 8)).value()) << "no request 8";
+  const auto v = dp->verdicts().value();
+  EXPECT_EQ(v.allowed, 1u);
+  EXPECT_EQ(v.reply, 1u);
+  EXPECT_EQ(v.denied, 2u);
+}
+
 TEST(BpfDatapath, StatelessModeJudgesEveryPacketAlone) {
   REQUIRE_BPF();
   auto dp = open_dp(false);
