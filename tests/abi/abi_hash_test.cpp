@@ -24,13 +24,15 @@ extern const layout_entry patronus_frozen_1_2[];
 extern const layout_entry patronus_current_1_2[];
 extern const layout_entry patronus_frozen_1_3[];
 extern const layout_entry patronus_current_1_3[];
+extern const layout_entry patronus_frozen_1_4[];
+extern const layout_entry patronus_current_1_4[];
 }
 
 namespace {
 
-constexpr std::uint64_t kPinnedHash = 0x6f9cf0ad15fb3fb4ULL;  // FNV-1a 64 of the header bytes
+constexpr std::uint64_t kPinnedHash = 0x6830a08d25a2b22bULL;  // FNV-1a 64 of the header bytes
 constexpr int kPinnedMajor = 1;
-constexpr int kPinnedMinor = 3;
+constexpr int kPinnedMinor = 4;
 
 std::uint64_t fnv1a(const std::string& s) {
   std::uint64_t h = 0xcbf29ce484222325ULL;
@@ -102,6 +104,10 @@ TEST(AbiHeader, EveryAbi12OffsetAndSizeIsUnchanged) {
 
 TEST(AbiHeader, EveryAbi13OffsetAndSizeIsUnchanged) {
   EXPECT_GT(expect_unchanged(patronus_frozen_1_3, patronus_current_1_3), 10u);
+}
+
+TEST(AbiHeader, EveryAbi14OffsetAndSizeIsUnchanged) {
+  EXPECT_GE(expect_unchanged(patronus_frozen_1_4, patronus_current_1_4), 4u);
 }
 
 // The frozen-size constants the host uses as lower bounds are the sizes of the version that

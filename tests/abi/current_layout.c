@@ -15,3 +15,6 @@ const struct layout_entry patronus_current_1_2[] = {
 const struct layout_entry patronus_current_1_3[] = {
 #include "layout_entries_1_3.inc"
     {0, 0}};
+const struct layout_entry patronus_current_1_4[] = {
+#include "layout_entries_1_4.inc"
+    {0, 0}};

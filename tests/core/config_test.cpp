@@ -166,4 +166,25 @@ TEST(DaemonConfig, RuntimeLivenessNamesProbeInstances) {
             std::string::npos);
 }
 
+// runtime.transports: a transport kind per instance, for a site whose endpoints use several.
+TEST(DaemonConfig, RuntimeTransportsMapKindsToInstances) {
+  const std::string base = std::string(kGood) +
+                           "  - plugin: probes\n  - {plugin: wireguard, name: wg}\n"
+                           "  - {plugin: ipsec, name: ike}\n"
+                           "runtime:\n  sites_file: s.yaml\n  keys_dir: k\n  probe: probes\n"
+                           "  scorer: scoring\n";
+  auto c = core::parse_daemon_config(base + "  transports: {wireguard: wg, ipsec: ike}\n", "/");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c.value().runtime->transports.at("ipsec"), "ike");
+  EXPECT_EQ(c.value().runtime->dataplane, "linux");  // tunnels: steered by default
+  EXPECT_NE(daemon_error(base + "  transports: {gre: wg}\n")
+                .find("runtime.transports.gre: not a transport kind"),
+            std::string::npos);
+  EXPECT_NE(daemon_error(base + "  transports: {ipsec: nope}\n")
+                .find("runtime.transports.ipsec: no plugin instance 'nope' in plugins"),
+            std::string::npos);
+  EXPECT_NE(daemon_error(base + "  transports: [wg]\n").find("runtime.transports: expected a map"),
+            std::string::npos);
+}
+
 }  // namespace

@@ -181,4 +181,72 @@ TEST(SitePlan, AStagedKeyReachesThePeersAsTheNextKeyAndTheCommitMakesItTheKey) {
   std::filesystem::remove_all(dir);
 }
 
+// A mixed site: a WireGuard endpoint and an IPsec endpoint to a remote site with both. Paths pair
+// only endpoints of the same transport; each path names its transport, its interface (IPsec:
+// ipsec0, the site's first IPsec endpoint) and, for IPsec, both ends' IKE settings for the plugin;
+// each interface carries the remote LAN on its first path (so failover can move the LAN's traffic
+// from one transport to the other).
+TEST(SitePlan, MixedSitesPairEndpointsOfTheSameTransportAndTellThePluginTheirSettings) {
+  auto file = mesh::parse_sites_yaml(R"(sites:
+  - name: hq
+    subnets: [10.1.0.0/24]
+    endpoints:
+      - {name: inet, address: "192.0.2.1:51820"}
+      - name: corp
+        address: "198.51.100.1:500"
+        transport: ipsec
+        ike: {id: hq.example, proposals: [aes256gcm16-prfsha384-x25519], dpd_s: 5}
+  - name: br
+    subnets: [10.2.0.0/24]
+    endpoints:
+      - {name: inet, address: "192.0.2.2:51820"}
+      - {name: corp, address: "198.51.100.2:500", transport: ipsec}
+)",
+                                     "t.yaml");
+  ASSERT_TRUE(file.is_ok()) << file.status().to_string();
+  auto keys = [](std::string_view site, std::string_view ep) {
+    return mesh::seeded_keypair(9, std::string(site) + "/" + std::string(ep));
+  };
+  for (auto& s : file.value().sites) {
+    s.public_keys.clear();
+    for (const auto& e : s.site.endpoints) {
+      s.public_keys.push_back(mesh::key_to_base64(keys(s.site.name, e.name).value().public_key));
+    }
+  }
+  auto g = mesh::MeshGraph::build(std::move(file.value()), {});
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  ASSERT_EQ(g.value().num_paths(), 2u);  // inet~inet and corp~corp, never inet~corp
+  auto overlay = mesh::assign_overlay(g.value(), {});
+  ASSERT_TRUE(overlay.is_ok());
+  auto plan = mesh::make_plan(g.value(), overlay.value());
+  ASSERT_TRUE(plan.is_ok());
+  auto hq =
+      site::site_plan(g.value(), plan.value(), {model::PathId(1), model::PathId(2)}, "hq", keys);
+  ASSERT_TRUE(hq.is_ok()) << hq.status().to_string();
+  ASSERT_EQ(hq.value().paths.size(), 2u);
+  const auto lan = model::IpPrefix::parse("10.2.0.0/24").value();
+  for (const auto& p : hq.value().paths) {
+    ASSERT_TRUE(p.tunnel);
+    EXPECT_EQ(p.local_endpoint, p.remote_endpoint);
+    const auto& allowed = p.tunnel->allowed_prefixes;
+    EXPECT_NE(std::find(allowed.begin(), allowed.end(), lan), allowed.end()) << p.name;
+    if (p.local_endpoint == "inet") {
+      EXPECT_EQ(p.tunnel->transport, "wireguard");
+      EXPECT_EQ(p.tunnel->interface_name, "wg-inet");
+      EXPECT_EQ(p.tunnel->params_json, "");
+    } else {
+      EXPECT_EQ(p.tunnel->transport, "ipsec");
+      EXPECT_EQ(p.tunnel->interface_name, "ipsec0");
+      EXPECT_EQ(p.tunnel->params_json,
+                R"({"local":{"dpd_s":5,"id":"hq.example","proposals":)"
+                R"(["aes256gcm16-prfsha384-x25519"]},"remote":{},"transport":"ipsec"})");
+    }
+  }
+  // The plan shows the IPsec path next to the WireGuard one.
+  const std::string json = mesh::plan_to_json(g.value(), plan.value());
+  EXPECT_NE(json.find(R"("dst_interface":"ipsec0")"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("transport":"ipsec")"), std::string::npos);
+  EXPECT_NE(json.find(R"("transport":"wireguard")"), std::string::npos);
+}
+
 }  // namespace

@@ -167,6 +167,28 @@ const BadCase kBad[] = {
      "sites:\n  - {name: a, region: \"\xc3\x28\", endpoints: [{name: w, address: 1.1.1.1:1}]}\n",
      "line 2: sites[0].region: not valid UTF-8 text"},
     {"empty", "", "expected a map with a 'sites' list"},
+    {"unknown transport",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:1, transport: gre}]}\n",
+     "line 2: sites[0].endpoints[0].transport: expected 'wireguard' or 'ipsec'"},
+    {"ike on wireguard",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:1, ike: {id: x}}]}\n",
+     "sites[0].endpoints[0].ike: only for an endpoint with transport: ipsec"},
+    {"ike unknown key",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec, ike: "
+     "{psk: hunter2}}]}\n",
+     "sites[0].endpoints[0].ike.psk: unknown key"},
+    {"psk file relative",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec, ike: "
+     "{psk_file: k.psk}}]}\n",
+     "sites[0].endpoints[0].ike.psk_file: must be an absolute path"},
+    {"proposals not a list",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec, ike: "
+     "{proposals: aes256gcm16}}]}\n",
+     "sites[0].endpoints[0].ike.proposals: expected a list of strings"},
+    {"dpd zero",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec, ike: "
+     "{dpd_s: 0}}]}\n",
+     "sites[0].endpoints[0].ike.dpd_s"},
 };
 
 INSTANTIATE_TEST_SUITE_P(All, SitesFileErrors, ::testing::ValuesIn(kBad), [](const auto& info) {

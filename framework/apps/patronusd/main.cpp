@@ -224,6 +224,9 @@ int main(int argc, char** argv) {
     info.started_unix_ns = wall_ns();
     if (cfg.runtime) {
       info.transport = cfg.runtime->transport;
+      for (const auto& [kind, inst] : cfg.runtime->transports) {
+        info.transport += (info.transport.empty() ? "" : ", ") + kind + ": " + inst;
+      }
       info.dataplane = cfg.runtime->dataplane;
     }
     service_info = info;
@@ -308,6 +311,7 @@ int main(int argc, char** argv) {
     rc.metrics_interval_ns = cfg.runtime->metrics_interval_ms * 1000000;
     rc.max_flows = cfg.runtime->max_flows;
     rc.transport = cfg.runtime->transport;
+    rc.transports = cfg.runtime->transports;
     steering::Dataplane* dataplane = &logging_dataplane;
     if (cfg.runtime->dataplane == "linux") {
       // Each path leaves by its local endpoint's tunnel interface.

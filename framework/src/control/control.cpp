@@ -31,6 +31,10 @@ const char* tunnel_diag(std::uint32_t d) {
       return "the device refused its configuration";
     case PATRONUS_TUNNEL_DIAG_DEVICE_GONE:
       return "the device went away";
+    case PATRONUS_TUNNEL_DIAG_AUTH_FAILED:
+      return "authentication failed";
+    case PATRONUS_TUNNEL_DIAG_NEGOTIATION_FAILED:
+      return "no proposal or traffic selector agreed";
     default:
       return "unknown diagnostic";
   }

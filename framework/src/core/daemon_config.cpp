@@ -35,12 +35,28 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
                                      const DaemonConfig& c) {
   const std::string path = "runtime";
   if (!rt.IsMap()) return invalid_argument(at(rt) + "runtime: expected a map");
-  if (auto s = check_keys(
-          rt,
-          {"sites_file", "topology", "hubs", "k", "keys_dir", "probe", "scorer", "voice_scorer",
-           "classes", "tick_ms", "idle_after_ms", "flow_idle_ms", "metrics_interval_ms",
-           "max_flows", "store_samples", "transport", "dataplane", "table_base", "liveness"},
-          path);
+  if (auto s = check_keys(rt,
+                          {"sites_file",
+                           "topology",
+                           "hubs",
+                           "k",
+                           "keys_dir",
+                           "probe",
+                           "scorer",
+                           "voice_scorer",
+                           "classes",
+                           "tick_ms",
+                           "idle_after_ms",
+                           "flow_idle_ms",
+                           "metrics_interval_ms",
+                           "max_flows",
+                           "store_samples",
+                           "transport",
+                           "transports",
+                           "dataplane",
+                           "table_base",
+                           "liveness"},
+                          path);
       !s.is_ok()) {
     return s;
   }
@@ -110,17 +126,41 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
   auto transport = instance("transport", false);
   if (!transport.is_ok()) return transport.status();
   r.transport = transport.value();
+  if (const auto ts = rt["transports"]) {
+    if (!ts.IsMap()) {
+      return invalid_argument(at(ts) + "runtime.transports: expected a map of transport kind " +
+                              "(wireguard, ipsec) to plugin instance");
+    }
+    for (const auto& kv : ts) {
+      const std::string kind = kv.first.Scalar();
+      const std::string where = "runtime.transports." + kind;
+      if (kind != "wireguard" && kind != "ipsec") {
+        return invalid_argument(at(kv.first) + where + ": not a transport kind (wireguard, ipsec)");
+      }
+      if (!kv.second.IsScalar() || kv.second.Scalar().empty()) {
+        return invalid_argument(at(kv.second) + where + ": expected a plugin instance name");
+      }
+      const std::string name = kv.second.Scalar();
+      if (std::none_of(c.plugins.begin(), c.plugins.end(),
+                       [&](const auto& p) { return p.instance == name; })) {
+        return invalid_argument(at(kv.second) + where + ": no plugin instance '" + name +
+                                "' in plugins");
+      }
+      r.transports[kind] = name;
+    }
+  }
   auto dp = scalar(rt, "dataplane", path, false);
   if (!dp.is_ok()) return dp.status();
-  r.dataplane = dp.value().empty() ? (r.transport.empty() ? "none" : "linux") : dp.value();
+  const bool tunnels = !r.transport.empty() || !r.transports.empty();
+  r.dataplane = dp.value().empty() ? (tunnels ? "linux" : "none") : dp.value();
   if (r.dataplane != "linux" && r.dataplane != "none") {
     return invalid_argument(at(rt["dataplane"]) + "runtime.dataplane: '" + r.dataplane +
                             "' is not linux or none");
   }
-  if (r.dataplane == "linux" && r.transport.empty()) {
+  if (r.dataplane == "linux" && !tunnels) {
     return invalid_argument(at(rt["dataplane"]) +
                             "runtime.dataplane: linux steers onto tunnels, so it needs "
-                            "runtime.transport");
+                            "runtime.transport or runtime.transports");
   }
   if (const auto cl = rt["classes"]; cl && !cl.IsNull()) {
     if (!cl.IsMap()) return invalid_argument(at(cl) + "runtime.classes: expected a map");

@@ -316,7 +316,7 @@ struct HostBridge {
       patronus_tunnel_status v{};
       if (!read_report(t, PATRONUS_SIZE_1_2_TUNNEL_STATUS, &v) ||
           (v.state != PATRONUS_TUNNEL_UP && v.state != PATRONUS_TUNNEL_DOWN) ||
-          v.diagnostic > PATRONUS_TUNNEL_DIAG_DEVICE_GONE) {
+          v.diagnostic > PATRONUS_TUNNEL_DIAG_NEGOTIATION_FAILED) {
         r.refused(*c->instance, "host.report_malformed", ++r.counters_.reports_malformed);
         return;
       }

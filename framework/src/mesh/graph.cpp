@@ -60,6 +60,8 @@ bool MeshGraph::compatible(std::size_t site_a, std::size_t ep_a, std::size_t sit
   const auto& ea = (*g_)[site_a].site.endpoints[ep_a];
   const auto& eb = (*g_)[site_b].site.endpoints[ep_b];
   if (ea.address.ip().is_v4() != eb.address.ip().is_v4()) return false;
+  // Both ends speak the same protocol: a WireGuard endpoint never pairs with an IPsec one.
+  if ((*g_)[site_a].transport(ep_a) != (*g_)[site_b].transport(ep_b)) return false;
   if (!rules_.allows(ea.type, eb.type) || !rules_.allows(eb.type, ea.type)) return false;
   if (have_hubs_) {
     if (rules_.by_type[static_cast<int>(ea.type)].hubs_only && !is_hub_[site_b]) return false;

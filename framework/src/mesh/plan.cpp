@@ -128,6 +128,16 @@ std::string interface_name(std::string_view endpoint) {
   return "wg-" + std::string(endpoint.substr(0, 7)) + "-" + hash;
 }
 
+std::string endpoint_interface(const MeshGraph& m, std::size_t site, std::size_t endpoint) {
+  const SiteSpec& s = m.site(site);
+  if (s.transport(endpoint) != TransportKind::kIpsec) {
+    return interface_name(s.site.endpoints[endpoint].name);
+  }
+  std::size_t n = 0;
+  for (std::size_t e = 0; e < endpoint; ++e) n += s.transport(e) == TransportKind::kIpsec;
+  return "ipsec" + std::to_string(n);
+}
+
 Status fill_public_keys(MeshGraph& m, const KeyDirectory& keys) {
   for (std::size_t s = 0; s < m.num_sites(); ++s) {
     const auto& site = m.site(s).site;
@@ -171,7 +181,8 @@ Result<TunnelPlan> make_plan(const MeshGraph& m, OverlayAssignments overlay) {
       p.site = s;
       p.endpoint = e;
       const auto& ep = m.site(s).site.endpoints[e];
-      p.name = interface_name(ep.name);
+      p.transport = m.site(s).transport(e);
+      p.name = endpoint_interface(m, s, e);
       p.listen_port = ep.address.port();
       p.address = plan.overlay.at(endpoint_key(m, s, e));
       plan.sites[s].push_back(std::move(p));
@@ -255,6 +266,33 @@ std::vector<std::vector<model::IpPrefix>> peer_allowed_prefixes(const MeshGraph&
 }
 
 namespace {
+nlohmann::json ike_json(const SiteSpec& spec, std::size_t e) {
+  const IkeSettings& k = spec.transports[e].ike;
+  nlohmann::json j = nlohmann::json::object();
+  if (!k.id.empty()) j["id"] = k.id;
+  if (!k.proposals.empty()) j["proposals"] = k.proposals;
+  if (!k.esp_proposals.empty()) j["esp_proposals"] = k.esp_proposals;
+  if (!k.psk_file.empty()) j["psk_file"] = k.psk_file;
+  if (k.dpd_s) j["dpd_s"] = k.dpd_s;
+  if (k.rekey_s) j["rekey_s"] = k.rekey_s;
+  if (k.child_rekey_s) j["child_rekey_s"] = k.child_rekey_s;
+  return j;
+}
+}  // namespace
+
+std::string transport_params_json(const MeshGraph& m, std::size_t local_site,
+                                  std::size_t local_endpoint, std::size_t remote_site,
+                                  std::size_t remote_endpoint) {
+  const SiteSpec& l = m.site(local_site);
+  if (l.transport(local_endpoint) != TransportKind::kIpsec) return "";
+  const SiteSpec& r = m.site(remote_site);
+  return nlohmann::json{{"transport", "ipsec"},
+                        {"local", ike_json(l, local_endpoint)},
+                        {"remote", ike_json(r, remote_endpoint)}}
+      .dump();
+}
+
+namespace {
 nlohmann::json plan_json(const MeshGraph& m, const TunnelPlan& plan) {
   using nlohmann::json;
   json out;
@@ -274,7 +312,9 @@ nlohmann::json plan_json(const MeshGraph& m, const TunnelPlan& plan) {
                 {"address", ep.address.to_string()},
                 {"type", model::to_string(ep.type)},
                 {"cost_per_gb", ep.cost_per_gb},
+                {"transport", to_string(spec.transport(e))},
                 {"public_key", spec.public_keys[e]}};
+      if (spec.transport(e) == TransportKind::kIpsec) j["ike"] = ike_json(spec, e);
       if (ep.bandwidth_mbps) j["bandwidth_mbps"] = *ep.bandwidth_mbps;
       eps.push_back(std::move(j));
     }
@@ -285,6 +325,7 @@ nlohmann::json plan_json(const MeshGraph& m, const TunnelPlan& plan) {
     json ifs = json::array();
     for (const auto& iface : plan.sites[s]) {
       json i = {{"name", iface.name},
+                {"transport", to_string(iface.transport)},
                 {"endpoint", spec.site.endpoints[iface.endpoint].name},
                 {"listen_port", iface.listen_port},
                 {"public_key", spec.public_keys[iface.endpoint]},
@@ -320,8 +361,9 @@ nlohmann::json plan_json(const MeshGraph& m, const TunnelPlan& plan) {
                      {"dst_site", b.site.name},
                      {"src_endpoint", a.site.endpoints[p.src_endpoint].name},
                      {"dst_endpoint", b.site.endpoints[p.dst_endpoint].name},
-                     {"src_interface", interface_name(a.site.endpoints[p.src_endpoint].name)},
-                     {"dst_interface", interface_name(b.site.endpoints[p.dst_endpoint].name)}});
+                     {"transport", to_string(a.transport(p.src_endpoint))},
+                     {"src_interface", endpoint_interface(m, p.src_site, p.src_endpoint)},
+                     {"dst_interface", endpoint_interface(m, m.path_dst(id), p.dst_endpoint)}});
   }
   out["paths"] = std::move(paths);
   return out;

@@ -32,6 +32,10 @@ OverlaySettings::OverlaySettings()
     : ipv4(model::IpPrefix::parse("10.200.0.0/16").value()),
       ipv6(model::IpPrefix::parse("fd70:6174:726f:6e75::/64").value()) {}
 
+const char* to_string(TransportKind k) {
+  return k == TransportKind::kIpsec ? "ipsec" : "wireguard";
+}
+
 int SitesFile::find_site(std::string_view name) const {
   for (std::size_t i = 0; i < sites.size(); ++i) {
     if (sites[i].site.name == name) return static_cast<int>(i);
@@ -69,12 +73,90 @@ Result<std::string> key_field(const YAML::Node& e, const char* name, const std::
   return key_to_base64(key.value());
 }
 
+Result<std::vector<std::string>> string_list(const YAML::Node& n, const std::string& path,
+                                             std::size_t max) {
+  if (!n.IsSequence()) return invalid_argument(at(n) + path + ": expected a list of strings");
+  if (n.size() > max) {
+    return invalid_argument(at(n) + path + ": at most " + std::to_string(max) + " entries");
+  }
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const std::string pi = path + "[" + std::to_string(i) + "]";
+    if (!n[i].IsScalar() || n[i].Scalar().empty() || n[i].Scalar().size() > 256) {
+      return invalid_argument(at(n[i]) + pi + ": expected a string of 1-256 characters");
+    }
+    out.push_back(n[i].Scalar());
+  }
+  return out;
+}
+
+// `ike:` of an IPsec endpoint. Proposals are checked by the plugin (it knows what charon accepts
+// and which algorithms we refuse); here only their shape.
+Status parse_ike(const YAML::Node& n, const std::string& path, IkeSettings& out) {
+  if (!n.IsMap()) return invalid_argument(at(n) + path + ": expected a map");
+  if (auto s = yamlf::check_keys(
+          n, {"id", "proposals", "esp_proposals", "psk_file", "dpd_s", "rekey_s", "child_rekey_s"},
+          path);
+      !s.is_ok()) {
+    return s;
+  }
+  auto id = yamlf::string_field(n, "id", path, false);
+  if (!id.is_ok()) return id.status();
+  out.id = id.value();
+  if (out.id.size() > 255) return invalid_argument(at(n["id"]) + join(path, "id") + ": too long");
+  for (const char* key : {"proposals", "esp_proposals"}) {
+    if (!n[key]) continue;
+    auto l = string_list(n[key], join(path, key), 16);
+    if (!l.is_ok()) return l.status();
+    (std::string(key) == "proposals" ? out.proposals : out.esp_proposals) = l.value();
+  }
+  auto psk = yamlf::string_field(n, "psk_file", path, false);
+  if (!psk.is_ok()) return psk.status();
+  out.psk_file = psk.value();
+  if (!out.psk_file.empty() && out.psk_file.front() != '/') {
+    return invalid_argument(at(n["psk_file"]) + join(path, "psk_file") +
+                            ": must be an absolute path");
+  }
+  struct Timer {
+    const char* key;
+    std::uint32_t* v;
+    std::int64_t min;
+  };
+  for (const Timer& t : {Timer{"dpd_s", &out.dpd_s, 1}, Timer{"rekey_s", &out.rekey_s, 60},
+                         Timer{"child_rekey_s", &out.child_rekey_s, 60}}) {
+    if (!n[t.key]) continue;
+    auto v = yamlf::integer(n[t.key], join(path, t.key), t.min, 7 * 24 * 3600);
+    if (!v.is_ok()) return v.status();
+    *t.v = static_cast<std::uint32_t>(v.value());
+  }
+  return Status::ok();
+}
+
+Status parse_transport(const YAML::Node& e, const std::string& path, EndpointTransport& out) {
+  if (const auto t = e["transport"]) {
+    if (!t.IsScalar() || (t.Scalar() != "wireguard" && t.Scalar() != "ipsec")) {
+      return invalid_argument(at(t) + join(path, "transport") +
+                              ": expected 'wireguard' or 'ipsec'");
+    }
+    out.kind = t.Scalar() == "ipsec" ? TransportKind::kIpsec : TransportKind::kWireGuard;
+  }
+  if (const auto ike = e["ike"]) {
+    if (out.kind != TransportKind::kIpsec) {
+      return invalid_argument(at(ike) + join(path, "ike") +
+                              ": only for an endpoint with transport: ipsec");
+    }
+    return parse_ike(ike, join(path, "ike"), out.ike);
+  }
+  return Status::ok();
+}
+
 Status parse_endpoint(const YAML::Node& e, const std::string& path, model::Endpoint& out,
-                      std::string& public_key, std::string& next_public_key) {
+                      std::string& public_key, std::string& next_public_key,
+                      EndpointTransport& transport) {
   if (!e.IsMap()) return invalid_argument(at(e) + path + ": expected a map");
   if (auto s = yamlf::check_keys(e,
                                  {"name", "address", "type", "cost_per_gb", "bandwidth_mbps",
-                                  "public_key", "next_public_key"},
+                                  "public_key", "next_public_key", "transport", "ike"},
                                  path);
       !s.is_ok()) {
     return s;
@@ -93,6 +175,10 @@ Status parse_endpoint(const YAML::Node& e, const std::string& path, model::Endpo
                             sa.status().message());
   }
   out.address = sa.value();
+  if (auto s = parse_transport(e, path, transport); !s.is_ok()) return s;
+  if (transport.kind == TransportKind::kIpsec && out.address.port() == 0) {
+    out.address = model::SocketAddress(out.address.ip(), 500);  // IKE
+  }
   if (e["type"]) {
     auto t = type_at(e["type"], join(path, "type"));
     if (!t.is_ok()) return t.status();
@@ -184,10 +270,13 @@ Status parse_site(const YAML::Node& n, const std::string& path, SiteSpec& out) {
   for (std::size_t i = 0; i < eps.size(); ++i) {
     model::Endpoint e;
     std::string key, next;
-    if (auto s = parse_endpoint(eps[i], ep + "[" + std::to_string(i) + "]", e, key, next);
+    EndpointTransport transport;
+    if (auto s =
+            parse_endpoint(eps[i], ep + "[" + std::to_string(i) + "]", e, key, next, transport);
         !s.is_ok()) {
       return s;
     }
+    out.transports.push_back(std::move(transport));
     out.site.endpoints.push_back(std::move(e));
     out.public_keys.push_back(std::move(key));
     out.next_public_keys.push_back(std::move(next));

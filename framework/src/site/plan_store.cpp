@@ -58,7 +58,7 @@ Result<std::vector<model::PathId>> save_plan(store::Store& db, const mesh::MeshG
     r.src_endpoint = a.endpoints[p.src_endpoint].name;
     r.dst_site = b.name;
     r.dst_endpoint = b.endpoints[p.dst_endpoint].name;
-    r.wg_interface = mesh::interface_name(r.src_endpoint);
+    r.wg_interface = mesh::endpoint_interface(g, p.src_site, p.src_endpoint);
     paths.push_back(std::move(r));
   }
   return db.save_mesh(sites, endpoints, paths, now_unix);
@@ -97,6 +97,7 @@ Result<std::size_t> write_wg_configs(const mesh::MeshGraph& g, const mesh::Tunne
     if (ec) return unavailable(sdir + ": " + ec.message());
     ::chmod(sdir.c_str(), 0700);
     for (const auto& iface : plan.sites[s]) {
+      if (iface.transport != mesh::TransportKind::kWireGuard) continue;  // IPsec: charon's
       const std::string ep = spec.site.endpoints[iface.endpoint].name;
       std::optional<mesh::Key> priv;
       if (keys) {
@@ -213,6 +214,8 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
         t.remote_next_public_key = next.value();
       }
       t.keepalive_s = g.overlay().persistent_keepalive;
+      t.transport = mesh::to_string(iface.transport);
+      t.params_json = mesh::transport_params_json(g, sv, le, rs, re);
       p.tunnel = std::move(t);
       break;
     }

@@ -237,14 +237,23 @@ Status SiteRuntime::start() {
                               "' is named twice (the probe's own liveness counts already)");
     }
   }
-  if (!config_.transport.empty()) {
-    if (!has(config_.transport)) {
-      return invalid_argument("transport: no plugin instance '" + config_.transport + "'");
+  if (!config_.transport.empty() && !has(config_.transport)) {
+    return invalid_argument("transport: no plugin instance '" + config_.transport + "'");
+  }
+  for (const auto& [kind, inst] : config_.transports) {
+    if (!has(inst)) {
+      return invalid_argument("transports." + kind + ": no plugin instance '" + inst + "'");
     }
+  }
+  if (tunnels()) {
     for (const auto& p : paths_) {
       if (!p->spec.tunnel || !p->spec.local_overlay || !p->spec.remote_overlay) {
         return invalid_argument("transport: path '" + p->spec.name +
                                 "' has no tunnel (interface, keys, overlay addresses)");
+      }
+      if (transport_of(*p).empty()) {
+        return invalid_argument("transports: no instance for path '" + p->spec.name +
+                                "' (its transport is " + p->spec.tunnel->transport + ")");
       }
     }
   }
@@ -332,13 +341,13 @@ Status SiteRuntime::start() {
   }
   // Tunnels first (a transport), then the probes: over the overlay addresses when there are
   // tunnels, so a probe reply proves the tunnel carries packets.
-  if (!config_.transport.empty()) {
+  if (tunnels()) {
     for (auto& p : paths_) {
       auto s = bring_up_tunnel(*p);
       if (!s.is_ok()) {
         for (auto& q : paths_) {
           if (q.get() == p.get()) break;
-          (void)router_.path_down(config_.transport, q->spec.id.value());
+          (void)router_.path_down(transport_of(*q), q->spec.id.value());
         }
         return Status(s.code(), "path '" + p->spec.name + "': " + s.message());
       }
@@ -391,7 +400,7 @@ patronus_path_desc SiteRuntime::describe(const Path& p) const {
 
 patronus_path_desc SiteRuntime::probe_desc(const Path& p) const {
   patronus_path_desc d = describe(p);
-  if (!config_.transport.empty()) {  // through the tunnel
+  if (tunnels()) {  // through the tunnel
     d.local = d.local_overlay;
     d.remote = d.remote_overlay;
   }
@@ -460,7 +469,7 @@ Result<bool> SiteRuntime::update_path(const PathSpec& spec) {
   const PathSpec before = p.spec;
   p.spec = spec;
   if (!running_) return true;
-  if (tunnel_changed && !config_.transport.empty()) {
+  if (tunnel_changed && tunnels()) {
     if (auto s = bring_up_tunnel(p); !s.is_ok()) {
       p.spec = before;
       return Status(s.code(), "path '" + spec.name + "': " + s.message());
@@ -509,7 +518,16 @@ Status SiteRuntime::bring_up_tunnel(const Path& p) {
     std::memcpy(d.remote_next_public_key, t.remote_next_public_key->data(), 32);
     d.flags |= PATRONUS_PATH_REMOTE_NEXT_KEY;
   }
-  return router_.path_up(config_.transport, d);
+  d.transport_params = t.params_json.empty() ? nullptr : t.params_json.c_str();
+  d.transport_params_size = static_cast<std::uint32_t>(t.params_json.size());
+  return router_.path_up(transport_of(p), d);
+}
+
+const std::string& SiteRuntime::transport_of(const Path& p) const {
+  static const std::string none;
+  if (!p.spec.tunnel) return none;
+  auto it = config_.transports.find(p.spec.tunnel->transport);
+  return it != config_.transports.end() ? it->second : config_.transport;
 }
 
 void SiteRuntime::stop() {
@@ -650,13 +668,14 @@ void SiteRuntime::on_gate(const std::string& instance, const patronus_path_liven
 }
 
 void SiteRuntime::on_tunnel(const std::string& instance, const patronus_tunnel_status& t) {
-  if (instance != config_.transport || !running_) return;
+  if (!running_) return;
   auto it = path_index_.find(t.path_id);
   if (it == path_index_.end()) {
-    ++counters_.tunnel_reports_unknown_path;
+    if (tunnels()) ++counters_.tunnel_reports_unknown_path;
     return;
   }
   Path& p = *paths_[it->second];
+  if (instance != transport_of(p)) return;  // not the instance that builds this path's tunnel
   PathView::TunnelView v;
   v.up = t.state == PATRONUS_TUNNEL_UP;
   v.diagnostic = t.diagnostic;
@@ -761,9 +780,16 @@ std::string why_not(const PathView& v, bool valid, double score, const ClassSpec
     }
   }
   if (v.tunnel && !v.tunnel->up) {
-    return v.tunnel->diagnostic == PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE
-               ? "tunnel down (no handshake within the reject window)"
-               : "tunnel down (the device failed)";
+    switch (v.tunnel->diagnostic) {
+      case PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE:
+        return "tunnel down (no handshake within the reject window)";
+      case PATRONUS_TUNNEL_DIAG_AUTH_FAILED:
+        return "tunnel down (authentication failed)";
+      case PATRONUS_TUNNEL_DIAG_NEGOTIATION_FAILED:
+        return "tunnel down (no proposal or traffic selector agreed)";
+      default:
+        return "tunnel down (the device failed)";
+    }
   }
   if (!valid) return "not measured yet";
   if (score < c.min_score) return "score " + fmt(score) + " < " + fmt(c.min_score);

@@ -10,7 +10,9 @@
  *    host's, is refused. Adding to the end of a table is a minor bump; anything else is a major
  *    one. ABI 1.1 (docs/adr/0006-abi-1-1.md) appended fields to tables 1.0 defined; ABI 1.2
  *    (docs/adr/0011-abi-1-2.md) appended what a transport needs; ABI 1.3 (docs/adr/0014-abi-1-3.md)
- *    what a protocol with TTL rules needs (BFD). 1.0, 1.1 and 1.2 plugins keep loading.
+ *    what a protocol with TTL rules needs (BFD); ABI 1.4 (docs/adr/0017-ipsec-transport.md) a
+ *    path's transport settings from the sites file and two tunnel diagnostics (IPsec). 1.0, 1.1,
+ *    1.2 and 1.3 plugins keep loading.
  *  - Reserved fields and slots must be zero.
  *  - Each plugin exports exactly one entry point, through Boost.DLL's alias mechanism, under the
  *    name `patronus_plugin_entry` (see PATRONUS_PLUGIN_ENTRY below).
@@ -28,13 +30,13 @@ extern "C" {
 #endif
 
 #define PATRONUS_ABI_VERSION_MAJOR 1
-#define PATRONUS_ABI_VERSION_MINOR 3
+#define PATRONUS_ABI_VERSION_MINOR 4
 
 /* ---------------------------------------------------------------------------------------------
  * Frozen sizes (LP64) of every table and struct as the ABI version that introduced it defined
  * them. The host never accepts a table shorter than its frozen 1.0 size, and reads only
  * min(struct_size, sizeof(what it knows)) bytes: a plugin built against 1.0 keeps loading in every
- * 1.x host. Fields added in 1.1, 1.2 and 1.3 are marked "ABI 1.1" ... "ABI 1.3"; a reader checks
+ * 1.x host. Fields added in 1.1 ... 1.4 are marked "ABI 1.1" ... "ABI 1.4"; a reader checks
  * struct_size before using them (the host reads the descriptor's 1.2 flags only from a plugin
  * built against 1.2 or later). Reserved fields must be zero (the host refuses a plugin whose
  * reserved fields are not).
@@ -184,6 +186,14 @@ struct patronus_path_desc {
    * before the far end switches to it. A transport accepts the far end under this key too, so the
    * switch costs one handshake. */
   uint8_t remote_next_public_key[32];
+  /* ABI 1.4: the path's transport settings from the sites file, as a NUL-terminated JSON object
+   * of `transport_params_size` bytes (without the NUL), valid for the duration of the call:
+   * {"transport": "ipsec", "local": {...}, "remote": {...}} with each endpoint's settings for its
+   * transport (e.g. its `ike` section), "remote" also for a peer that is not a Patronus site. NULL
+   * (size 0) when the sites file gives none. Secrets are never in it, only where to find them. */
+  const char* transport_params;
+  uint32_t transport_params_size;
+  uint32_t reserved2;
 };
 #define PATRONUS_PATH_PUBLIC_KEYS 1u     /* local_public_key and remote_public_key are set */
 #define PATRONUS_PATH_REMOTE_NEXT_KEY 2u /* remote_next_public_key is set */
@@ -209,6 +219,9 @@ struct patronus_tunnel_status {
 #define PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE 1u /* none within the protocol's reject window */
 #define PATRONUS_TUNNEL_DIAG_DEVICE_ERROR 2u /* the device refused its configuration */
 #define PATRONUS_TUNNEL_DIAG_DEVICE_GONE 3u  /* the device (or its control socket) went away */
+/* ABI 1.4 */
+#define PATRONUS_TUNNEL_DIAG_AUTH_FAILED 4u        /* authentication failed (either side's) */
+#define PATRONUS_TUNNEL_DIAG_NEGOTIATION_FAILED 5u /* no proposal or traffic selector agreed */
 
 /* Metrics window handed to a scorer. Units: milliseconds, percent (0-100), megabits/s. */
 struct patronus_metrics_window {

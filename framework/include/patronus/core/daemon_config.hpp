@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,8 +32,11 @@ struct RuntimeSection {
   std::string voice_scorer;           // scorer of the default voice class ("" = scorer)
   std::string classes_yaml;           // the `classes:` subtree re-emitted ("" = default classes)
   std::string transport;              // transport plugin instance ("" = none: paths exist already)
-  std::string dataplane = "none";     // "linux": policy routing onto the tunnels; "none": log only
-  std::uint32_t table_base = 20000;   // first class routing table (and rule priority)
+  // Per transport kind ("wireguard", "ipsec"): the instance building those paths' tunnels, for a
+  // site whose endpoints use several (`transports: {wireguard: wg, ipsec: ike}`).
+  std::map<std::string, std::string> transports;
+  std::string dataplane = "none";    // "linux": policy routing onto the tunnels; "none": log only
+  std::uint32_t table_base = 20000;  // first class routing table (and rule priority)
   std::int64_t tick_ms = 100;
   std::int64_t idle_after_ms = 30000;
   std::int64_t flow_idle_ms = 60000;

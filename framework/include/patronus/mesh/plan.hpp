@@ -28,10 +28,15 @@ Result<OverlayAssignments> assign_overlay(const MeshGraph& m, const OverlayAssig
 
 // "wg-<endpoint>" when it fits Linux's 15-character limit, else "wg-<first 7>-<4 hex of a hash>".
 std::string interface_name(std::string_view endpoint);
+// The interface carrying an endpoint's tunnels: interface_name() for WireGuard; for IPsec
+// "ipsec<N>", N counting the site's IPsec endpoints in file order (userspace ESP has one TUN per
+// charon, ipsec0; route-based kernel ESP has one XFRM interface per endpoint).
+std::string endpoint_interface(const MeshGraph& m, std::size_t site, std::size_t endpoint);
 
 struct InterfacePlan {
   std::uint32_t site = 0;
   std::uint8_t endpoint = 0;
+  TransportKind transport = TransportKind::kWireGuard;
   std::string name;
   std::uint16_t listen_port = 0;
   OverlayAddress address;
@@ -58,6 +63,13 @@ Status fill_public_keys(MeshGraph& m, const KeyDirectory& keys);
 std::vector<std::vector<model::IpPrefix>> peer_allowed_prefixes(const MeshGraph& m,
                                                                 const TunnelPlan& plan,
                                                                 const InterfacePlan& iface);
+
+// What a transport plugin is told of a path's transport settings (patronus_path_desc's
+// transport_params, ABI 1.4): {"transport": "ipsec", "local": {ike...}, "remote": {ike...}} for an
+// IPsec endpoint, "" for WireGuard (its settings are the plan's keys and addresses).
+std::string transport_params_json(const MeshGraph& m, std::size_t local_site,
+                                  std::size_t local_endpoint, std::size_t remote_site,
+                                  std::size_t remote_endpoint);
 
 // The plan as JSON text: {"topology", "sites": [{name, region, endpoints, interfaces: [...]}],
 // "paths": [...]} (the `mesh plan --json` format).

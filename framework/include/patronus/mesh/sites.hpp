@@ -21,6 +21,35 @@ struct GeoLocation {
   double lon = 0;  // degrees, -180..180
 };
 
+// How an endpoint's tunnels are built: WireGuard (our sites only) or IPsec/IKEv2 (charon, driven
+// by the ipsec transport plugin; also what a peer that is not a Patronus site speaks).
+enum class TransportKind : std::uint8_t { kWireGuard, kIpsec };
+const char* to_string(TransportKind k);
+
+// An IPsec endpoint's IKE settings (the sites file's `ike:` section). Everything is optional:
+// between two Patronus sites the identities default to the endpoints' addresses and the
+// authentication is a pre-shared key both ends derive from their X25519 keys (no secret to
+// distribute); proposals default to the plugin's safe set. Secrets never appear here, only the
+// file holding one.
+struct IkeSettings {
+  std::string id;                          // IKE identity ("" = the endpoint's address)
+  std::vector<std::string> proposals;      // IKE proposals, e.g. aes256gcm16-prfsha384-x25519
+  std::vector<std::string> esp_proposals;  // CHILD_SA proposals
+  std::string psk_file;                    // a pre-shared key in an owner-only file
+  std::uint32_t dpd_s = 0;                 // dead peer detection interval (0: the default)
+  std::uint32_t rekey_s = 0;               // IKE_SA rekey time (0: the default)
+  std::uint32_t child_rekey_s = 0;         // CHILD_SA rekey time (0: the default)
+  bool empty() const {
+    return id.empty() && proposals.empty() && esp_proposals.empty() && psk_file.empty() &&
+           dpd_s == 0 && rekey_s == 0 && child_rekey_s == 0;
+  }
+};
+
+struct EndpointTransport {
+  TransportKind kind = TransportKind::kWireGuard;
+  IkeSettings ike;  // kIpsec only
+};
+
 struct SiteSpec {
   model::Site site;  // name, region, endpoints (validated with model::validate_site)
   std::optional<GeoLocation> location;
@@ -30,6 +59,11 @@ struct SiteSpec {
   std::vector<std::string> public_keys;
   // Per endpoint: the next public key while a rotation is staged (ADR 0013), else "".
   std::vector<std::string> next_public_keys;
+  // Per endpoint: its transport (`transport:` and `ike:`); WireGuard when the file says nothing.
+  std::vector<EndpointTransport> transports;
+  TransportKind transport(std::size_t endpoint) const {
+    return endpoint < transports.size() ? transports[endpoint].kind : TransportKind::kWireGuard;
+  }
 };
 
 // One explicit link: two sites, optionally pinned to one endpoint on either side.

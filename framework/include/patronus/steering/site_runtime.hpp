@@ -52,6 +52,10 @@ struct PathSpec {
     // While the remote endpoint rotates its key: the key it will switch to (ADR 0013).
     std::optional<std::array<std::uint8_t, 32>> remote_next_public_key;
     std::uint16_t keepalive_s = 0;
+    // Which transport builds it (RuntimeConfig::transports picks the plugin instance), and its
+    // settings from the sites file for the plugin (patronus_path_desc::transport_params).
+    std::string transport = "wireguard";
+    std::string params_json;
   };
   std::optional<Tunnel> tunnel;
 };
@@ -77,6 +81,10 @@ struct RuntimeConfig {
   // down is not used. stop() leaves the tunnels to the transport (whose own stop decides whether
   // they outlive the daemon), so a restart does not drop them.
   std::string transport;
+  // Per transport kind (PathSpec::Tunnel::transport, e.g. "wireguard", "ipsec"): the instance
+  // that builds such paths' tunnels, for a site whose paths use several; a kind not listed falls
+  // back to `transport`. Every path then needs an instance for its kind.
+  std::map<std::string, std::string> transports;
   // Further probe instances whose liveness verdicts gate the paths (e.g. BFD towards a router the
   // site does not control): each is asked to watch every path, described by its underlay
   // addresses; one that answers NOT_FOUND does not cover that path. A covered path is usable only
@@ -275,6 +283,9 @@ class SiteRuntime final : private core::RouterObserver {
   patronus_path_desc describe(const Path& p) const;
   patronus_path_desc probe_desc(const Path& p) const;
   Status bring_up_tunnel(const Path& p);
+  // The transport instance of a path ("" without tunnels); whether the paths have tunnels.
+  const std::string& transport_of(const Path& p) const;
+  bool tunnels() const { return !config_.transport.empty() || !config_.transports.empty(); }
   void emit_event(const std::string& type, const std::string& json);
   // An anomaly (refused timer, full table, plugin or dataplane error): an event and a warning log.
   void warn(const std::string& type, const std::string& json);
