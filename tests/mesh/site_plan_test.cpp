@@ -239,7 +239,8 @@ TEST(SitePlan, MixedSitesPairEndpointsOfTheSameTransportAndTellThePluginTheirSet
       EXPECT_EQ(p.tunnel->interface_name, "ipsec0");
       EXPECT_EQ(p.tunnel->params_json,
                 R"({"local":{"dpd_s":5,"id":"hq.example","proposals":)"
-                R"(["aes256gcm16-prfsha384-x25519"]},"remote":{},"transport":"ipsec"})");
+                R"(["aes256gcm16-prfsha384-x25519"]},"local_subnets":["10.1.0.0/24"],)"
+                R"("remote":{},"transport":"ipsec"})");
     }
   }
   // The plan shows the IPsec path next to the WireGuard one.

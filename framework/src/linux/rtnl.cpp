@@ -293,6 +293,25 @@ std::vector<std::uint8_t> encode_link_create(const std::string& name, const std:
   return b.finish();
 }
 
+std::vector<std::uint8_t> encode_xfrm_link_create(const std::string& name, std::uint32_t if_id,
+                                                  std::uint32_t underlay_ifindex,
+                                                  std::uint32_t seq) {
+  constexpr std::uint16_t kXfrmLink = 1, kXfrmIfId = 2;  // IFLA_XFRM_LINK, IFLA_XFRM_IF_ID
+  NlBuilder b(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq);
+  ifinfomsg m{};
+  m.ifi_family = AF_UNSPEC;
+  b.fixed(m);
+  b.attr(IFLA_IFNAME, name.c_str(), name.size() + 1);
+  b.nest_begin(IFLA_LINKINFO);
+  b.attr(IFLA_INFO_KIND, "xfrm", 5);
+  b.nest_begin(IFLA_INFO_DATA);
+  if (underlay_ifindex != 0) b.attr_value<std::uint32_t>(kXfrmLink, underlay_ifindex);
+  b.attr_value<std::uint32_t>(kXfrmIfId, if_id);
+  b.nest_end();
+  b.nest_end();
+  return b.finish();
+}
+
 Result<Route> decode_route(const NlMessage& m) {
   if (m.type != RTM_NEWROUTE) return invalid_argument("netlink: not a route message");
   if (m.payload.size() < sizeof(rtmsg)) return invalid_argument("netlink: short route message");
@@ -560,6 +579,11 @@ Status Rtnl::delete_link(int ifindex) {
 
 Status Rtnl::create_link(const std::string& name, const std::string& kind) {
   return batch({encode_link_create(name, kind, 0)});
+}
+
+Status Rtnl::create_xfrm_link(const std::string& name, std::uint32_t if_id,
+                              std::uint32_t underlay_ifindex) {
+  return batch({encode_xfrm_link_create(name, if_id, underlay_ifindex, 0)});
 }
 
 Result<std::vector<NlMessage>> Rtnl::dump(const std::vector<std::uint8_t>& request,

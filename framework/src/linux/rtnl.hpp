@@ -128,6 +128,11 @@ std::vector<std::uint8_t> encode_link_delete(int ifindex, std::uint32_t seq);
 // A new link of a kind (IFLA_INFO_KIND, e.g. "wireguard"); it must not exist yet.
 std::vector<std::uint8_t> encode_link_create(const std::string& name, const std::string& kind,
                                              std::uint32_t seq);
+// A route-based IPsec interface (IFLA_INFO_KIND "xfrm", IFLA_XFRM_IF_ID): SAs and policies with
+// the same if_id send and receive through it. `underlay_ifindex` 0: none (Linux >= 5.x allows it).
+std::vector<std::uint8_t> encode_xfrm_link_create(const std::string& name, std::uint32_t if_id,
+                                                  std::uint32_t underlay_ifindex,
+                                                  std::uint32_t seq);
 
 Result<Route> decode_route(const NlMessage& m);
 Result<Rule> decode_rule(const NlMessage& m);
@@ -156,6 +161,8 @@ class Rtnl {
   Status link_state(int ifindex, bool up, std::uint32_t mtu);
   Status delete_link(int ifindex);
   Status create_link(const std::string& name, const std::string& kind);
+  Status create_xfrm_link(const std::string& name, std::uint32_t if_id,
+                          std::uint32_t underlay_ifindex);
   // Routes of `table` (every table for 0) of one family; rules of one family.
   Result<std::vector<Route>> routes(bool ipv6, std::uint32_t table);
   Result<std::vector<Rule>> rules(bool ipv6);

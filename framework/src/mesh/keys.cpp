@@ -87,6 +87,11 @@ std::string canonical_path_name(std::string_view site_a, std::string_view endpoi
 
 Result<Key> derive_probe_key(const Key& local_private, const Key& remote_public,
                              std::string_view canonical_name) {
+  return derive_path_secret(local_private, remote_public, "patronus probe key v1", canonical_name);
+}
+
+Result<Key> derive_path_secret(const Key& local_private, const Key& remote_public,
+                               std::string_view label, std::string_view canonical_name) {
   if (auto s = sodium_ready(); !s.is_ok()) return s;
   auto local_public = public_key_of(local_private);
   if (!local_public.is_ok()) return local_public.status();
@@ -102,10 +107,12 @@ Result<Key> derive_probe_key(const Key& local_private, const Key& remote_public,
   const Key* lo = &local_public.value();
   const Key* hi = &remote_public;
   if (std::memcmp(lo->data(), hi->data(), 32) > 0) std::swap(lo, hi);
-  static const char kLabel[] = "patronus probe key v1";
+  // The label with its NUL, as the probe key has always been derived.
+  const std::string label_z(label);
   crypto_generichash_state st;
   crypto_generichash_init(&st, shared.data(), shared.size(), 32);
-  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kLabel), sizeof kLabel);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(label_z.c_str()),
+                            label_z.size() + 1);
   crypto_generichash_update(&st, lo->data(), 32);
   crypto_generichash_update(&st, hi->data(), 32);
   crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(canonical_name.data()),

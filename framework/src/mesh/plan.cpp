@@ -286,9 +286,13 @@ std::string transport_params_json(const MeshGraph& m, std::size_t local_site,
   const SiteSpec& l = m.site(local_site);
   if (l.transport(local_endpoint) != TransportKind::kIpsec) return "";
   const SiteSpec& r = m.site(remote_site);
+  // What this end puts in its traffic selectors besides its overlay address: its LAN.
+  nlohmann::json subnets = nlohmann::json::array();
+  for (const auto& sn : l.subnets) subnets.push_back(sn.to_string());
   return nlohmann::json{{"transport", "ipsec"},
                         {"local", ike_json(l, local_endpoint)},
-                        {"remote", ike_json(r, remote_endpoint)}}
+                        {"remote", ike_json(r, remote_endpoint)},
+                        {"local_subnets", std::move(subnets)}}
       .dump();
 }
 

@@ -45,6 +45,11 @@ std::string canonical_path_name(std::string_view site_a, std::string_view endpoi
 // shared secret (a low-order point).
 Result<Key> derive_probe_key(const Key& local_private, const Key& remote_public,
                              std::string_view canonical_name);
+// The same construction under another label, for another per-path secret (the IPsec transport's
+// pre-shared key between two Patronus sites: "patronus ipsec psk v1"). Different labels give
+// unrelated keys.
+Result<Key> derive_path_secret(const Key& local_private, const Key& remote_public,
+                               std::string_view label, std::string_view canonical_name);
 // The path's 32-bit session id on the wire (from the canonical name; never 0).
 std::uint32_t probe_session_id(std::string_view canonical_name);
 

@@ -65,8 +65,9 @@ std::vector<std::vector<model::IpPrefix>> peer_allowed_prefixes(const MeshGraph&
                                                                 const InterfacePlan& iface);
 
 // What a transport plugin is told of a path's transport settings (patronus_path_desc's
-// transport_params, ABI 1.4): {"transport": "ipsec", "local": {ike...}, "remote": {ike...}} for an
-// IPsec endpoint, "" for WireGuard (its settings are the plan's keys and addresses).
+// transport_params, ABI 1.4): {"transport": "ipsec", "local": {ike...}, "remote": {ike...},
+// "local_subnets": [the local site's LAN]} for an IPsec endpoint (IKE traffic selectors name both
+// sides), "" for WireGuard (its settings are the plan's keys and addresses).
 std::string transport_params_json(const MeshGraph& m, std::size_t local_site,
                                   std::size_t local_endpoint, std::size_t remote_site,
                                   std::size_t remote_endpoint);
