@@ -27,6 +27,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -322,6 +323,7 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
         host().info("ipsec: connected to " + v + " at " + socket_ + "; loading " +
                     std::to_string(paths_.size()) + " connection(s)");
         event("ipsec.charon_connected", json{{"socket", socket_}, {"daemon", v}});
+        unload_stale();
         for (auto& [id, p] : paths_) load(id);
       });
     } else {
@@ -479,11 +481,62 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
       return failed(id, p, PATRONUS_TUNNEL_DIAG_DEVICE_ERROR, s.message());
     }
     p.link_ready = true;
+    check_charon_routes();
     if (p.params.initiator) initiate(id, p);
   }
 
-  void unload(std::uint64_t id, PathState&) {
-    const std::string name = ipsec::conn_name(id);
+  // kernel-libipsec installs a route per CHILD_SA into charon's table (220 by default) whatever
+  // charon.install_routes says, looked up by a rule at charon.routing_table_prio (220). Before
+  // the dataplane's rules (priority 20000 and up), it would send every LAN packet into the tunnel
+  // whatever the steering decided: said once, loudly, with the fix.
+  void check_charon_routes() {
+    if (mode_ != ipsec::Mode::kLibipsec || routes_checked_) return;
+    auto rules = rtnl_->rules(false);
+    if (!rules.is_ok()) return;
+    routes_checked_ = true;
+    std::optional<std::uint32_t> charon, ours;
+    for (const auto& r : rules.value()) {
+      if (r.table == 220 && r.protocol != ln::kRtprotPatronus) {
+        charon = std::min(charon.value_or(r.priority), r.priority);
+      }
+      if (r.protocol == ln::kRtprotPatronus) ours = std::min(ours.value_or(r.priority), r.priority);
+    }
+    if (charon && ours && *charon < *ours) {
+      const std::string msg = "charon's route table 220 is looked up at priority " +
+                              std::to_string(*charon) + ", before the dataplane's rules (from " +
+                              std::to_string(*ours) +
+                              "): every LAN packet would enter the IPsec "
+                              "tunnel whatever the steering chose; set charon.routing_table_prio "
+                              "above them (e.g. 32000) in strongswan.conf";
+      host().warn("ipsec: " + msg);
+      event("ipsec.charon_routes_first",
+            json{{"charon_priority", *charon}, {"dataplane_priority", *ours}, {"fix", msg}});
+    }
+  }
+
+  // Connections of ours that charon still has from an earlier run or plan (a path that is gone):
+  // their SAs would stand in the way of the current paths' (same traffic selectors).
+  void unload_stale() {
+    const std::uint64_t gen = ctl_.generation;
+    (void)command(ctl_, "get-conns", {}, [this, gen](Result<vici::Message> r) {
+      if (ctl_.generation != gen || !r.is_ok()) return;
+      const vici::Value* conns = r.value().find("conns");
+      if (conns == nullptr || conns->kind != vici::Value::Kind::kList) return;
+      for (const auto& name : conns->list) {
+        if (name.rfind("patronus-", 0) != 0) continue;
+        std::uint64_t id = 0;
+        const auto* end = name.data() + name.size();
+        if (std::from_chars(name.data() + 9, end, id).ptr != end || paths_.count(id)) continue;
+        host().info("ipsec: unloading " + name + ", left by an earlier run or plan");
+        event("ipsec.unloaded_stale", json{{"connection", name}});
+        unload_name(name);
+      }
+    });
+  }
+
+  void unload(std::uint64_t id, PathState&) { unload_name(ipsec::conn_name(id)); }
+
+  void unload_name(const std::string& name) {
     auto ignore = [](Result<vici::Message>) {};
     vici::Message t;
     t.set("ike", name);
@@ -670,6 +723,9 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
         report(id, p, PATRONUS_TUNNEL_UP, &it->second);
         continue;
       }
+      // The SA is gone (or never came): without a failure on record, that is "no handshake".
+      if (p.diagnostic == PATRONUS_TUNNEL_DIAG_NONE)
+        p.diagnostic = PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE;
       report(id, p, PATRONUS_TUNNEL_DOWN, it == sas.end() ? nullptr : &it->second);
       if (!p.loaded || !p.link_ready || p.initiating || now < p.next_try_ns) continue;
       // The initiating end retries; the other end only after a long silence (its peer may have
@@ -679,8 +735,10 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
   }
 
   void failed(std::uint64_t id, PathState& p, std::uint32_t diag, const std::string& why) {
+    const bool again = p.diagnostic == diag && p.reason == why;
     p.diagnostic = diag;
     p.reason = why;
+    if (again) return report(id, p, PATRONUS_TUNNEL_DOWN, nullptr);  // said already
     host().warn("ipsec: path " + std::to_string(id) + " (" + ipsec::conn_name(id) + "): " + why);
     event("ipsec.error", json{{"path", id},
                               {"connection", ipsec::conn_name(id)},
@@ -756,7 +814,7 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
   std::int64_t status_ns_ = 1000 * kMs, retry_ns_ = 2000 * kMs, reconnect_ns_ = 1000 * kMs;
   std::int64_t initiate_timeout_ms_ = 10000;
   bool unload_on_stop_ = false, running_ = false, unreachable_reported_ = false;
-  bool listing_ = false, list_again_ = false;
+  bool listing_ = false, list_again_ = false, routes_checked_ = false;
   std::optional<ln::Rtnl> rtnl_;
   Link ctl_, init_;
   std::map<std::uint64_t, PathState> paths_;
