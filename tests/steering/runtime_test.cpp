@@ -44,9 +44,13 @@ using Pump = std::shared_ptr<std::function<void()>>;
 // A copy: the recorder's vector grows (and moves) while the world runs on.
 std::optional<steering::Decision> find_decision(const std::vector<steering::Decision>& ds,
                                                 const std::string& cls, steering::Reason r,
-                                                std::int64_t after = 0) {
+                                                std::int64_t after = 0,
+                                                const std::string& dst_site = "") {
   for (const auto& d : ds) {
-    if (d.cls == cls && d.reason == r && d.mono_ns >= after) return d;
+    if (d.cls == cls && d.reason == r && d.mono_ns >= after &&
+        (dst_site.empty() || d.dst_site == dst_site)) {
+      return d;
+    }
   }
   return std::nullopt;
 }
@@ -162,6 +166,72 @@ TEST(SiteRuntime, APathWhoseTunnelIsReportedDownIsNotUsed) {
   EXPECT_TRUE(hq.path(before)->tunnel->up);
   EXPECT_NE(hq.path(before)->status, model::PathStatus::kDown);
   EXPECT_EQ(hq.counters().tunnel_changes, 4u) << "both paths up, then this one down and up";
+  w.stop();
+}
+
+// A peer that is not a Patronus site (a partner's IKEv2 gateway) answers no probes: its path is
+// never probed, has no score, and is usable exactly while its transport reports the tunnel up. The
+// class to the peer follows the tunnel; nothing is invented in place of measurements.
+TEST(SiteRuntime, APathToAPeerThatIsNotOursFollowsItsTunnelAndIsNeverProbed) {
+  core::PluginRegistry reg;
+  auto transport = reg.load_file(test::test_plugin_dir() + "/libpatronus-test-transport.so");
+  ASSERT_TRUE(transport.is_ok()) << transport.status().to_string();
+  test::Wan w(21);
+  w.use_transport(transport.value(), {"ike"});
+  w.add_site({"hq", {{"wan0", "10.0.0.1"}, {"corp", "10.0.1.1"}}, "192.168.1.0/24"});
+  w.add_site({"b", {{"wan0", "10.0.0.2"}}, "192.168.2.0/24"});
+  w.add_site({"partner", {{"gw", "10.0.9.9"}}, "172.16.0.0/24", /*external=*/true});
+  w.add_path({"hq", "wan0", "b", "wan0", {25 * kMs, 0, 0.0, true}});
+  test::Wan::PathDef peer{"hq", "corp", "partner", "gw", {25 * kMs, 0, 0.0, true}};
+  peer.transport = "ipsec";
+  const auto peer_id = model::PathId(w.add_path(peer));
+  w.start(two_path_probe(4), [](steering::RuntimeConfig& rc) {
+    rc.transports = {{"wireguard", "tunnel"}, {"ipsec", "ike"}};
+  });
+  auto& hq = w.rt("hq");
+  const auto to_peer = flow("192.168.1.10", "172.16.0.20", 20000, 443);
+  const Pump traffic = pump(*w.node("hq").env, hq, {{to_peer, 0}}, 20 * kMs, 10 * kSec);
+  w.world().run_until(3 * kSec);
+  const auto v = hq.path(peer_id);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_FALSE(v->probed);
+  EXPECT_EQ(v->stats.samples, 0u) << "nothing is sent to or measured from a peer without probes";
+  EXPECT_FALSE(v->scored);
+  ASSERT_TRUE(v->tunnel.has_value()) << "the ipsec instance reports the peer's tunnel";
+  EXPECT_EQ(v->status, model::PathStatus::kUp);
+  EXPECT_EQ(hq.class_path("partner", "default"), peer_id);
+  EXPECT_EQ(hq.on_packet(to_peer, 0, 100), peer_id);
+  const auto first = find_decision(w.node("hq").recorder.decisions, "default",
+                                   steering::Reason::kInitial, 0, "partner");
+  ASSERT_TRUE(first.has_value());
+  EXPECT_NE(first->why.find("not probed (the peer is not a Patronus site)"), std::string::npos)
+      << first->why;
+  // The other site's path is probed and scored as ever, through its own transport instance.
+  EXPECT_TRUE(hq.path(model::PathId(1))->scored);
+
+  // The tunnel goes down (reported by the instance that built it, "ike"): nothing is left to
+  // the peer, and the decision says why.
+  patronus_path_desc down{};
+  down.path_id = peer_id.value();
+  down.interface_name = "ipsec0";
+  down.keepalive_s = 0;
+  ASSERT_TRUE(w.node("hq").router->path_up("ike", down).is_ok());
+  const std::int64_t t0 = w.world().now_ns();
+  w.world().run_until(t0 + kSec);
+  const auto gone = find_decision(w.node("hq").recorder.decisions, "default",
+                                  steering::Reason::kNoPath, t0, "partner");
+  ASSERT_TRUE(gone.has_value()) << "the class stayed on a peer path whose tunnel is down";
+  ASSERT_EQ(gone->candidates.size(), 1u);
+  EXPECT_EQ(gone->candidates[0].why_not, "tunnel down (no handshake within the reject window)");
+  EXPECT_EQ(hq.path(peer_id)->status, model::PathStatus::kDown);
+  // A report of the other instance about this path changes nothing: it does not build it.
+  EXPECT_FALSE(hq.class_path("partner", "default").valid());
+
+  down.keepalive_s = 25;
+  ASSERT_TRUE(w.node("hq").router->path_up("ike", down).is_ok());
+  w.world().run_until(t0 + 2 * kSec);
+  EXPECT_EQ(hq.class_path("partner", "default"), peer_id);
+  EXPECT_EQ(hq.path(peer_id)->stats.samples, 0u);
   w.stop();
 }
 

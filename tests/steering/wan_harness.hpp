@@ -30,6 +30,9 @@ struct HarnessSite {
   std::string name;
   std::vector<HarnessEndpoint> endpoints;
   std::string subnet;  // LAN prefix reached through the site
+  // A peer that is not a Patronus site (a partner's gateway): no runtime of its own; paths to it
+  // are unprobed (PathSpec::probed).
+  bool external = false;
 };
 
 // Collects decisions and plugin events of one site.
@@ -64,6 +67,7 @@ class Wan {
   struct PathDef {
     std::string a_site, a_ep, b_site, b_ep;
     env::LinkParams link;
+    std::string transport = "wireguard";  // the tunnel's kind (RuntimeConfig::transports)
   };
 
   explicit Wan(std::uint64_t seed) : world_(seed) {
@@ -81,8 +85,10 @@ class Wan {
   // Before start(): every site runs this transport plugin as instance "tunnel" and its paths get
   // tunnels. In virtual time the link is the tunnel: a path's overlay addresses are its endpoint
   // addresses, so probes through the "tunnel" cross the same link.
-  void use_transport(std::shared_ptr<const core::PluginLibrary> lib) {
+  void use_transport(std::shared_ptr<const core::PluginLibrary> lib,
+                     std::vector<std::string> more_instances = {}) {
     transport_ = std::move(lib);
+    more_transports_ = std::move(more_instances);
   }
 
   void add_site(const HarnessSite& s) {
@@ -124,6 +130,7 @@ class Wan {
   void start(const std::string& probe_yaml,
              const std::function<void(steering::RuntimeConfig&)>& tweak = {}) {
     for (const auto& s : sites_) {
+      if (s.external) continue;
       Node& n = *nodes_[s.name];
       n.router = std::make_unique<core::RouterInstance>(*n.env, s.name);
       add_plugin(n, "probes", "probe", probe_yaml);
@@ -131,6 +138,9 @@ class Wan {
       add_plugin(n, "emodel", "emodel", "");
       if (transport_) {
         ASSERT_TRUE(n.router->add_plugin(transport_, "tunnel", "").is_ok());
+        for (const auto& inst : more_transports_) {
+          ASSERT_TRUE(n.router->add_plugin(transport_, inst, "").is_ok());
+        }
       }
       steering::RuntimeConfig rc;
       if (transport_) rc.transport = "tunnel";
@@ -183,13 +193,20 @@ class Wan {
     EXPECT_TRUE(key.is_ok());
     std::copy(key.value().begin(), key.value().end(), sp.probe_key.begin());
     sp.has_key = true;
+    const bool external = site_def(rs).external;
+    sp.probed = !external;
     if (transport_) {
-      sp.local_overlay = ip_of(ls, le);
-      sp.remote_overlay = ip_of(rs, re);
       steering::PathSpec::Tunnel t;
-      t.interface_name = "wg-" + le;
-      t.interface_addresses = {{*sp.local_overlay, 32}};
-      t.allowed_prefixes = {model::IpPrefix(*sp.remote_overlay, 32)};
+      if (!external) {
+        sp.local_overlay = ip_of(ls, le);
+        sp.remote_overlay = ip_of(rs, re);
+        t.interface_addresses = {{*sp.local_overlay, 32}};
+        t.allowed_prefixes = {model::IpPrefix(*sp.remote_overlay, 32)};
+      } else {
+        t.allowed_prefixes = {model::IpPrefix::parse(site_def(rs).subnet).value()};
+      }
+      t.interface_name = p.transport == "ipsec" ? "ipsec0" : "wg-" + le;
+      t.transport = p.transport;
       t.local_public_key = nodes_.at(ls)->keys.at(le).public_key;
       t.remote_public_key = nodes_.at(rs)->keys.at(re).public_key;
       t.keepalive_s = 25;
@@ -221,6 +238,14 @@ class Wan {
   }
   std::map<std::string, steering::Dataplane*> external_dp_;
   std::shared_ptr<const core::PluginLibrary> transport_;
+  std::vector<std::string> more_transports_;  // further instances of transport_
+  const HarnessSite& site_def(const std::string& name) const {
+    for (const auto& s : sites_) {
+      if (s.name == name) return s;
+    }
+    ADD_FAILURE() << "no site " << name;
+    return sites_.front();
+  }
   bool connected(const std::string& a, const std::string& b) const {
     for (const auto& p : paths_) {
       if ((p.a_site == a && p.b_site == b) || (p.a_site == b && p.b_site == a)) return true;

@@ -154,6 +154,7 @@ api::PathsReply paths_of(const steering::SiteRuntime& runtime, std::int64_t now_
     }
     p->set_state(model::to_string(v.status));
     p->set_live(v.live);
+    p->set_probed(v.probed);
     if (v.scored) p->set_score(round2(v.score));
     p->set_samples(v.stats.samples);
     if (v.stats.samples > v.stats.lost) {

@@ -124,8 +124,11 @@ struct SiteRuntime::Path {
     return true;
   }
   // Usable for traffic as far as liveness goes: alive and the tunnel (if a transport reports on
-  // it) not down.
-  bool up() const { return alive() && !(tunnel && !tunnel->up); }
+  // it) not down. An unprobed path (PathSpec::probed) has only its tunnel: up once reported up.
+  bool up() const {
+    if (!spec.probed) return alive() && tunnel && tunnel->up;
+    return alive() && !(tunnel && !tunnel->up);
+  }
   explicit Path(const WindowLimits& w) : window(w) {}
 };
 
@@ -247,7 +250,8 @@ Status SiteRuntime::start() {
   }
   if (tunnels()) {
     for (const auto& p : paths_) {
-      if (!p->spec.tunnel || !p->spec.local_overlay || !p->spec.remote_overlay) {
+      if (!p->spec.tunnel ||
+          (p->spec.probed && (!p->spec.local_overlay || !p->spec.remote_overlay))) {
         return invalid_argument("transport: path '" + p->spec.name +
                                 "' has no tunnel (interface, keys, overlay addresses)");
       }
@@ -354,20 +358,26 @@ Status SiteRuntime::start() {
     }
   }
   for (auto& p : paths_) {
+    if (!p->spec.probed) {
+      p->live = true;  // nothing to hear from: the tunnel alone says whether it is usable
+      continue;
+    }
     patronus_path_desc d = probe_desc(*p);
     d.rate = PATRONUS_PROBE_RATE_ACTIVE;  // warm-up: see update_rates()
     auto s = router_.watch_path(config_.probe, d);
     if (!s.is_ok()) {
       for (auto& q : paths_) {
         if (q.get() == p.get()) break;
-        (void)router_.unwatch_path(config_.probe, q->spec.id.value());
+        if (q->spec.probed) (void)router_.unwatch_path(config_.probe, q->spec.id.value());
       }
       return Status(s.code(), "path '" + p->spec.name + "': " + s.message());
     }
     p->rate = PATRONUS_PROBE_RATE_ACTIVE;
   }
   if (auto s = watch_liveness(); !s.is_ok()) {
-    for (auto& p : paths_) (void)router_.unwatch_path(config_.probe, p->spec.id.value());
+    for (auto& p : paths_) {
+      if (p->spec.probed) (void)router_.unwatch_path(config_.probe, p->spec.id.value());
+    }
     return s;
   }
   running_ = true;
@@ -475,7 +485,7 @@ Result<bool> SiteRuntime::update_path(const PathSpec& spec) {
       return Status(s.code(), "path '" + spec.name + "': " + s.message());
     }
   }
-  if (probe_key_changed) {
+  if (probe_key_changed && p.spec.probed) {
     // The probe replaces the key of a path it watches and keeps accepting the previous one for a
     // while: the far end switches at its own time.
     if (auto s = router_.watch_path(config_.probe, probe_desc(p)); !s.is_ok()) {
@@ -537,7 +547,9 @@ void SiteRuntime::stop() {
   tick_timer_ = 0;
   if (rates_timer_) env_.cancel(rates_timer_);
   rates_timer_ = 0;
-  for (auto& p : paths_) (void)router_.unwatch_path(config_.probe, p->spec.id.value());
+  for (auto& p : paths_) {
+    if (p->spec.probed) (void)router_.unwatch_path(config_.probe, p->spec.id.value());
+  }
   for (std::size_t i = 0; i < config_.liveness.size(); ++i) {
     for (auto& p : paths_) {
       if (i < p->gates.size() && p->gates[i].covered) {
@@ -758,7 +770,9 @@ void SiteRuntime::rescore(Path& p) {
   }
   refresh_eligibility(p, st);
   model::PathStatus status = model::PathStatus::kDown;
-  if (p.up() && p.scores[0].valid) {
+  if (!p.spec.probed) {
+    status = p.up() ? model::PathStatus::kUp : model::PathStatus::kDown;
+  } else if (p.up() && p.scores[0].valid) {
     status = p.scores[0].state == PATRONUS_PATH_UP         ? model::PathStatus::kUp
              : p.scores[0].state == PATRONUS_PATH_DEGRADED ? model::PathStatus::kDegraded
                                                            : model::PathStatus::kDown;
@@ -791,6 +805,7 @@ std::string why_not(const PathView& v, bool valid, double score, const ClassSpec
         return "tunnel down (the device failed)";
     }
   }
+  if (!v.probed) return v.tunnel ? "" : "tunnel not reported yet";
   if (!valid) return "not measured yet";
   if (score < c.min_score) return "score " + fmt(score) + " < " + fmt(c.min_score);
   if (c.max_loss_pct && loss_lower_bound_pct(v.stats.lost, v.stats.samples) > *c.max_loss_pct) {
@@ -835,8 +850,11 @@ void SiteRuntime::refresh_eligibility(Path& p, const WindowStats& st) {
   const double loss_bound = loss_lower_bound_pct(st.lost, st.samples);
   for (std::size_t c = 0; c < p.eligible_since.size(); ++c) {
     const auto& sc = p.scores[class_scorer_[c]];
-    const bool ok = eligible_for(p.up(), st, loss_bound, sc.valid, sc.score, sc.state,
-                                 config_.classes.classes[c], p.eligible_since[c] >= 0);
+    // Unprobed: no measurement to hold against a class's thresholds; its tunnel decides.
+    const bool ok = p.spec.probed
+                        ? eligible_for(p.up(), st, loss_bound, sc.valid, sc.score, sc.state,
+                                       config_.classes.classes[c], p.eligible_since[c] >= 0)
+                        : p.up();
     if (!ok && p.eligible_since[c] >= 0 && p.up() && sc.valid && few) {
       if (!p.confirming) p.confirm_since_ns = now;
       p.confirming = true;  // too few probes to take the class away: measure faster first
@@ -881,7 +899,7 @@ void SiteRuntime::evaluate(Selection& s) {
     c.path_id = p.spec.id.value();
     c.score = sc.valid ? sc.score : 0;
     c.live = p.up();
-    c.usable = p.up() && sc.valid;
+    c.usable = p.up() && (sc.valid || !p.spec.probed);
     c.eligible_since = p.eligible_since[s.cls];
     c.eligible = c.eligible_since >= 0;
     c.cost = p.spec.cost_per_gb;
@@ -999,10 +1017,16 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
   if (to_idx != kNoPath) {
     const Path& t = *paths_[to_idx];
     const WindowStats st = t.window.stats();
-    why += "; chose " + t.spec.name + ": score " + fmt(in[chosen].score) + " (rtt " +
-           fmt(st.latency_ms) + " ms, jitter " + fmt(st.jitter_ms) + " ms, loss " +
-           fmt(st.loss_pct, 2) + " %), " + std::to_string(eligible) + " of " +
-           std::to_string(s.cand.size()) + " paths eligible";
+    if (!t.spec.probed) {
+      why += "; chose " + t.spec.name +
+             ": not probed (the peer is not a Patronus site), its tunnel is up, " +
+             std::to_string(eligible) + " of " + std::to_string(s.cand.size()) + " paths eligible";
+    } else {
+      why += "; chose " + t.spec.name + ": score " + fmt(in[chosen].score) + " (rtt " +
+             fmt(st.latency_ms) + " ms, jitter " + fmt(st.jitter_ms) + " ms, loss " +
+             fmt(st.loss_pct, 2) + " %), " + std::to_string(eligible) + " of " +
+             std::to_string(s.cand.size()) + " paths eligible";
+    }
     if (reason == Reason::kFailback) {
       why += ", good for the " + fmt(cls.hold_down_ns / 1e9, 1) + " s hold-down";
     }
@@ -1155,7 +1179,7 @@ void SiteRuntime::update_rates() {
     const bool warm_up = p.window.size() < config_.window.min_samples;
     const std::uint32_t want = active[i] || warm_up || p.confirming ? PATRONUS_PROBE_RATE_ACTIVE
                                                                     : PATRONUS_PROBE_RATE_IDLE;
-    if (want == p.rate) continue;
+    if (want == p.rate || !p.spec.probed) continue;
     auto st = router_.set_path_rate(config_.probe, p.spec.id.value(), want);
     p.rate = want;  // an ABI 1.0 probe keeps its own rate; do not ask again every tick
     if (!st.is_ok() && is_pow2(++counters_.rate_errors)) {
@@ -1332,6 +1356,7 @@ PathView SiteRuntime::view(const Path& p) const {
   v.remote_site = p.spec.remote_site;
   v.status = p.status;
   v.live = p.live;
+  v.probed = p.spec.probed;
   for (std::size_t i = 0; i < p.gates.size() && i < config_.liveness.size(); ++i) {
     if (!p.gates[i].covered) continue;
     v.liveness.push_back(

@@ -39,6 +39,11 @@ struct PathSpec {
   std::uint32_t session_id = 0;              // the same on both ends (mesh::probe_session_id)
   std::array<std::uint8_t, 32> probe_key{};  // mesh::derive_probe_key; never a private key
   bool has_key = false;
+  // False for a path to a peer that is not a Patronus site (a partner's IKEv2 gateway): it runs
+  // no probe responder, so nothing is measured and nothing is invented. Such a path is usable
+  // exactly while its transport reports the tunnel up (IKE's DPD keeps that honest), has no score
+  // and meets no class thresholds; it needs a transport and no overlay addresses.
+  bool probed = true;
   std::optional<double> bandwidth_mbps;  // the smaller of the two endpoints' capacities
   double cost_per_gb = 0;                // the larger of the two endpoints' costs
   // The tunnel, for a transport plugin (RuntimeConfig::transport): the interface carrying the
@@ -142,6 +147,7 @@ struct PathView {
   std::string name, remote_site;
   model::PathStatus status = model::PathStatus::kDown;
   bool live = false;
+  bool probed = true;  // PathSpec::probed
   bool scored = false;
   double score = 0;  // by the default scorer
   WindowStats stats;
