@@ -250,4 +250,73 @@ TEST(SitePlan, MixedSitesPairEndpointsOfTheSameTransportAndTellThePluginTheirSet
   EXPECT_NE(json.find(R"("transport":"wireguard")"), std::string::npos);
 }
 
+// A peer that is not a Patronus site (`peers:`): only the sites that name it connect to it, over
+// their IPsec endpoints; its path is unprobed, carries the peer's subnets, tells the plugin the
+// peer's identity and key file, and nobody reaches the peer through a relay.
+TEST(SitePlan, APeerThatIsNotOursIsReachedOnlyByTheSitesThatNameIt) {
+  auto file = mesh::parse_sites_yaml(R"(sites:
+  - name: hq
+    subnets: [10.1.0.0/24]
+    endpoints:
+      - {name: inet, address: "192.0.2.1:51820"}
+      - {name: corp, address: "198.51.100.1:500", transport: ipsec}
+  - name: br
+    subnets: [10.2.0.0/24]
+    endpoints:
+      - {name: inet, address: "192.0.2.2:51820"}
+      - {name: corp, address: "198.51.100.2:500", transport: ipsec}
+peers:
+  - name: partner
+    address: 203.0.113.9
+    subnets: [172.16.0.0/16]
+    ike: {id: gw.partner.example, psk_file: /etc/patronus/partner.psk}
+    sites: [hq]
+)",
+                                     "t.yaml");
+  ASSERT_TRUE(file.is_ok()) << file.status().to_string();
+  ASSERT_EQ(file.value().peers.size(), 1u);
+  EXPECT_EQ(file.value().peers[0].spec.site.endpoints[0].address.port(), 500);
+  auto keys = [](std::string_view site, std::string_view ep) {
+    return mesh::seeded_keypair(3, std::string(site) + "/" + std::string(ep));
+  };
+  for (auto& s : file.value().sites) {
+    s.public_keys.clear();
+    for (const auto& e : s.site.endpoints) {
+      s.public_keys.push_back(mesh::key_to_base64(keys(s.site.name, e.name).value().public_key));
+    }
+  }
+  auto g = mesh::MeshGraph::build(std::move(file.value()), {});
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  ASSERT_EQ(g.value().num_paths(), 3u);  // inet~inet, corp~corp, hq:corp~partner:gw
+  auto overlay = mesh::assign_overlay(g.value(), {});
+  ASSERT_TRUE(overlay.is_ok());
+  EXPECT_EQ(overlay.value().count("partner/gw"), 0u);
+  auto plan = mesh::make_plan(g.value(), overlay.value());
+  ASSERT_TRUE(plan.is_ok()) << plan.status().to_string();
+  std::vector<model::PathId> ids{model::PathId(1), model::PathId(2), model::PathId(3)};
+  auto hq = site::site_plan(g.value(), plan.value(), ids, "hq", keys);
+  ASSERT_TRUE(hq.is_ok()) << hq.status().to_string();
+  const auto peer = std::find_if(hq.value().paths.begin(), hq.value().paths.end(),
+                                 [](const auto& p) { return p.remote_site == "partner"; });
+  ASSERT_NE(peer, hq.value().paths.end());
+  EXPECT_FALSE(peer->probed);
+  EXPECT_FALSE(peer->has_key);
+  EXPECT_FALSE(peer->remote_overlay);
+  ASSERT_TRUE(peer->tunnel);
+  EXPECT_EQ(peer->tunnel->interface_name, "ipsec0");
+  EXPECT_EQ(peer->tunnel->allowed_prefixes,
+            std::vector<model::IpPrefix>{model::IpPrefix::parse("172.16.0.0/16").value()});
+  EXPECT_NE(peer->tunnel->params_json.find(R"("remote":{"external":true,"id":"gw.partner.example",)"
+                                           R"("psk_file":"/etc/patronus/partner.psk"})"),
+            std::string::npos)
+      << peer->tunnel->params_json;
+  // br does not name the peer: no path to it, and no way round through hq.
+  auto br = site::site_plan(g.value(), plan.value(), ids, "br", keys);
+  ASSERT_TRUE(br.is_ok()) << br.status().to_string();
+  for (const auto& r : br.value().remote_sites) EXPECT_NE(r.name, "partner");
+  for (const auto& p : br.value().paths) EXPECT_NE(p.remote_site, "partner");
+  const std::string json = mesh::plan_to_json(g.value(), plan.value());
+  EXPECT_NE(json.find(R"("external":true)"), std::string::npos);
+}
+
 }  // namespace

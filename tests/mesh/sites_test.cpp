@@ -185,6 +185,27 @@ const BadCase kBad[] = {
      "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec, ike: "
      "{proposals: aes256gcm16}}]}\n",
      "sites[0].endpoints[0].ike.proposals: expected a list of strings"},
+    {"peer without psk file",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec}]}\n"
+     "peers:\n  - {name: p, address: 2.2.2.2, subnets: [10.9.0.0/16], ike: {id: p}}\n",
+     "line 4: peers[0].ike.psk_file: required"},
+    {"peer without subnets",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec}]}\n"
+     "peers:\n  - {name: p, address: 2.2.2.2, ike: {psk_file: /k}}\n",
+     "peers[0].subnets: required"},
+    {"peer named like a site",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec}]}\n"
+     "peers:\n  - {name: a, address: 2.2.2.2, subnets: [10.9.0.0/16], ike: {psk_file: /k}}\n",
+     "peers[0].name: 'a' is already the name of sites[0]"},
+    {"peer unknown site",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec}]}\n"
+     "peers:\n  - {name: p, address: 2.2.2.2, subnets: [10.9.0.0/16], ike: {psk_file: /k}, "
+     "sites: [zz]}\n",
+     "peers[0].sites[0]: 'zz' is not a site of this file"},
+    {"peer bad address",
+     "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec}]}\n"
+     "peers:\n  - {name: p, address: gw.example, subnets: [10.9.0.0/16], ike: {psk_file: /k}}\n",
+     "peers[0].address"},
     {"dpd zero",
      "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:500, transport: ipsec, ike: "
      "{dpd_s: 0}}]}\n",

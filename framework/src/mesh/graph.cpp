@@ -175,6 +175,30 @@ Result<MeshGraph> MeshGraph::build(SitesFile file, const TopologyOptions& option
       break;
     }
   }
+  // Peers that are not ours come last: the topology is among our sites; each peer is connected
+  // to the sites that name it (or every site that can reach it), never to another peer.
+  for (std::size_t i = 0; i < file.peers.size(); ++i) {
+    PeerSpec& peer = file.peers[i];
+    const std::size_t v = boost::add_vertex(std::move(peer.spec), *m.g_);
+    m.is_hub_.push_back(false);
+    std::size_t added = 0;
+    for (std::size_t s = 0; s < n; ++s) {
+      const std::string& name = (*m.g_)[s].site.name;
+      const bool named = std::find(peer.sites.begin(), peer.sites.end(), name) != peer.sites.end();
+      if (!peer.sites.empty() && !named) continue;
+      const std::size_t here = m.connect(s, v);
+      if (here == 0 && named) {
+        return invalid_argument("peers[" + std::to_string(i) + "].sites: " + name +
+                                " has no IPsec endpoint that can reach peer '" +
+                                (*m.g_)[v].site.name + "' (transport, address family, type rules)");
+      }
+      added += here;
+    }
+    if (added == 0) {
+      return invalid_argument("peers[" + std::to_string(i) + "]: no site has an IPsec endpoint " +
+                              "that can reach peer '" + (*m.g_)[v].site.name + "'");
+    }
+  }
   return m;
 }
 

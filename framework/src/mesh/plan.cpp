@@ -82,6 +82,7 @@ Result<OverlayAssignments> assign_overlay(const MeshGraph& m, const OverlayAssig
   if (o.ipv6) v6.emplace(*o.ipv6);
   std::vector<std::string> keys;
   for (std::size_t s = 0; s < m.num_sites(); ++s) {
+    if (m.site(s).external) continue;  // a peer's side of the tunnel is not in our overlay
     for (std::size_t e = 0; e < m.site(s).site.endpoints.size(); ++e) {
       keys.push_back(endpoint_key(m, s, e));
     }
@@ -140,6 +141,7 @@ std::string endpoint_interface(const MeshGraph& m, std::size_t site, std::size_t
 
 Status fill_public_keys(MeshGraph& m, const KeyDirectory& keys) {
   for (std::size_t s = 0; s < m.num_sites(); ++s) {
+    if (m.site(s).external) continue;  // no X25519 key: it authenticates with its PSK
     const auto& site = m.site(s).site;
     for (std::size_t e = 0; e < site.endpoints.size(); ++e) {
       std::string& pub = m.public_key(s, e);
@@ -194,15 +196,16 @@ Result<TunnelPlan> make_plan(const MeshGraph& m, OverlayAssignments overlay) {
     const std::uint32_t a = p.src_site;
     const std::uint32_t b = m.path_dst(id);
     for (auto [s, e] : {std::pair{a, p.src_endpoint}, std::pair{b, p.dst_endpoint}}) {
-      if (m.site(s).public_keys[e].empty()) {
+      if (m.site(s).public_keys[e].empty() && !m.site(s).external) {
         return failed_precondition("site " + m.site(s).site.name + " endpoint " +
                                    m.site(s).site.endpoints[e].name +
                                    ": no public key (give public_key in the sites file, or "
                                    "--keys-dir to keep the sites' keys)");
       }
     }
-    iface(a, p.src_endpoint).peers.push_back(id);
-    iface(b, p.dst_endpoint).peers.push_back(id);
+    // A peer that is not ours gets no interface plan: only our side of its paths is planned.
+    if (!m.site(a).external) iface(a, p.src_endpoint).peers.push_back(id);
+    if (!m.site(b).external) iface(b, p.dst_endpoint).peers.push_back(id);
   }
   // Interfaces in endpoint order, independent of path order.
   for (auto& ifs : plan.sites) {
@@ -254,6 +257,10 @@ std::vector<std::vector<model::IpPrefix>> peer_allowed_prefixes(const MeshGraph&
   std::set<std::uint32_t> sites_done;
   for (auto id : iface.peers) {
     const PeerView r = remote_of(m, iface, id);
+    if (m.site(r.site).external) {  // no overlay address; its subnets on every path to it
+      out.push_back(m.site(r.site).subnets);
+      continue;
+    }
     const OverlayAddress& a = plan.overlay.at(endpoint_key(m, r.site, r.endpoint));
     std::vector<model::IpPrefix> ips{model::IpPrefix(a.ipv4, 32)};
     if (a.ipv6) ips.emplace_back(*a.ipv6, 128);
@@ -276,6 +283,7 @@ nlohmann::json ike_json(const SiteSpec& spec, std::size_t e) {
   if (k.dpd_s) j["dpd_s"] = k.dpd_s;
   if (k.rekey_s) j["rekey_s"] = k.rekey_s;
   if (k.child_rekey_s) j["child_rekey_s"] = k.child_rekey_s;
+  if (spec.external) j["external"] = true;  // not ours: we start its IKE_SA, it has no probes
   return j;
 }
 }  // namespace
@@ -309,6 +317,7 @@ nlohmann::json plan_json(const MeshGraph& m, const TunnelPlan& plan) {
   for (std::uint32_t s = 0; s < m.num_sites(); ++s) {
     const SiteSpec& spec = m.site(s);
     json site = {{"name", spec.site.name}, {"region", spec.site.region}, {"hub", m.is_hub(s)}};
+    if (spec.external) site["external"] = true;
     json eps = json::array();
     for (std::size_t e = 0; e < spec.site.endpoints.size(); ++e) {
       const auto& ep = spec.site.endpoints[e];
@@ -360,14 +369,16 @@ nlohmann::json plan_json(const MeshGraph& m, const TunnelPlan& plan) {
     const PathEdge& p = m.path(id);
     const SiteSpec& a = m.site(p.src_site);
     const SiteSpec& b = m.site(m.path_dst(id));
-    paths.push_back({{"id", m.path_key(id)},
-                     {"src_site", a.site.name},
-                     {"dst_site", b.site.name},
-                     {"src_endpoint", a.site.endpoints[p.src_endpoint].name},
-                     {"dst_endpoint", b.site.endpoints[p.dst_endpoint].name},
-                     {"transport", to_string(a.transport(p.src_endpoint))},
-                     {"src_interface", endpoint_interface(m, p.src_site, p.src_endpoint)},
-                     {"dst_interface", endpoint_interface(m, m.path_dst(id), p.dst_endpoint)}});
+    paths.push_back(
+        {{"id", m.path_key(id)},
+         {"src_site", a.site.name},
+         {"dst_site", b.site.name},
+         {"src_endpoint", a.site.endpoints[p.src_endpoint].name},
+         {"dst_endpoint", b.site.endpoints[p.dst_endpoint].name},
+         {"transport", to_string(a.transport(p.src_endpoint))},
+         {"src_interface", a.external ? "" : endpoint_interface(m, p.src_site, p.src_endpoint)},
+         {"dst_interface",
+          b.external ? "" : endpoint_interface(m, m.path_dst(id), p.dst_endpoint)}});
   }
   out["paths"] = std::move(paths);
   return out;

@@ -207,6 +207,107 @@ Status parse_endpoint(const YAML::Node& e, const std::string& path, model::Endpo
   return Status::ok();
 }
 
+// `peers:`: IKEv2 gateways that are not Patronus sites. Each needs its identity's secret in a
+// file (psk_file) and the prefixes behind it; it may name the sites that connect to it.
+Status parse_peers(const YAML::Node& n, SitesFile& f, std::map<std::string, std::string>& names,
+                   std::map<model::SocketAddress, std::string>& addresses) {
+  if (!n.IsSequence()) return invalid_argument(at(n) + "peers: expected a list");
+  if (n.size() > kMaxPeers) {
+    return invalid_argument(at(n) + "peers: at most " + std::to_string(kMaxPeers));
+  }
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const std::string p = "peers[" + std::to_string(i) + "]";
+    const YAML::Node& e = n[i];
+    if (!e.IsMap()) return invalid_argument(at(e) + p + ": expected a map");
+    if (auto s = yamlf::check_keys(e, {"name", "address", "subnets", "ike", "sites", "type"}, p);
+        !s.is_ok()) {
+      return s;
+    }
+    PeerSpec peer;
+    SiteSpec& spec = peer.spec;
+    spec.external = true;
+    auto name = yamlf::string_field(e, "name", p, true);
+    if (!name.is_ok()) return name.status();
+    spec.site.name = name.value();
+    if (auto s = model::validate_name(at(e["name"]) + join(p, "name"), spec.site.name, 63);
+        !s.is_ok()) {
+      return s;
+    }
+    if (auto [it, fresh] = names.emplace(spec.site.name, p); !fresh) {
+      return invalid_argument(at(e["name"]) + p + ".name: '" + spec.site.name +
+                              "' is already the name of " + it->second);
+    }
+    auto addr = yamlf::string_field(e, "address", p, true);
+    if (!addr.is_ok()) return addr.status();
+    // host:port, or a bare address (IKE's port 500)
+    auto sa = model::SocketAddress::parse(addr.value());
+    if (!sa.is_ok()) {
+      if (auto ip = model::IpAddress::parse(addr.value()); ip.is_ok()) {
+        sa = model::SocketAddress(ip.value(), 500);
+      }
+    }
+    if (!sa.is_ok()) {
+      return invalid_argument(at(e["address"]) + join(p, "address") + ": " + sa.status().message());
+    }
+    model::Endpoint gw;
+    gw.name = "gw";
+    gw.address = sa.value();
+    if (e["type"]) {
+      auto t = type_at(e["type"], join(p, "type"));
+      if (!t.is_ok()) return t.status();
+      gw.type = t.value();
+    }
+    if (auto [it, fresh] = addresses.emplace(gw.address, p); !fresh) {
+      return invalid_argument(at(e["address"]) + join(p, "address") + ": " +
+                              gw.address.to_string() + " is already used by " + it->second);
+    }
+    const auto subnets = e["subnets"];
+    if (!subnets || !subnets.IsSequence() || subnets.size() == 0) {
+      return invalid_argument(at(subnets ? subnets : e) + join(p, "subnets") +
+                              ": required, a non-empty list (what is behind the peer)");
+    }
+    auto list = string_list(subnets, join(p, "subnets"), kMaxSubnetsPerSite);
+    if (!list.is_ok()) return list.status();
+    for (std::size_t j = 0; j < list.value().size(); ++j) {
+      auto prefix = model::IpPrefix::parse(list.value()[j]);
+      if (!prefix.is_ok()) {
+        return invalid_argument(at(subnets[j]) + join(p, "subnets") + "[" + std::to_string(j) +
+                                "]: " + prefix.status().message());
+      }
+      spec.subnets.push_back(prefix.value());
+    }
+    EndpointTransport t;
+    t.kind = TransportKind::kIpsec;
+    if (!e["ike"]) {
+      return invalid_argument(at(e) + join(p, "ike") +
+                              ": required (at least psk_file: the key shared with the peer)");
+    }
+    if (auto s = parse_ike(e["ike"], join(p, "ike"), t.ike); !s.is_ok()) return s;
+    if (t.ike.psk_file.empty()) {
+      return invalid_argument(at(e["ike"]) + join(p, "ike.psk_file") +
+                              ": required (a peer that is not ours shares a key with us)");
+    }
+    if (const auto sites = e["sites"]) {
+      auto l = string_list(sites, join(p, "sites"), kMaxSites);
+      if (!l.is_ok()) return l.status();
+      for (std::size_t j = 0; j < l.value().size(); ++j) {
+        const int idx = f.find_site(l.value()[j]);
+        if (idx < 0) {
+          return invalid_argument(at(sites[j]) + join(p, "sites") + "[" + std::to_string(j) +
+                                  "]: '" + l.value()[j] + "' is not a site of this file");
+        }
+      }
+      peer.sites = l.value();
+    }
+    spec.site.endpoints.push_back(std::move(gw));
+    spec.public_keys.emplace_back();
+    spec.next_public_keys.emplace_back();
+    spec.transports.push_back(std::move(t));
+    f.peers.push_back(std::move(peer));
+  }
+  return Status::ok();
+}
+
 Status parse_site(const YAML::Node& n, const std::string& path, SiteSpec& out) {
   if (!n.IsMap()) return invalid_argument(at(n) + path + ": expected a map");
   if (auto s = yamlf::check_keys(n, {"name", "region", "location", "subnets", "endpoints"}, path);
@@ -429,7 +530,8 @@ Result<SitesFile> parse_sites_yaml(const std::string& text, const std::string& o
       return Status(s.code(), o + s.message());
     };
     if (!root.IsMap()) return fail(invalid_argument("expected a map with a 'sites' list"));
-    if (auto s = yamlf::check_keys(root, {"sites", "links", "hubs", "rules", "overlay"}, "");
+    if (auto s =
+            yamlf::check_keys(root, {"sites", "links", "hubs", "rules", "overlay", "peers"}, "");
         !s.is_ok()) {
       return fail(s);
     }
@@ -480,6 +582,9 @@ Result<SitesFile> parse_sites_yaml(const std::string& text, const std::string& o
     }
     if (root["links"]) {
       if (auto s = parse_links(root["links"], f); !s.is_ok()) return fail(s);
+    }
+    if (root["peers"]) {
+      if (auto s = parse_peers(root["peers"], f, names, addresses); !s.is_ok()) return fail(s);
     }
     return f;
   } catch (const YAML::Exception& e) {

@@ -38,6 +38,10 @@ Result<std::vector<model::PathId>> save_plan(store::Store& db, const mesh::MeshG
     }
     sites.push_back(ms);
     for (std::size_t e = 0; e < spec.site.endpoints.size(); ++e) {
+      if (spec.external) {  // a peer's gateway: no key, no overlay address
+        endpoints.push_back({spec.site.name, spec.site.endpoints[e].name, "", "", ""});
+        continue;
+      }
       const auto it = plan.overlay.find(spec.site.name + "/" + spec.site.endpoints[e].name);
       if (it == plan.overlay.end()) {
         return internal_error("save plan: no overlay address for " + spec.site.name + "/" +
@@ -178,6 +182,33 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
     p.session_id = mesh::probe_session_id(canonical);
     auto kp = keys(site, lep.name);
     if (!kp.is_ok()) return kp.status();
+    if (rsite.external) {
+      // A peer that is not ours: no probes, no key; the tunnel (its LAN behind it) is all.
+      p.probed = false;
+      if (lep.bandwidth_mbps) p.bandwidth_mbps = lep.bandwidth_mbps;
+      p.cost_per_gb = lep.cost_per_gb;
+      for (const auto& iface : plan.sites[sv]) {
+        if (iface.endpoint != le) continue;
+        const auto peer = std::find(iface.peers.begin(), iface.peers.end(), id);
+        if (peer == iface.peers.end()) break;
+        steering::PathSpec::Tunnel t;
+        t.interface_name = iface.name;
+        t.interface_addresses.emplace_back(iface.address.ipv4, g.overlay().ipv4.length());
+        t.allowed_prefixes = rsite.subnets;
+        t.local_public_key = kp.value().public_key;
+        t.transport = mesh::to_string(iface.transport);
+        t.params_json = mesh::transport_params_json(g, sv, le, rs, re);
+        p.tunnel = std::move(t);
+        break;
+      }
+      out.paths.push_back(std::move(p));
+      if (!remote_index.count(rs)) {
+        remote_index[rs] = out.remote_sites.size();
+        out.remote_sites.push_back({rsite.site.name, rsite.subnets, {}});
+        out.subnets[rsite.site.name] = rsite.subnets;
+      }
+      continue;
+    }
     if (rsite.public_keys[re].empty()) {
       return failed_precondition("no public key for " + rsite.site.name + "/" + rep.name +
                                  " (give public_key in the sites file, or plan with its keys)");
@@ -242,12 +273,15 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
   // reached through the neighbours that have paths to both (one relay, as mesh::RelayRoutes).
   std::vector<std::set<std::uint32_t>> neighbours(g.num_sites());
   for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
+    // A peer that is not ours relays nothing and is reached by no relay: its traffic selectors
+    // name only the sites that connect to it.
+    if (g.site(g.path_src(id)).external || g.site(g.path_dst(id)).external) continue;
     neighbours[g.path_src(id)].insert(g.path_dst(id));
     neighbours[g.path_dst(id)].insert(g.path_src(id));
   }
   const auto self = static_cast<std::uint32_t>(sv);
   for (std::uint32_t other = 0; other < g.num_sites(); ++other) {
-    if (other == self || remote_index.count(other)) continue;
+    if (other == self || remote_index.count(other) || g.site(other).external) continue;
     steering::RemoteSite r;
     r.name = g.site(other).site.name;
     out.subnets[r.name] = g.site(other).subnets;
@@ -283,6 +317,10 @@ Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
   mesh::MeshGraph& g = built.value();
   const int self = g.find_site(self_name);
   if (self < 0) return invalid_argument("site '" + self_name + "' is not in " + rt.sites_file);
+  if (g.site(self).external) {
+    return invalid_argument("'" + self_name + "' is a peer in " + rt.sites_file +
+                            " (peers:), not a Patronus site");
+  }
   auto keys = mesh::KeyDirectory::open(rt.keys_dir);
   if (!keys.is_ok()) return keys.status();
   const auto& endpoints = g.site(self).site.endpoints;
@@ -322,7 +360,7 @@ Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
   // Other sites' public keys come from the sites file; a lab that keeps every site's keys in one
   // directory may leave them out, and they are read from there (public halves only).
   for (std::size_t v = 0; v < g.num_sites(); ++v) {
-    if (static_cast<int>(v) == self) continue;
+    if (static_cast<int>(v) == self || g.site(v).external) continue;
     const auto& eps = g.site(v).site.endpoints;
     for (std::size_t e = 0; e < eps.size(); ++e) {
       if (g.public_key(v, e).empty()) {

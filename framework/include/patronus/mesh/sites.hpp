@@ -61,6 +61,9 @@ struct SiteSpec {
   std::vector<std::string> next_public_keys;
   // Per endpoint: its transport (`transport:` and `ike:`); WireGuard when the file says nothing.
   std::vector<EndpointTransport> transports;
+  // A peer that is not a Patronus site (the file's `peers:`): one IPsec endpoint, "gw", no keys,
+  // no overlay address, no plan of its own; our sites connect to it and never relay through it.
+  bool external = false;
   TransportKind transport(std::size_t endpoint) const {
     return endpoint < transports.size() ? transports[endpoint].kind : TransportKind::kWireGuard;
   }
@@ -97,8 +100,21 @@ struct OverlaySettings {
   OverlaySettings();
 };
 
+// An IKEv2 peer we do not control (a cloud VPN gateway, a partner's firewall), from `peers:`:
+//   - name: partner            # a DNS label, unique among sites and peers
+//     address: 203.0.113.9     # its IKE address (port 500 unless given)
+//     subnets: [172.16.0.0/16] # what is behind it (required)
+//     ike: {id: gw.partner.example, psk_file: /etc/patronus/partner.psk, proposals: [...]}
+//     sites: [hq]              # our sites that connect to it (default: every site with a
+//                              # compatible IPsec endpoint)
+struct PeerSpec {
+  SiteSpec spec;                   // external, one endpoint "gw" with transport ipsec
+  std::vector<std::string> sites;  // our sites that connect to it ("" = all that can)
+};
+
 struct SitesFile {
   std::vector<SiteSpec> sites;
+  std::vector<PeerSpec> peers;
   std::vector<LinkSpec> links;
   std::vector<std::string> hubs;  // from the file's `hubs:`; the CLI may override
   EndpointRules rules = EndpointRules::defaults();
@@ -113,6 +129,7 @@ constexpr std::size_t kMaxSites = 10000;
 constexpr std::size_t kMaxEndpointsPerSite = 16;
 constexpr std::size_t kMaxLinks = 1000000;
 constexpr std::size_t kMaxSubnetsPerSite = 256;
+constexpr std::size_t kMaxPeers = 1000;
 
 // `origin` names the input in errors (a file name).
 Result<SitesFile> parse_sites_yaml(const std::string& text, const std::string& origin);
