@@ -260,8 +260,10 @@ vici::Message load_conn(const PathParams& p) {
   child.set_list("remote_ts", rts);
   child.set_list("esp_proposals", p.esp_proposals);
   child.set("rekey_time", std::to_string(p.child_rekey_s) + "s");
-  child.set("dpd_action", p.initiator ? "restart" : "clear");
-  child.set("close_action", p.initiator ? "restart" : "none");
+  // charon never restarts a connection by itself: the plugin does (every retry interval while
+  // the path is down), through `initiate`, so each attempt's failure comes back with its reason.
+  child.set("dpd_action", "clear");
+  child.set("close_action", "none");
   child.set("start_action", "none");
   child.set("mode", "tunnel");
   if (p.mode == Mode::kXfrm) {

@@ -14,7 +14,13 @@ scoring plugins. The run checks, in order:
      is back, the plugin loads the connection again and the path comes back up;
   3. a mixed site (inet over WireGuard, corp over IPsec, to the same remote site): a UDP flow from
      LAN to LAN leaves by the tunnel the daemon chose; cutting that tunnel's underlay moves it to
-     the other transport.
+     the other transport;
+  4. a third-party peer: a charon configured by hand with swanctl.conf (as a partner's gateway
+     would be, not by our plugin; LAN 172.16.0.0/16) and described in hq's sites file under
+     `peers:`. Its proposal is one we do not offer: the path stays down, the diagnostic and the
+     ipsec.error event name NO_PROPOSAL_CHOSEN. With the peer's proposal in the sites file but the
+     partner holding another PSK: AUTHENTICATION_FAILED. Once the partner loads the right key, the
+     tunnel comes up, the path is used without probes, and hq's LAN pings the partner's LAN.
 Names are unique to the run; namespaces, daemons, charon and wireguard-go are removed also when a
 check fails. Prints a JSON report; exit 0 when every check passed, 77 when the machine cannot run
 it (not root, no charon, no wireguard-go).
@@ -146,7 +152,7 @@ class Net:
         self.build = build
         self.work = work
         tag = str(os.getpid())
-        self.ns = {k: "pi%s%s" % (k, tag) for k in ("hq", "br", "hqlan", "brlan")}
+        self.ns = {k: "pi%s%s" % (k, tag) for k in ("hq", "br", "hqlan", "brlan", "pp")}
         self.charon = {}
         self.daemons = {}
         self.logs = []
@@ -176,6 +182,14 @@ class Net:
             self.ip("br", "addr", "add", net + ".2/24", "dev", name)
             self.ip("hq", "link", "set", name, "up")
             self.ip("br", "link", "set", name, "up")
+        # the partner's gateway, on its own underlay from hq; its LAN address on lo
+        sh("ip", "link", "add", "ext0", "netns", self.ns["hq"], "type", "veth", "peer", "name",
+           "ext0", "netns", self.ns["pp"])
+        self.ip("hq", "addr", "add", "203.0.113.1/24", "dev", "ext0")
+        self.ip("pp", "addr", "add", "203.0.113.9/24", "dev", "ext0")
+        self.ip("pp", "addr", "add", "172.16.0.1/32", "dev", "lo")
+        self.ip("hq", "link", "set", "ext0", "up")
+        self.ip("pp", "link", "set", "ext0", "up")
         for site, net in (("hq", "10.1.0"), ("br", "10.2.0")):
             sh("ip", "link", "add", "lan0", "netns", self.ns[site], "type", "veth", "peer", "name",
                "lan0", "netns", self.ns[site + "lan"])
@@ -186,11 +200,11 @@ class Net:
             self.ip(site + "lan", "route", "add", "default", "via", net + ".1")
             self.exec(site, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 
-    def start_charon(self, site):
+    def start_charon(self, site, conf=None):
         d = os.path.join(self.work, site + "-charon")
         os.makedirs(os.path.join(d, "run"), exist_ok=True)
         with open(os.path.join(d, "strongswan.conf"), "w") as f:
-            f.write(STRONGSWAN_CONF.format(dir=d))
+            f.write((conf or STRONGSWAN_CONF).format(dir=d))
         sock = os.path.join(d, "charon.vici")
         if os.path.exists(sock):
             os.unlink(sock)
@@ -214,8 +228,9 @@ class Net:
                 p.wait()
 
     def write_phase(self, phase, sites_yaml):
-        with open(os.path.join(self.work, "sites-%s.yaml" % phase), "w") as f:
-            f.write(sites_yaml)
+        if sites_yaml is not None:
+            with open(os.path.join(self.work, "sites-%s.yaml" % phase), "w") as f:
+                f.write(sites_yaml)
         # every site's keys in one directory, as a lab keeps them
         sh(os.path.join(self.build, "bin", "patronus"), "mesh", "plan", "--sites",
            os.path.join(self.work, "sites-%s.yaml" % phase), "--keys-dir",
@@ -284,6 +299,69 @@ class Net:
             subprocess.run(["ip", "netns", "del", n], capture_output=True)
         for log in self.logs:
             log.close()
+
+
+PARTNER_STRONGSWAN_CONF = """charon {{
+  load_modular = yes
+  plugins {{
+    include /etc/strongswan.d/charon/*.conf
+    kernel-libipsec {{ load = yes }}
+    vici {{ socket = unix://{dir}/charon.vici }}
+  }}
+  filelog {{
+    log {{ path = {dir}/charon.log
+      default = 1
+      ike = 2 }}
+  }}
+}}
+"""
+
+# The partner's gateway as its administrator writes it: no Patronus anywhere.
+PARTNER_SWANCTL = """connections {{
+  hq {{
+    version = 2
+    local_addrs = 203.0.113.9
+    remote_addrs = 203.0.113.1
+    proposals = aes256-sha256-ecp384
+    local {{
+      auth = psk
+      id = gw.partner.example
+    }}
+    remote {{
+      auth = psk
+      id = 203.0.113.1
+    }}
+    children {{
+      lan {{
+        local_ts = 172.16.0.0/16
+        remote_ts = 10.1.0.0/24
+        esp_proposals = aes256gcm16-x25519
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-hq {{
+    id-1 = gw.partner.example
+    id-2 = 203.0.113.1
+    secret = "{secret}"
+  }}
+}}
+"""
+
+SITES_PEER = """sites:
+  - name: hq
+    subnets: [10.1.0.0/24]
+    endpoints:
+      - {{name: ext, address: "203.0.113.1:500", transport: ipsec}}
+peers:
+  - name: partner
+    address: 203.0.113.9
+    subnets: [172.16.0.0/16]
+    ike: {{id: gw.partner.example, psk_file: {psk}{proposals}}}
+"""
+
+PSK = "patronus-partner-shared-key-0123456789"
 
 
 def all_up(net, site, n, transports=None):
@@ -400,6 +478,97 @@ def run(net, report):
                       "longest_gap_ms": round(gap * 1000, 1)}
     if len(seqs) < sent * 0.8:
         fail("the flow lost more than a fifth of its packets: %s" % report["flow"])
+    net.stop_daemons()
+
+    # 4. a third-party peer, configured by hand
+    third_party(net, report)
+
+
+def peer_path(net):
+    paths = net.paths("hq")
+    if not paths:
+        return None
+    for p in paths:
+        if p["peer_site"] == "partner":
+            return p
+    return None
+
+
+def ipsec_errors(net, phase):
+    """The ipsec.error events hq's daemon stored (its state database)."""
+    import sqlite3
+    db = sqlite3.connect(os.path.join(net.work, "hq-%s.db" % phase))
+    try:
+        rows = db.execute("SELECT payload FROM decision_events WHERE kind = 'ipsec.error'")
+        return [json.loads(r[0]) for r in rows]
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
+
+
+def third_party(net, report):
+    pp = os.path.join(net.work, "pp-charon")
+    net.start_charon("pp", PARTNER_STRONGSWAN_CONF)
+    swanctl = os.path.join(pp, "swanctl.conf")
+
+    def partner_secret(secret):
+        with open(swanctl, "w") as f:
+            f.write(PARTNER_SWANCTL.format(secret=secret))
+        net.exec("pp", "swanctl", "--load-all", "--clear", "--file", swanctl, "--uri",
+                 "unix://%s/charon.vici" % pp)
+
+    partner_secret(PSK)
+    psk_file = os.path.join(net.work, "partner.psk")
+    with open(psk_file, "w") as f:
+        f.write(PSK + "\n")
+    os.chmod(psk_file, 0o600)
+
+    def run_phase(phase, proposals):
+        with open(os.path.join(net.work, "sites-%s.yaml" % phase), "w") as f:
+            f.write(SITES_PEER.format(psk=psk_file, proposals=proposals))
+        net.write_phase(phase, None)
+        net.start_daemon("hq", phase)
+
+    def down_with(diagnostic):
+        p = peer_path(net)
+        return p if p and p["tunnel"] and not p["tunnel"]["up"] and \
+            p["tunnel"]["diagnostic"] == diagnostic else None
+
+    # a. the partner accepts only a proposal we do not offer by default
+    run_phase("peer-proposal", "")
+    p = wait_for("the refused proposal reported", lambda: down_with(
+        "no proposal or traffic selector agreed"), 30)
+    errors = ipsec_errors(net, "peer-proposal")
+    wait_for("an ipsec.error event naming NO_PROPOSAL_CHOSEN", lambda: any(
+        "NO_PROPOSAL_CHOSEN" in e.get("error", "") for e in ipsec_errors(net, "peer-proposal")), 10)
+    report["peer_wrong_proposal"] = {"state": p["state"], "tunnel": p["tunnel"]["diagnostic"],
+                                     "event": [e for e in ipsec_errors(net, "peer-proposal")
+                                               if "NO_PROPOSAL" in e["error"]][0]}
+    net.stop_daemons()
+
+    # b. its proposal in the sites file; the partner holds another PSK
+    partner_secret("not-the-key-we-were-given-0123456789")
+    run_phase("peer-psk", ", proposals: [aes256-sha256-prfsha256-ecp384]")
+    p = wait_for("the failed authentication reported", lambda: down_with(
+        "authentication failed"), 30)
+    wait_for("an ipsec.error event naming AUTHENTICATION_FAILED", lambda: any(
+        "AUTHENTICATION_FAILED" in e.get("error", "") for e in ipsec_errors(net, "peer-psk")), 10)
+    report["peer_wrong_psk"] = {"state": p["state"], "tunnel": p["tunnel"]["diagnostic"],
+                                "event": [e for e in ipsec_errors(net, "peer-psk")
+                                          if "AUTHENTICATION" in e["error"]][0]}
+
+    # c. the partner loads the right key: our retries get through
+    partner_secret(PSK)
+    p = wait_for("the tunnel to the partner up", lambda: (lambda x: x if x and x["tunnel"]["up"]
+                                                           and x["state"] == "up" else None)(
+        peer_path(net)), 30)
+    if p.get("probed") is not False or p.get("score") is not None or p["samples"] != 0:
+        fail("the peer's path was probed or scored: %s" % p)
+    out = net.exec("hqlan", "ping", "-c", "3", "-i", "0.2", "-W", "2", "172.16.0.1", check=False)
+    if " 0% packet loss" not in out:
+        fail("ping from hq's LAN to the partner's LAN failed: %s" % out)
+    report["peer_up"] = {"state": p["state"], "tunnel": p["tunnel"], "probed": p["probed"]}
 
 
 def main():
@@ -427,7 +596,8 @@ def main():
         for site in ("hq", "br"):
             report.setdefault("paths", {})[site] = net.paths(site)
             for name in ("%s-charon/charon.log" % site, "%s-ipsec.log" % site,
-                         "%s-mixed.log" % site):
+                         "%s-mixed.log" % site, "%s-peer-proposal.log" % site,
+                         "%s-peer-psk.log" % site, "pp-charon/charon.log"):
                 path = os.path.join(work, name)
                 if os.path.exists(path):
                     with open(path) as f:
