@@ -345,6 +345,16 @@ Result<std::vector<SaState>> parse_list_sa(const vici::Message& event) {
     s.dh_group = ike.get("dh-group").value_or("");
     auto port = number(ike, "remote-port", conn);
     if (!port.is_ok()) return port.status();
+    if (ike.get("established")) {
+      auto est = number(ike, "established", conn);
+      if (!est.is_ok()) return est.status();
+      s.established_s = static_cast<std::int64_t>(est.value());
+    }
+    if (ike.get("rekey-time")) {
+      auto rk = number(ike, "rekey-time", conn);
+      if (!rk.is_ok()) return rk.status();
+      s.ike_rekey_in_s = static_cast<std::int64_t>(rk.value());
+    }
     if (port.value() > 65535) return invalid_argument("list-sa " + conn + ".remote-port: too big");
     s.remote_port = static_cast<std::uint16_t>(port.value());
     if (const vici::Message* children = ike.child("child-sas")) {
@@ -363,7 +373,10 @@ Result<std::vector<SaState>> parse_list_sa(const vici::Message& event) {
         s.bytes_in += in.value();
         s.bytes_out += outb.value();
         const auto ago = static_cast<std::int64_t>(installed.value());
-        if (!s.child_installed || ago < s.installed_ago_s) s.installed_ago_s = ago;
+        if (!s.child_installed || ago < s.installed_ago_s) {
+          s.installed_ago_s = ago;
+          s.child_id = c.get("uniqueid").value_or(cname);
+        }
         s.child_installed = true;
       }
     }

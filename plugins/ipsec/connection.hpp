@@ -66,6 +66,9 @@ struct SaState {
   std::string ike_state;  // ESTABLISHED, CONNECTING, ...
   bool child_installed = false;
   std::int64_t installed_ago_s = -1;  // the installed CHILD_SA's install-time (seconds ago)
+  std::string child_id;               // charon's uniqueid of that CHILD_SA (a rekey changes it)
+  std::int64_t established_s = -1;    // the IKE_SA's age (seconds)
+  std::int64_t ike_rekey_in_s = -1;   // seconds until the IKE_SA is rekeyed (-1: unknown)
   std::uint64_t bytes_in = 0, bytes_out = 0;
   std::string remote_host, remote_id, encr_alg, dh_group;
   std::uint16_t remote_port = 0;

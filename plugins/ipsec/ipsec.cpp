@@ -92,6 +92,7 @@ struct PathState {
   std::uint32_t attempt_diag = PATRONUS_TUNNEL_DIAG_NONE;
   std::string attempt_reason;
   std::optional<std::uint32_t> last_state;
+  std::string child_id;  // the CHILD_SA carrying the path now (a rekey replaces it)
 };
 
 class Ipsec final : public patronus::sdk::TransportPlugin {
@@ -783,16 +784,29 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
         t.endpoint = model::SocketAddress(ip.value(), sa->remote_port).to_abi();
       }
     }
+    auto sa_json = [&] {
+      json j{{"path", id}, {"connection", ipsec::conn_name(id)}};
+      if (sa != nullptr) {
+        j["ike_state"] = sa->ike_state;
+        j["remote_id"] = sa->remote_id;
+        j["remote_host"] = sa->remote_host;
+        j["encr_alg"] = sa->encr_alg;
+        j["dh_group"] = sa->dh_group;
+        j["established_s"] = sa->established_s;
+        j["ike_rekey_in_s"] = sa->ike_rekey_in_s;
+        j["child_sa"] = sa->child_id;
+      }
+      return j;
+    };
+    if (state == PATRONUS_TUNNEL_UP && sa != nullptr && p.last_state == state &&
+        sa->child_id != p.child_id) {
+      event("ipsec.rekeyed", sa_json());  // a new CHILD_SA carries the path
+    }
+    if (state == PATRONUS_TUNNEL_UP && sa != nullptr) p.child_id = sa->child_id;
     if (!p.last_state || *p.last_state != state) {
       if (state == PATRONUS_TUNNEL_UP) {
         host().info("ipsec: path " + std::to_string(id) + " up");
-        json j{{"path", id}, {"connection", ipsec::conn_name(id)}};
-        if (sa != nullptr) {
-          j["remote_id"] = sa->remote_id;
-          j["encr_alg"] = sa->encr_alg;
-          j["dh_group"] = sa->dh_group;
-        }
-        event("ipsec.up", j);
+        event("ipsec.up", sa_json());
       } else {
         p.down_since_ns = host().now_ns();
         if (p.last_state) {

@@ -1,9 +1,11 @@
 // The VICI codec on hostile bytes (what a compromised or buggy charon, or anything listening on
 // its socket path, could send): the framer and the decoder never crash, and whatever decodes
-// re-encodes to a segment that decodes to the same message.
+// re-encodes to a segment that decodes to the same message; a decoded event read as list-sa
+// (what the ipsec plugin does with charon's SA listings) is refused or parsed, never crashes.
 #include <cstdlib>
 #include <string_view>
 
+#include "connection.hpp"
 #include "vici.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -17,6 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   auto p = decode(bytes);
   if (!p.is_ok()) return 0;
+  (void)patronus::ipsec::parse_list_sa(p.value().message);
   auto again = encode(p.value());
   if (!again.is_ok()) return 0;  // a value that decoded cannot be too long; names may not be
   auto back = decode(std::string_view(again.value()).substr(4));

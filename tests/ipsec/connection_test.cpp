@@ -181,6 +181,8 @@ TEST(IpsecConnection, ListSaEventsBecomeTunnelStateAndBadNumbersAreRefused) {
   ike.set("remote-port", "4500");
   ike.set("remote-id", "198.51.100.2");
   ike.set("encr-alg", "AES_GCM_16");
+  ike.set("established", "3600");
+  ike.set("rekey-time", "10800");
   vici::Message& kids = ike.section("child-sas");
   vici::Message& old_sa = kids.section("patronus-7-1");
   old_sa.set("state", "INSTALLED");
@@ -192,6 +194,7 @@ TEST(IpsecConnection, ListSaEventsBecomeTunnelStateAndBadNumbersAreRefused) {
   new_sa.set("bytes-in", "10");
   new_sa.set("bytes-out", "5");
   new_sa.set("install-time", "20");
+  new_sa.set("uniqueid", "9");
   e.section("someone-else").set("state", "ESTABLISHED");
   auto s = parse_list_sa(e);
   ASSERT_TRUE(s.is_ok()) << s.status().to_string();
@@ -199,6 +202,9 @@ TEST(IpsecConnection, ListSaEventsBecomeTunnelStateAndBadNumbersAreRefused) {
   EXPECT_TRUE(s.value()[0].child_installed);
   EXPECT_EQ(s.value()[0].bytes_in, 110u);  // a rekey in progress: both CHILD_SAs count
   EXPECT_EQ(s.value()[0].installed_ago_s, 20);
+  EXPECT_EQ(s.value()[0].child_id, "9");  // the newest CHILD_SA: a rekey shows as a new id
+  EXPECT_EQ(s.value()[0].established_s, 3600);
+  EXPECT_EQ(s.value()[0].ike_rekey_in_s, 10800);
   EXPECT_EQ(s.value()[0].remote_port, 4500);
   vici::Message hostile;
   hostile.section("patronus-8")

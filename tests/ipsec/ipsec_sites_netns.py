@@ -569,6 +569,13 @@ def third_party(net, report):
     if " 0% packet loss" not in out:
         fail("ping from hq's LAN to the partner's LAN failed: %s" % out)
     report["peer_up"] = {"state": p["state"], "tunnel": p["tunnel"], "probed": p["probed"]}
+    # the key went to charon and nowhere else: not in the daemon's log or state database
+    net.stop_daemons()
+    for name in ("hq-peer-proposal.log", "hq-peer-psk.log", "hq-peer-proposal.db",
+                 "hq-peer-psk.db"):
+        with open(os.path.join(net.work, name), "rb") as f:
+            if PSK.encode() in f.read():
+                fail("the pre-shared key appears in %s" % name)
 
 
 def main():

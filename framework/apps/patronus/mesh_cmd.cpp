@@ -385,13 +385,25 @@ int run_plan(MeshCommands& m) {
   std::cout << "\n";
   for (std::uint32_t s = 0; s < g.num_sites(); ++s) {
     const auto& spec = g.site(s);
+    if (spec.external) {
+      std::cout << spec.site.name << " (peer, not a Patronus site: IKEv2 at "
+                << spec.site.endpoints[0].address.to_string() << ")\n";
+      continue;
+    }
     std::cout << spec.site.name << (g.is_hub(s) ? " (hub)" : "") << "\n";
     for (const auto& iface : plan.value().sites[s]) {
-      std::cout << "  " << iface.name << " port " << iface.listen_port << " "
-                << iface.address.ipv4.to_string()
+      std::cout << "  " << iface.name << " " << mesh::to_string(iface.transport) << " port "
+                << iface.listen_port << " " << iface.address.ipv4.to_string()
                 << (iface.address.ipv6 ? " " + iface.address.ipv6->to_string() : "") << ", "
                 << iface.peers.size() << " peer(s)\n";
     }
+  }
+  std::cout << "paths\n";
+  for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
+    const auto& p = g.path(id);
+    std::cout << "  " << g.path_key(id) << " "
+              << mesh::to_string(g.site(p.src_site).transport(p.src_endpoint))
+              << (g.site(g.path_dst(id)).external ? " (peer: not probed)" : "") << "\n";
   }
   if (configs) std::cout << "wrote " << configs << " config(s) under " << m.wg_config_dir << "\n";
   if (db) std::cout << "saved " << g.num_paths() << " path(s) to " << m.db << "\n";
