@@ -202,8 +202,9 @@ Result<PathParams> path_params(const patronus_path_desc& d, Mode mode) {
       if (auto s = check_proposal(prop, kind); !s.is_ok()) return fail(s);
     }
   }
-  for (auto [key, out] : {std::pair{"dpd_s", &p.dpd_s}, std::pair{"rekey_s", &p.rekey_s},
-                          std::pair{"child_rekey_s", &p.child_rekey_s}}) {
+  for (auto [key, out] :
+       {std::pair{"dpd_s", &p.dpd_s}, std::pair{"rekey_s", &p.rekey_s},
+        std::pair{"child_rekey_s", &p.child_rekey_s}, std::pair{"reauth_s", &p.reauth_s}}) {
     if (auto s = timer(local, key, "local", *out); !s.is_ok()) return fail(s);
   }
   auto rpsk = str(rem, "psk_file", "remote");
@@ -240,6 +241,7 @@ vici::Message load_conn(const PathParams& p) {
   c.set_list("proposals", p.proposals);
   c.set("dpd_delay", std::to_string(p.dpd_s) + "s");
   c.set("rekey_time", std::to_string(p.rekey_s) + "s");
+  if (p.reauth_s > 0) c.set("reauth_time", std::to_string(p.reauth_s) + "s");
   c.set("mobike", "no");
   c.set("unique", "replace");
   if (p.mode == Mode::kXfrm) {

@@ -35,8 +35,9 @@ struct PathParams {
   std::vector<std::pair<model::IpAddress, int>> interface_addresses;
   std::optional<model::IpAddress> remote_overlay;
   std::uint32_t dpd_s = 10, rekey_s = 14400, child_rekey_s = 3600;
-  std::string psk_file;   // "" = derived from the endpoints' X25519 keys
-  bool initiator = true;  // this end starts the IKE_SA (the other waits, then retries)
+  std::uint32_t reauth_s = 0;  // 0: no reauthentication (rekeying renews the keys)
+  std::string psk_file;        // "" = derived from the endpoints' X25519 keys
+  bool initiator = true;       // this end starts the IKE_SA (the other waits, then retries)
   Mode mode = Mode::kLibipsec;
   std::uint32_t if_id = 0;  // kXfrm: the interface's id (ipsecN -> N + 1)
 };

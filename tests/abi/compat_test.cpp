@@ -140,10 +140,10 @@ TEST(AbiCompat, Abi11PluginsLoadAndTheir11CallsWork) {
       << err.status().message();
 }
 
-// Every frozen minor's plugins keep loading in this host (1.2 included), and none claims the real
-// network but the 1.2 transport.
+// Every frozen minor's plugins keep loading in this host (1.2 and 1.3 included), and none claims
+// the real network but the transports.
 TEST(AbiCompat, EveryFrozenMinorLoads) {
-  for (int minor : {0, 1, 2}) {
+  for (int minor : {0, 1, 2, 3}) {
     for (const char* kind : {"probe", "scorer", "policy"}) {
       core::PluginRegistry reg;
       auto lib = reg.load_file(compat(kind, minor));
@@ -154,11 +154,14 @@ TEST(AbiCompat, EveryFrozenMinorLoads) {
   }
 }
 
-// A 1.2 transport: declares the real network, watches a descriptor through the host (real Asio
-// loop), reports its tunnel; the same plugin's watch is refused by a simulated host.
-TEST(AbiCompat, Abi12TransportWatchesADescriptorAndReportsItsTunnel) {
+// A 1.2 and a 1.3 transport: declare the real network, watch a descriptor through the host (real
+// Asio loop), report their tunnel; the same plugin's watch is refused by a simulated host. The
+// host's path description is 1.4's (transport settings appended): they read only their part.
+class AbiCompatTransport : public ::testing::TestWithParam<int> {};
+
+TEST_P(AbiCompatTransport, WatchesADescriptorAndReportsItsTunnel) {
   core::PluginRegistry reg;
-  auto lib = reg.load_file(compat("transport", 2));
+  auto lib = reg.load_file(compat("transport", GetParam()));
   ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
   EXPECT_TRUE(lib.value()->info().needs_real_network);
   EXPECT_EQ(lib.value()->info().kind, core::PluginKind::kTransport);
@@ -171,8 +174,12 @@ TEST(AbiCompat, Abi12TransportWatchesADescriptorAndReportsItsTunnel) {
   ASSERT_TRUE(r.add_plugin(lib.value(), "t", "").is_ok());
   ASSERT_TRUE(r.start().is_ok());
   patronus_path_desc d{};
+  d.struct_size = sizeof d;
   d.path_id = 9;
   d.interface_name = "wg-x";
+  const std::string params = R"({"transport":"wireguard"})";
+  d.transport_params = params.c_str();
+  d.transport_params_size = static_cast<std::uint32_t>(params.size());
   ASSERT_TRUE(r.path_up("t", d).is_ok());
   EXPECT_EQ(r.live_watches("t"), 1u);
   for (int i = 0; i < 100 && s.tunnels.empty(); ++i) io.run_one_for(std::chrono::milliseconds(10));
@@ -192,6 +199,8 @@ TEST(AbiCompat, Abi12TransportWatchesADescriptorAndReportsItsTunnel) {
   ASSERT_FALSE(st.is_ok());
   EXPECT_EQ(st.code(), Code::kUnimplemented) << st.to_string();
 }
+
+INSTANTIATE_TEST_SUITE_P(Minors, AbiCompatTransport, ::testing::Values(2, 3));
 
 TEST(AbiCompat, NonZeroReservedFieldsAreRefused) {
   for (const auto& [name, needle] :

@@ -107,7 +107,7 @@ TEST(IpsecConnection, RouteBasedModeBindsTheSasToTheInterfacesIfId) {
 
 TEST(IpsecConnection, TheSitesFilesSettingsAreUsedAndCheckedByName) {
   Desc desc;
-  desc.params = R"({"transport":"ipsec","local":{"id":"hq.example","dpd_s":3},)"
+  desc.params = R"({"transport":"ipsec","local":{"id":"hq.example","dpd_s":3,"reauth_s":7200},)"
                 R"("remote":{"id":"gw.partner.example","external":true,)"
                 R"("proposals":["aes128gcm16-prfsha256-ecp256"]}})";
   auto p = path_params(desc.get(), Mode::kLibipsec);
@@ -117,6 +117,8 @@ TEST(IpsecConnection, TheSitesFilesSettingsAreUsedAndCheckedByName) {
   EXPECT_TRUE(p.value().initiator);  // a peer that is not ours: always from here
   EXPECT_EQ(p.value().proposals, std::vector<std::string>{"aes128gcm16-prfsha256-ecp256"});
   EXPECT_EQ(p.value().dpd_s, 3u);
+  EXPECT_EQ(load_conn(p.value()).child("patronus-7")->get("reauth_time"), "7200s");
+  EXPECT_EQ(load_conn(p.value()).child("patronus-7")->get("dpd_delay"), "3s");
 
   struct Bad {
     const char* params;

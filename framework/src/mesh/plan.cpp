@@ -283,6 +283,7 @@ nlohmann::json ike_json(const SiteSpec& spec, std::size_t e) {
   if (k.dpd_s) j["dpd_s"] = k.dpd_s;
   if (k.rekey_s) j["rekey_s"] = k.rekey_s;
   if (k.child_rekey_s) j["child_rekey_s"] = k.child_rekey_s;
+  if (k.reauth_s) j["reauth_s"] = k.reauth_s;
   if (spec.external) j["external"] = true;  // not ours: we start its IKE_SA, it has no probes
   return j;
 }

@@ -94,9 +94,10 @@ Result<std::vector<std::string>> string_list(const YAML::Node& n, const std::str
 // and which algorithms we refuse); here only their shape.
 Status parse_ike(const YAML::Node& n, const std::string& path, IkeSettings& out) {
   if (!n.IsMap()) return invalid_argument(at(n) + path + ": expected a map");
-  if (auto s = yamlf::check_keys(
-          n, {"id", "proposals", "esp_proposals", "psk_file", "dpd_s", "rekey_s", "child_rekey_s"},
-          path);
+  if (auto s = yamlf::check_keys(n,
+                                 {"id", "proposals", "esp_proposals", "psk_file", "dpd_s",
+                                  "rekey_s", "child_rekey_s", "reauth_s"},
+                                 path);
       !s.is_ok()) {
     return s;
   }
@@ -122,8 +123,9 @@ Status parse_ike(const YAML::Node& n, const std::string& path, IkeSettings& out)
     std::uint32_t* v;
     std::int64_t min;
   };
-  for (const Timer& t : {Timer{"dpd_s", &out.dpd_s, 1}, Timer{"rekey_s", &out.rekey_s, 60},
-                         Timer{"child_rekey_s", &out.child_rekey_s, 60}}) {
+  for (const Timer& t :
+       {Timer{"dpd_s", &out.dpd_s, 1}, Timer{"rekey_s", &out.rekey_s, 60},
+        Timer{"child_rekey_s", &out.child_rekey_s, 60}, Timer{"reauth_s", &out.reauth_s, 300}}) {
     if (!n[t.key]) continue;
     auto v = yamlf::integer(n[t.key], join(path, t.key), t.min, 7 * 24 * 3600);
     if (!v.is_ok()) return v.status();

@@ -39,9 +39,10 @@ struct IkeSettings {
   std::uint32_t dpd_s = 0;                 // dead peer detection interval (0: the default)
   std::uint32_t rekey_s = 0;               // IKE_SA rekey time (0: the default)
   std::uint32_t child_rekey_s = 0;         // CHILD_SA rekey time (0: the default)
+  std::uint32_t reauth_s = 0;  // IKE_SA reauthentication (0: none; rekeying keeps it fresh)
   bool empty() const {
     return id.empty() && proposals.empty() && esp_proposals.empty() && psk_file.empty() &&
-           dpd_s == 0 && rekey_s == 0 && child_rekey_s == 0;
+           dpd_s == 0 && rekey_s == 0 && child_rekey_s == 0 && reauth_s == 0;
   }
 };
 
