@@ -69,10 +69,7 @@ def wait_for(what, fn, timeout):
 
 STRONGSWAN_CONF = """charon {{
   load_modular = yes
-  # kernel-libipsec installs a route per policy into table 220 whatever install_routes says:
-  # its rule goes after the dataplane's (20000 and up), so steering decides
-  routing_table_prio = 32000
-  install_virtual_ip = no
+  {site_only}
   retransmit_timeout = 1.0
   retransmit_tries = 3
   plugins {{
@@ -200,11 +197,15 @@ class Net:
             self.ip(site + "lan", "route", "add", "default", "via", net + ".1")
             self.exec(site, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 
-    def start_charon(self, site, conf=None):
+    def start_charon(self, site, patronus=True):
         d = os.path.join(self.work, site + "-charon")
         os.makedirs(os.path.join(d, "run"), exist_ok=True)
+        # kernel-libipsec installs a route per policy into table 220 whatever install_routes
+        # says: on our sites its rule goes after the dataplane's (20000 and up), so steering
+        # decides. The partner keeps charon's defaults.
+        site_only = "routing_table_prio = 32000\n  install_virtual_ip = no" if patronus else ""
         with open(os.path.join(d, "strongswan.conf"), "w") as f:
-            f.write((conf or STRONGSWAN_CONF).format(dir=d))
+            f.write(STRONGSWAN_CONF.format(dir=d, site_only=site_only))
         sock = os.path.join(d, "charon.vici")
         if os.path.exists(sock):
             os.unlink(sock)
@@ -300,21 +301,6 @@ class Net:
         for log in self.logs:
             log.close()
 
-
-PARTNER_STRONGSWAN_CONF = """charon {{
-  load_modular = yes
-  plugins {{
-    include /etc/strongswan.d/charon/*.conf
-    kernel-libipsec {{ load = yes }}
-    vici {{ socket = unix://{dir}/charon.vici }}
-  }}
-  filelog {{
-    log {{ path = {dir}/charon.log
-      default = 1
-      ike = 2 }}
-  }}
-}}
-"""
 
 # The partner's gateway as its administrator writes it: no Patronus anywhere.
 PARTNER_SWANCTL = """connections {{
@@ -509,7 +495,7 @@ def ipsec_errors(net, phase):
 
 def third_party(net, report):
     pp = os.path.join(net.work, "pp-charon")
-    net.start_charon("pp", PARTNER_STRONGSWAN_CONF)
+    net.start_charon("pp", patronus=False)
     swanctl = os.path.join(pp, "swanctl.conf")
 
     def partner_secret(secret):

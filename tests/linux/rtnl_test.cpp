@@ -72,6 +72,39 @@ TEST(Rtnl, RulesRoundTrip) {
   EXPECT_FALSE(back.value().ipv6);
 }
 
+// A route-based IPsec interface: kind "xfrm" with its if_id (and underlay link) nested in
+// IFLA_INFO_DATA, as the kernel's xfrm_interface expects.
+TEST(Rtnl, XfrmInterfaceCarriesItsIfId) {
+  const NlMessage m = only(encode_xfrm_link_create("ipsec1", 2, 5, 9));
+  EXPECT_EQ(m.type, RTM_NEWLINK);
+  EXPECT_EQ(m.flags, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+  auto attrs = parse_attrs(m.payload, sizeof(ifinfomsg));
+  ASSERT_TRUE(attrs.is_ok());
+  std::string name, kind;
+  std::uint32_t if_id = 0, link = 0;
+  for (const auto& a : attrs.value()) {
+    if (a.type == IFLA_IFNAME) name = reinterpret_cast<const char*>(a.data);
+    if (a.type != IFLA_LINKINFO) continue;
+    auto info = parse_attrs(a.data, a.size);
+    ASSERT_TRUE(info.is_ok());
+    for (const auto& i : info.value()) {
+      if (i.type == IFLA_INFO_KIND) kind = reinterpret_cast<const char*>(i.data);
+      if (i.type != IFLA_INFO_DATA) continue;
+      auto data = parse_attrs(i.data, i.size);
+      ASSERT_TRUE(data.is_ok());
+      for (const auto& d : data.value()) {
+        ASSERT_EQ(d.size, 4u);
+        if (d.type == 1) std::memcpy(&link, d.data, 4);   // IFLA_XFRM_LINK
+        if (d.type == 2) std::memcpy(&if_id, d.data, 4);  // IFLA_XFRM_IF_ID
+      }
+    }
+  }
+  EXPECT_EQ(name, "ipsec1");
+  EXPECT_EQ(kind, "xfrm");
+  EXPECT_EQ(if_id, 2u);
+  EXPECT_EQ(link, 5u);
+}
+
 TEST(Rtnl, AcknowledgementsAndErrors) {
   std::vector<std::uint8_t> buf(NLMSG_LENGTH(sizeof(nlmsgerr)));
   auto* h = reinterpret_cast<nlmsghdr*>(buf.data());

@@ -181,6 +181,22 @@ TEST(SitePlan, AStagedKeyReachesThePeersAsTheNextKeyAndTheCommitMakesItTheKey) {
   std::filesystem::remove_all(dir);
 }
 
+// Every endpoint's key pair seeded from its name; the sites file gets the public halves.
+site::PrivateKeys seeded_keys(std::uint64_t seed) {
+  return [seed](std::string_view site, std::string_view ep) {
+    return mesh::seeded_keypair(seed, std::string(site) + "/" + std::string(ep));
+  };
+}
+
+void give_public_keys(mesh::SitesFile& file, const site::PrivateKeys& keys) {
+  for (auto& s : file.sites) {
+    s.public_keys.clear();
+    for (const auto& e : s.site.endpoints) {
+      s.public_keys.push_back(mesh::key_to_base64(keys(s.site.name, e.name).value().public_key));
+    }
+  }
+}
+
 // A mixed site: a WireGuard endpoint and an IPsec endpoint to a remote site with both. Paths pair
 // only endpoints of the same transport; each path names its transport, its interface (IPsec:
 // ipsec0, the site's first IPsec endpoint) and, for IPsec, both ends' IKE settings for the plugin;
@@ -204,15 +220,8 @@ TEST(SitePlan, MixedSitesPairEndpointsOfTheSameTransportAndTellThePluginTheirSet
 )",
                                      "t.yaml");
   ASSERT_TRUE(file.is_ok()) << file.status().to_string();
-  auto keys = [](std::string_view site, std::string_view ep) {
-    return mesh::seeded_keypair(9, std::string(site) + "/" + std::string(ep));
-  };
-  for (auto& s : file.value().sites) {
-    s.public_keys.clear();
-    for (const auto& e : s.site.endpoints) {
-      s.public_keys.push_back(mesh::key_to_base64(keys(s.site.name, e.name).value().public_key));
-    }
-  }
+  const auto keys = seeded_keys(9);
+  give_public_keys(file.value(), keys);
   auto g = mesh::MeshGraph::build(std::move(file.value()), {});
   ASSERT_TRUE(g.is_ok()) << g.status().to_string();
   ASSERT_EQ(g.value().num_paths(), 2u);  // inet~inet and corp~corp, never inet~corp
@@ -276,15 +285,8 @@ peers:
   ASSERT_TRUE(file.is_ok()) << file.status().to_string();
   ASSERT_EQ(file.value().peers.size(), 1u);
   EXPECT_EQ(file.value().peers[0].spec.site.endpoints[0].address.port(), 500);
-  auto keys = [](std::string_view site, std::string_view ep) {
-    return mesh::seeded_keypair(3, std::string(site) + "/" + std::string(ep));
-  };
-  for (auto& s : file.value().sites) {
-    s.public_keys.clear();
-    for (const auto& e : s.site.endpoints) {
-      s.public_keys.push_back(mesh::key_to_base64(keys(s.site.name, e.name).value().public_key));
-    }
-  }
+  const auto keys = seeded_keys(3);
+  give_public_keys(file.value(), keys);
   auto g = mesh::MeshGraph::build(std::move(file.value()), {});
   ASSERT_TRUE(g.is_ok()) << g.status().to_string();
   ASSERT_EQ(g.value().num_paths(), 3u);  // inet~inet, corp~corp, hq:corp~partner:gw

@@ -280,8 +280,9 @@ std::vector<std::uint8_t> encode_link_delete(int ifindex, std::uint32_t seq) {
   return b.finish();
 }
 
-std::vector<std::uint8_t> encode_link_create(const std::string& name, const std::string& kind,
-                                             std::uint32_t seq) {
+namespace {
+// RTM_NEWLINK for a new link of `kind`, left inside IFLA_LINKINFO for the kind's data.
+NlBuilder link_create(const std::string& name, const std::string& kind, std::uint32_t seq) {
   NlBuilder b(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq);
   ifinfomsg m{};
   m.ifi_family = AF_UNSPEC;
@@ -289,6 +290,13 @@ std::vector<std::uint8_t> encode_link_create(const std::string& name, const std:
   b.attr(IFLA_IFNAME, name.c_str(), name.size() + 1);
   b.nest_begin(IFLA_LINKINFO);
   b.attr(IFLA_INFO_KIND, kind.c_str(), kind.size() + 1);
+  return b;
+}
+}  // namespace
+
+std::vector<std::uint8_t> encode_link_create(const std::string& name, const std::string& kind,
+                                             std::uint32_t seq) {
+  NlBuilder b = link_create(name, kind, seq);
   b.nest_end();
   return b.finish();
 }
@@ -297,13 +305,7 @@ std::vector<std::uint8_t> encode_xfrm_link_create(const std::string& name, std::
                                                   std::uint32_t underlay_ifindex,
                                                   std::uint32_t seq) {
   constexpr std::uint16_t kXfrmLink = 1, kXfrmIfId = 2;  // IFLA_XFRM_LINK, IFLA_XFRM_IF_ID
-  NlBuilder b(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq);
-  ifinfomsg m{};
-  m.ifi_family = AF_UNSPEC;
-  b.fixed(m);
-  b.attr(IFLA_IFNAME, name.c_str(), name.size() + 1);
-  b.nest_begin(IFLA_LINKINFO);
-  b.attr(IFLA_INFO_KIND, "xfrm", 5);
+  NlBuilder b = link_create(name, "xfrm", seq);
   b.nest_begin(IFLA_INFO_DATA);
   if (underlay_ifindex != 0) b.attr_value<std::uint32_t>(kXfrmLink, underlay_ifindex);
   b.attr_value<std::uint32_t>(kXfrmIfId, if_id);

@@ -182,44 +182,24 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
     p.session_id = mesh::probe_session_id(canonical);
     auto kp = keys(site, lep.name);
     if (!kp.is_ok()) return kp.status();
+    // A peer that is not ours has no key and runs no probes: its tunnel (its LAN behind it) is all.
+    std::optional<mesh::Key> remote_pub;
     if (rsite.external) {
-      // A peer that is not ours: no probes, no key; the tunnel (its LAN behind it) is all.
       p.probed = false;
-      if (lep.bandwidth_mbps) p.bandwidth_mbps = lep.bandwidth_mbps;
-      p.cost_per_gb = lep.cost_per_gb;
-      for (const auto& iface : plan.sites[sv]) {
-        if (iface.endpoint != le) continue;
-        const auto peer = std::find(iface.peers.begin(), iface.peers.end(), id);
-        if (peer == iface.peers.end()) break;
-        steering::PathSpec::Tunnel t;
-        t.interface_name = iface.name;
-        t.interface_addresses.emplace_back(iface.address.ipv4, g.overlay().ipv4.length());
-        t.allowed_prefixes = rsite.subnets;
-        t.local_public_key = kp.value().public_key;
-        t.transport = mesh::to_string(iface.transport);
-        t.params_json = mesh::transport_params_json(g, sv, le, rs, re);
-        p.tunnel = std::move(t);
-        break;
+    } else {
+      if (rsite.public_keys[re].empty()) {
+        return failed_precondition("no public key for " + rsite.site.name + "/" + rep.name +
+                                   " (give public_key in the sites file, or plan with its keys)");
       }
-      out.paths.push_back(std::move(p));
-      if (!remote_index.count(rs)) {
-        remote_index[rs] = out.remote_sites.size();
-        out.remote_sites.push_back({rsite.site.name, rsite.subnets, {}});
-        out.subnets[rsite.site.name] = rsite.subnets;
-      }
-      continue;
+      auto rp = mesh::key_from_base64(rsite.public_keys[re],
+                                      rsite.site.name + "/" + rep.name + " public key");
+      if (!rp.is_ok()) return rp.status();
+      remote_pub = rp.value();
+      auto key = mesh::derive_probe_key(kp.value().private_key, *remote_pub, canonical);
+      if (!key.is_ok()) return key.status();
+      std::copy(key.value().begin(), key.value().end(), p.probe_key.begin());
+      p.has_key = true;
     }
-    if (rsite.public_keys[re].empty()) {
-      return failed_precondition("no public key for " + rsite.site.name + "/" + rep.name +
-                                 " (give public_key in the sites file, or plan with its keys)");
-    }
-    auto remote_pub = mesh::key_from_base64(rsite.public_keys[re],
-                                            rsite.site.name + "/" + rep.name + " public key");
-    if (!remote_pub.is_ok()) return remote_pub.status();
-    auto key = mesh::derive_probe_key(kp.value().private_key, remote_pub.value(), canonical);
-    if (!key.is_ok()) return key.status();
-    std::copy(key.value().begin(), key.value().end(), p.probe_key.begin());
-    p.has_key = true;
     if (lep.bandwidth_mbps && rep.bandwidth_mbps) {
       p.bandwidth_mbps = std::min(*lep.bandwidth_mbps, *rep.bandwidth_mbps);
     }
@@ -237,7 +217,7 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
       }
       t.allowed_prefixes = carried.at(&iface)[static_cast<std::size_t>(peer - iface.peers.begin())];
       t.local_public_key = kp.value().public_key;
-      t.remote_public_key = remote_pub.value();
+      if (remote_pub) t.remote_public_key = *remote_pub;
       if (re < rsite.next_public_keys.size() && !rsite.next_public_keys[re].empty()) {
         auto next = mesh::key_from_base64(rsite.next_public_keys[re],
                                           rsite.site.name + "/" + rep.name + " next public key");
