@@ -202,7 +202,8 @@ class Net:
         os.makedirs(os.path.join(d, "run"), exist_ok=True)
         # kernel-libipsec installs a route per policy into table 220 whatever install_routes
         # says: on our sites its rule goes after the dataplane's (20000 and up), so steering
-        # decides. The partner keeps charon's defaults.
+        # decides. The partner (and br's first charon, to see the plugin notice) keeps charon's
+        # defaults.
         site_only = "routing_table_prio = 32000\n  install_virtual_ip = no" if patronus else ""
         with open(os.path.join(d, "strongswan.conf"), "w") as f:
             f.write(STRONGSWAN_CONF.format(dir=d, site_only=site_only))
@@ -370,8 +371,8 @@ def ping_lan(net):
 
 def run(net, report):
     net.setup()
-    for site in ("hq", "br"):
-        net.start_charon(site)
+    net.start_charon("hq")
+    net.start_charon("br", patronus=False)  # charon's table 220 before steering: said by br
 
     # 1. two sites over IPsec
     net.write_phase("ipsec", SITES_IPSEC)
@@ -392,7 +393,12 @@ def run(net, report):
     if t.get("handshake_age_s") is None:
         fail("the IPsec tunnel reports no establishment time: %s" % t)
 
+    with open(os.path.join(net.work, "br-ipsec.log")) as f:
+        if "charon's route table 220 is looked up at priority 220" not in f.read():
+            fail("br's daemon did not say that charon's routes come before the steering rules")
+
     # 2. charon restarts: the path goes down, then comes back with the configuration reloaded
+    # (br's charon now with its routes after the dataplane's)
     net.stop_charon("br")
     wait_for("br's path down while its charon is gone",
              lambda: (lambda p: p and p[0]["tunnel"] and not p[0]["tunnel"]["up"])(net.paths("br")),
