@@ -275,7 +275,8 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
     sa.sun_family = AF_UNIX;
     std::memcpy(sa.sun_path, socket_.c_str(), socket_.size());
     const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    if (rc != 0 && errno != EINPROGRESS && errno != EAGAIN) {
+    // A unix socket connects at once or not at all (EAGAIN: charon's backlog is full; try later).
+    if (rc != 0 && errno != EINPROGRESS) {
       const int err = errno;
       ::close(fd);
       if (!unreachable_reported_) {
@@ -736,6 +737,7 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
   }
 
   void failed(std::uint64_t id, PathState& p, std::uint32_t diag, const std::string& why) {
+    if (!running_) return;  // requests cut short by our own stop
     const bool again = p.diagnostic == diag && p.reason == why;
     p.diagnostic = diag;
     p.reason = why;

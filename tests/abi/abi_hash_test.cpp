@@ -30,7 +30,7 @@ extern const layout_entry patronus_current_1_4[];
 
 namespace {
 
-constexpr std::uint64_t kPinnedHash = 0x6830a08d25a2b22bULL;  // FNV-1a 64 of the header bytes
+constexpr std::uint64_t kPinnedHash = 0x8ebda29fc31e3383ULL;  // FNV-1a 64 of the header bytes
 constexpr int kPinnedMajor = 1;
 constexpr int kPinnedMinor = 4;
 

@@ -188,9 +188,10 @@ struct patronus_path_desc {
   uint8_t remote_next_public_key[32];
   /* ABI 1.4: the path's transport settings from the sites file, as a NUL-terminated JSON object
    * of `transport_params_size` bytes (without the NUL), valid for the duration of the call:
-   * {"transport": "ipsec", "local": {...}, "remote": {...}} with each endpoint's settings for its
-   * transport (e.g. its `ike` section), "remote" also for a peer that is not a Patronus site. NULL
-   * (size 0) when the sites file gives none. Secrets are never in it, only where to find them. */
+   * {"transport": "ipsec", "local": {...}, "remote": {...}, "local_subnets": [...]} with each
+   * endpoint's settings for its transport (e.g. its `ike` section; "remote" has "external": true
+   * for a peer that is not a Patronus site) and the local site's LAN prefixes. NULL (size 0) when
+   * the sites file gives none. Secrets are never in it, only where to find them. */
   const char* transport_params;
   uint32_t transport_params_size;
   uint32_t reserved2;
