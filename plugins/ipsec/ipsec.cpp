@@ -581,7 +581,7 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
       return Status(s.code(), "setting " + p.interface_name + " up: " + s.message());
     }
     if (p.remote_overlay) {
-      if (auto s = rtnl_->route(ln::Op::kReplace, overlay_route(*p.remote_overlay, idx));
+      if (auto s = rtnl_->route(ln::Op::kReplace, ln::Route::to_host(*p.remote_overlay, idx));
           !s.is_ok()) {
         return Status(s.code(), "route to " + p.remote_overlay->to_string() + " via " +
                                     p.interface_name + ": " + s.message());
@@ -593,16 +593,8 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
   void remove_overlay_route(const ipsec::PathParams& p) {
     const unsigned idx = ::if_nametoindex(p.interface_name.c_str());
     if (idx != 0 && p.remote_overlay && rtnl_) {
-      (void)rtnl_->route(ln::Op::kDelete, overlay_route(*p.remote_overlay, idx));
+      (void)rtnl_->route(ln::Op::kDelete, ln::Route::to_host(*p.remote_overlay, idx));
     }
-  }
-
-  static ln::Route overlay_route(const model::IpAddress& ip, unsigned ifindex) {
-    ln::Route r;
-    r.table = 254;  // main
-    r.dst = model::IpPrefix(ip, ip.is_v4() ? 32 : 128);
-    r.oif = ifindex;
-    return r;
   }
 
   // --- initiation ------------------------------------------------------------------------------

@@ -327,7 +327,8 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     if (d == nullptr) return;
     if (auto pe = d->peers.find(path_id); pe != d->peers.end() && pe->second.overlay) {
       const unsigned idx = ::if_nametoindex(d->name.c_str());
-      if (idx != 0) (void)rtnl_->route(ln::Op::kDelete, overlay_route(*pe->second.overlay, idx));
+      if (idx != 0)
+        (void)rtnl_->route(ln::Op::kDelete, ln::Route::to_host(*pe->second.overlay, idx));
     }
     d->peers.erase(path_id);
     d->last_state.erase(path_id);
@@ -725,20 +726,13 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     // probes of a path leave by its own tunnel whatever the interfaces' connected prefixes are.
     for (const auto& [id, peer] : d.peers) {
       if (!peer.overlay) continue;
-      if (auto s = rtnl_->route(ln::Op::kReplace, overlay_route(*peer.overlay, idx)); !s.is_ok()) {
+      if (auto s = rtnl_->route(ln::Op::kReplace, ln::Route::to_host(*peer.overlay, idx));
+          !s.is_ok()) {
         return Status(s.code(), "route to " + peer.overlay->to_string() + " via " + d.name + ": " +
                                     s.message());
       }
     }
     return Status::ok();
-  }
-
-  static ln::Route overlay_route(const model::IpAddress& ip, unsigned ifindex) {
-    ln::Route r;
-    r.table = 254;  // main
-    r.dst = model::IpPrefix(ip, ip.is_v4() ? 32 : 128);
-    r.oif = ifindex;
-    return r;
   }
 
   // --- status ----------------------------------------------------------------------------------

@@ -88,6 +88,16 @@ struct Route {
     return a.table == b.table && a.dst == b.dst && a.oif == b.oif && a.gateway == b.gateway &&
            a.metric == b.metric && a.protocol == b.protocol && a.type == b.type;
   }
+  // A host route (/32 or /128) to `ip` out of an interface, in the main table unless told: how a
+  // transport sends a peer's overlay address through that peer's own tunnel.
+  static Route to_host(const model::IpAddress& ip, std::uint32_t ifindex,
+                       std::uint32_t table = 254) {
+    Route r;
+    r.table = table;
+    r.dst = model::IpPrefix(ip, ip.is_v4() ? 32 : 128);
+    r.oif = ifindex;
+    return r;
+  }
 };
 
 struct Rule {
