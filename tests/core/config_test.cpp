@@ -177,9 +177,10 @@ TEST(DaemonConfig, RuntimeTransportsMapKindsToInstances) {
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   EXPECT_EQ(c.value().runtime->transports.at("ipsec"), "ike");
   EXPECT_EQ(c.value().runtime->dataplane, "linux");  // tunnels: steered by default
-  EXPECT_NE(daemon_error(base + "  transports: {gre: wg}\n")
-                .find("runtime.transports.gre: not a transport kind"),
-            std::string::npos);
+  EXPECT_NE(
+      daemon_error(base + "  transports: {gre: wg}\n")
+          .find("runtime.transports.gre: 'gre' is not a transport (one of: wireguard, ipsec)"),
+      std::string::npos);
   EXPECT_NE(daemon_error(base + "  transports: {ipsec: nope}\n")
                 .find("runtime.transports.ipsec: no plugin instance 'nope' in plugins"),
             std::string::npos);

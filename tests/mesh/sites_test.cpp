@@ -169,7 +169,8 @@ const BadCase kBad[] = {
     {"empty", "", "expected a map with a 'sites' list"},
     {"unknown transport",
      "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:1, transport: gre}]}\n",
-     "line 2: sites[0].endpoints[0].transport: expected 'wireguard' or 'ipsec'"},
+     "line 2: sites[0].endpoints[0].transport: 'gre' is not a transport (one of: wireguard, "
+     "ipsec)"},
     {"ike on wireguard",
      "sites:\n  - {name: a, endpoints: [{name: w, address: 1.1.1.1:1, ike: {id: x}}]}\n",
      "sites[0].endpoints[0].ike: only for an endpoint with transport: ipsec"},

@@ -392,7 +392,7 @@ int run_plan(MeshCommands& m) {
     }
     std::cout << spec.site.name << (g.is_hub(s) ? " (hub)" : "") << "\n";
     for (const auto& iface : plan.value().sites[s]) {
-      std::cout << "  " << iface.name << " " << mesh::to_string(iface.transport) << " port "
+      std::cout << "  " << iface.name << " " << model::to_string(iface.transport) << " port "
                 << iface.listen_port << " " << iface.address.ipv4.to_string()
                 << (iface.address.ipv6 ? " " + iface.address.ipv6->to_string() : "") << ", "
                 << iface.peers.size() << " peer(s)\n";
@@ -402,7 +402,7 @@ int run_plan(MeshCommands& m) {
   for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
     const auto& p = g.path(id);
     std::cout << "  " << g.path_key(id) << " "
-              << mesh::to_string(g.site(p.src_site).transport(p.src_endpoint))
+              << model::to_string(g.site(p.src_site).transport(p.src_endpoint))
               << (g.site(g.path_dst(id)).external ? " (peer: not probed)" : "") << "\n";
   }
   if (configs) std::cout << "wrote " << configs << " config(s) under " << m.wg_config_dir << "\n";

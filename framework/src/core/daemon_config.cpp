@@ -134,8 +134,8 @@ Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& ba
     for (const auto& kv : ts) {
       const std::string kind = kv.first.Scalar();
       const std::string where = "runtime.transports." + kind;
-      if (kind != "wireguard" && kind != "ipsec") {
-        return invalid_argument(at(kv.first) + where + ": not a transport kind (wireguard, ipsec)");
+      if (auto k = model::parse_transport_kind(kind); !k.is_ok()) {
+        return invalid_argument(at(kv.first) + where + ": " + k.status().message());
       }
       if (!kv.second.IsScalar() || kv.second.Scalar().empty()) {
         return invalid_argument(at(kv.second) + where + ": expected a plugin instance name");

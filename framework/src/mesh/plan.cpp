@@ -326,7 +326,7 @@ nlohmann::json plan_json(const MeshGraph& m, const TunnelPlan& plan) {
                 {"address", ep.address.to_string()},
                 {"type", model::to_string(ep.type)},
                 {"cost_per_gb", ep.cost_per_gb},
-                {"transport", to_string(spec.transport(e))},
+                {"transport", model::to_string(spec.transport(e))},
                 {"public_key", spec.public_keys[e]}};
       if (spec.transport(e) == TransportKind::kIpsec) j["ike"] = ike_json(spec, e);
       if (ep.bandwidth_mbps) j["bandwidth_mbps"] = *ep.bandwidth_mbps;
@@ -339,7 +339,7 @@ nlohmann::json plan_json(const MeshGraph& m, const TunnelPlan& plan) {
     json ifs = json::array();
     for (const auto& iface : plan.sites[s]) {
       json i = {{"name", iface.name},
-                {"transport", to_string(iface.transport)},
+                {"transport", model::to_string(iface.transport)},
                 {"endpoint", spec.site.endpoints[iface.endpoint].name},
                 {"listen_port", iface.listen_port},
                 {"public_key", spec.public_keys[iface.endpoint]},
@@ -376,7 +376,7 @@ nlohmann::json plan_json(const MeshGraph& m, const TunnelPlan& plan) {
          {"dst_site", b.site.name},
          {"src_endpoint", a.site.endpoints[p.src_endpoint].name},
          {"dst_endpoint", b.site.endpoints[p.dst_endpoint].name},
-         {"transport", to_string(a.transport(p.src_endpoint))},
+         {"transport", model::to_string(a.transport(p.src_endpoint))},
          {"src_interface", a.external ? "" : endpoint_interface(m, p.src_site, p.src_endpoint)},
          {"dst_interface",
           b.external ? "" : endpoint_interface(m, m.path_dst(id), p.dst_endpoint)}});

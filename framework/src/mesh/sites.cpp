@@ -32,10 +32,6 @@ OverlaySettings::OverlaySettings()
     : ipv4(model::IpPrefix::parse("10.200.0.0/16").value()),
       ipv6(model::IpPrefix::parse("fd70:6174:726f:6e75::/64").value()) {}
 
-const char* to_string(TransportKind k) {
-  return k == TransportKind::kIpsec ? "ipsec" : "wireguard";
-}
-
 int SitesFile::find_site(std::string_view name) const {
   for (std::size_t i = 0; i < sites.size(); ++i) {
     if (sites[i].site.name == name) return static_cast<int>(i);
@@ -136,11 +132,11 @@ Status parse_ike(const YAML::Node& n, const std::string& path, IkeSettings& out)
 
 Status parse_transport(const YAML::Node& e, const std::string& path, EndpointTransport& out) {
   if (const auto t = e["transport"]) {
-    if (!t.IsScalar() || (t.Scalar() != "wireguard" && t.Scalar() != "ipsec")) {
-      return invalid_argument(at(t) + join(path, "transport") +
-                              ": expected 'wireguard' or 'ipsec'");
+    auto kind = model::parse_transport_kind(t.IsScalar() ? t.Scalar() : "");
+    if (!kind.is_ok()) {
+      return invalid_argument(at(t) + join(path, "transport") + ": " + kind.status().message());
     }
-    out.kind = t.Scalar() == "ipsec" ? TransportKind::kIpsec : TransportKind::kWireGuard;
+    out.kind = kind.value();
   }
   if (const auto ike = e["ike"]) {
     if (out.kind != TransportKind::kIpsec) {

@@ -29,6 +29,10 @@ constexpr EnumTable<SiteStatus, 3> kSiteStatuses{{
     {"inactive", SiteStatus::kInactive},
     {"degraded", SiteStatus::kDegraded},
 }};
+constexpr EnumTable<TransportKind, 2> kTransportKinds{{
+    {"wireguard", TransportKind::kWireGuard},
+    {"ipsec", TransportKind::kIpsec},
+}};
 constexpr EnumTable<PathStatus, 3> kPathStatuses{{
     {"up", PathStatus::kUp},
     {"degraded", PathStatus::kDegraded},
@@ -56,6 +60,12 @@ const char* to_string(InterfaceType t) {
 }
 Result<InterfaceType> parse_interface_type(std::string_view text) {
   return parse_enum("interface type", text, kInterfaceTypes);
+}
+const char* to_string(TransportKind k) {
+  return enum_name(k, kTransportKinds);
+}
+Result<TransportKind> parse_transport_kind(std::string_view text) {
+  return parse_enum("transport", text, kTransportKinds);
 }
 const char* to_string(Priority p) {
   return enum_name(p, kPriorities);

@@ -225,7 +225,7 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
         t.remote_next_public_key = next.value();
       }
       t.keepalive_s = g.overlay().persistent_keepalive;
-      t.transport = mesh::to_string(iface.transport);
+      t.transport = model::to_string(iface.transport);
       t.params_json = mesh::transport_params_json(g, sv, le, rs, re);
       p.tunnel = std::move(t);
       break;

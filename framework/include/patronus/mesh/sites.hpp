@@ -21,10 +21,7 @@ struct GeoLocation {
   double lon = 0;  // degrees, -180..180
 };
 
-// How an endpoint's tunnels are built: WireGuard (our sites only) or IPsec/IKEv2 (charon, driven
-// by the ipsec transport plugin; also what a peer that is not a Patronus site speaks).
-enum class TransportKind : std::uint8_t { kWireGuard, kIpsec };
-const char* to_string(TransportKind k);
+using model::TransportKind;
 
 // An IPsec endpoint's IKE settings (the sites file's `ike:` section). Everything is optional:
 // between two Patronus sites the identities default to the endpoints' addresses and the
@@ -40,10 +37,6 @@ struct IkeSettings {
   std::uint32_t rekey_s = 0;               // IKE_SA rekey time (0: the default)
   std::uint32_t child_rekey_s = 0;         // CHILD_SA rekey time (0: the default)
   std::uint32_t reauth_s = 0;  // IKE_SA reauthentication (0: none; rekeying keeps it fresh)
-  bool empty() const {
-    return id.empty() && proposals.empty() && esp_proposals.empty() && psk_file.empty() &&
-           dpd_s == 0 && rekey_s == 0 && child_rekey_s == 0 && reauth_s == 0;
-  }
 };
 
 struct EndpointTransport {

@@ -18,6 +18,13 @@ enum class InterfaceType : std::uint8_t { kWan, kLte, kMpls, kBroadband, kSatell
 const char* to_string(InterfaceType t);
 Result<InterfaceType> parse_interface_type(std::string_view text);
 
+// How an endpoint's tunnels are built: WireGuard (our sites only) or IPsec/IKEv2 (charon, driven
+// by the ipsec transport plugin; also what a peer that is not a Patronus site speaks). The text
+// forms ("wireguard", "ipsec") name the kinds in the sites file and in runtime.transports.
+enum class TransportKind : std::uint8_t { kWireGuard, kIpsec };
+const char* to_string(TransportKind k);
+Result<TransportKind> parse_transport_kind(std::string_view text);
+
 enum class Priority : std::uint8_t { kCritical, kHigh, kNormal, kLow, kBestEffort };
 const char* to_string(Priority p);
 Result<Priority> parse_priority(std::string_view text);
