@@ -21,25 +21,6 @@ std::string abi_of(std::uint32_t major, std::uint32_t minor) {
   return std::to_string(major) + "." + std::to_string(minor);
 }
 
-const char* tunnel_diag(std::uint32_t d) {
-  switch (d) {
-    case PATRONUS_TUNNEL_DIAG_NONE:
-      return "";
-    case PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE:
-      return "no handshake within the reject window";
-    case PATRONUS_TUNNEL_DIAG_DEVICE_ERROR:
-      return "the device refused its configuration";
-    case PATRONUS_TUNNEL_DIAG_DEVICE_GONE:
-      return "the device went away";
-    case PATRONUS_TUNNEL_DIAG_AUTH_FAILED:
-      return "authentication failed";
-    case PATRONUS_TUNNEL_DIAG_NEGOTIATION_FAILED:
-      return "no proposal or traffic selector agreed";
-    default:
-      return "unknown diagnostic";
-  }
-}
-
 double round2(double v) {
   return std::round(v * 100) / 100;
 }
@@ -165,7 +146,7 @@ api::PathsReply paths_of(const steering::SiteRuntime& runtime, std::int64_t now_
     if (v.tunnel) {
       auto* t = p->mutable_tunnel();
       t->set_up(v.tunnel->up);
-      t->set_diagnostic(v.tunnel->up ? "" : tunnel_diag(v.tunnel->diagnostic));
+      t->set_diagnostic(v.tunnel->up ? "" : steering::tunnel_diagnostic_text(v.tunnel->diagnostic));
       if (v.tunnel->last_handshake_wall_ns > 0) {
         t->set_handshake_age_s(round2(
             std::max<std::int64_t>(0, now_wall_ns - v.tunnel->last_handshake_wall_ns) / 1e9));

@@ -44,6 +44,25 @@ double loss_lower_bound_pct(std::uint32_t lost, std::uint32_t n) {
 
 }  // namespace
 
+const char* tunnel_diagnostic_text(std::uint32_t diagnostic) {
+  switch (diagnostic) {
+    case PATRONUS_TUNNEL_DIAG_NONE:
+      return "";
+    case PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE:
+      return "no handshake within the reject window";
+    case PATRONUS_TUNNEL_DIAG_DEVICE_ERROR:
+      return "the device refused its configuration";
+    case PATRONUS_TUNNEL_DIAG_DEVICE_GONE:
+      return "the device went away";
+    case PATRONUS_TUNNEL_DIAG_AUTH_FAILED:
+      return "authentication failed";
+    case PATRONUS_TUNNEL_DIAG_NEGOTIATION_FAILED:
+      return "no proposal or traffic selector agreed";
+    default:
+      return "unknown diagnostic";
+  }
+}
+
 const char* to_string(Reason r) {
   switch (r) {
     case Reason::kInitial:
@@ -794,16 +813,7 @@ std::string why_not(const PathView& v, bool valid, double score, const ClassSpec
     }
   }
   if (v.tunnel && !v.tunnel->up) {
-    switch (v.tunnel->diagnostic) {
-      case PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE:
-        return "tunnel down (no handshake within the reject window)";
-      case PATRONUS_TUNNEL_DIAG_AUTH_FAILED:
-        return "tunnel down (authentication failed)";
-      case PATRONUS_TUNNEL_DIAG_NEGOTIATION_FAILED:
-        return "tunnel down (no proposal or traffic selector agreed)";
-      default:
-        return "tunnel down (the device failed)";
-    }
+    return std::string("tunnel down (") + tunnel_diagnostic_text(v.tunnel->diagnostic) + ")";
   }
   if (!v.probed) return v.tunnel ? "" : "tunnel not reported yet";
   if (!valid) return "not measured yet";

@@ -108,6 +108,9 @@ struct RuntimeConfig {
   std::int64_t metrics_interval_ns = 10'000'000'000;  // path metrics to observers
 };
 
+// A tunnel diagnostic (PATRONUS_TUNNEL_DIAG_*) in words: what decisions and the control API say.
+const char* tunnel_diagnostic_text(std::uint32_t diagnostic);
+
 enum class Reason : std::uint8_t {
   kInitial,    // the class had no path to the site
   kPathDown,   // the path's probe declared it down
