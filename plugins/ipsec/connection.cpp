@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "patronus/util/enum_table.hpp"
 #include "proposals.hpp"
 
 namespace patronus::ipsec {
@@ -79,8 +80,15 @@ std::string trim(std::string s) {
 
 }  // namespace
 
+namespace {
+constexpr EnumTable<Mode, 2> kModes{{{"libipsec", Mode::kLibipsec}, {"xfrm", Mode::kXfrm}}};
+}  // namespace
+
 const char* to_string(Mode m) {
-  return m == Mode::kXfrm ? "xfrm" : "libipsec";
+  return enum_name(m, kModes);
+}
+Result<Mode> parse_mode(std::string_view text) {
+  return parse_enum("mode", text, kModes);
 }
 
 std::string conn_name(std::uint64_t path_id) {
@@ -135,9 +143,14 @@ Result<PathParams> path_params(const patronus_path_desc& d, Mode mode) {
     return fail(invalid_argument("interface addresses: bad count"));
   }
   for (std::uint32_t i = 0; i < d.interface_address_count; ++i) {
-    auto a = prefix_of(d.interface_addresses[i], "interface address " + std::to_string(i));
-    if (!a.is_ok()) return fail(a.status());
-    auto ip = ip_of(d.interface_addresses[i].addr, "interface address");
+    // An address with its prefix length (host bits kept: it is this end's own address).
+    const std::string what = "interface address " + std::to_string(i);
+    auto ip = ip_of(d.interface_addresses[i].addr, what);
+    if (!ip.is_ok()) return fail(ip.status());
+    if (d.interface_addresses[i].length > (ip.value().is_v4() ? 32 : 128)) {
+      return fail(invalid_argument(what + ": prefix length " +
+                                   std::to_string(d.interface_addresses[i].length)));
+    }
     p.interface_addresses.emplace_back(ip.value(), d.interface_addresses[i].length);
     // This end's overlay address is in its traffic selectors as a host route.
     p.local_ts.emplace_back(ip.value(), ip.value().is_v4() ? 32 : 128);

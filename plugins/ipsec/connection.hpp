@@ -22,6 +22,7 @@ namespace patronus::ipsec {
 // route-based kernel ESP (an XFRM interface per endpoint, SAs and policies bound to it by if_id).
 enum class Mode { kLibipsec, kXfrm };
 const char* to_string(Mode m);
+Result<Mode> parse_mode(std::string_view text);  // "libipsec" or "xfrm"
 
 struct PathParams {
   std::uint64_t path_id = 0;

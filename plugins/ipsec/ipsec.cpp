@@ -45,6 +45,7 @@
 #include "patronus/mesh/keys.hpp"
 #include "patronus/model/address.hpp"
 #include "patronus/sdk/plugin.hpp"
+#include "patronus/util/enum_table.hpp"
 #include "rtnl.hpp"
 #include "vici_client.hpp"
 #include "vici_session.hpp"
@@ -120,13 +121,10 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
     if (mode == "auto") {
       mode_ = ::access("/sys/module/xfrm_interface", F_OK) == 0 ? ipsec::Mode::kXfrm
                                                                 : ipsec::Mode::kLibipsec;
-    } else if (mode == "xfrm") {
-      mode_ = ipsec::Mode::kXfrm;
-    } else if (mode == "libipsec") {
-      mode_ = ipsec::Mode::kLibipsec;
+    } else if (auto m = ipsec::parse_mode(mode); m.is_ok()) {
+      mode_ = m.value();
     } else {
-      throw Error("mode: '" + mode + "' is not auto, xfrm or libipsec",
-                  PATRONUS_ERR_INVALID_ARGUMENT);
+      throw Error("mode: " + m.status().message() + " or auto", PATRONUS_ERR_INVALID_ARGUMENT);
     }
     auto ms = [](bool has, std::uint32_t v, std::uint32_t def, std::uint32_t lo, std::uint32_t hi,
                  const char* name) {
@@ -742,23 +740,17 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
     report(id, p, PATRONUS_TUNNEL_DOWN, nullptr);
   }
 
+  // The diagnostic's name in this plugin's events (what it means for charon).
   static const char* diag_name(std::uint32_t d) {
-    switch (d) {
-      case PATRONUS_TUNNEL_DIAG_NONE:
-        return "none";
-      case PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE:
-        return "no_handshake";
-      case PATRONUS_TUNNEL_DIAG_DEVICE_ERROR:
-        return "configuration_refused";
-      case PATRONUS_TUNNEL_DIAG_DEVICE_GONE:
-        return "charon_gone";
-      case PATRONUS_TUNNEL_DIAG_AUTH_FAILED:
-        return "authentication_failed";
-      case PATRONUS_TUNNEL_DIAG_NEGOTIATION_FAILED:
-        return "negotiation_failed";
-      default:
-        return "unknown";
-    }
+    static constexpr patronus::EnumTable<std::uint32_t, 6> kNames{{
+        {"none", PATRONUS_TUNNEL_DIAG_NONE},
+        {"no_handshake", PATRONUS_TUNNEL_DIAG_NO_HANDSHAKE},
+        {"configuration_refused", PATRONUS_TUNNEL_DIAG_DEVICE_ERROR},
+        {"charon_gone", PATRONUS_TUNNEL_DIAG_DEVICE_GONE},
+        {"authentication_failed", PATRONUS_TUNNEL_DIAG_AUTH_FAILED},
+        {"negotiation_failed", PATRONUS_TUNNEL_DIAG_NEGOTIATION_FAILED},
+    }};
+    return patronus::enum_name(d, kNames);
   }
 
   void report(std::uint64_t id, PathState& p, std::uint32_t state, const ipsec::SaState* sa) {

@@ -1,5 +1,7 @@
 #include "vici.hpp"
 
+#include "patronus/util/enum_table.hpp"
+
 namespace patronus::vici {
 
 namespace {
@@ -238,25 +240,17 @@ bool is_named(PacketType t) {
 }
 
 const char* to_string(PacketType t) {
-  switch (t) {
-    case PacketType::kCmdRequest:
-      return "CMD_REQUEST";
-    case PacketType::kCmdResponse:
-      return "CMD_RESPONSE";
-    case PacketType::kCmdUnknown:
-      return "CMD_UNKNOWN";
-    case PacketType::kEventRegister:
-      return "EVENT_REGISTER";
-    case PacketType::kEventUnregister:
-      return "EVENT_UNREGISTER";
-    case PacketType::kEventConfirm:
-      return "EVENT_CONFIRM";
-    case PacketType::kEventUnknown:
-      return "EVENT_UNKNOWN";
-    case PacketType::kEvent:
-      return "EVENT";
-  }
-  return "?";
+  static constexpr EnumTable<PacketType, 8> kNames{{
+      {"CMD_REQUEST", PacketType::kCmdRequest},
+      {"CMD_RESPONSE", PacketType::kCmdResponse},
+      {"CMD_UNKNOWN", PacketType::kCmdUnknown},
+      {"EVENT_REGISTER", PacketType::kEventRegister},
+      {"EVENT_UNREGISTER", PacketType::kEventUnregister},
+      {"EVENT_CONFIRM", PacketType::kEventConfirm},
+      {"EVENT_UNKNOWN", PacketType::kEventUnknown},
+      {"EVENT", PacketType::kEvent},
+  }};
+  return enum_name(t, kNames);
 }
 
 Result<std::string> encode(const Packet& p) {
