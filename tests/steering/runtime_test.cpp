@@ -224,12 +224,21 @@ TEST(SiteRuntime, APathToAPeerThatIsNotOursFollowsItsTunnelAndIsNeverProbed) {
   ASSERT_EQ(gone->candidates.size(), 1u);
   EXPECT_EQ(gone->candidates[0].why_not, "tunnel down (no handshake within the reject window)");
   EXPECT_EQ(hq.path(peer_id)->status, model::PathStatus::kDown);
-  // A report of the other instance about this path changes nothing: it does not build it.
+  // The WireGuard instance reporting this path up changes nothing: it does not build it.
+  patronus_path_desc stray = down;
+  stray.keepalive_s = 25;
+  const auto changes = hq.counters().tunnel_changes;
+  ASSERT_TRUE(w.node("hq").router->path_up("tunnel", stray).is_ok());
+  w.world().run_until(t0 + 2 * kSec);
+  EXPECT_EQ(hq.counters().tunnel_changes, changes) << "a report of the wrong instance was taken";
   EXPECT_FALSE(hq.class_path("partner", "default").valid());
+  EXPECT_EQ(hq.path(peer_id)->status, model::PathStatus::kDown);
+  EXPECT_FALSE(hq.path(peer_id)->tunnel->up);
+  ASSERT_TRUE(w.node("hq").router->path_down("tunnel", peer_id.value()).is_ok());
 
   down.keepalive_s = 25;
   ASSERT_TRUE(w.node("hq").router->path_up("ike", down).is_ok());
-  w.world().run_until(t0 + 2 * kSec);
+  w.world().run_until(t0 + 3 * kSec);
   EXPECT_EQ(hq.class_path("partner", "default"), peer_id);
   EXPECT_EQ(hq.path(peer_id)->stats.samples, 0u);
   w.stop();
