@@ -144,13 +144,8 @@ kind: Pod
 metadata: {name: server, namespace: x, labels: {app: server}}
 status: {podIP: 10.9.0.2}
 )";
-const char* kServerPolicy = R"(
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: server-80, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: server}}
-  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 80}]}]
+// The client is isolated for ingress with no rule: its traffic in passes only as replies.
+const std::string kClientClosed = R"(
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -159,6 +154,14 @@ spec:
   podSelector: {matchLabels: {app: client}}
   policyTypes: [Ingress]
 )";
+const std::string kServerPolicy = R"(
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: server-80, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 80}]}]
+)" + kClientClosed;
 
 std::unique_ptr<Classifier> two_pods() {
   auto inv = parse_manifests(kTwoPods, "pods.yaml", Accept::kInventory);
@@ -216,14 +219,7 @@ metadata: {name: server-open-to-client, namespace: x}
 spec:
   podSelector: {matchLabels: {app: server}}
   ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: client-closed, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: client}}
-  policyTypes: [Ingress]
-)",
+)" + kClientClosed,
                               "policies.yaml", Accept::kPolicies);
   ASSERT_TRUE(inv.is_ok() && pols.is_ok());
   const Classifier cls(pols.value().policies, make_inventory(inv.value()));
