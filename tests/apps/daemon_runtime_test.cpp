@@ -168,7 +168,10 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
   EXPECT_NE(live.err.find("no control socket at " + sock), std::string::npos) << live.err;
   EXPECT_NE(live.err.find("--db"), std::string::npos) << live.err;
 
-  auto r = run({test::bin_dir() + "/patronus", "decisions", "--db", dir.file("hq.db"), "--json"});
+  // Every decision: how many there are depends on timing (a second path may win while settling and
+  // then fail too), and the default limit (20) can leave the first ones out.
+  auto r = run({test::bin_dir() + "/patronus", "decisions", "--db", dir.file("hq.db"), "--limit",
+                "1000", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["source"], "database");
