@@ -13,6 +13,8 @@ The run checks, in order:
   4. editing the policy file (allow a second port) takes effect without a restart, as an
      incremental update;
   5. SIGTERM detaches: no tc filter and no pin is left.
+The enforcer runs in a mount namespace of the test's own in which /sys/fs/bpf is not mounted, as on
+a machine that booted without it: it must mount the BPF filesystem itself and say so.
 Names are unique to the run; namespaces, processes and pins are removed also when a check fails.
 Exit 0 when every check passed, 77 when the machine cannot run it (not root, no patronus).
 """
@@ -88,6 +90,7 @@ class Lab:
         self.pods = {"client": ("x", 1), "server": ("x", 2), "other": ("y", 3)}
         self.procs = []
         self.enforcer = None
+        self.holder = None  # keeps the enforcer's mount namespace (no bpffs at first) alive
         self.work = tempfile.mkdtemp(prefix="patronus-bpf-")
 
     def ns(self, pod):
@@ -159,9 +162,25 @@ spec:
             if p.stdout.readline().strip() != "ready":
                 fail("server in %s did not start" % pod)
 
+    def start_mount_namespace(self):
+        """A private mount namespace without a BPF filesystem, held by a sleeping process."""
+        self.holder = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             "while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf || exit 1; done; "
+             "echo ready; exec sleep 600"], stdout=subprocess.PIPE, text=True)
+        if self.holder.stdout.readline().strip() != "ready":
+            fail("could not make a mount namespace without /sys/fs/bpf")
+        if self.in_mounts(["mountpoint", "-q", "/sys/fs/bpf"]).returncode == 0:
+            fail("/sys/fs/bpf is still mounted in the test's mount namespace")
+
+    def in_mounts(self, cmd):
+        return subprocess.run(["nsenter", "--mount=/proc/%d/ns/mnt" % self.holder.pid] + cmd,
+                              capture_output=True, text=True)
+
     def start_enforcer(self):
         cli = os.path.join(self.build, "bin", "patronus")
-        cmd = ["nsenter", "--net=/run/netns/%s" % self.router, cli, "policy", "enforce",
+        cmd = ["nsenter", "--mount=/proc/%d/ns/mnt" % self.holder.pid,
+               "--net=/run/netns/%s" % self.router, cli, "policy", "enforce",
                "--policies", self.policies, "--inventory", self.inventory, "--name",
                "t" + self.tok, "--poll-ms", "100"]
         for pod in self.pods:
@@ -169,10 +188,17 @@ spec:
         self.enforcer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          text=True)
         self.enforcer_out = []
+        mounted = self.enforcer.stdout.readline()
+        self.enforcer_out.append(mounted)
+        if "mounted one" not in mounted:
+            fail("the enforcer did not say it mounted the BPF filesystem: %s%s"
+                 % (mounted, self.enforcer.stdout.read()))
         line = self.enforcer.stdout.readline()
         self.enforcer_out.append(line)
         if not line.startswith("enforcing"):
             fail("enforcer did not start: %s%s" % (line, self.enforcer.stdout.read()))
+        if self.in_mounts(["mountpoint", "-q", "/sys/fs/bpf"]).returncode != 0:
+            fail("the enforcer said it mounted /sys/fs/bpf, but nothing is mounted there")
 
     def wait_enforcer_line(self, prefix, timeout):
         import selectors
@@ -196,8 +222,7 @@ spec:
 
     def counters(self):
         cli = os.path.join(self.build, "bin", "patronus")
-        out = subprocess.run([cli, "policy", "counters", "--name", "t" + self.tok, "--json"],
-                             capture_output=True, text=True)
+        out = self.in_mounts([cli, "policy", "counters", "--name", "t" + self.tok, "--json"])
         if out.returncode != 0:
             fail("policy counters: %s" % out.stderr)
         return json.loads(out.stdout)
@@ -213,16 +238,10 @@ spec:
         for pod in self.pods:
             sh("ip netns del %s" % self.ns(pod), check=False)
         sh("ip netns del %s" % self.router, check=False)
-        pin = "/sys/fs/bpf/patronus/t%s" % self.tok
-        for f in ("verdicts", "class_counts"):
-            try:
-                os.unlink(os.path.join(pin, f))
-            except OSError:
-                pass
-        try:
-            os.rmdir(pin)
-        except OSError:
-            pass
+        # The pins live in the test's own mount namespace: they go with it.
+        if self.holder is not None and self.holder.poll() is None:
+            self.holder.kill()
+            self.holder.wait()
         try:
             os.unlink("/run/patronus/policy/t%s.json" % self.tok)
         except OSError:
@@ -237,8 +256,10 @@ def run(lab, report):
     # Before enforcement everything connects (the namespaces route).
     if not lab.talk("other", "tcp", "server", 8081):
         fail("the namespaces do not route before enforcement")
+    lab.start_mount_namespace()
     lab.start_enforcer()
-    report["enforcer"] = lab.enforcer_out[0].strip()
+    report["bpffs"] = lab.enforcer_out[0].strip()
+    report["enforcer"] = lab.enforcer_out[1].strip()
 
     # 1. allowed, replies included
     checks = {
@@ -299,7 +320,7 @@ def run(lab, report):
                      check=False)
         if filters.strip():
             fail("a filter is left on %s: %s" % (lab.rif(pod), filters))
-    if os.path.exists("/sys/fs/bpf/patronus/t%s" % lab.tok):
+    if lab.in_mounts(["test", "-e", "/sys/fs/bpf/patronus/t%s" % lab.tok]).returncode == 0:
         fail("pins left behind")
     if not lab.talk("client", "tcp", "server", 8081) or not lab.talk("other", "tcp", "server",
                                                                      8081):

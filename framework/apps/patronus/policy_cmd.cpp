@@ -490,6 +490,7 @@ int run_enforce(PolicyCommands& p) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   pol::bpf::Options o;
   o.pin_name = p.enforcer;
+  o.log = [](const std::string& line) { std::cerr << "policy enforce: " << line << std::endl; };
   auto opened = pol::bpf::Datapath::open(o);
   if (!opened.is_ok()) return fail(kExitFailure, opened.status().message());
   auto dp = std::move(opened).value();

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -29,8 +30,12 @@ struct Options {
   bool conntrack = true;
   // Pin the counters under /sys/fs/bpf/patronus/<pin_name>/ and keep the per-class attribution
   // in /run/patronus/policy/<pin_name>.json, so `patronus policy counters` can read them from
-  // another process. Empty: nothing pinned.
+  // another process. Empty: nothing pinned. Where no BPF filesystem is mounted at /sys/fs/bpf,
+  // a root process mounts one (as Cilium's agent does) and says so through `log`; anyone else is
+  // told how.
   std::string pin_name;
+  // What the datapath did to the system beyond its own objects (a mount), one line each.
+  std::function<void(const std::string&)> log;
 };
 
 struct VerdictCounts {

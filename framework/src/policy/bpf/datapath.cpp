@@ -9,6 +9,7 @@
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -876,6 +877,50 @@ std::string unavailable_reason() {
 Datapath::Datapath(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Datapath::~Datapath() = default;
 
+namespace {
+
+bool bpffs_mounted(const char* dir) {
+  struct statfs fs {};
+  return ::statfs(dir, &fs) == 0 && fs.f_type == BPF_FS_MAGIC;
+}
+
+// The enforcer pins its counters in the BPF filesystem. A machine that has none mounted (a bare
+// Debian boots without it unless systemd mounted it) gets one from a root enforcer, as Cilium's
+// agent does; the mount outlives the process, as /sys/fs/bpf is meant to.
+Status ensure_bpffs(const std::function<void(const std::string&)>& log) {
+  constexpr const char* kDir = "/sys/fs/bpf";
+  if (bpffs_mounted(kDir)) return Status::ok();
+  const std::string need = "the enforcer keeps its counters there for 'patronus policy counters'";
+  if (::geteuid() != 0) {
+    return Status(Code::kFailedPrecondition,
+                  std::string("no BPF filesystem mounted at ") + kDir +
+                      " and only root can mount one (as root: mount -t bpf bpf " + kDir + "); " +
+                      need);
+  }
+  if (::mount("bpf", kDir, "bpf", 0, "mode=0700") != 0) {
+    const int err = errno;
+    return Status(Code::kFailedPrecondition,
+                  std::string("no BPF filesystem mounted at ") + kDir +
+                      ", and mounting one failed (" + std::strerror(err) +
+                      (err == ENOENT ? ": the kernel's sysfs has no fs/bpf directory"
+                       : err == EPERM || err == EACCES
+                           ? ": this process lacks CAP_SYS_ADMIN in its mount namespace"
+                           : "") +
+                      "); " + need);
+  }
+  if (!bpffs_mounted(kDir)) {
+    return Status(Code::kFailedPrecondition, std::string("mounted a BPF filesystem at ") + kDir +
+                                                 " but statfs does not see it there; " + need);
+  }
+  if (log) {
+    log(std::string("no BPF filesystem was mounted at ") + kDir +
+        ": mounted one (mount -t bpf bpf " + kDir + ", mode 0700); it stays mounted");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options) {
   if (const auto why = unavailable_reason(); !why.empty()) {
     return Status(Code::kFailedPrecondition, why);
@@ -898,12 +943,7 @@ Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options) {
                               impl->skel->maps.named};
   for (int m = 0; m < kTables; ++m) impl->outer[m] = bpf_map__fd(outers[m]);
   if (!options.pin_name.empty()) {
-    struct statfs fs {};
-    if (::statfs("/sys/fs/bpf", &fs) != 0 || fs.f_type != BPF_FS_MAGIC) {
-      return Status(Code::kFailedPrecondition,
-                    "no BPF filesystem mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf): the "
-                    "enforcer keeps its counters there for 'patronus policy counters'");
-    }
+    if (auto s = ensure_bpffs(options.log); !s.is_ok()) return s;
     const std::string dir = std::string(kPinRoot) + "/" + options.pin_name;
     for (const std::string& d : {dir, std::string(kStateRoot)}) {
       std::error_code ec;
