@@ -19,7 +19,7 @@ install(TARGETS patronus patronusd RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 if(TARGET patronus-sim)
   install(TARGETS patronus-sim RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()
-foreach(p bfd emodel netpolicy probes scoring wireguard)
+foreach(p IN LISTS PATRONUS_SHIPPED_PLUGINS)
   install(TARGETS patronus-plugin-${p} LIBRARY DESTINATION ${PATRONUS_INSTALL_PLUGIN_DIR})
 endforeach()
 

@@ -86,13 +86,22 @@ Result<Plugins*> plugins_from(const std::string& dir) {
   auto& slot = loaded[dir];
   if (slot) return slot.get();
   auto p = std::make_unique<Plugins>();
-  for (const char* n : {"probes", "scoring", "emodel", "bfd"}) {
+  for (const std::string& n : hosted_plugins()) {
     const std::string file = dir + "/libpatronus-" + n + ".so";
     auto lib = p->registry.load_file(file);
     if (!lib.is_ok()) {
       return Status(lib.status().code(), lib.status().message() +
                                              " (give the build's plugin directory with "
                                              "--plugin-dir)");
+    }
+    // The file must be the plugin it is named after, with the configuration the simulator
+    // writes for it.
+    const auto& info = lib.value()->info();
+    if (info.name != n || !lib.value()->schema()) {
+      return failed_precondition(
+          file + ": is plugin '" + info.name + "' (" + core::to_string(info.kind) + ", " +
+          (lib.value()->schema() ? "config " + info.config_type : std::string("no configuration")) +
+          "), not the simulator's '" + n + "' with its configuration message");
     }
     p->libs[n] = lib.value();
   }
@@ -927,8 +936,8 @@ Status refuse_foreign(const ForeignPlugin& f, const std::string& origin, const s
   const std::string file = dir + "/libpatronus-" + f.name + ".so";
   std::error_code ec;
   if (!std::filesystem::exists(file, ec)) {
-    return invalid_argument(where +
-                            "unknown plugin (the simulator runs probes, scoring, emodel and bfd)");
+    return invalid_argument(where + "unknown plugin (the simulator runs " + hosted_plugins_text() +
+                            ")");
   }
   core::PluginRegistry registry;
   auto lib = registry.load_file(file);
@@ -940,7 +949,7 @@ Status refuse_foreign(const ForeignPlugin& f, const std::string& origin, const s
                                ") declares that it needs the real network: it configures real "
                                "interfaces, and in the simulator the simulated WAN is the tunnel");
   }
-  return invalid_argument(where + "the simulator runs probes, scoring, emodel and bfd; '" +
+  return invalid_argument(where + "the simulator runs " + hosted_plugins_text() + "; '" +
                           info.name + "' is a " + core::to_string(info.kind) +
                           " plugin it does not host");
 }

@@ -20,7 +20,7 @@
 namespace patronus::sim {
 
 struct RunOptions {
-  std::string plugin_dir;              // where libpatronus-{probes,scoring,emodel,bfd}.so are
+  std::string plugin_dir;  // where the hosted plugins are (libpatronus-<name>.so, hosted_plugins())
   std::optional<std::uint64_t> seed;   // overrides the scenario's
   std::optional<std::string> variant;  // run the scenario and only this variant
   bool trace = false;                  // keep the trace text

@@ -13,6 +13,39 @@
 
 namespace patronus::sim {
 
+#ifndef PATRONUS_SIM_PLUGINS
+#error "PATRONUS_SIM_PLUGINS (the hosted plugins, comma-separated) must be defined"
+#endif
+
+const std::vector<std::string>& hosted_plugins() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    const std::string all = PATRONUS_SIM_PLUGINS;
+    std::size_t at = 0;
+    while (at < all.size()) {
+      const auto end = std::min(all.find(',', at), all.size());
+      if (end > at) v.push_back(all.substr(at, end - at));
+      at = end + 1;
+    }
+    return v;
+  }();
+  return names;
+}
+
+bool is_hosted_plugin(const std::string& name) {
+  const auto& v = hosted_plugins();
+  return std::find(v.begin(), v.end(), name) != v.end();
+}
+
+std::string hosted_plugins_text() {
+  const auto& v = hosted_plugins();
+  std::string out;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    out += (i == 0 ? "" : i + 1 == v.size() ? " and " : ", ") + v[i];
+  }
+  return out;
+}
+
 using yamlf::at;
 
 namespace {
@@ -272,7 +305,7 @@ class Parser {
     for (const auto& kv : n) {
       const std::string plugin = scalar(kv.first, path);
       const std::string p = join(path, plugin);
-      if (plugin != "probes" && plugin != "scoring" && plugin != "emodel" && plugin != "bfd") {
+      if (!is_hosted_plugin(plugin)) {
         // Refused by run_scenario, which can look at the plugin's descriptor.
         s_.foreign_plugins.push_back({plugin, p, kv.first.Mark().line + 1});
         continue;

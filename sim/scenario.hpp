@@ -139,6 +139,13 @@ struct TopologySpec {
 // A plugin the scenario names that the simulator does not host (it runs probes, scoring and
 // emodel): run_scenario refuses it, by its descriptor's needs-real-network flag when it is a
 // transport (WireGuard, IPsec), else as unknown.
+// The plugins the simulator hosts in every site, by name, in the order it loads them. One list,
+// in sim/CMakeLists.txt (PATRONUS_SIM_PLUGINS): the build of the main job builds exactly these.
+const std::vector<std::string>& hosted_plugins();
+bool is_hosted_plugin(const std::string& name);
+// "probes, scoring, emodel and bfd"
+std::string hosted_plugins_text();
+
 struct ForeignPlugin {
   std::string name;
   std::string path;  // "plugins.wireguard" or "variants[1].plugins.x"
