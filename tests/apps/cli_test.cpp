@@ -1,9 +1,11 @@
 // The apps as a user runs them: patronus (CLI) and patronusd (daemon). Bad input exits non-zero
 // with a message naming what is wrong and changes nothing.
 #include <gtest/gtest.h>
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <filesystem>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -135,6 +137,34 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   EXPECT_EQ(r.out.find("pingpong"), std::string::npos) << "a test plugin is shipped";
 }
 
+// The vendor's report: two plugins from one .proto (no schema section) beside a shipped one used
+// to kill `plugins list` with SIGABRT. Now the second is refused by name, hostile initialisers
+// too, and a second run with the same cache starts no scanner process.
+TEST(Cli, PluginsListSurvivesHostileFilesAndCachesVerdicts) {
+  test::TempDir dir;
+  for (const char* w : {"twin-a", "twin-b", "segv", "abort"}) {
+    std::filesystem::create_symlink(
+        test::hostile_plugin_dir() + "/libpatronus-hostile-" + w + ".so",
+        dir.file(std::string("libvendor-") + w + ".so"));
+  }
+  std::filesystem::create_symlink(test::plugin_dir() + "/libpatronus-scoring.so",
+                                  dir.file("libpatronus-scoring.so"));
+  const std::string cache = "PATRONUS_PLUGIN_CACHE=" + dir.file("cache");
+  for (int round = 0; round < 2; ++round) {
+    auto r = run({"env", cache, cli(), "plugins", "list", "--plugin-dir", dir.path(), "--json"});
+    ASSERT_EQ(r.exit_code, 1) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(j["plugins"].size(), 2u) << r.out;
+    EXPECT_EQ(j["plugins"][0]["name"], "scoring");
+    EXPECT_EQ(j["plugins"][1]["name"], "hostile-twin-a");
+    ASSERT_EQ(j["refused"].size(), 3u) << r.out;
+    EXPECT_NE(j["refused"].dump().find("SIGABRT"), std::string::npos) << r.out;
+    EXPECT_NE(j["refused"].dump().find("SIGSEGV"), std::string::npos) << r.out;
+    EXPECT_EQ(j["scanner"]["scanned"], round == 0 ? 5 : 0) << r.out;
+    EXPECT_EQ(j["scanner"]["cached"], round == 0 ? 0 : 5) << r.out;
+  }
+}
+
 TEST(Cli, PluginsInspect) {
   auto r =
       run({cli(), "plugins", "inspect", test::plugin_dir() + "/libpatronus-scoring.so", "--json"});
@@ -160,17 +190,21 @@ std::string daemon_config(const test::TempDir& dir, const std::string& plugins) 
 TEST(Daemon, ConfigErrorsExitNonZeroBeforeTouchingState) {
   test::TempDir dir;
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"  - plugin: no-such-plugin\n", "plugins[0].plugin: no plugin named 'no-such-plugin'"},
+      {"  - plugin: no-such-plugin\n", "no plugin named 'no-such-plugin'"},
+      // The line is the file's, not the config subtree's.
       {"  - plugin: pingpong\n    config:\n      listen: 127.0.0.1:1\n      count: many\n",
-       "plugins[0].config.count: expected an unsigned integer, got 'many'"},
+       "plugins[0].config.count: expected an unsigned integer, got 'many' (line 10)"},
+      // The plugin's own verdict, before anything starts (the state database is not created).
       {"  - plugin: pingpong\n    config:\n      listen: 127.0.0.1:1\n      interval_ms: 0\n",
-       "interval_ms: must be 1..60000"},
+       "plugins[0].config (line 9): plugin 'pingpong' refused its configuration: "},
   };
   for (const auto& [plugins, message] : cases) {
     test::write_file(dir.file("d.yaml"), daemon_config(dir, plugins));
     auto r = run({daemon(), "--config", dir.file("d.yaml")});
-    EXPECT_NE(r.exit_code, 0) << message;
+    EXPECT_EQ(r.exit_code, 2) << message;
     EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_FALSE(test::file_exists(dir.file("hq.db"))) << message;
+    EXPECT_FALSE(test::file_exists(dir.file("hq.sock"))) << message;
   }
   // The first two fail before the database is opened.
   auto r = run({daemon(), "--config", dir.file("nope.yaml")});

@@ -103,8 +103,7 @@ TEST(DaemonConfig, ParsesAndResolvesRelativePaths) {
   ASSERT_EQ(c.value().plugins.size(), 2u);
   EXPECT_EQ(c.value().plugins[0].instance, "probe-branch");
   EXPECT_EQ(c.value().plugins[1].instance, "scoring");
-  EXPECT_EQ(YAML::Load(c.value().plugins[0].config_yaml)["listen"].as<std::string>(),
-            "0.0.0.0:7000");
+  EXPECT_EQ((*c.value().plugins[0].config)["listen"].as<std::string>(), "0.0.0.0:7000");
 }
 
 std::string daemon_error(const std::string& yaml) {

@@ -27,6 +27,9 @@ std::string test_plugin_dir() {
 std::string clash_plugin_dir() {
   return PATRONUS_TEST_CLASH_PLUGINS;
 }
+std::string hostile_plugin_dir() {
+  return PATRONUS_TEST_HOSTILE_PLUGINS;
+}
 std::string source_dir() {
   return PATRONUS_TEST_SOURCE_DIR;
 }

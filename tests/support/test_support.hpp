@@ -11,7 +11,10 @@ std::string bin_dir();           // build/bin
 std::string plugin_dir();        // build/plugins
 std::string test_plugin_dir();   // build/test-plugins
 std::string clash_plugin_dir();  // build/clash-plugins: Protobuf names taken by `scoring`
-std::string source_dir();        // the repository
+// build/hostile-plugins: files whose loading crashes, aborts, hangs or exits the process
+// (libpatronus-hostile-{twin-a,twin-b,segv,abort,hang,exit}.so)
+std::string hostile_plugin_dir();
+std::string source_dir();  // the repository
 
 // A fresh directory unique to this process and call, removed by the destructor.
 class TempDir {

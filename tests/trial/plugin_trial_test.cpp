@@ -44,11 +44,19 @@ TEST(PluginTrial, ConfigErrorsNameTheFieldAndTheLineAndChangeNothing) {
       << s.message();
   EXPECT_NE(s.message().find("(line 2)"), std::string::npos) << s.message();
   EXPECT_EQ(t.value()->summary().config_json, R"({"latency_weight":80})");
-  // The plugin's own refusal comes from its configure(), at the first call.
-  ASSERT_TRUE(t.value()->set_config("latency_weight: -1").is_ok());
-  auto score = t.value()->score({});
-  ASSERT_FALSE(score.is_ok());
-  EXPECT_NE(score.status().message().find("weights must be finite and >= 0"), std::string::npos);
+  // The plugin's own refusal (its configure()) comes at once, not at the first call, and the
+  // previous configuration stays.
+  auto refused = t.value()->set_config("latency_weight: -1");
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.message().find("plugin 'scoring' refused its configuration"), std::string::npos)
+      << refused.message();
+  EXPECT_NE(refused.message().find("weights must be finite and >= 0"), std::string::npos)
+      << refused.message();
+  EXPECT_EQ(t.value()->summary().config_json, R"({"latency_weight":80})");
+  EXPECT_TRUE(t.value()->score({}).is_ok());
+  auto open = PluginTrial::open(shipped("scoring"), "latency_weight: -1");
+  ASSERT_FALSE(open.is_ok());
+  EXPECT_NE(open.status().message().find("weights must be finite"), std::string::npos);
 }
 
 TEST(PluginTrial, APolicyPluginAnswersFlowsFromItsDocument) {
@@ -189,10 +197,13 @@ TEST(PluginsTry, CliPrintsJsonAndUsesTheDocumentedExitCodes) {
                        test::test_plugin_dir() + "/libpatronus-test-wrong-major.so"})
                 .exit_code,
             1);
-  // A plugin's own refusal is 1 (its configure() rejects the weight); a bad option is 2.
+  // A configuration the plugin refuses (its configure() rejects the weight) is bad input, as a
+  // bad option is: 2, before any window runs.
   auto refused_config = test::run({cli, "plugins", "try", shipped("scoring"), "--config-text",
                                    "latency_weight: -1", "--window", "latency=1"});
-  EXPECT_EQ(refused_config.exit_code, 1) << refused_config.err;
+  EXPECT_EQ(refused_config.exit_code, 2) << refused_config.err;
+  EXPECT_NE(refused_config.err.find("plugin 'scoring' refused its configuration"),
+            std::string::npos);
   EXPECT_NE(refused_config.err.find("weights must be finite and >= 0"), std::string::npos);
   EXPECT_EQ(test::run({cli, "plugins", "try", shipped("probes"), "--loss", "200"}).exit_code, 2);
   EXPECT_EQ(test::run({cli, "plugins", "try", shipped("probes"), "--real-time", "--delay-ms", "5"})

@@ -42,8 +42,6 @@ TEST(AcmeEcho, ACutIsLossThenDownThenUp) {
 
 TEST(AcmeEcho, RefusesABadInterval) {
   auto t = PluginTrial::open(PLUGIN_FILE, "interval_ms: 1");
-  ASSERT_TRUE(t.is_ok());
-  auto r = t.value()->run_probe({});
-  ASSERT_FALSE(r.is_ok());
-  EXPECT_NE(r.status().message().find("interval_ms must be >= 10"), std::string::npos);
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("interval_ms must be >= 10"), std::string::npos);
 }

@@ -192,6 +192,7 @@ int main(int argc, char** argv) {
       for (const auto& r : scan.skipped) {
         out["skipped"].push_back({{"file", r.file}, {"reason", r.reason}});
       }
+      out["scanner"] = {{"scanned", reg.scans_run()}, {"cached", reg.scan_cache_hits()}};
       std::cout << out.dump(2) << std::endl;
     } else {
       std::cout << std::left << std::setw(16) << "NAME" << std::setw(11) << "KIND" << std::setw(10)
@@ -211,6 +212,8 @@ int main(int argc, char** argv) {
       for (const auto& r : scan.skipped) {
         std::cout << "skipped " << r.file << ": " << r.reason << "\n";
       }
+      std::cout << "scanner: " << reg.scans_run() << " loaded in a child process first, "
+                << reg.scan_cache_hits() << " known from the cache\n";
     }
     // A refused file is a failure to report (a plugin the operator meant to use does not load);
     // a skipped one is not a candidate.

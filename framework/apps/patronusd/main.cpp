@@ -5,6 +5,7 @@
 // batches and stops cleanly on SIGTERM/SIGINT (plugins stopped, state flushed). A thin shell: the
 // logic lives in the libraries (steering, site, mesh, store).
 #include <net/if.h>
+#include <yaml-cpp/yaml.h>
 #include <CLI/CLI.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -167,12 +168,15 @@ int main(int argc, char** argv) {
     inventory_text += "---\n" + inv.value() + "\n";
   }
 
-  // Plugins: load the directory, then resolve and convert every configured plugin's config
-  // before anything starts.
+  // Plugins: load those the config names (each first screened in a scanner process), then
+  // convert every instance's config and let the plugin itself judge it, before anything starts.
+  // Other files in the directory are reported, never fatal.
   core::PluginRegistry registry;
-  auto refused = registry.load_directory(cfg.plugin_dir);
+  std::vector<std::string> wanted;
+  for (const auto& spec : cfg.plugins) wanted.push_back(spec.plugin);
+  auto refused = registry.load_named(cfg.plugin_dir, wanted);
   if (!refused.is_ok()) {
-    std::cerr << "patronusd: plugin_dir: " << refused.status().message() << std::endl;
+    std::cerr << "patronusd: plugins: " << refused.status().message() << std::endl;
     return kExitConfig;
   }
   struct Planned {
@@ -183,23 +187,26 @@ int main(int argc, char** argv) {
   std::vector<Planned> planned;
   for (const auto& spec : cfg.plugins) {
     auto lib = registry.find(spec.plugin);
-    if (!lib) {
-      std::string why = "no plugin named '" + spec.plugin + "' in " + cfg.plugin_dir;
-      for (const auto& r : refused.value().refused) why += "; refused " + r.file + ": " + r.reason;
-      std::cerr << "patronusd: " << spec.path << ".plugin: " << why << std::endl;
-      return kExitConfig;
-    }
+    const std::string where =
+        spec.path + ".config" +
+        (spec.config_line > 0 ? " (line " + std::to_string(spec.config_line) + ")" : "");
     std::string bytes;
     if (lib->schema()) {
-      auto b = lib->schema()->text_to_bytes(spec.config_yaml, spec.path + ".config");
+      auto b = spec.config ? lib->schema()->yaml_to_bytes(*spec.config, spec.path + ".config")
+                           : lib->schema()->text_to_bytes("", spec.path + ".config");
       if (!b.is_ok()) {
         std::cerr << "patronusd: " << b.status().message() << std::endl;
         return kExitConfig;
       }
       bytes = b.value();
-    } else if (!spec.config_yaml.empty() && spec.config_yaml != "~" && spec.config_yaml != "{}") {
-      std::cerr << "patronusd: " << spec.path << ".config: plugin '" << spec.plugin
+    } else if (spec.config && !spec.config->IsNull() && spec.config->size() > 0) {
+      std::cerr << "patronusd: " << where << ": plugin '" << spec.plugin
                 << "' takes no configuration" << std::endl;
+      return kExitConfig;
+    }
+    if (auto s = core::check_plugin_config(lib, spec.instance, bytes); !s.is_ok()) {
+      std::cerr << "patronusd: " << where << ": plugin '" << spec.plugin
+                << "' refused its configuration: " << s.message() << std::endl;
       return kExitConfig;
     }
     planned.push_back({lib, spec.instance, bytes});
@@ -256,7 +263,8 @@ int main(int argc, char** argv) {
   Daemon daemon(cfg.site, level_of(cfg.log_level), writer);
   if (control_server) daemon.log(1, "control API on " + cfg.control_socket);
   for (const auto& r : refused.value().refused) {
-    daemon.log(2, "refused plugin " + r.file + ": " + r.reason);
+    daemon.log(
+        2, "plugin file " + r.file + " is not loadable (the config does not name it): " + r.reason);
   }
   for (const auto& r : refused.value().skipped) {
     daemon.log(3, "skipped " + r.file + " in plugin_dir: " + r.reason);

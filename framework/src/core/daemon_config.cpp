@@ -303,9 +303,8 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
           if (!cfg.IsMap() && !cfg.IsNull()) {
             return invalid_argument(at(cfg) + path + ".config: expected a map");
           }
-          YAML::Emitter out;
-          out << cfg;
-          spec.config_yaml = out.c_str();
+          spec.config = std::make_shared<const YAML::Node>(cfg);
+          spec.config_line = cfg.Mark().line + 1;
         }
         c.plugins.push_back(std::move(spec));
       }

@@ -7,12 +7,19 @@
 #include <boost/dll/shared_library.hpp>
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "elf_section.hpp"
 #include "patronus/core/config_schema.hpp"
+#include "plugin_scanner.hpp"
 #include "schema_guard.hpp"
+
+#ifndef PATRONUS_SHIPPED_PLUGINS
+#error "PATRONUS_SHIPPED_PLUGINS (the plugins/ directories, comma-separated) must be defined"
+#endif
 
 namespace patronus::core {
 
@@ -210,6 +217,11 @@ Result<std::shared_ptr<PluginLibrary>> PluginRegistry::accept(const patronus_plu
       !s.is_ok()) {
     return s;
   }
+  if (is_shipped_plugin(desc.name) && file.rfind("builtin:", 0) != 0 && !is_shipped_file(file)) {
+    return failed_precondition(file + ": '" + desc.name +
+                               "' is the name of a plugin shipped with Patronus (libpatronus-" +
+                               desc.name + ".so); this plugin must choose a name of its own");
+  }
   if (find(desc.name)) {
     return failed_precondition(file + ": a plugin named '" + desc.name +
                                "' is already loaded from " + find(desc.name)->info().file);
@@ -247,14 +259,97 @@ Result<std::vector<std::string>> exported_aliases(const std::string& path) {
   }
 }
 
-PluginRegistry::PluginRegistry() = default;
+PluginRegistry::PluginRegistry() : PluginRegistry(default_scan_options()) {}
+PluginRegistry::PluginRegistry(ScanOptions options) : options_(std::move(options)) {}
 PluginRegistry::~PluginRegistry() = default;
+
+ScanOptions default_scan_options() {
+  ScanOptions o;
+  if (const char* s = std::getenv("PATRONUS_PLUGIN_SCAN"); s && std::string(s) == "off") {
+    o.enabled = false;
+  }
+  if (const char* c = std::getenv("PATRONUS_PLUGIN_CACHE")) {
+    const std::string v = c;
+    o.cache_file = v == "none" ? "" : v;
+  } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x == '/') {
+    o.cache_file = std::string(x) + "/patronus/plugin-scan";
+  } else if (const char* h = std::getenv("HOME"); h && *h == '/') {
+    o.cache_file = std::string(h) + "/.cache/patronus/plugin-scan";
+  }
+  return o;
+}
+
+const std::vector<std::string>& shipped_plugin_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    std::string all = PATRONUS_SHIPPED_PLUGINS;
+    std::size_t at = 0;
+    while (at <= all.size()) {
+      const auto comma = all.find(',', at);
+      const auto end = comma == std::string::npos ? all.size() : comma;
+      if (end > at) v.push_back(all.substr(at, end - at));
+      at = end + 1;
+    }
+    return v;
+  }();
+  return names;
+}
+
+bool is_shipped_plugin(std::string_view name) {
+  const auto& v = shipped_plugin_names();
+  return std::find(v.begin(), v.end(), name) != v.end();
+}
+
+bool is_shipped_file(const std::string& path) {
+  const std::string base = std::filesystem::path(path).filename().string();
+  const std::string prefix = "libpatronus-", suffix = ".so";
+  if (base.size() <= prefix.size() + suffix.size() || base.rfind(prefix, 0) != 0 ||
+      base.compare(base.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return false;
+  }
+  return is_shipped_plugin(base.substr(prefix.size(), base.size() - prefix.size() - suffix.size()));
+}
+
+Status PluginRegistry::screen(const std::string& path, PluginInfo* info) {
+  if (!options_.enabled) return Status::ok();
+  auto id = scanner::file_id(path);
+  if (!id.is_ok()) return not_found(path + ": no such plugin file");
+  const std::string key = scanner::cache_key(id.value(), scanner::context_fingerprint());
+  std::optional<scanner::Cache> cache;
+  if (!options_.cache_file.empty()) cache.emplace(options_.cache_file);
+  std::optional<scanner::Verdict> v;
+  if (cache) v = cache->find(key);
+  if (v) {
+    ++scan_cache_hits_;
+  } else {
+    ++scans_run_;
+    v = scanner::run_in_child(
+        path,
+        [&]() -> scanner::Verdict {
+          auto r = load_here(path);
+          if (!r.is_ok()) return {r.status(), {}};
+          return {Status::ok(), r.value()->info()};
+        },
+        options_.timeout);
+    // A scan that could not run (no fork, no pipe) says nothing about the file: not cached.
+    if (cache && v->status.code() != Code::kUnavailable) cache->put(key, *v);
+  }
+  if (info) *info = v->info;
+  return v->status;
+}
 
 Result<std::shared_ptr<const PluginLibrary>> PluginRegistry::load_file(const std::string& path) {
   std::error_code fec;
   if (!std::filesystem::is_regular_file(path, fec)) {
     return not_found(path + ": no such plugin file");
   }
+  // 0. A child process loads it first: a crash, an abort, an exit or a hang there is a refusal
+  //    here, and this process never maps the file.
+  if (auto s = screen(path, nullptr); !s.is_ok()) return s;
+  return load_here(path);
+}
+
+Result<std::shared_ptr<const PluginLibrary>> PluginRegistry::load_here(const std::string& path) {
   // 1. The alias must be exported; read from the file, no plugin code runs.
   auto aliases = exported_aliases(path);
   if (!aliases.is_ok()) return aliases.status();
@@ -293,6 +388,7 @@ Result<std::shared_ptr<const PluginLibrary>> PluginRegistry::load_file(const std
   }
   // Its initialisers have run: whatever it registered is in the pool now, whatever follows.
   if (schema.value()) record_schema_owner(*schema.value(), path);
+  if (auto id = scanner::file_id(path); id.is_ok()) scanner::note_loaded(id.value());
   // 4. Only now run the plugin's entry point and check what it describes.
   const patronus_plugin_descriptor* d = nullptr;
   try {
@@ -318,13 +414,12 @@ Result<std::shared_ptr<const PluginLibrary>> PluginRegistry::register_builtin(
   return std::shared_ptr<const PluginLibrary>(accepted.value());
 }
 
-Result<DirectoryScan> PluginRegistry::load_directory(const std::string& dir) {
+Result<PluginRegistry::Listing> PluginRegistry::list_directory(const std::string& dir) const {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
     return not_found(dir + ": plugin directory does not exist");
   }
-  DirectoryScan scan;
-  std::vector<std::string> files;
+  Listing out;
   auto ends_with = [](const std::string& s, const std::string& t) {
     return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
   };
@@ -335,28 +430,111 @@ Result<DirectoryScan> PluginRegistry::load_directory(const std::string& dir) {
     const bool regular = entry.is_regular_file(type_ec);  // follows symlinks
     const bool named = name.rfind("lib", 0) == 0 && name.size() > 6 && ends_with(name, ".so");
     if (!regular) {
-      scan.skipped.push_back(
+      out.skipped.push_back(
           {path, entry.is_directory(type_ec) ? "a directory" : "not a regular file"});
     } else if (named) {
-      files.push_back(path);
+      out.files.push_back(path);
     } else if (name.rfind("lib", 0) == 0 && name.find(".so.") != std::string::npos) {
-      scan.skipped.push_back(
+      out.skipped.push_back(
           {path,
            "a versioned name: plugins are loaded as lib<name>.so (a symlink to this "
            "file will do)"});
     } else {
-      scan.skipped.push_back({path, "not named lib<name>.so"});
+      out.skipped.push_back({path, "not named lib<name>.so"});
     }
   }
   if (ec) return unavailable(dir + ": " + ec.message());
-  std::sort(files.begin(), files.end());
-  auto by_file = [](const Refusal& a, const Refusal& b) { return a.file < b.file; };
-  std::sort(scan.skipped.begin(), scan.skipped.end(), by_file);
-  for (const auto& f : files) {
+  // Shipped plugins first: their names and Protobuf files are taken before any third party's.
+  std::sort(out.files.begin(), out.files.end(), [](const std::string& a, const std::string& b) {
+    const bool sa = is_shipped_file(a), sb = is_shipped_file(b);
+    return sa != sb ? sa : a < b;
+  });
+  std::sort(out.skipped.begin(), out.skipped.end(),
+            [](const Refusal& a, const Refusal& b) { return a.file < b.file; });
+  return out;
+}
+
+Result<DirectoryScan> PluginRegistry::load_directory(const std::string& dir) {
+  auto listing = list_directory(dir);
+  if (!listing.is_ok()) return listing.status();
+  DirectoryScan scan;
+  scan.skipped = std::move(listing.value().skipped);
+  for (const auto& f : listing.value().files) {
     auto r = load_file(f);
     if (!r.is_ok()) scan.refused.push_back({f, r.status().message()});
   }
   return scan;
+}
+
+Result<DirectoryListing> PluginRegistry::scan_directory(const std::string& dir) {
+  auto listing = list_directory(dir);
+  if (!listing.is_ok()) return listing.status();
+  DirectoryListing out;
+  out.skipped = std::move(listing.value().skipped);
+  for (const auto& f : listing.value().files) {
+    Candidate c;
+    c.file = f;
+    c.shipped = is_shipped_file(f);
+    if (const auto loaded = std::find_if(plugins_.begin(), plugins_.end(),
+                                         [&](const auto& p) { return p->info().file == f; });
+        loaded != plugins_.end()) {
+      c.info = (*loaded)->info();  // mapped here already: its verdict is that it loaded
+    } else {
+      c.status = screen(f, &c.info);
+      if (!options_.enabled && c.status.is_ok()) {
+        // Without the scanner the only way to learn what a file is, is to load it.
+        auto r = load_here(f);
+        c.status = r.status();
+        if (r.is_ok()) c.info = r.value()->info();
+      }
+    }
+    out.candidates.push_back(std::move(c));
+  }
+  return out;
+}
+
+Result<PluginRegistry::NamedLoad> PluginRegistry::load_named(
+    const std::string& dir, const std::vector<std::string>& names) {
+  auto listing = scan_directory(dir);
+  if (!listing.is_ok()) return listing.status();
+  NamedLoad out;
+  out.skipped = listing.value().skipped;
+  std::vector<const Candidate*> chosen;
+  for (const auto& c : listing.value().candidates) {
+    if (!c.status.is_ok()) out.refused.push_back({c.file, c.status.message()});
+  }
+  for (const auto& name : names) {
+    if (find(name)) continue;
+    std::vector<const Candidate*> offers;
+    for (const auto& c : listing.value().candidates) {
+      if (c.status.is_ok() && c.info.name == name) offers.push_back(&c);
+    }
+    if (offers.empty()) {
+      std::string why = dir + ": no plugin named '" + name + "'";
+      for (const auto& r : out.refused) why += "; refused " + r.file + ": " + r.reason;
+      return not_found(why);
+    }
+    // A shipped file wins; two third-party files of one name are ambiguous.
+    const auto shipped =
+        std::find_if(offers.begin(), offers.end(), [](const Candidate* c) { return c->shipped; });
+    if (shipped == offers.end() && offers.size() > 1) {
+      return failed_precondition(dir + ": plugin '" + name + "' is offered by both " +
+                                 offers[0]->file + " and " + offers[1]->file +
+                                 "; remove one of them");
+    }
+    if (std::find(chosen.begin(), chosen.end(),
+                  *(shipped != offers.end() ? shipped : offers.begin())) == chosen.end()) {
+      chosen.push_back(shipped != offers.end() ? *shipped : offers.front());
+    }
+  }
+  // The listing's order: shipped first.
+  std::sort(chosen.begin(), chosen.end());
+  for (const Candidate* c : chosen) {
+    auto r = load_file(c->file);
+    if (!r.is_ok()) return r.status();
+    out.loaded.push_back(r.value());
+  }
+  return out;
 }
 
 std::shared_ptr<const PluginLibrary> PluginRegistry::find(std::string_view name) const {

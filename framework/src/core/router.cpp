@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "patronus/env/virtual_world.hpp"
 #include "router_internal.hpp"
 
 namespace patronus::core {
@@ -88,6 +89,13 @@ Status RouterInstance::add_plugin(std::shared_ptr<const PluginLibrary> library,
   add_trace(instance + " created plugin=" + library->info().name);
   instances_.push_back(std::move(inst));
   return Status::ok();
+}
+
+Status check_plugin_config(std::shared_ptr<const PluginLibrary> library,
+                           const std::string& instance, const std::string& config) {
+  env::VirtualWorld world(0);
+  RouterInstance router(world.add_node("check", {}), "check");
+  return router.add_plugin(std::move(library), instance, config);
 }
 
 Status RouterInstance::start() {

@@ -37,11 +37,23 @@ bool identity(const std::string& file, dev_t* dev, ino_t* ino) {
   return true;
 }
 
-std::string owner_of(const std::string& proto_file) {
+std::string owner_of(const std::string& proto_file, std::string* owner_file = nullptr) {
   std::lock_guard<std::mutex> lock(owners_mutex());
   auto it = owners().find(proto_file);
-  if (it != owners().end()) return "plugin " + it->second.file;
+  if (it != owners().end()) {
+    if (owner_file) *owner_file = it->second.file;
+    return "plugin " + it->second.file;
+  }
   return "the host (or a library it links)";
+}
+
+// Who must change: the third party, when one side is a shipped plugin (or the host).
+std::string advice(const std::string& file, const std::string& owner_file, const std::string& fix) {
+  if (is_shipped_file(file) && !owner_file.empty() && !is_shipped_file(owner_file)) {
+    return "; " + owner_file + " must change: " + fix + " (" + file +
+           " is shipped with Patronus and keeps its names; load shipped plugins first)";
+  }
+  return "; " + file + " must change: " + fix;
 }
 
 // The fully qualified names a file adds to the pool's symbol table.
@@ -104,20 +116,25 @@ Status check_schema_collisions(const std::string& set_bytes, const std::string& 
           return Status::ok();  // this very object is loaded already
         }
       }
+      std::string owner_file;
+      const std::string owner = owner_of(f.name(), &owner_file);
       return failed_precondition(
-          file + ": its Protobuf file '" + f.name() + "' is already registered by " +
-          owner_of(f.name()) +
-          "; libprotobuf holds one file of a name per process. Rename the plugin's .proto to "
-          "a path of its own (<vendor>/<plugin>/v1/<name>.proto) and rebuild it");
+          file + ": its Protobuf file '" + f.name() + "' is already registered by " + owner +
+          " (libprotobuf holds one file of a name per process)" +
+          advice(file, owner_file,
+                 "rename its .proto to a path of its own (<vendor>/<plugin>/v1/<name>.proto) "
+                 "and rebuild it"));
     }
     for (const auto& [symbol, kind] : symbols_of(f)) {
       const std::string other = defined_in(symbol);
       if (other.empty()) continue;
-      return failed_precondition(file + ": " + kind + " '" + symbol + "' of its Protobuf file '" +
-                                 f.name() + "' is already defined by '" + other + "' of " +
-                                 owner_of(other) +
-                                 "; give the plugin's .proto a package of its own "
-                                 "(<vendor>.<plugin>.v1) and rebuild it");
+      std::string owner_file;
+      const std::string owner = owner_of(other, &owner_file);
+      return failed_precondition(
+          file + ": " + kind + " '" + symbol + "' of its Protobuf file '" + f.name() +
+          "' is already defined by '" + other + "' of " + owner +
+          advice(file, owner_file,
+                 "give its .proto a package of its own (<vendor>.<plugin>.v1) and rebuild it"));
     }
   }
   return Status::ok();

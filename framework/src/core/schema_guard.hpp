@@ -25,4 +25,8 @@ Status check_schema_collisions(const std::string& set, const std::string& file);
 // names it.
 void record_schema_owner(const std::string& set, const std::string& file);
 
+// A shipped plugin's file (libpatronus-<name>.so with <name> one of shipped_plugin_names()).
+// When a shipped plugin and a third-party one collide, the advice is for the third party.
+bool is_shipped_file(const std::string& path);
+
 }  // namespace patronus::core

@@ -188,6 +188,13 @@ Status PluginTrial::set_config(const std::string& config_yaml) {
   }
   auto bytes = m.lib->schema()->text_to_bytes(config_yaml, "config");
   if (!bytes.is_ok()) return bytes.status();
+  // The plugin's own verdict on a configuration given now, not at the first call (which would
+  // blame that call). The defaults are judged when the plugin first runs.
+  if (auto s = given ? core::check_plugin_config(m.lib, "trial", bytes.value()) : Status::ok();
+      !s.is_ok()) {
+    return invalid_argument("plugin '" + m.summary.name +
+                            "' refused its configuration: " + s.message());
+  }
   auto json = m.lib->schema()->bytes_to_json(bytes.value());
   m.config = bytes.value();
   m.router.reset();  // the next call creates an instance with this configuration

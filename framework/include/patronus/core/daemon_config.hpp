@@ -4,19 +4,27 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "patronus/util/status.hpp"
 
+namespace YAML {
+class Node;
+}
+
 namespace patronus::core {
 
 struct PluginSpec {
-  std::string plugin;       // the plugin's descriptor name
-  std::string instance;     // unique instance name (defaults to the plugin name)
-  std::string config_yaml;  // the `config:` subtree re-emitted as YAML ("" if absent)
-  std::string path;         // "plugins[2]" for error messages
+  std::string plugin;    // the plugin's descriptor name
+  std::string instance;  // unique instance name (defaults to the plugin name)
+  // The `config:` subtree as parsed, with its marks (errors name the file's lines); null if
+  // absent.
+  std::shared_ptr<const YAML::Node> config;
+  int config_line = 0;  // 1-based line of `config:` (0: absent)
+  std::string path;     // "plugins[2]" for error messages
 };
 
 // The site runtime (path engine) section. Absent: the daemon only runs its plugins.

@@ -4,6 +4,7 @@
 // See docs/adr/0001-plugin-abi.md. C++17-clean (used by the ns-3 backend).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -80,14 +81,47 @@ struct DirectoryScan {
   std::vector<Refusal> skipped;
 };
 
+// How plugin files are screened before the host maps them: each is first opened in a child
+// process (the scanner), so a file whose load crashes, aborts, exits or hangs is refused by name
+// and never mapped here. Verdicts are cached per file (path, device, inode, size, mtime) and per
+// what the process had loaded before it.
+struct ScanOptions {
+  bool enabled = true;                       // false: map candidates directly (debugging only)
+  std::chrono::milliseconds timeout{10000};  // a load that takes longer is refused
+  std::string cache_file;                    // "": no cache (every load forks a scanner)
+};
+// enabled unless PATRONUS_PLUGIN_SCAN=off; the cache is $PATRONUS_PLUGIN_CACHE ("" or "none":
+// none), else $XDG_CACHE_HOME/patronus/plugin-scan, else $HOME/.cache/patronus/plugin-scan.
+ScanOptions default_scan_options();
+
+// The plugins this project ships (plugins/<name>, installed as libpatronus-<name>.so). Their
+// names, file names and Protobuf files win over third-party plugins: those load after them, and
+// one that takes a shipped plugin's name is refused.
+const std::vector<std::string>& shipped_plugin_names();
+bool is_shipped_plugin(std::string_view name);
+
+// A candidate file of a directory and the scanner's verdict on it; nothing of it is mapped.
+struct Candidate {
+  std::string file;
+  Status status;    // ok: it loads here; else why not
+  PluginInfo info;  // what its descriptor says (when ok)
+  bool shipped = false;
+};
+struct DirectoryListing {
+  std::vector<Candidate> candidates;  // shipped first, then by file name
+  std::vector<Refusal> skipped;       // not candidates; never opened
+};
+
 class PluginRegistry {
  public:
   PluginRegistry();
+  explicit PluginRegistry(ScanOptions options);
   ~PluginRegistry();
   PluginRegistry(const PluginRegistry&) = delete;
   PluginRegistry& operator=(const PluginRegistry&) = delete;
 
-  // Loads one shared object. Order of checks: the file exists; it exports the alias
+  // Loads one shared object. It is first screened in a child process (ScanOptions); then, in
+  // this process: the file exists; it exports the alias
   // patronus_plugin_entry, and its embedded Protobuf schema (section .patronus.schema) names no
   // file or symbol already in libprotobuf's process-wide pool (both read from the file, nothing
   // of the plugin runs); it loads with RTLD_NOW|RTLD_LOCAL; its descriptor passes validate().
@@ -99,7 +133,23 @@ class PluginRegistry {
   // Loads every regular file (or symlink to one) named lib*.so in dir, sorted by name. Every other
   // entry is skipped with the reason: versioned names (libfoo.so.1: load it through a
   // libfoo.so symlink), other names, directories and special files. Nothing skipped is opened.
+  // Shipped plugins are loaded first (see shipped_plugin_names()), then the rest by name.
   Result<DirectoryScan> load_directory(const std::string& dir);
+  // Screens every candidate of `dir` (as load_directory would) without mapping any.
+  Result<DirectoryListing> scan_directory(const std::string& dir);
+  // Loads only the plugins named in `names` from `dir`, shipped ones first. A name no loadable
+  // file provides is an error that names the directory's refusals; a file that is broken, or
+  // provides nothing asked for, is reported in the result and not mapped.
+  struct NamedLoad {
+    std::vector<std::shared_ptr<const PluginLibrary>> loaded;
+    std::vector<Refusal> refused;  // candidates that were refused (not fatal: not needed)
+    std::vector<Refusal> skipped;
+  };
+  Result<NamedLoad> load_named(const std::string& dir, const std::vector<std::string>& names);
+
+  // Scanner processes run, and verdicts taken from the cache, by this registry.
+  std::uint64_t scans_run() const { return scans_run_; }
+  std::uint64_t scan_cache_hits() const { return scan_cache_hits_; }
 
   std::shared_ptr<const PluginLibrary> find(std::string_view name) const;
   const std::vector<std::shared_ptr<const PluginLibrary>>& plugins() const { return plugins_; }
@@ -107,6 +157,18 @@ class PluginRegistry {
  private:
   Result<std::shared_ptr<PluginLibrary>> accept(const patronus_plugin_descriptor* d,
                                                 const std::string& file);
+  // The load itself, in this process (the scanner's child runs the very same).
+  Result<std::shared_ptr<const PluginLibrary>> load_here(const std::string& path);
+  // The scanner's verdict on a file in this process's present state (cached or a child's).
+  Status screen(const std::string& path, PluginInfo* info);
+  struct Listing {
+    std::vector<std::string> files;  // candidates, shipped first
+    std::vector<Refusal> skipped;
+  };
+  Result<Listing> list_directory(const std::string& dir) const;
+  ScanOptions options_;
+  std::uint64_t scans_run_ = 0;
+  std::uint64_t scan_cache_hits_ = 0;
   std::vector<std::shared_ptr<const PluginLibrary>> plugins_;
 };
 

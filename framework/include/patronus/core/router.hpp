@@ -153,4 +153,10 @@ class RouterInstance {
   RouterCounters counters_;
 };
 
+// The plugin's own verdict on a configuration, before anything starts: a throwaway instance is
+// created and configured (never started) on a private virtual clock, then destroyed. The error is
+// the plugin's message, naming `instance`.
+Status check_plugin_config(std::shared_ptr<const PluginLibrary> library,
+                           const std::string& instance, const std::string& config);
+
 }  // namespace patronus::core
