@@ -84,6 +84,16 @@ void run_text(const json& r, std::ostringstream& out) {
   }
   out << "  False failovers: " << r["false_failovers"].get<std::uint64_t>()
       << "; decisions: " << r["decisions"].get<std::size_t>() << "\n";
+  // What went wrong inside the sites (a failing scorer, refused timers): the text says it too.
+  if (const auto& w = r["warnings"]; !w.empty()) {
+    constexpr std::size_t kShown = 8;
+    out << "  Warnings: " << w.size() << (w.size() >= 100 ? "+" : "")
+        << (w.size() > kShown ? " (the first " + std::to_string(kShown) + "; --json has all)" : "")
+        << "\n";
+    for (std::size_t i = 0; i < w.size() && i < kShown; ++i) {
+      out << "    " << w[i].get<std::string>() << "\n";
+    }
+  }
 }
 
 }  // namespace

@@ -338,7 +338,7 @@ void BM_PerPacketBpfVsNftables(benchmark::State& state) {
   if (!can_run(state)) return;
   const auto& w = world();
   const Classifier cls(w.policies, w.inv);
-  auto dp = bpf::Datapath::open(bpf::Options{false, ""}).value();
+  auto dp = bpf::Datapath::open(bpf::Options{false, "", {}}).value();
   if (auto s = dp->sync(cls); !s.is_ok()) return state.SkipWithError(s.message().c_str());
   // Distinct tuples (the verification set records tuples).
   std::vector<bpf::Packet> pkts;
@@ -436,7 +436,7 @@ void BM_IncrementalVsReload(benchmark::State& state) {
   if (!can_run(state)) return;
   const auto& w = world();
   Classifier cls(w.policies, w.inv);
-  auto dp = bpf::Datapath::open(bpf::Options{false, ""}).value();
+  auto dp = bpf::Datapath::open(bpf::Options{false, "", {}}).value();
   if (auto s = dp->sync(cls); !s.is_ok()) return state.SkipWithError(s.message().c_str());
   test::PolicyGen gen(77, {});
   double inc_ns = 0, full_ns = 0;

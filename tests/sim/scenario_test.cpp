@@ -330,3 +330,20 @@ plugins:
   EXPECT_NE(sim::run_scenario(s.value(), o).status().message().find("needs the real network"),
             std::string::npos);
 }
+
+namespace {
+
+// What went wrong inside the sites reaches the text report too (a vendor's failing scorer was
+// only visible with --json): the count, and the first lines.
+TEST(Simulator, TheTextReportSaysWhatTheSitesWarnedAbout) {
+  auto out = run("link-cut");
+  ASSERT_TRUE(out.report.is_object());
+  EXPECT_EQ(sim::text_report(out.report).find("Warnings:"), std::string::npos);
+  out.report["warnings"] = {"hq/runtime: runtime.scorer_error {\"scorer\":\"acme\"}"};
+  const std::string text = sim::text_report(out.report);
+  EXPECT_NE(text.find("  Warnings: 1\n    hq/runtime: runtime.scorer_error {\"scorer\":\"acme\"}"),
+            std::string::npos)
+      << text;
+}
+
+}  // namespace

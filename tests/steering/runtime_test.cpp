@@ -728,3 +728,60 @@ TEST(SiteRuntime, KeyRotationKeepsAPathUpWhenBothEndsSwitchWithinTheGrace) {
 }
 
 }  // namespace
+
+namespace {
+
+// A vendor's voice scorer that breaks mid-run (answers NaN on every path from 20 s on) used to
+// leave voice with no path at all (a scenario lost 4150 of 4150 voice packets). Now the last good
+// scores hold for scorer_hold_ns, then the default scorer's scores stand in, and each step is
+// said; the class never goes without a path.
+TEST(SiteRuntime, AFailingScorerKeepsItsClassOnAPath) {
+  core::PluginRegistry reg;
+  auto flaky = reg.load_file(test::test_plugin_dir() + "/libpatronus-test-flaky-scorer.so");
+  ASSERT_TRUE(flaky.is_ok()) << flaky.status().to_string();
+  test::Wan w(5);
+  two_paths(w);
+  w.use_scorer(flaky.value(), "flaky");
+  w.start(two_path_probe(4), [](steering::RuntimeConfig& rc) {
+    for (auto& c : rc.classes.classes) {
+      if (c.name == "voice") c.scorer = "flaky";
+    }
+  });
+  auto& hq = w.rt("hq");
+  const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+  const Pump traffic = pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 45 * kSec);
+  auto standing_in = [&](const std::string& what) {
+    for (const auto& [type, json] : w.node("hq").recorder.events) {
+      if (type == "runtime.scorer_error" && json.find(what) != std::string::npos) return true;
+    }
+    return false;
+  };
+  w.world().run_until(15 * kSec);
+  const model::PathId before = hq.class_path("b", "voice");
+  ASSERT_TRUE(before.valid());
+  EXPECT_EQ(hq.counters().scorer_errors, 0u);
+
+  w.world().run_until(25 * kSec);  // broken for 5 s: the last good scores hold
+  EXPECT_GT(hq.counters().scorer_errors, 0u);
+  EXPECT_TRUE(standing_in("\"standing_in\":\"last good score\"")) << "no scorer_error event";
+  EXPECT_FALSE(standing_in("\"standing_in\":\"default scorer\""));
+  EXPECT_EQ(hq.class_path("b", "voice"), before);
+
+  w.world().run_until(40 * kSec);  // past the 10 s hold: the default scorer stands in
+  EXPECT_TRUE(standing_in("\"standing_in\":\"default scorer\""));
+  EXPECT_FALSE(standing_in("nothing: the path has no score"));
+  EXPECT_TRUE(hq.class_path("b", "voice").valid());
+  EXPECT_EQ(hq.on_packet(voice, 46, 100), hq.class_path("b", "voice"));
+  for (const auto& d : w.node("hq").recorder.decisions) {
+    if (d.cls == "voice" && d.mono_ns > 5 * kSec) {
+      EXPECT_TRUE(d.to.valid()) << "voice lost its path at " << d.mono_ns << ": " << d.why;
+    }
+  }
+  // Each step is said once per path, not at every window.
+  std::size_t said = 0;
+  for (const auto& e : w.node("hq").recorder.events) said += e.first == "runtime.scorer_error";
+  EXPECT_LE(said, 4u);
+  EXPECT_GT(hq.counters().scorer_errors, said);
+}
+
+}  // namespace

@@ -91,6 +91,12 @@ class Wan {
     more_transports_ = std::move(more_instances);
   }
 
+  // Before start(): every site also runs this scorer plugin as `instance` (a class names it in
+  // start()'s tweak).
+  void use_scorer(std::shared_ptr<const core::PluginLibrary> lib, const std::string& instance) {
+    extra_scorers_.emplace_back(std::move(lib), instance);
+  }
+
   void add_site(const HarnessSite& s) {
     sites_.push_back(s);
     auto n = std::make_unique<Node>();
@@ -136,6 +142,9 @@ class Wan {
       add_plugin(n, "probes", "probe", probe_yaml);
       add_plugin(n, "scoring", "scoring", "");
       add_plugin(n, "emodel", "emodel", "");
+      for (const auto& [lib, instance] : extra_scorers_) {
+        ASSERT_TRUE(n.router->add_plugin(lib, instance, "").is_ok());
+      }
       if (transport_) {
         ASSERT_TRUE(n.router->add_plugin(transport_, "tunnel", "").is_ok());
         for (const auto& inst : more_transports_) {
@@ -237,6 +246,7 @@ class Wan {
     return {};
   }
   std::map<std::string, steering::Dataplane*> external_dp_;
+  std::vector<std::pair<std::shared_ptr<const core::PluginLibrary>, std::string>> extra_scorers_;
   std::shared_ptr<const core::PluginLibrary> transport_;
   std::vector<std::string> more_transports_;  // further instances of transport_
   const HarnessSite& site_def(const std::string& name) const {

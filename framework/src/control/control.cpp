@@ -111,6 +111,7 @@ api::StatusReply status_of(const DaemonInfo& info, const core::RouterInstance& r
   c["runtime.flows_unrouted"] = k.flows_unrouted;
   c["runtime.packets"] = k.packets;
   c["runtime.scorer_errors"] = k.scorer_errors;
+  c["runtime.scorer_fallbacks"] = k.scorer_fallbacks;
   c["runtime.dataplane_errors"] = k.dataplane_errors;
   c["runtime.rate_errors"] = k.rate_errors;
   c["runtime.timers_refused"] = k.timers_refused;

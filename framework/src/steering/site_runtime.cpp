@@ -116,6 +116,14 @@ struct SiteRuntime::Path {
     bool valid = false;
     double score = 0;
     std::uint32_t state = PATRONUS_PATH_DOWN;
+    // The scorer failed on this path: since when (0: it answers), the last score it gave and
+    // when. While it fails, the last good score holds for RuntimeConfig::scorer_hold_ns, then
+    // the default scorer's score stands in (see rescore).
+    std::int64_t failing_since_ns = 0;
+    std::int64_t good_at_ns = -1;
+    double good_score = 0;
+    std::uint32_t good_state = PATRONUS_PATH_DOWN;
+    std::string said;  // what stands in, as last reported
   };
   std::vector<Score> scores;                 // per scorer slot
   std::vector<std::int64_t> eligible_since;  // per class, -1: not eligible
@@ -737,6 +745,47 @@ void SiteRuntime::on_log(const std::string& instance, std::uint32_t level, const
   for (auto* o : observers_) o->on_log(config_.site, instance, level, msg);
 }
 
+// A scorer that fails (throws, answers NaN or out of range) must not take its classes' paths
+// away: for scorer_hold_ns after its last good score on the path that score stands, then the
+// default scorer's (slot 0, scored first); only the default scorer failing past the hold leaves
+// the path unscored. Each step is said once per path and scorer.
+void SiteRuntime::score_failed(Path& p, std::size_t slot, const std::string& error) {
+  auto& sc = p.scores[slot];
+  const std::int64_t now = env_.now_ns();
+  const bool first = sc.failing_since_ns == 0;
+  if (first) sc.failing_since_ns = now;
+  ++counters_.scorer_errors;
+  const char* mode = nullptr;
+  if (sc.good_at_ns >= 0 && now - sc.good_at_ns <= config_.scorer_hold_ns) {
+    sc.valid = true;
+    sc.score = sc.good_score;
+    sc.state = sc.good_state;
+    mode = "last good score";
+  } else if (slot != 0 && p.scores[0].valid) {
+    sc.valid = true;
+    sc.score = p.scores[0].score;
+    sc.state = p.scores[0].state;
+    mode = "default scorer";
+  } else {
+    sc.valid = false;
+    mode = "none";
+  }
+  const std::string m = mode;
+  if (first || m != sc.said) {
+    sc.said = m;
+    ++counters_.scorer_fallbacks;
+    warn("runtime.scorer_error",
+         J{{"scorer", scorers_[slot].instance},
+           {"path", p.spec.name},
+           {"error", error},
+           {"count", counters_.scorer_errors},
+           {"standing_in", m == "none" ? "nothing: the path has no score" : m},
+           {"hold_ms", config_.scorer_hold_ns / 1000000},
+           {"default_scorer", scorers_[0].instance}}
+             .dump());
+  }
+}
+
 void SiteRuntime::rescore(Path& p) {
   p.window.expire(env_.now_ns());
   const WindowStats st = p.window.stats();
@@ -776,16 +825,22 @@ void SiteRuntime::rescore(Path& p) {
     }
     auto r = router_.score(scorers_[slot].instance, w);
     if (!r.is_ok()) {
-      sc.valid = false;
-      if (is_pow2(++counters_.scorer_errors)) {
-        warn("runtime.scorer_error",
-             J{{"count", counters_.scorer_errors}, {"error", r.status().message()}}.dump());
-      }
+      score_failed(p, slot, r.status().message());
       continue;
     }
+    if (sc.failing_since_ns != 0) {
+      warn("runtime.scorer_recovered",
+           J{{"scorer", scorers_[slot].instance},
+             {"path", p.spec.name},
+             {"failed_for_ms", (env_.now_ns() - sc.failing_since_ns) / 1000000}}
+               .dump());
+      sc.failing_since_ns = 0;
+      sc.said.clear();
+    }
     sc.valid = true;
-    sc.score = r.value().score;
-    sc.state = r.value().state;
+    sc.score = sc.good_score = r.value().score;
+    sc.state = sc.good_state = r.value().state;
+    sc.good_at_ns = env_.now_ns();
   }
   refresh_eligibility(p, st);
   model::PathStatus status = model::PathStatus::kDown;

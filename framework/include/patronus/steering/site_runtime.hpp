@@ -106,6 +106,9 @@ struct RuntimeConfig {
   std::int64_t idle_after_ns = 30'000'000'000;        // no traffic this long: idle probe rate
   std::size_t decision_log = 4096;                    // decisions kept in memory
   std::int64_t metrics_interval_ns = 10'000'000'000;  // path metrics to observers
+  // A scorer that fails on a path keeps its last good score this long, then the default
+  // scorer's score stands in (the default scorer failing leaves the path unscored).
+  std::int64_t scorer_hold_ns = 10'000'000'000;
 };
 
 // A tunnel diagnostic (PATRONUS_TUNNEL_DIAG_*) in words: what decisions and the control API say.
@@ -205,6 +208,7 @@ struct RuntimeCounters {
   std::uint64_t flows_created = 0, flows_refused = 0, flows_expired = 0, flows_unrouted = 0;
   std::uint64_t packets = 0;
   std::uint64_t scorer_errors = 0, dataplane_errors = 0, rate_errors = 0, timers_refused = 0;
+  std::uint64_t scorer_fallbacks = 0;   // a failing scorer's stand-in changed (last good, default)
   std::uint64_t decisions_evicted = 0;  // older decisions leaving the in-memory ring
 };
 
@@ -301,6 +305,7 @@ class SiteRuntime final : private core::RouterObserver {
   void tick();
   void schedule_tick();
   void rescore(Path& p);
+  void score_failed(Path& p, std::size_t slot, const std::string& error);
   void refresh_eligibility(Path& p, const WindowStats& st);
   void evaluate_site(std::uint32_t site);
   void evaluate(Selection& s);
