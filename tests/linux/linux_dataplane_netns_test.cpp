@@ -94,5 +94,32 @@ TEST_F(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
   EXPECT_EQ(test::route_device(ns(), web), "wan");
 }
 
+// A host whose start fails after the dataplane started drops it without stop(): that must
+// leave no rule or route behind (it used to leave every remote site unreachable).
+TEST_F(LinuxDataplaneKernel, DroppedWithoutStopLeavesNothingBehind) {
+  add_veths({"t0", "wan"});
+  sh({"ip", "-n", ns(), "addr", "add", "198.51.100.2/24", "dev", "wan"});
+  sh({"ip", "-n", ns(), "route", "add", "default", "via", "198.51.100.1"});
+  const std::uint32_t t0 = ifindex(ns(), "t0");
+  ASSERT_TRUE(t0);
+  LinuxDataplaneConfig c;
+  c.classes = steering::default_classes("");
+  c.site_prefixes["b"] = {model::IpPrefix::parse("10.20.0.0/16").value()};
+  c.resolve = [t0](model::PathId) -> Result<Nexthop> { return Nexthop{t0, {}}; };
+  auto nl = Rtnl::open_in_netns(ns_path());
+  ASSERT_TRUE(nl.is_ok()) << nl.status().message();
+  auto probe = Rtnl::open_in_netns(ns_path());
+  ASSERT_TRUE(probe.is_ok());
+  {
+    auto dp = LinuxDataplane::start(std::move(nl).value(), c);
+    ASSERT_TRUE(dp.is_ok()) << dp.status().message();
+    ASSERT_TRUE(dp.value()->set_class_path("b", "voice", model::PathId(1)).is_ok());
+    EXPECT_GT(count_ours(probe.value()), 0u);
+    EXPECT_EQ(test::route_device(ns(), {"10.20.3.4", "tos", "0xb8"}), "t0");
+  }
+  EXPECT_EQ(count_ours(probe.value()), 0u);
+  EXPECT_EQ(test::route_device(ns(), {"10.20.3.4", "tos", "0xb8"}), "wan") << "the main table";
+}
+
 }  // namespace
 }  // namespace patronus::linuxnet

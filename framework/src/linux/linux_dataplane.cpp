@@ -85,7 +85,12 @@ Status LinuxDataplane::set_flow_path(const model::FlowKey&, model::PathId) {
       "flow follows its class's path");
 }
 
+LinuxDataplane::~LinuxDataplane() {
+  if (!stopped_) (void)stop();
+}
+
 Status LinuxDataplane::stop() {
+  stopped_ = true;
   return routing_.remove_all();
 }
 

@@ -32,7 +32,9 @@ class LinuxDataplane final : public steering::Dataplane {
   // Probes whether the kernel matches DSCP in rules, installs the rules and the unreachable
   // tables. Refuses class rules the kernel cannot express, naming the rule.
   static Result<std::unique_ptr<LinuxDataplane>> start(Rtnl rtnl, LinuxDataplaneConfig config);
-  ~LinuxDataplane() override = default;
+  // Removes every rule and route of ours unless stop() did: a host that fails after the
+  // dataplane started (and returns, or throws) must not leave the remote sites unreachable.
+  ~LinuxDataplane() override;
 
   Status set_class_path(const std::string& site, const std::string& cls,
                         model::PathId path) override;
@@ -51,6 +53,7 @@ class LinuxDataplane final : public steering::Dataplane {
   LinuxDataplaneConfig config_;
   // Per class: the next hop of each remote site (absent: unreachable).
   std::vector<std::map<std::string, Nexthop>> via_;
+  bool stopped_ = false;
 };
 
 // Whether rules can match DSCP here (FRA_DSCP, Linux 6.13): adds and removes a probe rule.
