@@ -236,6 +236,18 @@ TEST(Daemon, RunsPluginsAndFlushesStateOnSigterm) {
     auto st = store::Store::open(dir.file("hq.db"));
     have_samples = st.is_ok() && st.value()->count_rows("path_samples").value() > 0;
   }
+  // One site, one daemon: a second one for the same state, on another socket, is refused before
+  // it touches anything, naming the first; the first runs on (it stops cleanly below).
+  std::string second = test::read_file(dir.file("d.yaml"));
+  second.replace(second.find(dir.file("hq.sock")), dir.file("hq.sock").size(), dir.file("b.sock"));
+  test::write_file(dir.file("second.yaml"), second);
+  auto refused = run({daemon(), "--config", dir.file("second.yaml")});
+  EXPECT_EQ(refused.exit_code, 1) << refused.err;
+  EXPECT_NE(refused.err.find("another patronusd runs with this state"), std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("pid " + std::to_string(pid) + " (site hq)"), std::string::npos)
+      << refused.err;
+  EXPECT_FALSE(test::file_exists(dir.file("b.sock")));
   kill(pid, SIGTERM);
   int status = 0;
   waitpid(pid, &status, 0);

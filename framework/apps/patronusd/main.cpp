@@ -28,6 +28,7 @@
 #include "patronus/env/asio_env.hpp"
 #include "patronus/policy/parse.hpp"
 #include "patronus/site/plan_store.hpp"
+#include "patronus/site/site_lock.hpp"
 #include "patronus/site/store_sink.hpp"
 #include "patronus/steering/site_runtime.hpp"
 #include "patronus/store/store.hpp"
@@ -210,6 +211,14 @@ int main(int argc, char** argv) {
       return kExitConfig;
     }
     planned.push_back({lib, spec.instance, bytes});
+  }
+
+  // One site, one daemon: a second daemon for this state stops here, before it opens a socket,
+  // the database or a tunnel (it used to adopt the first one's tunnels and remove its rules).
+  auto site_lock = site::SiteLock::acquire(cfg.state_db, cfg.site);
+  if (!site_lock.is_ok()) {
+    std::cerr << "patronusd: " << site_lock.status().message() << std::endl;
+    return kExitRuntime;
   }
 
   boost::asio::io_context io;
