@@ -111,7 +111,7 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   auto r = run({cli(), "plugins", "list", "--plugin-dir", test::test_plugin_dir(), "--json"});
   ASSERT_EQ(r.exit_code, 1) << "files were refused: " << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["plugins"].size(), 21u);
+  EXPECT_EQ(j["plugins"].size(), 22u);
   EXPECT_EQ(j["plugins"][0]["name"], "compat10-policy");
   EXPECT_EQ(j["plugins"][0]["abi"], "1.0");
   EXPECT_EQ(j["plugins"][3]["name"], "compat11-policy");
@@ -120,8 +120,8 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   EXPECT_EQ(j["plugins"][9]["abi"], "1.2");
   EXPECT_EQ(j["plugins"][13]["name"], "compat13-transport");
   EXPECT_EQ(j["plugins"][13]["abi"], "1.3");
-  EXPECT_EQ(j["plugins"][15]["name"], "test-good");
-  EXPECT_EQ(j["plugins"][15]["kind"], "probe");
+  EXPECT_EQ(j["plugins"][16]["name"], "test-good");
+  EXPECT_EQ(j["plugins"][16]["kind"], "probe");
   ASSERT_EQ(j["refused"].size(), 9u);
   EXPECT_TRUE(j["skipped"].is_array());
   bool saw_major = false;

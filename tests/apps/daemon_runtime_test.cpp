@@ -142,8 +142,15 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
   live = run({test::bin_dir() + "/patronus", "flows", "list", "--socket", sock, "--json"});
   ASSERT_EQ(live.exit_code, 0) << live.err;
   EXPECT_EQ(nlohmann::json::parse(live.out)["total"], 0);  // nothing sent traffic through it
-  // A second daemon with the same socket is refused, naming it; the first keeps it.
+  // A second daemon for the same site is refused by the site's lock, naming the first; one with
+  // its own state but the same socket is refused by the socket. The first keeps both.
   live = run({test::bin_dir() + "/patronusd", "--config", dir.file("hq.yaml"), "--run-for", "1"});
+  EXPECT_EQ(live.exit_code, 1);
+  EXPECT_NE(live.err.find("another patronusd runs with this state"), std::string::npos) << live.err;
+  std::string other_state = test::read_file(dir.file("hq.yaml"));
+  other_state.replace(other_state.find("state_db: hq.db"), 15, "state_db: hq2.db");
+  test::write_file(dir.file("hq2.yaml"), other_state);
+  live = run({test::bin_dir() + "/patronusd", "--config", dir.file("hq2.yaml"), "--run-for", "1"});
   EXPECT_EQ(live.exit_code, 1);
   EXPECT_NE(live.err.find("another process is listening"), std::string::npos) << live.err;
   EXPECT_EQ(run({test::bin_dir() + "/patronus", "status", "--socket", sock}).exit_code, 0);
