@@ -422,6 +422,9 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    // The child gets stdin, stdout and stderr, nothing else: not the host's probe sockets (it
+    // used to inherit them, and held the probe port after the daemon died), not its database.
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     std::vector<std::string> envs;
     for (char** e = environ; e && *e; ++e) {
       if (std::strncmp(*e, "WG_PROCESS_FOREGROUND=", 22) != 0) envs.emplace_back(*e);

@@ -282,6 +282,37 @@ runtime:
 """
 
 
+def wg_pid(ifname):
+    """The pid of the wireguard-go process serving ifname, or None."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"wireguard-go") and ifname.encode() in argv:
+            return int(pid)
+    return None
+
+
+def socket_inodes(pid):
+    """The sockets a process holds, by inode."""
+    out = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                out.add(target)
+    except OSError:
+        pass
+    return out
+
+
 def tx_packets(host, ifname):
     """Packets the host sent into an interface (/proc/net/dev is per network namespace; /sys of
     Mininet hosts is the root namespace's)."""
@@ -425,6 +456,22 @@ def run(lab, report):
     if report["lost"] > bound_ms / 1000.0 * FLOW_PPS:
         fail("%d packets lost, more than the bound allows (%.0f)" % (
             report["lost"], bound_ms / 1000.0 * FLOW_PPS))
+
+    # 4b. a wireguard-go that dies is started again by a's daemon, and the new one holds none of
+    # the daemon's descriptors (it used to inherit the probe sockets, so the next daemon start
+    # could not bind the probe port)
+    ifname = lab.wg_if("a", "inet")
+    old_pid = wg_pid(ifname)
+    if old_pid is None:
+        fail("no wireguard-go serves %s" % ifname)
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for("a's daemon starting wireguard-go for %s again" % ifname,
+             lambda: wg_pid(ifname) not in (None, old_pid), 20)
+    leaked = socket_inodes(wg_pid(ifname)) & socket_inodes(lab.daemons["a"].pid)
+    report["wireguard_go_inherited_sockets"] = len(leaked)
+    if leaked:
+        fail("the restarted wireguard-go holds %d of the daemon's sockets" % len(leaked))
+    wait_for("every path up after wireguard-go's restart", scored, 30)
 
     # 5. kill -9 and restart a's daemon: same keys, peers' tunnels stay up
     key_file = os.path.join(lab.keys, "a", lab.endpoint("a", "inet") + ".key")
