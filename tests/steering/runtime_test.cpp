@@ -785,3 +785,94 @@ TEST(SiteRuntime, AFailingScorerKeepsItsClassOnAPath) {
 }
 
 }  // namespace
+
+namespace {
+
+// A running site takes a new site and its paths without disturbing what it has (a re-plan with a
+// third site added used to be refused: "a new path needs a restart"), and lets a path the plan
+// no longer has go, moving only the classes on it.
+TEST(SiteRuntime, ANewSiteJoinsRunningSitesWithoutDisturbingTheirPaths) {
+  test::Wan w(21);
+  two_paths(w);  // hq (wan0, wan1) - b (wan0): paths 1 and 2
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  const auto to_b = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+  const Pump b_traffic = pump(*w.node("hq").env, hq, {{to_b, 46}}, 20 * kMs, 40 * kSec);
+  w.world().run_until(10 * kSec);
+  const model::PathId b_path = hq.class_path("b", "voice");
+  ASSERT_TRUE(b_path.valid());
+  const std::size_t hq_events = w.node("hq").recorder.events.size();
+  const std::size_t b_events = w.node("b").recorder.events.size();
+  const std::size_t hq_decisions = w.node("hq").recorder.decisions.size();
+
+  const env::LinkParams link{25 * kMs, 0, 0.0, true};
+  w.add_site({"c", {{"wan0", "10.0.0.3"}}, "192.168.3.0/24"});
+  const auto p3 = w.add_path({"hq", "wan0", "c", "wan0", link});
+  const auto p4 = w.add_path({"hq", "wan1", "c", "wan0", link});
+  w.add_path({"b", "wan0", "c", "wan0", link});
+  w.grow();
+  const auto to_c = flow("192.168.1.10", "192.168.3.30", 20000, 20002);
+  const Pump c_traffic = pump(*w.node("hq").env, hq, {{to_c, 46}}, 20 * kMs, 40 * kSec);
+  w.world().run_until(20 * kSec);
+
+  // c is reached over its own paths...
+  const model::PathId c_path = hq.class_path("c", "voice");
+  ASSERT_TRUE(c_path.value() == p3 || c_path.value() == p4) << c_path.value();
+  EXPECT_EQ(hq.on_packet(to_c, 46, 100), c_path);
+  EXPECT_TRUE(w.rt("b").class_path("c", "default").valid());
+  EXPECT_TRUE(w.rt("c").class_path("hq", "voice").valid());
+  // ...and nothing the sites had was touched: no path went down, no class to b moved.
+  for (const auto* rec : {&w.node("hq").recorder, &w.node("b").recorder}) {
+    const std::size_t from = rec == &w.node("hq").recorder ? hq_events : b_events;
+    for (std::size_t i = from; i < rec->events.size(); ++i) {
+      EXPECT_NE(rec->events[i].first, "path.down") << rec->events[i].second;
+    }
+  }
+  for (std::size_t i = hq_decisions; i < w.node("hq").recorder.decisions.size(); ++i) {
+    const auto& d = w.node("hq").recorder.decisions[i];
+    // A balanced class's set settling as its paths' windows fill is not a move.
+    if (d.reason == steering::Reason::kRebalance) continue;
+    EXPECT_NE(d.dst_site, "b") << d.why;
+  }
+  EXPECT_EQ(hq.class_path("b", "voice"), b_path);
+  EXPECT_NE(w.node("hq").recorder.last_event("runtime.path_added"), "");
+  EXPECT_NE(w.node("hq").recorder.last_event("runtime.site_added"), "");
+
+  // The plan drops the path voice to c is on: voice moves to the other path in that evaluation,
+  // saying why; b is untouched.
+  const std::int64_t t_remove = w.world().now_ns();
+  for (const char* site : {"hq", "c"}) {
+    auto r = w.rt(site).remove_path(c_path);
+    ASSERT_TRUE(r.is_ok());
+    EXPECT_TRUE(r.value());
+  }
+  const auto moved = find_decision(w.node("hq").recorder.decisions, "voice",
+                                   steering::Reason::kPathDown, t_remove, "c");
+  if (!moved) {
+    for (const auto& d : w.node("hq").recorder.decisions) {
+      if (d.mono_ns >= t_remove)
+        ADD_FAILURE() << d.cls << " " << d.dst_site << " " << steering::to_string(d.reason) << ": "
+                      << d.why;
+    }
+  }
+  if (!moved) {
+    for (const auto& d : w.node("hq").recorder.decisions) {
+      if (d.mono_ns >= t_remove)
+        ADD_FAILURE() << d.cls << " " << d.dst_site << " " << steering::to_string(d.reason) << ": "
+                      << d.why;
+    }
+  }
+  ASSERT_TRUE(moved.has_value());
+  EXPECT_EQ(moved->mono_ns, t_remove) << "moved in the same evaluation";
+  EXPECT_NE(moved->why.find("was removed from the plan"), std::string::npos) << moved->why;
+  EXPECT_FALSE(hq.path(c_path).has_value());
+  for (const auto& v : hq.paths()) EXPECT_NE(v.id, c_path);
+  w.world().run_until(25 * kSec);
+  const model::PathId now = hq.class_path("c", "voice");
+  EXPECT_TRUE(now.valid());
+  EXPECT_NE(now, c_path);
+  EXPECT_EQ(hq.class_path("b", "voice"), b_path);
+  EXPECT_FALSE(hq.remove_path(c_path).value()) << "removed once";
+}
+
+}  // namespace

@@ -135,52 +135,89 @@ class Wan {
   // `tweak` adjusts each site's RuntimeConfig.
   void start(const std::string& probe_yaml,
              const std::function<void(steering::RuntimeConfig&)>& tweak = {}) {
+    probe_yaml_ = probe_yaml;
+    tweak_ = tweak;
+    for (const auto& s : sites_) {
+      if (!s.external) start_site(s.name);
+    }
+  }
+
+  // After start(): a site added since (add_site, add_path) starts, and every running site takes
+  // the remote sites and paths it does not have yet, while running (what a re-plan does).
+  void grow() {
     for (const auto& s : sites_) {
       if (s.external) continue;
-      Node& n = *nodes_[s.name];
-      n.router = std::make_unique<core::RouterInstance>(*n.env, s.name);
-      add_plugin(n, "probes", "probe", probe_yaml);
-      add_plugin(n, "scoring", "scoring", "");
-      add_plugin(n, "emodel", "emodel", "");
-      for (const auto& [lib, instance] : extra_scorers_) {
-        ASSERT_TRUE(n.router->add_plugin(lib, instance, "").is_ok());
+      Node& n = *nodes_.at(s.name);
+      if (!n.runtime) {
+        start_site(s.name);
+        continue;
       }
-      if (transport_) {
-        ASSERT_TRUE(n.router->add_plugin(transport_, "tunnel", "").is_ok());
-        for (const auto& inst : more_transports_) {
-          ASSERT_TRUE(n.router->add_plugin(transport_, inst, "").is_ok());
-        }
-      }
-      steering::RuntimeConfig rc;
-      if (transport_) rc.transport = "tunnel";
-      rc.site = s.name;
-      rc.probe = "probe";
-      rc.default_scorer = "scoring";
-      rc.classes = steering::default_classes("emodel");
-      if (tweak) tweak(rc);
-      n.dataplane = std::make_unique<steering::RecordingDataplane>(n.env);
-      const auto ext = external_dp_.find(s.name);
-      steering::Dataplane& dp = ext != external_dp_.end()
-                                    ? *ext->second
-                                    : static_cast<steering::Dataplane&>(*n.dataplane);
-      n.runtime = std::make_unique<steering::SiteRuntime>(*n.env, *n.router, rc, dp);
-      n.runtime->add_observer(&n.recorder);
       for (const auto& other : sites_) {
-        if (other.name == s.name || !connected(s.name, other.name)) continue;
-        steering::RemoteSite r;
-        r.name = other.name;
-        r.prefixes.push_back(model::IpPrefix::parse(other.subnet).value());
-        ASSERT_TRUE(n.runtime->add_remote_site(r).is_ok());
+        if (other.name == s.name || !connected(s.name, other.name) ||
+            n.runtime->has_remote_site(other.name)) {
+          continue;
+        }
+        ASSERT_TRUE(n.runtime->add_remote_site(remote(other)).is_ok());
       }
       for (std::size_t i = 0; i < paths_.size(); ++i) {
         const auto& p = paths_[i];
         if (p.a_site != s.name && p.b_site != s.name) continue;
-        const bool a = p.a_site == s.name;
-        ASSERT_TRUE(n.runtime->add_path(spec(i + 1, a)).is_ok());
+        if (n.runtime->spec(model::PathId(i + 1)) != nullptr) continue;
+        auto st = n.runtime->add_path(spec(i + 1, p.a_site == s.name));
+        ASSERT_TRUE(st.is_ok()) << st.to_string();
       }
-      auto st = n.runtime->start();
-      ASSERT_TRUE(st.is_ok()) << st.to_string();
     }
+  }
+
+  void start_site(const std::string& name) {
+    const HarnessSite& s = site_def(name);
+    Node& n = *nodes_[s.name];
+    n.router = std::make_unique<core::RouterInstance>(*n.env, s.name);
+    add_plugin(n, "probes", "probe", probe_yaml_);
+    add_plugin(n, "scoring", "scoring", "");
+    add_plugin(n, "emodel", "emodel", "");
+    for (const auto& [lib, instance] : extra_scorers_) {
+      ASSERT_TRUE(n.router->add_plugin(lib, instance, "").is_ok());
+    }
+    if (transport_) {
+      ASSERT_TRUE(n.router->add_plugin(transport_, "tunnel", "").is_ok());
+      for (const auto& inst : more_transports_) {
+        ASSERT_TRUE(n.router->add_plugin(transport_, inst, "").is_ok());
+      }
+    }
+    steering::RuntimeConfig rc;
+    if (transport_) rc.transport = "tunnel";
+    rc.site = s.name;
+    rc.probe = "probe";
+    rc.default_scorer = "scoring";
+    rc.classes = steering::default_classes("emodel");
+    if (tweak_) tweak_(rc);
+    n.dataplane = std::make_unique<steering::RecordingDataplane>(n.env);
+    const auto ext = external_dp_.find(s.name);
+    steering::Dataplane& dp =
+        ext != external_dp_.end() ? *ext->second : static_cast<steering::Dataplane&>(*n.dataplane);
+    n.runtime = std::make_unique<steering::SiteRuntime>(*n.env, *n.router, rc, dp);
+    n.runtime->add_observer(&n.recorder);
+    for (const auto& other : sites_) {
+      if (other.name == s.name || !connected(s.name, other.name)) continue;
+      ASSERT_TRUE(n.runtime->add_remote_site(remote(other)).is_ok());
+    }
+    for (std::size_t i = 0; i < paths_.size(); ++i) {
+      const auto& p = paths_[i];
+      if (p.a_site != s.name && p.b_site != s.name) continue;
+      const bool a = p.a_site == s.name;
+      ASSERT_TRUE(n.runtime->add_path(spec(i + 1, a)).is_ok());
+    }
+    auto st = n.runtime->start();
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  }
+
+  static steering::RemoteSite remote(const HarnessSite& other) {
+    steering::RemoteSite r;
+    r.name = other.name;
+    r.prefixes.push_back(model::IpPrefix::parse(other.subnet).value());
+    r.subnets = r.prefixes;
+    return r;
   }
 
   steering::PathSpec spec(std::size_t id, bool from_a) const {
@@ -246,6 +283,8 @@ class Wan {
     return {};
   }
   std::map<std::string, steering::Dataplane*> external_dp_;
+  std::string probe_yaml_;
+  std::function<void(steering::RuntimeConfig&)> tweak_;
   std::vector<std::pair<std::shared_ptr<const core::PluginLibrary>, std::string>> extra_scorers_;
   std::shared_ptr<const core::PluginLibrary> transport_;
   std::vector<std::string> more_transports_;  // further instances of transport_

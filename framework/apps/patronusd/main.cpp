@@ -309,6 +309,13 @@ int main(int argc, char** argv) {
   std::unique_ptr<linuxnet::LinuxDataplane> linux_dataplane;
   std::unique_ptr<steering::SiteRuntime> runtime;
   std::unique_ptr<site::StoreSink> sink;
+  // Each path leaves by its local endpoint's tunnel interface (updated by every re-plan).
+  auto device_of = std::make_shared<std::map<std::uint64_t, std::string>>();
+  auto learn_devices = [device_of](const site::SitePlan& plan) {
+    for (const auto& p : plan.paths) {
+      if (p.tunnel) (*device_of)[p.id.value()] = p.tunnel->interface_name;
+    }
+  };
   for (const auto& p : planned) {
     if (auto s = router.add_plugin(p.lib, p.instance, p.config); !s.is_ok()) {
       std::cerr << "patronusd: " << s.message() << std::endl;
@@ -331,19 +338,15 @@ int main(int argc, char** argv) {
     rc.transports = cfg.runtime->transports;
     steering::Dataplane* dataplane = &logging_dataplane;
     if (cfg.runtime->dataplane == "linux") {
-      // Each path leaves by its local endpoint's tunnel interface.
-      std::map<std::uint64_t, std::string> device_of;
-      for (const auto& p : site_plan->paths) {
-        if (p.tunnel) device_of[p.id.value()] = p.tunnel->interface_name;
-      }
+      learn_devices(*site_plan);
       linuxnet::LinuxDataplaneConfig dc;
       dc.classes = rc.classes;
       dc.layout.table_base = cfg.runtime->table_base;
       dc.layout.rule_priority = cfg.runtime->table_base;
       dc.site_prefixes = site_plan->subnets;
       dc.resolve = [device_of](model::PathId id) -> Result<linuxnet::Nexthop> {
-        auto it = device_of.find(id.value());
-        if (it == device_of.end()) return not_found("path " + std::to_string(id.value()));
+        auto it = device_of->find(id.value());
+        if (it == device_of->end()) return not_found("path " + std::to_string(id.value()));
         const unsigned idx = ::if_nametoindex(it->second.c_str());
         if (idx == 0) return unavailable("interface " + it->second + " does not exist");
         return linuxnet::Nexthop{idx, std::nullopt};
@@ -485,9 +488,9 @@ int main(int argc, char** argv) {
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (!ec) shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
   });
-  // SIGHUP: plan again from the sites file and the key directory. Today only keys may change
-  // while running (a key rotation, ADR 0013): each path whose keys differ is handed to the
-  // transport and the probe again; a changed topology is reported and needs a restart.
+  // SIGHUP: plan again from the sites file and the key directory, and apply the difference: new
+  // sites and paths join, paths no longer planned leave, paths with new keys (a rotation, ADR
+  // 0013) are handed to the transport and the probe again; the others are not touched.
   std::function<void()> wait_hup;
   wait_hup = [&] {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
@@ -497,14 +500,21 @@ int main(int argc, char** argv) {
         if (!sp.is_ok()) {
           daemon.log(3, "re-plan (SIGHUP) failed, nothing changed: " + sp.status().message());
         } else {
+          learn_devices(sp.value());
           const auto r = site::apply_replan(*runtime, sp.value());
           for (const auto& e : r.errors) daemon.log(3, "re-plan (SIGHUP): " + e);
           const std::size_t changed = r.changed, refused = r.errors.size();
-          daemon.log(1,
-                     "re-planned (SIGHUP): " + std::to_string(changed) + " path(s) with new keys" +
-                         (refused ? ", " + std::to_string(refused) + " refused" : std::string()));
+          daemon.log(
+              1, "re-planned (SIGHUP): " + std::to_string(r.sites_added.size()) + " site(s) and " +
+                     std::to_string(r.added.size()) + " path(s) added, " +
+                     std::to_string(r.removed.size()) + " removed, " + std::to_string(changed) +
+                     " with new keys" +
+                     (refused ? ", " + std::to_string(refused) + " refused" : std::string()));
           daemon.record("patronusd", "daemon.replanned",
                         "{\"changed\":" + std::to_string(changed) +
+                            ",\"sites_added\":" + std::to_string(r.sites_added.size()) +
+                            ",\"paths_added\":" + std::to_string(r.added.size()) +
+                            ",\"paths_removed\":" + std::to_string(r.removed.size()) +
                             ",\"refused\":" + std::to_string(refused) + "}");
         }
       }

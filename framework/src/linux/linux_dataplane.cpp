@@ -79,6 +79,22 @@ Status LinuxDataplane::set_class_path(const std::string& site, const std::string
   return apply(c);
 }
 
+Status LinuxDataplane::add_site(const std::string& site,
+                                const std::vector<model::IpPrefix>& prefixes) {
+  if (config_.site_prefixes.count(site) != 0) {
+    return invalid_argument("linux dataplane: site '" + site + "' is known already");
+  }
+  config_.site_prefixes[site] = prefixes;
+  for (std::size_t c = 0; c < via_.size(); ++c) {
+    if (auto st = apply(c); !st.is_ok()) {
+      config_.site_prefixes.erase(site);
+      for (std::size_t k = 0; k <= c; ++k) (void)apply(k);
+      return st;
+    }
+  }
+  return Status::ok();
+}
+
 Status LinuxDataplane::set_flow_path(const model::FlowKey&, model::PathId) {
   return failed_precondition(
       "linux dataplane: per-flow paths need packet marks set at LAN ingress (not built); the "

@@ -39,6 +39,8 @@ class LinuxDataplane final : public steering::Dataplane {
   Status set_class_path(const std::string& site, const std::string& cls,
                         model::PathId path) override;
   Status set_flow_path(const model::FlowKey& flow, model::PathId path) override;
+  // Every class table gets the site's prefixes as unreachable routes.
+  Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) override;
   // Removes every rule and route of ours.
   Status stop();
 

@@ -236,6 +236,7 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
       steering::RemoteSite r;
       r.name = rsite.site.name;
       r.prefixes = rsite.subnets;
+      r.subnets = rsite.subnets;
       out.subnets[r.name] = rsite.subnets;
       for (std::size_t e = 0; e < rsite.site.endpoints.size(); ++e) {
         if (const auto* o = overlay_of(rs, e)) {
@@ -270,6 +271,7 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
     }
     if (r.via.empty()) continue;  // more than one relay away: unreachable from here
     r.prefixes = g.site(other).subnets;
+    r.subnets = g.site(other).subnets;
     for (std::size_t e = 0; e < g.site(other).site.endpoints.size(); ++e) {
       if (const auto* o = overlay_of(other, e)) {
         r.prefixes.emplace_back(o->ipv4, 32);
@@ -370,12 +372,41 @@ Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
 
 ReplanOutcome apply_replan(steering::SiteRuntime& runtime, const SitePlan& plan) {
   ReplanOutcome out;
+  // New sites first (their paths need them), then paths: new ones join, known ones may have new
+  // keys, and those the plan no longer has leave. Nothing else is touched.
+  for (const auto& r : plan.remote_sites) {
+    if (runtime.has_remote_site(r.name)) continue;
+    if (auto s = runtime.add_remote_site(r); !s.is_ok()) {
+      out.errors.push_back(s.message());
+    } else {
+      out.sites_added.push_back(r.name);
+    }
+  }
+  std::set<std::uint64_t> planned;
   for (const auto& p : plan.paths) {
+    planned.insert(p.id.value());
+    if (runtime.spec(p.id) == nullptr) {
+      if (auto s = runtime.add_path(p); !s.is_ok()) {
+        out.errors.push_back(s.message());
+      } else {
+        out.added.push_back(p.id);
+      }
+      continue;
+    }
     auto changed = runtime.update_path(p);
     if (!changed.is_ok()) {
       out.errors.push_back(changed.status().message());
     } else if (changed.value()) {
       ++out.changed;
+    }
+  }
+  for (const auto& v : runtime.paths()) {
+    if (planned.count(v.id.value())) continue;
+    auto removed = runtime.remove_path(v.id);
+    if (!removed.is_ok()) {
+      out.errors.push_back(removed.status().message());
+    } else if (removed.value()) {
+      out.removed.push_back(v.id);
     }
   }
   return out;

@@ -134,6 +134,7 @@ struct SiteRuntime::Path {
   std::int64_t confirm_since_ns = 0;
   std::uint32_t selections = 0;
   std::uint32_t flows = 0;
+  bool removed = false;  // no longer in the plan (remove_path): a tombstone keeping its index
   std::optional<PathView::TunnelView> tunnel;  // the transport's last report
   // Per RuntimeConfig::liveness instance: whether it covers the path, and its last verdict.
   struct Gate {
@@ -191,7 +192,6 @@ void SiteRuntime::add_observer(RuntimeObserver* o) {
 }
 
 Status SiteRuntime::add_remote_site(const RemoteSite& site) {
-  if (running_) return failed_precondition("add_remote_site: the runtime is running");
   if (site.name.empty()) return invalid_argument("remote site: name is empty");
   if (site.name == config_.site) {
     return invalid_argument("remote site '" + site.name + "' is this site");
@@ -205,15 +205,63 @@ Status SiteRuntime::add_remote_site(const RemoteSite& site) {
     return resource_exhausted("remote sites: the bound of " + std::to_string(bound) +
                               " is reached");
   }
+  if (running_) {
+    for (const auto& v : site.via) {
+      if (!has_remote_site(v)) {
+        return invalid_argument("remote site '" + site.name + "': via '" + v +
+                                "' is not a remote site");
+      }
+    }
+    // The dataplane first: the site's prefixes are unreachable until a class is decided, never
+    // routed by whatever else matches them.
+    if (auto s = dataplane_.add_site(site.name, site.subnets); !s.is_ok()) {
+      return Status(s.code(), "remote site '" + site.name + "': " + s.message());
+    }
+  }
   sites_.push_back(site);
+  if (!running_) return Status::ok();
+  const auto index = static_cast<std::uint32_t>(sites_.size() - 1);
+  for (const auto& pr : site.prefixes) prefixes_.emplace_back(pr, index);
+  std::stable_sort(prefixes_.begin(), prefixes_.end(), [](const auto& a, const auto& b) {
+    return a.first.length() > b.first.length();
+  });
+  relayed_.emplace_back();
+  const std::size_t nclasses = config_.classes.classes.size();
+  for (std::uint32_t c = 0; c < nclasses; ++c) {
+    auto sel = std::make_unique<Selection>();
+    sel->site = index;
+    sel->cls = c;
+    selections_.push_back(std::move(sel));
+  }
+  // Relayed: the paths to its relays are its candidates until it has paths of its own.
+  for (const auto& v : site.via) {
+    std::uint32_t r = 0;
+    while (sites_[r].name != v) ++r;
+    relayed_[r].push_back(index);
+    for (std::uint32_t i = 0; i < paths_.size(); ++i) {
+      if (paths_[i]->site != r || paths_[i]->removed) continue;
+      for (std::uint32_t c = 0; c < nclasses; ++c) {
+        selections_[index * nclasses + c]->cand.push_back(i);
+      }
+    }
+  }
+  emit_event("runtime.site_added",
+             J{{"site", site.name}, {"prefixes", site.prefixes.size()}, {"via", site.via}}.dump());
+  evaluate_site(index);
   return Status::ok();
 }
 
+bool SiteRuntime::has_remote_site(const std::string& name) const {
+  return std::any_of(sites_.begin(), sites_.end(),
+                     [&](const RemoteSite& s) { return s.name == name; });
+}
+
 Status SiteRuntime::add_path(const PathSpec& spec) {
-  if (running_) return failed_precondition("add_path: the runtime is running");
   const std::string p = "path '" + spec.name + "'";
   if (!spec.id.valid()) return invalid_argument(p + ": id is 0 (paths get ids from the store)");
-  if (path_index_.count(spec.id.value())) {
+  const auto known = path_index_.find(spec.id.value());
+  const bool revive = known != path_index_.end() && paths_[known->second]->removed;
+  if (known != path_index_.end() && !revive) {
     return invalid_argument(p + ": id " + std::to_string(spec.id.value()) + " is used already");
   }
   if (paths_.size() >= config_.max_paths || paths_.size() >= kNoPath) {
@@ -234,9 +282,125 @@ Status SiteRuntime::add_path(const PathSpec& spec) {
   auto path = std::make_unique<Path>(config_.window);
   path->spec = spec;
   path->site = static_cast<std::uint32_t>(site);
-  path_index_[spec.id.value()] = static_cast<std::uint32_t>(paths_.size());
-  paths_.push_back(std::move(path));
+  if (running_) {
+    if (tunnels() &&
+        (!spec.tunnel || (spec.probed && (!spec.local_overlay || !spec.remote_overlay)))) {
+      return invalid_argument("transport: " + p +
+                              " has no tunnel (interface, keys, overlay addresses)");
+    }
+    if (tunnels() && transport_of(*path).empty()) {
+      return invalid_argument("transports: no instance for " + p + " (its transport is " +
+                              spec.tunnel->transport + ")");
+    }
+    if (revive && paths_[known->second]->site != path->site) {
+      return invalid_argument(p + ": id " + std::to_string(spec.id.value()) +
+                              " was a path to another site");
+    }
+    if (auto s = join(*path); !s.is_ok()) return Status(s.code(), p + ": " + s.message());
+  }
+  std::uint32_t index = 0;
+  if (revive) {
+    index = known->second;
+    paths_[index] = std::move(path);  // its candidacies (the index) stand
+  } else {
+    index = static_cast<std::uint32_t>(paths_.size());
+    path_index_[spec.id.value()] = index;
+    paths_.push_back(std::move(path));
+    if (running_) add_candidate(static_cast<std::uint32_t>(site), index);
+  }
+  if (running_) {
+    emit_event(
+        "runtime.path_added",
+        J{{"path", spec.id.value()}, {"name", spec.name}, {"site", spec.remote_site}}.dump());
+    request_rate_update();
+  }
   return Status::ok();
+}
+
+void SiteRuntime::add_candidate(std::uint32_t site, std::uint32_t index) {
+  const std::size_t nclasses = config_.classes.classes.size();
+  auto add = [&](std::uint32_t s) {
+    for (std::size_t c = 0; c < nclasses; ++c) selections_[s * nclasses + c]->cand.push_back(index);
+  };
+  add(site);
+  for (const std::uint32_t r : relayed_[site]) add(r);
+}
+
+Status SiteRuntime::join(Path& p) {
+  const std::size_t nclasses = config_.classes.classes.size();
+  p.scores.assign(scorers_.size(), {});
+  p.eligible_since.assign(nclasses, -1);
+  p.gates.assign(config_.liveness.size(), {});
+  if (tunnels()) {
+    if (auto s = bring_up_tunnel(p); !s.is_ok()) return s;
+  }
+  if (!p.spec.probed) {
+    p.live = true;  // nothing to hear from: the tunnel alone says whether it is usable
+  } else {
+    p.rate = PATRONUS_PROBE_RATE_ACTIVE;  // warm-up: see update_rates()
+    if (auto s = router_.watch_path(config_.probe, probe_desc(p)); !s.is_ok()) {
+      if (tunnels()) (void)router_.path_down(transport_of(p), p.spec.id.value());
+      return s;
+    }
+  }
+  for (std::size_t i = 0; i < config_.liveness.size(); ++i) {
+    patronus_path_desc d = describe(p);
+    d.rate = PATRONUS_PROBE_RATE_ACTIVE;
+    auto s = router_.watch_path(config_.liveness[i], d);
+    if (s.code() == Code::kNotFound) continue;
+    if (!s.is_ok()) {
+      leave(p);
+      return Status(s.code(), "liveness '" + config_.liveness[i] + "': " + s.message());
+    }
+    p.gates[i].covered = true;
+  }
+  return Status::ok();
+}
+
+void SiteRuntime::leave(Path& p) {
+  if (p.spec.probed) (void)router_.unwatch_path(config_.probe, p.spec.id.value());
+  for (std::size_t i = 0; i < p.gates.size() && i < config_.liveness.size(); ++i) {
+    if (p.gates[i].covered) (void)router_.unwatch_path(config_.liveness[i], p.spec.id.value());
+    p.gates[i] = {};
+  }
+  if (tunnels() && p.spec.tunnel) (void)router_.path_down(transport_of(p), p.spec.id.value());
+}
+
+Result<bool> SiteRuntime::remove_path(model::PathId id) {
+  auto it = path_index_.find(id.value());
+  if (it == path_index_.end() || paths_[it->second]->removed) return false;
+  if (!running_) {
+    // Not started: nothing refers to its index yet.
+    const std::uint32_t index = it->second;
+    paths_.erase(paths_.begin() + index);
+    path_index_.erase(it);
+    for (auto& [pid, i] : path_index_) {
+      if (i > index) --i;
+    }
+    return true;
+  }
+  Path& p = *paths_[it->second];
+  leave(p);
+  const bool was_alive = p.alive();
+  p.removed = true;
+  p.live = false;
+  p.tunnel.reset();
+  for (auto& sc : p.scores) sc.valid = false;
+  std::fill(p.eligible_since.begin(), p.eligible_since.end(), -1);
+  p.status = model::PathStatus::kDown;
+  if (was_alive) {
+    emit_event("path.down", J{{"path", p.spec.id.value()},
+                              {"name", p.spec.name},
+                              {"by", "plan"},
+                              {"diagnostic", PATRONUS_DIAG_NONE},
+                              {"detect_time_ns", 0}}
+                                .dump());
+  }
+  emit_event(
+      "runtime.path_removed",
+      J{{"path", p.spec.id.value()}, {"name", p.spec.name}, {"site", p.spec.remote_site}}.dump());
+  evaluate_site(p.site);  // the classes on it move now, as off a path that went down
+  return true;
 }
 
 Status SiteRuntime::start() {
@@ -477,9 +641,9 @@ Status SiteRuntime::watch_liveness() {
 
 Result<bool> SiteRuntime::update_path(const PathSpec& spec) {
   auto it = path_index_.find(spec.id.value());
-  if (it == path_index_.end()) {
+  if (it == path_index_.end() || paths_[it->second]->removed) {
     return not_found("path " + std::to_string(spec.id.value()) + " ('" + spec.name +
-                     "') is not a path of this runtime (a new path needs a restart)");
+                     "') is not a path of this runtime (add_path adds it)");
   }
   Path& p = *paths_[it->second];
   const PathSpec& old = p.spec;
@@ -575,11 +739,12 @@ void SiteRuntime::stop() {
   if (rates_timer_) env_.cancel(rates_timer_);
   rates_timer_ = 0;
   for (auto& p : paths_) {
-    if (p->spec.probed) (void)router_.unwatch_path(config_.probe, p->spec.id.value());
+    if (p->spec.probed && !p->removed)
+      (void)router_.unwatch_path(config_.probe, p->spec.id.value());
   }
   for (std::size_t i = 0; i < config_.liveness.size(); ++i) {
     for (auto& p : paths_) {
-      if (i < p->gates.size() && p->gates[i].covered) {
+      if (!p->removed && i < p->gates.size() && p->gates[i].covered) {
         (void)router_.unwatch_path(config_.liveness[i], p->spec.id.value());
       }
     }
@@ -629,8 +794,9 @@ void SiteRuntime::on_sample(const std::string& instance, const patronus_path_sam
     ++counters_.samples_late;  // already counted lost; its RTT would bias the window
     return;
   }
-  ++counters_.samples;
   Path& p = *paths_[it->second];
+  if (p.removed) return;
+  ++counters_.samples;
   p.window.add(s.sent_ns, s.rtt_ns, s.lost != 0);
   if (!s.lost) p.last_rx_ns = std::max(p.last_rx_ns, s.sent_ns + s.rtt_ns);
   rescore(p);
@@ -650,6 +816,7 @@ void SiteRuntime::on_liveness(const std::string& instance, const patronus_path_l
     return;
   }
   Path& p = *paths_[it->second];
+  if (p.removed) return;
   const bool up = l.state == PATRONUS_PATH_UP;
   if (l.last_rx_ns > 0) p.last_rx_ns = l.last_rx_ns;
   if (up == p.live) return;
@@ -685,7 +852,7 @@ void SiteRuntime::on_gate(const std::string& instance, const patronus_path_liven
     return;
   }
   Path& p = *paths_[it->second];
-  if (i >= p.gates.size() || !p.gates[i].covered) return;
+  if (p.removed || i >= p.gates.size() || !p.gates[i].covered) return;
   auto& g = p.gates[i];
   const bool up = l.state == PATRONUS_PATH_UP;
   g.diagnostic = l.diagnostic;
@@ -714,6 +881,7 @@ void SiteRuntime::on_tunnel(const std::string& instance, const patronus_tunnel_s
     return;
   }
   Path& p = *paths_[it->second];
+  if (p.removed) return;                    // its tunnel was taken down with it
   if (instance != transport_of(p)) return;  // not the instance that builds this path's tunnel
   PathView::TunnelView v;
   v.up = t.state == PATRONUS_TUNNEL_UP;
@@ -1059,7 +1227,9 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
         static_cast<int>(std::find(s.cand.begin(), s.cand.end(), from_idx) - s.cand.begin());
     switch (reason) {
       case Reason::kPathDown:
-        why = f.spec.name + " is down (last reply " + fmt(fault_age / 1e6, 0) + " ms ago)";
+        why = f.removed
+                  ? f.spec.name + " was removed from the plan"
+                  : f.spec.name + " is down (last reply " + fmt(fault_age / 1e6, 0) + " ms ago)";
         break;
       case Reason::kThreshold:
       case Reason::kNoPath:
@@ -1244,7 +1414,7 @@ void SiteRuntime::update_rates() {
     const bool warm_up = p.window.size() < config_.window.min_samples;
     const std::uint32_t want = active[i] || warm_up || p.confirming ? PATRONUS_PROBE_RATE_ACTIVE
                                                                     : PATRONUS_PROBE_RATE_IDLE;
-    if (want == p.rate || !p.spec.probed) continue;
+    if (want == p.rate || !p.spec.probed || p.removed) continue;
     auto st = router_.set_path_rate(config_.probe, p.spec.id.value(), want);
     p.rate = want;  // an ABI 1.0 probe keeps its own rate; do not ask again every tick
     if (!st.is_ok() && is_pow2(++counters_.rate_errors)) {
@@ -1409,6 +1579,7 @@ void SiteRuntime::tick() {
 void SiteRuntime::publish_metrics() {
   if (observers_.empty()) return;
   for (const auto& p : paths_) {
+    if (p->removed) continue;
     const PathView v = view(*p);
     for (auto* o : observers_) o->on_path_metrics(config_.site, v);
   }
@@ -1441,19 +1612,22 @@ PathView SiteRuntime::view(const Path& p) const {
 
 std::vector<PathView> SiteRuntime::paths() const {
   std::vector<PathView> out;
-  for (const auto& p : paths_) out.push_back(view(*p));
+  for (const auto& p : paths_) {
+    if (!p->removed) out.push_back(view(*p));
+  }
   return out;
 }
 
 std::optional<PathView> SiteRuntime::path(model::PathId id) const {
   auto it = path_index_.find(id.value());
-  if (it == path_index_.end()) return std::nullopt;
+  if (it == path_index_.end() || paths_[it->second]->removed) return std::nullopt;
   return view(*paths_[it->second]);
 }
 
 const PathSpec* SiteRuntime::spec(model::PathId id) const {
   auto it = path_index_.find(id.value());
-  return it == path_index_.end() ? nullptr : &paths_[it->second]->spec;
+  return it == path_index_.end() || paths_[it->second]->removed ? nullptr
+                                                                : &paths_[it->second]->spec;
 }
 
 std::vector<std::string> SiteRuntime::remote_site_names() const {

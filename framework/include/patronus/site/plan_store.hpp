@@ -79,12 +79,17 @@ struct LocalPlanOptions {
 Result<SitePlan> plan_local_site(const LocalPlanOptions& options, store::Store& db,
                                  std::int64_t now_unix);
 
-// A new plan for a running runtime (patronusd's SIGHUP): every path whose keys changed (a key
-// rotation, docs/adr/0013-key-rotation.md) is handed to SiteRuntime::update_path; a path whose
-// endpoints, addresses or interface changed, or that the runtime does not have, is refused (a
-// changed topology needs a restart) and named in `errors`.
+// A new plan for a running runtime (patronusd's SIGHUP): remote sites and paths the runtime does
+// not have join it (SiteRuntime::add_remote_site, add_path), paths it has that the plan no longer
+// has leave it (remove_path), and every path whose keys changed (a key rotation,
+// docs/adr/0013-key-rotation.md) is handed to SiteRuntime::update_path. Untouched paths stay as
+// they are: no path.down, no class moved. A path whose endpoints, addresses or interface changed
+// under the same id is refused and named in `errors` (the store gives a changed path a new id).
 struct ReplanOutcome {
-  std::size_t changed = 0;
+  std::size_t changed = 0;               // known paths with new keys
+  std::vector<std::string> sites_added;  // remote sites that joined
+  std::vector<model::PathId> added;      // paths that joined
+  std::vector<model::PathId> removed;    // paths the plan no longer has
   std::vector<std::string> errors;
 };
 ReplanOutcome apply_replan(steering::SiteRuntime& runtime, const SitePlan& plan);

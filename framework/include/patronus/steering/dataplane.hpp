@@ -23,6 +23,13 @@ class Dataplane {
                                 model::PathId path) = 0;
   // A flow of a balanced class is pinned to a path; an invalid PathId unpins it.
   virtual Status set_flow_path(const model::FlowKey& flow, model::PathId path) = 0;
+  // A remote site joined a running site (a new plan): its prefixes are to be held unreachable
+  // for every class until set_class_path decides. A backend that keeps no per-site state
+  // accepts it as is.
+  virtual Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) {
+    (void)site, (void)prefixes;
+    return Status::ok();
+  }
 };
 
 // Records every change with the time it was made (tests read what a decision changed).

@@ -72,8 +72,11 @@ struct PathSpec {
 // any, are its only candidates.
 struct RemoteSite {
   std::string name;
-  std::vector<model::IpPrefix> prefixes;
+  std::vector<model::IpPrefix> prefixes;  // what flows to it are matched by (LANs and overlay)
   std::vector<std::string> via;
+  // Its LAN subnets: what the dataplane steers per class (overlay addresses are the transport's,
+  // per tunnel). Handed to Dataplane::add_site when the site joins a running runtime.
+  std::vector<model::IpPrefix> subnets;
 };
 
 struct RuntimeConfig {
@@ -223,13 +226,25 @@ class SiteRuntime final : private core::RouterObserver {
   SiteRuntime& operator=(const SiteRuntime&) = delete;
 
   void add_observer(RuntimeObserver* o);
-  // Before start(). Errors name the offending field; nothing is added on error.
+  // Before start(), or while running: a new plan's site or path joins without disturbing the
+  // others. Running, a new site gets its prefixes in the dataplane (unreachable until decided)
+  // and its classes' selections; a new path gets its tunnel, its probe and liveness watches at
+  // once and becomes a candidate of its site's classes (and of the sites relayed through it).
+  // No other path is touched, no class moves. Errors name the offending field; nothing is added
+  // on error.
   Status add_remote_site(const RemoteSite& site);
   Status add_path(const PathSpec& path);
+  // A path no longer in the plan: before start() it is forgotten; running, its watches and its
+  // tunnel are removed and the classes on it move as from a path that went down (the decision
+  // says it was removed). Its id stays reserved (a path of that id added again comes back).
+  // True when the path existed.
+  Result<bool> remove_path(model::PathId id);
+  bool has_remote_site(const std::string& name) const;
   // A key rotation (ADR 0013): the same path (id, name, endpoints, addresses, interface) with new
   // keys. Running, the transport gets the path again and the probe the new key (it keeps
-  // accepting the previous one for a grace period). Anything but keys differing is refused: a
-  // changed plan needs a restart. Nothing changes on error. True when some key changed.
+  // accepting the previous one for a grace period). Anything but keys differing is refused (a
+  // path whose endpoints changed is removed and added with a new id by its plan). Nothing
+  // changes on error. True when some key changed.
   Result<bool> update_path(const PathSpec& path);
   // Checks the configuration (classes, scorer and probe instances), starts the router if it is
   // not running, asks the probe to watch every path and starts the decision tick.
@@ -305,6 +320,11 @@ class SiteRuntime final : private core::RouterObserver {
   void tick();
   void schedule_tick();
   void rescore(Path& p);
+  // Running: a path's tunnel, probe watch and liveness watches (join), and their removal.
+  Status join(Path& p);
+  void leave(Path& p);
+  // The selections of `site` (and of the sites relayed through it) gain candidate `index`.
+  void add_candidate(std::uint32_t site, std::uint32_t index);
   void score_failed(Path& p, std::size_t slot, const std::string& error);
   void refresh_eligibility(Path& p, const WindowStats& st);
   void evaluate_site(std::uint32_t site);
