@@ -30,6 +30,7 @@ constexpr std::size_t kNonceHistory = 4;  // replay windows kept per session (se
 
 struct Counters {
   std::uint64_t sent = 0, send_errors = 0, replies = 0, lost = 0, reflected = 0;
+  std::uint64_t unready_sends = 0;  // send errors before the path's first reply: not samples
   std::uint64_t malformed = 0, unknown_session = 0, bad_tag = 0, replayed = 0, stale = 0;
   std::uint64_t rekeys = 0, previous_key = 0;
   std::uint64_t duplicates = 0, late = 0, reordered = 0, timers_refused = 0;
@@ -346,10 +347,20 @@ class Probes final : public patronus::sdk::ProbePlugin {
     pkt.sequence = seq;
     pkt.t1 = now;
     pk::encode(pkt, send_key(p), tx_.data());
-    ++p.sent;
-    ++counters_.sent;
-    if (host().udp_send(p.endpoint, p.remote, tx_.data(), payload_) != PATRONUS_OK) {
-      ++counters_.send_errors;  // the probe stays in flight and will be counted lost
+    const bool sent = host().udp_send(p.endpoint, p.remote, tx_.data(), payload_) == PATRONUS_OK;
+    if (!sent) ++counters_.send_errors;
+    if (!sent && p.last_rx_ns == 0) {
+      // Never answered yet: the path's socket or tunnel is not ready (an interface without its
+      // address, a route not yet installed). That measures nothing of the path, so the probe is
+      // not in flight and no loss is reported: a path's first verdicts must not come from its own
+      // start-up. The path stays down until replies come, as any new path.
+      slot.state = Slot::kEmpty;
+      ++counters_.unready_sends;
+    } else {
+      // Once established, a send that fails is the path failing (its interface went away): the
+      // probe stays in flight and is counted lost.
+      ++p.sent;
+      ++counters_.sent;
     }
     // BFD-style transmit jitter (RFC 5880 6.8.7): 90-100 % of the interval, so probes of many
     // paths do not synchronise.
@@ -564,6 +575,7 @@ class Probes final : public patronus::sdk::ProbePlugin {
                      std::to_string(c.replies) + ",\"lost\":" + std::to_string(c.lost) +
                      ",\"reflected\":" + std::to_string(c.reflected) +
                      ",\"send_errors\":" + std::to_string(c.send_errors) +
+                     ",\"unready_sends\":" + std::to_string(c.unready_sends) +
                      ",\"malformed\":" + std::to_string(c.malformed) +
                      ",\"unknown_session\":" + std::to_string(c.unknown_session) + ",\"bad_tag\":" +
                      std::to_string(c.bad_tag) + ",\"replayed\":" + std::to_string(c.replayed) +

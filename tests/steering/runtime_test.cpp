@@ -876,3 +876,46 @@ TEST(SiteRuntime, ANewSiteJoinsRunningSitesWithoutDisturbingTheirPaths) {
 }
 
 }  // namespace
+
+namespace {
+
+// A path's first probes fail to send while its interface has no address yet (a tunnel coming
+// up). Those are not losses: once the path answers, its window holds no loss from its own
+// start-up, so it does not come up, drop to "down score 0", then crawl back through "degraded"
+// while the phantom loss ages out of the window (the flap the three-site lab showed).
+TEST(SiteRuntime, SendsThatFailBeforeAPathFirstAnswersAreNotLosses) {
+  test::Wan w(8);
+  two_paths(w);
+  const auto wan1 = model::IpAddress::parse("10.0.1.1").value();
+  w.world().set_send_failing(wan1, true);
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  w.world().run_until(1 * kSec);
+  EXPECT_FALSE(hq.path(model::PathId(2))->live);
+  w.world().set_send_failing(wan1, false);
+  w.world().run_until(4 * kSec);  // the window (10 s) still spans the failed sends
+  const auto p2 = hq.path(model::PathId(2));
+  ASSERT_TRUE(p2.has_value());
+  EXPECT_TRUE(p2->live);
+  EXPECT_GT(p2->stats.samples, 0u);
+  EXPECT_EQ(p2->stats.lost, 0u) << "a failed send before the first reply was counted as lost";
+  EXPECT_EQ(p2->status, model::PathStatus::kUp);
+
+  // Once the path has answered, a send that fails is the path failing: counted lost, and the
+  // path goes down within the detection time (an idle path's: 4 x 1 s here).
+  w.world().run_until(12 * kSec);
+  w.world().set_send_failing(wan1, true);
+  w.world().run_until(18 * kSec);
+  EXPECT_FALSE(hq.path(model::PathId(2))->live);
+  EXPECT_GT(hq.path(model::PathId(2))->stats.lost, 0u);
+  bool said = false;
+  for (const auto& [type, json] : w.node("hq").recorder.events) {
+    if (type == "probe.counters" && json.find("\"unready_sends\":0") == std::string::npos &&
+        json.find("\"unready_sends\"") != std::string::npos) {
+      said = true;
+    }
+  }
+  EXPECT_TRUE(said) << "the probe's counters do not show the unready sends";
+}
+
+}  // namespace

@@ -105,6 +105,10 @@ class VirtualWorld::Node final : public Env {
       return invalid_argument("datagram of " + std::to_string(size) + " bytes exceeds " +
                               std::to_string(limits_.max_datagram));
     }
+    if (world_.send_failing(it->second.addr.ip())) {
+      return unavailable(name_ + ": sending from " + it->second.addr.to_string() +
+                         ": network is unreachable");
+    }
     world_.transmit(*this, it->second.addr, to, it->second.ttl, data, size);
     return Status::ok();
   }
@@ -173,6 +177,14 @@ Env& VirtualWorld::add_node(const std::string& name, const std::vector<IpAddress
 
 void VirtualWorld::set_link(const IpAddress& from, const IpAddress& to, LinkParams params) {
   links_[{from, to}] = params;
+}
+
+void VirtualWorld::set_send_failing(const IpAddress& local, bool failing) {
+  if (failing) {
+    send_failing_.insert(local);
+  } else {
+    send_failing_.erase(local);
+  }
 }
 
 void VirtualWorld::set_link_up(const IpAddress& from, const IpAddress& to, bool up) {

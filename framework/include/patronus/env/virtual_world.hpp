@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -43,6 +44,10 @@ class VirtualWorld {
   // Directed link a -> b; set both directions for a symmetric link.
   void set_link(const model::IpAddress& from, const model::IpAddress& to, LinkParams params);
   void set_link_up(const model::IpAddress& from, const model::IpAddress& to, bool up);
+  // While set, a send from `local` fails at once ("network is unreachable"), as from an interface
+  // that has no address or route yet (a tunnel still coming up). Nothing is transmitted.
+  void set_send_failing(const model::IpAddress& local, bool failing);
+  bool send_failing(const model::IpAddress& local) const { return send_failing_.count(local) > 0; }
 
   std::int64_t now_ns() const { return now_; }
   // Wall clock of every node = this epoch + virtual time (default 2026-01-01T00:00:00Z).
@@ -90,6 +95,7 @@ class VirtualWorld {
   std::vector<std::unique_ptr<Node>> nodes_;
   std::map<model::IpAddress, Node*> owner_;
   std::map<std::pair<model::IpAddress, model::IpAddress>, LinkParams> links_;
+  std::set<model::IpAddress> send_failing_;
   std::vector<std::string> trace_;
   std::uint64_t dropped_trace_ = 0;
   Counters counters_;
