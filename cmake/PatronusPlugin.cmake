@@ -81,6 +81,12 @@ function(patronus_add_plugin name)
       DEPENDS ${desc} ${PATRONUS_PLUGIN_CMAKE_DIR}/EmbedBytes.cmake
       COMMENT "embed config schema (${name})")
     target_sources(${target} PRIVATE ${gen_dir}/${proto_stem}.pb.cc ${schema_c})
+    # The schema file is C that also compiles as C++: a project that enabled only CXX (where
+    # CMake would silently skip a .c source) builds it as C++.
+    get_property(languages GLOBAL PROPERTY ENABLED_LANGUAGES)
+    if(NOT "C" IN_LIST languages)
+      set_source_files_properties(${schema_c} PROPERTIES LANGUAGE CXX)
+    endif()
     target_include_directories(${target} PRIVATE ${gen_dir})
     target_link_libraries(${target} PRIVATE protobuf::libprotobuf)
     # generated code is not ours to warn about

@@ -49,17 +49,27 @@ TEST(ProtoCollision, ATakenMessageNameIsRefusedNamingTheFileThatHasIt) {
       << m;
 }
 
-// The refusal is the collision's, not the plugin's: alone it loads and runs its config, and then
-// the shipped plugin is the one refused, naming it.
-TEST(ProtoCollision, WhoeverCameFirstKeepsTheNameAndTheOtherIsRefused) {
+// The shipped plugin's names are its own wherever it is loaded: a vendor plugin with its file
+// path or its package is refused even alone (before, it loaded and then the shipped plugin was the
+// one refused), naming the vendor as the one to change; the shipped plugin then loads.
+void expect_reserved_then_shipped_loads(const std::string& which) {
   core::PluginRegistry reg;
-  auto first = reg.load_file(clash("file"));
-  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
-  ASSERT_TRUE(first.value()->schema()->text_to_bytes("bias: 2", "c").is_ok());
-  auto second = reg.load_file(scoring());
-  ASSERT_FALSE(second.is_ok());
-  EXPECT_NE(second.status().message().find("plugin " + clash("file")), std::string::npos)
-      << second.status().message();
+  auto vendor = reg.load_file(clash(which));
+  ASSERT_FALSE(vendor.is_ok()) << which;
+  const std::string& m = vendor.status().message();
+  EXPECT_NE(m.find("reserved for the 'scoring' plugin shipped with Patronus"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find(clash(which) + " must change"), std::string::npos) << m;
+  auto shipped = reg.load_file(scoring());
+  ASSERT_TRUE(shipped.is_ok()) << shipped.status().to_string();
+}
+
+TEST(ProtoCollision, AShippedPluginsFilePathIsReservedEvenWhereItIsNotLoaded) {
+  expect_reserved_then_shipped_loads("file");
+}
+
+TEST(ProtoCollision, AShippedPluginsPackageIsReservedEvenWhereItIsNotLoaded) {
+  expect_reserved_then_shipped_loads("symbol");
 }
 
 // The dynamic loader hands back the mapping it has for the same object: no initialiser runs

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <optional>
 
 #include "elf_section.hpp"
@@ -237,6 +238,11 @@ Result<std::shared_ptr<PluginLibrary>> PluginRegistry::accept(const patronus_plu
   if (desc.abi_minor < 2) desc.flags = desc.reserved1 = 0;
   lib->info_.needs_real_network = (desc.flags & PATRONUS_PLUGIN_NEEDS_REAL_NETWORK) != 0;
   if (desc.config_type != nullptr) {
+    if (file.rfind("builtin:", 0) != 0 && !is_shipped_file(file)) {
+      const std::string set(reinterpret_cast<const char*>(desc.config_schema),
+                            desc.config_schema_size);
+      if (auto s = check_reserved_names(set, file); !s.is_ok()) return s;
+    }
     lib->info_.config_type = desc.config_type;
     auto schema =
         ConfigSchema::build(desc.config_type, desc.config_schema, desc.config_schema_size);
@@ -466,74 +472,107 @@ Result<DirectoryScan> PluginRegistry::load_directory(const std::string& dir) {
   return scan;
 }
 
+Candidate PluginRegistry::describe(const std::string& f) {
+  Candidate c;
+  c.file = f;
+  c.shipped = is_shipped_file(f);
+  if (const auto loaded = std::find_if(plugins_.begin(), plugins_.end(),
+                                       [&](const auto& p) { return p->info().file == f; });
+      loaded != plugins_.end()) {
+    c.info = (*loaded)->info();  // mapped here already: its verdict is that it loaded
+    return c;
+  }
+  c.status = screen(f, &c.info);
+  if (!options_.enabled && c.status.is_ok()) {
+    // Without the scanner the only way to learn what a file is, is to load it.
+    auto r = load_here(f);
+    c.status = r.status();
+    if (r.is_ok()) c.info = r.value()->info();
+  }
+  return c;
+}
+
 Result<DirectoryListing> PluginRegistry::scan_directory(const std::string& dir) {
   auto listing = list_directory(dir);
   if (!listing.is_ok()) return listing.status();
   DirectoryListing out;
   out.skipped = std::move(listing.value().skipped);
-  for (const auto& f : listing.value().files) {
-    Candidate c;
-    c.file = f;
-    c.shipped = is_shipped_file(f);
-    if (const auto loaded = std::find_if(plugins_.begin(), plugins_.end(),
-                                         [&](const auto& p) { return p->info().file == f; });
-        loaded != plugins_.end()) {
-      c.info = (*loaded)->info();  // mapped here already: its verdict is that it loaded
-    } else {
-      c.status = screen(f, &c.info);
-      if (!options_.enabled && c.status.is_ok()) {
-        // Without the scanner the only way to learn what a file is, is to load it.
-        auto r = load_here(f);
-        c.status = r.status();
-        if (r.is_ok()) c.info = r.value()->info();
-      }
-    }
-    out.candidates.push_back(std::move(c));
-  }
+  for (const auto& f : listing.value().files) out.candidates.push_back(describe(f));
   return out;
 }
 
+namespace {
+
+// How likely `file` is to hold plugin `name`: the shipped file name, then lib<name>.so, then a
+// name ending in -<name> or _<name>, then anything.
+int rank_for(const std::string& name, const std::string& file) {
+  const std::string base = std::filesystem::path(file).filename().string();
+  if (base == "libpatronus-" + name + ".so") return 0;
+  if (base == "lib" + name + ".so") return 1;
+  const std::string stem = base.substr(0, base.size() - 3);
+  for (const char sep : {'-', '_'}) {
+    const std::string tail = std::string(1, sep) + name;
+    if (stem.size() > tail.size() &&
+        stem.compare(stem.size() - tail.size(), tail.size(), tail) == 0) {
+      return 2;
+    }
+  }
+  return 3;
+}
+
+}  // namespace
+
 Result<PluginRegistry::NamedLoad> PluginRegistry::load_named(
     const std::string& dir, const std::vector<std::string>& names) {
-  auto listing = scan_directory(dir);
+  auto listing = list_directory(dir);
   if (!listing.is_ok()) return listing.status();
+  const std::vector<std::string>& files = listing.value().files;  // shipped first
   NamedLoad out;
   out.skipped = listing.value().skipped;
-  std::vector<const Candidate*> chosen;
-  for (const auto& c : listing.value().candidates) {
-    if (!c.status.is_ok()) out.refused.push_back({c.file, c.status.message()});
-  }
+  // Files are screened only until every name is found, likeliest first: a broken or slow file
+  // that no name leads to costs nothing.
+  std::map<std::string, Candidate> screened;
+  auto verdict = [&](const std::string& f) -> const Candidate& {
+    auto it = screened.find(f);
+    if (it == screened.end()) {
+      it = screened.emplace(f, describe(f)).first;
+      if (!it->second.status.is_ok()) out.refused.push_back({f, it->second.status.message()});
+    }
+    return it->second;
+  };
+  std::vector<std::string> chosen;
   for (const auto& name : names) {
     if (find(name)) continue;
-    std::vector<const Candidate*> offers;
-    for (const auto& c : listing.value().candidates) {
-      if (c.status.is_ok() && c.info.name == name) offers.push_back(&c);
+    std::vector<std::string> order = files;
+    std::stable_sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
+      return rank_for(name, a) < rank_for(name, b);
+    });
+    const std::string* found = nullptr;
+    for (const auto& f : order) {
+      const Candidate& c = verdict(f);
+      if (c.status.is_ok() && c.info.name == name) {
+        found = &f;
+        break;
+      }
     }
-    if (offers.empty()) {
+    if (found == nullptr) {
       std::string why = dir + ": no plugin named '" + name + "'";
       for (const auto& r : out.refused) why += "; refused " + r.file + ": " + r.reason;
       return not_found(why);
     }
-    // A shipped file wins; two third-party files of one name are ambiguous.
-    const auto shipped =
-        std::find_if(offers.begin(), offers.end(), [](const Candidate* c) { return c->shipped; });
-    if (shipped == offers.end() && offers.size() > 1) {
-      return failed_precondition(dir + ": plugin '" + name + "' is offered by both " +
-                                 offers[0]->file + " and " + offers[1]->file +
-                                 "; remove one of them");
-    }
-    if (std::find(chosen.begin(), chosen.end(),
-                  *(shipped != offers.end() ? shipped : offers.begin())) == chosen.end()) {
-      chosen.push_back(shipped != offers.end() ? *shipped : offers.front());
-    }
+    if (std::find(chosen.begin(), chosen.end(), *found) == chosen.end()) chosen.push_back(*found);
   }
-  // The listing's order: shipped first.
-  std::sort(chosen.begin(), chosen.end());
-  for (const Candidate* c : chosen) {
-    auto r = load_file(c->file);
+  // In the listing's order: shipped first.
+  std::sort(chosen.begin(), chosen.end(), [&](const std::string& a, const std::string& b) {
+    return std::find(files.begin(), files.end(), a) < std::find(files.begin(), files.end(), b);
+  });
+  for (const auto& f : chosen) {
+    auto r = load_file(f);
     if (!r.is_ok()) return r.status();
     out.loaded.push_back(r.value());
   }
+  std::sort(out.refused.begin(), out.refused.end(),
+            [](const Refusal& a, const Refusal& b) { return a.file < b.file; });
   return out;
 }
 

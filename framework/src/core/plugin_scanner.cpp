@@ -170,9 +170,9 @@ void write_all(int fd, const std::string& bytes) {
   try {
     v = probe();
   } catch (const std::exception& e) {
-    v.status = internal_error(file + ": refused: loading it threw: " + e.what());
+    v.status = internal_error(file + ": loading it threw: " + e.what());
   } catch (...) {
-    v.status = internal_error(file + ": refused: loading it threw a non-standard exception");
+    v.status = internal_error(file + ": loading it threw a non-standard exception");
   }
   write_all(result_fd, encode(v));
   ::close(result_fd);
@@ -352,7 +352,7 @@ Verdict run_in_child(const std::string& file, const std::function<Verdict()>& pr
   } else {
     what = "the plugin scanner's answer was unreadable";
   }
-  std::string msg = file + ": refused: " + what;
+  std::string msg = file + ": " + what;
   if (const std::string words = last_words(out); !words.empty()) {
     msg += "; its last output: " + words;
   }

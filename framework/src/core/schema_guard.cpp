@@ -1,5 +1,7 @@
 #include "schema_guard.hpp"
 
+#include "patronus/core/plugin_host.hpp"
+
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
 #include <sys/stat.h>
@@ -135,6 +137,25 @@ Status check_schema_collisions(const std::string& set_bytes, const std::string& 
           "' is already defined by '" + other + "' of " + owner +
           advice(file, owner_file,
                  "give its .proto a package of its own (<vendor>.<plugin>.v1) and rebuild it"));
+    }
+  }
+  return Status::ok();
+}
+
+Status check_reserved_names(const std::string& set_bytes, const std::string& file) {
+  pb::FileDescriptorSet set;
+  if (!set.ParseFromString(set_bytes)) return Status::ok();
+  for (const auto& f : set.file()) {
+    for (const auto& shipped : shipped_plugin_names()) {
+      const std::string pkg = "patronus." + shipped, dir = "patronus/" + shipped + "/";
+      const bool in_package = f.package() == pkg || f.package().rfind(pkg + ".", 0) == 0;
+      if (!in_package && f.name().rfind(dir, 0) != 0) continue;
+      return failed_precondition(file + ": its Protobuf file '" + f.name() + "' (package '" +
+                                 f.package() + "') uses names reserved for the '" + shipped +
+                                 "' plugin shipped with Patronus (package " + pkg +
+                                 ", files under " + dir + "); " + file +
+                                 " must change: give its .proto a package and path of its own " +
+                                 "(<vendor>.<plugin>.v1, <vendor>/<plugin>/v1/) and rebuild it");
     }
   }
   return Status::ok();

@@ -29,4 +29,11 @@ void record_schema_owner(const std::string& set, const std::string& file);
 // When a shipped plugin and a third-party one collide, the advice is for the third party.
 bool is_shipped_file(const std::string& path);
 
+// The Protobuf names of the plugins shipped with Patronus are theirs wherever they are loaded:
+// a third-party plugin whose schema (`set`, a serialized FileDescriptorSet) has a file under
+// patronus/<shipped>/ or a package patronus.<shipped>[.*] is refused, naming it as the one to
+// change, even where the shipped plugin is not installed (it would make the two impossible to
+// load together). A set that does not parse is left to the schema's own check.
+Status check_reserved_names(const std::string& set, const std::string& file);
+
 }  // namespace patronus::core

@@ -137,9 +137,12 @@ class PluginRegistry {
   Result<DirectoryScan> load_directory(const std::string& dir);
   // Screens every candidate of `dir` (as load_directory would) without mapping any.
   Result<DirectoryListing> scan_directory(const std::string& dir);
-  // Loads only the plugins named in `names` from `dir`, shipped ones first. A name no loadable
-  // file provides is an error that names the directory's refusals; a file that is broken, or
-  // provides nothing asked for, is reported in the result and not mapped.
+  // Loads only the plugins named in `names` from `dir`, shipped ones first. Files are screened
+  // until every name is found, likeliest first (libpatronus-<name>.so, lib<name>.so, *-<name>.so,
+  // then the rest, each in the listing's order), so a broken file no name leads to costs no
+  // time; the first file that provides a name is the one loaded. A name no loadable file
+  // provides is an error that names every refusal; a screened file that is broken is reported
+  // in the result and never mapped.
   struct NamedLoad {
     std::vector<std::shared_ptr<const PluginLibrary>> loaded;
     std::vector<Refusal> refused;  // candidates that were refused (not fatal: not needed)
@@ -159,6 +162,8 @@ class PluginRegistry {
                                                 const std::string& file);
   // The load itself, in this process (the scanner's child runs the very same).
   Result<std::shared_ptr<const PluginLibrary>> load_here(const std::string& path);
+  // One candidate file's verdict (mapped here already, or screened).
+  Candidate describe(const std::string& file);
   // The scanner's verdict on a file in this process's present state (cached or a child's).
   Status screen(const std::string& path, PluginInfo* info);
   struct Listing {
