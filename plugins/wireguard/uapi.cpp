@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <limits>
 
 namespace patronus::wg {
@@ -69,7 +70,10 @@ class Lines {
 };
 
 Status errno_status(std::int64_t e) {
-  return unavailable("the WireGuard device answered errno=" + std::to_string(e));
+  std::string text = "the WireGuard device answered errno=" + std::to_string(e);
+  // wireguard-go answers a negative errno; say which in words (e.g. -98: the port is taken).
+  if (e < 0 && e > -4096) text += std::string(" (") + std::strerror(static_cast<int>(-e)) + ")";
+  return unavailable(text);
 }
 
 }  // namespace

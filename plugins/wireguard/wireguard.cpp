@@ -630,7 +630,15 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
         write_device(*dev, change, [this, name, change](Status s) {
           Device* dv = find(name);
           if (dv == nullptr) return;
-          if (!s.is_ok()) return sync_failed(*dv, "configuring the device: " + s.message());
+          if (!s.is_ok()) {
+            // Name what was being set: a taken listen port is the common failure.
+            return sync_failed(
+                *dv, "configuring the device" +
+                         (change.listen_port
+                              ? " (listen port UDP " + std::to_string(*change.listen_port) + ")"
+                              : std::string()) +
+                         ": " + s.message());
+          }
           for (const auto& pc : change.peers) {
             if (pc.remove) {
               dv->applied_endpoint.erase(pc.public_key);

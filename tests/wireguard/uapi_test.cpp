@@ -96,7 +96,10 @@ TEST(Uapi, SetAnswers) {
   EXPECT_TRUE(parse_set_response("errno=0\n\n").is_ok());
   const Status st = parse_set_response("errno=-22\n\n");
   ASSERT_FALSE(st.is_ok());
-  EXPECT_NE(st.message().find("errno=-22"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("errno=-22 (Invalid argument)"), std::string::npos) << st.message();
+  // The errno a taken listen port gives, in words.
+  EXPECT_NE(parse_set_response("errno=-98\n\n").message().find("(Address already in use)"),
+            std::string::npos);
   EXPECT_FALSE(parse_set_response("errno=0\n").is_ok());
   EXPECT_FALSE(parse_set_response("errno=x\n\n").is_ok());
   EXPECT_FALSE(parse_set_response("errno=0\nfoo=1\n\n").is_ok());
