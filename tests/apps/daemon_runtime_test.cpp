@@ -392,3 +392,43 @@ TEST(DaemonRuntime, ASiteAddedToTheSitesFileJoinsRunningDaemonsOnSighup) {
 }
 
 }  // namespace
+
+namespace {
+
+// `patronusd --check`: everything a start would refuse is refused the same way (exit 2), and a
+// valid configuration is said to be so, with nothing opened, created or written.
+TEST(DaemonRuntime, CheckValidatesWithoutTouchingAnything) {
+  test::TempDir dir;
+  test::write_file(dir.file("sites.yaml"),
+                   "sites:\n"
+                   "  - name: hq\n    subnets: [192.168.10.0/24]\n    endpoints:\n"
+                   "      - {name: wan0, address: 127.0.0.1:51820, type: wan}\n"
+                   "  - name: branch\n    subnets: [192.168.20.0/24]\n    endpoints:\n"
+                   "      - {name: wan0, address: 127.0.0.2:51820, type: wan}\n");
+  const std::string port = std::to_string(test::free_udp_port());
+  test::write_file(dir.file("hq.yaml"), site_config("hq", port));
+  const std::string daemon = test::bin_dir() + "/patronusd";
+  auto ok = run({daemon, "--config", dir.file("hq.yaml"), "--check"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("valid: 3 plugin instance(s) loaded and configured, site 'hq' with 1 "
+                        "endpoint(s) in a full-mesh of 2 site(s)"),
+            std::string::npos)
+      << ok.out;
+  for (const char* made : {"hq.db", "hq.db.lock", "hq.sock", "keys"}) {
+    EXPECT_FALSE(test::file_exists(dir.file(made))) << made << " was created by --check";
+  }
+  // A site the sites file does not have; a class config that does not parse: exit 2, named.
+  test::write_file(dir.file("x.yaml"), site_config("nowhere", port));
+  auto bad = run({daemon, "--config", dir.file("x.yaml"), "--check"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("site 'nowhere' is not in"), std::string::npos) << bad.err;
+  test::write_file(dir.file("c.yaml"), site_config("hq", port) +
+                                           "  classes: {classes: [{name: voice, priority: "
+                                           "urgent}]}\n");
+  bad = run({daemon, "--config", dir.file("c.yaml"), "--check"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("runtime.classes"), std::string::npos) << bad.err;
+  EXPECT_FALSE(test::file_exists(dir.file("hq.db")));
+}
+
+}  // namespace

@@ -137,7 +137,11 @@ int main(int argc, char** argv) {
   CLI::App app{"patronusd: the Patronus SD-WAN router daemon"};
   std::string config_path;
   double run_for = 0;
+  bool check_only = false;
   app.add_option("--config,-c", config_path, "YAML configuration file")->required();
+  app.add_flag("--check", check_only,
+               "validate the configuration (keys, plugins and their configs, classes, the sites "
+               "file) and exit: 0 valid, 2 not; nothing is started, opened or written");
   app.add_option("--run-for", run_for, "stop cleanly after this many seconds (0: until signalled)")
       ->check(CLI::Range(0.0, 1e7));
   app.set_version_flag("--version", std::string("patronusd ") + "0.1.0 (plugin ABI " +
@@ -211,6 +215,33 @@ int main(int argc, char** argv) {
       return kExitConfig;
     }
     planned.push_back({lib, spec.instance, bytes});
+  }
+
+  if (check_only) {
+    std::string plan = "no runtime";
+    if (cfg.runtime) {
+      auto cs = steering::parse_classes_yaml(cfg.runtime->classes_yaml, cfg.runtime->voice_scorer);
+      if (!cs.is_ok()) {
+        std::cerr << "patronusd: runtime.classes: " << cs.status().message() << std::endl;
+        return kExitConfig;
+      }
+      site::LocalPlanOptions lp;
+      lp.site = cfg.site;
+      lp.sites_file = cfg.runtime->sites_file;
+      lp.topology = cfg.runtime->topology;
+      lp.hubs = cfg.runtime->hubs;
+      lp.k = cfg.runtime->k;
+      lp.keys_dir = cfg.runtime->keys_dir;
+      auto checked = site::check_local_site(lp);
+      if (!checked.is_ok()) {
+        std::cerr << "patronusd: runtime: " << checked.status().message() << std::endl;
+        return kExitConfig;
+      }
+      plan = checked.value() + ", " + std::to_string(cs.value().classes.size()) + " classes";
+    }
+    std::cout << "patronusd: " << config_path << ": valid: " << planned.size()
+              << " plugin instance(s) loaded and configured, " << plan << std::endl;
+    return 0;
   }
 
   // One site, one daemon: a second daemon for this state stops here, before it opens a socket,

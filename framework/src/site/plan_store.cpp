@@ -283,6 +283,29 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
   return out;
 }
 
+Result<std::string> check_local_site(const LocalPlanOptions& rt) {
+  auto topo = mesh::parse_topology(rt.topology);
+  if (!topo.is_ok()) return invalid_argument("topology: " + topo.status().message());
+  auto file = mesh::load_sites_file(rt.sites_file);
+  if (!file.is_ok()) return file.status();
+  mesh::TopologyOptions opt;
+  opt.kind = topo.value();
+  opt.hubs = rt.hubs;
+  opt.k = rt.k;
+  auto built = mesh::MeshGraph::build(std::move(file).value(), opt);
+  if (!built.is_ok()) return built.status();
+  const mesh::MeshGraph& g = built.value();
+  const int self = g.find_site(rt.site);
+  if (self < 0) return invalid_argument("site '" + rt.site + "' is not in " + rt.sites_file);
+  if (g.site(self).external) {
+    return invalid_argument("'" + rt.site + "' is a peer in " + rt.sites_file +
+                            " (peers:), not a Patronus site");
+  }
+  return "site '" + rt.site + "' with " + std::to_string(g.site(self).site.endpoints.size()) +
+         " endpoint(s) in a " + rt.topology + " of " + std::to_string(g.num_sites()) +
+         " site(s) from " + rt.sites_file;
+}
+
 Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
                                  std::int64_t now_unix) {
   const std::string& self_name = rt.site;

@@ -78,6 +78,10 @@ struct LocalPlanOptions {
 // store, and the plan is saved to it. Used by patronusd (and the simulator's nodes).
 Result<SitePlan> plan_local_site(const LocalPlanOptions& options, store::Store& db,
                                  std::int64_t now_unix);
+// What `patronusd --check` can say of the plan without touching anything: the topology and the
+// sites file parse, the mesh builds and names this site. No key is read or made, no store opened.
+// On success, a one-line summary.
+Result<std::string> check_local_site(const LocalPlanOptions& options);
 
 // A new plan for a running runtime (patronusd's SIGHUP): remote sites and paths the runtime does
 // not have join it (SiteRuntime::add_remote_site, add_path), paths it has that the plan no longer
