@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "patronus/store/store.hpp"
@@ -389,6 +390,29 @@ TEST(DaemonRuntime, ASiteAddedToTheSitesFileJoinsRunningDaemonsOnSighup) {
   // Up, or degraded by the new paths' first lost probe (the start-up defect noted above).
   EXPECT_EQ(lj["paths_up"].get<int>() + lj["paths_degraded"].get<int>(), 4) << live.out;
   EXPECT_EQ(lj["paths_down"], 0) << live.out;
+
+  // The offline views say what the live ones say: the site's own paths, named from its side
+  // (the database holds every site's paths, each once), and its remote sites.
+  for (const std::string site : {"hq", "branch"}) {
+    const std::string cli = test::bin_dir() + "/patronus";
+    auto on = run({cli, "paths", "list", "--socket", dir.file(site + ".sock"), "--json"});
+    auto off = run({cli, "paths", "list", "--db", dir.file(site + ".db"), "--json"});
+    ASSERT_EQ(on.exit_code, 0) << on.err;
+    ASSERT_EQ(off.exit_code, 0) << off.err;
+    std::set<std::string> on_names, off_names;
+    for (const auto& p : nlohmann::json::parse(on.out)["paths"]) on_names.insert(p["name"]);
+    for (const auto& p : nlohmann::json::parse(off.out)["paths"]) {
+      off_names.insert(p["name"]);
+      EXPECT_NE(p["peer_site"], site) << off.out;
+    }
+    EXPECT_EQ(on_names, off_names) << on.out << "\n" << off.out;
+    auto st = run({cli, "status", "--db", dir.file(site + ".db"), "--json"});
+    ASSERT_EQ(st.exit_code, 0) << st.err;
+    const auto sj = nlohmann::json::parse(st.out);
+    EXPECT_EQ(sj["site"], site);
+    EXPECT_EQ(sj["remote_sites"], 2) << st.out;
+    EXPECT_EQ(sj["paths_down"], 0) << st.out;
+  }
 }
 
 }  // namespace

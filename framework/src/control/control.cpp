@@ -7,6 +7,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 
 namespace patronus::control {
 
@@ -227,23 +228,54 @@ api::DecisionsReply decisions_of(const steering::SiteRuntime& runtime, std::uint
 
 // ---- offline -----------------------------------------------------------------------------------
 
+namespace {
+
+// The site whose daemon wrote the database: its newest start record names it ("" if none).
+Result<std::pair<std::string, std::int64_t>> daemon_site(store::Store& db) {
+  auto events = db.events(1000);
+  if (!events.is_ok()) return events.status();
+  for (const auto& e : events.value()) {
+    if (e.kind == "daemon.start") return std::make_pair(e.site, e.timestamp_ns);
+  }
+  return std::make_pair(std::string(), std::int64_t{0});
+}
+
+// The database holds the whole mesh plan, each path once (canonical order). The daemon's view,
+// and so this one's, is its own paths, from its side: local endpoint first, the peer's after.
+struct OwnPath {
+  const store::PathRow* row;
+  std::string local_endpoint, peer_site, peer_endpoint;
+};
+std::vector<OwnPath> own_paths(const std::vector<store::PathRow>& rows, const std::string& site) {
+  std::vector<OwnPath> out;
+  for (const auto& x : rows) {
+    if (site.empty() || x.src_site == site) {
+      out.push_back({&x, x.src_endpoint, x.dst_site, x.dst_endpoint});
+    } else if (x.dst_site == site) {
+      out.push_back({&x, x.dst_endpoint, x.src_site, x.src_endpoint});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<api::StatusReply> status_from_store(store::Store& db) {
   api::StatusReply r;
   r.set_source("database");
   r.set_state_db(db.path());
+  auto started = daemon_site(db);
+  if (!started.is_ok()) return started.status();
+  r.set_site(started.value().first);
+  r.set_started_unix_ns(started.value().second);
   auto paths = db.list_paths();
   if (!paths.is_ok()) return paths.status();
-  for (const auto& p : paths.value()) count_state(r, p.status);
-  // The daemon's start record names its site; the newest one is the running (or last) daemon.
-  auto events = db.events(1000);
-  if (!events.is_ok()) return events.status();
-  for (const auto& e : events.value()) {
-    if (e.kind == "daemon.start") {
-      r.set_site(e.site);
-      r.set_started_unix_ns(e.timestamp_ns);
-      break;
-    }
+  std::set<std::string> peers;
+  for (const auto& p : own_paths(paths.value(), r.site())) {
+    count_state(r, p.row->status);
+    peers.insert(p.peer_site);
   }
+  r.set_remote_sites(static_cast<std::uint32_t>(peers.size()));
   auto last = db.decisions(1);
   if (!last.is_ok()) return last.status();
   if (!last.value().empty()) r.set_last_decision_unix_ns(last.value().front().timestamp_ns);
@@ -256,16 +288,23 @@ Result<api::StatusReply> status_from_store(store::Store& db) {
 Result<api::PathsReply> paths_from_store(store::Store& db) {
   auto rows = db.list_paths();
   if (!rows.is_ok()) return rows.status();
+  auto started = daemon_site(db);
+  if (!started.is_ok()) return started.status();
+  const std::string& site = started.value().first;
   api::PathsReply r;
   r.set_source("database");
-  for (const auto& x : rows.value()) {
+  for (const auto& own : own_paths(rows.value(), site)) {
+    const store::PathRow& x = *own.row;
     auto* p = r.add_paths();
     p->set_id(x.path_id.value());
-    p->set_name(x.src_site + ":" + x.src_endpoint + "~" + x.dst_site + ":" + x.dst_endpoint);
-    p->set_peer_site(x.dst_site);
-    p->set_local_endpoint(x.src_endpoint);
-    p->set_remote_endpoint(x.dst_endpoint);
-    p->set_interface(x.wg_interface);
+    const std::string local_site = site.empty() ? x.src_site : site;
+    p->set_name(local_site + ":" + own.local_endpoint + "~" + own.peer_site + ":" +
+                own.peer_endpoint);
+    p->set_peer_site(own.peer_site);
+    p->set_local_endpoint(own.local_endpoint);
+    p->set_remote_endpoint(own.peer_endpoint);
+    // The interface stored is the canonical source side's: ours only when we are that side.
+    if (x.src_site == local_site) p->set_interface(x.wg_interface);
     p->set_state(model::to_string(x.status));
     if (x.score) p->set_score(*x.score);
     if (x.latency_ms) p->set_latency_ms(*x.latency_ms);
