@@ -113,4 +113,37 @@ TEST(ControlReplies, ComeFromTheRunningRuntime) {
   w.stop();
 }
 
+// The ABI's metric host service reaches the control API: what a plugin reports is in `status`,
+// with its instance, the last value and its age, read from the simulator's clock.
+TEST(ControlReplies, PluginMetricsReachTheStatus) {
+  core::PluginRegistry reg;
+  auto flaky = reg.load_file(test::test_plugin_dir() + "/libpatronus-test-flaky-scorer.so");
+  ASSERT_TRUE(flaky.is_ok()) << flaky.status().to_string();
+  test::Wan w(5);
+  w.add_site({"hq", {{"wan0", "10.0.0.1"}}, "192.168.1.0/24"});
+  w.add_site({"b", {{"wan0", "10.0.0.2"}}, "192.168.2.0/24"});
+  w.add_path({"hq", "wan0", "b", "wan0", {10 * kMs, 0, 0.0, true}});
+  w.use_scorer(flaky.value(), "vendor");
+  w.start("interval_ms: 50\nidle_interval_ms: 1000\ndetect_multiplier: 4\n",
+          [](steering::RuntimeConfig& rc) {
+            for (auto& c : rc.classes.classes) {
+              if (c.name == "voice") c.scorer = "vendor";
+            }
+          });
+  w.world().run_until(3 * kSec);
+  auto& hq = w.rt("hq");
+  control::DaemonInfo info;
+  info.site = "hq";
+  const auto st = control::status_of(info, *w.node("hq").router, &hq, w.node("hq").env->wall_ns());
+  ASSERT_EQ(st.metrics_size(), 1) << st.DebugString();
+  EXPECT_EQ(st.metrics(0).instance(), "vendor");
+  EXPECT_EQ(st.metrics(0).name(), "windows_scored");
+  EXPECT_GE(st.metrics(0).value(), 1.0);
+  // Scored at the path's last probe: an idle path's come a second apart (idle_interval_ms).
+  EXPECT_LE(st.metrics(0).age_s(), 1.0);
+  EXPECT_EQ(st.counters().at("runtime.plugin_metrics"),
+            static_cast<std::uint64_t>(st.metrics(0).value()));
+  w.stop();
+}
+
 }  // namespace

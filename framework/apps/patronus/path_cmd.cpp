@@ -189,6 +189,13 @@ int run_status(PathCommands& p) {
               << (sel.path_id() ? std::to_string(sel.path_id()) + " " + sel.path() : "no path")
               << "\n";
   }
+  if (s.metrics_size() > 0) {
+    std::cout << "\nplugin metrics:\n";
+    for (const auto& m : s.metrics()) {
+      std::cout << "  " << std::left << std::setw(14) << m.instance() << std::setw(28) << m.name()
+                << m.value() << " (" << m.age_s() << " s ago)\n";
+    }
+  }
   std::cout << "\ncounters:\n";
   std::map<std::string, std::uint64_t> sorted(s.counters().begin(), s.counters().end());
   for (const auto& [k, v] : sorted)

@@ -113,6 +113,15 @@ api::StatusReply status_of(const DaemonInfo& info, const core::RouterInstance& r
   c["runtime.packets"] = k.packets;
   c["runtime.scorer_errors"] = k.scorer_errors;
   c["runtime.scorer_fallbacks"] = k.scorer_fallbacks;
+  c["runtime.plugin_metrics"] = k.plugin_metrics;
+  c["runtime.plugin_metrics_refused"] = k.plugin_metrics_refused;
+  for (const auto& [key, m] : runtime->plugin_metrics()) {
+    auto* x = r.add_metrics();
+    x->set_instance(key.first);
+    x->set_name(key.second);
+    x->set_value(m.value);
+    x->set_age_s(round2(std::max<std::int64_t>(0, now_wall_ns - m.updated_wall_ns) / 1e9));
+  }
   c["runtime.dataplane_errors"] = k.dataplane_errors;
   c["runtime.rate_errors"] = k.rate_errors;
   c["runtime.timers_refused"] = k.timers_refused;

@@ -804,6 +804,27 @@ void SiteRuntime::on_sample(const std::string& instance, const patronus_path_sam
   if (tick_timer_ == 0) schedule_tick();
 }
 
+void SiteRuntime::on_metric(const std::string& instance, const std::string& name, double value) {
+  const auto key = std::make_pair(instance, name);
+  auto it = plugin_metrics_.find(key);
+  if (it == plugin_metrics_.end()) {
+    if (plugin_metrics_.size() >= kMaxPluginMetrics) {
+      if (is_pow2(++counters_.plugin_metrics_refused)) {
+        warn("runtime.plugin_metrics_full", J{{"instance", instance},
+                                              {"name", name},
+                                              {"bound", kMaxPluginMetrics},
+                                              {"count", counters_.plugin_metrics_refused}}
+                                                .dump());
+      }
+      return;
+    }
+    it = plugin_metrics_.emplace(key, PluginMetric{}).first;
+  }
+  ++counters_.plugin_metrics;
+  it->second.value = value;
+  it->second.updated_wall_ns = env_.wall_ns();
+}
+
 void SiteRuntime::on_liveness(const std::string& instance, const patronus_path_liveness& l) {
   if (!running_) return;
   if (instance != config_.probe) {

@@ -211,8 +211,10 @@ struct RuntimeCounters {
   std::uint64_t flows_created = 0, flows_refused = 0, flows_expired = 0, flows_unrouted = 0;
   std::uint64_t packets = 0;
   std::uint64_t scorer_errors = 0, dataplane_errors = 0, rate_errors = 0, timers_refused = 0;
-  std::uint64_t scorer_fallbacks = 0;   // a failing scorer's stand-in changed (last good, default)
-  std::uint64_t decisions_evicted = 0;  // older decisions leaving the in-memory ring
+  std::uint64_t scorer_fallbacks = 0;  // a failing scorer's stand-in changed (last good, default)
+  std::uint64_t plugin_metrics = 0;    // values plugins reported (host service metric)
+  std::uint64_t plugin_metrics_refused = 0;  // new names past the table's bound
+  std::uint64_t decisions_evicted = 0;       // older decisions leaving the in-memory ring
 };
 
 class SiteRuntime final : private core::RouterObserver {
@@ -284,6 +286,17 @@ class SiteRuntime final : private core::RouterObserver {
     return static_cast<std::uint32_t>(now_ms() - e.last_seen);
   }
   const RuntimeCounters& counters() const { return counters_; }
+  // The last value of each metric the plugins reported (the host service `metric`), by instance
+  // and name, with when (Env wall clock). Bounded: kMaxPluginMetrics names; a new name past
+  // the bound is refused and counted (plugin_metrics_refused), a known one always updates.
+  struct PluginMetric {
+    double value = 0;
+    std::int64_t updated_wall_ns = 0;
+  };
+  static constexpr std::size_t kMaxPluginMetrics = 1024;
+  const std::map<std::pair<std::string, std::string>, PluginMetric>& plugin_metrics() const {
+    return plugin_metrics_;
+  }
   // The class a flow falls into (rules in order, else the default class).
   const std::string& classify(const model::FlowKey& key, std::uint8_t dscp) const;
 
@@ -305,7 +318,7 @@ class SiteRuntime final : private core::RouterObserver {
   Status watch_liveness();
   void on_event(const std::string& instance, const std::string& type,
                 const std::string& json) override;
-  void on_metric(const std::string&, const std::string&, double) override {}
+  void on_metric(const std::string& instance, const std::string& name, double value) override;
   void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) override;
 
   patronus_path_desc describe(const Path& p) const;
@@ -364,6 +377,7 @@ class SiteRuntime final : private core::RouterObserver {
   std::vector<std::uint16_t> balance_scratch_;  // rebalance()'s candidate set
   std::deque<Decision> decisions_;
   RuntimeCounters counters_;
+  std::map<std::pair<std::string, std::string>, PluginMetric> plugin_metrics_;
   env::TimerId tick_timer_ = 0;
   env::TimerId rates_timer_ = 0;  // a pending request_rate_update()
   std::int64_t next_metrics_ns_ = 0;
