@@ -52,6 +52,7 @@ Ns3Env::Ns3Env(ns3::Ptr<ns3::Node> node, std::uint64_t seed, std::string name,
 
 Ns3Env::~Ns3Env() {
   for (auto& [id, t] : timers_) ns3::Simulator::Cancel(t.event);
+  for (auto& [id, t] : posts_) ns3::Simulator::Cancel(t.event);
   for (auto& [id, e] : endpoints_) {
     if (!e.socket) {
       net_->unbind(e.local);
@@ -94,8 +95,25 @@ bool Ns3Env::cancel(env::TimerId id) {
 }
 
 void Ns3Env::post(std::function<void()> fn) {
-  // A zero-delay timer: runs after the current event, in scheduling order.
-  schedule(0, std::move(fn));
+  // ns-3's default simulator is not thread-safe: a post from another thread is refused.
+  if (std::this_thread::get_id() != thread_ || posts_.size() >= limits_.max_posted) {
+    ++posts_refused_;
+    return;
+  }
+  // Runs after the current event, in posting order; not a timer (max_timers does not apply).
+  const std::uint64_t id = next_post_++;
+  Timer t;
+  t.fn = std::move(fn);
+  t.event = ns3::Simulator::ScheduleNow(&Ns3Env::fire_post, this, id);
+  posts_.emplace(id, std::move(t));
+}
+
+void Ns3Env::fire_post(std::uint64_t id) {
+  auto it = posts_.find(id);
+  if (it == posts_.end()) return;
+  auto fn = std::move(it->second.fn);
+  posts_.erase(it);
+  fn();
 }
 
 Status Ns3Env::open_udp(const SocketAddress& local, const env::UdpOptions& options,
@@ -137,13 +155,17 @@ Status Ns3Env::open_udp(const SocketAddress& local, const env::UdpOptions& optio
   s->SetRecvPktInfo(true);
   s->SetIpRecvTtl(true);
   s->SetRecvCallback(ns3::MakeCallback(&Ns3Env::on_receive, this));
-  endpoints_.emplace(eid, Endpoint{s, std::move(handler), local, ttl});
-  by_socket_.emplace(ns3::PeekPointer(s), eid);
-  if (bound) {
+  // The address it is bound to (port 0 picked one): what arrivals report as their destination.
+  SocketAddress at = local;
+  {
     ns3::Address name;
     s->GetSockName(name);
-    if (!from_ns3(name, bound)) *bound = local;
+    SocketAddress got;
+    if (from_ns3(name, &got)) at = SocketAddress(local.ip(), got.port());
   }
+  endpoints_.emplace(eid, Endpoint{s, std::move(handler), at, ttl});
+  by_socket_.emplace(ns3::PeekPointer(s), eid);
+  if (bound) *bound = at;
   *id = eid;
   return Status::ok();
 }

@@ -5,8 +5,10 @@
 // and seed, same event order.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
+#include <thread>
 #include <unordered_map>
 
 #include "ns3/event-id.h"
@@ -46,7 +48,9 @@ class Ns3Env final : public env::Env {
   std::int64_t wall_ns() const override { return 1767225600LL * 1000000000LL + now_ns(); }
   env::TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) override;
   bool cancel(env::TimerId id) override;
+  // From the simulation's thread (the one that built this Env) only; see env.hpp.
   void post(std::function<void()> fn) override;
+  std::uint64_t posts_refused() const override { return posts_refused_.load(); }
   using env::Env::open_udp;
   Status open_udp(const model::SocketAddress& local, const env::UdpOptions& options,
                   env::DatagramInfoHandler handler, env::EndpointId* id,
@@ -81,6 +85,11 @@ class Ns3Env final : public env::Env {
   env::TimerId next_timer_ = 1;
   env::EndpointId next_endpoint_ = 1;
   std::unordered_map<env::TimerId, Timer> timers_;
+  std::unordered_map<std::uint64_t, Timer> posts_;  // posted, not run yet (not timers)
+  std::uint64_t next_post_ = 1;
+  std::atomic<std::uint64_t> posts_refused_{0};
+  std::thread::id thread_ = std::this_thread::get_id();
+  void fire_post(std::uint64_t id);
   std::map<env::EndpointId, Endpoint> endpoints_;
   std::map<ns3::Socket*, env::EndpointId> by_socket_;
 };

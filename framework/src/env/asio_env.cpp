@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include <array>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -113,6 +114,11 @@ struct AsioEnv::Impl {
 
   Impl(asio::io_context& io_, std::uint64_t seed, EnvLimits limits_)
       : io(io_), rng(seed), limits(limits_) {}
+
+  // Posts waiting to run (shared with the handlers, which may outlive this Env in the loop's
+  // queue) and posts refused at the bound; both touched from any thread.
+  std::shared_ptr<std::atomic<std::size_t>> posted = std::make_shared<std::atomic<std::size_t>>(0);
+  std::atomic<std::uint64_t> posts_refused{0};
 
   // Waits for readability, then drains the socket with recvmsg (asio's receive has no control
   // messages) and waits again.
@@ -220,7 +226,19 @@ bool AsioEnv::cancel(TimerId id) {
 }
 
 void AsioEnv::post(std::function<void()> fn) {
-  asio::post(impl_->io, std::move(fn));
+  if (impl_->posted->load() >= impl_->limits.max_posted) {
+    ++impl_->posts_refused;
+    return;
+  }
+  ++*impl_->posted;
+  asio::post(impl_->io, [waiting = impl_->posted, fn = std::move(fn)] {
+    --*waiting;
+    fn();
+  });
+}
+
+std::uint64_t AsioEnv::posts_refused() const {
+  return impl_->posts_refused.load();
 }
 
 Status AsioEnv::open_udp(const SocketAddress& local, const UdpOptions& options,

@@ -45,7 +45,17 @@ class VirtualWorld::Node final : public Env {
     return true;
   }
 
-  void post(std::function<void()> fn) override { world_.enqueue(world_.now_, std::move(fn)); }
+  void post(std::function<void()> fn) override {
+    if (waiting_.load() >= limits_.max_posted) {
+      ++posts_refused_;
+      return;
+    }
+    ++waiting_;
+    world_.post_from(*this, std::move(fn));
+  }
+  std::uint64_t posts_refused() const override { return posts_refused_.load(); }
+  std::atomic<std::size_t> waiting_{0};  // posted, not yet in the world's queue
+  std::atomic<std::uint64_t> posts_refused_{0};
 
   using Env::open_udp;
   Status open_udp(const SocketAddress& local, const UdpOptions& options,
@@ -193,6 +203,26 @@ void VirtualWorld::set_link_up(const IpAddress& from, const IpAddress& to, bool 
             (up ? " up" : " down"));
 }
 
+void VirtualWorld::post_from(Node& node, std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(inbox_mutex_);
+  inbox_.push_back({&node, std::move(fn)});
+  posted_.store(true, std::memory_order_release);
+}
+
+void VirtualWorld::drain_posts() {
+  if (!posted_.load(std::memory_order_acquire)) return;
+  std::vector<Posted> batch;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mutex_);
+    batch.swap(inbox_);
+    posted_.store(false, std::memory_order_release);
+  }
+  for (auto& p : batch) {
+    --p.node->waiting_;
+    if (enqueue(now_, std::move(p.fn)) == 0) ++p.node->posts_refused_;  // the queue is full
+  }
+}
+
 std::uint64_t VirtualWorld::enqueue(std::int64_t at, std::function<void()> fn) {
   if (queue_.size() >= limits_.max_events) return 0;
   const std::uint64_t seq = next_seq_++;
@@ -293,14 +323,20 @@ void VirtualWorld::run_next() {
 
 std::size_t VirtualWorld::run_until(std::int64_t until_ns) {
   std::size_t ran = 0;
-  for (; !queue_.empty() && queue_.begin()->first.t <= until_ns; ++ran) run_next();
+  for (drain_posts(); !queue_.empty() && queue_.begin()->first.t <= until_ns; ++ran) {
+    run_next();
+    drain_posts();
+  }
   if (until_ns > now_) now_ = until_ns;
   return ran;
 }
 
 std::size_t VirtualWorld::run(std::size_t max_events) {
   std::size_t ran = 0;
-  for (; !queue_.empty() && ran < max_events; ++ran) run_next();
+  for (drain_posts(); !queue_.empty() && ran < max_events; ++ran) {
+    run_next();
+    drain_posts();
+  }
   return ran;
 }
 

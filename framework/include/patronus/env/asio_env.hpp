@@ -33,6 +33,7 @@ class AsioEnv final : public Env {
   Status unwatch_fd(WatchId id) override;
   std::uint64_t random_u64() override;
   std::string name() const override { return "real"; }
+  std::uint64_t posts_refused() const override;
 
   std::size_t live_timers() const;
   std::size_t live_endpoints() const;

@@ -47,6 +47,7 @@ struct EnvLimits {
   std::size_t max_endpoints = 256;
   std::size_t max_datagram = 65507;  // largest UDP payload over IPv4
   std::size_t max_watches = 64;      // watched file descriptors
+  std::size_t max_posted = 65536;    // posts waiting to run
 };
 
 class Env {
@@ -64,8 +65,16 @@ class Env {
   virtual TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) = 0;
   // True if the timer was pending and is now cancelled.
   virtual bool cancel(TimerId id) = 0;
-  // Runs fn on this Env's thread soon. The one call that is safe from another thread.
+  // Runs fn on this Env's thread soon: after what runs now, in the order posted, at the current
+  // time (simulated) or as soon as the loop gets to it (real). Not a timer: it does not count
+  // against max_timers. The one call that is safe from another thread, on the real and the
+  // virtual-time backends; ns-3 is a discrete-event simulation with no other thread, and there
+  // post is for the simulation's own thread only (a post from another thread is refused and
+  // counted, never run at an undefined time). Each backend bounds the posts waiting to run
+  // (EnvLimits::max_posted); a post past the bound is refused and counted, never silently lost.
   virtual void post(std::function<void()> fn) = 0;
+  // Posts refused so far (the bound, or the wrong thread on ns-3).
+  virtual std::uint64_t posts_refused() const { return 0; }
 
   // UDP endpoints. `local` port 0 binds any port; *bound receives the bound address. Every
   // backend sends with options.send_ttl and reports each datagram's TTL and destination (the

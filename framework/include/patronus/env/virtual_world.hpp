@@ -3,10 +3,12 @@
 // order; the same seed gives the same event trace, byte for byte.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -80,6 +82,17 @@ class VirtualWorld {
   };
   // Returns 0 when the queue is full.
   std::uint64_t enqueue(std::int64_t at, std::function<void()> fn);
+  // Posts (from any thread) wait here until the world's thread moves them into the queue, at the
+  // current time, before it runs its next event.
+  struct Posted {
+    Node* node;
+    std::function<void()> fn;
+  };
+  void post_from(Node& node, std::function<void()> fn);
+  void drain_posts();
+  std::mutex inbox_mutex_;
+  std::vector<Posted> inbox_;
+  std::atomic<bool> posted_{false};
   bool dequeue(std::uint64_t seq);
   void run_next();  // runs the earliest event; the queue must not be empty
   void transmit(Node& from, const model::SocketAddress& src, const model::SocketAddress& dst,
