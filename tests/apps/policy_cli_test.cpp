@@ -338,8 +338,10 @@ TEST_F(PolicyCli, BpfDatapathWithoutCapabilitiesSaysWhatIsMissing) {
 TEST_F(PolicyCli, EnforceRefusesAMissingInterfaceAndLeavesNothing) {
   if (::geteuid() != 0) GTEST_SKIP() << "the eBPF datapath needs root";
   const std::string name = "cli-test-" + std::to_string(::getpid());
-  const auto r = run({cli(), "policy", "enforce", "--interface",
-                      "nope-" + std::to_string(::getpid() % 100000), "--policies",
+  // In a mount namespace of its own: where /sys/fs/bpf has no BPF filesystem the enforcer mounts
+  // one, and a test must not change the machine's mounts.
+  const auto r = run({"unshare", "--mount", "--propagation", "private", cli(), "policy", "enforce",
+                      "--interface", "nope-" + std::to_string(::getpid() % 100000), "--policies",
                       dir_.file("pol.yaml"), "--inventory", dir_.file("inv.yaml"), "--name", name});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("interface 'nope-"), std::string::npos) << r.err;
