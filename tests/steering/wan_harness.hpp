@@ -58,10 +58,10 @@ class Wan {
  public:
   struct Node {
     env::Env* env = nullptr;
+    Recorder recorder;  // outlives the runtime that reports to it (members die in reverse)
     std::unique_ptr<core::RouterInstance> router;
     std::unique_ptr<steering::RecordingDataplane> dataplane;
     std::unique_ptr<steering::SiteRuntime> runtime;
-    Recorder recorder;
     std::map<std::string, mesh::KeyPair> keys;  // endpoint -> key pair
   };
   struct PathDef {
@@ -69,6 +69,11 @@ class Wan {
     env::LinkParams link;
     std::string transport = "wireguard";  // the tunnel's kind (RuntimeConfig::transports)
   };
+
+  // Runtimes stop (and say their last metrics) while their observers still exist.
+  ~Wan() { stop(); }
+  Wan(const Wan&) = delete;
+  Wan& operator=(const Wan&) = delete;
 
   explicit Wan(std::uint64_t seed) : world_(seed) {
     for (const char* n : {"probes", "scoring", "emodel"}) {

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -162,7 +163,17 @@ void write_all(int fd, const std::string& bytes) {
 // would turn a segfault into an exit), output to the pipe, the probe, its verdict, _exit.
 [[noreturn]] void child_main(const std::string& file, int result_fd, int output_fd,
                              const std::function<Verdict()>& probe) {
-  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGPIPE}) ::signal(sig, SIG_DFL);
+  // Straight to the kernel: a sanitizer intercepts signal() and sigaction() and may keep its own
+  // handler, which would turn a crash into an exit and make the verdict depend on the build.
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGPIPE}) {
+    struct {
+      void (*handler)(int);
+      unsigned long flags;
+      void (*restorer)();
+      unsigned long mask;
+    } dfl{SIG_DFL, 0, nullptr, 0};
+    ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof dfl.mask);
+  }
   ::dup2(output_fd, STDOUT_FILENO);
   ::dup2(output_fd, STDERR_FILENO);
   ::close(output_fd);
