@@ -400,8 +400,9 @@ TEST(DaemonRuntime, ASiteAddedToTheSitesFileJoinsRunningDaemonsOnSighup) {
     ASSERT_EQ(on.exit_code, 0) << on.err;
     ASSERT_EQ(off.exit_code, 0) << off.err;
     std::set<std::string> on_names, off_names;
-    for (const auto& p : nlohmann::json::parse(on.out)["paths"]) on_names.insert(p["name"]);
-    for (const auto& p : nlohmann::json::parse(off.out)["paths"]) {
+    const auto on_json = nlohmann::json::parse(on.out), off_json = nlohmann::json::parse(off.out);
+    for (const auto& p : on_json["paths"]) on_names.insert(p["name"]);
+    for (const auto& p : off_json["paths"]) {
       off_names.insert(p["name"]);
       EXPECT_NE(p["peer_site"], site) << off.out;
     }
