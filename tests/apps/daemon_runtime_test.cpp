@@ -62,6 +62,20 @@ bool has_decision(store::Store& s, const std::string& kind) {
   return false;
 }
 
+// A site daemon on loopback: probes at 50 ms, the scoring and E-model scorers, the runtime over
+// sites.yaml with one key directory for every site.
+std::string site_config(const std::string& site, const std::string& port) {
+  return "site: " + site + "\nstate_db: " + site + ".db\ncontrol_socket: " + site +
+         ".sock\nplugin_dir: " + test::plugin_dir() +
+         "\nlog_level: debug\nflush_interval_ms: 100\nplugins:\n"
+         "  - plugin: probes\n    name: probe\n    config: {port: " +
+         port +
+         ", interval_ms: 50, idle_interval_ms: 100, detect_multiplier: 3}\n"
+         "  - plugin: scoring\n  - plugin: emodel\n"
+         "runtime:\n  sites_file: sites.yaml\n  keys_dir: keys\n  probe: probe\n"
+         "  scorer: scoring\n  voice_scorer: emodel\n  metrics_interval_ms: 200\n";
+}
+
 TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
   test::TempDir dir;
   const std::string port = std::to_string(test::free_udp_port());
@@ -77,16 +91,7 @@ TEST(DaemonRuntime, TwoSitesProbeEachOtherAndAKilledPeerIsFailedAway) {
                    "--keys-dir", dir.file("keys")});
   ASSERT_EQ(plan.exit_code, 0) << plan.err;
   for (const std::string site : {"hq", "branch"}) {
-    test::write_file(dir.file(site + ".yaml"),
-                     "site: " + site + "\nstate_db: " + site + ".db\ncontrol_socket: " + site +
-                         ".sock\nplugin_dir: " + test::plugin_dir() +
-                         "\nlog_level: debug\nflush_interval_ms: 100\nplugins:\n"
-                         "  - plugin: probes\n    name: probe\n    config: {port: " +
-                         port +
-                         ", interval_ms: 50, idle_interval_ms: 100, detect_multiplier: 3}\n"
-                         "  - plugin: scoring\n  - plugin: emodel\n"
-                         "runtime:\n  sites_file: sites.yaml\n  keys_dir: keys\n  probe: probe\n"
-                         "  scorer: scoring\n  voice_scorer: emodel\n  metrics_interval_ms: 200\n");
+    test::write_file(dir.file(site + ".yaml"), site_config(site, port));
   }
   Child hq, branch;
   hq.pid = spawn(dir.file("hq.yaml"), dir.file("hq.log"));
@@ -289,18 +294,6 @@ TEST(DaemonRuntime, KernelWireGuardWhereTheKernelHasNoneIsAClearStartError) {
 }
 
 namespace {
-
-std::string site_config(const std::string& site, const std::string& port) {
-  return "site: " + site + "\nstate_db: " + site + ".db\ncontrol_socket: " + site +
-         ".sock\nplugin_dir: " + test::plugin_dir() +
-         "\nlog_level: debug\nflush_interval_ms: 100\nplugins:\n"
-         "  - plugin: probes\n    name: probe\n    config: {port: " +
-         port +
-         ", interval_ms: 50, idle_interval_ms: 100, detect_multiplier: 3}\n"
-         "  - plugin: scoring\n  - plugin: emodel\n"
-         "runtime:\n  sites_file: sites.yaml\n  keys_dir: keys\n  probe: probe\n"
-         "  scorer: scoring\n  voice_scorer: emodel\n  metrics_interval_ms: 200\n";
-}
 
 // `site`'s own paths in its database (the plan saved there has every site's): n of them, all up.
 bool all_up(store::Store& s, const std::string& site, std::size_t n) {

@@ -226,20 +226,16 @@ class Lab:
                 p.kill()
         # wireguard-go processes and sockets of this run, whatever happened to the daemons
         names = [self.wg_if(s, k) for s in self.sites for k in ("inet", "lte")]
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0].endswith(b"wireguard-go") and any(
-                    n.encode() in argv for n in names):
+        for n in names:
+            for _ in range(5):  # every process serving it (a restarted one too), bounded
+                pid = wg_pid(n)
+                if pid is None:
+                    break
                 try:
-                    os.kill(int(pid), signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
                 except OSError:
-                    pass
+                    time.sleep(0.05)
         for n in names:
             try:
                 os.unlink("/var/run/wireguard/%s.sock" % n)

@@ -131,6 +131,18 @@ class LoggingDataplane final : public steering::Dataplane {
   Daemon& d_;
 };
 
+// What the site's part of the mesh plan is made from (the config has a runtime section).
+site::LocalPlanOptions plan_options(const core::DaemonConfig& cfg) {
+  site::LocalPlanOptions lp;
+  lp.site = cfg.site;
+  lp.sites_file = cfg.runtime->sites_file;
+  lp.topology = cfg.runtime->topology;
+  lp.hubs = cfg.runtime->hubs;
+  lp.k = cfg.runtime->k;
+  lp.keys_dir = cfg.runtime->keys_dir;
+  return lp;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -225,13 +237,7 @@ int main(int argc, char** argv) {
         std::cerr << "patronusd: runtime.classes: " << cs.status().message() << std::endl;
         return kExitConfig;
       }
-      site::LocalPlanOptions lp;
-      lp.site = cfg.site;
-      lp.sites_file = cfg.runtime->sites_file;
-      lp.topology = cfg.runtime->topology;
-      lp.hubs = cfg.runtime->hubs;
-      lp.k = cfg.runtime->k;
-      lp.keys_dir = cfg.runtime->keys_dir;
+      const site::LocalPlanOptions lp = plan_options(cfg);
       auto checked = site::check_local_site(lp);
       if (!checked.is_ok()) {
         std::cerr << "patronusd: runtime: " << checked.status().message() << std::endl;
@@ -320,12 +326,7 @@ int main(int argc, char** argv) {
       return kExitConfig;
     }
     classes = std::move(cs).value();
-    lp.site = cfg.site;
-    lp.sites_file = cfg.runtime->sites_file;
-    lp.topology = cfg.runtime->topology;
-    lp.hubs = cfg.runtime->hubs;
-    lp.k = cfg.runtime->k;
-    lp.keys_dir = cfg.runtime->keys_dir;
+    lp = plan_options(cfg);
     auto sp = site::plan_local_site(lp, db, wall_ns() / 1000000000);
     if (!sp.is_ok()) {
       std::cerr << "patronusd: runtime: " << sp.status().message() << std::endl;

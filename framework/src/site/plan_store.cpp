@@ -283,7 +283,15 @@ Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& pla
   return out;
 }
 
-Result<std::string> check_local_site(const LocalPlanOptions& rt) {
+namespace {
+
+// The mesh as the sites file and topology give it, and this site's vertex in it: what a plan and
+// a check both start from. Errors name the file, the site or the topology.
+struct LocalGraph {
+  mesh::MeshGraph graph;
+  int self = -1;
+};
+Result<LocalGraph> local_graph(const LocalPlanOptions& rt) {
   auto topo = mesh::parse_topology(rt.topology);
   if (!topo.is_ok()) return invalid_argument("topology: " + topo.status().message());
   auto file = mesh::load_sites_file(rt.sites_file);
@@ -294,38 +302,34 @@ Result<std::string> check_local_site(const LocalPlanOptions& rt) {
   opt.k = rt.k;
   auto built = mesh::MeshGraph::build(std::move(file).value(), opt);
   if (!built.is_ok()) return built.status();
-  const mesh::MeshGraph& g = built.value();
-  const int self = g.find_site(rt.site);
-  if (self < 0) return invalid_argument("site '" + rt.site + "' is not in " + rt.sites_file);
-  if (g.site(self).external) {
+  LocalGraph out{std::move(built).value(), -1};
+  out.self = out.graph.find_site(rt.site);
+  if (out.self < 0) return invalid_argument("site '" + rt.site + "' is not in " + rt.sites_file);
+  if (out.graph.site(out.self).external) {
     return invalid_argument("'" + rt.site + "' is a peer in " + rt.sites_file +
                             " (peers:), not a Patronus site");
   }
-  return "site '" + rt.site + "' with " + std::to_string(g.site(self).site.endpoints.size()) +
-         " endpoint(s) in a " + rt.topology + " of " + std::to_string(g.num_sites()) +
-         " site(s) from " + rt.sites_file;
+  return out;
+}
+
+}  // namespace
+
+Result<std::string> check_local_site(const LocalPlanOptions& rt) {
+  auto local = local_graph(rt);
+  if (!local.is_ok()) return local.status();
+  const mesh::MeshGraph& g = local.value().graph;
+  return "site '" + rt.site + "' with " +
+         std::to_string(g.site(local.value().self).site.endpoints.size()) + " endpoint(s) in a " +
+         rt.topology + " of " + std::to_string(g.num_sites()) + " site(s) from " + rt.sites_file;
 }
 
 Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
                                  std::int64_t now_unix) {
   const std::string& self_name = rt.site;
-  auto topo = mesh::parse_topology(rt.topology);
-  if (!topo.is_ok()) return invalid_argument("topology: " + topo.status().message());
-  auto file = mesh::load_sites_file(rt.sites_file);
-  if (!file.is_ok()) return file.status();
-  mesh::TopologyOptions opt;
-  opt.kind = topo.value();
-  opt.hubs = rt.hubs;
-  opt.k = rt.k;
-  auto built = mesh::MeshGraph::build(std::move(file).value(), opt);
-  if (!built.is_ok()) return built.status();
-  mesh::MeshGraph& g = built.value();
-  const int self = g.find_site(self_name);
-  if (self < 0) return invalid_argument("site '" + self_name + "' is not in " + rt.sites_file);
-  if (g.site(self).external) {
-    return invalid_argument("'" + self_name + "' is a peer in " + rt.sites_file +
-                            " (peers:), not a Patronus site");
-  }
+  auto local = local_graph(rt);
+  if (!local.is_ok()) return local.status();
+  mesh::MeshGraph& g = local.value().graph;
+  const int self = local.value().self;
   auto keys = mesh::KeyDirectory::open(rt.keys_dir);
   if (!keys.is_ok()) return keys.status();
   const auto& endpoints = g.site(self).site.endpoints;
