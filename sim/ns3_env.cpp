@@ -78,12 +78,20 @@ env::TimerId Ns3Env::schedule(std::int64_t delay_ns, std::function<void()> fn) {
   return id;
 }
 
-void Ns3Env::fire(env::TimerId id) {
-  auto it = timers_.find(id);
-  if (it == timers_.end()) return;
+namespace {
+// Runs and forgets an entry of a timer or post table (gone: cancelled, nothing to run).
+template <typename Table>
+void run_entry(Table& table, std::uint64_t id) {
+  auto it = table.find(id);
+  if (it == table.end()) return;
   auto fn = std::move(it->second.fn);
-  timers_.erase(it);
+  table.erase(it);
   fn();
+}
+}  // namespace
+
+void Ns3Env::fire(env::TimerId id) {
+  run_entry(timers_, id);
 }
 
 bool Ns3Env::cancel(env::TimerId id) {
@@ -109,11 +117,7 @@ void Ns3Env::post(std::function<void()> fn) {
 }
 
 void Ns3Env::fire_post(std::uint64_t id) {
-  auto it = posts_.find(id);
-  if (it == posts_.end()) return;
-  auto fn = std::move(it->second.fn);
-  posts_.erase(it);
-  fn();
+  run_entry(posts_, id);
 }
 
 Status Ns3Env::open_udp(const SocketAddress& local, const env::UdpOptions& options,

@@ -321,8 +321,10 @@ Status PluginRegistry::screen(const std::string& path, PluginInfo* info) {
   auto id = scanner::file_id(path);
   if (!id.is_ok()) return not_found(path + ": no such plugin file");
   const std::string key = scanner::cache_key(id.value(), scanner::context_fingerprint());
-  std::optional<scanner::Cache> cache;
-  if (!options_.cache_file.empty()) cache.emplace(options_.cache_file);
+  if (!cache_ && !options_.cache_file.empty()) {
+    cache_ = std::make_unique<scanner::Cache>(options_.cache_file);
+  }
+  scanner::Cache* cache = cache_.get();
   std::optional<scanner::Verdict> v;
   if (cache) v = cache->find(key);
   if (v) {

@@ -56,7 +56,6 @@ class Cache {
   explicit Cache(std::string file);
   std::optional<Verdict> find(const std::string& key);
   void put(const std::string& key, const Verdict& v);  // saves at once (best effort)
-  const std::string& file() const { return file_; }
 
  private:
   void load();

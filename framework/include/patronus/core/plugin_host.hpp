@@ -16,6 +16,10 @@
 
 namespace patronus::core {
 
+namespace scanner {
+class Cache;
+}
+
 class ConfigSchema;
 
 enum class PluginKind : std::uint32_t {
@@ -172,6 +176,7 @@ class PluginRegistry {
   };
   Result<Listing> list_directory(const std::string& dir) const;
   ScanOptions options_;
+  std::unique_ptr<scanner::Cache> cache_;  // read once per registry, written on each new verdict
   std::uint64_t scans_run_ = 0;
   std::uint64_t scan_cache_hits_ = 0;
   std::vector<std::shared_ptr<const PluginLibrary>> plugins_;
