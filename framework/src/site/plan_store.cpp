@@ -1,5 +1,7 @@
 #include "patronus/site/plan_store.hpp"
 
+#include "patronus/site/site_config.hpp"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -120,167 +122,30 @@ Result<std::size_t> write_wg_configs(const mesh::MeshGraph& g, const mesh::Tunne
   return written;
 }
 
+PrivateKeys directory_keys(const mesh::KeyDirectory& keys) {
+  return [keys](std::string_view s, std::string_view e) -> Result<mesh::KeyPair> {
+    auto kp = keys.load(s, e);
+    if (!kp.is_ok()) return kp.status();
+    if (!kp.value()) {
+      return failed_precondition("no private key for " + std::string(s) + "/" + std::string(e) +
+                                 " in " + keys.dir() + " (mesh plan --keys-dir creates one)");
+    }
+    return *kp.value();
+  };
+}
+
 Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
                            const std::vector<model::PathId>& ids, const std::string& site,
                            const mesh::KeyDirectory& keys) {
-  return site_plan(
-      g, plan, ids, site, [&](std::string_view s, std::string_view e) -> Result<mesh::KeyPair> {
-        auto kp = keys.load(s, e);
-        if (!kp.is_ok()) return kp.status();
-        if (!kp.value()) {
-          return failed_precondition("no private key for " + std::string(s) + "/" + std::string(e) +
-                                     " in " + keys.dir() + " (mesh plan --keys-dir creates one)");
-        }
-        return *kp.value();
-      });
+  return site_plan(g, plan, ids, site, directory_keys(keys));
 }
 
 Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
                            const std::vector<model::PathId>& ids, const std::string& site,
                            const PrivateKeys& keys) {
-  const int sv = g.find_site(site);
-  if (sv < 0) return invalid_argument("site '" + site + "' is not in the sites file");
-  if (ids.size() != g.num_paths()) {
-    return invalid_argument("site plan: " + std::to_string(ids.size()) + " path ids for " +
-                            std::to_string(g.num_paths()) + " paths");
-  }
-  auto overlay_of = [&](std::size_t s, std::size_t e) -> const mesh::OverlayAddress* {
-    const auto it = plan.overlay.find(g.site(s).site.name + "/" + g.site(s).site.endpoints[e].name);
-    return it == plan.overlay.end() ? nullptr : &it->second;
-  };
-  SitePlan out;
-  std::map<std::uint32_t, std::size_t> remote_index;
-  // What each peer of this site's interfaces carries, computed once an interface.
-  std::map<const mesh::InterfacePlan*, std::vector<std::vector<model::IpPrefix>>> carried;
-  for (const auto& iface : plan.sites[static_cast<std::size_t>(sv)]) {
-    carried[&iface] = mesh::peer_allowed_prefixes(g, plan, iface);
-  }
-  for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
-    const auto& pe = g.path(id);
-    const std::uint32_t a = pe.src_site, b = g.path_dst(id);
-    if (a != static_cast<std::uint32_t>(sv) && b != static_cast<std::uint32_t>(sv)) continue;
-    const bool local_is_a = a == static_cast<std::uint32_t>(sv);
-    const std::uint32_t rs = local_is_a ? b : a;
-    const std::size_t le = local_is_a ? pe.src_endpoint : pe.dst_endpoint;
-    const std::size_t re = local_is_a ? pe.dst_endpoint : pe.src_endpoint;
-    const auto& lsite = g.site(sv);
-    const auto& rsite = g.site(rs);
-    const auto& lep = lsite.site.endpoints[le];
-    const auto& rep = rsite.site.endpoints[re];
-    steering::PathSpec p;
-    p.id = ids[id];
-    p.name = site + ":" + lep.name + "~" + rsite.site.name + ":" + rep.name;
-    p.remote_site = rsite.site.name;
-    p.local_endpoint = lep.name;
-    p.remote_endpoint = rep.name;
-    p.local_underlay = lep.address;
-    p.remote_underlay = rep.address;
-    if (const auto* o = overlay_of(sv, le)) p.local_overlay = o->ipv4;
-    if (const auto* o = overlay_of(rs, re)) p.remote_overlay = o->ipv4;
-    const std::string canonical =
-        mesh::canonical_path_name(site, lep.name, rsite.site.name, rep.name);
-    p.session_id = mesh::probe_session_id(canonical);
-    auto kp = keys(site, lep.name);
-    if (!kp.is_ok()) return kp.status();
-    // A peer that is not ours has no key and runs no probes: its tunnel (its LAN behind it) is all.
-    std::optional<mesh::Key> remote_pub;
-    if (rsite.external) {
-      p.probed = false;
-    } else {
-      if (rsite.public_keys[re].empty()) {
-        return failed_precondition("no public key for " + rsite.site.name + "/" + rep.name +
-                                   " (give public_key in the sites file, or plan with its keys)");
-      }
-      auto rp = mesh::key_from_base64(rsite.public_keys[re],
-                                      rsite.site.name + "/" + rep.name + " public key");
-      if (!rp.is_ok()) return rp.status();
-      remote_pub = rp.value();
-      auto key = mesh::derive_probe_key(kp.value().private_key, *remote_pub, canonical);
-      if (!key.is_ok()) return key.status();
-      std::copy(key.value().begin(), key.value().end(), p.probe_key.begin());
-      p.has_key = true;
-    }
-    if (lep.bandwidth_mbps && rep.bandwidth_mbps) {
-      p.bandwidth_mbps = std::min(*lep.bandwidth_mbps, *rep.bandwidth_mbps);
-    }
-    p.cost_per_gb = std::max(lep.cost_per_gb, rep.cost_per_gb);
-    // The tunnel: the local endpoint's interface and this path's peer on it.
-    for (const auto& iface : plan.sites[sv]) {
-      if (iface.endpoint != le) continue;
-      const auto peer = std::find(iface.peers.begin(), iface.peers.end(), id);
-      if (peer == iface.peers.end()) break;
-      steering::PathSpec::Tunnel t;
-      t.interface_name = iface.name;
-      t.interface_addresses.emplace_back(iface.address.ipv4, g.overlay().ipv4.length());
-      if (iface.address.ipv6 && g.overlay().ipv6) {
-        t.interface_addresses.emplace_back(*iface.address.ipv6, g.overlay().ipv6->length());
-      }
-      t.allowed_prefixes = carried.at(&iface)[static_cast<std::size_t>(peer - iface.peers.begin())];
-      t.local_public_key = kp.value().public_key;
-      if (remote_pub) t.remote_public_key = *remote_pub;
-      if (re < rsite.next_public_keys.size() && !rsite.next_public_keys[re].empty()) {
-        auto next = mesh::key_from_base64(rsite.next_public_keys[re],
-                                          rsite.site.name + "/" + rep.name + " next public key");
-        if (!next.is_ok()) return next.status();
-        t.remote_next_public_key = next.value();
-      }
-      t.keepalive_s = g.overlay().persistent_keepalive;
-      t.transport = model::to_string(iface.transport);
-      t.params_json = mesh::transport_params_json(g, sv, le, rs, re);
-      p.tunnel = std::move(t);
-      break;
-    }
-    out.paths.push_back(std::move(p));
-    if (!remote_index.count(rs)) {
-      remote_index[rs] = out.remote_sites.size();
-      steering::RemoteSite r;
-      r.name = rsite.site.name;
-      r.prefixes = rsite.subnets;
-      r.subnets = rsite.subnets;
-      out.subnets[r.name] = rsite.subnets;
-      for (std::size_t e = 0; e < rsite.site.endpoints.size(); ++e) {
-        if (const auto* o = overlay_of(rs, e)) {
-          r.prefixes.emplace_back(o->ipv4, 32);
-          if (o->ipv6) r.prefixes.emplace_back(*o->ipv6, 128);
-        }
-      }
-      out.remote_sites.push_back(std::move(r));
-    }
-  }
-  if (out.paths.empty()) {
-    return failed_precondition("site '" + site + "' has no paths in this topology");
-  }
-  // Sites without a direct path (spokes seen from a spoke, far sites of a partial mesh) are
-  // reached through the neighbours that have paths to both (one relay, as mesh::RelayRoutes).
-  std::vector<std::set<std::uint32_t>> neighbours(g.num_sites());
-  for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
-    // A peer that is not ours relays nothing and is reached by no relay: its traffic selectors
-    // name only the sites that connect to it.
-    if (g.site(g.path_src(id)).external || g.site(g.path_dst(id)).external) continue;
-    neighbours[g.path_src(id)].insert(g.path_dst(id));
-    neighbours[g.path_dst(id)].insert(g.path_src(id));
-  }
-  const auto self = static_cast<std::uint32_t>(sv);
-  for (std::uint32_t other = 0; other < g.num_sites(); ++other) {
-    if (other == self || remote_index.count(other) || g.site(other).external) continue;
-    steering::RemoteSite r;
-    r.name = g.site(other).site.name;
-    out.subnets[r.name] = g.site(other).subnets;
-    for (const std::uint32_t relay : neighbours[self]) {
-      if (neighbours[other].count(relay)) r.via.push_back(g.site(relay).site.name);
-    }
-    if (r.via.empty()) continue;  // more than one relay away: unreachable from here
-    r.prefixes = g.site(other).subnets;
-    r.subnets = g.site(other).subnets;
-    for (std::size_t e = 0; e < g.site(other).site.endpoints.size(); ++e) {
-      if (const auto* o = overlay_of(other, e)) {
-        r.prefixes.emplace_back(o->ipv4, 32);
-        if (o->ipv6) r.prefixes.emplace_back(*o->ipv6, 128);
-      }
-    }
-    out.remote_sites.push_back(std::move(r));
-  }
-  return out;
+  auto share = plan_for_site(g, plan, ids, site);
+  if (!share.is_ok()) return share.status();
+  return realise_plan(share.value(), site, keys);
 }
 
 namespace {
@@ -323,8 +188,8 @@ Result<std::string> check_local_site(const LocalPlanOptions& rt) {
          rt.topology + " of " + std::to_string(g.num_sites()) + " site(s) from " + rt.sites_file;
 }
 
-Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
-                                 std::int64_t now_unix) {
+Result<v1::Plan> plan_local_share(const LocalPlanOptions& rt, store::Store& db,
+                                  std::int64_t now_unix) {
   const std::string& self_name = rt.site;
   auto local = local_graph(rt);
   if (!local.is_ok()) return local.status();
@@ -394,7 +259,16 @@ Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
   if (!plan.is_ok()) return plan.status();
   auto ids = save_plan(db, g, plan.value(), now_unix);
   if (!ids.is_ok()) return ids.status();
-  return site_plan(g, plan.value(), ids.value(), self_name, keys.value());
+  return plan_for_site(g, plan.value(), ids.value(), self_name);
+}
+
+Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
+                                 std::int64_t now_unix) {
+  auto share = plan_local_share(rt, db, now_unix);
+  if (!share.is_ok()) return share.status();
+  auto keys = mesh::KeyDirectory::open(rt.keys_dir);
+  if (!keys.is_ok()) return keys.status();
+  return realise_plan(share.value(), rt.site, directory_keys(keys.value()));
 }
 
 ReplanOutcome apply_replan(steering::SiteRuntime& runtime, const SitePlan& plan) {

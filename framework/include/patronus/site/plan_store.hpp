@@ -19,6 +19,10 @@
 #include "patronus/steering/site_runtime.hpp"
 #include "patronus/store/store.hpp"
 
+namespace patronus::site::v1 {
+class Plan;
+}
+
 namespace patronus::site {
 
 // Overlay addresses the store already assigned (so re-plans keep them).
@@ -60,6 +64,8 @@ using PrivateKeys =
 Result<SitePlan> site_plan(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
                            const std::vector<model::PathId>& ids, const std::string& site,
                            const PrivateKeys& keys);
+// A key directory's private keys as PrivateKeys (an error names a missing one).
+PrivateKeys directory_keys(const mesh::KeyDirectory& keys);
 
 // What a site needs to plan its own part of the mesh.
 struct LocalPlanOptions {
@@ -78,6 +84,10 @@ struct LocalPlanOptions {
 // store, and the plan is saved to it. Used by patronusd (and the simulator's nodes).
 Result<SitePlan> plan_local_site(const LocalPlanOptions& options, store::Store& db,
                                  std::int64_t now_unix);
+// The same plan as the config's share (public keys only, site_config.hpp's realise_plan makes
+// the runtime's paths of it): what patronusd puts in its SiteConfig.
+Result<v1::Plan> plan_local_share(const LocalPlanOptions& options, store::Store& db,
+                                  std::int64_t now_unix);
 // What `patronusd --check` can say of the plan without touching anything: the topology and the
 // sites file parse, the mesh builds and names this site. No key is read or made, no store opened.
 // On success, a one-line summary.
