@@ -359,7 +359,7 @@ TEST(DaemonRuntime, ASiteAddedToTheSitesFileJoinsRunningDaemonsOnSighup) {
 
   for (const std::string site : {"hq", "branch"}) {
     const std::string log = test::read_file(dir.file(site + ".log"));
-    const auto replanned = log.find("re-planned (SIGHUP): 1 site(s) and ");
+    const auto replanned = log.find("reloaded (SIGHUP): 1 site(s) and ");
     ASSERT_NE(replanned, std::string::npos) << log;
     EXPECT_NE(log.find("0 removed, 0 with new keys", replanned), std::string::npos) << log;
     // After the re-plan nothing that existed went down or moved.

@@ -42,7 +42,7 @@ class LinuxDataplane final : public steering::Dataplane {
   // Every class table gets the site's prefixes as unreachable routes.
   Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) override;
   // Removes every rule and route of ours.
-  Status stop();
+  Status stop() override;
 
   std::uint32_t table_of(const std::string& cls) const;  // 0: unknown class
 

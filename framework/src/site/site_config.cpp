@@ -195,6 +195,68 @@ Result<steering::RuntimeConfig> runtime_config(const SiteConfig& config) {
   return rc;
 }
 
+v1::Runtime runtime_to_proto(const steering::RuntimeConfig& c) {
+  v1::Runtime r;
+  r.set_probe(c.probe);
+  for (const auto& l : c.liveness) r.add_liveness(l);
+  r.set_scorer(c.default_scorer);
+  *r.mutable_classes() = classes_to_proto(c.classes);
+  r.set_transport(c.transport);
+  r.mutable_transports()->insert(c.transports.begin(), c.transports.end());
+  r.set_table_base(20000);
+  r.set_tick_ms(c.tick_ns / 1000000);
+  r.set_idle_after_ms(c.idle_after_ns / 1000000);
+  r.set_flow_idle_ms(c.flow_idle_ns / 1000000);
+  r.set_metrics_interval_ms(c.metrics_interval_ns / 1000000);
+  r.set_max_flows(c.max_flows);
+  return r;
+}
+
+v1::Plan plan_to_proto(const std::vector<steering::RemoteSite>& remote_sites,
+                       const std::vector<steering::PathSpec>& paths) {
+  v1::Plan out;
+  for (const auto& in : remote_sites) {
+    auto* r = out.add_remote_sites();
+    r->set_name(in.name);
+    add_prefixes(in.prefixes, r->mutable_prefixes());
+    for (const auto& v : in.via) *r->add_via() = v;
+    add_prefixes(in.subnets, r->mutable_subnets());
+  }
+  for (const auto& in : paths) {
+    auto* p = out.add_paths();
+    p->set_id(in.id.value());
+    p->set_name(in.name);
+    p->set_remote_site(in.remote_site);
+    p->set_local_endpoint(in.local_endpoint);
+    p->set_remote_endpoint(in.remote_endpoint);
+    p->set_local_underlay(in.local_underlay.to_string());
+    p->set_remote_underlay(in.remote_underlay.to_string());
+    if (in.local_overlay) p->set_local_overlay(in.local_overlay->to_string());
+    if (in.remote_overlay) p->set_remote_overlay(in.remote_overlay->to_string());
+    p->set_session_id(in.session_id);
+    p->set_probed(in.probed);
+    if (in.bandwidth_mbps) p->set_bandwidth_mbps(*in.bandwidth_mbps);
+    p->set_cost_per_gb(in.cost_per_gb);
+    if (!in.tunnel) continue;
+    const auto& t = *in.tunnel;
+    auto* o = p->mutable_tunnel();
+    o->set_interface_name(t.interface_name);
+    for (const auto& [addr, len] : t.interface_addresses) {
+      *o->add_interface_addresses() = addr.to_string() + "/" + std::to_string(len);
+    }
+    add_prefixes(t.allowed_prefixes, o->mutable_allowed_prefixes());
+    p->set_local_public_key(key_bytes(t.local_public_key));
+    p->set_remote_public_key(key_bytes(t.remote_public_key));
+    if (t.remote_next_public_key) {
+      p->set_remote_next_public_key(key_bytes(*t.remote_next_public_key));
+    }
+    o->set_keepalive_s(t.keepalive_s);
+    o->set_transport(t.transport);
+    o->set_params_json(t.params_json);
+  }
+  return out;
+}
+
 Result<v1::Plan> plan_for_site(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
                                const std::vector<model::PathId>& ids, const std::string& site) {
   const int sv = g.find_site(site);
@@ -259,6 +321,18 @@ Result<v1::Plan> plan_for_site(const mesh::MeshGraph& g, const mesh::TunnelPlan&
       if (!rp.is_ok()) return rp.status();
       remote_pub = rp.value();
     }
+    if (remote_pub) p->set_remote_public_key(key_bytes(*remote_pub));
+    if (re < rsite.next_public_keys.size() && !rsite.next_public_keys[re].empty()) {
+      auto next = mesh::key_from_base64(rsite.next_public_keys[re],
+                                        rsite.site.name + "/" + rep.name + " next public key");
+      if (!next.is_ok()) return next.status();
+      p->set_remote_next_public_key(key_bytes(next.value()));
+    }
+    if (!lsite.public_keys[le].empty()) {
+      auto lk = mesh::key_from_base64(lsite.public_keys[le], site + "/" + lep.name + " public key");
+      if (!lk.is_ok()) return lk.status();
+      p->set_local_public_key(key_bytes(lk.value()));
+    }
     if (lep.bandwidth_mbps && rep.bandwidth_mbps) {
       p->set_bandwidth_mbps(std::min(*lep.bandwidth_mbps, *rep.bandwidth_mbps));
     }
@@ -278,19 +352,6 @@ Result<v1::Plan> plan_for_site(const mesh::MeshGraph& g, const mesh::TunnelPlan&
       }
       add_prefixes(carried.at(&iface)[static_cast<std::size_t>(peer - iface.peers.begin())],
                    t->mutable_allowed_prefixes());
-      const std::string& local_pub = lsite.public_keys[le];
-      if (!local_pub.empty()) {
-        auto lk = mesh::key_from_base64(local_pub, site + "/" + lep.name + " public key");
-        if (!lk.is_ok()) return lk.status();
-        t->set_local_public_key(key_bytes(lk.value()));
-      }
-      if (remote_pub) t->set_remote_public_key(key_bytes(*remote_pub));
-      if (re < rsite.next_public_keys.size() && !rsite.next_public_keys[re].empty()) {
-        auto next = mesh::key_from_base64(rsite.next_public_keys[re],
-                                          rsite.site.name + "/" + rep.name + " next public key");
-        if (!next.is_ok()) return next.status();
-        t->set_remote_next_public_key(key_bytes(next.value()));
-      }
       t->set_keepalive_s(g.overlay().persistent_keepalive);
       t->set_transport(model::to_string(iface.transport));
       t->set_params_json(mesh::transport_params_json(g, sv, le, rs, re));
@@ -399,16 +460,23 @@ Result<SitePlan> realise_plan(const v1::Plan& plan, const std::string& site,
     }
     auto kp = keys(site, p.local_endpoint);
     if (!kp.is_ok()) return kp.status();
+    if (!in.local_public_key().empty() &&
+        in.local_public_key() != key_bytes(kp.value().public_key)) {
+      return failed_precondition(path + ".local_public_key: the plan names another key for " +
+                                 site + "/" + p.local_endpoint +
+                                 " than this site's own (it was made for other keys)");
+    }
     std::optional<mesh::Key> remote_pub;
-    if (in.has_tunnel() && !in.tunnel().remote_public_key().empty()) {
-      auto rp = key_field(in.tunnel().remote_public_key(), path + ".tunnel.remote_public_key");
+    if (!in.remote_public_key().empty()) {
+      auto rp = key_field(in.remote_public_key(), path + ".remote_public_key");
       if (!rp.is_ok()) return rp.status();
       remote_pub = rp.value();
     }
     if (p.probed) {
       if (!remote_pub) {
-        return invalid_argument(path + ".tunnel.remote_public_key: a probed path needs the " +
-                                "peer's public key");
+        return invalid_argument(path +
+                                ".remote_public_key: a probed path needs the peer's "
+                                "public key");
       }
       auto key = mesh::derive_probe_key(kp.value().private_key, *remote_pub, canonical);
       if (!key.is_ok()) return key.status();
@@ -430,15 +498,9 @@ Result<SitePlan> realise_plan(const v1::Plan& plan, const std::string& site,
       if (!allowed.is_ok()) return allowed.status();
       tun.allowed_prefixes = std::move(allowed).value();
       tun.local_public_key = kp.value().public_key;
-      if (!t.local_public_key().empty() &&
-          t.local_public_key() != key_bytes(kp.value().public_key)) {
-        return failed_precondition(tp + ".local_public_key: the plan names another key for " +
-                                   site + "/" + p.local_endpoint +
-                                   " than this site's own (it was made for other keys)");
-      }
       if (remote_pub) tun.remote_public_key = *remote_pub;
-      if (!t.remote_next_public_key().empty()) {
-        auto next = key_field(t.remote_next_public_key(), tp + ".remote_next_public_key");
+      if (!in.remote_next_public_key().empty()) {
+        auto next = key_field(in.remote_next_public_key(), path + ".remote_next_public_key");
         if (!next.is_ok()) return next.status();
         tun.remote_next_public_key = next.value();
       }

@@ -27,6 +27,17 @@ Result<steering::ClassSet> classes_from_proto(const v1::ClassSet& set);
 // The runtime's settings from the config's runtime section (classes validated).
 Result<steering::RuntimeConfig> runtime_config(const SiteConfig& config);
 
+// The inverse: a runtime's settings as the config's runtime section (what the config carries:
+// instances, classes, timers, bounds of the flow table; not the window sizes or other bounds,
+// which a host may tune, see HostContext::tune).
+v1::Runtime runtime_to_proto(const steering::RuntimeConfig& config);
+
+// A plan made by hand (a test's, the simulator's) as the config's share: the probe keys are left
+// out (the site derives them again from the public keys, which a PathSpec carries only in its
+// tunnel: a caller with tunnel-less paths sets remote_public_key itself).
+v1::Plan plan_to_proto(const std::vector<steering::RemoteSite>& remote_sites,
+                       const std::vector<steering::PathSpec>& paths);
+
 // One site's part of a mesh plan, with public keys only: what a controller sends. `ids` as
 // save_plan returned them. Errors name the site and endpoint.
 Result<v1::Plan> plan_for_site(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,

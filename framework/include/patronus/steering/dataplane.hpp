@@ -30,6 +30,9 @@ class Dataplane {
     (void)site, (void)prefixes;
     return Status::ok();
   }
+  // The site stops: forwarding state the backend installed is removed (a backend that installs
+  // none has nothing to do). Its destructor must do the same for a host that never calls it.
+  virtual Status stop() { return Status::ok(); }
 };
 
 // Records every change with the time it was made (tests read what a decision changed).

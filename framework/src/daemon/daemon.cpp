@@ -1,0 +1,497 @@
+#include "daemon.hpp"
+
+#include <net/if.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <random>
+
+#include "linux_dataplane.hpp"
+#include "patronus/core/config_schema.hpp"
+#include "patronus/core/router.hpp"
+#include "patronus/env/asio_env.hpp"
+#include "patronus/policy/parse.hpp"
+#include "patronus/site/plan_store.hpp"
+#include "patronus/site/site_host.hpp"
+#include "patronus/site/site_lock.hpp"
+#include "patronus/steering/site_runtime.hpp"
+#include "patronus/store/store.hpp"
+#include "patronus/util/file.hpp"
+#include "socket.hpp"
+
+namespace patronus::daemon {
+
+namespace {
+
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int level_of(const std::string& name) {
+  if (name == "debug") return 0;
+  if (name == "info") return 1;
+  if (name == "warn") return 2;
+  return 3;
+}
+
+// The daemon's log (stderr, by level) and its own events in the state database; it observes the
+// plugins (without a runtime section) and the runtime.
+class Log final : public core::RouterObserver, public steering::RuntimeObserver {
+ public:
+  Log(std::string site, int min_level, store::BatchWriter& writer)
+      : site_(std::move(site)), min_level_(min_level), writer_(writer) {}
+
+  void log(int level, const std::string& msg) {
+    static const char* kNames[] = {"debug", "info", "warn", "error"};
+    if (level >= min_level_) {
+      const std::string line = "patronusd[" + site_ + "] " + kNames[level] + ": " + msg + "\n";
+      std::cerr << line << std::flush;
+    }
+  }
+  void record(const std::string& source, const std::string& kind, const std::string& payload) {
+    keep(writer_.add(store::EventRow{wall_ns(), site_, source, kind, "", payload}));
+  }
+
+  void on_sample(const std::string& instance, const patronus_path_sample& s) override {
+    keep(writer_.add(
+        store::SampleRow{wall_ns(), instance, s.path_id, s.sequence, s.lost != 0, s.rtt_ns}));
+  }
+  void on_event(const std::string& instance, const std::string& type,
+                const std::string& json) override {
+    log(1, instance + " event " + type + " " + json);
+    record(instance, type, json);
+  }
+  void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) override {
+    log(static_cast<int>(level), instance + ": " + msg);
+  }
+  // With the site runtime the store sink persists; this only logs. Events reach the log at debug,
+  // anomalies as warnings (the runtime's warn()), decisions and path states at info.
+  void on_log(const std::string&, const std::string& instance, std::uint32_t level,
+              const std::string& msg) override {
+    log(static_cast<int>(level), instance + ": " + msg);
+  }
+  void on_event(const std::string&, const std::string& instance, const std::string& type,
+                const std::string& json) override {
+    log(0, instance + " event " + type + " " + json);
+  }
+  void on_decision(const std::string&, const steering::Decision& d) override {
+    log(1, "decision " + d.cls + " -> " + d.dst_site + ": " + steering::to_string(d.reason) + ": " +
+               d.why);
+  }
+  void on_path_state(const std::string&, const steering::PathView& p) override {
+    log(1, "path " + p.name + " (" + std::to_string(p.id.value()) + ") is " +
+               model::to_string(p.status) +
+               (p.scored ? " score " + std::to_string(p.score) : std::string()));
+  }
+
+ private:
+  void keep(const Status& s) {
+    if (!s.is_ok()) log(3, "state database write failed (rows kept for retry): " + s.message());
+  }
+  std::string site_;
+  int min_level_;
+  store::BatchWriter& writer_;
+};
+
+// `dataplane: none`: a decision changes no forwarding (the paths' forwarding is someone else's, or
+// this is a measurement-only site); the daemon logs what it would install, and says so.
+class LoggingDataplane final : public steering::Dataplane {
+ public:
+  explicit LoggingDataplane(Log& log) : log_(log) {}
+  Status set_class_path(const std::string& site, const std::string& cls,
+                        model::PathId path) override {
+    log_.log(1, "forwarding unchanged (dataplane: none): class " + cls + " to " + site +
+                    " -> path " + (path.valid() ? std::to_string(path.value()) : "none"));
+    return Status::ok();
+  }
+  Status set_flow_path(const model::FlowKey&, model::PathId) override { return Status::ok(); }
+
+ private:
+  Log& log_;
+};
+
+// Policy routing onto the paths' tunnel interfaces (`dataplane: linux`), or the logging one.
+site::DataplaneFactory dataplane_factory(Log& log) {
+  return [&log](const site::DataplaneRequest& r) -> Result<std::unique_ptr<steering::Dataplane>> {
+    if (r.kind != site::v1::DATAPLANE_LINUX) {
+      return std::unique_ptr<steering::Dataplane>(std::make_unique<LoggingDataplane>(log));
+    }
+    linuxnet::LinuxDataplaneConfig dc;
+    dc.classes = r.classes;
+    dc.layout.table_base = r.table_base;
+    dc.layout.rule_priority = r.table_base;
+    dc.site_prefixes = r.site_prefixes;
+    dc.resolve = [of = r.interface_of](model::PathId id) -> Result<linuxnet::Nexthop> {
+      const auto name = of(id);
+      if (!name) return not_found("path " + std::to_string(id.value()) + " has no tunnel here");
+      const unsigned idx = ::if_nametoindex(name->c_str());
+      if (idx == 0) return unavailable("interface " + *name + " does not exist");
+      return linuxnet::Nexthop{idx, std::nullopt};
+    };
+    auto rt = linuxnet::Rtnl::open();
+    if (!rt.is_ok()) return rt.status();
+    auto ld = linuxnet::LinuxDataplane::start(std::move(rt).value(), std::move(dc));
+    if (!ld.is_ok()) return ld.status();
+    log.log(1, "linux dataplane: class tables from " + std::to_string(r.table_base) +
+                   ", every remote site unreachable until a path is chosen");
+    return std::unique_ptr<steering::Dataplane>(std::move(ld).value());
+  };
+}
+
+site::LocalPlanOptions plan_options(const core::DaemonConfig& cfg) {
+  site::LocalPlanOptions lp;
+  lp.site = cfg.site;
+  lp.sites_file = cfg.runtime->sites_file;
+  lp.topology = cfg.runtime->topology;
+  lp.hubs = cfg.runtime->hubs;
+  lp.k = cfg.runtime->k;
+  lp.keys_dir = cfg.runtime->keys_dir;
+  return lp;
+}
+
+struct Loaded {
+  core::DaemonConfig daemon;
+  site::SiteConfig site;  // without the plan
+};
+
+// Reads and converts the file; `registry` gets the plugins it names (refused and skipped files
+// in `scan` when given).
+Result<Loaded> load(const std::string& path, core::PluginRegistry& registry,
+                    core::PluginRegistry::NamedLoad* scan) {
+  auto text = read_text_file(path);
+  if (!text.is_ok()) return invalid_argument("cannot read config file: " + text.status().message());
+  const auto base = std::filesystem::absolute(path).parent_path().string();
+  auto parsed = core::parse_daemon_config(text.value(), base);
+  if (!parsed.is_ok()) return invalid_argument(path + ": " + parsed.status().message());
+  Loaded out{std::move(parsed).value(), {}};
+  std::vector<std::string> wanted;
+  for (const auto& spec : out.daemon.plugins) {
+    if (!registry.find(spec.plugin)) wanted.push_back(spec.plugin);
+  }
+  if (!wanted.empty()) {
+    auto refused = registry.load_named(out.daemon.plugin_dir, wanted);
+    if (!refused.is_ok()) return invalid_argument("plugins: " + refused.status().message());
+    if (scan) *scan = std::move(refused).value();
+  }
+  auto sc = site_config_of(out.daemon, registry);
+  if (!sc.is_ok()) return sc.status();
+  out.site = std::move(sc).value();
+  return out;
+}
+
+}  // namespace
+
+Result<site::SiteConfig> site_config_of(const core::DaemonConfig& cfg,
+                                        const core::PluginRegistry& registry) {
+  site::SiteConfig sc;
+  sc.set_schema(site::kSiteConfigSchema);
+  sc.set_site(cfg.site);
+  for (const auto& spec : cfg.plugins) {
+    auto lib = registry.find(spec.plugin);
+    if (!lib) return not_found(spec.path + ".plugin: '" + spec.plugin + "' is not loaded");
+    const std::string where =
+        spec.path + ".config" +
+        (spec.config_line > 0 ? " (line " + std::to_string(spec.config_line) + ")" : "");
+    std::string bytes;
+    if (lib->schema()) {
+      auto b = spec.config ? lib->schema()->yaml_to_bytes(*spec.config, spec.path + ".config")
+                           : lib->schema()->text_to_bytes("", spec.path + ".config");
+      if (!b.is_ok()) return b.status();
+      bytes = b.value();
+    } else if (spec.config && !spec.config->IsNull() && spec.config->size() > 0) {
+      return invalid_argument(where + ": plugin '" + spec.plugin + "' takes no configuration");
+    }
+    if (auto s = core::check_plugin_config(lib, spec.instance, bytes); !s.is_ok()) {
+      return invalid_argument(where + ": plugin '" + spec.plugin +
+                              "' refused its configuration: " + s.message());
+    }
+    auto* p = sc.add_plugins();
+    p->set_plugin(spec.plugin);
+    p->set_instance(spec.instance);
+    p->set_config(bytes);
+  }
+  // The inventory handed to policy plugins is part of the configuration.
+  for (const auto& f : cfg.policy_inventory) {
+    auto inv = read_text_file(f);
+    if (!inv.is_ok()) return invalid_argument("policy_inventory: " + inv.status().message());
+    sc.set_policy_inventory(sc.policy_inventory() + "---\n" + inv.value() + "\n");
+  }
+  if (!cfg.runtime) return sc;
+  const auto& r = *cfg.runtime;
+  auto classes = steering::parse_classes_yaml(r.classes_yaml, r.voice_scorer);
+  if (!classes.is_ok()) return invalid_argument("runtime.classes: " + classes.status().message());
+  auto* rt = sc.mutable_runtime();
+  rt->set_probe(r.probe);
+  for (const auto& l : r.liveness) rt->add_liveness(l);
+  rt->set_scorer(r.scorer);
+  *rt->mutable_classes() = site::classes_to_proto(classes.value());
+  rt->set_transport(r.transport);
+  rt->mutable_transports()->insert(r.transports.begin(), r.transports.end());
+  rt->set_dataplane(r.dataplane == "linux" ? site::v1::DATAPLANE_LINUX : site::v1::DATAPLANE_NONE);
+  rt->set_table_base(r.table_base);
+  rt->set_tick_ms(r.tick_ms);
+  rt->set_idle_after_ms(r.idle_after_ms);
+  rt->set_flow_idle_ms(r.flow_idle_ms);
+  rt->set_metrics_interval_ms(r.metrics_interval_ms);
+  rt->set_max_flows(r.max_flows);
+  rt->set_store_samples(r.store_samples);
+  if (auto s = site::validate(sc); !s.is_ok()) return s;
+  return sc;
+}
+
+int run(const Options& opt) {
+  core::PluginRegistry registry;
+  core::PluginRegistry::NamedLoad scan;
+  auto loaded = load(opt.config_path, registry, &scan);
+  if (!loaded.is_ok()) {
+    std::cerr << "patronusd: " << loaded.status().message() << std::endl;
+    return kExitConfig;
+  }
+  const core::DaemonConfig& cfg = loaded.value().daemon;
+  site::SiteConfig config = loaded.value().site;
+
+  if (opt.check_only) {
+    std::string plan = "no runtime";
+    if (cfg.runtime) {
+      auto checked = site::check_local_site(plan_options(cfg));
+      if (!checked.is_ok()) {
+        std::cerr << "patronusd: runtime: " << checked.status().message() << std::endl;
+        return kExitConfig;
+      }
+      plan = checked.value() + ", " + std::to_string(config.runtime().classes().classes_size()) +
+             " classes";
+    }
+    std::cout << "patronusd: " << opt.config_path << ": valid: " << config.plugins_size()
+              << " plugin instance(s) loaded and configured, " << plan << std::endl;
+    return kExitOk;
+  }
+
+  // One site, one daemon: a second daemon for this state stops here, before it opens a socket,
+  // the database or a tunnel (it used to adopt the first one's tunnels and remove its rules).
+  auto site_lock = site::SiteLock::acquire(cfg.state_db, cfg.site);
+  if (!site_lock.is_ok()) {
+    std::cerr << "patronusd: " << site_lock.status().message() << std::endl;
+    return kExitRuntime;
+  }
+  boost::asio::io_context io;
+  const std::uint64_t seed = cfg.seed ? *cfg.seed : std::random_device{}();
+  env::AsioEnv env(io, seed);
+
+  // The control API (`patronus status|paths list|flows list|decisions --socket PATH`) answers
+  // "starting" until the site runs.
+  std::unique_ptr<control::ControlServer> control_server;
+  std::optional<control::Service> service;
+  control::DaemonInfo info;
+  info.site = cfg.site;
+  info.version = "0.1.0";
+  info.state_db = cfg.state_db;
+  info.pid = ::getpid();
+  info.started_unix_ns = wall_ns();
+  if (cfg.runtime) {
+    info.transport = cfg.runtime->transport;
+    for (const auto& [kind, inst] : cfg.runtime->transports) {
+      info.transport += (info.transport.empty() ? "" : ", ") + kind + ": " + inst;
+    }
+    info.dataplane = cfg.runtime->dataplane;
+  }
+  if (!cfg.control_socket.empty()) {
+    auto srv = control::ControlServer::open(
+        env, cfg.control_socket, [&service](const control::api::Request& q) {
+          if (!service) return control::error_response(unavailable("the daemon is starting"));
+          return service->handle(q);
+        });
+    if (!srv.is_ok()) {
+      std::cerr << "patronusd: control_socket: " << srv.status().message() << std::endl;
+      return kExitRuntime;
+    }
+    control_server = std::move(srv).value();
+  }
+
+  auto opened = store::Store::open(cfg.state_db);
+  if (!opened.is_ok()) {
+    std::cerr << "patronusd: " << opened.status().message() << std::endl;
+    return kExitRuntime;
+  }
+  auto& db = *opened.value();
+  if (auto s = db.ensure_site(cfg.site, wall_ns() / 1000000000); !s.is_ok()) {
+    std::cerr << "patronusd: " << s.status().message() << std::endl;
+    return kExitRuntime;
+  }
+  store::BatchWriter writer(db);
+  Log log(cfg.site, level_of(cfg.log_level), writer);
+  if (control_server) log.log(1, "control API on " + cfg.control_socket);
+  for (const auto& r : scan.refused) {
+    log.log(
+        2, "plugin file " + r.file + " is not loadable (the config does not name it): " + r.reason);
+  }
+  for (const auto& r : scan.skipped)
+    log.log(3, "skipped " + r.file + " in plugin_dir: " + r.reason);
+
+  // The plan: this site's share of the mesh, from the sites file and the keys, saved to the store.
+  std::optional<mesh::KeyDirectory> keys;
+  if (cfg.runtime) {
+    auto share = site::plan_local_share(plan_options(cfg), db, wall_ns() / 1000000000);
+    if (!share.is_ok()) {
+      std::cerr << "patronusd: runtime: " << share.status().message() << std::endl;
+      return kExitConfig;
+    }
+    *config.mutable_plan() = std::move(share).value();
+    auto kd = mesh::KeyDirectory::open(cfg.runtime->keys_dir);
+    if (!kd.is_ok()) {
+      std::cerr << "patronusd: runtime.keys_dir: " << kd.status().message() << std::endl;
+      return kExitConfig;
+    }
+    keys = std::move(kd).value();
+  }
+  site::HostContext ctx;
+  ctx.env = &env;
+  ctx.plugins = [&registry](const std::string& name) { return registry.find(name); };
+  if (keys) ctx.keys = site::directory_keys(*keys);
+  ctx.dataplane = dataplane_factory(log);
+  ctx.store = &db;
+  ctx.observers = {&log};
+  ctx.plugin_observer = &log;
+  std::size_t stored_policies = 0;
+  ctx.stored_policies = [&db, &stored_policies]() -> Result<std::string> {
+    auto rows = db.list_policies();
+    if (!rows.is_ok()) return rows.status();
+    stored_policies = rows.value().size();
+    return policy::stored_policies_document(rows.value());
+  };
+  auto created = site::SiteHost::create(std::move(ctx), config);
+  if (!created.is_ok()) {
+    std::cerr << "patronusd: " << created.status().message() << std::endl;
+    return kExitConfig;
+  }
+  site::SiteHost& host = *created.value();
+  log.record("patronusd", "daemon.start",
+             "{\"plugins\":" + std::to_string(config.plugins_size()) +
+                 ",\"paths\":" + std::to_string(config.plan().paths_size()) + ",\"config\":\"" +
+                 host.config_hash() + "\"}");
+  auto started = host.start();
+  if (!started.is_ok()) {
+    // The host took down what it had started: no rule, route or tunnel of this start is left.
+    std::cerr << "patronusd: " << started.status().message() << std::endl;
+    log.record("patronusd", "daemon.start_failed", "{}");
+    (void)writer.flush();
+    return kExitRuntime;
+  }
+  for (const auto& inst : started.value().policy_instances) {
+    log.record(inst, "policy.loaded",
+               "{\"policies\":" + std::to_string(stored_policies) +
+                   ",\"inventory_files\":" + std::to_string(cfg.policy_inventory.size()) + "}");
+    log.log(1, inst + ": loaded " + std::to_string(stored_policies) + " stored network policies");
+  }
+  log.log(1, "started " + std::to_string(started.value().plugins) + " plugin instance(s)" +
+                 (host.runtime()
+                      ? ", site runtime over " + std::to_string(started.value().paths) + " path(s)"
+                      : std::string()) +
+                 ", config " + host.config_hash().substr(0, 12) + ", state in " + cfg.state_db);
+  service.emplace(info, host.router(), host.runtime(), env);
+
+  bool stopping = false;
+  std::function<void()> schedule_flush;
+  schedule_flush = [&] {
+    env.schedule(cfg.flush_interval_ms * 1000000, [&] {
+      if (auto s = writer.flush(); !s.is_ok()) log.log(3, s.message());
+      if (auto s = host.flush(); !s.is_ok()) log.log(3, s.message());
+      if (!stopping) schedule_flush();
+    });
+  };
+  schedule_flush();
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::signal_set hup(io, SIGHUP);
+  auto shutdown = [&](const std::string& why) {
+    if (stopping) return;
+    stopping = true;
+    log.log(1, "stopping (" + why + ")");
+    control_server.reset();
+    service.reset();
+    for (const auto& e : host.stop()) log.log(3, e);
+    log.record("patronusd", "daemon.stop", "{\"reason\":\"" + why + "\"}");
+    const auto pending = writer.pending();
+    if (auto s = writer.flush(); !s.is_ok()) {
+      log.log(3, "final flush failed: " + s.message());
+    } else {
+      const auto* sink = host.sink();
+      log.log(1, "state flushed (" + std::to_string(pending) + " rows in the last batch, " +
+                     std::to_string(writer.rows_written() + (sink ? sink->rows_written() : 0)) +
+                     " rows in all" +
+                     (sink && sink->dropped()
+                          ? ", " + std::to_string(sink->dropped()) + " dropped at a full queue"
+                          : std::string()) +
+                     ")");
+    }
+    signals.cancel();
+    hup.cancel();
+    io.stop();
+  };
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (!ec) shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  });
+  // SIGHUP: read the file again, plan again from the sites file and the keys, and apply: new
+  // sites and paths join, paths no longer planned leave, re-keyed paths (ADR 0013) are handed to
+  // the transport and the probe again; the others are not touched. A file that does not validate,
+  // or changes what needs a restart, changes nothing.
+  std::function<void()> wait_hup;
+  wait_hup = [&] {
+    hup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec || stopping) return;
+      auto next = load(opt.config_path, registry, nullptr);
+      if (next.is_ok() && next.value().daemon.runtime) {
+        auto share =
+            site::plan_local_share(plan_options(next.value().daemon), db, wall_ns() / 1000000000);
+        if (!share.is_ok()) {
+          next = Status(share.status().code(), "runtime: " + share.status().message());
+        } else {
+          *next.value().site.mutable_plan() = std::move(share).value();
+        }
+      }
+      auto r =
+          next.is_ok() ? host.apply(next.value().site) : Result<site::ApplyReport>(next.status());
+      if (!r.is_ok()) {
+        log.log(3, "reload (SIGHUP) refused, nothing changed: " + r.status().message());
+        log.record("patronusd", "daemon.reload_refused", "{}");
+      } else {
+        const auto& a = r.value();
+        for (const auto& e : a.errors) log.log(3, "reload (SIGHUP): " + e);
+        log.log(1,
+                a.unchanged
+                    ? std::string("reloaded (SIGHUP): the config is unchanged")
+                    : "reloaded (SIGHUP): " + std::to_string(a.sites_added.size()) +
+                          " site(s) and " + std::to_string(a.paths_added.size()) +
+                          " path(s) added, " + std::to_string(a.paths_removed.size()) +
+                          " removed, " + std::to_string(a.paths_rekeyed) + " with new keys" +
+                          (a.errors.empty() ? std::string()
+                                            : ", " + std::to_string(a.errors.size()) + " refused") +
+                          ", config " + host.config_hash().substr(0, 12));
+        log.record("patronusd", "daemon.replanned",
+                   "{\"changed\":" + std::to_string(a.paths_rekeyed) +
+                       ",\"sites_added\":" + std::to_string(a.sites_added.size()) +
+                       ",\"paths_added\":" + std::to_string(a.paths_added.size()) +
+                       ",\"paths_removed\":" + std::to_string(a.paths_removed.size()) +
+                       ",\"refused\":" + std::to_string(a.errors.size()) + ",\"config\":\"" +
+                       host.config_hash() + "\"}");
+      }
+      wait_hup();
+    });
+  };
+  wait_hup();
+  if (opt.run_for_s > 0) {
+    env.schedule(static_cast<std::int64_t>(opt.run_for_s * 1e9),
+                 [&] { shutdown("run-for elapsed"); });
+  }
+  io.run();
+  return kExitOk;
+}
+
+}  // namespace patronus::daemon

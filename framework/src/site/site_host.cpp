@@ -1,0 +1,221 @@
+#include "patronus/site/site_host.hpp"
+
+#include <google/protobuf/util/message_differencer.h>
+
+namespace patronus::site {
+
+namespace {
+
+std::string where(const char* field, int i) {
+  return std::string(field) + "[" + std::to_string(i) + "]";
+}
+
+// The first difference between two messages, as protobuf's differencer words it
+// ("modified: tick_ms: 100 -> 200"), cut to one line.
+std::string first_difference(const google::protobuf::Message& a,
+                             const google::protobuf::Message& b) {
+  std::string out;
+  google::protobuf::util::MessageDifferencer d;
+  d.ReportDifferencesToString(&out);
+  d.Compare(a, b);
+  const auto nl = out.find('\n');
+  return nl == std::string::npos ? out : out.substr(0, nl);
+}
+
+}  // namespace
+
+SiteHost::SiteHost(HostContext context, SiteConfig config)
+    : ctx_(std::move(context)), config_(std::move(config)), hash_(content_hash(config_)) {}
+
+SiteHost::~SiteHost() {
+  (void)stop();
+}
+
+Result<std::unique_ptr<SiteHost>> SiteHost::create(HostContext context, SiteConfig config) {
+  if (context.env == nullptr) return invalid_argument("site host: no Env");
+  if (auto s = validate(config); !s.is_ok()) return s;
+  std::unique_ptr<SiteHost> host(new SiteHost(std::move(context), std::move(config)));
+  const SiteConfig& c = host->config_;
+  host->router_ =
+      std::make_unique<core::RouterInstance>(*host->ctx_.env, c.site(), host->ctx_.limits);
+  host->router_->set_observer(host->ctx_.plugin_observer);
+  for (int i = 0; i < c.plugins_size(); ++i) {
+    const auto& p = c.plugins(i);
+    auto lib = host->ctx_.plugins ? host->ctx_.plugins(p.plugin()) : nullptr;
+    if (!lib) {
+      return not_found(where("plugins", i) + ".plugin: no plugin '" + p.plugin() +
+                       "' is loaded on this host");
+    }
+    if (auto s = host->router_->add_plugin(lib, p.instance(), p.config()); !s.is_ok()) {
+      return Status(s.code(), where("plugins", i) + ": " + s.message());
+    }
+  }
+  if (c.has_runtime()) {
+    auto rc = runtime_config(c);
+    if (!rc.is_ok()) return rc.status();
+    host->runtime_config_ = std::move(rc).value();
+    if (!host->ctx_.keys) return invalid_argument("site host: no private keys for the plan");
+    auto plan = realise_plan(c.plan(), c.site(), host->ctx_.keys);
+    if (!plan.is_ok()) return plan.status();
+    host->plan_ = std::move(plan).value();
+    host->learn_interfaces(*host->plan_);
+  }
+  return host;
+}
+
+void SiteHost::learn_interfaces(const SitePlan& plan) {
+  for (const auto& p : plan.paths) {
+    if (p.tunnel) interfaces_[p.id.value()] = p.tunnel->interface_name;
+  }
+}
+
+Result<StartSummary> SiteHost::start() {
+  if (running_) return failed_precondition("site '" + config_.site() + "' is running already");
+  if (!router_) return failed_precondition("site '" + config_.site() + "' was stopped");
+  StartSummary summary;
+  summary.plugins = static_cast<std::size_t>(config_.plugins_size());
+  auto fail = [this](const std::string& step, const Status& s) -> Status {
+    rollback();
+    return Status(s.code(), step + ": " + s.message());
+  };
+  if (plan_) {
+    if (!ctx_.dataplane) return fail("runtime.dataplane", invalid_argument("no dataplane here"));
+    DataplaneRequest req;
+    req.kind = config_.runtime().dataplane();
+    req.classes = runtime_config_->classes;
+    req.table_base = config_.runtime().table_base();
+    req.site_prefixes = plan_->subnets;
+    req.interface_of = [this](model::PathId id) -> std::optional<std::string> {
+      const auto it = interfaces_.find(id.value());
+      if (it == interfaces_.end()) return std::nullopt;
+      return it->second;
+    };
+    auto dp = ctx_.dataplane(req);
+    if (!dp.is_ok()) return fail("runtime.dataplane", dp.status());
+    dataplane_ = std::move(dp).value();
+    runtime_ =
+        std::make_unique<steering::SiteRuntime>(*ctx_.env, *router_, *runtime_config_, *dataplane_);
+    if (ctx_.store) {
+      StoreSinkOptions so = ctx_.sink;
+      so.samples = config_.runtime().store_samples();
+      sink_ = std::make_unique<StoreSink>(*ctx_.store, *ctx_.env, so);
+      runtime_->add_observer(sink_.get());
+    }
+    for (auto* o : ctx_.observers) runtime_->add_observer(o);
+    for (const auto& r : plan_->remote_sites) {
+      if (auto s = runtime_->add_remote_site(r); !s.is_ok()) return fail("runtime", s);
+    }
+    for (const auto& p : plan_->paths) {
+      if (auto s = runtime_->add_path(p); !s.is_ok()) return fail("runtime", s);
+    }
+    if (auto s = runtime_->start(); !s.is_ok()) return fail("start", s);
+    summary.paths = plan_->paths.size();
+    summary.remote_sites = plan_->remote_sites.size();
+  } else if (auto s = router_->start(); !s.is_ok()) {
+    return fail("start", s);
+  }
+  // Policy plugins get the stored NetworkPolicies (as they were at the last apply, so a restart
+  // enforces the same set) plus the configured inventory: one document, built once.
+  std::optional<std::string> document;
+  for (const auto& p : config_.plugins()) {
+    const auto info = router_->instance_info(p.instance());
+    if (!info || info->kind != core::PluginKind::kPolicy) continue;
+    if (!document) {
+      auto stored = ctx_.stored_policies ? ctx_.stored_policies() : Result<std::string>("");
+      if (!stored.is_ok()) return fail("policies", stored.status());
+      document = stored.value() + config_.policy_inventory();
+    }
+    if (auto s = router_->load_policy(p.instance(), *document); !s.is_ok()) {
+      return fail("policies", s);
+    }
+    summary.policy_instances.push_back(p.instance());
+  }
+  running_ = true;
+  return summary;
+}
+
+void SiteHost::rollback() {
+  (void)stop();
+}
+
+std::vector<std::string> SiteHost::stop() {
+  std::vector<std::string> errors;
+  if (!router_) return errors;
+  if (runtime_) runtime_->stop();
+  router_->stop();
+  if (sink_ && runtime_) sink_->add_flows(*runtime_, 10000);
+  runtime_.reset();  // before the dataplane it drives
+  if (dataplane_) {
+    if (auto s = dataplane_->stop(); !s.is_ok()) {
+      errors.push_back("removing the forwarding state failed: " + s.message());
+    }
+    dataplane_.reset();
+  }
+  if (sink_) {
+    if (auto s = sink_->flush(); !s.is_ok()) errors.push_back("final flush: " + s.message());
+  }
+  running_ = false;
+  return errors;
+}
+
+Status SiteHost::flush(std::size_t max_flows) {
+  if (!sink_) return Status::ok();
+  if (runtime_) sink_->add_flows(*runtime_, max_flows);
+  return sink_->flush();
+}
+
+Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
+  if (auto s = validate(next); !s.is_ok()) return s;
+  if (next.site() != config_.site()) {
+    return invalid_argument("site: the config is for '" + next.site() + "', this is '" +
+                            config_.site() + "'");
+  }
+  ApplyReport report;
+  const std::string next_hash = content_hash(next);
+  if (next_hash == hash_) {
+    report.unchanged = true;
+    config_.set_generation(next.generation());
+    return report;
+  }
+  if (!running_) return failed_precondition("site '" + config_.site() + "' is not running");
+  // What a running site cannot take yet: a restart applies it.
+  using google::protobuf::util::MessageDifferencer;
+  for (int i = 0; i < std::max(config_.plugins_size(), next.plugins_size()); ++i) {
+    if (i >= config_.plugins_size() || i >= next.plugins_size() ||
+        !MessageDifferencer::Equals(config_.plugins(i), next.plugins(i))) {
+      const auto& name =
+          i < next.plugins_size() ? next.plugins(i).instance() : config_.plugins(i).instance();
+      return failed_precondition(where("plugins", i) + " ('" + name +
+                                 "'): plugin instances and their configs change with a restart; "
+                                 "nothing was applied");
+    }
+  }
+  if (config_.has_runtime() != next.has_runtime() ||
+      !MessageDifferencer::Equals(config_.runtime(), next.runtime())) {
+    return failed_precondition("runtime: " + first_difference(config_.runtime(), next.runtime()) +
+                               ": runtime settings and classes change with a restart; nothing "
+                               "was applied");
+  }
+  if (next.policy_inventory() != config_.policy_inventory()) {
+    return failed_precondition(
+        "policy_inventory: the inventory changes with a restart (`patronus policy apply` changes "
+        "the policies of a running site); nothing was applied");
+  }
+  if (plan_) {
+    auto plan = realise_plan(next.plan(), next.site(), ctx_.keys);
+    if (!plan.is_ok()) return plan.status();
+    learn_interfaces(plan.value());
+    const ReplanOutcome r = apply_replan(*runtime_, plan.value());
+    report.sites_added = r.sites_added;
+    report.paths_added = r.added;
+    report.paths_removed = r.removed;
+    report.paths_rekeyed = r.changed;
+    report.errors = r.errors;
+    plan_ = std::move(plan).value();
+  }
+  config_ = next;
+  hash_ = next_hash;
+  return report;
+}
+
+}  // namespace patronus::site
