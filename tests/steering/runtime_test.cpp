@@ -918,4 +918,78 @@ TEST(SiteRuntime, SendsThatFailBeforeAPathFirstAnswersAreNotLosses) {
   EXPECT_TRUE(said) << "the probe's counters do not show the unready sends";
 }
 
+// apply() takes what a running site can take and refuses the rest, naming it, without changing
+// anything: the same config is "unchanged", a plugin's config, a runtime setting, another site,
+// another schema and a malformed plan are refused, and the site keeps running as it was.
+TEST(SiteHost, ApplyRefusesWhatARunningSiteCannotTakeAndChangesNothing) {
+  test::Wan w(31);
+  two_paths(w);
+  w.start(two_path_probe(4));
+  w.world().run_until(5 * kSec);
+  site::SiteHost& hq = *w.node("hq").host;
+  const std::string hash = hq.config_hash();
+  const std::size_t decisions = w.node("hq").recorder.decisions.size();
+  const auto voice = w.rt("hq").class_path("b", "voice");
+  ASSERT_TRUE(voice.valid());
+
+  site::SiteConfig same = w.config("hq");
+  same.set_generation(7);
+  EXPECT_EQ(site::content_hash(same), hash) << "the generation is not content";
+  auto r = hq.apply(same);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r.value().unchanged);
+
+  auto refused = [&](site::SiteConfig c, const std::string& says) {
+    const auto a = hq.apply(c);
+    ASSERT_FALSE(a.is_ok()) << says;
+    EXPECT_NE(a.status().message().find(says), std::string::npos) << a.status().message();
+    EXPECT_EQ(hq.config_hash(), hash);
+  };
+  site::SiteConfig probe = w.config("hq");
+  probe.mutable_plugins(0)->set_config(std::string("\x08\x01", 2));  // another interval
+  refused(probe, "plugins[0] ('probe')");
+  site::SiteConfig tick = w.config("hq");
+  tick.mutable_runtime()->set_tick_ms(200);
+  refused(tick, "runtime: modified: tick_ms: 100 -> 200");
+  site::SiteConfig other = w.config("hq");
+  other.set_site("b");
+  refused(other, "the config is for 'b', this is 'hq'");
+  site::SiteConfig schema = w.config("hq");
+  schema.set_schema(9);
+  refused(schema, "schema: version 9");
+  site::SiteConfig bad_plan = w.config("hq");
+  bad_plan.mutable_plan()->mutable_paths(1)->set_remote_underlay("10.0.0.2");
+  refused(bad_plan, "plan.paths[1].remote_underlay");
+  site::SiteConfig bad_class = w.config("hq");
+  bad_class.mutable_runtime()->mutable_classes()->mutable_classes(0)->set_scorer("nobody");
+  refused(bad_class, "runtime.classes.voice.scorer: no plugin instance 'nobody'");
+
+  w.world().run_until(10 * kSec);
+  EXPECT_EQ(w.rt("hq").paths().size(), 2u);
+  EXPECT_EQ(w.rt("hq").class_path("b", "voice"), voice);
+  for (std::size_t i = decisions; i < w.node("hq").recorder.decisions.size(); ++i) {
+    EXPECT_EQ(w.node("hq").recorder.decisions[i].reason, steering::Reason::kRebalance)
+        << w.node("hq").recorder.decisions[i].why;
+  }
+}
+
+// The classes survive the trip through the config unchanged (the daemon's YAML classes become
+// the proto, the host makes the runtime's classes of it).
+TEST(SiteConfig, ClassesRoundTripAndBadFieldsAreNamed) {
+  const auto defaults = steering::default_classes("emodel");
+  const auto proto = site::classes_to_proto(defaults);
+  auto back = site::classes_from_proto(proto);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(site::classes_to_proto(back.value()).SerializeAsString(), proto.SerializeAsString());
+  EXPECT_EQ(back.value().rules.size(), defaults.rules.size());
+  auto broken = proto;
+  broken.mutable_rules(0)->set_dscp(64);
+  EXPECT_NE(site::classes_from_proto(broken).status().message().find("rules[0].dscp"),
+            std::string::npos);
+  broken = proto;
+  broken.mutable_rules(0)->add_dst_prefixes("10.0.0.1/8");
+  EXPECT_NE(site::classes_from_proto(broken).status().message().find("rules[0].dst_prefixes[0]"),
+            std::string::npos);
+}
+
 }  // namespace

@@ -1,5 +1,5 @@
-// A virtual-time WAN of site runtimes for tests: each site is a real SiteRuntime hosting the real
-// probes and scorer plugins (.so, through the ABI) on a VirtualWorld node; paths are pairs of
+// A virtual-time WAN of sites for tests: each site is a real SiteHost (the SiteRuntime hosting the
+// real probes and scorer plugins, .so through the ABI) on a VirtualWorld node; paths are pairs of
 // endpoint addresses whose links (delay, jitter, loss, up/down) the test controls. Keys are real
 // X25519 keys; probe keys are derived exactly as patronusd derives them.
 #pragma once
@@ -16,6 +16,7 @@
 #include "patronus/core/router.hpp"
 #include "patronus/env/virtual_world.hpp"
 #include "patronus/mesh/keys.hpp"
+#include "patronus/site/site_host.hpp"
 #include "patronus/steering/site_runtime.hpp"
 #include "test_support.hpp"
 
@@ -54,15 +55,37 @@ struct Recorder : steering::RuntimeObserver {
   }
 };
 
+// A dataplane the host drives that is owned elsewhere (a site's recorder, a test's Linux one).
+class DataplaneRef final : public steering::Dataplane {
+ public:
+  explicit DataplaneRef(steering::Dataplane& to) : to_(to) {}
+  Status set_class_path(const std::string& site, const std::string& cls,
+                        model::PathId path) override {
+    return to_.set_class_path(site, cls, path);
+  }
+  Status set_flow_path(const model::FlowKey& flow, model::PathId path) override {
+    return to_.set_flow_path(flow, path);
+  }
+  Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) override {
+    return to_.add_site(site, prefixes);
+  }
+
+ private:
+  steering::Dataplane& to_;
+};
+
+// Every site is a site::SiteHost built from a SiteConfig, as patronusd and the simulator build
+// theirs; only the Env (a VirtualWorld node), the keys and the dataplane differ.
 class Wan {
  public:
   struct Node {
     env::Env* env = nullptr;
-    Recorder recorder;  // outlives the runtime that reports to it (members die in reverse)
-    std::unique_ptr<core::RouterInstance> router;
+    Recorder recorder;  // outlives the host that reports to it (members die in reverse)
     std::unique_ptr<steering::RecordingDataplane> dataplane;
-    std::unique_ptr<steering::SiteRuntime> runtime;
     std::map<std::string, mesh::KeyPair> keys;  // endpoint -> key pair
+    std::unique_ptr<site::SiteHost> host;
+    core::RouterInstance* router = nullptr;    // the host's
+    steering::SiteRuntime* runtime = nullptr;  // the host's
   };
   struct PathDef {
     std::string a_site, a_ep, b_site, b_ep;
@@ -70,7 +93,7 @@ class Wan {
     std::string transport = "wireguard";  // the tunnel's kind (RuntimeConfig::transports)
   };
 
-  // Runtimes stop (and say their last metrics) while their observers still exist.
+  // Hosts stop (and say their last metrics) while their observers still exist.
   ~Wan() { stop(); }
   Wan(const Wan&) = delete;
   Wan& operator=(const Wan&) = delete;
@@ -92,6 +115,7 @@ class Wan {
   // addresses, so probes through the "tunnel" cross the same link.
   void use_transport(std::shared_ptr<const core::PluginLibrary> lib,
                      std::vector<std::string> more_instances = {}) {
+    libs_[lib->info().name] = lib;
     transport_ = std::move(lib);
     more_transports_ = std::move(more_instances);
   }
@@ -99,6 +123,7 @@ class Wan {
   // Before start(): every site also runs this scorer plugin as `instance` (a class names it in
   // start()'s tweak).
   void use_scorer(std::shared_ptr<const core::PluginLibrary> lib, const std::string& instance) {
+    libs_[lib->info().name] = lib;
     extra_scorers_.emplace_back(std::move(lib), instance);
   }
 
@@ -136,8 +161,8 @@ class Wan {
     world_.set_link_up(ib, ia, up);
   }
 
-  // Builds and starts every site's runtime. `probe_yaml` configures the probes plugin;
-  // `tweak` adjusts each site's RuntimeConfig.
+  // Builds and starts every site. `probe_yaml` configures the probes plugin; `tweak` adjusts each
+  // site's runtime settings (those a SiteConfig carries go into it, the rest are tuned).
   void start(const std::string& probe_yaml,
              const std::function<void(steering::RuntimeConfig&)>& tweak = {}) {
     probe_yaml_ = probe_yaml;
@@ -147,74 +172,91 @@ class Wan {
     }
   }
 
-  // After start(): a site added since (add_site, add_path) starts, and every running site takes
-  // the remote sites and paths it does not have yet, while running (what a re-plan does).
+  // After start(): a site added since (add_site, add_path) starts, and every running site applies
+  // its new config (the same with a larger plan), as patronusd does on SIGHUP.
   void grow() {
     for (const auto& s : sites_) {
       if (s.external) continue;
       Node& n = *nodes_.at(s.name);
-      if (!n.runtime) {
+      if (!n.host) {
         start_site(s.name);
         continue;
       }
-      for (const auto& other : sites_) {
-        if (other.name == s.name || !connected(s.name, other.name) ||
-            n.runtime->has_remote_site(other.name)) {
-          continue;
-        }
-        ASSERT_TRUE(n.runtime->add_remote_site(remote(other)).is_ok());
-      }
-      for (std::size_t i = 0; i < paths_.size(); ++i) {
-        const auto& p = paths_[i];
-        if (p.a_site != s.name && p.b_site != s.name) continue;
-        if (n.runtime->spec(model::PathId(i + 1)) != nullptr) continue;
-        auto st = n.runtime->add_path(spec(i + 1, p.a_site == s.name));
-        ASSERT_TRUE(st.is_ok()) << st.to_string();
-      }
+      auto applied = n.host->apply(config(s.name));
+      ASSERT_TRUE(applied.is_ok()) << applied.status().to_string();
+      for (const auto& e : applied.value().errors) ADD_FAILURE() << s.name << ": " << e;
     }
   }
 
-  void start_site(const std::string& name) {
-    const HarnessSite& s = site_def(name);
-    Node& n = *nodes_[s.name];
-    n.router = std::make_unique<core::RouterInstance>(*n.env, s.name);
-    add_plugin(n, "probes", "probe", probe_yaml_);
-    add_plugin(n, "scoring", "scoring", "");
-    add_plugin(n, "emodel", "emodel", "");
-    for (const auto& [lib, instance] : extra_scorers_) {
-      ASSERT_TRUE(n.router->add_plugin(lib, instance, "").is_ok());
-    }
+  // The site's whole configuration, as a controller would send it.
+  site::SiteConfig config(const std::string& name) {
+    site::SiteConfig c;
+    c.set_schema(site::kSiteConfigSchema);
+    c.set_site(name);
+    add_plugin(c, "probes", "probe", probe_yaml_);
+    add_plugin(c, "scoring", "scoring", "");
+    add_plugin(c, "emodel", "emodel", "");
+    for (const auto& [lib, instance] : extra_scorers_)
+      add_plugin(c, lib->info().name, instance, "");
     if (transport_) {
-      ASSERT_TRUE(n.router->add_plugin(transport_, "tunnel", "").is_ok());
-      for (const auto& inst : more_transports_) {
-        ASSERT_TRUE(n.router->add_plugin(transport_, inst, "").is_ok());
-      }
+      add_plugin(c, transport_->info().name, "tunnel", "");
+      for (const auto& inst : more_transports_) add_plugin(c, transport_->info().name, inst, "");
     }
-    steering::RuntimeConfig rc;
-    if (transport_) rc.transport = "tunnel";
-    rc.site = s.name;
-    rc.probe = "probe";
-    rc.default_scorer = "scoring";
-    rc.classes = steering::default_classes("emodel");
-    if (tweak_) tweak_(rc);
-    n.dataplane = std::make_unique<steering::RecordingDataplane>(n.env);
-    const auto ext = external_dp_.find(s.name);
-    steering::Dataplane& dp =
-        ext != external_dp_.end() ? *ext->second : static_cast<steering::Dataplane&>(*n.dataplane);
-    n.runtime = std::make_unique<steering::SiteRuntime>(*n.env, *n.router, rc, dp);
-    n.runtime->add_observer(&n.recorder);
+    *c.mutable_runtime() = site::runtime_to_proto(runtime_settings(name));
+    std::vector<steering::RemoteSite> remotes;
     for (const auto& other : sites_) {
-      if (other.name == s.name || !connected(s.name, other.name)) continue;
-      ASSERT_TRUE(n.runtime->add_remote_site(remote(other)).is_ok());
+      if (other.name != name && connected(name, other.name)) remotes.push_back(remote(other));
     }
+    std::vector<steering::PathSpec> specs;
     for (std::size_t i = 0; i < paths_.size(); ++i) {
       const auto& p = paths_[i];
-      if (p.a_site != s.name && p.b_site != s.name) continue;
-      const bool a = p.a_site == s.name;
-      ASSERT_TRUE(n.runtime->add_path(spec(i + 1, a)).is_ok());
+      if (p.a_site == name || p.b_site == name) specs.push_back(spec(i + 1, p.a_site == name));
     }
-    auto st = n.runtime->start();
-    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    *c.mutable_plan() = site::plan_to_proto(remotes, specs);
+    for (auto& p : *c.mutable_plan()->mutable_paths()) {
+      const auto& key = nodes_.at(p.remote_site())->keys.at(p.remote_endpoint()).public_key;
+      p.set_remote_public_key(std::string(key.begin(), key.end()));
+    }
+    return c;
+  }
+
+  void start_site(const std::string& name) {
+    Node& n = *nodes_.at(name);
+    n.dataplane = std::make_unique<steering::RecordingDataplane>(n.env);
+    const auto ext = external_dp_.find(name);
+    steering::Dataplane& dp =
+        ext != external_dp_.end() ? *ext->second : static_cast<steering::Dataplane&>(*n.dataplane);
+    site::HostContext ctx;
+    ctx.env = n.env;
+    ctx.plugins = [this](const std::string& plugin) -> std::shared_ptr<const core::PluginLibrary> {
+      const auto it = libs_.find(plugin);
+      return it == libs_.end() ? nullptr : it->second;
+    };
+    ctx.keys = [&n](std::string_view, std::string_view ep) -> Result<mesh::KeyPair> {
+      const auto it = n.keys.find(std::string(ep));
+      if (it == n.keys.end()) return not_found("no key for " + std::string(ep));
+      return it->second;
+    };
+    ctx.dataplane =
+        [&dp](const site::DataplaneRequest&) -> Result<std::unique_ptr<steering::Dataplane>> {
+      return std::unique_ptr<steering::Dataplane>(std::make_unique<DataplaneRef>(dp));
+    };
+    ctx.observers = {&n.recorder};
+    const steering::RuntimeConfig tuned = runtime_settings(name);
+    ctx.tune = [tuned](steering::RuntimeConfig& rc) {
+      rc.window = tuned.window;
+      rc.max_paths = tuned.max_paths;
+      rc.max_remote_sites = tuned.max_remote_sites;
+      rc.decision_log = tuned.decision_log;
+      rc.scorer_hold_ns = tuned.scorer_hold_ns;
+    };
+    auto host = site::SiteHost::create(std::move(ctx), config(name));
+    ASSERT_TRUE(host.is_ok()) << host.status().to_string();
+    n.host = std::move(host).value();
+    auto st = n.host->start();
+    ASSERT_TRUE(st.is_ok()) << st.status().to_string();
+    n.router = &n.host->router();
+    n.runtime = n.host->runtime();
   }
 
   static steering::RemoteSite remote(const HarnessSite& other) {
@@ -271,8 +313,7 @@ class Wan {
 
   void stop() {
     for (auto& [name, n] : nodes_) {
-      if (n->runtime) n->runtime->stop();
-      if (n->router) n->router->stop();
+      if (n->host) n->host->stop();
     }
   }
 
@@ -306,13 +347,30 @@ class Wan {
     }
     return false;
   }
-  void add_plugin(Node& n, const std::string& plugin, const std::string& instance,
+  void add_plugin(site::SiteConfig& c, const std::string& plugin, const std::string& instance,
                   const std::string& yaml) {
     const auto& lib = libs_.at(plugin);
-    auto bytes = lib->schema()->text_to_bytes(yaml, instance);
-    ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
-    auto st = n.router->add_plugin(lib, instance, bytes.value());
-    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    std::string bytes;
+    if (lib->schema()) {
+      auto b = lib->schema()->text_to_bytes(yaml, instance);
+      ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+      bytes = b.value();
+    }
+    auto* p = c.add_plugins();
+    p->set_plugin(plugin);
+    p->set_instance(instance);
+    p->set_config(bytes);
+  }
+  // The defaults every site runs, with the test's tweak.
+  steering::RuntimeConfig runtime_settings(const std::string& name) const {
+    steering::RuntimeConfig rc;
+    if (transport_) rc.transport = "tunnel";
+    rc.site = name;
+    rc.probe = "probe";
+    rc.default_scorer = "scoring";
+    rc.classes = steering::default_classes("emodel");
+    if (tweak_) tweak_(rc);
+    return rc;
   }
 
   env::VirtualWorld world_;

@@ -512,7 +512,7 @@ Result<SitePlan> realise_plan(const v1::Plan& plan, const std::string& site,
     }
     out.paths.push_back(std::move(p));
   }
-  if (out.paths.empty()) return failed_precondition("site '" + site + "': the plan has no paths");
+  // No paths is a plan too: a site whose peers are still to come (a controller's new site).
   return out;
 }
 

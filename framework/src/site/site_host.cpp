@@ -29,6 +29,10 @@ SiteHost::SiteHost(HostContext context, SiteConfig config)
 
 SiteHost::~SiteHost() {
   (void)stop();
+  runtime_.reset();  // it observes the sink and drives the dataplane
+  sink_.reset();
+  dataplane_.reset();
+  router_.reset();
 }
 
 Result<std::unique_ptr<SiteHost>> SiteHost::create(HostContext context, SiteConfig config) {
@@ -54,6 +58,7 @@ Result<std::unique_ptr<SiteHost>> SiteHost::create(HostContext context, SiteConf
     auto rc = runtime_config(c);
     if (!rc.is_ok()) return rc.status();
     host->runtime_config_ = std::move(rc).value();
+    if (host->ctx_.tune) host->ctx_.tune(*host->runtime_config_);
     if (!host->ctx_.keys) return invalid_argument("site host: no private keys for the plan");
     auto plan = realise_plan(c.plan(), c.site(), host->ctx_.keys);
     if (!plan.is_ok()) return plan.status();
@@ -71,7 +76,7 @@ void SiteHost::learn_interfaces(const SitePlan& plan) {
 
 Result<StartSummary> SiteHost::start() {
   if (running_) return failed_precondition("site '" + config_.site() + "' is running already");
-  if (!router_) return failed_precondition("site '" + config_.site() + "' was stopped");
+  if (stopped_) return failed_precondition("site '" + config_.site() + "' was stopped");
   StartSummary summary;
   summary.plugins = static_cast<std::size_t>(config_.plugins_size());
   auto fail = [this](const std::string& step, const Status& s) -> Status {
@@ -140,21 +145,22 @@ void SiteHost::rollback() {
 
 std::vector<std::string> SiteHost::stop() {
   std::vector<std::string> errors;
-  if (!router_) return errors;
+  if (stopped_ || !router_) return errors;
+  stopped_ = true;
+  running_ = false;
+  // The objects stay (stopped) until the host goes: what they counted and decided can still be
+  // read.
   if (runtime_) runtime_->stop();
   router_->stop();
-  if (sink_ && runtime_) sink_->add_flows(*runtime_, 10000);
-  runtime_.reset();  // before the dataplane it drives
   if (dataplane_) {
     if (auto s = dataplane_->stop(); !s.is_ok()) {
       errors.push_back("removing the forwarding state failed: " + s.message());
     }
-    dataplane_.reset();
   }
   if (sink_) {
+    if (runtime_) sink_->add_flows(*runtime_, 10000);
     if (auto s = sink_->flush(); !s.is_ok()) errors.push_back("final flush: " + s.message());
   }
-  running_ = false;
   return errors;
 }
 

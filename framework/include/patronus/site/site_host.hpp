@@ -57,6 +57,9 @@ struct HostContext {
   // inventory is added. Called at start when a policy plugin is configured.
   std::function<Result<std::string>()> stored_policies;
   core::RouterLimits limits;
+  // Settings the config does not carry (metric window sizes, table bounds, the decision log's
+  // length, the scorer hold): a test or the simulator may set them; patronusd keeps the defaults.
+  std::function<void(steering::RuntimeConfig&)> tune;
 };
 
 // What start() brought up.
@@ -88,7 +91,8 @@ class SiteHost {
   // everything started is stopped in reverse order and the error names the step.
   Result<StartSummary> start();
   // Everything in reverse order; the store sink is flushed last. Errors (a rule that could not
-  // be removed, a failed final write) are returned, the rest still stops. Idempotent.
+  // be removed, a failed final write) are returned, the rest still stops. Idempotent; the stopped
+  // runtime and router stay readable until the host is destroyed, and it cannot start again.
   std::vector<std::string> stop();
   bool running() const { return running_; }
 
@@ -123,6 +127,7 @@ class SiteHost {
   std::unique_ptr<steering::SiteRuntime> runtime_;
   std::unique_ptr<StoreSink> sink_;
   bool running_ = false;
+  bool stopped_ = false;  // stop() ran (or a start failed): the host is done
 };
 
 }  // namespace patronus::site
