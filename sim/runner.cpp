@@ -109,6 +109,21 @@ Result<Plugins*> plugins_from(const std::string& dir) {
   return slot.get();
 }
 
+// The sites' private keys: seeded by the run (the same scenario and seed give the same keys).
+site::PrivateKeys seeded_keys(std::uint64_t seed) {
+  return [seed](std::string_view site, std::string_view ep) {
+    return mesh::seeded_keypair(seed, std::string(site) + "/" + std::string(ep));
+  };
+}
+
+// A plugin instance (named after its plugin) in a site's config.
+void add_plugin(site::SiteConfig& c, const std::string& name, const std::string& config) {
+  auto* p = c.add_plugins();
+  p->set_plugin(name);
+  p->set_instance(name);
+  p->set_config(config);
+}
+
 // One fault as it acts: when, on which graph paths, until when.
 struct FaultWindow {
   const FaultSpec* fault = nullptr;
@@ -246,8 +261,9 @@ struct World {
   std::vector<std::uint32_t> ep_ip;    // by global endpoint index
   std::vector<model::IpPrefix> lans;
   std::optional<mesh::MeshGraph> graph;
-  std::vector<site::SitePlan> plans;
-  std::map<std::uint64_t, std::string> path_names;            // PathId -> "a.x-b.y"
+  std::vector<site::SitePlan> plans;                // as each site realised it (the runner's view)
+  std::vector<site::v1::Plan> shares;               // what each site's config carries
+  std::map<std::uint64_t, std::string> path_names;  // PathId -> "a.x-b.y"
   std::vector<std::pair<std::size_t, std::size_t>> path_eps;  // graph path -> (ep, ep)
   std::vector<PathRef> path_refs;                             // graph path -> its ends
 };
@@ -329,13 +345,14 @@ Result<World> build_world(const Scenario& s, std::uint64_t seed) {
     w.path_refs.push_back(r);
     w.path_eps.emplace_back(w.ep_offset[a] + pe.src_endpoint, w.ep_offset[b] + pe.dst_endpoint);
   }
-  const auto keys = [seed](std::string_view site, std::string_view ep) {
-    return mesh::seeded_keypair(seed, std::string(site) + "/" + std::string(ep));
-  };
+  const site::PrivateKeys keys = seeded_keys(seed);
   for (const auto& site : s.sites) {
-    auto sp = site::site_plan(graph, plan.value(), ids, site.name, keys);
+    auto share = site::plan_for_site(graph, plan.value(), ids, site.name);
+    if (!share.is_ok()) return share.status();
+    auto sp = site::realise_plan(share.value(), site.name, keys);
     if (!sp.is_ok()) return sp.status();
     w.plans.push_back(std::move(sp.value()));
+    w.shares.push_back(std::move(share).value());
   }
   return w;
 }
@@ -575,6 +592,22 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   wan.add_site_count(s.sites.size());
   ns3::NodeContainer nodes;
   nodes.Create(static_cast<std::uint32_t>(s.sites.size()));
+  // Every site runs the same plugins and runtime settings; each gets its own share of the plan.
+  site::SiteConfig site_config;
+  site_config.set_schema(site::kSiteConfigSchema);
+  steering::RuntimeConfig rc;
+  rc.probe = "probes";
+  rc.default_scorer = "scoring";
+  rc.classes = classes;
+  rc.tick_ns = s.tick_ns;  // whole ms in the config; the exact tick through setup.tune
+  for (const char* n : {"probes", "scoring", "emodel"}) add_plugin(site_config, n, configs.at(n));
+  // BFD, when the scenario (or the variant) configures it: a session on every path, gating it.
+  if (settings.count("bfd")) {
+    add_plugin(site_config, "bfd", configs.at("bfd"));
+    rc.liveness = {"bfd"};
+  }
+  *site_config.mutable_runtime() = site::runtime_to_proto(rc);
+  const site::PrivateKeys keys = seeded_keys(seed);
   std::vector<ns3::Ptr<SiteApp>> apps;
   for (std::size_t i = 0; i < s.sites.size(); ++i) {
     ns3::Ptr<ns3::Node> node = nodes.Get(static_cast<std::uint32_t>(i));
@@ -587,20 +620,15 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
     }
     setup.site = s.sites[i].name;
     setup.seed = seed * 1000003 + i;
-    for (const char* n : {"probes", "scoring", "emodel"}) {
-      setup.plugins.push_back({plugins.libs.at(n), n, configs.at(n)});
-    }
-    // BFD, when the scenario (or the variant) configures it: a session on every path, gating it.
-    if (settings.count("bfd")) {
-      setup.plugins.push_back({plugins.libs.at("bfd"), "bfd", configs.at("bfd")});
-      setup.config.liveness = {"bfd"};
-    }
-    setup.config.site = s.sites[i].name;
-    setup.config.probe = "probes";
-    setup.config.default_scorer = "scoring";
-    setup.config.classes = classes;
-    setup.config.tick_ns = s.tick_ns;
-    setup.plan = w.plans[i];
+    setup.config = site_config;
+    setup.config.set_site(s.sites[i].name);
+    *setup.config.mutable_plan() = w.shares[i];
+    setup.plugins = [&plugins](const std::string& name) {
+      const auto it = plugins.libs.find(name);
+      return it == plugins.libs.end() ? nullptr : it->second;
+    };
+    setup.keys = keys;
+    setup.tune = [tick = s.tick_ns](steering::RuntimeConfig& rc) { rc.tick_ns = tick; };
     setup.lan = w.lans[i];
     for (std::size_t j = 0; j < s.sites.size(); ++j) {
       if (j != i) setup.routes.emplace_back(w.lans[j], s.sites[j].name);

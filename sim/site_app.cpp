@@ -149,30 +149,25 @@ void SiteApp::StartApplication() {
   env::EnvLimits limits;
   limits.max_endpoints = 64;
   env_ = std::make_unique<Ns3Env>(GetNode(), setup_.seed, setup_.site, limits, setup_.net);
-  router_ = std::make_unique<core::RouterInstance>(*env_, setup_.site);
-  for (const auto& p : setup_.plugins) {
-    if (auto s = router_->add_plugin(p.library, p.instance, p.config); !s.is_ok()) {
-      error_ = setup_.site + ": " + s.message();
-      return;
-    }
-  }
   for (const auto& [prefix, site] : setup_.routes) dataplane_.add_route(prefix, site);
-  runtime_ = std::make_unique<steering::SiteRuntime>(*env_, *router_, setup_.config, dataplane_);
-  runtime_->add_observer(this);
-  for (auto* o : setup_.observers) runtime_->add_observer(o);
-  for (const auto& r : setup_.plan.remote_sites) {
-    if (auto s = runtime_->add_remote_site(r); !s.is_ok()) {
-      error_ = setup_.site + ": " + s.message();
-      return;
-    }
+  site::HostContext ctx;
+  ctx.env = env_.get();
+  ctx.plugins = setup_.plugins;
+  ctx.keys = setup_.keys;
+  ctx.dataplane =
+      [this](const site::DataplaneRequest&) -> Result<std::unique_ptr<steering::Dataplane>> {
+    return std::unique_ptr<steering::Dataplane>(
+        std::make_unique<steering::DataplaneRef>(dataplane_));
+  };
+  ctx.observers = {this};
+  ctx.observers.insert(ctx.observers.end(), setup_.observers.begin(), setup_.observers.end());
+  ctx.tune = setup_.tune;
+  auto host = site::SiteHost::create(std::move(ctx), setup_.config);
+  if (!host.is_ok()) {
+    error_ = setup_.site + ": " + host.status().message();
+    return;
   }
-  for (const auto& p : setup_.plan.paths) {
-    if (auto s = runtime_->add_path(p); !s.is_ok()) {
-      error_ = setup_.site + ": " + s.message();
-      return;
-    }
-    path_ends_[p.id.value()] = {p.local_underlay.ip(), p.remote_underlay.ip()};
-  }
+  host_ = std::move(host).value();
   for (const auto& ip : setup_.endpoint_ips) {
     env::EndpointId id = 0;
     auto s = env_->open_udp(
@@ -187,9 +182,14 @@ void SiteApp::StartApplication() {
     }
     tunnel_sockets_[ip] = id;
   }
-  if (auto s = runtime_->start(); !s.is_ok()) {
-    error_ = setup_.site + ": " + s.message();
+  if (auto s = host_->start(); !s.is_ok()) {
+    error_ = setup_.site + ": " + s.status().message();
     return;
+  }
+  runtime_ = host_->runtime();
+  for (const auto& v : runtime_->paths()) {
+    const auto* p = runtime_->spec(v.id);
+    path_ends_[v.id.value()] = {p->local_underlay.ip(), p->remote_underlay.ip()};
   }
   for (std::size_t i = 0; i < setup_.flows.size(); ++i) {
     const auto* f = setup_.flows[i].spec;
@@ -306,10 +306,8 @@ void SiteApp::shut_down() {
     ns3::Simulator::Cancel(st.next);
     st.active = false;
   }
-  if (runtime_) runtime_->stop();
-  runtime_.reset();
-  if (router_) router_->stop();
-  router_.reset();
+  runtime_ = nullptr;
+  host_.reset();  // stops the runtime, then the plugins, in that order
   env_.reset();
 }
 

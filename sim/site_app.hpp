@@ -1,10 +1,10 @@
-// One site of a simulated WAN: an ns3::Application that owns one steering::SiteRuntime (the same
-// object patronusd hosts) with the real plugins loaded through the ABI, on an Ns3Env bound to the
-// site's node. Its Dataplane forwards the site's traffic: flow generators hand each packet to the
-// runtime (flow accounting, as a router's data path would) and send it, tunnelled in UDP, from the
-// local to the remote endpoint of the path the Dataplane's tables name for it; received packets
-// for the site's LAN are counted, others are relayed on (a hub). Nothing in the runtime or the
-// plugins knows it is simulated.
+// One site of a simulated WAN: an ns3::Application that owns one site::SiteHost (the same object
+// patronusd hosts, built from the site's SiteConfig) with the real plugins loaded through the ABI,
+// on an Ns3Env bound to the site's node. Its Dataplane forwards the site's traffic: flow generators
+// hand each packet to the runtime (flow accounting, as a router's data path would) and send it,
+// tunnelled in UDP, from the local to the remote endpoint of the path the Dataplane's tables name
+// for it; received packets for the site's LAN are counted, others are relayed on (a hub). Nothing
+// in the runtime or the plugins knows it is simulated.
 //
 // C++17 (includes ns-3 headers).
 #pragma once
@@ -20,6 +20,7 @@
 #include "ns3_env.hpp"
 #include "patronus/core/router.hpp"
 #include "patronus/site/plan_store.hpp"
+#include "patronus/site/site_host.hpp"
 #include "patronus/steering/site_runtime.hpp"
 #include "router_app.hpp"
 #include "scenario.hpp"
@@ -69,9 +70,13 @@ struct LocalFlow {
 struct SiteSetup {
   std::string site;
   std::uint64_t seed = 0;
-  std::vector<PluginPlan> plugins;
-  steering::RuntimeConfig config;
-  site::SitePlan plan;
+  // The site as patronusd would host it: its config (plugins, runtime, its share of the plan),
+  // where its plugins and private keys come from, and what the config does not carry (the
+  // scenario's exact tick).
+  site::SiteConfig config;
+  std::function<std::shared_ptr<const core::PluginLibrary>(const std::string&)> plugins;
+  site::PrivateKeys keys;
+  std::function<void(steering::RuntimeConfig&)> tune;
   std::vector<model::IpAddress> endpoint_ips;
   DatagramNet* net = nullptr;  // the WAN the endpoints are on (outlives the app)
   model::IpPrefix lan;
@@ -89,8 +94,10 @@ class SiteApp final : public ns3::Application, private steering::RuntimeObserver
   ~SiteApp() override;
 
   void Setup(SiteSetup setup);
-  // Valid between StartApplication and DoDispose; null if the site failed to start.
-  steering::SiteRuntime* runtime() { return runtime_.get(); }
+  // Valid between StartApplication and StopApplication; null if the site failed to start.
+  steering::SiteRuntime* runtime() {
+    return host_ && host_->running() ? host_->runtime() : nullptr;
+  }
   const std::string& error() const { return error_; }
   const std::string& site() const { return setup_.site; }
 
@@ -114,9 +121,9 @@ class SiteApp final : public ns3::Application, private steering::RuntimeObserver
 
   SiteSetup setup_;
   std::unique_ptr<Ns3Env> env_;
-  std::unique_ptr<core::RouterInstance> router_;
   Ns3Dataplane dataplane_;
-  std::unique_ptr<steering::SiteRuntime> runtime_;
+  std::unique_ptr<site::SiteHost> host_;      // after what it uses: destroyed first
+  steering::SiteRuntime* runtime_ = nullptr;  // the host's, while it runs
   std::map<std::uint64_t, std::pair<model::IpAddress, model::IpAddress>> path_ends_;  // id -> ends
   std::map<model::IpAddress, env::EndpointId> tunnel_sockets_;
   struct FlowState {

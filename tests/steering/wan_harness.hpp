@@ -55,25 +55,6 @@ struct Recorder : steering::RuntimeObserver {
   }
 };
 
-// A dataplane the host drives that is owned elsewhere (a site's recorder, a test's Linux one).
-class DataplaneRef final : public steering::Dataplane {
- public:
-  explicit DataplaneRef(steering::Dataplane& to) : to_(to) {}
-  Status set_class_path(const std::string& site, const std::string& cls,
-                        model::PathId path) override {
-    return to_.set_class_path(site, cls, path);
-  }
-  Status set_flow_path(const model::FlowKey& flow, model::PathId path) override {
-    return to_.set_flow_path(flow, path);
-  }
-  Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) override {
-    return to_.add_site(site, prefixes);
-  }
-
- private:
-  steering::Dataplane& to_;
-};
-
 // Every site is a site::SiteHost built from a SiteConfig, as patronusd and the simulator build
 // theirs; only the Env (a VirtualWorld node), the keys and the dataplane differ.
 class Wan {
@@ -239,7 +220,7 @@ class Wan {
     };
     ctx.dataplane =
         [&dp](const site::DataplaneRequest&) -> Result<std::unique_ptr<steering::Dataplane>> {
-      return std::unique_ptr<steering::Dataplane>(std::make_unique<DataplaneRef>(dp));
+      return std::unique_ptr<steering::Dataplane>(std::make_unique<steering::DataplaneRef>(dp));
     };
     ctx.observers = {&n.recorder};
     const steering::RuntimeConfig tuned = runtime_settings(name);

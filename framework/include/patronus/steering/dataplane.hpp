@@ -35,6 +35,26 @@ class Dataplane {
   virtual Status stop() { return Status::ok(); }
 };
 
+// A dataplane owned elsewhere, handed to a host that owns the one it drives (a test's recorder,
+// the simulator's forwarding tables): every call goes to `to`; stop() is the owner's business.
+class DataplaneRef final : public Dataplane {
+ public:
+  explicit DataplaneRef(Dataplane& to) : to_(to) {}
+  Status set_class_path(const std::string& site, const std::string& cls,
+                        model::PathId path) override {
+    return to_.set_class_path(site, cls, path);
+  }
+  Status set_flow_path(const model::FlowKey& flow, model::PathId path) override {
+    return to_.set_flow_path(flow, path);
+  }
+  Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) override {
+    return to_.add_site(site, prefixes);
+  }
+
+ private:
+  Dataplane& to_;
+};
+
 // Records every change with the time it was made (tests read what a decision changed).
 class RecordingDataplane final : public Dataplane {
  public:
