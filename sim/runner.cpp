@@ -16,6 +16,7 @@
 #include "ns3/network-module.h"
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/plugin_host.hpp"
+#include "patronus/core/router.hpp"
 #include "patronus/mesh/keys.hpp"
 #include "patronus/mesh/plan.hpp"
 #include "patronus/site/plan_store.hpp"
@@ -531,12 +532,23 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   std::map<std::string, std::string> configs;
   for (const auto& [name, lib] : plugins.libs) {
     auto it = yaml.find(name);
-    auto bytes = lib->schema()->text_to_bytes(it == yaml.end() ? "" : it->second, name);
-    if (!bytes.is_ok()) {
-      return invalid_argument(std::string(variant ? "variants." + variant->name + "." : "") +
-                              "plugins." + name + ": " + bytes.status().message());
+    if (!is_hosted_plugin(name) && it == yaml.end()) continue;  // another scenario's
+    const std::string where =
+        std::string(variant ? "variants." + variant->name + "." : "") + "plugins." + name;
+    std::string bytes;
+    if (lib->schema()) {
+      auto b = lib->schema()->text_to_bytes(it == yaml.end() ? "" : it->second, name);
+      if (!b.is_ok()) return invalid_argument(where + ": " + b.status().message());
+      bytes = b.value();
+    } else if (it != yaml.end() && it->second.find(':') != std::string::npos) {
+      return invalid_argument(where + ": plugin '" + name + "' takes no configuration");
     }
-    configs[name] = bytes.value();
+    // The plugin's own verdict, as patronusd asks for it before anything starts.
+    if (auto st = core::check_plugin_config(lib, name, bytes); !st.is_ok()) {
+      return invalid_argument(where + ": plugin '" + name +
+                              "' refused its configuration: " + st.message());
+    }
+    configs[name] = bytes;
   }
   steering::ClassSet classes = steering::default_classes("emodel");
   if (!s.classes_yaml.empty()) {
@@ -606,6 +618,22 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
     add_plugin(site_config, "bfd", configs.at("bfd"));
     rc.liveness = {"bfd"};
   }
+  // Third-party plugins, as patronusd hosts them: scorers for the classes that name them, the
+  // scenario's `probe:`, and any other probe plugin gating the paths.
+  for (const auto& [name, bytes] : configs) {
+    if (is_hosted_plugin(name)) continue;
+    add_plugin(site_config, name, bytes);
+    if (plugins.libs.at(name)->info().kind == core::PluginKind::kProbe && name != s.probe) {
+      rc.liveness.push_back(name);
+    }
+  }
+  if (!configs.count(s.probe) ||
+      plugins.libs.at(s.probe)->info().kind != core::PluginKind::kProbe) {
+    return invalid_argument(s.origin + ": line " + std::to_string(s.probe_line) + ": probe: '" +
+                            s.probe + "' is not a probe plugin the scenario configures (probes, " +
+                            "or one named under plugins:)");
+  }
+  rc.probe = s.probe;
   *site_config.mutable_runtime() = site::runtime_to_proto(rc);
   const site::PrivateKeys keys = seeded_keys(seed);
   std::vector<ns3::Ptr<SiteApp>> apps;
@@ -958,39 +986,64 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   return out;
 }
 
-// A plugin the simulator does not host, refused with the reason its descriptor gives.
-Status refuse_foreign(const ForeignPlugin& f, const std::string& origin, const std::string& dir) {
+// A third-party plugin a scenario names: loaded from the first directory that provides it, and
+// refused by what its descriptor says when it cannot run in a simulated site.
+Status load_third_party(Plugins& plugins, const ThirdPartyPlugin& f, const std::string& origin,
+                        const RunOptions& o) {
   const std::string where = origin + ": line " + std::to_string(f.line) + ": " + f.path + ": ";
-  const std::string file = dir + "/libpatronus-" + f.name + ".so";
-  std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) {
-    return invalid_argument(where + "unknown plugin (the simulator runs " + hosted_plugins_text() +
-                            ")");
+  std::vector<std::string> dirs = o.extra_plugin_dirs;
+  dirs.push_back(o.plugin_dir);
+  // Loaded by an earlier run of this process: only from a directory this run names.
+  if (const auto it = plugins.libs.find(f.name); it != plugins.libs.end()) {
+    const auto from = std::filesystem::path(it->second->info().file).parent_path();
+    for (const auto& dir : dirs) {
+      if (std::filesystem::path(dir).lexically_normal() == from.lexically_normal()) {
+        return Status::ok();
+      }
+    }
+    return invalid_argument(where + "unknown plugin: '" + f.name + "' was loaded from " +
+                            from.string() + ", which this run does not name");
   }
-  core::PluginRegistry registry;
-  auto lib = registry.load_file(file);
-  if (!lib.is_ok()) return invalid_argument(where + lib.status().message());
-  const auto& info = lib.value()->info();
+  std::shared_ptr<const core::PluginLibrary> lib;
+  std::string tried;
+  for (const auto& dir : dirs) {
+    auto loaded = plugins.registry.load_named(dir, {f.name});
+    if (loaded.is_ok()) {
+      lib = plugins.registry.find(f.name);
+      break;
+    }
+    tried += (tried.empty() ? "" : "; ") + loaded.status().message();
+  }
+  if (!lib) {
+    return invalid_argument(where + "unknown plugin (the simulator ships " + hosted_plugins_text() +
+                            "; no file in " + std::to_string(dirs.size()) + " plugin director" +
+                            (dirs.size() == 1 ? "y" : "ies") + " provides '" + f.name +
+                            "': " + tried + ")");
+  }
+  const auto& info = lib->info();
   if (info.needs_real_network) {
     return failed_precondition(where + "plugin '" + info.name + "' (" + core::to_string(info.kind) +
-                               ", " + file +
+                               ", " + info.file +
                                ") declares that it needs the real network: it configures real "
                                "interfaces, and in the simulator the simulated WAN is the tunnel");
   }
-  return invalid_argument(where + "the simulator runs " + hosted_plugins_text() + "; '" +
-                          info.name + "' is a " + core::to_string(info.kind) +
-                          " plugin it does not host");
+  if (info.kind != core::PluginKind::kScorer && info.kind != core::PluginKind::kProbe) {
+    return invalid_argument(where + "'" + info.name + "' is a " + core::to_string(info.kind) +
+                            " plugin it does not host (a scenario runs scorer and probe plugins)");
+  }
+  plugins.libs[f.name] = lib;
+  return Status::ok();
 }
 
 }  // namespace
 
 Result<RunOutput> run_scenario(const Scenario& s, const RunOptions& o) {
   if (o.plugin_dir.empty()) return invalid_argument("run_scenario: no plugin directory given");
-  for (const auto& f : s.foreign_plugins) {
-    if (auto st = refuse_foreign(f, s.origin, o.plugin_dir); !st.is_ok()) return st;
-  }
   auto plugins = plugins_from(o.plugin_dir);
   if (!plugins.is_ok()) return plugins.status();
+  for (const auto& f : s.third_party_plugins) {
+    if (auto st = load_third_party(*plugins.value(), f, s.origin, o); !st.is_ok()) return st;
+  }
   const std::uint64_t seed = o.seed.value_or(s.seed);
   std::vector<const Variant*> runs = {nullptr};
   if (o.variant) {

@@ -21,6 +21,8 @@ namespace patronus::sim {
 
 struct RunOptions {
   std::string plugin_dir;  // where the hosted plugins are (libpatronus-<name>.so, hosted_plugins())
+  // Where else a scenario's third-party plugins are looked for (before plugin_dir), in order.
+  std::vector<std::string> extra_plugin_dirs;
   std::optional<std::uint64_t> seed;   // overrides the scenario's
   std::optional<std::string> variant;  // run the scenario and only this variant
   bool trace = false;                  // keep the trace text

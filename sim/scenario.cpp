@@ -160,7 +160,8 @@ class Parser {
   void run(const YAML::Node& root) {
     keys(root, "",
          {"name", "seed", "duration", "tick", "topology", "plugins", "classes", "rules",
-          "default_class", "sites", "paths", "flows", "faults", "variants", "expect", "transport"});
+          "default_class", "sites", "paths", "flows", "faults", "variants", "expect", "transport",
+          "probe"});
     if (root["transport"]) {
       refuse(root["transport"], "transport",
              "transport plugins (WireGuard, IPsec) configure real interfaces and do not run in "
@@ -182,6 +183,10 @@ class Parser {
       if (s_.tick_ns < 1'000'000 || s_.tick_ns > 10'000'000'000) {
         refuse(n, "tick", "must be 1ms .. 10s");
       }
+    }
+    if (const auto n = root["probe"]) {
+      s_.probe = scalar(n, "probe");
+      s_.probe_line = n.Mark().line + 1;
     }
     sites(root["sites"]);
     if (root["topology"]) topology(root["topology"]);
@@ -306,9 +311,8 @@ class Parser {
       const std::string plugin = scalar(kv.first, path);
       const std::string p = join(path, plugin);
       if (!is_hosted_plugin(plugin)) {
-        // Refused by run_scenario, which can look at the plugin's descriptor.
-        s_.foreign_plugins.push_back({plugin, p, kv.first.Mark().line + 1});
-        continue;
+        // Loaded (or refused) by run_scenario, which can look at the plugin's descriptor.
+        s_.third_party_plugins.push_back({plugin, p, kv.first.Mark().line + 1});
       }
       if (!kv.second.IsMap()) refuse(kv.second, p, "expected a map of settings");
       auto& settings = out[plugin];

@@ -136,9 +136,6 @@ struct TopologySpec {
   std::vector<std::pair<std::string, std::string>> links;  // explicit: "site[.endpoint]" pairs
 };
 
-// A plugin the scenario names that the simulator does not host (it runs probes, scoring and
-// emodel): run_scenario refuses it, by its descriptor's needs-real-network flag when it is a
-// transport (WireGuard, IPsec), else as unknown.
 // The plugins the simulator hosts in every site, by name, in the order it loads them. One list,
 // in sim/CMakeLists.txt (PATRONUS_SIM_PLUGINS): the build of the main job builds exactly these.
 const std::vector<std::string>& hosted_plugins();
@@ -146,14 +143,22 @@ bool is_hosted_plugin(const std::string& name);
 // "probes, scoring, emodel and bfd"
 std::string hosted_plugins_text();
 
-struct ForeignPlugin {
+// A plugin the scenario names that the simulator does not ship (a vendor's scorer or probe):
+// run_scenario loads it from the plugin directories, runs it in every site as instance NAME with
+// the scenario's settings, exactly as patronusd would, and refuses only what cannot run there (a
+// plugin that declares it needs the real network, a transport or policy plugin), by its descriptor.
+struct ThirdPartyPlugin {
   std::string name;
-  std::string path;  // "plugins.wireguard" or "variants[1].plugins.x"
+  std::string path;  // "plugins.acme-latency" or "variants[1].plugins.x"
   int line = 0;
 };
 
 struct Scenario {
-  std::vector<ForeignPlugin> foreign_plugins;
+  std::vector<ThirdPartyPlugin> third_party_plugins;
+  // The runtime's probe instance: the shipped `probes`, or a third-party probe plugin the
+  // scenario configures under `plugins:`. Other probe plugins it configures gate the paths.
+  std::string probe = "probes";
+  int probe_line = 0;
   std::string name;
   std::string origin;  // file name, for errors
   std::uint64_t seed = 1;

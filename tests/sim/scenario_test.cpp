@@ -331,6 +331,83 @@ plugins:
             std::string::npos);
 }
 
+// A vendor's scorer (the SDK example, acme-latency, built as a vendor would and loaded from
+// another directory) runs in every simulated site exactly as patronusd hosts it and chooses the
+// class's path: on the same WAN, weighting loss moves voice off the fast lossy path, not weighting
+// it keeps voice there.
+TEST(Simulator, AScenarioRunsAThirdPartyScorerThatChoosesTheClassPath) {
+  const auto scenario = [](const std::string& loss_weight, const std::string& final_path) {
+    return R"(name: vendor-scorer
+seed: 3
+duration: 40s
+plugins:
+  probes: {interval: 50ms, idle_interval: 1s, detect_multiplier: 4}
+  acme-latency: {budget_ms: 150, loss_weight: )" +
+           loss_weight + R"(}
+classes:
+  - {name: voice, priority: critical, scorer: acme-latency, min_score: 0, hysteresis: 3, hold_down_ms: 5000}
+  - {name: default, priority: best-effort}
+rules:
+  - {class: voice, protocol: udp, dst_ports: 5060}
+default_class: default
+sites:
+  - name: a
+    endpoints:
+      - {name: fast, type: internet, access: {delay: 5ms}}
+      - {name: slow, type: internet, access: {delay: 30ms}}
+  - name: b
+    endpoints:
+      - {name: e1, type: internet, access: {delay: 5ms}}
+paths:
+  - {path: a.fast-b.e1, loss: 5%}
+flows:
+  - {name: voice, from: a, to: b, priority: critical, protocol: udp, dst_port: 5060, rate: 50pps, size: 200B, start: 15s}
+expect:
+  - {flow: voice, final_path: )" +
+           final_path + "}\n";
+  };
+  sim::RunOptions o;
+  o.plugin_dir = test::plugin_dir();
+  o.extra_plugin_dirs = {test::test_plugin_dir()};
+  for (const auto& [weight, path] : {std::pair<std::string, std::string>{"40", "a.slow-b.e1"},
+                                     std::pair<std::string, std::string>{"0", "a.fast-b.e1"}}) {
+    auto s = sim::parse_scenario(scenario(weight, path), "vendor.yaml");
+    ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+    auto out = sim::run_scenario(s.value(), o);
+    ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+    EXPECT_TRUE(out.value().ok) << "loss_weight " << weight << ":\n"
+                                << sim::text_report(out.value().report);
+  }
+  // Without the vendor's directory the plugin is unknown, and says where it was looked for.
+  auto s = sim::parse_scenario(scenario("0", "a.fast-b.e1"), "vendor.yaml");
+  ASSERT_TRUE(s.is_ok());
+  sim::RunOptions bare;
+  bare.plugin_dir = test::plugin_dir();
+  const auto refused = sim::run_scenario(s.value(), bare);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("plugins.acme-latency: unknown plugin"),
+            std::string::npos)
+      << refused.status().message();
+  // Its own verdict on its settings is asked before anything runs.
+  s = sim::parse_scenario(scenario("-1", "a.fast-b.e1"), "vendor.yaml");
+  ASSERT_TRUE(s.is_ok());
+  const auto bad = sim::run_scenario(s.value(), o);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find(
+                "refused its configuration: acme-latency (acme-latency): configure failed: "
+                "loss_weight must be >= 0"),
+            std::string::npos)
+      << bad.status().message();
+  // `probe:` must name a probe plugin the scenario configures.
+  s = sim::parse_scenario("probe: acme-latency\n" + scenario("0", "a.fast-b.e1"), "vendor.yaml");
+  ASSERT_TRUE(s.is_ok());
+  const auto not_probe = sim::run_scenario(s.value(), o);
+  ASSERT_FALSE(not_probe.is_ok());
+  EXPECT_NE(not_probe.status().message().find("line 1: probe: 'acme-latency' is not a probe"),
+            std::string::npos)
+      << not_probe.status().message();
+}
+
 namespace {
 
 // What went wrong inside the sites reaches the text report too (a vendor's failing scorer was

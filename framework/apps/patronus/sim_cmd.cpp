@@ -24,6 +24,9 @@ void register_sim_commands(CLI::App& app, SimCommands& s, const std::string& def
   s.run->add_option("--variant", s.variant, "run the scenario and only this variant");
   s.run->add_option("--plugin-dir", s.plugin_dir, "directory of the plugin binaries")
       ->capture_default_str();
+  s.run->add_option("--extra-plugin-dir", s.extra_plugin_dirs,
+                    "also look here (first) for the third-party plugins a scenario names; "
+                    "repeatable");
   s.run->add_flag("--json", s.json, "JSON report");
   s.run->add_option("--trace", s.trace_file, "write every path state change and decision here");
   s.run->add_option("--plot", s.plot_file, "draw a timeline PNG with gnuplot");
@@ -44,6 +47,7 @@ int run_sim_commands(SimCommands& s) {
   }
   sim::RunOptions o;
   o.plugin_dir = s.plugin_dir;
+  o.extra_plugin_dirs = s.extra_plugin_dirs;
   if (s.run->count("--seed")) o.seed = s.seed;
   if (!s.variant.empty()) o.variant = s.variant;
   o.trace = !s.trace_file.empty();

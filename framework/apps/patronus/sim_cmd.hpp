@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace patronus::cli {
 
@@ -11,6 +12,7 @@ struct SimCommands {
   CLI::App* run = nullptr;
   std::string file;
   std::string plugin_dir;
+  std::vector<std::string> extra_plugin_dirs;
   std::uint64_t seed = 0;
   std::string variant, trace_file, plot_file;
   bool json = false;
