@@ -49,8 +49,9 @@ std::int64_t attribution_grace_ns(const PluginSettings& settings) {
 constexpr std::uint32_t kUnderlayBase = 0x64400000;  // 100.64.0.0
 constexpr std::uint32_t kLanBase = 0x0a800000;       // 10.128.0.0
 
-bool failover_reason(const std::string& r) {
-  return r == "failover-path-down" || r == "failover-threshold" || r == "no-path";
+bool failover_reason(steering::Reason r) {
+  return r == steering::Reason::kPathDown || r == steering::Reason::kThreshold ||
+         r == steering::Reason::kNoPath;
 }
 
 std::string seconds(std::int64_t ns) {
@@ -139,7 +140,7 @@ struct FlowRecord {
   struct Move {
     std::int64_t at = 0;
     model::PathId from, to;
-    std::string reason;
+    std::optional<steering::Reason> reason;  // none: the flow started
   };
   std::vector<Move> moves;
 };
@@ -155,7 +156,8 @@ struct StateEvent {
 struct DecisionRecord {
   std::int64_t at = 0;
   std::size_t site = 0;
-  std::string reason, cls, dst;
+  steering::Reason reason = steering::Reason::kInitial;
+  std::string cls, dst;
   model::PathId from, to;
 };
 
@@ -170,7 +172,7 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
 
   // SiteListener
   void flow_path(std::size_t flow, std::int64_t now, model::PathId from, model::PathId to,
-                 const std::string& reason) override {
+                 std::optional<steering::Reason> reason) override {
     flows_[flow].moves.push_back({now, from, to, reason});
   }
   void packet_sent(std::size_t flow, bool has_path) override {
@@ -192,8 +194,7 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
   // steering::RuntimeObserver
   void on_decision(const std::string& site, const steering::Decision& d) override {
     const std::size_t si = site_index_.at(site);
-    decisions_.push_back(
-        {d.mono_ns, si, steering::to_string(d.reason), d.cls, d.dst_site, d.from, d.to});
+    decisions_.push_back({d.mono_ns, si, d.reason, d.cls, d.dst_site, d.from, d.to});
     if (trace_on_) {
       trace_ += seconds(d.mono_ns) + " " + site + " decision " + d.cls + " to " + d.dst_site +
                 ": " + name(d.from) + " -> " + name(d.to) + " (" + steering::to_string(d.reason) +
@@ -211,20 +212,17 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
           "\n";
     }
   }
-  void on_event(const std::string& site, const std::string& instance, const std::string& type,
-                const std::string& text) override {
+  void on_event(const std::string& site, const steering::Event& e) override {
     // Liveness changes (over all the path's sources: the probe, BFD), also when the path's
     // status did not change.
-    if (instance != "runtime" || (type != "path.down" && type != "path.up")) return;
-    const json j = json::parse(text, nullptr, false);
-    if (!j.is_object() || !j.contains("path")) return;
+    if (!e.has_path()) return;
+    const auto& a = e.path();
     const std::int64_t now = ns3::Simulator::Now().GetNanoSeconds();
-    const bool up = type == "path.up";
-    states_.push_back({now, site_index_.at(site), j["path"].get<std::uint64_t>(), up,
-                       up ? model::PathStatus::kUp : model::PathStatus::kDown});
+    states_.push_back({now, site_index_.at(site), a.path(), a.up(),
+                       a.up() ? model::PathStatus::kUp : model::PathStatus::kDown});
     if (trace_on_) {
-      trace_ += seconds(now) + " " + site + " " + j.value("by", std::string("probe")) + " " +
-                name(model::PathId(j["path"].get<std::uint64_t>())) + (up ? " up" : " down") + "\n";
+      trace_ += seconds(now) + " " + site + " " + a.by() + " " + name(model::PathId(a.path())) +
+                (a.up() ? " up" : " down") + "\n";
     }
   }
   void on_log(const std::string& site, const std::string& instance, std::uint32_t level,
@@ -792,7 +790,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
                             {"class", d.cls},
                             {"to_site", d.dst},
                             {"from_path", collector.name(d.from)},
-                            {"reason", d.reason}});
+                            {"reason", steering::to_string(d.reason)}});
     }
   }
 
@@ -805,11 +803,11 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
     json failovers = json::array(), failbacks = json::array(), unrecovered = json::array();
     model::PathId cur;
     for (const auto& m : r.moves) {
-      if (m.reason != "start" && m.from.valid() && (failover_reason(m.reason) || !m.to.valid())) {
+      if (m.reason && m.from.valid() && (failover_reason(*m.reason) || !m.to.valid())) {
         json x = {{"at_s", m.at / 1e9},
                   {"from_path", collector.name(m.from)},
                   {"to_path", m.to.valid() ? json(collector.name(m.to)) : json(nullptr)},
-                  {"reason", m.reason}};
+                  {"reason", steering::to_string(*m.reason)}};
         if (const FaultWindow* fw = explaining(windows, gp_of(m.from), m.at, grace)) {
           x["failover_ms"] = ms(m.at - fw->start);
           x["fault"] =
@@ -819,7 +817,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
           x["false"] = true;
         }
         failovers.push_back(x);
-      } else if (m.reason == "failback") {
+      } else if (m.reason == steering::Reason::kFailback) {
         failbacks.push_back({{"at_s", m.at / 1e9},
                              {"from_path", collector.name(m.from)},
                              {"to_path", collector.name(m.to)}});

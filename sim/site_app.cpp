@@ -205,7 +205,8 @@ void SiteApp::start_flow(std::size_t i) {
   st.active = true;
   const LocalFlow& f = setup_.flows[i];
   st.path = dataplane_.lookup(f.key, f.cls);
-  setup_.listener->flow_path(f.index, ns3::Simulator::Now().GetNanoSeconds(), {}, st.path, "start");
+  setup_.listener->flow_path(f.index, ns3::Simulator::Now().GetNanoSeconds(), {}, st.path,
+                             std::nullopt);
   send(i);
 }
 
@@ -229,7 +230,7 @@ void SiteApp::send(std::size_t i) {
   t.dport = f.key.dst_port;
   const model::PathId path = forward(f.key, f.spec->dscp, f.spec->size_bytes, f.cls, f.index);
   if (!(path == st.path)) {  // changed outside a decision (a balanced flow's first pin)
-    setup_.listener->flow_path(f.index, now, st.path, path, "pinned");
+    setup_.listener->flow_path(f.index, now, st.path, path, steering::Reason::kRebalance);
     st.path = path;
   }
   const bool ok = path.valid() && tunnel(path, encode(t, f.spec->size_bytes));
@@ -281,10 +282,10 @@ void SiteApp::on_tunnel(const model::SocketAddress&, const std::uint8_t* data, s
 }
 
 void SiteApp::on_decision(const std::string&, const steering::Decision& d) {
-  refresh_flows(steering::to_string(d.reason));
+  refresh_flows(d.reason);
 }
 
-void SiteApp::refresh_flows(const std::string& reason) {
+void SiteApp::refresh_flows(steering::Reason reason) {
   const std::int64_t now = ns3::Simulator::Now().GetNanoSeconds();
   for (std::size_t i = 0; i < setup_.flows.size(); ++i) {
     FlowState& st = flow_state_[i];

@@ -53,7 +53,7 @@ class SiteListener {
  public:
   virtual ~SiteListener() = default;
   virtual void flow_path(std::size_t flow, std::int64_t now, model::PathId from, model::PathId to,
-                         const std::string& reason) = 0;
+                         std::optional<steering::Reason> reason) = 0;  // none: started
   virtual void packet_sent(std::size_t flow, bool has_path) = 0;
   virtual void packet_delivered(std::size_t flow, std::int64_t sent_ns, std::int64_t now) = 0;
   virtual void packet_dropped_at_relay(std::size_t flow) = 0;
@@ -111,7 +111,7 @@ class SiteApp final : public ns3::Application, private steering::RuntimeObserver
 
   void start_flow(std::size_t i);
   void send(std::size_t i);
-  void refresh_flows(const std::string& reason);
+  void refresh_flows(steering::Reason reason);
   // Runtime accounting and the Dataplane's forwarding decision for one packet.
   model::PathId forward(const model::FlowKey& key, std::uint8_t dscp, std::uint32_t bytes,
                         const std::string& cls, std::size_t flow);

@@ -239,6 +239,31 @@ TEST(DaemonRuntime, RuntimeConfigErrorsNameTheField) {
   }
 }
 
+// A sites file that gives this site an address the host does not have is accepted (it may come
+// up later) but said at start: every probe from it would fail.
+TEST(DaemonRuntime, AnOwnAddressTheHostDoesNotHaveIsWarnedAbout) {
+  test::TempDir dir;
+  test::write_file(dir.file("sites.yaml"),
+                   "sites:\n"
+                   "  - name: hq\n    subnets: [192.168.10.0/24]\n    endpoints:\n"
+                   "      - {name: wan0, address: 127.0.0.1:51820, type: wan}\n"
+                   "      - {name: wan1, address: 192.0.2.77:51820, type: wan}\n"
+                   "  - name: branch\n    subnets: [192.168.20.0/24]\n    endpoints:\n"
+                   "      - {name: wan0, address: 127.0.0.2:51820, type: wan}\n");
+  auto plan = run({test::bin_dir() + "/patronus", "mesh", "plan", "--sites", dir.file("sites.yaml"),
+                   "--keys-dir", dir.file("keys")});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  test::write_file(dir.file("hq.yaml"), site_config("hq", std::to_string(test::free_udp_port())));
+  auto r =
+      run({test::bin_dir() + "/patronusd", "--config", dir.file("hq.yaml"), "--run-for", "0.3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("endpoint hq/wan1: 192.0.2.77 is not an address of this host: every probe "
+                       "from it fails"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("endpoint hq/wan0:"), std::string::npos) << "127.0.0.1 is local";
+}
+
 TEST(Cli, ScoreRunsTheScorerPlugins) {
   auto r = run({test::bin_dir() + "/patronus", "score", "--latency", "50", "--jitter", "5",
                 "--loss", "0.1", "--json"});

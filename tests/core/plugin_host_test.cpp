@@ -210,12 +210,12 @@ TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
   for (const auto& p : reg.plugins()) names.push_back(p->info().name);
   EXPECT_EQ(names,
             (std::vector<std::string>{
-                "compat10-policy", "compat10-probe",       "compat10-scorer",   "compat11-policy",
-                "compat11-probe",  "compat11-scorer",      "compat12-policy",   "compat12-probe",
-                "compat12-scorer", "compat12-transport",   "compat13-policy",   "compat13-probe",
-                "compat13-scorer", "compat13-transport",   "pingpong",          "test-flaky-scorer",
-                "test-good",       "test-sdk-default-abi", "test-sdk-min-abi0", "test-throws-raw",
-                "test-throws-sdk", "test-transport"}));
+                "acme-latency",      "compat10-policy", "compat10-probe",       "compat10-scorer",
+                "compat11-policy",   "compat11-probe",  "compat11-scorer",      "compat12-policy",
+                "compat12-probe",    "compat12-scorer", "compat12-transport",   "compat13-policy",
+                "compat13-probe",    "compat13-scorer", "compat13-transport",   "pingpong",
+                "test-flaky-scorer", "test-good",       "test-sdk-default-abi", "test-sdk-min-abi0",
+                "test-throws-raw",   "test-throws-sdk", "test-transport"}));
   EXPECT_EQ(refused.size(), 9u);
   for (const auto& r : refused) EXPECT_FALSE(r.reason.empty()) << r.file;
 }

@@ -992,4 +992,39 @@ TEST(SiteConfig, ClassesRoundTripAndBadFieldsAreNamed) {
             std::string::npos);
 }
 
+// Observers read events by field: a cut path's down event names the path, its source and how long
+// detection took, and the plugin's own events come in a typed envelope with their JSON intact.
+TEST(SiteRuntime, EventsAreTypedAndTheirJsonKeepsNumbersAsNumbers) {
+  test::Wan w(41);
+  two_paths(w);
+  w.start(two_path_probe(4));
+  w.world().run_until(5 * kSec);
+  const std::size_t before = w.node("hq").recorder.typed.size();
+  w.set_up(1, false);
+  w.world().run_until(12 * kSec);  // idle paths probe at 1 s: detection within 4 s
+  const steering::Event* down = nullptr;
+  bool plugin_event = false;
+  for (const auto& e : w.node("hq").recorder.typed) {
+    if (e.has_plugin()) {
+      plugin_event = true;
+      EXPECT_NE(e.instance(), "runtime");
+      EXPECT_EQ(steering::event_json(e), e.plugin().json());
+    }
+  }
+  for (std::size_t i = before; i < w.node("hq").recorder.typed.size(); ++i) {
+    const auto& e = w.node("hq").recorder.typed[i];
+    if (e.has_path() && e.path().path() == 1 && !e.path().up()) down = &e;
+  }
+  ASSERT_NE(down, nullptr) << "no typed path-down event for the cut path";
+  EXPECT_EQ(down->instance(), "runtime");
+  EXPECT_EQ(down->path().by(), "probe");
+  EXPECT_GT(down->path().detect_time_ns(), 0);
+  EXPECT_EQ(steering::event_type(*down), "path.down");
+  EXPECT_FALSE(steering::is_warning(*down));
+  const auto j = nlohmann::json::parse(steering::event_json(*down));
+  EXPECT_TRUE(j["path"].is_number()) << j.dump();
+  EXPECT_EQ(j["name"], "hq:wan0~b:wan0");
+  EXPECT_TRUE(plugin_event) << "the probes plugin reports its counters as events";
+}
+
 }  // namespace

@@ -43,10 +43,11 @@ struct Recorder : steering::RuntimeObserver {
   void on_decision(const std::string&, const steering::Decision& d) override {
     decisions.push_back(d);
   }
-  void on_event(const std::string&, const std::string&, const std::string& type,
-                const std::string& json) override {
-    events.emplace_back(type, json);
+  void on_event(const std::string&, const steering::Event& e) override {
+    events.emplace_back(steering::event_type(e), steering::event_json(e));
+    typed.push_back(e);
   }
+  std::vector<steering::Event> typed;
   std::string last_event(const std::string& type) const {
     for (auto it = events.rbegin(); it != events.rend(); ++it) {
       if (it->first == type) return it->second;

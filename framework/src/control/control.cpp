@@ -1,5 +1,7 @@
 #include "control.hpp"
 
+#include "proto_json.hpp"
+
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
@@ -506,73 +508,8 @@ Status sort_paths(api::PathsReply& reply, const std::string& by) {
 
 // ---- JSON --------------------------------------------------------------------------------------
 
-namespace {
-
-json message_json(const Message& m);
-
-json scalar_json(const Message& m, const Reflection* r, const FieldDescriptor* f, int i) {
-  const bool rep = i >= 0;
-  switch (f->cpp_type()) {
-    case FieldDescriptor::CPPTYPE_INT32:
-      return rep ? r->GetRepeatedInt32(m, f, i) : r->GetInt32(m, f);
-    case FieldDescriptor::CPPTYPE_INT64:
-      return rep ? r->GetRepeatedInt64(m, f, i) : r->GetInt64(m, f);
-    case FieldDescriptor::CPPTYPE_UINT32:
-      return rep ? r->GetRepeatedUInt32(m, f, i) : r->GetUInt32(m, f);
-    case FieldDescriptor::CPPTYPE_UINT64:
-      return rep ? r->GetRepeatedUInt64(m, f, i) : r->GetUInt64(m, f);
-    case FieldDescriptor::CPPTYPE_DOUBLE:
-      return rep ? r->GetRepeatedDouble(m, f, i) : r->GetDouble(m, f);
-    case FieldDescriptor::CPPTYPE_FLOAT:
-      return rep ? r->GetRepeatedFloat(m, f, i) : r->GetFloat(m, f);
-    case FieldDescriptor::CPPTYPE_BOOL:
-      return rep ? r->GetRepeatedBool(m, f, i) : r->GetBool(m, f);
-    case FieldDescriptor::CPPTYPE_ENUM:
-      return (rep ? r->GetRepeatedEnum(m, f, i) : r->GetEnum(m, f))->name();
-    case FieldDescriptor::CPPTYPE_STRING:
-      return rep ? r->GetRepeatedString(m, f, i) : r->GetString(m, f);
-    case FieldDescriptor::CPPTYPE_MESSAGE:
-      return message_json(rep ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f));
-  }
-  return nullptr;
-}
-
-json message_json(const Message& m) {
-  json o = json::object();
-  const auto* d = m.GetDescriptor();
-  const auto* r = m.GetReflection();
-  for (int i = 0; i < d->field_count(); ++i) {
-    const FieldDescriptor* f = d->field(i);
-    if (f->is_map()) {
-      json mo = json::object();
-      for (int k = 0; k < r->FieldSize(m, f); ++k) {
-        const Message& entry = r->GetRepeatedMessage(m, f, k);
-        const auto* er = entry.GetReflection();
-        const auto* kf = entry.GetDescriptor()->map_key();
-        const auto* vf = entry.GetDescriptor()->map_value();
-        const json key = scalar_json(entry, er, kf, -1);
-        mo[key.is_string() ? key.get<std::string>() : key.dump()] = scalar_json(entry, er, vf, -1);
-      }
-      o[f->name()] = std::move(mo);
-    } else if (f->is_repeated()) {
-      json a = json::array();
-      for (int k = 0; k < r->FieldSize(m, f); ++k) a.push_back(scalar_json(m, r, f, k));
-      o[f->name()] = std::move(a);
-    } else if (f->real_containing_oneof()) {
-      if (r->HasField(m, f)) o[f->name()] = scalar_json(m, r, f, -1);  // only the member set
-    } else if (f->has_presence() && !r->HasField(m, f)) {
-      o[f->name()] = nullptr;
-    } else {
-      o[f->name()] = scalar_json(m, r, f, -1);
-    }
-  }
-  return o;
-}
-
-}  // namespace
-
 std::string to_json(const Message& m, int indent) {
-  return message_json(m).dump(indent > 0 ? indent : -1, ' ', false, json::error_handler_t::replace);
+  return proto_to_json(m, indent);
 }
 
 Status from_json(const std::string& text, Message* m) {

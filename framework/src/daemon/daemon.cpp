@@ -1,16 +1,21 @@
 #include "daemon.hpp"
 
 #include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <random>
+#include <set>
 
 #include "linux_dataplane.hpp"
 #include "patronus/core/config_schema.hpp"
@@ -78,9 +83,8 @@ class Log final : public core::RouterObserver, public steering::RuntimeObserver 
               const std::string& msg) override {
     log(static_cast<int>(level), instance + ": " + msg);
   }
-  void on_event(const std::string&, const std::string& instance, const std::string& type,
-                const std::string& json) override {
-    log(0, instance + " event " + type + " " + json);
+  void on_event(const std::string&, const steering::Event& e) override {
+    log(0, e.instance() + " event " + steering::event_type(e) + " " + steering::event_json(e));
   }
   void on_decision(const std::string&, const steering::Decision& d) override {
     log(1, "decision " + d.cls + " -> " + d.dst_site + ": " + steering::to_string(d.reason) + ": " +
@@ -144,6 +148,30 @@ site::DataplaneFactory dataplane_factory(Log& log) {
                    ", every remote site unreachable until a path is chosen");
     return std::unique_ptr<steering::Dataplane>(std::move(ld).value());
   };
+}
+
+// Whether this host can send from `a` (a UDP socket binds to it): an endpoint address that is
+// not local makes every probe from it fail. Not an error: the address may come up later (DHCP, a
+// PPP link), so the daemon warns and runs.
+bool address_is_local(const model::IpAddress& a) {
+  const int fd = ::socket(a.is_v4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;  // cannot tell
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (a.is_v4()) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    std::memcpy(&sin->sin_addr, a.bytes().data(), 4);
+    len = sizeof *sin;
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    std::memcpy(&sin6->sin6_addr, a.bytes().data(), 16);
+    len = sizeof *sin6;
+  }
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0 || errno != EADDRNOTAVAIL;
+  ::close(fd);
+  return ok;
 }
 
 site::LocalPlanOptions plan_options(const core::DaemonConfig& cfg) {
@@ -344,6 +372,26 @@ int run(const Options& opt) {
       return kExitConfig;
     }
     *config.mutable_plan() = std::move(share).value();
+    std::set<std::string> checked;
+    for (const auto& p : config.plan().paths()) {
+      if (!checked.insert(p.local_endpoint()).second) continue;
+      auto addr = model::SocketAddress::parse(p.local_underlay());
+      if (!addr.is_ok() || addr.value().ip().is_unspecified()) continue;
+      if (!address_is_local(addr.value().ip())) {
+        // With tunnels the probes run over the overlay and the transport listens on every
+        // address, so a public address in front of a NAT is right; without, probes bind to it.
+        const bool tunnels = !cfg.runtime->transport.empty() || !cfg.runtime->transports.empty();
+        log.log(2, "endpoint " + cfg.site + "/" + p.local_endpoint() + ": " +
+                       addr.value().ip().to_string() + " is not an address of this host" +
+                       (tunnels ? " (right if the site is behind a NAT that peers reach it "
+                                  "through; otherwise the sites file names the wrong address)"
+                                : ": every probe from it fails until it is (does the sites file "
+                                  "name the right address for this site?)"));
+        log.record("patronusd", "daemon.address_not_local",
+                   "{\"endpoint\":\"" + p.local_endpoint() + "\",\"address\":\"" +
+                       addr.value().ip().to_string() + "\"}");
+      }
+    }
     auto kd = mesh::KeyDirectory::open(cfg.runtime->keys_dir);
     if (!kd.is_ok()) {
       std::cerr << "patronusd: runtime.keys_dir: " << kd.status().message() << std::endl;

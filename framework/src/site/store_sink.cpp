@@ -46,9 +46,9 @@ void StoreSink::on_sample(const std::string&, const std::string& instance,
       store::SampleRow{env_.wall_ns(), instance, s.path_id, s.sequence, s.lost != 0, s.rtt_ns});
 }
 
-void StoreSink::on_event(const std::string& site, const std::string& instance,
-                         const std::string& type, const std::string& json) {
-  (void)writer_.add(store::EventRow{env_.wall_ns(), site, instance, type, "", json});
+void StoreSink::on_event(const std::string& site, const steering::Event& e) {
+  (void)writer_.add(store::EventRow{env_.wall_ns(), site, e.instance(), steering::event_type(e), "",
+                                    steering::event_json(e)});
 }
 
 void StoreSink::add_flows(const steering::SiteRuntime& rt, std::size_t max) {

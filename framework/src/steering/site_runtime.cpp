@@ -245,8 +245,14 @@ Status SiteRuntime::add_remote_site(const RemoteSite& site) {
       }
     }
   }
-  emit_event("runtime.site_added",
-             J{{"site", site.name}, {"prefixes", site.prefixes.size()}, {"via", site.via}}.dump());
+  {
+    Event e;
+    auto* a = e.mutable_site_added();
+    a->set_site(site.name);
+    a->set_prefixes(static_cast<std::uint32_t>(site.prefixes.size()));
+    for (const auto& v : site.via) a->add_via(v);
+    emit_event(std::move(e));
+  }
   evaluate_site(index);
   return Status::ok();
 }
@@ -309,9 +315,12 @@ Status SiteRuntime::add_path(const PathSpec& spec) {
     if (running_) add_candidate(static_cast<std::uint32_t>(site), index);
   }
   if (running_) {
-    emit_event(
-        "runtime.path_added",
-        J{{"path", spec.id.value()}, {"name", spec.name}, {"site", spec.remote_site}}.dump());
+    Event e;
+    auto* a = e.mutable_path_added();
+    a->set_path(spec.id.value());
+    a->set_name(spec.name);
+    a->set_site(spec.remote_site);
+    emit_event(std::move(e));
     request_rate_update();
   }
   return Status::ok();
@@ -389,16 +398,23 @@ Result<bool> SiteRuntime::remove_path(model::PathId id) {
   std::fill(p.eligible_since.begin(), p.eligible_since.end(), -1);
   p.status = model::PathStatus::kDown;
   if (was_alive) {
-    emit_event("path.down", J{{"path", p.spec.id.value()},
-                              {"name", p.spec.name},
-                              {"by", "plan"},
-                              {"diagnostic", PATRONUS_DIAG_NONE},
-                              {"detect_time_ns", 0}}
-                                .dump());
+    Event e;
+    auto* d = e.mutable_path();
+    d->set_path(p.spec.id.value());
+    d->set_name(p.spec.name);
+    d->set_up(false);
+    d->set_by("plan");
+    d->set_diagnostic(PATRONUS_DIAG_NONE);
+    emit_event(std::move(e));
   }
-  emit_event(
-      "runtime.path_removed",
-      J{{"path", p.spec.id.value()}, {"name", p.spec.name}, {"site", p.spec.remote_site}}.dump());
+  {
+    Event e;
+    auto* r = e.mutable_path_removed();
+    r->set_path(p.spec.id.value());
+    r->set_name(p.spec.name);
+    r->set_site(p.spec.remote_site);
+    emit_event(std::move(e));
+  }
   evaluate_site(p.site);  // the classes on it move now, as off a path that went down
   return true;
 }
@@ -574,8 +590,14 @@ Status SiteRuntime::start() {
   running_ = true;
   next_metrics_ns_ = env_.now_ns() + config_.metrics_interval_ns;
   schedule_tick();
-  emit_event("runtime.started",
-             J{{"paths", paths_.size()}, {"sites", sites_.size()}, {"classes", nclasses}}.dump());
+  {
+    Event e;
+    auto* st = e.mutable_started();
+    st->set_paths(static_cast<std::uint32_t>(paths_.size()));
+    st->set_sites(static_cast<std::uint32_t>(sites_.size()));
+    st->set_classes(static_cast<std::uint32_t>(nclasses));
+    emit_event(std::move(e));
+  }
   return Status::ok();
 }
 
@@ -683,10 +705,12 @@ Result<bool> SiteRuntime::update_path(const PathSpec& spec) {
       return Status(s.code(), "path '" + spec.name + "': new probe key: " + s.message());
     }
   }
-  emit_event(
-      "runtime.path_keys_changed",
-      J{{"path", spec.id.value()}, {"tunnel", tunnel_changed}, {"probe_key", probe_key_changed}}
-          .dump());
+  Event e;
+  auto* k = e.mutable_path_keys_changed();
+  k->set_path(spec.id.value());
+  k->set_tunnel(tunnel_changed);
+  k->set_probe_key(probe_key_changed);
+  emit_event(std::move(e));
   return true;
 }
 
@@ -752,13 +776,14 @@ void SiteRuntime::stop() {
   publish_metrics();
 }
 
-void SiteRuntime::emit_event(const std::string& type, const std::string& json) {
-  for (auto* o : observers_) o->on_event(config_.site, "runtime", type, json);
+void SiteRuntime::emit_event(Event e) {
+  if (e.instance().empty()) e.set_instance("runtime");
+  for (auto* o : observers_) o->on_event(config_.site, e);
 }
 
-void SiteRuntime::warn(const std::string& type, const std::string& json) {
-  emit_event(type, json);
-  const std::string msg = type + " " + json;
+void SiteRuntime::warn(Event e) {
+  const std::string msg = event_type(e) + " " + event_json(e);
+  emit_event(std::move(e));
   for (auto* o : observers_) o->on_log(config_.site, "runtime", PATRONUS_LOG_WARN, msg);
 }
 
@@ -772,7 +797,9 @@ void SiteRuntime::schedule_tick() {
   if (tick_timer_ == 0) {
     // Without a tick, hold-downs and expiry stop: say so loudly, and retry from the next sample.
     ++counters_.timers_refused;
-    warn("runtime.timer_refused", J{{"count", counters_.timers_refused}}.dump());
+    Event e;
+    e.mutable_timer_refused()->set_count(counters_.timers_refused);
+    warn(std::move(e));
   }
 }
 
@@ -810,11 +837,13 @@ void SiteRuntime::on_metric(const std::string& instance, const std::string& name
   if (it == plugin_metrics_.end()) {
     if (plugin_metrics_.size() >= kMaxPluginMetrics) {
       if (is_pow2(++counters_.plugin_metrics_refused)) {
-        warn("runtime.plugin_metrics_full", J{{"instance", instance},
-                                              {"name", name},
-                                              {"bound", kMaxPluginMetrics},
-                                              {"count", counters_.plugin_metrics_refused}}
-                                                .dump());
+        Event e;
+        auto* f = e.mutable_plugin_metrics_full();
+        f->set_instance(instance);
+        f->set_name(name);
+        f->set_bound(static_cast<std::uint32_t>(kMaxPluginMetrics));
+        f->set_count(counters_.plugin_metrics_refused);
+        warn(std::move(e));
       }
       return;
     }
@@ -854,12 +883,15 @@ void SiteRuntime::on_liveness(const std::string& instance, const patronus_path_l
 void SiteRuntime::alive_changed(const Path& p, bool was_alive, const std::string& by,
                                 const patronus_path_liveness& l) {
   if (was_alive == p.alive()) return;
-  emit_event(p.alive() ? "path.up" : "path.down", J{{"path", p.spec.id.value()},
-                                                    {"name", p.spec.name},
-                                                    {"by", by},
-                                                    {"diagnostic", l.diagnostic},
-                                                    {"detect_time_ns", l.detect_time_ns}}
-                                                      .dump());
+  Event e;
+  auto* a = e.mutable_path();
+  a->set_path(p.spec.id.value());
+  a->set_name(p.spec.name);
+  a->set_up(p.alive());
+  a->set_by(by);
+  a->set_diagnostic(l.diagnostic);
+  a->set_detect_time_ns(l.detect_time_ns);
+  emit_event(std::move(e));
 }
 
 // A verdict of a liveness instance (RuntimeConfig::liveness) on a path it covers.
@@ -882,12 +914,17 @@ void SiteRuntime::on_gate(const std::string& instance, const patronus_path_liven
   const bool was_alive = p.alive();
   g.up = up;
   ++counters_.liveness_changes;
-  emit_event(up ? "path.liveness_up" : "path.liveness_down", J{{"path", p.spec.id.value()},
-                                                               {"name", p.spec.name},
-                                                               {"instance", instance},
-                                                               {"diagnostic", l.diagnostic},
-                                                               {"detect_time_ns", l.detect_time_ns}}
-                                                                 .dump());
+  {
+    Event e;
+    auto* v = e.mutable_liveness();
+    v->set_path(p.spec.id.value());
+    v->set_name(p.spec.name);
+    v->set_up(up);
+    v->set_instance(instance);
+    v->set_diagnostic(l.diagnostic);
+    v->set_detect_time_ns(l.detect_time_ns);
+    emit_event(std::move(e));
+  }
   if (was_alive == p.alive()) return;
   alive_changed(p, was_alive, instance, l);
   rescore(p);
@@ -916,9 +953,15 @@ void SiteRuntime::on_tunnel(const std::string& instance, const patronus_tunnel_s
   p.tunnel = v;
   if (!changed) return;
   ++counters_.tunnel_changes;
-  emit_event(
-      v.up ? "tunnel.up" : "tunnel.down",
-      J{{"path", p.spec.id.value()}, {"name", p.spec.name}, {"diagnostic", t.diagnostic}}.dump());
+  {
+    Event e;
+    auto* tu = e.mutable_tunnel();
+    tu->set_path(p.spec.id.value());
+    tu->set_name(p.spec.name);
+    tu->set_up(v.up);
+    tu->set_diagnostic(t.diagnostic);
+    emit_event(std::move(e));
+  }
   if (was_up != p.up()) {
     rescore(p);
     evaluate_site(p.site);
@@ -927,7 +970,11 @@ void SiteRuntime::on_tunnel(const std::string& instance, const patronus_tunnel_s
 
 void SiteRuntime::on_event(const std::string& instance, const std::string& type,
                            const std::string& json) {
-  for (auto* o : observers_) o->on_event(config_.site, instance, type, json);
+  Event e;
+  e.set_instance(instance);
+  e.mutable_plugin()->set_type(type);
+  e.mutable_plugin()->set_json(json);
+  for (auto* o : observers_) o->on_event(config_.site, e);
 }
 
 void SiteRuntime::on_log(const std::string& instance, std::uint32_t level, const std::string& msg) {
@@ -963,15 +1010,16 @@ void SiteRuntime::score_failed(Path& p, std::size_t slot, const std::string& err
   if (first || m != sc.said) {
     sc.said = m;
     ++counters_.scorer_fallbacks;
-    warn("runtime.scorer_error",
-         J{{"scorer", scorers_[slot].instance},
-           {"path", p.spec.name},
-           {"error", error},
-           {"count", counters_.scorer_errors},
-           {"standing_in", m == "none" ? "nothing: the path has no score" : m},
-           {"hold_ms", config_.scorer_hold_ns / 1000000},
-           {"default_scorer", scorers_[0].instance}}
-             .dump());
+    Event e;
+    auto* se = e.mutable_scorer_error();
+    se->set_scorer(scorers_[slot].instance);
+    se->set_path(p.spec.name);
+    se->set_error(error);
+    se->set_count(counters_.scorer_errors);
+    se->set_standing_in(m == "none" ? "nothing: the path has no score" : m);
+    se->set_hold_ms(config_.scorer_hold_ns / 1000000);
+    se->set_default_scorer(scorers_[0].instance);
+    warn(std::move(e));
   }
 }
 
@@ -1018,11 +1066,12 @@ void SiteRuntime::rescore(Path& p) {
       continue;
     }
     if (sc.failing_since_ns != 0) {
-      warn("runtime.scorer_recovered",
-           J{{"scorer", scorers_[slot].instance},
-             {"path", p.spec.name},
-             {"failed_for_ms", (env_.now_ns() - sc.failing_since_ns) / 1000000}}
-               .dump());
+      Event e;
+      auto* r = e.mutable_scorer_recovered();
+      r->set_scorer(scorers_[slot].instance);
+      r->set_path(p.spec.name);
+      r->set_failed_for_ms((env_.now_ns() - sc.failing_since_ns) / 1000000);
+      warn(std::move(e));
       sc.failing_since_ns = 0;
       sc.said.clear();
     }
@@ -1294,7 +1343,9 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
   // Forwarding first, then the flows that follow the class.
   if (auto st = dataplane_.set_class_path(d.dst_site, cls.name, d.to); !st.is_ok()) {
     ++counters_.dataplane_errors;
-    warn("runtime.dataplane_error", J{{"error", st.message()}}.dump());
+    Event e;
+    e.mutable_dataplane_error()->set_error(st.message());
+    warn(std::move(e));
   }
   if (from_idx != kNoPath) --paths_[from_idx]->selections;
   if (to_idx != kNoPath) ++paths_[to_idx]->selections;
@@ -1439,8 +1490,10 @@ void SiteRuntime::update_rates() {
     auto st = router_.set_path_rate(config_.probe, p.spec.id.value(), want);
     p.rate = want;  // an ABI 1.0 probe keeps its own rate; do not ask again every tick
     if (!st.is_ok() && is_pow2(++counters_.rate_errors)) {
-      warn("runtime.rate_error",
-           J{{"count", counters_.rate_errors}, {"error", st.message()}}.dump());
+      Event e;
+      e.mutable_rate_error()->set_count(counters_.rate_errors);
+      e.mutable_rate_error()->set_error(st.message());
+      warn(std::move(e));
     }
   }
 }
@@ -1531,8 +1584,10 @@ model::PathId SiteRuntime::on_packet(const model::FlowKey& key, std::uint8_t dsc
   FlowEntry* e = flows_.insert(kb, &inserted);
   if (e == nullptr) {
     if (is_pow2(++counters_.flows_refused)) {
-      warn("runtime.flow_table_full",
-           J{{"count", counters_.flows_refused}, {"max_flows", flows_.capacity()}}.dump());
+      Event e;
+      e.mutable_flow_table_full()->set_count(counters_.flows_refused);
+      e.mutable_flow_table_full()->set_max_flows(static_cast<std::uint32_t>(flows_.capacity()));
+      warn(std::move(e));
     }
   } else {
     if (inserted) {

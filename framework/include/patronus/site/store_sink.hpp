@@ -25,8 +25,7 @@ class StoreSink final : public steering::RuntimeObserver {
   void on_path_metrics(const std::string& site, const steering::PathView& p) override;
   void on_sample(const std::string& site, const std::string& instance,
                  const patronus_path_sample& s) override;
-  void on_event(const std::string& site, const std::string& instance, const std::string& type,
-                const std::string& json) override;
+  void on_event(const std::string& site, const steering::Event& e) override;
   // Snapshot of up to `max` flows of a runtime (the most recently seen first is not guaranteed).
   void add_flows(const steering::SiteRuntime& rt, std::size_t max);
   Status flush();

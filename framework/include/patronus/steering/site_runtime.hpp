@@ -22,6 +22,7 @@
 #include "patronus/model/types.hpp"
 #include "patronus/steering/classes.hpp"
 #include "patronus/steering/dataplane.hpp"
+#include "patronus/steering/events.hpp"
 #include "patronus/steering/flow_table.hpp"
 #include "patronus/steering/metric_window.hpp"
 #include "patronus/steering/selection.hpp"
@@ -193,11 +194,8 @@ class RuntimeObserver {
                          const patronus_path_sample& s) {
     (void)site, (void)instance, (void)s;
   }
-  // Plugin events and the runtime's own ("runtime" as the instance).
-  virtual void on_event(const std::string& site, const std::string& instance,
-                        const std::string& type, const std::string& json) {
-    (void)site, (void)instance, (void)type, (void)json;
-  }
+  // The runtime's own events and plugins' (in a PluginEvent envelope), typed (events.hpp).
+  virtual void on_event(const std::string& site, const Event& e) { (void)site, (void)e; }
   virtual void on_log(const std::string& site, const std::string& instance, std::uint32_t level,
                       const std::string& msg) {
     (void)site, (void)instance, (void)level, (void)msg;
@@ -327,9 +325,9 @@ class SiteRuntime final : private core::RouterObserver {
   // The transport instance of a path ("" without tunnels); whether the paths have tunnels.
   const std::string& transport_of(const Path& p) const;
   bool tunnels() const { return !config_.transport.empty() || !config_.transports.empty(); }
-  void emit_event(const std::string& type, const std::string& json);
+  void emit_event(Event e);
   // An anomaly (refused timer, full table, plugin or dataplane error): an event and a warning log.
-  void warn(const std::string& type, const std::string& json);
+  void warn(Event e);
   void tick();
   void schedule_tick();
   void rescore(Path& p);
