@@ -51,8 +51,8 @@ Ns3Env::Ns3Env(ns3::Ptr<ns3::Node> node, std::uint64_t seed, std::string name,
     : node_(node), net_(net), rng_(seed), name_(std::move(name)), limits_(limits) {}
 
 Ns3Env::~Ns3Env() {
-  for (auto& [id, t] : timers_) ns3::Simulator::Cancel(t.event);
-  for (auto& [id, t] : posts_) ns3::Simulator::Cancel(t.event);
+  timers_.for_each_handle([](ns3::EventId& e) { ns3::Simulator::Cancel(e); });
+  posts_.for_each_handle([](ns3::EventId& e) { ns3::Simulator::Cancel(e); });
   for (auto& [id, e] : endpoints_) {
     if (!e.socket) {
       net_->unbind(e.local);
@@ -68,56 +68,37 @@ std::int64_t Ns3Env::now_ns() const {
 }
 
 env::TimerId Ns3Env::schedule(std::int64_t delay_ns, std::function<void()> fn) {
-  if (timers_.size() >= limits_.max_timers) return 0;
-  if (delay_ns < 0) delay_ns = 0;
-  const env::TimerId id = next_timer_++;
-  Timer t;
-  t.fn = std::move(fn);
-  t.event = ns3::Simulator::Schedule(ns3::NanoSeconds(delay_ns), &Ns3Env::fire, this, id);
-  timers_.emplace(id, std::move(t));
-  return id;
+  const auto delay = ns3::NanoSeconds(std::max<std::int64_t>(delay_ns, 0));
+  return timers_.add(std::move(fn), [this, delay](env::TimerId id) {
+    return std::optional<ns3::EventId>(ns3::Simulator::Schedule(delay, &Ns3Env::fire, this, id));
+  });
 }
-
-namespace {
-// Runs and forgets an entry of a timer or post table (gone: cancelled, nothing to run).
-template <typename Table>
-void run_entry(Table& table, std::uint64_t id) {
-  auto it = table.find(id);
-  if (it == table.end()) return;
-  auto fn = std::move(it->second.fn);
-  table.erase(it);
-  fn();
-}
-}  // namespace
 
 void Ns3Env::fire(env::TimerId id) {
-  run_entry(timers_, id);
+  timers_.fire(id);
 }
 
 bool Ns3Env::cancel(env::TimerId id) {
-  auto it = timers_.find(id);
-  if (it == timers_.end()) return false;
-  ns3::Simulator::Cancel(it->second.event);
-  timers_.erase(it);
-  return true;
+  const auto event = timers_.cancel(id);
+  if (event) ns3::Simulator::Cancel(*event);
+  return event.has_value();
 }
 
 void Ns3Env::post(std::function<void()> fn) {
   // ns-3's default simulator is not thread-safe: a post from another thread is refused.
-  if (std::this_thread::get_id() != thread_ || posts_.size() >= limits_.max_posted) {
+  // Runs after the current event, in posting order; not a timer (its own table and bound,
+  // max_posted).
+  const bool here = std::this_thread::get_id() == thread_;
+  if (!here || posts_.add(std::move(fn), [this](std::uint64_t id) {
+        return std::optional<ns3::EventId>(
+            ns3::Simulator::ScheduleNow(&Ns3Env::fire_post, this, id));
+      }) == 0) {
     ++posts_refused_;
-    return;
   }
-  // Runs after the current event, in posting order; not a timer (max_timers does not apply).
-  const std::uint64_t id = next_post_++;
-  Timer t;
-  t.fn = std::move(fn);
-  t.event = ns3::Simulator::ScheduleNow(&Ns3Env::fire_post, this, id);
-  posts_.emplace(id, std::move(t));
 }
 
 void Ns3Env::fire_post(std::uint64_t id) {
-  run_entry(posts_, id);
+  posts_.fire(id);
 }
 
 Status Ns3Env::open_udp(const SocketAddress& local, const env::UdpOptions& options,

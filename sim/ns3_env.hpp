@@ -16,6 +16,7 @@
 #include "ns3/ptr.h"
 #include "ns3/socket.h"
 #include "patronus/env/env.hpp"
+#include "patronus/env/timer_table.hpp"
 
 namespace patronus::sim {
 
@@ -62,10 +63,6 @@ class Ns3Env final : public env::Env {
   std::string name() const override { return "ns3:" + name_; }
 
  private:
-  struct Timer {
-    ns3::EventId event;
-    std::function<void()> fn;
-  };
   struct Endpoint {
     ns3::Ptr<ns3::Socket> socket;  // null on a DatagramNet
     env::DatagramInfoHandler handler;
@@ -82,11 +79,9 @@ class Ns3Env final : public env::Env {
   env::Rng rng_;
   std::string name_;
   env::EnvLimits limits_;
-  env::TimerId next_timer_ = 1;
   env::EndpointId next_endpoint_ = 1;
-  std::unordered_map<env::TimerId, Timer> timers_;
-  std::unordered_map<std::uint64_t, Timer> posts_;  // posted, not run yet (not timers)
-  std::uint64_t next_post_ = 1;
+  env::TimerTable<ns3::EventId> timers_{limits_.max_timers};
+  env::TimerTable<ns3::EventId> posts_{limits_.max_posted};  // posted, not run yet (not timers)
   std::atomic<std::uint64_t> posts_refused_{0};
   std::thread::id thread_ = std::this_thread::get_id();
   void fire_post(std::uint64_t id);

@@ -1,5 +1,7 @@
 #include "patronus/env/asio_env.hpp"
 
+#include "patronus/env/timer_table.hpp"
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -163,9 +165,8 @@ struct AsioEnv::Impl {
   asio::io_context& io;
   Rng rng;
   EnvLimits limits;
-  TimerId next_timer = 1;
   EndpointId next_endpoint = 1;
-  std::unordered_map<TimerId, std::unique_ptr<asio::steady_timer>> timers;
+  TimerTable<std::unique_ptr<asio::steady_timer>> timers{limits.max_timers};
   std::unordered_map<EndpointId, std::shared_ptr<Socket>> sockets;
   WatchId next_watch = 1;
   std::unordered_map<WatchId, std::shared_ptr<Watch>> watches;
@@ -181,7 +182,7 @@ AsioEnv::~AsioEnv() {
     w->desc.cancel(ec);
     (void)w->desc.release();  // never the caller's descriptor
   }
-  for (auto& [id, t] : impl_->timers) t->cancel();
+  impl_->timers.for_each_handle([](auto& t) { t->cancel(); });
   for (auto& [id, s] : impl_->sockets) {
     boost::system::error_code ec;
     s->sock.close(ec);
@@ -201,28 +202,21 @@ std::int64_t AsioEnv::now_ns() const {
 }
 
 TimerId AsioEnv::schedule(std::int64_t delay_ns, std::function<void()> fn) {
-  if (impl_->timers.size() >= impl_->limits.max_timers) return 0;
-  if (delay_ns < 0) delay_ns = 0;
-  const TimerId id = impl_->next_timer++;
-  auto timer = std::make_unique<asio::steady_timer>(impl_->io);
-  timer->expires_after(std::chrono::nanoseconds(delay_ns));
-  timer->async_wait([this, id, fn = std::move(fn)](const boost::system::error_code& ec) {
-    if (ec == asio::error::operation_aborted) return;
-    auto it = impl_->timers.find(id);
-    if (it == impl_->timers.end()) return;
-    impl_->timers.erase(it);
-    fn();
+  const auto after = std::chrono::nanoseconds(std::max<std::int64_t>(delay_ns, 0));
+  return impl_->timers.add(std::move(fn), [this, after](TimerId id) {
+    auto timer = std::make_unique<asio::steady_timer>(impl_->io);
+    timer->expires_after(after);
+    timer->async_wait([this, id](const boost::system::error_code& ec) {
+      if (ec != asio::error::operation_aborted) impl_->timers.fire(id);
+    });
+    return std::optional<std::unique_ptr<asio::steady_timer>>(std::move(timer));
   });
-  impl_->timers.emplace(id, std::move(timer));
-  return id;
 }
 
 bool AsioEnv::cancel(TimerId id) {
-  auto it = impl_->timers.find(id);
-  if (it == impl_->timers.end()) return false;
-  it->second->cancel();
-  impl_->timers.erase(it);
-  return true;
+  auto timer = impl_->timers.cancel(id);
+  if (timer) (*timer)->cancel();
+  return timer.has_value();
 }
 
 void AsioEnv::post(std::function<void()> fn) {

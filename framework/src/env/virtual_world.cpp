@@ -1,7 +1,11 @@
 #include "patronus/env/virtual_world.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <utility>
+
+#include "patronus/env/timer_table.hpp"
 
 namespace patronus::env {
 
@@ -22,27 +26,18 @@ class VirtualWorld::Node final : public Env {
   std::int64_t wall_ns() const override { return world_.wall_epoch_ns_ + world_.now_; }
 
   TimerId schedule(std::int64_t delay_ns, std::function<void()> fn) override {
-    if (timers_.size() >= limits_.max_timers) return 0;
-    if (delay_ns < 0) delay_ns = 0;
-    const TimerId id = next_timer_++;
-    const std::uint64_t seq = world_.enqueue(world_.now_ + delay_ns, [this, id] {
-      auto it = timers_.find(id);
-      if (it == timers_.end()) return;
-      auto fn = std::move(it->second.fn);
-      timers_.erase(it);
-      fn();
+    const std::int64_t at = world_.now_ + std::max<std::int64_t>(delay_ns, 0);
+    return timers_.add(std::move(fn), [this, at](TimerId id) -> std::optional<std::uint64_t> {
+      const std::uint64_t seq = world_.enqueue(at, [this, id] { timers_.fire(id); });
+      if (seq == 0) return std::nullopt;
+      return seq;
     });
-    if (seq == 0) return 0;
-    timers_.emplace(id, Timer{seq, std::move(fn)});
-    return id;
   }
 
   bool cancel(TimerId id) override {
-    auto it = timers_.find(id);
-    if (it == timers_.end()) return false;
-    world_.dequeue(it->second.seq);
-    timers_.erase(it);
-    return true;
+    const auto seq = timers_.cancel(id);
+    if (seq) world_.dequeue(*seq);
+    return seq.has_value();
   }
 
   void post(std::function<void()> fn) override {
@@ -152,10 +147,6 @@ class VirtualWorld::Node final : public Env {
   const std::string& node_name() const { return name_; }
 
  private:
-  struct Timer {
-    std::uint64_t seq;
-    std::function<void()> fn;
-  };
   struct Endpoint {
     SocketAddress addr;
     DatagramInfoHandler handler;
@@ -166,10 +157,9 @@ class VirtualWorld::Node final : public Env {
   std::vector<IpAddress> addresses_;
   EnvLimits limits_;
   Rng rng_;
-  TimerId next_timer_ = 1;
   EndpointId next_endpoint_ = 1;
   std::uint32_t next_port_ = 0;
-  std::unordered_map<TimerId, Timer> timers_;
+  TimerTable<std::uint64_t> timers_{limits_.max_timers};  // handle: the world's queue entry
   std::unordered_map<EndpointId, Endpoint> endpoints_;
   std::map<SocketAddress, EndpointId> bound_;
 };
