@@ -4,8 +4,10 @@
 Each site host has two WAN endpoints, one on each underlay switch ("internet" and "lte"), and a
 LAN host behind it. patronusd runs on every site host with the wireguard, probes and scoring
 plugins. The run checks, in order:
-  1. the mesh comes up: every pair of overlay addresses answers ping;
-  2. every daemon has its paths up, scored from real probes (its state database);
+  1. the mesh of A and B comes up: every pair of overlay addresses answers ping; every daemon
+     has its paths up, scored from real probes (asked over its control socket);
+  2. C is added to the sites file and started, A and B get SIGHUP: C's paths come up everywhere,
+     and no A-B path goes down and no class between them moves;
   3. a sequence-numbered UDP flow (100 packets/s) from A's LAN host to B's LAN host leaves A by the
      tunnel the daemon chose; cutting that tunnel's underlay link moves it to the other tunnel,
      and the packets lost and the longest gap fit the configured detection bound;
@@ -58,6 +60,7 @@ class Lab:
         self.work = work
         self.tok = tok
         self.sites = ["a", "b", "c"]
+        self.members = list(self.sites)  # the sites in the sites file (the mesh grows to all)
         self.net = None
         self.daemons = {}
         self.logs = {}
@@ -77,7 +80,9 @@ class Lab:
     def underlay(self, n, kind):
         return ("172.16.0.%d" if kind == "inet" else "172.17.0.%d") % n
 
-    def write_files(self):
+    def write_files(self, members=None):
+        """The sites file with `members` (default all) and every site's daemon config."""
+        self.members = list(members or self.sites)
         lines = [
             "overlay: {ipv4: 10.200.0.0/24, ipv6: none, persistent_keepalive: 5}",
             "rules:",
@@ -86,6 +91,8 @@ class Lab:
             "sites:",
         ]
         for n, s in enumerate(self.sites, 1):
+            if s not in self.members:
+                continue
             lines += [
                 "  - name: %s" % s,
                 "    subnets: [192.168.%d.0/24]" % n,
@@ -180,7 +187,7 @@ class Lab:
                                   "JOIN sites s ON s.site_id = e.site_id").fetchall()
         except sqlite3.Error:
             return None
-        if len(rows) < 6 or any(ov is None for _, _, ov in rows):
+        if len(rows) < 2 * len(self.members) or any(ov is None for _, _, ov in rows):
             return None
         for site, ep, ov in rows:
             kind = ep.rsplit("-", 1)[1]
@@ -340,9 +347,10 @@ def wait_for(what, fn, timeout):
 
 
 def run(lab, report):
-    lab.write_files()
+    # 0. the mesh starts with a and b; c joins later on a SIGHUP (below)
+    lab.write_files(["a", "b"])
     lab.start_net()
-    for s in lab.sites:
+    for s in lab.members:
         lab.start_daemon(s)
 
     # 1. the mesh comes up: every pair of overlay addresses answers
@@ -351,8 +359,8 @@ def run(lab, report):
     t0 = time.monotonic()
 
     def all_ping():
-        for s in lab.sites:
-            for d in lab.sites:
+        for s in lab.members:
+            for d in lab.members:
                 if d == s:
                     continue
                 for k in ("inet", "lte"):
@@ -367,7 +375,7 @@ def run(lab, report):
     # 2. every daemon's paths are up with scores from real probes and a fresh handshake, asked
     # of the running daemon over its control socket
     def scored():
-        for s in lab.sites:
+        for s in lab.members:
             out = subprocess.run([os.path.join(lab.build, "bin", "patronus"), "paths", "list",
                                   "--socket", os.path.join(lab.work, "%s.sock" % s), "--json"],
                                  capture_output=True, text=True)
@@ -375,7 +383,7 @@ def run(lab, report):
                 return False
             reply = json.loads(out.stdout)
             paths = reply["paths"]
-            if reply["source"] != "daemon" or len(paths) != 4:
+            if reply["source"] != "daemon" or len(paths) != 2 * (len(lab.members) - 1):
                 return False
             for p in paths:
                 t = p["tunnel"]
@@ -390,6 +398,36 @@ def run(lab, report):
         return True
 
     wait_for("every path up and scored", scored, 60)
+
+    # 1b. the mesh grows: c is added to the sites file, its daemon starts, a and b are sent
+    # SIGHUP. c's paths come up everywhere; the a-b paths never go down and no class to b or a
+    # moves (the running daemons apply the new plan as a difference).
+    grow_wall_ns = time.time_ns()
+    t_grow = time.monotonic()
+    lab.write_files()
+    lab.start_daemon("c")
+    for s in ("a", "b"):
+        lab.daemons[s].send_signal(signal.SIGHUP)
+    overlay = wait_for("overlay addresses of c in the state database", lab.overlay_addresses, 30)
+    wait_for("ping between every pair of overlay addresses after c joined", all_ping, 60)
+    wait_for("every path up and scored after c joined", scored, 60)
+    report["grow_s"] = round(time.monotonic() - t_grow, 2)
+    for s, other in (("a", "b"), ("b", "a")):
+        with open(os.path.join(lab.work, "%s.log" % s), errors="replace") as f:
+            log = f.read()
+        if "reloaded (SIGHUP): 1 site(s) and 2 path(s) added, 0 removed" not in log:
+            fail("%s's daemon did not apply the grown mesh: %s" % (s, log[-1500:]))
+        with sqlite3.connect("file:%s?mode=ro" % os.path.join(lab.work, "%s.db" % s),
+                             uri=True, timeout=5) as db:
+            downs = db.execute("SELECT payload FROM decision_events WHERE kind = 'path.down' "
+                               "AND timestamp_ns >= ? AND payload LIKE ?",
+                               (grow_wall_ns, '%%~%s:%%' % other)).fetchall()
+        if downs:
+            fail("%s: a path to %s went down when c joined: %s" % (s, other, downs))
+        moved = [d for d in decisions(lab, s) if d["unix_ns"] >= grow_wall_ns and
+                 d["dst_site"] == other and d["reason"] != "rebalance"]
+        if moved:
+            fail("%s: a class to %s moved when c joined: %s" % (s, other, moved))
 
     # 3. the flow, the cut, the failover
     a, b = lab.host("a"), lab.host("b")
