@@ -12,7 +12,8 @@ plugins. The run checks, in order:
      tunnel the daemon chose; cutting that tunnel's underlay link moves it to the other tunnel,
      and the packets lost and the longest gap fit the configured detection bound;
   4. the link comes back and the flow fails back only after the class's hold-down;
-  5. killing and restarting A's daemon keeps its keys and the other sites' tunnels.
+  5. killing (SIGKILL) and restarting A's daemon under traffic keeps its keys, the other sites'
+     tunnels and the flow (the new daemon keeps the routes the killed one left until it decides).
 Everything (hosts, links, daemons, wireguard-go, sockets, routes, rules) is removed at the end,
 also when a check fails. Prints a JSON report; exit status 0 only when every check passed, 77 when
 the machine cannot run the lab (not root, no Mininet, no wireguard-go).
@@ -507,13 +508,29 @@ def run(lab, report):
         fail("the restarted wireguard-go holds %d of the daemon's sockets" % len(leaked))
     wait_for("every path up after wireguard-go's restart", scored, 30)
 
-    # 5. kill -9 and restart a's daemon: same keys, peers' tunnels stay up
+    # 5. kill -9 and restart a's daemon under traffic: same keys, peers' tunnels stay up, and the
+    # flow keeps going (the new daemon keeps the class routes the killed one left until its own
+    # decisions replace them: a hitless restart)
     key_file = os.path.join(lab.keys, "a", lab.endpoint("a", "inet") + ".key")
     with open(key_file) as f:
         key_before = f.read()
+    first_recv.wait(timeout=60)  # it holds the flow's port until its time is up
+    restart_dur = 8
+    restart_file = os.path.join(lab.work, "recv-restart.txt")
+    restart_recv, sender = start_flow(lab, ah, bh, restart_dur, restart_file)
+    time.sleep(2)
     lab.stop_daemon("a", signal.SIGKILL)
     lab.start_daemon("a")
-    time.sleep(3)
+    sent = int(sender.communicate(timeout=restart_dur + 10)[0].strip() or 0)
+    restart_recv.wait(timeout=30)
+    received, gap = flow_outcome(restart_file)
+    report["restart"] = {"sent": sent, "received": received, "lost": sent - received,
+                         "longest_gap_ms": round(gap * 1000, 1), "bound_ms": ROTATION_BOUND_MS}
+    # Measured here: 0 lost, 11.6 ms; installing unreachable routes at start (as it used to)
+    # cost 42 packets and a 429 ms gap.
+    if gap * 1000 > ROTATION_BOUND_MS:
+        fail("a's restart stopped the flow for %.0f ms (bound %d ms): the new daemon did not keep "
+             "the routes the killed one left" % (gap * 1000, ROTATION_BOUND_MS))
     with open(key_file) as f:
         if f.read() != key_before:
             fail("restarting a changed its key")
@@ -528,7 +545,6 @@ def run(lab, report):
     # move and must not stop for longer than a handshake plus the standby poll.
     rot_dur = 12
     rot_file = os.path.join(lab.work, "recv-rotation.txt")
-    first_recv.wait(timeout=60)  # it holds the flow's port until its time is up
     _, sender = start_flow(lab, ah, bh, rot_dur, rot_file)
     time.sleep(2)
     rot_path, _ = carrying(lab, "a")

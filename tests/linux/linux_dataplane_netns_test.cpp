@@ -121,5 +121,61 @@ TEST_F(LinuxDataplaneKernel, DroppedWithoutStopLeavesNothingBehind) {
   EXPECT_EQ(test::route_device(ns(), {"10.20.3.4", "tos", "0xb8"}), "wan") << "the main table";
 }
 
+// A restart after a crash is hitless: the routes a killed instance left through a device stay
+// (adopted) until a decision replaces them or settle() drops them; sites it left unreachable
+// stay unreachable; nothing is duplicated.
+TEST_F(LinuxDataplaneKernel, ARestartAfterACrashKeepsTheRoutesUntilDecided) {
+  add_veths({"t0", "t1", "wan"});
+  sh({"ip", "-n", ns(), "addr", "add", "198.51.100.2/24", "dev", "wan"});
+  sh({"ip", "-n", ns(), "route", "add", "default", "via", "198.51.100.1"});
+  const std::uint32_t t0 = ifindex(ns(), "t0"), t1 = ifindex(ns(), "t1");
+  ASSERT_TRUE(t0 && t1);
+  auto make = [&](bool adopt) {
+    LinuxDataplaneConfig c;
+    c.classes = steering::default_classes("");
+    c.site_prefixes["b"] = {model::IpPrefix::parse("10.20.0.0/16").value(),
+                            model::IpPrefix::parse("fd00:20::/64").value()};
+    c.site_prefixes["c"] = {model::IpPrefix::parse("10.30.0.0/16").value()};
+    c.resolve = [t0, t1](model::PathId p) -> Result<Nexthop> {
+      return Nexthop{p.value() == 1 ? t0 : t1, {}};
+    };
+    c.adopt = adopt;
+    auto nl = Rtnl::open_in_netns(ns_path());
+    EXPECT_TRUE(nl.is_ok()) << nl.status().message();
+    return LinuxDataplane::start(std::move(nl).value(), c);
+  };
+  const std::vector<std::string> sip = {"10.20.3.4", "ipproto", "udp", "dport", "5060"};
+  const std::vector<std::string> web = {"10.20.3.4", "ipproto", "tcp", "dport", "443"};
+  const std::vector<std::string> to_c = {"10.30.3.4", "ipproto", "udp", "dport", "5060"};
+  auto probe = Rtnl::open_in_netns(ns_path());
+  ASSERT_TRUE(probe.is_ok());
+  {
+    auto first = make(false);
+    ASSERT_TRUE(first.is_ok()) << first.status().message();
+    ASSERT_TRUE(first.value()->set_class_path("b", "voice", model::PathId(1)).is_ok());
+    ASSERT_TRUE(first.value()->set_class_path("b", "default", model::PathId(2)).is_ok());
+    first.value()->forget();  // killed: nothing removed
+  }
+  const std::size_t before = count_ours(probe.value());
+  auto second = make(true);
+  ASSERT_TRUE(second.is_ok()) << second.status().message();
+  LinuxDataplane& dp = *second.value();
+  EXPECT_EQ(dp.adopted(), 2u) << "voice and default to b";
+  EXPECT_EQ(count_ours(probe.value()), before) << "nothing duplicated";
+  EXPECT_EQ(test::route_device(ns(), sip), "t0") << "voice keeps forwarding across the restart";
+  EXPECT_EQ(test::route_device(ns(), web), "t1");
+  EXPECT_EQ(test::route_device(ns(), to_c), "unreachable") << "c had no path: still none";
+  // A decision replaces an adopted route; settle() drops the ones no decision replaced.
+  ASSERT_TRUE(dp.set_class_path("b", "voice", model::PathId(2)).is_ok());
+  EXPECT_EQ(test::route_device(ns(), sip), "t1");
+  EXPECT_EQ(dp.adopted(), 1u);
+  ASSERT_TRUE(dp.settle().is_ok());
+  EXPECT_EQ(dp.adopted(), 0u);
+  EXPECT_EQ(test::route_device(ns(), web), "unreachable") << "default was never decided";
+  EXPECT_EQ(test::route_device(ns(), sip), "t1") << "a decided route stays";
+  ASSERT_TRUE(dp.stop().is_ok());
+  EXPECT_EQ(count_ours(probe.value()), 0u);
+}
+
 }  // namespace
 }  // namespace patronus::linuxnet

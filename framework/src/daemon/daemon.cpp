@@ -133,6 +133,7 @@ site::DataplaneFactory dataplane_factory(Log& log) {
     dc.layout.table_base = r.table_base;
     dc.layout.rule_priority = r.table_base;
     dc.site_prefixes = r.site_prefixes;
+    dc.adopt = true;  // a restart after a crash keeps forwarding until decisions replace it
     dc.resolve = [of = r.interface_of](model::PathId id) -> Result<linuxnet::Nexthop> {
       const auto name = of(id);
       if (!name) return not_found("path " + std::to_string(id.value()) + " has no tunnel here");
@@ -144,8 +145,13 @@ site::DataplaneFactory dataplane_factory(Log& log) {
     if (!rt.is_ok()) return rt.status();
     auto ld = linuxnet::LinuxDataplane::start(std::move(rt).value(), std::move(dc));
     if (!ld.is_ok()) return ld.status();
+    const std::size_t kept = ld.value()->adopted();
     log.log(1, "linux dataplane: class tables from " + std::to_string(r.table_base) +
-                   ", every remote site unreachable until a path is chosen");
+                   (kept ? ", " + std::to_string(kept) +
+                               " class route(s) a previous run left kept until a decision "
+                               "replaces them (at most 30 s), the rest unreachable until a "
+                               "path is chosen"
+                         : ", every remote site unreachable until a path is chosen"));
     return std::unique_ptr<steering::Dataplane>(std::move(ld).value());
   };
 }

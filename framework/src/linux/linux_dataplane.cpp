@@ -1,5 +1,7 @@
 #include "linux_dataplane.hpp"
 
+#include <algorithm>
+
 namespace patronus::linuxnet {
 
 bool kernel_matches_dscp(Rtnl& rtnl) {
@@ -23,6 +25,36 @@ Result<std::unique_ptr<LinuxDataplane>> LinuxDataplane::start(Rtnl rtnl,
   PolicyRouting pr(std::move(rtnl));
   std::unique_ptr<LinuxDataplane> dp(new LinuxDataplane(std::move(pr), std::move(config)));
   dp->via_.resize(dp->config_.classes.classes.size());
+  dp->adopted_.resize(dp->via_.size());
+  if (dp->config_.adopt) {
+    for (std::size_t c = 0; c < dp->via_.size(); ++c) {
+      const std::uint32_t table = dp->config_.layout.table_base + static_cast<std::uint32_t>(c);
+      auto routes = dp->routing_.our_routes(table);
+      if (!routes.is_ok()) return routes.status();
+      for (const auto& [site, prefixes] : dp->config_.site_prefixes) {
+        // Adopted only when every prefix of the site leaves by one device and next hop.
+        std::optional<Nexthop> via;
+        bool whole = !prefixes.empty();
+        for (const auto& p : prefixes) {
+          const auto r = std::find_if(routes.value().begin(), routes.value().end(),
+                                      [&](const Route& x) { return x.dst == p && x.oif != 0; });
+          if (r == routes.value().end()) {
+            whole = false;
+            break;
+          }
+          const Nexthop here{r->oif, r->gateway};
+          if (via && !(*via == here)) {
+            whole = false;
+            break;
+          }
+          via = here;
+        }
+        if (!whole) continue;
+        dp->via_[c][site] = *via;
+        dp->adopted_[c].insert(site);
+      }
+    }
+  }
   // Tables first (all unreachable), then the rules that lead to them: no packet meets a rule
   // whose table is not ready.
   for (std::size_t c = 0; c < dp->via_.size(); ++c) {
@@ -65,12 +97,14 @@ Status LinuxDataplane::set_class_path(const std::string& site, const std::string
     auto r = config_.resolve(path);
     if (!r.is_ok()) {
       // The path cannot be carried: do not leave the class on a stale route either.
+      adopted_[c].erase(site);
       via_[c].erase(site);
       const Status st = apply(c);
       return st.is_ok() ? r.status() : st;
     }
     via = r.value();
   }
+  adopted_[c].erase(site);  // decided: the previous run's route is no longer kept
   if (via.oif == 0) {
     via_[c].erase(site);
   } else {
@@ -99,6 +133,23 @@ Status LinuxDataplane::set_flow_path(const model::FlowKey&, model::PathId) {
   return failed_precondition(
       "linux dataplane: per-flow paths need packet marks set at LAN ingress (not built); the "
       "flow follows its class's path");
+}
+
+Status LinuxDataplane::settle() {
+  Status first = Status::ok();
+  for (std::size_t c = 0; c < adopted_.size(); ++c) {
+    if (adopted_[c].empty()) continue;
+    for (const auto& site : adopted_[c]) via_[c].erase(site);
+    adopted_[c].clear();
+    if (auto st = apply(c); !st.is_ok() && first.is_ok()) first = st;
+  }
+  return first;
+}
+
+std::size_t LinuxDataplane::adopted() const {
+  std::size_t n = 0;
+  for (const auto& a : adopted_) n += a.size();
+  return n;
 }
 
 LinuxDataplane::~LinuxDataplane() {

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,10 @@ struct LinuxDataplaneConfig {
   std::map<std::string, std::vector<model::IpPrefix>> site_prefixes;  // remote site -> prefixes
   // The device and next hop of a path; an error when the path is unknown or its tunnel is down.
   std::function<Result<Nexthop>(model::PathId)> resolve;
+  // A restart after a crash (SIGKILL, OOM) is hitless: where a previous instance left a class's
+  // routes to a site through a device, they stay until a decision replaces them or settle()
+  // drops them, instead of becoming unreachable while the new runtime measures its paths.
+  bool adopt = false;
 };
 
 class LinuxDataplane final : public steering::Dataplane {
@@ -43,6 +48,13 @@ class LinuxDataplane final : public steering::Dataplane {
   Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) override;
   // Removes every rule and route of ours.
   Status stop() override;
+  // Adopted routes no decision replaced become unreachable (the start's grace is over).
+  Status settle() override;
+  // Leaves every rule and route as they are, as a process that is killed does (tests; a host
+  // that hands the kernel state to its successor).
+  void forget() { stopped_ = true; }
+  // (class, site) entries adopted at start and not yet replaced or settled.
+  std::size_t adopted() const;
 
   std::uint32_t table_of(const std::string& cls) const;  // 0: unknown class
 
@@ -55,6 +67,7 @@ class LinuxDataplane final : public steering::Dataplane {
   LinuxDataplaneConfig config_;
   // Per class: the next hop of each remote site (absent: unreachable).
   std::vector<std::map<std::string, Nexthop>> via_;
+  std::vector<std::set<std::string>> adopted_;  // per class: sites on a previous run's route
   bool stopped_ = false;
 };
 

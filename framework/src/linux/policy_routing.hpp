@@ -62,9 +62,10 @@ class PolicyRouting {
   // Removes every rule and route of ours (a clean stop).
   Status remove_all();
   Rtnl& rtnl() { return rtnl_; }
+  // The routes of ours in `table` (both families), as the kernel holds them.
+  Result<std::vector<Route>> our_routes(std::uint32_t table);
 
  private:
-  Result<std::vector<Route>> our_routes(std::uint32_t table);
   Result<std::vector<Rule>> our_rules();
   Rtnl rtnl_;
 };

@@ -136,6 +136,18 @@ Result<StartSummary> SiteHost::start() {
     summary.policy_instances.push_back(p.instance());
   }
   running_ = true;
+  if (dataplane_) {
+    settle_timer_ = ctx_.env->schedule(ctx_.settle_after_ns, [this] {
+      settle_timer_ = 0;
+      if (!running_) return;
+      if (auto s = dataplane_->settle(); !s.is_ok()) {
+        for (auto* o : ctx_.observers) {
+          o->on_log(config_.site(), "host", PATRONUS_LOG_WARN,
+                    "dropping the routes a previous run left failed: " + s.message());
+        }
+      }
+    });
+  }
   return summary;
 }
 
@@ -148,6 +160,8 @@ std::vector<std::string> SiteHost::stop() {
   if (stopped_ || !router_) return errors;
   stopped_ = true;
   running_ = false;
+  if (settle_timer_ != 0) ctx_.env->cancel(settle_timer_);
+  settle_timer_ = 0;
   // The objects stay (stopped) until the host goes: what they counted and decided can still be
   // read.
   if (runtime_) runtime_->stop();

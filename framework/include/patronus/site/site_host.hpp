@@ -60,6 +60,9 @@ struct HostContext {
   // Settings the config does not carry (metric window sizes, table bounds, the decision log's
   // length, the scorer hold): a test or the simulator may set them; patronusd keeps the defaults.
   std::function<void(steering::RuntimeConfig&)> tune;
+  // How long forwarding state a previous run left (a restart after a crash) may carry traffic
+  // before the dataplane drops what no decision replaced (Dataplane::settle).
+  std::int64_t settle_after_ns = 30'000'000'000;
 };
 
 // What start() brought up.
@@ -126,6 +129,7 @@ class SiteHost {
   std::unique_ptr<steering::Dataplane> dataplane_;
   std::unique_ptr<steering::SiteRuntime> runtime_;
   std::unique_ptr<StoreSink> sink_;
+  env::TimerId settle_timer_ = 0;
   bool running_ = false;
   bool stopped_ = false;  // stop() ran (or a start failed): the host is done
 };

@@ -33,6 +33,9 @@ class Dataplane {
   // The site stops: forwarding state the backend installed is removed (a backend that installs
   // none has nothing to do). Its destructor must do the same for a host that never calls it.
   virtual Status stop() { return Status::ok(); }
+  // The start's grace is over: forwarding state kept from a previous run (a hitless restart)
+  // that no decision replaced since is dropped.
+  virtual Status settle() { return Status::ok(); }
 };
 
 // A dataplane owned elsewhere, handed to a host that owns the one it drives (a test's recorder,
