@@ -1,6 +1,7 @@
 #include "runner.hpp"
 
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <chrono>
 #include <cmath>
@@ -806,21 +807,31 @@ struct OneRun {
 
 // Each plugin's config for a run, checked by its schema and by the plugin itself (as patronusd
 // asks before anything starts): the shipped plugins always, a third-party one when configured.
-Result<std::map<std::string, std::string>> plugin_configs(
-    const std::map<std::string, std::string>& yaml, const Variant* variant,
-    const Plugins& plugins) {
+Result<std::map<std::string, std::string>> plugin_configs(const Scenario& s,
+                                                          const PluginSettings& settings,
+                                                          const Variant* variant,
+                                                          const Plugins& plugins) {
   std::map<std::string, std::string> configs;
   for (const auto& [name, lib] : plugins.libs) {
-    auto it = yaml.find(name);
-    if (!is_hosted_plugin(name) && it == yaml.end()) continue;  // another scenario's
+    auto it = settings.find(name);
+    if (!is_hosted_plugin(name) && it == settings.end()) continue;  // another scenario's
+    // Errors name the scenario file and the plugin's line (the variant's when it is one).
+    const auto line =
+        variant ? variant->line : (s.plugin_lines.count(name) ? s.plugin_lines.at(name) : 0);
     const std::string where =
-        std::string(variant ? "variants." + variant->name + "." : "") + "plugins." + name;
+        s.origin + (line > 0 ? ": line " + std::to_string(line) : std::string()) + ": " +
+        (variant ? "variants." + variant->name + "." : "") + "plugins." + name;
+    // The settings as a YAML map built here (no text: no line of its own to report).
+    YAML::Node node(YAML::NodeType::Map);
+    if (it != settings.end()) {
+      for (const auto& [k, v] : it->second) node[k] = v;
+    }
     std::string bytes;
     if (lib->schema()) {
-      auto b = lib->schema()->text_to_bytes(it == yaml.end() ? "" : it->second, name);
+      auto b = lib->schema()->yaml_to_bytes(node, name);
       if (!b.is_ok()) return invalid_argument(where + ": " + b.status().message());
       bytes = b.value();
-    } else if (it != yaml.end() && it->second.find(':') != std::string::npos) {
+    } else if (it != settings.end() && !it->second.empty()) {
       return invalid_argument(where + ": plugin '" + name + "' takes no configuration");
     }
     if (auto st = core::check_plugin_config(lib, name, bytes); !st.is_ok()) {
@@ -922,7 +933,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
 
   const PluginSettings settings = plugin_settings(s, variant);
   const auto yaml = plugin_yaml(settings);
-  auto configs_or = plugin_configs(yaml, variant, plugins);
+  auto configs_or = plugin_configs(s, settings, variant, plugins);
   if (!configs_or.is_ok()) return configs_or.status();
   const auto& configs = configs_or.value();
   steering::ClassSet classes = steering::default_classes("emodel");

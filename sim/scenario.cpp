@@ -310,6 +310,7 @@ class Parser {
     for (const auto& kv : n) {
       const std::string plugin = scalar(kv.first, path);
       const std::string p = join(path, plugin);
+      if (path == "plugins") s_.plugin_lines[plugin] = kv.first.Mark().line + 1;
       if (!is_hosted_plugin(plugin)) {
         // Loaded (or refused) by run_scenario, which can look at the plugin's descriptor.
         s_.third_party_plugins.push_back({plugin, p, kv.first.Mark().line + 1});

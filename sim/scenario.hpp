@@ -159,6 +159,7 @@ struct Scenario {
   // scenario configures under `plugins:`. Other probe plugins it configures gate the paths.
   std::string probe = "probes";
   int probe_line = 0;
+  std::map<std::string, int> plugin_lines;  // plugin name -> line of its `plugins:` entry
   std::string name;
   std::string origin;  // file name, for errors
   std::uint64_t seed = 1;

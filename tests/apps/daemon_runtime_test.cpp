@@ -442,6 +442,35 @@ TEST(DaemonRuntime, ASiteAddedToTheSitesFileJoinsRunningDaemonsOnSighup) {
         site == "hq" ? 4 : 3)
         << st.out;
   }
+
+  // A reload that changes what needs a restart (here the tick) is refused before the new plan
+  // is made, so the site the same file adds does not reach the state database either.
+  test::write_file(dir.file("sites.yaml"),
+                   test::read_file(dir.file("sites.yaml")) +
+                       "  - name: d\n    subnets: [192.168.40.0/24]\n    endpoints:\n"
+                       "      - {name: wan0, address: 127.0.0.5:51820, type: wan}\n");
+  ASSERT_EQ(run({test::bin_dir() + "/patronus", "mesh", "plan", "--sites", dir.file("sites.yaml"),
+                 "--keys-dir", dir.file("keys")})
+                .exit_code,
+            0);
+  test::write_file(dir.file("hq.yaml"), site_config("hq", port) + "  tick_ms: 50\n");
+  ASSERT_EQ(kill(hq.pid, SIGHUP), 0);
+  bool refused = false;
+  for (int i = 0; i < 100 && !refused; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    refused = test::read_file(dir.file("hq.log"))
+                  .find(
+                      "reload (SIGHUP) refused, nothing changed: runtime: modified: tick_ms: "
+                      "100 -> 50") != std::string::npos;
+  }
+  ASSERT_TRUE(refused) << test::read_file(dir.file("hq.log"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a flush
+  auto sites = run({test::bin_dir() + "/patronus", "site", "--db", dir.file("hq.db"), "list"});
+  ASSERT_EQ(sites.exit_code, 0) << sites.err;
+  EXPECT_EQ(sites.out.find("\nd "), std::string::npos) << sites.out;
+  auto events = run({test::bin_dir() + "/patronus", "events", "--db", dir.file("hq.db"), "--json"});
+  EXPECT_NE(events.out.find("daemon.reload_refused"), std::string::npos) << events.out;
+  EXPECT_NE(events.out.find("tick_ms: 100 -> 50"), std::string::npos) << "the reason is stored";
 }
 
 }  // namespace
@@ -457,7 +486,8 @@ TEST(DaemonRuntime, CheckValidatesWithoutTouchingAnything) {
                    "  - name: hq\n    subnets: [192.168.10.0/24]\n    endpoints:\n"
                    "      - {name: wan0, address: 127.0.0.1:51820, type: wan}\n"
                    "  - name: branch\n    subnets: [192.168.20.0/24]\n    endpoints:\n"
-                   "      - {name: wan0, address: 127.0.0.2:51820, type: wan}\n");
+                   "      - {name: wan0, address: 127.0.0.2:51820, type: wan,\n"
+                   "         public_key: 'HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw='}\n");
   const std::string port = std::to_string(test::free_udp_port());
   test::write_file(dir.file("hq.yaml"), site_config("hq", port));
   const std::string daemon = test::bin_dir() + "/patronusd";
@@ -481,7 +511,26 @@ TEST(DaemonRuntime, CheckValidatesWithoutTouchingAnything) {
   bad = run({daemon, "--config", dir.file("c.yaml"), "--check"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("runtime.classes"), std::string::npos) << bad.err;
-  EXPECT_FALSE(test::file_exists(dir.file("hq.db")));
+  // A peer whose public key is nowhere: --check says so, and a start refuses it the same way
+  // before it opens or writes anything (it used to create the database, the lock and the keys).
+  test::write_file(dir.file("sites.yaml"),
+                   "sites:\n"
+                   "  - name: hq\n    subnets: [192.168.10.0/24]\n    endpoints:\n"
+                   "      - {name: wan0, address: 127.0.0.1:51820, type: wan}\n"
+                   "  - name: branch\n    subnets: [192.168.20.0/24]\n    endpoints:\n"
+                   "      - {name: wan0, address: 127.0.0.2:51820, type: wan}\n");
+  for (const bool check : {true, false}) {
+    std::vector<std::string> argv = {daemon, "--config", dir.file("hq.yaml")};
+    argv.push_back(check ? "--check" : "--run-for=1");
+    bad = run(argv);
+    EXPECT_EQ(bad.exit_code, 2) << bad.err;
+    EXPECT_NE(bad.err.find("branch/wan0 has no public_key, and runtime.keys_dir"),
+              std::string::npos)
+        << bad.err;
+  }
+  for (const char* made : {"hq.db", "hq.db.lock", "hq.sock", "keys"}) {
+    EXPECT_FALSE(test::file_exists(dir.file(made))) << made << " was created";
+  }
 }
 
 }  // namespace

@@ -117,6 +117,11 @@ struct HostBridge {
         &id, &bound);
     if (!s.is_ok()) {
       r.add_trace(inst->name + " udp-open-failed " + s.message());
+      // The plugin only gets a status code: the host says which address failed and why.
+      if (r.observer_) {
+        r.observer_->on_log(inst->name, PATRONUS_LOG_WARN,
+                            "opening UDP " + addr.value().to_string() + " failed: " + s.message());
+      }
       return to_abi(s);
     }
     *slot = id;

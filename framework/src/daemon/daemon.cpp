@@ -30,6 +30,8 @@
 #include "patronus/util/file.hpp"
 #include "socket.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace patronus::daemon {
 
 namespace {
@@ -112,8 +114,9 @@ class LoggingDataplane final : public steering::Dataplane {
   explicit LoggingDataplane(Log& log) : log_(log) {}
   Status set_class_path(const std::string& site, const std::string& cls,
                         model::PathId path) override {
-    log_.log(1, "forwarding unchanged (dataplane: none): class " + cls + " to " + site +
-                    " -> path " + (path.valid() ? std::to_string(path.value()) : "none"));
+    log_.log(1, "class " + cls + " to " + site + " -> path " +
+                    (path.valid() ? std::to_string(path.value()) : "none") +
+                    " (dataplane: none: the kernel's forwarding is not changed)");
     return Status::ok();
   }
   Status set_flow_path(const model::FlowKey&, model::PathId) override { return Status::ok(); }
@@ -292,17 +295,18 @@ int run(const Options& opt) {
   const core::DaemonConfig& cfg = loaded.value().daemon;
   site::SiteConfig config = loaded.value().site;
 
-  if (opt.check_only) {
-    std::string plan = "no runtime";
-    if (cfg.runtime) {
-      auto checked = site::check_local_site(plan_options(cfg));
-      if (!checked.is_ok()) {
-        std::cerr << "patronusd: runtime: " << checked.status().message() << std::endl;
-        return kExitConfig;
-      }
-      plan = checked.value() + ", " + std::to_string(config.runtime().classes().classes_size()) +
-             " classes";
+  // The sites file and the peers' keys, checked before anything is opened or written.
+  std::string plan = "no runtime";
+  if (cfg.runtime) {
+    auto checked = site::check_local_site(plan_options(cfg));
+    if (!checked.is_ok()) {
+      std::cerr << "patronusd: runtime: " << checked.status().message() << std::endl;
+      return kExitConfig;
     }
+    plan = checked.value() + ", " + std::to_string(config.runtime().classes().classes_size()) +
+           " classes";
+  }
+  if (opt.check_only) {
     std::cout << "patronusd: " << opt.config_path << ": valid: " << config.plugins_size()
               << " plugin instance(s) loaded and configured, " << plan << std::endl;
     return kExitOk;
@@ -501,6 +505,12 @@ int run(const Options& opt) {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec || stopping) return;
       auto next = load(opt.config_path, registry, nullptr);
+      // Refused before the new plan is made: making it saves it to the state database.
+      if (next.is_ok()) {
+        site::SiteConfig without_plan = next.value().site;
+        *without_plan.mutable_plan() = host.config().plan();
+        if (auto s = host.check_apply(without_plan); !s.is_ok()) next = s;
+      }
       if (next.is_ok() && next.value().daemon.runtime) {
         auto share =
             site::plan_local_share(plan_options(next.value().daemon), db, wall_ns() / 1000000000);
@@ -514,7 +524,8 @@ int run(const Options& opt) {
           next.is_ok() ? host.apply(next.value().site) : Result<site::ApplyReport>(next.status());
       if (!r.is_ok()) {
         log.log(3, "reload (SIGHUP) refused, nothing changed: " + r.status().message());
-        log.record("patronusd", "daemon.reload_refused", "{}");
+        log.record("patronusd", "daemon.reload_refused",
+                   nlohmann::json{{"error", r.status().message()}}.dump());
       } else {
         const auto& a = r.value();
         for (const auto& e : a.errors) log.log(3, "reload (SIGHUP): " + e);

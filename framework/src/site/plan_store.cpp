@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 namespace patronus::site {
@@ -179,10 +180,45 @@ Result<LocalGraph> local_graph(const LocalPlanOptions& rt) {
 
 }  // namespace
 
+// Every endpoint of another of our sites that has a path needs its public key: from the sites
+// file, or (a lab keeping every site's keys in one directory) from keys_dir. The error says where
+// to put it, in the daemon's terms.
+Status other_keys_known(const mesh::MeshGraph& g, int self, const std::string& keys_dir,
+                        const std::string& sites_file) {
+  std::optional<mesh::KeyDirectory> keys;
+  struct stat st {};
+  if (!keys_dir.empty() && ::stat(keys_dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    auto kd = mesh::KeyDirectory::open(keys_dir);
+    if (kd.is_ok()) keys = std::move(kd).value();
+  }
+  for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
+    const auto& p = g.path(id);
+    for (auto [v, e] : {std::pair{p.src_site, p.src_endpoint},
+                        std::pair{g.path_dst(id), static_cast<std::uint8_t>(p.dst_endpoint)}}) {
+      if (static_cast<int>(v) == self || g.site(v).external) continue;
+      if (!g.site(v).public_keys[e].empty()) continue;
+      const auto& name = g.site(v).site.name;
+      const auto& ep = g.site(v).site.endpoints[e].name;
+      if (keys) {
+        auto kp = keys->load(name, ep);
+        if (kp.is_ok() && kp.value()) continue;
+      }
+      return failed_precondition(
+          sites_file + ": " + name + "/" + ep + " has no public_key, and runtime.keys_dir (" +
+          keys_dir + ") holds no key for it: give its public_key in the sites file (on that " +
+          "site, `patronus keys public < KEYS_DIR/" + name + "/" + ep + ".key` prints it)");
+    }
+  }
+  return Status::ok();
+}
+
 Result<std::string> check_local_site(const LocalPlanOptions& rt) {
   auto local = local_graph(rt);
   if (!local.is_ok()) return local.status();
   const mesh::MeshGraph& g = local.value().graph;
+  if (auto s = other_keys_known(g, local.value().self, rt.keys_dir, rt.sites_file); !s.is_ok()) {
+    return s;
+  }
   return "site '" + rt.site + "' with " +
          std::to_string(g.site(local.value().self).site.endpoints.size()) + " endpoint(s) in a " +
          rt.topology + " of " + std::to_string(g.num_sites()) + " site(s) from " + rt.sites_file;
@@ -251,6 +287,7 @@ Result<v1::Plan> plan_local_share(const LocalPlanOptions& rt, store::Store& db,
       if (g.next_public_key(v, e) == g.public_key(v, e)) g.next_public_key(v, e).clear();
     }
   }
+  if (auto s = other_keys_known(g, self, rt.keys_dir, rt.sites_file); !s.is_ok()) return s;
   auto previous = stored_overlay(db);
   if (!previous.is_ok()) return previous.status();
   auto overlay = mesh::assign_overlay(g, previous.value());

@@ -184,18 +184,11 @@ Status SiteHost::flush(std::size_t max_flows) {
   return sink_->flush();
 }
 
-Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
+Status SiteHost::check_apply(const SiteConfig& next) const {
   if (auto s = validate(next); !s.is_ok()) return s;
   if (next.site() != config_.site()) {
     return invalid_argument("site: the config is for '" + next.site() + "', this is '" +
                             config_.site() + "'");
-  }
-  ApplyReport report;
-  const std::string next_hash = content_hash(next);
-  if (next_hash == hash_) {
-    report.unchanged = true;
-    config_.set_generation(next.generation());
-    return report;
   }
   if (!running_) return failed_precondition("site '" + config_.site() + "' is not running");
   // What a running site cannot take yet: a restart applies it.
@@ -221,6 +214,18 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
         "policy_inventory: the inventory changes with a restart (`patronus policy apply` changes "
         "the policies of a running site); nothing was applied");
   }
+  return Status::ok();
+}
+
+Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
+  ApplyReport report;
+  const std::string next_hash = content_hash(next);
+  if (next_hash == hash_ && running_) {
+    report.unchanged = true;
+    config_.set_generation(next.generation());
+    return report;
+  }
+  if (auto s = check_apply(next); !s.is_ok()) return s;
   if (plan_) {
     auto plan = realise_plan(next.plan(), next.site(), ctx_.keys);
     if (!plan.is_ok()) return plan.status();

@@ -1284,7 +1284,7 @@ void SiteRuntime::apply(Selection& s, int chosen, Reason reason, std::int64_t fa
     c.eligible = in[i].eligible;
     if (!c.eligible) {
       const auto& sc = p.scores[slot];
-      c.why_not = why_not(view(p), sc.valid, sc.score, cls);
+      c.why_not = p.removed ? "removed from the plan" : why_not(view(p), sc.valid, sc.score, cls);
     }
     eligible += c.eligible;
     d.candidates.push_back(std::move(c));

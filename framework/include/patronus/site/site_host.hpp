@@ -105,6 +105,10 @@ class SiteHost {
   // and their configs, runtime settings and classes: a restart applies those) changes nothing,
   // and the error says what.
   Result<ApplyReport> apply(const SiteConfig& next);
+  // What apply() would refuse before it looks at the plan (validation, another site, a change a
+  // running site cannot take): a host that makes the plan with side effects (patronusd saves it
+  // to the state database) asks first.
+  Status check_apply(const SiteConfig& next) const;
 
   const SiteConfig& config() const { return config_; }
   const std::string& config_hash() const { return hash_; }
