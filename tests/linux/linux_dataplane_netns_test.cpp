@@ -15,18 +15,6 @@ namespace {
 using test::ifindex;
 using test::sh;
 
-std::size_t count_ours(Rtnl& k) {
-  std::size_t n = 0;
-  for (const bool v6 : {false, true}) {
-    auto rules = k.rules(v6);
-    auto routes = k.routes(v6, 0);
-    if (!rules.is_ok() || !routes.is_ok()) return 0;
-    for (const auto& r : rules.value()) n += r.protocol == kRtprotPatronus;
-    for (const auto& r : routes.value()) n += r.protocol == kRtprotPatronus;
-  }
-  return n;
-}
-
 class LinuxDataplaneKernel : public DscpKernelTest {};
 
 TEST_F(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
