@@ -405,6 +405,13 @@ TEST(DaemonRuntime, ASiteAddedToTheSitesFileJoinsRunningDaemonsOnSighup) {
   ASSERT_EQ(live.exit_code, 0) << live.err;
   const auto lj = nlohmann::json::parse(live.out);
   EXPECT_EQ(lj["remote_sites"], 2);
+  // The status names the config applied: the reload's, as its log line says.
+  const std::string hash = lj["config_hash"];
+  ASSERT_EQ(hash.size(), 64u) << live.out;
+  EXPECT_NE(
+      test::read_file(dir.file("hq.log")).find("0 with new keys, config " + hash.substr(0, 12)),
+      std::string::npos)
+      << hash;
   // Every path is live (answering its probes). Its score is not asserted here: the new paths'
   // windows still hold the probes hq sent before c's daemon answered (real losses), so for the
   // first 10 s their score may be anything.

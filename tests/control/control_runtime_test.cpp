@@ -91,7 +91,7 @@ TEST(ControlReplies, ComeFromTheRunningRuntime) {
   }
   EXPECT_EQ(ds.decisions(ds.decisions_size() - 1).reason(), "initial");
 
-  control::DaemonInfo info{"hq", "9.9.9", "hq.db", "", "none", 7, w.node("hq").env->wall_ns()};
+  control::DaemonInfo info{"hq", "9.9.9", "hq.db", "", "none", 7, w.node("hq").env->wall_ns(), ""};
   control::Service svc(info, *w.node("hq").router, &hq, *w.node("hq").env);
   control::api::Request q;
   q.mutable_status();

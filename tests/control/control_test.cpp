@@ -158,7 +158,7 @@ class ControlServerTest : public ::testing::Test {
       boost::asio::make_work_guard(io_);
   env::AsioEnv env_{io_, 1};
   core::RouterInstance router_{env_, "hq"};
-  control::Service service_{control::DaemonInfo{"hq", "9.9.9", "hq.db", "", "none", 42, 1000},
+  control::Service service_{control::DaemonInfo{"hq", "9.9.9", "hq.db", "", "none", 42, 1000, ""},
                             router_, nullptr, env_};
   std::unique_ptr<control::ControlServer> server_;
   std::thread thread_;

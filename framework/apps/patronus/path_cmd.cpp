@@ -165,6 +165,7 @@ int run_status(PathCommands& p) {
   if (s.source() == "daemon") {
     std::cout << "transport: " << (s.transport().empty() ? "none" : s.transport())
               << "; dataplane: " << s.dataplane() << "; state: " << s.state_db() << "\n";
+    if (!s.config_hash().empty()) std::cout << "config: " << s.config_hash() << "\n";
   }
   if (s.has_last_decision_unix_ns()) {
     std::cout << "last decision: " << utc_time(s.last_decision_unix_ns()) << "\n";

@@ -58,6 +58,7 @@ api::StatusReply status_of(const DaemonInfo& info, const core::RouterInstance& r
   r.set_state_db(info.state_db);
   r.set_transport(info.transport);
   r.set_dataplane(info.dataplane);
+  r.set_config_hash(info.config_hash);
   for (const auto& name : router.instance_names()) {
     auto pi = router.instance_info(name);
     if (!pi) continue;

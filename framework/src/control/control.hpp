@@ -25,6 +25,7 @@ struct DaemonInfo {
   std::string site, version, state_db, transport, dataplane;
   std::int64_t pid = 0;
   std::int64_t started_unix_ns = 0;
+  std::string config_hash;  // the applied SiteConfig's (site::content_hash)
 };
 
 // Live: from the daemon's objects (`runtime` may be null: a daemon without a runtime section).
