@@ -946,8 +946,11 @@ TEST(SiteHost, ApplyRefusesWhatARunningSiteCannotTakeAndChangesNothing) {
     EXPECT_EQ(hq.config_hash(), hash);
   };
   site::SiteConfig probe = w.config("hq");
-  probe.mutable_plugins(0)->set_config(std::string("\x08\x01", 2));  // another interval
-  refused(probe, "plugins[0] ('probe')");
+  probe.mutable_plugins(0)->set_config(std::string("\x10\x01", 2));  // interval_ms: 1
+  refused(probe, "plugins[0] ('probe') config: {");
+  refused(probe,
+          "-> {\"interval_ms\":1}: plugin instances and their configs change with a "
+          "restart");
   site::SiteConfig tick = w.config("hq");
   tick.mutable_runtime()->set_tick_ms(200);
   refused(tick, "runtime: modified: tick_ms: 100 -> 200");

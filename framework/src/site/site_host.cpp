@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
+#include "patronus/core/config_schema.hpp"
+
 namespace patronus::site {
 
 namespace {
@@ -184,6 +186,20 @@ Status SiteHost::flush(std::size_t max_flows) {
   return sink_->flush();
 }
 
+// " config: {old} -> {new}" when only plugin i's config changed and its schema can show both.
+std::string SiteHost::config_change(int i, const SiteConfig& next) const {
+  if (i >= config_.plugins_size() || i >= next.plugins_size()) return "";
+  const auto& a = config_.plugins(i);
+  const auto& b = next.plugins(i);
+  if (a.plugin() != b.plugin() || a.instance() != b.instance() || !ctx_.plugins) return "";
+  const auto lib = ctx_.plugins(a.plugin());
+  if (!lib || !lib->schema()) return "";
+  auto was = lib->schema()->bytes_to_json(a.config());
+  auto now = lib->schema()->bytes_to_json(b.config());
+  if (!was.is_ok() || !now.is_ok()) return "";
+  return " config: " + was.value() + " -> " + now.value();
+}
+
 Status SiteHost::check_apply(const SiteConfig& next) const {
   if (auto s = validate(next); !s.is_ok()) return s;
   if (next.site() != config_.site()) {
@@ -198,8 +214,9 @@ Status SiteHost::check_apply(const SiteConfig& next) const {
         !MessageDifferencer::Equals(config_.plugins(i), next.plugins(i))) {
       const auto& name =
           i < next.plugins_size() ? next.plugins(i).instance() : config_.plugins(i).instance();
-      return failed_precondition(where("plugins", i) + " ('" + name +
-                                 "'): plugin instances and their configs change with a restart; "
+      return failed_precondition(where("plugins", i) + " ('" + name + "')" +
+                                 config_change(i, next) +
+                                 ": plugin instances and their configs change with a restart; "
                                  "nothing was applied");
     }
   }
