@@ -11,6 +11,7 @@
 #include "patronus/mesh/keys.hpp"
 #include "patronus/mesh/plan.hpp"
 #include "patronus/site/plan_store.hpp"
+#include "patronus/site/site_config.hpp"
 
 namespace {
 
@@ -131,7 +132,11 @@ TEST(SitePlan, AStagedKeyReachesThePeersAsTheNextKeyAndTheCommitMakesItTheKey) {
     o.site = site;
     o.sites_file = sites;
     o.keys_dir = dir + "/keys";
-    return site::plan_local_site(o, *db.value(), 1);
+    auto share = site::plan_local_share(o, *db.value(), 1);
+    if (!share.is_ok()) return Result<site::SitePlan>(share.status());
+    auto keys = mesh::KeyDirectory::open(o.keys_dir);
+    if (!keys.is_ok()) return Result<site::SitePlan>(keys.status());
+    return site::realise_plan(share.value(), site, site::directory_keys(keys.value()));
   };
   auto kd = mesh::KeyDirectory::open(dir + "/keys");
   ASSERT_TRUE(kd.is_ok());

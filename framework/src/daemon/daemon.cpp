@@ -453,8 +453,12 @@ int run(const Options& opt) {
                       ? ", site runtime over " + std::to_string(started.value().paths) + " path(s)"
                       : std::string()) +
                  ", config " + host.config_hash().substr(0, 12) + ", state in " + cfg.state_db);
-  info.config_hash = host.config_hash();
-  service.emplace(info, host.router(), host.runtime(), env);
+  // The control API answers with the applied config's hash (again after every accepted reload).
+  auto serve = [&] {
+    info.config_hash = host.config_hash();
+    service.emplace(info, host.router(), host.runtime(), env);
+  };
+  serve();
 
   bool stopping = false;
   std::function<void()> schedule_flush;
@@ -529,8 +533,7 @@ int run(const Options& opt) {
                    nlohmann::json{{"error", r.status().message()}}.dump());
       } else {
         const auto& a = r.value();
-        info.config_hash = host.config_hash();  // status answers with the applied config
-        service.emplace(info, host.router(), host.runtime(), env);
+        serve();
         for (const auto& e : a.errors) log.log(3, "reload (SIGHUP): " + e);
         log.log(1,
                 a.unchanged

@@ -299,15 +299,6 @@ Result<v1::Plan> plan_local_share(const LocalPlanOptions& rt, store::Store& db,
   return plan_for_site(g, plan.value(), ids.value(), self_name);
 }
 
-Result<SitePlan> plan_local_site(const LocalPlanOptions& rt, store::Store& db,
-                                 std::int64_t now_unix) {
-  auto share = plan_local_share(rt, db, now_unix);
-  if (!share.is_ok()) return share.status();
-  auto keys = mesh::KeyDirectory::open(rt.keys_dir);
-  if (!keys.is_ok()) return keys.status();
-  return realise_plan(share.value(), rt.site, directory_keys(keys.value()));
-}
-
 ReplanOutcome apply_replan(steering::SiteRuntime& runtime, const SitePlan& plan) {
   ReplanOutcome out;
   // New sites first (their paths need them), then paths: new ones join, known ones may have new

@@ -71,6 +71,7 @@ Result<std::unique_ptr<SiteHost>> SiteHost::create(HostContext context, SiteConf
 }
 
 void SiteHost::learn_interfaces(const SitePlan& plan) {
+  interfaces_.clear();  // the current plan's paths only (a removed path is never chosen)
   for (const auto& p : plan.paths) {
     if (p.tunnel) interfaces_[p.id.value()] = p.tunnel->interface_name;
   }
@@ -82,7 +83,7 @@ Result<StartSummary> SiteHost::start() {
   StartSummary summary;
   summary.plugins = static_cast<std::size_t>(config_.plugins_size());
   auto fail = [this](const std::string& step, const Status& s) -> Status {
-    rollback();
+    (void)stop();  // what was started goes, in reverse order
     return Status(s.code(), step + ": " + s.message());
   };
   if (plan_) {
@@ -151,10 +152,6 @@ Result<StartSummary> SiteHost::start() {
     });
   }
   return summary;
-}
-
-void SiteHost::rollback() {
-  (void)stop();
 }
 
 std::vector<std::string> SiteHost::stop() {

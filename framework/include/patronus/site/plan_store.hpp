@@ -81,11 +81,9 @@ struct LocalPlanOptions {
 // when missing; private keys never leave it) and must match any public_key the sites file gives;
 // other sites' public keys come from the file or, for a lab that keeps every site's keys in one
 // directory, from keys_dir (public halves only). Overlay addresses and path ids are kept from the
-// store, and the plan is saved to it. Used by patronusd (and the simulator's nodes).
-Result<SitePlan> plan_local_site(const LocalPlanOptions& options, store::Store& db,
-                                 std::int64_t now_unix);
-// The same plan as the config's share (public keys only, site_config.hpp's realise_plan makes
-// the runtime's paths of it): what patronusd puts in its SiteConfig.
+// store, and the plan is saved to it. Returned as the config's share (public keys only;
+// site_config.hpp's realise_plan makes the runtime's paths of it with directory_keys): what
+// patronusd puts in its SiteConfig.
 Result<v1::Plan> plan_local_share(const LocalPlanOptions& options, store::Store& db,
                                   std::int64_t now_unix);
 // What `patronusd --check` can say of the plan without touching anything: the topology and the

@@ -120,7 +120,6 @@ class SiteHost {
 
  private:
   SiteHost(HostContext context, SiteConfig config);
-  void rollback();
   std::string config_change(int plugin, const SiteConfig& next) const;
   void learn_interfaces(const SitePlan& plan);
 
