@@ -4,7 +4,9 @@
 // the class unreachable, a restart reconciles without duplicates, and stop leaves no trace.
 // Needs root (CI runs as root).
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include <algorithm>
 
 #include "kernel_test.hpp"
 #include "test_support.hpp"
@@ -80,6 +82,83 @@ TEST_F(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
   ASSERT_TRUE(again.value()->stop().is_ok());
   EXPECT_EQ(count_ours(probe.value()), 0u);
   EXPECT_EQ(test::route_device(ns(), web), "wan");
+}
+
+// New classes on a running dataplane: a kept class keeps its route (in its new table when its
+// position changed), a new class starts where the default class went, removed classes' rules
+// and stale tables go, and a set the kernel cannot take changes nothing.
+TEST_F(LinuxDataplaneKernel, NewClassesKeepTheRoutesOfTheKeptOnes) {
+  add_veths({"t0", "t1", "wan"});
+  sh({"ip", "-n", ns(), "addr", "add", "198.51.100.2/24", "dev", "wan"});
+  sh({"ip", "-n", ns(), "route", "add", "default", "via", "198.51.100.1"});
+  const std::uint32_t t0 = ifindex(ns(), "t0"), t1 = ifindex(ns(), "t1");
+  ASSERT_TRUE(t0 && t1);
+  LinuxDataplaneConfig c;
+  c.classes = steering::default_classes("");
+  c.site_prefixes["b"] = {model::IpPrefix::parse("10.20.0.0/16").value()};
+  c.resolve = [t0, t1](model::PathId p) -> Result<Nexthop> {
+    return Nexthop{p.value() == 1 ? t0 : t1, {}};
+  };
+  auto nl = Rtnl::open_in_netns(ns_path());
+  ASSERT_TRUE(nl.is_ok()) << nl.status().message();
+  auto started = LinuxDataplane::start(std::move(nl).value(), c);
+  ASSERT_TRUE(started.is_ok()) << started.status().message();
+  LinuxDataplane& dp = *started.value();
+  ASSERT_TRUE(dp.set_class_path("b", "voice", model::PathId(1)).is_ok());
+  ASSERT_TRUE(dp.set_class_path("b", "default", model::PathId(2)).is_ok());
+  const std::vector<std::string> sip = {"10.20.3.4", "ipproto", "udp", "dport", "5060"};
+  const std::vector<std::string> ssh = {"10.20.3.4", "ipproto", "tcp", "dport", "22"};
+  const std::vector<std::string> game = {"10.20.3.4", "ipproto", "udp", "dport", "27015"};
+  EXPECT_EQ(test::route_device(ns(), ssh), "unreachable") << "interactive is not decided";
+
+  // Without video and interactive, with gaming before them: voice stays at table 0, default
+  // moves from table 4 to 3.
+  steering::ClassSet next = steering::default_classes("");
+  next.classes.erase(std::remove_if(next.classes.begin(), next.classes.end(),
+                                    [](const steering::ClassSpec& k) {
+                                      return k.name == "video" || k.name == "interactive";
+                                    }),
+                     next.classes.end());
+  next.rules.erase(std::remove_if(next.rules.begin(), next.rules.end(),
+                                  [](const steering::ClassRule& r) {
+                                    return r.class_name == "video" || r.class_name == "interactive";
+                                  }),
+                   next.rules.end());
+  steering::ClassSpec gaming;
+  gaming.name = "gaming";
+  next.classes.insert(next.classes.begin() + 1, gaming);
+  steering::ClassRule r;
+  r.class_name = "gaming";
+  r.protocol = 17;
+  r.dst_ports = steering::PortRange{27015, 27015};
+  next.rules.insert(next.rules.begin(), r);
+  ASSERT_EQ(next.classes.size(), 4u);
+
+  auto probe = Rtnl::open_in_netns(ns_path());
+  ASSERT_TRUE(probe.is_ok());
+  ASSERT_TRUE(dp.set_classes(next).is_ok());
+  EXPECT_EQ(test::route_device(ns(), sip), "t0") << "voice kept its route";
+  EXPECT_EQ(test::route_device(ns(), game), "t1") << "a new class starts on the default's route";
+  EXPECT_EQ(test::route_device(ns(), ssh), "t1") << "interactive's flows fall to default";
+  EXPECT_EQ(dp.table_of("default"), PolicyLayout{}.table_base + 3);
+  EXPECT_EQ(dp.table_of("interactive"), 0u);
+  for (const bool v6 : {false, true}) {
+    auto stale = probe.value().routes(v6, PolicyLayout{}.table_base + 4);
+    ASSERT_TRUE(stale.is_ok());
+    EXPECT_TRUE(stale.value().empty()) << "the fifth table was left behind";
+  }
+  ASSERT_TRUE(dp.set_class_path("b", "gaming", model::PathId(1)).is_ok());
+  EXPECT_EQ(test::route_device(ns(), game), "t0");
+
+  // A set the dataplane cannot express changes nothing.
+  steering::ClassSet bad = next;
+  bad.rules.front().class_name = "nobody";
+  EXPECT_FALSE(dp.set_classes(bad).is_ok());
+  EXPECT_EQ(test::route_device(ns(), game), "t0");
+  EXPECT_EQ(test::route_device(ns(), sip), "t0");
+  EXPECT_EQ(test::route_device(ns(), ssh), "t1");
+  ASSERT_TRUE(dp.stop().is_ok());
+  EXPECT_EQ(count_ours(probe.value()), 0u);
 }
 
 // A host whose start fails after the dataplane started drops it without stop(): that must

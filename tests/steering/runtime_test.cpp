@@ -3,6 +3,7 @@
 // hostile probes. Times are read from the simulator; nothing here sleeps or reads a wall clock.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -971,6 +972,110 @@ TEST(SiteHost, ApplyRefusesWhatARunningSiteCannotTakeAndChangesNothing) {
   EXPECT_EQ(w.rt("hq").paths().size(), 2u);
   EXPECT_EQ(w.rt("hq").class_path("b", "voice"), voice);
   for (std::size_t i = decisions; i < w.node("hq").recorder.decisions.size(); ++i) {
+    EXPECT_EQ(w.node("hq").recorder.decisions[i].reason, steering::Reason::kRebalance)
+        << w.node("hq").recorder.decisions[i].why;
+  }
+}
+
+// New classes through apply(): a tightened threshold moves voice off its path in the apply's own
+// evaluation, an added class gets its first path then, no path goes down, and flows are kept
+// while the rules classify as before and forgotten (to be classified anew) when they change.
+TEST(SiteHost, ApplyReplacesClassesInOneEvaluation) {
+  test::Wan w(33);
+  two_paths(w);
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+  const Pump traffic = pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 60 * kSec);
+  w.world().run_until(5 * kSec);
+  const model::PathId on = hq.class_path("b", "voice");
+  ASSERT_TRUE(on.valid());
+  const model::PathId other(on.value() == 1 ? 2 : 1);
+  // voice's path gets slower, within voice's thresholds: it stays.
+  w.set_link(on.value(), {60 * kMs, 0, 0.0, true});
+  w.world().run_until(20 * kSec);
+  ASSERT_EQ(hq.class_path("b", "voice"), on);
+  const double slow = hq.path(on)->stats.latency_ms, fast = hq.path(other)->stats.latency_ms;
+  ASSERT_GT(slow, fast + 20) << "the slower path does not measure slower";
+  EXPECT_EQ(hq.flows().size(), 1u);
+
+  site::SiteHost& host = *w.node("hq").host;
+  const std::string hash = host.config_hash();
+  site::SiteConfig next = w.config("hq");
+  auto* classes = next.mutable_runtime()->mutable_classes();
+  for (auto& c : *classes->mutable_classes()) {
+    if (c.name() == "voice") c.set_max_latency_ms((slow + fast) / 2);
+  }
+  auto* gaming = classes->add_classes();
+  gaming->set_name("gaming");
+  gaming->set_hysteresis(10);
+  gaming->set_hold_down_ms(10000);
+  site::v1::ClassRule rule;
+  rule.set_class_name("gaming");
+  rule.set_protocol(17);
+  rule.mutable_dst_ports()->set_first(27015);
+  rule.mutable_dst_ports()->set_last(27015);
+  classes->mutable_rules()->Add(std::move(rule));
+  std::rotate(classes->mutable_rules()->rbegin(), classes->mutable_rules()->rbegin() + 1,
+              classes->mutable_rules()->rend());  // first: before the rules that would take it
+  const std::size_t events = w.node("hq").recorder.typed.size();
+  const std::size_t changes = w.node("hq").dataplane->changes().size();
+  const std::int64_t t_apply = w.world().now_ns();
+  auto r = host.apply(next);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r.value().classes_replaced);
+  EXPECT_TRUE(r.value().paths_added.empty() && r.value().paths_removed.empty());
+  EXPECT_NE(host.config_hash(), hash);
+
+  const auto moved = find_decision(w.node("hq").recorder.decisions, "voice",
+                                   steering::Reason::kThreshold, t_apply);
+  ASSERT_TRUE(moved.has_value()) << "voice did not move off the path its new threshold excludes";
+  EXPECT_EQ(moved->mono_ns, t_apply) << "moved in the apply's own evaluation";
+  EXPECT_EQ(moved->to, other);
+  const auto first =
+      find_decision(w.node("hq").recorder.decisions, "gaming", steering::Reason::kInitial, t_apply);
+  ASSERT_TRUE(first.has_value()) << "the new class got no path";
+  EXPECT_EQ(first->mono_ns, t_apply);
+  bool installed = false;
+  const auto& dp = w.node("hq").dataplane->changes();
+  for (std::size_t i = changes; i < dp.size(); ++i) {
+    installed =
+        installed || (dp[i].cls == "gaming" && dp[i].path.valid() && dp[i].at_ns == t_apply);
+  }
+  EXPECT_TRUE(installed) << "the new class's path never reached the dataplane";
+  const steering::Event* changed = nullptr;
+  for (std::size_t i = events; i < w.node("hq").recorder.typed.size(); ++i) {
+    const auto& e = w.node("hq").recorder.typed[i];
+    EXPECT_FALSE(e.has_path() && !e.path().up()) << "a path went down: " << steering::event_json(e);
+    if (e.has_classes_changed()) changed = &e;
+  }
+  ASSERT_NE(changed, nullptr);
+  EXPECT_EQ(changed->classes_changed().added_size(), 1);
+  EXPECT_EQ(changed->classes_changed().added(0), "gaming");
+  ASSERT_EQ(changed->classes_changed().changed_size(), 1);
+  EXPECT_EQ(changed->classes_changed().changed(0), "voice");
+  EXPECT_TRUE(changed->classes_changed().rules_changed());
+  EXPECT_EQ(changed->classes_changed().flows_forgotten(), 1u) << "the rules changed";
+
+  // The flow comes back with its next packet, classified by the new rules, on voice's new path;
+  // a gaming flow is gaming.
+  w.world().run_until(w.world().now_ns() + kSec);
+  EXPECT_EQ(hq.on_packet(voice, 46, 100), other);
+  const auto game = flow("192.168.1.10", "192.168.2.20", 40000, 27015);
+  EXPECT_EQ(hq.classify(game, 0), "gaming");
+  EXPECT_EQ(hq.on_packet(game, 0, 100), hq.class_path("b", "gaming"));
+
+  // Thresholds alone: the flows stay, nothing moves.
+  const std::size_t flows = hq.flows().size();
+  const std::size_t decided = w.node("hq").recorder.decisions.size();
+  site::SiteConfig calmer = next;
+  calmer.mutable_runtime()->mutable_classes()->mutable_classes(0)->set_hysteresis(15);
+  r = host.apply(calmer);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r.value().classes_replaced);
+  EXPECT_EQ(hq.flows().size(), flows);
+  EXPECT_EQ(w.node("hq").recorder.typed.back().classes_changed().flows_forgotten(), 0u);
+  for (std::size_t i = decided; i < w.node("hq").recorder.decisions.size(); ++i) {
     EXPECT_EQ(w.node("hq").recorder.decisions[i].reason, steering::Reason::kRebalance)
         << w.node("hq").recorder.decisions[i].why;
   }

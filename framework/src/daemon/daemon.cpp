@@ -503,7 +503,8 @@ int run(const Options& opt) {
   });
   // SIGHUP: read the file again, plan again from the sites file and the keys, and apply: new
   // sites and paths join, paths no longer planned leave, re-keyed paths (ADR 0013) are handed to
-  // the transport and the probe again; the others are not touched. A file that does not validate,
+  // the transport and the probe again; the others are not touched; new classes and rules are
+  // decided in one evaluation. A file that does not validate,
   // or changes what needs a restart, changes nothing.
   std::function<void()> wait_hup;
   wait_hup = [&] {
@@ -544,14 +545,16 @@ int run(const Options& opt) {
                           " removed, " + std::to_string(a.paths_rekeyed) + " with new keys" +
                           (a.errors.empty() ? std::string()
                                             : ", " + std::to_string(a.errors.size()) + " refused") +
-                          ", config " + host.config_hash().substr(0, 12));
+                          (a.classes_replaced ? ", classes replaced" : "") + ", config " +
+                          host.config_hash().substr(0, 12));
         log.record("patronusd", "daemon.replanned",
                    "{\"changed\":" + std::to_string(a.paths_rekeyed) +
                        ",\"sites_added\":" + std::to_string(a.sites_added.size()) +
                        ",\"paths_added\":" + std::to_string(a.paths_added.size()) +
                        ",\"paths_removed\":" + std::to_string(a.paths_removed.size()) +
-                       ",\"refused\":" + std::to_string(a.errors.size()) + ",\"config\":\"" +
-                       host.config_hash() + "\"}");
+                       ",\"refused\":" + std::to_string(a.errors.size()) +
+                       ",\"classes_replaced\":" + (a.classes_replaced ? "true" : "false") +
+                       ",\"config\":\"" + host.config_hash() + "\"}");
       }
       wait_hup();
     });

@@ -24,6 +24,7 @@ Result<std::unique_ptr<LinuxDataplane>> LinuxDataplane::start(Rtnl rtnl,
   if (!rules.is_ok()) return rules.status();
   PolicyRouting pr(std::move(rtnl));
   std::unique_ptr<LinuxDataplane> dp(new LinuxDataplane(std::move(pr), std::move(config)));
+  dp->dscp_ = dscp;
   dp->via_.resize(dp->config_.classes.classes.size());
   dp->adopted_.resize(dp->via_.size());
   if (dp->config_.adopt) {
@@ -125,6 +126,58 @@ Status LinuxDataplane::add_site(const std::string& site,
       for (std::size_t k = 0; k <= c; ++k) (void)apply(k);
       return st;
     }
+  }
+  return Status::ok();
+}
+
+Status LinuxDataplane::set_classes(const steering::ClassSet& next) {
+  auto rules = class_rules(next, config_.layout, dscp_);
+  if (!rules.is_ok()) return rules.status();
+  const steering::ClassSet was = config_.classes;
+  const auto was_via = via_;
+  const auto was_adopted = adopted_;
+  const std::size_t old_tables = via_.size();
+  auto index_of = [](const steering::ClassSet& set, const std::string& name) -> std::ptrdiff_t {
+    for (std::size_t i = 0; i < set.classes.size(); ++i) {
+      if (set.classes[i].name == name) return static_cast<std::ptrdiff_t>(i);
+    }
+    return -1;
+  };
+  const auto def =
+      index_of(was, was.default_class.empty() ? was.classes.at(0).name : was.default_class);
+  std::vector<std::map<std::string, Nexthop>> via(next.classes.size());
+  std::vector<std::set<std::string>> adopted(next.classes.size());
+  for (std::size_t c = 0; c < next.classes.size(); ++c) {
+    auto o = index_of(was, next.classes[c].name);
+    if (o < 0) o = def;  // new: where its packets went before, until decided
+    if (o < 0) continue;
+    via[c] = was_via[static_cast<std::size_t>(o)];
+    adopted[c] = was_adopted[static_cast<std::size_t>(o)];
+  }
+  config_.classes = next;
+  via_ = std::move(via);
+  adopted_ = std::move(adopted);
+  if (auto st = install(next, rules.value(), old_tables); !st.is_ok()) {
+    config_.classes = was;
+    via_ = was_via;
+    adopted_ = was_adopted;
+    auto back = class_rules(was, config_.layout, dscp_);
+    if (back.is_ok()) (void)install(was, back.value(), next.classes.size());
+    return st;
+  }
+  return Status::ok();
+}
+
+// Tables of `set` (via_), then its rules, then the tables beyond it emptied.
+Status LinuxDataplane::install(const steering::ClassSet& set, const std::vector<Rule>& rules,
+                               std::size_t old_tables) {
+  for (std::size_t c = 0; c < set.classes.size(); ++c) {
+    if (auto st = apply(c); !st.is_ok()) return st;
+  }
+  if (auto st = routing_.apply_rules(rules); !st.is_ok()) return st;
+  for (std::size_t c = set.classes.size(); c < old_tables; ++c) {
+    const std::uint32_t table = config_.layout.table_base + static_cast<std::uint32_t>(c);
+    if (auto st = routing_.apply_table(table, {}); !st.is_ok()) return st;
   }
   return Status::ok();
 }

@@ -46,6 +46,11 @@ class LinuxDataplane final : public steering::Dataplane {
   Status set_flow_path(const model::FlowKey& flow, model::PathId path) override;
   // Every class table gets the site's prefixes as unreachable routes.
   Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) override;
+  // New class rules and tables: a class kept by name keeps its routes (moved to its new table
+  // when its position changed), a new class starts on the routes of the previous default class
+  // until the runtime decides (in the same call). Tables are written before the rules that lead
+  // to them, stale tables go last. On error the previous set is put back.
+  Status set_classes(const steering::ClassSet& next) override;
   // Removes every rule and route of ours.
   Status stop() override;
   // Adopted routes no decision replaced become unreachable (the start's grace is over).
@@ -62,6 +67,8 @@ class LinuxDataplane final : public steering::Dataplane {
   LinuxDataplane(PolicyRouting pr, LinuxDataplaneConfig config)
       : routing_(std::move(pr)), config_(std::move(config)) {}
   Status apply(std::size_t cls);
+  Status install(const steering::ClassSet& set, const std::vector<Rule>& rules,
+                 std::size_t old_tables);
 
   PolicyRouting routing_;
   LinuxDataplaneConfig config_;
@@ -69,6 +76,7 @@ class LinuxDataplane final : public steering::Dataplane {
   std::vector<std::map<std::string, Nexthop>> via_;
   std::vector<std::set<std::string>> adopted_;  // per class: sites on a previous run's route
   bool stopped_ = false;
+  bool dscp_ = false;  // the kernel matches DSCP in rules
 };
 
 // Whether rules can match DSCP here (FRA_DSCP, Linux 6.13): adds and removes a probe rule.

@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
+#include <algorithm>
+
 #include "patronus/core/config_schema.hpp"
 
 namespace patronus::site {
@@ -217,11 +219,37 @@ Status SiteHost::check_apply(const SiteConfig& next) const {
                                  "nothing was applied");
     }
   }
-  if (config_.has_runtime() != next.has_runtime() ||
-      !MessageDifferencer::Equals(config_.runtime(), next.runtime())) {
-    return failed_precondition("runtime: " + first_difference(config_.runtime(), next.runtime()) +
-                               ": runtime settings and classes change with a restart; nothing "
-                               "was applied");
+  // Classes and rules are replaced in one evaluation; the other runtime settings need a restart.
+  if (config_.has_runtime() != next.has_runtime()) {
+    return failed_precondition(
+        "runtime: a site with paths and one without change with a "
+        "restart; nothing was applied");
+  }
+  {
+    v1::Runtime a = config_.runtime();
+    v1::Runtime b = next.runtime();
+    a.clear_classes();
+    b.clear_classes();
+    if (!MessageDifferencer::Equals(a, b)) {
+      return failed_precondition("runtime: " + first_difference(a, b) +
+                                 ": runtime settings other than classes change with a restart; "
+                                 "nothing was applied");
+    }
+  }
+  if (next.has_runtime()) {
+    auto classes = classes_from_proto(next.runtime().classes());
+    if (!classes.is_ok()) {
+      return Status(classes.status().code(), "runtime.classes: " + classes.status().message());
+    }
+    const auto names = router_->instance_names();
+    for (std::size_t c = 0; c < classes.value().classes.size(); ++c) {
+      const auto& scorer = classes.value().classes[c].scorer;
+      if (!scorer.empty() && std::find(names.begin(), names.end(), scorer) == names.end()) {
+        return invalid_argument("runtime.classes.classes[" + std::to_string(c) +
+                                "].scorer: no plugin instance '" + scorer +
+                                "'; nothing was applied");
+      }
+    }
   }
   if (next.policy_inventory() != config_.policy_inventory()) {
     return failed_precondition(
@@ -241,8 +269,20 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
   }
   if (auto s = check_apply(next); !s.is_ok()) return s;
   if (plan_) {
+    // Everything that can be refused first: the plan is realised (keys), then the classes go in
+    // (nothing changes if the runtime refuses them), then the plan's difference.
     auto plan = realise_plan(next.plan(), next.site(), ctx_.keys);
     if (!plan.is_ok()) return plan.status();
+    using google::protobuf::util::MessageDifferencer;
+    if (!MessageDifferencer::Equals(config_.runtime().classes(), next.runtime().classes())) {
+      auto classes = classes_from_proto(next.runtime().classes());
+      if (!classes.is_ok()) return classes.status();
+      if (auto s = runtime_->set_classes(classes.value()); !s.is_ok()) {
+        return Status(s.code(), "runtime.classes: " + s.message() + "; nothing was applied");
+      }
+      runtime_config_->classes = std::move(classes).value();
+      report.classes_replaced = true;
+    }
     learn_interfaces(plan.value());
     const ReplanOutcome r = apply_replan(*runtime_, plan.value());
     report.sites_added = r.sites_added;

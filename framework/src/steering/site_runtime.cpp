@@ -419,6 +419,195 @@ Result<bool> SiteRuntime::remove_path(model::PathId id) {
   return true;
 }
 
+Status SiteRuntime::scorer_slots(const ClassSet& set, std::vector<ScorerSlot>& slots,
+                                 std::vector<std::uint32_t>& class_slot) const {
+  const auto names = router_.instance_names();
+  auto has = [&](const std::string& n) {
+    return std::find(names.begin(), names.end(), n) != names.end();
+  };
+  slots.clear();
+  class_slot.clear();
+  for (std::size_t c = 0; c < set.classes.size(); ++c) {
+    const auto& cls = set.classes[c];
+    const std::string inst = cls.scorer.empty() ? config_.default_scorer : cls.scorer;
+    if (inst.empty() || !has(inst)) {
+      return invalid_argument("classes[" + std::to_string(c) + "].scorer: no plugin instance '" +
+                              inst + "'");
+    }
+    std::uint32_t slot = 0;
+    while (slot < slots.size() && slots[slot].instance != inst) ++slot;
+    if (slot == slots.size()) slots.push_back({inst});
+    class_slot.push_back(slot);
+  }
+  // The default scorer is slot 0 if some class uses it, else it gets a slot for path status.
+  if (config_.default_scorer.empty() || !has(config_.default_scorer)) {
+    return invalid_argument("default_scorer: no plugin instance '" + config_.default_scorer + "'");
+  }
+  auto it = std::find_if(slots.begin(), slots.end(),
+                         [&](const ScorerSlot& s) { return s.instance == config_.default_scorer; });
+  if (it == slots.end()) {
+    slots.insert(slots.begin(), {config_.default_scorer});
+    for (auto& s : class_slot) ++s;
+  } else if (it != slots.begin()) {
+    const auto idx = static_cast<std::uint32_t>(it - slots.begin());
+    std::swap(slots[0], slots[idx]);
+    for (auto& s : class_slot) s = s == idx ? 0 : (s == 0 ? idx : s);
+  }
+  for (auto& slot : slots) slot.first_class = -1;
+  for (std::size_t c = 0; c < set.classes.size(); ++c) {
+    auto& slot = slots[class_slot[c]];
+    if (slot.first_class < 0) slot.first_class = static_cast<int>(c);
+  }
+  return Status::ok();
+}
+
+namespace {
+
+bool same_rules(const ClassSet& a, const ClassSet& b) {
+  auto ports = [](const std::optional<PortRange>& x, const std::optional<PortRange>& y) {
+    return x.has_value() == y.has_value() && (!x || (x->first == y->first && x->last == y->last));
+  };
+  if (a.default_class != b.default_class || a.rules.size() != b.rules.size()) return false;
+  for (std::size_t i = 0; i < a.rules.size(); ++i) {
+    const ClassRule& x = a.rules[i];
+    const ClassRule& y = b.rules[i];
+    if (x.class_name != y.class_name || x.protocol != y.protocol || x.dscp != y.dscp ||
+        !ports(x.dst_ports, y.dst_ports) || !ports(x.src_ports, y.src_ports) ||
+        x.dst_prefixes != y.dst_prefixes || x.src_prefixes != y.src_prefixes) {
+      return false;
+    }
+  }
+  // A flow's class is its index: the same rules over reordered classes are other rules.
+  if (a.classes.size() != b.classes.size()) return false;
+  for (std::size_t i = 0; i < a.classes.size(); ++i) {
+    if (a.classes[i].name != b.classes[i].name) return false;
+  }
+  return true;
+}
+
+bool same_class(const ClassSpec& a, const ClassSpec& b) {
+  return a.name == b.name && a.priority == b.priority && a.scorer == b.scorer &&
+         a.min_score == b.min_score && a.max_loss_pct == b.max_loss_pct &&
+         a.max_latency_ms == b.max_latency_ms && a.max_jitter_ms == b.max_jitter_ms &&
+         a.hysteresis == b.hysteresis && a.hold_down_ns == b.hold_down_ns &&
+         a.balance == b.balance && a.balance_margin == b.balance_margin;
+}
+
+}  // namespace
+
+void SiteRuntime::forget_flow(std::uint32_t i) {
+  const FlowEntry& e = flows_.at(i);
+  if (e.path != kNoPath) --paths_[e.path]->flows;
+  const FlowKeyBytes k = e.key();
+  if (config_.classes.classes[e.cls].balance &&
+      !dataplane_.set_flow_path(k.to_flow_key(), {}).is_ok()) {
+    ++counters_.dataplane_errors;
+  }
+  flows_.erase(k);
+}
+
+Status SiteRuntime::set_classes(const ClassSet& next) {
+  if (auto s = validate(next); !s.is_ok()) return s;
+  if (next.classes.size() > 255) return invalid_argument("classes: at most 255");
+  std::vector<ScorerSlot> slots;
+  std::vector<std::uint32_t> class_slot;
+  if (auto s = scorer_slots(next, slots, class_slot); !s.is_ok()) return s;
+  if (!running_) {
+    config_.classes = next;
+    return Status::ok();
+  }
+  // Old class index of each new class (-1: added).
+  const ClassSet& was = config_.classes;
+  std::vector<int> from(next.classes.size(), -1);
+  for (std::size_t c = 0; c < next.classes.size(); ++c) {
+    for (std::size_t o = 0; o < was.classes.size(); ++o) {
+      if (was.classes[o].name == next.classes[c].name) from[c] = static_cast<int>(o);
+    }
+  }
+  if (auto s = dataplane_.set_classes(next); !s.is_ok()) {
+    return Status(s.code(), "dataplane: " + s.message());
+  }
+  Event ev;
+  auto* changed = ev.mutable_classes_changed();
+  for (std::size_t c = 0; c < next.classes.size(); ++c) {
+    if (from[c] < 0) {
+      changed->add_added(next.classes[c].name);
+    } else if (!same_class(was.classes[static_cast<std::size_t>(from[c])], next.classes[c])) {
+      changed->add_changed(next.classes[c].name);
+    }
+  }
+  for (const auto& o : was.classes) {
+    if (std::none_of(next.classes.begin(), next.classes.end(),
+                     [&](const ClassSpec& c) { return c.name == o.name; })) {
+      changed->add_removed(o.name);
+    }
+  }
+  // Flows: kept when the rules classify as before (the same classes in the same order, so a
+  // flow's class index stays), else forgotten; and forgotten when a class stops or starts
+  // balancing (its flows' pins in the dataplane would be stale).
+  const bool rules = !same_rules(was, next);
+  bool balancing = false;
+  for (std::size_t c = 0; !rules && c < next.classes.size(); ++c) {
+    balancing = balancing || was.classes[c].balance != next.classes[c].balance;
+  }
+  changed->set_rules_changed(rules);
+  if (rules || balancing) {
+    changed->set_flows_forgotten(flows_.size());
+    for (std::uint32_t i = flows_.size(); i-- > 0;) forget_flow(i);
+  }
+  // Selections: a kept class keeps its state; a removed class's path loses the selection.
+  const std::size_t nold = was.classes.size();
+  const std::size_t nnew = next.classes.size();
+  std::vector<std::unique_ptr<Selection>> sel(sites_.size() * nnew);
+  for (std::uint32_t s = 0; s < sites_.size(); ++s) {
+    const std::vector<std::uint32_t> cand = selections_[s * nold]->cand;  // the same for all
+    for (std::size_t c = 0; c < nnew; ++c) {
+      auto& slot = sel[s * nnew + c];
+      if (from[c] >= 0) {
+        slot = std::move(selections_[s * nold + static_cast<std::size_t>(from[c])]);
+      } else {
+        slot = std::make_unique<Selection>();
+        slot->cand = cand;
+      }
+      slot->site = s;
+      slot->cls = static_cast<std::uint32_t>(c);
+    }
+    for (std::size_t o = 0; o < nold; ++o) {
+      const auto& gone = selections_[s * nold + o];
+      if (!gone) continue;  // moved: kept
+      const auto cur = gone->current_path();
+      if (cur != kNoPath) --paths_[cur]->selections;
+    }
+  }
+  // Per path: scores per new slot (a kept scorer keeps its state), eligibility per new class.
+  for (auto& p : paths_) {
+    std::vector<Path::Score> scores(slots.size());
+    for (std::size_t k = 0; k < slots.size(); ++k) {
+      for (std::size_t j = 0; j < scorers_.size(); ++j) {
+        if (scorers_[j].instance == slots[k].instance) scores[k] = p->scores[j];
+      }
+    }
+    std::vector<std::int64_t> since(nnew, -1);
+    for (std::size_t c = 0; c < nnew; ++c) {
+      if (from[c] >= 0) since[c] = p->eligible_since[static_cast<std::size_t>(from[c])];
+    }
+    p->scores = std::move(scores);
+    p->eligible_since = std::move(since);
+  }
+  config_.classes = next;
+  scorers_ = std::move(slots);
+  class_scorer_ = std::move(class_slot);
+  selections_ = std::move(sel);
+  emit_event(std::move(ev));
+  // New scorers and thresholds: every path scored and judged again, then every class decided.
+  for (auto& p : paths_) {
+    if (!p->removed && p->spec.probed) rescore(*p);
+  }
+  evaluate_all();
+  request_rate_update();
+  return Status::ok();
+}
+
 Status SiteRuntime::start() {
   if (running_) return Status::ok();
   if (auto s = validate(config_.classes); !s.is_ok()) return s;
@@ -468,44 +657,8 @@ Status SiteRuntime::start() {
       }
     }
   }
-  // Scorer slots: one per distinct scorer instance the classes use.
-  scorers_.clear();
-  class_scorer_.clear();
-  for (std::size_t c = 0; c < config_.classes.classes.size(); ++c) {
-    const auto& cls = config_.classes.classes[c];
-    const std::string inst = cls.scorer.empty() ? config_.default_scorer : cls.scorer;
-    if (inst.empty() || !has(inst)) {
-      return invalid_argument("classes[" + std::to_string(c) + "].scorer: no plugin instance '" +
-                              inst + "'");
-    }
-    std::uint32_t slot = 0;
-    while (slot < scorers_.size() && scorers_[slot].instance != inst) ++slot;
-    if (slot == scorers_.size()) scorers_.push_back({inst});
-    class_scorer_.push_back(slot);
-  }
-  // The default scorer is slot 0 if some class uses it, else it gets a slot for path status.
-  if (config_.default_scorer.empty() || !has(config_.default_scorer)) {
-    return invalid_argument("default_scorer: no plugin instance '" + config_.default_scorer + "'");
-  }
-  {
-    auto it = std::find_if(scorers_.begin(), scorers_.end(), [&](const ScorerSlot& s) {
-      return s.instance == config_.default_scorer;
-    });
-    if (it == scorers_.end()) {
-      scorers_.insert(scorers_.begin(), {config_.default_scorer});
-      for (auto& s : class_scorer_) ++s;
-    } else if (it != scorers_.begin()) {
-      const auto idx = static_cast<std::uint32_t>(it - scorers_.begin());
-      std::swap(scorers_[0], scorers_[idx]);
-      for (auto& s : class_scorer_) s = s == idx ? 0 : (s == 0 ? idx : s);
-    }
-  }
+  if (auto st = scorer_slots(config_.classes, scorers_, class_scorer_); !st.is_ok()) return st;
   const std::size_t nclasses = config_.classes.classes.size();
-  for (auto& slot : scorers_) slot.first_class = -1;
-  for (std::size_t c = 0; c < nclasses; ++c) {
-    auto& slot = scorers_[class_scorer_[c]];
-    if (slot.first_class < 0) slot.first_class = static_cast<int>(c);
-  }
   for (auto& p : paths_) {
     p->scores.assign(scorers_.size(), {});
     p->eligible_since.assign(nclasses, -1);

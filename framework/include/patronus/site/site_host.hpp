@@ -76,6 +76,7 @@ struct ApplyReport {
   std::vector<std::string> sites_added;
   std::vector<model::PathId> paths_added, paths_removed;
   std::size_t paths_rekeyed = 0;
+  bool classes_replaced = false;    // new classes or rules, decided in one evaluation
   std::vector<std::string> errors;  // parts of the plan the runtime refused (the rest applied)
   bool unchanged = false;           // the same content hash: nothing to do
 };
@@ -100,10 +101,11 @@ class SiteHost {
   bool running() const { return running_; }
 
   // Reconciles the running site to `next`: remote sites and paths added, removed or re-keyed,
-  // the untouched ones left alone (no path.down, no class moved). A config that does not
+  // the untouched ones left alone (no path.down, no class moved); new classes and rules replace
+  // the running ones in one evaluation (SiteRuntime::set_classes). A config that does not
   // validate, names another site, or changes what a running site cannot take (plugin instances
-  // and their configs, runtime settings and classes: a restart applies those) changes nothing,
-  // and the error says what.
+  // and their configs, runtime settings other than classes: a restart applies those) changes
+  // nothing, and the error says what.
   Result<ApplyReport> apply(const SiteConfig& next);
   // What apply() would refuse before it looks at the plan (validation, another site, a change a
   // running site cannot take): a host that makes the plan with side effects (patronusd saves it

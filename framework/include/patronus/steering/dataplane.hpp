@@ -10,6 +10,7 @@
 #include "patronus/env/env.hpp"
 #include "patronus/model/ids.hpp"
 #include "patronus/model/types.hpp"
+#include "patronus/steering/classes.hpp"
 #include "patronus/util/status.hpp"
 
 namespace patronus::steering {
@@ -28,6 +29,13 @@ class Dataplane {
   // accepts it as is.
   virtual Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) {
     (void)site, (void)prefixes;
+    return Status::ok();
+  }
+  // A running site's classes and rules were replaced (SiteRuntime::set_classes): a backend that
+  // classifies packets itself takes the new rules; the runtime then decides every class's path
+  // in the same call. A backend that keeps no per-class state accepts it as is.
+  virtual Status set_classes(const ClassSet& next) {
+    (void)next;
     return Status::ok();
   }
   // The site stops: forwarding state the backend installed is removed (a backend that installs
@@ -53,6 +61,7 @@ class DataplaneRef final : public Dataplane {
   Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) override {
     return to_.add_site(site, prefixes);
   }
+  Status set_classes(const ClassSet& next) override { return to_.set_classes(next); }
 
  private:
   Dataplane& to_;

@@ -246,6 +246,14 @@ class SiteRuntime final : private core::RouterObserver {
   // path whose endpoints changed is removed and added with a new id by its plan). Nothing
   // changes on error. True when some key changed.
   Result<bool> update_path(const PathSpec& path);
+  // A running site's classes and rules replaced in one evaluation: a class kept by name keeps
+  // its path and state (its new thresholds apply at once), an added class gets its first path in
+  // the same call, a removed one goes. The dataplane gets the new set first (Dataplane::
+  // set_classes). When the rules or the default class change, the flow table is forgotten and
+  // each flow is classified anew with its next packet; otherwise flows keep their class. Nothing
+  // changes on error (a set that does not validate, a scorer instance that is not loaded, a
+  // dataplane that cannot take it).
+  Status set_classes(const ClassSet& next);
   // Checks the configuration (classes, scorer and probe instances), starts the router if it is
   // not running, asks the probe to watch every path and starts the decision tick.
   Status start();
@@ -336,6 +344,10 @@ class SiteRuntime final : private core::RouterObserver {
   void leave(Path& p);
   // The selections of `site` (and of the sites relayed through it) gain candidate `index`.
   void add_candidate(std::uint32_t site, std::uint32_t index);
+  // The scorer slots a class set needs (one per distinct instance, the default scorer first).
+  Status scorer_slots(const ClassSet& set, std::vector<ScorerSlot>& slots,
+                      std::vector<std::uint32_t>& class_slot) const;
+  void forget_flow(std::uint32_t i);
   void score_failed(Path& p, std::size_t slot, const std::string& error);
   void refresh_eligibility(Path& p, const WindowStats& st);
   void evaluate_site(std::uint32_t site);
