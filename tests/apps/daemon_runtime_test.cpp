@@ -2,10 +2,12 @@
 // both ways, paths come up, classes get paths; killing one daemon (its probe responder with it)
 // makes the other's paths go down, and its decisions, read back with the CLI, record the move.
 #include <gtest/gtest.h>
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <regex>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -448,6 +450,37 @@ TEST(DaemonRuntime, ASiteAddedToTheSitesFileJoinsRunningDaemonsOnSighup) {
         sj["paths_up"].get<int>() + sj["paths_degraded"].get<int>() + sj["paths_down"].get<int>(),
         site == "hq" ? 4 : 3)
         << st.out;
+  }
+
+  // A probe setting changed: the probe instance alone restarts with it and every path stays up.
+  test::write_file(dir.file("hq.yaml"),
+                   std::regex_replace(site_config("hq", port), std::regex("detect_multiplier: 3"),
+                                      "detect_multiplier: 4"));
+  ASSERT_EQ(kill(hq.pid, SIGHUP), 0);
+  bool restarted = false;
+  for (int i = 0; i < 100 && !restarted; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    restarted =
+        test::read_file(dir.file("hq.log")).find("restarted [\"probe\"]") != std::string::npos;
+  }
+  ASSERT_TRUE(restarted) << test::read_file(dir.file("hq.log"));
+  // The restarted probe watches every path again: samples keep arriving (4 paths at the idle
+  // 100 ms: about 40 a second), and no path goes down.
+  auto samples = [&] {
+    auto st =
+        run({test::bin_dir() + "/patronus", "status", "--socket", dir.file("hq.sock"), "--json"});
+    EXPECT_EQ(st.exit_code, 0) << st.err;
+    return st.exit_code == 0
+               ? nlohmann::json::parse(st.out)["counters"]["runtime.samples"].get<std::int64_t>()
+               : 0;
+  };
+  const std::int64_t before_wait = samples();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_GE(samples() - before_wait, 20) << "the restarted probe no longer probes the paths";
+  {
+    const std::string log = test::read_file(dir.file("hq.log"));
+    const auto at = log.find("restarted [\"probe\"]");
+    EXPECT_EQ(log.find(" is down", at), std::string::npos) << log.substr(at);
   }
 
   // A reload that changes what needs a restart (here the tick) is refused before the new plan

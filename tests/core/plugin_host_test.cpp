@@ -293,6 +293,55 @@ TEST(PluginHost, StopCancelsTimersAndClosesEndpoints) {
   EXPECT_EQ(world.pending(), 0u) << "a stopped plugin left events in the queue";
 }
 
+// One instance restarted with a new config: a config the plugin refuses changes nothing, a good
+// one replaces the running instance (its socket and timers go with it), and one that fails to
+// start brings the previous config back, running.
+TEST(PluginHost, ReplacingAnInstanceRestartsItAloneAndComesBackOnFailure) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(patronus::test::test_plugin_dir() + "/libpatronus-pingpong.so");
+  ASSERT_TRUE(lib.is_ok());
+  env::VirtualWorld world(1);
+  auto ip = model::IpAddress::parse("10.0.0.1").value();
+  core::RouterLimits limits;
+  limits.max_trace_lines = 100;
+  core::RouterInstance router(world.add_node("a", {ip}), "a", limits);
+  auto bytes = [&](const std::string& text) {
+    auto b = lib.value()->schema()->text_to_bytes(text, "c");
+    EXPECT_TRUE(b.is_ok()) << b.status().to_string();
+    return b.is_ok() ? b.value() : std::string();
+  };
+  ASSERT_TRUE(
+      router.add_plugin(lib.value(), "p", bytes("listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000"))
+          .is_ok());
+  ASSERT_TRUE(router.add_plugin(lib.value(), "q", bytes("listen: 10.0.0.1:7100")).is_ok());
+  ASSERT_TRUE(router.start().is_ok());
+  world.run_until(350'000'000);
+  ASSERT_EQ(router.live_endpoints("p"), 1u);
+
+  const Status refused = router.replace_plugin("p", bytes("listen: 10.0.0.1:7000\ninterval_ms: 0"));
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.message().find("interval_ms: must be 1..60000"), std::string::npos)
+      << refused.message();
+  EXPECT_EQ(router.live_endpoints("p"), 1u) << "a refused config stopped the running instance";
+  EXPECT_EQ(router.trace_text().find("p stopped"), std::string::npos);
+
+  ASSERT_TRUE(router.replace_plugin("p", bytes("listen: 10.0.0.1:7001")).is_ok());
+  EXPECT_EQ(router.live_endpoints("p"), 1u);
+  EXPECT_EQ(router.live_timers("p"), 0u) << "the old instance's ping timer outlived it";
+  EXPECT_EQ(router.live_endpoints("q"), 1u);
+  EXPECT_EQ(router.trace_text().find("q stopped"), std::string::npos) << "q was restarted too";
+
+  // 10.0.0.9 is not this node's: the new instance cannot bind, the previous config comes back.
+  const Status failed = router.replace_plugin("p", bytes("listen: 10.0.0.9:7001"));
+  ASSERT_FALSE(failed.is_ok());
+  EXPECT_NE(failed.message().find("the previous config runs again"), std::string::npos)
+      << failed.message();
+  EXPECT_EQ(router.live_endpoints("p"), 1u);
+  EXPECT_FALSE(router.replace_plugin("nobody", "").is_ok());
+  router.stop();
+  EXPECT_EQ(world.pending(), 0u);
+}
+
 }  // namespace
 
 namespace {

@@ -920,7 +920,8 @@ TEST(SiteRuntime, SendsThatFailBeforeAPathFirstAnswersAreNotLosses) {
 }
 
 // apply() takes what a running site can take and refuses the rest, naming it, without changing
-// anything: the same config is "unchanged", a plugin's config, a runtime setting, another site,
+// anything: the same config is "unchanged", a plugin config the plugin refuses, an added
+// instance, a runtime setting, another site,
 // another schema and a malformed plan are refused, and the site keeps running as it was.
 TEST(SiteHost, ApplyRefusesWhatARunningSiteCannotTakeAndChangesNothing) {
   test::Wan w(31);
@@ -949,9 +950,11 @@ TEST(SiteHost, ApplyRefusesWhatARunningSiteCannotTakeAndChangesNothing) {
   site::SiteConfig probe = w.config("hq");
   probe.mutable_plugins(0)->set_config(std::string("\x10\x01", 2));  // interval_ms: 1
   refused(probe, "plugins[0] ('probe') config: {");
-  refused(probe,
-          "-> {\"interval_ms\":1}: plugin instances and their configs change with a "
-          "restart");
+  refused(probe, "-> {\"interval_ms\":1}: probe (probes): configure failed: ");
+  site::SiteConfig added = w.config("hq");
+  *added.add_plugins() = added.plugins(1);
+  added.mutable_plugins(added.plugins_size() - 1)->set_instance("scoring2");
+  refused(added, "('scoring2'): plugin instances are added, removed or renamed with a restart");
   site::SiteConfig tick = w.config("hq");
   tick.mutable_runtime()->set_tick_ms(200);
   refused(tick, "runtime: modified: tick_ms: 100 -> 200");
@@ -1079,6 +1082,56 @@ TEST(SiteHost, ApplyReplacesClassesInOneEvaluation) {
     EXPECT_EQ(w.node("hq").recorder.decisions[i].reason, steering::Reason::kRebalance)
         << w.node("hq").recorder.decisions[i].why;
   }
+}
+
+// A probe config changed through apply(): the probe instance alone restarts with it, the paths
+// it watched are watched again (samples keep coming, nothing goes down or moves), and the new
+// detect multiplier is what a cut is then detected with.
+TEST(SiteHost, ApplyRestartsAPluginWhoseConfigChangedAlone) {
+  test::Wan w(35);
+  two_paths(w);
+  w.start(two_path_probe(8));
+  auto& hq = w.rt("hq");
+  const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+  const Pump traffic = pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 40 * kSec);
+  w.world().run_until(5 * kSec);
+  const model::PathId on = hq.class_path("b", "voice");
+  ASSERT_TRUE(on.valid());
+  const std::size_t decisions = w.node("hq").recorder.decisions.size();
+  const std::size_t events = w.node("hq").recorder.typed.size();
+
+  site::SiteHost& host = *w.node("hq").host;
+  site::SiteConfig next = w.config("hq");
+  // interval_ms 50, idle_interval_ms 1000, detect_multiplier 3 (fields 2, 3, 4): the restarted
+  // instance detects a cut in 3 intervals, not 8.
+  next.mutable_plugins(0)->set_config(std::string("\x10\x32\x18\xe8\x07\x20\x03", 7));
+  auto r = host.apply(next);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  ASSERT_EQ(r.value().plugins_restarted, std::vector<std::string>{"probe"});
+  EXPECT_FALSE(r.value().classes_replaced);
+  EXPECT_GT(w.node("hq").router->live_timers("probe"), 0u) << "the new probe sends nothing";
+  w.world().run_until(10 * kSec);
+  EXPECT_EQ(hq.class_path("b", "voice"), on);
+  EXPECT_TRUE(hq.path(on)->live);
+  EXPECT_TRUE(hq.path(model::PathId(on.value() == 1 ? 2 : 1))->live);
+  for (std::size_t i = events; i < w.node("hq").recorder.typed.size(); ++i) {
+    const auto& e = w.node("hq").recorder.typed[i];
+    EXPECT_FALSE(e.has_path() && !e.path().up()) << "a path went down: " << steering::event_json(e);
+  }
+  for (std::size_t i = decisions; i < w.node("hq").recorder.decisions.size(); ++i) {
+    EXPECT_EQ(w.node("hq").recorder.decisions[i].reason, steering::Reason::kRebalance)
+        << w.node("hq").recorder.decisions[i].why;
+  }
+
+  const std::int64_t cut = w.world().now_ns();
+  w.set_up(on.value(), false);
+  w.world().run_until(cut + 2 * kSec);
+  const auto d =
+      find_decision(w.node("hq").recorder.decisions, "voice", steering::Reason::kPathDown, cut);
+  ASSERT_TRUE(d.has_value()) << "no failover after the restart";
+  const std::int64_t took = d->mono_ns - cut;
+  EXPECT_LE(took, 3 * 50 * kMs + 25 * kMs + 50 * kMs)
+      << "detected after " << took / 1e6 << " ms: the old multiplier (8) still applies";
 }
 
 // The classes survive the trip through the config unchanged (the daemon's YAML classes become

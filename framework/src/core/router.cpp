@@ -14,11 +14,7 @@ RouterInstance::RouterInstance(env::Env& env, std::string site, RouterLimits lim
 RouterInstance::~RouterInstance() {
   stop();
   for (auto it = instances_.rbegin(); it != instances_.rend(); ++it) {
-    try {
-      (*it)->lib->descriptor().destroy((*it)->handle);
-    } catch (...) {
-      ++counters_.plugin_exceptions;
-    }
+    if ((*it)->handle != nullptr) destroy(**it);
   }
   instances_.clear();  // the libraries stay loaded while the registry holds them
 }
@@ -52,22 +48,16 @@ std::string RouterInstance::trace_text() const {
   return out;
 }
 
-Status RouterInstance::add_plugin(std::shared_ptr<const PluginLibrary> library,
-                                  const std::string& instance, const std::string& config) {
-  if (!library) return invalid_argument(instance + ": no plugin library");
-  if (find(instance)) return invalid_argument(instance + ": instance name is used already");
-  if (instances_.size() >= limits_.max_plugins) {
-    return resource_exhausted(instance + ": " + std::to_string(limits_.max_plugins) +
-                              " plugin instances exist already");
-  }
-  if (running_) return failed_precondition(instance + ": cannot add a plugin while running");
+Result<std::unique_ptr<RouterInstance::Instance>> RouterInstance::make_instance(
+    std::shared_ptr<const PluginLibrary> library, const std::string& instance,
+    const std::string& config) {
   auto inst = std::make_unique<Instance>();
   inst->name = instance;
-  inst->lib = library;
+  inst->lib = std::move(library);
+  inst->config = config;
   inst->ctx = patronus_host_ctx{this, inst.get()};
   fill_host_services(inst->services, &inst->ctx);
-
-  const auto& d = library->descriptor();
+  const auto& d = inst->lib->descriptor();
   Instance* raw = inst.get();
   if (auto s = call_plugin(*raw, "create",
                            [&](char* err, std::uint32_t cap) {
@@ -83,12 +73,96 @@ Status RouterInstance::add_plugin(std::shared_ptr<const PluginLibrary> library,
                                  static_cast<std::uint32_t>(config.size()), err, cap);
                            });
       !s.is_ok()) {
-    d.destroy(raw->handle);
+    destroy(*raw);
     return s;
   }
-  add_trace(instance + " created plugin=" + library->info().name);
-  instances_.push_back(std::move(inst));
+  return inst;
+}
+
+void RouterInstance::destroy(Instance& inst) {
+  try {
+    inst.lib->descriptor().destroy(inst.handle);
+  } catch (...) {
+    ++counters_.plugin_exceptions;
+  }
+  inst.handle = nullptr;
+}
+
+Status RouterInstance::add_plugin(std::shared_ptr<const PluginLibrary> library,
+                                  const std::string& instance, const std::string& config) {
+  if (!library) return invalid_argument(instance + ": no plugin library");
+  if (find(instance)) return invalid_argument(instance + ": instance name is used already");
+  if (instances_.size() >= limits_.max_plugins) {
+    return resource_exhausted(instance + ": " + std::to_string(limits_.max_plugins) +
+                              " plugin instances exist already");
+  }
+  if (running_) return failed_precondition(instance + ": cannot add a plugin while running");
+  const std::string plugin = library->info().name;
+  auto inst = make_instance(std::move(library), instance, config);
+  if (!inst.is_ok()) return inst.status();
+  add_trace(instance + " created plugin=" + plugin);
+  instances_.push_back(std::move(inst).value());
   return Status::ok();
+}
+
+Status RouterInstance::replace_plugin(const std::string& instance, const std::string& config) {
+  auto it = std::find_if(instances_.begin(), instances_.end(),
+                         [&](const auto& i) { return i->name == instance; });
+  if (it == instances_.end()) return not_found("no plugin instance '" + instance + "'");
+  auto fresh = make_instance((*it)->lib, instance, config);
+  if (!fresh.is_ok()) return fresh.status();  // refused by the plugin: the old one runs on
+  const bool run = running_ && (*it)->started;
+  std::unique_ptr<Instance> old = std::move(*it);
+  if (run) halt(*old);
+  destroy(*old);
+  *it = std::move(fresh).value();
+  add_trace(instance + " replaced");
+  if (!run) return Status::ok();
+  const Status started = start_instance(**it);
+  if (started.is_ok()) return started;
+  halt(**it);
+  destroy(**it);
+  auto back = make_instance(old->lib, instance, old->config);
+  if (!back.is_ok()) {
+    *it = std::move(old);  // destroyed and stopped: no call reaches it (started is false)
+    return Status(started.code(), started.message() +
+                                      "; the previous config did not come back "
+                                      "either: " +
+                                      back.status().message());
+  }
+  *it = std::move(back).value();
+  const Status again = start_instance(**it);
+  return Status(started.code(),
+                started.message() + (again.is_ok() ? "; the previous config runs again"
+                                                   : "; the previous config did not start "
+                                                     "again: " +
+                                                         again.message()));
+}
+
+Status RouterInstance::start_instance(Instance& inst) {
+  auto s = call_plugin(inst, "start", [&](char* err, std::uint32_t cap) {
+    return inst.lib->descriptor().start(inst.handle, err, cap);
+  });
+  if (!s.is_ok()) return s;
+  inst.started = true;
+  add_trace(inst.name + " started");
+  return Status::ok();
+}
+
+void RouterInstance::halt(Instance& inst) {
+  if (inst.started) {
+    (void)call_plugin(inst, "stop", [&](char*, std::uint32_t) {
+      return inst.lib->descriptor().stop(inst.handle);
+    });
+    inst.started = false;
+    add_trace(inst.name + " stopped");
+  }
+  for (auto id : inst.timers) env_.cancel(id);
+  inst.timers.clear();
+  for (auto id : inst.endpoints) (void)env_.close_udp(id);
+  inst.endpoints.clear();
+  for (auto id : inst.watches) (void)env_.unwatch_fd(id);
+  inst.watches.clear();
 }
 
 Status check_plugin_config(std::shared_ptr<const PluginLibrary> library,
@@ -101,17 +175,11 @@ Status check_plugin_config(std::shared_ptr<const PluginLibrary> library,
 Status RouterInstance::start() {
   if (running_) return Status::ok();
   for (auto& inst : instances_) {
-    Instance* raw = inst.get();
-    auto s = call_plugin(*raw, "start", [&](char* err, std::uint32_t cap) {
-      return raw->lib->descriptor().start(raw->handle, err, cap);
-    });
-    if (!s.is_ok()) {
+    if (auto s = start_instance(*inst); !s.is_ok()) {
       running_ = true;  // so stop() unwinds the ones started
       stop();
       return s;
     }
-    inst->started = true;
-    add_trace(inst->name + " started");
   }
   running_ = true;
   return Status::ok();
@@ -119,22 +187,7 @@ Status RouterInstance::start() {
 
 void RouterInstance::stop() {
   if (!running_) return;
-  for (auto it = instances_.rbegin(); it != instances_.rend(); ++it) {
-    Instance& inst = **it;
-    if (inst.started) {
-      (void)call_plugin(inst, "stop", [&](char*, std::uint32_t) {
-        return inst.lib->descriptor().stop(inst.handle);
-      });
-      inst.started = false;
-      add_trace(inst.name + " stopped");
-    }
-    for (auto id : inst.timers) env_.cancel(id);
-    inst.timers.clear();
-    for (auto id : inst.endpoints) (void)env_.close_udp(id);
-    inst.endpoints.clear();
-    for (auto id : inst.watches) (void)env_.unwatch_fd(id);
-    inst.watches.clear();
-  }
+  for (auto it = instances_.rbegin(); it != instances_.rend(); ++it) halt(**it);
   running_ = false;
 }
 

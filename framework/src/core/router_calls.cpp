@@ -13,6 +13,11 @@ Result<RouterInstance::Instance*> RouterInstance::find_kind(const std::string& i
   if (inst->lib->info().kind != kind) {
     return failed_precondition(instance + " is not a " + to_string(kind) + " plugin");
   }
+  if (inst->handle == nullptr) {
+    return unavailable(instance +
+                       ": not running (a restart with a new config failed and the "
+                       "previous config did not come back)");
+  }
   return inst;
 }
 

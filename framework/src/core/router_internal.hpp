@@ -20,6 +20,7 @@ namespace patronus::core {
 struct RouterInstance::Instance {
   std::string name;
   std::shared_ptr<const PluginLibrary> lib;
+  std::string config;  // as configured (a failed replacement comes back to it)
   patronus_host_ctx ctx{};
   patronus_host_services services{};
   void* handle = nullptr;

@@ -503,9 +503,9 @@ int run(const Options& opt) {
   });
   // SIGHUP: read the file again, plan again from the sites file and the keys, and apply: new
   // sites and paths join, paths no longer planned leave, re-keyed paths (ADR 0013) are handed to
-  // the transport and the probe again; the others are not touched; new classes and rules are
-  // decided in one evaluation. A file that does not validate,
-  // or changes what needs a restart, changes nothing.
+  // the transport and the probe again; the others are not touched; a plugin instance whose config
+  // changed restarts alone; new classes and rules are decided in one evaluation. A file that does
+  // not validate, or changes what needs a restart, changes nothing.
   std::function<void()> wait_hup;
   wait_hup = [&] {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
@@ -545,8 +545,11 @@ int run(const Options& opt) {
                           " removed, " + std::to_string(a.paths_rekeyed) + " with new keys" +
                           (a.errors.empty() ? std::string()
                                             : ", " + std::to_string(a.errors.size()) + " refused") +
-                          (a.classes_replaced ? ", classes replaced" : "") + ", config " +
-                          host.config_hash().substr(0, 12));
+                          (a.classes_replaced ? ", classes replaced" : "") +
+                          (a.plugins_restarted.empty()
+                               ? std::string()
+                               : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
+                          ", config " + host.config_hash().substr(0, 12));
         log.record("patronusd", "daemon.replanned",
                    "{\"changed\":" + std::to_string(a.paths_rekeyed) +
                        ",\"sites_added\":" + std::to_string(a.sites_added.size()) +
@@ -554,6 +557,7 @@ int run(const Options& opt) {
                        ",\"paths_removed\":" + std::to_string(a.paths_removed.size()) +
                        ",\"refused\":" + std::to_string(a.errors.size()) +
                        ",\"classes_replaced\":" + (a.classes_replaced ? "true" : "false") +
+                       ",\"plugins_restarted\":" + nlohmann::json(a.plugins_restarted).dump() +
                        ",\"config\":\"" + host.config_hash() + "\"}");
       }
       wait_hup();

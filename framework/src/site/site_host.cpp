@@ -28,6 +28,17 @@ std::string first_difference(const google::protobuf::Message& a,
 
 }  // namespace
 
+bool SiteHost::is_policy(const std::string& instance) const {
+  const auto info = router_->instance_info(instance);
+  return info && info->kind == core::PluginKind::kPolicy;
+}
+
+Result<std::string> SiteHost::policy_document() const {
+  auto stored = ctx_.stored_policies ? ctx_.stored_policies() : Result<std::string>("");
+  if (!stored.is_ok()) return stored.status();
+  return stored.value() + config_.policy_inventory();
+}
+
 SiteHost::SiteHost(HostContext context, SiteConfig config)
     : ctx_(std::move(context)), config_(std::move(config)), hash_(content_hash(config_)) {}
 
@@ -128,12 +139,11 @@ Result<StartSummary> SiteHost::start() {
   // enforces the same set) plus the configured inventory: one document, built once.
   std::optional<std::string> document;
   for (const auto& p : config_.plugins()) {
-    const auto info = router_->instance_info(p.instance());
-    if (!info || info->kind != core::PluginKind::kPolicy) continue;
+    if (!is_policy(p.instance())) continue;
     if (!document) {
-      auto stored = ctx_.stored_policies ? ctx_.stored_policies() : Result<std::string>("");
-      if (!stored.is_ok()) return fail("policies", stored.status());
-      document = stored.value() + config_.policy_inventory();
+      auto d = policy_document();
+      if (!d.is_ok()) return fail("policies", d.status());
+      document = std::move(d).value();
     }
     if (auto s = router_->load_policy(p.instance(), *document); !s.is_ok()) {
       return fail("policies", s);
@@ -206,17 +216,31 @@ Status SiteHost::check_apply(const SiteConfig& next) const {
                             config_.site() + "'");
   }
   if (!running_) return failed_precondition("site '" + config_.site() + "' is not running");
-  // What a running site cannot take yet: a restart applies it.
+  // Instances are added, removed or renamed with a restart; a changed config restarts its
+  // instance alone, so the plugin judges it here first.
   using google::protobuf::util::MessageDifferencer;
   for (int i = 0; i < std::max(config_.plugins_size(), next.plugins_size()); ++i) {
     if (i >= config_.plugins_size() || i >= next.plugins_size() ||
-        !MessageDifferencer::Equals(config_.plugins(i), next.plugins(i))) {
+        config_.plugins(i).plugin() != next.plugins(i).plugin() ||
+        config_.plugins(i).instance() != next.plugins(i).instance()) {
       const auto& name =
           i < next.plugins_size() ? next.plugins(i).instance() : config_.plugins(i).instance();
-      return failed_precondition(where("plugins", i) + " ('" + name + "')" +
-                                 config_change(i, next) +
-                                 ": plugin instances and their configs change with a restart; "
-                                 "nothing was applied");
+      return failed_precondition(where("plugins", i) + " ('" + name +
+                                 "'): plugin instances are added, removed or renamed with a "
+                                 "restart; nothing was applied");
+    }
+    if (config_.plugins(i).config() == next.plugins(i).config()) continue;
+    const auto lib = ctx_.plugins ? ctx_.plugins(next.plugins(i).plugin()) : nullptr;
+    if (!lib) {
+      return not_found(where("plugins", i) + ".plugin: no plugin '" + next.plugins(i).plugin() +
+                       "' is loaded on this host");
+    }
+    if (auto s =
+            core::check_plugin_config(lib, next.plugins(i).instance(), next.plugins(i).config());
+        !s.is_ok()) {
+      return Status(s.code(), where("plugins", i) + " ('" + next.plugins(i).instance() + "')" +
+                                  config_change(i, next) + ": " + s.message() +
+                                  "; nothing was applied");
     }
   }
   // Classes and rules are replaced in one evaluation; the other runtime settings need a restart.
@@ -259,6 +283,47 @@ Status SiteHost::check_apply(const SiteConfig& next) const {
   return Status::ok();
 }
 
+// Every instance whose config differs between `from` (what runs) and `next` is restarted alone
+// and what the runtime and the policies registered with it is registered again. All or nothing:
+// when one fails, those restarted before it go back to their configs in `from`.
+Status SiteHost::restart_plugins(const SiteConfig& from, const SiteConfig& next,
+                                 ApplyReport& report) {
+  std::vector<int> done;
+  auto undo = [&] {
+    for (auto it = done.rbegin(); it != done.rend(); ++it) {
+      const auto& p = from.plugins(*it);
+      (void)router_->replace_plugin(p.instance(), p.config());
+      if (runtime_) (void)runtime_->plugin_restarted(p.instance());
+      (void)reload_policies(p.instance());
+    }
+  };
+  for (int i = 0; i < next.plugins_size() && i < from.plugins_size(); ++i) {
+    const auto& p = next.plugins(i);
+    if (p.config() == from.plugins(i).config()) continue;
+    Status s = router_->replace_plugin(p.instance(), p.config());
+    if (s.is_ok()) {
+      done.push_back(i);
+      if (runtime_) s = runtime_->plugin_restarted(p.instance());
+      if (s.is_ok()) s = reload_policies(p.instance());
+    }
+    if (!s.is_ok()) {
+      undo();
+      return Status(s.code(), where("plugins", i) + " ('" + p.instance() + "')" +
+                                  config_change(i, next) + ": " + s.message() +
+                                  "; nothing was applied");
+    }
+    report.plugins_restarted.push_back(p.instance());
+  }
+  return Status::ok();
+}
+
+Status SiteHost::reload_policies(const std::string& instance) {
+  if (!is_policy(instance)) return Status::ok();
+  auto d = policy_document();
+  if (!d.is_ok()) return d.status();
+  return router_->load_policy(instance, d.value());
+}
+
 Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
   ApplyReport report;
   const std::string next_hash = content_hash(next);
@@ -273,11 +338,14 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
     // (nothing changes if the runtime refuses them), then the plan's difference.
     auto plan = realise_plan(next.plan(), next.site(), ctx_.keys);
     if (!plan.is_ok()) return plan.status();
+    if (auto s = restart_plugins(config_, next, report); !s.is_ok()) return s;
     using google::protobuf::util::MessageDifferencer;
     if (!MessageDifferencer::Equals(config_.runtime().classes(), next.runtime().classes())) {
       auto classes = classes_from_proto(next.runtime().classes());
-      if (!classes.is_ok()) return classes.status();
-      if (auto s = runtime_->set_classes(classes.value()); !s.is_ok()) {
+      Status s = classes.is_ok() ? runtime_->set_classes(classes.value()) : classes.status();
+      if (!s.is_ok()) {
+        ApplyReport undo;
+        (void)restart_plugins(next, config_, undo);  // back to the configs that ran
         return Status(s.code(), "runtime.classes: " + s.message() + "; nothing was applied");
       }
       runtime_config_->classes = std::move(classes).value();
@@ -291,6 +359,8 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
     report.paths_rekeyed = r.changed;
     report.errors = r.errors;
     plan_ = std::move(plan).value();
+  } else if (auto s = restart_plugins(config_, next, report); !s.is_ok()) {
+    return s;
   }
   config_ = next;
   hash_ = next_hash;

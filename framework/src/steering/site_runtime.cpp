@@ -608,6 +608,39 @@ Status SiteRuntime::set_classes(const ClassSet& next) {
   return Status::ok();
 }
 
+Status SiteRuntime::plugin_restarted(const std::string& instance) {
+  if (!running_) return Status::ok();
+  Status first = Status::ok();
+  auto keep = [&](const Path& p, const Status& s) {
+    if (!s.is_ok() && first.is_ok()) {
+      first = Status(s.code(), "path '" + p.spec.name + "': " + s.message());
+    }
+  };
+  for (auto& p : paths_) {
+    if (p->removed) continue;
+    if (tunnels() && p->spec.tunnel && transport_of(*p) == instance) keep(*p, bring_up_tunnel(*p));
+    if (p->spec.probed && instance == config_.probe) {
+      patronus_path_desc d = probe_desc(*p);
+      d.rate = p->rate;
+      keep(*p, router_.watch_path(config_.probe, d));
+    }
+    for (std::size_t i = 0; i < config_.liveness.size() && i < p->gates.size(); ++i) {
+      if (config_.liveness[i] != instance || !p->gates[i].covered) continue;
+      patronus_path_desc d = describe(*p);
+      d.rate = PATRONUS_PROBE_RATE_ACTIVE;
+      keep(*p, router_.watch_path(instance, d));
+    }
+  }
+  if (std::any_of(scorers_.begin(), scorers_.end(),
+                  [&](const ScorerSlot& s) { return s.instance == instance; })) {
+    for (auto& p : paths_) {
+      if (!p->removed && p->spec.probed) rescore(*p);
+    }
+    evaluate_all();
+  }
+  return first;
+}
+
 Status SiteRuntime::start() {
   if (running_) return Status::ok();
   if (auto s = validate(config_.classes); !s.is_ok()) return s;

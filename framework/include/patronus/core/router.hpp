@@ -85,6 +85,12 @@ class RouterInstance {
   // ConfigSchema). On error nothing is kept and the message names the instance.
   Status add_plugin(std::shared_ptr<const PluginLibrary> library, const std::string& instance,
                     const std::string& config);
+  // A new config for one instance, which is restarted alone: a new instance is created and
+  // configured with it (a config the plugin refuses changes nothing), then, running, the old one
+  // is stopped (its timers, sockets and watches go) and destroyed and the new one started in its
+  // place. If the new one does not start, the old config is created and started again and the
+  // error is returned. Whoever registered paths with the instance registers them again.
+  Status replace_plugin(const std::string& instance, const std::string& config);
   // start() every instance in the order added; if one fails, the started ones are stopped.
   Status start();
   // stop() in reverse order; then the instance's remaining timers are cancelled and its
@@ -130,6 +136,14 @@ class RouterInstance {
  private:
   friend struct HostBridge;
   Instance* find(const std::string& name) const;
+  // create() and configure(): the instance, not yet added.
+  Result<std::unique_ptr<Instance>> make_instance(std::shared_ptr<const PluginLibrary> library,
+                                                  const std::string& instance,
+                                                  const std::string& config);
+  Status start_instance(Instance& inst);
+  // stop() and what the plugin still holds (timers, endpoints, watches); then destroy().
+  void halt(Instance& inst);
+  void destroy(Instance& inst);
   // The instance, if it exists and is of `kind` (errors name which it is not).
   Result<Instance*> find_kind(const std::string& name, PluginKind kind) const;
   bool tracing() const { return limits_.max_trace_lines > 0; }

@@ -76,7 +76,8 @@ struct ApplyReport {
   std::vector<std::string> sites_added;
   std::vector<model::PathId> paths_added, paths_removed;
   std::size_t paths_rekeyed = 0;
-  bool classes_replaced = false;    // new classes or rules, decided in one evaluation
+  bool classes_replaced = false;               // new classes or rules, decided in one evaluation
+  std::vector<std::string> plugins_restarted;  // instances restarted alone with a new config
   std::vector<std::string> errors;  // parts of the plan the runtime refused (the rest applied)
   bool unchanged = false;           // the same content hash: nothing to do
 };
@@ -101,11 +102,14 @@ class SiteHost {
   bool running() const { return running_; }
 
   // Reconciles the running site to `next`: remote sites and paths added, removed or re-keyed,
-  // the untouched ones left alone (no path.down, no class moved); new classes and rules replace
-  // the running ones in one evaluation (SiteRuntime::set_classes). A config that does not
-  // validate, names another site, or changes what a running site cannot take (plugin instances
-  // and their configs, runtime settings other than classes: a restart applies those) changes
-  // nothing, and the error says what.
+  // the untouched ones left alone (no path.down, no class moved); a plugin instance whose config
+  // changed is restarted alone (the plugin judges the config first; the paths it watched or
+  // carried are registered with the new instance, a policy instance loads its policies again);
+  // new classes and rules replace the running ones in one evaluation (SiteRuntime::
+  // set_classes). A config that does not validate, names another site, or changes what a
+  // running site cannot take (plugin instances added, removed or renamed, runtime settings
+  // other than classes, the inventory: a restart applies those) changes nothing, and the error
+  // says what.
   Result<ApplyReport> apply(const SiteConfig& next);
   // What apply() would refuse before it looks at the plan (validation, another site, a change a
   // running site cannot take): a host that makes the plan with side effects (patronusd saves it
@@ -123,6 +127,10 @@ class SiteHost {
  private:
   SiteHost(HostContext context, SiteConfig config);
   std::string config_change(int plugin, const SiteConfig& next) const;
+  bool is_policy(const std::string& instance) const;
+  Result<std::string> policy_document() const;
+  Status restart_plugins(const SiteConfig& from, const SiteConfig& next, ApplyReport& report);
+  Status reload_policies(const std::string& instance);
   void learn_interfaces(const SitePlan& plan);
 
   HostContext ctx_;

@@ -254,6 +254,12 @@ class SiteRuntime final : private core::RouterObserver {
   // changes on error (a set that does not validate, a scorer instance that is not loaded, a
   // dataplane that cannot take it).
   Status set_classes(const ClassSet& next);
+  // Plugin instance `instance` was restarted with a new config (RouterInstance::replace_plugin):
+  // what the runtime registered with it is registered again (a probe or liveness instance
+  // watches the paths it watched, a transport gets their tunnels), and a scorer scores every
+  // path again. The runtime's own state (windows, liveness, classes' paths) stays: nothing moves
+  // unless the new instance's verdicts differ. Errors name the path; the rest still registers.
+  Status plugin_restarted(const std::string& instance);
   // Checks the configuration (classes, scorer and probe instances), starts the router if it is
   // not running, asks the probe to watch every path and starts the decision tick.
   Status start();
