@@ -114,8 +114,9 @@ std::string daemon_error(const std::string& yaml) {
 
 TEST(DaemonConfig, ErrorsNameKeyAndLine) {
   EXPECT_EQ(daemon_error("site: hq\nstate_db: x\nplugin_dir: y\nsurprise: 1\n"),
-            "line 4: surprise: unknown key (allowed: control_socket, flush_interval_ms, log_level, "
-            "plugin_dir, plugins, policy_inventory, runtime, seed, site, state_db)");
+            "line 4: surprise: unknown field (patronus.daemon.v1.DaemonFile has: site, state_db, "
+            "plugin_dir, log_level, control_socket, flush_interval_ms, seed, plugins, "
+            "policy_inventory, runtime)");
   EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\ncontrol_socket: " +
                          std::string(120, 'x') + "\n"),
             "line 4: control_socket: '/" + std::string(120, 'x') +
@@ -124,7 +125,13 @@ TEST(DaemonConfig, ErrorsNameKeyAndLine) {
   EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\npolicy_inventory: inv.yaml\n"),
             "line 4: policy_inventory: expected a list");
   EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\npolicy_inventory: [[a]]\n"),
-            "line 4: policy_inventory[0]: expected a file name");
+            "line 4: policy_inventory[0]: expected a string value, got a list");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nflush_interval_ms: soon\n"),
+            "line 4: flush_interval_ms: expected an integer, got 'soon'");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nflush_interval_ms: 5\n"),
+            "line 4: flush_interval_ms: expected an integer in [10, 60000], got 5");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nseed: -1\n"),
+            "line 4: seed: expected an unsigned integer, got '-1'");
   EXPECT_EQ(daemon_error("site: HQ!\nstate_db: x\nplugin_dir: y\n"),
             "line 1: site: 'HQ!' may contain only lowercase letters, digits and '-'");
   EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nlog_level: loud\n"),
@@ -132,9 +139,18 @@ TEST(DaemonConfig, ErrorsNameKeyAndLine) {
   EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nplugins:\n  - plugin: p\n  - "
                          "plugin: p\n"),
             "line 6: plugins[1].name: instance 'p' is configured twice");
+  EXPECT_EQ(
+      daemon_error("site: a\nstate_db: x\nplugin_dir: y\nplugins:\n  - plugin: p\n    "
+                   "colour: red\n"),
+      "line 6: plugins[0].colour: unknown field (patronus.daemon.v1.Plugin has: plugin, name, "
+      "config)");
   EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nplugins:\n  - plugin: p\n    "
-                         "colour: red\n"),
-            "line 6: plugins[0].colour: unknown key (allowed: config, name, plugin)");
+                         "config: [1]\n"),
+            "line 6: plugins[0].config: expected a map");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nplugins:\n  - plugin: p\n"
+                         "runtime:\n  sites_file: s\n  keys_dir: k\n  probe: p\n  scorer: p\n"
+                         "  tick_ms: 0\n"),
+            "line 11: runtime.tick_ms: expected an integer in [1, 10000], got 0");
   EXPECT_NE(daemon_error("site: [unclosed").find("not valid YAML"), std::string::npos);
 }
 
@@ -178,10 +194,10 @@ TEST(DaemonConfig, RuntimeTransportsMapKindsToInstances) {
   EXPECT_EQ(c.value().runtime->dataplane, "linux");  // tunnels: steered by default
   EXPECT_NE(
       daemon_error(base + "  transports: {gre: wg}\n")
-          .find("runtime.transports.gre: 'gre' is not a transport (one of: wireguard, ipsec)"),
+          .find("runtime.transports[gre]: 'gre' is not a transport (one of: wireguard, ipsec)"),
       std::string::npos);
   EXPECT_NE(daemon_error(base + "  transports: {ipsec: nope}\n")
-                .find("runtime.transports.ipsec: no plugin instance 'nope' in plugins"),
+                .find("runtime.transports[ipsec]: no plugin instance 'nope' in plugins"),
             std::string::npos);
   EXPECT_NE(daemon_error(base + "  transports: [wg]\n").find("runtime.transports: expected a map"),
             std::string::npos);

@@ -2,196 +2,152 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
+#include "patronus/daemon/v1/daemon_config.pb.h"
 #include "patronus/model/types.hpp"
-#include "yaml_fields.hpp"
+#include "yaml_proto.hpp"
 
 namespace patronus::core {
 
 namespace {
 
-using yamlf::at;
-using yamlf::check_keys;
-
-Result<std::string> scalar(const YAML::Node& map, const char* key, const std::string& path,
-                           bool required) {
-  return yamlf::string_field(map, key, path, required);
-}
+namespace v1 = patronus::daemon::v1;
 
 std::string resolve(const std::string& base, const std::string& p) {
   if (p.empty() || base.empty() || std::filesystem::path(p).is_absolute()) return p;
   return (std::filesystem::path(base) / p).lexically_normal().string();
 }
 
-Result<std::int64_t> int_field(const YAML::Node& map, const char* key, std::int64_t lo,
-                               std::int64_t hi, std::int64_t def) {
-  if (!map[key]) return def;
-  return yamlf::integer(map[key], std::string("runtime.") + key, lo, hi);
-}
+// The file's content, converted, with the line of every key for the checks that follow.
+class Checker {
+ public:
+  explicit Checker(std::map<std::string, int> lines) : lines_(std::move(lines)) {}
 
-Result<RuntimeSection> parse_runtime(const YAML::Node& rt, const std::string& base_dir,
-                                     const DaemonConfig& c) {
-  const std::string path = "runtime";
-  if (!rt.IsMap()) return invalid_argument(at(rt) + "runtime: expected a map");
-  if (auto s = check_keys(rt,
-                          {"sites_file",
-                           "topology",
-                           "hubs",
-                           "k",
-                           "keys_dir",
-                           "probe",
-                           "scorer",
-                           "voice_scorer",
-                           "classes",
-                           "tick_ms",
-                           "idle_after_ms",
-                           "flow_idle_ms",
-                           "metrics_interval_ms",
-                           "max_flows",
-                           "store_samples",
-                           "transport",
-                           "transports",
-                           "dataplane",
-                           "table_base",
-                           "liveness"},
-                          path);
-      !s.is_ok()) {
+  // "line N: path: why", N the line of `path` (or of the nearest enclosing key that has one).
+  Status error(const std::string& path, const std::string& why) const {
+    std::string p = path;
+    while (true) {
+      const auto it = lines_.find(p);
+      if (it != lines_.end()) {
+        return invalid_argument("line " + std::to_string(it->second) + ": " + path + ": " + why);
+      }
+      const auto cut = p.find_last_of(".[");
+      if (cut == std::string::npos) break;
+      p = p.substr(0, cut);
+    }
+    return invalid_argument("line 1: " + path + ": " + why);
+  }
+
+  Status required(const std::string& path, const std::string& value) const {
+    return value.empty() ? error(path, "required") : Status::ok();
+  }
+
+  Status range(const std::string& path, std::int64_t v, std::int64_t lo, std::int64_t hi) const {
+    if (v >= lo && v <= hi) return Status::ok();
+    return error(path, "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                           "], got " + std::to_string(v));
+  }
+
+ private:
+  std::map<std::string, int> lines_;
+};
+
+Result<RuntimeSection> runtime_of(const v1::Runtime& rt, const Checker& at,
+                                  const std::string& base_dir, const DaemonConfig& c) {
+  RuntimeSection r;
+  if (auto s = at.required("runtime.sites_file", rt.sites_file()); !s.is_ok()) return s;
+  if (auto s = at.required("runtime.keys_dir", rt.keys_dir()); !s.is_ok()) return s;
+  r.sites_file = resolve(base_dir, rt.sites_file());
+  r.keys_dir = resolve(base_dir, rt.keys_dir());
+  if (rt.has_topology() && !rt.topology().empty()) r.topology = rt.topology();
+  for (int i = 0; i < rt.hubs_size(); ++i) {
+    if (rt.hubs(i).empty()) {
+      return at.error("runtime.hubs[" + std::to_string(i) + "]", "expected a site name");
+    }
+    r.hubs.push_back(rt.hubs(i));
+  }
+  auto known = [&](const std::string& name) {
+    return std::any_of(c.plugins.begin(), c.plugins.end(),
+                       [&](const PluginSpec& p) { return p.instance == name; });
+  };
+  auto instance = [&](const std::string& key, const std::string& v, bool required,
+                      std::string& out) -> Status {
+    if (v.empty()) return required ? at.error("runtime." + key, "required") : Status::ok();
+    if (!known(v)) return at.error("runtime." + key, "no plugin instance '" + v + "' in plugins");
+    out = v;
+    return Status::ok();
+  };
+  if (auto s = instance("probe", rt.probe(), true, r.probe); !s.is_ok()) return s;
+  for (int i = 0; i < rt.liveness_size(); ++i) {
+    const std::string where = "runtime.liveness[" + std::to_string(i) + "]";
+    const std::string& name = rt.liveness(i);
+    if (name.empty()) return at.error(where, "expected a plugin instance name");
+    if (!known(name)) return at.error(where, "no plugin instance '" + name + "' in plugins");
+    if (name == r.probe ||
+        std::find(r.liveness.begin(), r.liveness.end(), name) != r.liveness.end()) {
+      return at.error(where,
+                      "'" + name + "' is named twice (runtime.probe's liveness counts already)");
+    }
+    r.liveness.push_back(name);
+  }
+  if (auto s = instance("scorer", rt.scorer(), true, r.scorer); !s.is_ok()) return s;
+  if (auto s = instance("voice_scorer", rt.voice_scorer(), false, r.voice_scorer); !s.is_ok()) {
     return s;
   }
-  RuntimeSection r;
-  auto sites = scalar(rt, "sites_file", path, true);
-  if (!sites.is_ok()) return sites.status();
-  r.sites_file = resolve(base_dir, sites.value());
-  auto keys = scalar(rt, "keys_dir", path, true);
-  if (!keys.is_ok()) return keys.status();
-  r.keys_dir = resolve(base_dir, keys.value());
-  auto topo = scalar(rt, "topology", path, false);
-  if (!topo.is_ok()) return topo.status();
-  if (!topo.value().empty()) r.topology = topo.value();
-  if (const auto h = rt["hubs"]) {
-    if (!h.IsSequence()) return invalid_argument(at(h) + "runtime.hubs: expected a list");
-    for (std::size_t i = 0; i < h.size(); ++i) {
-      if (!h[i].IsScalar() || h[i].Scalar().empty()) {
-        return invalid_argument(at(h[i]) + "runtime.hubs[" + std::to_string(i) +
-                                "]: expected a site name");
-      }
-      r.hubs.push_back(h[i].Scalar());
+  if (auto s = instance("transport", rt.transport(), false, r.transport); !s.is_ok()) return s;
+  // In the file's order, for the first error to be the first in the file.
+  std::vector<std::pair<std::string, std::string>> kinds(rt.transports().begin(),
+                                                         rt.transports().end());
+  for (const auto& [kind, name] : kinds) {
+    const std::string where = "runtime.transports[" + kind + "]";
+    if (auto k = model::parse_transport_kind(kind); !k.is_ok()) {
+      return at.error(where, k.status().message());
     }
+    if (name.empty()) return at.error(where, "expected a plugin instance name");
+    if (!known(name)) return at.error(where, "no plugin instance '" + name + "' in plugins");
+    r.transports[kind] = name;
   }
-  auto instance = [&](const char* key, bool required) -> Result<std::string> {
-    auto v = scalar(rt, key, path, required);
-    if (!v.is_ok()) return v.status();
-    if (v.value().empty()) return v.value();
-    for (const auto& p : c.plugins) {
-      if (p.instance == v.value()) return v.value();
-    }
-    return invalid_argument(at(rt[key]) + "runtime." + key + ": no plugin instance '" + v.value() +
-                            "' in plugins");
-  };
-  auto probe = instance("probe", true);
-  if (!probe.is_ok()) return probe.status();
-  r.probe = probe.value();
-  if (const auto lv = rt["liveness"]) {
-    if (!lv.IsSequence()) {
-      return invalid_argument(at(lv) + "runtime.liveness: expected a list of plugin instances");
-    }
-    for (std::size_t i = 0; i < lv.size(); ++i) {
-      const std::string where = "runtime.liveness[" + std::to_string(i) + "]";
-      if (!lv[i].IsScalar() || lv[i].Scalar().empty()) {
-        return invalid_argument(at(lv[i]) + where + ": expected a plugin instance name");
-      }
-      const std::string name = lv[i].Scalar();
-      const bool known = std::any_of(c.plugins.begin(), c.plugins.end(),
-                                     [&](const auto& p) { return p.instance == name; });
-      if (!known) {
-        return invalid_argument(at(lv[i]) + where + ": no plugin instance '" + name +
-                                "' in plugins");
-      }
-      if (name == r.probe ||
-          std::find(r.liveness.begin(), r.liveness.end(), name) != r.liveness.end()) {
-        return invalid_argument(at(lv[i]) + where + ": '" + name +
-                                "' is named twice (runtime.probe's liveness counts already)");
-      }
-      r.liveness.push_back(name);
-    }
-  }
-  auto scorer = instance("scorer", true);
-  if (!scorer.is_ok()) return scorer.status();
-  r.scorer = scorer.value();
-  auto voice = instance("voice_scorer", false);
-  if (!voice.is_ok()) return voice.status();
-  r.voice_scorer = voice.value();
-  auto transport = instance("transport", false);
-  if (!transport.is_ok()) return transport.status();
-  r.transport = transport.value();
-  if (const auto ts = rt["transports"]) {
-    if (!ts.IsMap()) {
-      return invalid_argument(at(ts) + "runtime.transports: expected a map of transport kind " +
-                              "(wireguard, ipsec) to plugin instance");
-    }
-    for (const auto& kv : ts) {
-      const std::string kind = kv.first.Scalar();
-      const std::string where = "runtime.transports." + kind;
-      if (auto k = model::parse_transport_kind(kind); !k.is_ok()) {
-        return invalid_argument(at(kv.first) + where + ": " + k.status().message());
-      }
-      if (!kv.second.IsScalar() || kv.second.Scalar().empty()) {
-        return invalid_argument(at(kv.second) + where + ": expected a plugin instance name");
-      }
-      const std::string name = kv.second.Scalar();
-      if (std::none_of(c.plugins.begin(), c.plugins.end(),
-                       [&](const auto& p) { return p.instance == name; })) {
-        return invalid_argument(at(kv.second) + where + ": no plugin instance '" + name +
-                                "' in plugins");
-      }
-      r.transports[kind] = name;
-    }
-  }
-  auto dp = scalar(rt, "dataplane", path, false);
-  if (!dp.is_ok()) return dp.status();
   const bool tunnels = !r.transport.empty() || !r.transports.empty();
-  r.dataplane = dp.value().empty() ? (tunnels ? "linux" : "none") : dp.value();
+  r.dataplane = rt.dataplane().empty() ? (tunnels ? "linux" : "none") : rt.dataplane();
   if (r.dataplane != "linux" && r.dataplane != "none") {
-    return invalid_argument(at(rt["dataplane"]) + "runtime.dataplane: '" + r.dataplane +
-                            "' is not linux or none");
+    return at.error("runtime.dataplane", "'" + r.dataplane + "' is not linux or none");
   }
   if (r.dataplane == "linux" && !tunnels) {
-    return invalid_argument(at(rt["dataplane"]) +
-                            "runtime.dataplane: linux steers onto tunnels, so it needs "
-                            "runtime.transport or runtime.transports");
+    return at.error("runtime.dataplane",
+                    "linux steers onto tunnels, so it needs runtime.transport or "
+                    "runtime.transports");
   }
-  if (const auto cl = rt["classes"]; cl && !cl.IsNull()) {
-    if (!cl.IsMap()) return invalid_argument(at(cl) + "runtime.classes: expected a map");
-    YAML::Emitter out;
-    out << cl;
-    r.classes_yaml = out.c_str();
-  }
+  r.classes_yaml = rt.classes();
   struct IntField {
     const char* key;
-    std::int64_t lo, hi;
-    std::int64_t* out;
+    bool has;
+    std::int64_t value, lo, hi;
   };
-  std::int64_t k = r.k, max_flows = r.max_flows, table_base = r.table_base;
-  for (const IntField& f : {IntField{"k", 1, 1000, &k}, IntField{"tick_ms", 1, 10000, &r.tick_ms},
-                            IntField{"idle_after_ms", 0, 86400000, &r.idle_after_ms},
-                            IntField{"flow_idle_ms", 1, 86400000, &r.flow_idle_ms},
-                            IntField{"metrics_interval_ms", 100, 86400000, &r.metrics_interval_ms},
-                            IntField{"max_flows", 1, 16777214, &max_flows},
-                            IntField{"table_base", 256, 2000000000, &table_base}}) {
-    auto v = int_field(rt, f.key, f.lo, f.hi, *f.out);
-    if (!v.is_ok()) return v.status();
-    *f.out = v.value();
+  for (const IntField& f :
+       {IntField{"k", rt.has_k(), rt.k(), 1, 1000},
+        IntField{"tick_ms", rt.has_tick_ms(), rt.tick_ms(), 1, 10000},
+        IntField{"idle_after_ms", rt.has_idle_after_ms(), rt.idle_after_ms(), 0, 86400000},
+        IntField{"flow_idle_ms", rt.has_flow_idle_ms(), rt.flow_idle_ms(), 1, 86400000},
+        IntField{"metrics_interval_ms", rt.has_metrics_interval_ms(), rt.metrics_interval_ms(), 100,
+                 86400000},
+        IntField{"max_flows", rt.has_max_flows(), rt.max_flows(), 1, 16777214},
+        IntField{"table_base", rt.has_table_base(), rt.table_base(), 256, 2000000000}}) {
+    if (!f.has) continue;
+    if (auto s = at.range(std::string("runtime.") + f.key, f.value, f.lo, f.hi); !s.is_ok()) {
+      return s;
+    }
   }
-  r.k = static_cast<int>(k);
-  r.max_flows = static_cast<std::uint32_t>(max_flows);
-  r.table_base = static_cast<std::uint32_t>(table_base);
-  if (rt["store_samples"]) {
-    auto b = yamlf::boolean(rt["store_samples"], "runtime.store_samples");
-    if (!b.is_ok()) return b.status();
-    r.store_samples = b.value();
-  }
+  if (rt.has_k()) r.k = static_cast<int>(rt.k());
+  if (rt.has_tick_ms()) r.tick_ms = rt.tick_ms();
+  if (rt.has_idle_after_ms()) r.idle_after_ms = rt.idle_after_ms();
+  if (rt.has_flow_idle_ms()) r.flow_idle_ms = rt.flow_idle_ms();
+  if (rt.has_metrics_interval_ms()) r.metrics_interval_ms = rt.metrics_interval_ms();
+  if (rt.has_max_flows()) r.max_flows = static_cast<std::uint32_t>(rt.max_flows());
+  if (rt.has_table_base()) r.table_base = static_cast<std::uint32_t>(rt.table_base());
+  r.store_samples = rt.store_samples();
   return r;
 }
 
@@ -205,119 +161,103 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
   } catch (const YAML::Exception& e) {
     return invalid_argument(std::string("config is not valid YAML: ") + e.what());
   }
-  try {
-    if (!root.IsMap()) return invalid_argument("config: expected a map at the top level");
-    if (auto s = check_keys(root,
-                            {"site", "state_db", "plugin_dir", "log_level", "flush_interval_ms",
-                             "seed", "plugins", "policy_inventory", "runtime", "control_socket"},
-                            "");
-        !s.is_ok()) {
+  if (!root.IsMap()) return invalid_argument("config: expected a map at the top level");
+  // The file through the converter; the free-form subtrees (plugin configs, classes) are kept
+  // as they are written, with their lines.
+  v1::DaemonFile file;
+  std::map<std::string, int> lines;
+  std::map<std::string, YAML::Node> raw;
+  yamlproto::Options opt;
+  opt.lines = &lines;
+  opt.raw_fields = {"patronus.daemon.v1.Plugin.config", "patronus.daemon.v1.Runtime.classes"};
+  opt.raw = [&raw](const google::protobuf::FieldDescriptor&, const YAML::Node& n,
+                   const std::string& path) -> Status {
+    if (!n.IsMap() && !n.IsNull()) return invalid_argument(path + ": expected a map");
+    raw[path] = n;
+    return Status::ok();
+  };
+  int line = 0;
+  if (auto s = yamlproto::convert(root, &file, "", opt, &line); !s.is_ok()) {
+    return line > 0 ? Status(s.code(), "line " + std::to_string(line) + ": " + s.message()) : s;
+  }
+  const Checker at(lines);
+  DaemonConfig c;
+  if (auto s = at.required("site", file.site()); !s.is_ok()) return s;
+  c.site = file.site();
+  if (auto s = model::validate_name("site", c.site, 63); !s.is_ok()) {
+    return at.error("site", s.message().substr(s.message().find(": ") + 2));
+  }
+  if (auto s = at.required("state_db", file.state_db()); !s.is_ok()) return s;
+  c.state_db = resolve(base_dir, file.state_db());
+  if (auto s = at.required("plugin_dir", file.plugin_dir()); !s.is_ok()) return s;
+  c.plugin_dir = resolve(base_dir, file.plugin_dir());
+  if (file.has_control_socket()) {
+    // "none" (or an empty value) runs without the control API.
+    const std::string& v = file.control_socket();
+    if (v.empty() || v == "none") {
+      c.control_socket.clear();
+    } else {
+      c.control_socket = resolve(base_dir, v);
+      if (c.control_socket.size() > 107) {
+        return at.error("control_socket", "'" + c.control_socket +
+                                              "' is longer than 107 bytes (a unix socket's limit)");
+      }
+    }
+  }
+  if (file.has_log_level()) {
+    const std::string& v = file.log_level();
+    if (v != "debug" && v != "info" && v != "warn" && v != "error") {
+      return at.error("log_level", "'" + v + "' is not one of debug, info, warn, error");
+    }
+    c.log_level = v;
+  }
+  if (file.has_flush_interval_ms()) {
+    if (auto s = at.range("flush_interval_ms", file.flush_interval_ms(), 10, 60000); !s.is_ok()) {
       return s;
     }
-    DaemonConfig c;
-    auto site = scalar(root, "site", "", true);
-    if (!site.is_ok()) return site.status();
-    c.site = site.value();
-    if (auto s = model::validate_name(at(root["site"]) + "site", c.site, 63); !s.is_ok()) return s;
-    auto db = scalar(root, "state_db", "", true);
-    if (!db.is_ok()) return db.status();
-    c.state_db = resolve(base_dir, db.value());
-    auto dir = scalar(root, "plugin_dir", "", true);
-    if (!dir.is_ok()) return dir.status();
-    c.plugin_dir = resolve(base_dir, dir.value());
-    if (const auto n = root["control_socket"]) {
-      auto v = scalar(root, "control_socket", "", false);
-      if (!v.is_ok()) return v.status();
-      // "none" (or an empty value) runs without the control API.
-      if (v.value().empty() || v.value() == "none") {
-        c.control_socket.clear();
-      } else {
-        c.control_socket = resolve(base_dir, v.value());
-        if (c.control_socket.size() > 107) {
-          return invalid_argument(at(n) + "control_socket: '" + c.control_socket +
-                                  "' is longer than 107 bytes (a unix socket's limit)");
-        }
-      }
-    }
-    if (root["log_level"]) {
-      auto l = scalar(root, "log_level", "", false);
-      if (!l.is_ok()) return l.status();
-      const std::string v = l.value();
-      if (v != "debug" && v != "info" && v != "warn" && v != "error") {
-        return invalid_argument(at(root["log_level"]) + "log_level: '" + v +
-                                "' is not one of debug, info, warn, error");
-      }
-      c.log_level = v;
-    }
-    if (const auto n = root["flush_interval_ms"]) {
-      std::int64_t v = 0;
-      if (!n.IsScalar() || !YAML::convert<std::int64_t>::decode(n, v) || v < 10 || v > 60000) {
-        return invalid_argument(at(n) + "flush_interval_ms: expected an integer from 10 to 60000");
-      }
-      c.flush_interval_ms = v;
-    }
-    if (const auto n = root["seed"]) {
-      std::uint64_t v = 0;
-      if (!n.IsScalar() || n.Scalar().empty() || n.Scalar()[0] == '-' ||
-          !YAML::convert<std::uint64_t>::decode(n, v)) {
-        return invalid_argument(at(n) + "seed: expected an unsigned integer");
-      }
-      c.seed = v;
-    }
-    if (const auto inv = root["policy_inventory"]; inv && !inv.IsNull()) {
-      if (!inv.IsSequence()) return invalid_argument(at(inv) + "policy_inventory: expected a list");
-      for (std::size_t i = 0; i < inv.size(); ++i) {
-        if (!inv[i].IsScalar() || inv[i].Scalar().empty()) {
-          return invalid_argument(at(inv[i]) + "policy_inventory[" + std::to_string(i) +
-                                  "]: expected a file name");
-        }
-        c.policy_inventory.push_back(resolve(base_dir, inv[i].Scalar()));
-      }
-    }
-    const YAML::Node plugins = root["plugins"];
-    if (plugins && !plugins.IsNull()) {
-      if (!plugins.IsSequence()) return invalid_argument(at(plugins) + "plugins: expected a list");
-      if (plugins.size() > 64) return invalid_argument(at(plugins) + "plugins: at most 64");
-      std::set<std::string> names;
-      for (std::size_t i = 0; i < plugins.size(); ++i) {
-        const YAML::Node p = plugins[i];
-        const std::string path = "plugins[" + std::to_string(i) + "]";
-        if (!p.IsMap()) return invalid_argument(at(p) + path + ": expected a map");
-        if (auto s = check_keys(p, {"plugin", "name", "config"}, path); !s.is_ok()) return s;
-        PluginSpec spec;
-        spec.path = path;
-        auto plugin = scalar(p, "plugin", path, true);
-        if (!plugin.is_ok()) return plugin.status();
-        spec.plugin = plugin.value();
-        auto name = scalar(p, "name", path, false);
-        if (!name.is_ok()) return name.status();
-        spec.instance = name.value().empty() ? spec.plugin : name.value();
-        if (auto s = model::validate_name(at(p) + path + ".name", spec.instance, 64); !s.is_ok()) {
-          return s;
-        }
-        if (!names.insert(spec.instance).second) {
-          return invalid_argument(at(p) + path + ".name: instance '" + spec.instance +
-                                  "' is configured twice");
-        }
-        if (const auto cfg = p["config"]) {
-          if (!cfg.IsMap() && !cfg.IsNull()) {
-            return invalid_argument(at(cfg) + path + ".config: expected a map");
-          }
-          spec.config = std::make_shared<const YAML::Node>(cfg);
-          spec.config_line = cfg.Mark().line + 1;
-        }
-        c.plugins.push_back(std::move(spec));
-      }
-    }
-    if (const auto rt = root["runtime"]; rt && !rt.IsNull()) {
-      auto r = parse_runtime(rt, base_dir, c);
-      if (!r.is_ok()) return r.status();
-      c.runtime = std::move(r).value();
-    }
-    return c;
-  } catch (const YAML::Exception& e) {
-    return invalid_argument(std::string("config: ") + e.what());
+    c.flush_interval_ms = file.flush_interval_ms();
   }
+  if (file.has_seed()) c.seed = file.seed();
+  for (int i = 0; i < file.policy_inventory_size(); ++i) {
+    if (file.policy_inventory(i).empty()) {
+      return at.error("policy_inventory[" + std::to_string(i) + "]", "expected a file name");
+    }
+    c.policy_inventory.push_back(resolve(base_dir, file.policy_inventory(i)));
+  }
+  if (file.plugins_size() > 64) return at.error("plugins", "at most 64");
+  std::set<std::string> names;
+  for (int i = 0; i < file.plugins_size(); ++i) {
+    const auto& p = file.plugins(i);
+    const std::string path = "plugins[" + std::to_string(i) + "]";
+    PluginSpec spec;
+    spec.path = path;
+    if (auto s = at.required(path + ".plugin", p.plugin()); !s.is_ok()) return s;
+    spec.plugin = p.plugin();
+    spec.instance = p.name().empty() ? spec.plugin : p.name();
+    if (auto s = model::validate_name(path + ".name", spec.instance, 64); !s.is_ok()) {
+      return at.error(path + ".name", s.message().substr(s.message().find(": ") + 2));
+    }
+    if (!names.insert(spec.instance).second) {
+      return at.error(path + ".name", "instance '" + spec.instance + "' is configured twice");
+    }
+    if (const auto it = raw.find(path + ".config"); it != raw.end()) {
+      spec.config = std::make_shared<const YAML::Node>(it->second);
+      spec.config_line = it->second.Mark().line + 1;
+    }
+    c.plugins.push_back(std::move(spec));
+  }
+  if (file.has_runtime()) {
+    v1::Runtime rt = file.runtime();
+    if (const auto it = raw.find("runtime.classes"); it != raw.end() && !it->second.IsNull()) {
+      YAML::Emitter out;
+      out << it->second;
+      rt.set_classes(out.c_str());
+    }
+    auto r = runtime_of(rt, at, base_dir, c);
+    if (!r.is_ok()) return r.status();
+    c.runtime = std::move(r).value();
+  }
+  return c;
 }
 
 }  // namespace patronus::core
