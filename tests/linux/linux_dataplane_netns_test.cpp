@@ -86,7 +86,8 @@ TEST_F(LinuxDataplaneKernel, DecisionsMoveClassesAndNothingLeaks) {
 
 // New classes on a running dataplane: a kept class keeps its route (in its new table when its
 // position changed), a new class starts where the default class went, removed classes' rules
-// and stale tables go, and a set the kernel cannot take changes nothing.
+// and stale tables go, and a set the kernel cannot take changes nothing; a removed site's routes
+// leave every table.
 TEST_F(LinuxDataplaneKernel, NewClassesKeepTheRoutesOfTheKeptOnes) {
   add_veths({"t0", "t1", "wan"});
   sh({"ip", "-n", ns(), "addr", "add", "198.51.100.2/24", "dev", "wan"});
@@ -157,6 +158,11 @@ TEST_F(LinuxDataplaneKernel, NewClassesKeepTheRoutesOfTheKeptOnes) {
   EXPECT_EQ(test::route_device(ns(), game), "t0");
   EXPECT_EQ(test::route_device(ns(), sip), "t0");
   EXPECT_EQ(test::route_device(ns(), ssh), "t1");
+  // The site leaves the plan: its routes leave every class table (the main table has it now).
+  ASSERT_TRUE(dp.remove_site("b").is_ok());
+  EXPECT_EQ(test::route_device(ns(), sip), "wan");
+  EXPECT_EQ(test::route_device(ns(), game), "wan");
+  EXPECT_FALSE(dp.set_class_path("b", "voice", model::PathId(1)).is_ok());
   ASSERT_TRUE(dp.stop().is_ok());
   EXPECT_EQ(count_ours(probe.value()), 0u);
 }

@@ -1134,6 +1134,71 @@ TEST(SiteHost, ApplyRestartsAPluginWhoseConfigChangedAlone) {
       << "detected after " << took / 1e6 << " ms: the old multiplier (8) still applies";
 }
 
+// A site dropped from the plan leaves the running site: its paths go, then the site (its
+// prefixes leave the classifier and the dataplane, its flows are forgotten, it is no longer
+// counted); b is not touched; the same site planned again comes back in its old place.
+TEST(SiteHost, ApplyRemovesASiteThePlanNoLongerHasAndTakesItBack) {
+  test::Wan w(37);
+  two_paths(w);
+  const env::LinkParams link{25 * kMs, 0, 0.0, true};
+  w.add_site({"c", {{"wan0", "10.0.0.3"}}, "192.168.3.0/24"});
+  w.add_path({"hq", "wan0", "c", "wan0", link});
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  const auto to_b = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+  const auto to_c = flow("192.168.1.10", "192.168.3.30", 20000, 20002);
+  const Pump traffic = pump(*w.node("hq").env, hq, {{to_b, 46}, {to_c, 46}}, 20 * kMs, 60 * kSec);
+  w.world().run_until(5 * kSec);
+  const model::PathId b_path = hq.class_path("b", "voice");
+  const model::PathId c_path = hq.class_path("c", "voice");
+  ASSERT_TRUE(b_path.valid() && c_path.valid());
+  EXPECT_EQ(hq.remote_site_names().size(), 2u);
+  EXPECT_EQ(hq.flows().size(), 2u);
+
+  site::SiteHost& host = *w.node("hq").host;
+  const site::SiteConfig full = w.config("hq");
+  site::SiteConfig without = full;
+  auto* plan = without.mutable_plan();
+  for (int i = plan->remote_sites_size(); i-- > 0;) {
+    if (plan->remote_sites(i).name() == "c") plan->mutable_remote_sites()->DeleteSubrange(i, 1);
+  }
+  for (int i = plan->paths_size(); i-- > 0;) {
+    if (plan->paths(i).remote_site() == "c") plan->mutable_paths()->DeleteSubrange(i, 1);
+  }
+  const std::size_t events = w.node("hq").recorder.typed.size();
+  auto r = host.apply(without);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r.value().sites_removed, std::vector<std::string>{"c"});
+  EXPECT_EQ(r.value().paths_removed, std::vector<model::PathId>{c_path});
+  EXPECT_TRUE(r.value().errors.empty());
+  EXPECT_EQ(hq.remote_site_names(), std::vector<std::string>{"b"});
+  EXPECT_FALSE(hq.has_remote_site("c"));
+  EXPECT_FALSE(hq.class_path("c", "voice").valid());
+  EXPECT_EQ(hq.flows().size(), 1u) << "the flow to c was not forgotten";
+  EXPECT_FALSE(hq.on_packet(to_c, 46, 100).valid()) << "c's prefix still classifies";
+  EXPECT_EQ(hq.class_path("b", "voice"), b_path);
+  bool said = false;
+  for (std::size_t i = events; i < w.node("hq").recorder.typed.size(); ++i) {
+    const auto& e = w.node("hq").recorder.typed[i];
+    said = said || (e.has_site_removed() && e.site_removed().site() == "c" &&
+                    e.site_removed().flows_forgotten() == 1);
+    EXPECT_FALSE(e.has_path() && !e.path().up() && e.path().path() != c_path.value())
+        << "another path went down: " << steering::event_json(e);
+  }
+  EXPECT_TRUE(said) << "no runtime.site_removed event";
+  w.world().run_until(10 * kSec);
+  EXPECT_EQ(hq.class_path("b", "voice"), b_path);
+
+  // Planned again: c comes back, its path with it, and its classes get a path.
+  r = host.apply(full);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r.value().sites_added, std::vector<std::string>{"c"});
+  w.world().run_until(20 * kSec);
+  EXPECT_EQ(hq.remote_site_names().size(), 2u);
+  EXPECT_EQ(hq.class_path("c", "voice"), c_path);
+  EXPECT_EQ(hq.on_packet(to_c, 46, 100), c_path);
+}
+
 // The classes survive the trip through the config unchanged (the daemon's YAML classes become
 // the proto, the host makes the runtime's classes of it).
 TEST(SiteConfig, ClassesRoundTripAndBadFieldsAreNamed) {

@@ -543,6 +543,9 @@ int run(const Options& opt) {
                           " site(s) and " + std::to_string(a.paths_added.size()) +
                           " path(s) added, " + std::to_string(a.paths_removed.size()) +
                           " removed, " + std::to_string(a.paths_rekeyed) + " with new keys" +
+                          (a.sites_removed.empty()
+                               ? std::string()
+                               : ", sites removed " + nlohmann::json(a.sites_removed).dump()) +
                           (a.errors.empty() ? std::string()
                                             : ", " + std::to_string(a.errors.size()) + " refused") +
                           (a.classes_replaced ? ", classes replaced" : "") +
@@ -553,6 +556,7 @@ int run(const Options& opt) {
         log.record("patronusd", "daemon.replanned",
                    "{\"changed\":" + std::to_string(a.paths_rekeyed) +
                        ",\"sites_added\":" + std::to_string(a.sites_added.size()) +
+                       ",\"sites_removed\":" + std::to_string(a.sites_removed.size()) +
                        ",\"paths_added\":" + std::to_string(a.paths_added.size()) +
                        ",\"paths_removed\":" + std::to_string(a.paths_removed.size()) +
                        ",\"refused\":" + std::to_string(a.errors.size()) +

@@ -182,6 +182,25 @@ Status LinuxDataplane::install(const steering::ClassSet& set, const std::vector<
   return Status::ok();
 }
 
+Status LinuxDataplane::remove_site(const std::string& site) {
+  const auto it = config_.site_prefixes.find(site);
+  if (it == config_.site_prefixes.end()) return Status::ok();
+  const auto prefixes = it->second;
+  config_.site_prefixes.erase(it);
+  std::vector<std::map<std::string, Nexthop>> was_via = via_;
+  for (std::size_t c = 0; c < via_.size(); ++c) {
+    via_[c].erase(site);
+    adopted_[c].erase(site);
+    if (auto st = apply(c); !st.is_ok()) {
+      config_.site_prefixes[site] = prefixes;  // the tables written so far are put back
+      via_ = was_via;
+      for (std::size_t k = 0; k <= c; ++k) (void)apply(k);
+      return st;
+    }
+  }
+  return Status::ok();
+}
+
 Status LinuxDataplane::set_flow_path(const model::FlowKey&, model::PathId) {
   return failed_precondition(
       "linux dataplane: per-flow paths need packet marks set at LAN ingress (not built); the "

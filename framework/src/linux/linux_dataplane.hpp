@@ -46,6 +46,8 @@ class LinuxDataplane final : public steering::Dataplane {
   Status set_flow_path(const model::FlowKey& flow, model::PathId path) override;
   // Every class table gets the site's prefixes as unreachable routes.
   Status add_site(const std::string& site, const std::vector<model::IpPrefix>& prefixes) override;
+  // Every class table drops the site's routes.
+  Status remove_site(const std::string& site) override;
   // New class rules and tables: a class kept by name keeps its routes (moved to its new table
   // when its position changed), a new class starts on the routes of the previous default class
   // until the runtime decides (in the same call). Tables are written before the rules that lead

@@ -338,6 +338,28 @@ ReplanOutcome apply_replan(steering::SiteRuntime& runtime, const SitePlan& plan)
       out.removed.push_back(v.id);
     }
   }
+  // Sites the plan no longer has, once their paths are gone: those relayed through another
+  // removed site first.
+  std::set<std::string> planned_sites;
+  for (const auto& r : plan.remote_sites) planned_sites.insert(r.name);
+  std::vector<std::string> gone;
+  for (const auto& name : runtime.remote_site_names()) {
+    if (planned_sites.count(name) == 0) gone.push_back(name);
+  }
+  for (std::size_t pass = 0; pass < 2 && !gone.empty(); ++pass) {
+    std::vector<std::string> left;
+    for (const auto& name : gone) {
+      auto removed = runtime.remove_remote_site(name);
+      if (removed.is_ok()) {
+        if (removed.value()) out.sites_removed.push_back(name);
+      } else if (pass == 0) {
+        left.push_back(name);  // a site relayed through it goes first; try again
+      } else {
+        out.errors.push_back(removed.status().message());
+      }
+    }
+    gone = std::move(left);
+  }
   return out;
 }
 

@@ -354,6 +354,7 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
     learn_interfaces(plan.value());
     const ReplanOutcome r = apply_replan(*runtime_, plan.value());
     report.sites_added = r.sites_added;
+    report.sites_removed = r.sites_removed;
     report.paths_added = r.added;
     report.paths_removed = r.removed;
     report.paths_rekeyed = r.changed;

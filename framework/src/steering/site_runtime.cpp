@@ -196,12 +196,15 @@ Status SiteRuntime::add_remote_site(const RemoteSite& site) {
   if (site.name == config_.site) {
     return invalid_argument("remote site '" + site.name + "' is this site");
   }
-  for (const auto& s : sites_) {
-    if (s.name == site.name) return invalid_argument("remote site '" + site.name + "' twice");
+  int revive = -1;  // a removed site coming back keeps its index
+  for (std::size_t i = 0; i < sites_.size(); ++i) {
+    if (sites_[i].name != site.name) continue;
+    if (!site_removed_[i]) return invalid_argument("remote site '" + site.name + "' twice");
+    revive = static_cast<int>(i);
   }
   // Flow entries keep the destination site in 16 bits.
   const std::uint32_t bound = std::min<std::uint32_t>(config_.max_remote_sites, 65535);
-  if (sites_.size() >= bound) {
+  if (revive < 0 && sites_.size() >= bound) {
     return resource_exhausted("remote sites: the bound of " + std::to_string(bound) +
                               " is reached");
   }
@@ -218,20 +221,31 @@ Status SiteRuntime::add_remote_site(const RemoteSite& site) {
       return Status(s.code(), "remote site '" + site.name + "': " + s.message());
     }
   }
-  sites_.push_back(site);
+  if (revive >= 0) {
+    sites_[static_cast<std::size_t>(revive)] = site;
+    site_removed_[static_cast<std::size_t>(revive)] = false;
+  } else {
+    sites_.push_back(site);
+    site_removed_.push_back(false);
+  }
   if (!running_) return Status::ok();
-  const auto index = static_cast<std::uint32_t>(sites_.size() - 1);
+  const auto index = revive >= 0 ? static_cast<std::uint32_t>(revive)
+                                 : static_cast<std::uint32_t>(sites_.size() - 1);
   for (const auto& pr : site.prefixes) prefixes_.emplace_back(pr, index);
   std::stable_sort(prefixes_.begin(), prefixes_.end(), [](const auto& a, const auto& b) {
     return a.first.length() > b.first.length();
   });
-  relayed_.emplace_back();
   const std::size_t nclasses = config_.classes.classes.size();
+  if (revive < 0) relayed_.emplace_back();
   for (std::uint32_t c = 0; c < nclasses; ++c) {
     auto sel = std::make_unique<Selection>();
     sel->site = index;
     sel->cls = c;
-    selections_.push_back(std::move(sel));
+    if (revive >= 0) {
+      selections_[index * nclasses + c] = std::move(sel);
+    } else {
+      selections_.push_back(std::move(sel));
+    }
   }
   // Relayed: the paths to its relays are its candidates until it has paths of its own.
   for (const auto& v : site.via) {
@@ -258,8 +272,62 @@ Status SiteRuntime::add_remote_site(const RemoteSite& site) {
 }
 
 bool SiteRuntime::has_remote_site(const std::string& name) const {
-  return std::any_of(sites_.begin(), sites_.end(),
-                     [&](const RemoteSite& s) { return s.name == name; });
+  for (std::size_t i = 0; i < sites_.size(); ++i) {
+    if (sites_[i].name == name && !site_removed_[i]) return true;
+  }
+  return false;
+}
+
+Result<bool> SiteRuntime::remove_remote_site(const std::string& name) {
+  std::size_t index = 0;
+  while (index < sites_.size() && (sites_[index].name != name || site_removed_[index])) ++index;
+  if (index == sites_.size()) return false;
+  for (const auto& p : paths_) {
+    if (!p->removed && p->site == index) {
+      return failed_precondition("remote site '" + name + "': path '" + p->spec.name +
+                                 "' still leads to it (remove its paths first)");
+    }
+  }
+  for (std::size_t i = 0; i < sites_.size(); ++i) {
+    if (i == index || site_removed_[i]) continue;
+    if (std::find(sites_[i].via.begin(), sites_[i].via.end(), name) != sites_[i].via.end()) {
+      return failed_precondition("remote site '" + name + "': site '" + sites_[i].name +
+                                 "' is relayed through it (remove that site first)");
+    }
+  }
+  if (running_) {
+    if (auto s = dataplane_.remove_site(name); !s.is_ok()) {
+      return Status(s.code(), "remote site '" + name + "': " + s.message());
+    }
+    // Its flows go; its classes have no path left to hold.
+    std::uint32_t forgotten = 0;
+    for (std::uint32_t i = flows_.size(); i-- > 0;) {
+      if (flows_.at(i).site != index) continue;
+      forget_flow(i);
+      ++forgotten;
+    }
+    const std::size_t nclasses = config_.classes.classes.size();
+    for (std::size_t c = 0; c < nclasses; ++c) {
+      auto& sel = selections_[index * nclasses + c];
+      const auto cur = sel->current_path();
+      if (cur != kNoPath) --paths_[cur]->selections;
+      sel->cand.clear();
+      sel->balanced.clear();
+      sel->state = {};
+    }
+    prefixes_.erase(std::remove_if(prefixes_.begin(), prefixes_.end(),
+                                   [&](const auto& e) { return e.second == index; }),
+                    prefixes_.end());
+    for (auto& r : relayed_) r.erase(std::remove(r.begin(), r.end(), index), r.end());
+    relayed_[index].clear();
+    Event e;
+    auto* d = e.mutable_site_removed();
+    d->set_site(name);
+    d->set_flows_forgotten(forgotten);
+    emit_event(std::move(e));
+  }
+  site_removed_[index] = true;
+  return true;
 }
 
 Status SiteRuntime::add_path(const PathSpec& spec) {
@@ -307,7 +375,13 @@ Status SiteRuntime::add_path(const PathSpec& spec) {
   std::uint32_t index = 0;
   if (revive) {
     index = known->second;
-    paths_[index] = std::move(path);  // its candidacies (the index) stand
+    paths_[index] = std::move(path);  // its candidacies (the index) stand...
+    const std::size_t nclasses = config_.classes.classes.size();
+    const auto& cand = running_ ? selections_[static_cast<std::size_t>(site) * nclasses]->cand
+                                : std::vector<std::uint32_t>{};
+    if (running_ && std::find(cand.begin(), cand.end(), index) == cand.end()) {
+      add_candidate(static_cast<std::uint32_t>(site), index);  // ...unless its site was removed
+    }
   } else {
     index = static_cast<std::uint32_t>(paths_.size());
     path_index_[spec.id.value()] = index;
@@ -699,6 +773,7 @@ Status SiteRuntime::start() {
   // Prefix table, longest first (ties: site order) for longest-prefix match.
   prefixes_.clear();
   for (std::uint32_t s = 0; s < sites_.size(); ++s) {
+    if (site_removed_[s]) continue;
     for (const auto& pr : sites_[s].prefixes) prefixes_.emplace_back(pr, s);
   }
   std::stable_sort(prefixes_.begin(), prefixes_.end(), [](const auto& a, const auto& b) {
@@ -709,7 +784,7 @@ Status SiteRuntime::start() {
   relayed_.assign(sites_.size(), {});
   for (std::uint32_t i = 0; i < paths_.size(); ++i) cand[paths_[i]->site].push_back(i);
   for (std::uint32_t s = 0; s < sites_.size(); ++s) {
-    if (!cand[s].empty()) continue;
+    if (!cand[s].empty() || site_removed_[s]) continue;
     for (const auto& v : sites_[s].via) {
       std::uint32_t r = 0;
       while (r < sites_.size() && sites_[r].name != v) ++r;
@@ -780,7 +855,7 @@ Status SiteRuntime::start() {
     Event e;
     auto* st = e.mutable_started();
     st->set_paths(static_cast<std::uint32_t>(paths_.size()));
-    st->set_sites(static_cast<std::uint32_t>(sites_.size()));
+    st->set_sites(static_cast<std::uint32_t>(remote_site_names().size()));
     st->set_classes(static_cast<std::uint32_t>(nclasses));
     emit_event(std::move(e));
   }
@@ -1895,14 +1970,16 @@ const PathSpec* SiteRuntime::spec(model::PathId id) const {
 std::vector<std::string> SiteRuntime::remote_site_names() const {
   std::vector<std::string> out;
   out.reserve(sites_.size());
-  for (const auto& s : sites_) out.push_back(s.name);
+  for (std::size_t i = 0; i < sites_.size(); ++i) {
+    if (!site_removed_[i]) out.push_back(sites_[i].name);
+  }
   return out;
 }
 
 model::PathId SiteRuntime::class_path(const std::string& dst_site, const std::string& cls) const {
   const std::size_t nclasses = config_.classes.classes.size();
   for (std::size_t s = 0; s < sites_.size(); ++s) {
-    if (sites_[s].name != dst_site) continue;
+    if (sites_[s].name != dst_site || site_removed_[s]) continue;
     for (std::size_t c = 0; c < nclasses; ++c) {
       if (config_.classes.classes[c].name != cls) continue;
       if (selections_.empty()) return {};

@@ -98,10 +98,11 @@ Result<std::string> check_local_site(const LocalPlanOptions& options);
 // they are: no path.down, no class moved. A path whose endpoints, addresses or interface changed
 // under the same id is refused and named in `errors` (the store gives a changed path a new id).
 struct ReplanOutcome {
-  std::size_t changed = 0;               // known paths with new keys
-  std::vector<std::string> sites_added;  // remote sites that joined
-  std::vector<model::PathId> added;      // paths that joined
-  std::vector<model::PathId> removed;    // paths the plan no longer has
+  std::size_t changed = 0;                 // known paths with new keys
+  std::vector<std::string> sites_added;    // remote sites that joined
+  std::vector<std::string> sites_removed;  // remote sites the plan no longer has
+  std::vector<model::PathId> added;        // paths that joined
+  std::vector<model::PathId> removed;      // paths the plan no longer has
   std::vector<std::string> errors;
 };
 ReplanOutcome apply_replan(steering::SiteRuntime& runtime, const SitePlan& plan);

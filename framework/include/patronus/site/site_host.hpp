@@ -73,7 +73,7 @@ struct StartSummary {
 
 // What apply() changed. Refused changes leave everything as it was and say why.
 struct ApplyReport {
-  std::vector<std::string> sites_added;
+  std::vector<std::string> sites_added, sites_removed;
   std::vector<model::PathId> paths_added, paths_removed;
   std::size_t paths_rekeyed = 0;
   bool classes_replaced = false;               // new classes or rules, decided in one evaluation

@@ -31,6 +31,12 @@ class Dataplane {
     (void)site, (void)prefixes;
     return Status::ok();
   }
+  // A remote site left the plan (its paths went first): its prefixes leave every class's
+  // forwarding. A backend that keeps no per-site state accepts it as is.
+  virtual Status remove_site(const std::string& site) {
+    (void)site;
+    return Status::ok();
+  }
   // A running site's classes and rules were replaced (SiteRuntime::set_classes): a backend that
   // classifies packets itself takes the new rules; the runtime then decides every class's path
   // in the same call. A backend that keeps no per-class state accepts it as is.
@@ -62,6 +68,7 @@ class DataplaneRef final : public Dataplane {
     return to_.add_site(site, prefixes);
   }
   Status set_classes(const ClassSet& next) override { return to_.set_classes(next); }
+  Status remove_site(const std::string& site) override { return to_.remove_site(site); }
 
  private:
   Dataplane& to_;

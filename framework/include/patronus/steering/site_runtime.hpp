@@ -239,6 +239,12 @@ class SiteRuntime final : private core::RouterObserver {
   // says it was removed). Its id stays reserved (a path of that id added again comes back).
   // True when the path existed.
   Result<bool> remove_path(model::PathId id);
+  // A remote site no longer in the plan, after its paths (and the sites relayed through it): its
+  // prefixes leave the dataplane (Dataplane::remove_site) and the classifier, its flows are
+  // forgotten, and it is no longer counted or listed. Its place is kept, so a site of that name
+  // added again comes back in it. Refused (nothing changes) while a path leads to it or a site is
+  // relayed through it. True when the site existed.
+  Result<bool> remove_remote_site(const std::string& name);
   bool has_remote_site(const std::string& name) const;
   // A key rotation (ADR 0013): the same path (id, name, endpoints, addresses, interface) with new
   // keys. Running, the transport gets the path again and the probe the new key (it keeps
@@ -381,6 +387,7 @@ class SiteRuntime final : private core::RouterObserver {
   Dataplane& dataplane_;
   std::vector<RuntimeObserver*> observers_;
   std::vector<RemoteSite> sites_;
+  std::vector<bool> site_removed_;  // per site: removed from the plan (a tombstone)
   std::vector<std::unique_ptr<Path>> paths_;
   std::map<std::uint64_t, std::uint32_t> path_index_;  // PathId -> index
   std::vector<ScorerSlot> scorers_;
