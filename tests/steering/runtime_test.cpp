@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -79,6 +80,14 @@ TEST(SiteRuntime, CutIsDetectedWithinTheBoundAndFlowsMoveInTheSameTick) {
   w.world().run_until(5 * kSec);
   const model::PathId before = hq.class_path("b", "voice");
   ASSERT_TRUE(before.valid());
+  // Start-up reports each path once it is measured: up, never a "down" before anything was heard.
+  std::map<std::uint64_t, model::PathStatus> first;
+  for (const auto& [id, status] : w.node("hq").recorder.states) first.emplace(id.value(), status);
+  ASSERT_EQ(first.size(), 2u);
+  for (const auto& [id, status] : first) {
+    EXPECT_EQ(status, model::PathStatus::kUp)
+        << "path " << id << " was first reported " << model::to_string(status);
+  }
   EXPECT_EQ(hq.path(before)->rate, PATRONUS_PROBE_RATE_ACTIVE);
   EXPECT_EQ(hq.on_packet(voice, 46, 100), before);
   const std::int64_t cut = w.world().now_ns();

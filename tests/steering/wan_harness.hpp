@@ -36,7 +36,7 @@ struct HarnessSite {
   bool external = false;
 };
 
-// Collects decisions and plugin events of one site.
+// Collects decisions, events and path states of one site.
 struct Recorder : steering::RuntimeObserver {
   std::vector<steering::Decision> decisions;
   std::vector<std::pair<std::string, std::string>> events;  // type, json
@@ -48,6 +48,10 @@ struct Recorder : steering::RuntimeObserver {
     typed.push_back(e);
   }
   std::vector<steering::Event> typed;
+  void on_path_state(const std::string&, const steering::PathView& p) override {
+    states.emplace_back(p.id, p.status);
+  }
+  std::vector<std::pair<model::PathId, model::PathStatus>> states;  // as reported, in order
   std::string last_event(const std::string& type) const {
     for (auto it = events.rbegin(); it != events.rend(); ++it) {
       if (it->first == type) return it->second;

@@ -1350,7 +1350,10 @@ void SiteRuntime::rescore(Path& p) {
              : p.scores[0].state == PATRONUS_PATH_DEGRADED ? model::PathStatus::kDegraded
                                                            : model::PathStatus::kDown;
   }
-  if (status != p.status || !p.status_reported) {
+  // The first report waits for a measurement: a probed path without a valid score yet is not
+  // "down", it has not been heard from (the start-up's "is down" before every "is up").
+  const bool measured = !p.spec.probed || p.scores[0].valid;
+  if (status != p.status || (!p.status_reported && measured)) {
     p.status = status;
     p.status_reported = true;
     notify_state(p);
