@@ -117,6 +117,10 @@ Result<MeshGraph> MeshGraph::build(SitesFile file, const TopologyOptions& option
     m.is_hub_[static_cast<std::size_t>(idx)] = true;
   }
   m.have_hubs_ = !m.hubs_.empty();
+  if (!options.spoke_summary.empty() && options.kind != TopologyKind::kHubSpoke) {
+    return invalid_argument("spoke summary: only a hub-spoke topology has spokes");
+  }
+  m.spoke_summary_ = options.spoke_summary;
   m.g_ = std::make_unique<SiteGraph>(n);
   for (std::size_t v = 0; v < n; ++v) (*m.g_)[v] = std::move(file.sites[v]);
 

@@ -370,6 +370,13 @@ Result<v1::Plan> plan_for_site(const mesh::MeshGraph& g, const mesh::TunnelPlan&
   }
   // Sites without a direct path (spokes seen from a spoke, far sites of a partial mesh) are
   // reached through the neighbours that have paths to both (one relay, as mesh::RelayRoutes).
+  // In a full mesh every other site is a peer: nothing to relay, no neighbour sets to build.
+  bool all_known = true;
+  for (std::uint32_t other = 0; other < g.num_sites() && all_known; ++other) {
+    all_known = other == static_cast<std::uint32_t>(sv) || remote_known.count(other) != 0 ||
+                g.site(other).external;
+  }
+  if (all_known) return out;
   std::vector<std::set<std::uint32_t>> neighbours(g.num_sites());
   for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
     // A peer that is not ours relays nothing and is reached by no relay: its traffic selectors
@@ -379,6 +386,18 @@ Result<v1::Plan> plan_for_site(const mesh::MeshGraph& g, const mesh::TunnelPlan&
     neighbours[g.path_dst(id)].insert(g.path_src(id));
   }
   const auto self = static_cast<std::uint32_t>(sv);
+  if (!g.spoke_summary().empty() && !g.is_hub(self)) {
+    // A spoke with a summary: the other spokes are one entry, relayed by its hubs (its plan does
+    // not change when a spoke joins or leaves).
+    pb::RemoteSite* r = out.add_remote_sites();
+    r->set_name(mesh::kSummarySite);
+    add_prefixes(g.spoke_summary(), r->mutable_prefixes());
+    add_prefixes(g.spoke_summary(), r->mutable_subnets());
+    for (const std::uint32_t relay : neighbours[self]) {
+      if (g.is_hub(relay)) *r->add_via() = g.site(relay).site.name;
+    }
+    return out;
+  }
   for (std::uint32_t other = 0; other < g.num_sites(); ++other) {
     if (other == self || remote_known.count(other) || g.site(other).external) continue;
     std::vector<std::string> via;

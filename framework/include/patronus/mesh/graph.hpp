@@ -41,7 +41,14 @@ struct TopologyOptions {
   TopologyKind kind = TopologyKind::kFullMesh;
   std::vector<std::string> hubs;  // overrides the file's hubs when non-empty
   int k = 2;                      // partial: peers per site before repair
+  // Hub-spoke only: what a spoke reaches through the hubs (the fleet's LAN supernets). With it,
+  // a spoke's plan names its hubs and one summary entry relayed by them (kSummarySite), not every
+  // other spoke, so adding a spoke changes the plans of the hubs and the new spoke only.
+  std::vector<model::IpPrefix> spoke_summary;
 };
+
+// The remote-site name of a spoke's summary entry (not a DNS label: no site can be named so).
+inline constexpr const char* kSummarySite = "~hubs";
 
 class MeshGraph {
  public:
@@ -67,6 +74,7 @@ class MeshGraph {
   std::string path_key(std::uint32_t id) const;
   const OverlaySettings& overlay() const { return overlay_; }
   const std::vector<std::string>& hubs() const { return hubs_; }
+  const std::vector<model::IpPrefix>& spoke_summary() const { return spoke_summary_; }
   bool is_hub(std::size_t v) const { return is_hub_[v]; }
   TopologyKind topology() const { return kind_; }
   int find_site(std::string_view name) const;
@@ -102,6 +110,7 @@ class MeshGraph {
   std::vector<PathDescriptor> paths_;
   std::vector<bool> is_hub_;
   std::vector<std::string> hubs_;
+  std::vector<model::IpPrefix> spoke_summary_;
   EndpointRules rules_;
   OverlaySettings overlay_;
   TopologyKind kind_ = TopologyKind::kFullMesh;
