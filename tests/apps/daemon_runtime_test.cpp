@@ -483,6 +483,20 @@ TEST(DaemonRuntime, ASiteAddedToTheSitesFileJoinsRunningDaemonsOnSighup) {
     EXPECT_EQ(log.find(" is down", at), std::string::npos) << log.substr(at);
   }
 
+  // A daemon-level setting read once at start is refused by name, not called "unchanged".
+  test::write_file(dir.file("hq.yaml"),
+                   std::regex_replace(site_config("hq", port), std::regex("flush_interval_ms: 100"),
+                                      "flush_interval_ms: 250"));
+  ASSERT_EQ(kill(hq.pid, SIGHUP), 0);
+  bool named = false;
+  for (int i = 0; i < 100 && !named; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    named = test::read_file(dir.file("hq.log"))
+                .find("refused, nothing changed: flush_interval_ms: changes with a restart") !=
+            std::string::npos;
+  }
+  EXPECT_TRUE(named) << test::read_file(dir.file("hq.log"));
+
   // A reload that changes what needs a restart (here the tick) is refused before the new plan
   // is made, so the site the same file adds does not reach the state database either.
   test::write_file(dir.file("sites.yaml"),

@@ -53,6 +53,8 @@ TEST_F(PingpongSchema, FieldErrorsNameThePathReasonAndLine) {
             "'99999999999' (line 1)");
   EXPECT_EQ(error_of("listen: [1, 2]"),
             "plugins[0].config.listen: expected a string value, got a list (line 1)");
+  EXPECT_EQ(error_of("listen: a\ninterval_ms: 0\ninterval_ms: 5"),
+            "plugins[0].config.interval_ms: given twice (first on line 2) (line 3)");
   EXPECT_EQ(
       error_of("- just\n- a list"),
       "plugins[0].config: expected a map with the fields of patronus.pingpong.v1.Config (line 1)");
@@ -152,6 +154,12 @@ TEST(DaemonConfig, ErrorsNameKeyAndLine) {
                          "  tick_ms: 0\n"),
             "line 11: runtime.tick_ms: expected an integer in [1, 10000], got 0");
   EXPECT_NE(daemon_error("site: [unclosed").find("not valid YAML"), std::string::npos);
+  // A key given twice is refused, not silently overridden (here and in a plugin's config).
+  EXPECT_EQ(daemon_error("site: a\nsite: b\nstate_db: x\nplugin_dir: y\n"),
+            "line 2: site: given twice (first on line 1)");
+  EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\nruntime:\n  sites_file: s\n"
+                         "  keys_dir: k\n  keys_dir: j\n"),
+            "line 7: runtime.keys_dir: given twice (first on line 6)");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The site runtime's parts alone: metric window, flow table (against std::unordered_map), class
 // rules, selection policy, per-path probe keys, and the published scoring example.
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <random>
 #include <unordered_map>
@@ -238,6 +239,26 @@ TEST(Classes, DefaultRulesAndYamlErrorsNameTheField) {
     ASSERT_FALSE(r.is_ok()) << yaml;
     EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().message();
   }
+  // Inside a larger document (the daemon's runtime.classes), errors carry the document's lines,
+  // for what the reader checks and for what validation finds afterwards.
+  const YAML::Node doc = YAML::Load(
+      "site: a\nruntime:\n  classes:\n    classes:\n      - {name: a}\n"
+      "      - {name: b, max_latency: 5}\n    rules:\n      - {class: a}\n      - {class: c}\n");
+  auto unknown = parse_classes(doc["runtime"]["classes"], "");
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_EQ(unknown.status().message().rfind("line 6: classes[1].max_latency", 0), 0u)
+      << unknown.status().message();
+  const YAML::Node doc2 = YAML::Load(
+      "site: a\nruntime:\n  classes:\n    classes:\n      - {name: a}\n"
+      "    rules:\n      - {class: a}\n      - {class: c}\n");
+  auto undefined = parse_classes(doc2["runtime"]["classes"], "");
+  ASSERT_FALSE(undefined.is_ok());
+  EXPECT_EQ(undefined.status().message().rfind("line 8: rules[1].class: 'c'", 0), 0u)
+      << undefined.status().message();
+  auto twice = parse_classes_yaml("classes:\n  - {name: a, name: b}\n", "");
+  ASSERT_FALSE(twice.is_ok());
+  EXPECT_NE(twice.status().message().find("classes[0].name: given twice"), std::string::npos)
+      << twice.status().message();
 }
 
 CandidateInput cand(std::uint64_t id, double score, std::int64_t since, bool live = true) {

@@ -120,7 +120,6 @@ Result<RuntimeSection> runtime_of(const v1::Runtime& rt, const Checker& at,
                     "linux steers onto tunnels, so it needs runtime.transport or "
                     "runtime.transports");
   }
-  r.classes_yaml = rt.classes();
   struct IntField {
     const char* key;
     bool has;
@@ -247,15 +246,12 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
     c.plugins.push_back(std::move(spec));
   }
   if (file.has_runtime()) {
-    v1::Runtime rt = file.runtime();
-    if (const auto it = raw.find("runtime.classes"); it != raw.end() && !it->second.IsNull()) {
-      YAML::Emitter out;
-      out << it->second;
-      rt.set_classes(out.c_str());
-    }
-    auto r = runtime_of(rt, at, base_dir, c);
+    auto r = runtime_of(file.runtime(), at, base_dir, c);
     if (!r.is_ok()) return r.status();
     c.runtime = std::move(r).value();
+    if (const auto it = raw.find("runtime.classes"); it != raw.end() && !it->second.IsNull()) {
+      c.runtime->classes = std::make_shared<const YAML::Node>(it->second);
+    }
   }
   return c;
 }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <map>
 #include <set>
 
 #include "yaml_fields.hpp"
@@ -88,11 +89,16 @@ class Converter {
       return invalid_argument(path + ": expected a map with the fields of " + d->full_name());
     }
     std::set<const pb::OneofDescriptor*> oneofs_set;
+    std::map<std::string, int> seen;  // key -> line: a key given twice is a mistake, not an update
     for (const auto& kv : node) {
       if (!kv.first.IsScalar()) return invalid_argument(path + ": field names must be scalars");
       mark = kv.first.Mark();
       const std::string key = kv.first.Scalar();
       const std::string fpath = path.empty() ? key : path + "." + key;
+      if (const auto [it, fresh] = seen.emplace(key, mark.line + 1); !fresh) {
+        return invalid_argument(fpath + ": given twice (first on line " +
+                                std::to_string(it->second) + ")");
+      }
       const pb::FieldDescriptor* f = d->FindFieldByName(key);
       if (f == nullptr) f = d->FindFieldByCamelcaseName(key);
       if (f == nullptr) {

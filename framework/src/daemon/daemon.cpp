@@ -56,6 +56,7 @@ class Log final : public core::RouterObserver, public steering::RuntimeObserver 
   Log(std::string site, int min_level, store::BatchWriter& writer)
       : site_(std::move(site)), min_level_(min_level), writer_(writer) {}
 
+  void set_level(int min_level) { min_level_ = min_level; }
   void log(int level, const std::string& msg) {
     static const char* kNames[] = {"debug", "info", "warn", "error"};
     if (level >= min_level_) {
@@ -224,6 +225,19 @@ Result<Loaded> load(const std::string& path, core::PluginRegistry& registry,
   return out;
 }
 
+// The first daemon-level setting a running daemon cannot take on SIGHUP (they are read once at
+// start), or "". log_level is applied; the site's own settings are SiteHost::check_apply's.
+std::string restart_only_change(const core::DaemonConfig& a, const core::DaemonConfig& b) {
+  if (a.state_db != b.state_db) return "state_db";
+  if (a.control_socket != b.control_socket) return "control_socket";
+  if (a.plugin_dir != b.plugin_dir) return "plugin_dir";
+  if (a.flush_interval_ms != b.flush_interval_ms) return "flush_interval_ms";
+  if (a.seed != b.seed) return "seed";
+  if (a.runtime.has_value() != b.runtime.has_value()) return "runtime";
+  if (a.runtime && a.runtime->keys_dir != b.runtime->keys_dir) return "runtime.keys_dir";
+  return "";
+}
+
 }  // namespace
 
 Result<site::SiteConfig> site_config_of(const core::DaemonConfig& cfg,
@@ -263,7 +277,8 @@ Result<site::SiteConfig> site_config_of(const core::DaemonConfig& cfg,
   }
   if (!cfg.runtime) return sc;
   const auto& r = *cfg.runtime;
-  auto classes = steering::parse_classes_yaml(r.classes_yaml, r.voice_scorer);
+  auto classes =
+      steering::parse_classes(r.classes ? *r.classes : YAML::Node(), r.voice_scorer);
   if (!classes.is_ok()) return invalid_argument("runtime.classes: " + classes.status().message());
   auto* rt = sc.mutable_runtime();
   rt->set_probe(r.probe);
@@ -506,12 +521,26 @@ int run(const Options& opt) {
   // the transport and the probe again; the others are not touched; a plugin instance whose config
   // changed restarts alone; new classes and rules are decided in one evaluation. A file that does
   // not validate, or changes what needs a restart, changes nothing.
+  core::DaemonConfig running = cfg;  // the daemon-level settings in force
   std::function<void()> wait_hup;
   wait_hup = [&] {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec || stopping) return;
       auto next = load(opt.config_path, registry, nullptr);
-      // Refused before the new plan is made: making it saves it to the state database.
+      if (next.is_ok()) {
+        if (const std::string f = restart_only_change(running, next.value().daemon); !f.empty()) {
+          next = failed_precondition(f + ": changes with a restart (read once at start); nothing "
+                                         "was applied");
+        }
+      }
+      // Refused before the new plan is made: making it saves it to the state database (and
+      // creates keys missing from keys_dir), so the plan's inputs are checked first, writing
+      // nothing, as --check does.
+      if (next.is_ok() && next.value().daemon.runtime) {
+        if (auto c = site::check_local_site(plan_options(next.value().daemon)); !c.is_ok()) {
+          next = Status(c.status().code(), "runtime: " + c.status().message());
+        }
+      }
       if (next.is_ok()) {
         site::SiteConfig without_plan = next.value().site;
         *without_plan.mutable_plan() = host.config().plan();
@@ -534,6 +563,11 @@ int run(const Options& opt) {
                    nlohmann::json{{"error", r.status().message()}}.dump());
       } else {
         const auto& a = r.value();
+        if (next.value().daemon.log_level != running.log_level) {
+          log.set_level(level_of(next.value().daemon.log_level));
+          log.log(1, "log level " + next.value().daemon.log_level);
+        }
+        running = next.value().daemon;
         serve();
         for (const auto& e : a.errors) log.log(3, "reload (SIGHUP): " + e);
         log.log(1,

@@ -1,5 +1,7 @@
 #include "patronus/steering/classes.hpp"
 
+#include <cstdlib>
+
 #include <algorithm>
 
 #include <yaml-cpp/yaml.h>
@@ -276,15 +278,40 @@ Result<ClassRule> parse_rule(const YAML::Node& n, const std::string& p) {
 }  // namespace
 
 Result<ClassSet> parse_classes_yaml(const std::string& yaml_text, const std::string& voice_scorer) {
-  ClassSet set = default_classes(voice_scorer);
-  if (yaml_text.empty()) return set;
+  if (yaml_text.empty()) return default_classes(voice_scorer);
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
     return invalid_argument(std::string("classes: not valid YAML: ") + e.what());
   }
-  if (!root.IsMap()) return invalid_argument("classes: expected a map");
+  return parse_classes(root, voice_scorer);
+}
+
+namespace {
+
+// "line N: " for the element a validation error starts with ("classes[2]...", "rules[1]...",
+// "default_class..."), "" when it names none.
+std::string line_of(const YAML::Node& root, const std::string& message) {
+  for (const char* list : {"classes", "rules"}) {
+    const std::string prefix = std::string(list) + "[";
+    if (message.rfind(prefix, 0) != 0) continue;
+    const auto i = std::strtoul(message.c_str() + prefix.size(), nullptr, 10);
+    const YAML::Node n = root[list];
+    if (n && n.IsSequence() && i < n.size()) return yamlf::at(n[i]);
+  }
+  if (message.rfind("default_class", 0) == 0 && root["default_class"]) {
+    return yamlf::at(root["default_class"]);
+  }
+  return "";
+}
+
+}  // namespace
+
+Result<ClassSet> parse_classes(const YAML::Node& root, const std::string& voice_scorer) {
+  ClassSet set = default_classes(voice_scorer);
+  if (!root || root.IsNull()) return set;
+  if (!root.IsMap()) return invalid_argument(yamlf::at(root) + "classes: expected a map");
   if (auto s = yamlf::check_keys(root, {"classes", "rules", "default_class"}, ""); !s.is_ok()) {
     return s;
   }
@@ -317,7 +344,9 @@ Result<ClassSet> parse_classes_yaml(const std::string& yaml_text, const std::str
   } else if (root["classes"]) {
     set.default_class = set.classes.empty() ? "" : set.classes.back().name;
   }
-  if (auto s = validate(set); !s.is_ok()) return s;
+  if (auto s = validate(set); !s.is_ok()) {
+    return Status(s.code(), line_of(root, s.message()) + s.message());
+  }
   return set;
 }
 

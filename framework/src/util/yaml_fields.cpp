@@ -19,8 +19,12 @@ std::string join(const std::string& path, const std::string& key) {
 
 Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
                   const std::string& path) {
+  std::set<std::string> seen;
   for (const auto& kv : map) {
     const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : std::string("<non-scalar>");
+    if (!seen.insert(k).second) {
+      return invalid_argument(at(kv.first) + join(path, k) + ": given twice");
+    }
     if (!allowed.count(k)) {
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;

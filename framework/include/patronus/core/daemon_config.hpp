@@ -38,7 +38,8 @@ struct RuntimeSection {
   std::vector<std::string> liveness;  // further probe instances gating paths (e.g. BFD)
   std::string scorer;                 // default scorer instance
   std::string voice_scorer;           // scorer of the default voice class ("" = scorer)
-  std::string classes_yaml;           // the `classes:` subtree re-emitted ("" = default classes)
+  // The `classes:` subtree as written, with its lines (null: the default classes).
+  std::shared_ptr<const YAML::Node> classes;
   std::string transport;              // transport plugin instance ("" = none: paths exist already)
   // Per transport kind ("wireguard", "ipsec"): the instance building those paths' tunnels, for a
   // site whose endpoints use several (`transports: {wireguard: wg, ipsec: ike}`).

@@ -12,6 +12,10 @@
 #include "patronus/model/types.hpp"
 #include "patronus/util/status.hpp"
 
+namespace YAML {
+class Node;
+}
+
 namespace patronus::steering {
 
 struct ClassSpec {
@@ -63,5 +67,8 @@ int classify_index(const ClassSet& set, const model::FlowKey& key, std::uint8_t 
 // Parses the `classes:`/`rules:`/`default_class:` YAML of a daemon config or a scenario.
 // An absent section keeps the defaults.
 Result<ClassSet> parse_classes_yaml(const std::string& yaml_text, const std::string& voice_scorer);
+// The same from a node of a larger document (the daemon's `runtime.classes:`): errors carry the
+// document's line numbers; a null node is the default set.
+Result<ClassSet> parse_classes(const YAML::Node& root, const std::string& voice_scorer);
 
 }  // namespace patronus::steering
