@@ -352,7 +352,14 @@ Result<v1::Plan> plan_for_site(const mesh::MeshGraph& g, const mesh::TunnelPlan&
       }
       add_prefixes(carried.at(&iface)[static_cast<std::size_t>(peer - iface.peers.begin())],
                    t->mutable_allowed_prefixes());
-      t->set_keepalive_s(g.overlay().persistent_keepalive);
+      // The two ends keep alive one second apart. With equal intervals, two ends whose first
+      // handshake initiations crossed (each consumes the other's, so neither accepts the response
+      // to its own) retry in lock-step forever: the keepalive fires exactly one interval after
+      // each initiation, always before wireguard-go's jittered retransmission (the lab's a-b
+      // tunnel once never came up this way, each end counting 13 initiations received and no
+      // response).
+      const std::uint32_t keepalive = g.overlay().persistent_keepalive;
+      t->set_keepalive_s(keepalive == 0 ? 0 : keepalive + (local_is_a ? 0 : 1));
       t->set_transport(model::to_string(iface.transport));
       t->set_params_json(mesh::transport_params_json(g, sv, le, rs, re));
       break;
