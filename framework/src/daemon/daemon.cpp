@@ -277,8 +277,7 @@ Result<site::SiteConfig> site_config_of(const core::DaemonConfig& cfg,
   }
   if (!cfg.runtime) return sc;
   const auto& r = *cfg.runtime;
-  auto classes =
-      steering::parse_classes(r.classes ? *r.classes : YAML::Node(), r.voice_scorer);
+  auto classes = steering::parse_classes(r.classes ? *r.classes : YAML::Node(), r.voice_scorer);
   if (!classes.is_ok()) return invalid_argument("runtime.classes: " + classes.status().message());
   auto* rt = sc.mutable_runtime();
   rt->set_probe(r.probe);
@@ -529,8 +528,9 @@ int run(const Options& opt) {
       auto next = load(opt.config_path, registry, nullptr);
       if (next.is_ok()) {
         if (const std::string f = restart_only_change(running, next.value().daemon); !f.empty()) {
-          next = failed_precondition(f + ": changes with a restart (read once at start); nothing "
-                                         "was applied");
+          next = failed_precondition(f +
+                                     ": changes with a restart (read once at start); nothing "
+                                     "was applied");
         }
       }
       // Refused before the new plan is made: making it saves it to the state database (and

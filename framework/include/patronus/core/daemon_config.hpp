@@ -40,7 +40,7 @@ struct RuntimeSection {
   std::string voice_scorer;           // scorer of the default voice class ("" = scorer)
   // The `classes:` subtree as written, with its lines (null: the default classes).
   std::shared_ptr<const YAML::Node> classes;
-  std::string transport;              // transport plugin instance ("" = none: paths exist already)
+  std::string transport;  // transport plugin instance ("" = none: paths exist already)
   // Per transport kind ("wireguard", "ipsec"): the instance building those paths' tunnels, for a
   // site whose endpoints use several (`transports: {wireguard: wg, ipsec: ike}`).
   std::map<std::string, std::string> transports;

@@ -1,0 +1,223 @@
+// The controller's core in virtual time: enrolment with one-time tokens, configs pushed to
+// connected sites and acknowledged, a burst of changes compiled once, resumed sessions sent
+// nothing, drift bounded.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <vector>
+
+#include "patronus/controller/core.hpp"
+#include "patronus/env/virtual_world.hpp"
+#include "patronus/mesh/keys.hpp"
+
+namespace patronus::controller {
+namespace {
+
+constexpr std::int64_t kMs = 1'000'000;
+constexpr std::int64_t kSec = 1'000'000'000;
+
+// What the core sent, per session, with the time.
+struct Recorder : Outbox {
+  explicit Recorder(const env::Env& env) : env(env) {}
+  void send(SessionId session, const v1::ToSite& m) override {
+    sent.push_back({session, env.now_ns(), m});
+  }
+  struct Sent {
+    SessionId session;
+    std::int64_t at_ns;
+    v1::ToSite message;
+  };
+  std::size_t count(SessionId s) const {
+    std::size_t n = 0;
+    for (const auto& x : sent) n += x.session == s;
+    return n;
+  }
+  const Sent* last(SessionId s) const {
+    for (auto it = sent.rbegin(); it != sent.rend(); ++it) {
+      if (it->session == s) return &*it;
+    }
+    return nullptr;
+  }
+  const env::Env& env;
+  std::vector<Sent> sent;
+};
+
+FleetSite site_spec(int i) {
+  FleetSite s;
+  s.name = "s" + std::to_string(i);
+  model::Endpoint e;
+  e.name = "wan0";
+  e.address = model::SocketAddress::parse("10.0." + std::to_string(i) + ".1:51820").value();
+  s.endpoints.push_back(e);
+  s.subnets.push_back(model::IpPrefix::parse("192.168." + std::to_string(i) + ".0/24").value());
+  return s;
+}
+
+std::array<std::uint8_t, 32> identity_of(int i) {
+  std::array<std::uint8_t, 32> id{};
+  id.fill(static_cast<std::uint8_t>(i + 1));
+  return id;
+}
+
+std::string wg_key_of(int i) {
+  return mesh::key_to_base64(
+      mesh::seeded_keypair(static_cast<std::uint64_t>(i) + 100, "wg").value().public_key);
+}
+
+struct Bench {
+  env::VirtualWorld world{7};
+  env::Env& env = world.add_node("controller", {});
+  Recorder out{env};
+  Core core{env, out};
+
+  // Added, enrolled with a fresh token and connected (session i), acknowledging what it gets.
+  void join(int i) {
+    ASSERT_TRUE(core.add_site(site_spec(i)).is_ok());
+    auto token = core.create_token("s" + std::to_string(i));
+    ASSERT_TRUE(token.is_ok()) << token.status().to_string();
+    ASSERT_TRUE(
+        core.enrol(token.value(), "s" + std::to_string(i), identity_of(i), {wg_key_of(i)}).is_ok());
+    ASSERT_TRUE(core.connect(static_cast<SessionId>(i), "s" + std::to_string(i), identity_of(i), "")
+                    .is_ok());
+  }
+  // Every session acknowledges the last config it was sent.
+  void ack_all() {
+    std::map<SessionId, const Recorder::Sent*> last;
+    for (const auto& x : out.sent) last[x.session] = &x;
+    for (const auto& [session, x] : last) {
+      const auto& p = x->message.config();
+      EXPECT_TRUE(core.acknowledge(session, p.version(), p.hash()).is_ok());
+    }
+  }
+};
+
+TEST(ControllerCore, SitesEnrolReceiveTheirConfigsAndANewSiteReachesEveryone) {
+  Bench b;
+  for (int i = 0; i < 3; ++i) b.join(i);
+  EXPECT_TRUE(b.out.sent.empty()) << "nothing before the debounce";
+  b.world.run_until(1 * kSec);
+  EXPECT_EQ(b.core.counters().compiles, 1u) << "the three joins are one burst";
+  for (SessionId s = 0; s < 3; ++s) {
+    ASSERT_EQ(b.out.count(s), 1u);
+    const auto& p = b.out.last(s)->message.config();
+    EXPECT_EQ(p.version(), 1u);
+    EXPECT_EQ(p.config().site(), "s" + std::to_string(s));
+    EXPECT_EQ(p.config().plan().paths_size(), 2);
+    EXPECT_EQ(p.hash(), site::content_hash(p.config()));
+    EXPECT_EQ(b.out.last(s)->at_ns, 500 * kMs) << "sent at the debounce";
+  }
+  b.ack_all();
+  for (const auto& st : b.core.statuses()) {
+    EXPECT_TRUE(st.connected && st.in_mesh) << st.name;
+    EXPECT_EQ(st.applied_hash, st.hash) << st.name;
+  }
+
+  // A fourth site: every site gets a new version within the debounce, naming it.
+  const std::int64_t t_add = b.world.now_ns();
+  b.join(3);
+  b.world.run_until(t_add + 1 * kSec);
+  for (SessionId s = 0; s < 4; ++s) {
+    const auto* x = b.out.last(s);
+    ASSERT_NE(x, nullptr);
+    EXPECT_LE(x->at_ns - t_add, 500 * kMs);
+    bool names_s3 = s == 3;
+    for (const auto& r : x->message.config().config().plan().remote_sites()) {
+      names_s3 = names_s3 || r.name() == "s3";
+    }
+    EXPECT_TRUE(names_s3) << "site " << s << " does not know s3";
+  }
+  EXPECT_EQ(b.out.last(0)->message.config().version(), 2u);
+  // Path ids agree at both ends.
+  std::uint64_t id01 = 0, id10 = 0;
+  for (const auto& p : b.out.last(0)->message.config().config().plan().paths()) {
+    if (p.remote_site() == "s1") id01 = p.id();
+  }
+  for (const auto& p : b.out.last(1)->message.config().config().plan().paths()) {
+    if (p.remote_site() == "s0") id10 = p.id();
+  }
+  EXPECT_NE(id01, 0u);
+  EXPECT_EQ(id01, id10);
+}
+
+TEST(ControllerCore, TokensAreOneTimeExpireAndGuessingIsRateLimited) {
+  Bench b;
+  ASSERT_TRUE(b.core.add_site(site_spec(0)).is_ok());
+  ASSERT_TRUE(b.core.add_site(site_spec(1)).is_ok());
+  EXPECT_FALSE(b.core.create_token("nowhere").is_ok());
+  auto t0 = b.core.create_token("s0");
+  ASSERT_TRUE(t0.is_ok());
+  auto refused = [&](const Status& s, const std::string& says) {
+    ASSERT_FALSE(s.is_ok()) << says;
+    EXPECT_NE(s.message().find(says), std::string::npos) << s.message();
+  };
+  refused(b.core.enrol(t0.value(), "s1", identity_of(1), {wg_key_of(1)}), "for another site");
+  refused(b.core.enrol(t0.value(), "s0", identity_of(0), {"not base64"}), "endpoint_keys[0]");
+  ASSERT_TRUE(b.core.enrol(t0.value(), "s0", identity_of(0), {wg_key_of(0)}).is_ok());
+  refused(b.core.enrol(t0.value(), "s0", identity_of(0), {wg_key_of(0)}), "used already");
+  refused(b.core.create_token("s0").status(), "enrolled already");
+  // The identity is the site's: another key cannot connect as it.
+  refused(b.core.connect(9, "s0", identity_of(5), ""), "not enrolled with this identity");
+
+  auto t1 = b.core.create_token("s1", 10 * kSec);
+  ASSERT_TRUE(t1.is_ok());
+  b.world.run_until(11 * kSec);
+  refused(b.core.enrol(t1.value(), "s1", identity_of(1), {wg_key_of(1)}), "expired");
+  // Guessing: after max_bad_tokens wrong tokens in a minute, even a good one waits.
+  auto t2 = b.core.create_token("s1");
+  ASSERT_TRUE(t2.is_ok());
+  for (int i = 0; i < 20; ++i) (void)b.core.enrol("ptk_guess" + std::to_string(i), "s1", {}, {});
+  refused(b.core.enrol(t2.value(), "s1", identity_of(1), {wg_key_of(1)}), "too many wrong tokens");
+  EXPECT_GE(b.core.counters().tokens_rate_limited, 1u);
+  b.world.run_until(b.world.now_ns() + 61 * kSec);
+  EXPECT_TRUE(b.core.enrol(t2.value(), "s1", identity_of(1), {wg_key_of(1)}).is_ok());
+}
+
+TEST(ControllerCore, AResumedSiteIsSentNothingAndDriftIsBounded) {
+  Bench b;
+  for (int i = 0; i < 2; ++i) b.join(i);
+  b.world.run_until(1 * kSec);
+  b.ack_all();
+  const std::string hash = b.core.status("s0")->hash;
+  const std::size_t sent = b.out.sent.size();
+  // Reconnect (a controller restart, a network blip) with the current hash: nothing is resent.
+  b.core.disconnect(0);
+  EXPECT_FALSE(b.core.status("s0")->connected);
+  ASSERT_TRUE(b.core.connect(10, "s0", identity_of(0), hash).is_ok());
+  EXPECT_EQ(b.out.sent.size(), sent);
+  // With another hash: the full config again.
+  ASSERT_TRUE(b.core.connect(11, "s0", identity_of(0), "stale").is_ok());
+  ASSERT_EQ(b.out.sent.size(), sent + 1);
+  EXPECT_EQ(b.out.sent.back().session, 11u);
+  // A site that keeps acknowledging another hash: resent max_resends (3) times, then drift.
+  const auto version = b.core.status("s0")->version;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(b.core.acknowledge(11, version, "other").is_ok());
+  EXPECT_EQ(b.out.count(11), 1u + 3u);
+  EXPECT_TRUE(b.core.status("s0")->drift);
+  EXPECT_FALSE(b.core.acknowledge(11, version + 5, hash).is_ok()) << "a version never sent";
+  ASSERT_TRUE(b.core.acknowledge(11, version, hash).is_ok());
+  EXPECT_FALSE(b.core.status("s0")->drift);
+}
+
+TEST(ControllerCore, ABurstIsOneCompileButNeverWaitsLongerThanTheMaximum) {
+  Bench b;
+  b.join(0);
+  b.join(1);
+  b.world.run_until(1 * kSec);
+  const auto compiles = b.core.counters().compiles;
+  // A change every 400 ms for 5 s: each restarts the 500 ms debounce, but the burst is compiled
+  // by its 3 s maximum.
+  const std::int64_t t0 = b.world.now_ns();
+  for (int i = 0; i < 13; ++i) {
+    b.world.run_until(t0 + i * 400 * kMs);
+    FleetSettings s;
+    s.base.mutable_runtime()->set_tick_ms(100 + static_cast<std::uint32_t>(i));
+    b.core.set_settings(s);
+  }
+  b.world.run_until(t0 + 10 * kSec);
+  EXPECT_LE(b.core.counters().compiles - compiles, 3u);
+  EXPECT_GE(b.core.counters().compiles - compiles, 2u) << "the maximum wait did not cut the burst";
+  EXPECT_EQ(b.out.last(0)->message.config().config().runtime().tick_ms(), 112u);
+}
+
+}  // namespace
+}  // namespace patronus::controller
