@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../controller/fleet_fixtures.hpp"
 #include "patronus/controller/compiler.hpp"
 #include "patronus/mesh/keys.hpp"
 
@@ -25,20 +26,7 @@ namespace mesh = patronus::mesh;
 namespace model = patronus::model;
 
 FleetSite site_of(int i) {
-  FleetSite s;
-  s.name = "s" + std::to_string(i);
-  model::Endpoint e;
-  e.name = "wan0";
-  e.address = model::SocketAddress::parse("10." + std::to_string(i / 250) + "." +
-                                          std::to_string(i % 250) + ".1:51820")
-                  .value();
-  s.endpoints.push_back(e);
-  s.subnets.push_back(model::IpPrefix::parse("172." + std::to_string(16 + i / 256) + "." +
-                                             std::to_string(i % 256) + ".0/24")
-                          .value());
-  s.public_keys.push_back(mesh::key_to_base64(
-      mesh::seeded_keypair(static_cast<std::uint64_t>(i) + 1, s.name).value().public_key));
-  return s;
+  return patronus::controller::test::fleet_site(i);
 }
 
 FleetSettings settings(bool hubs) {

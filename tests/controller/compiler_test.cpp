@@ -7,28 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "fleet_fixtures.hpp"
 #include "patronus/controller/compiler.hpp"
 #include "patronus/mesh/keys.hpp"
 
 namespace patronus::controller {
 namespace {
 
-// Site i: one WAN endpoint at 10.<i/250>.<i%250>.1 (keys seeded: the same fleet every run), LAN
-// 172.<16 + i/256>.<i%256>.0/24.
 FleetSite make_site(int i, const std::string& name) {
-  FleetSite s;
+  FleetSite s = test::fleet_site(i);
   s.name = name;
-  model::Endpoint e;
-  e.name = "wan0";
-  e.address = model::SocketAddress::parse("10." + std::to_string(i / 250) + "." +
-                                          std::to_string(i % 250) + ".1:51820")
-                  .value();
-  s.endpoints.push_back(e);
-  s.subnets.push_back(model::IpPrefix::parse("172." + std::to_string(16 + i / 256) + "." +
-                                             std::to_string(i % 256) + ".0/24")
-                          .value());
-  s.public_keys.push_back(mesh::key_to_base64(
-      mesh::seeded_keypair(static_cast<std::uint64_t>(i) + 1, name).value().public_key));
   return s;
 }
 

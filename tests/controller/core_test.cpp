@@ -6,6 +6,7 @@
 #include <map>
 #include <vector>
 
+#include "fleet_fixtures.hpp"
 #include "patronus/controller/core.hpp"
 #include "patronus/env/virtual_world.hpp"
 #include "patronus/mesh/keys.hpp"
@@ -42,15 +43,9 @@ struct Recorder : Outbox {
   std::vector<Sent> sent;
 };
 
+// The fixture's site without its key: the key comes at enrolment.
 FleetSite site_spec(int i) {
-  FleetSite s;
-  s.name = "s" + std::to_string(i);
-  model::Endpoint e;
-  e.name = "wan0";
-  e.address = model::SocketAddress::parse("10.0." + std::to_string(i) + ".1:51820").value();
-  s.endpoints.push_back(e);
-  s.subnets.push_back(model::IpPrefix::parse("192.168." + std::to_string(i) + ".0/24").value());
-  return s;
+  return test::fleet_site(i, false);
 }
 
 std::array<std::uint8_t, 32> identity_of(int i) {

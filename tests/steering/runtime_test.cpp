@@ -62,6 +62,14 @@ std::string two_path_probe(int multiplier) {
          std::to_string(multiplier) + "\n";
 }
 
+// Decisions from `from` on are only a balanced class's set completing (its second path's
+// eligibility hold), never a move.
+void expect_nothing_moved(const test::Recorder& r, std::size_t from) {
+  for (std::size_t i = from; i < r.decisions.size(); ++i) {
+    EXPECT_EQ(r.decisions[i].reason, steering::Reason::kRebalance) << r.decisions[i].why;
+  }
+}
+
 // hq has two WAN endpoints, b one: two paths, 25 ms each way (50 ms RTT).
 void two_paths(test::Wan& w, env::LinkParams link = {25 * kMs, 0, 0.0, true}) {
   w.add_site({"hq", {{"wan0", "10.0.0.1"}, {"wan1", "10.0.1.1"}}, "192.168.1.0/24"});
@@ -983,10 +991,7 @@ TEST(SiteHost, ApplyRefusesWhatARunningSiteCannotTakeAndChangesNothing) {
   w.world().run_until(10 * kSec);
   EXPECT_EQ(w.rt("hq").paths().size(), 2u);
   EXPECT_EQ(w.rt("hq").class_path("b", "voice"), voice);
-  for (std::size_t i = decisions; i < w.node("hq").recorder.decisions.size(); ++i) {
-    EXPECT_EQ(w.node("hq").recorder.decisions[i].reason, steering::Reason::kRebalance)
-        << w.node("hq").recorder.decisions[i].why;
-  }
+  expect_nothing_moved(w.node("hq").recorder, decisions);
 }
 
 // New classes through apply(): a tightened threshold moves voice off its path in the apply's own
@@ -1087,10 +1092,7 @@ TEST(SiteHost, ApplyReplacesClassesInOneEvaluation) {
   EXPECT_TRUE(r.value().classes_replaced);
   EXPECT_EQ(hq.flows().size(), flows);
   EXPECT_EQ(w.node("hq").recorder.typed.back().classes_changed().flows_forgotten(), 0u);
-  for (std::size_t i = decided; i < w.node("hq").recorder.decisions.size(); ++i) {
-    EXPECT_EQ(w.node("hq").recorder.decisions[i].reason, steering::Reason::kRebalance)
-        << w.node("hq").recorder.decisions[i].why;
-  }
+  expect_nothing_moved(w.node("hq").recorder, decided);
 }
 
 // A probe config changed through apply(): the probe instance alone restarts with it, the paths
@@ -1127,10 +1129,7 @@ TEST(SiteHost, ApplyRestartsAPluginWhoseConfigChangedAlone) {
     const auto& e = w.node("hq").recorder.typed[i];
     EXPECT_FALSE(e.has_path() && !e.path().up()) << "a path went down: " << steering::event_json(e);
   }
-  for (std::size_t i = decisions; i < w.node("hq").recorder.decisions.size(); ++i) {
-    EXPECT_EQ(w.node("hq").recorder.decisions[i].reason, steering::Reason::kRebalance)
-        << w.node("hq").recorder.decisions[i].why;
-  }
+  expect_nothing_moved(w.node("hq").recorder, decisions);
 
   const std::int64_t cut = w.world().now_ns();
   w.set_up(on.value(), false);
