@@ -205,7 +205,8 @@ TEST(DaemonConfig, RuntimeTransportsMapKindsToInstances) {
           .find("runtime.transports[gre]: 'gre' is not a transport (one of: wireguard, ipsec)"),
       std::string::npos);
   EXPECT_NE(daemon_error(base + "  transports: {ipsec: nope}\n")
-                .find("runtime.transports[ipsec]: no plugin instance 'nope' in plugins"),
+                .find("runtime.transports[ipsec]: no plugin instance 'nope' in plugins (they are: "
+                      "probe-branch, scoring, probes, wg, ike)"),
             std::string::npos);
   EXPECT_NE(daemon_error(base + "  transports: [wg]\n").find("runtime.transports: expected a map"),
             std::string::npos);

@@ -1041,6 +1041,8 @@ TEST(SiteHost, ApplyReplacesClassesInOneEvaluation) {
   auto r = host.apply(next);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_TRUE(r.value().classes_replaced);
+  EXPECT_EQ(r.value().classes_added, std::vector<std::string>{"gaming"});
+  EXPECT_TRUE(r.value().classes_removed.empty());
   EXPECT_TRUE(r.value().paths_added.empty() && r.value().paths_removed.empty());
   EXPECT_NE(host.config_hash(), hash);
 

@@ -73,10 +73,17 @@ Result<RuntimeSection> runtime_of(const v1::Runtime& rt, const Checker& at,
     return std::any_of(c.plugins.begin(), c.plugins.end(),
                        [&](const PluginSpec& p) { return p.instance == name; });
   };
+  // "no plugin instance 'x' in plugins (they are: a, b)": the names to choose from.
+  auto unknown = [&](const std::string& name) {
+    std::string list;
+    for (const auto& p : c.plugins) list += (list.empty() ? "" : ", ") + p.instance;
+    return "no plugin instance '" + name + "' in plugins (" +
+           (list.empty() ? std::string("there are none") : "they are: " + list) + ")";
+  };
   auto instance = [&](const std::string& key, const std::string& v, bool required,
                       std::string& out) -> Status {
     if (v.empty()) return required ? at.error("runtime." + key, "required") : Status::ok();
-    if (!known(v)) return at.error("runtime." + key, "no plugin instance '" + v + "' in plugins");
+    if (!known(v)) return at.error("runtime." + key, unknown(v));
     out = v;
     return Status::ok();
   };
@@ -85,7 +92,7 @@ Result<RuntimeSection> runtime_of(const v1::Runtime& rt, const Checker& at,
     const std::string where = "runtime.liveness[" + std::to_string(i) + "]";
     const std::string& name = rt.liveness(i);
     if (name.empty()) return at.error(where, "expected a plugin instance name");
-    if (!known(name)) return at.error(where, "no plugin instance '" + name + "' in plugins");
+    if (!known(name)) return at.error(where, unknown(name));
     if (name == r.probe ||
         std::find(r.liveness.begin(), r.liveness.end(), name) != r.liveness.end()) {
       return at.error(where,
@@ -107,7 +114,7 @@ Result<RuntimeSection> runtime_of(const v1::Runtime& rt, const Checker& at,
       return at.error(where, k.status().message());
     }
     if (name.empty()) return at.error(where, "expected a plugin instance name");
-    if (!known(name)) return at.error(where, "no plugin instance '" + name + "' in plugins");
+    if (!known(name)) return at.error(where, unknown(name));
     r.transports[kind] = name;
   }
   const bool tunnels = !r.transport.empty() || !r.transports.empty();

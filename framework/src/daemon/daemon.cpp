@@ -570,23 +570,27 @@ int run(const Options& opt) {
         running = next.value().daemon;
         serve();
         for (const auto& e : a.errors) log.log(3, "reload (SIGHUP): " + e);
-        log.log(1,
-                a.unchanged
-                    ? std::string("reloaded (SIGHUP): the config is unchanged")
-                    : "reloaded (SIGHUP): " + std::to_string(a.sites_added.size()) +
-                          " site(s) and " + std::to_string(a.paths_added.size()) +
-                          " path(s) added, " + std::to_string(a.paths_removed.size()) +
-                          " removed, " + std::to_string(a.paths_rekeyed) + " with new keys" +
-                          (a.sites_removed.empty()
-                               ? std::string()
-                               : ", sites removed " + nlohmann::json(a.sites_removed).dump()) +
-                          (a.errors.empty() ? std::string()
-                                            : ", " + std::to_string(a.errors.size()) + " refused") +
-                          (a.classes_replaced ? ", classes replaced" : "") +
-                          (a.plugins_restarted.empty()
-                               ? std::string()
-                               : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
-                          ", config " + host.config_hash().substr(0, 12));
+        log.log(
+            1,
+            a.unchanged
+                ? std::string("reloaded (SIGHUP): the config is unchanged")
+                : "reloaded (SIGHUP): " + std::to_string(a.sites_added.size()) + " site(s) and " +
+                      std::to_string(a.paths_added.size()) + " path(s) added, " +
+                      std::to_string(a.paths_removed.size()) + " removed, " +
+                      std::to_string(a.paths_rekeyed) + " with new keys" +
+                      (a.sites_removed.empty()
+                           ? std::string()
+                           : ", sites removed " + nlohmann::json(a.sites_removed).dump()) +
+                      (a.errors.empty() ? std::string()
+                                        : ", " + std::to_string(a.errors.size()) + " refused") +
+                      (a.classes_replaced
+                           ? ", classes replaced (added " + nlohmann::json(a.classes_added).dump() +
+                                 ", removed " + nlohmann::json(a.classes_removed).dump() + ")"
+                           : "") +
+                      (a.plugins_restarted.empty()
+                           ? std::string()
+                           : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
+                      ", config " + host.config_hash().substr(0, 12));
         log.record("patronusd", "daemon.replanned",
                    "{\"changed\":" + std::to_string(a.paths_rekeyed) +
                        ",\"sites_added\":" + std::to_string(a.sites_added.size()) +

@@ -3,6 +3,8 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <algorithm>
+#include <iterator>
+#include <set>
 
 #include "patronus/core/config_schema.hpp"
 
@@ -348,6 +350,16 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
         (void)restart_plugins(next, config_, undo);  // back to the configs that ran
         return Status(s.code(), "runtime.classes: " + s.message() + "; nothing was applied");
       }
+      auto names = [](const steering::ClassSet& set) {
+        std::set<std::string> out;
+        for (const auto& c : set.classes) out.insert(c.name);
+        return out;
+      };
+      const auto was = names(runtime_config_->classes), now = names(classes.value());
+      std::set_difference(now.begin(), now.end(), was.begin(), was.end(),
+                          std::back_inserter(report.classes_added));
+      std::set_difference(was.begin(), was.end(), now.begin(), now.end(),
+                          std::back_inserter(report.classes_removed));
       runtime_config_->classes = std::move(classes).value();
       report.classes_replaced = true;
     }

@@ -76,7 +76,8 @@ struct ApplyReport {
   std::vector<std::string> sites_added, sites_removed;
   std::vector<model::PathId> paths_added, paths_removed;
   std::size_t paths_rekeyed = 0;
-  bool classes_replaced = false;               // new classes or rules, decided in one evaluation
+  bool classes_replaced = false;  // new classes or rules, decided in one evaluation
+  std::vector<std::string> classes_added, classes_removed;  // by name
   std::vector<std::string> plugins_restarted;  // instances restarted alone with a new config
   std::vector<std::string> errors;  // parts of the plan the runtime refused (the rest applied)
   bool unchanged = false;           // the same content hash: nothing to do
