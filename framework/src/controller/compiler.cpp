@@ -17,7 +17,7 @@ std::int64_t since(std::chrono::steady_clock::time_point t0) {
 
 // Everything of the settings a site's config depends on, as one string (compared, not parsed).
 std::string settings_key(const FleetSettings& s) {
-  std::string k = s.base.SerializeAsString();
+  std::string k = site::content_hash(s.base);  // deterministic (maps in any order)
   k += "|" + std::string(mesh::to_string(s.topology.kind)) + "|" + std::to_string(s.topology.k);
   for (const auto& h : s.topology.hubs) k += "|h:" + h;
   for (const auto& p : s.topology.spoke_summary) k += "|s:" + p.to_string();
@@ -52,25 +52,16 @@ std::uint64_t Compiler::path_id(const std::string& canonical_name) const {
   return it == path_ids_.end() ? 0 : it->second;
 }
 
-std::set<std::string> Compiler::affected(const mesh::MeshGraph& g,
-                                         const std::set<std::string>& touched,
-                                         bool everyone) const {
+std::set<std::string> Compiler::affected(const std::map<std::string, std::set<std::string>>& now,
+                                         const std::set<std::string>& touched) const {
   std::set<std::string> out;
-  if (everyone) {
-    for (std::size_t v = 0; v < g.num_sites(); ++v) out.insert(g.site(v).site.name);
-    return out;
-  }
   for (const auto& t : touched) {
     out.insert(t);
-    if (const auto it = neighbours_.find(t); it != neighbours_.end()) {
-      out.insert(it->second.begin(), it->second.end());
+    for (const auto* m : {&neighbours_, &now}) {
+      if (const auto it = m->find(t); it != m->end()) {
+        out.insert(it->second.begin(), it->second.end());
+      }
     }
-  }
-  for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
-    const auto& a = g.site(g.path_src(id)).site.name;
-    const auto& b = g.site(g.path_dst(id)).site.name;
-    if (touched.count(a)) out.insert(b);
-    if (touched.count(b)) out.insert(a);
   }
   return out;
 }
@@ -96,14 +87,12 @@ Result<std::vector<std::string>> Compiler::update(const std::vector<FleetSite>& 
     spec.public_keys = s->public_keys;
     file.sites.push_back(std::move(spec));
   }
-  // Hubs that have not joined yet are not hubs of this mesh.
+  // Hubs that have not joined yet are not hubs of this mesh (with none, a hub-spoke fleet cannot
+  // be built: the update fails and the sites keep their configs).
   mesh::TopologyOptions topology = settings.topology;
   topology.hubs.erase(std::remove_if(topology.hubs.begin(), topology.hubs.end(),
                                      [&](const std::string& h) { return file.find_site(h) < 0; }),
                       topology.hubs.end());
-  const bool waiting_for_hubs =
-      topology.kind == mesh::TopologyKind::kHubSpoke && topology.hubs.empty();
-  if (waiting_for_hubs) file.sites.clear();  // no spoke has a path before a hub is here
   auto built = mesh::MeshGraph::build(std::move(file), topology);
   if (!built.is_ok()) return built.status();
   const mesh::MeshGraph& g = built.value();
@@ -142,8 +131,12 @@ Result<std::vector<std::string>> Compiler::update(const std::vector<FleetSite>& 
   // A hub's arrival or departure changes every spoke's relays.
   bool hubs_touched = false;
   for (const auto& h : settings.topology.hubs) hubs_touched = hubs_touched || touched.count(h);
-  const std::set<std::string> todo =
-      affected(g, touched, key != settings_key_cache_ || lists_everyone || hubs_touched);
+  std::set<std::string> todo;
+  if (key != settings_key_cache_ || lists_everyone || hubs_touched) {
+    for (std::size_t v = 0; v < g.num_sites(); ++v) todo.insert(g.site(v).site.name);
+  } else {
+    todo = affected(neighbours, touched);
+  }
 
   std::map<std::string, Entry> compiled;
   std::vector<std::string> changed;

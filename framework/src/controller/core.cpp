@@ -63,7 +63,6 @@ Status Core::remove_site(const std::string& name) {
 
 void Core::set_settings(FleetSettings settings) {
   settings_ = std::move(settings);
-  settings_changed_ = true;
   touch("");
 }
 
@@ -225,7 +224,6 @@ void Core::flush() {
   }
   std::set<std::string> touched;
   touched.swap(touched_);
-  settings_changed_ = false;
   auto changed = compiler_.update(fleet, settings_, touched);
   ++counters_.compiles;
   if (!changed.is_ok()) {

@@ -4,6 +4,18 @@
 
 namespace patronus::linuxnet {
 
+namespace {
+
+// A class's position in its set (its table is table_base + it), or -1.
+std::ptrdiff_t index_of(const steering::ClassSet& set, const std::string& name) {
+  for (std::size_t i = 0; i < set.classes.size(); ++i) {
+    if (set.classes[i].name == name) return static_cast<std::ptrdiff_t>(i);
+  }
+  return -1;
+}
+
+}  // namespace
+
 bool kernel_matches_dscp(Rtnl& rtnl) {
   // The last priority but one below "main" (32766), a table nothing uses: harmless for the
   // instant it exists.
@@ -66,12 +78,8 @@ Result<std::unique_ptr<LinuxDataplane>> LinuxDataplane::start(Rtnl rtnl,
 }
 
 std::uint32_t LinuxDataplane::table_of(const std::string& cls) const {
-  for (std::size_t i = 0; i < config_.classes.classes.size(); ++i) {
-    if (config_.classes.classes[i].name == cls) {
-      return config_.layout.table_base + static_cast<std::uint32_t>(i);
-    }
-  }
-  return 0;
+  const auto i = index_of(config_.classes, cls);
+  return i < 0 ? 0 : config_.layout.table_base + static_cast<std::uint32_t>(i);
 }
 
 Status LinuxDataplane::apply(std::size_t cls) {
@@ -137,12 +145,6 @@ Status LinuxDataplane::set_classes(const steering::ClassSet& next) {
   const auto was_via = via_;
   const auto was_adopted = adopted_;
   const std::size_t old_tables = via_.size();
-  auto index_of = [](const steering::ClassSet& set, const std::string& name) -> std::ptrdiff_t {
-    for (std::size_t i = 0; i < set.classes.size(); ++i) {
-      if (set.classes[i].name == name) return static_cast<std::ptrdiff_t>(i);
-    }
-    return -1;
-  };
   const auto def =
       index_of(was, was.default_class.empty() ? was.classes.at(0).name : was.default_class);
   std::vector<std::map<std::string, Nexthop>> via(next.classes.size());
@@ -187,13 +189,15 @@ Status LinuxDataplane::remove_site(const std::string& site) {
   if (it == config_.site_prefixes.end()) return Status::ok();
   const auto prefixes = it->second;
   config_.site_prefixes.erase(it);
-  std::vector<std::map<std::string, Nexthop>> was_via = via_;
+  const auto was_via = via_;
+  const auto was_adopted = adopted_;
   for (std::size_t c = 0; c < via_.size(); ++c) {
     via_[c].erase(site);
     adopted_[c].erase(site);
     if (auto st = apply(c); !st.is_ok()) {
       config_.site_prefixes[site] = prefixes;  // the tables written so far are put back
       via_ = was_via;
+      adopted_ = was_adopted;
       for (std::size_t k = 0; k <= c; ++k) (void)apply(k);
       return st;
     }

@@ -3,8 +3,6 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <algorithm>
-#include <iterator>
-#include <set>
 
 #include "patronus/core/config_schema.hpp"
 
@@ -262,21 +260,6 @@ Status SiteHost::check_apply(const SiteConfig& next) const {
                                  "nothing was applied");
     }
   }
-  if (next.has_runtime()) {
-    auto classes = classes_from_proto(next.runtime().classes());
-    if (!classes.is_ok()) {
-      return Status(classes.status().code(), "runtime.classes: " + classes.status().message());
-    }
-    const auto names = router_->instance_names();
-    for (std::size_t c = 0; c < classes.value().classes.size(); ++c) {
-      const auto& scorer = classes.value().classes[c].scorer;
-      if (!scorer.empty() && std::find(names.begin(), names.end(), scorer) == names.end()) {
-        return invalid_argument("runtime.classes.classes[" + std::to_string(c) +
-                                "].scorer: no plugin instance '" + scorer +
-                                "'; nothing was applied");
-      }
-    }
-  }
   if (next.policy_inventory() != config_.policy_inventory()) {
     return failed_precondition(
         "policy_inventory: the inventory changes with a restart (`patronus policy apply` changes "
@@ -335,45 +318,42 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
     return report;
   }
   if (auto s = check_apply(next); !s.is_ok()) return s;
+  // Everything that can be refused first: the plan is realised (keys), the plugins restart (all
+  // or nothing), the classes go in (the plugins come back if the runtime refuses them), then the
+  // plan's difference.
+  std::optional<SitePlan> plan;
   if (plan_) {
-    // Everything that can be refused first: the plan is realised (keys), then the classes go in
-    // (nothing changes if the runtime refuses them), then the plan's difference.
-    auto plan = realise_plan(next.plan(), next.site(), ctx_.keys);
-    if (!plan.is_ok()) return plan.status();
-    if (auto s = restart_plugins(config_, next, report); !s.is_ok()) return s;
+    auto realised = realise_plan(next.plan(), next.site(), ctx_.keys);
+    if (!realised.is_ok()) return realised.status();
+    plan = std::move(realised).value();
+  }
+  if (auto s = restart_plugins(config_, next, report); !s.is_ok()) return s;
+  if (plan) {
     using google::protobuf::util::MessageDifferencer;
     if (!MessageDifferencer::Equals(config_.runtime().classes(), next.runtime().classes())) {
       auto classes = classes_from_proto(next.runtime().classes());
-      Status s = classes.is_ok() ? runtime_->set_classes(classes.value()) : classes.status();
+      steering::ClassesChanged change;
+      Status s =
+          classes.is_ok() ? runtime_->set_classes(classes.value(), &change) : classes.status();
       if (!s.is_ok()) {
         ApplyReport undo;
         (void)restart_plugins(next, config_, undo);  // back to the configs that ran
         return Status(s.code(), "runtime.classes: " + s.message() + "; nothing was applied");
       }
-      auto names = [](const steering::ClassSet& set) {
-        std::set<std::string> out;
-        for (const auto& c : set.classes) out.insert(c.name);
-        return out;
-      };
-      const auto was = names(runtime_config_->classes), now = names(classes.value());
-      std::set_difference(now.begin(), now.end(), was.begin(), was.end(),
-                          std::back_inserter(report.classes_added));
-      std::set_difference(was.begin(), was.end(), now.begin(), now.end(),
-                          std::back_inserter(report.classes_removed));
+      report.classes_added.assign(change.added().begin(), change.added().end());
+      report.classes_removed.assign(change.removed().begin(), change.removed().end());
       runtime_config_->classes = std::move(classes).value();
       report.classes_replaced = true;
     }
-    learn_interfaces(plan.value());
-    const ReplanOutcome r = apply_replan(*runtime_, plan.value());
+    learn_interfaces(*plan);
+    const ReplanOutcome r = apply_replan(*runtime_, *plan);
     report.sites_added = r.sites_added;
     report.sites_removed = r.sites_removed;
     report.paths_added = r.added;
     report.paths_removed = r.removed;
     report.paths_rekeyed = r.changed;
     report.errors = r.errors;
-    plan_ = std::move(plan).value();
-  } else if (auto s = restart_plugins(config_, next, report); !s.is_ok()) {
-    return s;
+    plan_ = std::move(plan);
   }
   config_ = next;
   hash_ = next_hash;

@@ -376,11 +376,12 @@ Status SiteRuntime::add_path(const PathSpec& spec) {
   if (revive) {
     index = known->second;
     paths_[index] = std::move(path);  // its candidacies (the index) stand...
-    const std::size_t nclasses = config_.classes.classes.size();
-    const auto& cand = running_ ? selections_[static_cast<std::size_t>(site) * nclasses]->cand
-                                : std::vector<std::uint32_t>{};
-    if (running_ && std::find(cand.begin(), cand.end(), index) == cand.end()) {
-      add_candidate(static_cast<std::uint32_t>(site), index);  // ...unless its site was removed
+    if (running_) {
+      const auto& cand =
+          selections_[static_cast<std::size_t>(site) * config_.classes.classes.size()]->cand;
+      if (std::find(cand.begin(), cand.end(), index) == cand.end()) {
+        add_candidate(static_cast<std::uint32_t>(site), index);  // ...unless its site was removed
+      }
     }
   } else {
     index = static_cast<std::uint32_t>(paths_.size());
@@ -421,15 +422,13 @@ Status SiteRuntime::join(Path& p) {
     p.live = true;  // nothing to hear from: the tunnel alone says whether it is usable
   } else {
     p.rate = PATRONUS_PROBE_RATE_ACTIVE;  // warm-up: see update_rates()
-    if (auto s = router_.watch_path(config_.probe, probe_desc(p)); !s.is_ok()) {
+    if (auto s = watch_probe(p, p.rate); !s.is_ok()) {
       if (tunnels()) (void)router_.path_down(transport_of(p), p.spec.id.value());
       return s;
     }
   }
   for (std::size_t i = 0; i < config_.liveness.size(); ++i) {
-    patronus_path_desc d = describe(p);
-    d.rate = PATRONUS_PROBE_RATE_ACTIVE;
-    auto s = router_.watch_path(config_.liveness[i], d);
+    auto s = watch_gate(p, i);
     if (s.code() == Code::kNotFound) continue;
     if (!s.is_ok()) {
       leave(p);
@@ -580,7 +579,7 @@ void SiteRuntime::forget_flow(std::uint32_t i) {
   flows_.erase(k);
 }
 
-Status SiteRuntime::set_classes(const ClassSet& next) {
+Status SiteRuntime::set_classes(const ClassSet& next, ClassesChanged* change) {
   if (auto s = validate(next); !s.is_ok()) return s;
   if (next.classes.size() > 255) return invalid_argument("classes: at most 255");
   std::vector<ScorerSlot> slots;
@@ -672,6 +671,7 @@ Status SiteRuntime::set_classes(const ClassSet& next) {
   scorers_ = std::move(slots);
   class_scorer_ = std::move(class_slot);
   selections_ = std::move(sel);
+  if (change) *change = ev.classes_changed();
   emit_event(std::move(ev));
   // New scorers and thresholds: every path scored and judged again, then every class decided.
   for (auto& p : paths_) {
@@ -680,6 +680,18 @@ Status SiteRuntime::set_classes(const ClassSet& next) {
   evaluate_all();
   request_rate_update();
   return Status::ok();
+}
+
+Status SiteRuntime::watch_probe(const Path& p, std::uint32_t rate) {
+  patronus_path_desc d = probe_desc(p);
+  d.rate = rate;
+  return router_.watch_path(config_.probe, d);
+}
+
+Status SiteRuntime::watch_gate(const Path& p, std::size_t i) {
+  patronus_path_desc d = describe(p);
+  d.rate = PATRONUS_PROBE_RATE_ACTIVE;
+  return router_.watch_path(config_.liveness[i], d);
 }
 
 Status SiteRuntime::plugin_restarted(const std::string& instance) {
@@ -693,16 +705,9 @@ Status SiteRuntime::plugin_restarted(const std::string& instance) {
   for (auto& p : paths_) {
     if (p->removed) continue;
     if (tunnels() && p->spec.tunnel && transport_of(*p) == instance) keep(*p, bring_up_tunnel(*p));
-    if (p->spec.probed && instance == config_.probe) {
-      patronus_path_desc d = probe_desc(*p);
-      d.rate = p->rate;
-      keep(*p, router_.watch_path(config_.probe, d));
-    }
+    if (p->spec.probed && instance == config_.probe) keep(*p, watch_probe(*p, p->rate));
     for (std::size_t i = 0; i < config_.liveness.size() && i < p->gates.size(); ++i) {
-      if (config_.liveness[i] != instance || !p->gates[i].covered) continue;
-      patronus_path_desc d = describe(*p);
-      d.rate = PATRONUS_PROBE_RATE_ACTIVE;
-      keep(*p, router_.watch_path(instance, d));
+      if (config_.liveness[i] == instance && p->gates[i].covered) keep(*p, watch_gate(*p, i));
     }
   }
   if (std::any_of(scorers_.begin(), scorers_.end(),
@@ -830,9 +835,7 @@ Status SiteRuntime::start() {
       p->live = true;  // nothing to hear from: the tunnel alone says whether it is usable
       continue;
     }
-    patronus_path_desc d = probe_desc(*p);
-    d.rate = PATRONUS_PROBE_RATE_ACTIVE;  // warm-up: see update_rates()
-    auto s = router_.watch_path(config_.probe, d);
+    auto s = watch_probe(*p, PATRONUS_PROBE_RATE_ACTIVE);  // warm-up: see update_rates()
     if (!s.is_ok()) {
       for (auto& q : paths_) {
         if (q.get() == p.get()) break;
@@ -1887,13 +1890,7 @@ void SiteRuntime::expire_flows() {
   for (std::uint32_t i = flows_.size(); i-- > 0;) {
     const FlowEntry& e = flows_.at(i);
     if (now - e.last_seen <= idle_ms) continue;
-    const bool balanced = config_.classes.classes[e.cls].balance;
-    if (e.path != kNoPath) --paths_[e.path]->flows;
-    const FlowKeyBytes k = e.key();
-    if (balanced && !dataplane_.set_flow_path(k.to_flow_key(), {}).is_ok()) {
-      ++counters_.dataplane_errors;
-    }
-    flows_.erase(k);
+    forget_flow(i);
     ++counters_.flows_expired;
   }
 }

@@ -68,10 +68,10 @@ class Compiler {
 
  private:
   // Which sites a change of `touched` can change: the touched sites and their neighbours, old
-  // and new; every site when a site's plan lists sites it has no path to (partial and explicit
-  // meshes, hub-spoke without a spoke summary).
-  std::set<std::string> affected(const mesh::MeshGraph& g, const std::set<std::string>& touched,
-                                 bool everyone) const;
+  // (`neighbours_`) and new (`now`). update() compiles every site instead when a site's plan
+  // lists sites it has no path to (partial and explicit meshes, hub-spoke without a summary).
+  std::set<std::string> affected(const std::map<std::string, std::set<std::string>>& now,
+                                 const std::set<std::string>& touched) const;
 
   struct Entry {
     site::SiteConfig config;

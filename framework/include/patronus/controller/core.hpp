@@ -138,7 +138,6 @@ class Core {
   std::map<std::string, Token> tokens_;  // hex BLAKE2b of the token -> what it enrols
   std::map<SessionId, std::string> sessions_;
   std::set<std::string> touched_;
-  bool settings_changed_ = false;
   env::TimerId flush_timer_ = 0;
   std::int64_t burst_started_ns_ = -1;
   std::int64_t bad_window_start_ns_ = 0;

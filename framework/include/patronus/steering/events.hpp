@@ -9,6 +9,7 @@
 namespace patronus::steering {
 
 using Event = site::v1::Event;
+using ClassesChanged = site::v1::ClassesChanged;
 
 // "path.down", "runtime.scorer_error", ...; a plugin event's own type ("" for an empty event).
 std::string event_type(const Event& e);

@@ -259,7 +259,8 @@ class SiteRuntime final : private core::RouterObserver {
   // each flow is classified anew with its next packet; otherwise flows keep their class. Nothing
   // changes on error (a set that does not validate, a scorer instance that is not loaded, a
   // dataplane that cannot take it).
-  Status set_classes(const ClassSet& next);
+  // `change` (optional) gets what changed, as the runtime.classes_changed event says it.
+  Status set_classes(const ClassSet& next, ClassesChanged* change = nullptr);
   // Plugin instance `instance` was restarted with a new config (RouterInstance::replace_plugin):
   // what the runtime registered with it is registered again (a probe or liveness instance
   // watches the paths it watched, a transport gets their tunnels), and a scorer scores every
@@ -353,6 +354,9 @@ class SiteRuntime final : private core::RouterObserver {
   void rescore(Path& p);
   // Running: a path's tunnel, probe watch and liveness watches (join), and their removal.
   Status join(Path& p);
+  // The probe's watch of a path at `rate`; liveness instance i's (always at the active rate).
+  Status watch_probe(const Path& p, std::uint32_t rate);
+  Status watch_gate(const Path& p, std::size_t i);
   void leave(Path& p);
   // The selections of `site` (and of the sites relayed through it) gain candidate `index`.
   void add_candidate(std::uint32_t site, std::uint32_t index);
