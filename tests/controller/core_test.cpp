@@ -21,6 +21,10 @@ constexpr std::int64_t kSec = 1'000'000'000;
 struct Recorder : Outbox {
   explicit Recorder(const env::Env& env) : env(env) {}
   void send(SessionId session, const v1::ToSite& m) override {
+    if (m.has_welcome()) {
+      welcomes.push_back({session, env.now_ns(), m});  // every connect's, counted apart
+      return;
+    }
     sent.push_back({session, env.now_ns(), m});
   }
   struct Sent {
@@ -40,7 +44,7 @@ struct Recorder : Outbox {
     return nullptr;
   }
   const env::Env& env;
-  std::vector<Sent> sent;
+  std::vector<Sent> sent, welcomes;
 };
 
 // The fixture's site without its key: the key comes at enrolment.

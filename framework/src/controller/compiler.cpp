@@ -52,6 +52,13 @@ std::uint64_t Compiler::path_id(const std::string& canonical_name) const {
   return it == path_ids_.end() ? 0 : it->second;
 }
 
+void Compiler::restore(CompilerMemory memory) {
+  path_ids_ = std::move(memory.path_ids);
+  next_path_id_ = std::max<std::uint64_t>(memory.next_path_id, 1);
+  for (const auto& [name, id] : path_ids_) next_path_id_ = std::max(next_path_id_, id + 1);
+  overlay_ = std::move(memory.overlay);
+}
+
 std::set<std::string> Compiler::affected(const std::map<std::string, std::set<std::string>>& now,
                                          const std::set<std::string>& touched) const {
   std::set<std::string> out;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "patronus/mesh/keys.hpp"
 #include "patronus/model/types.hpp"
 
 namespace patronus::controller {
@@ -20,10 +21,66 @@ std::string token_hash(const std::string& token) {
   return hex;
 }
 
+fleet::Endpoint endpoint_record(const model::Endpoint& e) {
+  fleet::Endpoint r;
+  r.set_name(e.name);
+  r.set_address(e.address.to_string());
+  r.set_type(model::to_string(e.type));
+  r.set_cost_per_gb(e.cost_per_gb);
+  if (e.bandwidth_mbps) r.set_bandwidth_mbps(*e.bandwidth_mbps);
+  return r;
+}
+
 }  // namespace
 
-Core::Core(env::Env& env, Outbox& outbox, CoreOptions options)
-    : env_(env), outbox_(outbox), options_(options) {}
+// A site's fields from its record; errors name the field ("sites[0].endpoints[1].address").
+Result<FleetSite> fleet_site_of(const fleet::Site& r, const std::string& where) {
+  FleetSite s;
+  s.name = r.name();
+  if (auto st = model::validate_name(where + ".name", s.name, 63); !st.is_ok()) return st;
+  if (r.endpoints_size() == 0) return invalid_argument(where + ".endpoints: at least one");
+  for (int i = 0; i < r.endpoints_size(); ++i) {
+    const auto& e = r.endpoints(i);
+    const std::string at = where + ".endpoints[" + std::to_string(i) + "]";
+    model::Endpoint m;
+    m.name = e.name();
+    auto addr = model::SocketAddress::parse(e.address());
+    if (!addr.is_ok()) return invalid_argument(at + ".address: " + addr.status().message());
+    m.address = addr.value();
+    auto type = model::parse_interface_type(e.type().empty() ? "internet" : e.type());
+    if (!type.is_ok()) return invalid_argument(at + ".type: " + type.status().message());
+    m.type = type.value();
+    if (!(e.cost_per_gb() >= 0)) return invalid_argument(at + ".cost_per_gb: must be >= 0");
+    m.cost_per_gb = e.cost_per_gb();
+    if (e.has_bandwidth_mbps()) {
+      if (!(e.bandwidth_mbps() > 0)) return invalid_argument(at + ".bandwidth_mbps: must be > 0");
+      m.bandwidth_mbps = e.bandwidth_mbps();
+    }
+    s.endpoints.push_back(std::move(m));
+  }
+  for (int i = 0; i < r.subnets_size(); ++i) {
+    auto p = model::IpPrefix::parse(r.subnets(i));
+    if (!p.is_ok()) {
+      return invalid_argument(where + ".subnets[" + std::to_string(i) +
+                              "]: " + p.status().message());
+    }
+    s.subnets.push_back(p.value());
+  }
+  model::Site m;
+  m.name = s.name;
+  m.endpoints = s.endpoints;
+  if (auto st = model::validate_site(m); !st.is_ok()) {
+    return invalid_argument(where + ": " + st.message());
+  }
+  s.public_keys.assign(s.endpoints.size(), "");
+  for (int i = 0; i < r.public_keys_size() && i < static_cast<int>(s.endpoints.size()); ++i) {
+    s.public_keys[static_cast<std::size_t>(i)] = r.public_keys(i);
+  }
+  return s;
+}
+
+Core::Core(env::Env& env, Outbox& outbox, CoreOptions options, FleetStore* store)
+    : env_(env), outbox_(outbox), options_(options), store_(store) {}
 
 Core::~Core() {
   if (flush_timer_ != 0) env_.cancel(flush_timer_);
@@ -44,6 +101,10 @@ Status Core::add_site(FleetSite site) {
   Site s;
   const std::string name = site.name;
   s.fleet = std::move(site);
+  s.approved = !options_.require_approval;
+  FleetBatch b;
+  b.put_sites.push_back(record(s));
+  if (auto st = persist(b); !st.is_ok()) return st;
   sites_.emplace(name, std::move(s));
   touch(name);
   return Status::ok();
@@ -52,11 +113,38 @@ Status Core::add_site(FleetSite site) {
 Status Core::remove_site(const std::string& name) {
   const auto it = sites_.find(name);
   if (it == sites_.end()) return not_found("no site '" + name + "'");
-  if (it->second.session) sessions_.erase(*it->second.session);
-  sites_.erase(it);
-  for (auto t = tokens_.begin(); t != tokens_.end();) {
-    t = t->second.site == name ? tokens_.erase(t) : std::next(t);
+  FleetBatch b;
+  b.delete_sites.push_back(name);
+  for (const auto& [hash, t] : tokens_) {
+    if (t.site == name) b.delete_tokens.push_back(hash);
   }
+  if (auto st = persist(b); !st.is_ok()) return st;
+  if (it->second.session) {
+    const SessionId session = *it->second.session;
+    sessions_.erase(session);
+    v1::ToSite m;
+    m.mutable_refused()->set_reason("site '" + name + "' was removed from the fleet");
+    m.mutable_refused()->set_permanent(true);
+    outbox_.send(session, m);
+    outbox_.close(session);
+  }
+  sites_.erase(it);
+  for (const auto& h : b.delete_tokens) tokens_.erase(h);
+  touch(name);
+  return Status::ok();
+}
+
+Status Core::approve(const std::string& name) {
+  const auto it = sites_.find(name);
+  if (it == sites_.end()) return not_found("no site '" + name + "'");
+  if (it->second.approved) return Status::ok();
+  Site next = it->second;
+  next.approved = true;
+  FleetBatch b;
+  b.put_sites.push_back(record(next));
+  if (auto st = persist(b); !st.is_ok()) return st;
+  it->second.approved = true;
+  if (it->second.session) welcome(*it->second.session, it->second);
   touch(name);
   return Status::ok();
 }
@@ -70,8 +158,10 @@ Result<std::string> Core::create_token(const std::string& site, std::int64_t ttl
   const auto it = sites_.find(site);
   if (it == sites_.end()) return not_found("no site '" + site + "' (add it first)");
   if (it->second.enrolled) return failed_precondition("site '" + site + "' is enrolled already");
-  const std::int64_t now = env_.now_ns();
+  const std::int64_t now = env_.wall_ns();
+  FleetBatch b;
   for (auto t = tokens_.begin(); t != tokens_.end();) {
+    if (t->second.expires_ns <= now) b.delete_tokens.push_back(t->first);
     t = t->second.expires_ns <= now ? tokens_.erase(t) : std::next(t);
   }
   if (tokens_.size() >= options_.max_tokens) {
@@ -85,14 +175,21 @@ Result<std::string> Core::create_token(const std::string& site, std::int64_t ttl
   sodium_bin2base64(text, sizeof text, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   sodium_memzero(raw, sizeof raw);
   const std::string token = std::string("ptk_") + text;
-  tokens_[token_hash(token)] = {site, now + (ttl_ns == 0 ? options_.default_token_ttl_ns : ttl_ns)};
+  const Token t{site, now + (ttl_ns == 0 ? options_.default_token_ttl_ns : ttl_ns)};
+  fleet::Token r;
+  r.set_hash(token_hash(token));
+  r.set_site(site);
+  r.set_expires_unix_ns(t.expires_ns);
+  b.put_tokens.push_back(r);
+  if (auto st = persist(b); !st.is_ok()) return st;
+  tokens_[r.hash()] = t;
   return token;
 }
 
 Status Core::enrol(const std::string& token, const std::string& site,
                    const std::array<std::uint8_t, 32>& identity,
                    const std::vector<std::string>& endpoint_keys) {
-  const std::int64_t now = env_.now_ns();
+  std::int64_t now = env_.now_ns();
   if (now - bad_window_start_ns_ >= options_.bad_token_window_ns) {
     bad_window_start_ns_ = now;
     bad_tokens_ = 0;
@@ -108,7 +205,11 @@ Status Core::enrol(const std::string& token, const std::string& site,
   };
   const auto t = tokens_.find(token_hash(token));
   if (t == tokens_.end()) return refuse("the token is unknown or was used already");
+  now = env_.wall_ns();
   if (t->second.expires_ns <= now) {
+    FleetBatch gone;
+    gone.delete_tokens.push_back(t->first);
+    (void)persist(gone);
     tokens_.erase(t);
     return refuse("the token expired");
   }
@@ -116,7 +217,7 @@ Status Core::enrol(const std::string& token, const std::string& site,
   auto it = sites_.find(site);
   if (it == sites_.end()) return refuse("the site was removed");
   Site& s = it->second;
-  if (endpoint_keys.size() != s.fleet.endpoints.size()) {
+  if (!endpoint_keys.empty() && endpoint_keys.size() != s.fleet.endpoints.size()) {
     return invalid_argument("enrolment: " + std::to_string(endpoint_keys.size()) +
                             " endpoint keys for " + std::to_string(s.fleet.endpoints.size()) +
                             " endpoints");
@@ -125,11 +226,119 @@ Status Core::enrol(const std::string& token, const std::string& site,
     auto k = mesh::key_from_base64(endpoint_keys[i], "endpoint_keys[" + std::to_string(i) + "]");
     if (!k.is_ok()) return k.status();
   }
-  tokens_.erase(t);  // burnt
-  s.enrolled = true;
-  s.identity = identity;
-  s.fleet.public_keys = endpoint_keys;
+  Site next = s;
+  next.enrolled = true;
+  next.identity = identity;
+  if (!endpoint_keys.empty()) next.fleet.public_keys = endpoint_keys;
+  FleetBatch b;
+  b.put_sites.push_back(record(next));
+  b.delete_tokens.push_back(t->first);  // burnt
+  if (auto st = persist(b); !st.is_ok()) return st;
+  tokens_.erase(t);
+  s = std::move(next);
   touch(site);
+  return Status::ok();
+}
+
+Status Core::receive(SessionId session, const Identity& identity, const v1::FromSite& m) {
+  Status st = Status::ok();
+  bool hello = false;
+  switch (m.what_case()) {
+    case v1::FromSite::kEnrol:
+      if (sessions_.count(session)) {
+        st = failed_precondition("enrol: the session is already a site's");
+        break;
+      }
+      st = enrol(m.enrol().token(), m.enrol().site(), identity, {});
+      if (st.is_ok()) st = connect(session, m.enrol().site(), identity, "");
+      hello = true;
+      break;
+    case v1::FromSite::kHello:
+      if (sessions_.count(session)) {
+        st = failed_precondition("hello: the session is already a site's");
+        break;
+      }
+      st = connect(session, m.hello().site(), identity, m.hello().have_hash());
+      hello = true;
+      break;
+    case v1::FromSite::kKeys:
+      st = report_keys(session, m.keys());
+      break;
+    case v1::FromSite::kAck:
+      st = acknowledge(session, m.ack().version(), m.ack().hash(), m.ack().error());
+      break;
+    case v1::FromSite::kReport:
+      st = report(session, m.report());
+      break;
+    default:
+      st = invalid_argument("an empty or unknown message");
+  }
+  if (st.is_ok()) return st;
+  ++counters_.messages_refused;
+  // A session that fails its first message (or speaks out of turn) is closed; whether another
+  // attempt can succeed is said (a wrong token cannot; a full table or the store can).
+  v1::ToSite r;
+  r.mutable_refused()->set_reason(st.message());
+  r.mutable_refused()->set_permanent(hello && st.code() == Code::kFailedPrecondition);
+  outbox_.send(session, r);
+  disconnect(session);
+  outbox_.close(session);
+  return st;
+}
+
+Status Core::report_keys(SessionId session, const v1::Keys& keys) {
+  Site* s = site_of(session);
+  if (s == nullptr) return failed_precondition("keys: the session has not said which site it is");
+  if (keys.keys_size() > static_cast<int>(s->fleet.endpoints.size())) {
+    return invalid_argument("keys: more keys than the site has endpoints");
+  }
+  Site next = *s;
+  for (int i = 0; i < keys.keys_size(); ++i) {
+    const auto& k = keys.keys(i);
+    const auto e = std::find_if(s->fleet.endpoints.begin(), s->fleet.endpoints.end(),
+                                [&](const model::Endpoint& x) { return x.name == k.endpoint(); });
+    if (e == s->fleet.endpoints.end()) {
+      return invalid_argument("keys[" + std::to_string(i) + "]: site '" + s->fleet.name +
+                              "' has no endpoint '" + k.endpoint() + "'");
+    }
+    if (auto v = mesh::key_from_base64(k.public_key(), "keys[" + std::to_string(i) + "]");
+        !v.is_ok()) {
+      return v.status();
+    }
+    next.fleet.public_keys[static_cast<std::size_t>(e - s->fleet.endpoints.begin())] =
+        k.public_key();
+  }
+  if (next.fleet.public_keys == s->fleet.public_keys) return Status::ok();
+  FleetBatch b;
+  b.put_sites.push_back(record(next));
+  if (auto st = persist(b); !st.is_ok()) return st;
+  s->fleet.public_keys = next.fleet.public_keys;
+  touch(s->fleet.name);
+  return Status::ok();
+}
+
+Status Core::report(SessionId session, const v1::Report& r) {
+  Site* s = site_of(session);
+  if (s == nullptr) return failed_precondition("report: the session has not said which site it is");
+  const auto max = static_cast<int>(options_.max_report_items);
+  if (r.paths_size() > max || r.classes_size() > max) {
+    return resource_exhausted("report: more than " + std::to_string(max) + " paths or classes");
+  }
+  // A site speaks for itself: only paths of its own config (by id) are kept.
+  const site::SiteConfig* config = compiler_.config(s->fleet.name);
+  std::set<std::uint64_t> own;
+  if (config) {
+    for (const auto& p : config->plan().paths()) own.insert(p.id());
+  }
+  for (int i = 0; i < r.paths_size(); ++i) {
+    if (!own.count(r.paths(i).id())) {
+      return invalid_argument("report: paths[" + std::to_string(i) + "]: path " +
+                              std::to_string(r.paths(i).id()) + " is not one of site '" +
+                              s->fleet.name + "'");
+    }
+  }
+  s->last_seen_ns = env_.now_ns();
+  s->report = r;
   return Status::ok();
 }
 
@@ -151,9 +360,18 @@ Status Core::connect(SessionId session, const std::string& site,
   sessions_[session] = site;
   s.last_seen_ns = env_.now_ns();
   s.applied_hash = have_hash;
+  welcome(session, s);
   // Resumed: nothing is sent when the site runs what it should.
-  if (!s.hash.empty() && have_hash != s.hash) push(s);
+  if (s.approved && !s.hash.empty() && have_hash != s.hash) push(s);
   return Status::ok();
+}
+
+void Core::welcome(SessionId session, const Site& s) {
+  v1::ToSite m;
+  auto* w = m.mutable_welcome();
+  for (const auto& e : s.fleet.endpoints) w->add_endpoints(e.name);
+  w->set_pending_approval(!s.approved);
+  outbox_.send(session, m);
 }
 
 Status Core::acknowledge(SessionId session, std::uint64_t version, const std::string& hash,
@@ -167,6 +385,7 @@ Status Core::acknowledge(SessionId session, std::uint64_t version, const std::st
   }
   s->applied_version = version;
   s->applied_hash = hash;
+  s->last_error = error;
   if (version < s->version) return Status::ok();  // an older push; the newer one is on its way
   if (hash == s->hash && error.empty()) {
     s->resends = 0;
@@ -220,7 +439,7 @@ void Core::flush() {
   std::vector<FleetSite> fleet;
   fleet.reserve(sites_.size());
   for (const auto& [name, s] : sites_) {
-    if (s.enrolled) fleet.push_back(s.fleet);
+    if (s.enrolled && s.approved) fleet.push_back(s.fleet);
   }
   std::set<std::string> touched;
   touched.swap(touched_);
@@ -232,15 +451,39 @@ void Core::flush() {
     return;
   }
   counters_.configs_compiled += compiler_.stats().compiled;
+  std::vector<Site*> bumped;
+  FleetBatch b;
   for (const auto& name : changed.value()) {
     auto it = sites_.find(name);
     if (it == sites_.end()) continue;
     Site& s = it->second;
+    if (*compiler_.hash(name) == s.hash) continue;  // what it had (a restarted controller)
     ++s.version;
     s.hash = *compiler_.hash(name);
     s.resends = 0;
     s.drift = false;
-    if (s.session) push(s);
+    bumped.push_back(&s);
+    b.put_sites.push_back(record(s));
+  }
+  if (!b.put_sites.empty() || !changed.value().empty()) {
+    const CompilerMemory mem = compiler_.memory();
+    fleet::CompilerState c;
+    for (const auto& [name, id] : mem.path_ids) (*c.mutable_path_ids())[name] = id;
+    c.set_next_path_id(mem.next_path_id);
+    for (const auto& [ep, a] : mem.overlay) {
+      auto* o = c.add_overlay();
+      o->set_endpoint(ep);
+      o->set_ipv4(a.ipv4.to_string());
+      if (a.ipv6) o->set_ipv6(a.ipv6->to_string());
+    }
+    b.compiler = std::move(c);
+  }
+  // Versions are written before they are sent: a restarted controller never sends a version
+  // number twice for two contents. A failed write still sends (the sites' data plane comes
+  // first); the next compile writes again.
+  if (auto st = persist(b); !st.is_ok()) ++counters_.store_errors;
+  for (Site* s : bumped) {
+    if (s->session) push(*s);
   }
 }
 
@@ -272,6 +515,8 @@ std::optional<SiteStatus> Core::status(const std::string& site) const {
   v.applied_hash = s.applied_hash;
   v.drift = s.drift;
   v.last_seen_ns = s.last_seen_ns;
+  v.approved = s.approved;
+  v.last_error = s.last_error;
   return v;
 }
 
@@ -279,6 +524,266 @@ std::vector<SiteStatus> Core::statuses() const {
   std::vector<SiteStatus> out;
   for (const auto& [name, s] : sites_) out.push_back(*status(name));
   return out;
+}
+
+std::int64_t Core::to_unix(std::int64_t mono_ns) const {
+  return mono_ns == 0 ? 0 : env_.wall_ns() - (env_.now_ns() - mono_ns);
+}
+
+fleet::Sites Core::site_views() const {
+  fleet::Sites out;
+  for (const auto& [name, s] : sites_) {
+    auto* v = out.add_sites();
+    v->set_name(name);
+    for (const auto& e : s.fleet.endpoints) *v->add_endpoints() = endpoint_record(e);
+    for (const auto& p : s.fleet.subnets) v->add_subnets(p.to_string());
+    v->set_enrolled(s.enrolled);
+    v->set_approved(s.approved);
+    v->set_in_mesh(compiler_.config(name) != nullptr);
+    v->set_connected(s.session.has_value());
+    v->set_version(s.version);
+    v->set_hash(s.hash);
+    v->set_applied_version(s.applied_version);
+    v->set_applied_hash(s.applied_hash);
+    v->set_drift(s.drift);
+    v->set_last_seen_unix_ns(to_unix(s.last_seen_ns));
+    v->set_last_error(s.last_error);
+    if (s.report) {
+      for (const auto& p : s.report->paths()) {
+        if (p.state() == "up") v->set_paths_up(v->paths_up() + 1);
+        else if (p.state() == "degraded") v->set_paths_degraded(v->paths_degraded() + 1);
+        else v->set_paths_down(v->paths_down() + 1);
+      }
+    }
+  }
+  return out;
+}
+
+fleet::Paths Core::path_views() const {
+  fleet::Paths out;
+  for (const auto& [name, s] : sites_) {
+    if (!s.report) continue;
+    for (const auto& p : s.report->paths()) {
+      auto* v = out.add_paths();
+      v->set_site(name);
+      v->set_id(p.id());
+      v->set_name(p.name());
+      v->set_state(p.state());
+      if (p.has_score()) v->set_score(p.score());
+      if (p.has_rtt_ms()) v->set_rtt_ms(p.rtt_ms());
+      if (p.has_jitter_ms()) v->set_jitter_ms(p.jitter_ms());
+      if (p.has_loss_pct()) v->set_loss_pct(p.loss_pct());
+    }
+  }
+  return out;
+}
+
+Status Core::persist(const FleetBatch& batch) {
+  if (store_ == nullptr || batch.empty()) return Status::ok();
+  auto st = store_->write(batch);
+  if (!st.is_ok()) {
+    ++counters_.store_errors;
+    return unavailable("the fleet store refused the change, nothing changed: " + st.message());
+  }
+  return st;
+}
+
+fleet::Site Core::record(const Site& s) const {
+  fleet::Site r;
+  r.set_name(s.fleet.name);
+  for (const auto& e : s.fleet.endpoints) *r.add_endpoints() = endpoint_record(e);
+  for (const auto& p : s.fleet.subnets) r.add_subnets(p.to_string());
+  for (const auto& k : s.fleet.public_keys) r.add_public_keys(k);
+  r.set_enrolled(s.enrolled);
+  r.set_approved(s.approved);
+  if (s.enrolled) r.set_identity(s.identity.data(), s.identity.size());
+  r.set_version(s.version);
+  r.set_hash(s.hash);
+  return r;
+}
+
+Status Core::apply_settings(const fleet::Settings& r) {
+  FleetSettings next = settings_;
+  auto kind = mesh::parse_topology(r.topology().empty() ? "full-mesh" : r.topology());
+  if (!kind.is_ok()) return invalid_argument("topology: " + kind.status().message());
+  next.topology.kind = kind.value();
+  next.topology.hubs.assign(r.hubs().begin(), r.hubs().end());
+  for (const auto& h : next.topology.hubs) {
+    if (auto st = model::validate_name("hubs", h, 63); !st.is_ok()) return st;
+  }
+  if (next.topology.kind == mesh::TopologyKind::kHubSpoke && next.topology.hubs.empty()) {
+    return invalid_argument("hubs: hub-spoke needs at least one hub");
+  }
+  next.topology.k = r.k() == 0 ? 2 : static_cast<int>(r.k());
+  if (next.topology.k > 64) return invalid_argument("k: at most 64");
+  next.topology.spoke_summary.clear();
+  for (int i = 0; i < r.spoke_summary_size(); ++i) {
+    auto p = model::IpPrefix::parse(r.spoke_summary(i));
+    if (!p.is_ok()) {
+      return invalid_argument("spoke_summary[" + std::to_string(i) + "]: " + p.status().message());
+    }
+    next.topology.spoke_summary.push_back(p.value());
+  }
+  next.base.clear_runtime();
+  if (r.classes_given()) {
+    auto classes = site::classes_from_proto(r.classes());
+    if (!classes.is_ok()) return classes.status();
+    *next.base.mutable_runtime()->mutable_classes() = r.classes();
+  }
+  settings_ = std::move(next);
+  settings_record_ = r;
+  return Status::ok();
+}
+
+Status Core::load() {
+  if (store_ == nullptr) return Status::ok();
+  auto snap = store_->load();
+  if (!snap.is_ok()) return snap.status();
+  auto& v = snap.value();
+  if (v.settings) {
+    if (auto st = apply_settings(*v.settings); !st.is_ok()) {
+      return internal_error("the stored settings: " + st.message());
+    }
+  }
+  if (v.compiler) {
+    CompilerMemory mem;
+    for (const auto& [name, id] : v.compiler->path_ids()) mem.path_ids[name] = id;
+    mem.next_path_id = v.compiler->next_path_id();
+    for (const auto& o : v.compiler->overlay()) {
+      auto a4 = model::IpAddress::parse(o.ipv4());
+      if (!a4.is_ok()) continue;  // compiled again
+      mesh::OverlayAddress a{a4.value(), std::nullopt};
+      if (!o.ipv6().empty()) {
+        if (auto a6 = model::IpAddress::parse(o.ipv6()); a6.is_ok()) a.ipv6 = a6.value();
+      }
+      mem.overlay[o.endpoint()] = a;
+    }
+    compiler_.restore(std::move(mem));
+  }
+  for (const auto& r : v.sites) {
+    auto f = fleet_site_of(r, "stored site '" + r.name() + "'");
+    if (!f.is_ok()) return internal_error(f.status().message());
+    Site s;
+    s.fleet = std::move(f).value();
+    s.enrolled = r.enrolled();
+    s.approved = r.approved();
+    if (r.identity().size() == s.identity.size()) {
+      std::copy(r.identity().begin(), r.identity().end(), s.identity.begin());
+    }
+    s.version = r.version();
+    s.hash = r.hash();
+    sites_[s.fleet.name] = std::move(s);
+  }
+  for (const auto& t : v.tokens) tokens_[t.hash()] = {t.site(), t.expires_unix_ns()};
+  touch("");
+  flush();  // the same inputs compile to the same hashes: no version moves, nothing is sent
+  return Status::ok();
+}
+
+fleet::Response Core::handle(const fleet::Request& q) {
+  fleet::Response r;
+  auto fail = [&r](const Status& st) {
+    r.mutable_error()->set_code(std::string(code_name(st.code())));
+    r.mutable_error()->set_message(st.message());
+    return r;
+  };
+  auto done = [&r](const std::string& m) {
+    r.mutable_done()->set_message(m);
+    return r;
+  };
+  switch (q.what_case()) {
+    case fleet::Request::kListSites:
+      *r.mutable_sites() = site_views();
+      return r;
+    case fleet::Request::kFleetStatus:
+      *r.mutable_status() = site_views();
+      return r;
+    case fleet::Request::kFleetPaths:
+      *r.mutable_paths() = path_views();
+      return r;
+    case fleet::Request::kAddSites: {
+      // All or none: every site is checked before the first is added.
+      std::vector<FleetSite> add;
+      std::set<std::string> names;
+      for (int i = 0; i < q.add_sites().sites_size(); ++i) {
+        auto f = fleet_site_of(q.add_sites().sites(i), "sites[" + std::to_string(i) + "]");
+        if (!f.is_ok()) return fail(f.status());
+        if (sites_.count(f.value().name) || !names.insert(f.value().name).second) {
+          return fail(invalid_argument("sites[" + std::to_string(i) + "].name: site '" +
+                                       f.value().name + "' exists already"));
+        }
+        add.push_back(std::move(f).value());
+      }
+      if (add.empty()) return fail(invalid_argument("sites: none given"));
+      if (sites_.size() + add.size() > options_.max_sites) {
+        return fail(resource_exhausted("sites: the bound of " +
+                                       std::to_string(options_.max_sites) + " would be passed"));
+      }
+      for (auto& f : add) {
+        if (auto st = add_site(std::move(f)); !st.is_ok()) return fail(st);
+      }
+      return done(std::to_string(add.size()) + " site(s) added");
+    }
+    case fleet::Request::kRemoveSite:
+      if (auto st = remove_site(q.remove_site().name()); !st.is_ok()) return fail(st);
+      return done("site '" + q.remove_site().name() + "' removed");
+    case fleet::Request::kApproveSite:
+      if (auto st = approve(q.approve_site().name()); !st.is_ok()) return fail(st);
+      return done("site '" + q.approve_site().name() + "' approved");
+    case fleet::Request::kCreateToken: {
+      const auto& c = q.create_token();
+      if (c.ttl_s() < 0 || c.ttl_s() > 365LL * 24 * 3600) {
+        return fail(invalid_argument("ttl: between 1 s and 365 days"));
+      }
+      auto t = create_token(c.site(), c.ttl_s() * 1'000'000'000);
+      if (!t.is_ok()) return fail(t.status());
+      auto* tr = r.mutable_token();
+      tr->set_site(c.site());
+      tr->set_token(t.value());
+      tr->set_expires_unix_ns(
+          env_.wall_ns() + (c.ttl_s() == 0 ? options_.default_token_ttl_ns : c.ttl_s() * 1'000'000'000));
+      return r;
+    }
+    case fleet::Request::kSetTopology: {
+      fleet::Settings next = q.set_topology();
+      *next.mutable_classes() = settings_record_.classes();
+      next.set_classes_given(settings_record_.classes_given());
+      const fleet::Settings old = settings_record_;
+      if (auto st = apply_settings(next); !st.is_ok()) return fail(st);
+      FleetBatch b;
+      b.settings = next;
+      if (auto st = persist(b); !st.is_ok()) {
+        (void)apply_settings(old);
+        return fail(st);
+      }
+      touch("");
+      return done("topology " + (next.topology().empty() ? std::string("full-mesh") : next.topology()));
+    }
+    case fleet::Request::kSetClasses: {
+      fleet::Settings next = settings_record_;
+      if (q.set_classes().clear()) {
+        next.clear_classes();
+        next.set_classes_given(false);
+      } else {
+        *next.mutable_classes() = q.set_classes().classes();
+        next.set_classes_given(true);
+      }
+      const fleet::Settings old = settings_record_;
+      if (auto st = apply_settings(next); !st.is_ok()) return fail(st);
+      FleetBatch b;
+      b.settings = next;
+      if (auto st = persist(b); !st.is_ok()) {
+        (void)apply_settings(old);
+        return fail(st);
+      }
+      touch("");
+      return done(next.classes_given()
+                      ? std::to_string(next.classes().classes_size()) + " class(es) for the fleet"
+                      : std::string("every site keeps its own classes"));
+    }
+    default:
+      return fail(invalid_argument("an empty or unknown request"));
+  }
 }
 
 }  // namespace patronus::controller

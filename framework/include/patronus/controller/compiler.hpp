@@ -47,6 +47,14 @@ struct CompileStats {
   std::int64_t graph_ns = 0, compile_ns = 0;  // wall time of the mesh build and the compile
 };
 
+// What keeps compiled configs the same across a controller restart: the fleet-wide path ids and
+// the overlay addresses handed out so far (the controller stores them with the fleet).
+struct CompilerMemory {
+  std::map<std::string, std::uint64_t> path_ids;  // canonical path name -> id
+  std::uint64_t next_path_id = 1;
+  mesh::OverlayAssignments overlay;
+};
+
 class Compiler {
  public:
   // The fleet as it is now. `touched` names the sites that changed since the last call (added,
@@ -65,6 +73,9 @@ class Compiler {
   // The fleet-wide id of a path (both of its ends and the controller use it), by the canonical
   // name of its two endpoints (mesh::canonical_path_name); 0 if unknown.
   std::uint64_t path_id(const std::string& canonical_name) const;
+  CompilerMemory memory() const { return {path_ids_, next_path_id_, overlay_}; }
+  // Before the first update: ids and addresses handed out by a previous run.
+  void restore(CompilerMemory memory);
 
  private:
   // Which sites a change of `touched` can change: the touched sites and their neighbours, old

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "patronus/controller/compiler.hpp"
+#include "patronus/controller/fleet_store.hpp"
 #include "patronus/controller/v1/controller.pb.h"
 #include "patronus/env/env.hpp"
 #include "patronus/util/status.hpp"
@@ -27,7 +28,11 @@ class Outbox {
  public:
   virtual ~Outbox() = default;
   virtual void send(SessionId session, const v1::ToSite& message) = 0;
+  // The session is over (refused): the channel closes it after what was sent.
+  virtual void close(SessionId session) { (void)session; }
 };
+
+using Identity = std::array<std::uint8_t, 32>;
 
 struct CoreOptions {
   // A change waits this long for more (a burst is one compile), but never longer than max_wait
@@ -45,6 +50,10 @@ struct CoreOptions {
   // A site whose acknowledged hash differs from what was sent is sent the config again, at most
   // this many times; then it is reported as drifting and left alone until its config changes.
   std::uint32_t max_resends = 3;
+  // Enrolled sites wait for `approve` before they get a config.
+  bool require_approval = false;
+  // A site's report: at most this many paths and classes are kept (the rest is refused).
+  std::size_t max_report_items = 4096;
 };
 
 // What the controller knows of a site's connection and configuration.
@@ -59,16 +68,25 @@ struct SiteStatus {
   std::string applied_hash;       // what it acknowledged running
   bool drift = false;             // resent max_resends times, still another hash
   std::int64_t last_seen_ns = 0;  // Env monotonic; 0: never
+  bool approved = false;
+  std::string last_error;  // the site's last failed apply ("" none)
 };
 
 struct CoreCounters {
   std::uint64_t compiles = 0, configs_compiled = 0, pushes = 0, resends = 0;
   std::uint64_t tokens_refused = 0, tokens_rate_limited = 0, connects_refused = 0;
+  std::uint64_t messages_refused = 0, store_errors = 0;
 };
+
+// A site's fields from its record (an operator's `sites add`, a stored row), validated; errors
+// name the field under `where` ("sites[0].endpoints[1].address").
+Result<FleetSite> fleet_site_of(const fleet::Site& record, const std::string& where);
 
 class Core {
  public:
-  Core(env::Env& env, Outbox& outbox, CoreOptions options = {});
+  // With a store, every change is written through (an operator's change that cannot be written
+  // is refused and changes nothing); without one the fleet lives in memory (tests).
+  Core(env::Env& env, Outbox& outbox, CoreOptions options = {}, FleetStore* store = nullptr);
   ~Core();
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
@@ -79,6 +97,13 @@ class Core {
   Status add_site(FleetSite site);
   Status remove_site(const std::string& name);
   void set_settings(FleetSettings settings);
+  // The fleet as the store had it (call once, before anything else): sites, tokens, settings,
+  // path ids and overlay addresses; the configs are compiled again and, being the same, not
+  // pushed again.
+  Status load();
+  Status approve(const std::string& site);
+  // An operator's request from the admin socket (fleet.proto), answered.
+  fleet::Response handle(const fleet::Request& request);
   // A one-time token for `site` (which must exist and not be enrolled), valid for `ttl_ns`
   // (0: the default). Only its hash is kept; the token itself is returned once.
   Result<std::string> create_token(const std::string& site, std::int64_t ttl_ns = 0);
@@ -86,9 +111,16 @@ class Core {
   // ---- sites ----
   // First contact: the token (burnt on success), the site's identity public key (made on the
   // site) and each endpoint's WireGuard public key (base64), in the order of its endpoints.
+  // `endpoint_keys` may be empty: the site reports them later (report_keys).
   Status enrol(const std::string& token, const std::string& site,
                const std::array<std::uint8_t, 32>& identity,
                const std::vector<std::string>& endpoint_keys);
+  // One message of a site's session whose TLS peer is `identity`. A message the core refuses is
+  // answered with Refused and the session is closed (Outbox::close).
+  Status receive(SessionId session, const Identity& identity, const v1::FromSite& message);
+  // The public keys of the session's site's endpoints, by endpoint name (a subset is fine).
+  Status report_keys(SessionId session, const v1::Keys& keys);
+  Status report(SessionId session, const v1::Report& report);
   // A session of an enrolled site, authenticated by its identity (the channel proves possession
   // of the key). `have_hash` is what the site runs ("" none): its current config is sent only if
   // it differs.
@@ -102,6 +134,9 @@ class Core {
   // ---- views ----
   std::optional<SiteStatus> status(const std::string& site) const;
   std::vector<SiteStatus> statuses() const;
+  // The fleet view: every site with its state and path counts; every path the sites reported.
+  fleet::Sites site_views() const;
+  fleet::Paths path_views() const;
   const CoreCounters& counters() const { return counters_; }
   const Compiler& compiler() const { return compiler_; }
   // Compiles now what is pending (tests; the debounce timer calls it).
@@ -120,18 +155,28 @@ class Core {
     bool drift = false;
     std::optional<SessionId> session;
     std::int64_t last_seen_ns = 0;
+    bool approved = false;
+    std::string last_error;
+    std::optional<v1::Report> report;  // the latest
   };
   struct Token {
     std::string site;
-    std::int64_t expires_ns = 0;
+    std::int64_t expires_ns = 0;  // Env wall clock (stored across restarts)
   };
   void touch(const std::string& site);
   void push(Site& s);
   Site* site_of(SessionId session);
+  Status persist(const FleetBatch& batch);
+  fleet::Site record(const Site& s) const;
+  fleet::Settings settings_record_;
+  Status apply_settings(const fleet::Settings& record);
+  void welcome(SessionId session, const Site& s);
+  std::int64_t to_unix(std::int64_t mono_ns) const;
 
   env::Env& env_;
   Outbox& outbox_;
   CoreOptions options_;
+  FleetStore* store_;
   Compiler compiler_;
   FleetSettings settings_;
   std::map<std::string, Site> sites_;

@@ -1,0 +1,52 @@
+// Where the controller keeps the fleet: sites (with the keys and identities they enrolled with),
+// enrolment tokens (their hashes), the shared settings and what keeps compiled configs stable
+// across restarts (path ids, overlay addresses). Records are the typed messages of
+// framework/src/api/fleet.proto, so a backend stores bytes it need not understand. SQLite is the
+// default (one file, WAL); a replicated backend implements the same interface.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "patronus/fleet/v1/fleet.pb.h"
+#include "patronus/util/status.hpp"
+
+namespace patronus::controller {
+
+namespace fleet = ::patronus::fleet::v1;
+
+struct FleetSnapshot {
+  std::vector<fleet::Site> sites;
+  std::vector<fleet::Token> tokens;
+  std::optional<fleet::Settings> settings;
+  std::optional<fleet::CompilerState> compiler;
+};
+
+// One write: applied whole or not at all.
+struct FleetBatch {
+  std::vector<fleet::Site> put_sites;
+  std::vector<std::string> delete_sites;
+  std::vector<fleet::Token> put_tokens;
+  std::vector<std::string> delete_tokens;  // by hash
+  std::optional<fleet::Settings> settings;
+  std::optional<fleet::CompilerState> compiler;
+  bool empty() const {
+    return put_sites.empty() && delete_sites.empty() && put_tokens.empty() &&
+           delete_tokens.empty() && !settings && !compiler;
+  }
+};
+
+class FleetStore {
+ public:
+  virtual ~FleetStore() = default;
+  virtual Result<FleetSnapshot> load() = 0;
+  virtual Status write(const FleetBatch& batch) = 0;
+};
+
+// The SQLite backend: `path` is created (0600) with its schema when missing; a newer schema than
+// this build knows is refused by name. WAL, synchronous=FULL: a write returned is on disk.
+Result<std::unique_ptr<FleetStore>> open_sqlite_fleet_store(const std::string& path);
+
+}  // namespace patronus::controller
