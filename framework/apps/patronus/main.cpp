@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "cli_common.hpp"
+#include "controller_cmd.hpp"
 #include "mesh_cmd.hpp"
 #include "path_cmd.hpp"
 #include "patronus/core/config_schema.hpp"
@@ -166,6 +167,8 @@ int main(int argc, char** argv) {
   cli::register_policy_commands(app, policy);
   cli::PathCommands paths;
   cli::register_path_commands(app, paths, default_plugin_dir());
+  cli::ControllerCommands controller_cmds;
+  cli::register_controller_commands(app, controller_cmds);
   cli::SimCommands sim;
   cli::register_sim_commands(app, sim, default_plugin_dir());
 
@@ -175,6 +178,7 @@ int main(int argc, char** argv) {
   if (const int rc = cli::run_mesh_commands(mesh); rc >= 0) return rc;
   if (const int rc = cli::run_policy_commands(policy); rc >= 0) return rc;
   if (const int rc = cli::run_path_commands(paths); rc >= 0) return rc;
+  if (const int rc = cli::run_controller_commands(controller_cmds); rc >= 0) return rc;
   if (const int rc = cli::run_sim_commands(sim); rc >= 0) return rc;
 
   if (plist->parsed()) {

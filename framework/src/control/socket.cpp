@@ -44,11 +44,26 @@ struct ControlServer::Conn {
   bool closing = false;  // close once `out` is written
 };
 
-ControlServer::ControlServer(env::Env& env, std::string path, Handler handler, ServerLimits limits)
+ControlServer::ControlServer(env::Env& env, std::string path, LineHandler handler,
+                             ServerLimits limits)
     : env_(env), path_(std::move(path)), handler_(std::move(handler)), limits_(limits) {}
 
 Result<std::unique_ptr<ControlServer>> ControlServer::open(env::Env& env, const std::string& path,
                                                            Handler handler, ServerLimits limits) {
+  return open_lines(
+      env, path,
+      [h = std::move(handler)](const std::string& line) -> Result<std::string> {
+        api::Request q;
+        if (auto s = from_json(line, &q); !s.is_ok()) return s;
+        return to_json(h(q));
+      },
+      limits);
+}
+
+Result<std::unique_ptr<ControlServer>> ControlServer::open_lines(env::Env& env,
+                                                                 const std::string& path,
+                                                                 LineHandler handler,
+                                                                 ServerLimits limits) {
   auto addr = unix_address(path);
   if (!addr.is_ok()) return addr.status();
   const std::string where = "control socket " + path;
@@ -236,13 +251,13 @@ void ControlServer::serve_lines(Conn& c) {
     }
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     ++counters_.requests;
-    api::Request q;
-    if (auto s = from_json(line, &q); !s.is_ok()) {
+    auto reply = handler_(line);
+    if (!reply.is_ok()) {
       ++counters_.bad_requests;
-      queue_reply(c, error_response(s));
+      queue_reply(c, to_json(error_response(reply.status())));
       continue;
     }
-    queue_reply(c, handler_(q));
+    queue_reply(c, reply.value());
   }
   c.in.erase(0, start);
   if (c.in.size() > limits_.max_request && !c.closing) {
@@ -256,7 +271,11 @@ void ControlServer::serve_lines(Conn& c) {
 }
 
 void ControlServer::queue_reply(Conn& c, const api::Response& r) {
-  const std::string line = to_json(r) + "\n";
+  queue_reply(c, to_json(r));
+}
+
+void ControlServer::queue_reply(Conn& c, const std::string& reply) {
+  const std::string line = reply + "\n";
   if (c.out.size() + line.size() > limits_.max_output) {
     // A client that asks without reading: it loses the connection, the daemon keeps its memory.
     ++counters_.overflowed;
@@ -292,6 +311,17 @@ void ControlServer::sweep() {
 // ---- client ------------------------------------------------------------------------------------
 
 Result<api::Response> call(const std::string& path, const api::Request& request, int timeout_ms) {
+  auto line = call_line(path, to_json(request), timeout_ms, "patronusd");
+  if (!line.is_ok()) return line.status();
+  api::Response r;
+  if (auto s = from_json(line.value(), &r); !s.is_ok()) {
+    return Status(Code::kInternal, "the daemon's reply does not parse: " + s.message());
+  }
+  return r;
+}
+
+Result<std::string> call_line(const std::string& path, const std::string& request_line,
+                              int timeout_ms, const std::string& daemon) {
   auto addr = unix_address(path);
   if (!addr.is_ok()) return addr.status();
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -304,8 +334,10 @@ Result<api::Response> call(const std::string& path, const api::Request& request,
     const int e = errno;
     if (e == ENOENT) {
       return unavailable("no control socket at " + path +
-                         " (is patronusd running? its config's control_socket names the path; "
-                         "or read its state database with --db)");
+                         (daemon == "patronusd"
+                              ? std::string(" (is patronusd running? its config's control_socket "
+                                            "names the path; or read its state database with --db)")
+                              : " (is " + daemon + " running? its config names the socket)"));
     }
     if (e == ECONNREFUSED) {
       return unavailable("nothing listens on " + path +
@@ -330,7 +362,7 @@ Result<api::Response> call(const std::string& path, const api::Request& request,
     if (n < 0 && errno != EINTR) return unavailable("poll: " + errno_text(errno));
     return Status::ok();
   };
-  const std::string line = to_json(request) + "\n";
+  const std::string line = request_line + "\n";
   for (std::size_t sent = 0; sent < line.size();) {
     if (auto s = wait(POLLOUT); !s.is_ok()) return s;
     const ssize_t n =
@@ -344,13 +376,7 @@ Result<api::Response> call(const std::string& path, const api::Request& request,
   constexpr std::size_t kMaxReply = 64 * 1024 * 1024;
   for (;;) {
     const auto nl = in.find('\n');
-    if (nl != std::string::npos) {
-      api::Response r;
-      if (auto s = from_json(in.substr(0, nl), &r); !s.is_ok()) {
-        return Status(Code::kInternal, "the daemon's reply does not parse: " + s.message());
-      }
-      return r;
-    }
+    if (nl != std::string::npos) return in.substr(0, nl);
     if (in.size() > kMaxReply) return Status(Code::kInternal, "reply larger than 64 MiB");
     if (auto s = wait(POLLIN); !s.is_ok()) return s;
     char buf[65536];

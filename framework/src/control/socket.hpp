@@ -29,12 +29,18 @@ struct ServerCounters {
 class ControlServer {
  public:
   using Handler = std::function<api::Response(const api::Request&)>;
+  // Another protocol over the same socket (the controller's admin requests): one JSON line in,
+  // one out; an error status is a request that does not parse (answered as {"error": ...}).
+  using LineHandler = std::function<Result<std::string>(const std::string& line)>;
   // Creates the socket at `path` with owner-only permissions (0600; its directory is created 0755
   // if missing, one level only). A socket left by a dead daemon is replaced; a live one (something
   // accepts connections on it) or a path that is not a socket is refused, naming it, and left
   // alone. Connections from another user than this process's (or root) are refused.
   static Result<std::unique_ptr<ControlServer>> open(env::Env& env, const std::string& path,
                                                      Handler handler, ServerLimits limits = {});
+  static Result<std::unique_ptr<ControlServer>> open_lines(env::Env& env, const std::string& path,
+                                                           LineHandler handler,
+                                                           ServerLimits limits = {});
   ~ControlServer();  // closes every connection and removes the socket file (if it is still ours)
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -45,18 +51,19 @@ class ControlServer {
 
  private:
   struct Conn;
-  ControlServer(env::Env& env, std::string path, Handler handler, ServerLimits limits);
+  ControlServer(env::Env& env, std::string path, LineHandler handler, ServerLimits limits);
   void on_accept();
   void on_ready(int fd, std::uint32_t ready);
   void serve_lines(Conn& c);
   void queue_reply(Conn& c, const api::Response& r);
+  void queue_reply(Conn& c, const std::string& reply);
   void update_watch(Conn& c);
   void close_conn(int fd);
   void sweep();
 
   env::Env& env_;
   std::string path_;
-  Handler handler_;
+  LineHandler handler_;
   ServerLimits limits_;
   int listen_fd_ = -1;
   std::uint64_t inode_ = 0;
@@ -71,5 +78,9 @@ class ControlServer {
 // as the daemon's user), a timeout, a reply that does not parse.
 Result<api::Response> call(const std::string& path, const api::Request& request,
                            int timeout_ms = 5000);
+// The same for another protocol: one line out, the reply line back (without its newline).
+// `daemon` names what should be listening, for the errors.
+Result<std::string> call_line(const std::string& path, const std::string& line, int timeout_ms,
+                              const std::string& daemon);
 
 }  // namespace patronus::control

@@ -47,7 +47,7 @@ Result<FleetSite> fleet_site_of(const fleet::Site& r, const std::string& where) 
     auto addr = model::SocketAddress::parse(e.address());
     if (!addr.is_ok()) return invalid_argument(at + ".address: " + addr.status().message());
     m.address = addr.value();
-    auto type = model::parse_interface_type(e.type().empty() ? "internet" : e.type());
+    auto type = model::parse_interface_type(e.type().empty() ? "wan" : e.type());
     if (!type.is_ok()) return invalid_argument(at + ".type: " + type.status().message());
     m.type = type.value();
     if (!(e.cost_per_gb() >= 0)) return invalid_argument(at + ".cost_per_gb: must be >= 0");
@@ -524,6 +524,12 @@ std::vector<SiteStatus> Core::statuses() const {
   std::vector<SiteStatus> out;
   for (const auto& [name, s] : sites_) out.push_back(*status(name));
   return out;
+}
+
+std::optional<std::string> Core::session_site(SessionId session) const {
+  const auto it = sessions_.find(session);
+  if (it == sessions_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::int64_t Core::to_unix(std::int64_t mono_ns) const {

@@ -134,6 +134,8 @@ class Core {
   // ---- views ----
   std::optional<SiteStatus> status(const std::string& site) const;
   std::vector<SiteStatus> statuses() const;
+  // The site a session speaks for (after its enrol or hello), if any.
+  std::optional<std::string> session_site(SessionId session) const;
   // The fleet view: every site with its state and path counts; every path the sites reported.
   fleet::Sites site_views() const;
   fleet::Paths path_views() const;

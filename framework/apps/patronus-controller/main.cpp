@@ -1,0 +1,21 @@
+// patronus-controller: the fleet's controller. Sites enrol with one-time tokens and dial in over
+// WebSocket/TLS; each gets its SiteConfig and every new version of it; operators change the fleet
+// with `patronus controller ...` over the local admin socket. A thin shell over
+// framework/src/controllerd.
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "controllerd.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"patronus-controller: the Patronus fleet controller"};
+  patronus::controllerd::Options options;
+  app.add_option("--config,-c", options.config_path, "YAML configuration file")->required();
+  app.add_flag("--check", options.check_only, "validate the configuration and exit: 0 valid, 2 not");
+  app.add_option("--run-for", options.run_for_s,
+                 "stop cleanly after this many seconds (0: until signalled)")
+      ->check(CLI::Range(0.0, 1e7));
+  app.set_version_flag("--version", "patronus-controller 0.1.0");
+  CLI11_PARSE(app, argc, argv);
+  return patronus::controllerd::run(options);
+}

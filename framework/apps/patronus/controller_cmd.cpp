@@ -1,0 +1,273 @@
+#include "controller_cmd.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "cli_common.hpp"
+#include "control.hpp"
+#include "patronus/fleet/v1/fleet.pb.h"
+#include "patronus/mesh/sites.hpp"
+#include "patronus/site/site_config.hpp"
+#include "patronus/steering/classes.hpp"
+#include "socket.hpp"
+
+namespace patronus::cli {
+
+namespace fleet = ::patronus::fleet::v1;
+
+namespace {
+
+Result<std::string> read_text(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return invalid_argument("cannot read " + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Result<std::int64_t> parse_duration_s(const std::string& text) {
+  if (text.empty()) return invalid_argument("--ttl: empty");
+  std::size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    return invalid_argument("--ttl: '" + text + "' is not a duration (30m, 24h, 7d)");
+  }
+  const std::string unit = text.substr(used);
+  const long long mult = unit == "s" || unit.empty() ? 1
+                         : unit == "m"               ? 60
+                         : unit == "h"               ? 3600
+                         : unit == "d"               ? 86400
+                                                     : -1;
+  if (mult < 0 || n <= 0) return invalid_argument("--ttl: '" + text + "' is not a duration (30m, 24h, 7d)");
+  return static_cast<std::int64_t>(n * mult);
+}
+
+// A token goes to a new owner-only file, never through a log or a command line.
+Status write_secret(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return unavailable(path + ": " + std::strerror(errno) + " (it must not exist yet)");
+  const std::string line = text + "\n";
+  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::close(fd);
+  return ok ? Status::ok() : unavailable(path + ": write failed");
+}
+
+Result<fleet::Response> ask(const ControllerCommands& c, const fleet::Request& q) {
+  auto line = control::call_line(c.socket, control::to_json(q), c.timeout_ms,
+                                 "patronus-controller");
+  if (!line.is_ok()) return line.status();
+  fleet::Response r;
+  if (auto s = control::from_json(line.value(), &r); !s.is_ok()) {
+    return internal_error("the controller's reply does not parse: " + s.message());
+  }
+  if (r.has_error()) return Status(Code::kFailedPrecondition, r.error().message());
+  return r;
+}
+
+std::string ago(std::int64_t unix_ns) {
+  if (unix_ns == 0) return "never";
+  const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  return std::to_string(std::max<std::int64_t>(0, (now - unix_ns) / 1'000'000'000)) + " s ago";
+}
+
+void print_sites(const fleet::Sites& sites, bool status) {
+  if (sites.sites().empty()) {
+    std::cout << "no sites (add them with `patronus controller sites add -f FILE`)\n";
+    return;
+  }
+  std::cout << std::left << std::setw(16) << "SITE" << std::setw(10) << "ENROLLED"
+            << std::setw(11) << "CONNECTED" << std::setw(10) << "VERSION" << std::setw(10)
+            << "APPLIED" << std::setw(7) << "DRIFT";
+  if (status) std::cout << std::setw(14) << "PATHS u/d/x" << "LAST SEEN";
+  else std::cout << "ENDPOINTS";
+  std::cout << "\n";
+  for (const auto& s : sites.sites()) {
+    std::cout << std::setw(16) << s.name()
+              << std::setw(10) << (s.enrolled() ? (s.approved() ? "yes" : "pending") : "no")
+              << std::setw(11) << (s.connected() ? "yes" : "no") << std::setw(10) << s.version()
+              << std::setw(10) << s.applied_version() << std::setw(7)
+              << (s.drift() ? "DRIFT" : "-");
+    if (status) {
+      std::cout << std::setw(14)
+                << (std::to_string(s.paths_up()) + "/" + std::to_string(s.paths_degraded()) + "/" +
+                    std::to_string(s.paths_down()))
+                << ago(s.last_seen_unix_ns());
+      if (!s.last_error().empty()) std::cout << "  apply failed: " << s.last_error();
+    } else {
+      std::string eps;
+      for (const auto& e : s.endpoints()) {
+        eps += (eps.empty() ? "" : ", ") + e.name() + " " + e.address() + " " + e.type();
+      }
+      std::cout << eps;
+    }
+    std::cout << "\n";
+  }
+}
+
+}  // namespace
+
+void register_controller_commands(CLI::App& app, ControllerCommands& c) {
+  c.root = app.add_subcommand("controller", "the fleet, through patronus-controller's admin socket");
+  c.root->add_option("--socket", c.socket, "the controller's admin socket")->capture_default_str();
+  c.root->add_option("--timeout-ms", c.timeout_ms, "wait this long for a reply")
+      ->check(CLI::Range(100, 600000));
+  c.root->add_flag("--json", c.json, "print the reply as JSON");
+  c.root->require_subcommand(1);
+  auto* sites = c.root->add_subcommand("sites", "the fleet's sites");
+  sites->require_subcommand(1);
+  c.sites_list = sites->add_subcommand("list", "every site with its endpoints and state");
+  c.sites_add = sites->add_subcommand(
+      "add", "add the sites of a sites file (name, endpoints, subnets; keys come from the sites)");
+  c.sites_add->add_option("-f,--file", c.file, "a sites file (the `sites:` format)")->required();
+  c.sites_remove = sites->add_subcommand("remove", "remove a site (its peers drop its paths)");
+  c.sites_remove->add_option("name", c.name)->required();
+  c.sites_approve = sites->add_subcommand("approve", "let an enrolled site have its config");
+  c.sites_approve->add_option("name", c.name)->required();
+  auto* token = c.root->add_subcommand("token", "enrolment tokens");
+  token->require_subcommand(1);
+  c.token_create = token->add_subcommand("create", "a one-time token for a site to enrol with");
+  c.token_create->add_option("--site", c.site, "the site it enrols")->required();
+  c.token_create->add_option("--ttl", c.ttl, "valid for (30m, 24h, 7d)")->capture_default_str();
+  c.token_create->add_option("--out", c.out,
+                             "write it to this new owner-only file (else it is printed)");
+  auto* topology = c.root->add_subcommand("topology", "the fleet's topology");
+  topology->require_subcommand(1);
+  c.topology_set = topology->add_subcommand("set", "full-mesh, hub-spoke, partial");
+  c.topology_set->add_option("kind", c.topology)->required();
+  c.topology_set->add_option("--hubs", c.hubs, "hub sites (hub-spoke)")->delimiter(',');
+  c.topology_set->add_option("--k", c.k, "peers per site (partial)")->check(CLI::Range(1, 64));
+  c.topology_set->add_option("--summary", c.summary,
+                             "hub-spoke: the fleet's LAN supernets, so a new spoke changes only "
+                             "the hubs' configs")
+      ->delimiter(',');
+  auto* classes = c.root->add_subcommand("classes", "the fleet's traffic classes");
+  classes->require_subcommand(1);
+  c.classes_set = classes->add_subcommand("set", "classes and rules for every site");
+  c.classes_set->add_option("-f,--file", c.file, "YAML with `classes:` and `rules:`");
+  c.classes_set->add_flag("--clear", c.clear, "every site keeps the classes of its own file");
+  auto* fleetc = c.root->add_subcommand("fleet", "the fleet's state");
+  fleetc->require_subcommand(1);
+  c.fleet_status = fleetc->add_subcommand(
+      "status", "each site: connected, version applied, drift, last seen, paths");
+  c.fleet_paths = fleetc->add_subcommand("paths", "every path as its sites report it");
+}
+
+int run_controller_commands(ControllerCommands& c) {
+  if (c.root == nullptr || !c.root->parsed()) return -1;
+  fleet::Request q;
+  if (c.sites_list->parsed()) {
+    q.mutable_list_sites();
+  } else if (c.fleet_status->parsed()) {
+    q.mutable_fleet_status();
+  } else if (c.fleet_paths->parsed()) {
+    q.mutable_fleet_paths();
+  } else if (c.sites_add->parsed()) {
+    auto text = read_text(c.file);
+    if (!text.is_ok()) return fail(kExitUsage, text.status().message());
+    auto file = mesh::parse_sites_yaml(text.value(), c.file);
+    if (!file.is_ok()) return fail(kExitUsage, file.status().message());
+    for (const auto& spec : file.value().sites) {
+      auto* s = q.mutable_add_sites()->add_sites();
+      s->set_name(spec.site.name);
+      for (const auto& e : spec.site.endpoints) {
+        auto* r = s->add_endpoints();
+        r->set_name(e.name);
+        r->set_address(e.address.to_string());
+        r->set_type(model::to_string(e.type));
+        r->set_cost_per_gb(e.cost_per_gb);
+        if (e.bandwidth_mbps) r->set_bandwidth_mbps(*e.bandwidth_mbps);
+      }
+      for (const auto& p : spec.subnets) s->add_subnets(p.to_string());
+    }
+    if (!file.value().peers.empty() || !file.value().links.empty()) {
+      return fail(kExitUsage, c.file + ": peers and links are not fleet sites; give only `sites:`");
+    }
+  } else if (c.sites_remove->parsed()) {
+    q.mutable_remove_site()->set_name(c.name);
+  } else if (c.sites_approve->parsed()) {
+    q.mutable_approve_site()->set_name(c.name);
+  } else if (c.token_create->parsed()) {
+    auto ttl = parse_duration_s(c.ttl);
+    if (!ttl.is_ok()) return fail(kExitUsage, ttl.status().message());
+    q.mutable_create_token()->set_site(c.site);
+    q.mutable_create_token()->set_ttl_s(ttl.value());
+  } else if (c.topology_set->parsed()) {
+    auto* t = q.mutable_set_topology();
+    t->set_topology(c.topology);
+    for (const auto& h : c.hubs) t->add_hubs(h);
+    t->set_k(static_cast<std::uint32_t>(c.k));
+    for (const auto& p : c.summary) t->add_spoke_summary(p);
+  } else if (c.classes_set->parsed()) {
+    if (c.clear == !c.file.empty()) return fail(kExitUsage, "classes set: give -f FILE or --clear");
+    if (c.clear) {
+      q.mutable_set_classes()->set_clear(true);
+    } else {
+      auto text = read_text(c.file);
+      if (!text.is_ok()) return fail(kExitUsage, text.status().message());
+      auto set = steering::parse_classes_yaml(text.value(), "");
+      if (!set.is_ok()) return fail(kExitUsage, c.file + ": " + set.status().message());
+      *q.mutable_set_classes()->mutable_classes() = site::classes_to_proto(set.value());
+    }
+  } else {
+    return -1;
+  }
+  auto r = ask(c, q);
+  if (!r.is_ok()) return fail(kExitFailure, r.status().message());
+  const fleet::Response& v = r.value();
+  if (v.has_token() && !c.out.empty()) {
+    if (auto s = write_secret(c.out, v.token().token()); !s.is_ok()) {
+      return fail(kExitFailure, s.message());
+    }
+    std::cout << "token for site '" << v.token().site() << "' written to " << c.out
+              << " (valid until " << utc_time(v.token().expires_unix_ns()) << ")\n";
+    return 0;
+  }
+  if (c.json) {
+    std::cout << control::to_json(v, 2) << "\n";
+    return 0;
+  }
+  switch (v.what_case()) {
+    case fleet::Response::kSites:
+      print_sites(v.sites(), false);
+      break;
+    case fleet::Response::kStatus:
+      print_sites(v.status(), true);
+      break;
+    case fleet::Response::kPaths:
+      if (v.paths().paths().empty()) std::cout << "no path reported yet\n";
+      for (const auto& p : v.paths().paths()) {
+        std::cout << std::left << std::setw(8) << p.id() << std::setw(36) << p.name()
+                  << std::setw(10) << p.state() << "from " << p.site();
+        if (p.has_score()) std::cout << "  score " << p.score();
+        if (p.has_rtt_ms()) std::cout << "  rtt " << p.rtt_ms() << " ms";
+        if (p.has_loss_pct()) std::cout << "  loss " << p.loss_pct() << " %";
+        std::cout << "\n";
+      }
+      break;
+    case fleet::Response::kToken:
+      std::cout << v.token().token() << "\n";
+      std::cerr << "patronus: a one-time token for site '" << v.token().site() << "', valid until "
+                << utc_time(v.token().expires_unix_ns())
+                << "; put it in the file the site's `controller.token_file` names\n";
+      break;
+    case fleet::Response::kDone:
+      std::cout << v.done().message() << "\n";
+      break;
+    default:
+      break;
+  }
+  return 0;
+}
+
+}  // namespace patronus::cli

@@ -1,0 +1,36 @@
+// `patronus controller ...`: the fleet, through the controller's admin socket (owner-only: the
+// local credential until the operator API adds users): sites list|add|remove|approve, token
+// create, topology set, classes set, fleet status|paths. --json everywhere.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace patronus::cli {
+
+struct ControllerCommands {
+  CLI::App* root = nullptr;
+  CLI::App *sites_list = nullptr, *sites_add = nullptr, *sites_remove = nullptr,
+           *sites_approve = nullptr, *token_create = nullptr, *topology_set = nullptr,
+           *classes_set = nullptr, *fleet_status = nullptr, *fleet_paths = nullptr;
+  std::string socket = "/run/patronus/controller.sock";
+  int timeout_ms = 10000;
+  bool json = false;
+  std::string file;  // -f
+  std::string name;
+  std::string site;
+  std::string ttl = "24h";
+  std::string out;  // token create --out FILE
+  std::string topology;
+  std::vector<std::string> hubs, summary;
+  int k = 0;
+  bool clear = false;
+};
+
+void register_controller_commands(CLI::App& app, ControllerCommands& c);
+// Runs the parsed command and returns its exit code, or -1 if none of these commands was given.
+int run_controller_commands(ControllerCommands& c);
+
+}  // namespace patronus::cli
