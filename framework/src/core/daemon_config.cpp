@@ -56,9 +56,23 @@ class Checker {
 };
 
 Result<RuntimeSection> runtime_of(const v1::Runtime& rt, const Checker& at,
-                                  const std::string& base_dir, const DaemonConfig& c) {
+                                  const std::string& base_dir, const DaemonConfig& c,
+                                  bool controlled) {
   RuntimeSection r;
-  if (auto s = at.required("runtime.sites_file", rt.sites_file()); !s.is_ok()) return s;
+  if (controlled) {
+    // The controller sends the plan: nothing of the mesh is read from the file.
+    const char* const mesh_keys[] = {"sites_file", "topology", "hubs", "k"};
+    const bool given[] = {!rt.sites_file().empty(), rt.has_topology(), rt.hubs_size() > 0,
+                          rt.has_k()};
+    for (int i = 0; i < 4; ++i) {
+      if (given[i]) {
+        return at.error(std::string("runtime.") + mesh_keys[i],
+                        "a site fed by a controller takes its plan from it; remove this key");
+      }
+    }
+  } else if (auto s = at.required("runtime.sites_file", rt.sites_file()); !s.is_ok()) {
+    return s;
+  }
   if (auto s = at.required("runtime.keys_dir", rt.keys_dir()); !s.is_ok()) return s;
   r.sites_file = resolve(base_dir, rt.sites_file());
   r.keys_dir = resolve(base_dir, rt.keys_dir());
@@ -252,8 +266,41 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
     }
     c.plugins.push_back(std::move(spec));
   }
+  if (file.has_controller()) {
+    const auto& f = file.controller();
+    ControllerSection cs;
+    if (auto s = at.required("controller.address", f.address()); !s.is_ok()) return s;
+    if (f.address().rfind(':') == std::string::npos) {
+      return at.error("controller.address", "expected host:port");
+    }
+    cs.address = f.address();
+    if (auto s = at.required("controller.pin", f.pin()); !s.is_ok()) return s;
+    if (f.pin().rfind("ed25519:", 0) != 0) {
+      return at.error("controller.pin", "expected 'ed25519:' and the controller's key in base64 "
+                                        "(patronus-controller prints it when it starts)");
+    }
+    cs.pin = f.pin();
+    cs.token_file = resolve(base_dir, f.token_file());
+    cs.state_dir = f.state_dir().empty()
+                       ? (std::filesystem::path(c.state_db).parent_path() /
+                          ("controller-" + c.site))
+                             .string()
+                       : resolve(base_dir, f.state_dir());
+    if (f.has_report_interval_ms()) {
+      if (auto s = at.range("controller.report_interval_ms", f.report_interval_ms(), 200, 3600000);
+          !s.is_ok()) {
+        return s;
+      }
+      cs.report_interval_ms = f.report_interval_ms();
+    }
+    if (!file.has_runtime()) {
+      return at.error("controller", "a site fed by a controller needs a runtime section (its "
+                                    "probe, scorer, transport and keys_dir)");
+    }
+    c.controller = std::move(cs);
+  }
   if (file.has_runtime()) {
-    auto r = runtime_of(file.runtime(), at, base_dir, c);
+    auto r = runtime_of(file.runtime(), at, base_dir, c, c.controller.has_value());
     if (!r.is_ok()) return r.status();
     c.runtime = std::move(r).value();
     if (const auto it = raw.find("runtime.classes"); it != raw.end() && !it->second.IsNull()) {

@@ -1,5 +1,7 @@
 #include "daemon.hpp"
 
+#include "controller_link.hpp"
+
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -184,6 +186,8 @@ bool address_is_local(const model::IpAddress& a) {
   return ok;
 }
 
+using ControllerPush = ctl::ConfigPush;
+
 site::LocalPlanOptions plan_options(const core::DaemonConfig& cfg) {
   site::LocalPlanOptions lp;
   lp.site = cfg.site;
@@ -235,7 +239,66 @@ std::string restart_only_change(const core::DaemonConfig& a, const core::DaemonC
   if (a.seed != b.seed) return "seed";
   if (a.runtime.has_value() != b.runtime.has_value()) return "runtime";
   if (a.runtime && a.runtime->keys_dir != b.runtime->keys_dir) return "runtime.keys_dir";
+  if (a.controller.has_value() != b.controller.has_value()) return "controller";
+  if (a.controller && (a.controller->address != b.controller->address ||
+                       a.controller->pin != b.controller->pin ||
+                       a.controller->token_file != b.controller->token_file ||
+                       a.controller->state_dir != b.controller->state_dir ||
+                       a.controller->report_interval_ms != b.controller->report_interval_ms)) {
+    return "controller";
+  }
   return "";
+}
+
+// The site's config from its file with the controller's part: the plan and, when the fleet
+// sets them, the classes and rules.
+site::SiteConfig with_controller(site::SiteConfig local, const ControllerPush* push) {
+  if (push == nullptr) return local;
+  *local.mutable_plan() = push->config().plan();
+  if (local.has_runtime() && push->config().has_runtime() &&
+      push->config().runtime().classes().classes_size() > 0) {
+    *local.mutable_runtime()->mutable_classes() = push->config().runtime().classes();
+  }
+  local.set_generation(push->version());
+  return local;
+}
+
+// The controller's path ids in the state database (what measurements and decisions refer to).
+Status save_controller_paths(store::Store& db, const std::string& site,
+                             const site::v1::Plan& plan) {
+  std::vector<store::PathRow> rows;
+  for (const auto& p : plan.paths()) {
+    store::PathRow r;
+    r.path_id = model::PathId(p.id());
+    r.src_site = site;
+    r.src_endpoint = p.local_endpoint();
+    r.dst_site = p.remote_site();
+    r.dst_endpoint = p.remote_endpoint();
+    r.wg_interface = p.tunnel().interface_name();
+    rows.push_back(std::move(r));
+  }
+  return db.save_assigned_paths(rows, wall_ns() / 1000000000);
+}
+
+// What the site tells the controller: its paths' state and quality, each class's path.
+ctl::Report report_of(site::SiteHost& host, std::int64_t started_ns) {
+  ctl::Report r;
+  r.set_uptime_s((wall_ns() - started_ns) / 1000000000);
+  const steering::SiteRuntime* rt = host.runtime();
+  if (rt == nullptr) return r;
+  const auto paths = control::paths_of(*rt, wall_ns());
+  for (const auto& p : paths.paths()) {
+    if (r.paths_size() >= 4096) break;
+    auto* v = r.add_paths();
+    v->set_id(p.id());
+    v->set_name(p.name());
+    v->set_state(p.state());
+    if (p.has_score()) v->set_score(p.score());
+    if (p.has_latency_ms()) v->set_rtt_ms(p.latency_ms());
+    if (p.has_jitter_ms()) v->set_jitter_ms(p.jitter_ms());
+    if (p.has_loss_pct()) v->set_loss_pct(p.loss_pct());
+  }
+  return r;
 }
 
 }  // namespace
@@ -311,7 +374,10 @@ int run(const Options& opt) {
 
   // The sites file and the peers' keys, checked before anything is opened or written.
   std::string plan = "no runtime";
-  if (cfg.runtime) {
+  if (cfg.runtime && cfg.controller) {
+    plan = "the plan from the controller at " + cfg.controller->address + ", " +
+           std::to_string(config.runtime().classes().classes_size()) + " classes of its own";
+  } else if (cfg.runtime) {
     auto checked = site::check_local_site(plan_options(cfg));
     if (!checked.is_ok()) {
       std::cerr << "patronusd: runtime: " << checked.status().message() << std::endl;
@@ -389,7 +455,31 @@ int run(const Options& opt) {
 
   // The plan: this site's share of the mesh, from the sites file and the keys, saved to the store.
   std::optional<mesh::KeyDirectory> keys;
-  if (cfg.runtime) {
+  // A controller-fed site starts from the config it last applied (or with no paths until the
+  // controller sends one): the data plane never waits for the controller.
+  std::optional<ControllerPush> controller_push;
+  const site::SiteConfig file_config = config;  // the file's part, without a plan
+  if (cfg.controller) {
+    auto last = ControllerLink::load_last(cfg.controller->state_dir);
+    if (!last.is_ok()) {
+      std::cerr << "patronusd: controller: " << last.status().message() << std::endl;
+      return kExitConfig;
+    }
+    controller_push = last.value();
+    if (controller_push) {
+      config = with_controller(config, &*controller_push);
+      if (auto s = save_controller_paths(db, cfg.site, config.plan()); !s.is_ok()) {
+        std::cerr << "patronusd: " << s.message() << std::endl;
+        return kExitRuntime;
+      }
+      log.log(1, "controller: starting from version " + std::to_string(controller_push->version()) +
+                     " (" + controller_push->hash().substr(0, 12) + "), applied before");
+    } else {
+      log.log(1, "controller: no config yet; the site runs no path until " +
+                     cfg.controller->address + " sends one");
+    }
+  }
+  if (cfg.runtime && !cfg.controller) {
     auto share = site::plan_local_share(plan_options(cfg), db, wall_ns() / 1000000000);
     if (!share.is_ok()) {
       std::cerr << "patronusd: runtime: " << share.status().message() << std::endl;
@@ -416,6 +506,8 @@ int run(const Options& opt) {
                        addr.value().ip().to_string() + "\"}");
       }
     }
+  }
+  if (cfg.runtime) {
     auto kd = mesh::KeyDirectory::open(cfg.runtime->keys_dir);
     if (!kd.is_ok()) {
       std::cerr << "patronusd: runtime.keys_dir: " << kd.status().message() << std::endl;
@@ -474,6 +566,74 @@ int run(const Options& opt) {
   };
   serve();
 
+  // What an apply changed, said once in the log and recorded (SIGHUP and the controller's pushes).
+  auto say_applied = [&](const std::string& what, const site::ApplyReport& a) {
+    for (const auto& e : a.errors) log.log(3, what + ": " + e);
+    log.log(
+        1,
+        a.unchanged
+            ? what + ": the config is unchanged"
+            : what + ": " + std::to_string(a.sites_added.size()) + " site(s) and " +
+                  std::to_string(a.paths_added.size()) + " path(s) added, " +
+                  std::to_string(a.paths_removed.size()) + " removed, " +
+                  std::to_string(a.paths_rekeyed) + " with new keys" +
+                  (a.sites_removed.empty()
+                       ? std::string()
+                       : ", sites removed " + nlohmann::json(a.sites_removed).dump()) +
+                  (a.errors.empty() ? std::string()
+                                    : ", " + std::to_string(a.errors.size()) + " refused") +
+                  (a.classes_replaced
+                       ? ", classes replaced (added " + nlohmann::json(a.classes_added).dump() +
+                             ", removed " + nlohmann::json(a.classes_removed).dump() + ")"
+                       : "") +
+                  (a.plugins_restarted.empty()
+                       ? std::string()
+                       : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
+                  ", config " + host.config_hash().substr(0, 12));
+    log.record("patronusd", "daemon.replanned",
+               "{\"changed\":" + std::to_string(a.paths_rekeyed) +
+                   ",\"sites_added\":" + std::to_string(a.sites_added.size()) +
+                   ",\"sites_removed\":" + std::to_string(a.sites_removed.size()) +
+                   ",\"paths_added\":" + std::to_string(a.paths_added.size()) +
+                   ",\"paths_removed\":" + std::to_string(a.paths_removed.size()) +
+                   ",\"refused\":" + std::to_string(a.errors.size()) +
+                   ",\"classes_replaced\":" + (a.classes_replaced ? "true" : "false") +
+                   ",\"plugins_restarted\":" + nlohmann::json(a.plugins_restarted).dump() +
+                   ",\"config\":\"" + host.config_hash() + "\"}");
+  };
+
+  // The controller: every config it pushes is applied like a SIGHUP's, on the file's current
+  // wiring; what was applied is stored by the link for the next start.
+  site::SiteConfig local_config = file_config;
+  std::unique_ptr<ControllerLink> link;
+  if (cfg.controller) {
+    ControllerLink::Hooks hooks;
+    hooks.apply = [&](const ControllerPush& push) -> Status {
+      const site::SiteConfig next = with_controller(local_config, &push);
+      if (auto s = host.check_apply(next); !s.is_ok()) return s;
+      if (auto s = save_controller_paths(db, cfg.site, next.plan()); !s.is_ok()) return s;
+      auto r = host.apply(next);
+      if (!r.is_ok()) return r.status();
+      controller_push = push;
+      serve();
+      say_applied("controller version " + std::to_string(push.version()), r.value());
+      return Status::ok();
+    };
+    const std::int64_t started = wall_ns();
+    hooks.report = [&host, started] { return report_of(host, started); };
+    hooks.log = [&log](int level, const std::string& m) { log.log(level, m); };
+    auto l = ControllerLink::create(io, *cfg.controller, cfg.site, *keys, std::move(hooks),
+                                    env.random_u64());
+    if (!l.is_ok()) {
+      std::cerr << "patronusd: " << l.status().message() << std::endl;
+      for (const auto& e : host.stop()) log.log(3, e);
+      (void)writer.flush();
+      return kExitConfig;
+    }
+    link = std::move(l).value();
+    link->start();
+  }
+
   bool stopping = false;
   std::function<void()> schedule_flush;
   schedule_flush = [&] {
@@ -491,6 +651,7 @@ int run(const Options& opt) {
     if (stopping) return;
     stopping = true;
     log.log(1, "stopping (" + why + ")");
+    link.reset();
     control_server.reset();
     service.reset();
     for (const auto& e : host.stop()) log.log(3, e);
@@ -526,6 +687,7 @@ int run(const Options& opt) {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec || stopping) return;
       auto next = load(opt.config_path, registry, nullptr);
+      const site::SiteConfig next_file = next.is_ok() ? next.value().site : site::SiteConfig();
       if (next.is_ok()) {
         if (const std::string f = restart_only_change(running, next.value().daemon); !f.empty()) {
           next = failed_precondition(f +
@@ -536,17 +698,25 @@ int run(const Options& opt) {
       // Refused before the new plan is made: making it saves it to the state database (and
       // creates keys missing from keys_dir), so the plan's inputs are checked first, writing
       // nothing, as --check does.
-      if (next.is_ok() && next.value().daemon.runtime) {
+      const bool controlled = next.is_ok() && next.value().daemon.controller.has_value();
+      if (next.is_ok() && next.value().daemon.runtime && !controlled) {
         if (auto c = site::check_local_site(plan_options(next.value().daemon)); !c.is_ok()) {
           next = Status(c.status().code(), "runtime: " + c.status().message());
         }
       }
       if (next.is_ok()) {
-        site::SiteConfig without_plan = next.value().site;
+        site::SiteConfig without_plan =
+            controlled ? with_controller(next.value().site, controller_push ? &*controller_push : nullptr)
+                       : next.value().site;
         *without_plan.mutable_plan() = host.config().plan();
         if (auto s = host.check_apply(without_plan); !s.is_ok()) next = s;
       }
-      if (next.is_ok() && next.value().daemon.runtime) {
+      if (next.is_ok() && controlled) {
+        // The plan (and the fleet's classes) stay the controller's; the file's wiring is new.
+        const site::SiteConfig local = next.value().site;
+        next.value().site = with_controller(local, controller_push ? &*controller_push : nullptr);
+        *next.value().site.mutable_plan() = host.config().plan();
+      } else if (next.is_ok() && next.value().daemon.runtime) {
         auto share =
             site::plan_local_share(plan_options(next.value().daemon), db, wall_ns() / 1000000000);
         if (!share.is_ok()) {
@@ -562,45 +732,14 @@ int run(const Options& opt) {
         log.record("patronusd", "daemon.reload_refused",
                    nlohmann::json{{"error", r.status().message()}}.dump());
       } else {
-        const auto& a = r.value();
         if (next.value().daemon.log_level != running.log_level) {
           log.set_level(level_of(next.value().daemon.log_level));
           log.log(1, "log level " + next.value().daemon.log_level);
         }
         running = next.value().daemon;
+        local_config = next_file;
         serve();
-        for (const auto& e : a.errors) log.log(3, "reload (SIGHUP): " + e);
-        log.log(
-            1,
-            a.unchanged
-                ? std::string("reloaded (SIGHUP): the config is unchanged")
-                : "reloaded (SIGHUP): " + std::to_string(a.sites_added.size()) + " site(s) and " +
-                      std::to_string(a.paths_added.size()) + " path(s) added, " +
-                      std::to_string(a.paths_removed.size()) + " removed, " +
-                      std::to_string(a.paths_rekeyed) + " with new keys" +
-                      (a.sites_removed.empty()
-                           ? std::string()
-                           : ", sites removed " + nlohmann::json(a.sites_removed).dump()) +
-                      (a.errors.empty() ? std::string()
-                                        : ", " + std::to_string(a.errors.size()) + " refused") +
-                      (a.classes_replaced
-                           ? ", classes replaced (added " + nlohmann::json(a.classes_added).dump() +
-                                 ", removed " + nlohmann::json(a.classes_removed).dump() + ")"
-                           : "") +
-                      (a.plugins_restarted.empty()
-                           ? std::string()
-                           : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
-                      ", config " + host.config_hash().substr(0, 12));
-        log.record("patronusd", "daemon.replanned",
-                   "{\"changed\":" + std::to_string(a.paths_rekeyed) +
-                       ",\"sites_added\":" + std::to_string(a.sites_added.size()) +
-                       ",\"sites_removed\":" + std::to_string(a.sites_removed.size()) +
-                       ",\"paths_added\":" + std::to_string(a.paths_added.size()) +
-                       ",\"paths_removed\":" + std::to_string(a.paths_removed.size()) +
-                       ",\"refused\":" + std::to_string(a.errors.size()) +
-                       ",\"classes_replaced\":" + (a.classes_replaced ? "true" : "false") +
-                       ",\"plugins_restarted\":" + nlohmann::json(a.plugins_restarted).dump() +
-                       ",\"config\":\"" + host.config_hash() + "\"}");
+        say_applied("reloaded (SIGHUP)", r.value());
       }
       wait_hup();
     });

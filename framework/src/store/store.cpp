@@ -370,6 +370,64 @@ Result<std::vector<model::PathId>> Store::save_mesh(const std::vector<MeshSite>&
   });
 }
 
+Status Store::save_assigned_paths(const std::vector<PathRow>& paths, std::int64_t now_unix) {
+  return guarded("save paths", [&]() -> Status {
+    auto& db = *impl_->db;
+    SQLite::Transaction t(db, SQLite::TransactionBehavior::IMMEDIATE);
+    auto site_id = [&](const std::string& name) -> std::int64_t {
+      SQLite::Statement up(db,
+                           "INSERT INTO sites (site_name, created_at, last_seen, status) "
+                           "VALUES (?, ?, ?, 'active') ON CONFLICT (site_name) DO NOTHING");
+      up.bind(1, name);
+      up.bind(2, now_unix);
+      up.bind(3, now_unix);
+      up.exec();
+      SQLite::Statement id(db, "SELECT site_id FROM sites WHERE site_name = ?");
+      id.bind(1, name);
+      id.executeStep();
+      return id.getColumn(0).getInt64();
+    };
+    db.exec("CREATE TEMP TABLE IF NOT EXISTS plan_paths (path_id INTEGER PRIMARY KEY)");
+    db.exec("DELETE FROM plan_paths");
+    for (const auto& p : paths) {
+      const std::int64_t a = site_id(p.src_site), b = site_id(p.dst_site);
+      const auto id = static_cast<std::int64_t>(p.path_id.value());
+      // The same ends under another id (an earlier plan's numbering) give way.
+      SQLite::Statement clash(db,
+                              "DELETE FROM paths WHERE src_site_id = ? AND dst_site_id = ? AND "
+                              "src_endpoint = ? AND dst_endpoint = ? AND path_id != ?");
+      clash.bind(1, a);
+      clash.bind(2, b);
+      clash.bind(3, p.src_endpoint);
+      clash.bind(4, p.dst_endpoint);
+      clash.bind(5, id);
+      clash.exec();
+      SQLite::Statement ins(db,
+                            "INSERT INTO paths (path_id, src_site_id, dst_site_id, src_endpoint, "
+                            "dst_endpoint, wg_interface, status) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT (path_id) DO UPDATE SET src_site_id = excluded.src_site_id, "
+                            "dst_site_id = excluded.dst_site_id, src_endpoint = "
+                            "excluded.src_endpoint, dst_endpoint = excluded.dst_endpoint, "
+                            "wg_interface = excluded.wg_interface");
+      ins.bind(1, id);
+      ins.bind(2, a);
+      ins.bind(3, b);
+      ins.bind(4, p.src_endpoint);
+      ins.bind(5, p.dst_endpoint);
+      ins.bind(6, p.wg_interface);
+      ins.bind(7, model::to_string(p.status));
+      ins.exec();
+      SQLite::Statement mark(db, "INSERT OR IGNORE INTO plan_paths (path_id) VALUES (?)");
+      mark.bind(1, id);
+      mark.exec();
+    }
+    db.exec("DELETE FROM paths WHERE path_id NOT IN (SELECT path_id FROM plan_paths)");
+    db.exec("DELETE FROM plan_paths");
+    t.commit();
+    return Status::ok();
+  });
+}
+
 Result<std::vector<MeshEndpointRow>> Store::mesh_endpoints() {
   return guarded("mesh endpoints", [&]() -> Result<std::vector<MeshEndpointRow>> {
     SQLite::Statement q(*impl_->db,

@@ -54,6 +54,15 @@ struct RuntimeSection {
   bool store_samples = false;
 };
 
+// A site fed by a controller: the plan comes from it, not from a sites file.
+struct ControllerSection {
+  std::string address;     // host:port
+  std::string pin;         // "ed25519:<base64>", checked by the channel
+  std::string token_file;  // enrolment token ("" once enrolled, or for a site enrolled before)
+  std::string state_dir;   // identity and last config
+  std::int64_t report_interval_ms = 5000;
+};
+
 struct DaemonConfig {
   std::string site;        // site name (DNS label)
   std::string state_db;    // SQLite file
@@ -67,6 +76,7 @@ struct DaemonConfig {
   // Namespace and Pod manifests handed to policy plugins with the stored NetworkPolicies.
   std::vector<std::string> policy_inventory;
   std::optional<RuntimeSection> runtime;
+  std::optional<ControllerSection> controller;
 };
 
 // `base_dir` resolves relative state_db / plugin_dir paths (the config file's directory).

@@ -123,6 +123,10 @@ class Store {
                                                const std::vector<MeshEndpointRow>& endpoints,
                                                const std::vector<PathRow>& paths,
                                                std::int64_t now_unix);
+  // Paths whose ids someone else assigned (a controller's fleet-wide ids): each row's path_id is
+  // kept; sites are created by name; every other path leaves (with its measurements). One
+  // transaction.
+  Status save_assigned_paths(const std::vector<PathRow>& paths, std::int64_t now_unix);
   Result<std::vector<MeshEndpointRow>> mesh_endpoints();
   Result<std::vector<PathRow>> list_paths();
 

@@ -1,0 +1,300 @@
+#include "controller_link.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "channel.hpp"
+#include "patronus/site/site_config.hpp"
+
+namespace patronus::daemon {
+
+namespace {
+
+constexpr const char* kLastConfig = "last-config.pb";
+constexpr const char* kEnrolled = "enrolled";
+
+Result<std::string> read_small(const std::string& path, std::size_t max) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Status(errno == ENOENT ? Code::kNotFound : Code::kUnavailable,
+                            path + ": " + std::strerror(errno));
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    if (out.size() > max) {
+      ::close(fd);
+      return failed_precondition(path + ": larger than " + std::to_string(max) + " bytes");
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+// Written to a temporary file, synced and renamed: a crash leaves the old or the new one.
+Status write_atomic(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return unavailable(tmp + ": " + std::strerror(errno));
+  const bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) &&
+                  ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return unavailable(path + ": write failed");
+  }
+  return Status::ok();
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  std::size_t i = 0;
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return s.substr(i);
+}
+
+}  // namespace
+
+struct ControllerLink::Impl {
+  Impl(boost::asio::io_context& io, core::ControllerSection section, std::string site,
+       mesh::KeyDirectory keys, Hooks hooks)
+      : io(io),
+        section(std::move(section)),
+        site(std::move(site)),
+        keys(std::move(keys)),
+        hooks(std::move(hooks)),
+        report_timer(io) {}
+  boost::asio::io_context& io;
+  core::ControllerSection section;
+  std::string site;
+  mesh::KeyDirectory keys;
+  Hooks hooks;
+  std::unique_ptr<channel::Client> client;
+  boost::asio::steady_timer report_timer;
+  std::optional<ctl::ConfigPush> last;  // applied
+  bool enrolled = false;
+  bool welcomed = false;
+  std::string last_failure;  // said once until it changes
+
+  void log(int level, const std::string& m) const {
+    if (hooks.log) hooks.log(level, "controller: " + m);
+  }
+  void send(const ctl::FromSite& m) { client->send(m.SerializeAsString()); }
+
+  void on_connected() {
+    last_failure.clear();
+    welcomed = false;
+    ctl::FromSite m;
+    if (enrolled) {
+      auto* h = m.mutable_hello();
+      h->set_site(site);
+      if (last) {
+        h->set_have_version(last->version());
+        h->set_have_hash(last->hash());
+      }
+      log(1, "connected to " + section.address);
+    } else {
+      auto token = section.token_file.empty()
+                       ? Result<std::string>(not_found("no controller.token_file"))
+                       : read_small(section.token_file, 4096);
+      if (!token.is_ok() || trim(token.value()).empty()) {
+        log(3, "site '" + site + "' is not enrolled and has no token (" +
+                   (token.is_ok() ? section.token_file + " is empty" : token.status().message()) +
+                   "): create one with `patronus controller token create --site " + site +
+                   " --out FILE` and name FILE in controller.token_file; not retrying");
+        client->hold();
+        return;
+      }
+      m.mutable_enrol()->set_token(trim(token.value()));
+      m.mutable_enrol()->set_site(site);
+      log(1, "connected to " + section.address + "; enrolling site '" + site + "'");
+    }
+    send(m);
+    schedule_report();
+  }
+
+  void on_message(std::string_view bytes) {
+    ctl::ToSite m;
+    if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      log(2, "a message from the controller does not parse; ignored");
+      return;
+    }
+    switch (m.what_case()) {
+      case ctl::ToSite::kWelcome:
+        return on_welcome(m.welcome());
+      case ctl::ToSite::kConfig:
+        return on_config(m.config());
+      case ctl::ToSite::kRefused:
+        log(3, "refused by the controller: " + m.refused().reason() +
+                   (m.refused().permanent() ? " (not retrying: fix the config and restart)" : ""));
+        if (m.refused().permanent()) client->hold();
+        return;
+      default:
+        return;
+    }
+  }
+
+  void on_welcome(const ctl::Welcome& w) {
+    if (!enrolled) {
+      enrolled = true;
+      if (auto s = write_atomic(section.state_dir + "/" + kEnrolled, site + "\n"); !s.is_ok()) {
+        log(3, "cannot record the enrolment: " + s.message());
+      }
+      log(1, "site '" + site + "' enrolled (the token is used up; its file can go)");
+    }
+    welcomed = true;
+    if (w.endpoints_size() > 64) return log(2, "the controller names more than 64 endpoints");
+    ctl::FromSite m;
+    for (const auto& e : w.endpoints()) {
+      auto pair = keys.load_or_create(site, e);  // made here; only the public half leaves
+      if (!pair.is_ok()) {
+        log(3, "endpoint '" + e + "': " + pair.status().message());
+        continue;
+      }
+      auto* k = m.mutable_keys()->add_keys();
+      k->set_endpoint(e);
+      k->set_public_key(mesh::key_to_base64(pair.value().public_key));
+    }
+    if (m.has_keys()) send(m);
+    if (w.pending_approval()) {
+      log(1, "waiting for an operator: `patronus controller sites approve " + site + "`");
+    }
+  }
+
+  void on_config(const ctl::ConfigPush& push) {
+    ctl::FromSite ack;
+    auto* a = ack.mutable_ack();
+    a->set_version(push.version());
+    Status st = Status::ok();
+    if (push.config().site() != site) {
+      st = invalid_argument("the config is for site '" + push.config().site() + "'");
+    } else if (site::content_hash(push.config()) != push.hash()) {
+      st = invalid_argument("the config does not hash to " + push.hash());
+    } else if (last && last->hash() == push.hash()) {
+      st = Status::ok();  // what runs already
+    } else {
+      st = hooks.apply(push);
+    }
+    if (st.is_ok()) {
+      last = push;
+      if (auto s = write_atomic(section.state_dir + "/" + kLastConfig, push.SerializeAsString());
+          !s.is_ok()) {
+        log(3, "the applied config could not be stored (a restart without the controller "
+               "would start from the previous one): " + s.message());
+      }
+      a->set_hash(push.hash());
+      log(1, "applied version " + std::to_string(push.version()) + " (" +
+                 push.hash().substr(0, 12) + ")");
+    } else {
+      a->set_hash(last ? last->hash() : "");
+      a->set_error(st.message());
+      log(3, "version " + std::to_string(push.version()) + " not applied: " + st.message());
+    }
+    send(ack);
+    send_report();
+  }
+
+  void send_report() {
+    if (!client->connected() || !welcomed || !hooks.report) return;
+    ctl::FromSite m;
+    *m.mutable_report() = hooks.report();
+    if (last) {
+      m.mutable_report()->set_applied_version(last->version());
+      m.mutable_report()->set_applied_hash(last->hash());
+    }
+    send(m);
+  }
+
+  void schedule_report() {
+    report_timer.expires_after(std::chrono::milliseconds(section.report_interval_ms));
+    report_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || !client->connected()) return;
+      send_report();
+      schedule_report();
+    });
+  }
+};
+
+Result<std::optional<ctl::ConfigPush>> ControllerLink::load_last(const std::string& state_dir) {
+  auto bytes = read_small(state_dir + "/" + kLastConfig, 64 * 1024 * 1024);
+  if (!bytes.is_ok()) {
+    if (bytes.status().code() == Code::kNotFound) return std::optional<ctl::ConfigPush>();
+    return bytes.status();
+  }
+  ctl::ConfigPush p;
+  if (!p.ParseFromString(bytes.value()) || site::content_hash(p.config()) != p.hash()) {
+    return failed_precondition(state_dir + "/" + kLastConfig +
+                               ": does not parse or hash to its hash (remove it; the controller "
+                               "sends the config again)");
+  }
+  return std::optional<ctl::ConfigPush>(std::move(p));
+}
+
+ControllerLink::ControllerLink(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ControllerLink::~ControllerLink() {
+  impl_->report_timer.cancel();
+  if (impl_->client) impl_->client->stop();
+}
+
+Result<std::unique_ptr<ControllerLink>> ControllerLink::create(
+    boost::asio::io_context& io, const core::ControllerSection& section, const std::string& site,
+    mesh::KeyDirectory keys, Hooks hooks, std::uint64_t seed) {
+  auto pin = channel::parse_pin(section.pin);
+  if (!pin.is_ok()) return invalid_argument("controller.pin: " + pin.status().message());
+  auto identity =
+      channel::load_or_create_identity(section.state_dir, "site", "patronus-site-" + site);
+  if (!identity.is_ok()) {
+    return Status(identity.status().code(), "controller.state_dir: " + identity.status().message());
+  }
+  auto impl = std::make_unique<Impl>(io, section, site, std::move(keys), std::move(hooks));
+  auto enrolled = read_small(section.state_dir + "/" + kEnrolled, 1024);
+  impl->enrolled = enrolled.is_ok() && trim(enrolled.value()) == site;
+  auto last = load_last(section.state_dir);
+  if (!last.is_ok()) return last.status();
+  impl->last = last.value();
+  Impl* raw = impl.get();
+  channel::Client::Handlers h;
+  h.connected = [raw] { raw->on_connected(); };
+  h.message = [raw](std::string_view m) { raw->on_message(m); };
+  h.disconnected = [raw](const std::string& why, std::int64_t retry_ms) {
+    raw->report_timer.cancel();
+    // Each new reason is said once; the same failure again (a controller that stays down) is not.
+    if (why != raw->last_failure) {
+      raw->log(2, why + (retry_ms >= 0 ? "; the site keeps running what it has and retries "
+                                         "(backoff with jitter, at most 60 s)"
+                                       : ""));
+      raw->last_failure = why;
+    }
+  };
+  channel::ClientOptions options;
+  options.seed = seed;
+  impl->client = std::make_unique<channel::Client>(io, section.address, pin.value(),
+                                                   std::move(identity).value(), std::move(h),
+                                                   options);
+  return std::unique_ptr<ControllerLink>(new ControllerLink(std::move(impl)));
+}
+
+void ControllerLink::start() {
+  impl_->client->start();
+}
+bool ControllerLink::connected() const {
+  return impl_->client->connected();
+}
+bool ControllerLink::enrolled() const {
+  return impl_->enrolled;
+}
+
+}  // namespace patronus::daemon
