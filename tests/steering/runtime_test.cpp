@@ -936,6 +936,35 @@ TEST(SiteRuntime, SendsThatFailBeforeAPathFirstAnswersAreNotLosses) {
   EXPECT_TRUE(said) << "the probe's counters do not show the unready sends";
 }
 
+// A peer that is not there yet (it has not started, or has not applied the config that names
+// the path: both ends of a new path apply it at about the same time, not at the same instant)
+// leaves the first probes unanswered. Their timeouts, reported after the first answer, are not
+// losses of the path: it comes up and stays up, where it used to go up, "down score 0" and crawl
+// back through "degraded" (the controller's end-to-end test showed it).
+TEST(SiteRuntime, ProbesUnansweredBeforeAPathFirstAnswersAreNotLosses) {
+  test::Wan w(9);
+  two_paths(w);
+  w.set_up(2, false);  // nothing answers on path 2 yet
+  w.start(two_path_probe(4));
+  auto& hq = w.rt("hq");
+  w.world().run_until(300 * kMs);
+  w.set_up(2, true);
+  w.world().run_until(6 * kSec);
+  const auto p2 = hq.path(model::PathId(2));
+  ASSERT_TRUE(p2.has_value());
+  EXPECT_EQ(p2->status, model::PathStatus::kUp);
+  EXPECT_EQ(p2->stats.lost, 0u) << "probes sent before the first answer counted as lost";
+  EXPECT_GT(hq.counters().samples_before_first_answer, 0u);
+  for (const auto& [type, json] : w.node("hq").recorder.events) {
+    EXPECT_NE(type, "path.down") << json;  // path 1 never failed; path 2 only came up
+  }
+  // Once it has answered, losses count: the path cut again goes down.
+  w.set_up(2, false);
+  w.world().run_until(12 * kSec);
+  EXPECT_GT(hq.path(model::PathId(2))->stats.lost, 0u);
+  EXPECT_FALSE(hq.path(model::PathId(2))->live);
+}
+
 // apply() takes what a running site can take and refuses the rest, naming it, without changing
 // anything: the same config is "unchanged", a plugin config the plugin refuses, an added
 // instance, a runtime setting, another site,

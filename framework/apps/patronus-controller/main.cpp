@@ -11,7 +11,8 @@ int main(int argc, char** argv) {
   CLI::App app{"patronus-controller: the Patronus fleet controller"};
   patronus::controllerd::Options options;
   app.add_option("--config,-c", options.config_path, "YAML configuration file")->required();
-  app.add_flag("--check", options.check_only, "validate the configuration and exit: 0 valid, 2 not");
+  app.add_flag("--check", options.check_only,
+               "validate the configuration and exit: 0 valid, 2 not");
   app.add_option("--run-for", options.run_for_s,
                  "stop cleanly after this many seconds (0: until signalled)")
       ->check(CLI::Range(0.0, 1e7));

@@ -47,7 +47,8 @@ Result<std::int64_t> parse_duration_s(const std::string& text) {
                          : unit == "h"               ? 3600
                          : unit == "d"               ? 86400
                                                      : -1;
-  if (mult < 0 || n <= 0) return invalid_argument("--ttl: '" + text + "' is not a duration (30m, 24h, 7d)");
+  if (mult < 0 || n <= 0)
+    return invalid_argument("--ttl: '" + text + "' is not a duration (30m, 24h, 7d)");
   return static_cast<std::int64_t>(n * mult);
 }
 
@@ -62,8 +63,8 @@ Status write_secret(const std::string& path, const std::string& text) {
 }
 
 Result<fleet::Response> ask(const ControllerCommands& c, const fleet::Request& q) {
-  auto line = control::call_line(c.socket, control::to_json(q), c.timeout_ms,
-                                 "patronus-controller");
+  auto line =
+      control::call_line(c.socket, control::to_json(q), c.timeout_ms, "patronus-controller");
   if (!line.is_ok()) return line.status();
   fleet::Response r;
   if (auto s = control::from_json(line.value(), &r); !s.is_ok()) {
@@ -86,18 +87,20 @@ void print_sites(const fleet::Sites& sites, bool status) {
     std::cout << "no sites (add them with `patronus controller sites add -f FILE`)\n";
     return;
   }
-  std::cout << std::left << std::setw(16) << "SITE" << std::setw(10) << "ENROLLED"
-            << std::setw(11) << "CONNECTED" << std::setw(10) << "VERSION" << std::setw(10)
-            << "APPLIED" << std::setw(7) << "DRIFT";
-  if (status) std::cout << std::setw(14) << "PATHS u/d/x" << "LAST SEEN";
-  else std::cout << "ENDPOINTS";
+  std::cout << std::left << std::setw(16) << "SITE" << std::setw(10) << "ENROLLED" << std::setw(11)
+            << "CONNECTED" << std::setw(10) << "VERSION" << std::setw(10) << "APPLIED"
+            << std::setw(7) << "DRIFT";
+  if (status)
+    std::cout << std::setw(14) << "PATHS u/d/x"
+              << "LAST SEEN";
+  else
+    std::cout << "ENDPOINTS";
   std::cout << "\n";
   for (const auto& s : sites.sites()) {
-    std::cout << std::setw(16) << s.name()
-              << std::setw(10) << (s.enrolled() ? (s.approved() ? "yes" : "pending") : "no")
-              << std::setw(11) << (s.connected() ? "yes" : "no") << std::setw(10) << s.version()
-              << std::setw(10) << s.applied_version() << std::setw(7)
-              << (s.drift() ? "DRIFT" : "-");
+    std::cout << std::setw(16) << s.name() << std::setw(10)
+              << (s.enrolled() ? (s.approved() ? "yes" : "pending") : "no") << std::setw(11)
+              << (s.connected() ? "yes" : "no") << std::setw(10) << s.version() << std::setw(10)
+              << s.applied_version() << std::setw(7) << (s.drift() ? "DRIFT" : "-");
     if (status) {
       std::cout << std::setw(14)
                 << (std::to_string(s.paths_up()) + "/" + std::to_string(s.paths_degraded()) + "/" +
@@ -118,7 +121,8 @@ void print_sites(const fleet::Sites& sites, bool status) {
 }  // namespace
 
 void register_controller_commands(CLI::App& app, ControllerCommands& c) {
-  c.root = app.add_subcommand("controller", "the fleet, through patronus-controller's admin socket");
+  c.root =
+      app.add_subcommand("controller", "the fleet, through patronus-controller's admin socket");
   c.root->add_option("--socket", c.socket, "the controller's admin socket")->capture_default_str();
   c.root->add_option("--timeout-ms", c.timeout_ms, "wait this long for a reply")
       ->check(CLI::Range(100, 600000));
@@ -147,9 +151,10 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
   c.topology_set->add_option("kind", c.topology)->required();
   c.topology_set->add_option("--hubs", c.hubs, "hub sites (hub-spoke)")->delimiter(',');
   c.topology_set->add_option("--k", c.k, "peers per site (partial)")->check(CLI::Range(1, 64));
-  c.topology_set->add_option("--summary", c.summary,
-                             "hub-spoke: the fleet's LAN supernets, so a new spoke changes only "
-                             "the hubs' configs")
+  c.topology_set
+      ->add_option("--summary", c.summary,
+                   "hub-spoke: the fleet's LAN supernets, so a new spoke changes only "
+                   "the hubs' configs")
       ->delimiter(',');
   auto* classes = c.root->add_subcommand("classes", "the fleet's traffic classes");
   classes->require_subcommand(1);

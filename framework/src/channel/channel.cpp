@@ -81,10 +81,9 @@ struct Session : std::enable_shared_from_this<Session> {
 
   void start() {
     beast::get_lowest_layer(ws).expires_after(milliseconds(hub->limits.handshake_timeout_ms));
-    ws.next_layer().async_handshake(ssl::stream_base::server,
-                                    [self = shared_from_this()](boost::system::error_code ec) {
-                                      self->on_tls(ec);
-                                    });
+    ws.next_layer().async_handshake(
+        ssl::stream_base::server,
+        [self = shared_from_this()](boost::system::error_code ec) { self->on_tls(ec); });
   }
   void on_tls(boost::system::error_code ec) {
     if (dead) return;
@@ -102,7 +101,8 @@ struct Session : std::enable_shared_from_this<Session> {
       if (self->dead) return;
       if (e) return self->fail(true);
       self->open = true;
-      if (!self->hub->stopped && self->hub->handlers.opened) self->hub->handlers.opened(self->id, k);
+      if (!self->hub->stopped && self->hub->handlers.opened)
+        self->hub->handlers.opened(self->id, k);
       if (!self->dead) self->read();
     });
   }
@@ -310,51 +310,56 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
           if (ec) return self->lost(gen, "resolve " + self->address + ": " + reason(ec));
           auto& tcp_layer = beast::get_lowest_layer(*self->ws);
           tcp_layer.expires_after(milliseconds(self->options.connect_timeout_ms));
-          tcp_layer.async_connect(results, [self, gen, host](boost::system::error_code e,
-                                                             const tcp::endpoint&) {
-            if (gen != self->generation) return;
-            if (e) return self->lost(gen, "connect " + self->address + ": " + reason(e));
-            self->ws->next_layer().async_handshake(
-                ssl::stream_base::client, [self, gen, host](boost::system::error_code e2) {
-                  if (gen != self->generation) return;
-                  if (e2) return self->lost(gen, "TLS with " + self->address + ": " + reason(e2));
-                  auto key = peer_key(self->ws->next_layer().native_handle());
-                  if (!key.is_ok()) return self->lost(gen, key.status().message());
-                  if (key.value() != self->pin) {
-                    return self->lost(gen, "the controller at " + self->address +
-                                               " has the key " + pin_of(key.value()) +
-                                               ", not the pinned " + pin_of(self->pin));
-                  }
-                  beast::get_lowest_layer(*self->ws).expires_never();
-                  websocket::stream_base::timeout t;
-                  t.handshake_timeout = milliseconds(self->options.connect_timeout_ms);
-                  t.idle_timeout = milliseconds(self->options.idle_timeout_ms);
-                  t.keep_alive_pings = true;
-                  self->ws->set_option(t);
-                  self->ws->read_message_max(self->options.max_message);
-                  self->ws->async_handshake(host, kTarget, [self, gen](boost::system::error_code e3) {
-                    if (gen != self->generation) return;
-                    if (e3) return self->lost(gen, "WebSocket with " + self->address + ": " + reason(e3));
-                    self->up = true;
-                    self->failures = 0;
-                    if (self->handlers.connected) self->handlers.connected();
-                    if (gen == self->generation) self->read(gen);
-                  });
-                });
-          });
+          tcp_layer.async_connect(
+              results, [self, gen, host](boost::system::error_code e, const tcp::endpoint&) {
+                if (gen != self->generation) return;
+                if (e) return self->lost(gen, "connect " + self->address + ": " + reason(e));
+                self->ws->next_layer().async_handshake(
+                    ssl::stream_base::client, [self, gen, host](boost::system::error_code e2) {
+                      if (gen != self->generation) return;
+                      if (e2)
+                        return self->lost(gen, "TLS with " + self->address + ": " + reason(e2));
+                      auto key = peer_key(self->ws->next_layer().native_handle());
+                      if (!key.is_ok()) return self->lost(gen, key.status().message());
+                      if (key.value() != self->pin) {
+                        return self->lost(gen, "the controller at " + self->address +
+                                                   " has the key " + pin_of(key.value()) +
+                                                   ", not the pinned " + pin_of(self->pin));
+                      }
+                      beast::get_lowest_layer(*self->ws).expires_never();
+                      websocket::stream_base::timeout t;
+                      t.handshake_timeout = milliseconds(self->options.connect_timeout_ms);
+                      t.idle_timeout = milliseconds(self->options.idle_timeout_ms);
+                      t.keep_alive_pings = true;
+                      self->ws->set_option(t);
+                      self->ws->read_message_max(self->options.max_message);
+                      self->ws->async_handshake(
+                          host, kTarget, [self, gen](boost::system::error_code e3) {
+                            if (gen != self->generation) return;
+                            if (e3)
+                              return self->lost(
+                                  gen, "WebSocket with " + self->address + ": " + reason(e3));
+                            self->up = true;
+                            self->failures = 0;
+                            if (self->handlers.connected) self->handlers.connected();
+                            if (gen == self->generation) self->read(gen);
+                          });
+                    });
+              });
         });
   }
 
   void read(std::uint64_t gen) {
-    ws->async_read(buffer, [self = shared_from_this(), gen](boost::system::error_code ec,
-                                                            std::size_t) {
-      if (gen != self->generation) return;
-      if (ec) return self->lost(gen, "the session with " + self->address + " ended: " + reason(ec));
-      const std::string m = beast::buffers_to_string(self->buffer.data());
-      self->buffer.consume(self->buffer.size());
-      if (self->handlers.message) self->handlers.message(m);
-      if (gen == self->generation) self->read(gen);
-    });
+    ws->async_read(
+        buffer, [self = shared_from_this(), gen](boost::system::error_code ec, std::size_t) {
+          if (gen != self->generation) return;
+          if (ec)
+            return self->lost(gen, "the session with " + self->address + " ended: " + reason(ec));
+          const std::string m = beast::buffers_to_string(self->buffer.data());
+          self->buffer.consume(self->buffer.size());
+          if (self->handlers.message) self->handlers.message(m);
+          if (gen == self->generation) self->read(gen);
+        });
   }
 
   void send(std::string m) {
@@ -365,14 +370,15 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
   void write(std::uint64_t gen) {
     writing = true;
     ws->binary(true);
-    ws->async_write(net::buffer(out.front()), [self = shared_from_this(), gen](
-                                                  boost::system::error_code ec, std::size_t) {
-      if (gen != self->generation) return;
-      self->writing = false;
-      self->out.pop_front();
-      if (ec) return self->lost(gen, "write to " + self->address + ": " + reason(ec));
-      if (!self->out.empty()) self->write(gen);
-    });
+    ws->async_write(net::buffer(out.front()),
+                    [self = shared_from_this(), gen](boost::system::error_code ec, std::size_t) {
+                      if (gen != self->generation) return;
+                      self->writing = false;
+                      self->out.pop_front();
+                      if (ec)
+                        return self->lost(gen, "write to " + self->address + ": " + reason(ec));
+                      if (!self->out.empty()) self->write(gen);
+                    });
   }
 
   void drop_connection() {

@@ -33,8 +33,8 @@ struct ServerLimits {
 };
 
 struct ServerCounters {
-  std::uint64_t accepted = 0, refused_full = 0, handshakes_failed = 0, closed = 0,
-                overflowed = 0, oversized = 0;
+  std::uint64_t accepted = 0, refused_full = 0, handshakes_failed = 0, closed = 0, overflowed = 0,
+                oversized = 0;
 };
 
 class Server {

@@ -152,8 +152,8 @@ Result<TlsIdentity> load_or_create_identity(const std::string& dir, const std::s
   Owned<EVP_PKEY> pkey(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
   auto pub = raw_key(pkey.get(), key_path);
   if (!pub.is_ok()) return pub.status();
-  Owned<BIO> cb(BIO_new_mem_buf(id.certificate_pem.data(),
-                                static_cast<int>(id.certificate_pem.size())));
+  Owned<BIO> cb(
+      BIO_new_mem_buf(id.certificate_pem.data(), static_cast<int>(id.certificate_pem.size())));
   Owned<X509> x(PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr));
   if (!x) return failed_precondition(crt_path + ": not a PEM certificate");
   auto cert_key = raw_key(X509_get0_pubkey(x.get()), crt_path);

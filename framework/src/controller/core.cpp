@@ -258,7 +258,8 @@ Status Core::receive(SessionId session, const Identity& identity, const v1::From
         st = failed_precondition("hello: the session is already a site's");
         break;
       }
-      st = connect(session, m.hello().site(), identity, m.hello().have_hash());
+      st = connect(session, m.hello().site(), identity, m.hello().have_hash(),
+                   m.hello().have_version());
       hello = true;
       break;
     case v1::FromSite::kKeys:
@@ -343,7 +344,8 @@ Status Core::report(SessionId session, const v1::Report& r) {
 }
 
 Status Core::connect(SessionId session, const std::string& site,
-                     const std::array<std::uint8_t, 32>& identity, const std::string& have_hash) {
+                     const std::array<std::uint8_t, 32>& identity, const std::string& have_hash,
+                     std::uint64_t have_version) {
   auto it = sites_.find(site);
   if (it == sites_.end() || !it->second.enrolled ||
       sodium_memcmp(it->second.identity.data(), identity.data(), identity.size()) != 0) {
@@ -360,6 +362,8 @@ Status Core::connect(SessionId session, const std::string& site,
   sessions_[session] = site;
   s.last_seen_ns = env_.now_ns();
   s.applied_hash = have_hash;
+  // What it says it runs counts as acknowledged when it is what it should run.
+  s.applied_version = have_hash == s.hash ? std::min(have_version, s.version) : 0;
   welcome(session, s);
   // Resumed: nothing is sent when the site runs what it should.
   if (s.approved && !s.hash.empty() && have_hash != s.hash) push(s);
@@ -556,9 +560,12 @@ fleet::Sites Core::site_views() const {
     v->set_last_error(s.last_error);
     if (s.report) {
       for (const auto& p : s.report->paths()) {
-        if (p.state() == "up") v->set_paths_up(v->paths_up() + 1);
-        else if (p.state() == "degraded") v->set_paths_degraded(v->paths_degraded() + 1);
-        else v->set_paths_down(v->paths_down() + 1);
+        if (p.state() == "up")
+          v->set_paths_up(v->paths_up() + 1);
+        else if (p.state() == "degraded")
+          v->set_paths_degraded(v->paths_degraded() + 1);
+        else
+          v->set_paths_down(v->paths_down() + 1);
       }
     }
   }
@@ -722,8 +729,8 @@ fleet::Response Core::handle(const fleet::Request& q) {
       }
       if (add.empty()) return fail(invalid_argument("sites: none given"));
       if (sites_.size() + add.size() > options_.max_sites) {
-        return fail(resource_exhausted("sites: the bound of " +
-                                       std::to_string(options_.max_sites) + " would be passed"));
+        return fail(resource_exhausted("sites: the bound of " + std::to_string(options_.max_sites) +
+                                       " would be passed"));
       }
       for (auto& f : add) {
         if (auto st = add_site(std::move(f)); !st.is_ok()) return fail(st);
@@ -746,8 +753,8 @@ fleet::Response Core::handle(const fleet::Request& q) {
       auto* tr = r.mutable_token();
       tr->set_site(c.site());
       tr->set_token(t.value());
-      tr->set_expires_unix_ns(
-          env_.wall_ns() + (c.ttl_s() == 0 ? options_.default_token_ttl_ns : c.ttl_s() * 1'000'000'000));
+      tr->set_expires_unix_ns(env_.wall_ns() + (c.ttl_s() == 0 ? options_.default_token_ttl_ns
+                                                               : c.ttl_s() * 1'000'000'000));
       return r;
     }
     case fleet::Request::kSetTopology: {
@@ -763,7 +770,8 @@ fleet::Response Core::handle(const fleet::Request& q) {
         return fail(st);
       }
       touch("");
-      return done("topology " + (next.topology().empty() ? std::string("full-mesh") : next.topology()));
+      return done("topology " +
+                  (next.topology().empty() ? std::string("full-mesh") : next.topology()));
     }
     case fleet::Request::kSetClasses: {
       fleet::Settings next = settings_record_;

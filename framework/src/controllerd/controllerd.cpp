@@ -68,11 +68,11 @@ Result<Config> parse_config(const std::string& text, const std::string& base_dir
     return invalid_argument("line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
   if (!root.IsMap()) return invalid_argument("the config is a YAML map");
-  if (auto s = yamlf::check_keys(root,
-                                 {"listen", "state_db", "identity_dir", "admin_socket",
-                                  "require_approval", "debounce_ms", "max_wait_ms",
-                                  "idle_timeout_ms", "max_sites", "log_level"},
-                                 "");
+  if (auto s = yamlf::check_keys(
+          root,
+          {"listen", "state_db", "identity_dir", "admin_socket", "require_approval", "debounce_ms",
+           "max_wait_ms", "idle_timeout_ms", "max_sites", "log_level"},
+          "");
       !s.is_ok()) {
     return s;
   }
@@ -90,12 +90,12 @@ Result<Config> parse_config(const std::string& text, const std::string& base_dir
     *out = v.value();
     return Status::ok();
   };
-  for (auto s : {str("listen", &c.listen, false), str("state_db", &c.state_db, true),
-                 str("identity_dir", &c.identity_dir, false),
-                 str("admin_socket", &c.admin_socket, false), str("log_level", &c.log_level, false),
-                 num("debounce_ms", &c.debounce_ms, 0, 60000),
-                 num("max_wait_ms", &c.max_wait_ms, 0, 600000),
-                 num("idle_timeout_ms", &c.idle_timeout_ms, 2000, 3600000)}) {
+  for (auto s :
+       {str("listen", &c.listen, false), str("state_db", &c.state_db, true),
+        str("identity_dir", &c.identity_dir, false), str("admin_socket", &c.admin_socket, false),
+        str("log_level", &c.log_level, false), num("debounce_ms", &c.debounce_ms, 0, 60000),
+        num("max_wait_ms", &c.max_wait_ms, 0, 600000),
+        num("idle_timeout_ms", &c.idle_timeout_ms, 2000, 3600000)}) {
     if (!s.is_ok()) return s;
   }
   if (root["max_sites"]) {
@@ -120,10 +120,10 @@ Result<Config> parse_config(const std::string& text, const std::string& base_dir
     return invalid_argument("max_wait_ms: must not be shorter than debounce_ms");
   }
   c.state_db = resolve(base_dir, c.state_db);
-  c.identity_dir = c.identity_dir.empty()
-                       ? (std::filesystem::path(c.state_db).parent_path() / "controller-identity")
-                             .string()
-                       : resolve(base_dir, c.identity_dir);
+  c.identity_dir =
+      c.identity_dir.empty()
+          ? (std::filesystem::path(c.state_db).parent_path() / "controller-identity").string()
+          : resolve(base_dir, c.identity_dir);
   if (c.admin_socket == "none") c.admin_socket.clear();
   c.admin_socket = resolve(base_dir, c.admin_socket);
   return c;
@@ -153,8 +153,8 @@ int run(const Options& opt) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  auto parsed = parse_config(
-      text.str(), std::filesystem::absolute(opt.config_path).parent_path().string());
+  auto parsed =
+      parse_config(text.str(), std::filesystem::absolute(opt.config_path).parent_path().string());
   if (!parsed.is_ok()) {
     std::cerr << "patronus-controller: " << opt.config_path << ": " << parsed.status().message()
               << std::endl;
@@ -167,8 +167,8 @@ int run(const Options& opt) {
     return kExitOk;
   }
   Log log(level_of(cfg.log_level));
-  auto identity = channel::load_or_create_identity(cfg.identity_dir, "controller",
-                                                   "patronus-controller");
+  auto identity =
+      channel::load_or_create_identity(cfg.identity_dir, "controller", "patronus-controller");
   if (!identity.is_ok()) {
     std::cerr << "patronus-controller: identity_dir: " << identity.status().message() << std::endl;
     return kExitRuntime;
@@ -201,7 +201,9 @@ int run(const Options& opt) {
     controller::v1::FromSite m;
     const bool parsed_ok = m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
     const bool first = !core.session_site(s).has_value();
-    const std::string claimed = m.has_enrol() ? m.enrol().site() : m.has_hello() ? m.hello().site() : "";
+    const std::string claimed = m.has_enrol()   ? m.enrol().site()
+                                : m.has_hello() ? m.hello().site()
+                                                : "";
     Status st = parsed_ok ? core.receive(s, peer->second, m)
                           : invalid_argument("a message that does not parse");
     if (!parsed_ok) {
@@ -211,7 +213,8 @@ int run(const Options& opt) {
       outbox.close(s);
     }
     if (!st.is_ok()) {
-      log.log(2, "session " + std::to_string(s) + (claimed.empty() ? "" : " (site '" + claimed + "')") +
+      log.log(2, "session " + std::to_string(s) +
+                     (claimed.empty() ? "" : " (site '" + claimed + "')") +
                      " refused: " + st.message());
     } else if (first && (m.has_enrol() || m.has_hello())) {
       log.log(1, "site '" + claimed + "' " + (m.has_enrol() ? "enrolled" : "connected") +
@@ -247,9 +250,9 @@ int run(const Options& opt) {
             log.log(2, "admin request refused: " + r.error().message());
           } else if (!q.has_list_sites() && !q.has_fleet_status() && !q.has_fleet_paths()) {
             // Every change is said (the token itself never is).
-            log.log(1, "admin: " + (r.has_done() ? r.done().message()
-                                                 : "token created for site '" +
-                                                       r.token().site() + "'"));
+            log.log(1, "admin: " + (r.has_done()
+                                        ? r.done().message()
+                                        : "token created for site '" + r.token().site() + "'"));
           }
           return control::to_json(r);
         });

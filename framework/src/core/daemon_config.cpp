@@ -276,16 +276,16 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
     cs.address = f.address();
     if (auto s = at.required("controller.pin", f.pin()); !s.is_ok()) return s;
     if (f.pin().rfind("ed25519:", 0) != 0) {
-      return at.error("controller.pin", "expected 'ed25519:' and the controller's key in base64 "
-                                        "(patronus-controller prints it when it starts)");
+      return at.error("controller.pin",
+                      "expected 'ed25519:' and the controller's key in base64 "
+                      "(patronus-controller prints it when it starts)");
     }
     cs.pin = f.pin();
     cs.token_file = resolve(base_dir, f.token_file());
-    cs.state_dir = f.state_dir().empty()
-                       ? (std::filesystem::path(c.state_db).parent_path() /
-                          ("controller-" + c.site))
-                             .string()
-                       : resolve(base_dir, f.state_dir());
+    cs.state_dir =
+        f.state_dir().empty()
+            ? (std::filesystem::path(c.state_db).parent_path() / ("controller-" + c.site)).string()
+            : resolve(base_dir, f.state_dir());
     if (f.has_report_interval_ms()) {
       if (auto s = at.range("controller.report_interval_ms", f.report_interval_ms(), 200, 3600000);
           !s.is_ok()) {
@@ -294,8 +294,9 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
       cs.report_interval_ms = f.report_interval_ms();
     }
     if (!file.has_runtime()) {
-      return at.error("controller", "a site fed by a controller needs a runtime section (its "
-                                    "probe, scorer, transport and keys_dir)");
+      return at.error("controller",
+                      "a site fed by a controller needs a runtime section (its "
+                      "probe, scorer, transport and keys_dir)");
     }
     c.controller = std::move(cs);
   }

@@ -24,8 +24,9 @@ constexpr const char* kEnrolled = "enrolled";
 
 Result<std::string> read_small(const std::string& path, std::size_t max) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Status(errno == ENOENT ? Code::kNotFound : Code::kUnavailable,
-                            path + ": " + std::strerror(errno));
+  if (fd < 0)
+    return Status(errno == ENOENT ? Code::kNotFound : Code::kUnavailable,
+                  path + ": " + std::strerror(errno));
   std::string out;
   char buf[65536];
   for (;;) {
@@ -191,8 +192,10 @@ struct ControllerLink::Impl {
       last = push;
       if (auto s = write_atomic(section.state_dir + "/" + kLastConfig, push.SerializeAsString());
           !s.is_ok()) {
-        log(3, "the applied config could not be stored (a restart without the controller "
-               "would start from the previous one): " + s.message());
+        log(3,
+            "the applied config could not be stored (a restart without the controller "
+            "would start from the previous one): " +
+                s.message());
       }
       a->set_hash(push.hash());
       log(1, "applied version " + std::to_string(push.version()) + " (" +
@@ -281,9 +284,8 @@ Result<std::unique_ptr<ControllerLink>> ControllerLink::create(
   };
   channel::ClientOptions options;
   options.seed = seed;
-  impl->client = std::make_unique<channel::Client>(io, section.address, pin.value(),
-                                                   std::move(identity).value(), std::move(h),
-                                                   options);
+  impl->client = std::make_unique<channel::Client>(
+      io, section.address, pin.value(), std::move(identity).value(), std::move(h), options);
   return std::unique_ptr<ControllerLink>(new ControllerLink(std::move(impl)));
 }
 

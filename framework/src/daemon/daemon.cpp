@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -62,7 +63,16 @@ class Log final : public core::RouterObserver, public steering::RuntimeObserver 
   void log(int level, const std::string& msg) {
     static const char* kNames[] = {"debug", "info", "warn", "error"};
     if (level >= min_level_) {
-      const std::string line = "patronusd[" + site_ + "] " + kNames[level] + ": " + msg + "\n";
+      // UTC with milliseconds: lines from several sites and the controller can be merged.
+      const std::int64_t now = wall_ns();
+      const std::time_t secs = static_cast<std::time_t>(now / 1000000000);
+      std::tm tm{};
+      gmtime_r(&secs, &tm);
+      char when[40];
+      const std::size_t n = std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+      std::snprintf(when + n, sizeof when - n, ".%03dZ", static_cast<int>((now / 1000000) % 1000));
+      const std::string line =
+          std::string(when) + " patronusd[" + site_ + "] " + kNames[level] + ": " + msg + "\n";
       std::cerr << line << std::flush;
     }
   }
@@ -240,11 +250,11 @@ std::string restart_only_change(const core::DaemonConfig& a, const core::DaemonC
   if (a.runtime.has_value() != b.runtime.has_value()) return "runtime";
   if (a.runtime && a.runtime->keys_dir != b.runtime->keys_dir) return "runtime.keys_dir";
   if (a.controller.has_value() != b.controller.has_value()) return "controller";
-  if (a.controller && (a.controller->address != b.controller->address ||
-                       a.controller->pin != b.controller->pin ||
-                       a.controller->token_file != b.controller->token_file ||
-                       a.controller->state_dir != b.controller->state_dir ||
-                       a.controller->report_interval_ms != b.controller->report_interval_ms)) {
+  if (a.controller &&
+      (a.controller->address != b.controller->address || a.controller->pin != b.controller->pin ||
+       a.controller->token_file != b.controller->token_file ||
+       a.controller->state_dir != b.controller->state_dir ||
+       a.controller->report_interval_ms != b.controller->report_interval_ms)) {
     return "controller";
   }
   return "";
@@ -569,27 +579,26 @@ int run(const Options& opt) {
   // What an apply changed, said once in the log and recorded (SIGHUP and the controller's pushes).
   auto say_applied = [&](const std::string& what, const site::ApplyReport& a) {
     for (const auto& e : a.errors) log.log(3, what + ": " + e);
-    log.log(
-        1,
-        a.unchanged
-            ? what + ": the config is unchanged"
-            : what + ": " + std::to_string(a.sites_added.size()) + " site(s) and " +
-                  std::to_string(a.paths_added.size()) + " path(s) added, " +
-                  std::to_string(a.paths_removed.size()) + " removed, " +
-                  std::to_string(a.paths_rekeyed) + " with new keys" +
-                  (a.sites_removed.empty()
-                       ? std::string()
-                       : ", sites removed " + nlohmann::json(a.sites_removed).dump()) +
-                  (a.errors.empty() ? std::string()
-                                    : ", " + std::to_string(a.errors.size()) + " refused") +
-                  (a.classes_replaced
-                       ? ", classes replaced (added " + nlohmann::json(a.classes_added).dump() +
-                             ", removed " + nlohmann::json(a.classes_removed).dump() + ")"
-                       : "") +
-                  (a.plugins_restarted.empty()
-                       ? std::string()
-                       : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
-                  ", config " + host.config_hash().substr(0, 12));
+    log.log(1,
+            a.unchanged
+                ? what + ": the config is unchanged"
+                : what + ": " + std::to_string(a.sites_added.size()) + " site(s) and " +
+                      std::to_string(a.paths_added.size()) + " path(s) added, " +
+                      std::to_string(a.paths_removed.size()) + " removed, " +
+                      std::to_string(a.paths_rekeyed) + " with new keys" +
+                      (a.sites_removed.empty()
+                           ? std::string()
+                           : ", sites removed " + nlohmann::json(a.sites_removed).dump()) +
+                      (a.errors.empty() ? std::string()
+                                        : ", " + std::to_string(a.errors.size()) + " refused") +
+                      (a.classes_replaced
+                           ? ", classes replaced (added " + nlohmann::json(a.classes_added).dump() +
+                                 ", removed " + nlohmann::json(a.classes_removed).dump() + ")"
+                           : "") +
+                      (a.plugins_restarted.empty()
+                           ? std::string()
+                           : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
+                      ", config " + host.config_hash().substr(0, 12));
     log.record("patronusd", "daemon.replanned",
                "{\"changed\":" + std::to_string(a.paths_rekeyed) +
                    ",\"sites_added\":" + std::to_string(a.sites_added.size()) +
@@ -706,8 +715,9 @@ int run(const Options& opt) {
       }
       if (next.is_ok()) {
         site::SiteConfig without_plan =
-            controlled ? with_controller(next.value().site, controller_push ? &*controller_push : nullptr)
-                       : next.value().site;
+            controlled
+                ? with_controller(next.value().site, controller_push ? &*controller_push : nullptr)
+                : next.value().site;
         *without_plan.mutable_plan() = host.config().plan();
         if (auto s = host.check_apply(without_plan); !s.is_ok()) next = s;
       }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -106,12 +107,22 @@ std::string Decision::to_json() const {
       .dump();
 }
 
+// More probes than this unanswered before a path's first answer mean that the peer was absent,
+// or had not learned the path yet (both ends apply a new path at about the same time, not at
+// the same instant).
+constexpr std::uint64_t kAbsentProbes = 1;
+
 struct SiteRuntime::Path {
   PathSpec spec;
   std::uint32_t site = 0;
   MetricWindow window;
   bool live = false;
   std::int64_t last_rx_ns = 0;
+  // The send time of the first probe the peer answered (-1: none yet). Until then the peer may
+  // not have been there (it had not started, or not learned the path); probes sent before it
+  // that time out afterwards are not counted, so a path that has just come up does not go down
+  // again on the losses of its own start. INT64_MIN: answered from its first probes.
+  std::int64_t first_answer_sent_ns = -1;
   struct Score {
     bool valid = false;
     double score = 0;
@@ -1087,6 +1098,21 @@ void SiteRuntime::on_sample(const std::string& instance, const patronus_path_sam
   }
   Path& p = *paths_[it->second];
   if (p.removed) return;
+  if (s.lost && p.first_answer_sent_ns >= 0 && s.sent_ns < p.first_answer_sent_ns) {
+    ++counters_.samples_before_first_answer;
+    return;
+  }
+  if (!s.lost && p.first_answer_sent_ns == -1) {
+    if (s.sequence > kAbsentProbes) {
+      // The first answer came after several unanswered probes: the peer was not there yet (it
+      // had not started or not learned the path), which says nothing of the path's quality.
+      p.first_answer_sent_ns = s.sent_ns;
+      counters_.samples_before_first_answer += p.window.stats().lost;
+      p.window.clear();
+    } else {
+      p.first_answer_sent_ns = std::numeric_limits<std::int64_t>::min();  // answered from the start
+    }
+  }
   ++counters_.samples;
   p.window.add(s.sent_ns, s.rtt_ns, s.lost != 0);
   if (!s.lost) p.last_rx_ns = std::max(p.last_rx_ns, s.sent_ns + s.rtt_ns);

@@ -402,13 +402,14 @@ Status Store::save_assigned_paths(const std::vector<PathRow>& paths, std::int64_
       clash.bind(4, p.dst_endpoint);
       clash.bind(5, id);
       clash.exec();
-      SQLite::Statement ins(db,
-                            "INSERT INTO paths (path_id, src_site_id, dst_site_id, src_endpoint, "
-                            "dst_endpoint, wg_interface, status) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                            "ON CONFLICT (path_id) DO UPDATE SET src_site_id = excluded.src_site_id, "
-                            "dst_site_id = excluded.dst_site_id, src_endpoint = "
-                            "excluded.src_endpoint, dst_endpoint = excluded.dst_endpoint, "
-                            "wg_interface = excluded.wg_interface");
+      SQLite::Statement ins(
+          db,
+          "INSERT INTO paths (path_id, src_site_id, dst_site_id, src_endpoint, "
+          "dst_endpoint, wg_interface, status) VALUES (?, ?, ?, ?, ?, ?, ?) "
+          "ON CONFLICT (path_id) DO UPDATE SET src_site_id = excluded.src_site_id, "
+          "dst_site_id = excluded.dst_site_id, src_endpoint = "
+          "excluded.src_endpoint, dst_endpoint = excluded.dst_endpoint, "
+          "wg_interface = excluded.wg_interface");
       ins.bind(1, id);
       ins.bind(2, a);
       ins.bind(3, b);

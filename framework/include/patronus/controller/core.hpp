@@ -125,7 +125,8 @@ class Core {
   // of the key). `have_hash` is what the site runs ("" none): its current config is sent only if
   // it differs.
   Status connect(SessionId session, const std::string& site,
-                 const std::array<std::uint8_t, 32>& identity, const std::string& have_hash);
+                 const std::array<std::uint8_t, 32>& identity, const std::string& have_hash,
+                 std::uint64_t have_version = 0);
   // The site applied `version` and runs a config of `hash` (or failed to apply it: `error`).
   Status acknowledge(SessionId session, std::uint64_t version, const std::string& hash,
                      const std::string& error = "");
