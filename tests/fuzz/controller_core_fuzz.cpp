@@ -58,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   Reader r{data, size};
   for (int steps = 0; steps < 256 && !r.empty(); ++steps) {
-    const std::uint8_t op = r.byte() % 8;
+    const std::uint8_t op = r.byte() % 11;
     const std::string site = r.byte() % 4 == 0 ? r.text(8) : "s" + std::to_string(r.byte() % 4);
     std::array<std::uint8_t, 32> identity{};
     identity.fill(r.byte() % 3);
@@ -92,6 +92,56 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 6:
         (void)core.remove_site(site);
         break;
+      case 8: {
+        // A site's message as the channel hands it over: bytes that may or may not parse.
+        controller::v1::FromSite m;
+        const std::string bytes = r.text(200);
+        if (m.ParseFromString(bytes)) (void)core.receive(r.byte(), identity, m);
+        break;
+      }
+      case 9: {
+        // A well-formed message with hostile content: keys for endpoints that do not exist,
+        // reports of paths of other sites, acks of versions never sent.
+        controller::v1::FromSite m;
+        switch (r.byte() % 5) {
+          case 0:
+            m.mutable_enrol()->set_token(r.byte() % 2 && !tokens.empty()
+                                             ? tokens[r.byte() % tokens.size()]
+                                             : r.text(48));
+            m.mutable_enrol()->set_site(site);
+            break;
+          case 1:
+            m.mutable_hello()->set_site(site);
+            m.mutable_hello()->set_have_hash(r.text(64));
+            m.mutable_hello()->set_have_version(r.byte());
+            break;
+          case 2:
+            for (int i = r.byte() % 4; i > 0; --i) {
+              auto* k = m.mutable_keys()->add_keys();
+              k->set_endpoint(r.byte() % 2 ? "wan0" : r.text(8));
+              k->set_public_key(keys[r.byte() % 3]);
+            }
+            break;
+          case 3:
+            m.mutable_ack()->set_version(r.byte());
+            m.mutable_ack()->set_hash(r.text(64));
+            break;
+          default:
+            for (int i = r.byte() % 8; i > 0; --i) {
+              auto* p = m.mutable_report()->add_paths();
+              p->set_id(r.byte());
+              p->set_state(r.text(8));
+            }
+        }
+        (void)core.receive(r.byte() % 8, identity, m);
+        break;
+      }
+      case 10: {
+        // An operator's request as the admin socket parses it.
+        fleet::v1::Request q;
+        if (q.ParseFromString(r.text(200))) (void)core.handle(q);
+        break;
+      }
       default: {
         auto s = controller::test::fleet_site(r.byte() % 16, false);
         s.name = site;

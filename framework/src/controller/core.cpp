@@ -758,6 +758,13 @@ fleet::Response Core::handle(const fleet::Request& q) {
       return r;
     }
     case fleet::Request::kSetTopology: {
+      if (q.set_topology().spoke_summary_size() > 0) {
+        // The summary covers a spoke's own LAN: the Linux dataplane would steer LAN-to-LAN
+        // traffic into a tunnel until it exempts the site's own subnets.
+        return fail(invalid_argument(
+            "spoke_summary: not yet for running sites (their dataplane does not exempt their "
+            "own subnets from the summary); leave it out: every spoke then lists every other"));
+      }
       fleet::Settings next = q.set_topology();
       *next.mutable_classes() = settings_record_.classes();
       next.set_classes_given(settings_record_.classes_given());
