@@ -105,9 +105,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         controller::v1::FromSite m;
         switch (r.byte() % 5) {
           case 0:
-            m.mutable_enrol()->set_token(r.byte() % 2 && !tokens.empty()
-                                             ? tokens[r.byte() % tokens.size()]
-                                             : r.text(48));
+            m.mutable_enrol()->set_token(
+                r.byte() % 2 && !tokens.empty() ? tokens[r.byte() % tokens.size()] : r.text(48));
             m.mutable_enrol()->set_site(site);
             break;
           case 1:

@@ -118,26 +118,9 @@ Result<TlsIdentity> load_or_create_identity(const std::string& dir, const std::s
   }
   TlsIdentity id;
   if (!have_key) {
-    Owned<EVP_PKEY> pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
-    Owned<X509> x(X509_new());
-    if (!pkey || !x) return internal_error("cannot make an Ed25519 key");
-    X509_set_version(x.get(), 2);
-    ASN1_INTEGER_set_int64(X509_get_serialNumber(x.get()),
-                           static_cast<std::int64_t>(randombytes_random()) + 1);
-    X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
-    X509_time_adj_ex(X509_getm_notAfter(x.get()), 36500, 0, nullptr);
-    X509_set_pubkey(x.get(), pkey.get());
-    X509_NAME* subject = X509_get_subject_name(x.get());
-    X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8,
-                               reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
-                               0);
-    X509_set_issuer_name(x.get(), subject);
-    if (X509_sign(x.get(), pkey.get(), nullptr) == 0) return internal_error("cannot sign");
-    Owned<BIO> kb(BIO_new(BIO_s_mem())), cb(BIO_new(BIO_s_mem()));
-    PEM_write_bio_PrivateKey(kb.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr);
-    PEM_write_bio_X509(cb.get(), x.get());
-    id.key_pem = bio_text(kb.get());
-    id.certificate_pem = bio_text(cb.get());
+    auto made = make_identity(common_name);
+    if (!made.is_ok()) return made.status();
+    id = std::move(made).value();
     if (auto s = write_new(key_path, id.key_pem, 0600); !s.is_ok()) return s;
     if (auto s = write_new(crt_path, id.certificate_pem, 0644); !s.is_ok()) return s;
   } else {
@@ -161,6 +144,34 @@ Result<TlsIdentity> load_or_create_identity(const std::string& dir, const std::s
   if (cert_key.value() != pub.value()) {
     return failed_precondition(crt_path + ": its key is not " + key_path + "'s");
   }
+  id.public_key = pub.value();
+  return id;
+}
+
+Result<TlsIdentity> make_identity(const std::string& common_name) {
+  Owned<EVP_PKEY> pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
+  Owned<X509> x(X509_new());
+  if (!pkey || !x) return internal_error("cannot make an Ed25519 key");
+  X509_set_version(x.get(), 2);
+  ASN1_INTEGER_set_int64(X509_get_serialNumber(x.get()),
+                         static_cast<std::int64_t>(randombytes_random()) + 1);
+  X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
+  X509_time_adj_ex(X509_getm_notAfter(x.get()), 36500, 0, nullptr);
+  X509_set_pubkey(x.get(), pkey.get());
+  X509_NAME* subject = X509_get_subject_name(x.get());
+  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
+                             0);
+  X509_set_issuer_name(x.get(), subject);
+  if (X509_sign(x.get(), pkey.get(), nullptr) == 0) return internal_error("cannot sign");
+  Owned<BIO> kb(BIO_new(BIO_s_mem())), cb(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PrivateKey(kb.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  PEM_write_bio_X509(cb.get(), x.get());
+  TlsIdentity id;
+  id.key_pem = bio_text(kb.get());
+  id.certificate_pem = bio_text(cb.get());
+  auto pub = raw_key(pkey.get(), "a new key");
+  if (!pub.is_ok()) return pub.status();
   id.public_key = pub.value();
   return id;
 }

@@ -32,6 +32,9 @@ Result<PublicKey> parse_pin(const std::string& pin);
 Result<TlsIdentity> load_or_create_identity(const std::string& dir, const std::string& name,
                                             const std::string& common_name);
 
+// A new identity in memory only (a benchmark's thousand sites; tests).
+Result<TlsIdentity> make_identity(const std::string& common_name);
+
 // The Ed25519 public key of a TLS connection's peer certificate; an error if it has none or
 // another kind of key.
 Result<PublicKey> peer_key(SSL* ssl);

@@ -154,6 +154,11 @@ void Core::set_settings(FleetSettings settings) {
   touch("");
 }
 
+void Core::recompile_all() {
+  compiler_.invalidate();
+  touch("");
+}
+
 Result<std::string> Core::create_token(const std::string& site, std::int64_t ttl_ns) {
   const auto it = sites_.find(site);
   if (it == sites_.end()) return not_found("no site '" + site + "' (add it first)");

@@ -76,6 +76,8 @@ class Compiler {
   CompilerMemory memory() const { return {path_ids_, next_path_id_, overlay_}; }
   // Before the first update: ids and addresses handed out by a previous run.
   void restore(CompilerMemory memory);
+  // The next update compiles every site (a resynchronisation; a benchmark's baseline).
+  void invalidate() { settings_key_cache_.clear(); }
 
  private:
   // Which sites a change of `touched` can change: the touched sites and their neighbours, old

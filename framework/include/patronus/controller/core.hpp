@@ -97,6 +97,9 @@ class Core {
   Status add_site(FleetSite site);
   Status remove_site(const std::string& name);
   void set_settings(FleetSettings settings);
+  // Every site's config compiled again at the next flush (only those whose hash changed are
+  // sent).
+  void recompile_all();
   // The fleet as the store had it (call once, before anything else): sites, tokens, settings,
   // path ids and overlay addresses; the configs are compiled again and, being the same, not
   // pushed again.
