@@ -3,6 +3,9 @@
 // nothing, drift bounded.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <map>
 #include <vector>
 
@@ -216,6 +219,97 @@ TEST(ControllerCore, ABurstIsOneCompileButNeverWaitsLongerThanTheMaximum) {
   EXPECT_LE(b.core.counters().compiles - compiles, 3u);
   EXPECT_GE(b.core.counters().compiles - compiles, 2u) << "the maximum wait did not cut the burst";
   EXPECT_EQ(b.out.last(0)->message.config().config().runtime().tick_ms(), 112u);
+}
+
+}  // namespace
+}  // namespace patronus::controller
+
+namespace patronus::controller {
+namespace {
+
+// What an operator and a site can get wrong: a site that overlaps another, a hub that is not a
+// site, a config the site refuses (reported, not resent, nothing counted as applied).
+TEST(ControllerCore, OverlapsUnknownHubsAndRefusedConfigsAreSaidNotRepeated) {
+  Bench b;
+  for (int i = 0; i < 2; ++i) b.join(i);
+  auto same_address = site_spec(5);
+  same_address.endpoints[0].address = site_spec(0).endpoints[0].address;
+  auto st = b.core.add_site(same_address);
+  EXPECT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("is site 's0' endpoint 'wan0'"), std::string::npos) << st.message();
+  auto same_lan = site_spec(6);
+  same_lan.subnets = {model::IpPrefix::parse("172.16.0.0/16").value()};
+  st = b.core.add_site(same_lan);
+  EXPECT_NE(st.message().find("overlaps site 's0'"), std::string::npos) << st.message();
+
+  fleet::Request q;
+  q.mutable_set_topology()->set_topology("hub-spoke");
+  q.mutable_set_topology()->add_hubs("nosuch");
+  auto r = b.core.handle(q);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_NE(r.error().message().find("'nosuch' is not a site"), std::string::npos);
+
+  b.world.run_until(1 * kSec);
+  const auto& pushed = b.out.last(0)->message.config();
+  const std::size_t sent = b.out.sent.size();
+  ASSERT_TRUE(
+      b.core.acknowledge(0, pushed.version(), "", "runtime.classes: no scorer 'x'").is_ok());
+  b.world.run_until(3 * kSec);
+  EXPECT_EQ(b.out.sent.size(), sent) << "a refused config is not sent again";
+  const auto s0 = b.core.status("s0");
+  EXPECT_EQ(s0->applied_version, 0u) << "a refused version is not applied";
+  EXPECT_TRUE(s0->drift);
+  EXPECT_EQ(s0->last_error, "runtime.classes: no scorer 'x'");
+}
+
+// A controller restarted on its store compiles the same configs: same versions, same path ids,
+// nothing sent to a site that resumes with the hash it runs.
+TEST(ControllerCore, ARestartOnTheStoreSendsNothingAndKeepsPathIds) {
+  const std::string dir = ::testing::TempDir() + "/fleet-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const std::string db = dir + "/fleet.db";
+  std::filesystem::remove(db);
+  std::map<std::string, std::string> hashes;
+  std::map<std::string, std::uint64_t> versions;
+  {
+    auto store = open_sqlite_fleet_store(db);
+    ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+    env::VirtualWorld world(3);
+    env::Env& env = world.add_node("controller", {});
+    Recorder out(env);
+    Core core(env, out, {}, store.value().get());
+    ASSERT_TRUE(core.load().is_ok());
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(core.add_site(site_spec(i)).is_ok());
+      auto t = core.create_token("s" + std::to_string(i));
+      ASSERT_TRUE(
+          core.enrol(t.value(), "s" + std::to_string(i), identity_of(i), {wg_key_of(i)}).is_ok());
+    }
+    world.run_until(1 * kSec);
+    for (const auto& s : core.statuses()) {
+      hashes[s.name] = s.hash;
+      versions[s.name] = s.version;
+    }
+    EXPECT_EQ(versions["s0"], 1u);
+  }
+  auto store = open_sqlite_fleet_store(db);
+  ASSERT_TRUE(store.is_ok());
+  env::VirtualWorld world(4);
+  env::Env& env = world.add_node("controller", {});
+  Recorder out(env);
+  Core core(env, out, {}, store.value().get());
+  ASSERT_TRUE(core.load().is_ok());
+  for (const auto& s : core.statuses()) {
+    EXPECT_EQ(s.hash, hashes[s.name]) << s.name << ": another config after the restart";
+    EXPECT_EQ(s.version, versions[s.name]) << s.name;
+    EXPECT_TRUE(s.enrolled);
+  }
+  ASSERT_TRUE(core.connect(1, "s1", identity_of(1), hashes["s1"], versions["s1"]).is_ok());
+  ASSERT_FALSE(core.connect(2, "s2", identity_of(0), hashes["s2"]).is_ok()) << "another identity";
+  world.run_until(2 * kSec);
+  EXPECT_EQ(out.sent.size(), 0u) << "a current site is sent nothing";
+  EXPECT_EQ(core.status("s1")->applied_version, versions["s1"]);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

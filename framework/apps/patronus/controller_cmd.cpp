@@ -1,6 +1,7 @@
 #include "controller_cmd.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -102,7 +103,7 @@ void print_sites(const fleet::Sites& sites, bool status) {
               << (s.connected() ? "yes" : "no") << std::setw(10) << s.version() << std::setw(10)
               << s.applied_version() << std::setw(7) << (s.drift() ? "DRIFT" : "-");
     if (status) {
-      std::cout << std::setw(14)
+      std::cout << std::setw(16)
                 << (std::to_string(s.paths_up()) + "/" + std::to_string(s.paths_degraded()) + "/" +
                     std::to_string(s.paths_down()))
                 << ago(s.last_seen_unix_ns());
@@ -166,6 +167,10 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
   c.fleet_status = fleetc->add_subcommand(
       "status", "each site: connected, version applied, drift, last seen, paths");
   c.fleet_paths = fleetc->add_subcommand("paths", "every path as its sites report it");
+  for (CLI::App* leaf : {c.sites_list, c.sites_add, c.sites_remove, c.sites_approve, c.token_create,
+                         c.topology_set, c.classes_set, c.fleet_status, c.fleet_paths}) {
+    leaf->add_flag("--json", c.json, "print the reply as JSON");
+  }
 }
 
 int run_controller_commands(ControllerCommands& c) {
@@ -203,6 +208,10 @@ int run_controller_commands(ControllerCommands& c) {
   } else if (c.sites_approve->parsed()) {
     q.mutable_approve_site()->set_name(c.name);
   } else if (c.token_create->parsed()) {
+    struct stat st {};
+    if (!c.out.empty() && ::lstat(c.out.c_str(), &st) == 0) {
+      return fail(kExitUsage, c.out + " exists: --out writes a new file (no token was made)");
+    }
     auto ttl = parse_duration_s(c.ttl);
     if (!ttl.is_ok()) return fail(kExitUsage, ttl.status().message());
     q.mutable_create_token()->set_site(c.site);
@@ -249,17 +258,31 @@ int run_controller_commands(ControllerCommands& c) {
     case fleet::Response::kStatus:
       print_sites(v.status(), true);
       break;
-    case fleet::Response::kPaths:
-      if (v.paths().paths().empty()) std::cout << "no path reported yet\n";
+    case fleet::Response::kPaths: {
+      if (v.paths().paths().empty()) {
+        std::cout << "no path reported yet\n";
+        break;
+      }
+      std::cout << std::left << std::setw(6) << "ID" << std::setw(36) << "PATH" << std::setw(10)
+                << "STATE" << std::setw(16) << "REPORTED BY" << std::setw(8) << "SCORE"
+                << std::setw(9) << "RTT ms"
+                << "LOSS %\n";
+      auto num = [](bool has, double v, int prec) {
+        if (!has) return std::string("-");
+        std::ostringstream o;
+        o << std::fixed << std::setprecision(prec) << v;
+        return o.str();
+      };
       for (const auto& p : v.paths().paths()) {
-        std::cout << std::left << std::setw(8) << p.id() << std::setw(36) << p.name()
-                  << std::setw(10) << p.state() << "from " << p.site();
-        if (p.has_score()) std::cout << "  score " << p.score();
-        if (p.has_rtt_ms()) std::cout << "  rtt " << p.rtt_ms() << " ms";
-        if (p.has_loss_pct()) std::cout << "  loss " << p.loss_pct() << " %";
-        std::cout << "\n";
+        const bool down = p.state() == "down";
+        std::cout << std::setw(6) << p.id() << std::setw(36) << p.name() << std::setw(10)
+                  << p.state() << std::setw(16) << p.site() << std::setw(8)
+                  << num(p.has_score(), p.score(), 1) << std::setw(9)
+                  << num(p.has_rtt_ms() && !down, p.rtt_ms(), 2)
+                  << num(p.has_loss_pct(), p.loss_pct(), 2) << "\n";
       }
       break;
+    }
     case fleet::Response::kToken:
       std::cout << v.token().token() << "\n";
       std::cerr << "patronus: a one-time token for site '" << v.token().site() << "', valid until "

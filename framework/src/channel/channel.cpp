@@ -44,6 +44,11 @@ Result<std::unique_ptr<ssl::context>> make_context(const TlsIdentity& id, bool s
 }
 
 std::string reason(const boost::system::error_code& ec) {
+  // A peer that stops (a controller restarting) closes TCP under TLS without close_notify.
+  if (ec == ssl::error::stream_truncated || ec == websocket::error::closed ||
+      ec == net::error::eof || ec == net::error::connection_reset) {
+    return "the other end closed it (" + ec.message() + ")";
+  }
   return ec.message();
 }
 

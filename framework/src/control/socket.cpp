@@ -92,8 +92,8 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open_lines(env::Env& env,
     if (live) {
       return Status(Code::kFailedPrecondition,
                     where +
-                        ": another process is listening on it (is a patronusd already running "
-                        "with this control_socket?)");
+                        ": another process is listening on it (is another daemon already "
+                        "running with this socket?)");
     }
     if (::unlink(path.c_str()) != 0) {
       return unavailable(where + ": cannot remove the stale socket: " + errno_text(errno));

@@ -97,6 +97,25 @@ Status Core::add_site(FleetSite site) {
   m.name = site.name;
   m.endpoints = site.endpoints;
   if (auto s = model::validate_site(m); !s.is_ok()) return s;
+  // Two sites cannot share an endpoint address or a LAN: peers would reach the wrong one.
+  for (const auto& [other_name, other] : sites_) {
+    for (const auto& e : site.endpoints) {
+      for (const auto& o : other.fleet.endpoints) {
+        if (e.address == o.address) {
+          return invalid_argument("endpoint '" + e.name + "': " + e.address.to_string() +
+                                  " is site '" + other_name + "' endpoint '" + o.name + "'");
+        }
+      }
+    }
+    for (const auto& p : site.subnets) {
+      for (const auto& o : other.fleet.subnets) {
+        if (p.contains(o.network()) || o.contains(p.network())) {
+          return invalid_argument("subnet " + p.to_string() + " overlaps site '" + other_name +
+                                  "' subnet " + o.to_string());
+        }
+      }
+    }
+  }
   site.public_keys.assign(site.endpoints.size(), "");  // they come from the site
   Site s;
   const std::string name = site.name;
@@ -392,11 +411,18 @@ Status Core::acknowledge(SessionId session, std::uint64_t version, const std::st
     return invalid_argument("acknowledged version " + std::to_string(version) +
                             " was never sent (latest " + std::to_string(s->version) + ")");
   }
+  s->last_error = error;
+  if (!error.empty()) {
+    // It refused the config (and still runs what it ran): sending it again cannot help. The
+    // operator sees the error; the next change of the site's config is sent as usual.
+    s->applied_hash = hash;
+    if (version == s->version) s->drift = true;
+    return Status::ok();
+  }
   s->applied_version = version;
   s->applied_hash = hash;
-  s->last_error = error;
   if (version < s->version) return Status::ok();  // an older push; the newer one is on its way
-  if (hash == s->hash && error.empty()) {
+  if (hash == s->hash) {
     s->resends = 0;
     s->drift = false;
     return Status::ok();
@@ -769,6 +795,12 @@ fleet::Response Core::handle(const fleet::Request& q) {
         return fail(invalid_argument(
             "spoke_summary: not yet for running sites (their dataplane does not exempt their "
             "own subnets from the summary); leave it out: every spoke then lists every other"));
+      }
+      for (const auto& h : q.set_topology().hubs()) {
+        if (!sites_.count(h)) {
+          return fail(
+              invalid_argument("hubs: '" + h + "' is not a site of the fleet (add it first)"));
+        }
       }
       fleet::Settings next = q.set_topology();
       *next.mutable_classes() = settings_record_.classes();

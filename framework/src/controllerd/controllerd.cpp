@@ -19,6 +19,7 @@
 #include "control.hpp"
 #include "patronus/controller/core.hpp"
 #include "patronus/env/asio_env.hpp"
+#include "patronus/site/site_lock.hpp"
 #include "socket.hpp"
 #include "yaml_fields.hpp"
 
@@ -167,6 +168,12 @@ int run(const Options& opt) {
     return kExitOk;
   }
   Log log(level_of(cfg.log_level));
+  // One fleet store, one controller (a second one would compile and push from the same rows).
+  auto lock = site::SiteLock::acquire(cfg.state_db, "~controller");
+  if (!lock.is_ok()) {
+    std::cerr << "patronus-controller: " << lock.status().message() << std::endl;
+    return kExitRuntime;
+  }
   auto identity =
       channel::load_or_create_identity(cfg.identity_dir, "controller", "patronus-controller");
   if (!identity.is_ok()) {

@@ -76,7 +76,8 @@ struct ControllerLink::Impl {
         site(std::move(site)),
         keys(std::move(keys)),
         hooks(std::move(hooks)),
-        report_timer(io) {}
+        report_timer(io),
+        soon_timer(io) {}
   boost::asio::io_context& io;
   core::ControllerSection section;
   std::string site;
@@ -84,6 +85,8 @@ struct ControllerLink::Impl {
   Hooks hooks;
   std::unique_ptr<channel::Client> client;
   boost::asio::steady_timer report_timer;
+  boost::asio::steady_timer soon_timer;
+  bool soon_pending = false;
   std::optional<ctl::ConfigPush> last;  // applied
   bool enrolled = false;
   bool welcomed = false;
@@ -137,11 +140,29 @@ struct ControllerLink::Impl {
         return on_welcome(m.welcome());
       case ctl::ToSite::kConfig:
         return on_config(m.config());
-      case ctl::ToSite::kRefused:
+      case ctl::ToSite::kRefused: {
+        // A site the controller no longer knows by this identity (removed, then added again
+        // with a new token): it enrols again if it has a token, instead of giving up.
+        const bool unknown_now =
+            enrolled && m.refused().permanent() &&
+            (m.refused().reason().find("is not enrolled") != std::string::npos ||
+             m.refused().reason().find("was removed") != std::string::npos);
+        if (unknown_now) {
+          enrolled = false;
+          ::unlink((section.state_dir + "/" + kEnrolled).c_str());
+          auto token = section.token_file.empty() ? Result<std::string>(not_found(""))
+                                                  : read_small(section.token_file, 4096);
+          if (token.is_ok() && !trim(token.value()).empty()) {
+            log(2, "refused by the controller: " + m.refused().reason() +
+                       "; enrolling again with " + section.token_file);
+            return;  // the session ends; the next one enrols
+          }
+        }
         log(3, "refused by the controller: " + m.refused().reason() +
                    (m.refused().permanent() ? " (not retrying: fix the config and restart)" : ""));
         if (m.refused().permanent()) client->hold();
         return;
+      }
       default:
         return;
     }
@@ -249,6 +270,7 @@ ControllerLink::ControllerLink(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 
 ControllerLink::~ControllerLink() {
   impl_->report_timer.cancel();
+  impl_->soon_timer.cancel();
   if (impl_->client) impl_->client->stop();
 }
 
@@ -291,6 +313,18 @@ Result<std::unique_ptr<ControllerLink>> ControllerLink::create(
 
 void ControllerLink::start() {
   impl_->client->start();
+}
+
+void ControllerLink::report_soon() {
+  Impl* i = impl_.get();
+  if (i->soon_pending || !i->client->connected()) return;
+  i->soon_pending = true;
+  i->soon_timer.expires_after(std::chrono::milliseconds(200));
+  i->soon_timer.async_wait([i](const boost::system::error_code& ec) {
+    if (ec) return;
+    i->soon_pending = false;
+    i->send_report();
+  });
 }
 bool ControllerLink::connected() const {
   return impl_->client->connected();

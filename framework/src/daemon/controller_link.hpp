@@ -48,6 +48,8 @@ class ControllerLink {
   static Result<std::optional<ctl::ConfigPush>> load_last(const std::string& state_dir);
 
   void start();
+  // A report within 200 ms (a path changed state); several calls make one report.
+  void report_soon();
   bool connected() const;
   bool enrolled() const;
 

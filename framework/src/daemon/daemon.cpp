@@ -15,6 +15,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <random>
@@ -109,7 +110,9 @@ class Log final : public core::RouterObserver, public steering::RuntimeObserver 
     log(1, "path " + p.name + " (" + std::to_string(p.id.value()) + ") is " +
                model::to_string(p.status) +
                (p.scored ? " score " + std::to_string(p.score) : std::string()));
+    if (path_changed) path_changed();
   }
+  std::function<void()> path_changed;  // the controller link's report on change
 
  private:
   void keep(const Status& s) {
@@ -641,6 +644,9 @@ int run(const Options& opt) {
     }
     link = std::move(l).value();
     link->start();
+    log.path_changed = [&link] {
+      if (link) link->report_soon();
+    };
   }
 
   bool stopping = false;
@@ -660,6 +666,7 @@ int run(const Options& opt) {
     if (stopping) return;
     stopping = true;
     log.log(1, "stopping (" + why + ")");
+    log.path_changed = nullptr;
     link.reset();
     control_server.reset();
     service.reset();

@@ -28,9 +28,14 @@ Result<SiteLock> SiteLock::acquire(const std::string& state_db, const std::strin
     ::close(fd);
     if (err == EWOULDBLOCK) {
       return failed_precondition(
-          "site '" + site + "': another patronusd runs with this state (" + file + " is held" +
-          (holder.empty() ? "" : " by " + holder) +
-          "); one site, one daemon: stop it first, or give this one its own state_db");
+          (site == "~controller"
+               ? "another patronus-controller runs with this fleet store (" + file + " is held" +
+                     (holder.empty() ? "" : " by " + holder) +
+                     "); stop it first, or give this one its own state_db"
+               : "site '" + site + "': another patronusd runs with this state (" + file +
+                     " is held" + (holder.empty() ? "" : " by " + holder) +
+                     "); one site, one daemon: stop it first, or give this one its own "
+                     "state_db"));
     }
     return unavailable("cannot lock " + file + ": " + std::strerror(err));
   }
