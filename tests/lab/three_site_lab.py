@@ -20,11 +20,17 @@ the machine cannot run the lab (not root, no Mininet, no wireguard-go).
 
 Run from the repository: sudo /usr/bin/python3 tests/lab/three_site_lab.py --build build
 (the system python: Mininet lives there). See docs/guides/quickstart-lab.md.
+
+With --controller the same lab runs from patronus-controller instead of a copied sites file: the
+controller runs on a host of the internet underlay, the sites are added and given tokens with
+`patronus controller`, each daemon enrols and gets its plan from it, and c joins by being added
+there (no SIGHUP). The key rotation step is skipped: rotation through the controller is not built.
 """
 import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -49,6 +55,8 @@ FLOW_PPS = 100
 # failover bound: a rotation that fell back to failing the path over would exceed it.
 ROTATION_BOUND_MS = 250
 FLOW_PORT = 5004
+# The controller's host on the internet underlay (--controller).
+CONTROLLER_ADDRESS = "172.16.0.100"
 
 
 def fail(msg):
@@ -56,7 +64,10 @@ def fail(msg):
 
 
 class Lab:
-    def __init__(self, build, work, tok):
+    def __init__(self, build, work, tok, controller=False):
+        self.controller = controller
+        self.ctl_proc = None
+        self.pin = None
         self.build = os.path.abspath(build)
         self.work = work
         self.tok = tok
@@ -84,6 +95,8 @@ class Lab:
     def write_files(self, members=None):
         """The sites file with `members` (default all) and every site's daemon config."""
         self.members = list(members or self.sites)
+        if self.controller:
+            return self.write_controller_files()
         lines = [
             "overlay: {ipv4: 10.200.0.0/24, ipv6: none, persistent_keepalive: 5}",
             "rules:",
@@ -120,6 +133,82 @@ class Lab:
                     sites=self.sites_file, interval=PROBE_INTERVAL_MS,
                     mult=DETECT_MULTIPLIER, tick=TICK_MS, hold=HOLD_DOWN_MS, port=FLOW_PORT))
 
+    def site_lines(self, n, s):
+        return [
+            "  - name: %s" % s,
+            "    subnets: [192.168.%d.0/24]" % n,
+            "    endpoints:",
+            "      - {name: %s, address: '%s:51820', type: wan}"
+            % (self.endpoint(s, "inet"), self.underlay(n, "inet")),
+            "      - {name: %s, address: '%s:51821', type: broadband}"
+            % (self.endpoint(s, "lte"), self.underlay(n, "lte")),
+        ]
+
+    def write_controller_files(self):
+        """Each member's entry for `sites add` and its daemon config with a controller section;
+        the fleet's overlay and rules for `topology set -f`."""
+        self.keys = os.path.join(self.work, "keys")
+        with open(os.path.join(self.work, "mesh.yaml"), "w") as f:
+            f.write("overlay: {ipv4: 10.200.0.0/24, ipv6: none, persistent_keepalive: 5}\n"
+                    "rules:\n  wan: {peers: [wan]}\n  broadband: {peers: [broadband]}\n")
+        for n, s in enumerate(self.sites, 1):
+            if s not in self.members:
+                continue
+            with open(os.path.join(self.work, "site-%s.yaml" % s), "w") as f:
+                f.write("\n".join(["sites:"] + self.site_lines(n, s)) + "\n")
+            cfg = DAEMON_CONFIG.format(
+                site=s, db=os.path.join(self.work, "%s.db" % s),
+                sock=os.path.join(self.work, "%s.sock" % s),
+                plugins=os.path.join(self.build, "plugins"), keys=self.keys,
+                sites="", interval=PROBE_INTERVAL_MS,
+                mult=DETECT_MULTIPLIER, tick=TICK_MS, hold=HOLD_DOWN_MS, port=FLOW_PORT)
+            cfg = cfg.replace("  sites_file: \n  topology: full-mesh\n", "")
+            cfg += ("controller:\n  address: '%s:7443'\n  pin: '%s'\n  token_file: %s\n"
+                    "  report_interval_ms: 1000\n"
+                    % (CONTROLLER_ADDRESS, self.pin, os.path.join(self.work, "%s.token" % s)))
+            with open(os.path.join(self.work, "%s.yaml" % s), "w") as f:
+                f.write(cfg)
+
+    def ctl(self, *args):
+        out = subprocess.run([os.path.join(self.build, "bin", "patronus"), "controller",
+                              "--socket", os.path.join(self.work, "controller.sock")] +
+                             list(args), capture_output=True, text=True)
+        if out.returncode != 0:
+            fail("patronus controller %s: %s" % (" ".join(args), out.stderr.strip()))
+        return out.stdout
+
+    def start_controller(self):
+        with open(os.path.join(self.work, "controller.yaml"), "w") as f:
+            f.write("listen: '%s:7443'\nstate_db: %s\nadmin_socket: %s\n" % (
+                CONTROLLER_ADDRESS, os.path.join(self.work, "fleet.db"),
+                os.path.join(self.work, "controller.sock")))
+        log = open(os.path.join(self.work, "controller.log"), "ab")
+        self.logs["controller"] = log
+        k = self.net.get("k" + self.tok)
+        self.ctl_proc = k.popen([os.path.join(self.build, "bin", "patronus-controller"), "-c",
+                                 os.path.join(self.work, "controller.yaml")],
+                                stdout=log, stderr=subprocess.STDOUT)
+
+        def pinned():
+            with open(os.path.join(self.work, "controller.log"), errors="replace") as f:
+                for word in f.read().split():
+                    if word.startswith("ed25519:"):
+                        return word
+            return None
+        self.pin = wait_for("the controller's key in its log", pinned, 20)
+        wait_for("the controller's admin socket",
+                 lambda: os.path.exists(os.path.join(self.work, "controller.sock")), 10)
+        self.write_files(self.members)
+        self.ctl("topology", "set", "full-mesh", "-f", os.path.join(self.work, "mesh.yaml"))
+
+    def enrol(self, sites):
+        for s in sites:
+            self.ctl("sites", "add", "-f", os.path.join(self.work, "site-%s.yaml" % s))
+            token = os.path.join(self.work, "%s.token" % s)
+            if os.path.exists(token):
+                os.unlink(token)
+            self.ctl("token", "create", "--site", s, "--ttl", "10m", "--out", token)
+
     def start_net(self):
         from mininet.net import Mininet
         from mininet.nodelib import LinuxBridge
@@ -135,6 +224,9 @@ class Lab:
             net.addLink(r, inet, intfName1=self.host(s) + "-i")
             net.addLink(r, lte, intfName1=self.host(s) + "-l")
             net.addLink(r, h, intfName1=self.host(s) + "-n", intfName2=self.host(s) + "h-n")
+        if self.controller:
+            k = net.addHost("k" + self.tok, ip=None)
+            net.addLink(k, inet, intfName1="k%s-i" % self.tok)
         net.build()
         net.start()
         for n, s in enumerate(self.sites, 1):
@@ -155,6 +247,10 @@ class Lab:
             h.cmd("ip addr flush dev %sh-n" % self.host(s))
             h.cmd("ip addr add 192.168.%d.10/24 dev %sh-n" % (n, self.host(s)))
             h.cmd("ip route add default via 192.168.%d.1" % n)
+        if self.controller:
+            k = net.get("k" + self.tok)
+            k.cmd("ip addr flush dev k%s-i" % self.tok)
+            k.cmd("ip addr add %s/24 dev k%s-i" % (CONTROLLER_ADDRESS, self.tok))
 
     def start_daemon(self, s):
         r = self.net.get(self.host(s))
@@ -178,6 +274,8 @@ class Lab:
     def overlay_addresses(self):
         """site -> {kind: overlay address} from a's state database (the plan is the same
         everywhere)."""
+        if self.controller:
+            return self.overlay_from_daemons()
         out = {}
         path = os.path.join(self.work, "a.db")
         if not os.path.exists(path):
@@ -193,6 +291,24 @@ class Lab:
         for site, ep, ov in rows:
             kind = ep.rsplit("-", 1)[1]
             out.setdefault(site, {})[kind] = ov
+        return out
+
+    def overlay_from_daemons(self):
+        """The same from the running daemons' paths (a controller-fed site's plan is the
+        controller's; its database keeps path ids only)."""
+        out = {}
+        for s in self.members:
+            r = subprocess.run([os.path.join(self.build, "bin", "patronus"), "paths", "list",
+                                "--socket", os.path.join(self.work, "%s.sock" % s), "--json"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                return None
+            for p in json.loads(r.stdout)["paths"]:
+                if p.get("local_overlay"):
+                    out.setdefault(s, {})[p["local_endpoint"].rsplit("-", 1)[1]] = \
+                        p["local_overlay"]
+        if any(len(out.get(s, {})) != 2 for s in self.members):
+            return None
         return out
 
     def diagnostics(self):
@@ -229,6 +345,13 @@ class Lab:
     def teardown(self):
         for s in list(self.daemons):
             self.stop_daemon(s)
+        if self.ctl_proc is not None and self.ctl_proc.poll() is None:
+            self.ctl_proc.terminate()
+            try:
+                self.ctl_proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.ctl_proc.kill()
+                self.ctl_proc.wait()
         for p in self.flow_procs:
             if p.poll() is None:
                 p.kill()
@@ -348,9 +471,16 @@ def wait_for(what, fn, timeout):
 
 
 def run(lab, report):
-    # 0. the mesh starts with a and b; c joins later on a SIGHUP (below)
-    lab.write_files(["a", "b"])
-    lab.start_net()
+    # 0. the mesh starts with a and b; c joins later on a SIGHUP (below), or by being added to
+    # the controller
+    if lab.controller:
+        lab.members = ["a", "b"]
+        lab.start_net()
+        lab.start_controller()
+        lab.enrol(["a", "b"])
+    else:
+        lab.write_files(["a", "b"])
+        lab.start_net()
     for s in lab.members:
         lab.start_daemon(s)
 
@@ -406,9 +536,13 @@ def run(lab, report):
     grow_wall_ns = time.time_ns()
     t_grow = time.monotonic()
     lab.write_files()
-    lab.start_daemon("c")
-    for s in ("a", "b"):
-        lab.daemons[s].send_signal(signal.SIGHUP)
+    if lab.controller:
+        lab.enrol(["c"])
+        lab.start_daemon("c")
+    else:
+        lab.start_daemon("c")
+        for s in ("a", "b"):
+            lab.daemons[s].send_signal(signal.SIGHUP)
     overlay = wait_for("overlay addresses of c in the state database", lab.overlay_addresses, 30)
     wait_for("ping between every pair of overlay addresses after c joined", all_ping, 60)
     wait_for("every path up and scored after c joined", scored, 60)
@@ -416,7 +550,11 @@ def run(lab, report):
     for s, other in (("a", "b"), ("b", "a")):
         with open(os.path.join(lab.work, "%s.log" % s), errors="replace") as f:
             log = f.read()
-        if "reloaded (SIGHUP): 1 site(s) and 2 path(s) added, 0 removed" not in log:
+        applied = ("reloaded (SIGHUP): 1 site(s) and 2 path(s) added, 0 removed" in log) or (
+            lab.controller and
+            re.search(r"controller version \d+: 1 site\(s\) and 2 path\(s\) added, 0 removed",
+                      log) is not None)
+        if not applied:
             fail("%s's daemon did not apply the grown mesh: %s" % (s, log[-1500:]))
         with sqlite3.connect("file:%s?mode=ro" % os.path.join(lab.work, "%s.db" % s),
                              uri=True, timeout=5) as db:
@@ -539,6 +677,11 @@ def run(lab, report):
     wait_for("every path up after a's restart", scored, 30)
     report["restart_kept_tunnels"] = True
 
+    if lab.controller:
+        report["rotation"] = "skipped: key rotation through the controller is not built"
+        report["fleet_status"] = lab.ctl("--json", "fleet", "status")
+        return
+
     # 6. key rotation under traffic: the key of a's endpoint carrying a flow is staged (every
     # daemon re-plans: b and c put it on standby), then committed (a re-plans and switches first,
     # the peers promote the standby key on its first handshake, then re-plan). The flow must not
@@ -640,6 +783,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--controller", action="store_true",
+                    help="run the sites from patronus-controller instead of a sites file")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("three_site_lab: needs root (network namespaces)")
@@ -654,7 +799,7 @@ def main():
         print("three_site_lab: no wireguard-go")
         return SKIP
     work = tempfile.mkdtemp(prefix="patronus-lab-")
-    lab = Lab(args.build, work, "%03d" % random.randrange(1000))
+    lab = Lab(args.build, work, "%03d" % random.randrange(1000), args.controller)
     report = {"work": work}
     ok = False
     try:
@@ -666,7 +811,7 @@ def main():
     finally:
         lab.teardown()
         if not ok:
-            for s in lab.sites:
+            for s in lab.sites + ["controller"]:
                 p = os.path.join(work, "%s.log" % s)
                 if os.path.exists(p):
                     with open(p, errors="replace") as f:

@@ -157,6 +157,8 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
                    "hub-spoke: the fleet's LAN supernets, so a new spoke changes only "
                    "the hubs' configs")
       ->delimiter(',');
+  c.topology_set->add_option("-f,--file", c.mesh_file,
+                             "the fleet's overlay: and rules: (the sites file's sections)");
   auto* classes = c.root->add_subcommand("classes", "the fleet's traffic classes");
   classes->require_subcommand(1);
   c.classes_set = classes->add_subcommand("set", "classes and rules for every site");
@@ -222,6 +224,31 @@ int run_controller_commands(ControllerCommands& c) {
     for (const auto& h : c.hubs) t->add_hubs(h);
     t->set_k(static_cast<std::uint32_t>(c.k));
     for (const auto& p : c.summary) t->add_spoke_summary(p);
+    if (!c.mesh_file.empty()) {
+      auto text = read_text(c.mesh_file);
+      if (!text.is_ok()) return fail(kExitUsage, text.status().message());
+      auto m = mesh::parse_mesh_settings_yaml(text.value(), c.mesh_file);
+      if (!m.is_ok()) return fail(kExitUsage, m.status().message());
+      const auto& ms = m.value();
+      t->set_mesh_given(true);
+      t->set_overlay_ipv4(ms.overlay.ipv4.to_string());
+      t->set_overlay_ipv6(ms.overlay.ipv6 ? ms.overlay.ipv6->to_string() : "none");
+      t->set_persistent_keepalive(ms.overlay.persistent_keepalive);
+      const auto defaults = mesh::EndpointRules::defaults();
+      for (int type = 0; type < mesh::kInterfaceTypeCount; ++type) {
+        const auto& rule = ms.rules.by_type[static_cast<std::size_t>(type)];
+        const auto& d = defaults.by_type[static_cast<std::size_t>(type)];
+        if (rule.peers_mask == d.peers_mask && rule.hubs_only == d.hubs_only) continue;
+        auto* tr = t->add_rules();
+        tr->set_type(model::to_string(static_cast<model::InterfaceType>(type)));
+        for (int peer = 0; peer < mesh::kInterfaceTypeCount; ++peer) {
+          if ((rule.peers_mask >> peer) & 1U) {
+            tr->add_peers(model::to_string(static_cast<model::InterfaceType>(peer)));
+          }
+        }
+        tr->set_hubs_only(rule.hubs_only);
+      }
+    }
   } else if (c.classes_set->parsed()) {
     if (c.clear == !c.file.empty()) return fail(kExitUsage, "classes set: give -f FILE or --clear");
     if (c.clear) {

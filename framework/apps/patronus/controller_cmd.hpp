@@ -26,6 +26,7 @@ struct ControllerCommands {
   std::string topology;
   std::vector<std::string> hubs, summary;
   int k = 0;
+  std::string mesh_file;  // topology set -f: overlay: and rules:
   bool clear = false;
 };
 

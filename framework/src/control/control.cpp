@@ -144,6 +144,8 @@ api::PathsReply paths_of(const steering::SiteRuntime& runtime, std::int64_t now_
       p->set_local_endpoint(s->local_endpoint);
       p->set_remote_endpoint(s->remote_endpoint);
       p->set_local_underlay(s->local_underlay.to_string());
+      if (s->local_overlay) p->set_local_overlay(s->local_overlay->to_string());
+      if (s->remote_overlay) p->set_remote_overlay(s->remote_overlay->to_string());
       p->set_remote_underlay(s->remote_underlay.to_string());
       if (s->tunnel) p->set_interface(s->tunnel->interface_name);
     }

@@ -668,6 +668,45 @@ Status Core::apply_settings(const fleet::Settings& r) {
     }
     next.topology.spoke_summary.push_back(p.value());
   }
+  next.overlay = mesh::OverlaySettings();
+  if (!r.overlay_ipv4().empty()) {
+    auto p = model::IpPrefix::parse(r.overlay_ipv4());
+    if (!p.is_ok() || !p.value().is_v4() || p.value().length() > 30) {
+      return invalid_argument("overlay_ipv4: expected an IPv4 prefix of length 0-30");
+    }
+    next.overlay.ipv4 = p.value();
+  }
+  if (r.overlay_ipv6() == "none") {
+    next.overlay.ipv6.reset();
+  } else if (!r.overlay_ipv6().empty()) {
+    auto p = model::IpPrefix::parse(r.overlay_ipv6());
+    if (!p.is_ok() || p.value().is_v4() || p.value().length() > 120) {
+      return invalid_argument("overlay_ipv6: expected an IPv6 prefix of length 0-120 or 'none'");
+    }
+    next.overlay.ipv6 = p.value();
+  }
+  if (r.has_persistent_keepalive()) {
+    if (r.persistent_keepalive() > 65535) {
+      return invalid_argument("persistent_keepalive: at most 65535");
+    }
+    next.overlay.persistent_keepalive = static_cast<std::uint16_t>(r.persistent_keepalive());
+  }
+  next.rules = mesh::EndpointRules::defaults();
+  for (int i = 0; i < r.rules_size(); ++i) {
+    const auto& tr = r.rules(i);
+    const std::string at = "rules[" + std::to_string(i) + "]";
+    auto t = model::parse_interface_type(tr.type());
+    if (!t.is_ok()) return invalid_argument(at + ".type: " + t.status().message());
+    mesh::TypeRule rule;
+    rule.peers_mask = 0;
+    for (const auto& peer : tr.peers()) {
+      auto pt = model::parse_interface_type(peer);
+      if (!pt.is_ok()) return invalid_argument(at + ".peers: " + pt.status().message());
+      rule.peers_mask |= static_cast<std::uint8_t>(1U << static_cast<int>(pt.value()));
+    }
+    rule.hubs_only = tr.hubs_only();
+    next.rules.by_type[static_cast<std::size_t>(t.value())] = rule;
+  }
   next.base.clear_runtime();
   if (r.classes_given()) {
     auto classes = site::classes_from_proto(r.classes());
@@ -803,6 +842,15 @@ fleet::Response Core::handle(const fleet::Request& q) {
         }
       }
       fleet::Settings next = q.set_topology();
+      if (!next.mesh_given()) {
+        next.set_overlay_ipv4(settings_record_.overlay_ipv4());
+        next.set_overlay_ipv6(settings_record_.overlay_ipv6());
+        if (settings_record_.has_persistent_keepalive()) {
+          next.set_persistent_keepalive(settings_record_.persistent_keepalive());
+        }
+        *next.mutable_rules() = settings_record_.rules();
+      }
+      next.set_mesh_given(false);
       *next.mutable_classes() = settings_record_.classes();
       next.set_classes_given(settings_record_.classes_given());
       const fleet::Settings old = settings_record_;

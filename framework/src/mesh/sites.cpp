@@ -514,6 +514,36 @@ Status parse_links(const YAML::Node& n, SitesFile& f) {
 
 }  // namespace
 
+Result<MeshSettings> parse_mesh_settings_yaml(const std::string& text, const std::string& origin) {
+  const std::string o = origin.empty() ? "" : origin + ": ";
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return invalid_argument(o + "not valid YAML: " + e.what());
+  }
+  try {
+    MeshSettings m;
+    if (!root.IsMap()) return invalid_argument(o + "expected a map with overlay: and rules:");
+    if (auto s = yamlf::check_keys(root, {"rules", "overlay"}, ""); !s.is_ok()) {
+      return Status(s.code(), o + s.message());
+    }
+    if (root["rules"]) {
+      if (auto s = parse_rules(root["rules"], m.rules); !s.is_ok()) {
+        return Status(s.code(), o + s.message());
+      }
+    }
+    if (root["overlay"]) {
+      if (auto s = parse_overlay(root["overlay"], m.overlay); !s.is_ok()) {
+        return Status(s.code(), o + s.message());
+      }
+    }
+    return m;
+  } catch (const YAML::Exception& e) {
+    return invalid_argument(o + e.what());
+  }
+}
+
 Result<SitesFile> parse_sites_yaml(const std::string& text, const std::string& origin) {
   const std::string o = origin.empty() ? "" : origin + ": ";
   YAML::Node root;

@@ -127,6 +127,13 @@ constexpr std::size_t kMaxPeers = 1000;
 
 // `origin` names the input in errors (a file name).
 Result<SitesFile> parse_sites_yaml(const std::string& text, const std::string& origin);
+// The fleet-wide part of a sites file alone (a controller's settings): `overlay:` and `rules:`,
+// with the same checks and defaults; nothing else may be in the document.
+struct MeshSettings {
+  OverlaySettings overlay;
+  EndpointRules rules = EndpointRules::defaults();
+};
+Result<MeshSettings> parse_mesh_settings_yaml(const std::string& text, const std::string& origin);
 Result<SitesFile> load_sites_file(const std::string& path);
 
 // Great-circle distance in km between two locations (haversine, mean Earth radius).
