@@ -15,7 +15,7 @@ include(CMakePackageConfigHelpers)
 set(PATRONUS_INSTALL_PLUGIN_DIR ${CMAKE_INSTALL_LIBDIR}/patronus/plugins)
 set(PATRONUS_INSTALL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/Patronus)
 
-install(TARGETS patronus patronusd RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS patronus patronusd patronus-controller RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 if(TARGET patronus-sim)
   install(TARGETS patronus-sim RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()

@@ -105,17 +105,8 @@ class Lab:
             "sites:",
         ]
         for n, s in enumerate(self.sites, 1):
-            if s not in self.members:
-                continue
-            lines += [
-                "  - name: %s" % s,
-                "    subnets: [192.168.%d.0/24]" % n,
-                "    endpoints:",
-                "      - {name: %s, address: '%s:51820', type: wan}"
-                % (self.endpoint(s, "inet"), self.underlay(n, "inet")),
-                "      - {name: %s, address: '%s:51821', type: broadband}"
-                % (self.endpoint(s, "lte"), self.underlay(n, "lte")),
-            ]
+            if s in self.members:
+                lines += self.site_lines(n, s)
         self.sites_file = os.path.join(self.work, "sites.yaml")
         with open(self.sites_file, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -263,3 +263,35 @@ TEST(IpPrefix, ParseContainsAt) {
 
 }  // namespace
 }  // namespace patronus::mesh
+
+namespace {
+
+// A controller's fleet settings are the sites file's overlay: and rules: alone, read by the same
+// code (same defaults, same errors).
+TEST(MeshSettings, OverlayAndRulesAloneWithTheFilesChecks) {
+  auto m = patronus::mesh::parse_mesh_settings_yaml(
+      "overlay: {ipv4: 10.200.0.0/24, ipv6: none, persistent_keepalive: 5}\n"
+      "rules:\n  wan: {peers: [wan]}\n",
+      "mesh.yaml");
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(m.value().overlay.ipv4.to_string(), "10.200.0.0/24");
+  EXPECT_FALSE(m.value().overlay.ipv6.has_value());
+  EXPECT_EQ(m.value().overlay.persistent_keepalive, 5);
+  const auto wan = static_cast<int>(patronus::model::InterfaceType::kWan);
+  const auto lte = static_cast<int>(patronus::model::InterfaceType::kLte);
+  EXPECT_TRUE(m.value().rules.allows(patronus::model::InterfaceType::kWan,
+                                     patronus::model::InterfaceType::kWan));
+  EXPECT_FALSE((m.value().rules.by_type[wan].peers_mask >> lte) & 1U);
+  // Defaults when absent; a key of the sites file that is not a fleet setting is refused.
+  auto d = patronus::mesh::parse_mesh_settings_yaml("{}", "x");
+  ASSERT_TRUE(d.is_ok());
+  EXPECT_EQ(d.value().overlay.ipv4.to_string(), "10.200.0.0/16");
+  auto bad = patronus::mesh::parse_mesh_settings_yaml("sites: []\n", "mesh.yaml");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("mesh.yaml: "), std::string::npos);
+  EXPECT_NE(bad.status().message().find("sites"), std::string::npos) << bad.status().message();
+  auto v6 = patronus::mesh::parse_mesh_settings_yaml("overlay: {ipv4: 10.0.0.0/31}\n", "m");
+  EXPECT_FALSE(v6.is_ok());
+}
+
+}  // namespace

@@ -7,6 +7,8 @@
 #include <iostream>
 #include <string>
 
+#include "patronus/util/utc_time.hpp"
+
 namespace patronus::cli {
 
 constexpr int kExitUsage = 2;    // bad arguments or input: nothing was changed
@@ -14,13 +16,7 @@ constexpr int kExitFailure = 1;  // the command could not be carried out
 
 // "2026-11-21T20:03:09.728Z" from nanoseconds since the Unix epoch.
 inline std::string utc_time(std::int64_t ns) {
-  const std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char when[48];
-  const std::size_t n = std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(when + n, sizeof when - n, ".%03dZ", static_cast<int>((ns / 1000000) % 1000));
-  return when;
+  return util::utc_time(ns);
 }
 
 inline int fail(int code, const std::string& msg) {

@@ -718,6 +718,19 @@ Status Core::apply_settings(const fleet::Settings& r) {
   return Status::ok();
 }
 
+Status Core::change_settings(const fleet::Settings& next) {
+  const fleet::Settings old = settings_record_;
+  if (auto st = apply_settings(next); !st.is_ok()) return st;
+  FleetBatch b;
+  b.settings = next;
+  if (auto st = persist(b); !st.is_ok()) {
+    (void)apply_settings(old);  // what was in force comes back
+    return st;
+  }
+  touch("");
+  return Status::ok();
+}
+
 Status Core::load() {
   if (store_ == nullptr) return Status::ok();
   auto snap = store_->load();
@@ -853,15 +866,7 @@ fleet::Response Core::handle(const fleet::Request& q) {
       next.set_mesh_given(false);
       *next.mutable_classes() = settings_record_.classes();
       next.set_classes_given(settings_record_.classes_given());
-      const fleet::Settings old = settings_record_;
-      if (auto st = apply_settings(next); !st.is_ok()) return fail(st);
-      FleetBatch b;
-      b.settings = next;
-      if (auto st = persist(b); !st.is_ok()) {
-        (void)apply_settings(old);
-        return fail(st);
-      }
-      touch("");
+      if (auto st = change_settings(next); !st.is_ok()) return fail(st);
       return done("topology " +
                   (next.topology().empty() ? std::string("full-mesh") : next.topology()));
     }
@@ -874,15 +879,7 @@ fleet::Response Core::handle(const fleet::Request& q) {
         *next.mutable_classes() = q.set_classes().classes();
         next.set_classes_given(true);
       }
-      const fleet::Settings old = settings_record_;
-      if (auto st = apply_settings(next); !st.is_ok()) return fail(st);
-      FleetBatch b;
-      b.settings = next;
-      if (auto st = persist(b); !st.is_ok()) {
-        (void)apply_settings(old);
-        return fail(st);
-      }
-      touch("");
+      if (auto st = change_settings(next); !st.is_ok()) return fail(st);
       return done(next.classes_given()
                       ? std::to_string(next.classes().classes_size()) + " class(es) for the fleet"
                       : std::string("every site keeps its own classes"));

@@ -20,6 +20,7 @@
 #include "patronus/controller/core.hpp"
 #include "patronus/env/asio_env.hpp"
 #include "patronus/site/site_lock.hpp"
+#include "patronus/util/utc_time.hpp"
 #include "socket.hpp"
 #include "yaml_fields.hpp"
 
@@ -32,23 +33,17 @@ std::string resolve(const std::string& base, const std::string& p) {
   return (std::filesystem::path(base) / p).lexically_normal().string();
 }
 
-// "2026-12-07T10:48:30Z"
-std::string timestamp() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 class Log {
  public:
   explicit Log(int level) : level_(level) {}
   void log(int level, const std::string& m) const {
     if (level < level_) return;
     static const char* const kNames[] = {"debug", "info", "warn", "error"};
-    std::cerr << timestamp() << " patronus-controller " << kNames[level] << ": " << m << std::endl;
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    std::cerr << util::utc_time(now) << " patronus-controller " << kNames[level] << ": " << m
+              << std::endl;
   }
 
  private:

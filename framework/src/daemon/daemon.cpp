@@ -32,6 +32,7 @@
 #include "patronus/steering/site_runtime.hpp"
 #include "patronus/store/store.hpp"
 #include "patronus/util/file.hpp"
+#include "patronus/util/utc_time.hpp"
 #include "socket.hpp"
 
 #include <nlohmann/json.hpp>
@@ -65,15 +66,8 @@ class Log final : public core::RouterObserver, public steering::RuntimeObserver 
     static const char* kNames[] = {"debug", "info", "warn", "error"};
     if (level >= min_level_) {
       // UTC with milliseconds: lines from several sites and the controller can be merged.
-      const std::int64_t now = wall_ns();
-      const std::time_t secs = static_cast<std::time_t>(now / 1000000000);
-      std::tm tm{};
-      gmtime_r(&secs, &tm);
-      char when[40];
-      const std::size_t n = std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-      std::snprintf(when + n, sizeof when - n, ".%03dZ", static_cast<int>((now / 1000000) % 1000));
-      const std::string line =
-          std::string(when) + " patronusd[" + site_ + "] " + kNames[level] + ": " + msg + "\n";
+      const std::string line = util::utc_time(wall_ns()) + " patronusd[" + site_ + "] " +
+                               kNames[level] + ": " + msg + "\n";
       std::cerr << line << std::flush;
     }
   }

@@ -176,6 +176,8 @@ class Core {
   fleet::Site record(const Site& s) const;
   fleet::Settings settings_record_;
   Status apply_settings(const fleet::Settings& record);
+  // Validated, stored, then in force (all or nothing).
+  Status change_settings(const fleet::Settings& next);
   void welcome(SessionId session, const Site& s);
   std::int64_t to_unix(std::int64_t mono_ns) const;
 
