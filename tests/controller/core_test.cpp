@@ -24,6 +24,10 @@ constexpr std::int64_t kSec = 1'000'000'000;
 struct Recorder : Outbox {
   explicit Recorder(const env::Env& env) : env(env) {}
   void send(SessionId session, const v1::ToSite& m) override {
+    if (m.has_rotate()) {
+      rotations.push_back({session, env.now_ns(), m});
+      return;
+    }
     if (m.has_welcome()) {
       welcomes.push_back({session, env.now_ns(), m});  // every connect's, counted apart
       return;
@@ -47,7 +51,7 @@ struct Recorder : Outbox {
     return nullptr;
   }
   const env::Env& env;
-  std::vector<Sent> sent, welcomes;
+  std::vector<Sent> sent, welcomes, rotations;
 };
 
 // The fixture's site without its key: the key comes at enrolment.
@@ -310,6 +314,67 @@ TEST(ControllerCore, ARestartOnTheStoreSendsNothingAndKeepsPathIds) {
   EXPECT_EQ(out.sent.size(), 0u) << "a current site is sent nothing";
   EXPECT_EQ(core.status("s1")->applied_version, versions["s1"]);
   std::filesystem::remove_all(dir);
+}
+
+// A key rotation driven by the controller (ADR 0013): stage at the site, the next key on
+// standby at every peer, commit only once every peer has acknowledged it, then the new key is the
+// key everywhere.
+TEST(ControllerCore, AKeyRotationCommitsOnlyOnceEveryPeerHasTheNextKey) {
+  Bench b;
+  for (int i = 0; i < 3; ++i) b.join(i);
+  b.world.run_until(1 * kSec);
+  b.ack_all();
+  EXPECT_FALSE(b.core.rotate_key("s0", "nosuch").is_ok());
+  ASSERT_TRUE(b.core.rotate_key("s0", "wan0").is_ok());
+  EXPECT_FALSE(b.core.rotate_key("s0", "wan0").is_ok()) << "one rotation at a time";
+  ASSERT_EQ(b.out.rotations.size(), 1u);
+  EXPECT_FALSE(b.out.rotations[0].message.rotate().commit());
+  EXPECT_EQ(b.out.rotations[0].session, 0u);
+
+  const std::string next = wg_key_of(50);
+  v1::Keys staged;
+  auto* k = staged.add_keys();
+  k->set_endpoint("wan0");
+  k->set_public_key(wg_key_of(0));
+  k->set_next_public_key(next);
+  ASSERT_TRUE(b.core.report_keys(0, staged).is_ok());
+  b.world.run_until(2 * kSec);
+  // The peers' configs carry the next key on their path to s0; no commit before they run it.
+  for (SessionId peer : {1u, 2u}) {
+    const auto& plan = b.out.last(peer)->message.config().config().plan();
+    bool standby = false;
+    for (const auto& p : plan.paths()) {
+      if (p.remote_site() == "s0") {
+        standby =
+            p.remote_next_public_key() ==
+            std::string(
+                reinterpret_cast<const char*>(mesh::key_from_base64(next, "").value().data()), 32);
+      }
+    }
+    EXPECT_TRUE(standby) << "peer " << peer;
+  }
+  EXPECT_EQ(b.out.rotations.size(), 1u) << "committed before the peers ran the next key";
+  EXPECT_NE(b.core.site_views().sites(0).rotation(), "");
+  b.ack_all();
+  ASSERT_EQ(b.out.rotations.size(), 2u);
+  EXPECT_TRUE(b.out.rotations[1].message.rotate().commit());
+
+  v1::Keys committed;
+  auto* c = committed.add_keys();
+  c->set_endpoint("wan0");
+  c->set_public_key(next);
+  ASSERT_TRUE(b.core.report_keys(0, committed).is_ok());
+  b.world.run_until(3 * kSec);
+  EXPECT_EQ(b.core.site_views().sites(0).rotation(), "");
+  const auto& plan = b.out.last(1)->message.config().config().plan();
+  for (const auto& p : plan.paths()) {
+    if (p.remote_site() != "s0") continue;
+    EXPECT_EQ(
+        p.remote_public_key(),
+        std::string(reinterpret_cast<const char*>(mesh::key_from_base64(next, "").value().data()),
+                    32));
+    EXPECT_TRUE(p.remote_next_public_key().empty());
+  }
 }
 
 }  // namespace

@@ -108,6 +108,7 @@ void print_sites(const fleet::Sites& sites, bool status) {
                     std::to_string(s.paths_down()))
                 << ago(s.last_seen_unix_ns());
       if (!s.last_error().empty()) std::cout << "  apply failed: " << s.last_error();
+      if (!s.rotation().empty()) std::cout << "  rotating " << s.rotation();
     } else {
       std::string eps;
       for (const auto& e : s.endpoints()) {
@@ -169,8 +170,17 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
   c.fleet_status = fleetc->add_subcommand(
       "status", "each site: connected, version applied, drift, last seen, paths");
   c.fleet_paths = fleetc->add_subcommand("paths", "every path as its sites report it");
-  for (CLI::App* leaf : {c.sites_list, c.sites_add, c.sites_remove, c.sites_approve, c.token_create,
-                         c.topology_set, c.classes_set, c.fleet_status, c.fleet_paths}) {
+  auto* keys = c.root->add_subcommand("keys", "the sites' endpoint keys");
+  keys->require_subcommand(1);
+  c.keys_rotate = keys->add_subcommand(
+      "rotate",
+      "rotate an endpoint's key: the site stages its next key, the peers get it, the "
+      "site commits (no path goes down)");
+  c.keys_rotate->add_option("site", c.site)->required();
+  c.keys_rotate->add_option("endpoint", c.endpoint)->required();
+  for (CLI::App* leaf :
+       {c.keys_rotate, c.sites_list, c.sites_add, c.sites_remove, c.sites_approve, c.token_create,
+        c.topology_set, c.classes_set, c.fleet_status, c.fleet_paths}) {
     leaf->add_flag("--json", c.json, "print the reply as JSON");
   }
 }
@@ -205,6 +215,9 @@ int run_controller_commands(ControllerCommands& c) {
     if (!file.value().peers.empty() || !file.value().links.empty()) {
       return fail(kExitUsage, c.file + ": peers and links are not fleet sites; give only `sites:`");
     }
+  } else if (c.keys_rotate->parsed()) {
+    q.mutable_rotate_key()->set_site(c.site);
+    q.mutable_rotate_key()->set_endpoint(c.endpoint);
   } else if (c.sites_remove->parsed()) {
     q.mutable_remove_site()->set_name(c.name);
   } else if (c.sites_approve->parsed()) {

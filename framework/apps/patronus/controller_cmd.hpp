@@ -14,13 +14,15 @@ struct ControllerCommands {
   CLI::App* root = nullptr;
   CLI::App *sites_list = nullptr, *sites_add = nullptr, *sites_remove = nullptr,
            *sites_approve = nullptr, *token_create = nullptr, *topology_set = nullptr,
-           *classes_set = nullptr, *fleet_status = nullptr, *fleet_paths = nullptr;
+           *classes_set = nullptr, *fleet_status = nullptr, *fleet_paths = nullptr,
+           *keys_rotate = nullptr;
   std::string socket = "/run/patronus/controller.sock";
   int timeout_ms = 10000;
   bool json = false;
   std::string file;  // -f
   std::string name;
   std::string site;
+  std::string endpoint;
   std::string ttl = "24h";
   std::string out;  // token create --out FILE
   std::string topology;

@@ -92,6 +92,8 @@ Result<std::vector<std::string>> Compiler::update(const std::vector<FleetSite>& 
     spec.site.endpoints = s->endpoints;
     spec.subnets = s->subnets;
     spec.public_keys = s->public_keys;
+    spec.next_public_keys = s->next_public_keys;
+    spec.next_public_keys.resize(s->endpoints.size());
     file.sites.push_back(std::move(spec));
   }
   // Hubs that have not joined yet are not hubs of this mesh (with none, a hub-spoke fleet cannot

@@ -73,8 +73,12 @@ Result<FleetSite> fleet_site_of(const fleet::Site& r, const std::string& where) 
     return invalid_argument(where + ": " + st.message());
   }
   s.public_keys.assign(s.endpoints.size(), "");
+  s.next_public_keys.assign(s.endpoints.size(), "");
   for (int i = 0; i < r.public_keys_size() && i < static_cast<int>(s.endpoints.size()); ++i) {
     s.public_keys[static_cast<std::size_t>(i)] = r.public_keys(i);
+  }
+  for (int i = 0; i < r.next_public_keys_size() && i < static_cast<int>(s.endpoints.size()); ++i) {
+    s.next_public_keys[static_cast<std::size_t>(i)] = r.next_public_keys(i);
   }
   return s;
 }
@@ -117,6 +121,7 @@ Status Core::add_site(FleetSite site) {
     }
   }
   site.public_keys.assign(site.endpoints.size(), "");  // they come from the site
+  site.next_public_keys.assign(site.endpoints.size(), "");
   Site s;
   const std::string name = site.name;
   s.fleet = std::move(site);
@@ -148,6 +153,7 @@ Status Core::remove_site(const std::string& name) {
     outbox_.close(session);
   }
   sites_.erase(it);
+  rotations_.erase(name);
   for (const auto& h : b.delete_tokens) tokens_.erase(h);
   touch(name);
   return Status::ok();
@@ -330,14 +336,40 @@ Status Core::report_keys(SessionId session, const v1::Keys& keys) {
         !v.is_ok()) {
       return v.status();
     }
-    next.fleet.public_keys[static_cast<std::size_t>(e - s->fleet.endpoints.begin())] =
-        k.public_key();
+    const auto at = static_cast<std::size_t>(e - s->fleet.endpoints.begin());
+    next.fleet.next_public_keys.resize(next.fleet.endpoints.size());
+    if (!k.next_public_key().empty()) {
+      if (auto v = mesh::key_from_base64(k.next_public_key(),
+                                         "keys[" + std::to_string(i) + "].next_public_key");
+          !v.is_ok()) {
+        return v.status();
+      }
+      if (k.next_public_key() == k.public_key()) {
+        return invalid_argument("keys[" + std::to_string(i) + "]: the next key is the key");
+      }
+    }
+    next.fleet.public_keys[at] = k.public_key();
+    next.fleet.next_public_keys[at] = k.next_public_key();
   }
-  if (next.fleet.public_keys == s->fleet.public_keys) return Status::ok();
+  if (auto r = rotations_.find(s->fleet.name); r != rotations_.end()) {
+    const auto e =
+        std::find_if(s->fleet.endpoints.begin(), s->fleet.endpoints.end(),
+                     [&](const model::Endpoint& x) { return x.name == r->second.endpoint; });
+    const auto at = static_cast<std::size_t>(e - s->fleet.endpoints.begin());
+    if (!r->second.staged && !next.fleet.next_public_keys[at].empty()) r->second.staged = true;
+    if (r->second.committing && next.fleet.next_public_keys[at].empty()) {
+      rotations_.erase(r);  // committed: the new key is the key; its next compile reaches all
+    }
+  }
+  if (next.fleet.public_keys == s->fleet.public_keys &&
+      next.fleet.next_public_keys == s->fleet.next_public_keys) {
+    return Status::ok();
+  }
   FleetBatch b;
   b.put_sites.push_back(record(next));
   if (auto st = persist(b); !st.is_ok()) return st;
   s->fleet.public_keys = next.fleet.public_keys;
+  s->fleet.next_public_keys = next.fleet.next_public_keys;
   touch(s->fleet.name);
   return Status::ok();
 }
@@ -425,6 +457,7 @@ Status Core::acknowledge(SessionId session, std::uint64_t version, const std::st
   if (hash == s->hash) {
     s->resends = 0;
     s->drift = false;
+    advance_rotations();
     return Status::ok();
   }
   // It runs something else than it was sent: send it again, a bounded number of times.
@@ -517,9 +550,64 @@ void Core::flush() {
   // number twice for two contents. A failed write still sends (the sites' data plane comes
   // first); the next compile writes again.
   if (auto st = persist(b); !st.is_ok()) ++counters_.store_errors;
+  // A staged rotation waits for the peers whose configs now carry the next key.
+  for (auto& [name, r] : rotations_) {
+    if (!r.staged || r.committing || !r.peers.empty()) continue;
+    const auto it = sites_.find(name);
+    const auto nb = it == sites_.end() ? std::set<std::string>() : compiler_.neighbours(name);
+    for (const auto& peer : nb) {
+      if (const auto p = sites_.find(peer); p != sites_.end()) r.peers[peer] = p->second.version;
+    }
+    r.peers.emplace("", 0);  // recorded (a site without peers commits at once)
+  }
   for (Site* s : bumped) {
     if (s->session) push(*s);
   }
+  advance_rotations();
+}
+
+void Core::advance_rotations() {
+  for (auto& [name, r] : rotations_) {
+    if (!r.staged || r.committing || r.peers.empty()) continue;
+    bool all = true;
+    for (const auto& [peer, version] : r.peers) {
+      if (peer.empty()) continue;
+      const auto p = sites_.find(peer);
+      if (p == sites_.end()) continue;  // removed meanwhile
+      if (p->second.applied_version < version) all = false;
+    }
+    const auto it = sites_.find(name);
+    if (!all || it == sites_.end() || !it->second.session) continue;
+    r.committing = true;
+    v1::ToSite m;
+    m.mutable_rotate()->set_endpoint(r.endpoint);
+    m.mutable_rotate()->set_commit(true);
+    outbox_.send(*it->second.session, m);
+  }
+}
+
+Status Core::rotate_key(const std::string& name, const std::string& endpoint) {
+  const auto it = sites_.find(name);
+  if (it == sites_.end()) return not_found("no site '" + name + "'");
+  Site& s = it->second;
+  const bool has = std::any_of(s.fleet.endpoints.begin(), s.fleet.endpoints.end(),
+                               [&](const model::Endpoint& e) { return e.name == endpoint; });
+  if (!has) return not_found("site '" + name + "' has no endpoint '" + endpoint + "'");
+  if (!s.session || compiler_.config(name) == nullptr) {
+    return failed_precondition("site '" + name +
+                               "' is not connected with a config: a rotation needs it online");
+  }
+  if (rotations_.count(name)) {
+    return failed_precondition("site '" + name + "' is rotating '" + rotations_[name].endpoint +
+                               "' already");
+  }
+  Rotation r;
+  r.endpoint = endpoint;
+  rotations_[name] = r;
+  v1::ToSite m;
+  m.mutable_rotate()->set_endpoint(endpoint);
+  outbox_.send(*s.session, m);
+  return Status::ok();
 }
 
 void Core::push(Site& s) {
@@ -589,6 +677,12 @@ fleet::Sites Core::site_views() const {
     v->set_drift(s.drift);
     v->set_last_seen_unix_ns(to_unix(s.last_seen_ns));
     v->set_last_error(s.last_error);
+    if (const auto r = rotations_.find(name); r != rotations_.end()) {
+      v->set_rotation(r->second.endpoint + ": " +
+                      (r->second.committing ? "committing"
+                       : r->second.staged   ? "next key with the peers"
+                                            : "staging"));
+    }
     if (s.report) {
       for (const auto& p : s.report->paths()) {
         if (p.state() == "up")
@@ -638,6 +732,7 @@ fleet::Site Core::record(const Site& s) const {
   for (const auto& e : s.fleet.endpoints) *r.add_endpoints() = endpoint_record(e);
   for (const auto& p : s.fleet.subnets) r.add_subnets(p.to_string());
   for (const auto& k : s.fleet.public_keys) r.add_public_keys(k);
+  for (const auto& k : s.fleet.next_public_keys) r.add_next_public_keys(k);
   r.set_enrolled(s.enrolled);
   r.set_approved(s.approved);
   if (s.enrolled) r.set_identity(s.identity.data(), s.identity.size());
@@ -884,6 +979,13 @@ fleet::Response Core::handle(const fleet::Request& q) {
                       ? std::to_string(next.classes().classes_size()) + " class(es) for the fleet"
                       : std::string("every site keeps its own classes"));
     }
+    case fleet::Request::kRotateKey:
+      if (auto st = rotate_key(q.rotate_key().site(), q.rotate_key().endpoint()); !st.is_ok()) {
+        return fail(st);
+      }
+      return done("rotating " + q.rotate_key().site() + "/" + q.rotate_key().endpoint() +
+                  ": the site stages its next key; it commits once every peer has it (see "
+                  "`fleet status`)");
     default:
       return fail(invalid_argument("an empty or unknown request"));
   }

@@ -140,6 +140,8 @@ struct ControllerLink::Impl {
         return on_welcome(m.welcome());
       case ctl::ToSite::kConfig:
         return on_config(m.config());
+      case ctl::ToSite::kRotate:
+        return on_rotate(m.rotate());
       case ctl::ToSite::kRefused: {
         // A site the controller no longer knows by this identity (removed, then added again
         // with a new token): it enrols again if it has a token, instead of giving up.
@@ -188,11 +190,45 @@ struct ControllerLink::Impl {
       auto* k = m.mutable_keys()->add_keys();
       k->set_endpoint(e);
       k->set_public_key(mesh::key_to_base64(pair.value().public_key));
+      // A rotation staged before this session (the controller restarted) is said again.
+      if (auto next = keys.load_next(site, e); next.is_ok() && next.value()) {
+        k->set_next_public_key(mesh::key_to_base64(next.value()->public_key));
+      }
     }
     if (m.has_keys()) send(m);
     if (w.pending_approval()) {
       log(1, "waiting for an operator: `patronus controller sites approve " + site + "`");
     }
+  }
+
+  // ADR 0013 driven by the controller: stage makes (or finds) the next key and reports it;
+  // commit makes it the key and reports that. The private halves stay in keys_dir.
+  void on_rotate(const ctl::KeyRotation& r) {
+    ctl::FromSite m;
+    auto* k = m.mutable_keys()->add_keys();
+    k->set_endpoint(r.endpoint());
+    if (!r.commit()) {
+      auto current = keys.load_or_create(site, r.endpoint());
+      auto next = keys.stage_next(site, r.endpoint());
+      if (!current.is_ok() || !next.is_ok()) {
+        return log(3, "key rotation of '" + r.endpoint() +
+                          "': " + (current.is_ok() ? next.status() : current.status()).message());
+      }
+      k->set_public_key(mesh::key_to_base64(current.value().public_key));
+      k->set_next_public_key(mesh::key_to_base64(next.value().public_key));
+      log(1, "key rotation of '" + r.endpoint() + "': next key staged (" +
+                 keys.next_key_path(site, r.endpoint()) + "), its public half sent");
+    } else {
+      auto now = keys.commit_next(site, r.endpoint());
+      if (!now.is_ok()) {
+        return log(3, "key rotation of '" + r.endpoint() + "': commit: " + now.status().message());
+      }
+      k->set_public_key(mesh::key_to_base64(now.value().public_key));
+      log(1, "key rotation of '" + r.endpoint() +
+                 "': committed; every peer has the new key on "
+                 "standby");
+    }
+    send(m);
   }
 
   void on_config(const ctl::ConfigPush& push) {

@@ -28,6 +28,8 @@ struct FleetSite {
   // Per endpoint: the WireGuard public key the site reported (base64), "" until it has. A site is
   // compiled into the mesh once every endpoint has one (the keys are made on the site).
   std::vector<std::string> public_keys;
+  // Per endpoint: a staged next key ("" none), carried to the peers as their standby key.
+  std::vector<std::string> next_public_keys;
   bool ready() const;
 };
 
@@ -74,6 +76,11 @@ class Compiler {
   // name of its two endpoints (mesh::canonical_path_name); 0 if unknown.
   std::uint64_t path_id(const std::string& canonical_name) const;
   CompilerMemory memory() const { return {path_ids_, next_path_id_, overlay_}; }
+  // The sites `site` has a path to in the last mesh.
+  std::set<std::string> neighbours(const std::string& site) const {
+    const auto it = neighbours_.find(site);
+    return it == neighbours_.end() ? std::set<std::string>() : it->second;
+  }
   // Before the first update: ids and addresses handed out by a previous run.
   void restore(CompilerMemory memory);
   // The next update compiles every site (a resynchronisation; a benchmark's baseline).

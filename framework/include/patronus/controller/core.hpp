@@ -105,6 +105,11 @@ class Core {
   // pushed again.
   Status load();
   Status approve(const std::string& site);
+  // Rotates an endpoint's key of a connected site without dropping its paths: stage (the site
+  // makes its next key and reports it; the peers get it on standby), then, once every peer has
+  // acknowledged a config with it, commit (the site switches; the peers promote). Progress is in
+  // the site's view (`rotation`).
+  Status rotate_key(const std::string& site, const std::string& endpoint);
   // An operator's request from the admin socket (fleet.proto), answered.
   fleet::Response handle(const fleet::Request& request);
   // A one-time token for `site` (which must exist and not be enrolled), valid for `ttl_ns`
@@ -165,6 +170,15 @@ class Core {
     std::string last_error;
     std::optional<v1::Report> report;  // the latest
   };
+  // A rotation between its stage and its commit: the peers' versions that carry the next key.
+  struct Rotation {
+    std::string endpoint;
+    bool staged = false;                         // the site reported the next key
+    std::map<std::string, std::uint64_t> peers;  // peer -> version to acknowledge
+    bool committing = false;
+  };
+  std::map<std::string, Rotation> rotations_;  // by site
+  void advance_rotations();
   struct Token {
     std::string site;
     std::int64_t expires_ns = 0;  // Env wall clock (stored across restarts)
