@@ -206,6 +206,18 @@ def run(fleet, report):
         p["state"] == "up" for p in v))(fleet.cli_json("fleet", "paths")["paths"].get("paths", [])),
         10)
 
+    # The sites' decisions reach the controller (bounded log per site), each class's path is
+    # reported, and each site has a short history of its path counts.
+    def decided():
+        d = fleet.cli_json("fleet", "decisions", "--limit", "1000")["decisions"].get(
+            "decisions", [])
+        return {x["site"] for x in d if x["reason"] == "initial"} == set(sites) and d
+    d = wait_for("the sites' initial decisions in fleet decisions", decided, 10)
+    report["decisions_reported"] = len(d)
+    st = fleet.cli_json("fleet", "status")["status"]["sites"]
+    if any(not v.get("history") for v in st):
+        fail("a site without a history of its path counts: %s" % st)
+
     # A fourth site: every site gets its path to it; nothing that ran moves.
     before = {s: len(fleet.decisions(s)) for s in sites}
     fleet.add_site("edge", 13)

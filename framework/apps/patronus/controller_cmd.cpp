@@ -170,6 +170,11 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
   c.fleet_status = fleetc->add_subcommand(
       "status", "each site: connected, version applied, drift, last seen, paths");
   c.fleet_paths = fleetc->add_subcommand("paths", "every path as its sites report it");
+  c.fleet_decisions = fleetc->add_subcommand(
+      "decisions", "the steering decisions the sites reported, newest first");
+  c.fleet_decisions->add_option("--site", c.site, "one site's");
+  c.fleet_decisions->add_option("--limit", c.limit, "at most this many")
+      ->check(CLI::Range(1, 1000));
   auto* keys = c.root->add_subcommand("keys", "the sites' endpoint keys");
   keys->require_subcommand(1);
   c.keys_rotate = keys->add_subcommand(
@@ -178,9 +183,9 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
       "site commits (no path goes down)");
   c.keys_rotate->add_option("site", c.site)->required();
   c.keys_rotate->add_option("endpoint", c.endpoint)->required();
-  for (CLI::App* leaf :
-       {c.keys_rotate, c.sites_list, c.sites_add, c.sites_remove, c.sites_approve, c.token_create,
-        c.topology_set, c.classes_set, c.fleet_status, c.fleet_paths}) {
+  for (CLI::App* leaf : {c.fleet_decisions, c.keys_rotate, c.sites_list, c.sites_add,
+                         c.sites_remove, c.sites_approve, c.token_create, c.topology_set,
+                         c.classes_set, c.fleet_status, c.fleet_paths}) {
     leaf->add_flag("--json", c.json, "print the reply as JSON");
   }
 }
@@ -215,6 +220,9 @@ int run_controller_commands(ControllerCommands& c) {
     if (!file.value().peers.empty() || !file.value().links.empty()) {
       return fail(kExitUsage, c.file + ": peers and links are not fleet sites; give only `sites:`");
     }
+  } else if (c.fleet_decisions->parsed()) {
+    q.mutable_fleet_decisions()->set_site(c.site);
+    q.mutable_fleet_decisions()->set_limit(c.limit);
   } else if (c.keys_rotate->parsed()) {
     q.mutable_rotate_key()->set_site(c.site);
     q.mutable_rotate_key()->set_endpoint(c.endpoint);
@@ -323,6 +331,14 @@ int run_controller_commands(ControllerCommands& c) {
       }
       break;
     }
+    case fleet::Response::kDecisions:
+      if (v.decisions().decisions().empty()) std::cout << "no decision reported yet\n";
+      for (const auto& d : v.decisions().decisions()) {
+        std::cout << utc_time(d.unix_ns()) << "  " << d.site() << "  " << d.class_name() << " -> "
+                  << d.remote_site() << ": " << d.reason() << " (path " << d.from_path() << " -> "
+                  << d.to_path() << ") " << d.why() << "\n";
+      }
+      break;
     case fleet::Response::kToken:
       std::cout << v.token().token() << "\n";
       std::cerr << "patronus: a one-time token for site '" << v.token().site() << "', valid until "

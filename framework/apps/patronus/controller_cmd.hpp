@@ -15,7 +15,7 @@ struct ControllerCommands {
   CLI::App *sites_list = nullptr, *sites_add = nullptr, *sites_remove = nullptr,
            *sites_approve = nullptr, *token_create = nullptr, *topology_set = nullptr,
            *classes_set = nullptr, *fleet_status = nullptr, *fleet_paths = nullptr,
-           *keys_rotate = nullptr;
+           *keys_rotate = nullptr, *fleet_decisions = nullptr;
   std::string socket = "/run/patronus/controller.sock";
   int timeout_ms = 10000;
   bool json = false;
@@ -30,6 +30,7 @@ struct ControllerCommands {
   int k = 0;
   std::string mesh_file;  // topology set -f: overlay: and rules:
   bool clear = false;
+  std::uint32_t limit = 50;
 };
 
 void register_controller_commands(CLI::App& app, ControllerCommands& c);

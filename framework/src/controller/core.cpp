@@ -394,9 +394,53 @@ Status Core::report(SessionId session, const v1::Report& r) {
                               s->fleet.name + "'");
     }
   }
+  if (r.decisions_size() > 64) return resource_exhausted("report: more than 64 decisions");
   s->last_seen_ns = env_.now_ns();
   s->report = r;
+  fleet::PathCounts counts;
+  counts.set_unix_ns(env_.wall_ns());
+  for (const auto& p : r.paths()) {
+    if (p.state() == "up")
+      counts.set_up(counts.up() + 1);
+    else if (p.state() == "degraded")
+      counts.set_degraded(counts.degraded() + 1);
+    else
+      counts.set_down(counts.down() + 1);
+  }
+  s->history.push_back(counts);
+  while (s->history.size() > kHistory) s->history.pop_front();
+  for (const auto& d : r.decisions()) {
+    s->decisions.push_back(d);
+    while (s->decisions.size() > kDecisions) s->decisions.pop_front();
+  }
+  s->report->clear_decisions();  // kept once, in the bounded log
   return Status::ok();
+}
+
+fleet::Decisions Core::decision_views(const std::string& site, std::uint32_t limit) const {
+  fleet::Decisions out;
+  if (limit == 0) limit = 50;
+  std::vector<fleet::DecisionView> all;
+  for (const auto& [name, s] : sites_) {
+    if (!site.empty() && name != site) continue;
+    for (const auto& d : s.decisions) {
+      fleet::DecisionView v;
+      v.set_site(name);
+      v.set_unix_ns(d.unix_ns());
+      v.set_class_name(d.class_name());
+      v.set_remote_site(d.remote_site());
+      v.set_from_path(d.from_path());
+      v.set_to_path(d.to_path());
+      v.set_reason(d.reason());
+      v.set_why(d.why());
+      all.push_back(std::move(v));
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const fleet::DecisionView& a, const fleet::DecisionView& b) {
+    return a.unix_ns() > b.unix_ns();
+  });
+  for (std::size_t i = 0; i < all.size() && i < limit; ++i) *out.add_decisions() = all[i];
+  return out;
 }
 
 Status Core::connect(SessionId session, const std::string& site,
@@ -683,6 +727,7 @@ fleet::Sites Core::site_views() const {
                        : r->second.staged   ? "next key with the peers"
                                             : "staging"));
     }
+    for (const auto& h : s.history) *v->add_history() = h;
     if (s.report) {
       for (const auto& p : s.report->paths()) {
         if (p.state() == "up")
@@ -891,6 +936,13 @@ fleet::Response Core::handle(const fleet::Request& q) {
       return r;
     case fleet::Request::kFleetPaths:
       *r.mutable_paths() = path_views();
+      return r;
+    case fleet::Request::kFleetDecisions:
+      if (!q.fleet_decisions().site().empty() && !sites_.count(q.fleet_decisions().site())) {
+        return fail(not_found("no site '" + q.fleet_decisions().site() + "'"));
+      }
+      *r.mutable_decisions() =
+          decision_views(q.fleet_decisions().site(), std::min(q.fleet_decisions().limit(), 1000u));
       return r;
     case fleet::Request::kAddSites: {
       // All or none: every site is checked before the first is added.

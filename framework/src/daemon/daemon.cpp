@@ -17,6 +17,8 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -287,8 +289,9 @@ Status save_controller_paths(store::Store& db, const std::string& site,
   return db.save_assigned_paths(rows, wall_ns() / 1000000000);
 }
 
-// What the site tells the controller: its paths' state and quality, each class's path.
-ctl::Report report_of(site::SiteHost& host, std::int64_t started_ns) {
+// What the site tells the controller: its paths' state and quality, each class's path, the
+// decisions made since `*since_ns` (advanced; at most 64, the newest).
+ctl::Report report_of(site::SiteHost& host, std::int64_t started_ns, std::int64_t* since_ns) {
   ctl::Report r;
   r.set_uptime_s((wall_ns() - started_ns) / 1000000000);
   const steering::SiteRuntime* rt = host.runtime();
@@ -304,6 +307,35 @@ ctl::Report report_of(site::SiteHost& host, std::int64_t started_ns) {
     if (p.has_latency_ms()) v->set_rtt_ms(p.latency_ms());
     if (p.has_jitter_ms()) v->set_jitter_ms(p.jitter_ms());
     if (p.has_loss_pct()) v->set_loss_pct(p.loss_pct());
+  }
+  const auto decisions = control::decisions_of(*rt, 64);              // newest first
+  std::map<std::pair<std::string, std::string>, std::string> reason;  // the newest per class/site
+  for (const auto& d : decisions.decisions()) {
+    reason.emplace(std::make_pair(d.class_name(), d.dst_site()), d.reason());
+  }
+  for (int i = decisions.decisions_size() - 1; i >= 0; --i) {
+    const auto& d = decisions.decisions(i);
+    if (d.unix_ns() <= *since_ns) continue;
+    auto* v = r.add_decisions();
+    v->set_unix_ns(d.unix_ns());
+    v->set_class_name(d.class_name());
+    v->set_remote_site(d.dst_site());
+    v->set_from_path(d.from_path_id());
+    v->set_to_path(d.to_path_id());
+    v->set_reason(d.reason());
+    v->set_why(d.why());
+    *since_ns = std::max(*since_ns, d.unix_ns());
+  }
+  const auto status = control::status_of({}, host.router(), rt, wall_ns());
+  for (const auto& sel : status.selections()) {
+    if (r.classes_size() >= 4096) break;
+    auto* c = r.add_classes();
+    c->set_class_name(sel.class_name());
+    c->set_remote_site(sel.site());
+    c->set_path(sel.path_id());
+    if (const auto it = reason.find({sel.class_name(), sel.site()}); it != reason.end()) {
+      c->set_reason(it->second);
+    }
   }
   return r;
 }
@@ -626,7 +658,10 @@ int run(const Options& opt) {
       return Status::ok();
     };
     const std::int64_t started = wall_ns();
-    hooks.report = [&host, started] { return report_of(host, started); };
+    auto reported_until = std::make_shared<std::int64_t>(0);
+    hooks.report = [&host, started, reported_until] {
+      return report_of(host, started, reported_until.get());
+    };
     hooks.log = [&log](int level, const std::string& m) { log.log(level, m); };
     auto l = ControllerLink::create(io, *cfg.controller, cfg.site, *keys, std::move(hooks),
                                     env.random_u64());

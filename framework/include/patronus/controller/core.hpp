@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -148,6 +149,7 @@ class Core {
   // The fleet view: every site with its state and path counts; every path the sites reported.
   fleet::Sites site_views() const;
   fleet::Paths path_views() const;
+  fleet::Decisions decision_views(const std::string& site, std::uint32_t limit) const;
   const CoreCounters& counters() const { return counters_; }
   const Compiler& compiler() const { return compiler_; }
   // Compiles now what is pending (tests; the debounce timer calls it).
@@ -168,8 +170,11 @@ class Core {
     std::int64_t last_seen_ns = 0;
     bool approved = false;
     std::string last_error;
-    std::optional<v1::Report> report;  // the latest
+    std::optional<v1::Report> report;          // the latest
+    std::deque<fleet::PathCounts> history;     // bounded: kHistory
+    std::deque<v1::DecisionReport> decisions;  // bounded: kDecisions, oldest first
   };
+  static constexpr std::size_t kHistory = 120, kDecisions = 256;
   // A rotation between its stage and its commit: the peers' versions that carry the next key.
   struct Rotation {
     std::string endpoint;
