@@ -91,6 +91,7 @@ struct Bench {
     std::map<SessionId, const Recorder::Sent*> last;
     for (const auto& x : out.sent) last[x.session] = &x;
     for (const auto& [session, x] : last) {
+      if (!core.session_site(session)) continue;  // a session that has ended
       const auto& p = x->message.config();
       EXPECT_TRUE(core.acknowledge(session, p.version(), p.hash()).is_ok());
     }
@@ -375,6 +376,50 @@ TEST(ControllerCore, AKeyRotationCommitsOnlyOnceEveryPeerHasTheNextKey) {
                     32));
     EXPECT_TRUE(p.remote_next_public_key().empty());
   }
+}
+
+// A rotation whose site goes away halfway is driven on when it comes back (the stage or the
+// commit again), and a next key the site had staged before (an unfinished earlier rotation, a
+// restarted controller) still ends in a commit.
+TEST(ControllerCore, AnInterruptedRotationGoesOnWhenTheSiteComesBack) {
+  Bench b;
+  for (int i = 0; i < 3; ++i) b.join(i);
+  b.world.run_until(1 * kSec);
+  b.ack_all();
+  const std::string next = wg_key_of(60);
+  v1::Keys staged;
+  auto* k = staged.add_keys();
+  k->set_endpoint("wan0");
+  k->set_public_key(wg_key_of(0));
+  k->set_next_public_key(next);
+  // The next key is known before the rotation starts (its earlier run did not finish).
+  ASSERT_TRUE(b.core.report_keys(0, staged).is_ok());
+  b.world.run_until(2 * kSec);
+  b.ack_all();
+
+  ASSERT_TRUE(b.core.rotate_key("s0", "wan0").is_ok());
+  b.core.disconnect(0);  // the site stops before it answers the stage
+  ASSERT_TRUE(b.core.connect(10, "s0", identity_of(0), "").is_ok());
+  ASSERT_EQ(b.out.rotations.size(), 2u);
+  EXPECT_EQ(b.out.rotations[1].session, 10u);
+  EXPECT_FALSE(b.out.rotations[1].message.rotate().commit()) << "the stage again";
+  ASSERT_TRUE(b.core.report_keys(10, staged).is_ok());  // the same next key
+  b.world.run_until(3 * kSec);
+  b.ack_all();
+  ASSERT_EQ(b.out.rotations.size(), 3u) << "no commit: the rotation waits for nothing";
+  EXPECT_TRUE(b.out.rotations[2].message.rotate().commit());
+
+  b.core.disconnect(10);  // gone again before it commits
+  ASSERT_TRUE(b.core.connect(11, "s0", identity_of(0), "").is_ok());
+  ASSERT_EQ(b.out.rotations.size(), 4u);
+  EXPECT_TRUE(b.out.rotations[3].message.rotate().commit()) << "the commit again";
+  v1::Keys committed;
+  auto* c = committed.add_keys();
+  c->set_endpoint("wan0");
+  c->set_public_key(next);
+  ASSERT_TRUE(b.core.report_keys(11, committed).is_ok());
+  EXPECT_EQ(b.core.site_views().sites(0).rotation(), "");
+  ASSERT_TRUE(b.core.rotate_key("s0", "wan0").is_ok()) << "the next rotation may start";
 }
 
 }  // namespace

@@ -92,8 +92,8 @@ void print_sites(const fleet::Sites& sites, bool status) {
             << "CONNECTED" << std::setw(10) << "VERSION" << std::setw(10) << "APPLIED"
             << std::setw(7) << "DRIFT";
   if (status)
-    std::cout << std::setw(14) << "PATHS u/d/x"
-              << "LAST SEEN";
+    std::cout << std::setw(16) << "PATHS UP/DEG/DN" << std::setw(12) << "LAST SEEN"
+              << "NOTES";
   else
     std::cout << "ENDPOINTS";
   std::cout << "\n";
@@ -106,9 +106,9 @@ void print_sites(const fleet::Sites& sites, bool status) {
       std::cout << std::setw(16)
                 << (std::to_string(s.paths_up()) + "/" + std::to_string(s.paths_degraded()) + "/" +
                     std::to_string(s.paths_down()))
-                << ago(s.last_seen_unix_ns());
-      if (!s.last_error().empty()) std::cout << "  apply failed: " << s.last_error();
-      if (!s.rotation().empty()) std::cout << "  rotating " << s.rotation();
+                << std::setw(12) << ago(s.last_seen_unix_ns());
+      if (!s.last_error().empty()) std::cout << "apply failed: " << s.last_error() << "  ";
+      if (!s.rotation().empty()) std::cout << "rotating " << s.rotation();
     } else {
       std::string eps;
       for (const auto& e : s.endpoints()) {

@@ -351,18 +351,25 @@ Status Core::report_keys(SessionId session, const v1::Keys& keys) {
     next.fleet.public_keys[at] = k.public_key();
     next.fleet.next_public_keys[at] = k.next_public_key();
   }
+  bool newly_staged = false;
   if (auto r = rotations_.find(s->fleet.name); r != rotations_.end()) {
     const auto e =
         std::find_if(s->fleet.endpoints.begin(), s->fleet.endpoints.end(),
                      [&](const model::Endpoint& x) { return x.name == r->second.endpoint; });
     const auto at = static_cast<std::size_t>(e - s->fleet.endpoints.begin());
-    if (!r->second.staged && !next.fleet.next_public_keys[at].empty()) r->second.staged = true;
+    if (!r->second.staged && !next.fleet.next_public_keys[at].empty()) {
+      r->second.staged = true;
+      newly_staged = true;
+    }
     if (r->second.committing && next.fleet.next_public_keys[at].empty()) {
       rotations_.erase(r);  // committed: the new key is the key; its next compile reaches all
     }
   }
   if (next.fleet.public_keys == s->fleet.public_keys &&
       next.fleet.next_public_keys == s->fleet.next_public_keys) {
+    // The same next key as before (staged by an earlier rotation that did not finish): the peers
+    // may have it already; a compile records which versions to wait for.
+    if (newly_staged) touch(s->fleet.name);
     return Status::ok();
   }
   FleetBatch b;
@@ -467,6 +474,18 @@ Status Core::connect(SessionId session, const std::string& site,
   welcome(session, s);
   // Resumed: nothing is sent when the site runs what it should.
   if (s.approved && !s.hash.empty() && have_hash != s.hash) push(s);
+  // A rotation the site's last session left halfway is driven on from where it stopped: the
+  // stage or the commit again (both are idempotent on the site), or the wait for the peers.
+  if (const auto r = rotations_.find(site); r != rotations_.end()) {
+    if (!r->second.staged || r->second.committing) {
+      v1::ToSite m;
+      m.mutable_rotate()->set_endpoint(r->second.endpoint);
+      m.mutable_rotate()->set_commit(r->second.committing);
+      outbox_.send(session, m);
+    } else {
+      advance_rotations();
+    }
+  }
   return Status::ok();
 }
 

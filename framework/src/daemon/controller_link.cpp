@@ -225,8 +225,7 @@ struct ControllerLink::Impl {
       }
       k->set_public_key(mesh::key_to_base64(now.value().public_key));
       log(1, "key rotation of '" + r.endpoint() +
-                 "': committed; every peer has the new key on "
-                 "standby");
+                 "': committed (every peer acknowledged a config with the next key)");
     }
     send(m);
   }

@@ -514,14 +514,24 @@ Status parse_links(const YAML::Node& n, SitesFile& f) {
 
 }  // namespace
 
-Result<MeshSettings> parse_mesh_settings_yaml(const std::string& text, const std::string& origin) {
-  const std::string o = origin.empty() ? "" : origin + ": ";
-  YAML::Node root;
+namespace {
+
+// The document of a sites file (or of its fleet-wide sections); `o` prefixes errors.
+Result<YAML::Node> load_document(const std::string& text, const std::string& o) {
   try {
-    root = YAML::Load(text);
+    return YAML::Load(text);
   } catch (const YAML::Exception& e) {
     return invalid_argument(o + "not valid YAML: " + e.what());
   }
+}
+
+}  // namespace
+
+Result<MeshSettings> parse_mesh_settings_yaml(const std::string& text, const std::string& origin) {
+  const std::string o = origin.empty() ? "" : origin + ": ";
+  auto doc = load_document(text, o);
+  if (!doc.is_ok()) return doc.status();
+  const YAML::Node root = doc.value();
   try {
     MeshSettings m;
     if (!root.IsMap()) return invalid_argument(o + "expected a map with overlay: and rules:");
@@ -546,12 +556,9 @@ Result<MeshSettings> parse_mesh_settings_yaml(const std::string& text, const std
 
 Result<SitesFile> parse_sites_yaml(const std::string& text, const std::string& origin) {
   const std::string o = origin.empty() ? "" : origin + ": ";
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    return invalid_argument(o + "not valid YAML: " + e.what());
-  }
+  auto doc = load_document(text, o);
+  if (!doc.is_ok()) return doc.status();
+  const YAML::Node root = doc.value();
   try {
     SitesFile f;
     auto fail = [&](const Status& s) -> Result<SitesFile> {
