@@ -422,5 +422,43 @@ TEST(ControllerCore, AnInterruptedRotationGoesOnWhenTheSiteComesBack) {
   ASSERT_TRUE(b.core.rotate_key("s0", "wan0").is_ok()) << "the next rotation may start";
 }
 
+// `sites add` is all or none even when two sites of one request overlap each other; a report of
+// a path the site no longer has (sent before it applied its new config) is dropped, not the
+// session.
+TEST(ControllerCore, AddingIsAllOrNoneAndStaleReportsKeepTheSession) {
+  Bench b;
+  fleet::Request q;
+  for (int i : {7, 8}) {
+    auto* s = q.mutable_add_sites()->add_sites();
+    s->set_name("n" + std::to_string(i));
+    auto* e = s->add_endpoints();
+    e->set_name("wan0");
+    e->set_address("10.9.9." + std::to_string(i) + ":51820");
+    s->add_subnets("172.30.0.0/16");  // the same LAN twice
+  }
+  auto r = b.core.handle(q);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_NE(r.error().message().find("sites[1]: subnet 172.30.0.0/16 overlaps site 'n7'"),
+            std::string::npos)
+      << r.error().message();
+  EXPECT_TRUE(b.core.statuses().empty()) << "the first site of a refused request was added";
+
+  for (int i = 0; i < 2; ++i) b.join(i);
+  b.world.run_until(1 * kSec);
+  v1::FromSite m;
+  auto* own = m.mutable_report()->add_paths();
+  own->set_id(b.out.last(0)->message.config().config().plan().paths(0).id());
+  own->set_state("up");
+  auto* stale = m.mutable_report()->add_paths();
+  stale->set_id(9999);
+  stale->set_state("down");
+  ASSERT_TRUE(b.core.receive(0, identity_of(0), m).is_ok());
+  EXPECT_TRUE(b.core.session_site(0).has_value()) << "the session was closed";
+  EXPECT_EQ(b.core.counters().report_paths_dropped, 1u);
+  EXPECT_EQ(b.core.path_views().paths_size(), 1);
+  EXPECT_EQ(b.core.site_views().sites(0).paths_up(), 1u);
+  EXPECT_EQ(b.core.site_views().sites(0).paths_down(), 0u);
+}
+
 }  // namespace
 }  // namespace patronus::controller

@@ -17,6 +17,7 @@
 #include "patronus/mesh/sites.hpp"
 #include "patronus/site/site_config.hpp"
 #include "patronus/steering/classes.hpp"
+#include "patronus/util/file.hpp"
 #include "socket.hpp"
 
 namespace patronus::cli {
@@ -24,14 +25,6 @@ namespace patronus::cli {
 namespace fleet = ::patronus::fleet::v1;
 
 namespace {
-
-Result<std::string> read_text(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return invalid_argument("cannot read " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 Result<std::int64_t> parse_duration_s(const std::string& text) {
   if (text.empty()) return invalid_argument("--ttl: empty");
@@ -51,16 +44,6 @@ Result<std::int64_t> parse_duration_s(const std::string& text) {
   if (mult < 0 || n <= 0)
     return invalid_argument("--ttl: '" + text + "' is not a duration (30m, 24h, 7d)");
   return static_cast<std::int64_t>(n * mult);
-}
-
-// A token goes to a new owner-only file, never through a log or a command line.
-Status write_secret(const std::string& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return unavailable(path + ": " + std::strerror(errno) + " (it must not exist yet)");
-  const std::string line = text + "\n";
-  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-  ::close(fd);
-  return ok ? Status::ok() : unavailable(path + ": write failed");
 }
 
 Result<fleet::Response> ask(const ControllerCommands& c, const fleet::Request& q) {
@@ -200,7 +183,7 @@ int run_controller_commands(ControllerCommands& c) {
   } else if (c.fleet_paths->parsed()) {
     q.mutable_fleet_paths();
   } else if (c.sites_add->parsed()) {
-    auto text = read_text(c.file);
+    auto text = read_text_file(c.file);
     if (!text.is_ok()) return fail(kExitUsage, text.status().message());
     auto file = mesh::parse_sites_yaml(text.value(), c.file);
     if (!file.is_ok()) return fail(kExitUsage, file.status().message());
@@ -246,7 +229,7 @@ int run_controller_commands(ControllerCommands& c) {
     t->set_k(static_cast<std::uint32_t>(c.k));
     for (const auto& p : c.summary) t->add_spoke_summary(p);
     if (!c.mesh_file.empty()) {
-      auto text = read_text(c.mesh_file);
+      auto text = read_text_file(c.mesh_file);
       if (!text.is_ok()) return fail(kExitUsage, text.status().message());
       auto m = mesh::parse_mesh_settings_yaml(text.value(), c.mesh_file);
       if (!m.is_ok()) return fail(kExitUsage, m.status().message());
@@ -275,7 +258,7 @@ int run_controller_commands(ControllerCommands& c) {
     if (c.clear) {
       q.mutable_set_classes()->set_clear(true);
     } else {
-      auto text = read_text(c.file);
+      auto text = read_text_file(c.file);
       if (!text.is_ok()) return fail(kExitUsage, text.status().message());
       auto set = steering::parse_classes_yaml(text.value(), "");
       if (!set.is_ok()) return fail(kExitUsage, c.file + ": " + set.status().message());
@@ -288,7 +271,8 @@ int run_controller_commands(ControllerCommands& c) {
   if (!r.is_ok()) return fail(kExitFailure, r.status().message());
   const fleet::Response& v = r.value();
   if (v.has_token() && !c.out.empty()) {
-    if (auto s = write_secret(c.out, v.token().token()); !s.is_ok()) {
+    // A token goes to a new owner-only file, never through a log or a command line.
+    if (auto s = write_new_file(c.out, v.token().token() + "\n", 0600); !s.is_ok()) {
       return fail(kExitFailure, s.message());
     }
     std::cout << "token for site '" << v.token().site() << "' written to " << c.out

@@ -277,8 +277,9 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
   net::steady_timer retry;
   beast::flat_buffer buffer;
   std::deque<std::string> out;
+  std::size_t queued = 0;
   bool writing = false, running = false, held = false, up = false;
-  std::uint64_t attempts = 0, generation = 0, rng;
+  std::uint64_t generation = 0, rng;
   int failures = 0;
 
   double jitter() {  // xorshift: in [0.5, 1.5)
@@ -289,7 +290,6 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
   }
 
   void attempt() {
-    ++attempts;
     const std::uint64_t gen = ++generation;
     if (!ctx) {
       auto c = make_context(identity, false);
@@ -299,6 +299,7 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
     ws = std::make_unique<Stream>(io, *ctx);
     buffer.consume(buffer.size());
     out.clear();
+    queued = 0;
     writing = false;
     const auto colon = address.rfind(':');
     if (colon == std::string::npos) return lost(gen, "the address has no port: " + address);
@@ -369,6 +370,11 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
 
   void send(std::string m) {
     if (!up) return;
+    queued += m.size();
+    if (queued > options.max_queued) {
+      return lost(generation, "the send queue to " + address + " passed " +
+                                  std::to_string(options.max_queued) + " bytes");
+    }
     out.push_back(std::move(m));
     if (!writing) write(generation);
   }
@@ -379,6 +385,7 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
                     [self = shared_from_this(), gen](boost::system::error_code ec, std::size_t) {
                       if (gen != self->generation) return;
                       self->writing = false;
+                      self->queued -= self->out.front().size();
                       self->out.pop_front();
                       if (ec)
                         return self->lost(gen, "write to " + self->address + ": " + reason(ec));
@@ -452,9 +459,6 @@ bool Client::connected() const {
 }
 void Client::send(std::string message) {
   state_->send(std::move(message));
-}
-std::uint64_t Client::attempts() const {
-  return state_->attempts;
 }
 
 }  // namespace patronus::channel

@@ -74,6 +74,7 @@ struct ClientOptions {
   std::int64_t connect_timeout_ms = 10000;
   std::int64_t idle_timeout_ms = 30000;
   std::size_t max_message = 8 * 1024 * 1024;
+  std::size_t max_queued = 64 * 1024 * 1024;  // bytes waiting to be sent: past it, reconnect
   std::uint64_t seed = 0;  // the jitter's (a restarted controller is not stormed in lock-step)
 };
 
@@ -100,7 +101,6 @@ class Client {
   void hold();
   bool connected() const;
   void send(std::string message);
-  std::uint64_t attempts() const;
 
   struct State;
 

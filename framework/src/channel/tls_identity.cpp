@@ -1,5 +1,7 @@
 #include "tls_identity.hpp"
 
+#include "patronus/util/file.hpp"
+
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -31,38 +33,15 @@ std::string bio_text(BIO* bio) {
   return std::string(data, static_cast<std::size_t>(n));
 }
 
-Result<std::string> read_file(const std::string& path, bool secret) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return unavailable(path + ": " + std::strerror(errno));
+// A PEM file of ours: a regular file (not a symlink); a private key must be owner-only.
+Result<std::string> read_pem(const std::string& path, bool secret) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return failed_precondition(path + ": not a regular file");
-  }
+  if (::lstat(path.c_str(), &st) != 0) return unavailable(path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return failed_precondition(path + ": not a regular file");
   if (secret && (st.st_mode & 077) != 0) {
-    ::close(fd);
     return failed_precondition(path + ": a private key readable by others (chmod 600 it)");
   }
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-    if (out.size() > 64 * 1024) break;
-  }
-  ::close(fd);
-  return out;
-}
-
-Status write_new(const std::string& path, const std::string& text, mode_t mode) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return unavailable(path + ": " + std::strerror(errno));
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  return ok ? Status::ok() : unavailable(path + ": write failed");
+  return read_text_file(path, 64 * 1024);
 }
 
 Result<PublicKey> raw_key(EVP_PKEY* pkey, const std::string& what) {
@@ -121,12 +100,12 @@ Result<TlsIdentity> load_or_create_identity(const std::string& dir, const std::s
     auto made = make_identity(common_name);
     if (!made.is_ok()) return made.status();
     id = std::move(made).value();
-    if (auto s = write_new(key_path, id.key_pem, 0600); !s.is_ok()) return s;
-    if (auto s = write_new(crt_path, id.certificate_pem, 0644); !s.is_ok()) return s;
+    if (auto s = write_new_file(key_path, id.key_pem, 0600); !s.is_ok()) return s;
+    if (auto s = write_new_file(crt_path, id.certificate_pem, 0644); !s.is_ok()) return s;
   } else {
-    auto k = read_file(key_path, true);
+    auto k = read_pem(key_path, true);
     if (!k.is_ok()) return k.status();
-    auto c = read_file(crt_path, false);
+    auto c = read_pem(crt_path, false);
     if (!c.is_ok()) return c.status();
     id.key_pem = std::move(k).value();
     id.certificate_pem = std::move(c).value();

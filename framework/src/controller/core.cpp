@@ -83,6 +83,31 @@ Result<FleetSite> fleet_site_of(const fleet::Site& r, const std::string& where) 
   return s;
 }
 
+namespace {
+
+// Two sites cannot share an endpoint address or a LAN: peers would reach the wrong one.
+Status overlap(const FleetSite& site, const FleetSite& other) {
+  for (const auto& e : site.endpoints) {
+    for (const auto& o : other.endpoints) {
+      if (e.address == o.address) {
+        return invalid_argument("endpoint '" + e.name + "': " + e.address.to_string() +
+                                " is site '" + other.name + "' endpoint '" + o.name + "'");
+      }
+    }
+  }
+  for (const auto& p : site.subnets) {
+    for (const auto& o : other.subnets) {
+      if (p.contains(o.network()) || o.contains(p.network())) {
+        return invalid_argument("subnet " + p.to_string() + " overlaps site '" + other.name +
+                                "' subnet " + o.to_string());
+      }
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Core::Core(env::Env& env, Outbox& outbox, CoreOptions options, FleetStore* store)
     : env_(env), outbox_(outbox), options_(options), store_(store) {}
 
@@ -101,24 +126,8 @@ Status Core::add_site(FleetSite site) {
   m.name = site.name;
   m.endpoints = site.endpoints;
   if (auto s = model::validate_site(m); !s.is_ok()) return s;
-  // Two sites cannot share an endpoint address or a LAN: peers would reach the wrong one.
   for (const auto& [other_name, other] : sites_) {
-    for (const auto& e : site.endpoints) {
-      for (const auto& o : other.fleet.endpoints) {
-        if (e.address == o.address) {
-          return invalid_argument("endpoint '" + e.name + "': " + e.address.to_string() +
-                                  " is site '" + other_name + "' endpoint '" + o.name + "'");
-        }
-      }
-    }
-    for (const auto& p : site.subnets) {
-      for (const auto& o : other.fleet.subnets) {
-        if (p.contains(o.network()) || o.contains(p.network())) {
-          return invalid_argument("subnet " + p.to_string() + " overlaps site '" + other_name +
-                                  "' subnet " + o.to_string());
-        }
-      }
-    }
+    if (auto st = overlap(site, other.fleet); !st.is_ok()) return st;
   }
   site.public_keys.assign(site.endpoints.size(), "");  // they come from the site
   site.next_public_keys.assign(site.endpoints.size(), "");
@@ -184,7 +193,8 @@ void Core::recompile_all() {
   touch("");
 }
 
-Result<std::string> Core::create_token(const std::string& site, std::int64_t ttl_ns) {
+Result<std::string> Core::create_token(const std::string& site, std::int64_t ttl_ns,
+                                       std::int64_t* expires_unix_ns) {
   const auto it = sites_.find(site);
   if (it == sites_.end()) return not_found("no site '" + site + "' (add it first)");
   if (it->second.enrolled) return failed_precondition("site '" + site + "' is enrolled already");
@@ -213,6 +223,7 @@ Result<std::string> Core::create_token(const std::string& site, std::int64_t ttl
   b.put_tokens.push_back(r);
   if (auto st = persist(b); !st.is_ok()) return st;
   tokens_[r.hash()] = t;
+  if (expires_unix_ns != nullptr) *expires_unix_ns = t.expires_ns;
   return token;
 }
 
@@ -388,25 +399,24 @@ Status Core::report(SessionId session, const v1::Report& r) {
   if (r.paths_size() > max || r.classes_size() > max) {
     return resource_exhausted("report: more than " + std::to_string(max) + " paths or classes");
   }
-  // A site speaks for itself: only paths of its own config (by id) are kept.
+  if (r.decisions_size() > 64) return resource_exhausted("report: more than 64 decisions");
+  // A site speaks for itself: only paths of its current config (by id) are kept. Others are a
+  // report sent before it applied a new config (a path just removed), or a lie: dropped.
   const site::SiteConfig* config = compiler_.config(s->fleet.name);
   std::set<std::uint64_t> own;
   if (config) {
     for (const auto& p : config->plan().paths()) own.insert(p.id());
   }
-  for (int i = 0; i < r.paths_size(); ++i) {
-    if (!own.count(r.paths(i).id())) {
-      return invalid_argument("report: paths[" + std::to_string(i) + "]: path " +
-                              std::to_string(r.paths(i).id()) + " is not one of site '" +
-                              s->fleet.name + "'");
-    }
-  }
-  if (r.decisions_size() > 64) return resource_exhausted("report: more than 64 decisions");
   s->last_seen_ns = env_.now_ns();
   s->report = r;
+  auto* paths = s->report->mutable_paths();
+  const auto kept = std::remove_if(paths->begin(), paths->end(),
+                                   [&](const v1::PathReport& p) { return own.count(p.id()) == 0; });
+  counters_.report_paths_dropped += static_cast<std::uint64_t>(paths->end() - kept);
+  paths->erase(kept, paths->end());
   fleet::PathCounts counts;
   counts.set_unix_ns(env_.wall_ns());
-  for (const auto& p : r.paths()) {
+  for (const auto& p : s->report->paths()) {
     if (p.state() == "up")
       counts.set_up(counts.up() + 1);
     else if (p.state() == "degraded")
@@ -615,13 +625,11 @@ void Core::flush() {
   if (auto st = persist(b); !st.is_ok()) ++counters_.store_errors;
   // A staged rotation waits for the peers whose configs now carry the next key.
   for (auto& [name, r] : rotations_) {
-    if (!r.staged || r.committing || !r.peers.empty()) continue;
-    const auto it = sites_.find(name);
-    const auto nb = it == sites_.end() ? std::set<std::string>() : compiler_.neighbours(name);
-    for (const auto& peer : nb) {
+    if (!r.staged || r.committing || r.recorded) continue;
+    for (const auto& peer : compiler_.neighbours(name)) {
       if (const auto p = sites_.find(peer); p != sites_.end()) r.peers[peer] = p->second.version;
     }
-    r.peers.emplace("", 0);  // recorded (a site without peers commits at once)
+    r.recorded = true;  // a site without peers commits at once
   }
   for (Site* s : bumped) {
     if (s->session) push(*s);
@@ -631,10 +639,9 @@ void Core::flush() {
 
 void Core::advance_rotations() {
   for (auto& [name, r] : rotations_) {
-    if (!r.staged || r.committing || r.peers.empty()) continue;
+    if (!r.staged || r.committing || !r.recorded) continue;
     bool all = true;
     for (const auto& [peer, version] : r.peers) {
-      if (peer.empty()) continue;
       const auto p = sites_.find(peer);
       if (p == sites_.end()) continue;  // removed meanwhile
       if (p->second.applied_version < version) all = false;
@@ -747,15 +754,10 @@ fleet::Sites Core::site_views() const {
                                             : "staging"));
     }
     for (const auto& h : s.history) *v->add_history() = h;
-    if (s.report) {
-      for (const auto& p : s.report->paths()) {
-        if (p.state() == "up")
-          v->set_paths_up(v->paths_up() + 1);
-        else if (p.state() == "degraded")
-          v->set_paths_degraded(v->paths_degraded() + 1);
-        else
-          v->set_paths_down(v->paths_down() + 1);
-      }
+    if (!s.history.empty()) {  // the last report's counts
+      v->set_paths_up(s.history.back().up());
+      v->set_paths_degraded(s.history.back().degraded());
+      v->set_paths_down(s.history.back().down());
     }
   }
   return out;
@@ -974,6 +976,16 @@ fleet::Response Core::handle(const fleet::Request& q) {
           return fail(invalid_argument("sites[" + std::to_string(i) + "].name: site '" +
                                        f.value().name + "' exists already"));
         }
+        for (const auto& earlier : add) {
+          if (auto st = overlap(f.value(), earlier); !st.is_ok()) {
+            return fail(invalid_argument("sites[" + std::to_string(i) + "]: " + st.message()));
+          }
+        }
+        for (const auto& [other_name, other] : sites_) {
+          if (auto st = overlap(f.value(), other.fleet); !st.is_ok()) {
+            return fail(invalid_argument("sites[" + std::to_string(i) + "]: " + st.message()));
+          }
+        }
         add.push_back(std::move(f).value());
       }
       if (add.empty()) return fail(invalid_argument("sites: none given"));
@@ -997,13 +1009,13 @@ fleet::Response Core::handle(const fleet::Request& q) {
       if (c.ttl_s() < 0 || c.ttl_s() > 365LL * 24 * 3600) {
         return fail(invalid_argument("ttl: between 1 s and 365 days"));
       }
-      auto t = create_token(c.site(), c.ttl_s() * 1'000'000'000);
+      std::int64_t expires = 0;
+      auto t = create_token(c.site(), c.ttl_s() * 1'000'000'000, &expires);
       if (!t.is_ok()) return fail(t.status());
       auto* tr = r.mutable_token();
       tr->set_site(c.site());
       tr->set_token(t.value());
-      tr->set_expires_unix_ns(env_.wall_ns() + (c.ttl_s() == 0 ? options_.default_token_ttl_ns
-                                                               : c.ttl_s() * 1'000'000'000));
+      tr->set_expires_unix_ns(expires);
       return r;
     }
     case fleet::Request::kSetTopology: {

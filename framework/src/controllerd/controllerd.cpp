@@ -164,7 +164,7 @@ int run(const Options& opt) {
   }
   Log log(level_of(cfg.log_level));
   // One fleet store, one controller (a second one would compile and push from the same rows).
-  auto lock = site::SiteLock::acquire(cfg.state_db, "~controller");
+  auto lock = site::SiteLock::acquire(cfg.state_db, "the fleet store", "patronus-controller");
   if (!lock.is_ok()) {
     std::cerr << "patronus-controller: " << lock.status().message() << std::endl;
     return kExitRuntime;

@@ -14,6 +14,7 @@
 
 #include "channel.hpp"
 #include "patronus/site/site_config.hpp"
+#include "patronus/util/file.hpp"
 
 namespace patronus::daemon {
 
@@ -22,41 +23,15 @@ namespace {
 constexpr const char* kLastConfig = "last-config.pb";
 constexpr const char* kEnrolled = "enrolled";
 
+// A small file of the site's own state: absent is kNotFound, anything else unreadable an error.
 Result<std::string> read_small(const std::string& path, std::size_t max) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0)
-    return Status(errno == ENOENT ? Code::kNotFound : Code::kUnavailable,
-                  path + ": " + std::strerror(errno));
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-    if (out.size() > max) {
-      ::close(fd);
-      return failed_precondition(path + ": larger than " + std::to_string(max) + " bytes");
-    }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) return not_found(path + ": absent");
+  auto text = read_text_file(path, max);
+  if (!text.is_ok() && text.status().code() == Code::kNotFound) {
+    return unavailable(text.status().message());  // there, but not readable
   }
-  ::close(fd);
-  return out;
-}
-
-// Written to a temporary file, synced and renamed: a crash leaves the old or the new one.
-Status write_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  ::unlink(tmp.c_str());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return unavailable(tmp + ": " + std::strerror(errno));
-  const bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return unavailable(path + ": write failed");
-  }
-  return Status::ok();
+  return text;
 }
 
 std::string trim(std::string s) {
@@ -173,7 +148,8 @@ struct ControllerLink::Impl {
   void on_welcome(const ctl::Welcome& w) {
     if (!enrolled) {
       enrolled = true;
-      if (auto s = write_atomic(section.state_dir + "/" + kEnrolled, site + "\n"); !s.is_ok()) {
+      if (auto s = write_file_atomic(section.state_dir + "/" + kEnrolled, site + "\n", 0600);
+          !s.is_ok()) {
         log(3, "cannot record the enrolment: " + s.message());
       }
       log(1, "site '" + site + "' enrolled (the token is used up; its file can go)");
@@ -246,7 +222,8 @@ struct ControllerLink::Impl {
     }
     if (st.is_ok()) {
       last = push;
-      if (auto s = write_atomic(section.state_dir + "/" + kLastConfig, push.SerializeAsString());
+      if (auto s = write_file_atomic(section.state_dir + "/" + kLastConfig,
+                                     push.SerializeAsString(), 0600);
           !s.is_ok()) {
         log(3,
             "the applied config could not be stored (a restart without the controller "

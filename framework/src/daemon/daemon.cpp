@@ -1,6 +1,7 @@
 #include "daemon.hpp"
 
 #include "controller_link.hpp"
+#include "tls_identity.hpp"
 
 #include <net/if.h>
 #include <netinet/in.h>
@@ -223,6 +224,11 @@ Result<Loaded> load(const std::string& path, core::PluginRegistry& registry,
   auto parsed = core::parse_daemon_config(text.value(), base);
   if (!parsed.is_ok()) return invalid_argument(path + ": " + parsed.status().message());
   Loaded out{std::move(parsed).value(), {}};
+  if (out.daemon.controller) {
+    if (auto pin = channel::parse_pin(out.daemon.controller->pin); !pin.is_ok()) {
+      return invalid_argument(path + ": controller.pin: " + pin.status().message());
+    }
+  }
   std::vector<std::string> wanted;
   for (const auto& spec : out.daemon.plugins) {
     if (!registry.find(spec.plugin)) wanted.push_back(spec.plugin);
@@ -433,7 +439,7 @@ int run(const Options& opt) {
 
   // One site, one daemon: a second daemon for this state stops here, before it opens a socket,
   // the database or a tunnel (it used to adopt the first one's tunnels and remove its rules).
-  auto site_lock = site::SiteLock::acquire(cfg.state_db, cfg.site);
+  auto site_lock = site::SiteLock::acquire(cfg.state_db, "site " + cfg.site);
   if (!site_lock.is_ok()) {
     std::cerr << "patronusd: " << site_lock.status().message() << std::endl;
     return kExitRuntime;

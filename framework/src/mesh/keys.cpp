@@ -216,18 +216,9 @@ Result<KeyPair> create_key_file(const std::string& site_dir, const std::string& 
   }
   auto kp = generate_keypair();
   if (!kp.is_ok()) return kp.status();
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return unavailable(tmp + ": " + errno_text());
-  const std::string line = key_to_base64(kp.value().private_key) + "\n";
-  const bool ok = ::fchmod(fd, 0600) == 0 &&
-                  ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    return unavailable(path + ": cannot write the private key: " + why);
+  if (auto s = write_file_atomic(path, key_to_base64(kp.value().private_key) + "\n", 0600);
+      !s.is_ok()) {
+    return unavailable(path + ": cannot write the private key: " + s.message());
   }
   return kp.value();
 }

@@ -10,7 +10,8 @@
 
 namespace patronus::site {
 
-Result<SiteLock> SiteLock::acquire(const std::string& state_db, const std::string& site) {
+Result<SiteLock> SiteLock::acquire(const std::string& state_db, const std::string& owner,
+                                   const std::string& program) {
   const std::string file = state_db + ".lock";
   const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
@@ -27,19 +28,13 @@ Result<SiteLock> SiteLock::acquire(const std::string& state_db, const std::strin
     }
     ::close(fd);
     if (err == EWOULDBLOCK) {
-      return failed_precondition(
-          (site == "~controller"
-               ? "another patronus-controller runs with this fleet store (" + file + " is held" +
-                     (holder.empty() ? "" : " by " + holder) +
-                     "); stop it first, or give this one its own state_db"
-               : "site '" + site + "': another patronusd runs with this state (" + file +
-                     " is held" + (holder.empty() ? "" : " by " + holder) +
-                     "); one site, one daemon: stop it first, or give this one its own "
-                     "state_db"));
+      return failed_precondition(owner + ": another " + program + " runs with this state (" + file +
+                                 " is held" + (holder.empty() ? "" : " by " + holder) +
+                                 "); stop it first, or give this one its own state_db");
     }
     return unavailable("cannot lock " + file + ": " + std::strerror(err));
   }
-  const std::string me = "pid " + std::to_string(::getpid()) + " (site " + site + ")\n";
+  const std::string me = "pid " + std::to_string(::getpid()) + " (" + owner + ")\n";
   // The note is for a refusal's message only: the lock holds without it.
   if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, me.data(), me.size(), 0);
   return SiteLock(fd, file);

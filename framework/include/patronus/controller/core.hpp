@@ -77,6 +77,7 @@ struct CoreCounters {
   std::uint64_t compiles = 0, configs_compiled = 0, pushes = 0, resends = 0;
   std::uint64_t tokens_refused = 0, tokens_rate_limited = 0, connects_refused = 0;
   std::uint64_t messages_refused = 0, store_errors = 0;
+  std::uint64_t report_paths_dropped = 0;  // reported paths not in the site's current config
 };
 
 // A site's fields from its record (an operator's `sites add`, a stored row), validated; errors
@@ -115,7 +116,8 @@ class Core {
   fleet::Response handle(const fleet::Request& request);
   // A one-time token for `site` (which must exist and not be enrolled), valid for `ttl_ns`
   // (0: the default). Only its hash is kept; the token itself is returned once.
-  Result<std::string> create_token(const std::string& site, std::int64_t ttl_ns = 0);
+  Result<std::string> create_token(const std::string& site, std::int64_t ttl_ns = 0,
+                                   std::int64_t* expires_unix_ns = nullptr);
 
   // ---- sites ----
   // First contact: the token (burnt on success), the site's identity public key (made on the
@@ -180,6 +182,7 @@ class Core {
     std::string endpoint;
     bool staged = false;                         // the site reported the next key
     std::map<std::string, std::uint64_t> peers;  // peer -> version to acknowledge
+    bool recorded = false;                       // `peers` taken from the compile after the stage
     bool committing = false;
   };
   std::map<std::string, Rotation> rotations_;  // by site

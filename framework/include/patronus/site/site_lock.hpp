@@ -12,9 +12,11 @@ namespace patronus::site {
 
 class SiteLock {
  public:
-  // Takes the lock for `site`, whose state is `state_db`. The lock file records the holder's pid
-  // and site, for the refusal's message.
-  static Result<SiteLock> acquire(const std::string& state_db, const std::string& site);
+  // Takes the lock on `state_db` for `owner` ("site hq", "the fleet store") of `program`
+  // (patronus-controller takes the same lock on its fleet store). The lock file records the
+  // holder's pid and owner, for the refusal's message.
+  static Result<SiteLock> acquire(const std::string& state_db, const std::string& owner,
+                                  const std::string& program = "patronusd");
   SiteLock(SiteLock&& other) noexcept;
   SiteLock& operator=(SiteLock&& other) noexcept;
   SiteLock(const SiteLock&) = delete;
