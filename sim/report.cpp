@@ -40,6 +40,32 @@ std::string worst_failover(const json& flow) {
   return s;
 }
 
+// The controller: how long each change took to reach its sites; what each outage did.
+void controller_text(const json& c, std::ostream& out) {
+  out << "  Controller (" << fixed(c["latency_ms"], 0) << " ms away, debounce "
+      << fixed(c["debounce_ms"], 0) << " ms): " << c["pushes"].get<std::uint64_t>()
+      << " configs pushed, " << c["resends"].get<std::uint64_t>() << " resent, "
+      << c["configs_refused_by_sites"].get<std::uint64_t>() << " refused by sites\n";
+  out << "    change at (s)  sites        reached every site concerned after\n";
+  for (const auto& ch : c["changes"]) {
+    std::string names;
+    for (const auto& n : ch["sites"]) names += (names.empty() ? "" : ",") + n.get<std::string>();
+    std::string missing;
+    for (const auto& m : ch["missing"]) missing += " " + m.get<std::string>();
+    out << "    " << pad(fixed(ch["at_s"], 3), 15) << pad(names, 13) << fixed(ch["last_ms"], 1)
+        << " ms (" << ch["reached_ms"].size() << " sites)"
+        << (missing.empty() ? "" : "; never reached:" + missing) << "\n";
+  }
+  for (const auto& o : c["outages"]) {
+    out << "    down " << fixed(o["down_s"], 3) << "-" << fixed(o["up_s"], 3)
+        << " s: " << o["unexplained_path_downs"].get<std::uint64_t>() << " paths down and "
+        << o["false_failovers"].get<std::uint64_t>() << " flows moved because of it; "
+        << o["sites_back"].get<std::uint64_t>() << "/" << o["sites"].get<std::uint64_t>()
+        << " sites back " << fixed(o["all_back_after_up_ms"], 0) << " ms after it came up, "
+        << o["configs_pushed_on_reconnect"].get<std::uint64_t>() << " configs pushed again\n";
+  }
+}
+
 void run_text(const json& r, std::ostringstream& out) {
   out << r["scenario"].get<std::string>();
   if (!r["variant"].is_null()) out << " / variant " << r["variant"].get<std::string>();
@@ -84,6 +110,7 @@ void run_text(const json& r, std::ostringstream& out) {
   }
   out << "  False failovers: " << r["false_failovers"].get<std::uint64_t>()
       << "; decisions: " << r["decisions"].get<std::size_t>() << "\n";
+  if (r.contains("controller")) controller_text(r["controller"], out);
   // What went wrong inside the sites (a failing scorer, refused timers): the text says it too.
   if (const auto& w = r["warnings"]; !w.empty()) {
     constexpr std::size_t kShown = 8;

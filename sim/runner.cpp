@@ -20,11 +20,14 @@
 #include "patronus/core/router.hpp"
 #include "patronus/mesh/keys.hpp"
 #include "patronus/mesh/plan.hpp"
+#include "patronus/mesh/sites.hpp"
 #include "patronus/site/plan_store.hpp"
 #include "site_app.hpp"
 #include "wan.hpp"
 
 namespace patronus::sim {
+
+namespace fleet = controller::fleet;
 
 using nlohmann::json;
 
@@ -191,6 +194,19 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
     if (flow < flows_.size()) ++flows_[flow].relay_drops;
   }
   void steering_mismatch(std::size_t) override { ++mismatches_; }
+  void controller_link(const std::string& site, std::int64_t now, bool up) override {
+    links_.push_back({now, site_index_.at(site), up});
+    trace_line(seconds(now) + " " + site + " controller session " + (up ? "up" : "down"));
+  }
+  void config_applied(const std::string& site, std::int64_t now, std::uint64_t version,
+                      const std::vector<std::string>& remote_sites,
+                      const std::string& error) override {
+    applies_.push_back({now, site_index_.at(site), version,
+                        std::set<std::string>(remote_sites.begin(), remote_sites.end()), error});
+    trace_line(seconds(now) + " " + site + " config version " + std::to_string(version) +
+               (error.empty() ? " applied (" + std::to_string(remote_sites.size()) + " peers)"
+                              : " refused: " + error));
+  }
 
   // steering::RuntimeObserver
   void on_decision(const std::string& site, const steering::Decision& d) override {
@@ -245,6 +261,20 @@ class Collector final : public SiteListener, public steering::RuntimeObserver {
   std::vector<FlowRecord> flows_;
   std::vector<DecisionRecord> decisions_;
   std::vector<StateEvent> states_;
+  struct LinkRecord {
+    std::int64_t at = 0;
+    std::size_t site = 0;
+    bool up = false;
+  };
+  std::vector<LinkRecord> links_;
+  struct ApplyRecord {
+    std::int64_t at = 0;
+    std::size_t site = 0;
+    std::uint64_t version = 0;
+    std::set<std::string> peers;
+    std::string error;
+  };
+  std::vector<ApplyRecord> applies_;
   std::vector<std::string> warnings_;
   std::uint64_t mismatches_ = 0;
   bool trace_on_;
@@ -266,6 +296,10 @@ struct World {
   std::map<std::uint64_t, std::string> path_names;  // PathId -> "a.x-b.y"
   std::vector<std::pair<std::size_t, std::size_t>> path_eps;  // graph path -> (ep, ep)
   std::vector<PathRef> path_refs;                             // graph path -> its ends
+  // With a controller: each site as the operator adds it, and its endpoints' public keys.
+  std::vector<controller::FleetSite> fleet_sites;
+  std::vector<std::vector<std::string>> public_keys;
+  std::map<std::uint64_t, std::string> path_ids_by_name;  // PathId -> mesh::canonical_path_name
 };
 
 Result<World> build_world(const Scenario& s, std::uint64_t seed) {
@@ -302,6 +336,12 @@ Result<World> build_world(const Scenario& s, std::uint64_t seed) {
     if (auto st = model::validate_site(spec.site); !st.is_ok()) {
       return invalid_argument("sites[" + std::to_string(i) + "]: " + st.message());
     }
+    controller::FleetSite fs;
+    fs.name = spec.site.name;
+    fs.endpoints = spec.site.endpoints;
+    fs.subnets = spec.subnets;
+    w.fleet_sites.push_back(std::move(fs));
+    w.public_keys.push_back(spec.public_keys);
     file.sites.push_back(std::move(spec));
   }
   for (std::size_t i = 0; i < s.sites.size(); ++i) {
@@ -342,6 +382,9 @@ Result<World> build_world(const Scenario& s, std::uint64_t seed) {
     PathRef r{a, pe.src_endpoint, b, pe.dst_endpoint, ""};
     r.text = s.path_text(r);
     w.path_names[i + 1] = r.text;
+    w.path_ids_by_name[i + 1] =
+        mesh::canonical_path_name(s.sites[a].name, s.sites[a].endpoints[pe.src_endpoint].name,
+                                  s.sites[b].name, s.sites[b].endpoints[pe.dst_endpoint].name);
     w.path_refs.push_back(r);
     w.path_eps.emplace_back(w.ep_offset[a] + pe.src_endpoint, w.ep_offset[b] + pe.dst_endpoint);
   }
@@ -633,8 +676,12 @@ Attribution attribute(const Scenario& s, const World& w, const std::vector<Fault
 }
 
 // The scenario's expectations, checked on the typed results.
+struct ControllerResult;
+std::vector<std::string> config_delay_failures(const ControllerResult* cr, std::int64_t bound);
+
 std::vector<ExpectationResult> check_expectations(const Scenario& s, const World& w,
-                                                  const Attribution& a, const Collector& c) {
+                                                  const Attribution& a, const Collector& c,
+                                                  const ControllerResult* cr) {
   std::vector<ExpectationResult> out;
   for (const auto& e : s.expect) {
     ExpectationResult r;
@@ -680,6 +727,9 @@ std::vector<ExpectationResult> check_expectations(const Scenario& s, const World
     if (e.max_false_failovers && a.false_failovers.size() > *e.max_false_failovers) {
       fail(std::to_string(a.false_failovers.size()) + " false failovers");
     }
+    if (e.max_config_delay_ns) {
+      for (const auto& why : config_delay_failures(cr, *e.max_config_delay_ns)) fail(why);
+    }
     if (e.max_detection_ns) {
       for (const auto& f : a.faults) {
         if (!f.window) continue;
@@ -699,6 +749,160 @@ std::vector<ExpectationResult> check_expectations(const Scenario& s, const World
 }
 
 // The run as JSON (the `--json` format), from the typed results.
+// ---- the controller
+// ------------------------------------------------------------------------------
+
+// How each change of the fleet (the sites at the start, each later join) reached the sites it
+// concerns, and what each controller outage did to the sites.
+struct ControllerResult {
+  json report;
+  std::vector<std::string> late;  // for max_config_delay: a site never reached, or too late
+  struct Change {
+    std::int64_t at = 0;
+    std::int64_t last_ns = 0;
+    std::vector<std::string> missing;
+  };
+  std::vector<Change> changes;
+};
+
+ControllerResult controller_result(const Scenario& s, const World& w, const Collector& c,
+                                   const controller::CoreCounters& k, std::uint64_t restarts,
+                                   const Attribution& attribution,
+                                   const std::vector<FaultWindow>& fault_windows,
+                                   std::int64_t grace) {
+  ControllerResult out;
+  const std::int64_t end = s.duration_ns;
+  std::map<std::int64_t, std::vector<std::size_t>> groups;  // join time -> sites
+  for (std::size_t i = 0; i < s.sites.size(); ++i)
+    groups[s.sites[i].join_ns.value_or(0)].push_back(i);
+  std::vector<std::set<std::size_t>> neighbours(s.sites.size());
+  for (const auto& p : w.path_refs) {
+    neighbours[p.a_site].insert(p.b_site);
+    neighbours[p.b_site].insert(p.a_site);
+  }
+  auto started_by = [&](std::size_t i, std::int64_t t) {
+    return s.sites[i].join_ns.value_or(0) <= t;
+  };
+  json changes = json::array();
+  for (const auto& [at, joined] : groups) {
+    const std::set<std::size_t> j(joined.begin(), joined.end());
+    // Each site the change concerns, with the peers its config must then have.
+    std::map<std::size_t, std::set<std::string>> needed;
+    for (std::size_t x = 0; x < s.sites.size(); ++x) {
+      if (!started_by(x, at)) continue;
+      for (const std::size_t n : neighbours[x]) {
+        if (started_by(n, at) && (j.count(x) || j.count(n))) needed[x].insert(s.sites[n].name);
+      }
+    }
+    ControllerResult::Change ch;
+    ch.at = at;
+    json reached = json::object();
+    for (const auto& [x, peers] : needed) {
+      std::optional<std::int64_t> when;
+      for (const auto& a : c.applies_) {
+        if (a.site != x || a.at < at || !a.error.empty()) continue;
+        if (std::includes(a.peers.begin(), a.peers.end(), peers.begin(), peers.end())) {
+          when = a.at;
+          break;
+        }
+      }
+      if (!when) {
+        ch.missing.push_back(s.sites[x].name);
+        continue;
+      }
+      reached[s.sites[x].name] = std::round(ms(*when - at) * 1000) / 1000;
+      ch.last_ns = std::max(ch.last_ns, *when - at);
+    }
+    json names = json::array();
+    for (const std::size_t x : joined) names.push_back(s.sites[x].name);
+    changes.push_back({{"at_s", at / 1e9},
+                       {"sites", names},
+                       {"reached_ms", reached},
+                       {"last_ms", std::round(ms(ch.last_ns) * 1000) / 1000},
+                       {"missing", ch.missing}});
+    out.changes.push_back(std::move(ch));
+  }
+  // Outages: down until the next up (or its duration, or the end).
+  std::vector<std::pair<std::int64_t, std::int64_t>> windows;
+  auto faults = s.controller_faults;
+  std::stable_sort(
+      faults.begin(), faults.end(),
+      [](const ControllerFault& a, const ControllerFault& b) { return a.at_ns < b.at_ns; });
+  for (std::size_t k = 0; k < faults.size(); ++k) {
+    if (faults[k].up || (!windows.empty() && windows.back().second > faults[k].at_ns)) continue;
+    std::int64_t up = faults[k].duration_ns > 0 ? faults[k].at_ns + faults[k].duration_ns : end;
+    for (std::size_t m = k + 1; m < faults.size(); ++m) {
+      if (faults[m].up) {
+        up = std::min(up, faults[m].at_ns);
+        break;
+      }
+    }
+    windows.emplace_back(faults[k].at_ns, std::min(up, end));
+  }
+  json outages = json::array();
+  for (const auto& [down, up] : windows) {
+    // The sites are back once each one that had a session before has one again.
+    std::set<std::size_t> had;
+    for (const auto& l : c.links_) {
+      if (l.at < down && l.up) had.insert(l.site);
+    }
+    std::int64_t back = up;
+    std::size_t relinked = 0;
+    for (const std::size_t x : had) {
+      for (const auto& l : c.links_) {
+        if (l.site == x && l.up && l.at >= up) {
+          back = std::max(back, l.at);
+          ++relinked;
+          break;
+        }
+      }
+    }
+    // What no fault of the WAN explains happened because of the outage.
+    std::uint64_t downs = 0, moves = 0, pushed = 0;
+    for (const auto& e : c.states_) {
+      downs += !e.live && e.at >= down && e.at <= back &&
+               !explaining(fault_windows, graph_path(model::PathId(e.path)), e.at, grace);
+    }
+    for (const auto* d : attribution.false_failovers) moves += d->at >= down && d->at <= back;
+    for (const auto& a : c.applies_)
+      pushed += a.at >= up && a.at <= back + 2 * s.controller->latency_ns;
+    outages.push_back({{"down_s", down / 1e9},
+                       {"up_s", up / 1e9},
+                       {"sites", had.size()},
+                       {"sites_back", relinked},
+                       {"all_back_after_up_ms", std::round(ms(back - up) * 1000) / 1000},
+                       {"unexplained_path_downs", downs},
+                       {"false_failovers", moves},
+                       {"configs_pushed_on_reconnect", pushed}});
+  }
+  std::uint64_t refused = 0;
+  for (const auto& a : c.applies_) refused += !a.error.empty();
+  out.report = {{"latency_ms", ms(s.controller->latency_ns)},
+                {"debounce_ms", ms(s.controller->debounce_ns)},
+                {"max_wait_ms", ms(s.controller->max_wait_ns)},
+                {"compiles", k.compiles},
+                {"configs_compiled", k.configs_compiled},
+                {"pushes", k.pushes},
+                {"resends", k.resends},
+                {"messages_refused", k.messages_refused},
+                {"configs_refused_by_sites", refused},
+                {"restarts", restarts},
+                {"changes", changes},
+                {"outages", outages}};
+  return out;
+}
+
+std::vector<std::string> config_delay_failures(const ControllerResult* cr, std::int64_t bound) {
+  std::vector<std::string> out;
+  if (cr == nullptr) return {"no controller ran"};
+  for (const auto& ch : cr->changes) {
+    const std::string when = "the change at " + fmt_s(ch.at / 1e9);
+    for (const auto& m : ch.missing) out.push_back(when + " never reached " + m);
+    if (ch.last_ns > bound) out.push_back(when + " took " + fmt_ms(ms(ch.last_ns)));
+  }
+  return out;
+}
+
 json report_of(const Scenario& s, const Variant* variant, std::uint64_t seed, const World& w,
                const Attribution& a, const Collector& c,
                const std::vector<std::string>& flow_class) {
@@ -966,6 +1170,43 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   auto site_config = site_config_of_run(s, settings, configs, classes, plugins);
   if (!site_config.is_ok()) return site_config.status();
   const site::PrivateKeys keys = seeded_keys(seed);
+  // The controller, on a node of its own, with the run's path ids in its store.
+  std::unique_ptr<SimController> ctl;
+  if (s.controller) {
+    controller::FleetSnapshot initial;
+    fleet::Settings& fs = initial.settings.emplace();
+    fs.set_topology(mesh::to_string(s.topology.kind));
+    for (const auto& h : s.topology.hubs) fs.add_hubs(h);
+    fs.set_k(static_cast<std::uint32_t>(s.topology.k));
+    for (const auto& [a, b] : s.topology.links) {
+      auto* l = fs.add_links();
+      const auto da = a.find('.'), db = b.find('.');
+      l->set_a_site(a.substr(0, da));
+      if (da != std::string::npos) l->set_a_endpoint(a.substr(da + 1));
+      l->set_b_site(b.substr(0, db));
+      if (db != std::string::npos) l->set_b_endpoint(b.substr(db + 1));
+    }
+    auto& memory = initial.compiler.emplace();
+    for (const auto& [id, ref] : w.path_ids_by_name) (*memory.mutable_path_ids())[ref] = id;
+    memory.set_next_path_id(w.path_refs.size() + 1);
+    ctl = std::make_unique<SimController>(ns3::CreateObject<ns3::Node>(), seed ^ 0x63746c,
+                                          *s.controller, std::move(initial));
+    if (auto st = ctl->up(); !st.is_ok()) return st;
+    for (const auto& f : s.controller_faults) {
+      SimController* c = ctl.get();
+      ns3::Simulator::Schedule(ns3::NanoSeconds(f.at_ns), [c, f, &collector] {
+        collector.trace_line(seconds(f.at_ns) + " fault controller " + (f.up ? "up" : "down"));
+        if (f.up) {
+          (void)c->up();
+        } else {
+          c->down();
+        }
+      });
+      if (!f.up && f.duration_ns > 0) {
+        ns3::Simulator::Schedule(ns3::NanoSeconds(f.at_ns + f.duration_ns), [c] { (void)c->up(); });
+      }
+    }
+  }
   std::vector<ns3::Ptr<SiteApp>> apps;
   for (std::size_t i = 0; i < s.sites.size(); ++i) {
     ns3::Ptr<ns3::Node> node = nodes.Get(static_cast<std::uint32_t>(i));
@@ -980,7 +1221,13 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
     setup.seed = seed * 1000003 + i;
     setup.config = site_config.value();
     setup.config.set_site(s.sites[i].name);
-    *setup.config.mutable_plan() = w.shares[i];
+    if (ctl) {
+      setup.controller = ctl.get();
+      setup.fleet_site = w.fleet_sites[i];
+      setup.public_keys = w.public_keys[i];
+    } else {
+      *setup.config.mutable_plan() = w.shares[i];
+    }
     setup.plugins = [&plugins](const std::string& name) {
       const auto it = plugins.libs.find(name);
       return it == plugins.libs.end() ? nullptr : it->second;
@@ -997,7 +1244,7 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
     auto app = ns3::CreateObject<SiteApp>();
     app->Setup(std::move(setup));
     node->AddApplication(app);
-    app->SetStartTime(ns3::Seconds(0));
+    app->SetStartTime(ns3::NanoSeconds(s.sites[i].join_ns.value_or(0)));
     apps.push_back(app);
   }
   for (const auto& po : s.paths) {
@@ -1058,6 +1305,9 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   for (auto& a : apps) {
     if (!a->error().empty()) errors += (errors.empty() ? "" : "; ") + a->error();
   }
+  const controller::CoreCounters ctl_counters = ctl ? ctl->counters() : controller::CoreCounters{};
+  const std::uint64_t ctl_restarts = ctl ? ctl->restarts() : 0;
+  ctl.reset();  // its core's timers are ns-3 events
   ns3::Simulator::Destroy();
   apps.clear();
   if (o.progress) std::cerr << "\r\033[K" << std::flush;
@@ -1068,10 +1318,17 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
   // ---- attribution, expectations, the report ----------------------------------------------------
   const auto windows = windows_of(w, faults, s.duration_ns);
   const Attribution a = attribute(s, w, faults, windows, attribution_grace_ns(settings), collector);
-  const auto expectations = check_expectations(s, w, a, collector);
+  std::optional<ControllerResult> controller_out;
+  if (s.controller) {
+    controller_out = controller_result(s, w, collector, ctl_counters, ctl_restarts, a, windows,
+                                       attribution_grace_ns(settings));
+  }
+  const auto expectations =
+      check_expectations(s, w, a, collector, controller_out ? &*controller_out : nullptr);
   json report = report_of(s, variant, seed, w, a, collector, flow_class);
   report["wall_seconds"] = std::round(wall * 1000) / 1000;
   report["events"] = events;
+  if (controller_out) report["controller"] = controller_out->report;
   report["wan"] = {{"sent", wan.counters().sent},
                    {"delivered", wan.counters().delivered},
                    {"dropped_down", wan.counters().dropped_down},

@@ -161,7 +161,7 @@ class Parser {
     keys(root, "",
          {"name", "seed", "duration", "tick", "topology", "plugins", "classes", "rules",
           "default_class", "sites", "paths", "flows", "faults", "variants", "expect", "transport",
-          "probe"});
+          "probe", "controller"});
     if (root["transport"]) {
       refuse(root["transport"], "transport",
              "transport plugins (WireGuard, IPsec) configure real interfaces and do not run in "
@@ -188,6 +188,7 @@ class Parser {
       s_.probe = scalar(n, "probe");
       s_.probe_line = n.Mark().line + 1;
     }
+    if (root["controller"]) controller(root["controller"]);
     sites(root["sites"]);
     if (root["topology"]) topology(root["topology"]);
     if (root["plugins"]) s_.plugins = plugins(root["plugins"], "plugins");
@@ -200,6 +201,23 @@ class Parser {
   }
 
  private:
+  void controller(const YAML::Node& n) {
+    if (!n.IsMap()) refuse(n, "controller", "expected a map ({} for the defaults)");
+    keys(n, "controller", {"latency", "debounce", "max_wait"});
+    ControllerSpec c;
+    c.line = n.Mark().line + 1;
+    if (n["latency"]) c.latency_ns = duration_at(n["latency"], "controller.latency");
+    if (c.latency_ns < 0 || c.latency_ns > 10'000'000'000) {
+      refuse(n["latency"], "controller.latency", "must be 0 .. 10s");
+    }
+    if (n["debounce"]) c.debounce_ns = duration_at(n["debounce"], "controller.debounce");
+    if (n["max_wait"]) c.max_wait_ns = duration_at(n["max_wait"], "controller.max_wait");
+    if (c.debounce_ns < 0 || c.debounce_ns > c.max_wait_ns || c.max_wait_ns > 60'000'000'000) {
+      refuse(n, "controller", "needs 0 <= debounce <= max_wait <= 60s");
+    }
+    s_.controller = c;
+  }
+
   void sites(const YAML::Node& n) {
     if (!n) refuse(n, "sites", "required");
     if (!n.IsSequence() || n.size() < 2) refuse(n, "sites", "expected a list of at least 2 sites");
@@ -209,9 +227,18 @@ class Parser {
     for (std::size_t i = 0; i < n.size(); ++i) {
       const std::string p = "sites[" + std::to_string(i) + "]";
       const YAML::Node sn = n[i];
-      keys(sn, p, {"name", "subnet", "endpoints"});
+      keys(sn, p, {"name", "subnet", "endpoints", "join"});
       SiteSpec site;
       site.line = sn.Mark().line + 1;
+      if (const auto j = sn["join"]) {
+        if (!s_.controller) {
+          refuse(j, p + ".join", "a site joins through the controller: add `controller: {}`");
+        }
+        site.join_ns = duration_at(j, p + ".join");
+        if (*site.join_ns <= 0 || *site.join_ns >= s_.duration_ns) {
+          refuse(j, p + ".join", "must be after the start and before the end");
+        }
+      }
       site.name = name_at(sn, p);
       if (s_.find_site(site.name) >= 0) refuse(sn["name"], p + ".name", "duplicate site name");
       if (const auto sub = sn["subnet"]) {
@@ -559,6 +586,10 @@ class Parser {
         random_faults(fn["random"], p + ".random");
         continue;
       }
+      if (fn.IsMap() && fn["controller"]) {
+        controller_fault(fn, p);
+        continue;
+      }
       keys(fn, p,
            {"at", "path", "endpoint", "site", "action", "loss", "delay", "jitter", "bandwidth",
             "period", "duration"});
@@ -597,6 +628,28 @@ class Parser {
       }
       s_.faults.push_back(std::move(f));
     }
+  }
+
+  void controller_fault(const YAML::Node& n, const std::string& p) {
+    keys(n, p, {"at", "controller", "duration"});
+    if (!s_.controller)
+      refuse(n["controller"], p + ".controller", "the scenario has no controller:");
+    ControllerFault f;
+    f.line = n.Mark().line + 1;
+    if (!n["at"]) refuse(n, p + ".at", "required");
+    f.at_ns = duration_at(n["at"], p + ".at");
+    if (f.at_ns <= 0 || f.at_ns >= s_.duration_ns) {
+      refuse(n["at"], p + ".at", "must be after the start and before the end");
+    }
+    const std::string v = scalar(n["controller"], p + ".controller");
+    if (v != "down" && v != "up") refuse(n["controller"], p + ".controller", "expected down or up");
+    f.up = v == "up";
+    if (n["duration"]) {
+      if (f.up) refuse(n["duration"], p + ".duration", "only down has a duration");
+      f.duration_ns = duration_at(n["duration"], p + ".duration");
+      if (f.duration_ns <= 0) refuse(n["duration"], p + ".duration", "must be positive");
+    }
+    s_.controller_faults.push_back(f);
   }
 
   void random_faults(const YAML::Node& n, const std::string& p) {
@@ -677,7 +730,7 @@ class Parser {
       const YAML::Node en = n[i];
       keys(en, p,
            {"flow", "max_failover", "max_lost_packets", "max_failovers", "min_failovers",
-            "final_path", "max_false_failovers", "max_detection"});
+            "final_path", "max_false_failovers", "max_detection", "max_config_delay"});
       Expectation e;
       e.line = en.Mark().line + 1;
       YAML::Emitter em;
@@ -705,6 +758,10 @@ class Parser {
       e.max_failovers = count("max_failovers");
       e.min_failovers = count("min_failovers");
       e.max_false_failovers = count("max_false_failovers");
+      if (const auto d = en["max_config_delay"]) {
+        if (!s_.controller) refuse(d, p + ".max_config_delay", "the scenario has no controller:");
+        e.max_config_delay_ns = duration_at(d, p + ".max_config_delay");
+      }
       if (en["final_path"]) {
         if (scalar(en["final_path"], p + ".final_path") == "none") {
           e.final_path_none = true;
@@ -715,7 +772,7 @@ class Parser {
       const bool flow_scoped = e.max_failover_ns || e.max_lost_packets || e.max_failovers ||
                                e.min_failovers || e.final_path || e.final_path_none;
       if (flow_scoped && e.flow.empty()) refuse(en, p, "these expectations need a flow");
-      if (!flow_scoped && !e.max_false_failovers && !e.max_detection_ns) {
+      if (!flow_scoped && !e.max_false_failovers && !e.max_detection_ns && !e.max_config_delay_ns) {
         refuse(en, p, "expects nothing");
       }
       s_.expect.push_back(std::move(e));
@@ -725,14 +782,14 @@ class Parser {
   Scenario& s_;
 };
 
+}  // namespace
+
 std::uint64_t splitmix(std::uint64_t& x) {
   std::uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
-
-}  // namespace
 
 const char* to_string(FaultAction a) {
   switch (a) {

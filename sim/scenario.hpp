@@ -49,6 +49,28 @@ struct SiteSpec {
   std::string name;
   std::vector<EndpointSpec> endpoints;
   std::optional<model::IpPrefix> subnet;  // LAN; assigned from 10.128.0.0/9 when absent
+  // With a controller: the operator adds the site to the fleet and it starts at this time (none:
+  // at the start).
+  std::optional<std::int64_t> join_ns;
+  int line = 0;
+};
+
+// `controller:`: the fleet runs from the controller's core (the code patronus-controller runs),
+// hosted on a node of its own. Every site starts with no paths, enrols with a one-time token and
+// applies the configs it is pushed, as patronusd does; the channel is a message link with a
+// one-way latency (the TLS and WebSocket framing are not simulated).
+struct ControllerSpec {
+  std::int64_t latency_ns = 10'000'000;
+  std::int64_t debounce_ns = 500'000'000, max_wait_ns = 3'000'000'000;
+  int line = 0;
+};
+
+// `{at: 20s, controller: down, duration: 10s}`: the controller process stops (every session
+// drops; its fleet stays in its store) and starts again (`up`, or after `duration`).
+struct ControllerFault {
+  std::int64_t at_ns = 0;
+  bool up = false;
+  std::int64_t duration_ns = 0;  // down: 0 = until an `up`
   int line = 0;
 };
 
@@ -114,6 +136,8 @@ struct Expectation {
   std::optional<std::int64_t> max_failover_ns, max_detection_ns;
   std::optional<std::uint64_t> max_lost_packets, max_failovers, min_failovers, max_false_failovers;
   std::optional<PathRef> final_path;  // with final_path_none: the flow ends with no path
+  // With a controller: every site a join's change reaches applied it within this time.
+  std::optional<std::int64_t> max_config_delay_ns;
   bool final_path_none = false;
   std::string text;  // as written, for the report
   int line = 0;
@@ -175,6 +199,8 @@ struct Scenario {
   std::vector<RandomFaults> random_faults;
   std::vector<Variant> variants;
   std::vector<Expectation> expect;
+  std::optional<ControllerSpec> controller;
+  std::vector<ControllerFault> controller_faults;
 
   int find_site(const std::string& name) const;
   int find_endpoint(std::size_t site, const std::string& name) const;
@@ -202,6 +228,9 @@ std::vector<FaultSpec> expand_faults(const Scenario& s, std::uint64_t seed,
 PluginSettings plugin_settings(const Scenario& s, const Variant* v);
 // The same as YAML per plugin (what the plugins' config schemas read).
 std::map<std::string, std::string> plugin_yaml(const PluginSettings& settings);
+
+// SplitMix64: the run's deterministic random numbers (advances `state`).
+std::uint64_t splitmix(std::uint64_t& state);
 
 // Whether two references name the same path (either order of the ends).
 bool same_path(const PathRef& a, const PathRef& b);

@@ -187,9 +187,23 @@ void SiteApp::StartApplication() {
     return;
   }
   runtime_ = host_->runtime();
-  for (const auto& v : runtime_->paths()) {
-    const auto* p = runtime_->spec(v.id);
-    path_ends_[v.id.value()] = {p->local_underlay.ip(), p->remote_underlay.ip()};
+  learn_paths();
+  if (setup_.controller) {
+    std::uint64_t x = setup_.seed ^ 0x6964656e74ULL;
+    for (std::size_t i = 0; i < identity_.size(); i += 8) {
+      const std::uint64_t v = splitmix(x);
+      for (std::size_t b = 0; b < 8; ++b)
+        identity_[i + b] = static_cast<std::uint8_t>(v >> (8 * b));
+    }
+    jitter_state_ = setup_.seed | 1;
+    setup_.controller->add_site(setup_.fleet_site, [this](Result<std::string> token) {
+      if (!token.is_ok()) {
+        error_ = setup_.site + ": sites add: " + token.status().message();
+        return;
+      }
+      token_ = std::move(token).value();
+      link_open();
+    });
   }
   for (std::size_t i = 0; i < setup_.flows.size(); ++i) {
     const auto* f = setup_.flows[i].spec;
@@ -198,6 +212,121 @@ void SiteApp::StartApplication() {
         ns3::Simulator::Schedule(ns3::NanoSeconds(std::max<std::int64_t>(0, f->start_ns - now)),
                                  &SiteApp::start_flow, this, i);
   }
+}
+
+void SiteApp::learn_paths() {
+  path_ends_.clear();
+  for (const auto& v : runtime_->paths()) {
+    const auto* p = runtime_->spec(v.id);
+    path_ends_[v.id.value()] = {p->local_underlay.ip(), p->remote_underlay.ip()};
+  }
+}
+
+// ---- the controller link ------------------------------------------------------------------------
+
+namespace ctl = controller::v1;
+
+void SiteApp::link_open() {
+  session_ = setup_.controller->open(this);
+  if (!session_) return link_retry();
+  ctl::FromSite m;
+  if (!enrolled_) {
+    m.mutable_enrol()->set_token(token_);
+    m.mutable_enrol()->set_site(setup_.site);
+  } else {
+    m.mutable_hello()->set_site(setup_.site);
+    m.mutable_hello()->set_have_version(applied_version_);
+    m.mutable_hello()->set_have_hash(applied_hash_);
+  }
+  link_send(m);
+}
+
+// 1 s doubled per failure up to 60 s, times a jitter in [0.5, 1.5): the daemon's channel.
+void SiteApp::link_retry() {
+  const double base = std::min(60e9, 1e9 * static_cast<double>(1ULL << std::min(failures_, 16)));
+  jitter_state_ ^= jitter_state_ << 13;
+  jitter_state_ ^= jitter_state_ >> 7;
+  jitter_state_ ^= jitter_state_ << 17;
+  const double jitter = 0.5 + static_cast<double>(jitter_state_ >> 11) / 9007199254740992.0;
+  ++failures_;
+  retry_ = ns3::Simulator::Schedule(ns3::NanoSeconds(static_cast<std::int64_t>(base * jitter)),
+                                    &SiteApp::link_open, this);
+}
+
+void SiteApp::link_send(const ctl::FromSite& m) {
+  if (session_) setup_.controller->send(*session_, identity_, m);
+}
+
+void SiteApp::closed() {
+  if (!session_) return;
+  session_.reset();
+  setup_.listener->controller_link(setup_.site, ns3::Simulator::Now().GetNanoSeconds(), false);
+  if (host_ && host_->running()) link_retry();
+}
+
+void SiteApp::deliver(const ctl::ToSite& m) {
+  if (!host_ || !host_->running()) return;
+  switch (m.what_case()) {
+    case ctl::ToSite::kWelcome: {
+      enrolled_ = true;
+      failures_ = 0;
+      setup_.listener->controller_link(setup_.site, ns3::Simulator::Now().GetNanoSeconds(), true);
+      ctl::FromSite k;
+      for (std::size_t e = 0; e < setup_.fleet_site.endpoints.size(); ++e) {
+        auto* key = k.mutable_keys()->add_keys();
+        key->set_endpoint(setup_.fleet_site.endpoints[e].name);
+        key->set_public_key(setup_.public_keys.at(e));
+      }
+      link_send(k);
+      break;
+    }
+    case ctl::ToSite::kConfig:
+      on_push(m.config());
+      break;
+    case ctl::ToSite::kRefused:
+      // The simulated sites speak the protocol correctly: a refusal is the run's error.
+      if (m.refused().permanent() && error_.empty()) {
+        error_ = setup_.site + ": the controller refused the site: " + m.refused().reason();
+      }
+      break;
+    default:
+      break;  // key rotation is not simulated
+  }
+}
+
+void SiteApp::on_push(const ctl::ConfigPush& push) {
+  ctl::FromSite ack;
+  ack.mutable_ack()->set_version(push.version());
+  Status st = Status::ok();
+  if (push.config().site() != setup_.site) {
+    st = invalid_argument("the config is for site '" + push.config().site() + "'");
+  } else if (site::content_hash(push.config()) != push.hash()) {
+    st = invalid_argument("the config does not hash to " + push.hash());
+  } else if (push.hash() != applied_hash_) {
+    auto r = host_->apply(site::with_pushed(setup_.config, push.config(), push.version()));
+    st = r.is_ok() ? Status::ok() : r.status();
+    if (r.is_ok()) {
+      runtime_ = host_->runtime();
+      learn_paths();
+    }
+  }
+  std::vector<std::string> remote;
+  if (st.is_ok()) {
+    applied_version_ = push.version();
+    applied_hash_ = push.hash();
+    ack.mutable_ack()->set_hash(push.hash());
+    for (const auto& p : push.config().plan().paths()) {
+      if (std::find(remote.begin(), remote.end(), p.remote_site()) == remote.end()) {
+        remote.push_back(p.remote_site());
+      }
+    }
+  } else {
+    ack.mutable_ack()->set_hash(applied_hash_);
+    ack.mutable_ack()->set_error(st.message());
+  }
+  setup_.listener->config_applied(setup_.site, ns3::Simulator::Now().GetNanoSeconds(),
+                                  push.version(), remote, st.message());
+  link_send(ack);
 }
 
 void SiteApp::start_flow(std::size_t i) {
@@ -303,6 +432,8 @@ void SiteApp::StopApplication() {
 }
 
 void SiteApp::shut_down() {
+  ns3::Simulator::Cancel(retry_);
+  session_.reset();
   for (auto& st : flow_state_) {
     ns3::Simulator::Cancel(st.next);
     st.active = false;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "controller_app.hpp"
 #include "ns3/application.h"
 #include "ns3/event-id.h"
 #include "ns3_env.hpp"
@@ -58,6 +59,13 @@ class SiteListener {
   virtual void packet_delivered(std::size_t flow, std::int64_t sent_ns, std::int64_t now) = 0;
   virtual void packet_dropped_at_relay(std::size_t flow) = 0;
   virtual void steering_mismatch(std::size_t flow) = 0;
+  // With a controller: the site's session came up (welcomed) or went down.
+  virtual void controller_link(const std::string& site, std::int64_t now, bool up) = 0;
+  // The site applied a pushed config (`error` empty) or refused it; `remote_sites` are the
+  // sites its plan has paths to.
+  virtual void config_applied(const std::string& site, std::int64_t now, std::uint64_t version,
+                              const std::vector<std::string>& remote_sites,
+                              const std::string& error) = 0;
 };
 
 struct LocalFlow {
@@ -84,9 +92,17 @@ struct SiteSetup {
   std::vector<LocalFlow> flows;
   std::vector<steering::RuntimeObserver*> observers;
   SiteListener* listener = nullptr;
+  // With a controller: `config` has no plan; at its start the site is added to the fleet (the
+  // operator's `sites add` and `token create`), enrols with the token, reports its endpoints'
+  // public keys and applies every config it is pushed, as patronusd does.
+  SimController* controller = nullptr;
+  controller::FleetSite fleet_site;
+  std::vector<std::string> public_keys;  // per endpoint, base64
 };
 
-class SiteApp final : public ns3::Application, private steering::RuntimeObserver {
+class SiteApp final : public ns3::Application,
+                      private steering::RuntimeObserver,
+                      private ControllerPeer {
  public:
   static constexpr std::uint16_t kTunnelPort = 51820;
   static ns3::TypeId GetTypeId();
@@ -108,6 +124,15 @@ class SiteApp final : public ns3::Application, private steering::RuntimeObserver
 
   // steering::RuntimeObserver: a decision changed the Dataplane; flows follow it.
   void on_decision(const std::string& site, const steering::Decision& d) override;
+
+  // The controller link (backoff with jitter between attempts, as the daemon's channel).
+  void link_open();
+  void link_retry();
+  void link_send(const controller::v1::FromSite& m);
+  void deliver(const controller::v1::ToSite& message) override;
+  void closed() override;
+  void on_push(const controller::v1::ConfigPush& push);
+  void learn_paths();
 
   void start_flow(std::size_t i);
   void send(std::size_t i);
@@ -134,6 +159,16 @@ class SiteApp final : public ns3::Application, private steering::RuntimeObserver
   };
   std::vector<FlowState> flow_state_;
   std::string error_;
+  // The controller link.
+  std::optional<controller::SessionId> session_;
+  controller::Identity identity_{};
+  std::string token_;
+  bool enrolled_ = false;
+  std::uint64_t applied_version_ = 0;
+  std::string applied_hash_;
+  int failures_ = 0;
+  std::uint64_t jitter_state_ = 0;
+  ns3::EventId retry_;
 };
 
 }  // namespace patronus::sim

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "fleet_fixtures.hpp"
@@ -458,6 +459,54 @@ TEST(ControllerCore, AddingIsAllOrNoneAndStaleReportsKeepTheSession) {
   EXPECT_EQ(b.core.path_views().paths_size(), 1);
   EXPECT_EQ(b.core.site_views().sites(0).paths_up(), 1u);
   EXPECT_EQ(b.core.site_views().sites(0).paths_down(), 0u);
+}
+
+// An explicit topology: only the linked pairs have paths; links are checked against the fleet
+// and refused with anything but `explicit`.
+TEST(ControllerCore, AnExplicitTopologyHasPathsOnlyWhereItsLinksSay) {
+  Bench b;
+  for (int i = 0; i < 3; ++i) b.join(i);
+  b.world.run_until(1 * kSec);
+  b.ack_all();
+  auto link = [](fleet::Settings& t, const std::string& a, const std::string& bb) {
+    auto* l = t.add_links();
+    l->set_a_site(a);
+    l->set_b_site(bb);
+  };
+  fleet::Request q;
+  q.mutable_set_topology()->set_topology("explicit");
+  auto r = b.core.handle(q);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_NE(r.error().message().find("an explicit topology needs links"), std::string::npos)
+      << r.error().message();
+  link(*q.mutable_set_topology(), "s0", "ghost");
+  r = b.core.handle(q);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_NE(r.error().message().find("'ghost' is not a site of the fleet"), std::string::npos);
+  q.mutable_set_topology()->clear_links();
+  link(*q.mutable_set_topology(), "s0", "s1");
+  link(*q.mutable_set_topology(), "s1", "s2");
+  r = b.core.handle(q);
+  ASSERT_FALSE(r.has_error()) << r.error().message();
+  const std::int64_t t = b.world.now_ns();
+  b.world.run_until(t + 1 * kSec);
+  auto remotes = [&](SessionId s) {
+    std::set<std::string> out;
+    for (const auto& p : b.out.last(s)->message.config().config().plan().paths()) {
+      out.insert(p.remote_site());
+    }
+    return out;
+  };
+  EXPECT_EQ(remotes(0), (std::set<std::string>{"s1"}));
+  EXPECT_EQ(remotes(1), (std::set<std::string>{"s0", "s2"}));
+  EXPECT_EQ(remotes(2), (std::set<std::string>{"s1"}));
+  // Links belong to explicit only.
+  fleet::Request full;
+  full.mutable_set_topology()->set_topology("full-mesh");
+  link(*full.mutable_set_topology(), "s0", "s1");
+  r = b.core.handle(full);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_NE(r.error().message().find("only an explicit topology has links"), std::string::npos);
 }
 
 }  // namespace

@@ -67,7 +67,76 @@ TEST_P(ShippedScenario, MeetsItsExpectations) {
 INSTANTIATE_TEST_SUITE_P(Sim, ShippedScenario,
                          ::testing::Values("flagship", "link-cut", "endpoint-failure", "brownout",
                                            "flapping", "hub-failure", "loss-soak", "mesh50", "lab3",
-                                           "bfd-vs-probes"));
+                                           "bfd-vs-probes", "controller"));
+
+// The controller in the simulator: every change reaches the sites it concerns through the real
+// core (enrolment, keys, debounce, push, apply, acknowledge), with the scenario's path ids; an
+// outage changes nothing on the sites and nothing is pushed again when they reconnect.
+TEST(Simulator, TheControllerPushesEachChangeAndItsOutageDisturbsNothing) {
+  const auto out = run("controller", true);
+  ASSERT_TRUE(out.report.contains("controller"));
+  const auto& c = out.report["controller"];
+  ASSERT_EQ(c["changes"].size(), 2u);
+  // Start: enrol (20 ms), welcome (20 ms), keys (20 ms), 500 ms debounce, push (20 ms).
+  const auto& start = c["changes"][0];
+  EXPECT_EQ(start["reached_ms"].size(), 3u);
+  EXPECT_TRUE(start["missing"].empty());
+  EXPECT_GE(start["last_ms"].get<double>(), 580.0);
+  EXPECT_LT(start["last_ms"].get<double>(), 2000.0);
+  // The join of d reaches d and every site it has paths to.
+  const auto& join = c["changes"][1];
+  EXPECT_EQ(join["at_s"].get<double>(), 30.0);
+  EXPECT_EQ(join["reached_ms"].size(), 4u);
+  EXPECT_TRUE(join["missing"].empty());
+  ASSERT_EQ(c["outages"].size(), 1u);
+  const auto& o = c["outages"][0];
+  EXPECT_EQ(o["sites_back"].get<int>(), 4);
+  EXPECT_EQ(o["unexplained_path_downs"].get<int>(), 0);
+  EXPECT_EQ(o["false_failovers"].get<int>(), 0);
+  EXPECT_EQ(o["configs_pushed_on_reconnect"].get<int>(), 0);
+  EXPECT_EQ(c["restarts"].get<int>(), 1);
+  EXPECT_EQ(c["configs_refused_by_sites"].get<int>(), 0);
+  // The cut during the outage failed over on the configured paths, named as the run names them:
+  // the controller's fleet-wide ids are the scenario's.
+  for (const auto& f : out.report["flows"]) {
+    if (f["name"] == "ab") {
+      ASSERT_EQ(f["failovers"].size(), 1u);
+      EXPECT_EQ(f["failovers"][0]["from_path"], "a.inet-b.inet");
+    }
+    if (f["name"] == "ad") {
+      EXPECT_EQ(f["final_path"], "a.inet-d.inet");
+    }
+  }
+  EXPECT_NE(out.trace.find("d controller session up"), std::string::npos);
+  EXPECT_NE(out.trace.find("fault controller down"), std::string::npos);
+}
+
+// A site that joins while the controller is down waits for it: the expectation says so.
+TEST(Simulator, AJoinDuringAControllerOutageIsLate) {
+  std::ifstream in(scenario_path("controller"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto at = text.find("join: 30s");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 9, "join: 52s");
+  const auto flow = text.find("start: 40s");
+  ASSERT_NE(flow, std::string::npos);
+  text.replace(flow, 10, "start: 90s");
+  auto s = sim::parse_scenario(text, "late.yaml");
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  sim::RunOptions o;
+  o.plugin_dir = test::plugin_dir();
+  auto out = sim::run_scenario(s.value(), o);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  EXPECT_FALSE(out.value().ok);
+  const auto& e = out.value().report["expectations"][0];
+  EXPECT_EQ(e["expect"], "{max_config_delay: 2s}");
+  EXPECT_FALSE(e["ok"].get<bool>());
+  EXPECT_NE(e["detail"].get<std::string>().find("the change at 52"), std::string::npos)
+      << e["detail"];
+  // d could enrol only once the controller was back (65 s) and it had retried.
+  const auto& join = out.value().report["controller"]["changes"][1];
+  EXPECT_GT(join["last_ms"].get<double>(), 13000.0);
+}
 
 // The BFD plugin in the simulator: the same cut, detected by BFD's session (50 ms x 3, a liveness
 // instance gating the path) well before our probe's 50 ms x 5, and the flow moves sooner.
@@ -239,6 +308,9 @@ TEST(Scenario, BadFilesAreRefusedWithTheLineAndField) {
       {"unknown path", "", "names no path between two endpoints"},
       {"fault after the end", "", "is not before the end"},
       {"expectation on no flow", "", "'ghost' is not a flow of this scenario"},
+      {"join without a controller", "", "add `controller: {}`"},
+      {"controller fault without one", "", "the scenario has no controller:"},
+      {"config delay without one", "", "the scenario has no controller:"},
   };
   const std::string tails[] = {
       "",
@@ -249,10 +321,16 @@ TEST(Scenario, BadFilesAreRefusedWithTheLineAndField) {
       "faults:\n  - {at: 1s, path: a.e1-b.e9, action: down}\n",
       "faults:\n  - {at: 20s, site: a, action: down}\n",
       "expect:\n  - {flow: ghost, max_lost_packets: 1}\n",
+      "",
+      "faults:\n  - {at: 1s, controller: down}\n",
+      "expect:\n  - {max_config_delay: 1s}\n",
   };
   for (std::size_t i = 0; i < std::size(cases); ++i) {
-    const std::string text =
+    std::string text =
         i < 4 ? std::string(cases[i].yaml) : "name: x\nduration: 10s\n" + sites + tails[i];
+    if (std::string(cases[i].what) == "join without a controller") {
+      text.replace(text.find("  - name: b\n"), 12, "  - name: b\n    join: 2s\n");
+    }
     auto s = sim::parse_scenario(text, "t.yaml");
     ASSERT_FALSE(s.is_ok()) << cases[i].what;
     EXPECT_NE(s.status().message().find(cases[i].error), std::string::npos)

@@ -132,7 +132,8 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
                              "write it to this new owner-only file (else it is printed)");
   auto* topology = c.root->add_subcommand("topology", "the fleet's topology");
   topology->require_subcommand(1);
-  c.topology_set = topology->add_subcommand("set", "full-mesh, hub-spoke, partial");
+  c.topology_set =
+      topology->add_subcommand("set", "full-mesh, hub-spoke, partial or explicit (-f: links:)");
   c.topology_set->add_option("kind", c.topology)->required();
   c.topology_set->add_option("--hubs", c.hubs, "hub sites (hub-spoke)")->delimiter(',');
   c.topology_set->add_option("--k", c.k, "peers per site (partial)")->check(CLI::Range(1, 64));
@@ -142,7 +143,8 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
                    "the hubs' configs")
       ->delimiter(',');
   c.topology_set->add_option("-f,--file", c.mesh_file,
-                             "the fleet's overlay: and rules: (the sites file's sections)");
+                             "the fleet's overlay:, rules: and, for explicit, links: (the sites "
+                             "file's sections)");
   auto* classes = c.root->add_subcommand("classes", "the fleet's traffic classes");
   classes->require_subcommand(1);
   c.classes_set = classes->add_subcommand("set", "classes and rules for every site");
@@ -238,6 +240,13 @@ int run_controller_commands(ControllerCommands& c) {
       t->set_overlay_ipv4(ms.overlay.ipv4.to_string());
       t->set_overlay_ipv6(ms.overlay.ipv6 ? ms.overlay.ipv6->to_string() : "none");
       t->set_persistent_keepalive(ms.overlay.persistent_keepalive);
+      for (const auto& l : ms.links) {
+        auto* link = t->add_links();
+        link->set_a_site(l.a_site);
+        link->set_a_endpoint(l.a_endpoint);
+        link->set_b_site(l.b_site);
+        link->set_b_endpoint(l.b_endpoint);
+      }
       const auto defaults = mesh::EndpointRules::defaults();
       for (int type = 0; type < mesh::kInterfaceTypeCount; ++type) {
         const auto& rule = ms.rules.by_type[static_cast<std::size_t>(type)];

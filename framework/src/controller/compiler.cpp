@@ -21,6 +21,9 @@ std::string settings_key(const FleetSettings& s) {
   k += "|" + std::string(mesh::to_string(s.topology.kind)) + "|" + std::to_string(s.topology.k);
   for (const auto& h : s.topology.hubs) k += "|h:" + h;
   for (const auto& p : s.topology.spoke_summary) k += "|s:" + p.to_string();
+  for (const auto& l : s.links) {
+    k += "|l:" + l.a_site + "/" + l.a_endpoint + "-" + l.b_site + "/" + l.b_endpoint;
+  }
   for (const auto& r : s.rules.by_type) {
     k += "|r:" + std::to_string(r.peers_mask) + (r.hubs_only ? "h" : "");
   }
@@ -95,6 +98,9 @@ Result<std::vector<std::string>> Compiler::update(const std::vector<FleetSite>& 
     spec.next_public_keys = s->next_public_keys;
     spec.next_public_keys.resize(s->endpoints.size());
     file.sites.push_back(std::move(spec));
+  }
+  for (const auto& l : settings.links) {
+    if (file.find_site(l.a_site) >= 0 && file.find_site(l.b_site) >= 0) file.links.push_back(l);
   }
   // Hubs that have not joined yet are not hubs of this mesh (with none, a hub-spoke fleet cannot
   // be built: the update fails and the sites keep their configs).

@@ -819,6 +819,31 @@ Status Core::apply_settings(const fleet::Settings& r) {
   if (next.topology.kind == mesh::TopologyKind::kHubSpoke && next.topology.hubs.empty()) {
     return invalid_argument("hubs: hub-spoke needs at least one hub");
   }
+  next.links.clear();
+  if (r.links_size() > static_cast<int>(mesh::kMaxLinks)) {
+    return invalid_argument("links: at most " + std::to_string(mesh::kMaxLinks));
+  }
+  for (int i = 0; i < r.links_size(); ++i) {
+    const auto& l = r.links(i);
+    const std::string at = "links[" + std::to_string(i) + "]";
+    for (const auto* name : {&l.a_site(), &l.b_site()}) {
+      if (auto st = model::validate_name(at, *name, 63); !st.is_ok()) return st;
+    }
+    for (const auto* name : {&l.a_endpoint(), &l.b_endpoint()}) {
+      if (name->empty()) continue;
+      if (auto st = model::validate_name(at, *name, 32); !st.is_ok()) return st;
+    }
+    if (l.a_site() == l.b_site()) {
+      return invalid_argument(at + ": a link joins two different sites ('" + l.a_site() +
+                              "' twice)");
+    }
+    next.links.push_back({l.a_site(), l.a_endpoint(), l.b_site(), l.b_endpoint()});
+  }
+  if ((next.topology.kind == mesh::TopologyKind::kExplicit) == next.links.empty()) {
+    return invalid_argument(next.links.empty()
+                                ? "links: an explicit topology needs links (-f with links:)"
+                                : "links: only an explicit topology has links");
+  }
   next.topology.k = r.k() == 0 ? 2 : static_cast<int>(r.k());
   if (next.topology.k > 64) return invalid_argument("k: at most 64");
   next.topology.spoke_summary.clear();
@@ -1030,6 +1055,25 @@ fleet::Response Core::handle(const fleet::Request& q) {
         if (!sites_.count(h)) {
           return fail(
               invalid_argument("hubs: '" + h + "' is not a site of the fleet (add it first)"));
+        }
+      }
+      for (int i = 0; i < q.set_topology().links_size(); ++i) {
+        const auto& l = q.set_topology().links(i);
+        for (const auto& [site, endpoint] :
+             {std::pair(l.a_site(), l.a_endpoint()), std::pair(l.b_site(), l.b_endpoint())}) {
+          const std::string at = "links[" + std::to_string(i) + "]: ";
+          const auto it = sites_.find(site);
+          if (it == sites_.end()) {
+            return fail(
+                invalid_argument(at + "'" + site + "' is not a site of the fleet (add it first)"));
+          }
+          const auto& eps = it->second.fleet.endpoints;
+          if (!endpoint.empty() &&
+              std::none_of(eps.begin(), eps.end(),
+                           [&](const model::Endpoint& e) { return e.name == endpoint; })) {
+            return fail(
+                invalid_argument(at + "site '" + site + "' has no endpoint '" + endpoint + "'"));
+          }
         }
       }
       fleet::Settings next = q.set_topology();

@@ -267,15 +267,8 @@ std::string restart_only_change(const core::DaemonConfig& a, const core::DaemonC
 
 // The site's config from its file with the controller's part: the plan and, when the fleet
 // sets them, the classes and rules.
-site::SiteConfig with_controller(site::SiteConfig local, const ControllerPush* push) {
-  if (push == nullptr) return local;
-  *local.mutable_plan() = push->config().plan();
-  if (local.has_runtime() && push->config().has_runtime() &&
-      push->config().runtime().classes().classes_size() > 0) {
-    *local.mutable_runtime()->mutable_classes() = push->config().runtime().classes();
-  }
-  local.set_generation(push->version());
-  return local;
+site::SiteConfig with_controller(const site::SiteConfig& local, const ControllerPush* push) {
+  return push == nullptr ? local : site::with_pushed(local, push->config(), push->version());
 }
 
 // The controller's path ids in the state database (what measurements and decisions refer to).

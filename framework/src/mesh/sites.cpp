@@ -459,7 +459,8 @@ Status parse_overlay(const YAML::Node& n, OverlaySettings& o) {
 }
 
 // "site" or "site/endpoint", checked against the sites.
-Status parse_link_end(const YAML::Node& n, const std::string& path, const SitesFile& f,
+// `f` null: the sites are not known here (a controller's settings; it checks them itself).
+Status parse_link_end(const YAML::Node& n, const std::string& path, const SitesFile* f,
                       std::string& site, std::string& endpoint) {
   if (!n || !n.IsScalar() || n.Scalar().empty()) {
     return invalid_argument(at(n) + path + ": expected 'site' or 'site/endpoint'");
@@ -468,10 +469,15 @@ Status parse_link_end(const YAML::Node& n, const std::string& path, const SitesF
   const auto slash = v.find('/');
   site = v.substr(0, slash);
   endpoint = slash == std::string::npos ? "" : v.substr(slash + 1);
-  const int idx = f.find_site(site);
+  if (f == nullptr) {
+    if (auto s = model::validate_name(at(n) + path, site, 63); !s.is_ok()) return s;
+    if (endpoint.empty()) return Status::ok();
+    return model::validate_name(at(n) + path, endpoint, 32);
+  }
+  const int idx = f->find_site(site);
   if (idx < 0) return invalid_argument(at(n) + path + ": unknown site '" + site + "'");
   if (!endpoint.empty()) {
-    for (const auto& e : f.sites[static_cast<std::size_t>(idx)].site.endpoints) {
+    for (const auto& e : f->sites[static_cast<std::size_t>(idx)].site.endpoints) {
       if (e.name == endpoint) return Status::ok();
     }
     return invalid_argument(at(n) + path + ": site '" + site + "' has no endpoint '" + endpoint +
@@ -480,7 +486,7 @@ Status parse_link_end(const YAML::Node& n, const std::string& path, const SitesF
   return Status::ok();
 }
 
-Status parse_links(const YAML::Node& n, SitesFile& f) {
+Status parse_links(const YAML::Node& n, const SitesFile* sites, std::vector<LinkSpec>& out) {
   if (!n.IsSequence()) return invalid_argument(at(n) + "links: expected a list");
   if (n.size() > kMaxLinks) {
     return invalid_argument(at(n) + "links: at most " + std::to_string(kMaxLinks) + " links");
@@ -492,10 +498,12 @@ Status parse_links(const YAML::Node& n, SitesFile& f) {
     if (!l.IsMap()) return invalid_argument(at(l) + p + ": expected {a: site[/endpoint], b: ...}");
     if (auto s = yamlf::check_keys(l, {"a", "b"}, p); !s.is_ok()) return s;
     LinkSpec link;
-    if (auto s = parse_link_end(l["a"], p + ".a", f, link.a_site, link.a_endpoint); !s.is_ok()) {
+    if (auto s = parse_link_end(l["a"], p + ".a", sites, link.a_site, link.a_endpoint);
+        !s.is_ok()) {
       return s;
     }
-    if (auto s = parse_link_end(l["b"], p + ".b", f, link.b_site, link.b_endpoint); !s.is_ok()) {
+    if (auto s = parse_link_end(l["b"], p + ".b", sites, link.b_site, link.b_endpoint);
+        !s.is_ok()) {
       return s;
     }
     if (link.a_site == link.b_site) {
@@ -507,7 +515,7 @@ Status parse_links(const YAML::Node& n, SitesFile& f) {
     if (!seen.insert(a < b ? std::make_pair(a, b) : std::make_pair(b, a)).second) {
       return invalid_argument(at(l) + p + ": duplicate link " + a + " - " + b);
     }
-    f.links.push_back(std::move(link));
+    out.push_back(std::move(link));
   }
   return Status::ok();
 }
@@ -534,8 +542,10 @@ Result<MeshSettings> parse_mesh_settings_yaml(const std::string& text, const std
   const YAML::Node root = doc.value();
   try {
     MeshSettings m;
-    if (!root.IsMap()) return invalid_argument(o + "expected a map with overlay: and rules:");
-    if (auto s = yamlf::check_keys(root, {"rules", "overlay"}, ""); !s.is_ok()) {
+    if (!root.IsMap()) {
+      return invalid_argument(o + "expected a map with overlay:, rules: or links:");
+    }
+    if (auto s = yamlf::check_keys(root, {"rules", "overlay", "links"}, ""); !s.is_ok()) {
       return Status(s.code(), o + s.message());
     }
     if (root["rules"]) {
@@ -545,6 +555,11 @@ Result<MeshSettings> parse_mesh_settings_yaml(const std::string& text, const std
     }
     if (root["overlay"]) {
       if (auto s = parse_overlay(root["overlay"], m.overlay); !s.is_ok()) {
+        return Status(s.code(), o + s.message());
+      }
+    }
+    if (root["links"]) {
+      if (auto s = parse_links(root["links"], nullptr, m.links); !s.is_ok()) {
         return Status(s.code(), o + s.message());
       }
     }
@@ -616,7 +631,7 @@ Result<SitesFile> parse_sites_yaml(const std::string& text, const std::string& o
       }
     }
     if (root["links"]) {
-      if (auto s = parse_links(root["links"], f); !s.is_ok()) return fail(s);
+      if (auto s = parse_links(root["links"], &f, f.links); !s.is_ok()) return fail(s);
     }
     if (root["peers"]) {
       if (auto s = parse_peers(root["peers"], f, names, addresses); !s.is_ok()) return fail(s);

@@ -632,4 +632,14 @@ std::string content_hash(const SiteConfig& config) {
   return hex;
 }
 
+SiteConfig with_pushed(SiteConfig local, const SiteConfig& pushed, std::uint64_t version) {
+  *local.mutable_plan() = pushed.plan();
+  if (local.has_runtime() && pushed.has_runtime() &&
+      pushed.runtime().classes().classes_size() > 0) {
+    *local.mutable_runtime()->mutable_classes() = pushed.runtime().classes();
+  }
+  local.set_generation(version);
+  return local;
+}
+
 }  // namespace patronus::site

@@ -35,6 +35,9 @@ struct FleetSite {
 
 struct FleetSettings {
   mesh::TopologyOptions topology;
+  // Explicit topology: the pairs that have paths (a link naming a site not in the mesh yet is
+  // left out until it joins).
+  std::vector<mesh::LinkSpec> links;
   mesh::EndpointRules rules = mesh::EndpointRules::defaults();
   mesh::OverlaySettings overlay;
   // What every site's config carries besides its identity and plan: plugin instances, runtime

@@ -49,4 +49,8 @@ class FleetStore {
 // this build knows is refused by name. WAL, synchronous=FULL: a write returned is on disk.
 Result<std::unique_ptr<FleetStore>> open_sqlite_fleet_store(const std::string& path);
 
+// In memory (the simulator, tests): the same whole-batch writes, gone with the object. `initial`
+// is what the first load() returns (a simulation seeds the path ids it reports by).
+std::unique_ptr<FleetStore> make_memory_fleet_store(FleetSnapshot initial = {});
+
 }  // namespace patronus::controller

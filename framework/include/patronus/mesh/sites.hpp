@@ -127,11 +127,13 @@ constexpr std::size_t kMaxPeers = 1000;
 
 // `origin` names the input in errors (a file name).
 Result<SitesFile> parse_sites_yaml(const std::string& text, const std::string& origin);
-// The fleet-wide part of a sites file alone (a controller's settings): `overlay:` and `rules:`,
-// with the same checks and defaults; nothing else may be in the document.
+// The fleet-wide part of a sites file alone (a controller's settings): `overlay:`, `rules:` and
+// `links:` (an explicit topology), with the same checks and defaults; nothing else may be in the
+// document. The links' sites are not checked here (the controller knows its sites).
 struct MeshSettings {
   OverlaySettings overlay;
   EndpointRules rules = EndpointRules::defaults();
+  std::vector<LinkSpec> links;
 };
 Result<MeshSettings> parse_mesh_settings_yaml(const std::string& text, const std::string& origin);
 Result<SitesFile> load_sites_file(const std::string& path);
