@@ -52,8 +52,9 @@ void controller_text(const json& c, std::ostream& out) {
     for (const auto& n : ch["sites"]) names += (names.empty() ? "" : ",") + n.get<std::string>();
     std::string missing;
     for (const auto& m : ch["missing"]) missing += " " + m.get<std::string>();
-    out << "    " << pad(fixed(ch["at_s"], 3), 15) << pad(names, 13) << fixed(ch["last_ms"], 1)
-        << " ms (" << ch["reached_ms"].size() << " sites)"
+    out << "    " << pad(fixed(ch["at_s"], 3), 15) << pad(names, 13)
+        << (ch["last_ms"].is_null() ? std::string("-") : fixed(ch["last_ms"], 1) + " ms") << " ("
+        << ch["reached_ms"].size() << " sites)"
         << (missing.empty() ? "" : "; never reached:" + missing) << "\n";
   }
   for (const auto& o : c["outages"]) {

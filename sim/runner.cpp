@@ -815,11 +815,13 @@ ControllerResult controller_result(const Scenario& s, const World& w, const Coll
     }
     json names = json::array();
     for (const std::size_t x : joined) names.push_back(s.sites[x].name);
-    changes.push_back({{"at_s", at / 1e9},
-                       {"sites", names},
-                       {"reached_ms", reached},
-                       {"last_ms", std::round(ms(ch.last_ns) * 1000) / 1000},
-                       {"missing", ch.missing}});
+    changes.push_back(
+        {{"at_s", at / 1e9},
+         {"sites", names},
+         {"reached_ms", reached},
+         {"last_ms",
+          reached.empty() ? json(nullptr) : json(std::round(ms(ch.last_ns) * 1000) / 1000)},
+         {"missing", ch.missing}});
     out.changes.push_back(std::move(ch));
   }
   // Outages: down until the next up (or its duration, or the end).
@@ -858,6 +860,7 @@ ControllerResult controller_result(const Scenario& s, const World& w, const Coll
       }
     }
     // What no fault of the WAN explains happened because of the outage.
+    const bool came_up = up < end;
     std::uint64_t downs = 0, moves = 0, pushed = 0;
     for (const auto& e : c.states_) {
       downs += !e.live && e.at >= down && e.at <= back &&
@@ -867,10 +870,12 @@ ControllerResult controller_result(const Scenario& s, const World& w, const Coll
     for (const auto& a : c.applies_)
       pushed += a.at >= up && a.at <= back + 2 * s.controller->latency_ns;
     outages.push_back({{"down_s", down / 1e9},
-                       {"up_s", up / 1e9},
+                       {"up_s", came_up ? json(up / 1e9) : json(nullptr)},
                        {"sites", had.size()},
                        {"sites_back", relinked},
-                       {"all_back_after_up_ms", std::round(ms(back - up) * 1000) / 1000},
+                       {"all_back_after_up_ms", came_up && relinked == had.size()
+                                                    ? json(std::round(ms(back - up) * 1000) / 1000)
+                                                    : json(nullptr)},
                        {"unexplained_path_downs", downs},
                        {"false_failovers", moves},
                        {"configs_pushed_on_reconnect", pushed}});
@@ -886,7 +891,7 @@ ControllerResult controller_result(const Scenario& s, const World& w, const Coll
                 {"resends", k.resends},
                 {"messages_refused", k.messages_refused},
                 {"configs_refused_by_sites", refused},
-                {"restarts", restarts},
+                {"stops", restarts},
                 {"changes", changes},
                 {"outages", outages}};
   return out;
@@ -1203,7 +1208,11 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
         }
       });
       if (!f.up && f.duration_ns > 0) {
-        ns3::Simulator::Schedule(ns3::NanoSeconds(f.at_ns + f.duration_ns), [c] { (void)c->up(); });
+        const std::int64_t at = f.at_ns + f.duration_ns;
+        ns3::Simulator::Schedule(ns3::NanoSeconds(at), [c, at, &collector] {
+          collector.trace_line(seconds(at) + " fault controller up");
+          (void)c->up();
+        });
       }
     }
   }

@@ -633,7 +633,8 @@ class Parser {
   void controller_fault(const YAML::Node& n, const std::string& p) {
     keys(n, p, {"at", "controller", "duration"});
     if (!s_.controller)
-      refuse(n["controller"], p + ".controller", "the scenario has no controller:");
+      refuse(n["controller"], p + ".controller",
+             "needs a `controller:` section (add `controller: {}`)");
     ControllerFault f;
     f.line = n.Mark().line + 1;
     if (!n["at"]) refuse(n, p + ".at", "required");
@@ -759,7 +760,9 @@ class Parser {
       e.min_failovers = count("min_failovers");
       e.max_false_failovers = count("max_false_failovers");
       if (const auto d = en["max_config_delay"]) {
-        if (!s_.controller) refuse(d, p + ".max_config_delay", "the scenario has no controller:");
+        if (!s_.controller)
+          refuse(d, p + ".max_config_delay",
+                 "needs a `controller:` section (add `controller: {}`)");
         e.max_config_delay_ns = duration_at(d, p + ".max_config_delay");
       }
       if (en["final_path"]) {

@@ -195,7 +195,8 @@ void SiteApp::StartApplication() {
       for (std::size_t b = 0; b < 8; ++b)
         identity_[i + b] = static_cast<std::uint8_t>(v >> (8 * b));
     }
-    jitter_state_ = setup_.seed | 1;
+    std::uint64_t j = setup_.seed ^ 0x6a6974746572ULL;  // its own stream: sites differ
+    jitter_state_ = splitmix(j) | 1;
     setup_.controller->add_site(setup_.fleet_site, [this](Result<std::string> token) {
       if (!token.is_ok()) {
         error_ = setup_.site + ": sites add: " + token.status().message();

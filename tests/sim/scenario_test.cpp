@@ -94,7 +94,8 @@ TEST(Simulator, TheControllerPushesEachChangeAndItsOutageDisturbsNothing) {
   EXPECT_EQ(o["unexplained_path_downs"].get<int>(), 0);
   EXPECT_EQ(o["false_failovers"].get<int>(), 0);
   EXPECT_EQ(o["configs_pushed_on_reconnect"].get<int>(), 0);
-  EXPECT_EQ(c["restarts"].get<int>(), 1);
+  EXPECT_EQ(c["stops"].get<int>(), 1);
+  EXPECT_FALSE(o["all_back_after_up_ms"].is_null());
   EXPECT_EQ(c["configs_refused_by_sites"].get<int>(), 0);
   // The cut during the outage failed over on the configured paths, named as the run names them:
   // the controller's fleet-wide ids are the scenario's.
@@ -309,8 +310,8 @@ TEST(Scenario, BadFilesAreRefusedWithTheLineAndField) {
       {"fault after the end", "", "is not before the end"},
       {"expectation on no flow", "", "'ghost' is not a flow of this scenario"},
       {"join without a controller", "", "add `controller: {}`"},
-      {"controller fault without one", "", "the scenario has no controller:"},
-      {"config delay without one", "", "the scenario has no controller:"},
+      {"controller fault without one", "", "needs a `controller:` section"},
+      {"config delay without one", "", "needs a `controller:` section"},
   };
   const std::string tails[] = {
       "",

@@ -28,6 +28,7 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr const char* kTarget = "/patronus/v1/site";
+constexpr std::size_t kReadChunk = 64 * 1024;  // bytes a server session reads at a time
 
 Result<std::unique_ptr<ssl::context>> make_context(const TlsIdentity& id, bool server) {
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls);
@@ -101,7 +102,9 @@ struct Session : std::enable_shared_from_this<Session> {
     t.idle_timeout = milliseconds(hub->limits.idle_timeout_ms);
     t.keep_alive_pings = true;
     ws.set_option(t);
-    ws.read_message_max(hub->limits.max_message);
+    // Beast's own bound is a backstop: read() counts a message's bytes itself, because an
+    // oversized message surfaces from Beast as the TLS teardown's error, not as too big.
+    ws.read_message_max(hub->limits.max_message + kReadChunk);
     ws.async_accept([self = shared_from_this(), k = key.value()](boost::system::error_code e) {
       if (self->dead) return;
       if (e) return self->fail(true);
@@ -112,19 +115,23 @@ struct Session : std::enable_shared_from_this<Session> {
     });
   }
   void read() {
-    ws.async_read(buffer, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-      if (self->dead) return;
-      if (ec) {
-        if (ec == websocket::error::message_too_big) ++self->hub->counters.oversized;
-        return self->fail(false);
-      }
-      const std::string message = beast::buffers_to_string(self->buffer.data());
-      self->buffer.consume(self->buffer.size());
-      if (!self->hub->stopped && self->hub->handlers.message) {
-        self->hub->handlers.message(self->id, message);
-      }
-      if (!self->dead) self->read();
-    });
+    ws.async_read_some(buffer, kReadChunk,
+                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                         if (self->dead) return;
+                         if (ec == websocket::error::message_too_big ||
+                             (!ec && self->buffer.size() > self->hub->limits.max_message)) {
+                           ++self->hub->counters.oversized;
+                           return self->fail(false);
+                         }
+                         if (ec) return self->fail(false);
+                         if (!self->ws.is_message_done()) return self->read();
+                         const std::string message = beast::buffers_to_string(self->buffer.data());
+                         self->buffer.consume(self->buffer.size());
+                         if (!self->hub->stopped && self->hub->handlers.message) {
+                           self->hub->handlers.message(self->id, message);
+                         }
+                         if (!self->dead) self->read();
+                       });
   }
   void send(std::string m) {
     if (dead || closing || !open) return;
