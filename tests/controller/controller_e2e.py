@@ -122,6 +122,8 @@ plugins:
     name: probe
     config: {{port: {port}, interval_ms: 50, idle_interval_ms: 100, detect_multiplier: 3}}
   - plugin: scoring
+  - plugin: netpolicy
+    name: k8s
 controller:
   address: 127.0.0.1:{cport}
   pin: {pin}
@@ -233,6 +235,39 @@ def run(fleet, report):
                  if d.get("dst_site") != "edge" or d.get("reason") != "initial"]
         if moved:
             fail("%s: decisions not about the new site: %s" % (s, moved))
+
+    # The fleet's NetworkPolicies and inventory: every site's policy instance reloads them,
+    # nothing else moves; a policy the CLI cannot validate is refused before it is sent.
+    with open(fleet.path("inventory.yaml"), "w") as f:
+        f.write("apiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop, labels: "
+                "{app: db}}\nstatus: {podIP: 10.9.0.20}\n")
+    with open(fleet.path("policy.yaml"), "w") as f:
+        f.write("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: "
+                "db-deny, namespace: shop}\nspec: {podSelector: {matchLabels: {app: db}}, "
+                "policyTypes: [Ingress]}\n")
+    with open(fleet.path("bad-policy.yaml"), "w") as f:
+        f.write("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: "
+                "x, namespace: shop}\nspec: {policyTypes: [Up]}\n")
+    before = {s: len(fleet.decisions(s)) for s in sites}
+    fleet.cli("policy", "inventory", "-f", fleet.path("inventory.yaml"))
+    fleet.cli("policy", "apply", "-f", fleet.path("policy.yaml"))
+    time.sleep(1)  # past the debounce: the versions with the policies are compiled
+
+    def reloaded():
+        v = fleet.cli_json("fleet", "status")["status"]["sites"]
+        return all(x["applied_version"] == x["version"] for x in v) and all(
+            "the fleet's policies reloaded" in fleet.log(s) for s in sites)
+    wait_for("every site to reload the fleet's policies", reloaded, 15)
+    listed = fleet.cli_json("policy", "list")["policies"]
+    if [p["name"] for p in listed.get("policies", [])] != ["db-deny"] or listed.get("pods") != 1:
+        fail("policy list: %s" % listed)
+    bad = fleet.cli("policy", "apply", "-f", fleet.path("bad-policy.yaml"), check=False)
+    if bad.returncode != 2 or "policyTypes" not in bad.stderr:
+        fail("a bad policy: exit %d, %s" % (bad.returncode, bad.stderr))
+    for s in sites:
+        if " is down" in fleet.log(s) or len(fleet.decisions(s)) != before[s]:
+            fail("%s: the policies moved something" % s)
+    report["policies_reloaded_on"] = len(sites)
 
     # The controller dies: nothing on the sites changes.
     counts = {s: len(fleet.decisions(s)) for s in sites}

@@ -509,5 +509,67 @@ TEST(ControllerCore, AnExplicitTopologyHasPathsOnlyWhereItsLinksSay) {
   EXPECT_NE(r.error().message().find("only an explicit topology has links"), std::string::npos);
 }
 
+// The fleet's NetworkPolicies: applied (validated as the sites will load them), carried in every
+// site's config, replaced by name, removed, listed; a bad one changes nothing.
+TEST(ControllerCore, TheFleetsPoliciesReachEverySiteAndABadOneChangesNothing) {
+  Bench b;
+  for (int i = 0; i < 2; ++i) b.join(i);
+  b.world.run_until(1 * kSec);
+  b.ack_all();
+  fleet::Request q;
+  auto* p = q.mutable_set_policies()->add_apply();
+  p->set_ns("prod");
+  p->set_name("deny-all");
+  p->set_spec_json(R"({"podSelector":{},"policyTypes":["Ingress"]})");
+  p->set_enabled(true);
+  q.mutable_set_policies()->set_inventory(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: prod}\n"
+      "status: {podIP: 10.1.0.5}\n");
+  q.mutable_set_policies()->set_inventory_given(true);
+  auto r = b.core.handle(q);
+  ASSERT_FALSE(r.has_error()) << r.error().message();
+  const std::int64_t t = b.world.now_ns();
+  b.world.run_until(t + 1 * kSec);
+  for (SessionId s = 0; s < 2; ++s) {
+    const auto& c = b.out.last(s)->message.config().config();
+    EXPECT_NE(c.fleet_policies().find("deny-all"), std::string::npos) << s;
+    EXPECT_NE(c.fleet_policies().find("10.1.0.5"), std::string::npos) << s;
+  }
+  b.ack_all();
+  const std::size_t sent = b.out.sent.size();
+
+  // A spec the sites could not load: refused with the policy's name, nothing pushed.
+  fleet::Request bad;
+  auto* x = bad.mutable_set_policies()->add_apply();
+  x->set_ns("prod");
+  x->set_name("broken");
+  x->set_spec_json(R"({"podSelector":{},"policyTypes":["Sideways"]})");
+  r = b.core.handle(bad);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_NE(r.error().message().find("prod/broken"), std::string::npos) << r.error().message();
+  fleet::Request unknown;
+  unknown.mutable_set_policies()->add_remove("prod/ghost");
+  r = b.core.handle(unknown);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_NE(r.error().message().find("no policy prod/ghost"), std::string::npos);
+  b.world.run_until(b.world.now_ns() + 1 * kSec);
+  EXPECT_EQ(b.out.sent.size(), sent);
+
+  fleet::Request list;
+  list.mutable_list_policies();
+  r = b.core.handle(list);
+  ASSERT_EQ(r.policies().policies_size(), 1);
+  EXPECT_EQ(r.policies().pods(), 1u);
+
+  // Removed: the sites get configs without it.
+  fleet::Request rm;
+  rm.mutable_set_policies()->add_remove("prod/deny-all");
+  r = b.core.handle(rm);
+  ASSERT_FALSE(r.has_error()) << r.error().message();
+  b.world.run_until(b.world.now_ns() + 1 * kSec);
+  EXPECT_EQ(b.out.last(0)->message.config().config().fleet_policies().find("deny-all"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace patronus::controller

@@ -1173,6 +1173,70 @@ TEST(SiteHost, ApplyRestartsAPluginWhoseConfigChangedAlone) {
       << "detected after " << took / 1e6 << " ms: the old multiplier (8) still applies";
 }
 
+// The fleet's policies pushed by a controller: apply reloads the policy instance with them (no
+// path or flow disturbed); a document the plugin refuses changes nothing.
+TEST(SiteHost, ApplyReloadsThePoliciesWhenTheFleetsChange) {
+  test::Wan w(36);
+  auto lib = w.registry().load_file(test::plugin_dir() + "/libpatronus-netpolicy.so");
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  w.use_policy(lib.value(), "k8s");
+  two_paths(w);
+  w.start(two_path_probe(4));
+  w.world().run_until(3 * kSec);
+  auto verdict = [&] {
+    patronus_flow_tuple t{};
+    t.protocol = 6;
+    t.src = model::SocketAddress::parse("10.9.0.10:40000").value().to_abi();
+    t.dst = model::SocketAddress::parse("10.9.0.20:5432").value().to_abi();
+    return w.node("hq").router->evaluate_policy("k8s", t);
+  };
+  ASSERT_TRUE(verdict().is_ok()) << verdict().status().to_string();
+  EXPECT_TRUE(verdict().value()) << "no policy: allowed";
+  const std::size_t decisions = w.node("hq").recorder.decisions.size();
+  const std::size_t events = w.node("hq").recorder.typed.size();
+
+  site::SiteHost& host = *w.node("hq").host;
+  site::SiteConfig next = w.config("hq");
+  next.set_fleet_policies(R"(apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+status: {podIP: 10.9.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db}}
+status: {podIP: 10.9.0.20}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-deny, namespace: shop}
+spec: {podSelector: {matchLabels: {app: db}}, policyTypes: [Ingress]}
+)");
+  auto r = host.apply(next);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r.value().policies_reloaded);
+  EXPECT_TRUE(r.value().plugins_restarted.empty());
+  EXPECT_FALSE(verdict().value()) << "the fleet's policy isolates db";
+
+  site::SiteConfig bad = next;
+  bad.set_fleet_policies(
+      "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+      "metadata: {name: x, namespace: shop}\nspec: {policyTypes: [Up]}\n");
+  auto refused = host.apply(bad);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("fleet_policies: 'k8s'"), std::string::npos)
+      << refused.status().message();
+  EXPECT_FALSE(verdict().value()) << "the refused document changed nothing";
+  EXPECT_EQ(host.config().fleet_policies(), next.fleet_policies());
+
+  w.world().run_until(6 * kSec);
+  for (std::size_t i = events; i < w.node("hq").recorder.typed.size(); ++i) {
+    const auto& e = w.node("hq").recorder.typed[i];
+    EXPECT_FALSE(e.has_path() && !e.path().up()) << "a path went down: " << steering::event_json(e);
+  }
+  expect_nothing_moved(w.node("hq").recorder, decisions);
+}
+
 // A site dropped from the plan leaves the running site: its paths go, then the site (its
 // prefixes leave the classifier and the dataplane, its flows are forgotten, it is no longer
 // counted); b is not touched; the same site planned again comes back in its old place.

@@ -113,6 +113,13 @@ class Wan {
     extra_scorers_.emplace_back(std::move(lib), instance);
   }
 
+  // Before start(): every site also runs this policy plugin as `instance`.
+  void use_policy(std::shared_ptr<const core::PluginLibrary> lib, const std::string& instance) {
+    libs_[lib->info().name] = lib;
+    policies_.emplace_back(std::move(lib), instance);
+  }
+  core::PluginRegistry& registry() { return reg_; }
+
   void add_site(const HarnessSite& s) {
     sites_.push_back(s);
     auto n = std::make_unique<Node>();
@@ -184,6 +191,7 @@ class Wan {
     add_plugin(c, "emodel", "emodel", "");
     for (const auto& [lib, instance] : extra_scorers_)
       add_plugin(c, lib->info().name, instance, "");
+    for (const auto& [lib, instance] : policies_) add_plugin(c, lib->info().name, instance, "");
     if (transport_) {
       add_plugin(c, transport_->info().name, "tunnel", "");
       for (const auto& inst : more_transports_) add_plugin(c, transport_->info().name, inst, "");
@@ -318,6 +326,7 @@ class Wan {
   std::string probe_yaml_;
   std::function<void(steering::RuntimeConfig&)> tweak_;
   std::vector<std::pair<std::shared_ptr<const core::PluginLibrary>, std::string>> extra_scorers_;
+  std::vector<std::pair<std::shared_ptr<const core::PluginLibrary>, std::string>> policies_;
   std::shared_ptr<const core::PluginLibrary> transport_;
   std::vector<std::string> more_transports_;  // further instances of transport_
   const HarnessSite& site_def(const std::string& name) const {

@@ -15,6 +15,7 @@
 #include "control.hpp"
 #include "patronus/fleet/v1/fleet.pb.h"
 #include "patronus/mesh/sites.hpp"
+#include "patronus/policy/parse.hpp"
 #include "patronus/site/site_config.hpp"
 #include "patronus/steering/classes.hpp"
 #include "patronus/util/file.hpp"
@@ -150,6 +151,18 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
   c.classes_set = classes->add_subcommand("set", "classes and rules for every site");
   c.classes_set->add_option("-f,--file", c.file, "YAML with `classes:` and `rules:`");
   c.classes_set->add_flag("--clear", c.clear, "every site keeps the classes of its own file");
+  auto* policy = c.root->add_subcommand("policy", "the fleet's Kubernetes NetworkPolicies");
+  policy->require_subcommand(1);
+  c.policy_apply = policy->add_subcommand(
+      "apply", "add or replace NetworkPolicies (by namespace and name) on every site");
+  c.policy_apply->add_option("-f,--file", c.files, "NetworkPolicy YAML files")->required();
+  c.policy_delete = policy->add_subcommand("delete", "remove one of the fleet's policies");
+  c.policy_delete->add_option("name", c.name, "NAMESPACE/NAME")->required();
+  c.policy_list = policy->add_subcommand("list", "the fleet's policies and inventory");
+  c.policy_inventory = policy->add_subcommand(
+      "inventory", "replace the fleet's Namespaces and Pods (what the policies select)");
+  c.policy_inventory->add_option("-f,--file", c.files, "Namespace and Pod YAML files");
+  c.policy_inventory->add_flag("--clear", c.clear, "no fleet inventory");
   auto* fleetc = c.root->add_subcommand("fleet", "the fleet's state");
   fleetc->require_subcommand(1);
   c.fleet_status = fleetc->add_subcommand(
@@ -168,9 +181,10 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
       "site commits (no path goes down)");
   c.keys_rotate->add_option("site", c.site)->required();
   c.keys_rotate->add_option("endpoint", c.endpoint)->required();
-  for (CLI::App* leaf : {c.fleet_decisions, c.keys_rotate, c.sites_list, c.sites_add,
-                         c.sites_remove, c.sites_approve, c.token_create, c.topology_set,
-                         c.classes_set, c.fleet_status, c.fleet_paths}) {
+  for (CLI::App* leaf :
+       {c.fleet_decisions, c.keys_rotate, c.sites_list, c.sites_add, c.sites_remove,
+        c.sites_approve, c.token_create, c.topology_set, c.classes_set, c.fleet_status,
+        c.fleet_paths, c.policy_apply, c.policy_delete, c.policy_list, c.policy_inventory}) {
     leaf->add_flag("--json", c.json, "print the reply as JSON");
   }
 }
@@ -205,6 +219,37 @@ int run_controller_commands(ControllerCommands& c) {
     if (!file.value().peers.empty() || !file.value().links.empty()) {
       return fail(kExitUsage, c.file + ": peers and links are not fleet sites; give only `sites:`");
     }
+  } else if (c.policy_apply->parsed()) {
+    // Validated here for the file and line; the controller validates again.
+    auto m = policy::load_manifests(c.files, policy::Accept::kPolicies);
+    if (!m.is_ok()) return fail(kExitUsage, m.status().message());
+    for (const auto& np : m.value().policies) {
+      auto* p = q.mutable_set_policies()->add_apply();
+      p->set_ns(np.namespace_);
+      p->set_name(np.name);
+      p->set_spec_json(np.spec_json);
+      p->set_enabled(np.enabled);
+      p->set_priority(np.priority);
+    }
+  } else if (c.policy_delete->parsed()) {
+    if (c.name.find('/') == std::string::npos) return fail(kExitUsage, "expected NAMESPACE/NAME");
+    q.mutable_set_policies()->add_remove(c.name);
+  } else if (c.policy_list->parsed()) {
+    q.mutable_list_policies();
+  } else if (c.policy_inventory->parsed()) {
+    if (c.clear == !c.files.empty()) {
+      return fail(kExitUsage, "policy inventory: give -f FILE... or --clear");
+    }
+    std::string text;
+    for (const auto& f : c.files) {
+      auto t = read_text_file(f);
+      if (!t.is_ok()) return fail(kExitUsage, t.status().message());
+      auto m = policy::parse_manifests(t.value(), f, policy::Accept::kInventory);
+      if (!m.is_ok()) return fail(kExitUsage, m.status().message());
+      text += "---\n" + t.value() + "\n";
+    }
+    q.mutable_set_policies()->set_inventory(text);
+    q.mutable_set_policies()->set_inventory_given(true);
   } else if (c.fleet_decisions->parsed()) {
     q.mutable_fleet_decisions()->set_site(c.site);
     q.mutable_fleet_decisions()->set_limit(c.limit);
@@ -340,6 +385,15 @@ int run_controller_commands(ControllerCommands& c) {
       break;
     case fleet::Response::kDone:
       std::cout << v.done().message() << "\n";
+      break;
+    case fleet::Response::kPolicies:
+      if (v.policies().policies().empty()) std::cout << "no policies for the fleet\n";
+      for (const auto& p : v.policies().policies()) {
+        std::cout << p.ns() << "/" << p.name() << (p.enabled() ? "" : " (disabled)")
+                  << (p.priority() != 0 ? " priority " + std::to_string(p.priority()) : "") << "\n";
+      }
+      std::cout << "inventory: " << v.policies().namespaces() << " namespace(s), "
+                << v.policies().pods() << " pod(s)\n";
       break;
     default:
       break;

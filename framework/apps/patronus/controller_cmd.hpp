@@ -1,6 +1,7 @@
 // `patronus controller ...`: the fleet, through the controller's admin socket (owner-only: the
 // local credential until the operator API adds users): sites list|add|remove|approve, token
-// create, topology set, classes set, fleet status|paths. --json everywhere.
+// create, topology set, classes set, policy apply|delete|list|inventory, fleet status|paths.
+// --json everywhere.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -15,7 +16,8 @@ struct ControllerCommands {
   CLI::App *sites_list = nullptr, *sites_add = nullptr, *sites_remove = nullptr,
            *sites_approve = nullptr, *token_create = nullptr, *topology_set = nullptr,
            *classes_set = nullptr, *fleet_status = nullptr, *fleet_paths = nullptr,
-           *keys_rotate = nullptr, *fleet_decisions = nullptr;
+           *keys_rotate = nullptr, *fleet_decisions = nullptr, *policy_apply = nullptr,
+           *policy_delete = nullptr, *policy_list = nullptr, *policy_inventory = nullptr;
   std::string socket = "/run/patronus/controller.sock";
   int timeout_ms = 10000;
   bool json = false;
@@ -28,7 +30,8 @@ struct ControllerCommands {
   std::string topology;
   std::vector<std::string> hubs, summary;
   int k = 0;
-  std::string mesh_file;  // topology set -f: overlay: and rules:
+  std::string mesh_file;           // topology set -f: overlay: and rules:
+  std::vector<std::string> files;  // policy apply|inventory -f (repeatable)
   bool clear = false;
   std::uint32_t limit = 50;
 };

@@ -6,6 +6,7 @@
 
 #include "patronus/mesh/keys.hpp"
 #include "patronus/model/types.hpp"
+#include "patronus/policy/parse.hpp"
 
 namespace patronus::controller {
 
@@ -893,6 +894,40 @@ Status Core::apply_settings(const fleet::Settings& r) {
     rule.hubs_only = tr.hubs_only();
     next.rules.by_type[static_cast<std::size_t>(t.value())] = rule;
   }
+  // The fleet's policies, as the document every site's policy plugins load (validated as they
+  // will: every policy rebuilt from its stored spec, the inventory parsed).
+  if (r.policies_size() > static_cast<int>(kMaxPolicies)) {
+    return invalid_argument("policies: at most " + std::to_string(kMaxPolicies));
+  }
+  if (r.inventory().size() > kMaxInventoryBytes) {
+    return invalid_argument("inventory: at most " + std::to_string(kMaxInventoryBytes) + " bytes");
+  }
+  std::vector<model::NetworkPolicyRecord> rows;
+  for (int i = 0; i < r.policies_size(); ++i) {
+    const auto& p = r.policies(i);
+    auto np =
+        policy::policy_from_spec_json(p.name(), p.ns(), p.spec_json(), p.enabled(), p.priority());
+    if (!np.is_ok()) {
+      return invalid_argument("policies[" + std::to_string(i) + "] (" + p.ns() + "/" + p.name() +
+                              "): " + np.status().message());
+    }
+    model::NetworkPolicyRecord row;
+    row.name = p.name();
+    row.namespace_ = p.ns();
+    row.spec_json = p.spec_json();
+    row.enabled = p.enabled();
+    row.priority = p.priority();
+    rows.push_back(std::move(row));
+  }
+  if (!r.inventory().empty()) {
+    auto inv = policy::parse_manifests(r.inventory(), "inventory", policy::Accept::kInventory);
+    if (!inv.is_ok()) return inv.status();
+  }
+  next.base.set_fleet_policies(
+      rows.empty() && r.inventory().empty()
+          ? std::string()
+          : policy::stored_policies_document(rows) +
+                (r.inventory().empty() ? std::string() : "---\n" + r.inventory() + "\n"));
   next.base.clear_runtime();
   if (r.classes_given()) {
     auto classes = site::classes_from_proto(r.classes());
@@ -1105,6 +1140,48 @@ fleet::Response Core::handle(const fleet::Request& q) {
       return done(next.classes_given()
                       ? std::to_string(next.classes().classes_size()) + " class(es) for the fleet"
                       : std::string("every site keeps its own classes"));
+    }
+    case fleet::Request::kSetPolicies: {
+      const auto& sp = q.set_policies();
+      fleet::Settings next = settings_record_;
+      auto key = [](const fleet::Policy& p) { return p.ns() + "/" + p.name(); };
+      for (const auto& name : sp.remove()) {
+        auto* ps = next.mutable_policies();
+        const auto it = std::find_if(ps->begin(), ps->end(),
+                                     [&](const fleet::Policy& p) { return key(p) == name; });
+        if (it == ps->end()) return fail(not_found("remove: the fleet has no policy " + name));
+        ps->erase(it);
+      }
+      for (const auto& p : sp.apply()) {
+        auto* ps = next.mutable_policies();
+        const auto it = std::find_if(ps->begin(), ps->end(),
+                                     [&](const fleet::Policy& x) { return key(x) == key(p); });
+        if (it != ps->end()) {
+          *it = p;
+        } else {
+          *ps->Add() = p;
+        }
+      }
+      if (sp.inventory_given()) next.set_inventory(sp.inventory());
+      if (auto st = change_settings(next); !st.is_ok()) return fail(st);
+      return done(std::to_string(next.policies_size()) + " polic" +
+                  (next.policies_size() == 1 ? "y" : "ies") + " for the fleet (" +
+                  std::to_string(sp.apply_size()) + " applied, " +
+                  std::to_string(sp.remove_size()) + " removed" +
+                  (sp.inventory_given() ? ", inventory replaced" : "") + ")");
+    }
+    case fleet::Request::kListPolicies: {
+      auto* out = r.mutable_policies();
+      *out->mutable_policies() = settings_record_.policies();
+      if (!settings_record_.inventory().empty()) {
+        auto inv = policy::parse_manifests(settings_record_.inventory(), "inventory",
+                                           policy::Accept::kInventory);
+        if (inv.is_ok()) {
+          out->set_namespaces(static_cast<std::uint32_t>(inv.value().namespaces.size()));
+          out->set_pods(static_cast<std::uint32_t>(inv.value().pods.size()));
+        }
+      }
+      return r;
     }
     case fleet::Request::kRotateKey:
       if (auto st = rotate_key(q.rotate_key().site(), q.rotate_key().endpoint()); !st.is_ok()) {

@@ -626,7 +626,8 @@ int run(const Options& opt) {
                       (a.plugins_restarted.empty()
                            ? std::string()
                            : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
-                      ", config " + host.config_hash().substr(0, 12));
+                      (a.policies_reloaded ? ", the fleet's policies reloaded" : "") + ", config " +
+                      host.config_hash().substr(0, 12));
     log.record("patronusd", "daemon.replanned",
                "{\"changed\":" + std::to_string(a.paths_rekeyed) +
                    ",\"sites_added\":" + std::to_string(a.sites_added.size()) +
@@ -636,6 +637,7 @@ int run(const Options& opt) {
                    ",\"refused\":" + std::to_string(a.errors.size()) +
                    ",\"classes_replaced\":" + (a.classes_replaced ? "true" : "false") +
                    ",\"plugins_restarted\":" + nlohmann::json(a.plugins_restarted).dump() +
+                   ",\"policies_reloaded\":" + (a.policies_reloaded ? "true" : "false") +
                    ",\"config\":\"" + host.config_hash() + "\"}");
   };
 

@@ -634,6 +634,7 @@ std::string content_hash(const SiteConfig& config) {
 
 SiteConfig with_pushed(SiteConfig local, const SiteConfig& pushed, std::uint64_t version) {
   *local.mutable_plan() = pushed.plan();
+  local.set_fleet_policies(pushed.fleet_policies());
   if (local.has_runtime() && pushed.has_runtime() &&
       pushed.runtime().classes().classes_size() > 0) {
     *local.mutable_runtime()->mutable_classes() = pushed.runtime().classes();

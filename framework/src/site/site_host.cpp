@@ -36,7 +36,18 @@ bool SiteHost::is_policy(const std::string& instance) const {
 Result<std::string> SiteHost::policy_document() const {
   auto stored = ctx_.stored_policies ? ctx_.stored_policies() : Result<std::string>("");
   if (!stored.is_ok()) return stored.status();
-  return stored.value() + config_.policy_inventory();
+  return stored.value() + config_.policy_inventory() + config_.fleet_policies();
+}
+
+// Every policy instance loads the current document; the first refusal is returned (those loaded
+// before it keep the new document: the caller puts the old one back).
+Status SiteHost::reload_all_policies() {
+  for (const auto& p : config_.plugins()) {
+    if (auto s = reload_policies(p.instance()); !s.is_ok()) {
+      return Status(s.code(), "'" + p.instance() + "': " + s.message());
+    }
+  }
+  return Status::ok();
 }
 
 SiteHost::SiteHost(HostContext context, SiteConfig config)
@@ -328,6 +339,23 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
     plan = std::move(realised).value();
   }
   if (auto s = restart_plugins(config_, next, report); !s.is_ok()) return s;
+  // The fleet's policies: every policy instance loads the new document, or all go back.
+  const std::string old_policies = config_.fleet_policies();
+  auto undo_policies = [&] {
+    if (!report.policies_reloaded) return;
+    config_.set_fleet_policies(old_policies);
+    (void)reload_all_policies();
+  };
+  if (next.fleet_policies() != old_policies) {
+    config_.set_fleet_policies(next.fleet_policies());
+    report.policies_reloaded = true;
+    if (auto s = reload_all_policies(); !s.is_ok()) {
+      undo_policies();
+      ApplyReport undo;
+      (void)restart_plugins(next, config_, undo);
+      return Status(s.code(), "fleet_policies: " + s.message() + "; nothing was applied");
+    }
+  }
   if (plan) {
     using google::protobuf::util::MessageDifferencer;
     if (!MessageDifferencer::Equals(config_.runtime().classes(), next.runtime().classes())) {
@@ -336,6 +364,7 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
       Status s =
           classes.is_ok() ? runtime_->set_classes(classes.value(), &change) : classes.status();
       if (!s.is_ok()) {
+        undo_policies();
         ApplyReport undo;
         (void)restart_plugins(next, config_, undo);  // back to the configs that ran
         return Status(s.code(), "runtime.classes: " + s.message() + "; nothing was applied");

@@ -35,6 +35,10 @@ class Outbox {
 
 using Identity = std::array<std::uint8_t, 32>;
 
+// Bounds of the fleet's policies (every site's config carries them).
+inline constexpr std::size_t kMaxPolicies = 10000;
+inline constexpr std::size_t kMaxInventoryBytes = 4 * 1024 * 1024;
+
 struct CoreOptions {
   // A change waits this long for more (a burst is one compile), but never longer than max_wait
   // after the first change of the burst.

@@ -58,9 +58,10 @@ Status validate(const SiteConfig& config);
 // left out): equal configs hash equal, so a site and its controller can compare what is applied.
 std::string content_hash(const SiteConfig& config);
 
-// A controller-fed site's config: its own file's part (plugins, runtime settings) with the plan
-// the controller pushed and, when the push carries classes, those classes; `version` becomes the
-// generation. patronusd and the simulator's sites apply exactly this.
+// A controller-fed site's config: its own file's part (plugins, runtime settings, its own
+// inventory) with the plan and the fleet's policies the controller pushed and, when the push
+// carries classes, those classes; `version` becomes the generation. patronusd and the simulator's
+// sites apply exactly this.
 SiteConfig with_pushed(SiteConfig local, const SiteConfig& pushed, std::uint64_t version);
 
 }  // namespace patronus::site

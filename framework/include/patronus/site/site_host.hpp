@@ -79,6 +79,7 @@ struct ApplyReport {
   bool classes_replaced = false;  // new classes or rules, decided in one evaluation
   std::vector<std::string> classes_added, classes_removed;  // by name
   std::vector<std::string> plugins_restarted;  // instances restarted alone with a new config
+  bool policies_reloaded = false;   // the fleet's policies changed: every policy instance reloaded
   std::vector<std::string> errors;  // parts of the plan the runtime refused (the rest applied)
   bool unchanged = false;           // the same content hash: nothing to do
 };
@@ -132,6 +133,7 @@ class SiteHost {
   Result<std::string> policy_document() const;
   Status restart_plugins(const SiteConfig& from, const SiteConfig& next, ApplyReport& report);
   Status reload_policies(const std::string& instance);
+  Status reload_all_policies();
   void learn_interfaces(const SitePlan& plan);
 
   HostContext ctx_;
