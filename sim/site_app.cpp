@@ -304,7 +304,9 @@ void SiteApp::on_push(const ctl::ConfigPush& push) {
   } else if (site::content_hash(push.config()) != push.hash()) {
     st = invalid_argument("the config does not hash to " + push.hash());
   } else if (push.hash() != applied_hash_) {
-    auto r = host_->apply(site::with_pushed(setup_.config, push.config(), push.version()));
+    auto merged = site::with_pushed(setup_.config, push.config(), push.version());
+    auto r =
+        merged.is_ok() ? host_->apply(merged.value()) : Result<site::ApplyReport>(merged.status());
     st = r.is_ok() ? Status::ok() : r.status();
     if (r.is_ok()) {
       runtime_ = host_->runtime();

@@ -18,6 +18,7 @@
 
 #include "control.hpp"
 #include "patronus/env/asio_env.hpp"
+#include "patronus/site/v1/site_config.pb.h"
 #include "socket.hpp"
 #include "test_support.hpp"
 
@@ -55,6 +56,24 @@ TEST(ControlJson, SixtyFourBitIntegersAreNumbersAndUnsetOptionalsNull) {
   api::StatusReply s;
   (*s.mutable_counters())["runtime.samples"] = 5;
   EXPECT_EQ(nlohmann::json::parse(control::to_json(s))["counters"]["runtime.samples"], 5);
+}
+
+// Bytes fields are base64 both ways (protobuf's JSON mapping), whatever their length and bytes.
+TEST(ControlJson, BytesFieldsRoundTripAsBase64) {
+  for (const std::string& bytes :
+       {std::string(), std::string("\0", 1), std::string("\x08\xff"), std::string("\x10\x32\x18"),
+        std::string("\xe8\x07\x20\x03"), std::string(257, '\x80')}) {
+    site::v1::PluginInstance p;
+    p.set_instance("probe");
+    p.set_config(bytes);
+    const std::string text = control::to_json(p);
+    site::v1::PluginInstance back;
+    ASSERT_TRUE(control::from_json(text, &back).is_ok()) << text;
+    EXPECT_EQ(back.config(), bytes) << text;
+  }
+  site::v1::PluginInstance p;
+  p.set_config("\x10\x32\x18");
+  EXPECT_EQ(nlohmann::json::parse(control::to_json(p))["config"], "EDIY");
 }
 
 TEST(ControlJson, MalformedInputIsRefusedNamingTheMessage) {

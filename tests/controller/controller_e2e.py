@@ -269,6 +269,35 @@ def run(fleet, report):
             fail("%s: the policies moved something" % s)
     report["policies_reloaded_on"] = len(sites)
 
+    # A plugin setting for the fleet: every site restarts its probe instance alone with it; no
+    # path goes down, nothing moves. A config the plugin's schema refuses is refused by the CLI.
+    with open(fleet.path("probe.yaml"), "w") as f:
+        f.write("port: %d\ninterval_ms: 50\nidle_interval_ms: 100\ndetect_multiplier: 4\n"
+                % fleet.probe_port)
+    with open(fleet.path("bad-probe.yaml"), "w") as f:
+        f.write("port: %d\nintreval_ms: 50\n" % fleet.probe_port)
+    plugin_dir = os.path.join(fleet.build, "plugins")
+    bad = fleet.cli("plugins", "set", "probe", "--plugin", "probes", "-f",
+                    fleet.path("bad-probe.yaml"), "--plugin-dir", plugin_dir, check=False)
+    if bad.returncode != 2 or "intreval_ms" not in bad.stderr:
+        fail("a bad plugin config: exit %d, %s" % (bad.returncode, bad.stderr))
+    fleet.cli("plugins", "set", "probe", "--plugin", "probes", "-f", fleet.path("probe.yaml"),
+              "--plugin-dir", plugin_dir)
+    time.sleep(1)
+
+    def restarted():
+        v = fleet.cli_json("fleet", "status")["status"]["sites"]
+        return all(x["applied_version"] == x["version"] for x in v) and all(
+            'restarted ["probe"]' in fleet.log(s) for s in sites)
+    wait_for("every site to restart its probe with the fleet's config", restarted, 15)
+    time.sleep(1)
+    for s in sites:
+        if " is down" in fleet.log(s) or len(fleet.decisions(s)) != before[s]:
+            fail("%s: the plugin setting moved something" % s)
+    if not all_up(fleet, sites):
+        fail("a path is not up after the plugin setting")
+    report["probe_restarted_on"] = len(sites)
+
     # The controller dies: nothing on the sites changes.
     counts = {s: len(fleet.decisions(s)) for s in sites}
     fleet.kill("controller")
@@ -343,6 +372,15 @@ def main():
     except Exception as e:  # a Failed, or a bug in this script: the logs either way
         report["result"] = "failed"
         report["error"] = "%s: %s" % (type(e).__name__, e)
+        for name in ("hq", "branch", "dc", "edge"):  # the runtime's counters say why
+            r = subprocess.run([os.path.join(fleet.build, "bin", "patronus"), "status",
+                                "--socket", fleet.path(name + ".sock"), "--json"],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                report.setdefault("status", {})[name] = json.loads(r.stdout).get("counters")
+            report.setdefault("paths", {})[name] = [
+                {k: p.get(k) for k in ("name", "status", "score", "loss_pct", "rtt_ms", "samples")}
+                for p in (fleet.site_paths(name) or [])]
         for name in ("controller", "hq", "branch", "dc", "edge", "wrong", "other", "late"):
             p = fleet.path(name + ".log")
             if os.path.exists(p):

@@ -571,5 +571,66 @@ TEST(ControllerCore, TheFleetsPoliciesReachEverySiteAndABadOneChangesNothing) {
             std::string::npos);
 }
 
+// Plugin settings: the fleet's for every site, a site's own over it; each site applies them to
+// the instances of its own file (an instance it does not run is an error naming it).
+TEST(ControllerCore, PluginSettingsReachEverySiteAndASitesOwnOverridesTheFleets) {
+  Bench b;
+  for (int i = 0; i < 2; ++i) b.join(i);
+  b.world.run_until(1 * kSec);
+  b.ack_all();
+  auto set = [&](const std::string& site, const std::string& config) {
+    fleet::Request q;
+    auto* sp = q.mutable_set_plugin()->mutable_setting();
+    sp->set_instance("probe");
+    sp->set_plugin("probes");
+    sp->set_config(config);
+    sp->set_site(site);
+    return b.core.handle(q);
+  };
+  ASSERT_FALSE(set("", "fleet").has_error());
+  ASSERT_FALSE(set("s1", "s1-own").has_error());
+  auto r = set("ghost", "x");
+  ASSERT_TRUE(r.has_error());
+  EXPECT_NE(r.error().message().find("'ghost' is not a site"), std::string::npos);
+  b.world.run_until(b.world.now_ns() + 1 * kSec);
+  auto probe_config = [&](SessionId s) {
+    const auto& c = b.out.last(s)->message.config().config();
+    EXPECT_EQ(c.plugins_size(), 1) << s;
+    return c.plugins_size() == 1 ? c.plugins(0).config() : std::string();
+  };
+  EXPECT_EQ(probe_config(0), "fleet");
+  EXPECT_EQ(probe_config(1), "s1-own");
+
+  // A site applies them to its own instances.
+  site::SiteConfig local;
+  auto* mine = local.add_plugins();
+  mine->set_plugin("probes");
+  mine->set_instance("probe");
+  mine->set_config("file");
+  const auto& pushed = b.out.last(1)->message.config().config();
+  auto merged = site::with_pushed(local, pushed, 3);
+  ASSERT_TRUE(merged.is_ok()) << merged.status().to_string();
+  EXPECT_EQ(merged.value().plugins(0).config(), "s1-own");
+  EXPECT_EQ(merged.value().generation(), 3u);
+  mine->set_instance("other");
+  merged = site::with_pushed(local, pushed, 3);
+  ASSERT_FALSE(merged.is_ok());
+  EXPECT_NE(merged.status().message().find("'probe', which this site's file does not run"),
+            std::string::npos)
+      << merged.status().message();
+
+  // Unset: s1 gets the fleet's again.
+  fleet::Request unset;
+  unset.mutable_set_plugin()->mutable_setting()->set_instance("probe");
+  unset.mutable_set_plugin()->mutable_setting()->set_site("s1");
+  unset.mutable_set_plugin()->set_remove(true);
+  ASSERT_FALSE(b.core.handle(unset).has_error());
+  b.world.run_until(b.world.now_ns() + 1 * kSec);
+  EXPECT_EQ(probe_config(1), "fleet");
+  fleet::Request list;
+  list.mutable_list_plugins();
+  EXPECT_EQ(b.core.handle(list).plugins().plugins_size(), 1);
+}
+
 }  // namespace
 }  // namespace patronus::controller

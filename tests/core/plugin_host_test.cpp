@@ -325,7 +325,17 @@ TEST(PluginHost, ReplacingAnInstanceRestartsItAloneAndComesBackOnFailure) {
   EXPECT_EQ(router.live_endpoints("p"), 1u) << "a refused config stopped the running instance";
   EXPECT_EQ(router.trace_text().find("p stopped"), std::string::npos);
 
+  // The same address: the new instance takes the old one's socket over (what is queued on it
+  // carries over) once its owner says the successor has its paths.
+  ASSERT_TRUE(
+      router.replace_plugin("p", bytes("listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000")).is_ok());
+  router.close_handed_over();
+  EXPECT_NE(router.trace_text().find("p took over 10.0.0.1:7000"), std::string::npos)
+      << router.trace_text();
+  EXPECT_EQ(router.live_endpoints("p"), 1u);
+
   ASSERT_TRUE(router.replace_plugin("p", bytes("listen: 10.0.0.1:7001")).is_ok());
+  router.close_handed_over();  // 7000 is not taken: closed
   EXPECT_EQ(router.live_endpoints("p"), 1u);
   EXPECT_EQ(router.live_timers("p"), 0u) << "the old instance's ping timer outlived it";
   EXPECT_EQ(router.live_endpoints("q"), 1u);

@@ -1173,6 +1173,41 @@ TEST(SiteHost, ApplyRestartsAPluginWhoseConfigChangedAlone) {
       << "detected after " << took / 1e6 << " ms: the old multiplier (8) still applies";
 }
 
+// A controller pushes a probe setting to every site: both ends of each path restart their probe
+// instance at about the same time. Probes lost in that gap are the restart's, not the path's: no
+// path goes down and nothing moves.
+TEST(SiteHost, BothEndsRestartingTheirProbeTogetherLoseNoPath) {
+  test::Wan w(38);
+  two_paths(w);
+  w.start("interval_ms: 50\nidle_interval_ms: 100\ndetect_multiplier: 3\n");
+  w.world().run_until(5 * kSec);
+  const std::size_t decisions = w.node("hq").recorder.decisions.size();
+  const std::size_t events_hq = w.node("hq").recorder.typed.size();
+  const std::size_t events_b = w.node("b").recorder.typed.size();
+  // interval_ms 50, idle_interval_ms 100, detect_multiplier 4 (fields 2, 3, 4).
+  const std::string bytes("\x10\x32\x18\x64\x20\x04", 6);
+  for (const char* site : {"hq", "b"}) {
+    site::SiteConfig next = w.config(site);
+    next.mutable_plugins(0)->set_config(bytes);
+    auto r = w.node(site).host->apply(next);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    ASSERT_EQ(r.value().plugins_restarted, std::vector<std::string>{"probe"});
+    w.world().run_until(w.world().now_ns() + 3 * kMs);
+  }
+  w.world().run_until(w.world().now_ns() + 5 * kSec);
+  for (const auto& [site, from] : {std::pair<std::string, std::size_t>("hq", events_hq),
+                                   std::pair<std::string, std::size_t>("b", events_b)}) {
+    for (std::size_t i = from; i < w.node(site).recorder.typed.size(); ++i) {
+      const auto& e = w.node(site).recorder.typed[i];
+      EXPECT_FALSE(e.has_path() && !e.path().up()) << site << ": " << steering::event_json(e);
+    }
+    for (const auto& v : w.rt(site).paths()) {
+      EXPECT_EQ(v.status, model::PathStatus::kUp) << site << " path " << v.id.value();
+    }
+  }
+  expect_nothing_moved(w.node("hq").recorder, decisions);
+}
+
 // The fleet's policies pushed by a controller: apply reloads the policy instance with them (no
 // path or flow disturbed); a document the plugin refuses changes nothing.
 TEST(SiteHost, ApplyReloadsThePoliciesWhenTheFleetsChange) {

@@ -13,6 +13,9 @@
 
 #include "cli_common.hpp"
 #include "control.hpp"
+#include "patronus/core/config_schema.hpp"
+#include "patronus/core/plugin_host.hpp"
+#include "patronus/core/router.hpp"
 #include "patronus/fleet/v1/fleet.pb.h"
 #include "patronus/mesh/sites.hpp"
 #include "patronus/policy/parse.hpp"
@@ -106,7 +109,9 @@ void print_sites(const fleet::Sites& sites, bool status) {
 
 }  // namespace
 
-void register_controller_commands(CLI::App& app, ControllerCommands& c) {
+void register_controller_commands(CLI::App& app, ControllerCommands& c,
+                                  const std::string& default_plugin_dir) {
+  c.plugin_dir = default_plugin_dir;
   c.root =
       app.add_subcommand("controller", "the fleet, through patronus-controller's admin socket");
   c.root->add_option("--socket", c.socket, "the controller's admin socket")->capture_default_str();
@@ -163,6 +168,24 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c) {
       "inventory", "replace the fleet's Namespaces and Pods (what the policies select)");
   c.policy_inventory->add_option("-f,--file", c.files, "Namespace and Pod YAML files");
   c.policy_inventory->add_flag("--clear", c.clear, "no fleet inventory");
+  auto* plugins = c.root->add_subcommand("plugins", "plugin instances' configs for the fleet");
+  plugins->require_subcommand(1);
+  c.plugins_set = plugins->add_subcommand(
+      "set", "the config of a plugin instance on every site (or, with --site, on one)");
+  c.plugins_set->add_option("instance", c.instance, "the instance, as the sites' files name it")
+      ->required();
+  c.plugins_set->add_option("--plugin", c.plugin, "the plugin it runs (probes, bfd, ...)")
+      ->required();
+  c.plugins_set->add_option("-f,--file", c.file, "the instance's config (YAML)")->required();
+  c.plugins_set->add_option("--site", c.site, "only this site (overrides the fleet's)");
+  c.plugins_set
+      ->add_option("--plugin-dir", c.plugin_dir,
+                   "where the plugin is, to check the config with its own schema")
+      ->capture_default_str();
+  c.plugins_unset = plugins->add_subcommand("unset", "drop a setting (the file's config returns)");
+  c.plugins_unset->add_option("instance", c.instance)->required();
+  c.plugins_unset->add_option("--site", c.site, "the site's override");
+  c.plugins_list = plugins->add_subcommand("list", "the fleet's and each site's settings");
   auto* fleetc = c.root->add_subcommand("fleet", "the fleet's state");
   fleetc->require_subcommand(1);
   c.fleet_status = fleetc->add_subcommand(
@@ -231,6 +254,38 @@ int run_controller_commands(ControllerCommands& c) {
       p->set_enabled(np.enabled);
       p->set_priority(np.priority);
     }
+  } else if (c.plugins_set->parsed()) {
+    // The config in the plugin's own encoding, judged by the plugin itself: what a site's
+    // instance would be configured with.
+    auto yaml = read_text_file(c.file);
+    if (!yaml.is_ok()) return fail(kExitUsage, yaml.status().message());
+    core::PluginRegistry reg;
+    if (auto l = reg.load_named(c.plugin_dir, {c.plugin}); !l.is_ok()) {
+      return fail(kExitUsage, l.status().message());
+    }
+    const auto lib = reg.find(c.plugin);
+    if (!lib) return fail(kExitUsage, "no plugin '" + c.plugin + "' in " + c.plugin_dir);
+    std::string bytes;
+    if (lib->schema()) {
+      auto b = lib->schema()->text_to_bytes(yaml.value(), c.file);
+      if (!b.is_ok()) return fail(kExitUsage, b.status().message());
+      bytes = b.value();
+    }
+    if (auto st = core::check_plugin_config(lib, c.instance, bytes); !st.is_ok()) {
+      return fail(kExitUsage, c.file + ": " + st.message());
+    }
+    auto* sp = q.mutable_set_plugin()->mutable_setting();
+    sp->set_instance(c.instance);
+    sp->set_plugin(c.plugin);
+    sp->set_config(bytes);
+    sp->set_site(c.site);
+    sp->set_yaml(yaml.value());
+  } else if (c.plugins_unset->parsed()) {
+    q.mutable_set_plugin()->mutable_setting()->set_instance(c.instance);
+    q.mutable_set_plugin()->mutable_setting()->set_site(c.site);
+    q.mutable_set_plugin()->set_remove(true);
+  } else if (c.plugins_list->parsed()) {
+    q.mutable_list_plugins();
   } else if (c.policy_delete->parsed()) {
     if (c.name.find('/') == std::string::npos) return fail(kExitUsage, "expected NAMESPACE/NAME");
     q.mutable_set_policies()->add_remove(c.name);
@@ -385,6 +440,14 @@ int run_controller_commands(ControllerCommands& c) {
       break;
     case fleet::Response::kDone:
       std::cout << v.done().message() << "\n";
+      break;
+    case fleet::Response::kPlugins:
+      if (v.plugins().plugins().empty()) std::cout << "no plugin settings for the fleet\n";
+      for (const auto& p : v.plugins().plugins()) {
+        std::cout << (p.site().empty() ? std::string("every site") : p.site()) << "  "
+                  << p.instance() << " (" << p.plugin() << "): " << p.yaml()
+                  << (p.yaml().empty() || p.yaml().back() == '\n' ? "" : "\n");
+      }
       break;
     case fleet::Response::kPolicies:
       if (v.policies().policies().empty()) std::cout << "no policies for the fleet\n";

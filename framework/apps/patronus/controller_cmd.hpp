@@ -17,7 +17,8 @@ struct ControllerCommands {
            *sites_approve = nullptr, *token_create = nullptr, *topology_set = nullptr,
            *classes_set = nullptr, *fleet_status = nullptr, *fleet_paths = nullptr,
            *keys_rotate = nullptr, *fleet_decisions = nullptr, *policy_apply = nullptr,
-           *policy_delete = nullptr, *policy_list = nullptr, *policy_inventory = nullptr;
+           *policy_delete = nullptr, *policy_list = nullptr, *policy_inventory = nullptr,
+           *plugins_set = nullptr, *plugins_unset = nullptr, *plugins_list = nullptr;
   std::string socket = "/run/patronus/controller.sock";
   int timeout_ms = 10000;
   bool json = false;
@@ -30,13 +31,15 @@ struct ControllerCommands {
   std::string topology;
   std::vector<std::string> hubs, summary;
   int k = 0;
-  std::string mesh_file;           // topology set -f: overlay: and rules:
-  std::vector<std::string> files;  // policy apply|inventory -f (repeatable)
+  std::string mesh_file;                     // topology set -f: overlay: and rules:
+  std::vector<std::string> files;            // policy apply|inventory -f (repeatable)
+  std::string instance, plugin, plugin_dir;  // plugins set
   bool clear = false;
   std::uint32_t limit = 50;
 };
 
-void register_controller_commands(CLI::App& app, ControllerCommands& c);
+void register_controller_commands(CLI::App& app, ControllerCommands& c,
+                                  const std::string& default_plugin_dir);
 // Runs the parsed command and returns its exit code, or -1 if none of these commands was given.
 int run_controller_commands(ControllerCommands& c);
 

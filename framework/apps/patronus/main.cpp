@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
   cli::PathCommands paths;
   cli::register_path_commands(app, paths, default_plugin_dir());
   cli::ControllerCommands controller_cmds;
-  cli::register_controller_commands(app, controller_cmds);
+  cli::register_controller_commands(app, controller_cmds, default_plugin_dir());
   cli::SimCommands sim;
   cli::register_sim_commands(app, sim, default_plugin_dir());
 

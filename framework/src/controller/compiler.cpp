@@ -27,6 +27,11 @@ std::string settings_key(const FleetSettings& s) {
   for (const auto& r : s.rules.by_type) {
     k += "|r:" + std::to_string(r.peers_mask) + (r.hubs_only ? "h" : "");
   }
+  for (const auto& [site, plugins] : s.site_plugins) {
+    site::SiteConfig c;
+    *c.mutable_plugins() = {plugins.begin(), plugins.end()};
+    k += "|p:" + site + "=" + site::content_hash(c);
+  }
   k += "|o:" + s.overlay.ipv4.to_string() + (s.overlay.ipv6 ? s.overlay.ipv6->to_string() : "") +
        "/" + std::to_string(s.overlay.persistent_keepalive);
   return k;
@@ -163,6 +168,14 @@ Result<std::vector<std::string>> Compiler::update(const std::vector<FleetSite>& 
     e.config.set_schema(site::kSiteConfigSchema);
     e.config.set_site(name);
     e.config.clear_plan();
+    if (const auto it = settings.site_plugins.find(name); it != settings.site_plugins.end()) {
+      for (const auto& p : it->second) {
+        auto* ps = e.config.mutable_plugins();
+        const auto same = std::find_if(ps->begin(), ps->end(),
+                                       [&](const auto& x) { return x.instance() == p.instance(); });
+        *(same != ps->end() ? &*same : ps->Add()) = p;
+      }
+    }
     if (!neighbours[name].empty()) {
       auto share = site::plan_for_site(g, plan.value(), ids, name);
       if (!share.is_ok()) return share.status();

@@ -928,6 +928,30 @@ Status Core::apply_settings(const fleet::Settings& r) {
           ? std::string()
           : policy::stored_policies_document(rows) +
                 (r.inventory().empty() ? std::string() : "---\n" + r.inventory() + "\n"));
+  next.base.clear_plugins();
+  next.site_plugins.clear();
+  if (r.plugins_size() > static_cast<int>(kMaxPluginSettings)) {
+    return invalid_argument("plugins: at most " + std::to_string(kMaxPluginSettings));
+  }
+  for (int i = 0; i < r.plugins_size(); ++i) {
+    const auto& p = r.plugins(i);
+    const std::string at = "plugins[" + std::to_string(i) + "]";
+    if (auto st = model::validate_name(at + ".instance", p.instance(), 63); !st.is_ok()) return st;
+    if (auto st = model::validate_name(at + ".plugin", p.plugin(), 63); !st.is_ok()) return st;
+    if (p.config().size() > kMaxPluginConfigBytes) {
+      return invalid_argument(at + ".config: at most " + std::to_string(kMaxPluginConfigBytes) +
+                              " bytes");
+    }
+    site::v1::PluginInstance inst;
+    inst.set_plugin(p.plugin());
+    inst.set_instance(p.instance());
+    inst.set_config(p.config());
+    if (p.site().empty()) {
+      *next.base.add_plugins() = std::move(inst);
+    } else {
+      next.site_plugins[p.site()].push_back(std::move(inst));
+    }
+  }
   next.base.clear_runtime();
   if (r.classes_given()) {
     auto classes = site::classes_from_proto(r.classes());
@@ -1183,6 +1207,32 @@ fleet::Response Core::handle(const fleet::Request& q) {
       }
       return r;
     }
+    case fleet::Request::kSetPlugin: {
+      const auto& sp = q.set_plugin().setting();
+      if (!sp.site().empty() && !sites_.count(sp.site())) {
+        return fail(not_found("site: '" + sp.site() + "' is not a site of the fleet"));
+      }
+      fleet::Settings next = settings_record_;
+      auto* ps = next.mutable_plugins();
+      const auto it = std::find_if(ps->begin(), ps->end(), [&](const fleet::PluginSetting& x) {
+        return x.site() == sp.site() && x.instance() == sp.instance();
+      });
+      const std::string what =
+          "'" + sp.instance() + "'" + (sp.site().empty() ? " for the fleet" : " on " + sp.site());
+      if (q.set_plugin().remove()) {
+        if (it == ps->end()) return fail(not_found("no setting of " + what));
+        ps->erase(it);
+      } else if (it != ps->end()) {
+        *it = sp;
+      } else {
+        *ps->Add() = sp;
+      }
+      if (auto st = change_settings(next); !st.is_ok()) return fail(st);
+      return done((q.set_plugin().remove() ? "removed the setting of " : "set ") + what);
+    }
+    case fleet::Request::kListPlugins:
+      *r.mutable_plugins()->mutable_plugins() = settings_record_.plugins();
+      return r;
     case fleet::Request::kRotateKey:
       if (auto st = rotate_key(q.rotate_key().site(), q.rotate_key().endpoint()); !st.is_ok()) {
         return fail(st);

@@ -82,17 +82,42 @@ struct HostBridge {
     }
     auto addr = model::SocketAddress::from_abi(*local);
     if (!addr.is_ok()) return PATRONUS_ERR_INVALID_ARGUMENT;
+    // The socket of the instance this one replaces, on the same address: taken over.
+    if (addr.value().port() != 0) {
+      for (auto h = r.handed_over_.begin(); h != r.handed_over_.end(); ++h) {
+        auto& e = *r.endpoints_.at(*h);
+        if (!(e.local == addr.value()) || e.send_ttl != options.send_ttl) continue;
+        e.ctx = c;
+        e.fn = fn;
+        e.info_fn = info_fn;
+        e.user = user;
+        inst->endpoints.insert(*h);
+        *out_id = *h;
+        if (out_bound) *out_bound = e.bound.to_abi();
+        r.handed_over_.erase(h);
+        r.add_trace(inst->name + " took over " + addr.value().to_string());
+        return PATRONUS_OK;
+      }
+    }
+    auto e = std::make_shared<RouterInstance::Endpoint>();
+    e->local = addr.value();
+    e->send_ttl = options.send_ttl;
+    e->ctx = c;
+    e->fn = fn;
+    e->info_fn = info_fn;
+    e->user = user;
     auto slot = std::make_shared<env::EndpointId>(0);
     env::EndpointId id = 0;
     model::SocketAddress bound;
     Status s = r.env_.open_udp(
         addr.value(), options,
-        [c, fn, info_fn, user, slot](const model::SocketAddress& from, const env::DatagramInfo& in,
-                                     const std::uint8_t* data, std::size_t size) {
+        [e, slot](const model::SocketAddress& from, const env::DatagramInfo& in,
+                  const std::uint8_t* data, std::size_t size) {
+          if (e->ctx == nullptr) return;  // between a replaced instance and its successor
           const patronus_addr a = from.to_abi();
           try {
-            if (info_fn == nullptr) {
-              fn(user, *slot, &a, data, static_cast<std::uint32_t>(size));
+            if (e->info_fn == nullptr) {
+              e->fn(e->user, *slot, &a, data, static_cast<std::uint32_t>(size));
               return;
             }
             patronus_datagram_info info{};
@@ -109,9 +134,9 @@ struct HostBridge {
               info.flags |= PATRONUS_DGRAM_LOCAL;
               info.local = in.local->to_abi();
             }
-            info_fn(user, *slot, &a, &info, data, static_cast<std::uint32_t>(size));
+            e->info_fn(e->user, *slot, &a, &info, data, static_cast<std::uint32_t>(size));
           } catch (...) {
-            ++router(c).counters_.plugin_exceptions;
+            ++router(e->ctx).counters_.plugin_exceptions;
           }
         },
         &id, &bound);
@@ -125,6 +150,8 @@ struct HostBridge {
       return to_abi(s);
     }
     *slot = id;
+    e->bound = bound;
+    r.endpoints_[id] = e;
     inst->endpoints.insert(id);
     *out_id = id;
     if (out_bound) *out_bound = bound.to_abi();
@@ -181,6 +208,7 @@ struct HostBridge {
 
   static patronus_status udp_close(patronus_host_ctx* c, patronus_endpoint_id id) noexcept {
     if (c->instance->endpoints.erase(id) == 0) return PATRONUS_ERR_NOT_FOUND;
+    router(c).endpoints_.erase(id);
     return to_abi(router(c).env_.close_udp(id));
   }
 

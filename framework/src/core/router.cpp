@@ -109,17 +109,19 @@ Status RouterInstance::replace_plugin(const std::string& instance, const std::st
   auto it = std::find_if(instances_.begin(), instances_.end(),
                          [&](const auto& i) { return i->name == instance; });
   if (it == instances_.end()) return not_found("no plugin instance '" + instance + "'");
+  close_handed_over();  // an earlier replacement's, never released
   auto fresh = make_instance((*it)->lib, instance, config);
   if (!fresh.is_ok()) return fresh.status();  // refused by the plugin: the old one runs on
   const bool run = running_ && (*it)->started;
   std::unique_ptr<Instance> old = std::move(*it);
-  if (run) halt(*old);
+  if (run) halt(*old, /*hand_over=*/true);
   destroy(*old);
   *it = std::move(fresh).value();
   add_trace(instance + " replaced");
   if (!run) return Status::ok();
   const Status started = start_instance(**it);
   if (started.is_ok()) return started;
+  close_handed_over();
   halt(**it);
   destroy(**it);
   auto back = make_instance(old->lib, instance, old->config);
@@ -149,7 +151,15 @@ Status RouterInstance::start_instance(Instance& inst) {
   return Status::ok();
 }
 
-void RouterInstance::halt(Instance& inst) {
+void RouterInstance::close_handed_over() {
+  for (const auto id : handed_over_) {
+    (void)env_.close_udp(id);
+    endpoints_.erase(id);
+  }
+  handed_over_.clear();
+}
+
+void RouterInstance::halt(Instance& inst, bool hand_over) {
   if (inst.started) {
     (void)call_plugin(inst, "stop", [&](char*, std::uint32_t) {
       return inst.lib->descriptor().stop(inst.handle);
@@ -159,7 +169,15 @@ void RouterInstance::halt(Instance& inst) {
   }
   for (auto id : inst.timers) env_.cancel(id);
   inst.timers.clear();
-  for (auto id : inst.endpoints) (void)env_.close_udp(id);
+  for (auto id : inst.endpoints) {
+    if (hand_over) {
+      endpoints_.at(id)->ctx = nullptr;
+      handed_over_.push_back(id);
+    } else {
+      (void)env_.close_udp(id);
+      endpoints_.erase(id);
+    }
+  }
   inst.endpoints.clear();
   for (auto id : inst.watches) (void)env_.unwatch_fd(id);
   inst.watches.clear();
@@ -186,6 +204,7 @@ Status RouterInstance::start() {
 }
 
 void RouterInstance::stop() {
+  close_handed_over();
   if (!running_) return;
   for (auto it = instances_.rbegin(); it != instances_.rend(); ++it) halt(**it);
   running_ = false;

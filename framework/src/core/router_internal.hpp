@@ -30,6 +30,18 @@ struct RouterInstance::Instance {
   std::set<env::WatchId> watches;  // ABI 1.2 watch_fd
 };
 
+// An open endpoint and where its datagrams go. When an instance is replaced (a new config), its
+// successor opening the same address takes the endpoint over: the socket and the datagrams
+// queued on it carry over, so a peer's probe that arrived during the restart is answered.
+struct RouterInstance::Endpoint {
+  model::SocketAddress local, bound;
+  int send_ttl = -1;
+  patronus_host_ctx* ctx = nullptr;  // null between the two instances: dropped
+  patronus_datagram_fn fn = nullptr;
+  patronus_datagram_info_fn info_fn = nullptr;
+  void* user = nullptr;
+};
+
 constexpr std::uint32_t kErrCap = 512;
 
 inline patronus_status to_abi(const Status& s) {

@@ -267,8 +267,15 @@ std::string restart_only_change(const core::DaemonConfig& a, const core::DaemonC
 
 // The site's config from its file with the controller's part: the plan and, when the fleet
 // sets them, the classes and rules.
-site::SiteConfig with_controller(const site::SiteConfig& local, const ControllerPush* push) {
-  return push == nullptr ? local : site::with_pushed(local, push->config(), push->version());
+Result<site::SiteConfig> with_controller(const site::SiteConfig& local,
+                                         const ControllerPush* push) {
+  if (push == nullptr) return local;
+  auto c = site::with_pushed(local, push->config(), push->version());
+  if (!c.is_ok()) {
+    return Status(c.status().code(), "controller version " + std::to_string(push->version()) +
+                                         ": " + c.status().message());
+  }
+  return c;
 }
 
 // The controller's path ids in the state database (what measurements and decisions refer to).
@@ -505,7 +512,12 @@ int run(const Options& opt) {
     }
     controller_push = last.value();
     if (controller_push) {
-      config = with_controller(config, &*controller_push);
+      auto merged = with_controller(config, &*controller_push);
+      if (!merged.is_ok()) {
+        std::cerr << "patronusd: " << merged.status().message() << std::endl;
+        return kExitConfig;
+      }
+      config = std::move(merged).value();
       if (auto s = save_controller_paths(db, cfg.site, config.plan()); !s.is_ok()) {
         std::cerr << "patronusd: " << s.message() << std::endl;
         return kExitRuntime;
@@ -648,7 +660,9 @@ int run(const Options& opt) {
   if (cfg.controller) {
     ControllerLink::Hooks hooks;
     hooks.apply = [&](const ControllerPush& push) -> Status {
-      const site::SiteConfig next = with_controller(local_config, &push);
+      auto merged = with_controller(local_config, &push);
+      if (!merged.is_ok()) return merged.status();
+      const site::SiteConfig& next = merged.value();
       if (auto s = host.check_apply(next); !s.is_ok()) return s;
       if (auto s = save_controller_paths(db, cfg.site, next.plan()); !s.is_ok()) return s;
       auto r = host.apply(next);
@@ -750,20 +764,24 @@ int run(const Options& opt) {
           next = Status(c.status().code(), "runtime: " + c.status().message());
         }
       }
+      if (next.is_ok() && controlled) {
+        // The plan (and the fleet's classes, policies, plugin settings) stay the controller's;
+        // the file's wiring is new.
+        auto merged =
+            with_controller(next.value().site, controller_push ? &*controller_push : nullptr);
+        if (merged.is_ok()) {
+          next.value().site = std::move(merged).value();
+          *next.value().site.mutable_plan() = host.config().plan();
+        } else {
+          next = merged.status();
+        }
+      }
       if (next.is_ok()) {
-        site::SiteConfig without_plan =
-            controlled
-                ? with_controller(next.value().site, controller_push ? &*controller_push : nullptr)
-                : next.value().site;
+        site::SiteConfig without_plan = next.value().site;
         *without_plan.mutable_plan() = host.config().plan();
         if (auto s = host.check_apply(without_plan); !s.is_ok()) next = s;
       }
-      if (next.is_ok() && controlled) {
-        // The plan (and the fleet's classes) stay the controller's; the file's wiring is new.
-        const site::SiteConfig local = next.value().site;
-        next.value().site = with_controller(local, controller_push ? &*controller_push : nullptr);
-        *next.value().site.mutable_plan() = host.config().plan();
-      } else if (next.is_ok() && next.value().daemon.runtime) {
+      if (next.is_ok() && !controlled && next.value().daemon.runtime) {
         auto share =
             site::plan_local_share(plan_options(next.value().daemon), db, wall_ns() / 1000000000);
         if (!share.is_ok()) {

@@ -632,7 +632,25 @@ std::string content_hash(const SiteConfig& config) {
   return hex;
 }
 
-SiteConfig with_pushed(SiteConfig local, const SiteConfig& pushed, std::uint64_t version) {
+Result<SiteConfig> with_pushed(SiteConfig local, const SiteConfig& pushed, std::uint64_t version) {
+  for (int i = 0; i < pushed.plugins_size(); ++i) {
+    const auto& p = pushed.plugins(i);
+    auto* ps = local.mutable_plugins();
+    const auto it = std::find_if(ps->begin(), ps->end(),
+                                 [&](const auto& x) { return x.instance() == p.instance(); });
+    if (it == ps->end()) {
+      return failed_precondition("plugins[" + std::to_string(i) + "]: the controller configures '" +
+                                 p.instance() +
+                                 "', which this site's file does not run (add the instance to "
+                                 "the file, or remove the controller's setting)");
+    }
+    if (it->plugin() != p.plugin()) {
+      return failed_precondition("plugins[" + std::to_string(i) + "]: the controller configures '" +
+                                 p.instance() + "' as plugin '" + p.plugin() +
+                                 "'; this site's file runs it from '" + it->plugin() + "'");
+    }
+    it->set_config(p.config());
+  }
   *local.mutable_plan() = pushed.plan();
   local.set_fleet_policies(pushed.fleet_policies());
   if (local.has_runtime() && pushed.has_runtime() &&

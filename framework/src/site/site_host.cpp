@@ -291,6 +291,7 @@ Status SiteHost::restart_plugins(const SiteConfig& from, const SiteConfig& next,
       (void)router_->replace_plugin(p.instance(), p.config());
       if (runtime_) (void)runtime_->plugin_restarted(p.instance());
       (void)reload_policies(p.instance());
+      router_->close_handed_over();
     }
   };
   for (int i = 0; i < next.plugins_size() && i < from.plugins_size(); ++i) {
@@ -302,6 +303,9 @@ Status SiteHost::restart_plugins(const SiteConfig& from, const SiteConfig& next,
       if (runtime_) s = runtime_->plugin_restarted(p.instance());
       if (s.is_ok()) s = reload_policies(p.instance());
     }
+    // The paths are registered again: the sockets the new instance opened on the old one's
+    // addresses were taken over (with what is queued on them); the rest close.
+    router_->close_handed_over();
     if (!s.is_ok()) {
       undo();
       return Status(s.code(), where("plugins", i) + " ('" + p.instance() + "')" +

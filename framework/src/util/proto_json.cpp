@@ -13,6 +13,31 @@ using nlohmann::json;
 
 json message_json(const Message& m);
 
+// Bytes fields are base64 (RFC 4648, padded), as protobuf's JSON mapping (and its parser) has them.
+std::string base64(const std::string& in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const auto n = (static_cast<std::uint32_t>(static_cast<std::uint8_t>(in[i])) << 16) |
+                   (static_cast<std::uint32_t>(static_cast<std::uint8_t>(in[i + 1])) << 8) |
+                   static_cast<std::uint8_t>(in[i + 2]);
+    for (int s = 18; s >= 0; s -= 6) out += kAlphabet[(n >> s) & 63];
+  }
+  if (i < in.size()) {
+    std::uint32_t n = static_cast<std::uint32_t>(static_cast<std::uint8_t>(in[i])) << 16;
+    if (i + 1 < in.size())
+      n |= static_cast<std::uint32_t>(static_cast<std::uint8_t>(in[i + 1])) << 8;
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
 json scalar_json(const Message& m, const Reflection* r, const FieldDescriptor* f, int i) {
   const bool rep = i >= 0;
   switch (f->cpp_type()) {
@@ -32,8 +57,11 @@ json scalar_json(const Message& m, const Reflection* r, const FieldDescriptor* f
       return rep ? r->GetRepeatedBool(m, f, i) : r->GetBool(m, f);
     case FieldDescriptor::CPPTYPE_ENUM:
       return (rep ? r->GetRepeatedEnum(m, f, i) : r->GetEnum(m, f))->name();
-    case FieldDescriptor::CPPTYPE_STRING:
-      return rep ? r->GetRepeatedString(m, f, i) : r->GetString(m, f);
+    case FieldDescriptor::CPPTYPE_STRING: {
+      std::string v = rep ? r->GetRepeatedString(m, f, i) : r->GetString(m, f);
+      if (f->type() == FieldDescriptor::TYPE_BYTES) return base64(v);
+      return v;
+    }
     case FieldDescriptor::CPPTYPE_MESSAGE:
       return message_json(rep ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f));
   }

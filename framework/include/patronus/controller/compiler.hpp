@@ -40,9 +40,11 @@ struct FleetSettings {
   std::vector<mesh::LinkSpec> links;
   mesh::EndpointRules rules = mesh::EndpointRules::defaults();
   mesh::OverlaySettings overlay;
-  // What every site's config carries besides its identity and plan: plugin instances, runtime
-  // settings, classes (site and plan are set per site).
+  // What every site's config carries besides its identity and plan: plugin instances' configs,
+  // classes, the fleet's policies (site and plan are set per site).
   site::SiteConfig base;
+  // Per site: plugin instances' configs that replace (or add to) the base's for that site.
+  std::map<std::string, std::vector<site::v1::PluginInstance>> site_plugins;
 };
 
 struct CompileStats {

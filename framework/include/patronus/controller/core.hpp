@@ -38,6 +38,9 @@ using Identity = std::array<std::uint8_t, 32>;
 // Bounds of the fleet's policies (every site's config carries them).
 inline constexpr std::size_t kMaxPolicies = 10000;
 inline constexpr std::size_t kMaxInventoryBytes = 4 * 1024 * 1024;
+// Bounds of the plugin settings (fleet-wide and per site).
+inline constexpr std::size_t kMaxPluginSettings = 1000;
+inline constexpr std::size_t kMaxPluginConfigBytes = 1024 * 1024;
 
 struct CoreOptions {
   // A change waits this long for more (a burst is one compile), but never longer than max_wait

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -87,10 +88,16 @@ class RouterInstance {
                     const std::string& config);
   // A new config for one instance, which is restarted alone: a new instance is created and
   // configured with it (a config the plugin refuses changes nothing), then, running, the old one
-  // is stopped (its timers, sockets and watches go) and destroyed and the new one started in its
-  // place. If the new one does not start, the old config is created and started again and the
-  // error is returned. Whoever registered paths with the instance registers them again.
+  // is stopped (its timers and watches go; its sockets wait for the new one, see
+  // close_handed_over) and destroyed and the new one started in its place. If the new one does not
+  // start, the old config is created and started again and the error is returned. Whoever
+  // registered paths with the instance registers them again.
   Status replace_plugin(const std::string& instance, const std::string& config);
+  // A replaced instance's sockets stay open until this call, for its successor to take over
+  // when it opens the same address (a probe plugin opens its sockets when its paths are watched
+  // again, after replace_plugin): call it once the successor has its paths. What it did not take
+  // is closed.
+  void close_handed_over();
   // start() every instance in the order added; if one fails, the started ones are stopped.
   Status start();
   // stop() in reverse order; then the instance's remaining timers are cancelled and its
@@ -132,6 +139,7 @@ class RouterInstance {
   const RouterCounters& counters() const { return counters_; }
 
   struct Instance;  // internal, public for the C trampolines
+  struct Endpoint;
 
  private:
   friend struct HostBridge;
@@ -141,8 +149,10 @@ class RouterInstance {
                                                   const std::string& instance,
                                                   const std::string& config);
   Status start_instance(Instance& inst);
-  // stop() and what the plugin still holds (timers, endpoints, watches); then destroy().
-  void halt(Instance& inst);
+  // stop() and what the plugin still holds (timers, endpoints, watches); then destroy(). With
+  // `hand_over`, its endpoints stay open for the instance that replaces it (close_handed_over()
+  // closes those it did not take).
+  void halt(Instance& inst, bool hand_over = false);
   void destroy(Instance& inst);
   // The instance, if it exists and is of `kind` (errors name which it is not).
   Result<Instance*> find_kind(const std::string& name, PluginKind kind) const;
@@ -162,6 +172,8 @@ class RouterInstance {
   RouterLimits limits_;
   RouterObserver* observer_ = nullptr;
   bool running_ = false;
+  std::map<env::EndpointId, std::shared_ptr<Endpoint>> endpoints_;  // every instance's
+  std::vector<env::EndpointId> handed_over_;  // a replaced instance's, not yet taken
   std::vector<std::unique_ptr<Instance>> instances_;
   std::vector<std::string> trace_;
   RouterCounters counters_;

@@ -59,9 +59,11 @@ Status validate(const SiteConfig& config);
 std::string content_hash(const SiteConfig& config);
 
 // A controller-fed site's config: its own file's part (plugins, runtime settings, its own
-// inventory) with the plan and the fleet's policies the controller pushed and, when the push
-// carries classes, those classes; `version` becomes the generation. patronusd and the simulator's
-// sites apply exactly this.
-SiteConfig with_pushed(SiteConfig local, const SiteConfig& pushed, std::uint64_t version);
+// inventory) with the plan and the fleet's policies the controller pushed; when the push carries
+// classes, those classes; when it carries plugin instances, their configs replace those of the
+// file's instances of the same name (an instance the file does not run, or runs from another
+// plugin, is an error naming it). `version` becomes the generation. patronusd and the
+// simulator's sites apply exactly this.
+Result<SiteConfig> with_pushed(SiteConfig local, const SiteConfig& pushed, std::uint64_t version);
 
 }  // namespace patronus::site
