@@ -551,7 +551,8 @@ TEST(ControllerCore, TheFleetsPoliciesReachEverySiteAndABadOneChangesNothing) {
   unknown.mutable_set_policies()->add_remove("prod/ghost");
   r = b.core.handle(unknown);
   ASSERT_TRUE(r.has_error());
-  EXPECT_NE(r.error().message().find("no policy prod/ghost"), std::string::npos);
+  EXPECT_NE(r.error().message().find("delete: the fleet has no policy prod/ghost"),
+            std::string::npos);
   b.world.run_until(b.world.now_ns() + 1 * kSec);
   EXPECT_EQ(b.out.sent.size(), sent);
 
@@ -630,6 +631,45 @@ TEST(ControllerCore, PluginSettingsReachEverySiteAndASitesOwnOverridesTheFleets)
   fleet::Request list;
   list.mutable_list_plugins();
   EXPECT_EQ(b.core.handle(list).plugins().plugins_size(), 1);
+}
+
+// What a site's policy plugins load: its own objects, then the fleet's without those the site
+// defines itself (its copy applies, the fleet's are named) instead of a refused duplicate.
+TEST(ControllerCore, ASitesOwnPolicyShadowsTheFleetsCopy) {
+  const std::string own = R"(---
+{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"db-deny","namespace":"shop"},"spec":{"podSelector":{}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+)";
+  const std::string fleet = R"(---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-deny, namespace: shop}
+spec: {podSelector: {matchLabels: {app: db}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-allow, namespace: shop}
+spec: {podSelector: {}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: default}
+---
+apiVersion: v1
+kind: List
+items: [{apiVersion: v1, kind: Namespace, metadata: {name: shop}}]
+)";
+  std::vector<std::string> shadowed;
+  const std::string merged = site::merge_policy_documents(own, fleet, &shadowed);
+  EXPECT_EQ(shadowed, (std::vector<std::string>{"NetworkPolicy/shop/db-deny", "Pod/default/web"}));
+  EXPECT_EQ(merged.rfind(own, 0), 0u) << "the site's own come first, unchanged";
+  EXPECT_NE(merged.find("web-allow"), std::string::npos);
+  EXPECT_NE(merged.find("Namespace"), std::string::npos);
+  EXPECT_EQ(merged.find("app: db"), std::string::npos) << "the fleet's db-deny was kept";
+  EXPECT_EQ(site::merge_policy_documents(own, "", &shadowed), own);
 }
 
 }  // namespace

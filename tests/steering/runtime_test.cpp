@@ -1253,6 +1253,16 @@ spec: {podSelector: {matchLabels: {app: db}}, policyTypes: [Ingress]}
   EXPECT_TRUE(r.value().plugins_restarted.empty());
   EXPECT_FALSE(verdict().value()) << "the fleet's policy isolates db";
 
+  site::SiteConfig fleet_only = next;
+  fleet_only.set_fleet_policies(next.fleet_policies() + R"(---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+status: {podIP: 10.9.0.10}
+)");
+  auto dup = host.apply(fleet_only);
+  ASSERT_FALSE(dup.is_ok()) << "the fleet's own document defines web twice";
+
   site::SiteConfig bad = next;
   bad.set_fleet_policies(
       "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"

@@ -207,7 +207,8 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c,
   for (CLI::App* leaf :
        {c.fleet_decisions, c.keys_rotate, c.sites_list, c.sites_add, c.sites_remove,
         c.sites_approve, c.token_create, c.topology_set, c.classes_set, c.fleet_status,
-        c.fleet_paths, c.policy_apply, c.policy_delete, c.policy_list, c.policy_inventory}) {
+        c.fleet_paths, c.policy_apply, c.policy_delete, c.policy_list, c.policy_inventory,
+        c.plugins_set, c.plugins_unset, c.plugins_list}) {
     leaf->add_flag("--json", c.json, "print the reply as JSON");
   }
 }
@@ -246,6 +247,9 @@ int run_controller_commands(ControllerCommands& c) {
     // Validated here for the file and line; the controller validates again.
     auto m = policy::load_manifests(c.files, policy::Accept::kPolicies);
     if (!m.is_ok()) return fail(kExitUsage, m.status().message());
+    if (m.value().policies.empty()) {
+      return fail(kExitUsage, "policy apply: no NetworkPolicy in the file(s) given");
+    }
     for (const auto& np : m.value().policies) {
       auto* p = q.mutable_set_policies()->add_apply();
       p->set_ns(np.namespace_);
@@ -301,6 +305,9 @@ int run_controller_commands(ControllerCommands& c) {
       if (!t.is_ok()) return fail(kExitUsage, t.status().message());
       auto m = policy::parse_manifests(t.value(), f, policy::Accept::kInventory);
       if (!m.is_ok()) return fail(kExitUsage, m.status().message());
+      if (m.value().namespaces.empty() && m.value().pods.empty()) {
+        return fail(kExitUsage, f + ": no Namespace or Pod (to empty the inventory: --clear)");
+      }
       text += "---\n" + t.value() + "\n";
     }
     q.mutable_set_policies()->set_inventory(text);
@@ -444,9 +451,10 @@ int run_controller_commands(ControllerCommands& c) {
     case fleet::Response::kPlugins:
       if (v.plugins().plugins().empty()) std::cout << "no plugin settings for the fleet\n";
       for (const auto& p : v.plugins().plugins()) {
-        std::cout << (p.site().empty() ? std::string("every site") : p.site()) << "  "
-                  << p.instance() << " (" << p.plugin() << "): " << p.yaml()
-                  << (p.yaml().empty() || p.yaml().back() == '\n' ? "" : "\n");
+        std::cout << p.instance() << " (" << p.plugin() << ") on "
+                  << (p.site().empty() ? std::string("every site") : p.site()) << ":\n";
+        std::istringstream lines(p.yaml());
+        for (std::string line; std::getline(lines, line);) std::cout << "  " << line << "\n";
       }
       break;
     case fleet::Response::kPolicies:

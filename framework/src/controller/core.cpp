@@ -1173,7 +1173,7 @@ fleet::Response Core::handle(const fleet::Request& q) {
         auto* ps = next.mutable_policies();
         const auto it = std::find_if(ps->begin(), ps->end(),
                                      [&](const fleet::Policy& p) { return key(p) == name; });
-        if (it == ps->end()) return fail(not_found("remove: the fleet has no policy " + name));
+        if (it == ps->end()) return fail(not_found("delete: the fleet has no policy " + name));
         ps->erase(it);
       }
       for (const auto& p : sp.apply()) {
@@ -1192,7 +1192,10 @@ fleet::Response Core::handle(const fleet::Request& q) {
                   (next.policies_size() == 1 ? "y" : "ies") + " for the fleet (" +
                   std::to_string(sp.apply_size()) + " applied, " +
                   std::to_string(sp.remove_size()) + " removed" +
-                  (sp.inventory_given() ? ", inventory replaced" : "") + ")");
+                  (!sp.inventory_given()    ? ""
+                   : sp.inventory().empty() ? ", inventory cleared"
+                                            : ", inventory replaced") +
+                  ")");
     }
     case fleet::Request::kListPolicies: {
       auto* out = r.mutable_policies();

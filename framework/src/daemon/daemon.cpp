@@ -604,6 +604,10 @@ int run(const Options& opt) {
                    ",\"inventory_files\":" + std::to_string(cfg.policy_inventory.size()) + "}");
     log.log(1, inst + ": loaded " + std::to_string(stored_policies) + " stored network policies");
   }
+  if (!started.value().fleet_policies_shadowed.empty()) {
+    log.log(2, "the fleet's " + nlohmann::json(started.value().fleet_policies_shadowed).dump() +
+                   " are also defined on this site: its own copy applies");
+  }
   log.log(1, "started " + std::to_string(started.value().plugins) + " plugin instance(s)" +
                  (host.runtime()
                       ? ", site runtime over " + std::to_string(started.value().paths) + " path(s)"
@@ -638,8 +642,12 @@ int run(const Options& opt) {
                       (a.plugins_restarted.empty()
                            ? std::string()
                            : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
-                      (a.policies_reloaded ? ", the fleet's policies reloaded" : "") + ", config " +
-                      host.config_hash().substr(0, 12));
+                      (a.policies_reloaded ? ", the fleet's policies reloaded" : "") +
+                      (a.fleet_policies_shadowed.empty()
+                           ? std::string()
+                           : " (this site's own copy applies for " +
+                                 nlohmann::json(a.fleet_policies_shadowed).dump() + ")") +
+                      ", config " + host.config_hash().substr(0, 12));
     log.record("patronusd", "daemon.replanned",
                "{\"changed\":" + std::to_string(a.paths_rekeyed) +
                    ",\"sites_added\":" + std::to_string(a.sites_added.size()) +

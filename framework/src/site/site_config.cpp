@@ -1,5 +1,9 @@
 #include "patronus/site/site_config.hpp"
 
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <sodium.h>
@@ -659,6 +663,62 @@ Result<SiteConfig> with_pushed(SiteConfig local, const SiteConfig& pushed, std::
   }
   local.set_generation(version);
   return local;
+}
+
+namespace {
+
+// "kind/namespace/name" of each object of a multi-document YAML text (List items included);
+// nothing for a text that does not parse (the plugin's load says what is wrong with it).
+void object_keys(const YAML::Node& doc, std::vector<std::string>& out) {
+  if (!doc.IsMap()) return;
+  const std::string kind = doc["kind"] && doc["kind"].IsScalar() ? doc["kind"].Scalar() : "";
+  if (kind == "List" && doc["items"] && doc["items"].IsSequence()) {
+    for (const auto& item : doc["items"]) object_keys(item, out);
+    return;
+  }
+  const YAML::Node meta = doc["metadata"];
+  if (!meta || !meta.IsMap()) return;
+  auto field = [&](const char* k) {
+    return meta[k] && meta[k].IsScalar() ? meta[k].Scalar() : std::string();
+  };
+  std::string ns = field("namespace");
+  if (ns.empty() && kind != "Namespace") ns = "default";
+  out.push_back(kind + "/" + ns + "/" + field("name"));
+}
+
+std::vector<std::string> object_keys(const std::string& text) {
+  std::vector<std::string> out;
+  try {
+    for (const auto& doc : YAML::LoadAll(text)) object_keys(doc, out);
+  } catch (const YAML::Exception&) {
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string merge_policy_documents(const std::string& own, const std::string& fleet,
+                                   std::vector<std::string>* shadowed) {
+  if (fleet.empty()) return own;
+  const auto mine = object_keys(own);
+  const std::set<std::string> local(mine.begin(), mine.end());
+  std::string kept;
+  try {
+    for (const auto& doc : YAML::LoadAll(fleet)) {
+      std::vector<std::string> keys;
+      object_keys(doc, keys);
+      if (keys.size() == 1 && local.count(keys[0])) {
+        if (shadowed) shadowed->push_back(keys[0]);
+        continue;
+      }
+      YAML::Emitter out;
+      out << doc;
+      kept += "---\n" + std::string(out.c_str()) + "\n";
+    }
+  } catch (const YAML::Exception&) {
+    kept = fleet;  // as it is: the plugin's load names the error
+  }
+  return own + kept;
 }
 
 }  // namespace patronus::site

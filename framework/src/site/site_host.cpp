@@ -33,10 +33,13 @@ bool SiteHost::is_policy(const std::string& instance) const {
   return info && info->kind == core::PluginKind::kPolicy;
 }
 
-Result<std::string> SiteHost::policy_document() const {
+// The site's own policies and inventory, then the fleet's without what the site defines itself
+// (same kind, namespace and name): the site's own copy applies, and the shadowed ones are named.
+Result<std::string> SiteHost::policy_document(std::vector<std::string>* shadowed) const {
   auto stored = ctx_.stored_policies ? ctx_.stored_policies() : Result<std::string>("");
   if (!stored.is_ok()) return stored.status();
-  return stored.value() + config_.policy_inventory() + config_.fleet_policies();
+  return merge_policy_documents(stored.value() + config_.policy_inventory(),
+                                config_.fleet_policies(), shadowed);
 }
 
 // Every policy instance loads the current document; the first refusal is returned (those loaded
@@ -152,7 +155,7 @@ Result<StartSummary> SiteHost::start() {
   for (const auto& p : config_.plugins()) {
     if (!is_policy(p.instance())) continue;
     if (!document) {
-      auto d = policy_document();
+      auto d = policy_document(&summary.fleet_policies_shadowed);
       if (!d.is_ok()) return fail("policies", d.status());
       document = std::move(d).value();
     }
@@ -353,6 +356,7 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
   if (next.fleet_policies() != old_policies) {
     config_.set_fleet_policies(next.fleet_policies());
     report.policies_reloaded = true;
+    (void)policy_document(&report.fleet_policies_shadowed);
     if (auto s = reload_all_policies(); !s.is_ok()) {
       undo_policies();
       ApplyReport undo;

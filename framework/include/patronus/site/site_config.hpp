@@ -66,4 +66,10 @@ std::string content_hash(const SiteConfig& config);
 // simulator's sites apply exactly this.
 Result<SiteConfig> with_pushed(SiteConfig local, const SiteConfig& pushed, std::uint64_t version);
 
+// The document a site's policy plugins load: its own (stored policies, its inventory), then the
+// fleet's without the objects the site defines itself (same kind, namespace and name: the site's
+// copy applies; the fleet's are named in `shadowed` as "Kind/namespace/name").
+std::string merge_policy_documents(const std::string& own, const std::string& fleet,
+                                   std::vector<std::string>* shadowed = nullptr);
+
 }  // namespace patronus::site

@@ -68,7 +68,8 @@ struct HostContext {
 // What start() brought up.
 struct StartSummary {
   std::size_t plugins = 0, paths = 0, remote_sites = 0;
-  std::vector<std::string> policy_instances;  // policy plugins that loaded the document
+  std::vector<std::string> policy_instances;         // policy plugins that loaded the document
+  std::vector<std::string> fleet_policies_shadowed;  // as in ApplyReport
 };
 
 // What apply() changed. Refused changes leave everything as it was and say why.
@@ -79,7 +80,9 @@ struct ApplyReport {
   bool classes_replaced = false;  // new classes or rules, decided in one evaluation
   std::vector<std::string> classes_added, classes_removed;  // by name
   std::vector<std::string> plugins_restarted;  // instances restarted alone with a new config
-  bool policies_reloaded = false;   // the fleet's policies changed: every policy instance reloaded
+  bool policies_reloaded = false;  // the fleet's policies changed: every policy instance reloaded
+  // The fleet's objects the site defines itself ("NetworkPolicy/shop/db-deny"): its own apply.
+  std::vector<std::string> fleet_policies_shadowed;
   std::vector<std::string> errors;  // parts of the plan the runtime refused (the rest applied)
   bool unchanged = false;           // the same content hash: nothing to do
 };
@@ -130,7 +133,7 @@ class SiteHost {
   SiteHost(HostContext context, SiteConfig config);
   std::string config_change(int plugin, const SiteConfig& next) const;
   bool is_policy(const std::string& instance) const;
-  Result<std::string> policy_document() const;
+  Result<std::string> policy_document(std::vector<std::string>* shadowed = nullptr) const;
   Status restart_plugins(const SiteConfig& from, const SiteConfig& next, ApplyReport& report);
   Status reload_policies(const std::string& instance);
   Status reload_all_policies();
