@@ -27,11 +27,14 @@ namespace pk = patronus::probes;
 
 constexpr std::size_t kRing = 256;        // in-flight slots per path (bounds loss_timeout/interval)
 constexpr std::size_t kNonceHistory = 4;  // replay windows kept per session (sender restarts)
+// An epoch older than the newest seen is refused unless the newest has been silent this long.
+constexpr std::int64_t kOldEpochQuietNs = 10'000'000'000;
 
 struct Counters {
   std::uint64_t sent = 0, send_errors = 0, replies = 0, lost = 0, reflected = 0;
   std::uint64_t unready_sends = 0;  // send errors before the path's first reply: not samples
   std::uint64_t malformed = 0, unknown_session = 0, bad_tag = 0, replayed = 0, stale = 0;
+  std::uint64_t wrong_source = 0, old_epoch = 0;
   std::uint64_t rekeys = 0, previous_key = 0;
   std::uint64_t duplicates = 0, late = 0, reordered = 0, timers_refused = 0;
 };
@@ -61,6 +64,7 @@ class Probes final : public patronus::sdk::ProbePlugin {
     }
     stats_ms_ = c.has_stats_interval_ms() ? c.stats_interval_ms() : 10000;
     if (stats_ms_ > 3600000) throw Error("stats_interval_ms: must be 0..3600000");
+    reply_to_source_ = c.has_reply_to_source() && c.reply_to_source();
     payload_ = c.has_payload_size() ? c.payload_size() : 64;
     if (payload_ < pk::kHeaderSize || payload_ > pk::kMaxPacket) {
       throw Error("payload_size: must be 64..1400");
@@ -133,7 +137,7 @@ class Probes final : public patronus::sdk::ProbePlugin {
     local.port = static_cast<std::uint16_t>(port_);
     p->endpoint = endpoint_for(local);
     p->interval_ns = d.rate == PATRONUS_PROBE_RATE_ACTIVE ? active_ns_ : idle_ns_;
-    p->nonce = host().random_u64();
+    p->nonce = next_epoch();
     Path* raw = p.get();
     sessions_[p->session] = raw;
     paths_[p->id] = std::move(p);
@@ -211,6 +215,8 @@ class Probes final : public patronus::sdk::ProbePlugin {
     // reflector side: replay windows per sender nonce (a restarted sender has a new nonce)
     std::array<NonceWindow, kNonceHistory> replay{};
     std::uint64_t replay_clock = 0;
+    std::uint64_t newest_epoch = 0;  // the newest sender epoch answered, and when
+    std::int64_t newest_epoch_seen_ns = 0;
     // key rotation: the previous key, sent until and accepted until (monotonic ns)
     std::optional<pk::PathKey> prev_key;
     std::int64_t prev_send_until = 0, prev_accept_until = 0;
@@ -238,6 +244,21 @@ class Probes final : public patronus::sdk::ProbePlugin {
     ++counters_.rekeys;
     host().event("probe.rekeyed", "{\"path\":" + std::to_string(p.id) +
                                       ",\"grace_ms\":" + std::to_string(grace_ns_ / 1000000) + "}");
+  }
+
+  // A sender epoch (the nonce of a path's requests): the wall clock's milliseconds since
+  // 2026-01-01 (40 bits: until 2060) with 24 random bits below, above every epoch this instance
+  // gave before. A restarted sender's epoch is above its last one, so a reflector can refuse an
+  // epoch older than the newest it has seen: requests captured from an earlier epoch cannot be
+  // replayed once their window is gone.
+  std::uint64_t next_epoch() {
+    constexpr std::int64_t k2026Ms = 1767225600000;
+    const std::int64_t ms = host().wall_ns() / 1000000 - k2026Ms;
+    const auto since = static_cast<std::uint64_t>(std::max<std::int64_t>(0, ms));
+    const std::uint64_t candidate =
+        ((since & ((1ULL << 40) - 1)) << 24) | (host().random_u64() & ((1ULL << 24) - 1));
+    last_epoch_ = std::max(candidate, last_epoch_ + 1);
+    return last_epoch_;
   }
 
   const pk::PathKey& send_key(const Path& p) {
@@ -435,15 +456,22 @@ class Probes final : public patronus::sdk::ProbePlugin {
       ++counters_.previous_key;
     }
     if (pkt.type == pk::Type::kRequest) {
-      reflect(p, from, pkt, *key);
+      reflect(p, from, pkt, *key, size);
     } else {
       on_reply(p, pkt);
     }
   }
 
-  // The reply is tagged with the key the request was verified with.
-  void reflect(Path& p, const patronus_addr& from, const pk::Packet& req, const pk::PathKey& key) {
+  // The reply is tagged with the key the request was verified with, goes to the path's remote
+  // endpoint only (unless reply_to_source) and is never longer than the request: a reflector
+  // cannot be aimed at a victim or amplify.
+  void reflect(Path& p, const patronus_addr& from, const pk::Packet& req, const pk::PathKey& key,
+               std::size_t size) {
     const std::int64_t rx = host().now_ns();
+    if (!reply_to_source_ && !patronus::sdk::same_addr(from, p.remote)) {
+      ++counters_.wrong_source;
+      return;
+    }
     // Our own requests never come back as requests: a request with our nonce is a reflection
     // attack or a loop.
     if (req.nonce == p.nonce) {
@@ -453,6 +481,13 @@ class Probes final : public patronus::sdk::ProbePlugin {
     NonceWindow* w = nullptr;
     for (auto& nw : p.replay) {
       if (nw.last_used != 0 && nw.nonce == req.nonce) w = &nw;
+    }
+    if (w == nullptr && req.nonce < p.newest_epoch &&
+        rx - p.newest_epoch_seen_ns < kOldEpochQuietNs) {
+      // An epoch older than the newest, whose window is gone: a replay of captured requests.
+      // (After a quiet spell an older epoch is taken again: a sender whose clock stepped back.)
+      ++counters_.old_epoch;
+      return;
     }
     if (w == nullptr) {
       // A new sender epoch (the far end restarted): replace the least recently used window.
@@ -473,12 +508,18 @@ class Probes final : public patronus::sdk::ProbePlugin {
     }
     w->window.accept(req.sequence);
     w->last_used = ++p.replay_clock;
+    if (req.nonce >= p.newest_epoch) {
+      p.newest_epoch = req.nonce;
+      p.newest_epoch_seen_ns = rx;
+    }
     pk::Packet reply = req;
     reply.type = pk::Type::kReply;
     reply.t2 = rx;
     reply.t3 = host().now_ns();
     pk::encode(reply, key, tx_.data());
-    if (host().udp_send(p.endpoint, from, tx_.data(), payload_) == PATRONUS_OK) {
+    const patronus_addr& to = reply_to_source_ ? from : p.remote;
+    const std::size_t reply_size = std::min<std::size_t>(payload_, size);
+    if (host().udp_send(p.endpoint, to, tx_.data(), reply_size) == PATRONUS_OK) {
       ++counters_.reflected;
     } else {
       ++counters_.send_errors;
@@ -570,23 +611,26 @@ class Probes final : public patronus::sdk::ProbePlugin {
 
   void publish_counters() {
     const auto& c = counters_;
-    host().event("probe.counters",
-                 "{\"sent\":" + std::to_string(c.sent) + ",\"replies\":" +
-                     std::to_string(c.replies) + ",\"lost\":" + std::to_string(c.lost) +
-                     ",\"reflected\":" + std::to_string(c.reflected) +
-                     ",\"send_errors\":" + std::to_string(c.send_errors) +
-                     ",\"unready_sends\":" + std::to_string(c.unready_sends) +
-                     ",\"malformed\":" + std::to_string(c.malformed) +
-                     ",\"unknown_session\":" + std::to_string(c.unknown_session) + ",\"bad_tag\":" +
-                     std::to_string(c.bad_tag) + ",\"replayed\":" + std::to_string(c.replayed) +
-                     ",\"stale\":" + std::to_string(c.stale) + ",\"duplicates\":" +
-                     std::to_string(c.duplicates) + ",\"late\":" + std::to_string(c.late) +
-                     ",\"reordered\":" + std::to_string(c.reordered) + ",\"timers_refused\":" +
-                     std::to_string(c.timers_refused) + ",\"rekeys\":" + std::to_string(c.rekeys) +
-                     ",\"previous_key\":" + std::to_string(c.previous_key) + "}");
+    host().event(
+        "probe.counters",
+        "{\"sent\":" + std::to_string(c.sent) + ",\"replies\":" + std::to_string(c.replies) +
+            ",\"lost\":" + std::to_string(c.lost) + ",\"reflected\":" +
+            std::to_string(c.reflected) + ",\"send_errors\":" + std::to_string(c.send_errors) +
+            ",\"unready_sends\":" + std::to_string(c.unready_sends) +
+            ",\"malformed\":" + std::to_string(c.malformed) + ",\"unknown_session\":" +
+            std::to_string(c.unknown_session) + ",\"bad_tag\":" + std::to_string(c.bad_tag) +
+            ",\"replayed\":" + std::to_string(c.replayed) + ",\"stale\":" +
+            std::to_string(c.stale) + ",\"duplicates\":" + std::to_string(c.duplicates) +
+            ",\"late\":" + std::to_string(c.late) +
+            ",\"reordered\":" + std::to_string(c.reordered) + ",\"timers_refused\":" +
+            std::to_string(c.timers_refused) + ",\"rekeys\":" + std::to_string(c.rekeys) +
+            ",\"previous_key\":" + std::to_string(c.previous_key) + ",\"wrong_source\":" +
+            std::to_string(c.wrong_source) + ",\"old_epoch\":" + std::to_string(c.old_epoch) + "}");
   }
 
   std::uint32_t port_ = 7410, multiplier_ = 5, stats_ms_ = 10000, payload_ = 64;
+  bool reply_to_source_ = false;
+  std::uint64_t last_epoch_ = 0;  // the last sender epoch (nonce) this instance gave a path
   std::uint32_t max_paths_ = 4096, window_ = 100;
   std::int64_t active_ns_ = 0, idle_ns_ = 0, timeout_ns_ = 0, window_ns_ = 0, grace_ns_ = 0;
   bool started_ = false;

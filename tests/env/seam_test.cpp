@@ -139,4 +139,16 @@ TEST_F(Seam, RealBackendOverLoopback) {
   EXPECT_EQ(env.live_endpoints(), 0u);
 }
 
+// The real Env's randomness: without a seed, the OS's CSPRNG (two daemons, or two starts of one,
+// draw unrelated nonces); a seed repeats the sequence (tests, trials).
+TEST(RealEnvRandomness, UnseededDrawsComeFromTheOsAndSeededOnesRepeat) {
+  boost::asio::io_context io;
+  patronus::env::AsioEnv a(io, std::nullopt), b(io, std::nullopt);
+  const std::uint64_t a1 = a.random_u64(), a2 = a.random_u64(), b1 = b.random_u64();
+  EXPECT_NE(a1, b1);
+  EXPECT_NE(a1, a2);
+  patronus::env::AsioEnv s1(io, 42), s2(io, 42);
+  EXPECT_EQ(s1.random_u64(), s2.random_u64());
+}
+
 }  // namespace

@@ -580,7 +580,8 @@ TEST(SiteRuntime, ForgedReplayedTruncatedAndUnknownProbesAreDroppedAndCounted) {
   test::Wan w(15);
   two_paths(w);
   w.add_site({"mallory", {{"m", "10.9.9.9"}}, "192.168.99.0/24"});
-  w.start(two_path_probe(4));
+  // Answering the source (the NAT option): mallory's requests reach the replay checks.
+  w.start(two_path_probe(4) + "reply_to_source: true\n");
   w.world().set_link(model::IpAddress::parse("10.9.9.9").value(),
                      model::IpAddress::parse("10.0.0.1").value(), {1 * kMs, 0, 0, true});
   w.world().run_until(2 * kSec);
@@ -604,7 +605,7 @@ TEST(SiteRuntime, ForgedReplayedTruncatedAndUnknownProbesAreDroppedAndCounted) {
   probes::Packet p;
   p.type = probes::Type::kRequest;
   p.session = spec.session_id;
-  p.nonce = 0xfeed;
+  p.nonce = ~std::uint64_t{0} - 1;  // above the real sender's epochs (an older one: old_epoch)
   p.sequence = 100;
   p.t1 = 1;
   probes::encode(p, key, pkt.data());
@@ -642,6 +643,68 @@ TEST(SiteRuntime, ForgedReplayedTruncatedAndUnknownProbesAreDroppedAndCounted) {
   EXPECT_EQ(cnt.samples,
             counters["replies"].get<std::uint64_t>() + counters["lost"].get<std::uint64_t>());
   EXPECT_GT(counters["reflected"].get<std::uint64_t>(), 0u);
+}
+
+// The reflector cannot be aimed or amplify: it answers a path's probes only at the path's remote
+// endpoint (a request from any other source, even authentic, gets nothing), never with more bytes
+// than the request, and never again for an epoch older than the newest once its window is gone.
+TEST(SiteRuntime, TheReflectorAnswersOnlyItsPeerNeverLongerAndNoEvictedEpoch) {
+  for (const bool nat : {false, true}) {
+    test::Wan w(16);
+    two_paths(w);
+    w.add_site({"mallory", {{"m", "10.9.9.9"}}, "192.168.99.0/24"});
+    w.start(two_path_probe(4) + "payload_size: 1400\n" + (nat ? "reply_to_source: true\n" : ""));
+    const auto mal = model::IpAddress::parse("10.9.9.9").value();
+    const auto hq = model::IpAddress::parse("10.0.0.1").value();
+    w.world().set_link(mal, hq, {1 * kMs, 0, 0, true});
+    w.world().set_link(hq, mal, {1 * kMs, 0, 0, true});  // where an answer would go
+    w.world().run_until(2 * kSec);
+    env::Env& m = *w.node("mallory").env;
+    env::EndpointId ep = 0;
+    model::SocketAddress bound;
+    std::vector<std::size_t> answers;  // sizes of what reached mallory
+    ASSERT_TRUE(m.open_udp(
+                     model::SocketAddress::parse("10.9.9.9:7410").value(),
+                     [&](const model::SocketAddress&, const std::uint8_t*, std::size_t n) {
+                       answers.push_back(n);
+                     },
+                     &ep, &bound)
+                    .is_ok());
+    const auto to = model::SocketAddress::parse("10.0.0.1:7410").value();
+    const auto spec = w.spec(1, /*from_a=*/false);
+    probes::PathKey key;
+    std::copy(spec.probe_key.begin(), spec.probe_key.end(), key.begin());
+    auto request = [&](std::uint64_t nonce, std::uint64_t seq) {
+      std::vector<std::uint8_t> pkt(64);
+      probes::Packet p;
+      p.type = probes::Type::kRequest;
+      p.session = spec.session_id;
+      p.nonce = nonce;
+      p.sequence = seq;
+      p.t1 = 1;
+      probes::encode(p, key, pkt.data());
+      ASSERT_TRUE(m.send_udp(ep, to, pkt.data(), pkt.size()).is_ok());
+      w.world().run_until(w.world().now_ns() + 10 * kMs);
+    };
+    const std::uint64_t base = ~std::uint64_t{0} - 100;  // above every real sender epoch
+    request(base, 1);                                    // authentic, from another address
+    if (!nat) {
+      EXPECT_TRUE(answers.empty()) << "a spoofed source got an answer";
+      w.stop();
+      const auto c = nlohmann::json::parse(w.node("hq").recorder.last_event("probe.counters"));
+      EXPECT_EQ(c["wrong_source"].get<int>(), 1);
+      continue;
+    }
+    ASSERT_EQ(answers.size(), 1u) << w.node("hq").recorder.last_event("probe.counters");
+    EXPECT_EQ(answers[0], 64u) << "a 64-byte request got a longer answer";
+    for (std::uint64_t e = 1; e <= 4; ++e) request(base + e, 1);  // four newer epochs
+    ASSERT_EQ(answers.size(), 5u);
+    request(base, 2);  // the first epoch's window is gone: a replay of captured requests
+    EXPECT_EQ(answers.size(), 5u) << "an evicted epoch was answered again";
+    w.stop();
+    const auto c = nlohmann::json::parse(w.node("hq").recorder.last_event("probe.counters"));
+    EXPECT_EQ(c["old_epoch"].get<int>(), 1);
+  }
 }
 
 TEST(SiteRuntime, DecisionTimestampsComeFromTheEnvAndRunsAreDeterministic) {

@@ -181,7 +181,7 @@ int run(const Options& opt) {
     return kExitRuntime;
   }
   boost::asio::io_context io;
-  env::AsioEnv env(io, std::random_device{}());
+  env::AsioEnv env(io, std::nullopt);  // the OS's randomness
   ChannelOutbox outbox;
   controller::CoreOptions options;
   options.debounce_ns = cfg.debounce_ms * 1'000'000;

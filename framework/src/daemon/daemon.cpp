@@ -445,8 +445,9 @@ int run(const Options& opt) {
     return kExitRuntime;
   }
   boost::asio::io_context io;
-  const std::uint64_t seed = cfg.seed ? *cfg.seed : std::random_device{}();
-  env::AsioEnv env(io, seed);
+  // Probe nonces, BFD discriminators and sequences come from the Env: from the OS unless the
+  // config fixes a seed (tests and trials), and then every start repeats them.
+  env::AsioEnv env(io, cfg.seed);
 
   // The control API (`patronus status|paths list|flows list|decisions --socket PATH`) answers
   // "starting" until the site runs.
@@ -490,6 +491,13 @@ int run(const Options& opt) {
   }
   store::BatchWriter writer(db);
   Log log(cfg.site, level_of(cfg.log_level), writer);
+  if (cfg.seed) {
+    log.log(2,
+            "seed: " + std::to_string(*cfg.seed) +
+                " fixes the probe nonces, BFD discriminators and sequence numbers, so every start "
+                "repeats them (a peer drops a restarted site's probes as replays, and they can be "
+                "predicted): for tests and trials only; remove it in production");
+  }
   if (control_server) log.log(1, "control API on " + cfg.control_socket);
   for (const auto& r : scan.refused) {
     log.log(

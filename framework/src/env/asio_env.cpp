@@ -1,5 +1,7 @@
 #include "patronus/env/asio_env.hpp"
 
+#include <sodium.h>
+
 #include "patronus/env/timer_table.hpp"
 
 #include <netinet/in.h>
@@ -114,8 +116,14 @@ struct AsioEnv::Impl {
     std::array<std::uint8_t, 65536> buf{};
   };
 
-  Impl(asio::io_context& io_, std::uint64_t seed, EnvLimits limits_)
-      : io(io_), rng(seed), limits(limits_) {}
+  Impl(asio::io_context& io_, std::optional<std::uint64_t> seed_, EnvLimits limits_)
+      : io(io_), rng(seed_.value_or(0)), seeded(seed_.has_value()), limits(limits_) {
+    // Idempotent. randombytes draws from the OS (getrandom) even when it fails, so its result
+    // changes nothing here.
+    if (!seeded) {
+      [[maybe_unused]] const int rc = sodium_init();
+    }
+  }
 
   // Posts waiting to run (shared with the handlers, which may outlive this Env in the loop's
   // queue) and posts refused at the bound; both touched from any thread.
@@ -164,6 +172,7 @@ struct AsioEnv::Impl {
 
   asio::io_context& io;
   Rng rng;
+  bool seeded = false;  // else random_u64() is the OS's CSPRNG
   EnvLimits limits;
   EndpointId next_endpoint = 1;
   TimerTable<std::unique_ptr<asio::steady_timer>> timers{limits.max_timers};
@@ -172,7 +181,7 @@ struct AsioEnv::Impl {
   std::unordered_map<WatchId, std::shared_ptr<Watch>> watches;
 };
 
-AsioEnv::AsioEnv(asio::io_context& io, std::uint64_t seed, EnvLimits limits)
+AsioEnv::AsioEnv(asio::io_context& io, std::optional<std::uint64_t> seed, EnvLimits limits)
     : impl_(std::make_unique<Impl>(io, seed, limits)) {}
 
 AsioEnv::~AsioEnv() {
@@ -344,7 +353,10 @@ std::size_t AsioEnv::live_watches() const {
 }
 
 std::uint64_t AsioEnv::random_u64() {
-  return impl_->rng.next();
+  if (impl_->seeded) return impl_->rng.next();
+  std::uint64_t v = 0;
+  randombytes_buf(&v, sizeof v);
+  return v;
 }
 std::size_t AsioEnv::live_timers() const {
   return impl_->timers.size();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "patronus/env/env.hpp"
 
@@ -14,7 +15,10 @@ namespace patronus::env {
 
 class AsioEnv final : public Env {
  public:
-  AsioEnv(boost::asio::io_context& io, std::uint64_t seed, EnvLimits limits = {});
+  // Without a seed, random_u64() is the operating system's CSPRNG (libsodium's randombytes): what
+  // a real daemon uses for probe nonces, BFD discriminators and sequence numbers, unpredictable
+  // and different at every start. A seed makes the sequence repeatable, for tests and trials only.
+  AsioEnv(boost::asio::io_context& io, std::optional<std::uint64_t> seed, EnvLimits limits = {});
   ~AsioEnv() override;
 
   std::int64_t now_ns() const override;
