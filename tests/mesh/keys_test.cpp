@@ -1,6 +1,7 @@
 // WireGuard keys: RFC 7748 vector, clamping, base64 form, `wg pubkey` agreement, key files.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "patronus/mesh/keys.hpp"
 #include "test_support.hpp"
@@ -92,11 +93,44 @@ TEST(KeyDirectory, CreatesPrivateFilesAndReloadsThem) {
   auto refused = kd.value().load("hq", "wan0");
   ASSERT_FALSE(refused.is_ok());
   EXPECT_NE(refused.status().message().find("mode 644"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("exposed"), std::string::npos);
   // A malformed key file is an error and is left alone.
   test::write_file(kd.value().key_path("hq", "lte0"), "not a key\n");
   ::chmod(kd.value().key_path("hq", "lte0").c_str(), 0600);
   EXPECT_FALSE(kd.value().load_or_create("hq", "lte0").is_ok());
   EXPECT_EQ(test::read_file(kd.value().key_path("hq", "lte0")), "not a key\n");
+}
+
+// Key files and directories are not trusted blindly: a symlinked key (another user could point it
+// at a key they know), a key directory others can write (they could plant one) and a key owned by
+// someone else are refused; a new key is 0600 from its creation.
+TEST(KeyDirectory, SymlinksForeignFilesAndOpenDirectoriesAreRefused) {
+  test::TempDir dir;
+  auto kd = KeyDirectory::open(dir.file("keys"));
+  ASSERT_TRUE(kd.is_ok());
+  ASSERT_TRUE(kd.value().load_or_create("hq", "wan0").is_ok());
+  const std::string real = kd.value().key_path("hq", "wan0");
+  const std::string link = kd.value().key_path("hq", "lte0");
+  ASSERT_EQ(::symlink(real.c_str(), link.c_str()), 0);
+  auto linked = kd.value().load("hq", "lte0");
+  ASSERT_FALSE(linked.is_ok());
+  EXPECT_NE(linked.status().message().find("symlink"), std::string::npos)
+      << linked.status().message();
+
+  ASSERT_EQ(::chmod(dir.file("keys").c_str(), 0777), 0);
+  auto open_dir = KeyDirectory::open(dir.file("keys"));
+  ASSERT_FALSE(open_dir.is_ok());
+  EXPECT_NE(open_dir.status().message().find("writable by group or others"), std::string::npos)
+      << open_dir.status().message();
+  ASSERT_EQ(::chmod(dir.file("keys").c_str(), 0700), 0);
+
+  if (::geteuid() == 0) {  // root can give a file away: one owned by nobody is refused
+    ASSERT_EQ(::chown(real.c_str(), 65534, 65534), 0);
+    auto foreign = kd.value().load("hq", "wan0");
+    ASSERT_FALSE(foreign.is_ok());
+    EXPECT_NE(foreign.status().message().find("owned by uid 65534"), std::string::npos)
+        << foreign.status().message();
+  }
 }
 
 }  // namespace

@@ -169,12 +169,8 @@ Result<Key> key_from_base64(std::string_view text, std::string_view what) {
 
 Result<KeyDirectory> KeyDirectory::open(const std::string& dir) {
   if (dir.empty()) return invalid_argument("key directory: empty path");
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return unavailable("key directory " + dir + ": " + errno_text());
-  }
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return invalid_argument("key directory " + dir + ": not a directory");
+  if (auto s = private_directory(dir); !s.is_ok()) {
+    return Status(s.code(), "key directory " + s.message());
   }
   return KeyDirectory(dir);
 }
@@ -186,20 +182,10 @@ std::string KeyDirectory::key_path(std::string_view site, std::string_view endpo
 namespace {
 
 Result<std::optional<KeyPair>> load_key_file(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return std::optional<KeyPair>();
-    return unavailable(path + ": " + errno_text());
-  }
-  if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-    return failed_precondition(path + ": private key is accessible by group or others (mode " +
-                               mode + "); chmod 600 it");
-  }
-  auto text = read_text_file(path, 4096);  // a key file is one 45-byte line
+  auto text = read_private_file(path, 4096);  // a key file is one 45-byte line
   if (!text.is_ok()) return text.status();
-  auto priv = key_from_base64(text.value(), path);
+  if (!text.value()) return std::optional<KeyPair>();
+  auto priv = key_from_base64(*text.value(), path);
   if (!priv.is_ok()) return priv.status();
   KeyPair kp;
   kp.private_key = priv.value();
@@ -211,9 +197,7 @@ Result<std::optional<KeyPair>> load_key_file(const std::string& path) {
 
 // A new key written to `path` (0600, through a temporary file and a rename).
 Result<KeyPair> create_key_file(const std::string& site_dir, const std::string& path) {
-  if (::mkdir(site_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return unavailable(site_dir + ": " + errno_text());
-  }
+  if (auto s = private_directory(site_dir); !s.is_ok()) return s;
   auto kp = generate_keypair();
   if (!kp.is_ok()) return kp.status();
   if (auto s = write_file_atomic(path, key_to_base64(kp.value().private_key) + "\n", 0600);

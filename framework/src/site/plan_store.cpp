@@ -1,5 +1,7 @@
 #include "patronus/site/plan_store.hpp"
 
+#include "patronus/util/file.hpp"
+
 #include "patronus/site/site_config.hpp"
 
 #include <sys/stat.h>
@@ -71,23 +73,6 @@ Result<std::vector<model::PathId>> save_plan(store::Store& db, const mesh::MeshG
   return db.save_mesh(sites, endpoints, paths, now_unix);
 }
 
-namespace {
-Status write_private_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return unavailable(tmp + ": cannot create");
-    ::chmod(tmp.c_str(), 0600);
-    out << text;
-    if (!out.flush()) return unavailable(tmp + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return unavailable(path + ": " + ec.message());
-  return Status::ok();
-}
-}  // namespace
-
 Result<std::size_t> write_wg_configs(const mesh::MeshGraph& g, const mesh::TunnelPlan& plan,
                                      const std::optional<mesh::KeyDirectory>& keys,
                                      const std::string& dir, const std::string& only_site,
@@ -100,9 +85,7 @@ Result<std::size_t> write_wg_configs(const mesh::MeshGraph& g, const mesh::Tunne
     const auto& spec = g.site(s);
     if (!only_site.empty() && spec.site.name != only_site) continue;
     const std::string sdir = dir + "/" + spec.site.name;
-    std::filesystem::create_directories(sdir, ec);
-    if (ec) return unavailable(sdir + ": " + ec.message());
-    ::chmod(sdir.c_str(), 0700);
+    if (auto st = private_directory(sdir); !st.is_ok()) return st;
     for (const auto& iface : plan.sites[s]) {
       if (iface.transport != mesh::TransportKind::kWireGuard) continue;  // IPsec: charon's
       const std::string ep = spec.site.endpoints[iface.endpoint].name;
@@ -114,7 +97,7 @@ Result<std::size_t> write_wg_configs(const mesh::MeshGraph& g, const mesh::Tunne
       }
       const std::string text = mesh::render_wg_quick(
           g, plan, iface, priv, key_path_on_site + "/" + spec.site.name + "/" + ep + ".key");
-      if (auto st = write_private_file(sdir + "/" + iface.name + ".conf", text); !st.is_ok()) {
+      if (auto st = write_file_atomic(sdir + "/" + iface.name + ".conf", text, 0600); !st.is_ok()) {
         return st;
       }
       ++written;

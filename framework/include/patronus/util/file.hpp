@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -34,6 +36,25 @@ inline Result<std::string> read_text_file(const std::string& path,
 }
 
 namespace file_detail {
+// The directory of `path` synced, so a created or renamed entry survives a crash.
+inline void sync_parent(const std::string& path) {
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    (void)::fsync(fd);
+    ::close(fd);
+  }
+}
+
+inline std::string mode_text(mode_t m) {
+  char out[8];
+  std::snprintf(out, sizeof out, "%03o", static_cast<unsigned>(m & 0777));
+  return out;
+}
+
 inline bool write_all(int fd, const std::string& bytes) {
   std::size_t done = 0;
   while (done < bytes.size()) {
@@ -52,7 +73,9 @@ inline Status write_new_file(const std::string& path, const std::string& bytes, 
   if (fd < 0) return unavailable(path + ": " + std::strerror(errno));
   const bool ok = ::fchmod(fd, mode) == 0 && file_detail::write_all(fd, bytes);
   ::close(fd);
-  return ok ? Status::ok() : unavailable(path + ": write failed");
+  if (!ok) return unavailable(path + ": write failed");
+  file_detail::sync_parent(path);
+  return Status::ok();
 }
 
 // `path` replaced whole through a temporary file, synced and renamed: a crash leaves the old
@@ -69,7 +92,75 @@ inline Status write_file_atomic(const std::string& path, const std::string& byte
     ::unlink(tmp.c_str());
     return unavailable(path + ": cannot write it: " + why);
   }
+  file_detail::sync_parent(path);
   return Status::ok();
+}
+
+// A directory for private files (keys, sockets that carry secrets): created 0700 when missing;
+// an existing one must be a directory (not a symlink) owned by this user or root and writable by
+// nobody else, or another local user could plant or swap what is in it.
+inline Status private_directory(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return unavailable(dir + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return unavailable(dir + ": " + std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) return invalid_argument(dir + ": not a directory (or a symlink)");
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    return failed_precondition(dir + ": owned by uid " + std::to_string(st.st_uid) +
+                               ", not by this user (uid " + std::to_string(::geteuid()) +
+                               ") or root");
+  }
+  if ((st.st_mode & 022) != 0) {
+    return failed_precondition(dir + ": writable by group or others (mode " +
+                               file_detail::mode_text(st.st_mode) + "); chmod go-w it");
+  }
+  return Status::ok();
+}
+
+// A private file (a key): opened without following a symlink, a regular file owned by this user,
+// readable by nobody else, at most `max_bytes`. nullopt: it does not exist. A file others could
+// read is refused as exposed: what it holds must be replaced, not just chmod-ed.
+inline Result<std::optional<std::string>> read_private_file(const std::string& path,
+                                                            std::size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::optional<std::string>();
+    if (errno == ELOOP)
+      return failed_precondition(path + ": a symlink (refused for a private file)");
+    return unavailable(path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  Status bad = Status::ok();
+  if (::fstat(fd, &st) != 0) {
+    bad = unavailable(path + ": " + std::strerror(errno));
+  } else if (!S_ISREG(st.st_mode)) {
+    bad = failed_precondition(path + ": not a regular file");
+  } else if (st.st_uid != ::geteuid()) {
+    bad = failed_precondition(path + ": owned by uid " + std::to_string(st.st_uid) +
+                              ", not by this user (uid " + std::to_string(::geteuid()) + ")");
+  } else if ((st.st_mode & 077) != 0) {
+    bad = failed_precondition(
+        path + ": accessible by group or others (mode " + file_detail::mode_text(st.st_mode) +
+        "): the secret in it is exposed; make a new one and remove this file");
+  } else if (static_cast<std::size_t>(st.st_size) > max_bytes) {
+    bad = invalid_argument(path + ": larger than " + std::to_string(max_bytes) + " bytes");
+  }
+  std::string text;
+  if (bad.is_ok()) {
+    text.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = ::read(fd, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    text.resize(done);
+  }
+  ::close(fd);
+  if (!bad.is_ok()) return bad;
+  return std::optional<std::string>(std::move(text));
 }
 
 }  // namespace patronus
