@@ -173,6 +173,40 @@ TEST(PluginHost, RefusesNonPluginFilesAndMissingFiles) {
   EXPECT_EQ(missing.status().code(), Code::kNotFound);
 }
 
+// As sshd's StrictModes: a plugin file or directory another user could write, or a file owned by
+// another user, is refused before anything maps it (not even the screening child).
+TEST(PluginHost, PluginFilesOthersCouldWriteAreRefused) {
+  patronus::test::TempDir dir;
+  const std::string file = dir.file("libpatronus-pingpong.so");
+  patronus::test::write_file(file, patronus::test::read_file(patronus::test::test_plugin_dir() +
+                                                             "/libpatronus-pingpong.so"));
+  ASSERT_EQ(::chmod(file.c_str(), 0666), 0);
+  core::PluginRegistry reg;
+  auto writable = reg.load_file(file);
+  ASSERT_FALSE(writable.is_ok());
+  EXPECT_NE(writable.status().message().find("plugin file " + file +
+                                             " is writable by group or others (mode 666)"),
+            std::string::npos)
+      << writable.status().message();
+  ASSERT_EQ(::chmod(file.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0777), 0);
+  auto open_dir = reg.load_file(file);
+  ASSERT_FALSE(open_dir.is_ok());
+  EXPECT_NE(open_dir.status().message().find("plugin directory"), std::string::npos)
+      << open_dir.status().message();
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0700), 0);
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown(file.c_str(), 65534, 65534), 0);
+    auto foreign = reg.load_file(file);
+    ASSERT_FALSE(foreign.is_ok());
+    EXPECT_NE(foreign.status().message().find("owned by uid 65534"), std::string::npos)
+        << foreign.status().message();
+    ASSERT_EQ(::chown(file.c_str(), 0, 0), 0);
+  }
+  auto ok = reg.load_file(file);
+  EXPECT_TRUE(ok.is_ok()) << ok.status().to_string();
+}
+
 TEST(PluginHost, SdkPluginExceptionBecomesAnError) {
   core::PluginRegistry reg;
   auto lib = reg.load_file(tp("test-throws-sdk"));

@@ -1,4 +1,6 @@
 #include "patronus/core/plugin_host.hpp"
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <dlfcn.h>
 
@@ -316,7 +318,38 @@ bool is_shipped_file(const std::string& path) {
   return is_shipped_plugin(base.substr(prefix.size(), base.size() - prefix.size() - suffix.size()));
 }
 
+namespace {
+
+// As sshd's StrictModes: a file this (root) process maps, and its directory, must be owned by
+// root or by us and writable by nobody else, or another local user could swap in their code.
+Status check_trusted_file(const std::string& path) {
+  std::error_code ec;
+  const auto real = std::filesystem::canonical(path, ec);
+  if (ec) return not_found(path + ": " + ec.message());
+  const uid_t me = ::geteuid();
+  for (const auto& p : {real, real.parent_path()}) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return not_found(p.string() + ": " + std::strerror(errno));
+    const std::string what = p == real ? "plugin file " : "plugin directory ";
+    if (st.st_uid != 0 && st.st_uid != me) {
+      return failed_precondition(what + p.string() + " is owned by uid " +
+                                 std::to_string(st.st_uid) + ", not root or this user (uid " +
+                                 std::to_string(me) + "): refused");
+    }
+    if ((st.st_mode & 022) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+      return failed_precondition(what + p.string() + " is writable by group or others (mode " +
+                                 mode + "): refused; chmod go-w it");
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Status PluginRegistry::screen(const std::string& path, PluginInfo* info) {
+  if (auto s = check_trusted_file(path); !s.is_ok()) return s;
   if (!options_.enabled) return Status::ok();
   auto id = scanner::file_id(path);
   if (!id.is_ok()) return not_found(path + ": no such plugin file");
@@ -358,6 +391,7 @@ Result<std::shared_ptr<const PluginLibrary>> PluginRegistry::load_file(const std
 }
 
 Result<std::shared_ptr<const PluginLibrary>> PluginRegistry::load_here(const std::string& path) {
+  if (auto s = check_trusted_file(path); !s.is_ok()) return s;
   // 1. The alias must be exported; read from the file, no plugin code runs.
   auto aliases = exported_aliases(path);
   if (!aliases.is_ok()) return aliases.status();
