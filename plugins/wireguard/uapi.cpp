@@ -1,5 +1,6 @@
 #include "uapi.hpp"
 
+#include <sodium.h>
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -8,15 +9,6 @@
 namespace patronus::wg {
 
 namespace {
-
-constexpr char kHex[] = "0123456789abcdef";
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 template <typename T>
 bool parse_uint(std::string_view v, T* out) {
@@ -78,13 +70,11 @@ Status errno_status(std::int64_t e) {
 
 }  // namespace
 
+// Constant time (libsodium): a private key's bytes never index a table.
 std::string key_to_hex(const Key& k) {
-  std::string s(64, '0');
-  for (std::size_t i = 0; i < k.size(); ++i) {
-    s[2 * i] = kHex[k[i] >> 4];
-    s[2 * i + 1] = kHex[k[i] & 15];
-  }
-  return s;
+  char out[65];
+  sodium_bin2hex(out, sizeof out, k.data(), k.size());
+  return std::string(out, 64);
 }
 
 Result<Key> key_from_hex(std::string_view hex) {
@@ -92,10 +82,11 @@ Result<Key> key_from_hex(std::string_view hex) {
     return invalid_argument("a key is 64 hex digits, got " + std::to_string(hex.size()) +
                             " characters");
   Key k{};
-  for (std::size_t i = 0; i < k.size(); ++i) {
-    const int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return invalid_argument("a key is 64 hex digits");
-    k[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+  std::size_t len = 0;
+  const char* end = nullptr;
+  if (sodium_hex2bin(k.data(), k.size(), hex.data(), hex.size(), nullptr, &len, &end) != 0 ||
+      len != k.size() || end != hex.data() + hex.size()) {
+    return invalid_argument("a key is 64 hex digits");
   }
   return k;
 }

@@ -1,5 +1,6 @@
 #include "daemon.hpp"
 
+#include <sys/prctl.h>
 #include "controller_link.hpp"
 #include "tls_identity.hpp"
 
@@ -406,7 +407,18 @@ Result<site::SiteConfig> site_config_of(const core::DaemonConfig& cfg,
   return sc;
 }
 
+Status keep_secrets_out_of_dumps() {
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    return unavailable(std::string("prctl(PR_SET_DUMPABLE, 0): ") + std::strerror(errno));
+  }
+  return Status::ok();
+}
+
 int run(const Options& opt) {
+  if (auto s = keep_secrets_out_of_dumps(); !s.is_ok()) {
+    std::cerr << "patronusd: " << s.message() << " (core dumps could hold private keys)"
+              << std::endl;
+  }
   core::PluginRegistry registry;
   core::PluginRegistry::NamedLoad scan;
   auto loaded = load(opt.config_path, registry, &scan);

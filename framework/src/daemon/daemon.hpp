@@ -29,6 +29,10 @@ struct Options {
   double run_for_s = 0;     // stop after this long (0: until signalled)
 };
 
+// The process holds private keys and PSKs: no core dump of it, and no ptrace or /proc reading of
+// it by another user (PR_SET_DUMPABLE 0). run() calls it first.
+Status keep_secrets_out_of_dumps();
+
 // Runs the daemon; returns the process exit code (kExit*). Messages go to stderr.
 int run(const Options& options);
 
