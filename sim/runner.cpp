@@ -300,6 +300,7 @@ struct World {
   std::vector<controller::FleetSite> fleet_sites;
   std::vector<std::vector<std::string>> public_keys;
   std::map<std::uint64_t, std::string> path_ids_by_name;  // PathId -> mesh::canonical_path_name
+  std::vector<mesh::LinkSpec> links;                      // explicit topology
 };
 
 Result<World> build_world(const Scenario& s, std::uint64_t seed) {
@@ -362,6 +363,7 @@ Result<World> build_world(const Scenario& s, std::uint64_t seed) {
     if (db != std::string::npos) l.b_endpoint = b.substr(db + 1);
     file.links.push_back(l);
   }
+  w.links = file.links;
   mesh::TopologyOptions topo;
   topo.kind = s.topology.kind;
   topo.hubs = s.topology.hubs;
@@ -1183,13 +1185,12 @@ Result<OneRun> run_once(const Scenario& s, const Variant* variant, std::uint64_t
     fs.set_topology(mesh::to_string(s.topology.kind));
     for (const auto& h : s.topology.hubs) fs.add_hubs(h);
     fs.set_k(static_cast<std::uint32_t>(s.topology.k));
-    for (const auto& [a, b] : s.topology.links) {
+    for (const auto& link : w.links) {
       auto* l = fs.add_links();
-      const auto da = a.find('.'), db = b.find('.');
-      l->set_a_site(a.substr(0, da));
-      if (da != std::string::npos) l->set_a_endpoint(a.substr(da + 1));
-      l->set_b_site(b.substr(0, db));
-      if (db != std::string::npos) l->set_b_endpoint(b.substr(db + 1));
+      l->set_a_site(link.a_site);
+      l->set_a_endpoint(link.a_endpoint);
+      l->set_b_site(link.b_site);
+      l->set_b_endpoint(link.b_endpoint);
     }
     auto& memory = initial.compiler.emplace();
     for (const auto& [id, ref] : w.path_ids_by_name) (*memory.mutable_path_ids())[ref] = id;

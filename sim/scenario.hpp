@@ -229,9 +229,6 @@ PluginSettings plugin_settings(const Scenario& s, const Variant* v);
 // The same as YAML per plugin (what the plugins' config schemas read).
 std::map<std::string, std::string> plugin_yaml(const PluginSettings& settings);
 
-// SplitMix64: the run's deterministic random numbers (advances `state`).
-std::uint64_t splitmix(std::uint64_t& state);
-
 // Whether two references name the same path (either order of the ends).
 bool same_path(const PathRef& a, const PathRef& b);
 

@@ -1,5 +1,7 @@
 #include "site_app.hpp"
 
+#include "patronus/util/backoff.hpp"
+
 #include <algorithm>
 
 #include "ns3/simulator.h"
@@ -189,14 +191,12 @@ void SiteApp::StartApplication() {
   runtime_ = host_->runtime();
   learn_paths();
   if (setup_.controller) {
-    std::uint64_t x = setup_.seed ^ 0x6964656e74ULL;
+    // The site's identity key and its reconnect jitter come from its Env (seeded per site).
     for (std::size_t i = 0; i < identity_.size(); i += 8) {
-      const std::uint64_t v = splitmix(x);
+      const std::uint64_t v = env_->random_u64();
       for (std::size_t b = 0; b < 8; ++b)
         identity_[i + b] = static_cast<std::uint8_t>(v >> (8 * b));
     }
-    std::uint64_t j = setup_.seed ^ 0x6a6974746572ULL;  // its own stream: sites differ
-    jitter_state_ = splitmix(j) | 1;
     setup_.controller->add_site(setup_.fleet_site, [this](Result<std::string> token) {
       if (!token.is_ok()) {
         error_ = setup_.site + ": sites add: " + token.status().message();
@@ -242,16 +242,11 @@ void SiteApp::link_open() {
   link_send(m);
 }
 
-// 1 s doubled per failure up to 60 s, times a jitter in [0.5, 1.5): the daemon's channel.
+// The daemon's channel's backoff (patronus/util/backoff.hpp), jittered from the site's Env.
 void SiteApp::link_retry() {
-  const double base = std::min(60e9, 1e9 * static_cast<double>(1ULL << std::min(failures_, 16)));
-  jitter_state_ ^= jitter_state_ << 13;
-  jitter_state_ ^= jitter_state_ >> 7;
-  jitter_state_ ^= jitter_state_ << 17;
-  const double jitter = 0.5 + static_cast<double>(jitter_state_ >> 11) / 9007199254740992.0;
-  ++failures_;
-  retry_ = ns3::Simulator::Schedule(ns3::NanoSeconds(static_cast<std::int64_t>(base * jitter)),
-                                    &SiteApp::link_open, this);
+  const std::int64_t ms =
+      backoff_ms(failures_++, kReconnectMinMs, kReconnectMaxMs, env_->random_u64());
+  retry_ = ns3::Simulator::Schedule(ns3::MilliSeconds(ms), &SiteApp::link_open, this);
 }
 
 void SiteApp::link_send(const ctl::FromSite& m) {
@@ -298,12 +293,8 @@ void SiteApp::deliver(const ctl::ToSite& m) {
 void SiteApp::on_push(const ctl::ConfigPush& push) {
   ctl::FromSite ack;
   ack.mutable_ack()->set_version(push.version());
-  Status st = Status::ok();
-  if (push.config().site() != setup_.site) {
-    st = invalid_argument("the config is for site '" + push.config().site() + "'");
-  } else if (site::content_hash(push.config()) != push.hash()) {
-    st = invalid_argument("the config does not hash to " + push.hash());
-  } else if (push.hash() != applied_hash_) {
+  Status st = controller::check_push(push, setup_.site);
+  if (st.is_ok() && push.hash() != applied_hash_) {
     auto merged = site::with_pushed(setup_.config, push.config(), push.version());
     auto r =
         merged.is_ok() ? host_->apply(merged.value()) : Result<site::ApplyReport>(merged.status());

@@ -167,7 +167,6 @@ class SiteApp final : public ns3::Application,
   std::uint64_t applied_version_ = 0;
   std::string applied_hash_;
   int failures_ = 0;
-  std::uint64_t jitter_state_ = 0;
   ns3::EventId retry_;
 };
 

@@ -71,6 +71,23 @@ std::string wg_key_of(int i) {
       mesh::seeded_keypair(static_cast<std::uint64_t>(i) + 100, "wg").value().public_key);
 }
 
+// A site's report of one endpoint's keys (base64); `next` is the staged next key ("" none).
+v1::Keys keys_of(const std::string& endpoint, const std::string& current,
+                 const std::string& next = "") {
+  v1::Keys keys;
+  auto* k = keys.add_keys();
+  k->set_endpoint(endpoint);
+  k->set_public_key(current);
+  k->set_next_public_key(next);
+  return keys;
+}
+
+// A base64 key as a plan carries it (32 raw bytes).
+std::string raw_key(const std::string& base64) {
+  const auto k = mesh::key_from_base64(base64, "").value();
+  return std::string(reinterpret_cast<const char*>(k.data()), k.size());
+}
+
 struct Bench {
   env::VirtualWorld world{7};
   env::Env& env = world.add_node("controller", {});
@@ -334,11 +351,7 @@ TEST(ControllerCore, AKeyRotationCommitsOnlyOnceEveryPeerHasTheNextKey) {
   EXPECT_EQ(b.out.rotations[0].session, 0u);
 
   const std::string next = wg_key_of(50);
-  v1::Keys staged;
-  auto* k = staged.add_keys();
-  k->set_endpoint("wan0");
-  k->set_public_key(wg_key_of(0));
-  k->set_next_public_key(next);
+  const v1::Keys staged = keys_of("wan0", wg_key_of(0), next);
   ASSERT_TRUE(b.core.report_keys(0, staged).is_ok());
   b.world.run_until(2 * kSec);
   // The peers' configs carry the next key on their path to s0; no commit before they run it.
@@ -347,10 +360,7 @@ TEST(ControllerCore, AKeyRotationCommitsOnlyOnceEveryPeerHasTheNextKey) {
     bool standby = false;
     for (const auto& p : plan.paths()) {
       if (p.remote_site() == "s0") {
-        standby =
-            p.remote_next_public_key() ==
-            std::string(
-                reinterpret_cast<const char*>(mesh::key_from_base64(next, "").value().data()), 32);
+        standby = p.remote_next_public_key() == raw_key(next);
       }
     }
     EXPECT_TRUE(standby) << "peer " << peer;
@@ -361,20 +371,14 @@ TEST(ControllerCore, AKeyRotationCommitsOnlyOnceEveryPeerHasTheNextKey) {
   ASSERT_EQ(b.out.rotations.size(), 2u);
   EXPECT_TRUE(b.out.rotations[1].message.rotate().commit());
 
-  v1::Keys committed;
-  auto* c = committed.add_keys();
-  c->set_endpoint("wan0");
-  c->set_public_key(next);
+  const v1::Keys committed = keys_of("wan0", next);
   ASSERT_TRUE(b.core.report_keys(0, committed).is_ok());
   b.world.run_until(3 * kSec);
   EXPECT_EQ(b.core.site_views().sites(0).rotation(), "");
   const auto& plan = b.out.last(1)->message.config().config().plan();
   for (const auto& p : plan.paths()) {
     if (p.remote_site() != "s0") continue;
-    EXPECT_EQ(
-        p.remote_public_key(),
-        std::string(reinterpret_cast<const char*>(mesh::key_from_base64(next, "").value().data()),
-                    32));
+    EXPECT_EQ(p.remote_public_key(), raw_key(next));
     EXPECT_TRUE(p.remote_next_public_key().empty());
   }
 }
@@ -388,11 +392,7 @@ TEST(ControllerCore, AnInterruptedRotationGoesOnWhenTheSiteComesBack) {
   b.world.run_until(1 * kSec);
   b.ack_all();
   const std::string next = wg_key_of(60);
-  v1::Keys staged;
-  auto* k = staged.add_keys();
-  k->set_endpoint("wan0");
-  k->set_public_key(wg_key_of(0));
-  k->set_next_public_key(next);
+  const v1::Keys staged = keys_of("wan0", wg_key_of(0), next);
   // The next key is known before the rotation starts (its earlier run did not finish).
   ASSERT_TRUE(b.core.report_keys(0, staged).is_ok());
   b.world.run_until(2 * kSec);
@@ -414,10 +414,7 @@ TEST(ControllerCore, AnInterruptedRotationGoesOnWhenTheSiteComesBack) {
   ASSERT_TRUE(b.core.connect(11, "s0", identity_of(0), "").is_ok());
   ASSERT_EQ(b.out.rotations.size(), 4u);
   EXPECT_TRUE(b.out.rotations[3].message.rotate().commit()) << "the commit again";
-  v1::Keys committed;
-  auto* c = committed.add_keys();
-  c->set_endpoint("wan0");
-  c->set_public_key(next);
+  const v1::Keys committed = keys_of("wan0", next);
   ASSERT_TRUE(b.core.report_keys(11, committed).is_ok());
   EXPECT_EQ(b.core.site_views().sites(0).rotation(), "");
   ASSERT_TRUE(b.core.rotate_key("s0", "wan0").is_ok()) << "the next rotation may start";

@@ -284,17 +284,22 @@ class Lab:
             out.setdefault(site, {})[kind] = ov
         return out
 
+    def paths_reply(self, s):
+        """`patronus paths list --json` of site s's running daemon, or None."""
+        r = subprocess.run([os.path.join(self.build, "bin", "patronus"), "paths", "list",
+                            "--socket", os.path.join(self.work, "%s.sock" % s), "--json"],
+                           capture_output=True, text=True)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
     def overlay_from_daemons(self):
         """The same from the running daemons' paths (a controller-fed site's plan is the
         controller's; its database keeps path ids only)."""
         out = {}
         for s in self.members:
-            r = subprocess.run([os.path.join(self.build, "bin", "patronus"), "paths", "list",
-                                "--socket", os.path.join(self.work, "%s.sock" % s), "--json"],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
+            reply = self.paths_reply(s)
+            if reply is None:
                 return None
-            for p in json.loads(r.stdout)["paths"]:
+            for p in reply["paths"]:
                 if p.get("local_overlay"):
                     out.setdefault(s, {})[p["local_endpoint"].rsplit("-", 1)[1]] = \
                         p["local_overlay"]
@@ -498,12 +503,9 @@ def run(lab, report):
     # of the running daemon over its control socket
     def scored():
         for s in lab.members:
-            out = subprocess.run([os.path.join(lab.build, "bin", "patronus"), "paths", "list",
-                                  "--socket", os.path.join(lab.work, "%s.sock" % s), "--json"],
-                                 capture_output=True, text=True)
-            if out.returncode != 0:
+            reply = lab.paths_reply(s)
+            if reply is None:
                 return False
-            reply = json.loads(out.stdout)
             paths = reply["paths"]
             if reply["source"] != "daemon" or len(paths) != 2 * (len(lab.members) - 1):
                 return False

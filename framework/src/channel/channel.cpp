@@ -1,5 +1,7 @@
 #include "channel.hpp"
 
+#include "patronus/util/backoff.hpp"
+
 #include <openssl/ssl.h>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -289,11 +291,11 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
   std::uint64_t generation = 0, rng;
   int failures = 0;
 
-  double jitter() {  // xorshift: in [0.5, 1.5)
+  std::uint64_t next_random() {  // xorshift
     rng ^= rng << 13;
     rng ^= rng >> 7;
     rng ^= rng << 17;
-    return 0.5 + static_cast<double>(rng >> 11) / static_cast<double>(1ULL << 53);
+    return rng;
   }
 
   void attempt() {
@@ -413,10 +415,7 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
     drop_connection();
     std::int64_t delay = -1;
     if (running && !held) {
-      const double base = std::min<double>(static_cast<double>(options.max_backoff_ms),
-                                           static_cast<double>(options.min_backoff_ms) *
-                                               static_cast<double>(1ULL << std::min(failures, 16)));
-      delay = static_cast<std::int64_t>(base * jitter());
+      delay = backoff_ms(failures, options.min_backoff_ms, options.max_backoff_ms, next_random());
       ++failures;
     }
     if (handlers.disconnected) handlers.disconnected(why, delay);

@@ -8,6 +8,8 @@
 // session. Private.
 #pragma once
 
+#include "patronus/util/backoff.hpp"
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -69,8 +71,8 @@ class Server {
 };
 
 struct ClientOptions {
-  std::int64_t min_backoff_ms = 1000;  // the first retry; doubled per failure
-  std::int64_t max_backoff_ms = 60000;
+  std::int64_t min_backoff_ms = kReconnectMinMs;  // the first retry; doubled per failure
+  std::int64_t max_backoff_ms = kReconnectMaxMs;
   std::int64_t connect_timeout_ms = 10000;
   std::int64_t idle_timeout_ms = 30000;
   std::size_t max_message = 8 * 1024 * 1024;

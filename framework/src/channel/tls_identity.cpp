@@ -33,14 +33,11 @@ std::string bio_text(BIO* bio) {
   return std::string(data, static_cast<std::size_t>(n));
 }
 
-// A PEM file of ours: a regular file (not a symlink); a private key must be owner-only.
-Result<std::string> read_pem(const std::string& path, bool secret) {
+// The certificate: a regular file (not a symlink). The key is a private file (read_private_file).
+Result<std::string> read_certificate(const std::string& path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return unavailable(path + ": " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return failed_precondition(path + ": not a regular file");
-  if (secret && (st.st_mode & 077) != 0) {
-    return failed_precondition(path + ": a private key readable by others (chmod 600 it)");
-  }
   return read_text_file(path, 64 * 1024);
 }
 
@@ -84,9 +81,7 @@ Result<TlsIdentity> load_or_create_identity(const std::string& dir, const std::s
                                             const std::string& common_name) {
   const std::string key_path = dir + "/" + name + ".key";
   const std::string crt_path = dir + "/" + name + ".crt";
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return unavailable(dir + ": " + std::strerror(errno));
-  }
+  if (auto s = private_directory(dir); !s.is_ok()) return s;
   struct stat st {};
   const bool have_key = ::lstat(key_path.c_str(), &st) == 0;
   const bool have_crt = ::lstat(crt_path.c_str(), &st) == 0;
@@ -103,11 +98,12 @@ Result<TlsIdentity> load_or_create_identity(const std::string& dir, const std::s
     if (auto s = write_new_file(key_path, id.key_pem, 0600); !s.is_ok()) return s;
     if (auto s = write_new_file(crt_path, id.certificate_pem, 0644); !s.is_ok()) return s;
   } else {
-    auto k = read_pem(key_path, true);
+    auto k = read_private_file(key_path, 64 * 1024);
     if (!k.is_ok()) return k.status();
-    auto c = read_pem(crt_path, false);
+    if (!k.value()) return not_found(key_path + ": gone while it was read");
+    auto c = read_certificate(crt_path);
     if (!c.is_ok()) return c.status();
-    id.key_pem = std::move(k).value();
+    id.key_pem = std::move(*k.value());
     id.certificate_pem = std::move(c).value();
   }
   Owned<BIO> kb(BIO_new_mem_buf(id.key_pem.data(), static_cast<int>(id.key_pem.size())));

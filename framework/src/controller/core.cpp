@@ -112,6 +112,16 @@ Status overlap(const FleetSite& site, const FleetSite& other) {
 Core::Core(env::Env& env, Outbox& outbox, CoreOptions options, FleetStore* store)
     : env_(env), outbox_(outbox), options_(options), store_(store) {}
 
+Status check_push(const v1::ConfigPush& push, const std::string& site) {
+  if (push.config().site() != site) {
+    return invalid_argument("the config is for site '" + push.config().site() + "'");
+  }
+  if (site::content_hash(push.config()) != push.hash()) {
+    return invalid_argument("the config does not hash to " + push.hash());
+  }
+  return Status::ok();
+}
+
 Core::~Core() {
   if (flush_timer_ != 0) env_.cancel(flush_timer_);
 }

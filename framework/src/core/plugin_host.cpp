@@ -17,6 +17,7 @@
 
 #include "elf_section.hpp"
 #include "patronus/core/config_schema.hpp"
+#include "patronus/util/file.hpp"
 #include "plugin_scanner.hpp"
 #include "schema_guard.hpp"
 
@@ -320,27 +321,18 @@ bool is_shipped_file(const std::string& path) {
 
 namespace {
 
-// As sshd's StrictModes: a file this (root) process maps, and its directory, must be owned by
-// root or by us and writable by nobody else, or another local user could swap in their code.
+// A file this (root) process maps, and its directory, must be owned_and_closed: another local
+// user must not be able to swap in their code.
 Status check_trusted_file(const std::string& path) {
   std::error_code ec;
   const auto real = std::filesystem::canonical(path, ec);
   if (ec) return not_found(path + ": " + ec.message());
-  const uid_t me = ::geteuid();
   for (const auto& p : {real, real.parent_path()}) {
     struct stat st {};
     if (::stat(p.c_str(), &st) != 0) return not_found(p.string() + ": " + std::strerror(errno));
-    const std::string what = p == real ? "plugin file " : "plugin directory ";
-    if (st.st_uid != 0 && st.st_uid != me) {
-      return failed_precondition(what + p.string() + " is owned by uid " +
-                                 std::to_string(st.st_uid) + ", not root or this user (uid " +
-                                 std::to_string(me) + "): refused");
-    }
-    if ((st.st_mode & 022) != 0) {
-      char mode[8];
-      std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-      return failed_precondition(what + p.string() + " is writable by group or others (mode " +
-                                 mode + "): refused; chmod go-w it");
+    const std::string what = (p == real ? "plugin file " : "plugin directory ") + p.string();
+    if (auto s = owned_and_closed(what, st); !s.is_ok()) {
+      return Status(s.code(), s.message() + ": refused");
     }
   }
   return Status::ok();

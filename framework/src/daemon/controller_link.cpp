@@ -1,5 +1,7 @@
 #include "controller_link.hpp"
 
+#include "patronus/controller/core.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -210,16 +212,8 @@ struct ControllerLink::Impl {
     ctl::FromSite ack;
     auto* a = ack.mutable_ack();
     a->set_version(push.version());
-    Status st = Status::ok();
-    if (push.config().site() != site) {
-      st = invalid_argument("the config is for site '" + push.config().site() + "'");
-    } else if (site::content_hash(push.config()) != push.hash()) {
-      st = invalid_argument("the config does not hash to " + push.hash());
-    } else if (last && last->hash() == push.hash()) {
-      st = Status::ok();  // what runs already
-    } else {
-      st = hooks.apply(push);
-    }
+    Status st = controller::check_push(push, site);
+    if (st.is_ok() && !(last && last->hash() == push.hash())) st = hooks.apply(push);
     if (st.is_ok()) {
       last = push;
       if (auto s = write_file_atomic(section.state_dir + "/" + kLastConfig,

@@ -270,13 +270,8 @@ std::string restart_only_change(const core::DaemonConfig& a, const core::DaemonC
 // sets them, the classes and rules.
 Result<site::SiteConfig> with_controller(const site::SiteConfig& local,
                                          const ControllerPush* push) {
-  if (push == nullptr) return local;
-  auto c = site::with_pushed(local, push->config(), push->version());
-  if (!c.is_ok()) {
-    return Status(c.status().code(), "controller version " + std::to_string(push->version()) +
-                                         ": " + c.status().message());
-  }
-  return c;
+  return push == nullptr ? Result<site::SiteConfig>(local)
+                         : site::with_pushed(local, push->config(), push->version());
 }
 
 // The controller's path ids in the state database (what measurements and decisions refer to).
@@ -534,7 +529,8 @@ int run(const Options& opt) {
     if (controller_push) {
       auto merged = with_controller(config, &*controller_push);
       if (!merged.is_ok()) {
-        std::cerr << "patronusd: " << merged.status().message() << std::endl;
+        std::cerr << "patronusd: controller: the stored version " << controller_push->version()
+                  << ": " << merged.status().message() << std::endl;
         return kExitConfig;
       }
       config = std::move(merged).value();
@@ -801,7 +797,9 @@ int run(const Options& opt) {
           next.value().site = std::move(merged).value();
           *next.value().site.mutable_plan() = host.config().plan();
         } else {
-          next = merged.status();
+          next = Status(merged.status().code(), "the controller's version " +
+                                                    std::to_string(controller_push->version()) +
+                                                    ": " + merged.status().message());
         }
       }
       if (next.is_ok()) {

@@ -42,13 +42,23 @@ Result<std::string> SiteHost::policy_document(std::vector<std::string>* shadowed
                                 config_.fleet_policies(), shadowed);
 }
 
-// Every policy instance loads the current document; the first refusal is returned (those loaded
-// before it keep the new document: the caller puts the old one back).
-Status SiteHost::reload_all_policies() {
+// Every policy instance loads the current document, built once (the instances that loaded it
+// are added to `loaded`); the first refusal is returned (those loaded before it keep the new
+// document: the caller puts the old one back).
+Status SiteHost::load_all_policies(std::vector<std::string>* shadowed,
+                                   std::vector<std::string>* loaded) {
+  std::optional<std::string> document;
   for (const auto& p : config_.plugins()) {
-    if (auto s = reload_policies(p.instance()); !s.is_ok()) {
+    if (!is_policy(p.instance())) continue;
+    if (!document) {
+      auto d = policy_document(shadowed);
+      if (!d.is_ok()) return d.status();
+      document = std::move(d).value();
+    }
+    if (auto s = router_->load_policy(p.instance(), *document); !s.is_ok()) {
       return Status(s.code(), "'" + p.instance() + "': " + s.message());
     }
+    if (loaded) loaded->push_back(p.instance());
   }
   return Status::ok();
 }
@@ -150,19 +160,10 @@ Result<StartSummary> SiteHost::start() {
     return fail("start", s);
   }
   // Policy plugins get the stored NetworkPolicies (as they were at the last apply, so a restart
-  // enforces the same set) plus the configured inventory: one document, built once.
-  std::optional<std::string> document;
-  for (const auto& p : config_.plugins()) {
-    if (!is_policy(p.instance())) continue;
-    if (!document) {
-      auto d = policy_document(&summary.fleet_policies_shadowed);
-      if (!d.is_ok()) return fail("policies", d.status());
-      document = std::move(d).value();
-    }
-    if (auto s = router_->load_policy(p.instance(), *document); !s.is_ok()) {
-      return fail("policies", s);
-    }
-    summary.policy_instances.push_back(p.instance());
+  // enforces the same set), the configured inventory and the fleet's: one document.
+  if (auto s = load_all_policies(&summary.fleet_policies_shadowed, &summary.policy_instances);
+      !s.is_ok()) {
+    return fail("policies", s);
   }
   running_ = true;
   if (dataplane_) {
@@ -351,13 +352,12 @@ Result<ApplyReport> SiteHost::apply(const SiteConfig& next) {
   auto undo_policies = [&] {
     if (!report.policies_reloaded) return;
     config_.set_fleet_policies(old_policies);
-    (void)reload_all_policies();
+    (void)load_all_policies();
   };
   if (next.fleet_policies() != old_policies) {
     config_.set_fleet_policies(next.fleet_policies());
     report.policies_reloaded = true;
-    (void)policy_document(&report.fleet_policies_shadowed);
-    if (auto s = reload_all_policies(); !s.is_ok()) {
+    if (auto s = load_all_policies(&report.fleet_policies_shadowed); !s.is_ok()) {
       undo_policies();
       ApplyReport undo;
       (void)restart_plugins(next, config_, undo);

@@ -123,10 +123,6 @@ struct SiteRuntime::Path {
   // that time out afterwards are not counted, so a path that has just come up does not go down
   // again on the losses of its own start. INT64_MIN: answered from its first probes.
   std::int64_t first_answer_sent_ns = -1;
-  // The probe instance was restarted (a new config): until the new instance's first answer, its
-  // losses are the restart's (the peer's own restart, a reflector between sockets), not the
-  // path's; the window measured before is kept.
-  bool awaiting_restart_answer = false;
   struct Score {
     bool valid = false;
     double score = 0;
@@ -720,10 +716,7 @@ Status SiteRuntime::plugin_restarted(const std::string& instance) {
   for (auto& p : paths_) {
     if (p->removed) continue;
     if (tunnels() && p->spec.tunnel && transport_of(*p) == instance) keep(*p, bring_up_tunnel(*p));
-    if (p->spec.probed && instance == config_.probe) {
-      p->awaiting_restart_answer = true;
-      keep(*p, watch_probe(*p, p->rate));
-    }
+    if (p->spec.probed && instance == config_.probe) keep(*p, watch_probe(*p, p->rate));
     for (std::size_t i = 0; i < config_.liveness.size() && i < p->gates.size(); ++i) {
       if (config_.liveness[i] == instance && p->gates[i].covered) keep(*p, watch_gate(*p, i));
     }
@@ -1105,12 +1098,10 @@ void SiteRuntime::on_sample(const std::string& instance, const patronus_path_sam
   }
   Path& p = *paths_[it->second];
   if (p.removed) return;
-  if (s.lost && ((p.first_answer_sent_ns >= 0 && s.sent_ns < p.first_answer_sent_ns) ||
-                 p.awaiting_restart_answer)) {
+  if (s.lost && p.first_answer_sent_ns >= 0 && s.sent_ns < p.first_answer_sent_ns) {
     ++counters_.samples_before_first_answer;
     return;
   }
-  if (!s.lost) p.awaiting_restart_answer = false;
   if (!s.lost && p.first_answer_sent_ns == -1) {
     if (s.sequence > kAbsentProbes) {
       // The first answer came after several unanswered probes: the peer was not there yet (it

@@ -1,5 +1,7 @@
 #include "proto_json.hpp"
 
+#include <sodium.h>
+
 #include <nlohmann/json.hpp>
 
 namespace patronus {
@@ -15,26 +17,10 @@ json message_json(const Message& m);
 
 // Bytes fields are base64 (RFC 4648, padded), as protobuf's JSON mapping (and its parser) has them.
 std::string base64(const std::string& in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const auto n = (static_cast<std::uint32_t>(static_cast<std::uint8_t>(in[i])) << 16) |
-                   (static_cast<std::uint32_t>(static_cast<std::uint8_t>(in[i + 1])) << 8) |
-                   static_cast<std::uint8_t>(in[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out += kAlphabet[(n >> s) & 63];
-  }
-  if (i < in.size()) {
-    std::uint32_t n = static_cast<std::uint32_t>(static_cast<std::uint8_t>(in[i])) << 16;
-    if (i + 1 < in.size())
-      n |= static_cast<std::uint32_t>(static_cast<std::uint8_t>(in[i + 1])) << 8;
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += i + 1 < in.size() ? kAlphabet[(n >> 6) & 63] : '=';
-    out += '=';
-  }
+  std::string out(sodium_base64_ENCODED_LEN(in.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(in.data()),
+                    in.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(out.size() - 1);  // the terminating NUL
   return out;
 }
 

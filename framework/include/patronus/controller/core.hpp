@@ -87,6 +87,10 @@ struct CoreCounters {
   std::uint64_t report_paths_dropped = 0;  // reported paths not in the site's current config
 };
 
+// What a site checks before it applies a push (patronusd and the simulator's sites): the config
+// is for `site` and hashes to what the controller says it does.
+Status check_push(const v1::ConfigPush& push, const std::string& site);
+
 // A site's fields from its record (an operator's `sites add`, a stored row), validated; errors
 // name the field under `where` ("sites[0].endpoints[1].address").
 Result<FleetSite> fleet_site_of(const fleet::Site& record, const std::string& where);

@@ -136,7 +136,8 @@ class SiteHost {
   Result<std::string> policy_document(std::vector<std::string>* shadowed = nullptr) const;
   Status restart_plugins(const SiteConfig& from, const SiteConfig& next, ApplyReport& report);
   Status reload_policies(const std::string& instance);
-  Status reload_all_policies();
+  Status load_all_policies(std::vector<std::string>* shadowed = nullptr,
+                           std::vector<std::string>* loaded = nullptr);
   void learn_interfaces(const SitePlan& plan);
 
   HostContext ctx_;

@@ -96,9 +96,23 @@ inline Status write_file_atomic(const std::string& path, const std::string& byte
   return Status::ok();
 }
 
-// A directory for private files (keys, sockets that carry secrets): created 0700 when missing;
-// an existing one must be a directory (not a symlink) owned by this user or root and writable by
-// nobody else, or another local user could plant or swap what is in it.
+// Owned by this user or root and writable by neither group nor others: what another local user
+// cannot have planted or swapped (as sshd's StrictModes). `what` names it in the refusal.
+inline Status owned_and_closed(const std::string& what, const struct stat& st) {
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    return failed_precondition(what + " is owned by uid " + std::to_string(st.st_uid) +
+                               ", not by this user (uid " + std::to_string(::geteuid()) +
+                               ") or root");
+  }
+  if ((st.st_mode & 022) != 0) {
+    return failed_precondition(what + " is writable by group or others (mode " +
+                               file_detail::mode_text(st.st_mode) + "); chmod go-w it");
+  }
+  return Status::ok();
+}
+
+// A directory for private files (keys, wg-quick files, a TLS identity): created 0700 when
+// missing; an existing one must be a directory (not a symlink), owned_and_closed.
 inline Status private_directory(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return unavailable(dir + ": " + std::strerror(errno));
@@ -106,16 +120,7 @@ inline Status private_directory(const std::string& dir) {
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0) return unavailable(dir + ": " + std::strerror(errno));
   if (!S_ISDIR(st.st_mode)) return invalid_argument(dir + ": not a directory (or a symlink)");
-  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
-    return failed_precondition(dir + ": owned by uid " + std::to_string(st.st_uid) +
-                               ", not by this user (uid " + std::to_string(::geteuid()) +
-                               ") or root");
-  }
-  if ((st.st_mode & 022) != 0) {
-    return failed_precondition(dir + ": writable by group or others (mode " +
-                               file_detail::mode_text(st.st_mode) + "); chmod go-w it");
-  }
-  return Status::ok();
+  return owned_and_closed(dir, st);
 }
 
 // A private file (a key): opened without following a symlink, a regular file owned by this user,
