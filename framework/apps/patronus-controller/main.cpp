@@ -16,6 +16,11 @@ int main(int argc, char** argv) {
   app.add_option("--run-for", options.run_for_s,
                  "stop cleanly after this many seconds (0: until signalled)")
       ->check(CLI::Range(0.0, 1e7));
+  auto* init = app.add_subcommand(
+      "init", "create the operator API's first admin (the password from stdin or a file)");
+  init->add_option("--admin", options.init_admin, "the admin's user name")->required();
+  init->add_option("--password-file", options.password_file,
+                   "a file (owner-only) holding the password; '-' or none: standard input");
   app.set_version_flag("--version", "patronus-controller 0.1.0");
   CLI11_PARSE(app, argc, argv);
   return patronus::controllerd::run(options);

@@ -35,6 +35,12 @@ fleet::Endpoint endpoint_record(const model::Endpoint& e) {
 }  // namespace
 
 // A site's fields from its record; errors name the field ("sites[0].endpoints[1].address").
+namespace {
+std::string strip_where(const std::string& m, const std::string& prefix) {
+  return m.rfind(prefix, 0) == 0 ? m.substr(prefix.size()) : m;
+}
+}  // namespace
+
 Result<FleetSite> fleet_site_of(const fleet::Site& r, const std::string& where) {
   FleetSite s;
   s.name = r.name();
@@ -176,6 +182,36 @@ Status Core::remove_site(const std::string& name) {
   rotations_.erase(name);
   for (const auto& h : b.delete_tokens) tokens_.erase(h);
   touch(name);
+  return Status::ok();
+}
+
+Status Core::update_site(FleetSite site) {
+  const auto it = sites_.find(site.name);
+  if (it == sites_.end()) return not_found("no site '" + site.name + "'");
+  const auto& old = it->second.fleet.endpoints;
+  if (site.endpoints.size() != old.size()) {
+    return invalid_argument("endpoints: the site has " + std::to_string(old.size()) +
+                            " endpoints; an update keeps them (the site's own file names them)");
+  }
+  for (std::size_t i = 0; i < old.size(); ++i) {
+    if (site.endpoints[i].name != old[i].name) {
+      return invalid_argument("endpoints[" + std::to_string(i) + "].name: '" + old[i].name +
+                              "' is expected here (an update keeps the endpoints, in order)");
+    }
+  }
+  for (const auto& [other_name, other] : sites_) {
+    if (other_name == site.name) continue;
+    if (auto st = overlap(site, other.fleet); !st.is_ok()) return st;
+  }
+  Site next = it->second;
+  site.public_keys = next.fleet.public_keys;
+  site.next_public_keys = next.fleet.next_public_keys;
+  next.fleet = std::move(site);
+  FleetBatch b;
+  b.put_sites.push_back(record(next));
+  if (auto st = persist(b); !st.is_ok()) return st;
+  it->second = std::move(next);
+  touch(it->first);
   return Status::ok();
 }
 
@@ -419,6 +455,10 @@ Status Core::report(SessionId session, const v1::Report& r) {
     for (const auto& p : config->plan().paths()) own.insert(p.id());
   }
   s->last_seen_ns = env_.now_ns();
+  std::map<std::uint64_t, std::string> previous;  // path id -> state
+  if (s->report) {
+    for (const auto& p : s->report->paths()) previous[p.id()] = p.state();
+  }
   s->report = r;
   auto* paths = s->report->mutable_paths();
   const auto kept = std::remove_if(paths->begin(), paths->end(),
@@ -435,14 +475,43 @@ Status Core::report(SessionId session, const v1::Report& r) {
     else
       counts.set_down(counts.down() + 1);
   }
+  for (const auto& p : s->report->paths()) {
+    const auto was = previous.find(p.id());
+    if (was != previous.end() && was->second == p.state()) continue;
+    fleet::FleetEvent e;
+    e.set_kind("path.state");
+    e.set_site(s->fleet.name);
+    e.set_path(p.name());
+    e.set_state(p.state());
+    if (was != previous.end()) e.set_previous(was->second);
+    emit(std::move(e));
+  }
   s->history.push_back(counts);
   while (s->history.size() > kHistory) s->history.pop_front();
   for (const auto& d : r.decisions()) {
+    fleet::FleetEvent e;
+    e.set_kind("decision");
+    e.set_site(s->fleet.name);
+    *e.mutable_decision() = decision_view(s->fleet.name, d);
+    emit(std::move(e));
     s->decisions.push_back(d);
     while (s->decisions.size() > kDecisions) s->decisions.pop_front();
   }
   s->report->clear_decisions();  // kept once, in the bounded log
   return Status::ok();
+}
+
+fleet::DecisionView Core::decision_view(const std::string& site, const v1::DecisionReport& d) {
+  fleet::DecisionView v;
+  v.set_site(site);
+  v.set_unix_ns(d.unix_ns());
+  v.set_class_name(d.class_name());
+  v.set_remote_site(d.remote_site());
+  v.set_from_path(d.from_path());
+  v.set_to_path(d.to_path());
+  v.set_reason(d.reason());
+  v.set_why(d.why());
+  return v;
 }
 
 fleet::Decisions Core::decision_views(const std::string& site, std::uint32_t limit) const {
@@ -451,18 +520,7 @@ fleet::Decisions Core::decision_views(const std::string& site, std::uint32_t lim
   std::vector<fleet::DecisionView> all;
   for (const auto& [name, s] : sites_) {
     if (!site.empty() && name != site) continue;
-    for (const auto& d : s.decisions) {
-      fleet::DecisionView v;
-      v.set_site(name);
-      v.set_unix_ns(d.unix_ns());
-      v.set_class_name(d.class_name());
-      v.set_remote_site(d.remote_site());
-      v.set_from_path(d.from_path());
-      v.set_to_path(d.to_path());
-      v.set_reason(d.reason());
-      v.set_why(d.why());
-      all.push_back(std::move(v));
-    }
+    for (const auto& d : s.decisions) all.push_back(decision_view(name, d));
   }
   std::sort(all.begin(), all.end(), [](const fleet::DecisionView& a, const fleet::DecisionView& b) {
     return a.unix_ns() > b.unix_ns();
@@ -492,6 +550,10 @@ Status Core::connect(SessionId session, const std::string& site,
   s.applied_hash = have_hash;
   // What it says it runs counts as acknowledged when it is what it should run.
   s.applied_version = have_hash == s.hash ? std::min(have_version, s.version) : 0;
+  fleet::FleetEvent e;
+  e.set_kind("site.connected");
+  e.set_site(site);
+  emit(std::move(e));
   welcome(session, s);
   // Resumed: nothing is sent when the site runs what it should.
   if (s.approved && !s.hash.empty() && have_hash != s.hash) push(s);
@@ -528,11 +590,20 @@ Status Core::acknowledge(SessionId session, std::uint64_t version, const std::st
                             " was never sent (latest " + std::to_string(s->version) + ")");
   }
   s->last_error = error;
+  auto said = [&](const std::string& kind, const std::string& state, const std::string& message) {
+    fleet::FleetEvent e;
+    e.set_kind(kind);
+    e.set_site(s->fleet.name);
+    e.set_state(state);
+    e.set_message(message);
+    emit(std::move(e));
+  };
   if (!error.empty()) {
     // It refused the config (and still runs what it ran): sending it again cannot help. The
     // operator sees the error; the next change of the site's config is sent as usual.
     s->applied_hash = hash;
     if (version == s->version) s->drift = true;
+    said("site.apply_failed", "drift", "version " + std::to_string(version) + ": " + error);
     return Status::ok();
   }
   s->applied_version = version;
@@ -540,12 +611,18 @@ Status Core::acknowledge(SessionId session, std::uint64_t version, const std::st
   if (version < s->version) return Status::ok();  // an older push; the newer one is on its way
   if (hash == s->hash) {
     s->resends = 0;
+    const bool was_drifting = s->drift;
     s->drift = false;
+    said("site.applied", was_drifting ? "in-sync" : "", "version " + std::to_string(version));
     advance_rotations();
     return Status::ok();
   }
   // It runs something else than it was sent: send it again, a bounded number of times.
   if (s->resends >= options_.max_resends) {
+    if (!s->drift) {
+      said("site.drift", "drift",
+           "runs " + hash + " after " + std::to_string(s->resends) + " resends of " + s->hash);
+    }
     s->drift = true;
     return Status::ok();
   }
@@ -560,6 +637,10 @@ void Core::disconnect(SessionId session) {
   if (it == sessions_.end()) return;
   if (auto s = sites_.find(it->second); s != sites_.end() && s->second.session == session) {
     s->second.session.reset();
+    fleet::FleetEvent e;
+    e.set_kind("site.disconnected");
+    e.set_site(it->second);
+    emit(std::move(e));
   }
   sessions_.erase(it);
 }
@@ -793,7 +874,36 @@ fleet::Paths Core::path_views() const {
   return out;
 }
 
-Status Core::persist(const FleetBatch& batch) {
+std::optional<fleet::Site> Core::site_record(const std::string& site) const {
+  const auto it = sites_.find(site);
+  if (it == sites_.end()) return std::nullopt;
+  return record(it->second);
+}
+
+void Core::emit(fleet::FleetEvent e) {
+  if (!events_) return;
+  e.set_unix_ns(env_.wall_ns());
+  events_(e);
+}
+
+Status Core::persist(const FleetBatch& given, const fleet::Settings* settings_before) {
+  if (given.empty()) return Status::ok();
+  FleetBatch audited;
+  if (auditor_ && !given.empty()) {
+    FleetBatch before;
+    for (const auto* names : {&given.delete_sites}) {
+      for (const auto& n : *names) {
+        if (auto r = site_record(n)) before.put_sites.push_back(*r);
+      }
+    }
+    for (const auto& s : given.put_sites) {
+      if (auto r = site_record(s.name())) before.put_sites.push_back(*r);
+    }
+    if (given.settings) before.settings = settings_before ? *settings_before : settings_record_;
+    audited = given;
+    auditor_(audited, before);
+  }
+  const FleetBatch& batch = auditor_ && !given.empty() ? audited : given;
   if (store_ == nullptr || batch.empty()) return Status::ok();
   auto st = store_->write(batch);
   if (!st.is_ok()) {
@@ -978,7 +1088,7 @@ Status Core::change_settings(const fleet::Settings& next) {
   if (auto st = apply_settings(next); !st.is_ok()) return st;
   FleetBatch b;
   b.settings = next;
-  if (auto st = persist(b); !st.is_ok()) {
+  if (auto st = persist(b, &old); !st.is_ok()) {
     (void)apply_settings(old);  // what was in force comes back
     return st;
   }
@@ -1091,6 +1201,13 @@ fleet::Response Core::handle(const fleet::Request& q) {
         if (auto st = add_site(std::move(f)); !st.is_ok()) return fail(st);
       }
       return done(std::to_string(add.size()) + " site(s) added");
+    }
+    case fleet::Request::kUpdateSite: {
+      auto f = fleet_site_of(q.update_site().site(), "site");
+      if (!f.is_ok()) return fail(invalid_argument(strip_where(f.status().message(), "site.")));
+      const std::string name = f.value().name;
+      if (auto st = update_site(std::move(f).value()); !st.is_ok()) return fail(st);
+      return done("site '" + name + "' updated");
     }
     case fleet::Request::kRemoveSite:
       if (auto st = remove_site(q.remove_site().name()); !st.is_ok()) return fail(st);

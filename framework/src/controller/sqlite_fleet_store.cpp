@@ -16,6 +16,13 @@ const char* const kMigrations[] = {
     "CREATE TABLE sites (name TEXT PRIMARY KEY, record BLOB NOT NULL);"
     "CREATE TABLE tokens (hash TEXT PRIMARY KEY, site TEXT NOT NULL, record BLOB NOT NULL);"
     "CREATE TABLE singletons (name TEXT PRIMARY KEY, record BLOB NOT NULL);",
+    // The operator API: users, API keys, logins and the audit trail.
+    "CREATE TABLE users (name TEXT PRIMARY KEY, record BLOB NOT NULL);"
+    "CREATE TABLE api_keys (id TEXT PRIMARY KEY, record BLOB NOT NULL);"
+    "CREATE TABLE auth_sessions (id TEXT PRIMARY KEY, record BLOB NOT NULL);"
+    "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, unix_ns INTEGER NOT NULL,"
+    " actor TEXT NOT NULL, target TEXT NOT NULL, record BLOB NOT NULL);"
+    "CREATE INDEX audit_time ON audit (unix_ns);",
 };
 constexpr int kSchema = sizeof kMigrations / sizeof kMigrations[0];
 
@@ -35,6 +42,19 @@ Status parse_row(const SQLite::Column& c, M* m, const std::string& what) {
   const auto* p = static_cast<const char*>(c.getBlob());
   if (!m->ParseFromArray(p, c.getBytes())) {
     return internal_error("fleet store: the record of " + what + " does not parse");
+  }
+  return Status::ok();
+}
+
+template <typename M>
+Status rows(SQLite::Database& db, const char* table, std::vector<M>* out) {
+  SQLite::Statement q(db, std::string("SELECT record FROM ") + table);
+  while (q.executeStep()) {
+    M m;
+    if (auto st = parse_row(q.getColumn(0), &m, std::string("a row of ") + table); !st.is_ok()) {
+      return st;
+    }
+    out->push_back(std::move(m));
   }
   return Status::ok();
 }
@@ -102,7 +122,32 @@ class SqliteFleetStore final : public FleetStore {
           snap.compiler = std::move(c);
         }
       }
+      if (auto st = rows(*db_, "users", &snap.users); !st.is_ok()) return st;
+      if (auto st = rows(*db_, "api_keys", &snap.api_keys); !st.is_ok()) return st;
+      if (auto st = rows(*db_, "auth_sessions", &snap.sessions); !st.is_ok()) return st;
       return snap;
+    });
+  }
+
+  Result<std::vector<fleet::AuditEntry>> read_audit(const AuditQuery& q) override {
+    return guarded("fleet store " + path_, [&]() -> Result<std::vector<fleet::AuditEntry>> {
+      SQLite::Statement s(*db_,
+                          "SELECT id, record FROM audit WHERE (?1 = 0 OR id < ?1) AND"
+                          " (?2 = '' OR actor = ?2) AND substr(target, 1, length(?3)) = ?3 AND"
+                          " unix_ns >= ?4 ORDER BY id DESC LIMIT ?5");
+      s.bind(1, static_cast<std::int64_t>(q.before_id));
+      s.bind(2, q.actor);
+      s.bind(3, q.target_prefix);
+      s.bind(4, q.since_unix_ns);
+      s.bind(5, static_cast<std::int64_t>(q.limit));
+      std::vector<fleet::AuditEntry> out;
+      while (s.executeStep()) {
+        fleet::AuditEntry e;
+        if (auto st = parse_row(s.getColumn(1), &e, "an audit entry"); !st.is_ok()) return st;
+        e.set_id(static_cast<std::uint64_t>(s.getColumn(0).getInt64()));
+        out.push_back(std::move(e));
+      }
+      return out;
     });
   }
 
@@ -144,6 +189,43 @@ class SqliteFleetStore final : public FleetStore {
       };
       if (b.settings) singleton("settings", b.settings->SerializeAsString());
       if (b.compiler) singleton("compiler", b.compiler->SerializeAsString());
+      auto put = [&](const char* table, const char* key_column, const std::string& key,
+                     const std::string& bytes) {
+        SQLite::Statement q(*db_, std::string("INSERT OR REPLACE INTO ") + table + " (" +
+                                      key_column + ", record) VALUES (?, ?)");
+        q.bind(1, key);
+        q.bind(2, bytes.data(), static_cast<int>(bytes.size()));
+        q.exec();
+      };
+      auto erase = [&](const char* table, const char* key_column, const std::string& key) {
+        SQLite::Statement q(*db_,
+                            std::string("DELETE FROM ") + table + " WHERE " + key_column + " = ?");
+        q.bind(1, key);
+        q.exec();
+      };
+      for (const auto& n : b.delete_users) erase("users", "name", n);
+      for (const auto& u : b.put_users) put("users", "name", u.name(), u.SerializeAsString());
+      for (const auto& id : b.delete_api_keys) erase("api_keys", "id", id);
+      for (const auto& k : b.put_api_keys) put("api_keys", "id", k.id(), k.SerializeAsString());
+      for (const auto& id : b.delete_sessions) erase("auth_sessions", "id", id);
+      for (const auto& x : b.put_sessions) {
+        put("auth_sessions", "id", x.id(), x.SerializeAsString());
+      }
+      if (b.prune_audit_before_unix_ns) {
+        SQLite::Statement q(*db_, "DELETE FROM audit WHERE unix_ns < ?");
+        q.bind(1, *b.prune_audit_before_unix_ns);
+        q.exec();
+      }
+      for (const auto& a : b.audit) {
+        SQLite::Statement q(
+            *db_, "INSERT INTO audit (unix_ns, actor, target, record) VALUES (?, ?, ?, ?)");
+        q.bind(1, a.unix_ns());
+        q.bind(2, a.actor());
+        q.bind(3, a.target());
+        const std::string bytes = a.SerializeAsString();
+        q.bind(4, bytes.data(), static_cast<int>(bytes.size()));
+        q.exec();
+      }
       t.commit();
       return Status::ok();
     });

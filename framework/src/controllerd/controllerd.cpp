@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <sodium.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
@@ -15,11 +16,14 @@
 #include <random>
 #include <sstream>
 
+#include "api.hpp"
+#include "auth.hpp"
 #include "channel.hpp"
 #include "control.hpp"
 #include "patronus/controller/core.hpp"
 #include "patronus/env/asio_env.hpp"
 #include "patronus/site/site_lock.hpp"
+#include "patronus/util/file.hpp"
 #include "patronus/util/utc_time.hpp"
 #include "socket.hpp"
 #include "yaml_fields.hpp"
@@ -67,7 +71,7 @@ Result<Config> parse_config(const std::string& text, const std::string& base_dir
   if (auto s = yamlf::check_keys(
           root,
           {"listen", "state_db", "identity_dir", "admin_socket", "require_approval", "debounce_ms",
-           "max_wait_ms", "idle_timeout_ms", "max_sites", "log_level"},
+           "max_wait_ms", "idle_timeout_ms", "max_sites", "log_level", "api"},
           "");
       !s.is_ok()) {
     return s;
@@ -115,6 +119,59 @@ Result<Config> parse_config(const std::string& text, const std::string& base_dir
   if (c.max_wait_ms < c.debounce_ms) {
     return invalid_argument("max_wait_ms: must not be shorter than debounce_ms");
   }
+  if (const auto a = root["api"]) {
+    if (!a.IsMap()) return invalid_argument(yamlf::at(a) + "api: a map");
+    if (auto s = yamlf::check_keys(
+            a,
+            {"listen", "names", "tls_cert", "tls_key", "audit_retention_days", "access_token_ttl_s",
+             "refresh_token_ttl_s", "max_connections", "max_streams"},
+            "api");
+        !s.is_ok()) {
+      return s;
+    }
+    for (auto [key, out] :
+         {std::pair("listen", &c.api.listen), std::pair("tls_cert", &c.api.tls_cert),
+          std::pair("tls_key", &c.api.tls_key)}) {
+      auto v = yamlf::string_field(a, key, "api", std::string(key) == "listen");
+      if (!v.is_ok()) return v.status();
+      *out = v.value();
+    }
+    if (auto l = model::SocketAddress::parse(c.api.listen); !l.is_ok()) {
+      return invalid_argument(yamlf::at(a["listen"]) + "api.listen: " + l.status().message());
+    }
+    if (c.api.tls_cert.empty() != c.api.tls_key.empty()) {
+      return invalid_argument(yamlf::at(a) + "api: tls_cert and tls_key go together");
+    }
+    if (const auto n = a["names"]) {
+      if (!n.IsSequence() || n.size() == 0 || n.size() > 32) {
+        return invalid_argument(yamlf::at(n) +
+                                "api.names: a list of 1 to 32 DNS names or addresses");
+      }
+      c.api.names.clear();
+      for (const auto& x : n) {
+        if (!x.IsScalar()) return invalid_argument(yamlf::at(x) + "api.names: strings");
+        c.api.names.push_back(x.as<std::string>());
+      }
+    }
+    for (auto [key, out, lo, hi] :
+         {std::tuple("audit_retention_days", &c.api.audit_retention_days, 1LL, 3650LL),
+          std::tuple("access_token_ttl_s", &c.api.access_token_ttl_s, 60LL, 86400LL),
+          std::tuple("refresh_token_ttl_s", &c.api.refresh_token_ttl_s, 300LL, 90LL * 86400)}) {
+      if (!a[key]) continue;
+      auto v = yamlf::integer(a[key], std::string("api.") + key, lo, hi);
+      if (!v.is_ok()) return v.status();
+      *out = v.value();
+    }
+    for (auto [key, out, hi] : {std::tuple("max_connections", &c.api.max_connections, 100000LL),
+                                std::tuple("max_streams", &c.api.max_streams, 100000LL)}) {
+      if (!a[key]) continue;
+      auto v = yamlf::integer(a[key], std::string("api.") + key, 1, hi);
+      if (!v.is_ok()) return v.status();
+      *out = static_cast<std::uint32_t>(v.value());
+    }
+    c.api.tls_cert = resolve(base_dir, c.api.tls_cert);
+    c.api.tls_key = resolve(base_dir, c.api.tls_key);
+  }
   c.state_db = resolve(base_dir, c.state_db);
   c.identity_dir =
       c.identity_dir.empty()
@@ -141,6 +198,109 @@ class ChannelOutbox final : public controller::Outbox {
 
 }  // namespace
 
+namespace {
+
+// The API's secret (token signatures, sealed TOTP secrets): 32 random bytes made at first start,
+// kept owner-only beside the controller's identity.
+Result<std::array<std::uint8_t, 32>> load_or_create_secret(const std::string& dir) {
+  if (auto s = private_directory(dir); !s.is_ok()) return s;
+  const std::string path = dir + "/api-secret.key";
+  auto have = read_private_file(path, 64);
+  if (!have.is_ok()) return have.status();
+  std::array<std::uint8_t, 32> key{};
+  if (have.value()) {
+    if (have.value()->size() != key.size()) {
+      return failed_precondition(path +
+                                 ": not 32 bytes; remove it to make a new one (every "
+                                 "login and second factor then ends)");
+    }
+    std::copy(have.value()->begin(), have.value()->end(), key.begin());
+    sodium_memzero(have.value()->data(), have.value()->size());
+    return key;
+  }
+  randombytes_buf(key.data(), key.size());
+  std::string bytes(key.begin(), key.end());
+  auto st = write_new_file(path, bytes, 0600);
+  sodium_memzero(bytes.data(), bytes.size());
+  if (!st.is_ok()) return st;
+  return key;
+}
+
+AuthOptions auth_options(const Config& cfg) {
+  AuthOptions a;
+  a.access_ttl_ns = cfg.api.access_token_ttl_s * 1'000'000'000;
+  a.refresh_ttl_ns = cfg.api.refresh_token_ttl_s * 1'000'000'000;
+  return a;
+}
+
+// `patronus-controller init --admin NAME`: the first admin, before the controller runs.
+int init_admin(const Config& cfg, const Options& opt) {
+  std::string password;
+  if (opt.password_file.empty() || opt.password_file == "-") {
+    std::getline(std::cin, password);
+  } else {
+    auto p = read_private_file(opt.password_file, 4096);
+    if (!p.is_ok() || !p.value()) {
+      std::cerr << "patronus-controller: --password-file: "
+                << (p.is_ok() ? "no such file" : p.status().message()) << std::endl;
+      return kExitConfig;
+    }
+    password = std::move(*p.value());
+    while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
+      password.pop_back();
+    }
+  }
+  if (auto st = check_password(password); !st.is_ok()) {
+    std::cerr << "patronus-controller: " << st.message() << std::endl;
+    return kExitConfig;
+  }
+  auto lock = site::SiteLock::acquire(cfg.state_db, "the fleet store", "patronus-controller");
+  if (!lock.is_ok()) {
+    std::cerr << "patronus-controller: " << lock.status().message() << std::endl;
+    return kExitRuntime;
+  }
+  auto secret = load_or_create_secret(cfg.identity_dir);
+  auto store = controller::open_sqlite_fleet_store(cfg.state_db);
+  if (!secret.is_ok() || !store.is_ok()) {
+    std::cerr << "patronus-controller: "
+              << (secret.is_ok() ? store.status() : secret.status()).message() << std::endl;
+    return kExitRuntime;
+  }
+  auto snap = store.value()->load();
+  if (!snap.is_ok()) {
+    std::cerr << "patronus-controller: " << snap.status().message() << std::endl;
+    return kExitRuntime;
+  }
+  boost::asio::io_context io;
+  env::AsioEnv env(io, std::nullopt);
+  Auth auth(env, store.value().get(), secret.value(), auth_options(cfg));
+  (void)auth.load(snap.value());
+  if (auth.users() > 0) {
+    std::cerr << "patronus-controller: the API has users already; an admin adds more with "
+                 "POST /api/v1/users"
+              << std::endl;
+    return kExitConfig;
+  }
+  auto hash = hash_password(password, 2, 64 * 1024 * 1024);
+  sodium_memzero(password.data(), password.size());
+  if (!hash.is_ok()) {
+    std::cerr << "patronus-controller: " << hash.status().message() << std::endl;
+    return kExitRuntime;
+  }
+  const AuditContext ctx{"local:init", "local", "INIT", "patronus-controller init",
+                         "users/" + opt.init_admin};
+  auto u = auth.create_user(opt.init_admin, Role::kAdmin, hash.value(), ctx);
+  if (!u.is_ok()) {
+    std::cerr << "patronus-controller: " << u.status().message() << std::endl;
+    return kExitConfig;
+  }
+  std::cout << "patronus-controller: user '" << opt.init_admin << "' (admin) created in "
+            << cfg.state_db << std::endl;
+  return kExitOk;
+}
+
+}  // namespace
+
 int run(const Options& opt) {
   std::ifstream in(opt.config_path);
   if (!in) {
@@ -162,6 +322,7 @@ int run(const Options& opt) {
               << ", fleet in " << cfg.state_db << std::endl;
     return kExitOk;
   }
+  if (!opt.init_admin.empty()) return init_admin(cfg, opt);
   Log log(level_of(cfg.log_level));
   // One fleet store, one controller (a second one would compile and push from the same rows).
   auto lock = site::SiteLock::acquire(cfg.state_db, "the fleet store", "patronus-controller");
@@ -245,9 +406,9 @@ int run(const Options& opt) {
   if (!cfg.admin_socket.empty()) {
     auto a = control::ControlServer::open_lines(
         env, cfg.admin_socket, [&](const std::string& line) -> Result<std::string> {
-          fleet::v1::Request q;
+          fleet::Request q;
           if (auto s = control::from_json(line, &q); !s.is_ok()) return s;
-          const fleet::v1::Response r = core.handle(q);
+          const fleet::Response r = core.handle(q);
           if (r.has_error()) {
             log.log(2, "admin request refused: " + r.error().message());
           } else if (!q.has_list_sites() && !q.has_fleet_status() && !q.has_fleet_paths()) {
@@ -264,6 +425,56 @@ int run(const Options& opt) {
     }
     admin = std::move(a).value();
   }
+  // The operator API.
+  std::unique_ptr<Auth> auth;
+  std::unique_ptr<Api> api;
+  std::unique_ptr<http::Server> https;
+  if (!cfg.api.listen.empty()) {
+    auto secret = load_or_create_secret(cfg.identity_dir);
+    if (!secret.is_ok()) {
+      std::cerr << "patronus-controller: api: " << secret.status().message() << std::endl;
+      return kExitRuntime;
+    }
+    auto creds = cfg.api.tls_cert.empty()
+                     ? http::load_or_create_certificate(cfg.identity_dir, "api", cfg.api.names)
+                     : http::load_credentials(cfg.api.tls_cert, cfg.api.tls_key);
+    if (!creds.is_ok()) {
+      std::cerr << "patronus-controller: api: " << creds.status().message() << std::endl;
+      return kExitRuntime;
+    }
+    auto snap = store.value()->load();
+    if (!snap.is_ok()) {
+      std::cerr << "patronus-controller: " << snap.status().message() << std::endl;
+      return kExitRuntime;
+    }
+    auth = std::make_unique<Auth>(env, store.value().get(), secret.value(), auth_options(cfg));
+    sodium_memzero(secret.value().data(), secret.value().size());
+    (void)auth->load(snap.value());
+    ApiOptions ao;
+    ao.audit_retention_ns = cfg.api.audit_retention_days * 24 * 3600 * 1'000'000'000LL;
+    api = std::make_unique<Api>(io, env, core, *auth, store.value().get(), ao);
+    api->log = [&log](int level, const std::string& m) { log.log(level, "api: " + m); };
+    http::Limits hl;
+    hl.max_connections = cfg.api.max_connections;
+    hl.max_streams = cfg.api.max_streams;
+    http::Server::Handlers hh;
+    hh.request = [&api](const http::Request& r, http::ConnectionId c, http::Reply reply) {
+      api->handle(r, c, std::move(reply));
+    };
+    hh.stream_closed = [&api](http::ConnectionId c) { api->stream_closed(c); };
+    auto srv = http::Server::listen(io, cfg.api.listen, creds.value(), hh, hl);
+    if (!srv.is_ok()) {
+      std::cerr << "patronus-controller: api: " << srv.status().message() << std::endl;
+      return kExitRuntime;
+    }
+    https = std::move(srv).value();
+    api->attach(https.get());
+    log.log(1, "operator API on https://" + cfg.api.listen + " (port " +
+                   std::to_string(https->port()) + ", " + std::to_string(auth->users()) + " users" +
+                   (auth->users() == 0 ? "; make the first admin with `patronus-controller init`"
+                                       : "") +
+                   ")");
+  }
   log.log(1, "listening for sites on " + cfg.listen + " (port " +
                  std::to_string(server.value()->port()) + "); key " +
                  channel::pin_of(identity.value().public_key) + " (sites pin it); fleet in " +
@@ -276,6 +487,8 @@ int run(const Options& opt) {
     if (stopping) return;
     stopping = true;
     log.log(1, "stopping (" + why + ")");
+    https.reset();
+    api.reset();
     admin.reset();
     outbox.server = nullptr;
     server.value().reset();

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "patronus/util/status.hpp"
 
@@ -22,6 +23,17 @@ struct Config {
   std::int64_t idle_timeout_ms = 30000;  // a silent site session is closed after this
   std::uint32_t max_sites = 10000;
   std::string log_level = "info";
+  // The operator API (HTTPS): off unless `api:` gives where it listens.
+  struct Api {
+    std::string listen;                                        // "" off
+    std::vector<std::string> names{"localhost", "127.0.0.1"};  // the made certificate's
+    std::string tls_cert, tls_key;  // an operator's own (both or neither)
+    std::int64_t audit_retention_days = 90;
+    std::int64_t access_token_ttl_s = 900;
+    std::int64_t refresh_token_ttl_s = 7 * 24 * 3600;
+    std::uint32_t max_connections = 1024;
+    std::uint32_t max_streams = 512;
+  } api;
 };
 
 // Unknown keys, wrong types and bad values are errors naming the key and line. Relative paths
@@ -32,6 +44,10 @@ struct Options {
   std::string config_path;
   bool check_only = false;
   double run_for_s = 0;
+  // `init`: the first admin of the operator API, with a password read from `password_file`
+  // ("-" or "": standard input), never from the command line.
+  std::string init_admin;
+  std::string password_file;
 };
 
 constexpr int kExitOk = 0, kExitRuntime = 1, kExitConfig = 2;

@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -109,6 +110,10 @@ class Core {
   // the field; a name in use is refused.
   Status add_site(FleetSite site);
   Status remove_site(const std::string& name);
+  // New addresses, types, costs, bandwidths and subnets for a site's endpoints (the same
+  // endpoint names in the same order: the site's own file names them); its enrolment and keys
+  // stay.
+  Status update_site(FleetSite site);
   void set_settings(FleetSettings settings);
   // Every site's config compiled again at the next flush (only those whose hash changed are
   // sent).
@@ -164,6 +169,20 @@ class Core {
   fleet::Paths path_views() const;
   fleet::Decisions decision_views(const std::string& site, std::uint32_t limit) const;
   const CoreCounters& counters() const { return counters_; }
+  // The stored record of a site and the fleet's settings (the API's representations).
+  std::optional<fleet::Site> site_record(const std::string& site) const;
+  const fleet::Settings& settings_record() const { return settings_record_; }
+
+  // ---- the operator API's hooks ----
+  // While set, every write of an operator's change goes through `auditor` first, with the
+  // records it replaces (`before`: the sites' and the settings' stored records); what the auditor
+  // adds to the batch (its audit entry) is written in the same transaction.
+  using Auditor = std::function<void(FleetBatch& batch, const FleetBatch& before)>;
+  void set_auditor(Auditor auditor) { auditor_ = std::move(auditor); }
+  // What happens in the fleet, as it happens: sites connecting and leaving, drift, applies,
+  // path state changes and the decisions sites report. Called on the core's thread.
+  using EventSink = std::function<void(const fleet::FleetEvent&)>;
+  void set_event_sink(EventSink sink) { events_ = std::move(sink); }
   const Compiler& compiler() const { return compiler_; }
   // Compiles now what is pending (tests; the debounce timer calls it).
   void flush();
@@ -205,7 +224,13 @@ class Core {
   void touch(const std::string& site);
   void push(Site& s);
   Site* site_of(SessionId session);
-  Status persist(const FleetBatch& batch);
+  // `settings_before`: the settings this batch replaces when they are no longer in
+  // settings_record_ (change_settings applies before it writes).
+  Status persist(const FleetBatch& batch, const fleet::Settings* settings_before = nullptr);
+  void emit(fleet::FleetEvent e);
+  static fleet::DecisionView decision_view(const std::string& site, const v1::DecisionReport& d);
+  Auditor auditor_;
+  EventSink events_;
   fleet::Site record(const Site& s) const;
   fleet::Settings settings_record_;
   Status apply_settings(const fleet::Settings& record);

@@ -20,6 +20,9 @@ enum class Code : std::int32_t {
   kFailedPrecondition = -5,
   kInternal = -6,
   kUnimplemented = -7,
+  kUnauthenticated = -8,
+  kPermissionDenied = -9,
+  kAlreadyExists = -10,
 };
 
 // Inline so that the header stands alone (it is installed with libpatronus-trial).
@@ -41,6 +44,12 @@ inline const char* code_name(Code code) {
       return "INTERNAL";
     case Code::kUnimplemented:
       return "UNIMPLEMENTED";
+    case Code::kUnauthenticated:
+      return "UNAUTHENTICATED";
+    case Code::kPermissionDenied:
+      return "PERMISSION_DENIED";
+    case Code::kAlreadyExists:
+      return "ALREADY_EXISTS";
   }
   return "UNKNOWN";
 }
@@ -81,6 +90,15 @@ inline Status failed_precondition(std::string m) {
 }
 inline Status internal_error(std::string m) {
   return {Code::kInternal, std::move(m)};
+}
+inline Status unauthenticated(std::string m) {
+  return {Code::kUnauthenticated, std::move(m)};
+}
+inline Status permission_denied(std::string m) {
+  return {Code::kPermissionDenied, std::move(m)};
+}
+inline Status already_exists(std::string m) {
+  return {Code::kAlreadyExists, std::move(m)};
 }
 
 template <typename T>
