@@ -134,7 +134,7 @@ Core::~Core() {
 
 Status Core::add_site(FleetSite site) {
   if (auto s = model::validate_name("site", site.name, 63); !s.is_ok()) return s;
-  if (sites_.count(site.name)) return invalid_argument("site '" + site.name + "' exists already");
+  if (sites_.count(site.name)) return already_exists("site '" + site.name + "' exists already");
   if (sites_.size() >= options_.max_sites) {
     return resource_exhausted("sites: the bound of " + std::to_string(options_.max_sites) +
                               " is reached");
@@ -1177,8 +1177,8 @@ fleet::Response Core::handle(const fleet::Request& q) {
         auto f = fleet_site_of(q.add_sites().sites(i), "sites[" + std::to_string(i) + "]");
         if (!f.is_ok()) return fail(f.status());
         if (sites_.count(f.value().name) || !names.insert(f.value().name).second) {
-          return fail(invalid_argument("sites[" + std::to_string(i) + "].name: site '" +
-                                       f.value().name + "' exists already"));
+          return fail(already_exists("sites[" + std::to_string(i) + "].name: site '" +
+                                     f.value().name + "' exists already"));
         }
         for (const auto& earlier : add) {
           if (auto st = overlap(f.value(), earlier); !st.is_ok()) {

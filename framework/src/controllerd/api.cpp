@@ -83,19 +83,21 @@ http::Response problem(int status, const std::string& detail, const std::string&
   return r;
 }
 
-// The field a validation message names: its first "a.b[0].c: " segment.
+// The field a validation message names: its last "a.b[0].c: " segment ("body: document 1
+// (NetworkPolicy default/p): spec.ingress[0].ports[0].endPort: ..." names the policy's field).
 std::string field_of(const std::string& message) {
   static const std::regex kField(
       R"(^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*(\.[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*)*$)");
+  std::string field;
   std::size_t start = 0;
   while (start < message.size()) {
     const auto colon = message.find(": ", start);
     if (colon == std::string::npos) break;
     const std::string part = message.substr(start, colon - start);
-    if (std::regex_match(part, kField)) return part;
+    if (std::regex_match(part, kField)) field = part;
     start = colon + 2;
   }
-  return "";
+  return field;
 }
 
 http::Response from_status(const Status& st) {
@@ -343,7 +345,9 @@ json settings_topology(const fleetv1::Settings& s) {
 }
 
 json classes_json(const fleetv1::Settings& s) {
-  return json{{"given", s.classes_given()}, {"classes", pj(s.classes())["classes"]}};
+  json j = pj(s.classes());
+  j["given"] = s.classes_given();
+  return j;
 }
 
 json policies_json(const fleetv1::Settings& s) {
@@ -381,6 +385,21 @@ Result<fleetv1::Site> site_from_json(const json& j) {
     }
   }
   return s;
+}
+
+// What a client sent, fit for a log line: control characters escaped, at most 64 bytes.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s.substr(0, 64)) {
+    if (c < 0x20 || c == 0x7f || c == '\\') {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out + (s.size() > 64 ? "..." : "");
 }
 
 std::string strip_prefix(const std::string& m, const std::string& prefix) {
@@ -439,6 +458,22 @@ void Api::publish(fleetv1::FleetEvent e) {
       server_->send(c, text);
     }
   }
+}
+
+void Api::refusal(const std::string& line) {
+  // At most one line per 10 s: a flood of bad logins does not flood the log.
+  const std::int64_t now = env_.now_ns();
+  if (refusals_logged_ns_ != 0 && now - refusals_logged_ns_ < 10'000'000'000) {
+    ++refusals_quiet_;
+    return;
+  }
+  if (log) {
+    log(2, line + (refusals_quiet_ > 0
+                       ? " (and " + std::to_string(refusals_quiet_) + " refusals not logged)"
+                       : std::string()));
+  }
+  refusals_logged_ns_ = now;
+  refusals_quiet_ = 0;
 }
 
 void Api::audited(const fleetv1::AuditEntry& entry) {
@@ -529,9 +564,8 @@ void Api::handle(const http::Request& r, http::ConnectionId connection, http::Re
     }
     auto p = auth_.authenticate(h.substr(7));
     if (!p.is_ok()) {
-      if (log)
-        log(2, "request " + r.method + " " + r.path + " from " + r.peer +
-                   " refused: " + p.status().message());
+      refusal("request " + printable(r.method) + " " + printable(r.path) + " from " + r.peer +
+              " refused: " + p.status().message());
       auto res = problem(401, p.status().message());
       res.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
       return reply(res);
@@ -663,9 +697,8 @@ void Api::build_routes() {
           return reply(problem(422, "password: at most 1024 bytes", "password"));
         auto attempt = auth_.admit_login(user.value(), r.peer);
         if (!attempt.is_ok()) {
-          if (log)
-            log(2, "login as '" + user.value().substr(0, 64) + "' from " + r.peer +
-                       " refused: " + attempt.status().message());
+          refusal("login as '" + printable(user.value()) + "' from " + r.peer +
+                  " refused: " + attempt.status().message());
           auto res = problem(429, attempt.status().message());
           res.headers.emplace_back("Retry-After",
                                    std::to_string(auth_.retry_after_s(user.value(), r.peer)));
@@ -684,9 +717,8 @@ void Api::build_routes() {
                                      "users/" + a.user, 200};
               auto t = auth_.finish_login(a, ok, totp, ctx);
               if (!t.is_ok()) {
-                if (log)
-                  log(2, "login as '" + a.user.substr(0, 64) + "' from " + peer +
-                             " failed: " + t.status().message());
+                refusal("login as '" + printable(a.user) + "' from " + peer +
+                        " failed: " + t.status().message());
                 const bool need_totp = t.status().message().rfind("totp:", 0) == 0;
                 return reply(problem(
                     401, need_totp ? t.status().message() : "wrong user, password or code"));
@@ -708,11 +740,16 @@ void Api::build_routes() {
           return reply(from_status(st));
         auto token = string_field(j.value(), "refresh_token", true);
         if (!token.is_ok()) return reply(from_status(token.status()));
-        if (auth_.admit_login("", r.peer).status().code() == Code::kResourceExhausted) {
-          return reply(problem(429, "too many attempts from " + r.peer));
-        }
         auto t = auth_.refresh(token.value(), r.peer);
-        if (!t.is_ok()) return reply(problem(401, t.status().message()));
+        if (!t.is_ok()) {
+          if (t.status().code() == Code::kResourceExhausted) {
+            auto res = problem(429, t.status().message());
+            res.headers.emplace_back("Retry-After",
+                                     std::to_string(auth_.retry_after_s("", r.peer)));
+            return reply(res);
+          }
+          return reply(problem(401, t.status().message()));
+        }
         const auto& v = t.value();
         reply(respond(200, {{"access_token", v.access_token},
                             {"access_expires_unix_ns", v.access_expires_unix_ns},
@@ -927,8 +964,8 @@ void Api::build_routes() {
         auto j = body_json(r);
         if (!j.is_ok()) return reply(from_status(j.status()));
         fleetv1::Request q;
-        if (auto st =
-                proto_body(j.value(), {"classes"}, q.mutable_set_classes()->mutable_classes());
+        if (auto st = proto_body(j.value(), {"classes", "rules", "default_class"},
+                                 q.mutable_set_classes()->mutable_classes());
             !st.is_ok()) {
           return reply(from_status(st));
         }

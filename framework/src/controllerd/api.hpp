@@ -81,6 +81,9 @@ class Api {
                        const std::string& target) const;
   void audited(const fleet::AuditEntry& entry);
   void heartbeat();
+  void refusal(const std::string& line);
+  std::int64_t refusals_logged_ns_ = 0;
+  std::uint64_t refusals_quiet_ = 0;
   void start_stream(const http::Request& r, http::ConnectionId c, http::Reply reply);
   void password_job(std::string hash, std::string password, std::function<void(bool ok)> done);
   void hash_job(std::string password, std::function<void(Result<std::string>)> done);

@@ -252,9 +252,9 @@ std::string Auth::sign(const std::string& payload) const {
 Result<Principal> Auth::authenticate(const std::string& bearer) {
   const std::int64_t now = env_.wall_ns();
   if (bearer.rfind("pak_", 0) == 0) {
-    const auto parts = split(bearer, '_');
-    if (parts.size() != 3) return unauthenticated("not an API key");
-    const auto it = keys_.find(parts[1]);
+    // "pak_" + 16 hex digits of id + "_" + the secret (base64url, which has '_' too).
+    if (bearer.size() < 22 || bearer[20] != '_') return unauthenticated("not an API key");
+    const auto it = keys_.find(bearer.substr(4, 16));
     if (it == keys_.end() || !same(digest(bearer), it->second.hash())) {
       return unauthenticated("an unknown API key");
     }
@@ -324,8 +324,8 @@ bool Auth::over(std::map<std::string, Window>& table, const std::string& key, st
 std::int64_t Auth::retry_after_s(const std::string& user, const std::string& address) const {
   const std::int64_t now = env_.now_ns();
   std::int64_t wait = 1;
-  for (const auto* t : {&by_address_, &by_user_}) {
-    const auto it = t->find(t == &by_address_ ? address : user);
+  for (const auto* t : {&by_address_, &failed_by_address_, &by_user_}) {
+    const auto it = t->find(t == &by_user_ ? user : address);
     if (it != t->end()) {
       wait = std::max(wait, (it->second.start_ns + options_.window_ns - now) / kSecond + 1);
     }
@@ -334,6 +334,9 @@ std::int64_t Auth::retry_after_s(const std::string& user, const std::string& add
 }
 
 Result<Auth::Attempt> Auth::admit_login(const std::string& user, const std::string& address) {
+  if (over(failed_by_address_, address, options_.failures_per_address, false)) {
+    return resource_exhausted("too many failed logins from " + address);
+  }
   if (over(by_address_, address, options_.attempts_per_address, true)) {
     return resource_exhausted("too many logins from " + address);
   }
@@ -353,7 +356,7 @@ Result<Tokens> Auth::finish_login(const Attempt& a, bool password_ok, const std:
                                   const AuditContext& audit) {
   const auto u = users_.find(a.user);
   if (!a.exists || !password_ok || u == users_.end()) {
-    over(by_user_, a.user, options_.failures_per_user, true);
+    failed(a.user, a.address);
     return unauthenticated(!a.exists ? "no such user" : "a wrong password");
   }
   if (!u->second.totp_sealed().empty() && !u->second.totp_pending()) {
@@ -363,7 +366,7 @@ Result<Tokens> Auth::finish_login(const Attempt& a, bool password_ok, const std:
       return unauthenticated("totp: the user has a second factor: give its code");
     }
     if (!totp_ok(a.user, secret.value(), totp)) {
-      over(by_user_, a.user, options_.failures_per_user, true);
+      failed(a.user, a.address);
       return unauthenticated("a wrong second-factor code");
     }
   }
@@ -419,11 +422,21 @@ Result<Tokens> Auth::open_session(const fleet::User& u, const std::string& addre
   return t;
 }
 
+void Auth::failed(const std::string& user, const std::string& address) {
+  if (!user.empty()) over(by_user_, user, options_.failures_per_user, true);
+  over(failed_by_address_, address, options_.failures_per_address, true);
+}
+
 Result<Tokens> Auth::refresh(const std::string& token, const std::string& address) {
-  const auto parts = split(token, '_');
-  if (parts.size() != 3 || parts[0] != "prt") return unauthenticated("not a refresh token");
-  const auto it = sessions_.find(parts[1]);
+  if (over(failed_by_address_, address, options_.failures_per_address, false) ||
+      over(by_address_, address, options_.attempts_per_address, true)) {
+    return resource_exhausted("too many attempts from " + address);
+  }
+  // "prt_" + 24 hex digits of the login's id + "_" + the secret.
+  const bool shaped = token.size() > 29 && token.rfind("prt_", 0) == 0 && token[28] == '_';
+  const auto it = shaped ? sessions_.find(token.substr(4, 24)) : sessions_.end();
   if (it == sessions_.end() || !same(digest(token), it->second.refresh_hash())) {
+    failed("", address);
     return unauthenticated("an unknown or used refresh token");
   }
   if (it->second.expires_unix_ns() <= env_.wall_ns()) {

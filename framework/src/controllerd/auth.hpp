@@ -42,9 +42,11 @@ struct AuthOptions {
   std::size_t max_keys = 10000;      // kept, revoked ones too
   std::size_t max_sessions = 10000;  // logins; the oldest of a user past 20 goes
   std::size_t max_sessions_per_user = 20;
-  // Login attempts: per client address in a window, and failures per user in a window; past
-  // either, 429 until the window passes. The tables are bounded (max_limited entries).
-  std::uint32_t attempts_per_address = 10;
+  // Logins and refreshes: attempts and failures per client address in a window, failures per
+  // user in a window; past any, 429 until the window passes. The tables are bounded
+  // (max_limited entries each).
+  std::uint32_t attempts_per_address = 60;
+  std::uint32_t failures_per_address = 20;
   std::uint32_t failures_per_user = 5;
   std::int64_t window_ns = 60'000'000'000;
   std::size_t max_limited = 10000;
@@ -177,7 +179,8 @@ class Auth {
   std::map<std::string, fleet::User> users_;
   std::map<std::string, fleet::ApiKey> keys_;
   std::map<std::string, fleet::AuthSession> sessions_;
-  std::map<std::string, Window> by_address_, by_user_;
+  std::map<std::string, Window> by_address_, failed_by_address_, by_user_;
+  void failed(const std::string& user, const std::string& address);
   std::map<std::string, std::int64_t> totp_last_step_;  // replay: a code counts once
 };
 

@@ -124,7 +124,7 @@ Result<Config> parse_config(const std::string& text, const std::string& base_dir
     if (auto s = yamlf::check_keys(
             a,
             {"listen", "names", "tls_cert", "tls_key", "audit_retention_days", "access_token_ttl_s",
-             "refresh_token_ttl_s", "max_connections", "max_streams"},
+             "refresh_token_ttl_s", "max_connections", "max_streams", "request_timeout_ms"},
             "api");
         !s.is_ok()) {
       return s;
@@ -156,7 +156,8 @@ Result<Config> parse_config(const std::string& text, const std::string& base_dir
     for (auto [key, out, lo, hi] :
          {std::tuple("audit_retention_days", &c.api.audit_retention_days, 1LL, 3650LL),
           std::tuple("access_token_ttl_s", &c.api.access_token_ttl_s, 60LL, 86400LL),
-          std::tuple("refresh_token_ttl_s", &c.api.refresh_token_ttl_s, 300LL, 90LL * 86400)}) {
+          std::tuple("refresh_token_ttl_s", &c.api.refresh_token_ttl_s, 300LL, 90LL * 86400),
+          std::tuple("request_timeout_ms", &c.api.request_timeout_ms, 500LL, 600000LL)}) {
       if (!a[key]) continue;
       auto v = yamlf::integer(a[key], std::string("api.") + key, lo, hi);
       if (!v.is_ok()) return v.status();
@@ -302,6 +303,22 @@ int init_admin(const Config& cfg, const Options& opt) {
 }  // namespace
 
 int run(const Options& opt) {
+  if (opt.print_routes) {
+    boost::asio::io_context io;
+    env::AsioEnv env(io, std::nullopt);
+    ChannelOutbox outbox;
+    controller::Core core(env, outbox);
+    AuthOptions ao;
+    ao.pwhash_mem = crypto_pwhash_MEMLIMIT_MIN;
+    ao.pwhash_ops = crypto_pwhash_OPSLIMIT_MIN;
+    Auth auth(env, nullptr, {}, ao);
+    Api api(io, env, core, auth, nullptr);
+    for (const auto& r : api.routes()) {
+      std::cout << "{\"method\":\"" << r.method << "\",\"path\":\"" << r.pattern << "\",\"role\":\""
+                << access_name(r.access) << "\"}" << std::endl;
+    }
+    return kExitOk;
+  }
   std::ifstream in(opt.config_path);
   if (!in) {
     std::cerr << "patronus-controller: cannot read " << opt.config_path << std::endl;
@@ -457,6 +474,7 @@ int run(const Options& opt) {
     http::Limits hl;
     hl.max_connections = cfg.api.max_connections;
     hl.max_streams = cfg.api.max_streams;
+    hl.request_timeout_ms = cfg.api.request_timeout_ms;
     http::Server::Handlers hh;
     hh.request = [&api](const http::Request& r, http::ConnectionId c, http::Reply reply) {
       api->handle(r, c, std::move(reply));

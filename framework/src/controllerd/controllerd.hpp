@@ -33,6 +33,7 @@ struct Config {
     std::int64_t refresh_token_ttl_s = 7 * 24 * 3600;
     std::uint32_t max_connections = 1024;
     std::uint32_t max_streams = 512;
+    std::int64_t request_timeout_ms = 10000;  // a request must arrive whole within this
   } api;
 };
 
@@ -48,6 +49,8 @@ struct Options {
   // ("-" or "": standard input), never from the command line.
   std::string init_admin;
   std::string password_file;
+  // Print the operator API's routes (method, path, least role) as JSON lines and exit.
+  bool print_routes = false;
 };
 
 constexpr int kExitOk = 0, kExitRuntime = 1, kExitConfig = 2;

@@ -166,9 +166,9 @@ struct Connection : std::enable_shared_from_this<Connection> {
       return fail();
     }
     if (ec == beast::error::timeout) {
+      // The stream's timer closed the socket: a slow (or idle keep-alive) client is dropped
+      // without an answer, as nginx drops one past client_header_timeout.
       ++hub->counters.timeouts;
-      // A client that sent part of a request hears why; an idle keep-alive one is just closed.
-      if (parser && parser->got_some()) return answer_error(408, "the request took too long");
       return fail();
     }
     if (ec == bhttp::error::header_limit) {
@@ -342,6 +342,10 @@ void Server::Hub::accept() {
         s.close(ignored);
       } else {
         ++hub->counters.accepted;
+        // A response is written as TLS records of its head and body: without this, Nagle's
+        // algorithm holds the second until the client's delayed ACK (40 ms a request).
+        boost::system::error_code ignored;
+        s.set_option(tcp::no_delay(true), ignored);
         const ConnectionId id = hub->next++;
         auto c = std::make_shared<Connection>(hub, id, std::move(s));
         hub->connections[id] = c;

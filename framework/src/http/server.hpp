@@ -2,7 +2,7 @@
 // what the controller's operator API (and, later, the daemons' metrics and health endpoints)
 // answer on. Everything is bounded: connections, header and body bytes, the time a request may
 // take to arrive, the bytes queued on a stream; past a bound the connection gets its error
-// (431, 413, 408, 503) or is closed, and a counter says so. A handler answers at once or later
+// (431, 413, 503) or is closed, and a counter says so. A handler answers at once or later
 // (a password hash on a worker thread): `Reply` may be called once, on the io_context's thread,
 // and is ignored if the client has gone. A response marked `stream` (Server-Sent Events) keeps the
 // connection open: the application adds to it with send() and ends it with close(). Private.
@@ -56,8 +56,8 @@ struct Limits {
   std::size_t max_connections = 1024;
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_body_bytes = 8 * 1024 * 1024;
-  // From the first byte awaited to the last byte of the request (a slow client is closed), and
-  // for writing a response.
+  // From the first byte awaited to the last byte of the request (a slow client is closed, with
+  // no answer), and for writing a response.
   std::int64_t request_timeout_ms = 10000;
   std::int64_t handshake_timeout_ms = 10000;
   std::size_t max_streams = 512;
