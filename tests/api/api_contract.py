@@ -415,6 +415,53 @@ def bad_logins(c, report):
     report["bad_logins"] = {"statuses": statuses, "seconds": round(elapsed, 2)}
 
 
+def cli_over_api(c, tokens, report):
+    """The CLI as an operator uses it: login (password on stdin), controller commands through the
+    API, --json printing the API's own JSON, the audit trail, logout."""
+    cli = os.path.join(c.build, "bin", "patronus")
+    env = dict(os.environ, PATRONUS_CONFIG_DIR=os.path.join(c.dir, "cli-config"))
+    env.pop("PATRONUS_API_KEY", None)
+
+    def run(*args, stdin=None, ok=True):
+        r = subprocess.run([cli] + list(args), input=stdin, capture_output=True, text=True,
+                           env=env, timeout=60)
+        if ok:
+            check(r.returncode == 0, "patronus %s: %d %s %s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
+        return r
+
+    r = run("controller", "sites", "list", ok=False)
+    check(r.returncode != 0 and "patronus login" in r.stderr, "not signed in: %s" % r.stderr)
+    run("login", "--controller", c.base, "--user", "operator1", "--cacert", c.cacert, stdin=PASSWORD + "\n")
+    mode = os.stat(os.path.join(env["PATRONUS_CONFIG_DIR"], "login.json")).st_mode & 0o777
+    check(mode == 0o600, "login.json is %o" % mode)
+    sites_file = os.path.join(c.dir, "cli-sites.yaml")
+    with open(sites_file, "w") as f:
+        f.write("sites:\n  - name: clisite\n    endpoints:\n      - {name: wan0, address: 203.0.113.9:51820}\n"
+                "    subnets: [10.250.0.0/16]\n")
+    run("controller", "sites", "add", "-f", sites_file)
+    listed = json.loads(run("controller", "sites", "list", "--json").stdout)
+    via_api = c.curl("GET", "/api/v1/sites?limit=500", tokens["operator"]).json()["items"]
+    check([s["name"] for s in listed["items"]] == [s["name"] for s in via_api],
+          "the CLI's list is not the API's: %s" % [s["name"] for s in listed["items"]])
+    text = run("controller", "fleet", "status").stdout
+    check("clisite" in text, "fleet status: %s" % text)
+    r = run("controller", "sites", "add", "-f", sites_file, ok=False)
+    check(r.returncode == 1 and "exists already" in r.stderr, "a second add: %s" % r.stderr)
+    audit = json.loads(run("audit", "--target", "sites/clisite", "--json").stdout)["items"]
+    check(audit and audit[0]["actor"] == "user:operator1" and audit[0]["method"] == "POST",
+          "the CLI's write is not audited as its user: %s" % audit[:1])
+    # A viewer's CLI is refused a write, with the API's reason.
+    env["PATRONUS_CONFIG_DIR"] = os.path.join(c.dir, "cli-viewer")
+    run("login", "--controller", c.base, "--user", "viewer1", "--cacert", c.cacert,
+        stdin=PASSWORD + "!\n")
+    r = run("controller", "sites", "remove", "clisite", ok=False)
+    check(r.returncode == 1 and "operator role" in r.stderr, "a viewer removed a site: %s" % r.stderr)
+    run("logout")
+    r = run("controller", "sites", "list", ok=False)
+    check(r.returncode != 0, "still signed in after logout")
+    report["cli_over_api"] = "ok"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
@@ -431,6 +478,7 @@ def main():
             tokens_and_keys(c, tokens, report)
             sse_resume(c, tokens, report)
             hostile(c, tokens, report)
+            cli_over_api(c, tokens, report)
             second_factor(c, tokens, report)
             bad_logins(c, report)
             r = c.curl("GET", "/api/v1/sites", tokens["admin"])

@@ -11,6 +11,9 @@
 #include <iostream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
+#include "api_session.hpp"
 #include "cli_common.hpp"
 #include "control.hpp"
 #include "patronus/core/config_schema.hpp"
@@ -27,6 +30,7 @@
 namespace patronus::cli {
 
 namespace fleet = ::patronus::fleet::v1;
+using json = nlohmann::json;
 
 namespace {
 
@@ -50,7 +54,288 @@ Result<std::int64_t> parse_duration_s(const std::string& text) {
   return static_cast<std::int64_t>(n * mult);
 }
 
-Result<fleet::Response> ask(const ControllerCommands& c, const fleet::Request& q) {
+// ---- through the operator API -------------------------------------------------------------
+
+// The API's JSON of a resource, as the message the printers take (the API speaks the messages'
+// JSON mapping).
+template <typename M>
+Result<M> from_api(const json& j) {
+  M m;
+  if (auto st = control::from_json(j.dump(), &m); !st.is_ok()) {
+    return internal_error("the controller's answer does not parse: " + st.message());
+  }
+  return m;
+}
+
+// Every page of a list.
+Result<json> all_pages(ApiSession& api, const std::string& path, const std::string& query) {
+  json items = json::array();
+  std::string cursor;
+  for (int page = 0; page < 10000; ++page) {
+    auto r = api.call("GET", path + "?limit=500" + query +
+                                 (cursor.empty() ? "" : "&cursor=" + http::percent_encode(cursor)));
+    if (!r.is_ok()) return r.status();
+    if (r.value().status != 200) return failed_precondition(problem_text(r.value()));
+    const json j = json::parse(r.value().body, nullptr, false);
+    if (!j.is_object() || !j.contains("items")) return internal_error("not a page: " + path);
+    for (const auto& i : j["items"]) items.push_back(i);
+    if (!j.contains("next_cursor") || j["next_cursor"].is_null()) break;
+    cursor = j["next_cursor"].get<std::string>();
+  }
+  return json{{"items", items}};
+}
+
+std::string seg(const std::string& s) {
+  return http::percent_encode(s);
+}
+
+json site_input(const fleet::Site& s) {
+  json j{{"name", s.name()}, {"endpoints", json::array()}, {"subnets", s.subnets()}};
+  for (const auto& e : s.endpoints()) {
+    json ej{{"name", e.name()},
+            {"address", e.address()},
+            {"type", e.type()},
+            {"cost_per_gb", e.cost_per_gb()}};
+    if (e.has_bandwidth_mbps()) ej["bandwidth_mbps"] = e.bandwidth_mbps();
+    j["endpoints"].push_back(ej);
+  }
+  return j;
+}
+
+// The request as API calls; the answer as the message the printers take, and the API's own JSON
+// (what --json prints).
+Result<fleet::Response> ask_api(const ControllerCommands& c, const fleet::Request& q,
+                                std::string* api_json) {
+  auto session = ApiSession::open();
+  if (!session.is_ok()) return session.status();
+  ApiSession& api = session.value();
+  fleet::Response out;
+  auto expect = [&](const Result<ApiResult>& r, std::initializer_list<int> ok) -> Status {
+    if (!r.is_ok()) return r.status();
+    if (std::find(ok.begin(), ok.end(), r.value().status) == ok.end()) {
+      return failed_precondition(problem_text(r.value()));
+    }
+    *api_json = r.value().body.empty() ? "{}" : r.value().body;
+    return Status::ok();
+  };
+  auto done = [&](const std::string& message) {
+    out.mutable_done()->set_message(message);
+    return out;
+  };
+  switch (q.what_case()) {
+    case fleet::Request::kListSites:
+    case fleet::Request::kFleetStatus: {
+      auto all = all_pages(api, "/api/v1/sites", "");
+      if (!all.is_ok()) return all.status();
+      *api_json = all.value().dump();
+      fleet::Sites* sites = q.has_list_sites() ? out.mutable_sites() : out.mutable_status();
+      (void)sites->sites_size();
+      for (const auto& i : all.value()["items"]) {
+        auto v = from_api<fleet::SiteView>(i);
+        if (!v.is_ok()) return v.status();
+        *sites->add_sites() = v.value();
+      }
+      return out;
+    }
+    case fleet::Request::kFleetPaths: {
+      auto all = all_pages(api, "/api/v1/paths", "");
+      if (!all.is_ok()) return all.status();
+      *api_json = all.value().dump();
+      out.mutable_paths();
+      for (const auto& i : all.value()["items"]) {
+        auto v = from_api<fleet::PathView>(i);
+        if (!v.is_ok()) return v.status();
+        *out.mutable_paths()->add_paths() = v.value();
+      }
+      return out;
+    }
+    case fleet::Request::kFleetDecisions: {
+      const auto& d = q.fleet_decisions();
+      auto r = api.call(
+          "GET", "/api/v1/decisions?limit=" + std::to_string(std::clamp(d.limit(), 1u, 500u)) +
+                     (d.site().empty() ? "" : "&site=" + seg(d.site())));
+      if (auto st = expect(r, {200}); !st.is_ok()) return st;
+      out.mutable_decisions();
+      const json page = json::parse(r.value().body);
+      for (const auto& i : page["items"]) {
+        auto v = from_api<fleet::DecisionView>(i);
+        if (!v.is_ok()) return v.status();
+        *out.mutable_decisions()->add_decisions() = v.value();
+      }
+      return out;
+    }
+    case fleet::Request::kAddSites: {
+      int added = 0;
+      for (const auto& s : q.add_sites().sites()) {
+        auto r = api.call("POST", "/api/v1/sites", site_input(s).dump());
+        if (auto st = expect(r, {201}); !st.is_ok()) {
+          return failed_precondition(
+              "site '" + s.name() + "': " + st.message() +
+              (added ? " (" + std::to_string(added) + " site(s) before it were added)"
+                     : std::string()));
+        }
+        ++added;
+      }
+      return done(std::to_string(added) + " site(s) added");
+    }
+    case fleet::Request::kRemoveSite: {
+      auto r = api.call("DELETE", "/api/v1/sites/" + seg(q.remove_site().name()));
+      if (auto st = expect(r, {204}); !st.is_ok()) return st;
+      return done("site '" + q.remove_site().name() + "' removed");
+    }
+    case fleet::Request::kApproveSite: {
+      auto r = api.call("POST", "/api/v1/sites/" + seg(q.approve_site().name()) + "/approve");
+      if (auto st = expect(r, {200}); !st.is_ok()) return st;
+      return done("site '" + q.approve_site().name() + "' approved");
+    }
+    case fleet::Request::kCreateToken: {
+      const json body =
+          q.create_token().ttl_s() > 0 ? json{{"ttl_s", q.create_token().ttl_s()}} : json::object();
+      auto r =
+          api.call("POST", "/api/v1/sites/" + seg(q.create_token().site()) + "/enrolment-tokens",
+                   body.dump());
+      if (auto st = expect(r, {201}); !st.is_ok()) return st;
+      auto t = from_api<fleet::TokenReply>(json::parse(r.value().body));
+      if (!t.is_ok()) return t.status();
+      *out.mutable_token() = t.value();
+      return out;
+    }
+    case fleet::Request::kRotateKey: {
+      auto r = api.call("POST", "/api/v1/sites/" + seg(q.rotate_key().site()) + "/endpoints/" +
+                                    seg(q.rotate_key().endpoint()) + "/rotate-key");
+      if (auto st = expect(r, {202}); !st.is_ok()) return st;
+      return done("rotating " + q.rotate_key().site() + "/" + q.rotate_key().endpoint() +
+                  ": the site stages its next key; it commits once every peer has it (see "
+                  "`fleet status`)");
+    }
+    case fleet::Request::kSetTopology: {
+      // What is not given keeps its value: the current topology, read with its ETag so that
+      // another operator's change in between is not overwritten.
+      auto cur = api.call("GET", "/api/v1/topology");
+      if (auto st = expect(cur, {200}); !st.is_ok()) return st;
+      json t = json::parse(cur.value().body);
+      const auto& s = q.set_topology();
+      if (s.spoke_summary_size() > 0) {
+        return invalid_argument(
+            "--summary: not yet for running sites (see `patronus controller "
+            "topology set --help`)");
+      }
+      t["topology"] = s.topology().empty() ? "full-mesh" : s.topology();
+      t["hubs"] = s.hubs();
+      t["k"] = s.k();
+      t["links"] = json::array();
+      if (s.mesh_given()) {
+        const json given = json::parse(control::to_json(s));
+        for (const char* k : {"overlay_ipv4", "overlay_ipv6", "rules", "links"}) t[k] = given[k];
+        t["persistent_keepalive"] = s.persistent_keepalive();
+      }
+      auto r = api.call("PUT", "/api/v1/topology", t.dump(), "application/json", cur.value().etag);
+      if (auto st = expect(r, {200}); !st.is_ok()) return st;
+      return done("topology " + t["topology"].get<std::string>());
+    }
+    case fleet::Request::kSetClasses: {
+      if (q.set_classes().clear()) {
+        auto r = api.call("DELETE", "/api/v1/classes");
+        if (auto st = expect(r, {204}); !st.is_ok()) return st;
+        return done("every site keeps its own classes");
+      }
+      auto r = api.call("PUT", "/api/v1/classes", control::to_json(q.set_classes().classes()));
+      if (auto st = expect(r, {200}); !st.is_ok()) return st;
+      return done(std::to_string(q.set_classes().classes().classes_size()) +
+                  " class(es) for the fleet");
+    }
+    case fleet::Request::kSetPolicies: {
+      const auto& sp = q.set_policies();
+      for (const auto& name : sp.remove()) {
+        const auto slash = name.find('/');
+        auto r = api.call("DELETE", "/api/v1/policies/" + seg(name.substr(0, slash)) + "/" +
+                                        seg(name.substr(slash + 1)));
+        if (auto st = expect(r, {204}); !st.is_ok()) return st;
+      }
+      if (sp.inventory_given()) {
+        auto r = api.call("PUT", "/api/v1/inventory", sp.inventory(), "application/yaml");
+        if (auto st = expect(r, {204}); !st.is_ok()) return st;
+      }
+      if (sp.apply_size() > 0) {
+        // The manifests as the operator wrote them: the controller parses them again.
+        std::string text;
+        for (const auto& f : c.files) {
+          auto t = read_text_file(f);
+          if (!t.is_ok()) return t.status();
+          text += "---\n" + t.value() + "\n";
+        }
+        auto r = api.call("POST", "/api/v1/policies", text, "application/yaml");
+        if (auto st = expect(r, {200}); !st.is_ok()) return st;
+      }
+      return done(std::to_string(sp.apply_size()) + " applied, " +
+                  std::to_string(sp.remove_size()) + " removed" +
+                  (!sp.inventory_given()    ? ""
+                   : sp.inventory().empty() ? ", inventory cleared"
+                                            : ", inventory replaced"));
+    }
+    case fleet::Request::kListPolicies: {
+      auto r = api.call("GET", "/api/v1/policies");
+      if (auto st = expect(r, {200}); !st.is_ok()) return st;
+      out.mutable_policies();
+      const json page = json::parse(r.value().body);
+      for (const auto& p : page["items"]) {
+        auto* x = out.mutable_policies()->add_policies();
+        x->set_ns(p.value("namespace", ""));
+        x->set_name(p.value("name", ""));
+        x->set_spec_json(p["spec"].dump());
+        x->set_enabled(p.value("enabled", true));
+        x->set_priority(p.value("priority", 0));
+      }
+      auto inv = api.call("GET", "/api/v1/inventory");
+      if (inv.is_ok() && inv.value().status == 200 && !inv.value().body.empty()) {
+        auto m = policy::parse_manifests(inv.value().body, "inventory", policy::Accept::kInventory);
+        if (m.is_ok()) {
+          out.mutable_policies()->set_namespaces(
+              static_cast<std::uint32_t>(m.value().namespaces.size()));
+          out.mutable_policies()->set_pods(static_cast<std::uint32_t>(m.value().pods.size()));
+        }
+      }
+      return out;
+    }
+    case fleet::Request::kSetPlugin: {
+      const auto& sp = q.set_plugin().setting();
+      const std::string path = "/api/v1/plugins/" + seg(sp.instance()) +
+                               (sp.site().empty() ? "" : "?site=" + seg(sp.site()));
+      const std::string what =
+          "'" + sp.instance() + "'" + (sp.site().empty() ? " for the fleet" : " on " + sp.site());
+      if (q.set_plugin().remove()) {
+        auto r = api.call("DELETE", path);
+        if (auto st = expect(r, {204}); !st.is_ok()) return st;
+        return done("removed the setting of " + what);
+      }
+      json body = json::parse(control::to_json(sp));
+      for (const char* k : {"instance", "site"}) body.erase(k);
+      auto r = api.call("PUT", path, body.dump());
+      if (auto st = expect(r, {200}); !st.is_ok()) return st;
+      return done("set " + what);
+    }
+    case fleet::Request::kListPlugins: {
+      auto r = api.call("GET", "/api/v1/plugins");
+      if (auto st = expect(r, {200}); !st.is_ok()) return st;
+      out.mutable_plugins();
+      const json page = json::parse(r.value().body);
+      for (const auto& p : page["items"]) {
+        auto v = from_api<fleet::PluginSetting>(p);
+        if (!v.is_ok()) return v.status();
+        *out.mutable_plugins()->add_plugins() = v.value();
+      }
+      return out;
+    }
+    default:
+      return invalid_argument("this command has no API route");
+  }
+}
+
+// ---- through the admin socket ---------------------------------------------------------------
+
+Result<fleet::Response> ask(const ControllerCommands& c, const fleet::Request& q,
+                            std::string* api_json) {
+  if (!c.socket_given) return ask_api(c, q, api_json);
   auto line =
       control::call_line(c.socket, control::to_json(q), c.timeout_ms, "patronus-controller");
   if (!line.is_ok()) return line.status();
@@ -113,7 +398,9 @@ void register_controller_commands(CLI::App& app, ControllerCommands& c,
                                   const std::string& default_plugin_dir) {
   c.plugin_dir = default_plugin_dir;
   c.root =
-      app.add_subcommand("controller", "the fleet, through patronus-controller's admin socket");
+      app.add_subcommand("controller",
+                         "the fleet, through the operator API (`patronus login` first; or "
+                         "PATRONUS_API_KEY), or --socket for the controller's local admin socket");
   c.root->add_option("--socket", c.socket, "the controller's admin socket")->capture_default_str();
   c.root->add_option("--timeout-ms", c.timeout_ms, "wait this long for a reply")
       ->check(CLI::Range(100, 600000));
@@ -383,7 +670,9 @@ int run_controller_commands(ControllerCommands& c) {
   } else {
     return -1;
   }
-  auto r = ask(c, q);
+  c.socket_given = c.root->get_option("--socket")->count() > 0;
+  std::string api_json;
+  auto r = ask(c, q, &api_json);
   if (!r.is_ok()) return fail(kExitFailure, r.status().message());
   const fleet::Response& v = r.value();
   if (v.has_token() && !c.out.empty()) {
@@ -396,7 +685,8 @@ int run_controller_commands(ControllerCommands& c) {
     return 0;
   }
   if (c.json) {
-    std::cout << control::to_json(v, 2) << "\n";
+    // Through the API: the API's own JSON; through the socket: the admin protocol's.
+    std::cout << (c.socket_given ? control::to_json(v, 2) : json::parse(api_json).dump(2)) << "\n";
     return 0;
   }
   switch (v.what_case()) {

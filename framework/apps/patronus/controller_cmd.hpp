@@ -1,7 +1,9 @@
-// `patronus controller ...`: the fleet, through the controller's admin socket (owner-only: the
-// local credential until the operator API adds users): sites list|add|remove|approve, token
-// create, topology set, classes set, policy apply|delete|list|inventory, fleet status|paths.
-// --json everywhere.
+// `patronus controller ...`: the fleet, through the operator API with the stored login
+// (`patronus login`) or an API key from the environment, or through the controller's local
+// admin socket with --socket (owner-only: root on the controller's machine): sites
+// list|add|remove|approve, token create, topology set, classes set, policy
+// apply|delete|list|inventory, plugins set|unset|list, keys rotate, fleet status|paths|decisions.
+// --json prints the API's own JSON (the admin protocol's with --socket).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -20,6 +22,7 @@ struct ControllerCommands {
            *policy_delete = nullptr, *policy_list = nullptr, *policy_inventory = nullptr,
            *plugins_set = nullptr, *plugins_unset = nullptr, *plugins_list = nullptr;
   std::string socket = "/run/patronus/controller.sock";
+  bool socket_given = false;  // --socket: the local admin socket instead of the API
   int timeout_ms = 10000;
   bool json = false;
   std::string file;  // -f

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "api_session.hpp"
 #include "cli_common.hpp"
 #include "controller_cmd.hpp"
 #include "mesh_cmd.hpp"
@@ -169,6 +170,8 @@ int main(int argc, char** argv) {
   cli::register_path_commands(app, paths, default_plugin_dir());
   cli::ControllerCommands controller_cmds;
   cli::register_controller_commands(app, controller_cmds, default_plugin_dir());
+  cli::LoginCommands login_cmds;
+  cli::register_login_commands(app, login_cmds);
   cli::SimCommands sim;
   cli::register_sim_commands(app, sim, default_plugin_dir());
 
@@ -179,6 +182,7 @@ int main(int argc, char** argv) {
   if (const int rc = cli::run_policy_commands(policy); rc >= 0) return rc;
   if (const int rc = cli::run_path_commands(paths); rc >= 0) return rc;
   if (const int rc = cli::run_controller_commands(controller_cmds); rc >= 0) return rc;
+  if (const int rc = cli::run_login_commands(login_cmds); rc >= 0) return rc;
   if (const int rc = cli::run_sim_commands(sim); rc >= 0) return rc;
 
   if (plist->parsed()) {

@@ -830,10 +830,11 @@ void Api::build_routes() {
           out.headers.emplace_back("Location", "/api/v1/sites/" + name);
           return out;
         });
-        if (res.status == 422) {
+        if (res.status == 422 || res.status == 409) {
+          // The core speaks of a batch ("sites[0].name: ..."); this is one site.
           json p = json::parse(res.body);
           const std::string d = strip_prefix(p["detail"].get<std::string>(), "sites[0].");
-          res = problem(422, d, field_of(d));
+          res = problem(res.status, d, field_of(d));
         }
         reply(res);
       });
