@@ -1,4 +1,4 @@
-// Who may use the operator API, and as what (docs/guides/api.md, docs/adr/0027-operator-api.md):
+// Who may use the operator API, and as what (docs/guides/api.md, docs/adr/0024-operator-api.md):
 // users with Argon2id password hashes, API keys stored as a hash under a lookup id, logins that
 // hand out short-lived access tokens (HMAC-signed, naming their login) and a refresh token
 // (stored hashed, rotated at each use), roles, an optional TOTP second factor (RFC 6238), and the
