@@ -44,7 +44,7 @@ json pj(const google::protobuf::Message& m) {
 http::Response respond(int status, const json& body, const std::string& etag = "") {
   http::Response r;
   r.status = status;
-  r.body = body.dump();
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   if (!etag.empty()) r.headers.emplace_back("ETag", etag);
   return r;
 }
@@ -79,7 +79,7 @@ http::Response problem(int status, const std::string& detail, const std::string&
   http::Response r;
   r.status = status;
   r.content_type = "application/problem+json";
-  r.body = p.dump();
+  r.body = p.dump(-1, ' ', false, json::error_handler_t::replace);
   return r;
 }
 
@@ -194,7 +194,8 @@ Result<std::string> string_field(const json& j, const char* key, bool required) 
 Status proto_body(const json& j, std::initializer_list<const char*> keys,
                   google::protobuf::Message* m) {
   if (auto st = only_keys(j, keys, ""); !st.is_ok()) return st;
-  if (auto st = control::from_json(j.dump(), m); !st.is_ok()) {
+  if (auto st = control::from_json(j.dump(-1, ' ', false, json::error_handler_t::replace), m);
+      !st.is_ok()) {
     return invalid_argument(st.message());
   }
   return Status::ok();
@@ -300,7 +301,7 @@ json event_json(const fleetv1::FleetEvent& e) {
 
 std::string sse(const fleetv1::FleetEvent& e) {
   return "id: " + std::to_string(e.id()) + "\nevent: " + e.kind() +
-         "\ndata: " + event_json(e).dump() + "\n\n";
+         "\ndata: " + event_json(e).dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
 // The records a batch writes, as the audit trail shows them.
@@ -371,7 +372,8 @@ json plugins_json(const fleetv1::Settings& s) {
 Result<fleetv1::Site> site_from_json(const json& j) {
   if (auto st = only_keys(j, {"name", "endpoints", "subnets"}, ""); !st.is_ok()) return st;
   fleetv1::Site s;
-  if (auto st = control::from_json(j.dump(), &s); !st.is_ok()) {
+  if (auto st = control::from_json(j.dump(-1, ' ', false, json::error_handler_t::replace), &s);
+      !st.is_ok()) {
     return invalid_argument(st.message());
   }
   if (j.contains("endpoints") && j["endpoints"].is_array()) {
@@ -588,8 +590,9 @@ http::Response Api::core_change(const http::Request& r, const Principal& who,
   const AuditContext ctx = context(r, who, route, target);
   std::vector<fleetv1::AuditEntry> written;
   core_.set_auditor([&](controller::FleetBatch& batch, const controller::FleetBatch& before) {
-    auto e =
-        auth_.audit_entry(ctx, batch_json(before, false).dump(), batch_json(batch, true).dump());
+    auto e = auth_.audit_entry(
+        ctx, batch_json(before, false).dump(-1, ' ', false, json::error_handler_t::replace),
+        batch_json(batch, true).dump(-1, ' ', false, json::error_handler_t::replace));
     e.set_status(ok_status);
     batch.audit.push_back(e);
     written.push_back(e);
@@ -657,8 +660,8 @@ void Api::password_job(std::string hash, std::string password, std::function<voi
 void Api::hash_job(std::string password, std::function<void(Result<std::string>)> done) {
   ++checks_in_flight_;
   std::weak_ptr<bool> alive = alive_;
-  const auto ops = 2ULL;
-  const std::size_t mem = 64 * 1024 * 1024;
+  const auto ops = auth_.options().pwhash_ops;
+  const std::size_t mem = auth_.options().pwhash_mem;
   boost::asio::post(*pool_, [this, alive, ops, mem, password = std::move(password),
                              done = std::move(done)]() mutable {
     auto h = hash_password(password, ops, mem);
@@ -901,8 +904,9 @@ void Api::build_routes() {
             context(r, who, "/api/v1/sites/{name}/enrolment-tokens", "sites/" + p.at("name"));
         std::vector<fleetv1::AuditEntry> written;
         core_.set_auditor([&](controller::FleetBatch& batch, const controller::FleetBatch& before) {
-          auto e = auth_.audit_entry(ctx, batch_json(before, false).dump(),
-                                     batch_json(batch, true).dump());
+          auto e = auth_.audit_entry(
+              ctx, batch_json(before, false).dump(-1, ' ', false, json::error_handler_t::replace),
+              batch_json(batch, true).dump(-1, ' ', false, json::error_handler_t::replace));
           e.set_status(201);
           batch.audit.push_back(e);
           written.push_back(e);
@@ -930,13 +934,15 @@ void Api::build_routes() {
   auto settings_route = [this](const std::string& pattern, const std::function<json()>& show) {
     add("GET", pattern, Access::kViewer, [show](R, P, const Params&, http::Reply reply) {
       const json j = show();
-      reply(respond(200, j, etag_of(j.dump())));
+      reply(respond(200, j, etag_of(j.dump(-1, ' ', false, json::error_handler_t::replace))));
     });
   };
   settings_route("/api/v1/topology", [this] { return settings_topology(core_.settings_record()); });
   add("PUT", "/api/v1/topology", Access::kOperator,
       [this](R r, P who, const Params&, http::Reply reply) {
-        if (auto pre = precondition(r, etag_of(settings_topology(core_.settings_record()).dump())))
+        if (auto pre =
+                precondition(r, etag_of(settings_topology(core_.settings_record())
+                                            .dump(-1, ' ', false, json::error_handler_t::replace))))
           return reply(*pre);
         auto j = body_json(r);
         if (!j.is_ok()) return reply(from_status(j.status()));
@@ -954,13 +960,15 @@ void Api::build_routes() {
         q.mutable_set_topology()->set_mesh_given(true);
         reply(core_change(r, who, "/api/v1/topology", "topology", q, 200, [this] {
           const json t = settings_topology(core_.settings_record());
-          return respond(200, t, etag_of(t.dump()));
+          return respond(200, t, etag_of(t.dump(-1, ' ', false, json::error_handler_t::replace)));
         }));
       });
   settings_route("/api/v1/classes", [this] { return classes_json(core_.settings_record()); });
   add("PUT", "/api/v1/classes", Access::kOperator,
       [this](R r, P who, const Params&, http::Reply reply) {
-        if (auto pre = precondition(r, etag_of(classes_json(core_.settings_record()).dump())))
+        if (auto pre =
+                precondition(r, etag_of(classes_json(core_.settings_record())
+                                            .dump(-1, ' ', false, json::error_handler_t::replace))))
           return reply(*pre);
         auto j = body_json(r);
         if (!j.is_ok()) return reply(from_status(j.status()));
@@ -972,12 +980,14 @@ void Api::build_routes() {
         }
         reply(core_change(r, who, "/api/v1/classes", "classes", q, 200, [this] {
           const json c = classes_json(core_.settings_record());
-          return respond(200, c, etag_of(c.dump()));
+          return respond(200, c, etag_of(c.dump(-1, ' ', false, json::error_handler_t::replace)));
         }));
       });
   add("DELETE", "/api/v1/classes", Access::kOperator,
       [this](R r, P who, const Params&, http::Reply reply) {
-        if (auto pre = precondition(r, etag_of(classes_json(core_.settings_record()).dump())))
+        if (auto pre =
+                precondition(r, etag_of(classes_json(core_.settings_record())
+                                            .dump(-1, ' ', false, json::error_handler_t::replace))))
           return reply(*pre);
         fleetv1::Request q;
         q.mutable_set_classes()->set_clear(true);
@@ -1008,7 +1018,7 @@ void Api::build_routes() {
         }
         reply(core_change(r, who, "/api/v1/policies", "policies", q, 200, [this] {
           const json c = policies_json(core_.settings_record());
-          return respond(200, c, etag_of(c.dump()));
+          return respond(200, c, etag_of(c.dump(-1, ' ', false, json::error_handler_t::replace)));
         }));
       });
   add("DELETE", "/api/v1/policies/{namespace}/{name}", Access::kOperator,

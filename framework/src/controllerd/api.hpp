@@ -64,6 +64,8 @@ class Api {
   // A fleet event (from the core, or an audit entry) into the log and the streams.
   void publish(fleet::FleetEvent event);
   std::size_t streams() const { return streams_.size(); }
+  // Password checks and hashes running on the worker thread (their replies come later).
+  std::size_t busy() const { return checks_in_flight_; }
   // A log line for each refused login and failed request (no secrets).
   std::function<void(int level, const std::string&)> log;
 

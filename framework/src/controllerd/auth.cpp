@@ -167,7 +167,7 @@ std::string audit_json(const fleet::User& u) {
               {"totp", u.totp_sealed().empty() ? "none"
                        : u.totp_pending()      ? "pending"
                                                : "on"}}
-      .dump();
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string audit_json(const fleet::ApiKey& k) {
@@ -177,7 +177,7 @@ std::string audit_json(const fleet::ApiKey& k) {
               {"role", k.role()},
               {"expires_unix_ns", k.expires_unix_ns()},
               {"revoked", k.revoked()}}
-      .dump();
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Auth::Auth(env::Env& env, controller::FleetStore* store, const std::array<std::uint8_t, 32>& secret,
@@ -227,7 +227,8 @@ fleet::AuditEntry Auth::audit_entry(const AuditContext& ctx, const std::string& 
   const json before =
       before_json.empty() ? json(nullptr) : json::parse(before_json, nullptr, false);
   const json after = after_json.empty() ? json(nullptr) : json::parse(after_json, nullptr, false);
-  std::string patch = json::diff(before, after).dump();
+  std::string patch =
+      json::diff(before, after).dump(-1, ' ', false, json::error_handler_t::replace);
   if (before_json.size() + after_json.size() + patch.size() > kAuditBound) {
     e.set_truncated(true);
     e.set_before_json("null");
@@ -236,8 +237,8 @@ fleet::AuditEntry Auth::audit_entry(const AuditContext& ctx, const std::string& 
     e.set_patch_json(patch);
     return e;
   }
-  e.set_before_json(before.dump());
-  e.set_after_json(after.dump());
+  e.set_before_json(before.dump(-1, ' ', false, json::error_handler_t::replace));
+  e.set_after_json(after.dump(-1, ' ', false, json::error_handler_t::replace));
   e.set_patch_json(patch);
   return e;
 }

@@ -98,6 +98,7 @@ class Auth {
 
   Status load(const controller::FleetSnapshot& snapshot);
   std::size_t users() const { return users_.size(); }
+  const AuthOptions& options() const { return options_; }
 
   // ---- requests ----
   // The principal of an `Authorization: Bearer ...` value: an access token or an API key.

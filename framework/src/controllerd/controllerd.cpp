@@ -282,7 +282,7 @@ int init_admin(const Config& cfg, const Options& opt) {
               << std::endl;
     return kExitConfig;
   }
-  auto hash = hash_password(password, 2, 64 * 1024 * 1024);
+  auto hash = hash_password(password, auth.options().pwhash_ops, auth.options().pwhash_mem);
   sodium_memzero(password.data(), password.size());
   if (!hash.is_ok()) {
     std::cerr << "patronus-controller: " << hash.status().message() << std::endl;
