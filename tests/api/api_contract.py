@@ -185,6 +185,13 @@ def validation(c, tokens, report):
     check(r.status == 422, "topology ring: %d %s" % (r.status, r.body))
     r = c.curl("POST", "/api/v1/sites", op, "{not json")
     check(r.status == 422, "not JSON: %d" % r.status)
+    r = c.curl("POST", "/api/v1/sites", op, json.dumps(site("ct", 90)), content_type="text/plain")
+    check(r.status == 415, "a JSON route given text/plain: %d %s" % (r.status, r.body))
+    r = c.curl("POST", "/api/v1/sites", op, {"name": "v5", "endpoints": "inet"})
+    check(r.status == 422 and r.json()["errors"][0]["field"] == "endpoints"
+          and "googleapis" not in r.body, "a wrong type: %s" % r.body)
+    r = c.curl("GET", "/api/v1/events?kind=bogus", op)
+    check(r.status == 422, "kind=bogus: %d" % r.status)
     report["validation_cases"] = len(cases) + 4
 
 
@@ -325,6 +332,20 @@ def sse_resume(c, tokens, report):
         c.contract.validate("GET", "/api/v1/events", 200, "application/json",
                             json.dumps({"items": [data], "oldest_id": 1, "last_id": data["id"]}))
     report["sse_resumed_events"] = len(missed)
+    # A viewer's stream and list carry no audit entries (the trail is the operators').
+    r = c.curl("GET", "/api/v1/events?kind=audit", tokens["viewer"])
+    check(r.json()["items"] == [], "a viewer read audit events: %s" % r.body[:200])
+    # A stream ends with its login.
+    t = c.login("operator1", PASSWORD)["access_token"]
+    args = ["curl", "-sS", "-N", "--cacert", c.cacert, "--max-time", "5",
+            "-H", "Authorization: Bearer " + t, c.base + "/api/v1/events/stream"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(0.5)
+    check(c.curl("POST", "/api/v1/auth/logout", t).status == 204, "logout")
+    c.curl("POST", "/api/v1/sites", op, site("sse3", 72))
+    t0 = time.time()
+    out = p.communicate()[0]
+    check("event: end" in out and time.time() - t0 < 3, "the stream outlived its login: %r" % out[-300:])
 
 
 def tls(c):
@@ -362,6 +383,10 @@ def hostile(c, tokens, report):
     # A slow client is dropped when the request time (2 s here) has passed, with no answer.
     check(slow == b"" and 1.5 < slow_s < 8, "slow: %r after %.1f s" % (slow[:80], slow_s))
     expect = {"malformed": b" 400 ", "oversized_header": b" 431 ", "oversized_body": b" 413 "}
+    # Plain HTTP to the HTTPS port is told so.
+    r = subprocess.run(["curl", "-sS", "http://127.0.0.1:%d/api/v1/sites" % c.port],
+                       capture_output=True, text=True, timeout=30)
+    check("HTTPS only" in r.stdout, "plain HTTP: %r %r" % (r.stdout, r.stderr))
     for k, status in expect.items():
         check(got[k].startswith(b"HTTP/1.1") and status in got[k].split(b"\r\n")[0],
               "%s: %r" % (k, got[k][:120]))
@@ -483,6 +508,7 @@ def main():
             bad_logins(c, report)
             r = c.curl("GET", "/api/v1/sites", tokens["admin"])
             check(r.status == 200, "after the bad logins: %d" % r.status)
+            report["last_event_id"] = c.curl("GET", "/api/v1/events?limit=1", tokens["admin"]).json()["last_id"]
             # What the store holds survives a restart: users, keys, the audit trail.
             c.stop()
             c.start()
@@ -491,6 +517,11 @@ def main():
                   "the audit trail did not survive a restart")
             check(c.curl("GET", "/api/v1/sites/s01", t).json()["subnets"] == ["10.102.0.0/16", "10.202.0.0/16"],
                   "the site's update did not survive a restart")
+            # A stream resumed with an id from before the restart is told to reload.
+            r = subprocess.run(["curl", "-sS", "-N", "--cacert", c.cacert, "--max-time", "1.5",
+                                "-H", "Authorization: Bearer " + t, "-H", "Last-Event-ID: %d" % report["last_event_id"],
+                                c.base + "/api/v1/events/stream"], capture_output=True, text=True, timeout=30)
+            check("event: reset" in r.stdout, "a resume across a restart: %r" % r.stdout[:300])
             report["calls"] = c.calls
             report["contract_responses_checked"] = len(c.contract.checked)
     except Failure as e:

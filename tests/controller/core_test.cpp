@@ -559,6 +559,15 @@ TEST(ControllerCore, TheFleetsPoliciesReachEverySiteAndABadOneChangesNothing) {
   ASSERT_EQ(r.policies().policies_size(), 1);
   EXPECT_EQ(r.policies().pods(), 1u);
 
+  // A new topology keeps the fleet's policies and inventory (it used to drop them).
+  fleet::Request topo;
+  topo.mutable_set_topology()->set_topology("full-mesh");
+  r = b.core.handle(topo);
+  ASSERT_FALSE(r.has_error()) << r.error().message();
+  r = b.core.handle(list);
+  ASSERT_EQ(r.policies().policies_size(), 1);
+  EXPECT_EQ(r.policies().pods(), 1u);
+
   // Removed: the sites get configs without it.
   fleet::Request rm;
   rm.mutable_set_policies()->add_remove("prod/deny-all");

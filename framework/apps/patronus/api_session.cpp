@@ -218,7 +218,8 @@ int run_audit(LoginCommands& c) {
     for (const auto& p : e["patch"]) {
       std::string value = p.contains("value") ? p["value"].dump() : "";
       if (value.size() > 100) value = value.substr(0, 97) + "...";
-      std::cout << "    " << p.value("op", "") << " " << p.value("path", "") << " " << value
+      const std::string path = p.value("path", "");
+      std::cout << "    " << p.value("op", "") << " " << (path.empty() ? "/" : path) << " " << value
                 << "\n";
     }
   }
@@ -230,6 +231,11 @@ int run_audit(LoginCommands& c) {
 int run_login_commands(LoginCommands& c) {
   if (c.audit->parsed()) return run_audit(c);
   if (c.logout->parsed()) {
+    if (const char* key = std::getenv("PATRONUS_API_KEY"); key && *key) {
+      return fail(kExitUsage,
+                  "PATRONUS_API_KEY is set: an API key has no login to end (revoke it: DELETE "
+                  "/api/v1/api-keys/ID); unset it to end the stored login");
+    }
     auto s = ApiSession::open();
     if (!s.is_ok()) return fail(kExitFailure, s.status().message());
     auto r = s.value().call("POST", "/api/v1/auth/logout");
@@ -254,6 +260,7 @@ int run_login_commands(LoginCommands& c) {
   } else {
     password = read_secret("password for " + c.user + ": ");
   }
+  if (password.empty()) return fail(kExitUsage, "no password given (nothing was sent)");
   http::ClientOptions options;
   options.cacert = c.cacert.empty() ? "" : std::filesystem::absolute(c.cacert).string();
   json body{{"user", c.user}, {"password", password}};

@@ -1272,8 +1272,13 @@ fleet::Response Core::handle(const fleet::Request& q) {
         *next.mutable_rules() = settings_record_.rules();
       }
       next.set_mesh_given(false);
+      // A topology changes the topology: the fleet's classes, policies, inventory and plugin
+      // settings stay what they are.
       *next.mutable_classes() = settings_record_.classes();
       next.set_classes_given(settings_record_.classes_given());
+      *next.mutable_policies() = settings_record_.policies();
+      next.set_inventory(settings_record_.inventory());
+      *next.mutable_plugins() = settings_record_.plugins();
       if (auto st = change_settings(next); !st.is_ok()) return fail(st);
       return done("topology " +
                   (next.topology().empty() ? std::string("full-mesh") : next.topology()));

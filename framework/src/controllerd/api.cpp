@@ -106,8 +106,10 @@ http::Response from_status(const Status& st) {
       return problem(422, st.message(), field_of(st.message()));
     case Code::kNotFound:
       return problem(404, st.message());
-    case Code::kAlreadyExists:
     case Code::kFailedPrecondition:
+      if (st.message().rfind("Content-Type:", 0) == 0) return problem(415, st.message());
+      return problem(409, st.message());
+    case Code::kAlreadyExists:
     case Code::kResourceExhausted:
       return problem(409, st.message());
     case Code::kUnauthenticated:
@@ -152,7 +154,7 @@ std::optional<http::Response> precondition(const http::Request& r, const std::st
     one.erase(0, one.find_first_not_of(" \t"));
     one.erase(one.find_last_not_of(" \t") + 1);
     if (one.rfind("W/", 0) == 0) one = one.substr(2);
-    if (one == current) return std::nullopt;
+    if (one == current || "\"" + one + "\"" == current) return std::nullopt;
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -163,13 +165,25 @@ std::optional<http::Response> precondition(const http::Request& r, const std::st
 Result<json> body_json(const http::Request& r) {
   const auto ct = r.header("content-type").value_or("");
   if (ct.rfind("application/json", 0) != 0) {
-    return Status(Code::kFailedPrecondition, "415");
+    return failed_precondition("Content-Type: application/json (this route takes a JSON object)");
   }
   json j = json::parse(r.body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     return invalid_argument("the body is not a JSON object");
   }
   return j;
+}
+
+// Protobuf's JSON parser says "(endpoints): invalid value ... for type type.googleapis.com/...":
+// the field, and that its value has the wrong type, without the message's internals.
+std::string type_error(const std::string& message) {
+  const auto open = message.find('(');
+  const auto close = message.find(')', open == std::string::npos ? 0 : open);
+  if (open == std::string::npos || close == std::string::npos) {
+    return "the body does not fit this resource's schema (see api/openapi.yaml)";
+  }
+  const std::string field = message.substr(open + 1, close - open - 1);
+  return field + ": a value of the wrong type (see api/openapi.yaml)";
 }
 
 Status only_keys(const json& j, std::initializer_list<const char*> keys, const std::string& at) {
@@ -196,7 +210,7 @@ Status proto_body(const json& j, std::initializer_list<const char*> keys,
   if (auto st = only_keys(j, keys, ""); !st.is_ok()) return st;
   if (auto st = control::from_json(j.dump(-1, ' ', false, json::error_handler_t::replace), m);
       !st.is_ok()) {
-    return invalid_argument(st.message());
+    return invalid_argument(type_error(st.message()));
   }
   return Status::ok();
 }
@@ -277,9 +291,10 @@ json key_json(const fleetv1::ApiKey& k) {
 }
 
 json audit_json_of(const fleetv1::AuditEntry& e, bool full) {
-  json j{{"id", e.id()},           {"unix_ns", e.unix_ns()}, {"actor", e.actor()},
-         {"address", e.address()}, {"method", e.method()},   {"route", e.route()},
-         {"target", e.target()},   {"status", e.status()},   {"truncated", e.truncated()}};
+  json j{{"unix_ns", e.unix_ns()}, {"actor", e.actor()},        {"address", e.address()},
+         {"method", e.method()},   {"route", e.route()},        {"target", e.target()},
+         {"status", e.status()},   {"truncated", e.truncated()}};
+  if (e.id() != 0) j["id"] = e.id();  // given by the store; an event's summary has none
   if (full) {
     j["before"] = json::parse(e.before_json().empty() ? "null" : e.before_json(), nullptr, false);
     j["after"] = json::parse(e.after_json().empty() ? "null" : e.after_json(), nullptr, false);
@@ -297,6 +312,13 @@ json event_json(const fleetv1::FleetEvent& e) {
   if (e.has_decision()) j["decision"] = pj(e.decision());
   if (e.has_audit()) j["audit"] = audit_json_of(e.audit(), false);
   return j;
+}
+
+bool known_kind(const std::string& k) {
+  static const std::set<std::string> kKinds = {
+      "site.connected",    "site.disconnected", "site.drift", "site.applied",
+      "site.apply_failed", "path.state",        "decision",   "audit"};
+  return kKinds.count(k) > 0;
 }
 
 std::string sse(const fleetv1::FleetEvent& e) {
@@ -371,20 +393,23 @@ json plugins_json(const fleetv1::Settings& s) {
 
 Result<fleetv1::Site> site_from_json(const json& j) {
   if (auto st = only_keys(j, {"name", "endpoints", "subnets"}, ""); !st.is_ok()) return st;
-  fleetv1::Site s;
-  if (auto st = control::from_json(j.dump(-1, ' ', false, json::error_handler_t::replace), &s);
-      !st.is_ok()) {
-    return invalid_argument(st.message());
-  }
   if (j.contains("endpoints") && j["endpoints"].is_array()) {
     for (std::size_t i = 0; i < j["endpoints"].size(); ++i) {
       const auto& e = j["endpoints"][i];
+      if (!e.is_object()) {
+        return invalid_argument("endpoints[" + std::to_string(i) + "]: an object");
+      }
       if (auto st = only_keys(e, {"name", "address", "type", "cost_per_gb", "bandwidth_mbps"},
                               "endpoints[" + std::to_string(i) + "]");
           !st.is_ok()) {
         return st;
       }
     }
+  }
+  fleetv1::Site s;
+  if (auto st = control::from_json(j.dump(-1, ' ', false, json::error_handler_t::replace), &s);
+      !st.is_ok()) {
+    return invalid_argument(type_error(st.message()));
   }
   return s;
 }
@@ -421,6 +446,10 @@ Api::Api(boost::asio::io_context& io, env::Env& env, controller::Core& core, Aut
       pool_(std::make_unique<boost::asio::thread_pool>(1)),
       alive_(std::make_shared<bool>(true)) {
   build_routes();
+  // Event ids go on increasing across restarts (milliseconds since the epoch, times 1024): a
+  // client resuming with an id from before a restart gets `reset`, not silence.
+  next_event_ =
+      static_cast<std::uint64_t>(std::max<std::int64_t>(env_.wall_ns(), 0) / 1'000'000) * 1024 + 1;
   core_.set_event_sink([this](const fleetv1::FleetEvent& e) { publish(e); });
   heartbeat_timer_ = env_.schedule(options_.heartbeat_ns, [this] { heartbeat(); });
 }
@@ -436,7 +465,15 @@ Api::~Api() {
 void Api::heartbeat() {
   heartbeat_timer_ = env_.schedule(options_.heartbeat_ns, [this] { heartbeat(); });
   if (server_ != nullptr) {
-    for (const auto& [c, f] : streams_) server_->send(c, ": keepalive\n\n");
+    std::vector<http::ConnectionId> ended;
+    for (const auto& [c, f] : streams_) {
+      if (!auth_.authenticate(f.bearer).is_ok()) {
+        ended.push_back(c);
+      } else {
+        server_->send(c, ": keepalive\n\n");
+      }
+    }
+    for (const auto c : ended) end_stream(c, "the stream's credential is no longer valid");
   }
   // The audit trail's retention, once an hour.
   const std::int64_t now = env_.wall_ns();
@@ -455,11 +492,35 @@ void Api::publish(fleetv1::FleetEvent e) {
   while (events_.size() > options_.max_events) events_.pop_front();
   if (server_ == nullptr) return;
   const std::string text = sse(e);
+  std::vector<http::ConnectionId> ended;
   for (const auto& [c, f] : streams_) {
-    if ((f.kind.empty() || f.kind == e.kind()) && (f.site.empty() || f.site == e.site())) {
-      server_->send(c, text);
+    if (!f.kind.empty() && f.kind != e.kind()) continue;
+    if (!f.site.empty() && f.site != e.site()) continue;
+    // The stream's credential is checked again for every event it would get: a logout, a
+    // revoked key or a password change ends the stream too.
+    auto who = auth_.authenticate(f.bearer);
+    if (!who.is_ok()) {
+      ended.push_back(c);
+      continue;
     }
+    if (!visible(e, who.value())) continue;
+    server_->send(c, text);
   }
+  for (const auto c : ended) end_stream(c, "the stream's credential is no longer valid");
+}
+
+bool Api::visible(const fleetv1::FleetEvent& e, const Principal& who) {
+  // The audit trail is the operators' (GET /audit), on the stream as in the list.
+  return e.kind() != "audit" || who.role >= Role::kOperator;
+}
+
+void Api::end_stream(http::ConnectionId c, const std::string& why) {
+  streams_.erase(c);
+  if (server_ == nullptr) return;
+  json reason{{"reason", why}};
+  server_->send(c, "event: end\ndata: " +
+                       reason.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n");
+  server_->close(c);
 }
 
 void Api::refusal(const std::string& line) {
@@ -492,15 +553,7 @@ void Api::audited(const fleetv1::AuditEntry& entry) {
 }
 
 AuditContext Api::context(const http::Request& r, const Principal& who, const std::string& route,
-                          const std::string& target) const {
-  // The status a write answers with when it succeeds (the trail records only those).
-  const int status = r.method == "DELETE" ? 204
-                     : r.method == "POST" && route.find("/approve") == std::string::npos &&
-                             route.find("/rotate-key") == std::string::npos &&
-                             route.find("/auth/") == std::string::npos &&
-                             route.find("/confirm") == std::string::npos
-                         ? 201
-                         : 200;
+                          const std::string& target, int status) const {
   return AuditContext{who.actor, r.peer, r.method, route, target, status};
 }
 
@@ -579,7 +632,7 @@ void Api::handle(const http::Request& r, http::ConnectionId connection, http::Re
                                     " role; " + who.actor + " is " + role_name(who.role)));
     }
   }
-  if (!found->handle) return start_stream(r, connection, std::move(reply));  // the event stream
+  if (!found->handle) return start_stream(r, who, connection, std::move(reply));  // the stream
   found->handle(r, who, params, std::move(reply));
 }
 
@@ -587,7 +640,7 @@ http::Response Api::core_change(const http::Request& r, const Principal& who,
                                 const std::string& route, const std::string& target,
                                 const fleetv1::Request& q, int ok_status,
                                 const std::function<http::Response()>& then) {
-  const AuditContext ctx = context(r, who, route, target);
+  const AuditContext ctx = context(r, who, route, target, ok_status);
   std::vector<fleetv1::AuditEntry> written;
   core_.set_auditor([&](controller::FleetBatch& batch, const controller::FleetBatch& before) {
     auto e = auth_.audit_entry(
@@ -604,10 +657,16 @@ http::Response Api::core_change(const http::Request& r, const Principal& who,
   return then();
 }
 
-void Api::start_stream(const http::Request& r, http::ConnectionId c, http::Reply reply) {
+void Api::start_stream(const http::Request& r, const Principal& who, http::ConnectionId c,
+                       http::Reply reply) {
   StreamFilter f;
   f.kind = r.param("kind").value_or("");
   f.site = r.param("site").value_or("");
+  if (!f.kind.empty() && !known_kind(f.kind)) {
+    return reply(
+        problem(422, "kind: not an event kind (see EventKind in api/openapi.yaml)", "kind"));
+  }
+  f.bearer = r.header("authorization").value_or("").substr(7);
   std::uint64_t after = 0;
   bool resume = false;
   if (auto last = r.header("last-event-id"); last && !last->empty()) {
@@ -621,7 +680,8 @@ void Api::start_stream(const http::Request& r, http::ConnectionId c, http::Reply
   res.content_type = "text/event-stream";
   res.stream = true;
   res.body = "retry: 2000\n\n";
-  if (resume && !events_.empty() && after + 1 < events_.front().id()) {
+  const std::uint64_t oldest = events_.empty() ? next_event_ : events_.front().id();
+  if (resume && (after + 1 < oldest || after >= next_event_)) {
     // Events were missed that are no longer kept: the client reloads its state.
     res.body += "event: reset\ndata: {\"reason\":\"events after " + std::to_string(after) +
                 " are no longer kept; read the resources again\"}\n\n";
@@ -629,7 +689,7 @@ void Api::start_stream(const http::Request& r, http::ConnectionId c, http::Reply
   if (resume) {
     for (const auto& e : events_) {
       if (e.id() > after && (f.kind.empty() || f.kind == e.kind()) &&
-          (f.site.empty() || f.site == e.site())) {
+          (f.site.empty() || f.site == e.site()) && visible(e, who)) {
         res.body += sse(e);
       }
     }
@@ -683,9 +743,7 @@ void Api::build_routes() {
       [this](R r, P, const Params&, http::Reply reply) {
         auto j = body_json(r);
         if (!j.is_ok()) {
-          return reply(j.status().message() == "415"
-                           ? problem(415, "Content-Type: application/json")
-                           : from_status(j.status()));
+          return reply(from_status(j.status()));
         }
         if (auto st = only_keys(j.value(), {"user", "password", "totp"}, ""); !st.is_ok()) {
           return reply(from_status(st));
@@ -722,10 +780,13 @@ void Api::build_routes() {
               if (!t.is_ok()) {
                 refusal("login as '" + printable(a.user) + "' from " + peer +
                         " failed: " + t.status().message());
-                const bool need_totp = t.status().message().rfind("totp:", 0) == 0;
-                return reply(problem(
-                    401, need_totp ? t.status().message() : "wrong user, password or code"));
+                // The same answer whatever was wrong: a right password without its second
+                // factor is not told apart (that would confirm the password).
+                return reply(problem(401,
+                                     "wrong user, password or code (a user with a second factor "
+                                     "gives its current code in \"totp\")"));
               }
+              audited(auth_.audit_entry(ctx, "", ""));
               const auto& v = t.value();
               reply(respond(200, {{"access_token", v.access_token},
                                   {"access_expires_unix_ns", v.access_expires_unix_ns},
@@ -763,7 +824,9 @@ void Api::build_routes() {
       });
   add("POST", "/api/v1/auth/logout", Access::kViewer,
       [this](R r, P who, const Params&, http::Reply reply) {
-        auto st = auth_.logout(who, context(r, who, "/api/v1/auth/logout", "users/" + who.user));
+        const auto ctx = context(r, who, "/api/v1/auth/logout", "users/" + who.user, 204);
+        auto st = auth_.logout(who, ctx);
+        if (st.is_ok()) audited(auth_.audit_entry(ctx, "", ""));
         reply(st.is_ok() ? no_content() : from_status(st));
       });
   add("GET", "/api/v1/auth/whoami", Access::kViewer,
@@ -901,7 +964,7 @@ void Api::build_routes() {
         q.mutable_create_token()->set_ttl_s(ttl);
         // The token is in the reply once; the audit trail has only the site and the expiry.
         const AuditContext ctx =
-            context(r, who, "/api/v1/sites/{name}/enrolment-tokens", "sites/" + p.at("name"));
+            context(r, who, "/api/v1/sites/{name}/enrolment-tokens", "sites/" + p.at("name"), 201);
         std::vector<fleetv1::AuditEntry> written;
         core_.set_auditor([&](controller::FleetBatch& batch, const controller::FleetBatch& before) {
           auto e = auth_.audit_entry(
@@ -1113,28 +1176,33 @@ void Api::build_routes() {
         for (const auto& d : res.decisions().decisions()) out["items"].push_back(pj(d));
         reply(respond(200, out));
       });
-  add("GET", "/api/v1/events", Access::kViewer, [this](R r, P, const Params&, http::Reply reply) {
-    std::uint64_t after = 0;
-    if (auto a = r.param("after")) {
-      char* end = nullptr;
-      after = std::strtoull(a->c_str(), &end, 10);
-      if (a->empty() || *end != '\0') return reply(problem(422, "after: an event id", "after"));
-    }
-    auto page = page_of(r);
-    if (!page.is_ok()) return reply(from_status(page.status()));
-    const std::string kind = r.param("kind").value_or(""), site = r.param("site").value_or("");
-    json out{{"items", json::array()},
-             {"oldest_id", events_.empty() ? json(nullptr) : json(events_.front().id())},
-             {"last_id", next_event_ - 1}};
-    for (const auto& e : events_) {
-      if (e.id() <= after || (!kind.empty() && e.kind() != kind) ||
-          (!site.empty() && e.site() != site))
-        continue;
-      if (out["items"].size() == page.value().limit) break;
-      out["items"].push_back(event_json(e));
-    }
-    reply(respond(200, out));
-  });
+  add("GET", "/api/v1/events", Access::kViewer,
+      [this](R r, P who, const Params&, http::Reply reply) {
+        std::uint64_t after = 0;
+        if (auto a = r.param("after")) {
+          char* end = nullptr;
+          after = std::strtoull(a->c_str(), &end, 10);
+          if (a->empty() || *end != '\0') return reply(problem(422, "after: an event id", "after"));
+        }
+        auto page = page_of(r);
+        if (!page.is_ok()) return reply(from_status(page.status()));
+        const std::string kind = r.param("kind").value_or(""), site = r.param("site").value_or("");
+        if (!kind.empty() && !known_kind(kind)) {
+          return reply(
+              problem(422, "kind: not an event kind (see EventKind in api/openapi.yaml)", "kind"));
+        }
+        json out{{"items", json::array()},
+                 {"oldest_id", events_.empty() ? json(nullptr) : json(events_.front().id())},
+                 {"last_id", next_event_ - 1}};
+        for (const auto& e : events_) {
+          if (e.id() <= after || (!kind.empty() && e.kind() != kind) ||
+              (!site.empty() && e.site() != site) || !visible(e, who))
+            continue;
+          if (out["items"].size() == page.value().limit) break;
+          out["items"].push_back(event_json(e));
+        }
+        reply(respond(200, out));
+      });
   // The stream needs its connection: handle() answers it (start_stream).
   add("GET", "/api/v1/events/stream", Access::kViewer, nullptr);
 
@@ -1165,7 +1233,7 @@ void Api::build_routes() {
           return reply(problem(409, "user '" + name.value() + "' exists already"));
         if (checks_in_flight_ >= options_.max_password_checks)
           return reply(problem(503, "busy hashing passwords; retry"));
-        const AuditContext ctx = context(r, who, "/api/v1/users", "users/" + name.value());
+        const AuditContext ctx = context(r, who, "/api/v1/users", "users/" + name.value(), 201);
         hash_job(password.value(), [this, ctx, n = name.value(), rl, reply](Result<std::string> h) {
           if (!h.is_ok()) return reply(from_status(h.status()));
           auto u = auth_.create_user(n, *rl, h.value(), ctx);
@@ -1198,7 +1266,7 @@ void Api::build_routes() {
         if (!role.is_ok()) return reply(from_status(role.status()));
         const auto rl = parse_role(role.value());
         if (!rl) return reply(problem(422, "role: one of admin, operator, viewer", "role"));
-        const auto ctx = context(r, who, "/api/v1/users/{name}", "users/" + p.at("name"));
+        const auto ctx = context(r, who, "/api/v1/users/{name}", "users/" + p.at("name"), 200);
         if (auto st = auth_.set_role(p.at("name"), *rl, ctx); !st.is_ok())
           return reply(from_status(st));
         const auto now = *auth_.user(p.at("name"));
@@ -1210,7 +1278,7 @@ void Api::build_routes() {
         auto u = auth_.user(p.at("name"));
         if (!u) return reply(problem(404, "no user '" + p.at("name") + "'"));
         if (auto pre = precondition(r, etag_of(audit_json(*u)))) return reply(*pre);
-        const auto ctx = context(r, who, "/api/v1/users/{name}", "users/" + p.at("name"));
+        const auto ctx = context(r, who, "/api/v1/users/{name}", "users/" + p.at("name"), 204);
         if (auto st = auth_.delete_user(p.at("name"), ctx); !st.is_ok())
           return reply(from_status(st));
         audited(auth_.audit_entry(ctx, audit_json(*u), ""));
@@ -1237,7 +1305,7 @@ void Api::build_routes() {
         if (auto st = check_password(password.value()); !st.is_ok()) return reply(from_status(st));
         if (checks_in_flight_ + 2 > options_.max_password_checks)
           return reply(problem(503, "busy hashing passwords; retry"));
-        const auto ctx = context(r, who, "/api/v1/users/{name}/password", "users/" + name);
+        const auto ctx = context(r, who, "/api/v1/users/{name}/password", "users/" + name, 204);
         auto set = [this, ctx, name, before = *u, reply](const std::string& pw) {
           hash_job(pw, [this, ctx, name, before, reply](Result<std::string> h) {
             if (!h.is_ok()) return reply(from_status(h.status()));
@@ -1263,7 +1331,7 @@ void Api::build_routes() {
         if (!self_or_admin(who, p.at("name")))
           return reply(problem(403, "another user's second factor needs the admin role"));
         const auto before = auth_.user(p.at("name"));
-        const auto ctx = context(r, who, "/api/v1/users/{name}/totp", "users/" + p.at("name"));
+        const auto ctx = context(r, who, "/api/v1/users/{name}/totp", "users/" + p.at("name"), 201);
         auto secret = auth_.enrol_totp(p.at("name"), ctx);
         if (!secret.is_ok()) return reply(from_status(secret.status()));
         audited(auth_.audit_entry(ctx, audit_json(*before), audit_json(*auth_.user(p.at("name")))));
@@ -1284,7 +1352,7 @@ void Api::build_routes() {
         if (!code.is_ok()) return reply(from_status(code.status()));
         const auto before = auth_.user(p.at("name"));
         const auto ctx =
-            context(r, who, "/api/v1/users/{name}/totp/confirm", "users/" + p.at("name"));
+            context(r, who, "/api/v1/users/{name}/totp/confirm", "users/" + p.at("name"), 204);
         if (auto st = auth_.confirm_totp(p.at("name"), code.value(), ctx); !st.is_ok())
           return reply(from_status(st));
         audited(auth_.audit_entry(ctx, audit_json(*before), audit_json(*auth_.user(p.at("name")))));
@@ -1295,7 +1363,7 @@ void Api::build_routes() {
         if (!self_or_admin(who, p.at("name")))
           return reply(problem(403, "another user's second factor needs the admin role"));
         const auto before = auth_.user(p.at("name"));
-        const auto ctx = context(r, who, "/api/v1/users/{name}/totp", "users/" + p.at("name"));
+        const auto ctx = context(r, who, "/api/v1/users/{name}/totp", "users/" + p.at("name"), 204);
         if (auto st = auth_.remove_totp(p.at("name"), ctx); !st.is_ok())
           return reply(from_status(st));
         audited(auth_.audit_entry(ctx, audit_json(*before), audit_json(*auth_.user(p.at("name")))));
@@ -1336,7 +1404,7 @@ void Api::build_routes() {
           if (days < 1 || days > 366)
             return reply(problem(422, "expires_in_days: between 1 and 366", "expires_in_days"));
         }
-        const auto ctx = context(r, who, "/api/v1/api-keys", "api-keys");
+        const auto ctx = context(r, who, "/api/v1/api-keys", "api-keys", 201);
         auto k = auth_.create_key(who, name.value(), *rl, days * 24 * 3600 * 1'000'000'000LL, ctx);
         if (!k.is_ok()) return reply(from_status(k.status()));
         AuditContext shown = ctx;
@@ -1360,7 +1428,7 @@ void Api::build_routes() {
         auto k = auth_.key(p.at("id"));
         if (!k || (who.role != Role::kAdmin && k->user() != who.user))
           return reply(problem(404, "no API key '" + p.at("id") + "'"));
-        const auto ctx = context(r, who, "/api/v1/api-keys/{id}", "api-keys/" + p.at("id"));
+        const auto ctx = context(r, who, "/api/v1/api-keys/{id}", "api-keys/" + p.at("id"), 204);
         if (auto st = auth_.revoke_key(p.at("id"), ctx); !st.is_ok()) return reply(from_status(st));
         audited(auth_.audit_entry(ctx, audit_json(*k), audit_json(*auth_.key(p.at("id")))));
         reply(no_content());

@@ -79,14 +79,19 @@ class Api {
   http::Response core_change(const http::Request& r, const Principal& who, const std::string& route,
                              const std::string& target, const fleet::Request& q, int ok_status,
                              const std::function<http::Response()>& then);
+  // `status`: what the request answers when it succeeds (the trail records only those).
   AuditContext context(const http::Request& r, const Principal& who, const std::string& route,
-                       const std::string& target) const;
+                       const std::string& target, int status) const;
   void audited(const fleet::AuditEntry& entry);
   void heartbeat();
   void refusal(const std::string& line);
   std::int64_t refusals_logged_ns_ = 0;
   std::uint64_t refusals_quiet_ = 0;
-  void start_stream(const http::Request& r, http::ConnectionId c, http::Reply reply);
+  void start_stream(const http::Request& r, const Principal& who, http::ConnectionId c,
+                    http::Reply reply);
+  // A stream whose credential ended: told why, then closed.
+  void end_stream(http::ConnectionId c, const std::string& why);
+  static bool visible(const fleet::FleetEvent& e, const Principal& who);
   void password_job(std::string hash, std::string password, std::function<void(bool ok)> done);
   void hash_job(std::string password, std::function<void(Result<std::string>)> done);
 
@@ -102,6 +107,7 @@ class Api {
   std::uint64_t next_event_ = 1;
   struct StreamFilter {
     std::string kind, site;
+    std::string bearer;  // checked again before each event and heartbeat
   };
   std::map<http::ConnectionId, StreamFilter> streams_;
   std::unique_ptr<boost::asio::thread_pool> pool_;

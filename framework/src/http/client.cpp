@@ -1,6 +1,7 @@
 #include "client.hpp"
 
 #include <openssl/ssl.h>
+#include <unistd.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -86,9 +87,15 @@ Result<ClientResponse> call(const Url& url, const ClientOptions& options, const 
   if (options.cacert.empty()) {
     ctx.set_default_verify_paths(ec);
   } else {
+    if (::access(options.cacert.c_str(), R_OK) != 0) {
+      return invalid_argument("CA file " + options.cacert + ": cannot read it");
+    }
     ctx.load_verify_file(options.cacert, ec);
   }
-  if (ec) return invalid_argument("CA file " + options.cacert + ": " + ec.message());
+  if (ec) {
+    return invalid_argument("CA file " + options.cacert + ": not a PEM certificate (" +
+                            ec.message() + ")");
+  }
   ctx.set_verify_mode(ssl::verify_peer);
   beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
   // The name the certificate must carry, and SNI.
@@ -111,7 +118,8 @@ Result<ClientResponse> call(const Url& url, const ClientOptions& options, const 
     if (verify != X509_V_OK) {
       return unavailable(where + ": its certificate is not trusted (" +
                          X509_verify_cert_error_string(verify) +
-                         "); give the controller's api.crt with --cacert");
+                         "); trust the controller's api.crt (patronus login --cacert, or "
+                         "PATRONUS_CACERT with an API key)");
     }
     return unavailable(where + ": TLS: " + ec.message());
   }

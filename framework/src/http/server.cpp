@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -118,7 +119,10 @@ struct Server::Hub : std::enable_shared_from_this<Server::Hub> {
 
 struct Connection : std::enable_shared_from_this<Connection> {
   Connection(std::shared_ptr<Server::Hub> hub, ConnectionId id, tcp::socket socket)
-      : hub(std::move(hub)), id(id), stream(std::move(socket), *this->hub->ctx) {
+      : hub(std::move(hub)),
+        id(id),
+        stream(std::move(socket), *this->hub->ctx),
+        first_byte(beast::get_lowest_layer(stream).socket().get_executor()) {
     boost::system::error_code ec;
     const auto ep = beast::get_lowest_layer(stream).socket().remote_endpoint(ec);
     if (!ec) peer = ep.address().to_string();
@@ -126,6 +130,8 @@ struct Connection : std::enable_shared_from_this<Connection> {
   std::shared_ptr<Server::Hub> hub;
   ConnectionId id;
   Stream stream;
+  net::steady_timer first_byte;
+  bool waited = false;
   std::string peer;
   beast::flat_buffer buffer;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser;
@@ -137,6 +143,53 @@ struct Connection : std::enable_shared_from_this<Connection> {
 
   void start() {
     beast::get_lowest_layer(stream).expires_after(milliseconds(hub->limits.handshake_timeout_ms));
+    // A client speaking plain HTTP to this TLS port is told so, instead of a failed handshake
+    // (curl says only "Empty reply from server").
+    auto& socket = beast::get_lowest_layer(stream).socket();
+    // The wait is the socket's own, outside the stream's timer: a timer of its own bounds it (a
+    // client that connects and sends nothing holds no slot for long).
+    first_byte.expires_after(milliseconds(hub->limits.handshake_timeout_ms));
+    first_byte.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->dead || self->waited) return;
+      ++self->hub->counters.timeouts;
+      self->fail();
+    });
+    socket.async_wait(
+        tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+          self->waited = true;
+          self->first_byte.cancel();
+          if (self->dead) return;
+          if (ec) return self->fail();
+          char first[4] = {};
+          boost::system::error_code pe;
+          const auto n = beast::get_lowest_layer(self->stream)
+                             .socket()
+                             .receive(net::buffer(first), tcp::socket::message_peek, pe);
+          if (!pe && n >= 3 && std::isupper(static_cast<unsigned char>(first[0])) &&
+              std::isupper(static_cast<unsigned char>(first[1])) &&
+              std::isupper(static_cast<unsigned char>(first[2]))) {
+            ++self->hub->counters.handshakes_failed;
+            return self->refuse_plain();
+          }
+          self->handshake();
+        });
+  }
+
+  void refuse_plain() {
+    const std::string body =
+        "{\"type\":\"about:blank\",\"title\":\"Bad Request\",\"status\":400,\"detail\":"
+        "\"this port speaks HTTPS only: use https://\"}";
+    auto text = std::make_shared<std::string>(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nConnection: "
+        "close\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body);
+    net::async_write(beast::get_lowest_layer(stream).socket(), net::buffer(*text),
+                     [self = shared_from_this(), text](boost::system::error_code, std::size_t) {
+                       self->fail();
+                     });
+  }
+
+  void handshake() {
     stream.async_handshake(ssl::stream_base::server,
                            [self = shared_from_this()](boost::system::error_code ec) {
                              if (self->dead) return;
@@ -226,7 +279,9 @@ struct Connection : std::enable_shared_from_this<Connection> {
     if (resp.stream) return open_stream(std::move(resp));
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
         static_cast<bhttp::status>(resp.status), 11);
-    res->set(bhttp::field::content_type, resp.content_type);
+    if (resp.status != 204 && resp.status != 304) {
+      res->set(bhttp::field::content_type, resp.content_type);
+    }
     res->set(bhttp::field::cache_control, "no-store");
     for (const auto& [k, v] : resp.headers) res->set(k, v);
     res->body() = std::move(resp.body);
@@ -320,6 +375,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
   void fail() {
     if (dead) return;
     dead = true;
+    first_byte.cancel();
     boost::system::error_code ignored;
     beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_both, ignored);
     beast::get_lowest_layer(stream).socket().close(ignored);
