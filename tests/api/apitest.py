@@ -157,7 +157,9 @@ class Controller:
             check(r.returncode == 0, "init: " + r.stderr)
         self.log = open(self.log_path, "a")
         offset = os.path.getsize(self.log_path)
-        self.proc = subprocess.Popen([self.bin, "-c", self.config], stdout=self.log,
+        # PATRONUS_TEST_WRAP runs the controller under a tool ("gdb -batch -ex run -ex bt --args").
+        wrap = os.environ.get("PATRONUS_TEST_WRAP", "").split()
+        self.proc = subprocess.Popen(wrap + [self.bin, "-c", self.config], stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -465,13 +465,12 @@ Api::~Api() {
 void Api::heartbeat() {
   heartbeat_timer_ = env_.schedule(options_.heartbeat_ns, [this] { heartbeat(); });
   if (server_ != nullptr) {
-    std::vector<http::ConnectionId> ended;
+    std::vector<http::ConnectionId> ended, alive;
     for (const auto& [c, f] : streams_) {
-      if (!auth_.authenticate(f.bearer).is_ok()) {
-        ended.push_back(c);
-      } else {
-        server_->send(c, ": keepalive\n\n");
-      }
+      (auth_.authenticate(f.bearer).is_ok() ? alive : ended).push_back(c);
+    }
+    for (const auto c : alive) {
+      if (streams_.count(c)) server_->send(c, ": keepalive\n\n");
     }
     for (const auto c : ended) end_stream(c, "the stream's credential is no longer valid");
   }
@@ -492,7 +491,9 @@ void Api::publish(fleetv1::FleetEvent e) {
   while (events_.size() > options_.max_events) events_.pop_front();
   if (server_ == nullptr) return;
   const std::string text = sse(e);
-  std::vector<http::ConnectionId> ended;
+  // Sending can close a stream (its queue full): that erases it from streams_, so the streams
+  // are chosen first and written to after.
+  std::vector<http::ConnectionId> ended, to;
   for (const auto& [c, f] : streams_) {
     if (!f.kind.empty() && f.kind != e.kind()) continue;
     if (!f.site.empty() && f.site != e.site()) continue;
@@ -504,7 +505,10 @@ void Api::publish(fleetv1::FleetEvent e) {
       continue;
     }
     if (!visible(e, who.value())) continue;
-    server_->send(c, text);
+    to.push_back(c);
+  }
+  for (const auto c : to) {
+    if (streams_.count(c)) server_->send(c, text);
   }
   for (const auto c : ended) end_stream(c, "the stream's credential is no longer valid");
 }
@@ -515,7 +519,7 @@ bool Api::visible(const fleetv1::FleetEvent& e, const Principal& who) {
 }
 
 void Api::end_stream(http::ConnectionId c, const std::string& why) {
-  streams_.erase(c);
+  if (streams_.erase(c) == 0) return;
   if (server_ == nullptr) return;
   json reason{{"reason", why}};
   server_->send(c, "event: end\ndata: " +

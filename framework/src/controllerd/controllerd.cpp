@@ -477,6 +477,14 @@ int run(const Options& opt) {
     hl.request_timeout_ms = cfg.api.request_timeout_ms;
     http::Server::Handlers hh;
     hh.request = [&api](const http::Request& r, http::ConnectionId c, http::Reply reply) {
+      // Liveness, outside the API (no credentials, no work): what a probe and a load balancer
+      // ask, and the load benchmark's trivial handler.
+      if (r.path == "/livez" && r.method == "GET") {
+        http::Response ok;
+        ok.content_type = "text/plain";
+        ok.body = "ok\n";
+        return reply(std::move(ok));
+      }
       api->handle(r, c, std::move(reply));
     };
     hh.stream_closed = [&api](http::ConnectionId c) { api->stream_closed(c); };
