@@ -181,6 +181,9 @@ def validation(c, tokens, report):
     good = bad.replace("endPort: 70", "endPort: 90")
     r = c.curl("POST", "/api/v1/policies", op, good, content_type="application/yaml")
     check(r.status == 200 and r.json()["items"][0]["name"] == "p", "policy: %d %s" % (r.status, r.body))
+    r = c.curl("POST", "/api/v1/policies", op, good, content_type="application/yaml",
+               headers={"If-Match": '"stale"'})
+    check(r.status == 412, "policies with a stale If-Match: %d" % r.status)
     r = c.curl("PUT", "/api/v1/topology", op, {"topology": "ring"})
     check(r.status == 422, "topology ring: %d %s" % (r.status, r.body))
     r = c.curl("POST", "/api/v1/sites", op, "{not json")
@@ -475,6 +478,12 @@ def cli_over_api(c, tokens, report):
     audit = json.loads(run("audit", "--target", "sites/clisite", "--json").stdout)["items"]
     check(audit and audit[0]["actor"] == "user:operator1" and audit[0]["method"] == "POST",
           "the CLI's write is not audited as its user: %s" % audit[:1])
+    # The local admin socket (root's break-glass) is audited too.
+    r = run("controller", "--socket", os.path.join(c.dir, "admin.sock"), "sites", "remove", "clisite")
+    audit = c.curl("GET", "/api/v1/audit?target=sites/clisite&limit=1", tokens["admin"]).json()["items"]
+    check(audit and audit[0]["actor"] == "local:admin-socket" and audit[0]["before"]["sites"]["clisite"],
+          "the admin socket's change is not audited: %s" % audit[:1])
+    run("controller", "sites", "add", "-f", sites_file)
     # A viewer's CLI is refused a write, with the API's reason.
     env["PATRONUS_CONFIG_DIR"] = os.path.join(c.dir, "cli-viewer")
     run("login", "--controller", c.base, "--user", "viewer1", "--cacert", c.cacert,

@@ -128,7 +128,7 @@ class Controller:
         api.update(extra_api or {})
         with open(os.path.join(self.dir, "controller.yaml"), "w") as f:
             yaml.safe_dump({"listen": "127.0.0.1:0", "state_db": "fleet.db",
-                            "admin_socket": "none", "api": api}, f)
+                            "admin_socket": "admin.sock", "api": api}, f)
         self.config = os.path.join(self.dir, "controller.yaml")
         self.port = None
         self.contract = Contract()

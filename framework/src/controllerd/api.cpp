@@ -640,25 +640,37 @@ void Api::handle(const http::Request& r, http::ConnectionId connection, http::Re
   found->handle(r, who, params, std::move(reply));
 }
 
+controller::Core::Auditor core_auditor(const env::Env& env, const AuditContext& ctx,
+                                       std::vector<fleet::AuditEntry>* written) {
+  return [&env, ctx, written](controller::FleetBatch& batch, const controller::FleetBatch& before) {
+    auto e = make_audit_entry(
+        env.wall_ns(), ctx,
+        batch_json(before, false).dump(-1, ' ', false, json::error_handler_t::replace),
+        batch_json(batch, true).dump(-1, ' ', false, json::error_handler_t::replace));
+    batch.audit.push_back(e);
+    if (written != nullptr) written->push_back(std::move(e));
+  };
+}
+
 http::Response Api::core_change(const http::Request& r, const Principal& who,
                                 const std::string& route, const std::string& target,
                                 const fleetv1::Request& q, int ok_status,
                                 const std::function<http::Response()>& then) {
-  const AuditContext ctx = context(r, who, route, target, ok_status);
+  return core_change_with(r, who, route, target, q, ok_status,
+                          [&then](const fleetv1::Response&) { return then(); });
+}
+
+http::Response Api::core_change_with(
+    const http::Request& r, const Principal& who, const std::string& route,
+    const std::string& target, const fleetv1::Request& q, int ok_status,
+    const std::function<http::Response(const fleetv1::Response&)>& then) {
   std::vector<fleetv1::AuditEntry> written;
-  core_.set_auditor([&](controller::FleetBatch& batch, const controller::FleetBatch& before) {
-    auto e = auth_.audit_entry(
-        ctx, batch_json(before, false).dump(-1, ' ', false, json::error_handler_t::replace),
-        batch_json(batch, true).dump(-1, ' ', false, json::error_handler_t::replace));
-    e.set_status(ok_status);
-    batch.audit.push_back(e);
-    written.push_back(e);
-  });
+  core_.set_auditor(core_auditor(env_, context(r, who, route, target, ok_status), &written));
   const fleetv1::Response res = core_.handle(q);
   core_.set_auditor(nullptr);
   if (res.has_error()) return from_error(res.error());
   for (const auto& e : written) audited(e);
-  return then();
+  return then(res);
 }
 
 void Api::start_stream(const http::Request& r, const Principal& who, http::ConnectionId c,
@@ -967,24 +979,13 @@ void Api::build_routes() {
         q.mutable_create_token()->set_site(p.at("name"));
         q.mutable_create_token()->set_ttl_s(ttl);
         // The token is in the reply once; the audit trail has only the site and the expiry.
-        const AuditContext ctx =
-            context(r, who, "/api/v1/sites/{name}/enrolment-tokens", "sites/" + p.at("name"), 201);
-        std::vector<fleetv1::AuditEntry> written;
-        core_.set_auditor([&](controller::FleetBatch& batch, const controller::FleetBatch& before) {
-          auto e = auth_.audit_entry(
-              ctx, batch_json(before, false).dump(-1, ' ', false, json::error_handler_t::replace),
-              batch_json(batch, true).dump(-1, ' ', false, json::error_handler_t::replace));
-          e.set_status(201);
-          batch.audit.push_back(e);
-          written.push_back(e);
-        });
-        const auto res = core_.handle(q);
-        core_.set_auditor(nullptr);
-        if (res.has_error()) return reply(from_error(res.error()));
-        for (const auto& e : written) audited(e);
-        reply(respond(201, {{"site", res.token().site()},
-                            {"token", res.token().token()},
-                            {"expires_unix_ns", res.token().expires_unix_ns()}}));
+        reply(core_change_with(r, who, "/api/v1/sites/{name}/enrolment-tokens",
+                               "sites/" + p.at("name"), q, 201, [](const fleetv1::Response& res) {
+                                 return respond(
+                                     201, {{"site", res.token().site()},
+                                           {"token", res.token().token()},
+                                           {"expires_unix_ns", res.token().expires_unix_ns()}});
+                               }));
       });
   add("POST", "/api/v1/sites/{name}/endpoints/{endpoint}/rotate-key", Access::kOperator,
       [this, site_view](R r, P who, const Params& p, http::Reply reply) {
@@ -1064,6 +1065,10 @@ void Api::build_routes() {
   settings_route("/api/v1/policies", [this] { return policies_json(core_.settings_record()); });
   add("POST", "/api/v1/policies", Access::kOperator,
       [this](R r, P who, const Params&, http::Reply reply) {
+        if (auto pre =
+                precondition(r, etag_of(policies_json(core_.settings_record())
+                                            .dump(-1, ' ', false, json::error_handler_t::replace))))
+          return reply(*pre);
         const auto ct = r.header("content-type").value_or("");
         if (ct.rfind("application/yaml", 0) != 0) {
           return reply(problem(415,
@@ -1090,6 +1095,10 @@ void Api::build_routes() {
       });
   add("DELETE", "/api/v1/policies/{namespace}/{name}", Access::kOperator,
       [this](R r, P who, const Params& p, http::Reply reply) {
+        if (auto pre =
+                precondition(r, etag_of(policies_json(core_.settings_record())
+                                            .dump(-1, ' ', false, json::error_handler_t::replace))))
+          return reply(*pre);
         fleetv1::Request q;
         const std::string key = p.at("namespace") + "/" + p.at("name");
         q.mutable_set_policies()->add_remove(key);
@@ -1124,6 +1133,10 @@ void Api::build_routes() {
   settings_route("/api/v1/plugins", [this] { return plugins_json(core_.settings_record()); });
   add("PUT", "/api/v1/plugins/{instance}", Access::kOperator,
       [this](R r, P who, const Params& p, http::Reply reply) {
+        if (auto pre =
+                precondition(r, etag_of(plugins_json(core_.settings_record())
+                                            .dump(-1, ' ', false, json::error_handler_t::replace))))
+          return reply(*pre);
         auto j = body_json(r);
         if (!j.is_ok()) return reply(from_status(j.status()));
         fleetv1::Request q;
@@ -1139,6 +1152,10 @@ void Api::build_routes() {
       });
   add("DELETE", "/api/v1/plugins/{instance}", Access::kOperator,
       [this](R r, P who, const Params& p, http::Reply reply) {
+        if (auto pre =
+                precondition(r, etag_of(plugins_json(core_.settings_record())
+                                            .dump(-1, ' ', false, json::error_handler_t::replace))))
+          return reply(*pre);
         fleetv1::Request q;
         q.mutable_set_plugin()->mutable_setting()->set_instance(p.at("instance"));
         q.mutable_set_plugin()->mutable_setting()->set_site(r.param("site").value_or(""));

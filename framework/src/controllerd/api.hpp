@@ -36,6 +36,12 @@ struct ApiOptions {
   std::size_t max_password_checks = 4;         // Argon2id runs in flight (64 MiB each)
 };
 
+// An auditor for the core's writes on behalf of `ctx` (the API's requests, the admin socket's):
+// each batch gets its entry, with the records before and after and their patch; `written`
+// collects them for the event stream.
+controller::Core::Auditor core_auditor(const env::Env& env, const AuditContext& ctx,
+                                       std::vector<fleet::AuditEntry>* written);
+
 class Api {
  public:
   struct Route {
@@ -64,6 +70,8 @@ class Api {
   // A fleet event (from the core, or an audit entry) into the log and the streams.
   void publish(fleet::FleetEvent event);
   std::size_t streams() const { return streams_.size(); }
+  // An audit entry written (by the API or the admin socket) onto the event log and streams.
+  void audited(const fleet::AuditEntry& entry);
   // Password checks and hashes running on the worker thread (their replies come later).
   std::size_t busy() const { return checks_in_flight_; }
   // A log line for each refused login and failed request (no secrets).
@@ -79,10 +87,14 @@ class Api {
   http::Response core_change(const http::Request& r, const Principal& who, const std::string& route,
                              const std::string& target, const fleet::Request& q, int ok_status,
                              const std::function<http::Response()>& then);
+  // The same, answered from the core's response (an enrolment token).
+  http::Response core_change_with(
+      const http::Request& r, const Principal& who, const std::string& route,
+      const std::string& target, const fleet::Request& q, int ok_status,
+      const std::function<http::Response(const fleet::Response&)>& then);
   // `status`: what the request answers when it succeeds (the trail records only those).
   AuditContext context(const http::Request& r, const Principal& who, const std::string& route,
                        const std::string& target, int status) const;
-  void audited(const fleet::AuditEntry& entry);
   void heartbeat();
   void refusal(const std::string& line);
   std::int64_t refusals_logged_ns_ = 0;

@@ -216,8 +216,13 @@ Status Auth::write(controller::FleetBatch batch) {
 
 fleet::AuditEntry Auth::audit_entry(const AuditContext& ctx, const std::string& before_json,
                                     const std::string& after_json) const {
+  return make_audit_entry(env_.wall_ns(), ctx, before_json, after_json);
+}
+
+fleet::AuditEntry make_audit_entry(std::int64_t unix_ns, const AuditContext& ctx,
+                                   const std::string& before_json, const std::string& after_json) {
   fleet::AuditEntry e;
-  e.set_unix_ns(env_.wall_ns());
+  e.set_unix_ns(unix_ns);
   e.set_actor(ctx.actor);
   e.set_address(ctx.address);
   e.set_method(ctx.method);

@@ -82,6 +82,11 @@ struct AuditContext {
   int status = 200;  // the response's
 };
 
+// An audit entry of `ctx` at `unix_ns` with the records before and after (JSON; "" none) and
+// the RFC 6902 patch between them; past 256 KiB, before and after are left out (`truncated`).
+fleet::AuditEntry make_audit_entry(std::int64_t unix_ns, const AuditContext& ctx,
+                                   const std::string& before_json, const std::string& after_json);
+
 // The records of a change, as the audit trail shows them (secrets and hashes left out).
 std::string audit_json(const fleet::User& u);
 std::string audit_json(const fleet::ApiKey& k);

@@ -201,6 +201,34 @@ class ChannelOutbox final : public controller::Outbox {
 
 namespace {
 
+// What an admin-socket request changes, as the audit trail names it.
+std::string socket_target(const fleet::Request& q) {
+  switch (q.what_case()) {
+    case fleet::Request::kAddSites:
+      return q.add_sites().sites_size() == 1 ? "sites/" + q.add_sites().sites(0).name() : "sites";
+    case fleet::Request::kRemoveSite:
+      return "sites/" + q.remove_site().name();
+    case fleet::Request::kApproveSite:
+      return "sites/" + q.approve_site().name();
+    case fleet::Request::kCreateToken:
+      return "sites/" + q.create_token().site();
+    case fleet::Request::kUpdateSite:
+      return "sites/" + q.update_site().site().name();
+    case fleet::Request::kRotateKey:
+      return "sites/" + q.rotate_key().site() + "/endpoints/" + q.rotate_key().endpoint();
+    case fleet::Request::kSetTopology:
+      return "topology";
+    case fleet::Request::kSetClasses:
+      return "classes";
+    case fleet::Request::kSetPolicies:
+      return "policies";
+    case fleet::Request::kSetPlugin:
+      return "plugins/" + q.set_plugin().setting().instance();
+    default:
+      return "";
+  }
+}
+
 // The API's secret (token signatures, sealed TOTP secrets): 32 random bytes made at first start,
 // kept owner-only beside the controller's identity.
 Result<std::array<std::uint8_t, 32>> load_or_create_secret(const std::string& dir) {
@@ -419,13 +447,31 @@ int run(const Options& opt) {
   }
   outbox.server = server.value().get();
 
+  std::unique_ptr<Auth> auth;  // the operator API's, when `api:` is set (below)
+  std::unique_ptr<Api> api;
+  std::unique_ptr<http::Server> https;
   std::unique_ptr<control::ControlServer> admin;
   if (!cfg.admin_socket.empty()) {
     auto a = control::ControlServer::open_lines(
         env, cfg.admin_socket, [&](const std::string& line) -> Result<std::string> {
           fleet::Request q;
           if (auto s = control::from_json(line, &q); !s.is_ok()) return s;
+          // The local break-glass is audited too: as "local:admin-socket", in the same store
+          // write as its change.
+          std::vector<fleet::AuditEntry> written;
+          const std::string kind =
+              q.what_case() == fleet::Request::WHAT_NOT_SET
+                  ? std::string("none")
+                  : q.GetDescriptor()->FindFieldByNumber(q.what_case())->name();
+          core.set_auditor(core_auditor(env,
+                                        AuditContext{"local:admin-socket", "local", "SOCKET",
+                                                     "admin-socket " + kind, socket_target(q), 200},
+                                        &written));
           const fleet::Response r = core.handle(q);
+          core.set_auditor(nullptr);
+          if (api && !r.has_error()) {
+            for (const auto& e : written) api->audited(e);
+          }
           if (r.has_error()) {
             log.log(2, "admin request refused: " + r.error().message());
           } else if (!q.has_list_sites() && !q.has_fleet_status() && !q.has_fleet_paths()) {
@@ -443,9 +489,6 @@ int run(const Options& opt) {
     admin = std::move(a).value();
   }
   // The operator API.
-  std::unique_ptr<Auth> auth;
-  std::unique_ptr<Api> api;
-  std::unique_ptr<http::Server> https;
   if (!cfg.api.listen.empty()) {
     auto secret = load_or_create_secret(cfg.identity_dir);
     if (!secret.is_ok()) {
