@@ -271,6 +271,15 @@ json paged(const std::vector<T>& items, const Page& page, Key key, Show show) {
   return out;
 }
 
+json tokens_json(const Tokens& v) {
+  return json{{"access_token", v.access_token},
+              {"access_expires_unix_ns", v.access_expires_unix_ns},
+              {"refresh_token", v.refresh_token},
+              {"refresh_expires_unix_ns", v.refresh_expires_unix_ns},
+              {"user", v.user},
+              {"role", role_name(v.role)}};
+}
+
 json user_json(const fleetv1::User& u) {
   return json{{"name", u.name()},
               {"role", u.role()},
@@ -803,13 +812,7 @@ void Api::build_routes() {
                                      "gives its current code in \"totp\")"));
               }
               audited(auth_.audit_entry(ctx, "", ""));
-              const auto& v = t.value();
-              reply(respond(200, {{"access_token", v.access_token},
-                                  {"access_expires_unix_ns", v.access_expires_unix_ns},
-                                  {"refresh_token", v.refresh_token},
-                                  {"refresh_expires_unix_ns", v.refresh_expires_unix_ns},
-                                  {"user", v.user},
-                                  {"role", role_name(v.role)}}));
+              reply(respond(200, tokens_json(t.value())));
             });
       });
   add("POST", "/api/v1/auth/refresh", Access::kPublic,
@@ -830,13 +833,7 @@ void Api::build_routes() {
           }
           return reply(problem(401, t.status().message()));
         }
-        const auto& v = t.value();
-        reply(respond(200, {{"access_token", v.access_token},
-                            {"access_expires_unix_ns", v.access_expires_unix_ns},
-                            {"refresh_token", v.refresh_token},
-                            {"refresh_expires_unix_ns", v.refresh_expires_unix_ns},
-                            {"user", v.user},
-                            {"role", role_name(v.role)}}));
+        reply(respond(200, tokens_json(t.value())));
       });
   add("POST", "/api/v1/auth/logout", Access::kViewer,
       [this](R r, P who, const Params&, http::Reply reply) {

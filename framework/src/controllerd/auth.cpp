@@ -499,11 +499,7 @@ Status Auth::set_role(const std::string& name, Role role, const AuditContext& au
   }
   fleet::User u = it->second;
   u.set_role(role_name(role));
-  controller::FleetBatch b;
-  b.put_users.push_back(u);
-  b.audit.push_back(audit_entry(audit, audit_json(it->second), audit_json(u)));
-  if (auto st = write(std::move(b)); !st.is_ok()) return st;
-  it->second = u;
+  if (auto st = put_user(u, audit); !st.is_ok()) return st;
   return Status::ok();
 }
 
@@ -556,6 +552,16 @@ Status Auth::delete_user(const std::string& name, const AuditContext& audit) {
   users_.erase(it);
   for (const auto& id : ended) sessions_.erase(id);
   for (const auto& id : revoked) keys_[id].set_revoked(true);
+  return Status::ok();
+}
+
+Status Auth::put_user(const fleet::User& next, const AuditContext& audit) {
+  auto& current = users_.at(next.name());
+  controller::FleetBatch b;
+  b.put_users.push_back(next);
+  b.audit.push_back(audit_entry(audit, audit_json(current), audit_json(next)));
+  if (auto st = write(std::move(b)); !st.is_ok()) return st;
+  current = next;
   return Status::ok();
 }
 
@@ -620,13 +626,12 @@ Result<std::string> Auth::enrol_totp(const std::string& name, const AuditContext
   fleet::User u = it->second;
   u.set_totp_sealed(seal(secret));
   u.set_totp_pending(true);
-  controller::FleetBatch b;
-  b.put_users.push_back(u);
-  b.audit.push_back(audit_entry(audit, audit_json(it->second), audit_json(u)));
-  if (auto st = write(std::move(b)); !st.is_ok()) return st;
-  it->second = u;
   std::string text = base32(secret);
   sodium_memzero(secret.data(), secret.size());
+  if (auto st = put_user(u, audit); !st.is_ok()) {
+    sodium_memzero(text.data(), text.size());
+    return st;
+  }
   return text;
 }
 
@@ -642,11 +647,7 @@ Status Auth::confirm_totp(const std::string& name, const std::string& code,
   if (!totp_ok(name, secret.value(), code)) return invalid_argument("code: not the current code");
   fleet::User u = it->second;
   u.set_totp_pending(false);
-  controller::FleetBatch b;
-  b.put_users.push_back(u);
-  b.audit.push_back(audit_entry(audit, audit_json(it->second), audit_json(u)));
-  if (auto st = write(std::move(b)); !st.is_ok()) return st;
-  it->second = u;
+  if (auto st = put_user(u, audit); !st.is_ok()) return st;
   return Status::ok();
 }
 
@@ -659,11 +660,7 @@ Status Auth::remove_totp(const std::string& name, const AuditContext& audit) {
   fleet::User u = it->second;
   u.clear_totp_sealed();
   u.set_totp_pending(false);
-  controller::FleetBatch b;
-  b.put_users.push_back(u);
-  b.audit.push_back(audit_entry(audit, audit_json(it->second), audit_json(u)));
-  if (auto st = write(std::move(b)); !st.is_ok()) return st;
-  it->second = u;
+  if (auto st = put_user(u, audit); !st.is_ok()) return st;
   return Status::ok();
 }
 

@@ -173,6 +173,8 @@ class Auth {
   Result<Tokens> open_session(const fleet::User& u, const std::string& address,
                               controller::FleetBatch batch, std::string replaces);
   Status write(controller::FleetBatch batch);
+  // An existing user's new record, with its audit entry, in one write.
+  Status put_user(const fleet::User& next, const AuditContext& audit);
   std::string seal(const std::string& plain) const;
   Result<std::string> unseal(const std::string& sealed) const;
   bool totp_ok(const std::string& user, const std::string& secret, const std::string& code);
