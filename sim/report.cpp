@@ -1,5 +1,8 @@
 // The text report and the gnuplot timeline of a scenario run.
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -172,6 +175,54 @@ std::string text_report(const json& report) {
   return out.str();
 }
 
+namespace {
+
+// A gnuplot string literal: single-quoted ('' is a quote inside), control characters dropped. A
+// scenario's names and the --plot path go into the script this way, never as gnuplot code.
+std::string gq(const std::string& text) {
+  std::string out = "'";
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) continue;
+    if (c == '\'')
+      out += "''";
+    else
+      out.push_back(static_cast<char>(c));
+  }
+  return out + "'";
+}
+
+// gnuplot on `script`, spawned without a shell; its output (stdout and stderr) in `output`.
+// Returns its exit status, 127 if it could not be run.
+int run_gnuplot(const std::string& script, std::string* output) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return 127;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 2);
+  char arg0[] = "gnuplot";
+  std::string path = script;
+  char* argv[] = {arg0, path.data(), nullptr};
+  pid_t pid = 0;
+  const int rc = ::posix_spawnp(&pid, "gnuplot", &fa, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(out[1]);
+  if (rc != 0) {
+    ::close(out[0]);
+    return 127;
+  }
+  char buf[256];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) {
+    if (output->size() < 64 * 1024) output->append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+}  // namespace
+
 Status write_plot(const std::vector<PlotData>& plots, const json& report, const std::string& png) {
   if (plots.empty()) return invalid_argument("plot: nothing was sampled");
   std::vector<const json*> runs = {&report};
@@ -181,7 +232,7 @@ Status write_plot(const std::vector<PlotData>& plots, const json& report, const 
                                : png;
   std::ostringstream gp;
   gp << "set terminal pngcairo size 1400," << 500 * plots.size() << " font ',9'\n"
-     << "set output '" << png << "'\n"
+     << "set output " << gq(png) << "\n"
      << "set multiplot layout " << 2 * plots.size() << ",1\n"
      << "set key outside right\nset grid\n";
   for (std::size_t k = 0; k < plots.size(); ++k) {
@@ -222,24 +273,24 @@ Status write_plot(const std::vector<PlotData>& plots, const json& report, const 
        << "]\nset xlabel 'simulated seconds'\n";
     for (const auto& [t, what] : p.faults) {
       gp << "set arrow from " << t << ", graph 0 to " << t << ", graph 1 nohead lc rgb 'red' dt 2\n"
-         << "set label \"" << what << "\" at " << t
+         << "set label " << gq(what) << " at " << t
          << ", graph 0.98 rotate by 90 right font ',7' tc rgb 'red'\n";
     }
-    gp << "set title '" << name
-       << ": path scores by the sending site (red: faults)'\nset ylabel 'score'\n"
+    gp << "set title " << gq(name + ": path scores by the sending site (red: faults)")
+       << "\nset ylabel 'score'\n"
        << "set yrange [0:105]\nplot ";
     for (std::size_t i = 0; i < p.paths.size(); ++i) {
-      gp << (i ? ", " : "") << "'" << scores << "' using 1:" << i + 2 << " with lines title '"
-         << p.paths[i] << "'";
+      gp << (i ? ", " : "") << gq(scores) << " using 1:" << i + 2 << " with lines title "
+         << gq(p.paths[i]);
     }
-    gp << "\nset title '" << name << ": path of each flow (-1: none)'\nset ylabel 'path'\n"
+    gp << "\nset title " << gq(name + ": path of each flow (-1: none)") << "\nset ylabel 'path'\n"
        << "set yrange [-1.5:" << p.paths.size() << "]\nset ytics (";
     gp << "'none' -1";
-    for (std::size_t i = 0; i < p.paths.size(); ++i) gp << ", '" << p.paths[i] << "' " << i;
+    for (std::size_t i = 0; i < p.paths.size(); ++i) gp << ", " << gq(p.paths[i]) << " " << i;
     gp << ")\nplot ";
     for (std::size_t fl = 0; fl < p.flows.size(); ++fl) {
-      gp << (fl ? ", " : "") << "'" << steps << "' index " << fl
-         << " using 1:2 with lines lw 2 title '" << p.flows[fl] << "'";
+      gp << (fl ? ", " : "") << gq(steps) << " index " << fl << " using 1:2 with lines lw 2 title "
+         << gq(p.flows[fl]);
     }
     gp << "\nset ytics autofreq\n";
   }
@@ -250,15 +301,10 @@ Status write_plot(const std::vector<PlotData>& plots, const json& report, const 
     f << gp.str();
     if (!f) return unavailable("plot: cannot write " + script);
   }
-  const std::string cmd = "gnuplot '" + script + "' 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) return unavailable("plot: cannot run gnuplot");
   std::string output;
-  char buf[256];
-  while (std::fgets(buf, sizeof buf, pipe)) output += buf;
-  const int rc = ::pclose(pipe);
+  const int rc = run_gnuplot(script, &output);
   if (rc != 0) {
-    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 127) {
+    if (rc == 127) {
       return unavailable(
           "plot: gnuplot is not installed (apt-get install gnuplot-nox); the "
           "script is " +

@@ -9,6 +9,7 @@
 // report liveness (never latency: BFD does not measure it). Only host services are used, so the
 // same .so runs on real sockets, in virtual time and in the simulator.
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,6 +21,8 @@
 #include "patronus/bfd/v1/bfd.pb.h"
 #include "patronus/sdk/addr.hpp"
 #include "patronus/sdk/plugin.hpp"
+#include "patronus/util/file.hpp"
+#include "patronus/util/wipe.hpp"
 
 namespace {
 
@@ -61,22 +64,59 @@ patronus_addr with_port(patronus_addr a, std::uint16_t port) {
   return a;
 }
 
+// A key file's secret: raw bytes, or "hex:" and hex digits (decoded without a table).
+std::string key_of_file(const std::string& path, const std::string& where) {
+  auto r = patronus::read_private_file(path, 256);
+  if (!r.is_ok()) throw Error(where + "auth.key_file: " + r.status().message());
+  if (!r.value()) throw Error(where + "auth.key_file: " + path + ": no such file");
+  std::string text = std::move(*r.value());
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (text.rfind("hex:", 0) != 0) return text;
+  const std::string hex = text.substr(4);
+  patronus::util::wipe(text);
+  if (hex.empty() || hex.size() % 2 != 0) {
+    throw Error(where + "auth.key_file: " + path + ": \"hex:\" and an even number of hex digits");
+  }
+  std::string bytes(hex.size() / 2, '\0');
+  bool bad = false;
+  for (std::size_t i = 0; i < hex.size(); ++i) {
+    const unsigned c = static_cast<unsigned char>(hex[i]);
+    bad |= !std::isxdigit(static_cast<int>(c));
+    const unsigned nibble = (c & 0xFu) + 9u * (c >> 6);
+    bytes[i / 2] =
+        static_cast<char>((static_cast<unsigned char>(bytes[i / 2]) << 4) | (nibble & 0xFu));
+  }
+  if (bad) throw Error(where + "auth.key_file: " + path + ": not hex after \"hex:\"");
+  return bytes;
+}
+
 AuthConfig parse_auth(const patronus::bfd::v1::Auth& a, const std::string& where) {
   AuthConfig out;
-  if (a.type().empty() && a.key().empty()) return out;
+  if (a.type().empty() && a.key().empty() && a.key_file().empty()) return out;
   if (a.type() == "keyed-sha1") {
     out.type = bfd::kAuthKeyedSha1;
-  } else if (a.type() == "meticulous-keyed-sha1") {
+  } else if (a.type() == "meticulous-keyed-sha1" || a.type().empty()) {
+    // The default: a replayed packet cannot hold a dead session Up (plain keyed SHA1 accepts
+    // the last sequence number again).
     out.type = bfd::kAuthMeticulousKeyedSha1;
   } else {
     throw Error(where + "auth.type: '" + a.type() +
-                "' is not keyed-sha1 or meticulous-keyed-sha1 (the authentication types "
+                "' is not meticulous-keyed-sha1 or keyed-sha1 (the authentication types "
                 "implemented)");
   }
   if (a.key_id() > 255) throw Error(where + "auth.key_id: must be 0..255");
-  if (a.key().empty() || a.key().size() > 20) throw Error(where + "auth.key: must be 1..20 bytes");
+  if (!a.key().empty() && !a.key_file().empty()) {
+    throw Error(where + "auth: key or key_file, not both");
+  }
+  std::string key = a.key_file().empty() ? a.key() : key_of_file(a.key_file(), where);
+  if (key.empty() || key.size() > 20) {
+    patronus::util::wipe(key);
+    throw Error(where + (a.key_file().empty() ? "auth.key" : "auth.key_file") +
+                ": must be 1..20 bytes");
+  }
   out.key_id = static_cast<std::uint8_t>(a.key_id());
-  std::memcpy(out.key.data(), a.key().data(), a.key().size());
+  std::memcpy(out.key.data(), key.data(), key.size());
+  patronus::util::wipe(key);
   return out;
 }
 

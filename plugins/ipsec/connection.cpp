@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "patronus/util/enum_table.hpp"
+#include "patronus/util/file.hpp"
+#include "patronus/util/wipe.hpp"
 #include "proposals.hpp"
 
 namespace patronus::ipsec {
@@ -298,29 +300,14 @@ vici::Message load_shared(const PathParams& p, const std::string& secret) {
 }
 
 Result<std::string> read_psk_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return unavailable("psk_file " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return invalid_argument("psk_file " + path + ": not a regular file");
-  }
-  if ((st.st_mode & 077) != 0 || st.st_uid != ::geteuid()) {
-    ::close(fd);
-    return failed_precondition("psk_file " + path +
-                               ": must be owned by this user and readable by nobody else "
-                               "(chmod 600)");
-  }
-  if (st.st_size > 1024) {
-    ::close(fd);
-    return invalid_argument("psk_file " + path + ": more than 1024 bytes");
-  }
-  std::string data(static_cast<std::size_t>(st.st_size), '\0');
-  const ssize_t n = ::read(fd, data.data(), data.size());
-  ::close(fd);
-  if (n != st.st_size) return unavailable("psk_file " + path + ": short read");
-  data = trim(std::move(data));
+  // The shared checks for private files: no symlink, a regular file of ours, and one others
+  // could read is refused as exposed (the key must be replaced, not just chmod-ed).
+  auto r = read_private_file(path, 1024);
+  if (!r.is_ok()) return Status(r.status().code(), "psk_file " + r.status().message());
+  if (!r.value()) return unavailable("psk_file " + path + ": no such file");
+  std::string data = trim(std::move(*r.value()));
   if (data.size() < 20) {
+    util::wipe(data);
     return invalid_argument("psk_file " + path + ": a pre-shared key needs at least 20 bytes");
   }
   return data;

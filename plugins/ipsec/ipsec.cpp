@@ -47,6 +47,8 @@
 #include "patronus/model/address.hpp"
 #include "patronus/sdk/plugin.hpp"
 #include "patronus/util/enum_table.hpp"
+#include "patronus/util/file.hpp"
+#include "patronus/util/wipe.hpp"
 #include "rtnl.hpp"
 #include "vici_client.hpp"
 #include "vici_session.hpp"
@@ -288,7 +290,7 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
     l.fd = fd;
     l.connecting = rc != 0;
     ++l.generation;
-    l.out.clear();
+    patronus::util::wipe(l.out);
     l.session =
         std::make_unique<vici::Session>([this, &l, gen = l.generation](const vici::Packet& e) {
           if (l.generation == gen) on_event(l, e);
@@ -302,6 +304,17 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
 
   void connected(Link& l) {
     l.connecting = false;
+    // The PSKs go to whoever listens on the socket: charon as root or as us, nobody else.
+    if (auto trusted = patronus::peer_is_trusted(l.fd, "charon's VICI socket " + socket_);
+        !trusted.is_ok()) {
+      if (!untrusted_reported_) {
+        untrusted_reported_ = true;
+        host().warn("ipsec: " + trusted.message());
+        event("ipsec.charon_untrusted", json{{"socket", socket_}, {"error", trusted.message()}});
+      }
+      return close_link(l, trusted);
+    }
+    untrusted_reported_ = false;
     const std::uint64_t gen = l.generation;
     auto confirm = [this, &l, gen](const std::string& what) {
       return [this, &l, gen, what](Status s) {
@@ -371,7 +384,13 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
         return close_link(l, Status(patronus::Code::kUnavailable,
                                     std::string("writing: ") + std::strerror(errno)));
       }
-      if (n > 0) l.out.erase(0, static_cast<std::size_t>(n));
+      if (n > 0) {
+        // What was sent may hold a PSK: wiped before the rest moves down, and the whole buffer
+        // once it is empty.
+        ::explicit_bzero(l.out.data(), static_cast<std::size_t>(n));
+        l.out.erase(0, static_cast<std::size_t>(n));
+        if (l.out.empty()) patronus::util::wipe(l.out);
+      }
     }
     if (ready & PATRONUS_FD_READABLE) {
       char buf[65536];
@@ -404,7 +423,7 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
     l.watch = 0;
     l.watch_flags = 0;
     l.connecting = false;
-    l.out.clear();
+    patronus::util::wipe(l.out);
     ++l.generation;
     auto session = std::move(l.session);
     if (session)
@@ -812,7 +831,8 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
   ipsec::Mode mode_ = ipsec::Mode::kLibipsec;
   std::int64_t status_ns_ = 1000 * kMs, retry_ns_ = 2000 * kMs, reconnect_ns_ = 1000 * kMs;
   std::int64_t initiate_timeout_ms_ = 10000;
-  bool unload_on_stop_ = false, running_ = false, unreachable_reported_ = false;
+  bool unload_on_stop_ = false, running_ = false, unreachable_reported_ = false,
+       untrusted_reported_ = false;
   bool listing_ = false, list_again_ = false, routes_checked_ = false;
   std::optional<ln::Rtnl> rtnl_;
   Link ctl_, init_;

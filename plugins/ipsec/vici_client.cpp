@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "patronus/util/file.hpp"
+
 namespace patronus::vici {
 
 namespace {
@@ -32,6 +34,10 @@ Result<BlockingClient> BlockingClient::connect(const std::string& socket_path,
     const int err = errno;
     ::close(fd);
     return io_error("connecting to " + socket_path, err);
+  }
+  if (auto trusted = peer_is_trusted(fd, "vici: " + socket_path); !trusted.is_ok()) {
+    ::close(fd);
+    return trusted;
   }
   return BlockingClient(fd, timeout);
 }

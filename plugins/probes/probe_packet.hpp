@@ -77,6 +77,22 @@ inline void tag(const PathKey& key, const std::uint8_t* data, std::uint8_t* out)
 }
 }  // namespace detail
 
+// The most a reflector may say it held a probe (t3 - t2): a real one answers within
+// microseconds; more would let a malicious or broken one shave its path's RTT to nothing.
+constexpr std::int64_t kMaxResidenceNs = 5'000'000;
+
+// A reply's round trip: from sending (`sent_ns`) to its arrival (`now_ns`), less the time the
+// reflector says it held the probe, capped at kMaxResidenceNs (and ignored when t3 < t2).
+// `capped` says whether the cap applied.
+inline std::int64_t round_trip_ns(std::int64_t sent_ns, std::int64_t now_ns, std::int64_t t2,
+                                  std::int64_t t3, bool* capped = nullptr) {
+  std::int64_t residence = t3 >= t2 ? t3 - t2 : 0;
+  if (capped != nullptr) *capped = residence > kMaxResidenceNs;
+  if (residence > kMaxResidenceNs) residence = kMaxResidenceNs;
+  const std::int64_t rtt = now_ns - sent_ns - residence;
+  return rtt > 0 ? rtt : 0;
+}
+
 // Writes the 64-byte header with its tag into out[0..63].
 inline void encode(const Packet& p, const PathKey& key, std::uint8_t* out) {
   out[0] = kVersion;

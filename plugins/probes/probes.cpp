@@ -34,7 +34,7 @@ struct Counters {
   std::uint64_t sent = 0, send_errors = 0, replies = 0, lost = 0, reflected = 0;
   std::uint64_t unready_sends = 0;  // send errors before the path's first reply: not samples
   std::uint64_t malformed = 0, unknown_session = 0, bad_tag = 0, replayed = 0, stale = 0;
-  std::uint64_t wrong_source = 0, old_epoch = 0;
+  std::uint64_t wrong_source = 0, old_epoch = 0, residence_capped = 0;
   std::uint64_t rekeys = 0, previous_key = 0;
   std::uint64_t duplicates = 0, late = 0, reordered = 0, timers_refused = 0;
 };
@@ -557,9 +557,12 @@ class Probes final : public patronus::sdk::ProbePlugin {
       return;
     }
     slot.state = Slot::kAnswered;
-    // Round trip minus the time the probe spent inside the reflector.
-    const std::int64_t residence = r.t3 >= r.t2 ? r.t3 - r.t2 : 0;
-    const std::int64_t rtt = std::max<std::int64_t>(0, now - slot.sent_ns - residence);
+    // Round trip minus the time the probe spent inside the reflector (at most kMaxResidenceNs:
+    // a reflector cannot talk its path's RTT down to nothing).
+    bool capped = false;
+    const std::int64_t rtt =
+        patronus::probes::round_trip_ns(slot.sent_ns, now, r.t2, r.t3, &capped);
+    if (capped) ++counters_.residence_capped;
     std::uint32_t flags = 0;
     if (r.sequence < p.highest_answered) {
       flags |= PATRONUS_SAMPLE_REORDERED;
@@ -625,7 +628,8 @@ class Probes final : public patronus::sdk::ProbePlugin {
             ",\"reordered\":" + std::to_string(c.reordered) + ",\"timers_refused\":" +
             std::to_string(c.timers_refused) + ",\"rekeys\":" + std::to_string(c.rekeys) +
             ",\"previous_key\":" + std::to_string(c.previous_key) + ",\"wrong_source\":" +
-            std::to_string(c.wrong_source) + ",\"old_epoch\":" + std::to_string(c.old_epoch) + "}");
+            std::to_string(c.wrong_source) + ",\"old_epoch\":" + std::to_string(c.old_epoch) +
+            ",\"residence_capped\":" + std::to_string(c.residence_capped) + "}");
   }
 
   std::uint32_t port_ = 7410, multiplier_ = 5, stats_ms_ = 10000, payload_ = 64;

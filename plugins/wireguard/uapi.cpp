@@ -155,9 +155,9 @@ Result<DeviceState> parse_get_response(std::string_view text, const UapiLimits& 
         if (!parse_uint(value, &d.listen_port)) return bad("not a port");
       } else if (key == "fwmark") {
         if (!parse_uint(value, &d.fwmark)) return bad("not a 32-bit number");
-      } else {
-        return bad("unknown device key");
       }
+      // Any other key is a newer wireguard-go's (or kernel's) addition: ignored, so that an
+      // upgrade of the device does not break every get. Its value is bounded by the line limit.
       continue;
     }
     if (key == "preshared_key") {
@@ -191,9 +191,8 @@ Result<DeviceState> parse_get_response(std::string_view text, const UapiLimits& 
       auto p = model::IpPrefix::parse(value, /*allow_host_bits=*/true);
       if (!p.is_ok()) return bad("not a prefix");
       peer->allowed_ips.push_back(p.value());
-    } else {
-      return bad("unknown peer key");
     }
+    // Any other peer key: ignored, as a device key is.
   }
   close_peer();
   if (!err) return invalid_argument("UAPI response has no errno line");

@@ -25,6 +25,7 @@
 
 #include "patronus/model/address.hpp"
 #include "patronus/util/status.hpp"
+#include "patronus/util/wipe.hpp"
 
 namespace patronus::wg {
 
@@ -127,6 +128,15 @@ class UapiExchange {
  public:
   explicit UapiExchange(std::string request, std::size_t max_response = 8 << 20)
       : out_(std::move(request)), max_(max_response) {}
+  // A set carries the private key, a get's answer too: both are wiped when the exchange ends.
+  ~UapiExchange() {
+    util::wipe(out_);
+    util::wipe(in_);
+  }
+  UapiExchange(UapiExchange&&) = default;
+  UapiExchange& operator=(UapiExchange&&) = default;
+  UapiExchange(const UapiExchange&) = delete;
+  UapiExchange& operator=(const UapiExchange&) = delete;
   std::string_view pending_output() const { return std::string_view(out_).substr(written_); }
   void wrote(std::size_t n) { written_ = std::min(out_.size(), written_ + n); }
   // True once a whole answer is in; an error when it grows past the bound or something follows

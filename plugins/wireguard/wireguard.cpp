@@ -42,6 +42,7 @@
 #include "patronus/mesh/keys.hpp"
 #include "patronus/model/address.hpp"
 #include "patronus/sdk/plugin.hpp"
+#include "patronus/util/file.hpp"
 #include "patronus/wireguard/v1/wireguard.pb.h"
 #include "rtnl.hpp"
 #include "uapi.hpp"
@@ -526,6 +527,15 @@ class WireGuard final : public patronus::sdk::TransportPlugin {
     if (fd < 0) {
       x.done(Status(patronus::Code::kUnavailable,
                     "cannot connect to " + socket_path(d) + ": " + std::strerror(errno)));
+      pump(d);
+      return;
+    }
+    // The private key goes to whoever listens there: it must be wireguard-go as root or as us,
+    // in a directory nobody else could write.
+    if (auto trusted = patronus::closed_directory(socket_dir_);
+        !trusted.is_ok() || !(trusted = patronus::peer_is_trusted(fd, socket_path(d))).is_ok()) {
+      ::close(fd);
+      x.done(Status(trusted.code(), trusted.message()));
       pump(d);
       return;
     }

@@ -111,7 +111,7 @@ TEST(Cli, PluginsListShowsRefusalsWithReasons) {
   auto r = run({cli(), "plugins", "list", "--plugin-dir", test::test_plugin_dir(), "--json"});
   ASSERT_EQ(r.exit_code, 1) << "files were refused: " << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["plugins"].size(), 23u);
+  EXPECT_EQ(j["plugins"].size(), 24u);
   EXPECT_EQ(j["plugins"][0]["name"], "acme-latency");  // the SDK example, built as a test plugin
   EXPECT_EQ(j["plugins"][0]["kind"], "scorer");
   EXPECT_EQ(j["plugins"][1]["name"], "compat10-policy");

@@ -3,6 +3,8 @@
 // detection time, Down within the detection time with diagnostic 1 (and 3 on the far side),
 // back Up, AdminDown on stop, the TTL rule, and keyed SHA1 with a wrong key and a replay.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -184,6 +186,44 @@ TEST_F(BfdAuth, AnotherTypeNeverComesUp) {
 }
 TEST_F(BfdAuth, NoAuthenticationNeverComesUp) {
   expect_never_up("", "auth_missing");
+}
+
+// The key from an owner-only file, raw on one end and as hex on the other, with the type left
+// to its default (meticulous keyed SHA1): the ends agree and come up. A file others can read is
+// refused as exposed, a symlink refused, and neither key nor anything of it is in the error.
+TEST_F(BfdPlugin, AKeyFileRawOrHexComesUpAndAnExposedOneIsRefused) {
+  test::TempDir dir;
+  const std::string raw = dir.file("raw.key"), hex = dir.file("hex.key");
+  test::write_file(raw, "s3cret-k\n");
+  test::write_file(hex, "hex:73336372 65742d6b\n");
+  ASSERT_EQ(::chmod(raw.c_str(), 0600), 0);
+  ASSERT_EQ(::chmod(hex.c_str(), 0600), 0);
+  env::Env& x = w_.add_node("x", {IpAddress::parse("10.0.0.9").value()});
+  auto refused = [&](const std::string& yaml, const char* want) {
+    core::RouterInstance r(x, "x");
+    Status st = r.add_plugin(lib_, "bfd", config(yaml));
+    if (st.is_ok()) st = r.start();
+    EXPECT_FALSE(st.is_ok()) << yaml;
+    EXPECT_NE(st.message().find(want), std::string::npos) << st.message();
+    EXPECT_EQ(st.message().find("s3cret"), std::string::npos) << st.message();
+  };
+  refused("auth: {key_id: 1, key_file: " + hex + "}", "hex");  // a space in the digits
+  test::write_file(hex, "hex:7333637265742d6b\n");
+  ASSERT_EQ(::chmod(hex.c_str(), 0600), 0);
+  const std::string exposed = dir.file("exposed.key");
+  test::write_file(exposed, "s3cret-k\n");
+  ASSERT_EQ(::chmod(exposed.c_str(), 0644), 0);
+  refused("auth: {key_id: 1, key_file: " + exposed + "}", "exposed");
+  ASSERT_EQ(::symlink(raw.c_str(), dir.file("link.key").c_str()), 0);
+  refused("auth: {key_id: 1, key_file: " + dir.file("link.key") + "}", "symlink");
+  refused("auth: {key_id: 1, key: x, key_file: " + raw + "}", "not both");
+  build("desired_min_tx_ms: 50\nrequired_min_rx_ms: 50\nauth: {key_id: 3, key_file: " + raw + "}",
+        "desired_min_tx_ms: 50\nrequired_min_rx_ms: 50\nauth: {type: meticulous-keyed-sha1, "
+        "key_id: 3, key_file: " +
+            hex + "}");
+  w_.run_until(5000 * kMs);
+  EXPECT_EQ(ups(sa_), 1);
+  EXPECT_EQ(ups(sb_), 1);
 }
 
 // Meticulous keyed SHA1 comes up, and refuses a packet with a sequence number it has seen: a third

@@ -63,6 +63,27 @@ TEST(PluginHost, GoodCPluginRunsTimersThroughTheHostTable) {
   EXPECT_EQ(router.live_timers("t"), 0u);
 }
 
+// A plugin's log text cannot forge a line of the daemon's log or send terminal escapes: control
+// characters arrive escaped (security item 8).
+TEST(PluginHost, APluginsLogLineCannotForgeAnotherOne) {
+  core::PluginRegistry reg;
+  auto lib = reg.load_file(tp("test-hostile-log"));
+  ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
+  env::VirtualWorld world(1);
+  env::Env& node = world.add_node("a", {model::IpAddress::parse("10.0.0.1").value()});
+  core::RouterInstance router(node, "a");
+  Events ev;
+  ev.env = &node;
+  router.set_observer(&ev);
+  ASSERT_TRUE(router.add_plugin(lib.value(), "t", "").is_ok());
+  ASSERT_TRUE(router.start().is_ok());
+  ASSERT_EQ(ev.logs.size(), 1u);
+  EXPECT_EQ(ev.logs[0].find('\n'), std::string::npos);
+  EXPECT_EQ(ev.logs[0].find('\x1b'), std::string::npos);
+  EXPECT_NE(ev.logs[0].find("started\\x0a2026"), std::string::npos) << ev.logs[0];
+  EXPECT_NE(ev.logs[0].find("\\x1b[31mboom"), std::string::npos) << ev.logs[0];
+}
+
 // udp_open_ex (ABI 1.3) across the C boundary: a plain-C plugin opens an endpoint with options;
 // the host refuses a TTL above 255, unknown flags and a non-zero reserved field, sends with the
 // TTL asked for and hands the plugin each datagram's TTL with its flags.
@@ -242,14 +263,15 @@ TEST(PluginHost, DirectoryScanListsRefusalsWithReasons) {
   const auto& refused = scan.value().refused;
   std::vector<std::string> names;
   for (const auto& p : reg.plugins()) names.push_back(p->info().name);
-  EXPECT_EQ(names,
-            (std::vector<std::string>{
-                "acme-latency",      "compat10-policy", "compat10-probe",       "compat10-scorer",
-                "compat11-policy",   "compat11-probe",  "compat11-scorer",      "compat12-policy",
-                "compat12-probe",    "compat12-scorer", "compat12-transport",   "compat13-policy",
-                "compat13-probe",    "compat13-scorer", "compat13-transport",   "pingpong",
-                "test-flaky-scorer", "test-good",       "test-sdk-default-abi", "test-sdk-min-abi0",
-                "test-throws-raw",   "test-throws-sdk", "test-transport"}));
+  EXPECT_EQ(
+      names,
+      (std::vector<std::string>{
+          "acme-latency",      "compat10-policy", "compat10-probe",     "compat10-scorer",
+          "compat11-policy",   "compat11-probe",  "compat11-scorer",    "compat12-policy",
+          "compat12-probe",    "compat12-scorer", "compat12-transport", "compat13-policy",
+          "compat13-probe",    "compat13-scorer", "compat13-transport", "pingpong",
+          "test-flaky-scorer", "test-good",       "test-hostile-log",   "test-sdk-default-abi",
+          "test-sdk-min-abi0", "test-throws-raw", "test-throws-sdk",    "test-transport"}));
   EXPECT_EQ(refused.size(), 9u);
   for (const auto& r : refused) EXPECT_FALSE(r.reason.empty()) << r.file;
 }

@@ -26,6 +26,26 @@ TEST(Keys, Rfc7748Vector) {
             from_hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"));
 }
 
+// Known answers for version 1 of the per-path secrets (security item 8): the probe key and the
+// IPsec PSK of the RFC 7748 keys, computed independently (Python: cryptography's X25519 and
+// hashlib's keyed BLAKE2b over the label with its NUL, both public keys in byte order and the
+// canonical name). A change of the layout cannot pass silently: every deployed site would stop
+// authenticating its peers' probes.
+TEST(Keys, PerPathSecretsMatchTheirKnownAnswers) {
+  const Key alice = from_hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+  const Key bob = from_hex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
+  const Key alice_pub = public_key_of(alice).value();
+  const Key bob_pub = public_key_of(bob).value();
+  const std::string name = canonical_path_name("hq", "wan0", "branch", "wan0");
+  ASSERT_EQ(name, "branch:wan0~hq:wan0");
+  const Key probe = from_hex("0737e5011601f6087dc5893f1eebbf6b517b06d93e7df0cb098c015f0fa5ad5f");
+  const Key psk = from_hex("e611c1939386ff3eddf915da1a57eeeac5c3dc04131c5c5c6a6a636208c77fe6");
+  EXPECT_EQ(derive_probe_key(alice, bob_pub, name).value(), probe);
+  EXPECT_EQ(derive_probe_key(bob, alice_pub, name).value(), probe);  // both ends agree
+  EXPECT_EQ(derive_path_secret(alice, bob_pub, "patronus ipsec psk v1", name).value(), psk);
+  EXPECT_EQ(derive_path_secret(bob, alice_pub, "patronus ipsec psk v1", name).value(), psk);
+}
+
 TEST(Keys, GeneratedKeysAreClampedAndDistinct) {
   auto a = generate_keypair();
   auto b = generate_keypair();

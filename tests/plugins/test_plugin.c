@@ -77,7 +77,16 @@ static patronus_status configure(void* i, const uint8_t* c, uint32_t n, char* er
 __attribute__((unused)) static patronus_status start(void* i, char* err, uint32_t cap) {
   struct inst* in = (struct inst*)i;
   (void)err, (void)cap;
+#ifdef VARIANT_HOSTILE_LOG
+  {
+    /* A line that would forge another one and drive a terminal, if the host printed it as is. */
+    static const char forged[] =
+        "started\n2026-01-01T00:00:00.000Z patronusd[hq] error: \x1b[31mboom";
+    in->host->log(in->host->ctx, PATRONUS_LOG_INFO, forged, sizeof forged - 1);
+  }
+#else
   in->host->log(in->host->ctx, PATRONUS_LOG_INFO, "started", 7);
+#endif
   return in->host->schedule(in->host->ctx, (int64_t)in->delay_ms * 1000000, on_timer, in)
              ? PATRONUS_OK
              : PATRONUS_ERR_RESOURCE_EXHAUSTED;

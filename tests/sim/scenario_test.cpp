@@ -4,6 +4,8 @@
 // bad scenario files are refused with the line and field, before anything runs.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -281,6 +283,15 @@ TEST(Simulator, PlotsATimelineWithGnuplot) {
   char magic[8] = {};
   f.read(magic, 8);
   EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+  // A path with a quote and shell syntax is a file name, not a command (gnuplot is spawned
+  // without a shell, and the script quotes what it embeds).
+  const std::string marker = "pwned-" + std::to_string(::getpid());
+  const std::string odd = dir.file("it's $(touch " + marker + ").png");
+  st = sim::write_plot(out.value().plots, out.value().report, odd);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_TRUE(std::filesystem::exists(odd));
+  EXPECT_FALSE(std::filesystem::exists(marker));  // where a shell would have run `touch`
+  std::filesystem::remove(marker);
 }
 
 struct BadCase {

@@ -479,6 +479,18 @@ TEST(SiteRuntime, FewLostProbesOnAnIdlePathAreConfirmedBeforeTheyMoveAClass) {
 // runtime defers its rate changes; another host may not): each lost probe's report switches the
 // path's rate. The plugin must keep one transmit chain: once left idle, it sends one probe a
 // second (it once kept a second chain running for every such switch).
+// A reflector's claimed residence (t3 - t2) is subtracted from the round trip up to 5 ms only: one
+// that claims to have held the probe for the whole round trip cannot make its path look free.
+TEST(ProbePacket, AReflectorsResidenceIsCapped) {
+  bool capped = true;
+  EXPECT_EQ(probes::round_trip_ns(0, 30'000'000, 100, 400, &capped), 30'000'000 - 300);
+  EXPECT_FALSE(capped);
+  EXPECT_EQ(probes::round_trip_ns(0, 30'000'000, 0, 30'000'000, &capped), 25'000'000);
+  EXPECT_TRUE(capped);
+  EXPECT_EQ(probes::round_trip_ns(0, 3'000'000, 0, 30'000'000), 0);       // never negative
+  EXPECT_EQ(probes::round_trip_ns(0, 30'000'000, 500, 100), 30'000'000);  // t3 < t2: ignored
+}
+
 TEST(ProbePlugin, ARateChangeMadeInsideItsOwnReportLeavesOneTransmitChain) {
   core::PluginRegistry reg;
   auto lib = reg.load_file(test::plugin_dir() + "/libpatronus-probes.so");

@@ -16,6 +16,18 @@ std::string shipped(const std::string& name) {
   return test::plugin_dir() + "/libpatronus-" + name + ".so";
 }
 
+// A key in a plugin's configuration is not shown by `plugins try` (security item 7): the summary
+// has it redacted; the key id, the type and other fields stay.
+TEST(PluginTrial, SecretsInTheConfigurationAreRedacted) {
+  auto t = PluginTrial::open(shipped("bfd"),
+                             "auth: {type: meticulous-keyed-sha1, key_id: 4, key: hunter2-s3cret}");
+  ASSERT_TRUE(t.is_ok()) << t.status().to_string();
+  const std::string& c = t.value()->summary().config_json;
+  EXPECT_EQ(c.find("hunter2"), std::string::npos) << c;
+  EXPECT_NE(c.find("(redacted)"), std::string::npos) << c;
+  EXPECT_NE(c.find("\"key_id\":4"), std::string::npos) << c;
+}
+
 TEST(PluginTrial, AScorerScoresEachWindowWithItsConfiguration) {
   auto t = PluginTrial::open(shipped("scoring"), "latency_weight: 80");
   ASSERT_TRUE(t.is_ok()) << t.status().to_string();

@@ -151,13 +151,15 @@ Result<fleet::Response> ask_api(const ControllerCommands& c, const fleet::Reques
     }
     case fleet::Request::kFleetDecisions: {
       const auto& d = q.fleet_decisions();
-      auto r = api.call(
-          "GET", "/api/v1/decisions?limit=" + std::to_string(std::clamp(d.limit(), 1u, 500u)) +
-                     (d.site().empty() ? "" : "&site=" + seg(d.site())));
-      if (auto st = expect(r, {200}); !st.is_ok()) return st;
+      auto all =
+          all_pages(api, "/api/v1/decisions", d.site().empty() ? "" : "&site=" + seg(d.site()));
+      if (!all.is_ok()) return all.status();
+      json items = all.value()["items"];
+      if (items.size() > std::max(d.limit(), 1u))
+        items.erase(items.begin() + std::max(d.limit(), 1u), items.end());
+      *api_json = json{{"items", items}}.dump();
       out.mutable_decisions();
-      const json page = json::parse(r.value().body);
-      for (const auto& i : page["items"]) {
+      for (const auto& i : items) {
         auto v = from_api<fleet::DecisionView>(i);
         if (!v.is_ok()) return v.status();
         *out.mutable_decisions()->add_decisions() = v.value();

@@ -1,5 +1,7 @@
 #include "socket.hpp"
 
+#include "patronus/util/file.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -68,6 +70,8 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open_lines(env::Env& env,
   if (!addr.is_ok()) return addr.status();
   const std::string where = "control socket " + path;
   // The directory: created (one level) when missing, so /run/patronus works on a fresh boot.
+  // It must be ours (or root's) and writable by nobody else: another user who could write there
+  // could swap the socket for a symlink between our bind and our checks.
   const auto dir = std::filesystem::path(path).parent_path();
   if (!dir.empty()) {
     std::error_code ec;
@@ -76,6 +80,9 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open_lines(env::Env& env,
         return unavailable(where + ": cannot create its directory " + dir.string() + ": " +
                            errno_text(errno));
       }
+    }
+    if (auto c = closed_directory(dir.string(), /*sticky_ok=*/true); !c.is_ok()) {
+      return Status(c.code(), where + ": its directory " + c.message());
     }
   }
   // Something already there: a socket nobody accepts on is a dead daemon's and is replaced.
@@ -110,12 +117,18 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open_lines(env::Env& env,
     ::close(fd);
     return unavailable(where + ": bind: " + errno_text(bind_errno));
   }
-  if (::chmod(path.c_str(), 0600) != 0 || ::listen(fd, 16) != 0 ||
-      ::lstat(path.c_str(), &st) != 0) {
+  // The umask made it 0600 as it was created; what is at the path now is checked without
+  // following a link (no chmod by path, which would follow one).
+  if (::listen(fd, 16) != 0 || ::lstat(path.c_str(), &st) != 0) {
     const int e = errno;
     ::close(fd);
     ::unlink(path.c_str());
     return unavailable(where + ": " + errno_text(e));
+  }
+  if (!S_ISSOCK(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
+    ::close(fd);
+    return Status(Code::kFailedPrecondition,
+                  where + ": not the owner-only socket just made (replaced under us?)");
   }
   std::unique_ptr<ControlServer> s(new ControlServer(env, path, std::move(handler), limits));
   s->listen_fd_ = fd;

@@ -6,12 +6,14 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 
 #include "control.hpp"
 #include "patronus/policy/parse.hpp"
+#include "patronus/util/printable.hpp"
 #include "proto_json.hpp"
 
 namespace patronus::controllerd {
@@ -425,17 +427,7 @@ Result<fleetv1::Site> site_from_json(const json& j) {
 
 // What a client sent, fit for a log line: control characters escaped, at most 64 bytes.
 std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 64)) {
-    if (c < 0x20 || c == 0x7f || c == '\\') {
-      char hex[5];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out + (s.size() > 64 ? "..." : "");
+  return util::printable(s, 64);
 }
 
 std::string strip_prefix(const std::string& m, const std::string& prefix) {
@@ -1185,14 +1177,22 @@ void Api::build_routes() {
       [this](R r, P, const Params&, http::Reply reply) {
         auto page = page_of(r);
         if (!page.is_ok()) return reply(from_status(page.status()));
+        // The newest 1000 (each site keeps its last 256), newest first, a page at a time.
         fleetv1::Request q;
         q.mutable_fleet_decisions()->set_site(r.param("site").value_or(""));
-        q.mutable_fleet_decisions()->set_limit(static_cast<std::uint32_t>(page.value().limit));
+        q.mutable_fleet_decisions()->set_limit(1000);
         const auto res = core_.handle(q);
         if (res.has_error()) return reply(from_error(res.error()));
-        json out{{"items", json::array()}};
-        for (const auto& d : res.decisions().decisions()) out["items"].push_back(pj(d));
-        reply(respond(200, out));
+        const std::vector<fleetv1::DecisionView> all(res.decisions().decisions().begin(),
+                                                     res.decisions().decisions().end());
+        auto key = [](const fleetv1::DecisionView& d) {
+          char age[24];
+          std::snprintf(
+              age, sizeof age, "%020lld",
+              static_cast<long long>(std::numeric_limits<std::int64_t>::max() - d.unix_ns()));
+          return std::string(age) + "/" + d.site() + "/" + d.class_name() + "/" + d.remote_site();
+        };
+        reply(respond(200, paged(all, page.value(), key, [](const auto& d) { return pj(d); })));
       });
   add("GET", "/api/v1/events", Access::kViewer,
       [this](R r, P who, const Params&, http::Reply reply) {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "patronus/model/address.hpp"
+#include "patronus/util/printable.hpp"
 #include "router_internal.hpp"
 
 namespace patronus::core {
@@ -217,7 +218,11 @@ struct HostBridge {
       RouterInstance& r = router(c);
       ++r.counters_.logs;
       if (msg == nullptr) len = 0;
-      const std::string m(msg ? msg : "", std::min<std::size_t>(len, r.limits_.max_log_bytes));
+      // A plugin's text (and what it relays, charon's messages) cannot forge log lines: control
+      // characters are escaped.
+      const std::string m = util::printable(
+          std::string_view(msg ? msg : "", std::min<std::size_t>(len, r.limits_.max_log_bytes)),
+          r.limits_.max_log_bytes);
       if (r.observer_) r.observer_->on_log(c->instance->name, std::min<uint32_t>(level, 3), m);
     } catch (...) {
     }

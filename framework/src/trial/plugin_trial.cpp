@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/plugin_host.hpp"
@@ -16,6 +17,39 @@
 #include "patronus/model/types.hpp"
 
 namespace patronus::trial {
+
+namespace {
+
+// A configuration as `plugins try` shows it: the values of fields that name a secret (a key, a
+// PSK, a password) are replaced, so that they reach neither a terminal nor a log.
+bool names_a_secret(const std::string& k) {
+  if (k == "key" || k == "psk" || k == "password" || k == "secret") return true;
+  const bool ends_key = k.size() > 4 && k.compare(k.size() - 4, 4, "_key") == 0;
+  return ends_key && k != "public_key";
+}
+
+void redact(nlohmann::json& v) {
+  if (v.is_object()) {
+    for (auto& [k, x] : v.items()) {
+      if (names_a_secret(k) && x.is_string() && !x.get<std::string>().empty()) {
+        x = "(redacted)";
+      } else {
+        redact(x);
+      }
+    }
+  } else if (v.is_array()) {
+    for (auto& x : v) redact(x);
+  }
+}
+
+std::string redact_secrets(const std::string& config_json) {
+  auto j = nlohmann::json::parse(config_json, nullptr, false);
+  if (j.is_discarded()) return "{}";
+  redact(j);
+  return j.dump();
+}
+
+}  // namespace
 
 namespace {
 
@@ -198,7 +232,7 @@ Status PluginTrial::set_config(const std::string& config_yaml) {
   auto json = m.lib->schema()->bytes_to_json(bytes.value());
   m.config = bytes.value();
   m.router.reset();  // the next call creates an instance with this configuration
-  m.summary.config_json = json.is_ok() ? json.value() : "{}";
+  m.summary.config_json = json.is_ok() ? redact_secrets(json.value()) : "{}";
   return Status::ok();
 }
 

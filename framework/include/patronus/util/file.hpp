@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -121,6 +122,34 @@ inline Status private_directory(const std::string& dir) {
   if (::lstat(dir.c_str(), &st) != 0) return unavailable(dir + ": " + std::strerror(errno));
   if (!S_ISDIR(st.st_mode)) return invalid_argument(dir + ": not a directory (or a symlink)");
   return owned_and_closed(dir, st);
+}
+
+// A directory that holds sockets (wireguard-go's, charon's, our control socket's): it exists,
+// is a directory (not a symlink) and is owned_and_closed, so nobody else could have put a
+// listener or a symlink of theirs there. `sticky_ok`: a root-owned sticky directory (/tmp) is
+// accepted too, since there nobody can remove or rename what another user made.
+inline Status closed_directory(const std::string& dir, bool sticky_ok = false) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return unavailable(dir + ": " + std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) return invalid_argument(dir + ": not a directory (or a symlink)");
+  if (sticky_ok && (st.st_mode & S_ISVTX) != 0 && st.st_uid == 0) return Status::ok();
+  return owned_and_closed(dir, st);
+}
+
+// The process at the other end of a connected unix socket is root or this user (SO_PEERCRED):
+// checked before a secret (a private key, a PSK) is written to it.
+inline Status peer_is_trusted(int fd, const std::string& what) {
+  struct ucred cred {};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return unavailable(what + ": cannot learn who listens on it: " + std::strerror(errno));
+  }
+  if (cred.uid != 0 && cred.uid != ::geteuid()) {
+    return failed_precondition(
+        what + ": the process listening on it (pid " + std::to_string(cred.pid) + ") runs as uid " +
+        std::to_string(cred.uid) + ", neither root nor this user; no secret is sent to it");
+  }
+  return Status::ok();
 }
 
 // A private file (a key): opened without following a symlink, a regular file owned by this user,
