@@ -529,7 +529,8 @@ def main():
             c.stop()
             c.start()
             t = c.login("operator1", PASSWORD)["access_token"]
-            check(len(c.curl("GET", "/api/v1/audit?limit=500", tokens["admin"] if False else c.login(c.admin, c.password)["access_token"]).json()["items"]) >= 10,
+            admin = c.login(c.admin, c.password)["access_token"]  # the old login ended with it
+            check(len(c.curl("GET", "/api/v1/audit?limit=500", admin).json()["items"]) >= 10,
                   "the audit trail did not survive a restart")
             check(c.curl("GET", "/api/v1/sites/s01", t).json()["subnets"] == ["10.102.0.0/16", "10.202.0.0/16"],
                   "the site's update did not survive a restart")

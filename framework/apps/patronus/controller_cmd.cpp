@@ -16,6 +16,7 @@
 #include "api_session.hpp"
 #include "cli_common.hpp"
 #include "control.hpp"
+#include "patronus/controller/core.hpp"
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/plugin_host.hpp"
 #include "patronus/core/router.hpp"
@@ -540,12 +541,7 @@ int run_controller_commands(ControllerCommands& c) {
       return fail(kExitUsage, "policy apply: no NetworkPolicy in the file(s) given");
     }
     for (const auto& np : m.value().policies) {
-      auto* p = q.mutable_set_policies()->add_apply();
-      p->set_ns(np.namespace_);
-      p->set_name(np.name);
-      p->set_spec_json(np.spec_json);
-      p->set_enabled(np.enabled);
-      p->set_priority(np.priority);
+      *q.mutable_set_policies()->add_apply() = controller::policy_record(np);
     }
   } else if (c.plugins_set->parsed()) {
     // The config in the plugin's own encoding, judged by the plugin itself: what a site's

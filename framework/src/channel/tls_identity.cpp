@@ -1,5 +1,6 @@
 #include "tls_identity.hpp"
 
+#include "openssl_util.hpp"
 #include "patronus/util/file.hpp"
 
 #include <fcntl.h>
@@ -19,26 +20,12 @@ namespace patronus::channel {
 
 namespace {
 
-struct Free {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-  void operator()(X509* p) const { X509_free(p); }
-  void operator()(BIO* p) const { BIO_free(p); }
-};
-template <typename T>
-using Owned = std::unique_ptr<T, Free>;
-
-std::string bio_text(BIO* bio) {
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio, &data);
-  return std::string(data, static_cast<std::size_t>(n));
-}
+using ossl::bio_text;
+using ossl::Owned;
 
 // The certificate: a regular file (not a symlink). The key is a private file (read_private_file).
 Result<std::string> read_certificate(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return unavailable(path + ": " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return failed_precondition(path + ": not a regular file");
-  return read_text_file(path, 64 * 1024);
+  return ossl::read_certificate(path, 64 * 1024);
 }
 
 Result<PublicKey> raw_key(EVP_PKEY* pkey, const std::string& what) {

@@ -821,38 +821,54 @@ std::int64_t Core::to_unix(std::int64_t mono_ns) const {
   return mono_ns == 0 ? 0 : env_.wall_ns() - (env_.now_ns() - mono_ns);
 }
 
+std::optional<fleet::SiteView> Core::site_view(const std::string& name) const {
+  const auto it = sites_.find(name);
+  if (it == sites_.end()) return std::nullopt;
+  const Site& s = it->second;
+  fleet::SiteView v;
+  v.set_name(name);
+  for (const auto& e : s.fleet.endpoints) *v.add_endpoints() = endpoint_record(e);
+  for (const auto& p : s.fleet.subnets) v.add_subnets(p.to_string());
+  v.set_enrolled(s.enrolled);
+  v.set_approved(s.approved);
+  v.set_in_mesh(compiler_.config(name) != nullptr);
+  v.set_connected(s.session.has_value());
+  v.set_version(s.version);
+  v.set_hash(s.hash);
+  v.set_applied_version(s.applied_version);
+  v.set_applied_hash(s.applied_hash);
+  v.set_drift(s.drift);
+  v.set_last_seen_unix_ns(to_unix(s.last_seen_ns));
+  v.set_last_error(s.last_error);
+  if (const auto r = rotations_.find(name); r != rotations_.end()) {
+    v.set_rotation(r->second.endpoint + ": " +
+                   (r->second.committing ? "committing"
+                    : r->second.staged   ? "next key with the peers"
+                                         : "staging"));
+  }
+  for (const auto& h : s.history) *v.add_history() = h;
+  if (!s.history.empty()) {  // the last report's counts
+    v.set_paths_up(s.history.back().up());
+    v.set_paths_degraded(s.history.back().degraded());
+    v.set_paths_down(s.history.back().down());
+  }
+  return v;
+}
+
 fleet::Sites Core::site_views() const {
   fleet::Sites out;
-  for (const auto& [name, s] : sites_) {
-    auto* v = out.add_sites();
-    v->set_name(name);
-    for (const auto& e : s.fleet.endpoints) *v->add_endpoints() = endpoint_record(e);
-    for (const auto& p : s.fleet.subnets) v->add_subnets(p.to_string());
-    v->set_enrolled(s.enrolled);
-    v->set_approved(s.approved);
-    v->set_in_mesh(compiler_.config(name) != nullptr);
-    v->set_connected(s.session.has_value());
-    v->set_version(s.version);
-    v->set_hash(s.hash);
-    v->set_applied_version(s.applied_version);
-    v->set_applied_hash(s.applied_hash);
-    v->set_drift(s.drift);
-    v->set_last_seen_unix_ns(to_unix(s.last_seen_ns));
-    v->set_last_error(s.last_error);
-    if (const auto r = rotations_.find(name); r != rotations_.end()) {
-      v->set_rotation(r->second.endpoint + ": " +
-                      (r->second.committing ? "committing"
-                       : r->second.staged   ? "next key with the peers"
-                                            : "staging"));
-    }
-    for (const auto& h : s.history) *v->add_history() = h;
-    if (!s.history.empty()) {  // the last report's counts
-      v->set_paths_up(s.history.back().up());
-      v->set_paths_degraded(s.history.back().degraded());
-      v->set_paths_down(s.history.back().down());
-    }
-  }
+  for (const auto& [name, s] : sites_) *out.add_sites() = *site_view(name);
   return out;
+}
+
+fleet::Policy policy_record(const policy::NetworkPolicy& np) {
+  fleet::Policy p;
+  p.set_ns(np.namespace_);
+  p.set_name(np.name);
+  p.set_spec_json(np.spec_json);
+  p.set_enabled(np.enabled);
+  p.set_priority(np.priority);
+  return p;
 }
 
 fleet::Paths Core::path_views() const {

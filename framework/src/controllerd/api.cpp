@@ -868,13 +868,8 @@ void Api::build_routes() {
     reply(respond(200, paged(
                            all, page.value(), [](const auto& v) { return v.name(); }, site_json)));
   });
-  auto site_view = [this](const std::string& name) -> std::optional<fleetv1::SiteView> {
-    const auto views = core_.site_views();
-    for (const auto& v : views.sites()) {
-      if (v.name() == name) return v;
-    }
-    return std::nullopt;
-  };
+  // One site's view, without building every site's.
+  auto site_view = [this](const std::string& name) { return core_.site_view(name); };
   // A site's ETag is of its stored record: what an operator's write changes (its live state
   // moves on its own).
   auto site_etag = [this](const std::string& name) -> std::string {
@@ -1070,12 +1065,7 @@ void Api::build_routes() {
         if (m.value().policies.empty()) return reply(problem(422, "body: no NetworkPolicy", ""));
         fleetv1::Request q;
         for (const auto& np : m.value().policies) {
-          auto* p = q.mutable_set_policies()->add_apply();
-          p->set_ns(np.namespace_);
-          p->set_name(np.name);
-          p->set_spec_json(np.spec_json);
-          p->set_enabled(np.enabled);
-          p->set_priority(np.priority);
+          *q.mutable_set_policies()->add_apply() = controller::policy_record(np);
         }
         reply(core_change(r, who, "/api/v1/policies", "policies", q, 200, [this] {
           const json c = policies_json(core_.settings_record());

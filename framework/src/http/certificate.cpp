@@ -12,6 +12,7 @@
 #include <memory>
 #include <set>
 
+#include "openssl_util.hpp"
 #include "patronus/util/file.hpp"
 #include "server.hpp"
 
@@ -19,20 +20,8 @@ namespace patronus::http {
 
 namespace {
 
-struct Free {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-  void operator()(X509* p) const { X509_free(p); }
-  void operator()(BIO* p) const { BIO_free(p); }
-  void operator()(GENERAL_NAMES* p) const { GENERAL_NAMES_free(p); }
-};
-template <typename T>
-using Owned = std::unique_ptr<T, Free>;
-
-std::string bio_text(BIO* bio) {
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio, &data);
-  return std::string(data, static_cast<std::size_t>(n));
-}
+using ossl::bio_text;
+using ossl::Owned;
 
 bool is_ip(const std::string& n) {
   unsigned char buf[16];
@@ -135,10 +124,7 @@ Status check_pair(const Credentials& c, const std::string& what) {
 }
 
 Result<std::string> read_regular(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return unavailable(path + ": " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return failed_precondition(path + ": not a regular file");
-  return read_text_file(path, 256 * 1024);
+  return ossl::read_certificate(path, 256 * 1024);
 }
 
 }  // namespace

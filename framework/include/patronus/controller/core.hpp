@@ -21,6 +21,10 @@
 #include "patronus/env/env.hpp"
 #include "patronus/util/status.hpp"
 
+namespace patronus::policy {
+struct NetworkPolicy;
+}
+
 namespace patronus::controller {
 
 using SessionId = std::uint64_t;
@@ -96,6 +100,9 @@ Status check_push(const v1::ConfigPush& push, const std::string& site);
 // name the field under `where` ("sites[0].endpoints[1].address").
 Result<FleetSite> fleet_site_of(const fleet::Site& record, const std::string& where);
 
+// A NetworkPolicy as the fleet stores one (`patronus policy apply`, the API's POST /policies).
+fleet::Policy policy_record(const policy::NetworkPolicy& np);
+
 class Core {
  public:
   // With a store, every change is written through (an operator's change that cannot be written
@@ -166,6 +173,7 @@ class Core {
   std::optional<std::string> session_site(SessionId session) const;
   // The fleet view: every site with its state and path counts; every path the sites reported.
   fleet::Sites site_views() const;
+  std::optional<fleet::SiteView> site_view(const std::string& site) const;
   fleet::Paths path_views() const;
   fleet::Decisions decision_views(const std::string& site, std::uint32_t limit) const;
   const CoreCounters& counters() const { return counters_; }
