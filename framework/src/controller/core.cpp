@@ -1116,7 +1116,10 @@ Status Core::load() {
   if (store_ == nullptr) return Status::ok();
   auto snap = store_->load();
   if (!snap.is_ok()) return snap.status();
-  auto& v = snap.value();
+  return load(snap.value());
+}
+
+Status Core::load(const FleetSnapshot& v) {
   if (v.settings) {
     if (auto st = apply_settings(*v.settings); !st.is_ok()) {
       return internal_error("the stored settings: " + st.message());

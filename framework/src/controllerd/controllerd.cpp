@@ -395,7 +395,14 @@ int run(const Options& opt) {
   options.require_approval = cfg.require_approval;
   options.max_sites = cfg.max_sites;
   controller::Core core(env, outbox, options, store.value().get());
-  if (auto s = core.load(); !s.is_ok()) {
+  // One read of the store at start: the core's fleet and the API's users come from it.
+  auto snap = store.value()->load();
+  if (!snap.is_ok()) {
+    std::cerr << "patronus-controller: " << cfg.state_db << ": " << snap.status().message()
+              << std::endl;
+    return kExitRuntime;
+  }
+  if (auto s = core.load(snap.value()); !s.is_ok()) {
     std::cerr << "patronus-controller: " << cfg.state_db << ": " << s.message() << std::endl;
     return kExitRuntime;
   }
@@ -500,11 +507,6 @@ int run(const Options& opt) {
                      : http::load_credentials(cfg.api.tls_cert, cfg.api.tls_key);
     if (!creds.is_ok()) {
       std::cerr << "patronus-controller: api: " << creds.status().message() << std::endl;
-      return kExitRuntime;
-    }
-    auto snap = store.value()->load();
-    if (!snap.is_ok()) {
-      std::cerr << "patronus-controller: " << snap.status().message() << std::endl;
       return kExitRuntime;
     }
     auth = std::make_unique<Auth>(env, store.value().get(), secret.value(), auth_options(cfg));

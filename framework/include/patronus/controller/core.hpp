@@ -129,6 +129,9 @@ class Core {
   // path ids and overlay addresses; the configs are compiled again and, being the same, not
   // pushed again.
   Status load();
+  // The same from a snapshot the caller read (the controller reads the store once at start for
+  // the core and the API's users).
+  Status load(const FleetSnapshot& snapshot);
   Status approve(const std::string& site);
   // Rotates an endpoint's key of a connected site without dropping its paths: stage (the site
   // makes its next key and reports it; the peers get it on standby), then, once every peer has
