@@ -184,6 +184,20 @@ def validation(c, tokens, report):
     r = c.curl("POST", "/api/v1/policies", op, good, content_type="application/yaml",
                headers={"If-Match": '"stale"'})
     check(r.status == 412, "policies with a stale If-Match: %d" % r.status)
+    # The matrix the policy engine computes, over the inventory: default's pods take 80-90 from
+    # anyone and nothing else; "other" is not isolated.
+    inv = "".join("---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: {app: %s}}\n"
+                  "status: {podIP: 10.9.0.%d}\n" % (n, ns, n, i + 1)
+                  for i, (ns, n) in enumerate([("default", "web"), ("default", "db"), ("other", "tool")]))
+    r = c.curl("PUT", "/api/v1/inventory", op, inv, content_type="application/yaml")
+    check(r.status == 204, "inventory: %d %s" % (r.status, r.body))
+    m = c.curl("GET", "/api/v1/policies/reachability?probe=tcp/80", tokens["viewer"]).json()
+    check(m["pods"] == ["default/db", "default/web", "other/tool"], "matrix pods: %s" % m)
+    check(m["allowed"] == [[True, True, True]] * 3, "tcp/80: %s" % m["allowed"])
+    m = c.curl("GET", "/api/v1/policies/reachability?probe=tcp/22", tokens["viewer"]).json()
+    check(m["allowed"] == [[False, False, True]] * 3, "tcp/22: %s" % m["allowed"])
+    r = c.curl("GET", "/api/v1/policies/reachability?probe=icmp/1", tokens["viewer"])
+    check(r.status == 422 and r.json()["errors"][0]["field"] == "probe", "probe icmp: %s" % r.body)
     r = c.curl("PUT", "/api/v1/topology", op, {"topology": "ring"})
     check(r.status == 422, "topology ring: %d %s" % (r.status, r.body))
     r = c.curl("POST", "/api/v1/sites", op, "{not json")

@@ -126,37 +126,6 @@ Result<Loaded> load_inputs(const PolicyCommands& p) {
   return l;
 }
 
-struct Probe {
-  std::string text;
-  pol::Protocol protocol;
-  int port = 0;
-  std::string name;
-};
-
-Result<Probe> parse_probe(const std::string& s) {
-  const auto slash = s.find('/');
-  if (slash == std::string::npos) {
-    return invalid_argument("--probe '" + s + "': expected protocol/port, e.g. tcp/80");
-  }
-  std::string proto = s.substr(0, slash);
-  std::transform(proto.begin(), proto.end(), proto.begin(), ::toupper);
-  const auto p = pol::parse_protocol(proto);
-  if (!p) return invalid_argument("--probe '" + s + "': protocol must be tcp, udp or sctp");
-  Probe out{s, *p, 0, ""};
-  const std::string port = s.substr(slash + 1);
-  if (!port.empty() && port.find_first_not_of("0123456789") == std::string::npos) {
-    if (port.size() > 5 || std::stoi(port) < 1 || std::stoi(port) > 65535) {
-      return invalid_argument("--probe '" + s + "': port must be 1-65535");
-    }
-    out.port = std::stoi(port);
-  } else if (!port.empty() && port.size() <= 15) {
-    out.name = port;
-  } else {
-    return invalid_argument("--probe '" + s + "': expected a port number or a port name");
-  }
-  return out;
-}
-
 Result<pol::Endpoint> parse_end(const pol::Inventory& inv, const std::string& s,
                                 const char* option) {
   const auto slash = s.find('/');
@@ -224,22 +193,15 @@ Result<bool> bpf_verdict(pol::bpf::Datapath& dp, const pol::Pod& src, const pol:
 }
 
 int run_matrix(PolicyCommands& p) {
-  std::vector<Probe> probes;
+  std::vector<pol::Probe> probes;
   for (const auto& s : p.probes) {
-    auto pr = parse_probe(s);
-    if (!pr.is_ok()) return fail(kExitUsage, pr.status().message());
+    auto pr = pol::parse_probe(s);
+    if (!pr.is_ok()) return fail(kExitUsage, "--" + pr.status().message());
     probes.push_back(pr.value());
   }
   auto in = load_inputs(p);
   if (!in.is_ok()) return fail(kExitUsage, in.status().message());
   const pol::Inventory& inv = in.value().inventory;
-  // Pods in namespace/name order.
-  std::vector<int> order(inv.pods.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
-  std::sort(order.begin(), order.end(), [&](int a, int b) {
-    return inv.pods[static_cast<std::size_t>(a)].key() <
-           inv.pods[static_cast<std::size_t>(b)].key();
-  });
   pol::Classifier cls(in.value().policies, inv);
   // --datapath bpf: every cell is a packet through the loaded programs (stateless).
   std::unique_ptr<pol::bpf::Datapath> dp;
@@ -260,35 +222,34 @@ int run_matrix(PolicyCommands& p) {
   }
   json out = {{"probes", json::object()}};
   for (const auto& pr : probes) {
-    json grid = json::object();
-    std::vector<std::vector<bool>> cells;
-    for (int s : order) {
-      json row = json::object();
-      std::vector<bool> line;
-      for (int d : order) {
-        const pol::Pod& dst = inv.pods[static_cast<std::size_t>(d)];
-        int port = pr.port;
-        if (!pr.name.empty()) {
-          // A named probe connects to the destination's port of that name (none: no connection).
-          const auto resolved = dst.named_port(pr.name, pr.protocol);
-          port = resolved.value_or(0);
+    pol::Reachability m = pol::reachability(cls, inv, pr);
+    const std::vector<int>& order = m.pods;
+    if (dp) {  // the same cells, judged by the kernel's programs
+      for (std::size_t r = 0; r < order.size(); ++r) {
+        for (std::size_t c = 0; c < order.size(); ++c) {
+          const pol::Pod& dst = inv.pods[static_cast<std::size_t>(order[c])];
+          const int port = pol::probe_port(pr, dst);
+          bool ok = false;
+          if (port > 0) {
+            auto verdict = bpf_verdict(*dp, inv.pods[static_cast<std::size_t>(order[r])], dst,
+                                       pr.protocol, port);
+            if (!verdict.is_ok()) return fail(kExitFailure, verdict.status().message());
+            ok = verdict.value();
+          }
+          m.allowed[r][c] = ok;
         }
-        bool ok = false;
-        if (port > 0 && dp) {
-          auto verdict =
-              bpf_verdict(*dp, inv.pods[static_cast<std::size_t>(s)], dst, pr.protocol, port);
-          if (!verdict.is_ok()) return fail(kExitFailure, verdict.status().message());
-          ok = verdict.value();
-        } else if (port > 0) {
-          ok = cls.allowed(pol::Endpoint::for_pod(inv, s), pol::Endpoint::for_pod(inv, d),
-                           pr.protocol, port);
-        }
-        row[dst.key()] = ok;
-        line.push_back(ok);
       }
-      grid[inv.pods[static_cast<std::size_t>(s)].key()] = row;
-      cells.push_back(line);
     }
+    json grid = json::object();
+    for (std::size_t r = 0; r < order.size(); ++r) {
+      json row = json::object();
+      for (std::size_t c = 0; c < order.size(); ++c) {
+        row[inv.pods[static_cast<std::size_t>(order[c])].key()] =
+            static_cast<bool>(m.allowed[r][c]);
+      }
+      grid[inv.pods[static_cast<std::size_t>(order[r])].key()] = row;
+    }
+    const auto& cells = m.allowed;
     out["probes"][pr.text] = grid;
     if (!p.json) {
       std::size_t w = 4;

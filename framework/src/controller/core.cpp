@@ -3,6 +3,8 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "patronus/mesh/keys.hpp"
 #include "patronus/model/types.hpp"
@@ -178,6 +180,8 @@ Status Core::remove_site(const std::string& name) {
     outbox_.send(session, m);
     outbox_.close(session);
   }
+  if (it->second.report)
+    reported_paths_ -= static_cast<std::size_t>(it->second.report->paths_size());
   sites_.erase(it);
   rotations_.erase(name);
   for (const auto& h : b.delete_tokens) tokens_.erase(h);
@@ -447,6 +451,17 @@ Status Core::report(SessionId session, const v1::Report& r) {
     return resource_exhausted("report: more than " + std::to_string(max) + " paths or classes");
   }
   if (r.decisions_size() > 64) return resource_exhausted("report: more than 64 decisions");
+  for (const auto& p : r.paths()) {
+    if (p.liveness_size() > 8) {
+      return resource_exhausted("report: path " + std::to_string(p.id()) +
+                                " has more than 8 liveness sessions");
+    }
+  }
+  for (const auto& d : r.decisions()) {
+    if (d.candidates_size() > 16) {
+      return resource_exhausted("report: a decision has more than 16 candidates");
+    }
+  }
   // A site speaks for itself: only paths of its current config (by id) are kept. Others are a
   // report sent before it applied a new config (a path just removed), or a lie: dropped.
   const site::SiteConfig* config = compiler_.config(s->fleet.name);
@@ -459,6 +474,7 @@ Status Core::report(SessionId session, const v1::Report& r) {
   if (s->report) {
     for (const auto& p : s->report->paths()) previous[p.id()] = p.state();
   }
+  if (s->report) reported_paths_ -= static_cast<std::size_t>(s->report->paths_size());
   s->report = r;
   auto* paths = s->report->mutable_paths();
   const auto kept = std::remove_if(paths->begin(), paths->end(),
@@ -488,6 +504,7 @@ Status Core::report(SessionId session, const v1::Report& r) {
   }
   s->history.push_back(counts);
   while (s->history.size() > kHistory) s->history.pop_front();
+  record_samples(*s);
   for (const auto& d : r.decisions()) {
     fleet::FleetEvent e;
     e.set_kind("decision");
@@ -501,6 +518,57 @@ Status Core::report(SessionId session, const v1::Report& r) {
   return Status::ok();
 }
 
+void Core::record_samples(Site& s) {
+  reported_paths_ += static_cast<std::size_t>(s.report->paths_size());
+  const std::size_t keep = std::clamp<std::size_t>(
+      kPathSampleBudget / std::max<std::size_t>(1, reported_paths_), kMinPathSamples, kHistory);
+  const auto measured = [](bool has, double v) {
+    return has ? static_cast<float>(v) : std::numeric_limits<float>::quiet_NaN();
+  };
+  std::map<std::uint64_t, std::deque<Site::Sample>> next;
+  for (const auto& p : s.report->paths()) {
+    auto& q = next[p.id()];
+    if (auto it = s.path_samples.find(p.id()); it != s.path_samples.end())
+      q = std::move(it->second);
+    Site::Sample x;
+    x.unix_ns = env_.wall_ns();
+    x.state = p.state() == "up" ? 2 : p.state() == "degraded" ? 1 : 0;
+    x.score = measured(p.has_score(), p.score());
+    x.rtt_ms = measured(p.has_rtt_ms(), p.rtt_ms());
+    x.jitter_ms = measured(p.has_jitter_ms(), p.jitter_ms());
+    x.loss_pct = measured(p.has_loss_pct(), p.loss_pct());
+    q.push_back(x);
+    while (q.size() > keep) q.pop_front();
+  }
+  s.path_samples = std::move(next);  // paths no longer reported leave with their samples
+}
+
+std::optional<std::vector<fleet::PathHistory>> Core::path_history(const std::string& site) const {
+  const auto it = sites_.find(site);
+  if (it == sites_.end()) return std::nullopt;
+  std::vector<fleet::PathHistory> out;
+  if (!it->second.report) return out;
+  static constexpr const char* kStates[] = {"down", "degraded", "up"};
+  for (const auto& p : it->second.report->paths()) {
+    fleet::PathHistory h;
+    h.set_id(p.id());
+    h.set_name(p.name());
+    if (const auto q = it->second.path_samples.find(p.id()); q != it->second.path_samples.end()) {
+      for (const auto& x : q->second) {
+        auto* v = h.add_samples();
+        v->set_unix_ns(x.unix_ns);
+        v->set_state(kStates[x.state]);
+        if (!std::isnan(x.score)) v->set_score(x.score);
+        if (!std::isnan(x.rtt_ms)) v->set_rtt_ms(x.rtt_ms);
+        if (!std::isnan(x.jitter_ms)) v->set_jitter_ms(x.jitter_ms);
+        if (!std::isnan(x.loss_pct)) v->set_loss_pct(x.loss_pct);
+      }
+    }
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
 fleet::DecisionView Core::decision_view(const std::string& site, const v1::DecisionReport& d) {
   fleet::DecisionView v;
   v.set_site(site);
@@ -511,6 +579,9 @@ fleet::DecisionView Core::decision_view(const std::string& site, const v1::Decis
   v.set_to_path(d.to_path());
   v.set_reason(d.reason());
   v.set_why(d.why());
+  if (d.has_fault_age_ms()) v.set_fault_age_ms(d.fault_age_ms());
+  v.set_flows_moved(d.flows_moved());
+  *v.mutable_candidates() = d.candidates();
   return v;
 }
 
@@ -885,6 +956,11 @@ fleet::Paths Core::path_views() const {
       if (p.has_rtt_ms()) v->set_rtt_ms(p.rtt_ms());
       if (p.has_jitter_ms()) v->set_jitter_ms(p.jitter_ms());
       if (p.has_loss_pct()) v->set_loss_pct(p.loss_pct());
+      v->set_peer_site(p.peer_site());
+      v->set_local_endpoint(p.local_endpoint());
+      v->set_remote_endpoint(p.remote_endpoint());
+      if (p.has_tunnel()) *v->mutable_tunnel() = p.tunnel();
+      *v->mutable_liveness() = p.liveness();
     }
   }
   return out;

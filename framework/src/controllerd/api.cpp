@@ -12,6 +12,7 @@
 #include <set>
 
 #include "control.hpp"
+#include "patronus/policy/classifier.hpp"
 #include "patronus/policy/parse.hpp"
 #include "patronus/util/printable.hpp"
 #include "proto_json.hpp"
@@ -38,6 +39,7 @@ const char* access_name(Access a) {
 namespace {
 
 constexpr std::size_t kDefaultLimit = 50, kMaxLimit = 500;
+constexpr std::size_t kMaxMatrixPods = 300;  // 90,000 verdicts: well under a second
 
 json pj(const google::protobuf::Message& m) {
   return json::parse(proto_to_json(m));
@@ -1084,6 +1086,49 @@ void Api::build_routes() {
         reply(core_change(r, who, "/api/v1/policies/{namespace}/{name}", "policies/" + key, q, 204,
                           no_content));
       });
+  // What the fleet's policies allow between the inventory's pods (what `patronus policy matrix`
+  // prints), by the same classifier the sites run.
+  add("GET", "/api/v1/policies/reachability", Access::kViewer,
+      [this](R r, P, const Params&, http::Reply reply) {
+        auto probe = policy::parse_probe(r.param("probe").value_or("tcp/80"));
+        if (!probe.is_ok()) return reply(problem(422, probe.status().message(), "probe"));
+        const auto& rec = core_.settings_record();
+        std::vector<policy::NetworkPolicy> policies;
+        for (const auto& p : rec.policies()) {
+          auto np = policy::policy_from_spec_json(p.name(), p.ns(), p.spec_json(), p.enabled(),
+                                                  p.priority());
+          if (!np.is_ok()) return reply(from_status(np.status()));  // validated when stored
+          policies.push_back(std::move(np).value());
+        }
+        policy::Manifests m;
+        if (!rec.inventory().empty()) {
+          auto parsed =
+              policy::parse_manifests(rec.inventory(), "inventory", policy::Accept::kInventory);
+          if (!parsed.is_ok()) return reply(from_status(parsed.status()));
+          m = std::move(parsed).value();
+        }
+        if (m.pods.size() > kMaxMatrixPods) {
+          return reply(problem(422,
+                               "the inventory has " + std::to_string(m.pods.size()) +
+                                   " pods: a matrix is computed for at most " +
+                                   std::to_string(kMaxMatrixPods) +
+                                   " (ask `patronus policy check` about a pair instead)",
+                               ""));
+        }
+        const policy::Inventory inv = policy::make_inventory(std::move(m));
+        const policy::Classifier classifier(std::move(policies), inv);
+        const auto matrix = policy::reachability(classifier, inv, probe.value());
+        json out{
+            {"probe", probe.value().text}, {"pods", json::array()}, {"allowed", json::array()}};
+        for (int i : matrix.pods)
+          out["pods"].push_back(inv.pods[static_cast<std::size_t>(i)].key());
+        for (const auto& row : matrix.allowed) {
+          json cells = json::array();
+          for (bool ok : row) cells.push_back(ok);
+          out["allowed"].push_back(std::move(cells));
+        }
+        reply(respond(200, out));
+      });
   add("GET", "/api/v1/inventory", Access::kViewer, [this](R, P, const Params&, http::Reply reply) {
     http::Response res;
     res.content_type = "application/yaml";
@@ -1163,6 +1208,14 @@ void Api::build_routes() {
               [&](const auto& a, const auto& b) { return key(a) < key(b); });
     reply(respond(200, paged(all, page.value(), key, [](const auto& v) { return pj(v); })));
   });
+  add("GET", "/api/v1/sites/{name}/path-history", Access::kViewer,
+      [this](R, P, const Params& p, http::Reply reply) {
+        const auto h = core_.path_history(p.at("name"));
+        if (!h) return reply(problem(404, "no site '" + p.at("name") + "'"));
+        json out{{"site", p.at("name")}, {"paths", json::array()}};
+        for (const auto& x : *h) out["paths"].push_back(pj(x));
+        reply(respond(200, out));
+      });
   add("GET", "/api/v1/decisions", Access::kViewer,
       [this](R r, P, const Params&, http::Reply reply) {
         auto page = page_of(r);

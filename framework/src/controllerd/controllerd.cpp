@@ -26,6 +26,7 @@
 #include "patronus/util/file.hpp"
 #include "patronus/util/utc_time.hpp"
 #include "socket.hpp"
+#include "static_files.hpp"
 #include "yaml_fields.hpp"
 
 namespace patronus::controllerd {
@@ -121,17 +122,18 @@ Result<Config> parse_config(const std::string& text, const std::string& base_dir
   }
   if (const auto a = root["api"]) {
     if (!a.IsMap()) return invalid_argument(yamlf::at(a) + "api: a map");
-    if (auto s = yamlf::check_keys(
-            a,
-            {"listen", "names", "tls_cert", "tls_key", "audit_retention_days", "access_token_ttl_s",
-             "refresh_token_ttl_s", "max_connections", "max_streams", "request_timeout_ms"},
-            "api");
+    if (auto s =
+            yamlf::check_keys(a,
+                              {"listen", "names", "tls_cert", "tls_key", "audit_retention_days",
+                               "access_token_ttl_s", "refresh_token_ttl_s", "max_connections",
+                               "max_streams", "request_timeout_ms", "ui_dir"},
+                              "api");
         !s.is_ok()) {
       return s;
     }
     for (auto [key, out] :
          {std::pair("listen", &c.api.listen), std::pair("tls_cert", &c.api.tls_cert),
-          std::pair("tls_key", &c.api.tls_key)}) {
+          std::pair("tls_key", &c.api.tls_key), std::pair("ui_dir", &c.api.ui_dir)}) {
       auto v = yamlf::string_field(a, key, "api", std::string(key) == "listen");
       if (!v.is_ok()) return v.status();
       *out = v.value();
@@ -172,6 +174,7 @@ Result<Config> parse_config(const std::string& text, const std::string& base_dir
     }
     c.api.tls_cert = resolve(base_dir, c.api.tls_cert);
     c.api.tls_key = resolve(base_dir, c.api.tls_key);
+    if (c.api.ui_dir != "none") c.api.ui_dir = resolve(base_dir, c.api.ui_dir);
   }
   c.state_db = resolve(base_dir, c.state_db);
   c.identity_dir =
@@ -200,6 +203,19 @@ class ChannelOutbox final : public controller::Outbox {
 }  // namespace
 
 namespace {
+
+// The dashboard beside this executable: <prefix>/share/patronus/ui when installed, <build>/ui in
+// a build tree ("" neither).
+std::string installed_ui_dir() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  for (const auto& d : {exe.parent_path().parent_path() / "share" / "patronus" / "ui",
+                        exe.parent_path().parent_path() / "ui"}) {
+    if (std::filesystem::exists(d / "index.html", ec)) return d.string();
+  }
+  return "";
+}
 
 // What an admin-socket request changes, as the audit trail names it.
 std::string socket_target(const fleet::Request& q) {
@@ -456,6 +472,7 @@ int run(const Options& opt) {
 
   std::unique_ptr<Auth> auth;  // the operator API's, when `api:` is set (below)
   std::unique_ptr<Api> api;
+  std::unique_ptr<http::StaticFiles> ui;  // the dashboard, when installed
   std::unique_ptr<http::Server> https;
   std::unique_ptr<control::ControlServer> admin;
   if (!cfg.admin_socket.empty()) {
@@ -520,8 +537,24 @@ int run(const Options& opt) {
     hl.max_connections = cfg.api.max_connections;
     hl.max_streams = cfg.api.max_streams;
     hl.request_timeout_ms = cfg.api.request_timeout_ms;
+    if (cfg.api.ui_dir != "none") {
+      std::string dir = cfg.api.ui_dir;
+      if (dir.empty()) dir = installed_ui_dir();
+      if (!dir.empty()) {
+        auto files = http::StaticFiles::load(dir);
+        if (!files.is_ok() && !cfg.api.ui_dir.empty()) {
+          std::cerr << "patronus-controller: api.ui_dir: " << files.status().message() << std::endl;
+          return kExitRuntime;
+        }
+        if (files.is_ok()) {
+          ui = std::move(files).value();
+          log.log(1, "dashboard: " + std::to_string(ui->files()) + " files from " + dir);
+        }
+      }
+      if (!ui) log.log(1, "dashboard: not installed (api.ui_dir); the API serves alone");
+    }
     http::Server::Handlers hh;
-    hh.request = [&api](const http::Request& r, http::ConnectionId c, http::Reply reply) {
+    hh.request = [&api, &ui](const http::Request& r, http::ConnectionId c, http::Reply reply) {
       // Liveness, outside the API (no credentials, no work): what a probe and a load balancer
       // ask, and the load benchmark's trivial handler.
       if (r.path == "/livez" && r.method == "GET") {
@@ -529,6 +562,19 @@ int run(const Options& opt) {
         ok.content_type = "text/plain";
         ok.body = "ok\n";
         return reply(std::move(ok));
+      }
+      // The dashboard: its files, outside /api/ (it speaks only to the public API).
+      if (r.path.rfind("/api/", 0) != 0) {
+        if (ui) {
+          if (auto f = ui->get(r)) return reply(std::move(*f));
+        }
+        http::Response nf;
+        nf.status = 404;
+        nf.content_type = "text/plain";
+        nf.body =
+            ui ? "not found\n" : "the dashboard is not installed on this controller (api.ui_dir)\n";
+        http::StaticFiles::secure(nf);
+        return reply(std::move(nf));
       }
       api->handle(r, c, std::move(reply));
     };

@@ -299,8 +299,10 @@ ctl::Report report_of(site::SiteHost& host, std::int64_t started_ns, std::int64_
   const steering::SiteRuntime* rt = host.runtime();
   if (rt == nullptr) return r;
   const auto paths = control::paths_of(*rt, wall_ns());
-  for (const auto& p : paths.paths()) {
+  const auto views = rt->paths();  // the same paths, in the same order
+  for (int i = 0; i < paths.paths_size(); ++i) {
     if (r.paths_size() >= 4096) break;
+    const auto& p = paths.paths(i);
     auto* v = r.add_paths();
     v->set_id(p.id());
     v->set_name(p.name());
@@ -309,6 +311,27 @@ ctl::Report report_of(site::SiteHost& host, std::int64_t started_ns, std::int64_
     if (p.has_latency_ms()) v->set_rtt_ms(p.latency_ms());
     if (p.has_jitter_ms()) v->set_jitter_ms(p.jitter_ms());
     if (p.has_loss_pct()) v->set_loss_pct(p.loss_pct());
+    v->set_peer_site(p.peer_site());
+    v->set_local_endpoint(p.local_endpoint());
+    v->set_remote_endpoint(p.remote_endpoint());
+    if (p.has_tunnel()) {
+      auto* t = v->mutable_tunnel();
+      t->set_up(p.tunnel().up());
+      t->set_diagnostic(p.tunnel().diagnostic());
+      if (p.tunnel().has_handshake_age_s()) t->set_handshake_age_s(p.tunnel().handshake_age_s());
+      t->set_rx_bytes(p.tunnel().rx_bytes());
+      t->set_tx_bytes(p.tunnel().tx_bytes());
+    }
+    if (static_cast<std::size_t>(i) < views.size()) {
+      for (const auto& l : views[static_cast<std::size_t>(i)].liveness) {
+        if (v->liveness_size() >= 8) break;
+        auto* x = v->add_liveness();
+        x->set_instance(l.instance);
+        x->set_up(l.up);
+        x->set_diagnostic(l.up ? "" : steering::liveness_diagnostic_text(l.diagnostic));
+        x->set_detect_time_ms(static_cast<double>(l.detect_time_ns) / 1e6);
+      }
+    }
   }
   const auto decisions = control::decisions_of(*rt, 64);              // newest first
   std::map<std::pair<std::string, std::string>, std::string> reason;  // the newest per class/site
@@ -326,6 +349,16 @@ ctl::Report report_of(site::SiteHost& host, std::int64_t started_ns, std::int64_
     v->set_to_path(d.to_path_id());
     v->set_reason(d.reason());
     v->set_why(d.why());
+    if (d.has_fault_age_ms()) v->set_fault_age_ms(d.fault_age_ms());
+    v->set_flows_moved(d.flows_moved());
+    for (const auto& c : d.candidates()) {
+      if (v->candidates_size() >= 16) break;
+      auto* k = v->add_candidates();
+      k->set_path(c.path_id());
+      k->set_score(c.score());
+      k->set_eligible(c.eligible());
+      k->set_why_not(c.why_not());
+    }
     *since_ns = std::max(*since_ns, d.unix_ns());
   }
   const auto status = control::status_of({}, host.router(), rt, wall_ns());

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstring>
 #include <set>
 
@@ -883,6 +884,61 @@ Classifier::Stats Classifier::stats() const {
   s.port_sets = impl_->port_sets.size();
   s.full_compiles = impl_->full_compiles;
   return s;
+}
+
+Result<Probe> parse_probe(std::string_view text) {
+  const std::string s(text);
+  const auto slash = s.find('/');
+  if (slash == std::string::npos) {
+    return invalid_argument("probe '" + s + "': expected protocol/port, e.g. tcp/80");
+  }
+  std::string proto = s.substr(0, slash);
+  std::transform(proto.begin(), proto.end(), proto.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  const auto p = parse_protocol(proto);
+  if (!p) return invalid_argument("probe '" + s + "': protocol must be tcp, udp or sctp");
+  Probe out{s, *p, 0, ""};
+  const std::string port = s.substr(slash + 1);
+  if (!port.empty() && port.size() <= 5 &&
+      port.find_first_not_of("0123456789") == std::string::npos) {
+    const int n = std::stoi(port);
+    if (n < 1 || n > 65535) return invalid_argument("probe '" + s + "': port must be 1-65535");
+    out.port = n;
+  } else if (!port.empty() && port.size() <= 15 &&
+             port.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos) {
+    out.name = port;
+  } else {
+    return invalid_argument("probe '" + s + "': expected a port number (1-65535) or a port name");
+  }
+  return out;
+}
+
+int probe_port(const Probe& probe, const Pod& dst) {
+  if (probe.name.empty()) return probe.port;
+  return dst.named_port(probe.name, probe.protocol).value_or(0);
+}
+
+Reachability reachability(const Classifier& classifier, const Inventory& inventory,
+                          const Probe& probe) {
+  Reachability r;
+  r.pods.resize(inventory.pods.size());
+  for (std::size_t i = 0; i < r.pods.size(); ++i) r.pods[i] = static_cast<int>(i);
+  std::sort(r.pods.begin(), r.pods.end(), [&](int a, int b) {
+    return inventory.pods[static_cast<std::size_t>(a)].key() <
+           inventory.pods[static_cast<std::size_t>(b)].key();
+  });
+  for (int s : r.pods) {
+    std::vector<bool> row;
+    row.reserve(r.pods.size());
+    for (int d : r.pods) {
+      const int port = probe_port(probe, inventory.pods[static_cast<std::size_t>(d)]);
+      row.push_back(port > 0 &&
+                    classifier.allowed(Endpoint::for_pod(inventory, s),
+                                       Endpoint::for_pod(inventory, d), probe.protocol, port));
+    }
+    r.allowed.push_back(std::move(row));
+  }
+  return r;
 }
 
 }  // namespace patronus::policy

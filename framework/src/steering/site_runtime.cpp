@@ -45,6 +45,21 @@ double loss_lower_bound_pct(std::uint32_t lost, std::uint32_t n) {
 
 }  // namespace
 
+const char* liveness_diagnostic_text(std::uint32_t diagnostic) {
+  switch (diagnostic) {
+    case PATRONUS_DIAG_NONE:
+      return "";
+    case PATRONUS_DIAG_DETECT_EXPIRED:
+      return "control detection time expired";
+    case PATRONUS_DIAG_NEIGHBOR_DOWN:
+      return "the neighbour signalled session down";
+    case PATRONUS_DIAG_ADMIN_DOWN:
+      return "administratively down";
+    default:
+      return "unknown diagnostic";
+  }
+}
+
 const char* tunnel_diagnostic_text(std::uint32_t diagnostic) {
   switch (diagnostic) {
     case PATRONUS_TUNNEL_DIAG_NONE:

@@ -178,6 +178,8 @@ class Core {
   fleet::Sites site_views() const;
   std::optional<fleet::SiteView> site_view(const std::string& site) const;
   fleet::Paths path_views() const;
+  // The recent quality of a site's paths, from its reports (nullopt: no such site).
+  std::optional<std::vector<fleet::PathHistory>> path_history(const std::string& site) const;
   fleet::Decisions decision_views(const std::string& site, std::uint32_t limit) const;
   const CoreCounters& counters() const { return counters_; }
   // The stored record of a site and the fleet's settings (the API's representations).
@@ -216,8 +218,19 @@ class Core {
     std::optional<v1::Report> report;          // the latest
     std::deque<fleet::PathCounts> history;     // bounded: kHistory
     std::deque<v1::DecisionReport> decisions;  // bounded: kDecisions, oldest first
+    // Per path id, its quality in the last reports (telemetry: in memory only).
+    struct Sample {
+      std::int64_t unix_ns = 0;
+      float score = 0, rtt_ms = 0, jitter_ms = 0, loss_pct = 0;  // NaN: not measured
+      std::uint8_t state = 0;                                    // 0 down, 1 degraded, 2 up
+    };
+    std::map<std::uint64_t, std::deque<Sample>> path_samples;
   };
   static constexpr std::size_t kHistory = 120, kDecisions = 256;
+  // Path samples kept fleet-wide (about 32 bytes each): with many paths, each keeps fewer than
+  // kHistory, at least kMinPathSamples.
+  static constexpr std::size_t kPathSampleBudget = 2'000'000, kMinPathSamples = 10;
+  std::size_t reported_paths_ = 0;  // paths in every site's latest report
   // A rotation between its stage and its commit: the peers' versions that carry the next key.
   struct Rotation {
     std::string endpoint;
@@ -239,6 +252,7 @@ class Core {
   // settings_record_ (change_settings applies before it writes).
   Status persist(const FleetBatch& batch, const fleet::Settings* settings_before = nullptr);
   void emit(fleet::FleetEvent e);
+  void record_samples(Site& s);
   static fleet::DecisionView decision_view(const std::string& site, const v1::DecisionReport& d);
   Auditor auditor_;
   EventSink events_;

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -115,5 +116,26 @@ class Classifier {
   std::vector<NetworkPolicy> policies_;  // removed policies leave a disabled tombstone
   Inventory inv_;
 };
+
+// What a reachability matrix asks: a connection by protocol to a port number or to the
+// destination pod's port of that name ("tcp/80", "tcp/http", "udp/53").
+struct Probe {
+  std::string text;
+  Protocol protocol = Protocol::kTcp;
+  int port = 0;      // 0: by name
+  std::string name;  // the port's name ("" by number)
+};
+Result<Probe> parse_probe(std::string_view text);
+
+// Which pod may open `probe` to which: pods in namespace/name order, allowed[from][to]. A named
+// probe to a pod without that port is not allowed (no connection can be made).
+struct Reachability {
+  std::vector<int> pods;  // indexes into the inventory's pods
+  std::vector<std::vector<bool>> allowed;
+};
+// The destination port a probe reaches on `dst` (0: none).
+int probe_port(const Probe& probe, const Pod& dst);
+Reachability reachability(const Classifier& classifier, const Inventory& inventory,
+                          const Probe& probe);
 
 }  // namespace patronus::policy

@@ -117,6 +117,8 @@ struct RuntimeConfig {
 
 // A tunnel diagnostic (PATRONUS_TUNNEL_DIAG_*) in words: what decisions and the control API say.
 const char* tunnel_diagnostic_text(std::uint32_t diagnostic);
+// A liveness verdict's PATRONUS_DIAG_* in words ("" for none).
+const char* liveness_diagnostic_text(std::uint32_t diagnostic);
 
 enum class Reason : std::uint8_t {
   kInitial,    // the class had no path to the site
