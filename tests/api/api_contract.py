@@ -114,6 +114,16 @@ def sites_pages_etags(c, tokens, report):
         check(r.header("location") == "/api/v1/sites/s%02d" % i, "Location: %s" % r.header("location"))
     r = c.curl("POST", "/api/v1/sites", op, site("s00", 40))
     check(r.status == 409, "a name in use: %d" % r.status)
+    # Enrolment tokens: two made, counted on the site, both revoked at once.
+    for _ in range(2):
+        r = c.curl("POST", "/api/v1/sites/s00/enrolment-tokens", op, {"ttl_s": 600})
+        check(r.status == 201, "token: %d %s" % (r.status, r.body))
+    check(c.curl("GET", "/api/v1/sites/s00", op).json()["tokens"] == 2, "2 tokens outstanding")
+    r = c.curl("DELETE", "/api/v1/sites/s00/enrolment-tokens", op)
+    check(r.status == 204, "revoke tokens: %d %s" % (r.status, r.body))
+    check(c.curl("GET", "/api/v1/sites/s00", op).json()["tokens"] == 0, "tokens left after a revoke")
+    r = c.curl("GET", "/api/v1/sites/s00/selections", tokens["viewer"])
+    check(r.status == 200 and r.json()["items"] == [], "selections of a site never seen: %s" % r.body)
     seen, cursor, pages = [], None, 0
     while True:
         q = "/api/v1/sites?limit=3&name_prefix=s" + ("&cursor=" + cursor if cursor else "")

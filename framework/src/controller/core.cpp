@@ -543,6 +543,14 @@ void Core::record_samples(Site& s) {
   s.path_samples = std::move(next);  // paths no longer reported leave with their samples
 }
 
+std::optional<std::vector<v1::ClassReport>> Core::selections(const std::string& site) const {
+  const auto it = sites_.find(site);
+  if (it == sites_.end()) return std::nullopt;
+  if (!it->second.report) return std::vector<v1::ClassReport>{};
+  return std::vector<v1::ClassReport>(it->second.report->classes().begin(),
+                                      it->second.report->classes().end());
+}
+
 std::optional<std::vector<fleet::PathHistory>> Core::path_history(const std::string& site) const {
   const auto it = sites_.find(site);
   if (it == sites_.end()) return std::nullopt;
@@ -903,6 +911,11 @@ std::optional<fleet::SiteView> Core::site_view(const std::string& name) const {
   v.set_enrolled(s.enrolled);
   v.set_approved(s.approved);
   v.set_in_mesh(compiler_.config(name) != nullptr);
+  const std::int64_t now = env_.wall_ns();
+  v.set_tokens(
+      static_cast<std::uint32_t>(std::count_if(tokens_.begin(), tokens_.end(), [&](const auto& t) {
+        return t.second.site == name && t.second.expires_ns > now;
+      })));
   v.set_connected(s.session.has_value());
   v.set_version(s.version);
   v.set_hash(s.hash);
@@ -1323,6 +1336,20 @@ fleet::Response Core::handle(const fleet::Request& q) {
       tr->set_token(t.value());
       tr->set_expires_unix_ns(expires);
       return r;
+    }
+    case fleet::Request::kRevokeTokens: {
+      const std::string& site = q.revoke_tokens().site();
+      if (!sites_.count(site)) return fail(not_found("no site '" + site + "'"));
+      FleetBatch b;
+      for (const auto& [hash, t] : tokens_) {
+        if (t.site == site) b.delete_tokens.push_back(hash);
+      }
+      if (!b.delete_tokens.empty()) {
+        if (auto st = persist(b); !st.is_ok()) return fail(st);
+      }
+      for (const auto& h : b.delete_tokens) tokens_.erase(h);
+      return done(std::to_string(b.delete_tokens.size()) + " token(s) of site '" + site +
+                  "' revoked");
     }
     case fleet::Request::kSetTopology: {
       if (q.set_topology().spoke_summary_size() > 0) {

@@ -973,6 +973,32 @@ void Api::build_routes() {
                                            {"expires_unix_ns", res.token().expires_unix_ns()}});
                                }));
       });
+  add("DELETE", "/api/v1/sites/{name}/enrolment-tokens", Access::kOperator,
+      [this](R r, P who, const Params& p, http::Reply reply) {
+        fleetv1::Request q;
+        q.mutable_revoke_tokens()->set_site(p.at("name"));
+        reply(core_change(r, who, "/api/v1/sites/{name}/enrolment-tokens", "sites/" + p.at("name"),
+                          q, 204, no_content));
+      });
+  add("GET", "/api/v1/sites/{name}/selections", Access::kViewer,
+      [this](R, P, const Params& p, http::Reply reply) {
+        const auto sel = core_.selections(p.at("name"));
+        if (!sel) return reply(problem(404, "no site '" + p.at("name") + "'"));
+        std::map<std::uint64_t, std::string> names;
+        for (const auto& v : core_.path_views().paths()) {
+          if (v.site() == p.at("name")) names[v.id()] = v.name();
+        }
+        json out{{"site", p.at("name")}, {"items", json::array()}};
+        for (const auto& c : *sel) {
+          const auto n = names.find(c.path());
+          out["items"].push_back({{"class_name", c.class_name()},
+                                  {"remote_site", c.remote_site()},
+                                  {"path", c.path()},
+                                  {"path_name", n == names.end() ? json(nullptr) : json(n->second)},
+                                  {"reason", c.reason()}});
+        }
+        reply(respond(200, out));
+      });
   add("POST", "/api/v1/sites/{name}/endpoints/{endpoint}/rotate-key", Access::kOperator,
       [this, site_view](R r, P who, const Params& p, http::Reply reply) {
         fleetv1::Request q;

@@ -228,6 +228,8 @@ std::string socket_target(const fleet::Request& q) {
       return "sites/" + q.approve_site().name();
     case fleet::Request::kCreateToken:
       return "sites/" + q.create_token().site();
+    case fleet::Request::kRevokeTokens:
+      return "sites/" + q.revoke_tokens().site();
     case fleet::Request::kUpdateSite:
       return "sites/" + q.update_site().site().name();
     case fleet::Request::kRotateKey:

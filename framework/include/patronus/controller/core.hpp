@@ -178,6 +178,8 @@ class Core {
   fleet::Sites site_views() const;
   std::optional<fleet::SiteView> site_view(const std::string& site) const;
   fleet::Paths path_views() const;
+  // Each (class, remote site)'s path at the site's last report (nullopt: no such site).
+  std::optional<std::vector<v1::ClassReport>> selections(const std::string& site) const;
   // The recent quality of a site's paths, from its reports (nullopt: no such site).
   std::optional<std::vector<fleet::PathHistory>> path_history(const std::string& site) const;
   fleet::Decisions decision_views(const std::string& site, std::uint32_t limit) const;
