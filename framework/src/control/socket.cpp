@@ -380,6 +380,18 @@ Result<std::string> call_line(const std::string& path, const std::string& reques
     if (auto s = wait(POLLOUT); !s.is_ok()) return s;
     const ssize_t n =
         ::send(fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+      // The server stopped reading (a request over its limit): its reply says why, if it sent
+      // one before it closed.
+      const int e = errno;
+      char buf[4096];
+      const ssize_t r = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      const std::string got = r > 0 ? std::string(buf, static_cast<std::size_t>(r)) : "";
+      const auto nl = got.find('\n');
+      if (nl != std::string::npos) return got.substr(0, nl);
+      return unavailable("send to " + path + ": " + errno_text(e) + " (the request is " +
+                         std::to_string(line.size()) + " bytes; the server may limit its size)");
+    }
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
       return unavailable("send to " + path + ": " + errno_text(errno));
     }

@@ -478,6 +478,9 @@ int run(const Options& opt) {
   std::unique_ptr<http::Server> https;
   std::unique_ptr<control::ControlServer> admin;
   if (!cfg.admin_socket.empty()) {
+    // A fleet's sites file goes over it in one request (`sites add -f`): about 150 bytes a site.
+    control::ServerLimits admin_limits;
+    admin_limits.max_request = 16u << 20;
     auto a = control::ControlServer::open_lines(
         env, cfg.admin_socket, [&](const std::string& line) -> Result<std::string> {
           fleet::Request q;
@@ -507,7 +510,8 @@ int run(const Options& opt) {
                                         : "token created for site '" + r.token().site() + "'"));
           }
           return control::to_json(r);
-        });
+        },
+        admin_limits);
     if (!a.is_ok()) {
       std::cerr << "patronus-controller: admin_socket: " << a.status().message() << std::endl;
       return kExitRuntime;

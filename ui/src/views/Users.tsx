@@ -1,0 +1,216 @@
+// Users (admins manage them) and API keys (everyone has their own; a key's role is at most its
+// maker's; the key is shown once).
+import { useEffect, useState } from "preact/hooks";
+import { all, ApiError, atLeast, call, currentSession, Role } from "../api";
+import { clock } from "../live";
+
+interface User {
+  name: string;
+  role: Role;
+  created_unix_ns: number;
+  totp: string;
+}
+interface Key {
+  id: string;
+  name: string;
+  user: string;
+  role: Role;
+  created_unix_ns: number;
+  expires_unix_ns: number;
+  revoked: boolean;
+}
+
+function Problem({ error }: { error: ApiError | null }) {
+  if (!error) return null;
+  return (
+    <div role="alert" class="error">
+      {error.message}
+      {error.errors.map((e) => (
+        <div key={e.field}>
+          <code>{e.field}</code>: {e.message}
+        </div>
+      ))}
+    </div>
+  );
+}
+
+export function Users() {
+  const admin = atLeast("admin");
+  const me = currentSession();
+  const [users, setUsers] = useState<User[]>([]);
+  const [keys, setKeys] = useState<Key[]>([]);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [created, setCreated] = useState("");
+  const [u, setU] = useState({ name: "", role: "viewer" as Role, password: "" });
+  const [k, setK] = useState({ name: "", role: "viewer" as Role, days: 90 });
+  const load = async () => {
+    try {
+      if (admin) setUsers((await all<User>("/users")).items);
+      setKeys((await all<Key>("/api-keys")).items);
+    } catch (e) {
+      setError(e as ApiError);
+    }
+  };
+  useEffect(() => {
+    void load();
+  }, []);
+  const run = async (f: () => Promise<void>) => {
+    setError(null);
+    try {
+      await f();
+      await load();
+    } catch (e) {
+      setError(e as ApiError);
+    }
+  };
+  const roles: Role[] = ["viewer", "operator", "admin"];
+  const mine = roles.slice(0, roles.indexOf(me?.role ?? "viewer") + 1);
+  return (
+    <section aria-labelledby="users-h">
+      <h1 id="users-h">{admin ? "Users and keys" : "API keys"}</h1>
+      <Problem error={error} />
+      {admin && (
+        <>
+          <h2>Users</h2>
+          <table class="data" data-testid="users">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Role</th>
+                <th scope="col">Second factor</th>
+                <th scope="col">Created</th>
+                <th scope="col">Action</th>
+              </tr>
+            </thead>
+            <tbody>
+              {users.map((x) => (
+                <tr key={x.name}>
+                  <td>{x.name}</td>
+                  <td>{x.role}</td>
+                  <td>{x.totp}</td>
+                  <td>{clock(x.created_unix_ns)}</td>
+                  <td>
+                    {x.name !== me?.user && (
+                      <button type="button" class="danger" onClick={() => run(() => call("DELETE", `/users/${encodeURIComponent(x.name)}`).then(() => undefined))}>
+                        Delete {x.name}
+                      </button>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <form
+            class="inline"
+            onSubmit={(e) => {
+              e.preventDefault();
+              void run(async () => {
+                await call("POST", "/users", { body: u });
+                setU({ name: "", role: "viewer", password: "" });
+              });
+            }}
+          >
+            <label>
+              Name
+              <input value={u.name} required onInput={(e) => setU({ ...u, name: e.currentTarget.value })} aria-invalid={!!error?.on("name")} />
+            </label>
+            <label>
+              Role
+              <select value={u.role} onChange={(e) => setU({ ...u, role: e.currentTarget.value as Role })}>
+                {roles.map((r) => (
+                  <option key={r}>{r}</option>
+                ))}
+              </select>
+            </label>
+            <label>
+              Password (12 or more characters)
+              <input
+                type="password"
+                autoComplete="new-password"
+                value={u.password}
+                required
+                onInput={(e) => setU({ ...u, password: e.currentTarget.value })}
+                aria-invalid={!!error?.on("password")}
+              />
+            </label>
+            <button type="submit">Add user</button>
+          </form>
+        </>
+      )}
+      <h2>API keys</h2>
+      <table class="data" data-testid="keys">
+        <thead>
+          <tr>
+            <th scope="col">Name</th>
+            <th scope="col">Id</th>
+            <th scope="col">User</th>
+            <th scope="col">Role</th>
+            <th scope="col">Expires</th>
+            <th scope="col">State</th>
+            <th scope="col">Action</th>
+          </tr>
+        </thead>
+        <tbody>
+          {keys.map((x) => (
+            <tr key={x.id}>
+              <td>{x.name}</td>
+              <td>
+                <code>{x.id}</code>
+              </td>
+              <td>{x.user}</td>
+              <td>{x.role}</td>
+              <td>{clock(x.expires_unix_ns)}</td>
+              <td>{x.revoked ? "revoked" : x.expires_unix_ns < Date.now() * 1e6 ? "expired" : "active"}</td>
+              <td>
+                {!x.revoked && (
+                  <button type="button" class="danger" onClick={() => run(() => call("DELETE", `/api-keys/${x.id}`).then(() => undefined))}>
+                    Revoke {x.name}
+                  </button>
+                )}
+              </td>
+            </tr>
+          ))}
+          {keys.length === 0 && (
+            <tr>
+              <td colSpan={7}>no API keys</td>
+            </tr>
+          )}
+        </tbody>
+      </table>
+      <form
+        class="inline"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void run(async () => {
+            const r = await call<{ key: string }>("POST", "/api-keys", { body: { name: k.name, role: k.role, expires_in_days: k.days } });
+            setCreated(r.body.key);
+          });
+        }}
+      >
+        <label>
+          Key name
+          <input value={k.name} required onInput={(e) => setK({ ...k, name: e.currentTarget.value })} />
+        </label>
+        <label>
+          Role
+          <select value={k.role} onChange={(e) => setK({ ...k, role: e.currentTarget.value as Role })}>
+            {mine.map((r) => (
+              <option key={r}>{r}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Days valid
+          <input type="number" min={1} max={366} value={k.days} onInput={(e) => setK({ ...k, days: Number(e.currentTarget.value) })} />
+        </label>
+        <button type="submit">Create key</button>
+      </form>
+      {created && (
+        <div class="secret" data-testid="new-key">
+          <p>The new key, shown once (use it as PATRONUS_API_KEY or a Bearer token):</p>
+          <code class="token">{created}</code>
+        </div>
+      )}
+    </section>
+  );
+}
