@@ -176,6 +176,7 @@ def lab_run(args):
     lab = UiLab(args.build, work, "%03d" % random.randrange(1000), True)
     report = {"mode": "lab"}
     contract = apitest.Contract()
+    admin = None
     try:
         lab.members = ["a", "b", "c"]
         lab.start_net()
@@ -221,11 +222,47 @@ def lab_run(args):
                             os.path.join(ROOT, "sim", "scenarios", "link-cut.yaml"), "--json"],
                            stdout=f, check=True, timeout=300)
 
+        def live_checks():
+            """The live API's answers, with real sites behind them, against the contract (before
+            the restart: decisions and path history are kept in memory)."""
+            for path in ("/paths?limit=500", "/decisions?limit=100", "/sites/a/path-history",
+                         "/sites/a/selections", "/events?limit=500"):
+                code, body = lab.api("GET", path, admin)
+                if code != 200:
+                    tsl.fail("GET %s: %d %s" % (path, code, body))
+                contract.validate("GET", "/api/v1" + path, code, "application/json", json.dumps(body))
+            report["contract_checked"] = len(contract.checked)
+            paths = lab.api("GET", "/paths?limit=500", admin)[1]["items"]
+            with_tunnel = [p for p in paths if p["tunnel"] and p["tunnel"]["handshake_age_s"] is not None]
+            if len(with_tunnel) < 6:
+                tsl.fail("paths with a tunnel handshake reported: %d of %d" % (len(with_tunnel), len(paths)))
+            decs = lab.api("GET", "/decisions?limit=100", admin)[1]["items"]
+            if not any(d["candidates"] for d in decs):
+                tsl.fail("no decision carries its candidates: %s" % decs[:2])
+
         def answer(what):
             words = what.split()
             if words[0] == "cut":
+                # Packets between a and b's address on that underlay are dropped (nftables, in
+                # a's namespace): that a-b path dies and nothing else (a's controller session
+                # runs over the internet link too, to another address).
+                # The path a's classes to b are on (the first to come up won: either).
+                code, sel = lab.api("GET", "/sites/a/selections", admin)
+                on = [x["path_name"] for x in sel["items"] if x["remote_site"] == "b"]
+                if not on or not on[0]:
+                    tsl.fail("a's selections to b: %s" % sel)
+                kind = "lte" if "-lte~" in on[0] else "inet"
+                report["cut_path"] = on[0]
                 cut_ms = int(time.time() * 1000)
-                lab.net.get(lab.host("a")).cmd("ip link set %s-i down" % lab.host("a"))
+                host, peer = lab.net.get(lab.host("a")), lab.underlay(2, kind)
+                for c in ("nft add table inet patronus_cut",
+                          "nft add chain inet patronus_cut out '{ type filter hook output priority 0; }'",
+                          "nft add rule inet patronus_cut out ip daddr %s drop" % peer,
+                          "nft add chain inet patronus_cut in '{ type filter hook input priority 0; }'",
+                          "nft add rule inet patronus_cut in ip saddr %s drop" % peer):
+                    out = host.cmd(c + " && echo cut-ok")
+                    if "cut-ok" not in out:
+                        tsl.fail("%s: %s" % (c, out))
                 return {"cut_unix_ms": cut_ms}
             if words[0] == "times":
                 site, since = words[1], int(words[2])
@@ -243,6 +280,7 @@ def lab_run(args):
                     time.sleep(0.2)
                 return {"path_down_unix_ms": 0, "decision_unix_ms": 0}
             if words[0] == "restart":
+                live_checks()
                 lab.ctl_proc.send_signal(signal.SIGTERM)
                 lab.ctl_proc.wait(timeout=15)
                 time.sleep(2)
@@ -256,22 +294,20 @@ def lab_run(args):
                           "viewer": ["viewer1", PASSWORD]},
                 "shots": args.shots, "sim_report": sim, "pending": "c", "cut_site": "a"}
         report.update(drive(plan, k.popen, answer))
-        # The live API's answers, with real sites behind them, against the contract.
-        for path in ("/paths?limit=500", "/decisions?limit=100", "/sites/a/path-history",
-                     "/sites/a/selections", "/events?limit=500"):
-            code, body = lab.api("GET", path, admin)
-            contract.validate("GET", "/api/v1" + path, code, "application/json", json.dumps(body))
-        report["contract_checked"] = len(contract.checked)
-        paths = lab.api("GET", "/paths?limit=500", admin)[1]["items"]
-        with_tunnel = [p for p in paths if p["tunnel"] and p["tunnel"]["handshake_age_s"] is not None]
-        if len(with_tunnel) < 6:
-            tsl.fail("paths with a tunnel handshake reported: %d of %d" % (len(with_tunnel), len(paths)))
-        decs = lab.api("GET", "/decisions?limit=100", admin)[1]["items"]
-        if not any(d["candidates"] for d in decs):
-            tsl.fail("no decision carries its candidates: %s" % decs[:2])
-    except AssertionError as e:
+        print(json.dumps(report, indent=2), flush=True)
+        if report.get("status") != "ok":
+            tsl.fail("the browser's checks failed: " + report.get("error", "?"))
+    except (AssertionError, apitest.Failure) as e:
         report["status"] = "FAILED"
         report["error"] = str(e)
+        try:  # what the controller had, for the diagnosis
+            code, page = lab.api("GET", "/events?limit=500", admin)
+            report["controller_events"] = [
+                "%s %s %s %s" % (x["kind"], x["site"], x.get("path") or "",
+                                 (x.get("decision") or {}).get("reason", ""))
+                for x in (page or {}).get("items", [])][-40:]
+        except Exception as x:  # noqa: BLE001 (diagnostics only)
+            report["controller_events"] = str(x)
         lab.diagnostics()
     finally:
         lab.teardown()

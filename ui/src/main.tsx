@@ -93,7 +93,14 @@ function Shell({ session }: { session: Session }) {
         </span>
         <span class="who">
           {session.user} <span class="role">{session.role}</span>
-          <button type="button" class="link" onClick={() => void logout().then(() => live.end())}>
+          <button
+            type="button"
+            class="link"
+            onClick={() => {
+              live.end(); // the stream first: a logout ends its credential
+              void logout();
+            }}
+          >
             Sign out
           </button>
         </span>

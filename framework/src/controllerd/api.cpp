@@ -985,7 +985,8 @@ void Api::build_routes() {
         const auto sel = core_.selections(p.at("name"));
         if (!sel) return reply(problem(404, "no site '" + p.at("name") + "'"));
         std::map<std::uint64_t, std::string> names;
-        for (const auto& v : core_.path_views().paths()) {
+        const auto views = core_.path_views();  // kept: the loop reads into it
+        for (const auto& v : views.paths()) {
           if (v.site() == p.at("name")) names[v.id()] = v.name();
         }
         json out{{"site", p.at("name")}, {"items", json::array()}};

@@ -30,7 +30,7 @@ export function Chart({ title, unit, series, width = 560 }: { title: string; uni
         scales: { x: { time: true } },
         legend: { show: false },
         axes: [{}, { label: unit, size: 60 }],
-        series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false }))],
+        series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true }))],
       },
       data as uPlot.AlignedData,
       box.current,

@@ -78,7 +78,14 @@ function OneSite({ name }: { name: string }) {
   return (
     <section aria-labelledby="site-h">
       <h1 id="site-h">
-        Site {name} <span class={`state state-${siteState(site)}`}>{site.connected ? siteState(site) : "disconnected"}</span>
+        Site {name}{" "}
+        <span class={`state state-${siteState(site)}`}>
+          {!site.connected
+            ? "disconnected"
+            : site.paths_down || site.paths_degraded
+              ? `${site.paths_down} of ${site.paths_up + site.paths_degraded + site.paths_down} paths down, ${site.paths_degraded} degraded`
+              : "every path up"}
+        </span>
       </h1>
       {error && <p role="alert" class="error">{error}</p>}
       <dl class="facts">

@@ -27,7 +27,7 @@ export function TimeAxis({ lanes, marks, t0, t1, unit }: { lanes: Lane[]; marks:
   const left = 220;
   const laneH = 22;
   const top = 24;
-  const H = top + lanes.length * laneH + 60;
+  const H = top + lanes.length * laneH + 64;
   const x = (t: number) => left + ((t - t0) / Math.max(1e-9, t1 - t0)) * (W - left - 10);
   const ticks = Array.from({ length: 6 }, (_, i) => t0 + ((t1 - t0) * i) / 5);
   return (
@@ -53,7 +53,7 @@ export function TimeAxis({ lanes, marks, t0, t1, unit }: { lanes: Lane[]; marks:
       {marks.map((m, i) => (
         <g key={i}>
           <line x1={x(m.t)} x2={x(m.t)} y1={top} y2={H - 50} stroke={m.kind === "move" ? "#1565c0" : m.kind === "detect" ? "#6a1b9a" : m.kind === "back" ? "#00838f" : "#c62828"} stroke-dasharray={m.kind === "detect" ? "3 2" : undefined} />
-          <text x={x(m.t) + 2} y={H - 38 + (i % 3) * 12} font-size="10" fill="#111">
+          <text x={Math.min(x(m.t) + 2, W - 200)} y={H - 44 + (i % 4) * 12} font-size="10" fill="#111">
             {m.label}
           </text>
         </g>
@@ -188,21 +188,40 @@ export function parseSimReport(text: string): SimRun {
 function SimTimeline({ run }: { run: SimRun }) {
   const lanes: Lane[] = [];
   const marks: Mark[] = [];
-  for (const f of run.faults) {
-    lanes.push({ label: `${f.action} ${f.target}`, segments: [{ from: f.at_s, to: f.until_s ?? run.sim_seconds, state: "fault" }] });
+  const faults = run.faults.filter((f) => f.action !== "up");
+  for (const f of faults) {
+    // A fault lasts until its until_s, or until the same target's next "up", or the run's end.
+    const up = run.faults.find((g) => g.action === "up" && g.target === f.target && g.at_s > f.at_s);
+    lanes.push({ label: `${f.action} ${f.target}`, segments: [{ from: f.at_s, to: f.until_s ?? up?.at_s ?? run.sim_seconds, state: "fault" }] });
     marks.push({ t: f.at_s, label: `${f.action} ${f.target}`, kind: "fault" });
-    for (const [path, ms] of Object.entries(f.detected_ms ?? {})) marks.push({ t: f.at_s + ms / 1000, label: `detected ${path}`, kind: "detect" });
   }
   for (const fl of run.flows) {
-    for (const m of fl.failovers) marks.push({ t: m.at_s, label: `${fl.name} moved (${m.failover_ms.toFixed(1)} ms)`, kind: "move" });
     for (const b of fl.failbacks) marks.push({ t: b.at_s, label: `${fl.name} back`, kind: "back" });
   }
+  // Each failover up close: the fault, its detection on each path, the move (milliseconds from
+  // the fault).
+  const closeUps = run.flows.flatMap((fl) =>
+    fl.failovers.map((m) => {
+      const f = faults.find((x) => m.fault.startsWith(x.target)) ?? faults.filter((x) => x.at_s <= m.at_s).pop();
+      const t0 = f ? f.at_s : m.at_s - m.failover_ms / 1000;
+      const zoom: Mark[] = [{ t: 0, label: f ? `${f.action} ${f.target}` : "fault", kind: "fault" }];
+      for (const [path, ms] of Object.entries(f?.detected_ms ?? {})) zoom.push({ t: ms, label: `detected on ${path}`, kind: "detect" });
+      zoom.push({ t: (m.at_s - t0) * 1000, label: `${fl.name} moved to ${m.to_path}`, kind: "move" });
+      return { key: `${fl.name}@${m.at_s}`, title: `${fl.name}: ${m.fault}`, zoom, end: Math.max(...zoom.map((z) => z.t)) };
+    }),
+  );
   return (
     <section class="sim-run" aria-label={`Simulator run ${run.variant ?? "default settings"}`}>
       <h2>
         {run.scenario}: {run.variant ?? "our defaults"}
       </h2>
       <TimeAxis lanes={lanes} marks={marks} t0={0} t1={run.sim_seconds} unit={(t) => `${t.toFixed(0)} s`} />
+      {closeUps.map((c) => (
+        <figure key={c.key} class="closeup">
+          <figcaption>{c.title}: milliseconds from the fault</figcaption>
+          <TimeAxis lanes={[]} marks={c.zoom} t0={-0.1 * c.end} t1={c.end * 1.25} unit={(t) => `${t.toFixed(0)} ms`} />
+        </figure>
+      ))}
       <table class="data" data-testid="sim-flows">
         <thead>
           <tr>
@@ -269,7 +288,7 @@ export function Timeline({ query }: { query: URLSearchParams }) {
           </select>
         </label>
         <label>
-          Or a simulator report (<code>patronus sim run --json</code>)
+          Or a simulator report (sim run --json)
           <input type="file" accept=".json,application/json" data-testid="sim-file" onChange={open} />
         </label>
       </form>
