@@ -120,7 +120,7 @@ def lab_run(args):
                         "api: {listen: '127.0.0.1:%d', ui_dir: %s}\n" % (
                             tsl.CONTROLLER_ADDRESS, os.path.join(self.work, "fleet.db"),
                             os.path.join(self.work, "controller.sock"), self.api_port,
-                            os.path.join(args.build, "ui")))
+                            os.path.join(args.build, "share", "patronus", "ui")))
             r = subprocess.run([os.path.join(self.build, "bin", "patronus-controller"), "-c",
                                 os.path.join(self.work, "controller.yaml"), "init", "--admin",
                                 "admin"], input=PASSWORD + "\n", text=True, capture_output=True)
@@ -330,8 +330,8 @@ def main():
     if not os.path.exists(CHROMIUM):
         print("no Chromium at %s (scripts/install-deps installs Debian's chromium)" % CHROMIUM)
         return 1
-    if not os.path.exists(os.path.join(args.build, "ui", "index.html")):
-        print("the dashboard is not built (%s/ui): run scripts/install-deps, then build the "
+    if not os.path.exists(os.path.join(args.build, "share", "patronus", "ui", "index.html")):
+        print("the dashboard is not built (%s/share/patronus/ui): run scripts/install-deps, then build the "
               "target patronus-ui" % args.build)
         return 1
     if not os.path.exists(os.path.join(ROOT, "ui", "node_modules", "playwright-core")):

@@ -109,6 +109,14 @@ async function lab() {
     operator: ["Fleet map", "Sites", "Why this path", "Failover timeline", "Enrolment", "Configuration", "Audit log", "Users and keys"],
     admin: ["Fleet map", "Sites", "Why this path", "Failover timeline", "Enrolment", "Configuration", "Audit log", "Users and keys"],
   };
+  {
+    const page = await newPage();
+    await page.goto(plan.base + "/");
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
+    await shot(page, "sign-in");
+    await axe(page, "sign-in");
+    await page.context().close();
+  }
   for (const role of ["viewer", "operator", "admin"]) {
     const page = await newPage();
     await signIn(page, role);
@@ -207,6 +215,10 @@ async function lab() {
   await page.waitForTimeout(1500); // a few report samples in the charts
   await shot(page, "site");
   await axe(page, "site");
+
+  await view(page, "#/sites", "Sites");
+  await page.locator("ul.cards li").first().waitFor();
+  await axe(page, "sites");
 
   // Why this path: the decision with its candidates.
   await view(page, `#/why?site=${plan.cut_site}`, "Why this path");

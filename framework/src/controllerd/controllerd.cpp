@@ -204,17 +204,14 @@ class ChannelOutbox final : public controller::Outbox {
 
 namespace {
 
-// The dashboard beside this executable: <prefix>/share/patronus/ui when installed, <build>/ui in
-// a build tree ("" neither).
+// The dashboard beside this executable: <prefix>/share/patronus/ui, installed or in a build tree
+// (bin/ and share/ side by side in both); "" when it is not there.
 std::string installed_ui_dir() {
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return "";
-  for (const auto& d : {exe.parent_path().parent_path() / "share" / "patronus" / "ui",
-                        exe.parent_path().parent_path() / "ui"}) {
-    if (std::filesystem::exists(d / "index.html", ec)) return d.string();
-  }
-  return "";
+  const auto d = exe.parent_path().parent_path() / "share" / "patronus" / "ui";
+  return std::filesystem::exists(d / "index.html", ec) ? d.string() : "";
 }
 
 // What an admin-socket request changes, as the audit trail names it.
@@ -482,7 +479,8 @@ int run(const Options& opt) {
     control::ServerLimits admin_limits;
     admin_limits.max_request = 16u << 20;
     auto a = control::ControlServer::open_lines(
-        env, cfg.admin_socket, [&](const std::string& line) -> Result<std::string> {
+        env, cfg.admin_socket,
+        [&](const std::string& line) -> Result<std::string> {
           fleet::Request q;
           if (auto s = control::from_json(line, &q); !s.is_ok()) return s;
           // The local break-glass is audited too: as "local:admin-socket", in the same store

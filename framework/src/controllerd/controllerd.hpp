@@ -34,8 +34,8 @@ struct Config {
     std::uint32_t max_connections = 1024;
     std::uint32_t max_streams = 512;
     std::int64_t request_timeout_ms = 10000;  // a request must arrive whole within this
-    // The dashboard's files: "" the installed ones (<prefix>/share/patronus/ui, or the build
-    // tree's ui/ beside bin/) when present; "none" no dashboard.
+    // The dashboard's files: "" the ones beside bin/ (share/patronus/ui, installed or built)
+    // when present; "none" no dashboard.
     std::string ui_dir;
   } api;
 };

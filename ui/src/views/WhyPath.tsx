@@ -2,7 +2,7 @@
 // first, each with the candidates the runtime weighed, their scores, and why each was or was not
 // eligible. New decisions arrive live.
 import { useEffect, useState } from "preact/hooks";
-import { all, ApiError, Decision } from "../api";
+import { all, ApiError, Decision, get } from "../api";
 import { clock, num, useLive } from "../live";
 
 export function WhyPath({ query }: { query: URLSearchParams }) {
@@ -11,6 +11,13 @@ export function WhyPath({ query }: { query: URLSearchParams }) {
   const cls = query.get("class") ?? "";
   const to = query.get("to") ?? "";
   const [loaded, setLoaded] = useState<Decision[]>([]);
+  const [bounds, setBounds] = useState<Record<string, Record<string, unknown>>>({});
+  useEffect(() => {
+    // The fleet's classes, for their thresholds (none when every site keeps its own classes).
+    get<{ given: boolean; classes: Record<string, unknown>[] }>("/classes")
+      .then((c) => setBounds(Object.fromEntries((c.given ? c.classes : []).map((x) => [String(x.name), x]))))
+      .catch(() => undefined);
+  }, []);
   const [error, setError] = useState("");
   useEffect(() => {
     if (!site) return;
@@ -90,6 +97,14 @@ export function WhyPath({ query }: { query: URLSearchParams }) {
               {d.fault_age_ms !== null && ` (the fault had lasted ${num(d.fault_age_ms, 0, " ms")})`}
               {d.flows_moved > 0 && `; ${d.flows_moved} flows moved`}
             </p>
+            {bounds[d.class_name] && (
+              <p class="hint">
+                Thresholds of {d.class_name}: latency ≤ {String(bounds[d.class_name].max_latency_ms ?? "–")} ms, jitter ≤{" "}
+                {String(bounds[d.class_name].max_jitter_ms ?? "–")} ms, loss ≤ {String(bounds[d.class_name].max_loss_pct ?? "–")} %, score ≥{" "}
+                {String(bounds[d.class_name].min_score ?? "–")}, hysteresis {String(bounds[d.class_name].hysteresis ?? "–")}, hold-down{" "}
+                {String(bounds[d.class_name].hold_down_ms ?? "–")} ms
+              </p>
+            )}
             {d.candidates.length > 0 && (
               <table class="data">
                 <caption>Candidates</caption>
