@@ -129,6 +129,13 @@ export function refresh(): Promise<boolean> {
   return refreshing;
 }
 
+// Forgets this tab's login without asking the controller (it has ended it: a password change).
+export function forget(): void {
+  sessionStorage.removeItem(REFRESH_KEY);
+  access = null;
+  setSession(null);
+}
+
 export async function logout(): Promise<void> {
   try {
     if (access) await fetch("/api/v1/auth/logout", { method: "POST", headers: auth(), credentials: "omit" });

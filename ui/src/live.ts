@@ -139,9 +139,11 @@ export function ago(unixNs: number): string {
   return `${Math.round(s / 86400)} d ago`;
 }
 
-export function clock(unixNs: number): string {
-  const d = new Date(unixNs / 1e6);
-  return d.toISOString().replace("T", " ").replace(/\.(\d{3})Z$/, ".$1");
+// Times are UTC everywhere (the controller's logs and the API's are): seconds, or milliseconds
+// where they matter (decisions, failovers).
+export function clock(unixNs: number, ms = false): string {
+  const d = new Date(unixNs / 1e6).toISOString().replace("T", " ");
+  return `${ms ? d.replace(/Z$/, "") : d.replace(/\.\d{3}Z$/, "")} UTC`;
 }
 
 export function num(v: number | null | undefined, digits = 1, unit = ""): string {

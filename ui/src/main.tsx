@@ -50,9 +50,9 @@ function Shell({ session }: { session: Session }) {
   }, []);
   useEffect(() => {
     const nav = NAV.find((n) => n.view === route.view);
-    document.title = `${nav?.label ?? "Patronus"} · Patronus`;
+    document.title = `${nav?.view === "users" && !atLeast("admin") ? "Account and keys" : (nav?.label ?? "Patronus")} · Patronus`;
   }, [route.view]);
-  const allowed = NAV.filter((n) => atLeast(n.role));
+  const allowed = NAV.filter((n) => atLeast(n.role)).map((n) => (n.view === "users" && !atLeast("admin") ? { ...n, label: "Account and keys" } : n));
   let body;
   switch (route.view) {
     case "map":

@@ -105,8 +105,8 @@ async function navLabels(page) {
 async function lab() {
   // Every role signs in and sees what its role allows.
   const expected = {
-    viewer: ["Fleet map", "Sites", "Why this path", "Failover timeline", "Enrolment", "Configuration", "Users and keys"],
-    operator: ["Fleet map", "Sites", "Why this path", "Failover timeline", "Enrolment", "Configuration", "Audit log", "Users and keys"],
+    viewer: ["Fleet map", "Sites", "Why this path", "Failover timeline", "Enrolment", "Configuration", "Account and keys"],
+    operator: ["Fleet map", "Sites", "Why this path", "Failover timeline", "Enrolment", "Configuration", "Audit log", "Account and keys"],
     admin: ["Fleet map", "Sites", "Why this path", "Failover timeline", "Enrolment", "Configuration", "Audit log", "Users and keys"],
   };
   {
@@ -217,7 +217,7 @@ async function lab() {
   await axe(page, "site");
 
   await view(page, "#/sites", "Sites");
-  await page.locator("ul.cards li").first().waitFor();
+  await page.locator("[data-testid=site-list] tbody tr").first().waitFor();
   await axe(page, "sites");
 
   // Why this path: the decision with its candidates.

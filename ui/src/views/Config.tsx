@@ -13,6 +13,17 @@ const TABS = [
   ["reachability", "Reachability"],
 ] as const;
 
+// The message without what the list already says: the field's name in front of it (and, for a
+// manifest, which document of the body it was in).
+export function fieldMessage(e: FieldError): string {
+  const at = e.field ? e.message.lastIndexOf(`${e.field}: `) : -1;
+  return at >= 0 ? e.message.slice(at + e.field.length + 2) : e.message;
+}
+
+function ReadOnly() {
+  return atLeast("operator") ? null : <p class="hint">Read-only: changing the configuration needs the operator role.</p>;
+}
+
 function Errors({ error }: { error: ApiError | null }) {
   if (!error) return null;
   return (
@@ -22,7 +33,7 @@ function Errors({ error }: { error: ApiError | null }) {
         <ul>
           {error.errors.map((e: FieldError, i) => (
             <li key={i} data-field={e.field}>
-              <code>{e.field || "(the whole document)"}</code>: {e.message}
+              <code>{e.field || "(the whole document)"}</code>: {fieldMessage(e)}
             </li>
           ))}
         </ul>
@@ -53,11 +64,13 @@ function Topology() {
   const { doc, etag, error, setError, load } = useDoc<{ topology: string; hubs: string[]; k: number }>("/topology");
   const [kind, setKind] = useState("");
   const [hubs, setHubs] = useState("");
+  const [k, setK] = useState(0);
   const [saved, setSaved] = useState("");
   useEffect(() => {
     if (doc) {
       setKind(doc.topology);
       setHubs(doc.hubs.join(", "));
+      setK(doc.k);
     }
   }, [doc]);
   if (!doc) return <Errors error={error} />;
@@ -68,7 +81,9 @@ function Topology() {
     setSaved("");
     try {
       const list = hubs.split(/[\s,]+/).filter(Boolean);
-      await call("PUT", "/topology", { body: { topology: kind, hubs: list }, ifMatch: etag });
+      const body: Record<string, unknown> = { topology: kind, hubs: kind === "hub-spoke" ? list : [] };
+      if (kind === "partial") body.k = k;
+      await call("PUT", "/topology", { body, ifMatch: etag });
       setSaved("Saved: the sites get their new configs now.");
       await load();
     } catch (x) {
@@ -77,23 +92,37 @@ function Topology() {
   };
   return (
     <>
+      <ReadOnly />
       <form onSubmit={save} class="stack" data-testid="topology-form">
         <fieldset disabled={!edit}>
           <legend>Topology</legend>
           <label>
             Kind
             <select value={kind} onChange={(e) => setKind(e.currentTarget.value)} aria-invalid={!!error?.on("topology")}>
-              {["full-mesh", "hub-spoke", "partial", "explicit"].map((k) => (
-                <option key={k} value={k}>
-                  {k}
+              {["full-mesh", "hub-spoke", "partial"].map((x) => (
+                <option key={x} value={x}>
+                  {x}
                 </option>
               ))}
+              {doc.topology === "explicit" && <option value="explicit">explicit (its links: below)</option>}
             </select>
           </label>
-          <label>
-            Hubs (site names, comma-separated)
-            <input value={hubs} onInput={(e) => setHubs(e.currentTarget.value)} aria-invalid={!!error?.on("hubs")} />
-          </label>
+          {kind === "hub-spoke" && (
+            <label>
+              Hubs (site names, comma-separated)
+              <input value={hubs} onInput={(e) => setHubs(e.currentTarget.value)} aria-invalid={!!error?.on("hubs")} />
+            </label>
+          )}
+          {kind === "partial" && (
+            <label>
+              Peers per site (1-64; 0: the default, 2)
+              <input type="number" min={0} max={64} value={k} onInput={(e) => setK(Number(e.currentTarget.value))} aria-invalid={!!error?.on("k")} />
+            </label>
+          )}
+          <p class="hint">
+            An explicit topology (the site pairs that have paths) is set with <code>patronus controller topology set explicit -f FILE</code> or{" "}
+            <code>PUT /api/v1/topology</code> with <code>links</code>; overlay addresses and endpoint rules the same way.
+          </p>
           {edit && <button type="submit">Save topology</button>}
         </fieldset>
       </form>
@@ -103,6 +132,10 @@ function Topology() {
       <pre class="doc">{JSON.stringify(doc, null, 2)}</pre>
     </>
   );
+}
+
+export function bound(what: string, v: unknown, unit: string): string {
+  return v === null || v === undefined ? `${what}: no bound` : `${what} ≤ ${String(v)} ${unit}`;
 }
 
 function Classes() {
@@ -135,6 +168,7 @@ function Classes() {
   };
   return (
     <>
+      <ReadOnly />
       <p>{doc.given ? "The fleet's classes: every site steers by these." : "No fleet classes: every site keeps the classes of its own file."}</p>
       <table class="data">
         <caption>Classes</caption>
@@ -151,7 +185,7 @@ function Classes() {
               <td>{String(c.name)}</td>
               <td>{String(c.priority ?? "")}</td>
               <td>
-                latency {String(c.max_latency_ms ?? "–")} ms, jitter {String(c.max_jitter_ms ?? "–")} ms, loss {String(c.max_loss_pct ?? "–")} %
+                {bound("latency", c.max_latency_ms, "ms")}, {bound("jitter", c.max_jitter_ms, "ms")}, {bound("loss", c.max_loss_pct, "%")}
               </td>
             </tr>
           ))}
@@ -159,7 +193,9 @@ function Classes() {
       </table>
       <form onSubmit={save} class="stack">
         <label>
-          Classes and rules (JSON, as <code>PUT /api/v1/classes</code> takes them)
+          <span>
+            Classes and rules (JSON, as <code>PUT /api/v1/classes</code> takes them)
+          </span>
           <textarea rows={14} value={text} readOnly={!edit} onInput={(e) => setText(e.currentTarget.value)} aria-invalid={!!error} />
         </label>
         {edit && <button type="submit">Save classes</button>}
@@ -257,7 +293,7 @@ function Policies() {
     setSaved("");
     try {
       const r = await call<{ items: unknown[] }>("POST", "/policies", { body: text, contentType: "application/yaml", ifMatch: etag });
-      setSaved(`Applied: the fleet has ${r.body.items.length} policies.`);
+      setSaved(`Applied: the fleet has ${r.body.items.length} ${r.body.items.length === 1 ? "policy" : "policies"}.`);
       await load();
     } catch (x) {
       setError(x as ApiError);
@@ -311,7 +347,9 @@ function Policies() {
       {edit && (
         <form onSubmit={apply} class="stack" data-testid="policy-form">
           <label>
-            NetworkPolicy manifests (YAML; what <code>kubectl apply</code> and <code>patronus policy apply</code> take)
+            <span>
+              NetworkPolicy manifests (YAML; what <code>kubectl apply</code> and <code>patronus policy apply</code> take)
+            </span>
             <textarea
               name="policy"
               rows={16}
@@ -362,7 +400,12 @@ function Reachability() {
         <button type="submit">Compute</button>
       </form>
       <Errors error={error} />
-      {m && m.pods.length === 0 && <p>The fleet's inventory has no pods (PUT /api/v1/inventory).</p>}
+      {m && m.pods.length === 0 && (
+        <p>
+          The fleet's inventory has no pods. Give it the Namespace and Pod manifests the policies select from with{" "}
+          <code>patronus controller policy inventory -f FILE</code> or <code>PUT /api/v1/inventory</code>.
+        </p>
+      )}
       {m && m.pods.length > 0 && (
         <div class="scroll">
           <table class="matrix" data-testid="matrix">

@@ -2,13 +2,14 @@
 // not enrolled yet (made, shown once, revoked).
 import { useState } from "preact/hooks";
 import { ApiError, atLeast, call } from "../api";
-import { live, useLive } from "../live";
+import { clock, live, useLive } from "../live";
 
 export function Enrolment() {
   const l = useLive();
   const [message, setMessage] = useState("");
   const [error, setError] = useState("");
   const [token, setToken] = useState<{ site: string; token: string; expires: number } | null>(null);
+  const [ttlH, setTtlH] = useState(24);
   const canEdit = atLeast("operator");
   const sites = [...l.fleet.sites.values()].sort((a, b) => a.name.localeCompare(b.name));
   const pending = sites.filter((s) => s.enrolled && !s.approved);
@@ -31,10 +32,10 @@ export function Enrolment() {
   const makeToken = (name: string) =>
     act(async () => {
       const r = await call<{ site: string; token: string; expires_unix_ns: number }>("POST", `/sites/${encodeURIComponent(name)}/enrolment-tokens`, {
-        body: { ttl_s: 86400 },
+        body: { ttl_s: ttlH * 3600 },
       });
       setToken({ site: name, token: r.body.token, expires: r.body.expires_unix_ns });
-      return `A token for ${name}, valid 24 h. It is shown once.`;
+      return `A token for ${name}, valid ${ttlH} h. It is shown once.`;
     });
   const revoke = (name: string) =>
     act(async () => {
@@ -57,7 +58,7 @@ export function Enrolment() {
       {token && (
         <div class="secret" data-testid="new-token">
           <p>
-            Token for <strong>{token.site}</strong> (put it in the site's <code>controller.token_file</code>; it expires {new Date(token.expires / 1e6).toISOString()}):
+            Token for <strong>{token.site}</strong> (put it in the site's <code>controller.token_file</code>; it expires {clock(token.expires)}):
           </p>
           <code class="token">{token.token}</code>
         </div>
@@ -95,6 +96,12 @@ export function Enrolment() {
         </tbody>
       </table>
       <h2>Not enrolled yet</h2>
+      {canEdit && (
+        <label class="filter">
+          New tokens are valid for (hours)
+          <input type="number" min={1} max={8760} value={ttlH} onInput={(e) => setTtlH(Math.max(1, Number(e.currentTarget.value) || 24))} />
+        </label>
+      )}
       <table class="data" data-testid="not-enrolled">
         <thead>
           <tr>

@@ -12,14 +12,34 @@ function SiteList() {
   return (
     <section aria-labelledby="sites-h">
       <h1 id="sites-h">Sites</h1>
-      <ul class="cards">
-        {sites.slice(0, 500).map((s) => (
-          <li key={s.name}>
-            <a href={`#/sites/${encodeURIComponent(s.name)}`}>{s.name}</a>{" "}
-            <span class={`state state-${siteState(s)}`}>{s.connected ? siteState(s) : "disconnected"}</span>
-          </li>
-        ))}
-      </ul>
+      <table class="data" data-testid="site-list">
+        <thead>
+          <tr>
+            <th scope="col">Site</th>
+            <th scope="col">State</th>
+            <th scope="col">Endpoints</th>
+            <th scope="col">Paths up / degraded / down</th>
+            <th scope="col">Last report</th>
+          </tr>
+        </thead>
+        <tbody>
+          {sites.slice(0, 500).map((s) => (
+            <tr key={s.name}>
+              <td>
+                <a href={`#/sites/${encodeURIComponent(s.name)}`}>{s.name}</a>
+              </td>
+              <td>
+                <span class={`state state-${siteState(s)}`}>{!s.enrolled ? "not enrolled" : s.connected ? siteState(s) : "disconnected"}</span>
+              </td>
+              <td>{s.endpoints.map((e) => e.name).join(", ")}</td>
+              <td>
+                {s.paths_up} / {s.paths_degraded} / {s.paths_down}
+              </td>
+              <td>{ago(s.last_seen_unix_ns)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
       {sites.length > 500 && <p class="hint">The first 500; the fleet map's filter finds any site.</p>}
     </section>
   );
@@ -40,7 +60,9 @@ function OneSite({ name }: { name: string }) {
   // Refetched on every path state change of this site and every 5 s (the site reports every
   // report_interval_ms, 5 s by default).
   const stamp = paths.map((p) => `${p.name}=${p.state}`).join(",");
+  const known = !!site;
   useEffect(() => {
+    if (!known) return; // nothing to ask about a site the fleet does not have
     let stop = false;
     const load = () =>
       Promise.all([get<PathHistory>(`/sites/${encodeURIComponent(name)}/path-history`), get<{ items: Selection[] }>(`/sites/${encodeURIComponent(name)}/selections`)])
@@ -57,7 +79,7 @@ function OneSite({ name }: { name: string }) {
       stop = true;
       clearInterval(t);
     };
-  }, [name, stamp]);
+  }, [name, stamp, known]);
   const series = useMemo(() => {
     const pick = (k: "rtt_ms" | "jitter_ms" | "loss_pct" | "score"): Series[] =>
       (history?.paths ?? []).map((p) => ({
@@ -80,20 +102,36 @@ function OneSite({ name }: { name: string }) {
       <h1 id="site-h">
         Site {name}{" "}
         <span class={`state state-${siteState(site)}`}>
-          {!site.connected
-            ? "disconnected"
-            : site.paths_down || site.paths_degraded
-              ? `${site.paths_down} of ${site.paths_up + site.paths_degraded + site.paths_down} paths down, ${site.paths_degraded} degraded`
-              : "every path up"}
+          {!site.enrolled
+            ? "not enrolled"
+            : !site.connected
+              ? "disconnected"
+              : site.paths_down || site.paths_degraded
+                ? `${site.paths_down} of ${site.paths_up + site.paths_degraded + site.paths_down} paths down, ${site.paths_degraded} degraded`
+                : "every path up"}
         </span>
       </h1>
       {error && <p role="alert" class="error">{error}</p>}
       <dl class="facts">
         <dt>Connected</dt>
-        <dd>{site.connected ? `yes, last report ${ago(site.last_seen_unix_ns)}` : `no (last seen ${ago(site.last_seen_unix_ns)})`}</dd>
+        <dd>{site.connected ? `yes, last report ${ago(site.last_seen_unix_ns)}` : site.last_seen_unix_ns ? `no (last seen ${ago(site.last_seen_unix_ns)})` : "never"}</dd>
+        <dt>Enrolment</dt>
+        <dd>
+          {!site.enrolled ? (
+            <>
+              not enrolled yet ({site.tokens} {site.tokens === 1 ? "token" : "tokens"} outstanding): <a href="#/enrolment">Enrolment</a>
+            </>
+          ) : site.approved ? (
+            "enrolled and approved"
+          ) : (
+            <>
+              enrolled, waiting for approval: <a href="#/enrolment">Enrolment</a>
+            </>
+          )}
+        </dd>
         <dt>Config</dt>
         <dd>
-          sent v{site.version}, runs v{site.applied_version}
+          {site.version === 0 ? "none sent yet" : `sent v${site.version}, runs ${site.applied_version ? `v${site.applied_version}` : "none yet"}`}
           {site.drift && <strong> — drift</strong>}
           {site.last_error && ` — last apply failed: ${site.last_error}`}
         </dd>
@@ -189,6 +227,9 @@ function OneSite({ name }: { name: string }) {
         </tbody>
       </table>
       <h2>Quality over the last reports</h2>
+      {!(history?.paths ?? []).some((p) => p.samples.length > 0) && (
+        <p class="hint">No reports yet: the charts fill as the site reports (every report_interval_ms, 5 s by default).</p>
+      )}
       <div class="charts">
         <Chart title="Round-trip time" unit="ms" series={series.rtt} />
         <Chart title="Jitter" unit="ms" series={series.jitter} />

@@ -28,8 +28,13 @@ export function TimeAxis({ lanes, marks, t0, t1, unit }: { lanes: Lane[]; marks:
   const laneH = 22;
   const top = 24;
   const H = top + lanes.length * laneH + 64;
-  const x = (t: number) => left + ((t - t0) / Math.max(1e-9, t1 - t0)) * (W - left - 10);
-  const ticks = Array.from({ length: 6 }, (_, i) => t0 + ((t1 - t0) * i) / 5);
+  const x = (t: number) => left + ((t - t0) / Math.max(1e-9, t1 - t0)) * (W - left - 40);
+  // Ticks at round steps (1, 2 or 5 times a power of ten), about six of them.
+  const raw = (t1 - t0) / 6;
+  const mag = Math.pow(10, Math.floor(Math.log10(Math.max(raw, 1e-9))));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
+  const ticks: number[] = [];
+  for (let t = Math.ceil(t0 / step) * step; t <= t1 + 1e-9; t += step) ticks.push(t);
   return (
     <svg class="timeline" viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`Timeline: ${lanes.length} lanes, ${marks.length} events`}>
       {ticks.map((t) => (
@@ -53,7 +58,7 @@ export function TimeAxis({ lanes, marks, t0, t1, unit }: { lanes: Lane[]; marks:
       {marks.map((m, i) => (
         <g key={i}>
           <line x1={x(m.t)} x2={x(m.t)} y1={top} y2={H - 50} stroke={m.kind === "move" ? "#1565c0" : m.kind === "detect" ? "#6a1b9a" : m.kind === "back" ? "#00838f" : "#c62828"} stroke-dasharray={m.kind === "detect" ? "3 2" : undefined} />
-          <text x={Math.min(x(m.t) + 2, W - 200)} y={H - 44 + (i % 4) * 12} font-size="10" fill="#111">
+          <text x={Math.min(x(m.t) + 2, W - 230)} y={H - 44 + (i % 4) * 12} font-size="10" fill="#111">
             {m.label}
           </text>
         </g>
@@ -131,7 +136,7 @@ function LiveTimeline({ site }: { site: string }) {
         <tbody>
           {rows.slice(-200).map((r, i) => (
             <tr key={i}>
-              <td>{clock(r.t)}</td>
+              <td>{clock(r.t, true)}</td>
               <td>{r.what}</td>
               <td>{r.detail}</td>
             </tr>
@@ -168,6 +173,7 @@ interface SimRun {
     failbacks: { at_s: number; from_path: string; to_path: string }[];
   }[];
   variants?: SimRun[];
+  expectations?: { expect: string; ok: boolean; detail: string }[];
 }
 
 // What the dashboard needs of a report, checked before it is drawn.
@@ -235,12 +241,26 @@ function SimTimeline({ run }: { run: SimRun }) {
         </thead>
         <tbody>
           {run.flows.flatMap((fl) =>
-            (fl.failovers.length ? fl.failovers : [null]).map((m, i) => (
+            [...(fl.failovers.length ? fl.failovers : [null]), ...fl.failbacks.map((b) => ({ ...b, back: true }))].map((m, i) =>
+              m && "back" in m ? (
+                <tr key={`${fl.name}-b${i}`}>
+                  <td>
+                    {fl.name} ({fl.class}, {fl.from} → {fl.to})
+                  </td>
+                  <td>failback</td>
+                  <td>{`${m.at_s.toFixed(3)} s`}</td>
+                  <td>–</td>
+                  <td>{`${m.from_path} → ${m.to_path}`}</td>
+                  <td>
+                    {fl.lost_packets} of {fl.sent_packets}
+                  </td>
+                </tr>
+              ) : (
               <tr key={`${fl.name}-${i}`}>
                 <td>
                   {fl.name} ({fl.class}, {fl.from} → {fl.to})
                 </td>
-                <td>{m ? m.fault : "none"}</td>
+                <td>{m ? m.fault.replace(/(\d+\.\d{3})\d+/, "$1 s") : "none"}</td>
                 <td>{m ? `${m.at_s.toFixed(3)} s` : "–"}</td>
                 <td>{m ? `${m.failover_ms.toFixed(1)} ms` : "–"}</td>
                 <td>{m ? `${m.from_path} → ${m.to_path}` : "–"}</td>
@@ -248,10 +268,36 @@ function SimTimeline({ run }: { run: SimRun }) {
                   {fl.lost_packets} of {fl.sent_packets}
                 </td>
               </tr>
-            )),
+              ),
+            ),
           )}
         </tbody>
       </table>
+      {run.expectations && run.expectations.length > 0 && (
+        <table class="data">
+          <caption>The scenario's expectations</caption>
+          <thead>
+            <tr>
+              <th scope="col">Expected</th>
+              <th scope="col">Met</th>
+              <th scope="col">Measured</th>
+            </tr>
+          </thead>
+          <tbody>
+            {run.expectations.map((e, i) => (
+              <tr key={i}>
+                <td>
+                  <code>{e.expect}</code>
+                </td>
+                <td>
+                  <span class={`state state-${e.ok ? "up" : "down"}`}>{e.ok ? "yes" : "no"}</span>
+                </td>
+                <td>{e.detail}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
     </section>
   );
 }
@@ -299,7 +345,7 @@ export function Timeline({ query }: { query: URLSearchParams }) {
             <SimTimeline key={i} run={r} />
           ))}
         </div>
-      ) : site ? (
+      ) : site && !error ? (
         <LiveTimeline key={site} site={site} />
       ) : (
         <p>Choose a live site, or open a simulator report.</p>

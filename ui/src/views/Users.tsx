@@ -1,7 +1,9 @@
 // Users (admins manage them) and API keys (everyone has their own; a key's role is at most its
 // maker's; the key is shown once).
 import { useEffect, useState } from "preact/hooks";
-import { all, ApiError, atLeast, call, currentSession, Role } from "../api";
+import { all, ApiError, atLeast, call, currentSession, forget, get, Role } from "../api";
+import { live } from "../live";
+import { fieldMessage } from "./Config";
 import { clock } from "../live";
 
 interface User {
@@ -27,10 +29,137 @@ function Problem({ error }: { error: ApiError | null }) {
       {error.message}
       {error.errors.map((e) => (
         <div key={e.field}>
-          <code>{e.field}</code>: {e.message}
+          <code>{e.field}</code>: {fieldMessage(e)}
         </div>
       ))}
     </div>
+  );
+}
+
+// The signed-in user's own account: password and second factor.
+function Account() {
+  const me = currentSession();
+  const [totp, setTotp] = useState("");
+  const [pw, setPw] = useState({ current: "", next: "" });
+  const [enrolling, setEnrolling] = useState<{ secret: string; uri: string } | null>(null);
+  const [code, setCode] = useState("");
+  const [error, setError] = useState<ApiError | null>(null);
+  const [ok, setOk] = useState("");
+  const path = `/users/${encodeURIComponent(me?.user ?? "")}`;
+  const load = () =>
+    get<{ totp: string }>(path)
+      .then((u) => setTotp(u.totp))
+      .catch((e: ApiError) => setError(e));
+  useEffect(() => {
+    void load();
+  }, []);
+  const run = async (f: () => Promise<string>) => {
+    setError(null);
+    setOk("");
+    try {
+      setOk(await f());
+      await load();
+    } catch (e) {
+      setError(e as ApiError);
+    }
+  };
+  return (
+    <>
+      <h2>Your account ({me?.user})</h2>
+      <Problem error={error} />
+      {ok && <p class="ok">{ok}</p>}
+      <form
+        class="inline"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void run(async () => {
+            await call("PUT", `${path}/password`, { body: { current_password: pw.current, password: pw.next } });
+            // The change ends every login of the user, this one too.
+            live.end();
+            forget();
+            return "";
+          });
+        }}
+      >
+        <label>
+          Current password
+          <input type="password" autoComplete="current-password" required value={pw.current} onInput={(e) => setPw({ ...pw, current: e.currentTarget.value })} />
+        </label>
+        <label>
+          New password (12 or more characters; signs you out everywhere)
+          <input
+            type="password"
+            autoComplete="new-password"
+            required
+            value={pw.next}
+            onInput={(e) => setPw({ ...pw, next: e.currentTarget.value })}
+            aria-invalid={!!error?.on("password")}
+          />
+        </label>
+        <button type="submit">Change password</button>
+      </form>
+      <p>
+        Second factor: <strong>{totp === "on" ? "on" : totp === "pending" ? "set up, not confirmed yet" : "none"}</strong>{" "}
+        {totp !== "on" && !enrolling && (
+          <button
+            type="button"
+            onClick={() =>
+              void run(async () => {
+                const r = await call<{ secret: string; uri: string }>("POST", `${path}/totp`);
+                setEnrolling(r.body);
+                return "";
+              })
+            }
+          >
+            Set up a second factor
+          </button>
+        )}
+        {totp !== "none" && (
+          <button
+            type="button"
+            class="danger"
+            onClick={() =>
+              void run(async () => {
+                await call("DELETE", `${path}/totp`);
+                setEnrolling(null);
+                return "The second factor is removed.";
+              })
+            }
+          >
+            Remove the second factor
+          </button>
+        )}
+      </p>
+      {enrolling && (
+        <div class="secret">
+          <p>Add this to your authenticator app (shown once), then confirm with its current code:</p>
+          <p>
+            Secret: <code class="token">{enrolling.secret}</code>
+          </p>
+          <p>
+            URI: <code class="token">{enrolling.uri}</code>
+          </p>
+          <form
+            class="inline"
+            onSubmit={(e) => {
+              e.preventDefault();
+              void run(async () => {
+                await call("POST", `${path}/totp/confirm`, { body: { code } });
+                setEnrolling(null);
+                setCode("");
+                return "The second factor is on: sign-ins need its code from now on.";
+              });
+            }}
+          >
+            <label>
+              Code
+              <input inputMode="numeric" value={code} onInput={(e) => setCode(e.currentTarget.value)} aria-invalid={!!error?.on("code")} />
+            </label>
+            <button type="submit">Confirm</button>
+          </form>
+        </div>
+      )}
+    </>
   );
 }
 
@@ -67,7 +196,7 @@ export function Users() {
   const mine = roles.slice(0, roles.indexOf(me?.role ?? "viewer") + 1);
   return (
     <section aria-labelledby="users-h">
-      <h1 id="users-h">{admin ? "Users and keys" : "API keys"}</h1>
+      <h1 id="users-h">{admin ? "Users and keys" : "Account and keys"}</h1>
       <Problem error={error} />
       {admin && (
         <>
@@ -137,6 +266,7 @@ export function Users() {
           </form>
         </>
       )}
+      <Account />
       <h2>API keys</h2>
       <table class="data" data-testid="keys">
         <thead>
@@ -184,6 +314,7 @@ export function Users() {
           void run(async () => {
             const r = await call<{ key: string }>("POST", "/api-keys", { body: { name: k.name, role: k.role, expires_in_days: k.days } });
             setCreated(r.body.key);
+            setK({ ...k, name: "" });
           });
         }}
       >

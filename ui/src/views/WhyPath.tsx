@@ -35,7 +35,9 @@ export function WhyPath({ query }: { query: URLSearchParams }) {
   });
   const names = new Map([...l.fleet.paths.values()].filter((p) => p.site === site).map((p) => [p.id, p.name]));
   const pathName = (id: number) => (id ? (names.get(id) ?? `path ${id}`) : "none");
-  const classes = [...new Set([...l.decisions(), ...loaded].filter((d) => d.site === site).map((d) => d.class_name))].sort();
+  const classes = [
+    ...new Set([...Object.keys(bounds), ...[...l.decisions(), ...loaded].filter((d) => d.site === site).map((d) => d.class_name)]),
+  ].sort();
   const go = (k: string, v: string) => {
     const q = new URLSearchParams(query);
     if (v) q.set(k, v);
@@ -85,12 +87,18 @@ export function WhyPath({ query }: { query: URLSearchParams }) {
       </form>
       {error && <p role="alert" class="error">{error}</p>}
       {!site && <p>Choose a site to read its decisions.</p>}
-      {site && decisions.length === 0 && <p>No decision recorded for this choice (the controller keeps each site's last 256).</p>}
+      {site && decisions.length === 0 && (
+        <p>
+          {l.fleet.sites.get(site)?.connected === false && !l.fleet.sites.get(site)?.last_seen_unix_ns
+            ? `${site} has never connected: it has made no decision yet.`
+            : "No decision recorded for this choice (the controller keeps each site's last 256)."}
+        </p>
+      )}
       <ol class="decisions" data-testid="decisions">
         {decisions.slice(0, 50).map((d) => (
           <li key={`${d.unix_ns}|${d.class_name}|${d.remote_site}`} class="decision" data-reason={d.reason} data-unix-ns={d.unix_ns}>
             <h2>
-              {clock(d.unix_ns)} — {d.class_name} to {d.remote_site}: {pathName(d.from_path)} → {pathName(d.to_path)}
+              {clock(d.unix_ns, true)} — {d.class_name} to {d.remote_site}: {pathName(d.from_path)} → {pathName(d.to_path)}
             </h2>
             <p>
               <strong class="reason">{d.reason}</strong>: {d.why}
