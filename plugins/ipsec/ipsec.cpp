@@ -480,8 +480,9 @@ class Ipsec final : public patronus::sdk::TransportPlugin {
         if (std::string(what) == "load-conn") loaded(id, it->second);
       };
     };
-    Status s =
-        command(ctl_, "load-shared", ipsec::load_shared(p.params, p.secret), done("load-shared"));
+    vici::Message shared = ipsec::load_shared(p.params, p.secret);
+    Status s = command(ctl_, "load-shared", shared, done("load-shared"));
+    vici::wipe(shared);
     if (s.is_ok()) s = command(ctl_, "load-conn", ipsec::load_conn(p.params), done("load-conn"));
     if (!s.is_ok()) failed(id, p, PATRONUS_TUNNEL_DIAG_DEVICE_ERROR, s.message());
   }

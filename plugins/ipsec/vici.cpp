@@ -1,6 +1,7 @@
 #include "vici.hpp"
 
 #include "patronus/util/enum_table.hpp"
+#include "patronus/util/wipe.hpp"
 
 namespace patronus::vici {
 
@@ -253,8 +254,20 @@ const char* to_string(PacketType t) {
   return enum_name(t, kNames);
 }
 
+void wipe(Message& m) {
+  for (auto& [key, v] : m.items) {
+    util::wipe(v.str);
+    for (auto& x : v.list) util::wipe(x);
+    if (v.section) wipe(*v.section);
+  }
+  m.items.clear();
+}
+
 Result<std::string> encode(const Packet& p) {
+  // Reserved so that a request (a load-shared carries a PSK) is never copied by a reallocation:
+  // the one buffer is wiped below.
   std::string body;
+  body.reserve(4096);
   put8(body, static_cast<std::uint8_t>(p.type));
   if (is_named(p.type)) {
     if (auto s = put_name(body, p.name, "packet name"); !s.is_ok()) return s;
@@ -262,10 +275,13 @@ Result<std::string> encode(const Packet& p) {
   if (auto s = encode_message(body, p.message, 0); !s.is_ok()) return s;
   if (body.size() > kMaxSegment) return too_long("the segment", body.size(), kMaxSegment);
   std::string out;
+  out.reserve(4 + body.size());
   put8(out, body.size() >> 24);
   put8(out, body.size() >> 16);
   put16(out, body.size() & 0xffff);
-  return out + body;
+  out += body;
+  util::wipe(body);
+  return out;
 }
 
 Result<Packet> decode(std::string_view segment) {

@@ -90,6 +90,10 @@ class Framer {
   std::string buf_;
 };
 
+// Overwrites every string of the message (and its sections) and empties it: for requests that
+// carried a secret.
+void wipe(Message& m);
+
 // A message as text, for logs and errors (secrets are the caller's business: never pass one).
 std::string describe(const Message& m);
 

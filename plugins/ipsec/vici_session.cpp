@@ -1,5 +1,9 @@
 #include "vici_session.hpp"
 
+#include <algorithm>
+
+#include "patronus/util/wipe.hpp"
+
 namespace patronus::vici {
 
 Status Session::queue(Packet p, Pending pending) {
@@ -8,8 +12,18 @@ Status Session::queue(Packet p, Pending pending) {
                   "vici: " + std::to_string(kMaxPending) + " requests already wait for charon");
   }
   auto bytes = encode(p);
+  wipe(p.message);  // a load-shared request carries a PSK
   if (!bytes.is_ok()) return bytes.status();
+  if (out_.capacity() < out_.size() + bytes.value().size()) {
+    // Grown by hand so the old buffer (which may hold an earlier secret) is wiped, not freed.
+    std::string grown;
+    grown.reserve(std::max(out_.capacity() * 2, out_.size() + bytes.value().size()));
+    grown = out_;
+    util::wipe(out_);
+    out_.swap(grown);
+  }
   out_ += bytes.value();
+  util::wipe(bytes.value());
   pending_.push_back(std::move(pending));
   return Status::ok();
 }

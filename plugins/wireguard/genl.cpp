@@ -5,6 +5,7 @@
 #include <linux/netlink.h>
 #include <linux/wireguard.h>
 #include <netinet/in.h>
+#include <string.h>
 
 #include <cstring>
 
@@ -434,12 +435,16 @@ Result<DeviceState> KernelDevices::get(const std::string& ifname) {
   const std::uint32_t seq = nl_.next_seq();
   auto msgs = nl_.dump(encode_get_device(family_, ifname, seq), seq);
   if (!msgs.is_ok()) return Status(msgs.status().code(), ifname + ": " + msgs.status().message());
-  return decode_device(msgs.value());
+  auto device = decode_device(msgs.value());
+  for (auto& m : msgs.value()) ::explicit_bzero(m.payload.data(), m.payload.size());  // the key
+  return device;
 }
 
 Status KernelDevices::set(const std::string& ifname, const DeviceChange& change) {
   auto reqs = encode_set_device(family_, ifname, change, 0);
-  if (auto s = nl_.batch(reqs); !s.is_ok()) return Status(s.code(), ifname + ": " + s.message());
+  const Status s = nl_.batch(reqs);
+  for (auto& r : reqs) ::explicit_bzero(r.data(), r.size());  // the first carries the private key
+  if (!s.is_ok()) return Status(s.code(), ifname + ": " + s.message());
   return Status::ok();
 }
 

@@ -196,5 +196,26 @@ TEST(ViciSession, TheQueueIsBoundedAndALostConnectionAnswersEveryone) {
   EXPECT_EQ(s.pending(), 0u);
 }
 
+// A request that carried a PSK is wiped once it is queued: the message's strings (sections and
+// lists included) are overwritten and emptied; the session hands its encoding to the socket (the
+// caller wipes that after the send) and keeps none of it.
+TEST(Vici, WipeEmptiesEveryStringOfAMessageAndTheSessionKeepsNoCopy) {
+  Message m;
+  m.set("data", "a pre-shared key of the path");
+  m.set_list("owners", {"a", "b"});
+  m.section("inner").set("secret", "more");
+  wipe(m);
+  EXPECT_TRUE(m.items.empty());
+
+  Session s;
+  Message shared;
+  shared.set("data", "a pre-shared key of the path");
+  ASSERT_TRUE(s.command("load-shared", shared, [](Result<Message>) {}).is_ok());
+  std::string out = s.take_output();
+  EXPECT_NE(out.find("a pre-shared key of the path"), std::string::npos);  // what charon gets
+  EXPECT_FALSE(s.has_output());
+  EXPECT_EQ(shared.get("data").value_or(""), "a pre-shared key of the path");  // the caller's
+}
+
 }  // namespace
 }  // namespace patronus::vici

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <random>
+#include <set>
 #include <unordered_map>
 
 #include "patronus/core/plugin_host.hpp"
@@ -123,13 +124,15 @@ model::FlowKey random_key(std::mt19937_64& rng) {
   return k;
 }
 
+constexpr FlowHashKey kTestKey{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
 struct KeyHash {
-  std::size_t operator()(const FlowKeyBytes& k) const { return hash_flow(k); }
+  std::size_t operator()(const FlowKeyBytes& k) const { return hash_flow(k, kTestKey); }
 };
 
 TEST(FlowTable, AgreesWithUnorderedMapUnderRandomInsertEraseAndBound) {
   std::mt19937_64 rng(9);
-  FlowTable t(2000);
+  FlowTable t(2000, kTestKey);
   std::unordered_map<FlowKeyBytes, std::uint64_t, KeyHash> ref;
   for (int i = 0; i < 200000; ++i) {
     const FlowKeyBytes k = FlowKeyBytes::of(random_key(rng));
@@ -177,6 +180,24 @@ TEST(FlowTable, AgreesWithUnorderedMapUnderRandomInsertEraseAndBound) {
   for (std::size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(out[i], t.find(batch[i]));
 }
 
+// Hash flooding: flows someone chose to collide under one key (all in one home slot of a
+// 64K-slot index) spread out under another key, so a sender who cannot learn the runtime's key
+// cannot build a collision set for it.
+TEST(FlowTable, FlowsChosenToCollideUnderOneKeySpreadUnderAnother) {
+  constexpr FlowHashKey kOther{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1};
+  std::mt19937_64 rng(5);
+  std::vector<FlowKeyBytes> colliding;
+  while (colliding.size() < 64) {
+    const FlowKeyBytes k = FlowKeyBytes::of(random_key(rng));
+    if ((hash_flow(k, kTestKey) & 0xFFFF) == 0) colliding.push_back(k);
+  }
+  std::set<std::uint64_t> homes;
+  for (const auto& k : colliding) homes.insert(hash_flow(k, kOther) & 0xFFFF);
+  EXPECT_GE(homes.size(), 60u) << "keyed: a collision set for one key is not one for another";
+  // And a runtime's key comes from its Env: two seeds, two keys, different balanced picks.
+  EXPECT_NE(hash_flow(colliding[0], kTestKey), hash_flow(colliding[0], kOther));
+}
+
 TEST(FlowTable, KeysRoundTripForBothFamiliesAndTheMemoryBudgetHolds) {
   const model::FlowKey v4 = [] {
     model::FlowKey k;
@@ -191,9 +212,9 @@ TEST(FlowTable, KeysRoundTripForBothFamiliesAndTheMemoryBudgetHolds) {
   v6.dst = model::IpAddress::parse("fd00::2").value();
   EXPECT_EQ(FlowKeyBytes::of(v4).to_flow_key(), v4);
   EXPECT_EQ(FlowKeyBytes::of(v6).to_flow_key(), v6);
-  EXPECT_NE(hash_flow(FlowKeyBytes::of(v4)), hash_flow(FlowKeyBytes::of(v6)));
+  EXPECT_NE(hash_flow(FlowKeyBytes::of(v4), kTestKey), hash_flow(FlowKeyBytes::of(v6), kTestKey));
   // The memory budget at 1M flows, measured full (entries grow as flows arrive).
-  FlowTable big(1u << 20);
+  FlowTable big(1u << 20, kTestKey);
   for (std::uint32_t i = 0; i < (1u << 20); ++i) {
     model::FlowKey k = v4;
     k.src = model::IpAddress::v4(0x0A000000u + i);

@@ -7,6 +7,7 @@
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -178,6 +179,15 @@ std::vector<std::uint8_t> NlBuilder::finish() {
 
 void NlBuilder::append(const void* p, std::size_t n) {
   const auto* b = static_cast<const std::uint8_t*>(p);
+  if (buf_.capacity() < align(buf_.size() + n)) {
+    // Grown by hand: the old buffer is wiped, not freed as it is (a WireGuard request carries
+    // the private key).
+    std::vector<std::uint8_t> grown;
+    grown.reserve(std::max<std::size_t>({buf_.capacity() * 2, align(buf_.size() + n), 256}));
+    grown.assign(buf_.begin(), buf_.end());
+    ::explicit_bzero(buf_.data(), buf_.size());
+    buf_.swap(grown);
+  }
   buf_.insert(buf_.end(), b, b + n);
   buf_.resize(align(buf_.size()), 0);
 }
@@ -604,6 +614,12 @@ Result<std::vector<NlMessage>> Rtnl::collect(std::uint32_t seq, bool dump) {
   const std::size_t max = dump ? (1u << 20) : 1024;
   std::vector<NlMessage> out;
   std::vector<std::uint8_t> buf(1 << 16);
+  // The kernel's answers may hold a secret (a WireGuard device's private key): the receive buffer
+  // is wiped however this returns.
+  struct Wiped {
+    std::vector<std::uint8_t>& b;
+    ~Wiped() { ::explicit_bzero(b.data(), b.size()); }
+  } wiped{buf};
   for (;;) {
     const ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
     if (n < 0) return errno_status("netlink receive", errno);

@@ -1,5 +1,7 @@
 #include "patronus/steering/flow_table.hpp"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -8,16 +10,6 @@ namespace patronus::steering {
 namespace {
 constexpr std::uint32_t kIndexMask = 0x00FFFFFFu;
 
-inline std::uint64_t load64(const std::uint8_t* p) {
-  std::uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-inline std::uint64_t mix(std::uint64_t h, std::uint64_t w) {
-  h ^= w;
-  h *= 0x9E3779B97F4A7C15ULL;
-  return h ^ (h >> 29);
-}
 }  // namespace
 
 FlowKeyBytes FlowKeyBytes::of(const model::FlowKey& k) {
@@ -59,20 +51,17 @@ model::FlowKey FlowKeyBytes::to_flow_key() const {
   return k;
 }
 
-std::uint64_t hash_flow(const FlowKeyBytes& k) {
-  std::uint64_t h = 0x243F6A8885A308D3ULL;
-  h = mix(h, load64(k.src));
-  h = mix(h, load64(k.src + 8));
-  h = mix(h, load64(k.dst));
-  h = mix(h, load64(k.dst + 8));
-  h = mix(h, std::uint64_t{k.src_port} | std::uint64_t{k.dst_port} << 16 |
-                 std::uint64_t{k.protocol} << 32);
-  // fmix64 (MurmurHash3) so every output bit depends on every input bit.
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
+std::uint64_t hash_flow(const FlowKeyBytes& k, const FlowHashKey& key) {
+  // The key's bytes without padding: addresses, ports (host order), protocol.
+  std::uint8_t in[37];
+  std::memcpy(in, k.src, 16);
+  std::memcpy(in + 16, k.dst, 16);
+  std::memcpy(in + 32, &k.src_port, 2);
+  std::memcpy(in + 34, &k.dst_port, 2);
+  in[36] = k.protocol;
+  static_assert(crypto_shorthash_BYTES == 8 && crypto_shorthash_KEYBYTES == 16);
+  std::uint64_t h;
+  crypto_shorthash(reinterpret_cast<unsigned char*>(&h), in, sizeof in, key.data());
   return h;
 }
 
@@ -86,7 +75,7 @@ FlowKeyBytes FlowEntry::key() const {
   return k;
 }
 
-FlowTable::FlowTable(std::uint32_t max_flows) : max_(max_flows) {
+FlowTable::FlowTable(std::uint32_t max_flows, const FlowHashKey& key) : key_(key), max_(max_flows) {
   if (max_flows == 0 || max_flows > kMaxCapacity) {
     throw std::invalid_argument("FlowTable: max_flows must be 1.." + std::to_string(kMaxCapacity));
   }
@@ -134,7 +123,7 @@ void FlowTable::find_batch(const FlowKeyBytes* keys, std::size_t n, FlowEntry** 
   std::uint64_t hashes[kBatch];
   std::uint32_t slot[kBatch];
   for (std::size_t i = 0; i < n; ++i) {
-    hashes[i] = hash_flow(keys[i]);
+    hashes[i] = this->hash(keys[i]);
     slot[i] = home(hashes[i]);
     __builtin_prefetch(&slots_[slot[i]]);
   }
@@ -149,7 +138,7 @@ void FlowTable::find_batch(const FlowKeyBytes* keys, std::size_t n, FlowEntry** 
 }
 
 FlowEntry* FlowTable::insert(const FlowKeyBytes& key, bool* inserted) {
-  const std::uint64_t hash = hash_flow(key);
+  const std::uint64_t hash = this->hash(key);
   if (inserted) *inserted = false;
   if (FlowEntry* e = find(key, hash)) return e;
   if (entries_.size() >= max_) return nullptr;
@@ -184,7 +173,7 @@ void FlowTable::erase_slot(std::uint32_t slot) {
     if (++j == n) j = 0;
     const std::uint32_t s = slots_[j];
     if (s == 0) return;
-    const std::uint32_t k = home(hash_flow(entries_[(s & kIndexMask) - 1].key()));
+    const std::uint32_t k = home(this->hash(entries_[(s & kIndexMask) - 1].key()));
     // Move s to i unless its home lies cyclically in (i, j].
     const bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
     if (!stays) {
@@ -196,7 +185,7 @@ void FlowTable::erase_slot(std::uint32_t slot) {
 }
 
 bool FlowTable::erase(const FlowKeyBytes& key) {
-  const std::uint64_t hash = hash_flow(key);
+  const std::uint64_t hash = this->hash(key);
   const std::uint32_t s = slot_of(key, hash);
   if (s == UINT32_MAX) return false;
   const std::uint32_t idx = (slots_[s] & kIndexMask) - 1;
@@ -205,7 +194,7 @@ bool FlowTable::erase(const FlowKeyBytes& key) {
   if (idx != last) {
     // The last entry fills the hole; its slot points at its new index.
     const FlowKeyBytes lk = entries_[last].key();
-    const std::uint32_t ls = slot_of(lk, hash_flow(lk));
+    const std::uint32_t ls = slot_of(lk, this->hash(lk));
     entries_[idx] = entries_[last];
     slots_[ls] = (slots_[ls] & ~kIndexMask) | (idx + 1);
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -198,13 +199,26 @@ struct SiteRuntime::Selection {
   }
 };
 
+namespace {
+// From the Env: the OS's randomness on a real site, the seed's in a simulation.
+FlowHashKey flow_hash_key(env::Env& env) {
+  FlowHashKey k;
+  for (std::size_t i = 0; i < k.size(); i += 8) {
+    const std::uint64_t r = env.random_u64();
+    std::memcpy(k.data() + i, &r, 8);
+  }
+  return k;
+}
+}  // namespace
+
 SiteRuntime::SiteRuntime(env::Env& env, core::RouterInstance& router, RuntimeConfig config,
                          Dataplane& dataplane)
     : env_(env),
       router_(router),
       config_(std::move(config)),
       dataplane_(dataplane),
-      flows_(std::clamp<std::uint32_t>(config_.max_flows, 1, FlowTable::kMaxCapacity)) {
+      flows_(std::clamp<std::uint32_t>(config_.max_flows, 1, FlowTable::kMaxCapacity),
+             flow_hash_key(env)) {
   router_.set_observer(this);
 }
 
@@ -1739,7 +1753,7 @@ void SiteRuntime::rebalance(Selection& s) {
     if (e.site != s.site) continue;
     if (e.path != kNoPath && std::find(set.begin(), set.end(), e.path) != set.end()) continue;
     const FlowKeyBytes k = e.key();
-    const std::uint16_t np = pick_balanced(s, hash_flow(k));
+    const std::uint16_t np = pick_balanced(s, flows_.hash(k));
     if (np == e.path) continue;
     if (e.path != kNoPath) --paths_[e.path]->flows;
     if (np != kNoPath) ++paths_[np]->flows;
@@ -1871,7 +1885,7 @@ model::PathId SiteRuntime::on_packet(const model::FlowKey& key, std::uint8_t dsc
   ++counters_.packets;
   const std::int64_t now = env_.now_ns();
   const FlowKeyBytes kb = FlowKeyBytes::of(key);
-  const std::uint64_t h = hash_flow(kb);
+  const std::uint64_t h = flows_.hash(kb);
   const std::size_t nclasses = config_.classes.classes.size();
   if (FlowEntry* e = flows_.find(kb, h)) {
     model::PathId out;

@@ -5,6 +5,7 @@
 // about 61 bytes a flow. Deletion shifts back (no tombstones) and keeps the entries dense.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -28,7 +29,12 @@ struct FlowKeyBytes {
   }
 };
 
-std::uint64_t hash_flow(const FlowKeyBytes& k);
+// The flow hash is keyed (SipHash-2-4, libsodium's crypto_shorthash) with a key each runtime
+// draws from its Env: flows are chosen by whoever sends packets, and an unkeyed hash lets them
+// pick keys that collide and turn every lookup into a scan (hash flooding). The key also decides
+// which path a balanced flow takes, so a simulation with a seed stays reproducible.
+using FlowHashKey = std::array<std::uint8_t, 16>;
+std::uint64_t hash_flow(const FlowKeyBytes& k, const FlowHashKey& key);
 
 constexpr std::uint16_t kNoPath = 0xFFFF;
 
@@ -52,9 +58,10 @@ class FlowTable {
  public:
   static constexpr std::uint32_t kMaxCapacity = (1u << 24) - 2;
   // max_flows in 1..kMaxCapacity (the runtime's config checks it first).
-  explicit FlowTable(std::uint32_t max_flows);
+  FlowTable(std::uint32_t max_flows, const FlowHashKey& key);
 
-  FlowEntry* find(const FlowKeyBytes& key) { return find(key, hash_flow(key)); }
+  std::uint64_t hash(const FlowKeyBytes& k) const { return hash_flow(k, key_); }
+  FlowEntry* find(const FlowKeyBytes& key) { return find(key, hash(key)); }
   FlowEntry* find(const FlowKeyBytes& key, std::uint64_t hash);
   // Looks up n keys (a packet batch, n <= kBatch) with software prefetching of index slots and
   // entries, so the memory accesses of the batch overlap instead of waiting one after the other
@@ -87,6 +94,7 @@ class FlowTable {
   std::uint32_t slot_of(const FlowKeyBytes& key, std::uint64_t hash) const;  // or UINT32_MAX
   void erase_slot(std::uint32_t slot);
 
+  FlowHashKey key_;
   std::uint32_t max_;
   std::vector<std::uint32_t> slots_;  // tag << 24 | (entry index + 1); 0: empty
   std::vector<FlowEntry> entries_;
