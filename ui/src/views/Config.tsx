@@ -28,7 +28,7 @@ function Errors({ error }: { error: ApiError | null }) {
   if (!error) return null;
   return (
     <div role="alert" class="error" data-testid="errors">
-      <p>{error.message}</p>
+      <p>{error.errors.length > 0 ? `Refused (${error.status}): nothing was changed. Fix:` : error.message}</p>
       {error.errors.length > 0 && (
         <ul>
           {error.errors.map((e: FieldError, i) => (
