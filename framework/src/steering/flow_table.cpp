@@ -52,16 +52,27 @@ model::FlowKey FlowKeyBytes::to_flow_key() const {
 }
 
 std::uint64_t hash_flow(const FlowKeyBytes& k, const FlowHashKey& key) {
-  // The key's bytes without padding: addresses, ports (host order), protocol.
-  std::uint8_t in[37];
-  std::memcpy(in, k.src, 16);
-  std::memcpy(in + 16, k.dst, 16);
-  std::memcpy(in + 32, &k.src_port, 2);
-  std::memcpy(in + 34, &k.dst_port, 2);
-  in[36] = k.protocol;
   static_assert(crypto_shorthash_BYTES == 8 && crypto_shorthash_KEYBYTES == 16);
+  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  // The key's bytes without padding: addresses, ports (host order), protocol. An IPv4 flow (both
+  // addresses IPv4-mapped) hashes its 4-byte addresses only: 13 bytes instead of 37, two SipHash
+  // rounds fewer; the length keeps the two families apart.
+  std::uint8_t in[37];
+  std::size_t n = 0;
+  if (std::memcmp(k.src, kMapped, 12) == 0 && std::memcmp(k.dst, kMapped, 12) == 0) {
+    std::memcpy(in, k.src + 12, 4);
+    std::memcpy(in + 4, k.dst + 12, 4);
+    n = 8;
+  } else {
+    std::memcpy(in, k.src, 16);
+    std::memcpy(in + 16, k.dst, 16);
+    n = 32;
+  }
+  std::memcpy(in + n, &k.src_port, 2);
+  std::memcpy(in + n + 2, &k.dst_port, 2);
+  in[n + 4] = k.protocol;
   std::uint64_t h;
-  crypto_shorthash(reinterpret_cast<unsigned char*>(&h), in, sizeof in, key.data());
+  crypto_shorthash(reinterpret_cast<unsigned char*>(&h), in, n + 5, key.data());
   return h;
 }
 

@@ -4,6 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { all, ApiError, FleetEvent } from "../api";
 import { clock, num, useLive } from "../live";
+import { Choice } from "./Choice";
 
 interface Segment {
   from: number;
@@ -322,17 +323,13 @@ export function Timeline({ query }: { query: URLSearchParams }) {
     <section aria-labelledby="tl-h">
       <h1 id="tl-h">Failover timeline</h1>
       <form class="inline" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Live site
-          <select value={site} onChange={(e) => (location.hash = `#/timeline?site=${encodeURIComponent(e.currentTarget.value)}`)}>
-            <option value="">choose a site</option>
-            {[...l.fleet.sites.keys()].sort().map((s) => (
-              <option key={s} value={s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Choice
+          label="Live site"
+          value={site}
+          options={[...l.fleet.sites.keys()].sort()}
+          none="choose a site"
+          onChange={(v) => (location.hash = `#/timeline?site=${encodeURIComponent(v)}`)}
+        />
         <label>
           Or a simulator report (sim run --json)
           <input type="file" accept=".json,application/json" data-testid="sim-file" onChange={open} />

@@ -3,6 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { all, ApiError, atLeast, call, currentSession, forget, get, Role } from "../api";
 import { live } from "../live";
+import { Choice } from "./Choice";
 import { fieldMessage } from "./Config";
 import { clock } from "../live";
 
@@ -243,14 +244,7 @@ export function Users() {
               Name
               <input value={u.name} required onInput={(e) => setU({ ...u, name: e.currentTarget.value })} aria-invalid={!!error?.on("name")} />
             </label>
-            <label>
-              Role
-              <select value={u.role} onChange={(e) => setU({ ...u, role: e.currentTarget.value as Role })}>
-                {roles.map((r) => (
-                  <option key={r}>{r}</option>
-                ))}
-              </select>
-            </label>
+            <Choice label="Role" value={u.role} options={roles} onChange={(v) => setU({ ...u, role: v as Role })} />
             <label>
               Password (12 or more characters)
               <input
@@ -322,14 +316,7 @@ export function Users() {
           Key name
           <input value={k.name} required onInput={(e) => setK({ ...k, name: e.currentTarget.value })} />
         </label>
-        <label>
-          Role
-          <select value={k.role} onChange={(e) => setK({ ...k, role: e.currentTarget.value as Role })}>
-            {mine.map((r) => (
-              <option key={r}>{r}</option>
-            ))}
-          </select>
-        </label>
+        <Choice label="Role" value={k.role} options={mine} onChange={(v) => setK({ ...k, role: v as Role })} />
         <label>
           Days valid
           <input type="number" min={1} max={366} value={k.days} onInput={(e) => setK({ ...k, days: Number(e.currentTarget.value) })} />

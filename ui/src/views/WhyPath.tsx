@@ -4,6 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { all, ApiError, Decision, get } from "../api";
 import { clock, num, useLive } from "../live";
+import { Choice } from "./Choice";
 
 export function WhyPath({ query }: { query: URLSearchParams }) {
   const l = useLive();
@@ -48,42 +49,15 @@ export function WhyPath({ query }: { query: URLSearchParams }) {
     <section aria-labelledby="why-h">
       <h1 id="why-h">Why this path</h1>
       <form class="inline" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Site
-          <select value={site} onChange={(e) => go("site", e.currentTarget.value)}>
-            <option value="">choose a site</option>
-            {[...l.fleet.sites.keys()].sort().map((s) => (
-              <option key={s} value={s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Class
-          <select value={cls} onChange={(e) => go("class", e.currentTarget.value)}>
-            <option value="">every class</option>
-            {classes.map((c) => (
-              <option key={c} value={c}>
-                {c}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          To site
-          <select value={to} onChange={(e) => go("to", e.currentTarget.value)}>
-            <option value="">every site</option>
-            {[...l.fleet.sites.keys()]
-              .filter((s) => s !== site)
-              .sort()
-              .map((s) => (
-                <option key={s} value={s}>
-                  {s}
-                </option>
-              ))}
-          </select>
-        </label>
+        <Choice label="Site" value={site} options={[...l.fleet.sites.keys()].sort()} none="choose a site" onChange={(v) => go("site", v)} />
+        <Choice label="Class" value={cls} options={classes} none="every class" onChange={(v) => go("class", v)} />
+        <Choice
+          label="To site"
+          value={to}
+          options={[...l.fleet.sites.keys()].filter((s) => s !== site).sort()}
+          none="every site"
+          onChange={(v) => go("to", v)}
+        />
       </form>
       {error && <p role="alert" class="error">{error}</p>}
       {!site && <p>Choose a site to read its decisions.</p>}
