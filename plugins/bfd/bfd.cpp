@@ -111,7 +111,7 @@ AuthConfig parse_auth(const patronus::bfd::v1::Auth& a, const std::string& where
   std::string key = a.key_file().empty() ? a.key() : key_of_file(a.key_file(), where);
   if (key.empty() || key.size() > 20) {
     patronus::util::wipe(key);
-    throw Error(where + (a.key_file().empty() ? "auth.key" : "auth.key_file") +
+    throw Error(where + (a.key_file().empty() ? "auth.key" : "auth.key_file: " + a.key_file()) +
                 ": must be 1..20 bytes");
   }
   out.key_id = static_cast<std::uint8_t>(a.key_id());

@@ -587,4 +587,43 @@ TEST(DaemonRuntime, CheckValidatesWithoutTouchingAnything) {
   }
 }
 
+// Keys a start would refuse are refused by --check too, with the reason, before anything is
+// opened: this site's own key readable by others ("exposed"), and a peer's key in keys_dir that
+// is refused is not reported as missing (it was "no key for it" before).
+TEST(DaemonRuntime, CheckRefusesKeysAStartWouldRefuseAndSaysWhy) {
+  test::TempDir dir;
+  test::write_file(dir.file("sites.yaml"),
+                   "sites:\n"
+                   "  - name: hq\n    subnets: [192.168.10.0/24]\n    endpoints:\n"
+                   "      - {name: wan0, address: 127.0.0.1:51820, type: wan}\n"
+                   "  - name: branch\n    subnets: [192.168.20.0/24]\n    endpoints:\n"
+                   "      - {name: wan0, address: 127.0.0.2:51820, type: wan}\n");
+  auto plan = run({test::bin_dir() + "/patronus", "mesh", "plan", "--sites", dir.file("sites.yaml"),
+                   "--keys-dir", dir.file("keys")});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  const std::string port = std::to_string(test::free_udp_port());
+  test::write_file(dir.file("hq.yaml"), site_config("hq", port));
+  const std::string daemon = test::bin_dir() + "/patronusd";
+  ASSERT_EQ(run({daemon, "--config", dir.file("hq.yaml"), "--check"}).exit_code, 0);
+  ASSERT_EQ(::chmod(dir.file("keys/hq/wan0.key").c_str(), 0644), 0);
+  auto bad = run({daemon, "--config", dir.file("hq.yaml"), "--check"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("exposed"), std::string::npos) << bad.err;
+  bad = run({daemon, "--config", dir.file("hq.yaml"), "--run-for=1"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("exposed"), std::string::npos) << bad.err;
+  for (const char* made : {"hq.db", "hq.db.lock", "hq.sock"}) {
+    EXPECT_FALSE(test::file_exists(dir.file(made))) << made << " was created";
+  }
+  ASSERT_EQ(::chmod(dir.file("keys/hq/wan0.key").c_str(), 0600), 0);
+  ASSERT_EQ(::chmod(dir.file("keys/branch/wan0.key").c_str(), 0644), 0);
+  bad = run({daemon, "--config", dir.file("hq.yaml"), "--check"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("branch/wan0 has no public_key, and runtime.keys_dir's key for it was "
+                         "refused"),
+            std::string::npos)
+      << bad.err;
+  EXPECT_NE(bad.err.find("exposed"), std::string::npos) << bad.err;
+}
+
 }  // namespace

@@ -1,5 +1,8 @@
 #include "mesh_cmd.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <ctime>
 #include <filesystem>
 #include <iomanip>
@@ -414,6 +417,16 @@ int run_plan(MeshCommands& m) {
 
 int run_mesh_commands(MeshCommands& m) {
   if (m.keys_generate->parsed()) {
+    // Like `wg genkey`: a private key going into a file others can read is said before it is.
+    struct stat out {};
+    if (::fstat(STDOUT_FILENO, &out) == 0 && S_ISREG(out.st_mode) && (out.st_mode & 077) != 0) {
+      std::cerr << "patronus: warning: writing a private key to a file group or others can "
+                   "access (mode "
+                << std::oct << (out.st_mode & 0777) << std::dec
+                << "); run `umask 077` first, or use `patronus mesh plan --keys-dir`, which "
+                   "writes keys 0600"
+                << std::endl;
+    }
     auto kp = mesh::generate_keypair();
     if (!kp.is_ok()) return fail(kExitFailure, kp.status().message());
     const std::string priv = mesh::key_to_base64(kp.value().private_key);

@@ -269,7 +269,9 @@ void register_try_command(CLI::App& plugins, TryCommand& t) {
   t.cmd->add_option("--loss", t.loss_pct, "probe, virtual time: loss in percent, each way");
   t.cmd->add_option("--cut-at", t.cut_at_s, "probe, virtual time: cut the link at this second");
   t.cmd->add_option("--cut-for", t.cut_for_s, "probe, virtual time: for this many seconds");
-  t.cmd->add_option("--seed", t.seed, "probe: seed (virtual time is the same for the same seed)");
+  t.cmd->add_option("--seed", t.seed,
+                    "the trial's seed: nonces, BFD discriminators and, in virtual time, timings "
+                    "repeat for the same seed (also with --real-time)");
   t.cmd->add_flag("--json", t.json, "JSON output");
 }
 

@@ -442,6 +442,44 @@ Status keep_secrets_out_of_dumps() {
   return Status::ok();
 }
 
+// What a start would refuse about this site's keys and its control socket's directory, found
+// before anything is opened or written (and by --check, which promises it).
+Status check_private_files(const core::DaemonConfig& cfg) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!cfg.control_socket.empty()) {
+    const std::string dir = fs::path(cfg.control_socket).parent_path().string();
+    if (!dir.empty() && fs::exists(dir, ec)) {
+      if (auto s = closed_directory(dir, true); !s.is_ok()) {
+        return Status(s.code(), "control_socket: " + s.message());
+      }
+    }
+  }
+  if (cfg.runtime && !cfg.runtime->keys_dir.empty() && fs::exists(cfg.runtime->keys_dir, ec)) {
+    if (auto s = closed_directory(cfg.runtime->keys_dir); !s.is_ok()) {
+      return Status(s.code(), "runtime.keys_dir: " + s.message());
+    }
+    auto kd = mesh::KeyDirectory::open(cfg.runtime->keys_dir);
+    if (!kd.is_ok())
+      return Status(kd.status().code(), "runtime.keys_dir: " + kd.status().message());
+    const fs::path mine = fs::path(cfg.runtime->keys_dir) / cfg.site;
+    if (fs::is_directory(mine, ec)) {
+      for (const auto& e : fs::directory_iterator(mine, ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.size() <= 4 || name.substr(name.size() - 4) != ".key") continue;
+        const std::string stem = name.substr(0, name.size() - 4);
+        auto kp = stem.size() > 5 && stem.substr(stem.size() - 5) == ".next"
+                      ? kd.value().load_next(cfg.site, stem.substr(0, stem.size() - 5))
+                      : kd.value().load(cfg.site, stem);
+        if (!kp.is_ok()) {
+          return Status(kp.status().code(), "runtime.keys_dir: " + kp.status().message());
+        }
+      }
+    }
+  }
+  return Status::ok();
+}
+
 int run(const Options& opt) {
   if (auto s = keep_secrets_out_of_dumps(); !s.is_ok()) {
     std::cerr << "patronusd: " << s.message() << " (core dumps could hold private keys)"
@@ -471,7 +509,17 @@ int run(const Options& opt) {
     plan = checked.value() + ", " + std::to_string(config.runtime().classes().classes_size()) +
            " classes";
   }
+  if (auto s = check_private_files(cfg); !s.is_ok()) {
+    std::cerr << "patronusd: " << s.message() << std::endl;
+    return kExitConfig;
+  }
   if (opt.check_only) {
+    if (cfg.seed) {
+      std::cerr << "patronusd: warning: seed: " << *cfg.seed
+                << " makes every start repeat its probe nonces and BFD sequences: for tests "
+                   "and trials only"
+                << std::endl;
+    }
     std::cout << "patronusd: " << opt.config_path << ": valid: " << config.plugins_size()
               << " plugin instance(s) loaded and configured, " << plan << std::endl;
     return kExitOk;

@@ -210,6 +210,16 @@ Result<KeyPair> create_key_file(const std::string& site_dir, const std::string& 
 
 Result<std::optional<KeyPair>> KeyDirectory::load(std::string_view site,
                                                   std::string_view endpoint) const {
+  // The site's folder is checked as its keys were made in it: a key in a folder others could
+  // write could have been swapped (a rotation refuses it too).
+  const std::string site_dir = dir_ + "/" + std::string(site);
+  struct stat st {};
+  if (::lstat(site_dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) return std::optional<KeyPair>();
+    return unavailable(site_dir + ": " + std::strerror(errno));
+  }
+  if (auto s = closed_directory(site_dir); !s.is_ok())
+    return Status(s.code(), "key folder " + s.message());
   return load_key_file(key_path(site, endpoint));
 }
 

@@ -168,10 +168,14 @@ Result<LocalGraph> local_graph(const LocalPlanOptions& rt) {
 Status other_keys_known(const mesh::MeshGraph& g, int self, const std::string& keys_dir,
                         const std::string& sites_file) {
   std::optional<mesh::KeyDirectory> keys;
+  Status refused = Status::ok();  // why the directory or a key in it was not taken
   struct stat st {};
   if (!keys_dir.empty() && ::stat(keys_dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
     auto kd = mesh::KeyDirectory::open(keys_dir);
-    if (kd.is_ok()) keys = std::move(kd).value();
+    if (kd.is_ok())
+      keys = std::move(kd).value();
+    else
+      refused = kd.status();
   }
   for (std::uint32_t id = 0; id < g.num_paths(); ++id) {
     const auto& p = g.path(id);
@@ -184,6 +188,14 @@ Status other_keys_known(const mesh::MeshGraph& g, int self, const std::string& k
       if (keys) {
         auto kp = keys->load(name, ep);
         if (kp.is_ok() && kp.value()) continue;
+        if (!kp.is_ok()) refused = kp.status();
+      }
+      // A key that is there but was refused says why (a mode, an owner, a symlink), not that
+      // there is none.
+      if (!refused.is_ok()) {
+        return failed_precondition(sites_file + ": " + name + "/" + ep +
+                                   " has no public_key, and runtime.keys_dir's key for it was " +
+                                   "refused: " + refused.message());
       }
       return failed_precondition(
           sites_file + ": " + name + "/" + ep + " has no public_key, and runtime.keys_dir (" +

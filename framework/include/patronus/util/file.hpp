@@ -52,7 +52,7 @@ inline void sync_parent(const std::string& path) {
 
 inline std::string mode_text(mode_t m) {
   char out[8];
-  std::snprintf(out, sizeof out, "%03o", static_cast<unsigned>(m & 0777));
+  std::snprintf(out, sizeof out, "%0*o", (m & 07000) ? 4 : 3, static_cast<unsigned>(m & 07777));
   return out;
 }
 
@@ -103,7 +103,7 @@ inline Status owned_and_closed(const std::string& what, const struct stat& st) {
   if (st.st_uid != ::geteuid() && st.st_uid != 0) {
     return failed_precondition(what + " is owned by uid " + std::to_string(st.st_uid) +
                                ", not by this user (uid " + std::to_string(::geteuid()) +
-                               ") or root");
+                               ") or root; chown it to one of them");
   }
   if ((st.st_mode & 022) != 0) {
     return failed_precondition(what + " is writable by group or others (mode " +
@@ -172,11 +172,18 @@ inline Result<std::optional<std::string>> read_private_file(const std::string& p
     bad = failed_precondition(path + ": not a regular file");
   } else if (st.st_uid != ::geteuid()) {
     bad = failed_precondition(path + ": owned by uid " + std::to_string(st.st_uid) +
-                              ", not by this user (uid " + std::to_string(::geteuid()) + ")");
-  } else if ((st.st_mode & 077) != 0) {
+                              ", not by this user (uid " + std::to_string(::geteuid()) +
+                              "): another user could have put a secret they know in it; make "
+                              "a new one as this user");
+  } else if ((st.st_mode & 044) != 0) {
     bad = failed_precondition(
-        path + ": accessible by group or others (mode " + file_detail::mode_text(st.st_mode) +
+        path + ": readable by group or others (mode " + file_detail::mode_text(st.st_mode) +
         "): the secret in it is exposed; make a new one and remove this file");
+  } else if ((st.st_mode & 033) != 0) {
+    bad = failed_precondition(path + ": writable or executable by group or others (mode " +
+                              file_detail::mode_text(st.st_mode) +
+                              "): someone else could have replaced the secret in it; make a new "
+                              "one and remove this file");
   } else if (static_cast<std::size_t>(st.st_size) > max_bytes) {
     bad = invalid_argument(path + ": larger than " + std::to_string(max_bytes) + " bytes");
   }
