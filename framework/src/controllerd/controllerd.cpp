@@ -6,6 +6,7 @@
 #include <sodium.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -20,6 +21,8 @@
 #include "auth.hpp"
 #include "channel.hpp"
 #include "control.hpp"
+#include "exposition.hpp"
+#include "metrics.hpp"
 #include "patronus/controller/core.hpp"
 #include "patronus/env/asio_env.hpp"
 #include "patronus/site/site_lock.hpp"
@@ -213,6 +216,24 @@ std::string installed_ui_dir() {
   const auto d = exe.parent_path().parent_path() / "share" / "patronus" / "ui";
   return std::filesystem::exists(d / "index.html", ec) ? d.string() : "";
 }
+
+// A loop that runs its 100 ms timer this late is not live.
+constexpr double kLivenessLagS = 5.0;
+
+struct Heartbeat {
+  std::unique_ptr<boost::asio::steady_timer> timer;
+  std::chrono::steady_clock::time_point due;
+  double lag_s = 0;
+  void arm() {
+    due = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+    timer->expires_at(due);
+    timer->async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      lag_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - due).count();
+      arm();
+    });
+  }
+};
 
 // What an admin-socket request changes, as the audit trail names it.
 std::string socket_target(const fleet::Request& q) {
@@ -516,6 +537,11 @@ int run(const Options& opt) {
     }
     admin = std::move(a).value();
   }
+  // The event loop's heartbeat: a 100 ms timer that records how late it ran (/livez, /metrics).
+  Heartbeat heartbeat;
+  heartbeat.timer = std::make_unique<boost::asio::steady_timer>(io);
+  heartbeat.arm();
+  const std::int64_t started_s = std::time(nullptr);
   // The operator API.
   if (!cfg.api.listen.empty()) {
     auto secret = load_or_create_secret(cfg.identity_dir);
@@ -558,14 +584,53 @@ int run(const Options& opt) {
       if (!ui) log.log(1, "dashboard: not installed (api.ui_dir); the API serves alone");
     }
     http::Server::Handlers hh;
-    hh.request = [&api, &ui](const http::Request& r, http::ConnectionId c, http::Reply reply) {
-      // Liveness, outside the API (no credentials, no work): what a probe and a load balancer
-      // ask, and the load benchmark's trivial handler.
-      if (r.path == "/livez" && r.method == "GET") {
-        http::Response ok;
-        ok.content_type = "text/plain";
-        ok.body = "ok\n";
-        return reply(std::move(ok));
+    hh.request = [&api, &ui, &auth, &core, &heartbeat, started_s](
+                     const http::Request& r, http::ConnectionId c, http::Reply reply) {
+      // Health, outside the API (no credentials, no work): what a probe and a load balancer
+      // ask, and the load benchmark's trivial handler. /livez fails when the event loop's
+      // heartbeat is late (a loop that does not run at all does not answer); /readyz when the
+      // controller is not serving yet. `?verbose` lists the checks, as Kubernetes does.
+      if ((r.path == "/livez" || r.path == "/readyz") && r.method == "GET") {
+        const bool late = heartbeat.lag_s > kLivenessLagS;
+        http::Response res;
+        res.content_type = "text/plain; charset=utf-8";
+        res.status = late ? 503 : 200;
+        const std::string what = r.path.substr(1);
+        if (r.param("verbose")) {
+          res.body = std::string(late ? "[-]" : "[+]") + "event_loop " +
+                     (late ? "late by " + std::to_string(heartbeat.lag_s) + " s" : "ok") + "\n";
+          if (what == "readyz") res.body += "[+]fleet_store ok\n[+]site_listener ok\n[+]api ok\n";
+          res.body += what + (late ? " check failed\n" : " check passed\n");
+        } else {
+          res.body = late ? "event loop late\n" : "ok\n";
+        }
+        return reply(std::move(res));
+      }
+      // Prometheus: the same credentials as the API (a viewer's API key in the scrape config).
+      if (r.path == "/metrics" && r.method == "GET") {
+        const auto h = r.header("authorization").value_or("");
+        auto who = h.rfind("Bearer ", 0) == 0
+                       ? auth->authenticate(h.substr(7))
+                       : Result<Principal>(unauthenticated("no credentials"));
+        if (!who.is_ok()) {
+          http::Response res;
+          res.status = 401;
+          res.content_type = "text/plain; charset=utf-8";
+          res.headers.emplace_back("WWW-Authenticate", "Bearer");
+          res.body = "/metrics needs an API key or access token (Authorization: Bearer ...)\n";
+          return reply(std::move(res));
+        }
+        MetricsInputs in;
+        in.core = &core;
+        in.api_streams = api->streams();
+        in.api_users = auth->users();
+        in.loop_lag_seconds = heartbeat.lag_s;
+        in.started_unix_s = started_s;
+        in.version = PATRONUS_VERSION;
+        http::Response res;
+        res.content_type = metrics::kContentType;
+        res.body = controller_metrics(in);
+        return reply(std::move(res));
       }
       // The dashboard: its files, outside /api/ (it speaks only to the public API).
       if (r.path.rfind("/api/", 0) != 0) {
