@@ -436,14 +436,18 @@ Result<DeviceState> KernelDevices::get(const std::string& ifname) {
   auto msgs = nl_.dump(encode_get_device(family_, ifname, seq), seq);
   if (!msgs.is_ok()) return Status(msgs.status().code(), ifname + ": " + msgs.status().message());
   auto device = decode_device(msgs.value());
-  for (auto& m : msgs.value()) ::explicit_bzero(m.payload.data(), m.payload.size());  // the key
+  for (auto& m : msgs.value()) {  // a dump carries the private key
+    if (!m.payload.empty()) ::explicit_bzero(m.payload.data(), m.payload.size());
+  }
   return device;
 }
 
 Status KernelDevices::set(const std::string& ifname, const DeviceChange& change) {
   auto reqs = encode_set_device(family_, ifname, change, 0);
   const Status s = nl_.batch(reqs);
-  for (auto& r : reqs) ::explicit_bzero(r.data(), r.size());  // the first carries the private key
+  for (auto& r : reqs) {  // the first carries the private key
+    if (!r.empty()) ::explicit_bzero(r.data(), r.size());
+  }
   if (!s.is_ok()) return Status(s.code(), ifname + ": " + s.message());
   return Status::ok();
 }

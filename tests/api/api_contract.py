@@ -33,6 +33,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import apitest  # noqa: E402
 from apitest import Controller, Failure, check  # noqa: E402
 
 SITE = {"name": "paris", "endpoints": [{"name": "wan0", "address": "192.0.2.1:51820"}],
@@ -566,13 +567,8 @@ def main():
             report["calls"] = c.calls
             report["contract_responses_checked"] = len(c.contract.checked)
     except Failure as e:
-        report["status"] = "FAILED"
-        report["error"] = str(e)
-        print(json.dumps(report, indent=2))
-        return 1
-    report["status"] = "ok"
-    print(json.dumps(report, indent=2))
-    return 0
+        return apitest.finish(report, e)
+    return apitest.finish(report)
 
 
 if __name__ == "__main__":

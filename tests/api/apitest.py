@@ -22,6 +22,15 @@ class Failure(Exception):
     pass
 
 
+def finish(report, error=None):
+    """Prints the JSON report with its status; the exit status (0 ok, 1 failed)."""
+    report["status"] = "ok" if error is None else "FAILED"
+    if error is not None:
+        report["error"] = str(error)
+    print(json.dumps(report, indent=2))
+    return 0 if error is None else 1
+
+
 def check(cond, what):
     if not cond:
         raise Failure(what)

@@ -26,6 +26,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "api"))
+import apitest  # noqa: E402
 from apitest import Controller, Failure, check  # noqa: E402
 
 
@@ -250,13 +251,8 @@ def main():
                   "the controller grew to %d KiB" % report["rss_kib_at_end"])
     except Failure as e:
         stop.set()
-        report["status"] = "FAILED"
-        report["error"] = str(e)
-        print(json.dumps(report, indent=2))
-        return 1
-    report["status"] = "ok"
-    print(json.dumps(report, indent=2))
-    return 0
+        return apitest.finish(report, e)
+    return apitest.finish(report)
 
 
 if __name__ == "__main__":

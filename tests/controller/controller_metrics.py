@@ -2,7 +2,6 @@
 """The controller's /metrics, /livez and /readyz: Prometheus' own checker (promtool check metrics)
 finds nothing in a live scrape; the families say what the fleet is; /metrics needs credentials;
 health answers with its checks (?verbose)."""
-import json
 import os
 import subprocess
 import sys
@@ -59,13 +58,8 @@ def main():
                     check("[+]event_loop ok" in body and "readyz check passed" in body,
                           "%s: %s" % (path, body))
     except Failure as e:
-        report["status"] = "FAILED"
-        report["error"] = str(e)
-        print(json.dumps(report, indent=2))
-        return 1
-    report["status"] = "ok"
-    print(json.dumps(report, indent=2))
-    return 0
+        return apitest.finish(report, e)
+    return apitest.finish(report)
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ void NlBuilder::append(const void* p, std::size_t n) {
     std::vector<std::uint8_t> grown;
     grown.reserve(std::max<std::size_t>({buf_.capacity() * 2, align(buf_.size() + n), 256}));
     grown.assign(buf_.begin(), buf_.end());
-    ::explicit_bzero(buf_.data(), buf_.size());
+    if (!buf_.empty()) ::explicit_bzero(buf_.data(), buf_.size());  // data() may be null if empty
     buf_.swap(grown);
   }
   buf_.insert(buf_.end(), b, b + n);
