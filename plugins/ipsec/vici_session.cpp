@@ -18,7 +18,7 @@ Status Session::queue(Packet p, Pending pending) {
     // Grown by hand so the old buffer (which may hold an earlier secret) is wiped, not freed.
     std::string grown;
     grown.reserve(std::max(out_.capacity() * 2, out_.size() + bytes.value().size()));
-    grown = out_;
+    grown.append(out_);
     util::wipe(out_);
     out_.swap(grown);
   }

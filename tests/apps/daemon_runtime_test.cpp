@@ -531,6 +531,15 @@ TEST(DaemonRuntime, ASiteAddedToTheSitesFileJoinsRunningDaemonsOnSighup) {
 
 namespace {
 
+// Two sites on loopback, neither key in the file (they come from keys_dir).
+std::string hq_and_branch() {
+  return "sites:\n"
+         "  - name: hq\n    subnets: [192.168.10.0/24]\n    endpoints:\n"
+         "      - {name: wan0, address: 127.0.0.1:51820, type: wan}\n"
+         "  - name: branch\n    subnets: [192.168.20.0/24]\n    endpoints:\n"
+         "      - {name: wan0, address: 127.0.0.2:51820, type: wan}\n";
+}
+
 // `patronusd --check`: everything a start would refuse is refused the same way (exit 2), and a
 // valid configuration is said to be so, with nothing opened, created or written.
 TEST(DaemonRuntime, CheckValidatesWithoutTouchingAnything) {
@@ -567,12 +576,7 @@ TEST(DaemonRuntime, CheckValidatesWithoutTouchingAnything) {
   EXPECT_NE(bad.err.find("runtime.classes"), std::string::npos) << bad.err;
   // A peer whose public key is nowhere: --check says so, and a start refuses it the same way
   // before it opens or writes anything (it used to create the database, the lock and the keys).
-  test::write_file(dir.file("sites.yaml"),
-                   "sites:\n"
-                   "  - name: hq\n    subnets: [192.168.10.0/24]\n    endpoints:\n"
-                   "      - {name: wan0, address: 127.0.0.1:51820, type: wan}\n"
-                   "  - name: branch\n    subnets: [192.168.20.0/24]\n    endpoints:\n"
-                   "      - {name: wan0, address: 127.0.0.2:51820, type: wan}\n");
+  test::write_file(dir.file("sites.yaml"), hq_and_branch());
   for (const bool check : {true, false}) {
     std::vector<std::string> argv = {daemon, "--config", dir.file("hq.yaml")};
     argv.push_back(check ? "--check" : "--run-for=1");
@@ -592,12 +596,7 @@ TEST(DaemonRuntime, CheckValidatesWithoutTouchingAnything) {
 // is refused is not reported as missing (it was "no key for it" before).
 TEST(DaemonRuntime, CheckRefusesKeysAStartWouldRefuseAndSaysWhy) {
   test::TempDir dir;
-  test::write_file(dir.file("sites.yaml"),
-                   "sites:\n"
-                   "  - name: hq\n    subnets: [192.168.10.0/24]\n    endpoints:\n"
-                   "      - {name: wan0, address: 127.0.0.1:51820, type: wan}\n"
-                   "  - name: branch\n    subnets: [192.168.20.0/24]\n    endpoints:\n"
-                   "      - {name: wan0, address: 127.0.0.2:51820, type: wan}\n");
+  test::write_file(dir.file("sites.yaml"), hq_and_branch());
   auto plan = run({test::bin_dir() + "/patronus", "mesh", "plan", "--sites", dir.file("sites.yaml"),
                    "--keys-dir", dir.file("keys")});
   ASSERT_EQ(plan.exit_code, 0) << plan.err;

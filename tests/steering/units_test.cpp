@@ -194,8 +194,6 @@ TEST(FlowTable, FlowsChosenToCollideUnderOneKeySpreadUnderAnother) {
   std::set<std::uint64_t> homes;
   for (const auto& k : colliding) homes.insert(hash_flow(k, kOther) & 0xFFFF);
   EXPECT_GE(homes.size(), 60u) << "keyed: a collision set for one key is not one for another";
-  // And a runtime's key comes from its Env: two seeds, two keys, different balanced picks.
-  EXPECT_NE(hash_flow(colliding[0], kTestKey), hash_flow(colliding[0], kOther));
 }
 
 TEST(FlowTable, KeysRoundTripForBothFamiliesAndTheMemoryBudgetHolds) {

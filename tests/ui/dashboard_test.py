@@ -156,8 +156,9 @@ def lab_run(args):
                         return word
             return None
 
-        def api(self, method, path, token=None, body=None):
-            """curl inside the controller's host (its API is on that host's loopback)."""
+        def api(self, method, path, token=None, body=None, content_type="application/json"):
+            """curl inside the controller's host (its API is on that host's loopback); a str
+            body is sent as it is."""
             k = self.net.get("k" + self.tok)
             cmd = ["curl", "-sS", "--cacert",
                    os.path.join(self.work, "controller-identity", "api.crt"),
@@ -166,8 +167,8 @@ def lab_run(args):
             if token:
                 cmd += ["-H", "Authorization: Bearer " + token]
             if body is not None:
-                cmd += ["-H", "Content-Type: application/json", "--data-binary",
-                        json.dumps(body)]
+                cmd += ["-H", "Content-Type: " + content_type, "--data-binary",
+                        body if isinstance(body, str) else json.dumps(body)]
             out = k.popen(cmd, stdout=subprocess.PIPE, text=True).communicate(timeout=30)[0]
             text, _, code = out.rpartition("\n")
             return int(code), (json.loads(text) if text.strip() else None)
@@ -205,17 +206,13 @@ def lab_run(args):
             if code != 200:
                 tsl.fail("approve %s: %d %s" % (s, code, body))
         # An inventory for the reachability matrix.
-        k = lab.net.get("k" + lab.tok)
         inv = "".join("---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: default, "
                       "labels: {app: %s}}\nstatus: {podIP: 10.9.0.%d}\n" % (n, n, i + 1)
                       for i, n in enumerate(["web", "db", "cache"]))
-        with open(os.path.join(work, "inv.yaml"), "w") as f:
-            f.write(inv)
-        k.popen(["curl", "-sS", "--cacert", os.path.join(work, "controller-identity", "api.crt"),
-                 "--resolve", "localhost:%d:127.0.0.1" % lab.api_port, "-X", "PUT", "-H",
-                 "Authorization: Bearer " + admin, "-H", "Content-Type: application/yaml",
-                 "--data-binary", "@" + os.path.join(work, "inv.yaml"),
-                 "https://localhost:%d/api/v1/inventory" % lab.api_port]).wait(timeout=30)
+        code, body = lab.api("PUT", "/inventory", admin, inv, "application/yaml")
+        if code != 204:
+            tsl.fail("inventory: %d %s" % (code, body))
+        k = lab.net.get("k" + lab.tok)
         sim = os.path.join(work, "link-cut.json")
         with open(sim, "w") as f:
             subprocess.run([os.path.join(args.build, "bin", "patronus"), "sim", "run",

@@ -17,9 +17,6 @@ class Live {
   fleet: Fleet = { sites: new Map(), paths: new Map(), hubs: new Set(), complete: true, loadedAt: 0 };
   events: FleetEvent[] = []; // newest first, bounded
   stream: StreamState = "connecting";
-  // When the dashboard saw each path's state change (ms, its clock): the map shows it; the tests
-  // read it.
-  changedAt = new Map<string, number>();
   private listeners = new Set<() => void>();
   private stop: (() => void) | null = null;
   private loading: Promise<void> | null = null;
@@ -92,7 +89,6 @@ class Live {
         const p = this.fleet.paths.get(key);
         if (p && e.state) {
           this.fleet.paths.set(key, { ...p, state: e.state });
-          this.changedAt.set(key, Date.now());
         } else {
           void this.load().catch(() => undefined); // a path we did not know: reload
         }

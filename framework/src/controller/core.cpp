@@ -955,10 +955,10 @@ fleet::Policy policy_record(const policy::NetworkPolicy& np) {
   return p;
 }
 
-fleet::Paths Core::path_views() const {
+fleet::Paths Core::path_views(const std::string& site) const {
   fleet::Paths out;
   for (const auto& [name, s] : sites_) {
-    if (!s.report) continue;
+    if (!s.report || (!site.empty() && name != site)) continue;
     for (const auto& p : s.report->paths()) {
       auto* v = out.add_paths();
       v->set_site(name);

@@ -985,10 +985,8 @@ void Api::build_routes() {
         const auto sel = core_.selections(p.at("name"));
         if (!sel) return reply(problem(404, "no site '" + p.at("name") + "'"));
         std::map<std::uint64_t, std::string> names;
-        const auto views = core_.path_views();  // kept: the loop reads into it
-        for (const auto& v : views.paths()) {
-          if (v.site() == p.at("name")) names[v.id()] = v.name();
-        }
+        const auto views = core_.path_views(p.at("name"));  // kept: the loop reads into it
+        for (const auto& v : views.paths()) names[v.id()] = v.name();
         json out{{"site", p.at("name")}, {"items", json::array()}};
         for (const auto& c : *sel) {
           const auto n = names.find(c.path());
@@ -1221,7 +1219,7 @@ void Api::build_routes() {
     if (!page.is_ok()) return reply(from_status(page.status()));
     const std::string site = r.param("site").value_or(""), state = r.param("state").value_or("");
     std::vector<fleetv1::PathView> all;
-    const auto views = core_.path_views();
+    const auto views = core_.path_views(site);
     for (const auto& v : views.paths()) {
       if ((site.empty() || v.site() == site) && (state.empty() || v.state() == state))
         all.push_back(v);

@@ -599,7 +599,8 @@ int run(const Options& opt) {
         if (r.param("verbose")) {
           res.body = std::string(late ? "[-]" : "[+]") + "event_loop " +
                      (late ? "late by " + std::to_string(heartbeat.lag_s) + " s" : "ok") + "\n";
-          if (what == "readyz") res.body += "[+]fleet_store ok\n[+]site_listener ok\n[+]api ok\n";
+          // The API listens only once the store is loaded and the sites' listener is up.
+          if (what == "readyz") res.body += "[+]started ok\n";
           res.body += what + (late ? " check failed\n" : " check passed\n");
         } else {
           res.body = late ? "event loop late\n" : "ok\n";

@@ -57,15 +57,26 @@ function useDoc<T>(path: string) {
   useEffect(() => {
     void load();
   }, [path]);
-  return { doc, etag, error, setError, load };
+  // A change: the API's refusal shown on the form, or what it did said and the document read again.
+  const [saved, setSaved] = useState("");
+  const act = async (change: () => Promise<string>) => {
+    setError(null);
+    setSaved("");
+    try {
+      setSaved(await change());
+      await load();
+    } catch (x) {
+      setError(x as ApiError);
+    }
+  };
+  return { doc, etag, error, setError, saved, act };
 }
 
 function Topology() {
-  const { doc, etag, error, setError, load } = useDoc<{ topology: string; hubs: string[]; k: number }>("/topology");
+  const { doc, etag, error, saved, act } = useDoc<{ topology: string; hubs: string[]; k: number }>("/topology");
   const [kind, setKind] = useState("");
   const [hubs, setHubs] = useState("");
   const [k, setK] = useState(0);
-  const [saved, setSaved] = useState("");
   useEffect(() => {
     if (doc) {
       setKind(doc.topology);
@@ -77,18 +88,13 @@ function Topology() {
   const edit = atLeast("operator");
   const save = async (e: Event) => {
     e.preventDefault();
-    setError(null);
-    setSaved("");
-    try {
+    await act(async () => {
       const list = hubs.split(/[\s,]+/).filter(Boolean);
       const body: Record<string, unknown> = { topology: kind, hubs: kind === "hub-spoke" ? list : [] };
       if (kind === "partial") body.k = k;
       await call("PUT", "/topology", { body, ifMatch: etag });
-      setSaved("Saved: the sites get their new configs now.");
-      await load();
-    } catch (x) {
-      setError(x as ApiError);
-    }
+      return "Saved: the sites get their new configs now.";
+    });
   };
   return (
     <>
@@ -139,9 +145,10 @@ export function bound(what: string, v: unknown, unit: string): string {
 }
 
 function Classes() {
-  const { doc, etag, error, setError, load } = useDoc<{ given: boolean; classes: unknown[]; rules: unknown[]; default_class: string }>("/classes");
+  const { doc, etag, error, setError, saved, act } = useDoc<{ given: boolean; classes: unknown[]; rules: unknown[]; default_class: string }>(
+    "/classes",
+  );
   const [text, setText] = useState("");
-  const [saved, setSaved] = useState("");
   useEffect(() => {
     if (doc) setText(JSON.stringify({ classes: doc.classes, rules: doc.rules, default_class: doc.default_class }, null, 2));
   }, [doc]);
@@ -149,8 +156,6 @@ function Classes() {
   const edit = atLeast("operator");
   const save = async (e: Event) => {
     e.preventDefault();
-    setError(null);
-    setSaved("");
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -158,13 +163,10 @@ function Classes() {
       setError(new ApiError(422, `not JSON: ${(x as Error).message}`));
       return;
     }
-    try {
+    await act(async () => {
       await call("PUT", "/classes", { body, ifMatch: etag });
-      setSaved("Saved.");
-      await load();
-    } catch (x) {
-      setError(x as ApiError);
-    }
+      return "Saved.";
+    });
   };
   return (
     <>
@@ -207,16 +209,13 @@ function Classes() {
 }
 
 function Plugins() {
-  const { doc, error, setError, load } = useDoc<{ items: { instance: string; plugin: string; site: string; yaml: string }[] }>("/plugins");
+  const { doc, error, saved, act } = useDoc<{ items: { instance: string; plugin: string; site: string; yaml: string }[] }>("/plugins");
   if (!doc) return <Errors error={error} />;
-  const remove = async (instance: string, site: string) => {
-    try {
+  const remove = (instance: string, site: string) =>
+    act(async () => {
       await call("DELETE", `/plugins/${encodeURIComponent(instance)}${site ? `?site=${encodeURIComponent(site)}` : ""}`);
-      await load();
-    } catch (x) {
-      setError(x as ApiError);
-    }
-  };
+      return `${instance} removed.`;
+    });
   return (
     <>
       <p class="hint">
@@ -258,6 +257,7 @@ function Plugins() {
           )}
         </tbody>
       </table>
+      {saved && <p class="ok">{saved}</p>}
       <Errors error={error} />
     </>
   );
@@ -280,33 +280,24 @@ spec:
 `;
 
 function Policies() {
-  const { doc, etag, error, setError, load } = useDoc<{ items: { namespace: string; name: string; enabled: boolean; priority: number; spec: unknown }[] }>(
+  const { doc, etag, error, saved, act } = useDoc<{ items: { namespace: string; name: string; enabled: boolean; priority: number; spec: unknown }[] }>(
     "/policies",
   );
   const [text, setText] = useState(EXAMPLE);
-  const [saved, setSaved] = useState("");
   if (!doc) return <Errors error={error} />;
   const edit = atLeast("operator");
   const apply = async (e: Event) => {
     e.preventDefault();
-    setError(null);
-    setSaved("");
-    try {
+    await act(async () => {
       const r = await call<{ items: unknown[] }>("POST", "/policies", { body: text, contentType: "application/yaml", ifMatch: etag });
-      setSaved(`Applied: the fleet has ${r.body.items.length} ${r.body.items.length === 1 ? "policy" : "policies"}.`);
-      await load();
-    } catch (x) {
-      setError(x as ApiError);
-    }
+      return `Applied: the fleet has ${r.body.items.length} ${r.body.items.length === 1 ? "policy" : "policies"}.`;
+    });
   };
-  const remove = async (ns: string, name: string) => {
-    try {
+  const remove = (ns: string, name: string) =>
+    act(async () => {
       await call("DELETE", `/policies/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`, { ifMatch: etag });
-      await load();
-    } catch (x) {
-      setError(x as ApiError);
-    }
-  };
+      return `${ns}/${name} removed.`;
+    });
   return (
     <>
       <table class="data" data-testid="policies">

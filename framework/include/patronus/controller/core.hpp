@@ -177,7 +177,8 @@ class Core {
   // The fleet view: every site with its state and path counts; every path the sites reported.
   fleet::Sites site_views() const;
   std::optional<fleet::SiteView> site_view(const std::string& site) const;
-  fleet::Paths path_views() const;
+  // Every site's reported paths, or one site's ("" every site).
+  fleet::Paths path_views(const std::string& site = "") const;
   // Each (class, remote site)'s path at the site's last report (nullopt: no such site).
   std::optional<std::vector<v1::ClassReport>> selections(const std::string& site) const;
   // The recent quality of a site's paths, from its reports (nullopt: no such site).
