@@ -820,6 +820,67 @@ TEST(SiteRuntime, KeyRotationKeepsAPathUpWhenBothEndsSwitchWithinTheGrace) {
   w.stop();
 }
 
+// The switch of a rotation may lose a probe or two (one handshake and the far end's standby poll
+// on a WireGuard path; here the path is dropped for 120 ms right after it). Those losses are the
+// rotation, not the path: they stay out of its window, so its score does not fall (a single loss
+// in a 100-probe window costs the default scorer 30 points and could move a settling class).
+// A gap that outlasts the rotation's window counts as any other loss would.
+TEST(SiteRuntime, AKeyRotationsOwnGapIsNotHeldAgainstThePath) {
+  test::Wan w(29);
+  two_paths(w, {5 * kMs, 0, 0.0, true});
+  w.start(two_path_probe(5) + "key_grace_ms: 2000\n");
+  auto& hq = w.rt("hq");
+  // Traffic keeps the probes at their active rate (50 ms).
+  const auto voice = flow("192.168.1.10", "192.168.2.20", 20000, 20002);
+  const Pump traffic = pump(*w.node("hq").env, hq, {{voice, 46}}, 20 * kMs, 40 * kSec);
+  w.world().run_until(5 * kSec);
+  // The path voice takes is probed at the active rate; it is the one rotated and cut.
+  const model::PathId id = hq.class_path("b", "voice");
+  ASSERT_TRUE(id.valid());
+  const std::size_t n = id.value();
+  const std::string ep = n == 1 ? "wan0" : "wan1";
+  ASSERT_TRUE(hq.path(id)->live);
+  const double score_before = hq.path(id)->score;
+  const std::size_t decisions = w.node("hq").recorder.decisions.size();
+  w.node("hq").keys[ep] = mesh::generate_keypair().value();
+  ASSERT_TRUE(hq.update_path(w.spec(n, true)).value());
+  ASSERT_TRUE(w.rt("b").update_path(w.spec(n, false)).value());
+  w.set_up(n, false);
+  w.world().run_until(w.world().now_ns() + 120 * kMs);
+  w.set_up(n, true);
+  w.world().run_until(w.world().now_ns() + 2 * kSec);
+  const auto p = hq.path(id);
+  EXPECT_TRUE(p->live);
+  EXPECT_EQ(p->stats.lost, 0u) << "the rotation's losses entered the window";
+  EXPECT_GE(hq.counters().samples_during_rekey, 2u);
+  EXPECT_GE(p->score, score_before - 1);
+  expect_nothing_moved(w.node("hq").recorder, decisions);
+
+  // Without a rotation the same gap is a loss of the path.
+  const auto lost_before = hq.counters().samples_during_rekey;
+  w.set_up(n, false);
+  w.world().run_until(w.world().now_ns() + 120 * kMs);
+  w.set_up(n, true);
+  w.world().run_until(w.world().now_ns() + 1 * kSec);
+  EXPECT_GE(hq.path(id)->stats.lost, 2u);
+  EXPECT_EQ(hq.counters().samples_during_rekey, lost_before);
+
+  // A rotation whose gap outlasts its window (1 s): the losses past it count, and the probe's own
+  // detection takes the path down as for any fault.
+  w.world().run_until(w.world().now_ns() + 10 * kSec);  // the window forgets the gap above
+  const auto excused_before = hq.counters().samples_during_rekey;
+  w.node("hq").keys[ep] = mesh::generate_keypair().value();
+  ASSERT_TRUE(hq.update_path(w.spec(n, true)).value());
+  ASSERT_TRUE(w.rt("b").update_path(w.spec(n, false)).value());
+  w.set_up(n, false);
+  w.world().run_until(w.world().now_ns() + 3 * kSec);
+  EXPECT_FALSE(hq.path(id)->live);
+  // At most the window's worth of sends (1 s at 50 ms) was excused.
+  EXPECT_LE(hq.counters().samples_during_rekey - excused_before, 21u);
+  EXPECT_GT(hq.counters().samples_during_rekey - excused_before, 0u);
+  w.stop();
+}
+
 }  // namespace
 
 namespace {

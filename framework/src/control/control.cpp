@@ -103,6 +103,8 @@ api::StatusReply status_of(const DaemonInfo& info, const core::RouterInstance& r
   c["runtime.samples"] = k.samples;
   c["runtime.samples_unknown_path"] = k.samples_unknown_path;
   c["runtime.samples_late"] = k.samples_late;
+  c["runtime.samples_before_first_answer"] = k.samples_before_first_answer;
+  c["runtime.samples_during_rekey"] = k.samples_during_rekey;
   c["runtime.liveness_changes"] = k.liveness_changes;
   c["runtime.decisions"] = k.decisions;
   c["runtime.failovers"] = k.failovers;

@@ -128,6 +128,10 @@ std::string Decision::to_json() const {
 // the same instant).
 constexpr std::uint64_t kAbsentProbes = 1;
 
+// How long a key rotation's probe losses are not held against the path (see Path::rekey_at_ns): a
+// rotation that has not produced an answer by then has broken the path, and its losses count.
+constexpr std::int64_t kRekeyWindowNs = 1'000'000'000;
+
 struct SiteRuntime::Path {
   PathSpec spec;
   std::uint32_t site = 0;
@@ -139,6 +143,12 @@ struct SiteRuntime::Path {
   // that time out afterwards are not counted, so a path that has just come up does not go down
   // again on the losses of its own start. INT64_MIN: answered from its first probes.
   std::int64_t first_answer_sent_ns = -1;
+  // A key rotation of the path (update_path): from then until the first answer to a probe sent
+  // after it, the two ends switch keys at their own times and a probe may fall in the gap (one
+  // WireGuard handshake and the far end's standby poll). Those losses are the rotation,
+  // not the path: they are not counted, for at most kRekeyWindowNs. -1: no rotation under way.
+  std::int64_t rekey_at_ns = -1;
+  std::int64_t rekey_answered_ns = -1;  // the send time of the first probe answered after it
   struct Score {
     bool valid = false;
     double score = 0;
@@ -996,6 +1006,8 @@ Result<bool> SiteRuntime::update_path(const PathSpec& spec) {
   const PathSpec before = p.spec;
   p.spec = spec;
   if (!running_) return true;
+  p.rekey_at_ns = env_.now_ns();
+  p.rekey_answered_ns = -1;
   if (tunnel_changed && tunnels()) {
     if (auto s = bring_up_tunnel(p); !s.is_ok()) {
       p.spec = before;
@@ -1130,6 +1142,19 @@ void SiteRuntime::on_sample(const std::string& instance, const patronus_path_sam
   if (s.lost && p.first_answer_sent_ns >= 0 && s.sent_ns < p.first_answer_sent_ns) {
     ++counters_.samples_before_first_answer;
     return;
+  }
+  if (p.rekey_at_ns >= 0 && s.sent_ns >= p.rekey_at_ns) {
+    // A loss is reported when the probe times out, after the answers to later probes: the gap
+    // ends at the send time of the first probe answered after the rotation.
+    if (!s.lost) {
+      if (p.rekey_answered_ns < 0 || s.sent_ns < p.rekey_answered_ns) {
+        p.rekey_answered_ns = s.sent_ns;
+      }
+    } else if (s.sent_ns < p.rekey_at_ns + kRekeyWindowNs &&
+               (p.rekey_answered_ns < 0 || s.sent_ns < p.rekey_answered_ns)) {
+      ++counters_.samples_during_rekey;
+      return;
+    }
   }
   if (!s.lost && p.first_answer_sent_ns == -1) {
     if (s.sequence > kAbsentProbes) {

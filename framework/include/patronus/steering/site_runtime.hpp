@@ -208,6 +208,9 @@ struct RuntimeCounters {
   std::uint64_t samples = 0, samples_unknown_path = 0, samples_late = 0;
   // Losses of probes sent before a path's first answer (its start, not its quality).
   std::uint64_t samples_before_first_answer = 0;
+  // Losses of probes sent while a key rotation switched the path's tunnel (update_path), before
+  // the first answer under the new keys.
+  std::uint64_t samples_during_rekey = 0;
   std::uint64_t liveness_changes = 0, decisions = 0, failovers = 0, failbacks = 0;
   std::uint64_t tunnel_changes = 0, tunnel_reports_unknown_path = 0;
   std::uint64_t flows_created = 0, flows_refused = 0, flows_expired = 0, flows_unrouted = 0;
