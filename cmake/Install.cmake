@@ -12,7 +12,9 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-set(PATRONUS_INSTALL_PLUGIN_DIR ${CMAKE_INSTALL_LIBDIR}/patronus/plugins)
+# Not LIBDIR: the CLI and the daemons look for plugins at <prefix>/lib/patronus/plugins, beside
+# bin/, whatever the distribution's multiarch directory is.
+set(PATRONUS_INSTALL_PLUGIN_DIR lib/patronus/plugins)
 set(PATRONUS_INSTALL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/Patronus)
 
 install(TARGETS patronus patronusd patronus-controller RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

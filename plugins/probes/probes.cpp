@@ -88,6 +88,7 @@ class Probes final : public patronus::sdk::ProbePlugin {
   void start() override {
     started_ = true;
     for (auto& [id, p] : paths_) arm(*p);
+    publish_metrics();  // the drop counters exist from the start, at zero
     if (stats_ms_ > 0) schedule_stats();
   }
 
@@ -612,7 +613,25 @@ class Probes final : public patronus::sdk::ProbePlugin {
             ",\"interval_ms\":" + std::to_string(p.interval_ns / 1000000) + "}");
   }
 
+  // Through the host's metric service, on the host's /metrics as
+  // patronus_plugin_probe_dropped_total{plugin_instance=...,reason=...}: what alerting needs
+  // (forged or replayed probes are an attack or a misconfigured key).
+  void publish_metrics() {
+    const auto& c = counters_;
+    const std::pair<const char*, std::uint64_t> dropped[] = {{"forged", c.bad_tag},
+                                                             {"replayed", c.replayed},
+                                                             {"stale", c.stale + c.old_epoch},
+                                                             {"malformed", c.malformed},
+                                                             {"unknown_session", c.unknown_session},
+                                                             {"wrong_source", c.wrong_source}};
+    for (const auto& [reason, n] : dropped) {
+      host().metric(std::string("probe_dropped_total{reason=\"") + reason + "\"}",
+                    static_cast<double>(n));
+    }
+  }
+
   void publish_counters() {
+    publish_metrics();
     const auto& c = counters_;
     host().event(
         "probe.counters",

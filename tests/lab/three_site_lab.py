@@ -11,7 +11,10 @@ plugins. The run checks, in order:
   3. a sequence-numbered UDP flow (100 packets/s) from A's LAN host to B's LAN host leaves A by the
      tunnel the daemon chose; cutting that tunnel's underlay link moves it to the other tunnel,
      and the packets lost and the longest gap fit the configured detection bound;
-  4. the link comes back and the flow fails back only after the class's hold-down;
+  4. the link comes back and the flow fails back only after the class's hold-down; a real
+     Prometheus server, scraping every site's /metrics each second over a management network
+     with the shipped rules loaded, reads the path's state gauge going to 0 and back and the
+     class's failover and failback counters rising (PromQL), and promtool passes a live scrape;
   5. killing (SIGKILL) and restarting A's daemon under traffic keeps its keys, the other sites'
      tunnels and the flow (the new daemon keeps the routes the killed one left until it decides).
 Everything (hosts, links, daemons, wireguard-go, sockets, routes, rules) is removed at the end,
@@ -31,6 +34,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -57,6 +61,14 @@ ROTATION_BOUND_MS = 250
 FLOW_PORT = 5004
 # The controller's host on the internet underlay (--controller).
 CONTROLLER_ADDRESS = "172.16.0.100"
+# The management network: each router's metrics listener and the Prometheus server that scrapes
+# them, away from the underlays the lab cuts.
+MGMT_PREFIX = "10.99.0.%d"
+PROMETHEUS_HOST = 200
+METRICS_PORT = 9474
+PROMETHEUS = "/usr/bin/prometheus"
+PROMTOOL = "/usr/bin/promtool"
+RULES = os.path.join(HERE, "..", "..", "deploy", "prometheus", "patronus-rules.yaml")
 
 
 def fail(msg):
@@ -77,6 +89,7 @@ class Lab:
         self.daemons = {}
         self.logs = {}
         self.flow_procs = []
+        self.prom_proc = None
 
     # names unique to this run: hosts, switches, interfaces and wireguard-go sockets are shared
     # with anything else running on the machine
@@ -122,7 +135,11 @@ class Lab:
                     sock=os.path.join(self.work, "%s.sock" % s),
                     plugins=os.path.join(self.build, "plugins"), keys=self.keys,
                     sites=self.sites_file, interval=PROBE_INTERVAL_MS,
-                    mult=DETECT_MULTIPLIER, tick=TICK_MS, hold=HOLD_DOWN_MS, port=FLOW_PORT))
+                    mult=DETECT_MULTIPLIER, tick=TICK_MS, hold=HOLD_DOWN_MS, port=FLOW_PORT,
+                    listen=self.metrics_address(s)))
+
+    def metrics_address(self, s):
+        return "%s:%d" % (MGMT_PREFIX % (self.sites.index(s) + 1), METRICS_PORT)
 
     def site_lines(self, n, s):
         return [
@@ -152,7 +169,8 @@ class Lab:
                 sock=os.path.join(self.work, "%s.sock" % s),
                 plugins=os.path.join(self.build, "plugins"), keys=self.keys,
                 sites="", interval=PROBE_INTERVAL_MS,
-                mult=DETECT_MULTIPLIER, tick=TICK_MS, hold=HOLD_DOWN_MS, port=FLOW_PORT)
+                mult=DETECT_MULTIPLIER, tick=TICK_MS, hold=HOLD_DOWN_MS, port=FLOW_PORT,
+                listen=self.metrics_address(s))
             cfg = cfg.replace("  sites_file: \n  topology: full-mesh\n", "")
             cfg += ("controller:\n  address: '%s:7443'\n  pin: '%s'\n  token_file: %s\n"
                     "  report_interval_ms: 1000\n"
@@ -209,11 +227,15 @@ class Lab:
         self.net = net
         inet = net.addSwitch("s%s1" % self.tok)
         lte = net.addSwitch("s%s2" % self.tok)
+        mgmt = net.addSwitch("s%s3" % self.tok)
+        p = net.addHost("p" + self.tok, ip=None)
+        net.addLink(p, mgmt, intfName1="p%s-m" % self.tok)
         for n, s in enumerate(self.sites, 1):
             r = net.addHost(self.host(s), ip=None)
             h = net.addHost(self.host(s) + "h", ip=None)
             net.addLink(r, inet, intfName1=self.host(s) + "-i")
             net.addLink(r, lte, intfName1=self.host(s) + "-l")
+            net.addLink(r, mgmt, intfName1=self.host(s) + "-m")
             net.addLink(r, h, intfName1=self.host(s) + "-n", intfName2=self.host(s) + "h-n")
         if self.controller:
             k = net.addHost("k" + self.tok, ip=None)
@@ -230,6 +252,8 @@ class Lab:
                 "ip addr add %s/24 dev %s-l" % (self.underlay(n, "lte"), self.host(s)),
                 "ip addr flush dev %s-n" % self.host(s),
                 "ip addr add 192.168.%d.1/24 dev %s-n" % (n, self.host(s)),
+                "ip addr flush dev %s-m" % self.host(s),
+                "ip addr add %s/24 dev %s-m" % (MGMT_PREFIX % n, self.host(s)),
                 "sysctl -qw net.ipv4.ip_forward=1",
                 "sysctl -qw net.ipv4.conf.all.rp_filter=0",
             ]
@@ -238,6 +262,10 @@ class Lab:
             h.cmd("ip addr flush dev %sh-n" % self.host(s))
             h.cmd("ip addr add 192.168.%d.10/24 dev %sh-n" % (n, self.host(s)))
             h.cmd("ip route add default via 192.168.%d.1" % n)
+        p = net.get("p" + self.tok)
+        p.cmd("ip addr flush dev p%s-m" % self.tok)
+        p.cmd("ip addr add %s/24 dev p%s-m" % (MGMT_PREFIX % PROMETHEUS_HOST, self.tok))
+        p.cmd("ip link set lo up")
         if self.controller:
             k = net.get("k" + self.tok)
             k.cmd("ip addr flush dev k%s-i" % self.tok)
@@ -338,7 +366,50 @@ class Lab:
             out[s] = site
         return out
 
+    def start_prometheus(self):
+        """A real Prometheus server on the management network, scraping every site each second
+        with the shipped rules loaded."""
+        cfg = os.path.join(self.work, "prometheus.yml")
+        rules = os.path.join(self.work, "patronus-rules.yaml")
+        shutil.copy(RULES, rules)
+        with open(cfg, "w") as f:
+            f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                    "rule_files: [%s]\n"
+                    "scrape_configs:\n  - job_name: patronus-site\n    static_configs:\n" % rules)
+            for s in self.sites:
+                f.write("      - {targets: ['%s'], labels: {site: %s}}\n" %
+                        (self.metrics_address(s), s))
+        log = open(os.path.join(self.work, "prometheus.log"), "ab")
+        self.logs["prometheus"] = log
+        p = self.net.get("p" + self.tok)
+        self.prom_proc = p.popen([PROMETHEUS, "--config.file=" + cfg,
+                                  "--storage.tsdb.path=" + os.path.join(self.work, "tsdb"),
+                                  "--web.listen-address=127.0.0.1:9090"],
+                                 stdout=log, stderr=subprocess.STDOUT)
+        wait_for("Prometheus ready", lambda: "Ready" in p.cmd(
+            "curl -s http://127.0.0.1:9090/-/ready"), 30)
+
+    def promql(self, query):
+        """The instant vector of a PromQL query, as [(labels, value)]."""
+        p = self.net.get("p" + self.tok)
+        out = p.cmd("curl -s --get http://127.0.0.1:9090/api/v1/query --data-urlencode %s" %
+                    shlex.quote("query=" + query))
+        try:
+            r = json.loads(out)
+        except ValueError:
+            fail("Prometheus answered %r to %s" % (out[:200], query))
+        if r.get("status") != "success":
+            fail("Prometheus: %s: %s" % (query, r))
+        return [(x["metric"], float(x["value"][1])) for x in r["data"]["result"]]
+
     def teardown(self):
+        if self.prom_proc is not None and self.prom_proc.poll() is None:
+            self.prom_proc.terminate()
+            try:
+                self.prom_proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.prom_proc.kill()
+                self.prom_proc.wait()
         for s in list(self.daemons):
             self.stop_daemon(s)
         if self.ctl_proc is not None and self.ctl_proc.poll() is None:
@@ -377,6 +448,7 @@ class Lab:
 DAEMON_CONFIG = """site: {site}
 state_db: {db}
 control_socket: {sock}
+http_listen: '{listen}'
 plugin_dir: {plugins}
 log_level: info
 flush_interval_ms: 200
@@ -477,6 +549,7 @@ def run(lab, report):
     else:
         lab.write_files(["a", "b"])
         lab.start_net()
+    lab.start_prometheus()
     for s in lab.members:
         lab.start_daemon(s)
 
@@ -623,6 +696,48 @@ def run(lab, report):
         fail("%d packets lost, more than the bound allows (%.0f)" % (
             report["lost"], bound_ms / 1000.0 * FLOW_PPS))
 
+    # 4a. Prometheus, scraping every site over the management network, saw it: the path's state
+    # gauge went to 0 and back, the class's failover and failback counters rose; the shipped
+    # rules load and evaluate; a live scrape passes promtool.
+    cut_ep = lab.endpoint("a", first)
+
+    def seen():
+        fo = lab.promql('increase(patronus_class_failovers_total{site="a",class="realtime",'
+                        'peer_site="b"}[2m]) > 0')
+        down = lab.promql('min_over_time(patronus_path_up{site="a",peer_site="b",'
+                          'local_endpoint="%s"}[2m]) == 0' % cut_ep)
+        now_up = lab.promql('patronus_path_up{site="a",peer_site="b",local_endpoint="%s"} == 1'
+                            % cut_ep)
+        fb = lab.promql('increase(patronus_class_failbacks_total{site="a",class="realtime",'
+                        'peer_site="b"}[2m]) > 0')
+        return (fo, down, now_up, fb) if fo and down and now_up and fb else None
+    fo, down, now_up, fb = wait_for("the failover and failback in Prometheus", seen, 30)
+    targets = lab.promql('up{job="patronus-site"} == 1')
+    p = lab.net.get("p" + lab.tok)
+    rules = json.loads(p.cmd("curl -s http://127.0.0.1:9090/api/v1/rules"))
+    groups = rules["data"]["groups"]
+    unhealthy = [r["name"] for g in groups for r in g["rules"] if r.get("health") != "ok"]
+    if not groups or unhealthy:
+        fail("the shipped rules in Prometheus: %d groups, unhealthy %s (%s)" %
+             (len(groups), unhealthy, [r.get("lastError") for g in groups for r in g["rules"]
+                                        if r.get("health") != "ok"][:3]))
+    # popen, not cmd(): a Mininet shell is a terminal and would turn every \n into \r\n
+    live = p.popen(["curl", "-sS", "http://%s/metrics" % lab.metrics_address("a")],
+                   stdout=subprocess.PIPE, text=True).communicate(timeout=30)[0]
+    lint = subprocess.run([PROMTOOL, "check", "metrics"], input=live, capture_output=True,
+                          text=True)
+    if lint.returncode != 0 or (lint.stdout + lint.stderr).strip():
+        fail("promtool check metrics on a's live scrape: %s" % (lint.stdout + lint.stderr))
+    report["prometheus"] = {
+        "failover_reasons": sorted(m["reason"] for m, _ in fo),
+        "failovers_2m": round(sum(v for _, v in fo), 2),
+        "failbacks_2m": round(sum(v for _, v in fb), 2),
+        "path_down_seen": [m["path"] for m, _ in down],
+        "targets_up": sorted(m["site"] for m, _ in targets),
+        "rules": sum(len(g["rules"]) for g in groups),
+        "a_series": sum(1 for line in live.splitlines() if line and not line.startswith("#")),
+    }
+
     # 4b. a wireguard-go that dies is started again by a's daemon, and the new one holds none of
     # the daemon's descriptors (it used to inherit the probe sockets, so the next daemon start
     # could not bind the probe port)
@@ -721,7 +836,10 @@ def run(lab, report):
         for s in ("b", "c"):
             lab.daemons[s].send_signal(signal.SIGHUP)
         time.sleep(3)
-    after_path, _ = carrying(lab, "a")
+    after_path, after_delta = carrying(lab, "a")
+    rot_wall_ns = time.time_ns() - int((time.monotonic() - rotated_at) * 1e9) - 2_000_000_000
+    moves = [{k: d[k] for k in ("unix_ns", "class_name", "dst_site", "reason", "why")}
+             for d in decisions(lab, "a") if d["unix_ns"] >= rot_wall_ns]
     sent = int(sender.communicate(timeout=rot_dur + 10)[0].strip())
     time.sleep(1)
     if not os.path.exists(rot_file):
@@ -736,8 +854,10 @@ def run(lab, report):
             fail("the key file of %s did not change" % ep)
     if os.path.exists(os.path.join(lab.keys, "a", ep + ".next.key")):
         fail("the staged key is still there after the commit")
+    report["rotation"]["decisions"] = moves
     if after_path != rot_path:
-        fail("the rotation moved the flow from %s to %s" % (rot_path, after_path))
+        fail("the rotation moved the flow from %s to %s (tx packets %s; a's decisions since: %s)"
+             % (rot_path, after_path, after_delta, moves))
     if gap * 1000 > ROTATION_BOUND_MS:
         fail("the rotation stopped the flow for %.1f ms (bound %d ms)" % (gap * 1000,
                                                                         ROTATION_BOUND_MS))
@@ -802,6 +922,10 @@ def main():
     if shutil.which("wireguard-go") is None:
         print("three_site_lab: no wireguard-go")
         return SKIP
+    if not os.path.exists(PROMETHEUS):
+        print("three_site_lab: no %s (Debian package prometheus; scripts/install-deps installs "
+              "it)" % PROMETHEUS)
+        return 1
     work = tempfile.mkdtemp(prefix="patronus-lab-")
     lab = Lab(args.build, work, "%03d" % random.randrange(1000), args.controller)
     report = {"work": work}
@@ -815,7 +939,7 @@ def main():
     finally:
         lab.teardown()
         if not ok:
-            for s in lab.sites + ["controller"]:
+            for s in lab.sites + ["controller", "prometheus"]:
                 p = os.path.join(work, "%s.log" % s)
                 if os.path.exists(p):
                     with open(p, errors="replace") as f:

@@ -71,5 +71,48 @@ TEST(Exposition, StopsAtItsSeriesBoundAndCountsWhatItLeftOut) {
   EXPECT_EQ(e.text().find("i=\"3\""), std::string::npos);
 }
 
+TEST(PluginSeries, ANameWithItsOwnLabelsParsesAndBadOnesSayWhy) {
+  auto s = parse_series("probe_dropped_total{reason=\"forged\",dir=\"a\\\"b\"}");
+  ASSERT_TRUE(s.is_ok()) << s.status().message();
+  EXPECT_EQ(s.value().name, "probe_dropped_total");
+  ASSERT_EQ(s.value().labels.size(), 2u);
+  EXPECT_EQ(s.value().labels[0], (std::pair<std::string, std::string>{"reason", "forged"}));
+  EXPECT_EQ(s.value().labels[1].second, "a\"b");
+  auto plain = parse_series("queue_depth");
+  ASSERT_TRUE(plain.is_ok());
+  EXPECT_TRUE(plain.value().labels.empty());
+  const std::pair<const char*, const char*> bad[] = {
+      {"9lives", "not a Prometheus name"},
+      {"a:b", "not a Prometheus name"},
+      {"x{a=b}", "quoted value"},
+      {"x{a=\"b\"", "end with '}'"},
+      {"x{a=\"b}", "not closed"},
+      {"x{instance=\"y\"}", "is the host's"},
+      {"x{plugin_instance=\"y\"}", "is the host's"},
+      {"x{a=\"1\",a=\"2\"}", "twice"},
+      {"x{a=\"1\" b=\"2\"}", "separated by ','"},
+      {"x{a=\"\\q\"}", "bad escape"},
+      {"x y", "not a Prometheus name"},
+  };
+  for (const auto& [text, why] : bad) {
+    auto r = parse_series(text);
+    ASSERT_FALSE(r.is_ok()) << text;
+    EXPECT_NE(r.status().message().find(why), std::string::npos)
+        << text << ": " << r.status().message();
+  }
+  std::string many = "x{";
+  for (int i = 0; i < 9; ++i) many += (i ? ",l" : "l") + std::to_string(i) + "=\"v\"";
+  EXPECT_FALSE(parse_series(many + "}").is_ok()) << "more than kMaxPluginLabels";
+  EXPECT_FALSE(parse_series("x{a=\"" + std::string(600, 'v') + "\"}").is_ok());
+}
+
+TEST(Histogram, CountsEachObservationInItsFirstBucketAndTheRestAbove) {
+  Histogram h({0.001, 0.01});
+  for (double v : {0.0005, 0.001, 0.002, 0.5}) h.observe(v);
+  EXPECT_EQ(h.counts(), (std::vector<std::uint64_t>{2, 1}));
+  EXPECT_EQ(h.over(), 1u);
+  EXPECT_DOUBLE_EQ(h.sum(), 0.5035);
+}
+
 }  // namespace
 }  // namespace patronus::metrics

@@ -22,6 +22,7 @@
 #include "channel.hpp"
 #include "control.hpp"
 #include "exposition.hpp"
+#include "health.hpp"
 #include "metrics.hpp"
 #include "patronus/controller/core.hpp"
 #include "patronus/env/asio_env.hpp"
@@ -216,24 +217,6 @@ std::string installed_ui_dir() {
   const auto d = exe.parent_path().parent_path() / "share" / "patronus" / "ui";
   return std::filesystem::exists(d / "index.html", ec) ? d.string() : "";
 }
-
-// A loop that runs its 100 ms timer this late is not live.
-constexpr double kLivenessLagS = 5.0;
-
-struct Heartbeat {
-  std::unique_ptr<boost::asio::steady_timer> timer;
-  std::chrono::steady_clock::time_point due;
-  double lag_s = 0;
-  void arm() {
-    due = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
-    timer->expires_at(due);
-    timer->async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;
-      lag_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - due).count();
-      arm();
-    });
-  }
-};
 
 // What an admin-socket request changes, as the audit trail names it.
 std::string socket_target(const fleet::Request& q) {
@@ -538,9 +521,7 @@ int run(const Options& opt) {
     admin = std::move(a).value();
   }
   // The event loop's heartbeat: a 100 ms timer that records how late it ran (/livez, /metrics).
-  Heartbeat heartbeat;
-  heartbeat.timer = std::make_unique<boost::asio::steady_timer>(io);
-  heartbeat.arm();
+  http::Heartbeat heartbeat(io);
   const std::int64_t started_s = std::time(nullptr);
   // The operator API.
   if (!cfg.api.listen.empty()) {
@@ -583,29 +564,22 @@ int run(const Options& opt) {
       }
       if (!ui) log.log(1, "dashboard: not installed (api.ui_dir); the API serves alone");
     }
+    auto not_after = http::certificate_not_after(creds.value().certificate_pem);
+    const std::int64_t api_not_after = not_after.is_ok() ? not_after.value() : 0;
     http::Server::Handlers hh;
-    hh.request = [&api, &ui, &auth, &core, &heartbeat, started_s](
+    hh.request = [&api, &ui, &auth, &core, &heartbeat, started_s, api_not_after](
                      const http::Request& r, http::ConnectionId c, http::Reply reply) {
       // Health, outside the API (no credentials, no work): what a probe and a load balancer
       // ask, and the load benchmark's trivial handler. /livez fails when the event loop's
       // heartbeat is late (a loop that does not run at all does not answer); /readyz when the
       // controller is not serving yet. `?verbose` lists the checks, as Kubernetes does.
       if ((r.path == "/livez" || r.path == "/readyz") && r.method == "GET") {
-        const bool late = heartbeat.lag_s > kLivenessLagS;
-        http::Response res;
-        res.content_type = "text/plain; charset=utf-8";
-        res.status = late ? 503 : 200;
-        const std::string what = r.path.substr(1);
-        if (r.param("verbose")) {
-          res.body = std::string(late ? "[-]" : "[+]") + "event_loop " +
-                     (late ? "late by " + std::to_string(heartbeat.lag_s) + " s" : "ok") + "\n";
-          // The API listens only once the store is loaded and the sites' listener is up.
-          if (what == "readyz") res.body += "[+]started ok\n";
-          res.body += what + (late ? " check failed\n" : " check passed\n");
-        } else {
-          res.body = late ? "event loop late\n" : "ok\n";
-        }
-        return reply(std::move(res));
+        std::vector<http::HealthCheck> checks{
+            {"event_loop", !heartbeat.late(),
+             "late by " + std::to_string(heartbeat.lag_s()) + " s"}};
+        // The API listens only once the store is loaded and the sites' listener is up.
+        if (r.path == "/readyz") checks.push_back({"started", true, ""});
+        return reply(http::health_response(r, r.path.substr(1), checks));
       }
       // Prometheus: the same credentials as the API (a viewer's API key in the scrape config).
       if (r.path == "/metrics" && r.method == "GET") {
@@ -625,9 +599,10 @@ int run(const Options& opt) {
         in.core = &core;
         in.api_streams = api->streams();
         in.api_users = auth->users();
-        in.loop_lag_seconds = heartbeat.lag_s;
+        in.loop_lag_seconds = heartbeat.lag_s();
         in.started_unix_s = started_s;
         in.version = PATRONUS_VERSION;
+        in.api_certificate_not_after_s = api_not_after;
         http::Response res;
         res.content_type = metrics::kContentType;
         res.body = controller_metrics(in);

@@ -23,6 +23,11 @@ std::string controller_metrics(const MetricsInputs& in) {
   family("patronus_process_start_time_seconds", m::Type::kGauge,
          "When the controller started, in seconds since the epoch.");
   (void)e.sample({}, static_cast<double>(in.started_unix_s));
+  if (in.api_certificate_not_after_s > 0) {
+    family("patronus_certificate_expiry_timestamp_seconds", m::Type::kGauge,
+           "When a certificate expires (notAfter), in seconds since the epoch.");
+    (void)e.sample({{"certificate", "api"}}, static_cast<double>(in.api_certificate_not_after_s));
+  }
   family("patronus_controller_event_loop_lag_seconds", m::Type::kGauge,
          "How late the event loop's last 100 ms heartbeat ran (a stuck loop makes /livez fail).");
   (void)e.sample({}, in.loop_lag_seconds);

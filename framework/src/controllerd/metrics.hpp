@@ -15,6 +15,7 @@ struct MetricsInputs {
   double loop_lag_seconds = 0;  // how late the event loop's heartbeat last ran
   std::int64_t started_unix_s = 0;
   std::string version;
+  std::int64_t api_certificate_not_after_s = 0;  // 0: unknown
 };
 
 std::string controller_metrics(const MetricsInputs& in);

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "patronus/daemon/v1/daemon_config.pb.h"
+#include "patronus/model/address.hpp"
 #include "patronus/model/types.hpp"
 #include "yaml_proto.hpp"
 
@@ -223,6 +224,27 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text,
                                               "' is longer than 107 bytes (a unix socket's limit)");
       }
     }
+  }
+  if (file.has_http_listen()) {
+    const std::string& v = file.http_listen();
+    c.http_listen_default = false;
+    if (v.empty() || v == "none") {
+      c.http_listen.clear();
+    } else {
+      auto addr = model::SocketAddress::parse(v);
+      if (!addr.is_ok()) {
+        return at.error("http_listen", "'" + v + "': expected ADDRESS:PORT (127.0.0.1:9474, " +
+                                           "[::1]:9474) or none: " + addr.status().message());
+      }
+      c.http_listen = v;
+    }
+  }
+  if (file.has_log_format()) {
+    const std::string& v = file.log_format();
+    if (v != "text" && v != "logfmt" && v != "json") {
+      return at.error("log_format", "'" + v + "' is not one of text, logfmt, json");
+    }
+    c.log_format = v;
   }
   if (file.has_log_level()) {
     const std::string& v = file.log_level();

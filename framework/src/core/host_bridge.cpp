@@ -33,6 +33,7 @@ struct HostBridge {
       RouterInstance& r = router(c);
       auto* inst = c->instance;
       if (fn == nullptr || inst->timers.size() >= r.limits_.max_timers_per_instance) {
+        ++inst->counters.timers_refused;
         r.refused(*inst, "host.timer_refused", ++r.counters_.timers_refused);
         return 0;
       }
@@ -48,6 +49,7 @@ struct HostBridge {
         }
       });
       if (id == 0) {
+        ++inst->counters.timers_refused;
         r.refused(*inst, "host.timer_refused", ++r.counters_.timers_refused);
         return 0;
       }

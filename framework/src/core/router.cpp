@@ -222,6 +222,11 @@ std::optional<PluginInfo> RouterInstance::instance_info(const std::string& insta
   return i->lib->info();
 }
 
+InstanceCounters RouterInstance::instance_counters(const std::string& instance) const {
+  const Instance* inst = find(instance);
+  return inst ? inst->counters : InstanceCounters{};
+}
+
 std::size_t RouterInstance::live_timers(const std::string& instance) const {
   const Instance* i = find(instance);
   return i ? i->timers.size() : 0;

@@ -69,6 +69,7 @@ Result<bool> RouterInstance::evaluate_policy(const std::string& instance,
                          : t.evaluate(inst->handle, &f, &verdict);
   });
   if (!s.is_ok()) return s;
+  ++(verdict == PATRONUS_VERDICT_ALLOW ? inst->counters.allowed : inst->counters.denied);
   return verdict == PATRONUS_VERDICT_ALLOW;
 }
 

@@ -28,6 +28,7 @@ struct RouterInstance::Instance {
   std::unordered_set<env::TimerId> timers;  // O(1): a probe plugin arms one a probe
   std::set<env::EndpointId> endpoints;
   std::set<env::WatchId> watches;  // ABI 1.2 watch_fd
+  InstanceCounters counters;
 };
 
 // An open endpoint and where its datagrams go. When an instance is replaced (a new config), its
@@ -57,6 +58,7 @@ template <typename Fn>
 Status RouterInstance::call_plugin(Instance& inst, const char* call, Fn&& fn) {
   char err[kErrCap] = {};
   patronus_status st;
+  ++inst.counters.calls;
   try {
     st = fn(err, kErrCap);
   } catch (...) {
@@ -65,6 +67,7 @@ Status RouterInstance::call_plugin(Instance& inst, const char* call, Fn&& fn) {
     st = PATRONUS_ERR_INTERNAL;
   }
   if (st == PATRONUS_OK) return Status::ok();
+  ++inst.counters.errors;
   err[kErrCap - 1] = '\0';
   const Code code = from_abi(st);
   std::string why = err[0] != '\0'

@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -25,10 +26,13 @@
 #include <random>
 #include <set>
 
+#include "exposition.hpp"
+#include "health.hpp"
 #include "linux_dataplane.hpp"
 #include "patronus/core/config_schema.hpp"
 #include "patronus/core/router.hpp"
 #include "patronus/env/asio_env.hpp"
+#include "patronus/policy/bpf_datapath.hpp"
 #include "patronus/policy/parse.hpp"
 #include "patronus/site/plan_store.hpp"
 #include "patronus/site/site_host.hpp"
@@ -37,6 +41,8 @@
 #include "patronus/store/store.hpp"
 #include "patronus/util/file.hpp"
 #include "patronus/util/utc_time.hpp"
+#include "server.hpp"
+#include "site_metrics.hpp"
 #include "socket.hpp"
 
 #include <nlohmann/json.hpp>
@@ -66,14 +72,34 @@ class Log final : public core::RouterObserver, public steering::RuntimeObserver 
       : site_(std::move(site)), min_level_(min_level), writer_(writer) {}
 
   void set_level(int min_level) { min_level_ = min_level; }
-  void log(int level, const std::string& msg) {
+  // text: "TIME patronusd[SITE] LEVEL: [COMPONENT: ]MESSAGE"; logfmt: ts= level= site= component=
+  // msg=; json: one object a line. Every line carries the site and the component.
+  void set_format(const std::string& format) { format_ = format; }
+  void log(int level, const std::string& msg) { emit(level, "patronusd", msg); }
+  void emit(int level, const std::string& component, const std::string& msg) {
     static const char* kNames[] = {"debug", "info", "warn", "error"};
-    if (level >= min_level_) {
-      // UTC with milliseconds: lines from several sites and the controller can be merged.
-      const std::string line = util::utc_time(wall_ns()) + " patronusd[" + site_ + "] " +
-                               kNames[level] + ": " + msg + "\n";
-      std::cerr << line << std::flush;
+    if (level < min_level_) return;
+    level = std::clamp(level, 0, 3);
+    // UTC with milliseconds: lines from several sites and the controller can be merged.
+    const std::string ts = util::utc_time(wall_ns());
+    std::string line;
+    if (format_ == "json") {
+      line = nlohmann::json{{"ts", ts},
+                            {"level", kNames[level]},
+                            {"site", site_},
+                            {"component", component},
+                            {"msg", msg}}
+                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+             "\n";
+    } else if (format_ == "logfmt") {
+      line = "ts=" + ts + " level=" + kNames[level] + " site=" + site_ +
+             " component=" + logfmt_value(component) + " msg=" + logfmt_value(msg) + "\n";
+    } else {
+      const bool named = component != "patronusd" && component != "runtime";
+      line = ts + " patronusd[" + site_ + "] " + kNames[level] + ": " +
+             (named ? component + ": " : std::string()) + msg + "\n";
     }
+    std::cerr << line << std::flush;
   }
   void record(const std::string& source, const std::string& kind, const std::string& payload) {
     keep(writer_.add(store::EventRow{wall_ns(), site_, source, kind, "", payload}));
@@ -85,29 +111,31 @@ class Log final : public core::RouterObserver, public steering::RuntimeObserver 
   }
   void on_event(const std::string& instance, const std::string& type,
                 const std::string& json) override {
-    log(1, instance + " event " + type + " " + json);
+    emit(1, instance, "event " + type + " " + json);
     record(instance, type, json);
   }
   void on_log(const std::string& instance, std::uint32_t level, const std::string& msg) override {
-    log(static_cast<int>(level), instance + ": " + msg);
+    emit(static_cast<int>(level), instance, msg);
   }
   // With the site runtime the store sink persists; this only logs. Events reach the log at debug,
   // anomalies as warnings (the runtime's warn()), decisions and path states at info.
   void on_log(const std::string&, const std::string& instance, std::uint32_t level,
               const std::string& msg) override {
-    log(static_cast<int>(level), instance + ": " + msg);
+    emit(static_cast<int>(level), instance, msg);
   }
   void on_event(const std::string&, const steering::Event& e) override {
-    log(0, e.instance() + " event " + steering::event_type(e) + " " + steering::event_json(e));
+    emit(0, e.instance(), "event " + steering::event_type(e) + " " + steering::event_json(e));
   }
   void on_decision(const std::string&, const steering::Decision& d) override {
-    log(1, "decision " + d.cls + " -> " + d.dst_site + ": " + steering::to_string(d.reason) + ": " +
-               d.why);
+    emit(1, "runtime",
+         "decision " + d.cls + " -> " + d.dst_site + ": " + steering::to_string(d.reason) + ": " +
+             d.why);
   }
   void on_path_state(const std::string&, const steering::PathView& p) override {
-    log(1, "path " + p.name + " (" + std::to_string(p.id.value()) + ") is " +
-               model::to_string(p.status) +
-               (p.scored ? " score " + std::to_string(p.score) : std::string()));
+    emit(1, "runtime",
+         "path " + p.name + " (" + std::to_string(p.id.value()) + ") is " +
+             model::to_string(p.status) +
+             (p.scored ? " score " + std::to_string(p.score) : std::string()));
     if (path_changed) path_changed();
   }
   std::function<void()> path_changed;  // the controller link's report on change
@@ -116,8 +144,21 @@ class Log final : public core::RouterObserver, public steering::RuntimeObserver 
   void keep(const Status& s) {
     if (!s.is_ok()) log(3, "state database write failed (rows kept for retry): " + s.message());
   }
+  static std::string logfmt_value(const std::string& v) {
+    std::string out = "\"";
+    for (char c : v) {
+      if (c == '"' || c == '\\')
+        out += {'\\', c};
+      else if (c == '\n')
+        out += "\\n";
+      else
+        out += c;
+    }
+    return out + "\"";
+  }
   std::string site_;
   int min_level_;
+  std::string format_ = "text";
   store::BatchWriter& writer_;
 };
 
@@ -247,12 +288,46 @@ Result<Loaded> load(const std::string& path, core::PluginRegistry& registry,
 
 // The first daemon-level setting a running daemon cannot take on SIGHUP (they are read once at
 // start), or "". log_level is applied; the site's own settings are SiteHost::check_apply's.
+// How long ago each local endpoint's private key file was written (its last rotation).
+std::vector<std::pair<std::string, double>> key_ages(const mesh::KeyDirectory& keys,
+                                                     const std::string& site,
+                                                     const site::v1::Plan& plan) {
+  std::vector<std::pair<std::string, double>> out;
+  std::set<std::string> seen;
+  const double now = static_cast<double>(wall_ns()) / 1e9;
+  for (const auto& p : plan.paths()) {
+    if (!seen.insert(p.local_endpoint()).second) continue;
+    struct stat st {};
+    if (::stat(keys.key_path(site, p.local_endpoint()).c_str(), &st) != 0) continue;
+    const double written = static_cast<double>(st.st_mtim.tv_sec) + st.st_mtim.tv_nsec / 1e9;
+    out.emplace_back(p.local_endpoint(), std::max(0.0, now - written));
+  }
+  return out;
+}
+
+// The eBPF NetworkPolicy enforcers running on this host (`patronus policy enforce`), by the
+// counters they pinned: at most 64, read at the scrape.
+std::vector<SiteMetricsInputs::Enforcer> pinned_enforcers() {
+  std::vector<SiteMetricsInputs::Enforcer> out;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(policy::bpf::kPinRoot, ec), end;
+  for (; !ec && it != end && out.size() < 64; it.increment(ec)) {
+    if (!it->is_directory(ec)) continue;
+    auto counts = policy::bpf::read_pinned(it->path().filename().string());
+    if (!counts.is_ok()) continue;
+    out.push_back({it->path().filename().string(), counts.value().verdicts.allowed,
+                   counts.value().verdicts.denied});
+  }
+  return out;
+}
+
 std::string restart_only_change(const core::DaemonConfig& a, const core::DaemonConfig& b) {
   if (a.state_db != b.state_db) return "state_db";
   if (a.control_socket != b.control_socket) return "control_socket";
   if (a.plugin_dir != b.plugin_dir) return "plugin_dir";
   if (a.flush_interval_ms != b.flush_interval_ms) return "flush_interval_ms";
   if (a.seed != b.seed) return "seed";
+  if (a.http_listen != b.http_listen) return "http_listen";
   if (a.runtime.has_value() != b.runtime.has_value()) return "runtime";
   if (a.runtime && a.runtime->keys_dir != b.runtime->keys_dir) return "runtime.keys_dir";
   if (a.controller.has_value() != b.controller.has_value()) return "controller";
@@ -579,6 +654,10 @@ int run(const Options& opt) {
   }
   store::BatchWriter writer(db);
   Log log(cfg.site, level_of(cfg.log_level), writer);
+  log.set_format(cfg.log_format);
+  metrics::Histogram store_write_seconds(
+      {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
+  writer.on_flush = [&store_write_seconds](double s) { store_write_seconds.observe(s); };
   if (cfg.seed) {
     log.log(2,
             "seed: " + std::to_string(*cfg.seed) +
@@ -668,7 +747,9 @@ int run(const Options& opt) {
   if (keys) ctx.keys = site::directory_keys(*keys);
   ctx.dataplane = dataplane_factory(log);
   ctx.store = &db;
-  ctx.observers = {&log};
+  // Counted for /metrics: probe outcomes per path, failovers per class and peer.
+  SiteMetrics site_metrics(cfg.runtime ? cfg.runtime->probe : "");
+  ctx.observers = {&log, &site_metrics};
   ctx.plugin_observer = &log;
   std::size_t stored_policies = 0;
   ctx.stored_policies = [&db, &stored_policies]() -> Result<std::string> {
@@ -716,6 +797,9 @@ int run(const Options& opt) {
     service.emplace(info, host.router(), host.runtime(), env);
   };
   serve();
+  if (auto* sink = host.sink()) {
+    sink->writer().on_flush = [&store_write_seconds](double s) { store_write_seconds.observe(s); };
+  }
 
   // What an apply changed, said once in the log and recorded (SIGHUP and the controller's pushes).
   auto say_applied = [&](const std::string& what, const site::ApplyReport& a) {
@@ -798,6 +882,109 @@ int run(const Options& opt) {
     };
   }
 
+  // /metrics, /livez, /readyz. The loop's heartbeat also feeds systemd's watchdog (WatchdogSec=)
+  // when run by it: a stuck loop is restarted, not only reported.
+  const auto watchdog = http::sd_watchdog_interval();
+  auto last_watchdog = std::chrono::steady_clock::now();
+  http::Heartbeat heartbeat(io, [&] {
+    const auto now = std::chrono::steady_clock::now();
+    if (watchdog.count() > 0 && now - last_watchdog >= watchdog / 2) {
+      last_watchdog = now;
+      http::sd_notify("WATCHDOG=1");
+    }
+  });
+  auto readiness = [&]() -> std::vector<http::HealthCheck> {
+    std::vector<http::HealthCheck> checks;
+    checks.push_back(
+        {"event_loop", !heartbeat.late(), "late by " + std::to_string(heartbeat.lag_s()) + " s"});
+    const bool fed = !cfg.controller || controller_push.has_value();
+    checks.push_back({"config_applied", host.running() && fed,
+                      !host.running()
+                          ? "the site is not running"
+                          : "no config from the controller yet (" + cfg.controller->address + ")"});
+    checks.push_back({"plugins_started", host.router().running(), "the plugins are not running"});
+    const auto* rt = host.runtime();
+    const bool decided =
+        rt == nullptr || rt->remote_site_names().empty() || rt->counters().decisions > 0;
+    checks.push_back(
+        {"first_decisions", decided, "no class has a path yet (no path to a peer has come up)"});
+    return checks;
+  };
+  auto metrics_text = [&] {
+    SiteMetricsInputs in;
+    in.version = "0.1.0";
+    in.started_unix_s = info.started_unix_ns / 1000000000;
+    in.loop_lag_seconds = heartbeat.lag_s();
+    in.ready = true;
+    for (const auto& c : readiness()) in.ready = in.ready && c.ok;
+    auto* sink = host.sink();
+    in.store_batches = writer.flushes() + (sink ? sink->writer().flushes() : 0);
+    in.store_failed_batches =
+        writer.failed_flushes() + (sink ? sink->writer().failed_flushes() : 0);
+    in.store_rows_written = writer.rows_written() + (sink ? sink->rows_written() : 0);
+    in.store_rows_pending = writer.pending() + (sink ? sink->writer().pending() : 0);
+    in.store_rows_dropped = writer.dropped() + (sink ? sink->dropped() : 0);
+    in.store_write_seconds = &store_write_seconds;
+    if (cfg.controller) {
+      in.controller_connected = link && link->connected();
+      in.applied_version = controller_push ? controller_push->version() : 0;
+    }
+    if (keys) in.key_ages_s = key_ages(*keys, cfg.site, host.config().plan());
+    in.ebpf = pinned_enforcers();
+    return site_metrics.render(host.runtime(), host.router(), in);
+  };
+  std::unique_ptr<http::Server> http_server;
+  if (!cfg.http_listen.empty()) {
+    http::Server::Handlers hh;
+    hh.request = [&](const http::Request& r, http::ConnectionId, http::Reply reply) {
+      if (r.method != "GET") {
+        http::Response res;
+        res.status = 405;
+        res.content_type = "text/plain; charset=utf-8";
+        res.headers.emplace_back("Allow", "GET");
+        res.body = "only GET: /metrics, /livez, /readyz\n";
+        return reply(std::move(res));
+      }
+      if (r.path == "/livez") {
+        return reply(http::health_response(r, "livez", {readiness().front()}));
+      }
+      if (r.path == "/readyz") return reply(http::health_response(r, "readyz", readiness()));
+      if (r.path == "/metrics") {
+        http::Response res;
+        res.content_type = metrics::kContentType;
+        res.body = metrics_text();
+        return reply(std::move(res));
+      }
+      http::Response res;
+      res.status = 404;
+      res.content_type = "text/plain; charset=utf-8";
+      res.body = "not found: this listener serves /metrics, /livez and /readyz\n";
+      return reply(std::move(res));
+    };
+    http::Limits hl;
+    hl.max_connections = 64;  // Prometheus and a probe or two; more wait in the backlog
+    hl.max_header_bytes = 8 * 1024;
+    hl.max_body_bytes = 0;
+    hl.request_timeout_ms = 5000;
+    hl.max_streams = 0;
+    auto srv = http::Server::listen_plain(io, cfg.http_listen, hh, hl);
+    if (srv.is_ok()) {
+      http_server = std::move(srv).value();
+      log.log(1, "metrics and health on http://" + cfg.http_listen + " (port " +
+                     std::to_string(http_server->port()) + ")");
+    } else if (cfg.http_listen_default) {
+      log.log(2, "http_listen: " + srv.status().message() +
+                     ": running without /metrics and health (another daemon holds the default "
+                     "port? give each its own http_listen, or none)");
+    } else {
+      std::cerr << "patronusd: http_listen: " << srv.status().message() << std::endl;
+      for (const auto& e : host.stop()) log.log(3, e);
+      (void)writer.flush();
+      return kExitRuntime;
+    }
+  }
+  http::sd_notify("READY=1");
+
   bool stopping = false;
   std::function<void()> schedule_flush;
   schedule_flush = [&] {
@@ -816,6 +1003,8 @@ int run(const Options& opt) {
     stopping = true;
     log.log(1, "stopping (" + why + ")");
     log.path_changed = nullptr;
+    http::sd_notify("STOPPING=1");
+    http_server.reset();
     link.reset();
     control_server.reset();
     service.reset();
@@ -904,6 +1093,9 @@ int run(const Options& opt) {
         log.record("patronusd", "daemon.reload_refused",
                    nlohmann::json{{"error", r.status().message()}}.dump());
       } else {
+        if (next.value().daemon.log_format != running.log_format) {
+          log.set_format(next.value().daemon.log_format);
+        }
         if (next.value().daemon.log_level != running.log_level) {
           log.set_level(level_of(next.value().daemon.log_level));
           log.log(1, "log level " + next.value().daemon.log_level);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <set>
 
@@ -178,6 +179,17 @@ Result<Credentials> load_credentials(const std::string& certificate_path,
   Credentials cred{std::move(c).value(), std::move(*k.value())};
   if (auto s = check_pair(cred, certificate_path); !s.is_ok()) return s;
   return cred;
+}
+
+Result<std::int64_t> certificate_not_after(const std::string& certificate_pem) {
+  Owned<BIO> b(BIO_new_mem_buf(certificate_pem.data(), static_cast<int>(certificate_pem.size())));
+  Owned<X509> x(b ? PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!x) return invalid_argument("not a PEM certificate");
+  std::tm t{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(x.get()), &t) != 1) {
+    return invalid_argument("the certificate's notAfter does not parse");
+  }
+  return static_cast<std::int64_t>(timegm(&t));
 }
 
 }  // namespace patronus::http

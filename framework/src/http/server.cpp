@@ -12,6 +12,7 @@
 #include <cctype>
 #include <chrono>
 #include <deque>
+#include <type_traits>
 
 #include "patronus/model/address.hpp"
 
@@ -99,7 +100,15 @@ std::string problem(int status, const std::string& detail) {
 
 }  // namespace
 
-struct Connection;
+// A connection as the hub sees it: TLS or plain underneath (BasicConnection).
+struct Connection {
+  virtual ~Connection() = default;
+  virtual void enqueue(std::string bytes) = 0;
+  virtual void close() = 0;
+  virtual void fail() = 0;
+  virtual void start() = 0;
+  bool is_stream = false;
+};
 
 struct Server::Hub : std::enable_shared_from_this<Server::Hub> {
   Hub(net::io_context& io, std::unique_ptr<ssl::context> ctx, Handlers h, Limits l)
@@ -117,11 +126,22 @@ struct Server::Hub : std::enable_shared_from_this<Server::Hub> {
   void accept();
 };
 
-struct Connection : std::enable_shared_from_this<Connection> {
-  Connection(std::shared_ptr<Server::Hub> hub, ConnectionId id, tcp::socket socket)
+template <bool kTls>
+struct BasicConnection final : Connection, std::enable_shared_from_this<BasicConnection<kTls>> {
+  using Stream = std::conditional_t<kTls, beast::ssl_stream<beast::tcp_stream>, beast::tcp_stream>;
+  using std::enable_shared_from_this<BasicConnection<kTls>>::shared_from_this;
+  static Stream make_stream(tcp::socket socket, Server::Hub& hub) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *hub.ctx);
+    } else {
+      (void)hub;
+      return Stream(std::move(socket));
+    }
+  }
+  BasicConnection(std::shared_ptr<Server::Hub> hub, ConnectionId id, tcp::socket socket)
       : hub(std::move(hub)),
         id(id),
-        stream(std::move(socket), *this->hub->ctx),
+        stream(make_stream(std::move(socket), *this->hub)),
         first_byte(beast::get_lowest_layer(stream).socket().get_executor()) {
     boost::system::error_code ec;
     const auto ep = beast::get_lowest_layer(stream).socket().remote_endpoint(ec);
@@ -136,12 +156,15 @@ struct Connection : std::enable_shared_from_this<Connection> {
   beast::flat_buffer buffer;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser;
   std::uint64_t generation = 0;  // of the request a pending Reply answers
-  bool dead = false, is_stream = false, writing = false, closing = false;
+  bool dead = false, writing = false, closing = false;
   std::deque<std::string> out;  // a stream's queue
   std::size_t queued = 0;
   char sink = 0;  // a stream's reads (a client sends nothing; its leaving ends the read)
 
-  void start() {
+  void start() override {
+    if constexpr (!kTls) {
+      return read();  // the request timeout bounds a client that sends nothing
+    }
     beast::get_lowest_layer(stream).expires_after(milliseconds(hub->limits.handshake_timeout_ms));
     // A client speaking plain HTTP to this TLS port is told so, instead of a failed handshake
     // (curl says only "Empty reply from server").
@@ -190,15 +213,17 @@ struct Connection : std::enable_shared_from_this<Connection> {
   }
 
   void handshake() {
-    stream.async_handshake(ssl::stream_base::server,
-                           [self = shared_from_this()](boost::system::error_code ec) {
-                             if (self->dead) return;
-                             if (ec) {
-                               ++self->hub->counters.handshakes_failed;
-                               return self->fail();
-                             }
-                             self->read();
-                           });
+    if constexpr (kTls) {
+      stream.async_handshake(ssl::stream_base::server,
+                             [self = shared_from_this()](boost::system::error_code ec) {
+                               if (self->dead) return;
+                               if (ec) {
+                                 ++self->hub->counters.handshakes_failed;
+                                 return self->fail();
+                               }
+                               self->read();
+                             });
+    }
   }
 
   void read() {
@@ -256,7 +281,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
     r.peer = peer;
     const bool keep_alive = msg.keep_alive();
     const std::uint64_t gen = ++generation;
-    std::weak_ptr<Connection> weak = shared_from_this();
+    std::weak_ptr<BasicConnection> weak = shared_from_this();
     Reply reply = [weak, gen, keep_alive](Response resp) {
       auto self = weak.lock();
       if (!self || self->dead || self->generation != gen) return;
@@ -331,7 +356,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
                            });
   }
 
-  void enqueue(std::string bytes) {
+  void enqueue(std::string bytes) override {
     if (dead || closing) return;
     queued += bytes.size();
     if (queued > hub->limits.max_stream_queued) {
@@ -361,18 +386,23 @@ struct Connection : std::enable_shared_from_this<Connection> {
                      });
   }
 
-  void close() {
+  void close() override {
     if (dead || closing) return;
     closing = true;
     if (!writing) shut();
   }
 
   void shut() {
-    beast::get_lowest_layer(stream).expires_after(milliseconds(1000));
-    stream.async_shutdown([self = shared_from_this()](boost::system::error_code) { self->fail(); });
+    if constexpr (kTls) {
+      beast::get_lowest_layer(stream).expires_after(milliseconds(1000));
+      stream.async_shutdown(
+          [self = shared_from_this()](boost::system::error_code) { self->fail(); });
+    } else {
+      fail();  // fail() shuts the socket down both ways: the client reads the end of the stream
+    }
   }
 
-  void fail() {
+  void fail() override {
     if (dead) return;
     dead = true;
     first_byte.cancel();
@@ -403,7 +433,11 @@ void Server::Hub::accept() {
         boost::system::error_code ignored;
         s.set_option(tcp::no_delay(true), ignored);
         const ConnectionId id = hub->next++;
-        auto c = std::make_shared<Connection>(hub, id, std::move(s));
+        std::shared_ptr<Connection> c;
+        if (hub->ctx)
+          c = std::make_shared<BasicConnection<true>>(hub, id, std::move(s));
+        else
+          c = std::make_shared<BasicConnection<false>>(hub, id, std::move(s));
         hub->connections[id] = c;
         c->start();
       }
@@ -414,11 +448,9 @@ void Server::Hub::accept() {
 
 Server::Server(std::shared_ptr<Hub> hub) : hub_(std::move(hub)) {}
 
-Result<std::unique_ptr<Server>> Server::listen(net::io_context& io, const std::string& address,
-                                               const Credentials& credentials, Handlers handlers,
-                                               Limits limits) {
-  auto addr = model::SocketAddress::parse(address);
-  if (!addr.is_ok()) return invalid_argument("listen " + address + ": " + addr.status().message());
+namespace {
+
+Result<std::unique_ptr<ssl::context>> tls_context(const Credentials& credentials) {
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression);
@@ -429,7 +461,18 @@ Result<std::unique_ptr<Server>> Server::listen(net::io_context& io, const std::s
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
     return invalid_argument("the API's TLS key is not the certificate's");
   }
+  return ctx;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::open(net::io_context& io, const std::string& address,
+                                             std::unique_ptr<ssl::context> ctx, Handlers handlers,
+                                             Limits limits) {
+  auto addr = model::SocketAddress::parse(address);
+  if (!addr.is_ok()) return invalid_argument("listen " + address + ": " + addr.status().message());
   auto hub = std::make_shared<Hub>(io, std::move(ctx), std::move(handlers), limits);
+  boost::system::error_code ec;
   const tcp::endpoint ep(net::ip::make_address(addr.value().ip().to_string(), ec),
                          addr.value().port());
   if (!ec) hub->acceptor.open(ep.protocol(), ec);
@@ -439,6 +482,20 @@ Result<std::unique_ptr<Server>> Server::listen(net::io_context& io, const std::s
   if (ec) return unavailable("listen " + address + ": " + ec.message());
   hub->accept();
   return std::unique_ptr<Server>(new Server(std::move(hub)));
+}
+
+Result<std::unique_ptr<Server>> Server::listen(net::io_context& io, const std::string& address,
+                                               const Credentials& credentials, Handlers handlers,
+                                               Limits limits) {
+  auto ctx = tls_context(credentials);
+  if (!ctx.is_ok()) return ctx.status();
+  return open(io, address, std::move(ctx).value(), std::move(handlers), limits);
+}
+
+Result<std::unique_ptr<Server>> Server::listen_plain(net::io_context& io,
+                                                     const std::string& address, Handlers handlers,
+                                                     Limits limits) {
+  return open(io, address, nullptr, std::move(handlers), limits);
 }
 
 Server::~Server() {

@@ -1,11 +1,12 @@
-// An HTTP/1.1 server over TLS with Boost.Beast, on the caller's io_context (no thread of its own):
-// what the controller's operator API (and, later, the daemons' metrics and health endpoints)
-// answer on. Everything is bounded: connections, header and body bytes, the time a request may
-// take to arrive, the bytes queued on a stream; past a bound the connection gets its error
-// (431, 413, 503) or is closed, and a counter says so. A handler answers at once or later
-// (a password hash on a worker thread): `Reply` may be called once, on the io_context's thread,
-// and is ignored if the client has gone. A response marked `stream` (Server-Sent Events) keeps the
-// connection open: the application adds to it with send() and ends it with close(). Private.
+// An HTTP/1.1 server with Boost.Beast, on the caller's io_context (no thread of its own): over TLS,
+// what the controller's operator API answers on; plain, a site daemon's metrics and health
+// (loopback by default, as node_exporter's). Everything is bounded: connections, header and body
+// bytes, the time a request may take to arrive, the bytes queued on a stream; past a bound the
+// connection gets its error (431, 413, 503) or is closed, and a counter says so. A handler answers
+// at once or later (a password hash on a worker thread): `Reply` may be called once, on the
+// io_context's thread, and is ignored if the client has gone. A response marked `stream`
+// (Server-Sent Events) keeps the connection open: the application adds to it with send() and ends
+// it with close(). Private.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,10 @@
 
 namespace boost::asio {
 class io_context;
+namespace ssl {
+class context;
 }
+}  // namespace boost::asio
 
 namespace patronus::http {
 
@@ -88,6 +92,10 @@ class Server {
                                                 const std::string& address,
                                                 const Credentials& credentials, Handlers handlers,
                                                 Limits limits = {});
+  // The same without TLS (HTTP/1.1 in clear): for loopback or a management network.
+  static Result<std::unique_ptr<Server>> listen_plain(boost::asio::io_context& io,
+                                                      const std::string& address, Handlers handlers,
+                                                      Limits limits = {});
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -105,6 +113,10 @@ class Server {
 
  private:
   explicit Server(std::shared_ptr<Hub> hub);
+  static Result<std::unique_ptr<Server>> open(boost::asio::io_context& io,
+                                              const std::string& address,
+                                              std::unique_ptr<boost::asio::ssl::context> ctx,
+                                              Handlers handlers, Limits limits);
   std::shared_ptr<Hub> hub_;
 };
 
@@ -118,6 +130,8 @@ std::string percent_decode(const std::string& s, bool plus_is_space);
 // made again.
 Result<Credentials> load_or_create_certificate(const std::string& dir, const std::string& name,
                                                const std::vector<std::string>& names);
+// When a certificate (the first of a PEM chain) expires, in seconds since the epoch.
+Result<std::int64_t> certificate_not_after(const std::string& certificate_pem);
 // An operator's own certificate chain and key (from their CA): both files read and checked to
 // belong together.
 Result<Credentials> load_credentials(const std::string& certificate_path,

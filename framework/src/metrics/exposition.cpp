@@ -178,4 +178,79 @@ Status Exposition::histogram(const Labels& labels, const std::vector<double>& bo
   return Status::ok();
 }
 
+Result<Series> parse_series(std::string_view text) {
+  if (text.size() > kMaxSeriesText) {
+    return invalid_argument("metric '" + std::string(text.substr(0, 64)) + "...' is longer than " +
+                            std::to_string(kMaxSeriesText) + " bytes");
+  }
+  const auto open = text.find('{');
+  Series s;
+  s.name = std::string(text.substr(0, open));
+  if (!valid_metric_name(s.name) || s.name.find(':') != std::string::npos) {
+    return invalid_argument("metric name '" + s.name +
+                            "' is not a Prometheus name ([a-zA-Z_][a-zA-Z0-9_]*)");
+  }
+  if (open == std::string_view::npos) return s;
+  if (text.back() != '}') return invalid_argument("metric '" + s.name + "': labels end with '}'");
+  std::string_view rest = text.substr(open + 1, text.size() - open - 2);
+  while (!rest.empty()) {
+    const auto eq = rest.find('=');
+    if (eq == std::string_view::npos) {
+      return invalid_argument("metric '" + s.name + "': a label without '=\"value\"'");
+    }
+    std::string key(rest.substr(0, eq));
+    if (!valid_label_name(key)) {
+      return invalid_argument("metric '" + s.name + "': label name '" + key + "' is not valid");
+    }
+    if (key == "plugin_instance" || key == "instance" || key == "job" || key == "le") {
+      return invalid_argument("metric '" + s.name + "': label '" + key + "' is the host's");
+    }
+    for (const auto& [k, v] : s.labels) {
+      if (k == key) return invalid_argument("metric '" + s.name + "': label '" + key + "' twice");
+    }
+    rest.remove_prefix(eq + 1);
+    if (rest.empty() || rest.front() != '"') {
+      return invalid_argument("metric '" + s.name + "': label '" + key + "' needs a quoted value");
+    }
+    rest.remove_prefix(1);
+    std::string value;
+    bool closed = false;
+    while (!rest.empty()) {
+      const char c = rest.front();
+      rest.remove_prefix(1);
+      if (c == '"') {
+        closed = true;
+        break;
+      }
+      if (c == '\\') {
+        if (rest.empty()) break;
+        const char e = rest.front();
+        rest.remove_prefix(1);
+        if (e == 'n')
+          value += '\n';
+        else if (e == '\\' || e == '"')
+          value += e;
+        else
+          return invalid_argument("metric '" + s.name + "': label '" + key + "' has a bad escape");
+      } else {
+        value += c;
+      }
+    }
+    if (!closed) {
+      return invalid_argument("metric '" + s.name + "': label '" + key + "' value is not closed");
+    }
+    s.labels.emplace_back(std::move(key), std::move(value));
+    if (s.labels.size() > kMaxPluginLabels) {
+      return invalid_argument("metric '" + s.name + "': more than " +
+                              std::to_string(kMaxPluginLabels) + " labels");
+    }
+    if (rest.empty()) break;
+    if (rest.front() != ',') {
+      return invalid_argument("metric '" + s.name + "': labels are separated by ','");
+    }
+    rest.remove_prefix(1);
+  }
+  return s;
+}
+
 }  // namespace patronus::metrics

@@ -57,6 +57,46 @@ std::string format_value(double v);
 bool valid_metric_name(std::string_view name);
 bool valid_label_name(std::string_view name);
 
+// A plugin's metric name (the ABI's `metric` host service): a Prometheus metric name, optionally
+// followed by its own labels in the exposition's syntax, `dropped_total{reason="forged"}`. At
+// most kMaxPluginLabels labels; names and values bounded; `plugin_instance` (the host's), and
+// `instance`, `job` and `le` (Prometheus') are refused.
+// Errors say what is wrong; nothing else is accepted (no spaces, no value).
+struct Series {
+  std::string name;
+  Labels labels;
+};
+inline constexpr std::size_t kMaxPluginLabels = 8;
+inline constexpr std::size_t kMaxSeriesText = 512;
+Result<Series> parse_series(std::string_view text);
+
+// Fixed buckets, observed one value at a time (seconds): what a histogram family needs.
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds)
+      : bounds_(std::move(bounds)), counts_(bounds_.size(), 0) {}
+  void observe(double v) {
+    sum_ += v;
+    for (std::size_t i = 0; i < bounds_.size(); ++i) {
+      if (v <= bounds_[i]) {
+        ++counts_[i];
+        return;
+      }
+    }
+    ++over_;
+  }
+  const std::vector<double>& bounds() const { return bounds_; }
+  const std::vector<std::uint64_t>& counts() const { return counts_; }
+  std::uint64_t over() const { return over_; }
+  double sum() const { return sum_; }
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<std::uint64_t> counts_;
+  std::uint64_t over_ = 0;
+  double sum_ = 0;
+};
+
 // The content type of this format.
 inline constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 

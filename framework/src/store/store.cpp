@@ -3,6 +3,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -793,10 +794,17 @@ Status BatchWriter::add(FlowRow row) {
 
 Status BatchWriter::flush() {
   if (pending() == 0) return Status::ok();
+  const auto start = std::chrono::steady_clock::now();
   auto s = store_.write_batch(samples_, events_, states_, flows_);
-  if (!s.is_ok()) return s;  // rows stay queued; the caller may retry
+  if (!s.is_ok()) {
+    ++failed_flushes_;
+    return s;  // rows stay queued; the caller may retry
+  }
   rows_written_ += pending();
   ++flushes_;
+  if (on_flush) {
+    on_flush(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
   samples_.clear();
   events_.clear();
   states_.clear();

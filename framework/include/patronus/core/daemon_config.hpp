@@ -63,6 +63,8 @@ struct ControllerSection {
   std::int64_t report_interval_ms = 5000;
 };
 
+inline constexpr const char* kDefaultHttpListen = "127.0.0.1:9474";
+
 struct DaemonConfig {
   std::string site;        // site name (DNS label)
   std::string state_db;    // SQLite file
@@ -71,7 +73,12 @@ struct DaemonConfig {
   // The control API's unix socket (owner-only); "" runs without one (config: `none`).
   std::string control_socket = "/run/patronus/patronusd.sock";
   std::int64_t flush_interval_ms = 1000;  // batched writes to the state database
-  std::optional<std::uint64_t> seed;      // randomness seed (default: from the OS)
+  // /metrics, /livez and /readyz over plain HTTP ("" runs without; config: `none`). The default
+  // is loopback only; a default port another daemon holds is a warning, a configured one an error.
+  std::string http_listen = kDefaultHttpListen;
+  bool http_listen_default = true;
+  std::string log_format = "text";    // text, logfmt (key=value) or json: a line each, to stderr
+  std::optional<std::uint64_t> seed;  // randomness seed (default: from the OS)
   std::vector<PluginSpec> plugins;
   // Namespace and Pod manifests handed to policy plugins with the stored NetworkPolicies.
   std::vector<std::string> policy_inventory;

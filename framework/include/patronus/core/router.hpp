@@ -57,6 +57,12 @@ struct RouterLimits {
   std::size_t max_trace_lines = 0;
 };
 
+// One instance's calls through the router (its /metrics): calls into it, those that failed
+// (error status or exception), host timers refused to it, and a policy instance's verdicts.
+struct InstanceCounters {
+  std::uint64_t calls = 0, errors = 0, timers_refused = 0, allowed = 0, denied = 0;
+};
+
 struct RouterCounters {
   std::uint64_t samples = 0;
   std::uint64_t events = 0;
@@ -131,6 +137,9 @@ class RouterInstance {
   std::size_t live_timers(const std::string& instance) const;
   std::size_t live_endpoints(const std::string& instance) const;
   std::size_t live_watches(const std::string& instance) const;
+  // Zeros for an unknown instance. A replaced instance starts again from zero (a counter reset,
+  // as Prometheus understands one).
+  InstanceCounters instance_counters(const std::string& instance) const;
 
   // "<t_ns> <instance> <what>" for samples, events and lifecycle: the router's own trace (only
   // with RouterLimits::max_trace_lines > 0).

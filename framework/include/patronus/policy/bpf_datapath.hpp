@@ -108,6 +108,9 @@ class Datapath {
   std::unique_ptr<Impl> impl_;
 };
 
+// Where enforcers pin their counters: one directory each, named by its pin_name.
+inline constexpr const char* kPinRoot = "/sys/fs/bpf/patronus";
+
 // What a running enforcer (pinned under `pin_name`) has counted, read from another process.
 struct PinnedCounts {
   VerdictCounts verdicts;

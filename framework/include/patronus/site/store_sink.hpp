@@ -31,6 +31,7 @@ class StoreSink final : public steering::RuntimeObserver {
   Status flush();
   std::uint64_t dropped() const { return writer_.dropped(); }
   std::uint64_t rows_written() const { return writer_.rows_written(); }
+  store::BatchWriter& writer() { return writer_; }
 
  private:
   store::PathStateRow row_of(const steering::PathView& p) const;

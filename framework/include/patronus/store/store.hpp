@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -182,6 +183,9 @@ class BatchWriter {
   std::uint64_t flushes() const { return flushes_; }
   std::uint64_t rows_written() const { return rows_written_; }
   std::uint64_t dropped() const { return dropped_; }
+  std::uint64_t failed_flushes() const { return failed_flushes_; }
+  // Called after each batch written, with how long it took (seconds): the daemon's histogram.
+  std::function<void(double)> on_flush;
 
  private:
   Status make_room();
@@ -195,7 +199,7 @@ class BatchWriter {
   std::vector<EventRow> events_;
   std::vector<PathStateRow> states_;
   std::vector<FlowRow> flows_;
-  std::uint64_t flushes_ = 0;
+  std::uint64_t flushes_ = 0, failed_flushes_ = 0;
   std::uint64_t rows_written_ = 0;
 };
 

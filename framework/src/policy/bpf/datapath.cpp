@@ -41,7 +41,6 @@ Status sys_error(const std::string& what, int err) {
   return Status(Code::kUnavailable, what + ": " + errno_text(err));
 }
 
-constexpr const char* kPinRoot = "/sys/fs/bpf/patronus";
 constexpr const char* kStateRoot = "/run/patronus/policy";
 
 // The generation tables, by index.
