@@ -228,6 +228,28 @@ TEST(PluginHost, PluginFilesOthersCouldWriteAreRefused) {
   EXPECT_TRUE(ok.is_ok()) << ok.status().to_string();
 }
 
+// Every distribution package strips its shared objects (dh_strip, cpack's CPACK_STRIP_FILES),
+// which removes .symtab. The entry point is read from the dynamic symbol table, which stays: the
+// packaged plugins were refused as "does not export the entry point" before.
+TEST(PluginHost, AStrippedPluginLoads) {
+  patronus::test::TempDir dir;
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0700), 0);
+  const std::string file = dir.file("libpatronus-scoring.so");
+  auto strip = patronus::test::run({"/usr/bin/strip", "--strip-unneeded", "-o", file,
+                                    patronus::test::plugin_dir() + "/libpatronus-scoring.so"});
+  ASSERT_EQ(strip.exit_code, 0) << strip.err;
+  auto symtab = patronus::test::run({"/usr/bin/readelf", "-S", file});
+  ASSERT_EQ(symtab.out.find(".symtab"), std::string::npos) << "the copy still has .symtab";
+  ASSERT_EQ(::chmod(file.c_str(), 0755), 0);
+  // In another process: a scorer loaded here would hold its Protobuf names in this process's pool
+  // and refuse the real one to the tests after this one.
+  auto listed = patronus::test::run(
+      {patronus::test::bin_dir() + "/patronus", "plugins", "list", "--plugin-dir", dir.path()});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_EQ(listed.out.find("refused"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("\nscoring "), std::string::npos) << listed.out;
+}
+
 TEST(PluginHost, SdkPluginExceptionBecomesAnError) {
   core::PluginRegistry reg;
   auto lib = reg.load_file(tp("test-throws-sdk"));

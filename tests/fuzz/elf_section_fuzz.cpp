@@ -1,4 +1,5 @@
-// A plugin file is read before it is loaded (its embedded schema section): any bytes must give
+// A plugin file is read before it is loaded (its embedded schema section, its exported aliases):
+// any bytes must give
 // a section, no section, or an error, never a crash or a read outside the image; a section found
 // goes through the collision check's FileDescriptorSet parse as well.
 #include <cstdlib>
@@ -9,6 +10,15 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view image(reinterpret_cast<const char*>(data), size);
+  // The plugin's exported aliases are read the same way, from the dynamic symbol table.
+  auto names = patronus::core::elf_exported_in_section_from_image(image, "boostdll");
+  if (names.is_ok()) {
+    for (const auto& n : names.value()) {
+      if (n.size() > size) std::abort();
+    }
+  } else if (names.status().message().empty()) {
+    std::abort();
+  }
   auto r = patronus::core::elf_section_from_image(image, patronus::core::kSchemaSection);
   if (!r.is_ok()) {
     if (r.status().message().empty()) std::abort();

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "patronus/util/status.hpp"
 
@@ -23,5 +24,14 @@ Result<std::optional<std::string>> elf_section_from_image(std::string_view image
 // Same, reading only the headers, the section-name table and the section from the file.
 Result<std::optional<std::string>> elf_section_from_file(const std::string& path,
                                                          std::string_view section);
+
+// The names of the global dynamic symbols defined in a section (a plugin's Boost.DLL aliases
+// live in "boostdll"): read from the dynamic symbol table, which `strip` keeps, so a stripped
+// plugin (every distribution package strips) is read as well as an unstripped one. Empty when
+// the section is absent.
+Result<std::vector<std::string>> elf_exported_in_section_from_image(std::string_view image,
+                                                                    std::string_view section);
+Result<std::vector<std::string>> elf_exported_in_section_from_file(const std::string& path,
+                                                                   std::string_view section);
 
 }  // namespace patronus::core

@@ -5,7 +5,6 @@
 #include <dlfcn.h>
 
 #include <algorithm>
-#include <boost/dll/library_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <cstddef>
 #include <cstdio>
@@ -259,13 +258,14 @@ Result<std::shared_ptr<PluginLibrary>> PluginRegistry::accept(const patronus_plu
 }
 
 Result<std::vector<std::string>> exported_aliases(const std::string& path) {
-  try {
-    boost::dll::library_info info(path, /*throw_if_not_native=*/true);
-    return info.symbols("boostdll");
-  } catch (const std::exception& e) {
-    return invalid_argument(path + ": not a loadable shared object for this host (" + e.what() +
-                            ")");
+  // Boost.DLL's aliases are global symbols in the "boostdll" section. Read from the dynamic
+  // symbol table: boost::dll::library_info reads .symtab, which a stripped plugin has not.
+  auto names = elf_exported_in_section_from_file(path, "boostdll");
+  if (!names.is_ok()) {
+    return invalid_argument(path + ": not a loadable shared object for this host (" +
+                            names.status().message() + ")");
   }
+  return names;
 }
 
 PluginRegistry::PluginRegistry() : PluginRegistry(default_scan_options()) {}

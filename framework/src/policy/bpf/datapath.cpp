@@ -1080,12 +1080,15 @@ Result<PinnedCounts> read_pinned(const std::string& pin_name) {
     return invalid_argument("enforcer name '" + pin_name + "': expected a plain name");
   }
   const std::string dir = std::string(kPinRoot) + "/" + pin_name;
-  const int vfd = bpf_obj_get((dir + "/verdicts").c_str());
+  // Read-only: a reader needs no write access to the maps (patronusd's unit mounts /sys
+  // read-only, where a read-write open of a pinned map fails with EROFS).
+  LIBBPF_OPTS(bpf_obj_get_opts, ro, .file_flags = BPF_F_RDONLY);
+  const int vfd = bpf_obj_get_opts((dir + "/verdicts").c_str(), &ro);
   if (vfd < 0) {
     return Status(Code::kNotFound, "no running enforcer '" + pin_name + "' (" + dir +
                                        "/verdicts: " + errno_text(errno) + ")");
   }
-  const int cfd = bpf_obj_get((dir + "/class_counts").c_str());
+  const int cfd = bpf_obj_get_opts((dir + "/class_counts").c_str(), &ro);
   if (cfd < 0) {
     const int err = errno;
     ::close(vfd);
