@@ -118,7 +118,7 @@ TEST(DaemonConfig, ErrorsNameKeyAndLine) {
   EXPECT_EQ(daemon_error("site: hq\nstate_db: x\nplugin_dir: y\nsurprise: 1\n"),
             "line 4: surprise: unknown field (patronus.daemon.v1.DaemonFile has: site, state_db, "
             "plugin_dir, log_level, control_socket, flush_interval_ms, seed, plugins, "
-            "policy_inventory, runtime, controller)");
+            "policy_inventory, runtime, controller, http_listen, log_format)");
   EXPECT_EQ(daemon_error("site: a\nstate_db: x\nplugin_dir: y\ncontrol_socket: " +
                          std::string(120, 'x') + "\n"),
             "line 4: control_socket: '/" + std::string(120, 'x') +

@@ -634,6 +634,11 @@ def run(lab, report):
         if moved:
             fail("%s: a class to %s moved when c joined: %s" % (s, other, moved))
 
+    # Prometheus starts scraping a target up to 5 s after it starts (its scrape manager syncs
+    # targets on a 5 s tick): a counter first seen after the failover would show no increase.
+    wait_for("Prometheus scraping every site", lambda: len(lab.promql(
+        'up{job="patronus-site"} == 1')) == len(lab.sites), 30)
+
     # 3. the flow, the cut, the failover
     a, b = lab.host("a"), lab.host("b")
     ah, bh = lab.net.get(a + "h"), lab.net.get(b + "h")
@@ -701,17 +706,30 @@ def run(lab, report):
     # rules load and evaluate; a live scrape passes promtool.
     cut_ep = lab.endpoint("a", first)
 
+    queries = {
+        "failovers": 'increase(patronus_class_failovers_total{site="a",class="realtime",'
+                     'peer_site="b"}[2m]) > 0',
+        "path_down": 'min_over_time(patronus_path_up{site="a",peer_site="b",'
+                     'local_endpoint="%s"}[2m]) == 0' % cut_ep,
+        "path_up_now": 'patronus_path_up{site="a",peer_site="b",local_endpoint="%s"} == 1'
+                       % cut_ep,
+        "failbacks": 'increase(patronus_class_failbacks_total{site="a",class="realtime",'
+                     'peer_site="b"}[2m]) > 0',
+    }
+    answers = {}
+
     def seen():
-        fo = lab.promql('increase(patronus_class_failovers_total{site="a",class="realtime",'
-                        'peer_site="b"}[2m]) > 0')
-        down = lab.promql('min_over_time(patronus_path_up{site="a",peer_site="b",'
-                          'local_endpoint="%s"}[2m]) == 0' % cut_ep)
-        now_up = lab.promql('patronus_path_up{site="a",peer_site="b",local_endpoint="%s"} == 1'
-                            % cut_ep)
-        fb = lab.promql('increase(patronus_class_failbacks_total{site="a",class="realtime",'
-                        'peer_site="b"}[2m]) > 0')
-        return (fo, down, now_up, fb) if fo and down and now_up and fb else None
-    fo, down, now_up, fb = wait_for("the failover and failback in Prometheus", seen, 30)
+        for k, q in queries.items():
+            answers[k] = lab.promql(q)
+        return all(answers.values())
+    try:
+        wait_for("the failover and failback in Prometheus", seen, 30)
+    except AssertionError as e:
+        raw = {k: lab.promql(q.rsplit(" ", 2)[0] if k != "path_up_now" else q.split(" ==")[0])
+               for k, q in queries.items()}
+        fail("%s: empty: %s; the series without the comparison: %s" % (
+            e, [k for k, v in answers.items() if not v], raw))
+    fo, down, fb = answers["failovers"], answers["path_down"], answers["failbacks"]
     targets = lab.promql('up{job="patronus-site"} == 1')
     p = lab.net.get("p" + lab.tok)
     rules = json.loads(p.cmd("curl -s http://127.0.0.1:9090/api/v1/rules"))
