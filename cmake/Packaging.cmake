@@ -11,6 +11,9 @@ install(FILES deploy/prometheus/patronus-rules.yaml
 install(FILES deploy/examples/site.yaml deploy/examples/controller.yaml
   DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/patronus/examples)
 install(FILES README.md DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/patronus)
+# The guides (the alert rules' runbook annotations point into operations.md there).
+install(DIRECTORY docs/guides/ DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/patronus/guides
+  FILES_MATCHING PATTERN "*.md")
 # Debian's copyright file: the notice and the plugin exception from LICENSE, with the GPL itself
 # referred to where every Debian system has it.
 file(READ LICENSE patronus_license)
@@ -33,7 +36,8 @@ set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME patronus)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "SD-WAN router with a plugin ABI, path steering and a controller")
-set(CPACK_PACKAGE_DESCRIPTION
+# One string: separate arguments would be joined with ';' (a CMake list).
+string(CONCAT CPACK_PACKAGE_DESCRIPTION
   "patronusd hosts transport (WireGuard, IPsec), probe (its own, BFD), scoring\n"
   "and policy plugins through a stable C ABI, probes every path of the site,\n"
   "steers each traffic class onto the best one and fails over in well under a\n"

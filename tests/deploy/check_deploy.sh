@@ -101,8 +101,29 @@ if ! grep -q "Creating user 'patronus-controller'" <<<"$out"; then
   fail "systemd-sysusers: no user patronus-controller would be created"
 fi
 
+# --- example configs --------------------------------------------------------------------------
+# What the package ships as a starting point must pass --check once its placeholders are filled:
+# the controller's pin, and paths moved into a temporary tree with the build's plugins.
+ex=$tmp/examples
+mkdir -p "$ex/etc/patronus" "$ex/var/lib/patronus/hq" "$ex/var/lib/patronus-controller"
+install -d -m 0700 "$ex/etc/patronus/keys"
+echo "token-not-used-by-check" >"$ex/etc/patronus/hq.token"
+chmod 0600 "$ex/etc/patronus/hq.token"
+pin="ed25519:$(head -c 32 /dev/urandom | base64)"
+sed -e "s|/usr/lib/patronus/plugins|$build/plugins|" -e "s|/etc/patronus|$ex/etc/patronus|g" \
+  -e "s|/var/lib/patronus|$ex/var/lib/patronus|g" -e "s|/run/patronus|$ex/run|g" \
+  -e "s|ed25519:REPLACE-WITH-THE-CONTROLLER-KEY=|$pin|" \
+  "$src/deploy/examples/site.yaml" >"$ex/site.yaml"
+sed -e "s|/var/lib/patronus-controller|$ex/var/lib/patronus-controller|g" \
+  -e "s|/run/patronus-controller|$ex/run|g" \
+  "$src/deploy/examples/controller.yaml" >"$ex/controller.yaml"
+run "$build/bin/patronusd" --check --config "$ex/site.yaml"
+((rc == 0)) || fail "deploy/examples/site.yaml: patronusd --check (exit $rc)"
+run "$build/bin/patronus-controller" --check --config "$ex/controller.yaml"
+((rc == 0)) || fail "deploy/examples/controller.yaml: patronus-controller --check (exit $rc)"
+
 if ((findings > 0)); then
   echo "check_deploy: $findings finding(s)"
   exit 1
 fi
-echo "check_deploy: rules, their tests, units and users clean"
+echo "check_deploy: rules, their tests, units, users and example configs clean"

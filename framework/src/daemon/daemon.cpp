@@ -145,6 +145,7 @@ class Log final : public core::RouterObserver, public steering::RuntimeObserver 
     if (!s.is_ok()) log(3, "state database write failed (rows kept for retry): " + s.message());
   }
   static std::string logfmt_value(const std::string& v) {
+    if (!v.empty() && v.find_first_of(" =\"\\\n\t") == std::string::npos) return v;
     std::string out = "\"";
     for (char c : v) {
       if (c == '"' || c == '\\')
@@ -764,124 +765,7 @@ int run(const Options& opt) {
     return kExitConfig;
   }
   site::SiteHost& host = *created.value();
-  log.record("patronusd", "daemon.start",
-             "{\"plugins\":" + std::to_string(config.plugins_size()) +
-                 ",\"paths\":" + std::to_string(config.plan().paths_size()) + ",\"config\":\"" +
-                 host.config_hash() + "\"}");
-  auto started = host.start();
-  if (!started.is_ok()) {
-    // The host took down what it had started: no rule, route or tunnel of this start is left.
-    std::cerr << "patronusd: " << started.status().message() << std::endl;
-    log.record("patronusd", "daemon.start_failed", "{}");
-    (void)writer.flush();
-    return kExitRuntime;
-  }
-  for (const auto& inst : started.value().policy_instances) {
-    log.record(inst, "policy.loaded",
-               "{\"policies\":" + std::to_string(stored_policies) +
-                   ",\"inventory_files\":" + std::to_string(cfg.policy_inventory.size()) + "}");
-    log.log(1, inst + ": loaded " + std::to_string(stored_policies) + " stored network policies");
-  }
-  if (!started.value().fleet_policies_shadowed.empty()) {
-    log.log(2, "the fleet's " + nlohmann::json(started.value().fleet_policies_shadowed).dump() +
-                   " are also defined on this site: its own copy applies");
-  }
-  log.log(1, "started " + std::to_string(started.value().plugins) + " plugin instance(s)" +
-                 (host.runtime()
-                      ? ", site runtime over " + std::to_string(started.value().paths) + " path(s)"
-                      : std::string()) +
-                 ", config " + host.config_hash().substr(0, 12) + ", state in " + cfg.state_db);
-  // The control API answers with the applied config's hash (again after every accepted reload).
-  auto serve = [&] {
-    info.config_hash = host.config_hash();
-    service.emplace(info, host.router(), host.runtime(), env);
-  };
-  serve();
-  if (auto* sink = host.sink()) {
-    sink->writer().on_flush = [&store_write_seconds](double s) { store_write_seconds.observe(s); };
-  }
-
-  // What an apply changed, said once in the log and recorded (SIGHUP and the controller's pushes).
-  auto say_applied = [&](const std::string& what, const site::ApplyReport& a) {
-    for (const auto& e : a.errors) log.log(3, what + ": " + e);
-    log.log(1,
-            a.unchanged
-                ? what + ": the config is unchanged"
-                : what + ": " + std::to_string(a.sites_added.size()) + " site(s) and " +
-                      std::to_string(a.paths_added.size()) + " path(s) added, " +
-                      std::to_string(a.paths_removed.size()) + " removed, " +
-                      std::to_string(a.paths_rekeyed) + " with new keys" +
-                      (a.sites_removed.empty()
-                           ? std::string()
-                           : ", sites removed " + nlohmann::json(a.sites_removed).dump()) +
-                      (a.errors.empty() ? std::string()
-                                        : ", " + std::to_string(a.errors.size()) + " refused") +
-                      (a.classes_replaced
-                           ? ", classes replaced (added " + nlohmann::json(a.classes_added).dump() +
-                                 ", removed " + nlohmann::json(a.classes_removed).dump() + ")"
-                           : "") +
-                      (a.plugins_restarted.empty()
-                           ? std::string()
-                           : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
-                      (a.policies_reloaded ? ", the fleet's policies reloaded" : "") +
-                      (a.fleet_policies_shadowed.empty()
-                           ? std::string()
-                           : " (this site's own copy applies for " +
-                                 nlohmann::json(a.fleet_policies_shadowed).dump() + ")") +
-                      ", config " + host.config_hash().substr(0, 12));
-    log.record("patronusd", "daemon.replanned",
-               "{\"changed\":" + std::to_string(a.paths_rekeyed) +
-                   ",\"sites_added\":" + std::to_string(a.sites_added.size()) +
-                   ",\"sites_removed\":" + std::to_string(a.sites_removed.size()) +
-                   ",\"paths_added\":" + std::to_string(a.paths_added.size()) +
-                   ",\"paths_removed\":" + std::to_string(a.paths_removed.size()) +
-                   ",\"refused\":" + std::to_string(a.errors.size()) +
-                   ",\"classes_replaced\":" + (a.classes_replaced ? "true" : "false") +
-                   ",\"plugins_restarted\":" + nlohmann::json(a.plugins_restarted).dump() +
-                   ",\"policies_reloaded\":" + (a.policies_reloaded ? "true" : "false") +
-                   ",\"config\":\"" + host.config_hash() + "\"}");
-  };
-
-  // The controller: every config it pushes is applied like a SIGHUP's, on the file's current
-  // wiring; what was applied is stored by the link for the next start.
-  site::SiteConfig local_config = file_config;
-  std::unique_ptr<ControllerLink> link;
-  if (cfg.controller) {
-    ControllerLink::Hooks hooks;
-    hooks.apply = [&](const ControllerPush& push) -> Status {
-      auto merged = with_controller(local_config, &push);
-      if (!merged.is_ok()) return merged.status();
-      const site::SiteConfig& next = merged.value();
-      if (auto s = host.check_apply(next); !s.is_ok()) return s;
-      if (auto s = save_controller_paths(db, cfg.site, next.plan()); !s.is_ok()) return s;
-      auto r = host.apply(next);
-      if (!r.is_ok()) return r.status();
-      controller_push = push;
-      serve();
-      say_applied("controller version " + std::to_string(push.version()), r.value());
-      return Status::ok();
-    };
-    const std::int64_t started = wall_ns();
-    auto reported_until = std::make_shared<std::int64_t>(0);
-    hooks.report = [&host, started, reported_until] {
-      return report_of(host, started, reported_until.get());
-    };
-    hooks.log = [&log](int level, const std::string& m) { log.log(level, m); };
-    auto l = ControllerLink::create(io, *cfg.controller, cfg.site, *keys, std::move(hooks),
-                                    env.random_u64());
-    if (!l.is_ok()) {
-      std::cerr << "patronusd: " << l.status().message() << std::endl;
-      for (const auto& e : host.stop()) log.log(3, e);
-      (void)writer.flush();
-      return kExitConfig;
-    }
-    link = std::move(l).value();
-    link->start();
-    log.path_changed = [&link] {
-      if (link) link->report_soon();
-    };
-  }
-
+  std::unique_ptr<ControllerLink> link;  // the controller's, once started (below)
   // /metrics, /livez, /readyz. The loop's heartbeat also feeds systemd's watchdog (WatchdogSec=)
   // when run by it: a stuck loop is restarted, not only reported.
   const auto watchdog = http::sd_watchdog_interval();
@@ -977,12 +861,128 @@ int run(const Options& opt) {
                      ": running without /metrics and health (another daemon holds the default "
                      "port? give each its own http_listen, or none)");
     } else {
+      // Before anything starts: a taken port changes nothing on the site.
       std::cerr << "patronusd: http_listen: " << srv.status().message() << std::endl;
-      for (const auto& e : host.stop()) log.log(3, e);
-      (void)writer.flush();
       return kExitRuntime;
     }
   }
+  log.record("patronusd", "daemon.start",
+             "{\"plugins\":" + std::to_string(config.plugins_size()) +
+                 ",\"paths\":" + std::to_string(config.plan().paths_size()) + ",\"config\":\"" +
+                 host.config_hash() + "\"}");
+  auto started = host.start();
+  if (!started.is_ok()) {
+    // The host took down what it had started: no rule, route or tunnel of this start is left.
+    std::cerr << "patronusd: " << started.status().message() << std::endl;
+    log.record("patronusd", "daemon.start_failed", "{}");
+    (void)writer.flush();
+    return kExitRuntime;
+  }
+  for (const auto& inst : started.value().policy_instances) {
+    log.record(inst, "policy.loaded",
+               "{\"policies\":" + std::to_string(stored_policies) +
+                   ",\"inventory_files\":" + std::to_string(cfg.policy_inventory.size()) + "}");
+    log.log(1, inst + ": loaded " + std::to_string(stored_policies) + " stored network policies");
+  }
+  if (!started.value().fleet_policies_shadowed.empty()) {
+    log.log(2, "the fleet's " + nlohmann::json(started.value().fleet_policies_shadowed).dump() +
+                   " are also defined on this site: its own copy applies");
+  }
+  log.log(1, "started " + std::to_string(started.value().plugins) + " plugin instance(s)" +
+                 (host.runtime()
+                      ? ", site runtime over " + std::to_string(started.value().paths) + " path(s)"
+                      : std::string()) +
+                 ", config " + host.config_hash().substr(0, 12) + ", state in " + cfg.state_db);
+  // The control API answers with the applied config's hash (again after every accepted reload).
+  auto serve = [&] {
+    info.config_hash = host.config_hash();
+    service.emplace(info, host.router(), host.runtime(), env);
+  };
+  serve();
+  if (auto* sink = host.sink()) {
+    sink->writer().on_flush = [&store_write_seconds](double s) { store_write_seconds.observe(s); };
+  }
+
+  // What an apply changed, said once in the log and recorded (SIGHUP and the controller's pushes).
+  auto say_applied = [&](const std::string& what, const site::ApplyReport& a) {
+    for (const auto& e : a.errors) log.log(3, what + ": " + e);
+    log.log(1,
+            a.unchanged
+                ? what + ": the config is unchanged"
+                : what + ": " + std::to_string(a.sites_added.size()) + " site(s) and " +
+                      std::to_string(a.paths_added.size()) + " path(s) added, " +
+                      std::to_string(a.paths_removed.size()) + " removed, " +
+                      std::to_string(a.paths_rekeyed) + " with new keys" +
+                      (a.sites_removed.empty()
+                           ? std::string()
+                           : ", sites removed " + nlohmann::json(a.sites_removed).dump()) +
+                      (a.errors.empty() ? std::string()
+                                        : ", " + std::to_string(a.errors.size()) + " refused") +
+                      (a.classes_replaced
+                           ? ", classes replaced (added " + nlohmann::json(a.classes_added).dump() +
+                                 ", removed " + nlohmann::json(a.classes_removed).dump() + ")"
+                           : "") +
+                      (a.plugins_restarted.empty()
+                           ? std::string()
+                           : ", restarted " + nlohmann::json(a.plugins_restarted).dump()) +
+                      (a.policies_reloaded ? ", the fleet's policies reloaded" : "") +
+                      (a.fleet_policies_shadowed.empty()
+                           ? std::string()
+                           : " (this site's own copy applies for " +
+                                 nlohmann::json(a.fleet_policies_shadowed).dump() + ")") +
+                      ", config " + host.config_hash().substr(0, 12));
+    log.record("patronusd", "daemon.replanned",
+               "{\"changed\":" + std::to_string(a.paths_rekeyed) +
+                   ",\"sites_added\":" + std::to_string(a.sites_added.size()) +
+                   ",\"sites_removed\":" + std::to_string(a.sites_removed.size()) +
+                   ",\"paths_added\":" + std::to_string(a.paths_added.size()) +
+                   ",\"paths_removed\":" + std::to_string(a.paths_removed.size()) +
+                   ",\"refused\":" + std::to_string(a.errors.size()) +
+                   ",\"classes_replaced\":" + (a.classes_replaced ? "true" : "false") +
+                   ",\"plugins_restarted\":" + nlohmann::json(a.plugins_restarted).dump() +
+                   ",\"policies_reloaded\":" + (a.policies_reloaded ? "true" : "false") +
+                   ",\"config\":\"" + host.config_hash() + "\"}");
+  };
+
+  // The controller: every config it pushes is applied like a SIGHUP's, on the file's current
+  // wiring; what was applied is stored by the link for the next start.
+  site::SiteConfig local_config = file_config;
+  if (cfg.controller) {
+    ControllerLink::Hooks hooks;
+    hooks.apply = [&](const ControllerPush& push) -> Status {
+      auto merged = with_controller(local_config, &push);
+      if (!merged.is_ok()) return merged.status();
+      const site::SiteConfig& next = merged.value();
+      if (auto s = host.check_apply(next); !s.is_ok()) return s;
+      if (auto s = save_controller_paths(db, cfg.site, next.plan()); !s.is_ok()) return s;
+      auto r = host.apply(next);
+      if (!r.is_ok()) return r.status();
+      controller_push = push;
+      serve();
+      say_applied("controller version " + std::to_string(push.version()), r.value());
+      return Status::ok();
+    };
+    const std::int64_t started = wall_ns();
+    auto reported_until = std::make_shared<std::int64_t>(0);
+    hooks.report = [&host, started, reported_until] {
+      return report_of(host, started, reported_until.get());
+    };
+    hooks.log = [&log](int level, const std::string& m) { log.log(level, m); };
+    auto l = ControllerLink::create(io, *cfg.controller, cfg.site, *keys, std::move(hooks),
+                                    env.random_u64());
+    if (!l.is_ok()) {
+      std::cerr << "patronusd: " << l.status().message() << std::endl;
+      for (const auto& e : host.stop()) log.log(3, e);
+      (void)writer.flush();
+      return kExitConfig;
+    }
+    link = std::move(l).value();
+    link->start();
+    log.path_changed = [&link] {
+      if (link) link->report_soon();
+    };
+  }
+
   http::sd_notify("READY=1");
 
   bool stopping = false;
@@ -1093,12 +1093,11 @@ int run(const Options& opt) {
         log.record("patronusd", "daemon.reload_refused",
                    nlohmann::json{{"error", r.status().message()}}.dump());
       } else {
-        if (next.value().daemon.log_format != running.log_format) {
-          log.set_format(next.value().daemon.log_format);
-        }
-        if (next.value().daemon.log_level != running.log_level) {
-          log.set_level(level_of(next.value().daemon.log_level));
-          log.log(1, "log level " + next.value().daemon.log_level);
+        const auto& d = next.value().daemon;
+        if (d.log_format != running.log_format || d.log_level != running.log_level) {
+          log.set_format(d.log_format);
+          log.set_level(level_of(d.log_level));
+          log.log(1, "logging changed: level " + d.log_level + ", format " + d.log_format);
         }
         running = next.value().daemon;
         local_config = next_file;
