@@ -588,11 +588,9 @@ int run(const Options& opt) {
                        ? auth->authenticate(h.substr(7))
                        : Result<Principal>(unauthenticated("no credentials"));
         if (!who.is_ok()) {
-          http::Response res;
-          res.status = 401;
-          res.content_type = "text/plain; charset=utf-8";
+          auto res = http::text_response(
+              401, "/metrics needs an API key or access token (Authorization: Bearer ...)\n");
           res.headers.emplace_back("WWW-Authenticate", "Bearer");
-          res.body = "/metrics needs an API key or access token (Authorization: Bearer ...)\n";
           return reply(std::move(res));
         }
         MetricsInputs in;
@@ -613,11 +611,9 @@ int run(const Options& opt) {
         if (ui) {
           if (auto f = ui->get(r)) return reply(std::move(*f));
         }
-        http::Response nf;
-        nf.status = 404;
-        nf.content_type = "text/plain";
-        nf.body =
-            ui ? "not found\n" : "the dashboard is not installed on this controller (api.ui_dir)\n";
+        auto nf = http::text_response(
+            404, ui ? "not found\n"
+                    : "the dashboard is not installed on this controller (api.ui_dir)\n");
         http::StaticFiles::secure(nf);
         return reply(std::move(nf));
       }

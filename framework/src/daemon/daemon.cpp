@@ -822,11 +822,8 @@ int run(const Options& opt) {
     http::Server::Handlers hh;
     hh.request = [&](const http::Request& r, http::ConnectionId, http::Reply reply) {
       if (r.method != "GET") {
-        http::Response res;
-        res.status = 405;
-        res.content_type = "text/plain; charset=utf-8";
+        auto res = http::text_response(405, "only GET: /metrics, /livez, /readyz\n");
         res.headers.emplace_back("Allow", "GET");
-        res.body = "only GET: /metrics, /livez, /readyz\n";
         return reply(std::move(res));
       }
       if (r.path == "/livez") {
@@ -839,11 +836,8 @@ int run(const Options& opt) {
         res.body = metrics_text();
         return reply(std::move(res));
       }
-      http::Response res;
-      res.status = 404;
-      res.content_type = "text/plain; charset=utf-8";
-      res.body = "not found: this listener serves /metrics, /livez and /readyz\n";
-      return reply(std::move(res));
+      return reply(http::text_response(
+          404, "not found: this listener serves /metrics, /livez and /readyz\n"));
     };
     http::Limits hl;
     hl.max_connections = 64;  // Prometheus and a probe or two; more wait in the backlog

@@ -46,6 +46,14 @@ double Heartbeat::lag_s() const {
   return std::max(impl_->lag_s, overdue);
 }
 
+Response text_response(int status, std::string body) {
+  Response res;
+  res.status = status;
+  res.content_type = "text/plain; charset=utf-8";
+  res.body = std::move(body);
+  return res;
+}
+
 Response health_response(const Request& r, const std::string& what,
                          const std::vector<HealthCheck>& checks) {
   Response res;

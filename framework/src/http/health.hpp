@@ -48,6 +48,9 @@ struct HealthCheck {
 Response health_response(const Request& r, const std::string& what,
                          const std::vector<HealthCheck>& checks);
 
+// A plain-text answer (an error a human reads: curl, a probe's log).
+Response text_response(int status, std::string body);
+
 // systemd's notification socket ($NOTIFY_SOCKET): "READY=1", "WATCHDOG=1", "STOPPING=1". False
 // when not run by systemd (or the send failed); never blocks.
 bool sd_notify(const std::string& state);
