@@ -143,6 +143,59 @@ int run_sites(int in, std::uint16_t port, channel::PublicKey pin) {
 
 // ---- the controller (this process) ------------------------------------------------------------
 
+// The fleet store as the controller uses it, counted: how many batches, records and bytes it
+// writes (what a replicated store must carry: ADR 0027).
+struct CountingStore final : controller::FleetStore {
+  explicit CountingStore(std::unique_ptr<controller::FleetStore> s) : inner(std::move(s)) {}
+  Result<controller::FleetSnapshot> load() override { return inner->load(); }
+  Status write(const controller::FleetBatch& b) override {
+    ++batches;
+    const std::uint64_t before = bytes;
+    auto add = [this](const auto& msgs) {
+      for (const auto& m : msgs) {
+        ++records;
+        bytes += m.ByteSizeLong();
+      }
+    };
+    add(b.put_sites);
+    add(b.put_tokens);
+    add(b.put_users);
+    add(b.put_api_keys);
+    add(b.put_sessions);
+    add(b.audit);
+    records += b.delete_sites.size() + b.delete_tokens.size() + b.delete_users.size() +
+               b.delete_api_keys.size() + b.delete_sessions.size();
+    if (b.settings) {
+      ++records;
+      bytes += b.settings->ByteSizeLong();
+    }
+    if (b.compiler) {
+      ++records;
+      bytes += b.compiler->ByteSizeLong();
+    }
+    largest = std::max(largest, bytes - before);
+    return inner->write(b);
+  }
+  Result<std::vector<controller::fleet::AuditEntry>> read_audit(
+      const controller::AuditQuery& q) override {
+    return inner->read_audit(q);
+  }
+  struct Mark {
+    std::uint64_t batches, records, bytes;
+  };
+  Mark mark() const { return {batches, records, bytes}; }
+  std::string since(const Mark& m, double ms) const {
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "store: %llu batches, %llu records, %.0f KB in %.0f ms",
+                  static_cast<unsigned long long>(batches - m.batches),
+                  static_cast<unsigned long long>(records - m.records),
+                  static_cast<double>(bytes - m.bytes) / 1024, ms);
+    return buf;
+  }
+  std::unique_ptr<controller::FleetStore> inner;
+  std::uint64_t batches = 0, records = 0, bytes = 0, largest = 0;
+};
+
 struct Bench {
   boost::asio::io_context io;
   env::AsioEnv env{io, 1};
@@ -158,7 +211,7 @@ struct Bench {
     std::uint64_t pushes = 0;
   } out;
   std::string dir;
-  std::unique_ptr<controller::FleetStore> store;
+  std::unique_ptr<CountingStore> store;
   std::unique_ptr<controller::Core> core;
   std::unique_ptr<channel::Server> server;
   std::map<channel::SessionId, channel::PublicKey> peers;
@@ -173,7 +226,8 @@ struct Bench {
     dir = std::filesystem::temp_directory_path() /
           ("patronus-ctlbench-" + name + "-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
-    store = controller::open_sqlite_fleet_store(dir + "/fleet.db").value();
+    store = std::make_unique<CountingStore>(
+        controller::open_sqlite_fleet_store(dir + "/fleet.db").value());
     core = std::make_unique<controller::Core>(env, out, controller::CoreOptions{}, store.get());
     auto id = channel::make_identity("bench-controller").value();
     channel::Server::Handlers h;
@@ -319,6 +373,7 @@ int main(int argc, char** argv) {
     b.core->set_settings(hs);
     b.io.run_for(std::chrono::milliseconds(10));
     const long rss0 = rss_kib();
+    const auto m0 = b.store->mark();
     const auto t0 = Clock::now();
     for (int i = 0; i < sites; ++i) b.enrol(i);
     if (!b.settle(120)) {
@@ -326,12 +381,17 @@ int main(int argc, char** argv) {
       return 1;
     }
     const double storm = ms_since(t0);
+    std::printf("enrolment storm %s; largest batch %.0f KB\n", b.store->since(m0, storm).c_str(),
+                static_cast<double>(b.store->largest) / 1024);
     const long rss1 = rss_kib();
     std::printf(
         "hub-spoke, %d sites: enrolment storm (all enrolled, compiled, pushed, acked) "
         "%.0f ms; controller RSS +%ld KiB = %.1f KiB per site\n",
         sites, storm, rss1 - rss0, static_cast<double>(rss1 - rss0) / sites);
+    const auto m1 = b.store->mark();
+    const auto tj = Clock::now();
     const Joins inc = join(b, sites, adds, false);
+    std::printf("%d spoke joins: %s\n", adds, b.store->since(m1, ms_since(tj)).c_str());
     const Joins all = join(b, sites + adds, std::max(2, adds / 2), true);
     print_joins("a spoke joins (incremental)", inc);
     print_joins("a spoke joins, every site recompiled (baseline)", all);
@@ -343,12 +403,14 @@ int main(int argc, char** argv) {
     cls->set_priority(site::v1::PRIORITY_NORMAL);
     c->set_default_class("default");
     const std::uint64_t compiles = b.core->counters().configs_compiled;
+    const auto m2 = b.store->mark();
     const auto t1 = Clock::now();
     b.core->set_settings(with_classes);
     b.core->flush();  // no debounce: the recompute itself
     const double compile_ms = ms_since(t1);
     if (!b.settle(60)) return 1;
     const double full_ms = ms_since(t1);
+    std::printf("every site's config changes: %s\n", b.store->since(m2, full_ms).c_str());
     std::printf(
         "every site's config changes: %llu compiled in %.0f ms; last ack %.0f ms after "
         "the change\n",
