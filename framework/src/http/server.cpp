@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -160,6 +161,7 @@ struct BasicConnection final : Connection, std::enable_shared_from_this<BasicCon
   std::deque<std::string> out;  // a stream's queue
   std::size_t queued = 0;
   char sink = 0;  // a stream's reads (a client sends nothing; its leaving ends the read)
+  std::array<char, 4096> drained{};  // a closing plain connection's last bytes from the client
 
   void start() override {
     if constexpr (!kTls) {
@@ -398,8 +400,23 @@ struct BasicConnection final : Connection, std::enable_shared_from_this<BasicCon
       stream.async_shutdown(
           [self = shared_from_this()](boost::system::error_code) { self->fail(); });
     } else {
-      fail();  // fail() shuts the socket down both ways: the client reads the end of the stream
+      // Our side ends; what the client still sends (the rest of a refused request) is read and
+      // dropped for at most a second, so that closing does not reset the connection before the
+      // client has read the answer (a close with unread data sends RST).
+      boost::system::error_code ignored;
+      beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ignored);
+      beast::get_lowest_layer(stream).expires_after(milliseconds(1000));
+      drain();
     }
+  }
+
+  void drain() {
+    stream.async_read_some(net::buffer(drained),
+                           [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                             if (self->dead) return;
+                             if (ec) return self->fail();
+                             self->drain();
+                           });
   }
 
   void fail() override {
