@@ -782,10 +782,13 @@ int run(const Options& opt) {
     checks.push_back(
         {"event_loop", !heartbeat.late(), "late by " + std::to_string(heartbeat.lag_s()) + " s"});
     const bool fed = !cfg.controller || controller_push.has_value();
-    checks.push_back({"config_applied", host.running() && fed,
-                      !host.running()
-                          ? "the site is not running"
-                          : "no config from the controller yet (" + cfg.controller->address + ")"});
+    std::string why;
+    if (!host.running()) {
+      why = "the site is not running";
+    } else if (!fed) {
+      why = "no config from the controller yet (" + cfg.controller->address + ")";
+    }
+    checks.push_back({"config_applied", host.running() && fed, why});
     checks.push_back({"plugins_started", host.router().running(), "the plugins are not running"});
     const auto* rt = host.runtime();
     const bool decided =
