@@ -619,7 +619,7 @@ int run(const Options& opt) {
   std::optional<control::Service> service;
   control::DaemonInfo info;
   info.site = cfg.site;
-  info.version = "0.1.0";
+  info.version = PATRONUS_VERSION;
   info.state_db = cfg.state_db;
   info.pid = ::getpid();
   info.started_unix_ns = wall_ns();
@@ -799,7 +799,7 @@ int run(const Options& opt) {
   };
   auto metrics_text = [&] {
     SiteMetricsInputs in;
-    in.version = "0.1.0";
+    in.version = info.version;
     in.started_unix_s = info.started_unix_ns / 1000000000;
     in.loop_lag_seconds = heartbeat.lag_s();
     in.ready = true;

@@ -27,12 +27,6 @@ const char* failover_reason(steering::Reason r) {
   }
 }
 
-std::string transport_of(const steering::RuntimeConfig& c, const steering::PathSpec& p) {
-  if (!p.tunnel) return "";
-  const auto it = c.transports.find(p.tunnel->transport);
-  return it != c.transports.end() ? it->second : c.transport;
-}
-
 }  // namespace
 
 const std::vector<double>& SiteMetrics::rtt_bounds() {
@@ -102,7 +96,7 @@ std::string SiteMetrics::render(const steering::SiteRuntime* rt, const core::Rou
                    {"peer_site", v.remote_site},
                    {"local_endpoint", spec ? spec->local_endpoint : ""},
                    {"remote_endpoint", spec ? spec->remote_endpoint : ""},
-                   {"transport", spec ? transport_of(rt->config(), *spec) : ""}};
+                   {"transport", spec ? rt->transport_of(*spec) : ""}};
     }
     // Paths that left the plan take their series with them.
     for (auto it = paths_.begin(); it != paths_.end();) {
@@ -210,10 +204,12 @@ std::string SiteMetrics::render(const steering::SiteRuntime* rt, const core::Rou
     family("patronus_class_selected_path", m::Type::kGauge,
            "1 on the path a class's traffic to a peer site takes now.");
     std::vector<std::pair<std::string, std::string>> pairs;
+    std::vector<bool> has_path;
     for (const auto& peer : rt->remote_site_names()) {
       for (const auto& cls : rt->config().classes.classes) {
         pairs.emplace_back(cls.name, peer);
         const auto id = rt->class_path(peer, cls.name);
+        has_path.push_back(id.valid());
         if (!id.valid()) continue;
         const steering::PathSpec* spec = rt->spec(id);
         sample({{"class", cls.name},
@@ -225,8 +221,8 @@ std::string SiteMetrics::render(const steering::SiteRuntime* rt, const core::Rou
     }
     family("patronus_class_has_path", m::Type::kGauge,
            "1 when a class has a usable path to a peer site, 0 when its traffic has none.");
-    for (const auto& [cls, peer] : pairs) {
-      sample({{"class", cls}, {"peer_site", peer}}, rt->class_path(peer, cls).valid() ? 1 : 0);
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      sample({{"class", pairs[i].first}, {"peer_site", pairs[i].second}}, has_path[i] ? 1 : 0);
     }
     family("patronus_class_failovers_total", m::Type::kCounter,
            "Moves of a class's traffic to a peer site away from a failing path, by reason.");

@@ -1064,11 +1064,15 @@ Status SiteRuntime::bring_up_tunnel(const Path& p) {
   return router_.path_up(transport_of(p), d);
 }
 
-const std::string& SiteRuntime::transport_of(const Path& p) const {
+const std::string& SiteRuntime::transport_of(const PathSpec& spec) const {
   static const std::string none;
-  if (!p.spec.tunnel) return none;
-  auto it = config_.transports.find(p.spec.tunnel->transport);
+  if (!spec.tunnel) return none;
+  auto it = config_.transports.find(spec.tunnel->transport);
   return it != config_.transports.end() ? it->second : config_.transport;
+}
+
+const std::string& SiteRuntime::transport_of(const Path& p) const {
+  return transport_of(p.spec);
 }
 
 void SiteRuntime::stop() {

@@ -301,6 +301,8 @@ class SiteRuntime final : private core::RouterObserver {
   std::optional<PathView> path(model::PathId id) const;
   // The plan's description of a path (nullptr: no such path).
   const PathSpec* spec(model::PathId id) const;
+  // The transport plugin instance that builds a path's tunnel ("" without a tunnel).
+  const std::string& transport_of(const PathSpec& spec) const;
   // The remote sites, in the order they were added.
   std::vector<std::string> remote_site_names() const;
   // The path a class's traffic to a site takes now (invalid: none).
