@@ -23,6 +23,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loopback_sites import LoopbackSites, free_port  # noqa: E402
+
 PROMTOOL = "/usr/bin/promtool"
 
 
@@ -33,12 +36,6 @@ class Failure(Exception):
 def check(cond, what):
     if not cond:
         raise Failure(what)
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url, timeout=5):
@@ -109,46 +106,29 @@ def raw(port, data, read_timeout=8):
 
 def main():
     build = os.path.abspath(sys.argv[sys.argv.index("--build") + 1])
-    bin_dir = os.path.join(build, "bin")
     if not os.path.exists(PROMTOOL):
         print("no promtool (Debian package prometheus; scripts/install-deps installs it)")
         return 1
     work = tempfile.mkdtemp(prefix="patronus-site-metrics-")
     report = {}
-    procs = {}
+    lab = None
     ok = False
     try:
-        probe_port = free_port(socket.SOCK_DGRAM)
-        with open(os.path.join(work, "sites.yaml"), "w") as f:
-            f.write("sites:\n"
-                    "  - name: hq\n    subnets: [192.168.10.0/24]\n    endpoints:\n"
-                    "      - {name: wan0, address: 127.0.0.1:51820, type: wan}\n"
-                    "      - {name: wan1, address: 127.0.0.3:51820, type: wan}\n"
-                    "  - name: branch\n    subnets: [192.168.20.0/24]\n    endpoints:\n"
-                    "      - {name: wan0, address: 127.0.0.2:51820, type: wan}\n")
-        subprocess.run([os.path.join(bin_dir, "patronus"), "mesh", "plan", "--sites",
-                        os.path.join(work, "sites.yaml"), "--keys-dir",
-                        os.path.join(work, "keys")], check=True, stdout=subprocess.DEVNULL)
+        lab = LoopbackSites(build, work, [("hq", 10, ["127.0.0.1", "127.0.0.3"]),
+                                          ("branch", 20, ["127.0.0.2"])])
+        probe_port = lab.probe_port
+        procs = lab.procs
         ports = {}
         for site in ("hq", "branch"):
             ports[site] = free_port()
-            with open(os.path.join(work, site + ".yaml"), "w") as f:
-                f.write("site: %s\nstate_db: %s.db\ncontrol_socket: %s.sock\nplugin_dir: %s\n"
-                        "flush_interval_ms: 100\nhttp_listen: '127.0.0.1:%d'\n"
-                        "log_format: logfmt\nplugins:\n"
-                        "  - plugin: probes\n    name: probe\n"
-                        "    config: {port: %d, interval_ms: 50, idle_interval_ms: 100, "
-                        "detect_multiplier: 3, stats_interval_ms: 200}\n"
-                        "  - plugin: scoring\n"
-                        "runtime:\n  sites_file: sites.yaml\n  keys_dir: keys\n  probe: probe\n"
-                        "  scorer: scoring\n" % (site, site, site, os.path.join(build, "plugins"),
-                                                 ports[site], probe_port))
+            lab.write_config(site, "127.0.0.1:%d" % ports[site],
+                             "interval_ms: 50, idle_interval_ms: 100, detect_multiplier: 3, "
+                             "stats_interval_ms: 200",
+                             "control_socket: %s.sock\nflush_interval_ms: 100\n"
+                             "log_format: logfmt\n" % site)
         base = "http://127.0.0.1:%d" % ports["hq"]
         for site in ("hq", "branch"):
-            log = open(os.path.join(work, site + ".log"), "wb")
-            procs[site] = subprocess.Popen([os.path.join(bin_dir, "patronusd"), "-c",
-                                            os.path.join(work, site + ".yaml")],
-                                           stdout=log, stderr=subprocess.STDOUT)
+            lab.start(site)
 
         # Not ready until the first decisions; the failing check is named.
         def listening():
@@ -288,16 +268,14 @@ def main():
         ok = True
     except Failure as e:
         report["failed"] = str(e)
-        for site in ("hq", "branch"):
-            p = os.path.join(work, site + ".log")
-            if os.path.exists(p):
-                with open(p, errors="replace") as f:
-                    report.setdefault("logs", {})[site] = f.read()[-3000:]
+        if lab is not None:
+            report["logs"] = lab.logs(3000)
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        if lab is not None:
+            for p in lab.procs.values():
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
     return 0 if ok else 1

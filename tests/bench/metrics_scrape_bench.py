@@ -13,19 +13,14 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "apps"))
+from loopback_sites import LoopbackSites, free_port  # noqa: E402
 
 
 def cpu_s(pid):
@@ -51,41 +46,19 @@ def main():
     ap.add_argument("--max-cpu-ratio", type=float, default=0)
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
-    bin_dir = os.path.join(args.build, "bin")
     work = tempfile.mkdtemp(prefix="patronus-scrape-bench-")
-    procs = []
     report = {"seconds_per_window": args.seconds}
+    lab = None
     try:
-        probe_port = free_port(socket.SOCK_DGRAM)
         http_port = free_port()
-        lines = ["sites:"]
-        for site, n, base in (("hq", 9, "127.0.1."), ("branch", 10, "127.0.2.")):
-            lines += ["  - name: %s" % site, "    subnets: [192.168.%d.0/24]" %
-                      (10 if site == "hq" else 20), "    endpoints:"]
-            lines += ["      - {name: wan%d, address: '%s%d:51820', type: wan}" % (i, base, i + 1)
-                      for i in range(n)]
-        with open(os.path.join(work, "sites.yaml"), "w") as f:
-            f.write("\n".join(lines) + "\n")
-        subprocess.run([os.path.join(bin_dir, "patronus"), "mesh", "plan", "--sites",
-                        os.path.join(work, "sites.yaml"), "--keys-dir",
-                        os.path.join(work, "keys")], check=True, stdout=subprocess.DEVNULL)
+        lab = LoopbackSites(args.build, work,
+                            [("hq", 10, ["127.0.1.%d" % (i + 1) for i in range(9)]),
+                             ("branch", 20, ["127.0.2.%d" % (i + 1) for i in range(10)])])
         for site in ("hq", "branch"):
-            listen = "127.0.0.1:%d" % http_port if site == "hq" else "none"
-            with open(os.path.join(work, site + ".yaml"), "w") as f:
-                f.write("site: %s\nstate_db: %s.db\ncontrol_socket: none\nplugin_dir: %s\n"
-                        "http_listen: '%s'\nplugins:\n"
-                        "  - plugin: probes\n    name: probe\n"
-                        "    config: {port: %d, interval_ms: 50, idle_interval_ms: 50}\n"
-                        "  - plugin: scoring\n"
-                        "runtime:\n  sites_file: sites.yaml\n  keys_dir: keys\n  probe: probe\n"
-                        "  scorer: scoring\n" % (site, site, os.path.join(args.build, "plugins"),
-                                                 listen, probe_port))
-        for site in ("hq", "branch"):
-            log = open(os.path.join(work, site + ".log"), "wb")
-            procs.append(subprocess.Popen([os.path.join(bin_dir, "patronusd"), "-c",
-                                           os.path.join(work, site + ".yaml")],
-                                          stdout=log, stderr=subprocess.STDOUT))
-        hq = procs[0]
+            lab.write_config(site, "127.0.0.1:%d" % http_port if site == "hq" else "none",
+                             "interval_ms: 50, idle_interval_ms: 50", "control_socket: none\n")
+        hq = lab.start("hq")
+        lab.start("branch")
         base = "http://127.0.0.1:%d" % http_port
         deadline = time.monotonic() + 60
         while True:
@@ -143,21 +116,12 @@ def main():
             ok = False
     except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
         report["failed"] = str(e)
-        for site in ("hq", "branch"):
-            p = os.path.join(work, site + ".log")
-            if os.path.exists(p):
-                with open(p, errors="replace") as f:
-                    report.setdefault("logs", {})[site] = f.read()[-2000:]
+        if lab is not None:
+            report["logs"] = lab.logs(2000)
         ok = False
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        if lab is not None:
+            lab.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
     return 0 if ok else 1
